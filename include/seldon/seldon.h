@@ -1,0 +1,13 @@
+/*
+ * libseldon: everything public, in one include.
+ *
+ * Thread safety: see each header.
+ */
+#ifndef SELDON_SELDON_H
+#define SELDON_SELDON_H
+
+#include "version.h"
+#include "common.h"
+#include "oip.h"
+
+#endif
