@@ -22,6 +22,10 @@
 
 #include "util/fpconv_table.h"
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "fpconv.c reads digit blocks as little-endian words"
+#endif
+
 __extension__ typedef unsigned __int128 sdn_u128;
 
 /* floor(x / 2^s) for x >= -2^30 without right-shifting a negative number. */
@@ -510,6 +514,7 @@ static uint64_t sdn_mul_round(uint64_t w, int e10, int prec, unsigned emax)
 
 static double sdn_slow(const char *p, const char *end, bool f32, float *fout)
 {
+    /* Only reached with a nonzero significand, so at least one digit is kept. */
     char buf[SDN_SLOW_DIGITS + 32];
     char *o = buf;
     const char *s = p;
@@ -539,8 +544,6 @@ static double sdn_slow(const char *p, const char *end, bool f32, float *fout)
             dropped |= *s != '0';
         }
     }
-    if (kept == 0)
-        *o++ = '0';
     if (dropped) {
         *o++ = '1';
         dexp--;

@@ -19,7 +19,7 @@
  * e.g. "1e-05", "1.5e+16", "3.4028235e+38". Integral values in fixed notation carry ".0".
  * NaN -> "NaN" (whatever its sign or payload), +inf -> "Infinity", -inf -> "-Infinity".
  * The whole buffer (SDN_FMT_F32_MAX / SDN_FMT_F64_MAX bytes) may be used as scratch. */
-size_t sdn_fmt_f32(char *buf, float v); /* at most 9 significant digits */
+size_t sdn_fmt_f32(char *buf, float v);  /* at most 9 significant digits */
 size_t sdn_fmt_f64(char *buf, double v); /* at most 17 significant digits */
 
 enum { SDN_NUM_OK = 0, SDN_NUM_SYNTAX = -1, SDN_NUM_RANGE = -2 };

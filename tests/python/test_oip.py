@@ -129,7 +129,7 @@ def expect_error(code_name, fragment, fn, *args, **kwargs):
         fn(*args, **kwargs)
     e = ei.value
     assert e.name == code_name, str(e)
-    assert e.code == getattr(seldon.SeldonError, "__dict__", {}).get(code_name, e.code)
+    assert e.code < 0 and SeldonError(e.code).name == code_name
     assert fragment in e.message, str(e)
     assert code_name in str(e)
     return e
@@ -262,8 +262,9 @@ def test_zero_dim_and_empty_tensors_from_json():
 
 def test_error_names_the_element():
     body = {"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2, "three"]}]}
-    e = expect_error("SELDON_EDATATYPE", "inputs[0].data[2]", Message.decode_json, jbody(body))
-    assert e.code == -6
+    e = expect_error("SELDON_EPARSE", "inputs[0].data[2]", Message.decode_json, jbody(body))
+    assert e.code == -3
+    assert "expected a number" in e.message
 
 
 def test_error_shape_mismatch():
@@ -381,6 +382,8 @@ def test_add_tensor_infers_datatypes():
     assert msg.add_tensor("S", np.array([b"xy", b"z"])).datatype == "BYTES"
     assert msg.add_tensor("U", np.array(["xy", "\u00e9"])).datatype == "BYTES"
     assert list(msg["U"].numpy()) == [b"xy", "\u00e9".encode()]
+    odd = np.array([2, 0, 255], np.uint8).view(np.bool_)  # bool bytes other than 0 and 1
+    assert list(msg.add_tensor("odd", odd).numpy().view(np.uint8)) == [1, 0, 1]
     t = msg.add_tensor("explicit", [[1, 2], [3, 4]], datatype="FP32")
     assert t.datatype == "FP32" and t.shape == (2, 2)
     assert_same(t.numpy(), np.array([[1, 2], [3, 4]], np.float32))
@@ -470,10 +473,8 @@ def test_binary_extension_round_trip(binary_all):
     for name, arr in want.items():
         assert_same(back[name].numpy(), arr)
         assert "binary_data_size" not in back[name].parameters
-    # Without the header the trailing binary part is not JSON.
-    with pytest.raises(SeldonError) as ei:
-        Message.decode_json(body)
-    assert ei.value.name == "SELDON_EPARSE"
+    # Without the header the JSON part is taken to be the whole body: no binary data is left.
+    expect_error("SELDON_ESHAPE", "binary_data_size", Message.decode_json, body)
 
 
 def test_json_len_of_plain_json_is_whole_body():
@@ -497,7 +498,9 @@ def test_json_to_pb_to_json_keeps_everything():
     got = snapshot(again)
     got["model_name"] = got["model_version"] = ""
     assert got == want
-    assert json.loads(again.encode_json()) == json.loads(first.encode_json())
+    assert json.loads(again.encode_json()) == json.loads(Message.decode_json(first.encode_json())
+                                                         .encode_json())
+    assert json.loads(pb.encode_json()) == json.loads(first.encode_json())
 
 
 def test_response_json_pb_json():
@@ -593,6 +596,7 @@ def test_zero_copy_out_survives_message():
     arr[0, 0] = -1.0
     assert t.numpy()[0, 0] == -1.0  # one memory, seen through both
     alive = weakref.ref(msg)
+    handle = weakref.ref(msg._h)
     del msg, t
     gc.collect()
     assert alive() is None  # the Message object is gone ...
@@ -600,6 +604,10 @@ def test_zero_copy_out_survives_message():
     want = np.arange(4096, dtype=np.float32).reshape(64, 64)
     want[0, 0] = -1.0
     assert_same(arr, want)  # ... but its memory lives as long as the array
+    assert handle() is not None
+    del arr
+    gc.collect()
+    assert handle() is None  # and is freed with it
 
 
 def test_zero_copy_out_after_close_and_from_pb():
@@ -647,6 +655,64 @@ def test_zero_copy_in():
     assert t.data_ptr != x.ctypes.data and not t.borrowed and t.numpy().flags.writeable
 
 
+def test_alloc_tensor_fills_in_place():
+    msg = Message.response()
+    t = msg.alloc_tensor("y", (2, 3), "FP16", parameters={"p": 1})
+    y = t.numpy()
+    assert y.dtype == np.float16 and y.shape == (2, 3) and y.flags.writeable
+    assert not y.any()
+    y[:] = np.arange(6, dtype=np.float16).reshape(2, 3)
+    assert_same(via_pb(msg)["y"].numpy(), np.arange(6, dtype=np.float16).reshape(2, 3))
+    s = msg.alloc_tensor("s", (), "INT8").numpy()
+    assert s.shape == () and s == 0
+    expect_error("SELDON_ESHAPE", "shape[1]", msg.alloc_tensor, "neg", (2, -1), "FP32")
+    with pytest.raises(TypeError):
+        msg.alloc_tensor("b", (1,), "BYTES")
+
+
+def test_decode_borrow_keeps_body_alive():
+    src = Message.request()
+    src.add_tensor("u8", np.arange(200, dtype=np.uint8), binary=True)
+    src.add_tensor("f64", np.linspace(0, 1, 300), binary=True)
+    body, json_len = src.encode_json_ext()
+    del src
+    body_addr = ctypes.cast(ctypes.c_char_p(body), ctypes.c_void_p).value
+    msg = Message.decode_json(body, json_len=json_len)
+    assert msg["u8"].binary and msg["f64"].binary
+    u8 = msg["u8"]
+    # 1-byte elements are always aligned, so the decoder points into the body itself.
+    assert body_addr <= u8.data_ptr < body_addr + len(body)
+    assert u8.borrowed
+    arr = u8.numpy()
+    assert not arr.flags.writeable  # never write into a borrowed body
+    f64 = msg["f64"].numpy()
+    assert f64.flags.writeable == (not msg["f64"].borrowed)
+    del msg, u8, body
+    churn()
+    assert_same(arr, np.arange(200, dtype=np.uint8))
+    assert_same(f64, np.linspace(0, 1, 300))
+
+
+def test_own_view_is_copied_not_borrowed():
+    msg = Message.request()
+    x = msg.add_tensor("x", np.arange(4, dtype=np.int32), copy=True)
+    y = msg.add_tensor("y", x.numpy())  # borrowing would make the message keep itself alive
+    assert not y.borrowed and y.data_ptr != x.data_ptr
+    assert_same(y.numpy(), np.arange(4, dtype=np.int32))
+    handle = weakref.ref(msg._h)
+    del msg, x, y
+    gc.collect()
+    assert handle() is None  # the C message was freed
+
+
+def test_seldon_error_pickles():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(SeldonError(-3, "inputs[0]: bad")))
+    assert (e.code, e.name, e.message, str(e)) == (-3, "SELDON_EPARSE", "inputs[0]: bad",
+                                                   "SELDON_EPARSE: inputs[0]: bad")
+
+
 def test_tensor_keeps_message_alive():
     msg = Message.request()
     msg.add_tensor("x", np.arange(3, dtype=np.uint16), copy=True)
@@ -659,10 +725,18 @@ def test_tensor_keeps_message_alive():
 
 
 def test_struct_layouts_match_c():
+    """The ctypes mirrors have the C layout (LP64: the platforms libseldon supports)."""
     from seldon import _lib
 
-    P = ctypes.sizeof(ctypes.c_void_p)
-    assert ctypes.sizeof(_lib.seldon_buf) == 3 * P
-    assert ctypes.sizeof(_lib.seldon_param) == (2 * P + 8 + 8 + 8 + 2 * P if P == 8 else None)
-    assert _lib.seldon_tensor.count.offset == 5 * P + 16 if P == 8 else True
-    assert struct.calcsize("P") == P
+    assert struct.calcsize("P") == 8, "libseldon targets 64-bit little-endian hosts"
+
+    def layout(cls):
+        return [(name, getattr(cls, name).offset) for name, _ in cls._fields_], ctypes.sizeof(cls)
+
+    assert layout(_lib.seldon_buf) == ([("data", 0), ("len", 8), ("cap", 16)], 24)
+    assert layout(_lib.seldon_param) == (
+        [("name", 0), ("name_len", 8), ("type", 16), ("bool_value", 20), ("int64_value", 24),
+         ("double_value", 32), ("string_value", 40), ("string_len", 48)], 56)
+    assert layout(_lib.seldon_tensor) == (
+        [("name", 0), ("name_len", 8), ("datatype", 16), ("ndim", 20), ("shape", 24),
+         ("data", 32), ("nbytes", 40), ("count", 48)], 56)

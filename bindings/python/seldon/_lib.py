@@ -151,9 +151,6 @@ _PROTOTYPES = {
     "seldon_strerror": (c_char_p, [c_int32]),
     "seldon_error_name": (c_char_p, [c_int32]),
     "seldon_last_error": (c_char_p, []),
-    "seldon_last_error_code": (c_int32, []),
-    "seldon_clear_error": (None, []),
-    "seldon_buf_reserve": (c_int, [POINTER(seldon_buf), c_size_t]),
     "seldon_buf_free": (None, [POINTER(seldon_buf)]),
     # oip.h: datatypes
     "seldon_datatype_name": (c_char_p, [c_int32]),
@@ -162,7 +159,6 @@ _PROTOTYPES = {
     # lifetime
     "seldon_msg_new": (c_int, [POINTER(_MSG_P), c_int32]),
     "seldon_msg_free": (None, [_MSG_P]),
-    "seldon_msg_reset": (c_int, [_MSG_P, c_int32]),
     "seldon_msg_kind": (c_int32, [_MSG_P]),
     # codecs
     "seldon_msg_decode_json": (c_int, [_MSG_P, c_void_p, c_size_t, c_size_t, c_uint32]),
@@ -181,10 +177,6 @@ _PROTOTYPES = {
     "seldon_msg_output_name": (c_void_p, [_MSG_P, c_size_t, POINTER(c_size_t)]),
     "seldon_msg_param_count": (c_size_t, [_MSG_P, c_int32, c_size_t]),
     "seldon_msg_param": (c_int, [POINTER(seldon_param), _MSG_P, c_int32, c_size_t, c_size_t]),
-    "seldon_msg_find_param": (
-        c_int,
-        [POINTER(seldon_param), _MSG_P, c_int32, c_size_t, c_char_p, c_size_t],
-    ),
     "seldon_bytes_next": (
         c_int,
         [POINTER(POINTER(c_uint8)), POINTER(c_uint32), POINTER(seldon_tensor), POINTER(c_size_t)],
@@ -247,6 +239,9 @@ class SeldonError(Exception):
             message = lib.seldon_strerror(self.code).decode()
         self.message = message
         super().__init__("%s: %s" % (self.name, message))
+
+    def __reduce__(self):
+        return (SeldonError, (self.code, self.message, self.name))
 
 
 def check(rc):

@@ -13,6 +13,7 @@ messages may be used from different threads.
 """
 
 import ctypes
+import math
 import struct
 from collections import namedtuple
 from ctypes import POINTER, byref, c_char, c_int64, c_size_t, c_uint8, c_uint32, c_void_p
@@ -404,6 +405,17 @@ def _infer_dt(arr):
     return dt
 
 
+def _views_handle(arr, h):
+    """Whether arr is a view of message h's own memory. Borrowing it would make h keep itself
+    alive through the array: a cycle the garbage collector cannot see through numpy's base."""
+    base = arr
+    while base is not None:
+        if getattr(base, "_seldon_owner", None) is h:
+            return True
+        base = getattr(base, "base", None)
+    return False
+
+
 def _pack_bytes(arr):
     """BYTES wire form: each element as a 4-byte little-endian length, then its bytes."""
     parts = []
@@ -689,10 +701,14 @@ class Message:
                         % (name, arr.dtype, datatype_name(dt))
                     )
                 arr = arr.astype(target)
-            elif arr.flags.c_contiguous and not copy:
+            elif arr.flags.c_contiguous and not copy and not _views_handle(arr, h):
                 borrow = True
             if not arr.flags.c_contiguous:
                 arr = np.ascontiguousarray(arr)
+            if dt == C.DT_BOOL and arr.size and arr.view(np.uint8).max() > 1:
+                # A bool view of other bytes; the wire wants 0 or 1, and the library does not check.
+                arr = arr.view(np.uint8) != 0
+                borrow = False
             ptr, nbytes = arr.ctypes.data, arr.nbytes
 
         shape = arr.shape
@@ -713,6 +729,33 @@ class Message:
         for k, v in (parameters or {}).items():
             _add_param(h, C.SCOPE_TENSOR, index, k, v)
         return Tensor(h, index)
+
+    def alloc_tensor(self, name, shape, datatype, binary=False, parameters=None):
+        """Adds a zero-filled tensor of a fixed-size datatype that the message allocates
+        (SELDON_TENSOR_ALLOC); fill it in place through tensor.numpy(), which is writable."""
+        h = self._handle
+        name_b = _enc(name, "tensor name")
+        dt = _dt(datatype)
+        if dt == C.DT_BYTES:
+            raise TypeError("alloc_tensor: BYTES has no fixed size; use add_tensor()")
+        shape = tuple(int(d) for d in shape)
+        ndim = len(shape)
+        count = math.prod(shape)
+        # A negative dimension goes to the library as is, which reports it (SELDON_ESHAPE).
+        nbytes = count * _NP_DTYPES[dt].itemsize if min(shape, default=0) >= 0 else 0
+        cshape = (c_int64 * ndim)(*shape) if ndim else None
+        idx = c_size_t(0)
+        check(
+            lib.seldon_msg_add_tensor(
+                byref(idx), h.ptr, name_b, len(name_b), dt, cshape, ndim, None, nbytes,
+                C.TENSOR_ALLOC,
+            )
+        )
+        if binary:
+            check(lib.seldon_msg_set_binary(h.ptr, idx.value, 1))
+        for k, v in (parameters or {}).items():
+            _add_param(h, C.SCOPE_TENSOR, idx.value, k, v)
+        return Tensor(h, idx.value)
 
     # -- requested outputs --
 

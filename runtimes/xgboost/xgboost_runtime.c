@@ -1,0 +1,552 @@
+/*
+ * The xgboost runtime: serves models saved by XGBoost (model.json,
+ * model.ubj or the legacy binary model.bst) the way MLServer's xgboost
+ * runtime does, through XGBoost's C API.
+ *
+ * Input: one tensor, any name, [N, F] (or [F]: one row) of FP32, FP64,
+ * INT*, UINT* or BOOL. XGBoost reads it in place through the array
+ * interface, converting each value to float32 itself, exactly as the Python
+ * package does when it builds a DMatrix.
+ *
+ * Outputs, by the booster's objective:
+ *   classifiers (binary:logistic, multi:softprob, multi:softmax)
+ *     predict        INT64 [N]     the class index (p > 0.5 for binary; argmax otherwise)
+ *     predict_proba  FP32  [N, K]  class probabilities (binary: 1 - p, p)
+ *   anything else (regression, ranking, ...)
+ *     predict        FP32  [N] or [N, K] for multi-output models
+ * predict is returned when the request names no outputs; predict_proba only
+ * when asked for by name.
+ *
+ * Threads: the runtime only ever calls inplace prediction on a loaded
+ * booster, which XGBoost documents as safe and lock-free from several
+ * threads at once (its result buffer is per thread), so the runtime is
+ * CONCURRENT. Loading and unloading never overlap an execute (runtime.h).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <xgboost/c_api.h>
+
+#include "seldon/runtime.h"
+
+/* The one exported symbol; the rest of the object is hidden. */
+__attribute__((visibility("default"))) const seldon_runtime *seldon_runtime_entry(void);
+
+/* How the booster's output becomes the response. */
+#define KIND_REGRESSION 0 /* predict = raw prediction */
+#define KIND_BINARY 1     /* binary:logistic: prediction is P(class 1) */
+#define KIND_SOFTPROB 2   /* multi:softprob: prediction is [N, K] probabilities */
+#define KIND_SOFTMAX 3    /* multi:softmax: prediction is the class index */
+
+typedef struct xgb_model {
+    BoosterHandle booster;
+    /*
+     * multi:softmax boosters output labels only. For predict_proba the
+     * same model is loaded a second time with its objective switched to
+     * multi:softprob, which changes nothing but the output transform; the
+     * labels keep coming from XGBoost itself, so ties break as it breaks them.
+     */
+    BoosterHandle proba;
+    int kind;
+    bst_ulong nfeature;
+    char path[4096];
+} xgb_model;
+
+/* Candidate file names inside a model folder, in order of preference. */
+static const char *const model_files[] = {"model.json", "model.ubj", "model.bst"};
+
+static int load_error(seldon_model *model, const char *what, const char *path)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "xgboost: %s %s: %s", what, path, XGBGetLastError());
+    return seldon_model_set_error(model, msg);
+}
+
+/*
+ * Finds the model file: the uri itself when it is a file, else the first
+ * well-known name inside it (the model's folder when no uri is set).
+ */
+static int find_model_file(seldon_model *model, char *out, size_t cap)
+{
+    const char *uri = seldon_model_uri(model);
+    char msg[1024];
+    struct stat st;
+    size_t i;
+
+    if (uri == NULL || uri[0] == '\0')
+        uri = seldon_model_dir(model);
+    if (stat(uri, &st) != 0) {
+        snprintf(msg, sizeof msg, "xgboost: model uri %s: %s", uri, strerror(errno));
+        seldon_model_set_error(model, msg);
+        return SELDON_ENOTFOUND;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if ((size_t)snprintf(out, cap, "%s", uri) >= cap)
+            return seldon_model_set_error(model, "xgboost: model path too long");
+        return 0;
+    }
+    for (i = 0; i < sizeof model_files / sizeof model_files[0]; i++) {
+        if ((size_t)snprintf(out, cap, "%s/%s", uri, model_files[i]) >= cap)
+            return seldon_model_set_error(model, "xgboost: model path too long");
+        if (stat(out, &st) == 0 && S_ISREG(st.st_mode))
+            return 0;
+    }
+    snprintf(msg, sizeof msg, "xgboost: no model.json, model.ubj or model.bst in %s", uri);
+    seldon_model_set_error(model, msg);
+    return SELDON_ENOTFOUND;
+}
+
+/*
+ * Copies the objective's name out of the booster's JSON configuration,
+ * where learner_train_param carries it as "objective":"<name>". A scan is
+ * enough: the document is XGBoost's own compact output, and the first
+ * "objective" key holding a string is that one.
+ */
+static int read_objective(char *out, size_t cap, const char *cfg, size_t len)
+{
+    static const char key[] = "\"objective\":";
+    const char *end = cfg + len, *p = cfg;
+
+    while ((p = memmem(p, (size_t)(end - p), key, sizeof key - 1)) != NULL) {
+        const char *v = p + sizeof key - 1, *q;
+        p = v;
+        if (v >= end || *v != '"')
+            continue; /* the "objective":{...} object; its name comes from the string form */
+        v++;
+        q = memchr(v, '"', (size_t)(end - v));
+        if (q == NULL || (size_t)(q - v) >= cap)
+            return -1;
+        memcpy(out, v, (size_t)(q - v));
+        out[q - v] = '\0';
+        return 0;
+    }
+    return -1;
+}
+
+static int open_booster(BoosterHandle *out, seldon_model *model, const char *path)
+{
+    BoosterHandle b = NULL;
+    seldon_param nthread;
+
+    *out = NULL;
+    if (XGBoosterCreate(NULL, 0, &b) != 0)
+        return load_error(model, "cannot create a booster for", path);
+    if (XGBoosterLoadModel(b, path) != 0) {
+        int rc = load_error(model, "cannot load", path);
+        XGBoosterFree(b);
+        return rc;
+    }
+    /*
+     * Optional: parameters.extra.nthread bounds XGBoost's OpenMP threads per
+     * prediction, which matters when the server already predicts on several
+     * threads at once. XGBoost's default is every core.
+     */
+    if (seldon_model_extra(&nthread, model, "nthread") == 0 &&
+        nthread.type == SELDON_PARAM_INT64) {
+        char num[32];
+        snprintf(num, sizeof num, "%lld", (long long)nthread.int64_value);
+        if (XGBoosterSetParam(b, "nthread", num) != 0) {
+            int rc = load_error(model, "cannot set nthread for", path);
+            XGBoosterFree(b);
+            return rc;
+        }
+    }
+    *out = b;
+    return 0;
+}
+
+static void free_model(xgb_model *m)
+{
+    if (m == NULL)
+        return;
+    if (m->booster != NULL)
+        XGBoosterFree(m->booster);
+    if (m->proba != NULL)
+        XGBoosterFree(m->proba);
+    free(m);
+}
+
+static int xgb_load(seldon_model *model)
+{
+    xgb_model *m = calloc(1, sizeof *m);
+    const char *cfg = NULL;
+    bst_ulong cfg_len = 0;
+    char objective[128], msg[1024];
+    int rc;
+
+    if (m == NULL) {
+        seldon_model_set_error(model, "xgboost: out of memory");
+        return SELDON_ENOMEM;
+    }
+    rc = find_model_file(model, m->path, sizeof m->path);
+    if (rc < 0)
+        goto out;
+    rc = open_booster(&m->booster, model, m->path);
+    if (rc < 0)
+        goto out;
+    if (XGBoosterSaveJsonConfig(m->booster, &cfg_len, &cfg) != 0) {
+        rc = load_error(model, "cannot read the configuration of", m->path);
+        goto out;
+    }
+    if (read_objective(objective, sizeof objective, cfg, (size_t)cfg_len) != 0) {
+        snprintf(msg, sizeof msg, "xgboost: %s: no objective in the booster's configuration",
+                 m->path);
+        rc = seldon_model_set_error(model, msg);
+        goto out;
+    }
+    if (XGBoosterGetNumFeature(m->booster, &m->nfeature) != 0) {
+        rc = load_error(model, "cannot read the feature count of", m->path);
+        goto out;
+    }
+
+    if (strcmp(objective, "binary:logistic") == 0) {
+        m->kind = KIND_BINARY;
+    } else if (strcmp(objective, "multi:softprob") == 0) {
+        m->kind = KIND_SOFTPROB;
+    } else if (strcmp(objective, "multi:softmax") == 0) {
+        m->kind = KIND_SOFTMAX;
+        rc = open_booster(&m->proba, model, m->path);
+        if (rc < 0)
+            goto out;
+        if (XGBoosterSetParam(m->proba, "objective", "multi:softprob") != 0) {
+            rc = load_error(model, "cannot switch to multi:softprob for", m->path);
+            goto out;
+        }
+    } else {
+        m->kind = KIND_REGRESSION;
+    }
+    seldon_model_set_state(model, m);
+    m = NULL;
+    rc = 0;
+out:
+    free_model(m);
+    return rc;
+}
+
+static void xgb_unload(seldon_model *model)
+{
+    free_model(seldon_model_state(model));
+    seldon_model_set_state(model, NULL);
+}
+
+/* The array interface type string of a datatype XGBoost reads in place, or NULL. */
+static const char *typestr(int32_t datatype)
+{
+    switch (datatype) {
+    case SELDON_DT_FP32: return "<f4";
+    case SELDON_DT_FP64: return "<f8";
+    case SELDON_DT_INT8: return "|i1";
+    case SELDON_DT_INT16: return "<i2";
+    case SELDON_DT_INT32: return "<i4";
+    case SELDON_DT_INT64: return "<i8";
+    case SELDON_DT_BOOL: /* one byte holding 0 or 1 */
+    case SELDON_DT_UINT8: return "|u1";
+    case SELDON_DT_UINT16: return "<u2";
+    case SELDON_DT_UINT32: return "<u4";
+    case SELDON_DT_UINT64: return "<u8";
+    default: return NULL;
+    }
+}
+
+static void fail(seldon_infer *infer, int32_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(seldon_infer *infer, int32_t code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    seldon_infer_complete(infer, code, msg);
+}
+
+/*
+ * Runs inplace prediction on rows x cols values at data. *out points into
+ * XGBoost's per-thread buffer: valid until this thread's next prediction.
+ */
+static int predict(const float **out, bst_ulong const **shape, bst_ulong *ndim,
+                   BoosterHandle booster, const void *data, const char *type, uint64_t rows,
+                   uint64_t cols)
+{
+    /* "missing": NaN, as a DMatrix built by the Python package defaults to. */
+    static const char config[] = "{\"type\":0,\"training\":false,\"iteration_begin\":0,"
+                                 "\"iteration_end\":0,\"strict_shape\":false,\"missing\":NaN,"
+                                 "\"cache_id\":0}";
+    static const float dummy = 0.0f;
+    char array[256];
+
+    /* An empty tensor has no data pointer, but the array interface wants one. */
+    if (data == NULL)
+        data = &dummy;
+    snprintf(array, sizeof array,
+             "{\"data\":[%llu,true],\"shape\":[%llu,%llu],\"typestr\":\"%s\",\"version\":3}",
+             (unsigned long long)(uintptr_t)data, (unsigned long long)rows,
+             (unsigned long long)cols, type);
+    return XGBoosterPredictFromDense(booster, array, config, NULL, shape, ndim, out);
+}
+
+/* Adds an output and returns its writable data in *data. */
+static int add_output(void **data, seldon_msg *resp, const char *name, int32_t datatype,
+                      const int64_t *shape, uint32_t ndim, size_t nbytes)
+{
+    seldon_tensor t;
+    size_t index;
+    int rc = seldon_msg_add_tensor(&index, resp, name, strlen(name), datatype, shape, ndim, NULL,
+                                   nbytes, SELDON_TENSOR_ALLOC);
+    if (rc == 0)
+        rc = seldon_msg_tensor(&t, resp, index);
+    if (rc == 0)
+        *data = t.data;
+    return rc;
+}
+
+/* Checks that every output the request names is one this runtime makes. */
+static int check_requested(seldon_infer *infer, const seldon_model *model, const xgb_model *m)
+{
+    const seldon_msg *req = seldon_infer_request(infer);
+    size_t i, n = seldon_msg_output_count(req);
+
+    for (i = 0; i < n; i++) {
+        size_t len = 0;
+        const char *name = seldon_msg_output_name(req, i, &len);
+        if (name == NULL)
+            continue;
+        if (len == 7 && memcmp(name, "predict", 7) == 0)
+            continue;
+        if (len == 13 && memcmp(name, "predict_proba", 13) == 0) {
+            if (m->kind != KIND_REGRESSION)
+                continue;
+            fail(infer, SELDON_EUNSUPPORTED,
+                 "xgboost: output predict_proba: model %s is not a classifier",
+                 seldon_model_name(model));
+            return SELDON_EUNSUPPORTED;
+        }
+        fail(infer, SELDON_ENOTFOUND,
+             "xgboost: output %.*s is not available (predict, predict_proba)",
+             (int)(len > 128 ? 128 : len), name);
+        return SELDON_ENOTFOUND;
+    }
+    return 0;
+}
+
+/* Runs one inference; completes it on failure and returns a negative code. */
+static int run_one(const seldon_model *model, const xgb_model *m, seldon_infer *infer)
+{
+    const seldon_msg *req = seldon_infer_request(infer);
+    seldon_msg *resp = seldon_infer_response(infer);
+    seldon_tensor in;
+    const char *type;
+    const float *pred = NULL;
+    bst_ulong const *pshape = NULL;
+    bst_ulong pdim = 0;
+    uint64_t rows, cols, k, classes;
+    void *copy = NULL, *out = NULL;
+    const void *data;
+    size_t elem, n;
+    int want_predict, want_proba, rc;
+
+    n = seldon_msg_tensor_count(req);
+    if (n != 1 || seldon_msg_tensor(&in, req, 0) < 0) {
+        fail(infer, SELDON_EINVAL, "xgboost: expected one input tensor, got %zu", n);
+        return SELDON_EINVAL;
+    }
+    type = typestr(in.datatype);
+    if (type == NULL) {
+        fail(infer, SELDON_EDATATYPE,
+             "xgboost: input %.*s: datatype %s is not supported (FP32, FP64, INT*, UINT*, BOOL)",
+             (int)(in.name_len > 128 ? 128 : in.name_len), in.name,
+             seldon_datatype_name(in.datatype));
+        return SELDON_EDATATYPE;
+    }
+    if (in.ndim == 1) {
+        rows = 1;
+        cols = (uint64_t)in.shape[0];
+    } else if (in.ndim == 2) {
+        rows = (uint64_t)in.shape[0];
+        cols = (uint64_t)in.shape[1];
+    } else {
+        fail(infer, SELDON_ESHAPE, "xgboost: input %.*s must be [N, F] or [F], got %u dimensions",
+             (int)(in.name_len > 128 ? 128 : in.name_len), in.name, in.ndim);
+        return SELDON_ESHAPE;
+    }
+    if (cols != m->nfeature) {
+        fail(infer, SELDON_ESHAPE, "xgboost: input %.*s has %llu features, the model expects %llu",
+             (int)(in.name_len > 128 ? 128 : in.name_len), in.name, (unsigned long long)cols,
+             (unsigned long long)m->nfeature);
+        return SELDON_ESHAPE;
+    }
+    rc = check_requested(infer, model, m);
+    if (rc < 0)
+        return rc;
+    want_predict = seldon_infer_wants_output(infer, "predict", 7);
+    want_proba = m->kind != KIND_REGRESSION && seldon_msg_output_count(req) > 0 &&
+                 seldon_infer_wants_output(infer, "predict_proba", 13);
+
+    /* XGBoost reads elements with typed loads: give it aligned memory. */
+    data = in.data;
+    elem = seldon_datatype_size(in.datatype);
+    if (data != NULL && (uintptr_t)data % elem != 0) {
+        copy = malloc(in.nbytes);
+        if (copy == NULL) {
+            fail(infer, SELDON_ENOMEM, "xgboost: out of memory");
+            return SELDON_ENOMEM;
+        }
+        memcpy(copy, data, in.nbytes);
+        data = copy;
+    }
+
+    /* A regression model's predict, a classifier's labels or probabilities. */
+    if (want_predict || m->kind == KIND_BINARY || m->kind == KIND_SOFTPROB) {
+        if (predict(&pred, &pshape, &pdim, m->booster, data, type, rows, cols) != 0) {
+            fail(infer, SELDON_EINTERNAL, "xgboost: prediction failed: %s", XGBGetLastError());
+            rc = SELDON_EINTERNAL;
+            goto out;
+        }
+        if (pdim < 1 || pdim > 2 || pshape[0] != rows) {
+            fail(infer, SELDON_EINTERNAL, "xgboost: unexpected prediction shape (%llu dimensions)",
+                 (unsigned long long)pdim);
+            rc = SELDON_EINTERNAL;
+            goto out;
+        }
+        classes = pdim == 2 ? pshape[1] : 1;
+
+        if (m->kind == KIND_REGRESSION) {
+            int64_t shape[2] = {(int64_t)rows, (int64_t)classes};
+            rc = add_output(&out, resp, "predict", SELDON_DT_FP32, shape, (uint32_t)pdim,
+                            rows * classes * sizeof(float));
+            if (rc < 0)
+                goto fail_output;
+            memcpy(out, pred, rows * classes * sizeof(float));
+        } else if (m->kind == KIND_SOFTMAX) {
+            int64_t shape[1] = {(int64_t)rows};
+            int64_t *labels;
+            rc = add_output(&out, resp, "predict", SELDON_DT_INT64, shape, 1, rows * 8);
+            if (rc < 0)
+                goto fail_output;
+            labels = out;
+            for (k = 0; k < rows; k++)
+                labels[k] = (int64_t)pred[k];
+        } else if (m->kind == KIND_BINARY) {
+            if (pdim != 1) {
+                fail(infer, SELDON_EINTERNAL, "xgboost: binary:logistic gave %llu outputs per row",
+                     (unsigned long long)classes);
+                rc = SELDON_EINTERNAL;
+                goto out;
+            }
+            if (want_predict) {
+                int64_t shape[1] = {(int64_t)rows};
+                int64_t *labels;
+                rc = add_output(&out, resp, "predict", SELDON_DT_INT64, shape, 1, rows * 8);
+                if (rc < 0)
+                    goto fail_output;
+                labels = out;
+                /* As XGBClassifier.predict: class 1 when p > 0.5, strictly. */
+                for (k = 0; k < rows; k++)
+                    labels[k] = pred[k] > 0.5f;
+            }
+            if (want_proba) {
+                int64_t shape[2] = {(int64_t)rows, 2};
+                float *proba;
+                rc = add_output(&out, resp, "predict_proba", SELDON_DT_FP32, shape, 2,
+                                rows * 2 * sizeof(float));
+                if (rc < 0)
+                    goto fail_output;
+                proba = out;
+                /* 1 - p in float32, as numpy computes it on the float32 prediction. */
+                for (k = 0; k < rows; k++) {
+                    proba[2 * k] = 1.0f - pred[k];
+                    proba[2 * k + 1] = pred[k];
+                }
+            }
+        } else { /* KIND_SOFTPROB */
+            if (want_predict) {
+                int64_t shape[1] = {(int64_t)rows};
+                int64_t *labels;
+                rc = add_output(&out, resp, "predict", SELDON_DT_INT64, shape, 1, rows * 8);
+                if (rc < 0)
+                    goto fail_output;
+                labels = out;
+                /* argmax, the first of equal maxima winning, as numpy's argmax. */
+                for (k = 0; k < rows; k++) {
+                    const float *row = pred + k * classes;
+                    uint64_t c, best = 0;
+                    for (c = 1; c < classes; c++)
+                        if (row[c] > row[best])
+                            best = c;
+                    labels[k] = (int64_t)best;
+                }
+            }
+            if (want_proba) {
+                int64_t shape[2] = {(int64_t)rows, (int64_t)classes};
+                rc = add_output(&out, resp, "predict_proba", SELDON_DT_FP32, shape, 2,
+                                rows * classes * sizeof(float));
+                if (rc < 0)
+                    goto fail_output;
+                memcpy(out, pred, rows * classes * sizeof(float));
+            }
+        }
+    }
+
+    if (want_proba && m->kind == KIND_SOFTMAX) {
+        int64_t shape[2];
+        if (predict(&pred, &pshape, &pdim, m->proba, data, type, rows, cols) != 0) {
+            fail(infer, SELDON_EINTERNAL, "xgboost: prediction failed: %s", XGBGetLastError());
+            rc = SELDON_EINTERNAL;
+            goto out;
+        }
+        if (pdim != 2 || pshape[0] != rows) {
+            fail(infer, SELDON_EINTERNAL, "xgboost: unexpected probability shape");
+            rc = SELDON_EINTERNAL;
+            goto out;
+        }
+        shape[0] = (int64_t)rows;
+        shape[1] = (int64_t)pshape[1];
+        rc = add_output(&out, resp, "predict_proba", SELDON_DT_FP32, shape, 2,
+                        rows * pshape[1] * sizeof(float));
+        if (rc < 0)
+            goto fail_output;
+        memcpy(out, pred, rows * pshape[1] * sizeof(float));
+    }
+    rc = 0;
+    goto out;
+
+fail_output:
+    fail(infer, rc, "xgboost: cannot add an output: %s", seldon_last_error());
+out:
+    free(copy);
+    return rc;
+}
+
+static int xgb_execute(seldon_model *model, seldon_infer *const *infers, size_t count)
+{
+    const xgb_model *m = seldon_model_state(model);
+    size_t i;
+
+    for (i = 0; i < count; i++)
+        if (run_one(model, m, infers[i]) == 0)
+            seldon_infer_complete(infers[i], 0, NULL);
+    return 0;
+}
+
+static const seldon_runtime xgb_runtime = {
+    SELDON_RUNTIME_ABI_MAJOR,
+    SELDON_RUNTIME_ABI_MINOR,
+    "xgboost",
+    SELDON_RUNTIME_CONCURRENT,
+    xgb_load,
+    NULL,
+    xgb_execute,
+    xgb_unload,
+};
+
+const seldon_runtime *seldon_runtime_entry(void)
+{
+    return &xgb_runtime;
+}
