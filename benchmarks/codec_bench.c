@@ -13,6 +13,7 @@
  * --smoke runs each case a few times only: a check that the harness works,
  * not a measurement.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>

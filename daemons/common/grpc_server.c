@@ -110,18 +110,18 @@ struct wmsg {
 /* Streaming state; mu serializes the send-side batches, as gRPC requires. */
 struct stream {
     pthread_mutex_t mu;
-    struct wmsg *head, *tail;    /* queued writes */
-    grpc_byte_buffer *inflight;  /* the write gRPC is sending */
-    grpc_byte_buffer *recv;      /* RECV_MESSAGE target; read loop only */
-    grpc_slice flat;             /* recv as one slice when it came in pieces */
+    struct wmsg *head, *tail;   /* queued writes */
+    grpc_byte_buffer *inflight; /* the write gRPC is sending */
+    grpc_byte_buffer *recv;     /* RECV_MESSAGE target; read loop only */
+    grpc_slice flat;            /* recv as one slice when it came in pieces */
     int has_flat;
-    int holds;                   /* sdg_call_hold() count */
-    int md_sent;                 /* initial metadata went with a batch */
-    int sending;                 /* inflight is set */
-    int read_done;               /* on_end has returned */
-    int status_queued;           /* sdg_fail() chose the status */
-    int status_sent;             /* the final batch was started */
-    int dead;                    /* cancelled or broken: no more sends */
+    int holds;         /* sdg_call_hold() count */
+    int md_sent;       /* initial metadata went with a batch */
+    int sending;       /* inflight is set */
+    int read_done;     /* on_end has returned */
+    int status_queued; /* sdg_fail() chose the status */
+    int status_sent;   /* the final batch was started */
+    int dead;          /* cancelled or broken: no more sends */
     int code;
     grpc_slice details;
     int has_details;
@@ -227,8 +227,8 @@ static int request_call(struct queue *q, const struct method_entry *m)
 
     if (m != NULL) {
         err = grpc_server_request_registered_call(s->server, m->handle, &c->call, &c->deadline,
-                                                  &c->md, m->streaming ? NULL : &c->payload,
-                                                  q->cq, q->cq, &c->tags[TAG_NEW]);
+                                                  &c->md, m->streaming ? NULL : &c->payload, q->cq,
+                                                  q->cq, &c->tags[TAG_NEW]);
     } else {
         grpc_call_details_init(&c->details);
         err = grpc_server_request_call(s->server, &c->call, &c->details, &c->md, q->cq, q->cq,
@@ -247,8 +247,8 @@ static int request_call(struct queue *q, const struct method_entry *m)
  * them in one slice (the common case for small messages); otherwise joined
  * into *flat, which the caller releases.
  */
-static int message_bytes(grpc_byte_buffer *bb, grpc_slice *flat, int *has_flat,
-                         const uint8_t **p, size_t *n)
+static int message_bytes(grpc_byte_buffer *bb, grpc_slice *flat, int *has_flat, const uint8_t **p,
+                         size_t *n)
 {
     grpc_byte_buffer_reader reader;
 
@@ -309,7 +309,7 @@ static grpc_byte_buffer *buf_to_bb(seldon_buf *b)
 static int clamp_status(int code)
 {
     return code >= GRPC_STATUS_OK && code <= GRPC_STATUS_UNAUTHENTICATED ? code
-                                                                          : GRPC_STATUS_UNKNOWN;
+                                                                         : GRPC_STATUS_UNKNOWN;
 }
 
 /* Starts a unary call's last batch; takes over the handler's reference. */
@@ -434,8 +434,7 @@ static void stream_send_next_locked(sdg_call *c)
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     err = grpc_call_start_batch(c->call, ops, n, &c->tags[TAG_SEND], NULL);
     if (err != GRPC_CALL_OK) {
-        sdn_log(SELDON_LOG_ERROR, "grpc: stream write refused: %s",
-                grpc_call_error_to_string(err));
+        sdn_log(SELDON_LOG_ERROR, "grpc: stream write refused: %s", grpc_call_error_to_string(err));
         st->sending = 0;
         grpc_byte_buffer_destroy(st->inflight);
         st->inflight = NULL;
@@ -510,8 +509,7 @@ static void stream_read(sdg_call *c)
     op.data.recv_message.recv_message = &c->st.recv;
     err = grpc_call_start_batch(c->call, &op, 1, &c->tags[TAG_RECV], NULL);
     if (err != GRPC_CALL_OK) {
-        sdn_log(SELDON_LOG_ERROR, "grpc: stream read refused: %s",
-                grpc_call_error_to_string(err));
+        sdn_log(SELDON_LOG_ERROR, "grpc: stream read refused: %s", grpc_call_error_to_string(err));
         grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "read refused", NULL);
         stream_read_end(c);
     }
@@ -529,8 +527,7 @@ static void stream_begin(sdg_call *c)
     op.data.recv_close_on_server.cancelled = &c->cancelled;
     err = grpc_call_start_batch(c->call, &op, 1, &c->tags[TAG_CLOSE], NULL);
     if (err != GRPC_CALL_OK) {
-        sdn_log(SELDON_LOG_ERROR, "grpc: stream setup refused: %s",
-                grpc_call_error_to_string(err));
+        sdn_log(SELDON_LOG_ERROR, "grpc: stream setup refused: %s", grpc_call_error_to_string(err));
         grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "setup refused", NULL);
         c->st.dead = 1;
         call_unref(c);
@@ -615,8 +612,7 @@ int sdg_stream_write(sdg_call *call, seldon_buf *message)
     int rc = 0;
 
     if (call == NULL || message == NULL)
-        return sdn_error(SELDON_EINVAL, "sdg_stream_write: %s is NULL",
-                         call ? "message" : "call");
+        return sdn_error(SELDON_EINVAL, "sdg_stream_write: %s is NULL", call ? "message" : "call");
     if (!is_stream(call))
         return sdn_error(SELDON_EINVAL, "sdg_stream_write: not a streaming call");
     st = &call->st;
@@ -849,8 +845,7 @@ static void *queue_main(void *arg)
     struct queue *q = arg;
 
     for (;;) {
-        grpc_event ev =
-            grpc_completion_queue_next(q->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_event ev = grpc_completion_queue_next(q->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type == GRPC_OP_COMPLETE)
@@ -872,8 +867,8 @@ static int check_config(const sdg_config *cfg)
     for (size_t i = 0; i < cfg->nmethods; i++) {
         const sdg_method *m = &cfg->methods[i];
         if (m->path == NULL || m->path[0] != '/')
-            return sdn_error(SELDON_EINVAL, "grpc: methods[%zu].path: expected \"/pkg.Service/Method\"",
-                             i);
+            return sdn_error(SELDON_EINVAL,
+                             "grpc: methods[%zu].path: expected \"/pkg.Service/Method\"", i);
         if (m->handler == NULL)
             return sdn_error(SELDON_EINVAL, "grpc: methods[%zu].handler is NULL", i);
         if (m->streaming != 0 && m->streaming != 1)
@@ -954,7 +949,7 @@ int sdg_server_start(sdg_server **out, const sdg_config *cfg)
     memset(args, 0, sizeof(args));
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = cfg->max_message == 0            ? GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH
+    args[0].value.integer = cfg->max_message == 0        ? GRPC_DEFAULT_MAX_RECV_MESSAGE_LENGTH
                             : cfg->max_message > INT_MAX ? INT_MAX
                                                          : (int)cfg->max_message;
     /* Without this, a second server on a taken port would share it silently. */
@@ -999,8 +994,8 @@ int sdg_server_start(sdg_server **out, const sdg_config *cfg)
             s->server, m->path, NULL,
             m->streaming ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
         if (e->handle == NULL) {
-            rc = sdn_error(SELDON_EINVAL, "grpc: methods[%zu].path: cannot register %s (twice?)",
-                           i, m->path);
+            rc = sdn_error(SELDON_EINVAL, "grpc: methods[%zu].path: cannot register %s (twice?)", i,
+                           m->path);
             goto out;
         }
         s->nmethods++;

@@ -54,8 +54,8 @@ typedef void (*sdg_unary_fn)(void *user_data, sdg_call *call, const uint8_t *req
 typedef void (*sdg_end_fn)(void *user_data, sdg_call *call);
 
 typedef struct sdg_method {
-    const char *path;    /* "/inference.GRPCInferenceService/ModelInfer"; borrowed for start */
-    int streaming;       /* 0 unary, 1 bidirectional stream */
+    const char *path;     /* "/inference.GRPCInferenceService/ModelInfer"; borrowed for start */
+    int streaming;        /* 0 unary, 1 bidirectional stream */
     sdg_unary_fn handler; /* unary: the request; streaming: each message */
     sdg_end_fn on_end;    /* streaming only; may be NULL */
     void *user_data;      /* passed to handler and on_end */

@@ -263,6 +263,40 @@ SELDON_API int seldon_msg_add_output(size_t *out_index, seldon_msg *msg, const c
 SELDON_API int seldon_msg_add_param(seldon_msg *msg, int32_t scope, size_t index,
                                     const seldon_param *param);
 
+
+/* --- REST routes ---------------------------------------------------------- */
+
+/* The endpoints of the protocol's REST API, passed as int32_t. */
+#define SELDON_ROUTE_HEALTH_LIVE 1     /* GET /v2/health/live */
+#define SELDON_ROUTE_HEALTH_READY 2    /* GET /v2/health/ready */
+#define SELDON_ROUTE_SERVER_METADATA 3 /* GET /v2 */
+#define SELDON_ROUTE_MODEL_METADATA 4  /* GET /v2/models/{m}[/versions/{v}] */
+#define SELDON_ROUTE_MODEL_READY 5     /* GET /v2/models/{m}[/versions/{v}]/ready */
+#define SELDON_ROUTE_MODEL_INFER 6     /* POST /v2/models/{m}[/versions/{v}]/infer */
+#define SELDON_ROUTE_REPO_INDEX 7      /* POST /v2/repository/index */
+#define SELDON_ROUTE_REPO_LOAD 8       /* POST /v2/repository/models/{m}/load */
+#define SELDON_ROUTE_REPO_UNLOAD 9     /* POST /v2/repository/models/{m}/unload */
+#define SELDON_ROUTE_PIPELINE_READY 10 /* GET /v2/pipelines/{p}/ready */
+#define SELDON_ROUTE_PIPELINE_INFER 11 /* POST /v2/pipelines/{p}/infer */
+
+/* A parsed REST path: pointers borrow from the path passed in. */
+typedef struct seldon_route {
+    int32_t kind; /* SELDON_ROUTE_* */
+    const char *name; /* the model or pipeline; NULL when the route has none */
+    size_t name_len;
+    const char *version; /* NULL when absent */
+    size_t version_len;
+} seldon_route;
+
+/*
+ * Matches an HTTP method and path (without the query string) to a route.
+ * SELDON_ENOTFOUND for a path the protocol does not define (404);
+ * SELDON_EUNSUPPORTED for a defined path with the wrong method (405). A
+ * trailing '/' is tolerated.
+ */
+SELDON_API int seldon_route_parse(seldon_route *out, const char *method, size_t method_len,
+                                  const char *path, size_t path_len);
+
 #ifdef __cplusplus
 }
 #endif

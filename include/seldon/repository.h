@@ -62,6 +62,12 @@ SELDON_API int seldon_repo_scan(seldon_repo *repo);
  */
 SELDON_API int seldon_repo_load(seldon_repo *repo, const char *name);
 
+/*
+ * Scans the folder and loads every model found, in name order. Failures are
+ * logged and recorded in the index; *failed (optional) receives how many.
+ */
+SELDON_API int seldon_repo_load_all(seldon_repo *repo, size_t *failed);
+
 /* Unloads a model: new requests get SELDON_ENOTFOUND; requests in flight finish first. */
 SELDON_API int seldon_repo_unload(seldon_repo *repo, const char *name);
 
@@ -97,6 +103,25 @@ SELDON_API int seldon_repo_acquire(seldon_model **out, seldon_repo *repo, const 
 
 /* Releases an acquired instance. NULL ok. */
 SELDON_API void seldon_model_release(seldon_model *model);
+
+/* Takes one more reference to an instance already held; release it with seldon_model_release(). */
+SELDON_API void seldon_model_retain(seldon_model *model);
+
+/*
+ * The state of model name: SELDON_MODEL_*, or -1 when the repository does
+ * not know it (a 404, where a known model that is not ready is a 400).
+ */
+SELDON_API int32_t seldon_repo_model_state(seldon_repo *repo, const char *name, size_t name_len);
+
+/*
+ * A pointer of the host's (a server's per-instance bookkeeping), kept with
+ * the instance and passed to free_fn when the instance is destroyed. The
+ * first non-NULL data set wins, atomically: the call returns the pointer now
+ * stored, which is not data if another thread set one first (the caller then
+ * frees its own). data NULL only reads.
+ */
+SELDON_API void *seldon_model_host_data(seldon_model *model, void *data,
+                                        void (*free_fn)(void *data));
 
 /* Settings the server acts on. */
 SELDON_API uint32_t seldon_model_runtime_flags(const seldon_model *model);

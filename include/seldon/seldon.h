@@ -9,5 +9,8 @@
 #include "version.h"
 #include "common.h"
 #include "oip.h"
+#include "runtime.h"
+#include "repository.h"
+#include "metrics.h"
 
 #endif

@@ -375,6 +375,9 @@ int seldon_repo_scan(seldon_repo *repo)
 
 static void model_destroy(seldon_model *m)
 {
+    void *host = atomic_load(&m->host_data);
+    if (host != NULL && m->host_free != NULL)
+        m->host_free(host);
     if (m->loaded && m->runtime->unload != NULL)
         m->runtime->unload(m);
     if (m->dl != NULL)
@@ -394,6 +397,39 @@ void sdn_model_unref(seldon_model *m)
 void seldon_model_release(seldon_model *model)
 {
     sdn_model_unref(model);
+}
+
+void seldon_model_retain(seldon_model *model)
+{
+    if (model != NULL)
+        atomic_fetch_add(&model->refs, 1);
+}
+
+void *seldon_model_host_data(seldon_model *model, void *data, void (*free_fn)(void *data))
+{
+    void *expected = NULL;
+    if (model == NULL)
+        return NULL;
+    if (data == NULL)
+        return atomic_load(&model->host_data);
+    /* Every host passes the same free_fn; storing it before the pointer keeps destroy safe. */
+    model->host_free = free_fn;
+    if (atomic_compare_exchange_strong(&model->host_data, &expected, data))
+        return data;
+    return expected;
+}
+
+int32_t seldon_repo_model_state(seldon_repo *repo, const char *name, size_t name_len)
+{
+    const sdn_entry *e;
+    int32_t state;
+    if (repo == NULL || name == NULL)
+        return -1;
+    pthread_rwlock_rdlock(&repo->lock);
+    e = find_entry(repo, name, name_len);
+    state = e ? e->state : -1;
+    pthread_rwlock_unlock(&repo->lock);
+    return state;
 }
 
 static int open_plugin(seldon_model *m, const char *file)
@@ -591,6 +627,27 @@ out:
     pthread_mutex_unlock(&repo->load_lock);
     /* Requests still on the old instance keep it alive; the last one unloads it. */
     sdn_model_unref(old);
+    return rc;
+}
+
+int seldon_repo_load_all(seldon_repo *repo, size_t *failed)
+{
+    sdn_arena a;
+    index_row *rows = NULL;
+    size_t n = 0, i, bad = 0;
+    int rc;
+    if (failed != NULL)
+        *failed = 0;
+    rc = seldon_repo_scan(repo);
+    if (rc < 0)
+        return rc;
+    sdn_arena_init(&a, NULL, 0);
+    rc = sdn_repo_index_rows(repo, 0, &a, &rows, &n);
+    for (i = 0; rc == 0 && i < n; i++)
+        bad += seldon_repo_load(repo, rows[i].name) != 0;
+    sdn_arena_release(&a);
+    if (failed != NULL)
+        *failed = bad;
     return rc;
 }
 

@@ -66,6 +66,8 @@ struct seldon_model {
     char *error;
     int loaded;              /* runtime load succeeded: unload is due */
     pthread_mutex_t exec_lock; /* serializes execute for runtimes that are not concurrent */
+    _Atomic(void *) host_data;
+    void (*host_free)(void *);
 };
 
 /* Drops a reference; the last one unloads and frees the instance. */

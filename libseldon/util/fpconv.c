@@ -105,8 +105,8 @@ static uint64_t sdn_shortest(uint64_t c, int q, bool irregular, int *k10)
         *k10 = k;
         return upin ? sp10 : tp10;
     }
-    /* Otherwise every integer in the interval has the same length; the nearest to v is s or
-     * s + 1, and at least one of them is inside. */
+    /* Otherwise the integers in the interval lie between two consecutive multiples of ten, so
+     * all have the same length; the nearest to v is s or s + 1, and one of them is inside. */
     uint64_t t = s + 1;
     bool uin = vbl + out <= s << 2;
     bool win = (t << 2) + out <= vbr;

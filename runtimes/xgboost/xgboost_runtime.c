@@ -24,6 +24,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,8 @@ __attribute__((visibility("default"))) const seldon_runtime *seldon_runtime_entr
 #define KIND_SOFTPROB 2   /* multi:softprob: prediction is [N, K] probabilities */
 #define KIND_SOFTMAX 3    /* multi:softmax: prediction is the class index */
 
+#define PATH_CAP 4096
+
 typedef struct xgb_model {
     BoosterHandle booster;
     /*
@@ -54,15 +57,20 @@ typedef struct xgb_model {
     BoosterHandle proba;
     int kind;
     bst_ulong nfeature;
-    char path[4096];
+    uint64_t nclass;  /* classes of a multi:* model */
+    uint64_t ntarget; /* outputs per row of a regression model */
+    char path[PATH_CAP];
 } xgb_model;
 
 /* Candidate file names inside a model folder, in order of preference. */
 static const char *const model_files[] = {"model.json", "model.ubj", "model.bst"};
 
+/* Room for a path and XGBoost's reason. */
+#define MSG_CAP (PATH_CAP + 1024)
+
 static int load_error(seldon_model *model, const char *what, const char *path)
 {
-    char msg[1024];
+    char msg[MSG_CAP];
     snprintf(msg, sizeof msg, "xgboost: %s %s: %s", what, path, XGBGetLastError());
     return seldon_model_set_error(model, msg);
 }
@@ -74,7 +82,7 @@ static int load_error(seldon_model *model, const char *what, const char *path)
 static int find_model_file(seldon_model *model, char *out, size_t cap)
 {
     const char *uri = seldon_model_uri(model);
-    char msg[1024];
+    char msg[MSG_CAP];
     struct stat st;
     size_t i;
 
@@ -102,22 +110,24 @@ static int find_model_file(seldon_model *model, char *out, size_t cap)
 }
 
 /*
- * Copies the objective's name out of the booster's JSON configuration,
- * where learner_train_param carries it as "objective":"<name>". A scan is
- * enough: the document is XGBoost's own compact output, and the first
- * "objective" key holding a string is that one.
+ * Copies the first string value of "key" in the booster's JSON
+ * configuration. A scan is enough: the document is XGBoost's own compact
+ * output, where learner_train_param holds "objective":"<name>" and
+ * learner_model_param "num_class":"<n>", "num_target":"<n>" (the
+ * "objective":{...} object is skipped: it is not a string).
  */
-static int read_objective(char *out, size_t cap, const char *cfg, size_t len)
+static int config_string(char *out, size_t cap, const char *cfg, size_t len, const char *key)
 {
-    static const char key[] = "\"objective\":";
     const char *end = cfg + len, *p = cfg;
+    size_t klen = strlen(key);
 
-    while ((p = memmem(p, (size_t)(end - p), key, sizeof key - 1)) != NULL) {
-        const char *v = p + sizeof key - 1, *q;
+    while ((p = memmem(p, (size_t)(end - p), key, klen)) != NULL) {
+        const char *v = p + klen, *q;
         p = v;
-        if (v >= end || *v != '"')
-            continue; /* the "objective":{...} object; its name comes from the string form */
-        v++;
+        if (p - klen == cfg || p[-(ptrdiff_t)klen - 1] != '"' || end - v < 3 || v[0] != '"' ||
+            v[1] != ':' || v[2] != '"')
+            continue;
+        v += 3;
         q = memchr(v, '"', (size_t)(end - v));
         if (q == NULL || (size_t)(q - v) >= cap)
             return -1;
@@ -126,6 +136,18 @@ static int read_objective(char *out, size_t cap, const char *cfg, size_t len)
         return 0;
     }
     return -1;
+}
+
+/* An unsigned count from the configuration; fallback when absent. */
+static uint64_t config_count(const char *cfg, size_t len, const char *key, uint64_t fallback)
+{
+    char num[32], *end = NULL;
+    unsigned long long v;
+
+    if (config_string(num, sizeof num, cfg, len, key) != 0)
+        return fallback;
+    v = strtoull(num, &end, 10);
+    return end != num && *end == '\0' ? (uint64_t)v : fallback;
 }
 
 static int open_booster(BoosterHandle *out, seldon_model *model, const char *path)
@@ -176,7 +198,7 @@ static int xgb_load(seldon_model *model)
     xgb_model *m = calloc(1, sizeof *m);
     const char *cfg = NULL;
     bst_ulong cfg_len = 0;
-    char objective[128], msg[1024];
+    char objective[128], msg[MSG_CAP];
     int rc;
 
     if (m == NULL) {
@@ -193,12 +215,15 @@ static int xgb_load(seldon_model *model)
         rc = load_error(model, "cannot read the configuration of", m->path);
         goto out;
     }
-    if (read_objective(objective, sizeof objective, cfg, (size_t)cfg_len) != 0) {
+    if (config_string(objective, sizeof objective, cfg, (size_t)cfg_len, "objective") != 0) {
         snprintf(msg, sizeof msg, "xgboost: %s: no objective in the booster's configuration",
                  m->path);
         rc = seldon_model_set_error(model, msg);
         goto out;
     }
+    /* Only needed to shape the outputs of an empty batch, which XGBoost does not predict. */
+    m->nclass = config_count(cfg, (size_t)cfg_len, "num_class", 0);
+    m->ntarget = config_count(cfg, (size_t)cfg_len, "num_target", 1);
     if (XGBoosterGetNumFeature(m->booster, &m->nfeature) != 0) {
         rc = load_error(model, "cannot read the feature count of", m->path);
         goto out;
@@ -336,6 +361,34 @@ static int check_requested(seldon_infer *infer, const seldon_model *model, const
     return 0;
 }
 
+/*
+ * The outputs for zero rows, shaped as a non-empty batch's would be.
+ * XGBoost is not asked: it reports such batches with shapes of its own.
+ */
+static int empty_outputs(seldon_infer *infer, const xgb_model *m, int want_predict,
+                         int want_proba)
+{
+    seldon_msg *resp = seldon_infer_response(infer);
+    void *unused;
+    int rc = 0;
+
+    if (want_predict) {
+        int64_t shape[2] = {0, (int64_t)m->ntarget};
+        if (m->kind == KIND_REGRESSION)
+            rc = add_output(&unused, resp, "predict", SELDON_DT_FP32, shape,
+                            m->ntarget > 1 ? 2 : 1, 0);
+        else
+            rc = add_output(&unused, resp, "predict", SELDON_DT_INT64, shape, 1, 0);
+    }
+    if (rc == 0 && want_proba) {
+        int64_t shape[2] = {0, m->kind == KIND_BINARY ? 2 : (int64_t)m->nclass};
+        rc = add_output(&unused, resp, "predict_proba", SELDON_DT_FP32, shape, 2, 0);
+    }
+    if (rc < 0)
+        fail(infer, rc, "xgboost: cannot add an output: %s", seldon_last_error());
+    return rc;
+}
+
 /* Runs one inference; completes it on failure and returns a negative code. */
 static int run_one(const seldon_model *model, const xgb_model *m, seldon_infer *infer)
 {
@@ -388,6 +441,8 @@ static int run_one(const seldon_model *model, const xgb_model *m, seldon_infer *
     want_predict = seldon_infer_wants_output(infer, "predict", 7);
     want_proba = m->kind != KIND_REGRESSION && seldon_msg_output_count(req) > 0 &&
                  seldon_infer_wants_output(infer, "predict_proba", 13);
+    if (rows == 0)
+        return empty_outputs(infer, m, want_predict, want_proba);
 
     /* XGBoost reads elements with typed loads: give it aligned memory. */
     data = in.data;

@@ -5,7 +5,9 @@
  *   ModelInfer        echoes the request; metadata "x-fail: N" fails with
  *                     status N, "x-delay-ms: N" answers from another thread
  *                     after N ms (and prints "delaying <id>" when queued)
- *   ModelStreamInfer  echoes each message of a stream
+ *   ModelStreamInfer  echoes each message of a stream; "x-fail: N" fails it
+ *                     after the first echo, "x-delay-ms: N" echoes each message
+ *                     from another thread after N ms
  *
  * Usage: grpc_testd [--port N] [--threads N] [--max-message N]
  * Prints "listening on <port>" once serving; SIGTERM or SIGINT stops it
@@ -30,6 +32,7 @@ struct delayed {
     struct delayed *next;
     struct timespec due;
     sdg_call *call;
+    int stream; /* a stream message: write it and release the hold */
     seldon_buf response;
 };
 
@@ -39,7 +42,7 @@ static struct {
     struct delayed *head;
     int quit;
     unsigned long next_id;
-} g_delay = {PTHREAD_MUTEX_INITIALIZER, {{0}}, NULL, 0, 0};
+} g_delay = {.mu = PTHREAD_MUTEX_INITIALIZER}; /* cv is set up in main() */
 
 static int ts_before(const struct timespec *a, const struct timespec *b)
 {
@@ -67,7 +70,12 @@ static void *delay_main(void *arg)
         g_delay.head = d->next;
         pthread_mutex_unlock(&g_delay.mu);
         /* Answering from this thread is the point: the transport must accept it. */
-        sdg_reply(d->call, &d->response);
+        if (d->stream) {
+            sdg_stream_write(d->call, &d->response);
+            sdg_call_release(d->call);
+        } else {
+            sdg_reply(d->call, &d->response);
+        }
         free(d);
         pthread_mutex_lock(&g_delay.mu);
     }
@@ -75,7 +83,8 @@ static void *delay_main(void *arg)
     return NULL;
 }
 
-static void delay_reply(sdg_call *call, seldon_buf *response, long ms)
+/* Stream messages come with a hold on call, which the delay thread releases. */
+static void delay_reply(sdg_call *call, int stream, seldon_buf *response, long ms)
 {
     struct delayed *d = calloc(1, sizeof(*d));
     struct delayed **p;
@@ -84,6 +93,8 @@ static void delay_reply(sdg_call *call, seldon_buf *response, long ms)
     if (d == NULL) {
         seldon_buf_free(response);
         sdg_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        if (stream)
+            sdg_call_release(call);
         return;
     }
     clock_gettime(CLOCK_MONOTONIC, &d->due);
@@ -94,6 +105,7 @@ static void delay_reply(sdg_call *call, seldon_buf *response, long ms)
         d->due.tv_nsec -= 1000000000L;
     }
     d->call = call;
+    d->stream = stream;
     d->response = *response;
     *response = (seldon_buf)SELDON_BUF_INIT;
 
@@ -168,22 +180,36 @@ static void model_infer(void *user_data, sdg_call *call, const uint8_t *req, siz
         return;
     }
     if (delay >= 0) {
-        delay_reply(call, &buf, delay);
+        delay_reply(call, 0, &buf, delay);
         return;
     }
     sdg_reply(call, &buf);
 }
 
+/*
+ * Echoes each message. With "x-fail: N" the stream fails with status N after
+ * the first echo; with "x-delay-ms: N" each echo comes from the delay thread,
+ * the way a model answering asynchronously would.
+ */
 static void stream_infer(void *user_data, sdg_call *call, const uint8_t *req, size_t len)
 {
     seldon_buf buf = SELDON_BUF_INIT;
+    long fail = metadata_long(call, "x-fail", -1);
+    long delay = metadata_long(call, "x-delay-ms", -1);
 
     (void)user_data;
     if (copy_bytes(&buf, req, len) < 0) {
         sdg_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
+    if (delay >= 0) {
+        sdg_call_hold(call);
+        delay_reply(call, 1, &buf, delay);
+        return;
+    }
     sdg_stream_write(call, &buf);
+    if (fail >= 0)
+        sdg_fail(call, (int)fail, "failing as asked");
 }
 
 static int parse_arg(const char *flag, const char *value, long min, long *out)

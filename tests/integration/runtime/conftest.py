@@ -72,21 +72,26 @@ class Failure(Exception):
         self.error = report["error"]
 
 
-def run(root, model, inputs, outputs=None):
-    """Runs one request; returns {output name: numpy array} or raises Failure."""
+def run(root, model, inputs, outputs=None, threads=0):
+    """Runs one request; returns {output name: numpy array} or raises Failure.
+
+    threads > 0 also runs it many times on that many threads at once and
+    fails unless every response is identical to the first.
+    """
     if not DRIVER:
         pytest.skip("SELDON_RUNTIME_DRIVER is not set (run through ctest)")
     request = {"inputs": inputs}
     if outputs is not None:
         request["outputs"] = [{"name": n} for n in outputs]
+    args = [DRIVER] + (["-t", str(threads)] if threads else []) + [str(root), model, RUNTIME_PATH]
     proc = subprocess.run(
-        [DRIVER, str(root), model, RUNTIME_PATH],
+        args,
         input=json.dumps(request).encode(),
         capture_output=True,
         timeout=120,
     )
     text = proc.stdout.decode()
-    if proc.returncode in (2, 3):
+    if proc.returncode in (2, 3, 4):
         raise Failure(json.loads(text))
     assert proc.returncode == 0, f"driver exited {proc.returncode}: {proc.stderr.decode()}"
     response = json.loads(text)

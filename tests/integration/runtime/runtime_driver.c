@@ -3,10 +3,13 @@
  * repository API, runs the REST JSON inference request read from stdin,
  * and prints the REST JSON response on stdout.
  *
- *   runtime_driver <root> <model> [runtime_path] < request.json
+ *   runtime_driver [-t threads] <root> <model> [runtime_path] < request.json
  *
  * Exit 0 with the response; otherwise prints {"stage": "load"|"infer",
  * "code": <SELDON_E*>, "error": "<message>"} and exits 2 (load) or 3 (infer).
+ * With -t, the request then runs ROUNDS more times on each of that many
+ * threads at once, as a server does with a CONCURRENT runtime; every
+ * response must encode to the same bytes as the first (else exit 4).
  * Links the shared libseldon, as the server does, so that plugin runtimes
  * and the host share one copy of it.
  */
@@ -16,6 +19,8 @@
 #include <string.h>
 
 #include "seldon/repository.h"
+
+#define ROUNDS 50
 
 typedef struct done_state {
     pthread_mutex_t lock;
@@ -75,19 +80,92 @@ static int read_all(seldon_buf *buf, FILE *f)
     }
 }
 
+/*
+ * Runs req once on model and appends the encoded response to out. Returns
+ * the inference's status (its message in d), or a setup error code.
+ */
+static int run_once(seldon_buf *out, done_state *d, seldon_model *model, const seldon_msg *req)
+{
+    seldon_msg *resp = NULL;
+    seldon_infer *infer = NULL;
+    int rc = seldon_msg_new(&resp, SELDON_MSG_RESPONSE);
+
+    d->done = 0;
+    if (rc == 0)
+        rc = seldon_infer_new(&infer, req, resp, on_done, d);
+    if (rc < 0) {
+        snprintf(d->message, sizeof d->message, "%s", seldon_last_error());
+        goto out;
+    }
+    seldon_model_execute(model, &infer, 1);
+    pthread_mutex_lock(&d->lock);
+    while (!d->done)
+        pthread_cond_wait(&d->cond, &d->lock);
+    pthread_mutex_unlock(&d->lock);
+    rc = d->status;
+    if (rc == 0 && (rc = seldon_msg_encode_json(out, NULL, resp, 0)) < 0)
+        snprintf(d->message, sizeof d->message, "%s", seldon_last_error());
+out:
+    seldon_infer_free(infer);
+    seldon_msg_free(resp);
+    return rc;
+}
+
+typedef struct worker {
+    pthread_t thread;
+    seldon_model *model;
+    const seldon_msg *req;
+    const seldon_buf *reference;
+    int mismatches;
+    int failures;
+    char message[2048];
+} worker;
+
+static void *work(void *arg)
+{
+    worker *w = arg;
+    seldon_buf out = SELDON_BUF_INIT;
+    done_state d;
+    int i;
+
+    memset(&d, 0, sizeof d);
+    pthread_mutex_init(&d.lock, NULL);
+    pthread_cond_init(&d.cond, NULL);
+    for (i = 0; i < ROUNDS; i++) {
+        out.len = 0;
+        if (run_once(&out, &d, w->model, w->req) != 0) {
+            w->failures++;
+            snprintf(w->message, sizeof w->message, "%s", d.message);
+        } else if (out.len != w->reference->len ||
+                   memcmp(out.data, w->reference->data, out.len) != 0) {
+            w->mismatches++;
+        }
+    }
+    seldon_buf_free(&out);
+    pthread_cond_destroy(&d.cond);
+    pthread_mutex_destroy(&d.lock);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     seldon_repo_options opts = SELDON_REPO_OPTIONS_INIT;
     seldon_repo *repo = NULL;
     seldon_model *model = NULL;
-    seldon_msg *req = NULL, *resp = NULL;
-    seldon_infer *infer = NULL;
+    seldon_msg *req = NULL;
     seldon_buf body = SELDON_BUF_INIT, out = SELDON_BUF_INIT;
+    worker *workers = NULL;
     done_state d;
-    int rc, exit_code = 1;
+    int rc, exit_code = 1, nthreads = 0, i, started = 0;
 
+    if (argc > 2 && strcmp(argv[1], "-t") == 0) {
+        nthreads = atoi(argv[2]);
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: %s <root> <model> [runtime_path] < request.json\n", argv[0]);
+        fprintf(stderr, "usage: %s [-t threads] <root> <model> [runtime_path] < request.json\n",
+                argv[0]);
         return 1;
     }
     memset(&d, 0, sizeof d);
@@ -109,8 +187,7 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (read_all(&body, stdin) < 0 || (rc = seldon_msg_new(&req, SELDON_MSG_REQUEST)) < 0 ||
-        (rc = seldon_msg_new(&resp, SELDON_MSG_RESPONSE)) < 0) {
+    if (read_all(&body, stdin) < 0 || seldon_msg_new(&req, SELDON_MSG_REQUEST) < 0) {
         fprintf(stderr, "cannot read the request\n");
         goto out;
     }
@@ -119,32 +196,46 @@ int main(int argc, char **argv)
         exit_code = report("decode", rc, seldon_last_error(), 3);
         goto out;
     }
-    rc = seldon_infer_new(&infer, req, resp, on_done, &d);
-    if (rc < 0) {
-        exit_code = report("infer", rc, seldon_last_error(), 3);
+    rc = run_once(&out, &d, model, req);
+    if (rc != 0) {
+        exit_code = report("infer", rc, d.message, 3);
         goto out;
     }
-    seldon_model_execute(model, &infer, 1);
-    pthread_mutex_lock(&d.lock);
-    while (!d.done)
-        pthread_cond_wait(&d.cond, &d.lock);
-    pthread_mutex_unlock(&d.lock);
-    if (d.status != 0) {
-        exit_code = report("infer", d.status, d.message, 3);
-        goto out;
-    }
-    rc = seldon_msg_encode_json(&out, NULL, resp, 0);
-    if (rc < 0) {
-        exit_code = report("encode", rc, seldon_last_error(), 3);
-        goto out;
+
+    if (nthreads > 0) {
+        workers = calloc((size_t)nthreads, sizeof *workers);
+        if (workers == NULL)
+            goto out;
+        for (i = 0; i < nthreads; i++) {
+            workers[i].model = model;
+            workers[i].req = req;
+            workers[i].reference = &out;
+            if (pthread_create(&workers[i].thread, NULL, work, &workers[i]) != 0)
+                break;
+            started++;
+        }
+        for (i = 0; i < started; i++)
+            pthread_join(workers[i].thread, NULL);
+        for (i = 0; i < started; i++) {
+            if (workers[i].failures || workers[i].mismatches) {
+                char msg[2300];
+                snprintf(msg, sizeof msg, "thread %d: %d failures, %d mismatches; %s", i,
+                         workers[i].failures, workers[i].mismatches, workers[i].message);
+                exit_code = report("concurrent", SELDON_EINTERNAL, msg, 4);
+                goto out;
+            }
+        }
+        if (started < nthreads) {
+            fprintf(stderr, "cannot start threads\n");
+            goto out;
+        }
     }
     fwrite(out.data, 1, out.len, stdout);
     putchar('\n');
     exit_code = 0;
 out:
-    seldon_infer_free(infer);
+    free(workers);
     seldon_msg_free(req);
-    seldon_msg_free(resp);
     seldon_model_release(model);
     seldon_repo_free(repo);
     seldon_buf_free(&body);

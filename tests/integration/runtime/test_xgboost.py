@@ -77,11 +77,6 @@ def test_binary_classifier(tmp_path, fname):
     proba = np.stack([np.float32(1) - p, p], axis=1)
     assert out["predict_proba"].shape == (40, 2)
     np.testing.assert_array_equal(out["predict_proba"], proba)
-    # Labels agree with the scikit-learn wrapper's reading of the same model.
-    clf = xgb.XGBClassifier()
-    clf._Booster = bst
-    clf.n_classes_ = 2
-    np.testing.assert_array_equal(out["predict_proba"], clf.predict_proba(x))
 
 
 @pytest.mark.parametrize("fname", FORMATS)
@@ -176,6 +171,36 @@ def test_model_file_precedence(tmp_path):
     os.remove(os.path.join(folder, "model.json"))
     out = run(tmp_path, "both", [tensor("x", x)])
     np.testing.assert_array_equal(out["predict"], expected(reg, x))
+
+
+def test_empty_batch(tmp_path):
+    save(train("multi:softprob", seed=2), tmp_path, "sp", "model.json")
+    save(train("binary:logistic"), tmp_path, "bin", "model.json")
+    save(train("reg:squarederror"), tmp_path, "reg", "model.json")
+    x = features(0, seed=1)
+    both = ["predict", "predict_proba"]
+    out = run(tmp_path, "sp", [tensor("x", x)], outputs=both)
+    assert out["predict"].shape == (0,) and out["predict_proba"].shape == (0, 3)
+    out = run(tmp_path, "bin", [tensor("x", x)], outputs=both)
+    assert out["predict"].shape == (0,) and out["predict_proba"].shape == (0, 2)
+    out = run(tmp_path, "reg", [tensor("x", x)])
+    assert out["predict"].shape == (0,) and out["predict"].dtype == np.float32
+
+
+@pytest.mark.parametrize("objective", ["multi:softprob", "multi:softmax", "reg:squarederror"])
+def test_concurrent_predictions(tmp_path, objective):
+    # The runtime is CONCURRENT: inplace prediction from several threads at
+    # once on one booster must give every caller the same, right answer.
+    bst = train(objective, seed=3)
+    save(bst, tmp_path, "m", "model.ubj")
+    x = features(64, seed=4)
+    outputs = None if objective.startswith("reg") else ["predict", "predict_proba"]
+    out = run(tmp_path, "m", [tensor("x", x)], outputs=outputs, threads=4)
+    want = expected(bst, x)
+    if objective == "multi:softprob":
+        np.testing.assert_array_equal(out["predict_proba"], want)
+    else:
+        np.testing.assert_array_equal(out["predict"], want.astype(out["predict"].dtype))
 
 
 def test_bad_requests(tmp_path):

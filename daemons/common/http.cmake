@@ -1,0 +1,11 @@
+# The HTTP/1.1 server transport (libuv + http-parser), shared by the daemons.
+# Included from daemons/CMakeLists.txt, so CMAKE_CURRENT_SOURCE_DIR is daemons/.
+file(GLOB SELDON_HTTP_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/common/http_*.c)
+add_library(seldon_http STATIC ${SELDON_HTTP_SOURCES})
+target_include_directories(seldon_http
+  PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/common
+  PRIVATE ${PROJECT_SOURCE_DIR}/libseldon)
+target_compile_options(seldon_http PRIVATE ${SELDON_WARNINGS})
+# SO_REUSEPORT and friends are outside strict C11.
+target_compile_definitions(seldon_http PRIVATE _GNU_SOURCE)
+target_link_libraries(seldon_http PUBLIC seldon_static uv http_parser pthread)

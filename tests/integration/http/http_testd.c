@@ -1,0 +1,277 @@
+/*
+ * http_testd: the HTTP transport behind a few routes, for test_http.py.
+ *
+ *   GET  /hello      200 "hello"
+ *   POST /echo       200, the body echoed, x-body-length: <n>
+ *   GET  /slow?ms=N  200 "slow", answered from another thread after N ms
+ *   GET  /headers    200, the request headers as "name: value\n" lines
+ *
+ * Flags: --host A --port N --io-threads N --max-body N --idle-ms N --grace-ms N.
+ * Prints "listening on <port>" once ready. SIGTERM/SIGINT: graceful stop, exit 0.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http_server.h"
+
+/* /slow requests wait here for their deadline, answered by one worker thread. */
+typedef struct slow_item {
+    struct slow_item *next;
+    sdh_req *req;
+    uint64_t due_ns;
+} slow_item;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    slow_item *items;
+    int quit;
+} slow = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int buf_set(seldon_buf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (seldon_buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static void respond_text(sdh_req *req, const char *text, size_t n)
+{
+    static const sdh_header ctype = {"content-type", 12, "text/plain", 10};
+    seldon_buf b = SELDON_BUF_INIT;
+    if (buf_set(&b, text, n) < 0) {
+        sdh_respond_error(req, 500, "out of memory");
+        return;
+    }
+    sdh_respond(req, 200, &ctype, 1, &b);
+}
+
+static void *slow_worker(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&slow.mu);
+    for (;;) {
+        slow_item *it, **best = NULL, **pp;
+        uint64_t now = now_ns();
+        for (pp = &slow.items; *pp != NULL; pp = &(*pp)->next)
+            if (best == NULL || (*pp)->due_ns < (*best)->due_ns)
+                best = pp;
+        if (best == NULL) {
+            if (slow.quit)
+                break;
+            pthread_cond_wait(&slow.cv, &slow.mu);
+            continue;
+        }
+        if ((*best)->due_ns > now && !slow.quit) {
+            uint64_t due = (*best)->due_ns;
+            struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+            pthread_cond_timedwait(&slow.cv, &slow.mu, &ts);
+            continue;
+        }
+        it = *best;
+        *best = it->next;
+        pthread_mutex_unlock(&slow.mu);
+        respond_text(it->req, "slow", 4);
+        free(it);
+        pthread_mutex_lock(&slow.mu);
+    }
+    pthread_mutex_unlock(&slow.mu);
+    return NULL;
+}
+
+static int path_is(const sdh_request *r, const char *method, const char *path)
+{
+    return r->method_len == strlen(method) && memcmp(r->method, method, r->method_len) == 0 &&
+           r->path_len == strlen(path) && memcmp(r->path, path, r->path_len) == 0;
+}
+
+static uint64_t query_ms(const sdh_request *r)
+{
+    uint64_t ms = 0;
+    size_t i;
+    if (r->query_len < 3 || memcmp(r->query, "ms=", 3) != 0)
+        return 0;
+    for (i = 3; i < r->query_len && r->query[i] >= '0' && r->query[i] <= '9'; i++)
+        ms = ms * 10 + (uint64_t)(r->query[i] - '0');
+    return ms;
+}
+
+static void handle_echo(sdh_req *req, const sdh_request *r)
+{
+    sdh_header hs[2];
+    char len[24];
+    seldon_buf b = SELDON_BUF_INIT;
+    size_t nh = 1, ctlen = 0;
+    const char *ct = sdh_request_header(r, "content-type", &ctlen);
+
+    if (buf_set(&b, r->body, r->body_len) < 0) {
+        sdh_respond_error(req, 500, "out of memory");
+        return;
+    }
+    hs[0].name = "x-body-length";
+    hs[0].name_len = 13;
+    hs[0].value = len;
+    hs[0].value_len = (size_t)snprintf(len, sizeof(len), "%zu", r->body_len);
+    if (ct != NULL) {
+        hs[1].name = "content-type";
+        hs[1].name_len = 12;
+        hs[1].value = ct;
+        hs[1].value_len = ctlen;
+        nh = 2;
+    }
+    sdh_respond(req, 200, hs, nh, &b);
+}
+
+static void handle_headers(sdh_req *req, const sdh_request *r)
+{
+    seldon_buf b = SELDON_BUF_INIT;
+    size_t i;
+    for (i = 0; i < r->nheaders; i++) {
+        const sdh_header *h = &r->headers[i];
+        if (buf_set(&b, h->name, h->name_len) < 0 || buf_set(&b, ": ", 2) < 0 ||
+            buf_set(&b, h->value, h->value_len) < 0 || buf_set(&b, "\n", 1) < 0) {
+            seldon_buf_free(&b);
+            sdh_respond_error(req, 500, "out of memory");
+            return;
+        }
+    }
+    sdh_respond(req, 200, NULL, 0, &b);
+}
+
+static void handle(void *user_data, sdh_req *req, const sdh_request *r)
+{
+    (void)user_data;
+    if (path_is(r, "GET", "/hello")) {
+        respond_text(req, "hello", 5);
+    } else if (path_is(r, "POST", "/echo")) {
+        handle_echo(req, r);
+    } else if (path_is(r, "GET", "/headers")) {
+        handle_headers(req, r);
+    } else if (path_is(r, "GET", "/slow")) {
+        slow_item *it = malloc(sizeof(*it));
+        if (it == NULL) {
+            sdh_respond_error(req, 500, "out of memory");
+            return;
+        }
+        it->req = req;
+        it->due_ns = now_ns() + query_ms(r) * 1000000u;
+        pthread_mutex_lock(&slow.mu);
+        it->next = slow.items;
+        slow.items = it;
+        pthread_cond_signal(&slow.cv);
+        pthread_mutex_unlock(&slow.mu);
+    } else {
+        sdh_respond_error(req, 404, "no such route");
+    }
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    sdh_config cfg;
+    sdh_server *srv = NULL;
+    pthread_condattr_t ca;
+    pthread_t worker;
+    sigset_t sigs;
+    uint64_t v, grace_ms = 10000;
+    int i, sig = 0;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.host = "127.0.0.1";
+    cfg.io_threads = 1;
+    cfg.max_body = 1 << 20;
+    cfg.handler = handle;
+    for (i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *val = argv[i + 1];
+        if (strcmp(k, "--host") == 0) {
+            cfg.host = val;
+            continue;
+        }
+        if (parse_u64(val, &v) < 0)
+            goto usage;
+        if (strcmp(k, "--port") == 0 && v <= 65535)
+            cfg.port = (int)v;
+        else if (strcmp(k, "--io-threads") == 0 && v >= 1 && v <= 64)
+            cfg.io_threads = (int)v;
+        else if (strcmp(k, "--max-body") == 0)
+            cfg.max_body = (size_t)v;
+        else if (strcmp(k, "--idle-ms") == 0)
+            cfg.idle_timeout_ms = v;
+        else if (strcmp(k, "--grace-ms") == 0)
+            grace_ms = v;
+        else
+            goto usage;
+    }
+    if (i != argc)
+        goto usage;
+
+    /* Block the stop signals before any thread starts, so that sigwait() gets them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_destroy(&slow.cv);
+    pthread_cond_init(&slow.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&worker, NULL, slow_worker, NULL) != 0) {
+        fprintf(stderr, "http_testd: cannot start the worker thread\n");
+        return 1;
+    }
+    if (sdh_server_start(&srv, &cfg) < 0) {
+        pthread_mutex_lock(&slow.mu);
+        slow.quit = 1;
+        pthread_cond_signal(&slow.cv);
+        pthread_mutex_unlock(&slow.mu);
+        pthread_join(worker, NULL);
+        return 1;
+    }
+    printf("listening on %d\n", sdh_server_port(srv));
+    fflush(stdout);
+
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    /* The worker keeps answering while the server drains; then it stops too. */
+    sdh_server_stop(srv, grace_ms);
+    pthread_mutex_lock(&slow.mu);
+    slow.quit = 1;
+    pthread_cond_signal(&slow.cv);
+    pthread_mutex_unlock(&slow.mu);
+    pthread_join(worker, NULL);
+    sdh_server_free(srv);
+    return 0;
+
+usage:
+    fprintf(stderr, "usage: %s [--host A] [--port N] [--io-threads N] [--max-body N] "
+                    "[--idle-ms N] [--grace-ms N]\n",
+            argv[0]);
+    return 2;
+}

@@ -1,0 +1,451 @@
+"""End-to-end tests of the HTTP/1.1 transport (daemons/common/http_server.c).
+
+They start http_testd ($HTTP_TESTD) on a free loopback port and talk to it with raw
+sockets and http.client. Waits use a generous deadline only as a guard against hangs;
+no assertion depends on elapsed time.
+"""
+
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+TESTD = os.environ.get("HTTP_TESTD")
+GUARD = 15.0  # seconds: a hang guard, never the thing tested
+MAX_BODY = 1 << 20
+
+pytestmark = pytest.mark.skipif(not TESTD, reason="HTTP_TESTD is not set")
+
+
+class Daemon:
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([TESTD, "--port", "0", *args], stdout=subprocess.PIPE)
+        ready, _, _ = select.select([self.proc.stdout], [], [], GUARD)
+        line = self.proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError("http_testd did not start: %r" % line)
+        self.port = int(line.split()[-1])
+
+    def stop(self):
+        """SIGTERM, then the exit code (a sanitizer report makes it non-zero)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(GUARD)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return "hung"
+
+
+@pytest.fixture(scope="module")
+def server():
+    d = Daemon("--io-threads", "2", "--max-body", str(MAX_BODY), "--idle-ms", "20000")
+    yield d
+    assert d.stop() == 0
+
+
+class Conn:
+    """A raw client connection with a minimal HTTP/1.1 response reader."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=GUARD)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def _fill(self):
+        data = self.s.recv(65536)
+        if not data:
+            raise EOFError("connection closed by the server")
+        self.buf += data
+
+    def response(self):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, headers, body
+
+    def closed_by_server(self):
+        """True once the server closes (EOF), with nothing more sent."""
+        try:
+            while True:
+                data = self.s.recv(65536)
+                if not data:
+                    return self.buf == b""
+                self.buf += data
+        except ConnectionResetError:
+            return self.buf == b""
+
+    def close(self):
+        self.s.close()
+
+
+def get(path, extra=b""):
+    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: t\r\n" + extra + b"\r\n"
+
+
+def post(path, body, extra=b""):
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n" + extra + b"\r\n" + body)
+
+
+def chunked(chunks):
+    out = b""
+    for c in chunks:
+        out += b"%x\r\n" % len(c) + c + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+def still_serving(port):
+    c = Conn(port)
+    c.send(get("/hello"))
+    status, _, body = c.response()
+    c.close()
+    return status == 200 and body == b"hello"
+
+
+def test_routes(server):
+    h = http.client.HTTPConnection("127.0.0.1", server.port, timeout=GUARD)
+    h.request("GET", "/hello")
+    r = h.getresponse()
+    assert (r.status, r.read()) == (200, b"hello")
+    h.request("POST", "/echo", body=b"payload", headers={"Content-Type": "text/x-test"})
+    r = h.getresponse()
+    assert r.status == 200
+    assert r.getheader("x-body-length") == "7"
+    assert r.getheader("content-type") == "text/x-test"
+    assert r.read() == b"payload"
+    h.request("GET", "/headers", headers={"X-Custom-Thing": "Value 1"})
+    r = h.getresponse()
+    lines = r.read().decode().splitlines()
+    assert "x-custom-thing: Value 1" in lines
+    h.request("GET", "/nowhere")
+    r = h.getresponse()
+    assert r.status == 404
+    assert json.loads(r.read()) == {"error": "no such route"}
+    h.close()
+
+
+def test_keep_alive_many_requests(server):
+    h = http.client.HTTPConnection("127.0.0.1", server.port, timeout=GUARD)
+    h.connect()
+    sock = h.sock
+    for i in range(300):
+        body = b"n%d" % i
+        h.request("POST", "/echo", body=body)
+        r = h.getresponse()
+        assert (r.status, r.read()) == (200, body)
+        assert h.sock is sock  # no reconnects
+    h.close()
+
+
+def test_pipelining_in_order_with_slow_first(server):
+    c = Conn(server.port)
+    c.send(get("/slow?ms=300") + get("/hello") + post("/echo", b"third"))
+    assert c.response()[2] == b"slow"
+    assert c.response()[2] == b"hello"
+    status, headers, body = c.response()
+    assert (status, body, headers["x-body-length"]) == (200, b"third", "5")
+    c.close()
+
+
+def test_deep_pipeline_past_backpressure(server):
+    c = Conn(server.port)
+    reqs = [get("/slow?ms=100")] + [post("/echo", b"r%d" % i) for i in range(150)]
+    c.send(b"".join(reqs))
+    assert c.response()[2] == b"slow"
+    for i in range(150):
+        assert c.response()[2] == b"r%d" % i
+    c.close()
+
+
+def test_expect_100_continue(server):
+    c = Conn(server.port)
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n"
+           b"Expect: 100-continue\r\n\r\n")
+    status, _, body = c.response()
+    assert (status, body) == (100, b"")
+    c.send(b"hello world")
+    status, _, body = c.response()
+    assert (status, body) == (200, b"hello world")
+    c.close()
+
+
+def test_expect_100_continue_too_large(server):
+    c = Conn(server.port)
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
+           b"Expect: 100-continue\r\n\r\n" % (MAX_BODY + 1))
+    status, headers, body = c.response()  # without sending any of the body
+    assert status == 413
+    assert headers["connection"] == "close"
+    assert "error" in json.loads(body)
+    assert c.closed_by_server()
+    c.close()
+
+
+def test_chunked_body(server):
+    c = Conn(server.port)
+    chunks = [b"a" * 10, b"b" * 3000, b"c", b"d" * 70000]
+    raw = chunked(chunks)
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for i in range(0, len(raw), 4096):  # chunk framing split across reads
+        c.send(raw[i:i + 4096])
+    status, headers, body = c.response()
+    assert status == 200
+    assert body == b"".join(chunks)
+    assert headers["x-body-length"] == str(len(body))
+    c.send(get("/hello"))
+    assert c.response()[2] == b"hello"
+    c.close()
+
+
+def test_chunked_body_with_trailer_and_extension(server):
+    c = Conn(server.port)
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: yes\r\n\r\n")
+    assert c.response()[2] == b"abcde"
+    c.close()
+
+
+def test_body_over_max_is_413(server):
+    c = Conn(server.port)
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1))
+    status, headers, _ = c.response()
+    assert status == 413 and headers["connection"] == "close"
+    assert c.closed_by_server()
+    c.close()
+
+
+def test_chunked_body_over_max_is_413(server):
+    c = Conn(server.port)
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    piece = b"x" * 65536
+    status = None
+    try:
+        for _ in range(MAX_BODY // len(piece) + 2):
+            c.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    status, headers, _ = c.response()
+    assert status == 413 and headers["connection"] == "close"
+    c.close()
+
+
+def test_body_at_max_is_accepted(server):
+    body = os.urandom(MAX_BODY)
+    c = Conn(server.port)
+    c.send(post("/echo", body))
+    status, _, got = c.response()
+    assert status == 200 and got == body
+    c.close()
+
+
+@pytest.mark.parametrize("raw", [
+    b"GARBAGE\r\n\r\n",
+    b"GET /hello HTTP/1.1\r\nHost: t\r\nBad Header Line\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 12x\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+])
+def test_malformed_request_is_400(server, raw):
+    c = Conn(server.port)
+    c.send(raw)
+    status, headers, body = c.response()
+    assert status == 400
+    assert headers["content-type"] == "application/json"
+    assert isinstance(json.loads(body)["error"], str)
+    assert c.closed_by_server()
+    c.close()
+
+
+def test_malformed_after_good_request_keeps_order(server):
+    c = Conn(server.port)
+    c.send(get("/slow?ms=100") + b"NOT HTTP AT ALL\r\n\r\n")
+    assert c.response()[2] == b"slow"
+    assert c.response()[0] == 400
+    assert c.closed_by_server()
+    c.close()
+
+
+def test_one_byte_at_a_time(server):
+    c = Conn(server.port)
+    raw = (b"POST /echo HTTP/1.1\r\nHost: t\r\nX-Long-Header: " + b"v" * 300 +
+           b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked([b"byte", b"wise"]) + get("/hello"))
+    for i in range(len(raw)):
+        c.send(raw[i:i + 1])
+        if i % 16 == 0:
+            time.sleep(0.001)  # let the bytes arrive as separate reads
+    status, _, body = c.response()
+    assert (status, body) == (200, b"bytewise")
+    assert c.response()[2] == b"hello"
+    c.close()
+
+
+def test_disconnect_mid_body(server):
+    for _ in range(20):
+        c = Conn(server.port)
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
+        c.close()
+    assert still_serving(server.port)
+
+
+def test_disconnect_while_slow_pending(server):
+    for _ in range(10):
+        c = Conn(server.port)
+        c.send(get("/slow?ms=150") + get("/hello"))
+        c.close()
+    time.sleep(0.4)  # let the abandoned answers happen
+    assert still_serving(server.port)
+
+
+def test_http10_closes_after_response(server):
+    c = Conn(server.port)
+    c.send(b"GET /hello HTTP/1.0\r\n\r\n")
+    status, headers, body = c.response()
+    assert (status, body) == (200, b"hello")
+    assert headers["connection"] == "close"
+    assert c.closed_by_server()
+    c.close()
+
+
+def test_http10_keep_alive(server):
+    c = Conn(server.port)
+    for _ in range(3):
+        c.send(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        status, headers, body = c.response()
+        assert (status, body) == (200, b"hello")
+        assert headers["connection"].lower() == "keep-alive"
+    c.close()
+
+
+def test_connection_close_header(server):
+    c = Conn(server.port)
+    c.send(get("/hello", b"Connection: close\r\n") + get("/hello"))
+    status, headers, _ = c.response()
+    assert status == 200 and headers["connection"] == "close"
+    assert c.closed_by_server()  # the second request is not answered
+    c.close()
+
+
+def test_folded_header_and_case(server):
+    c = Conn(server.port)
+    c.send(b"GET /headers?x=1 HTTP/1.1\r\nHost: t\r\nX-Folded: first\r\n  second\r\n"
+           b"MiXeD-CaSe: v\r\n\r\n")
+    status, _, body = c.response()
+    lines = body.decode().splitlines()
+    assert status == 200
+    assert "x-folded: first second" in lines
+    assert "mixed-case: v" in lines
+    c.close()
+
+
+def test_concurrency(server):
+    errors = []
+
+    def worker(t):
+        try:
+            h = http.client.HTTPConnection("127.0.0.1", server.port, timeout=GUARD)
+            for i in range(200):
+                if i % 2:
+                    h.request("GET", "/hello")
+                    want = b"hello"
+                else:
+                    want = b"t%d-i%d" % (t, i)
+                    h.request("POST", "/echo", body=want)
+                r = h.getresponse()
+                got = r.read()
+                if r.status != 200 or got != want:
+                    errors.append((t, i, r.status, got))
+            h.close()
+        except Exception as e:  # reported below
+            errors.append((t, repr(e)))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(GUARD * 4)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
+def test_idle_timeout_closes_connection():
+    d = Daemon("--idle-ms", "200")
+    try:
+        c = Conn(d.port)
+        c.send(get("/hello"))
+        assert c.response()[2] == b"hello"
+        assert c.closed_by_server()
+        c.close()
+        # A request waiting for its handler is not idle.
+        c = Conn(d.port)
+        c.send(get("/slow?ms=600"))
+        assert c.response()[2] == b"slow"
+        c.close()
+    finally:
+        assert d.stop() == 0
+
+
+def test_sigterm_lets_inflight_request_finish():
+    d = Daemon("--io-threads", "2")
+    try:
+        c = Conn(d.port)
+        idle = Conn(d.port)
+        c.send(get("/hello") + get("/slow?ms=800"))
+        assert c.response()[2] == b"hello"
+        time.sleep(0.2)  # the /slow request is with its handler
+        d.proc.send_signal(signal.SIGTERM)
+        status, headers, body = c.response()
+        assert (status, body) == (200, b"slow")
+        assert headers["connection"] == "close"
+        assert c.closed_by_server()
+        assert idle.closed_by_server()
+        c.close()
+        idle.close()
+    finally:
+        assert d.stop() == 0
+
+
+def test_stop_gives_up_after_grace():
+    # The handler answers after the grace period: the request is abandoned and its
+    # late answer must be harmless (the daemon still exits 0, also under ASan).
+    d = Daemon("--grace-ms", "100")
+    try:
+        c = Conn(d.port)
+        c.send(get("/hello") + get("/slow?ms=600"))
+        assert c.response()[2] == b"hello"
+        time.sleep(0.2)
+        d.proc.send_signal(signal.SIGTERM)
+        with pytest.raises((EOFError, ConnectionResetError)):
+            c.response()
+        c.close()
+    finally:
+        assert d.stop() == 0
+
+
+def test_bad_port_fails_cleanly(server):
+    p = subprocess.run([TESTD, "--port", str(server.port), "--host", "256.1.1.1"],
+                       capture_output=True, timeout=GUARD)
+    assert p.returncode == 1
+    assert b"host" in p.stderr
