@@ -140,9 +140,12 @@ SELDON_API int32_t seldon_msg_kind(const seldon_msg *msg);
  *
  * On failure msg is left empty and seldon_last_error() names the failing
  * path, e.g. "inputs[1].data[37]: expected a number". Errors: SELDON_EPARSE
- * (syntax, missing or duplicate field), SELDON_EDATATYPE, SELDON_ESHAPE
+ * (syntax, a missing or duplicate field, a value of the wrong kind such as
+ * a string where a number belongs), SELDON_EDATATYPE (an unknown datatype
+ * name), SELDON_ESHAPE
  * (element count or nesting differs from the shape), SELDON_ERANGE (a value
- * outside its datatype), SELDON_ETOOBIG, SELDON_ENOMEM.
+ * outside its datatype, including BOOL bytes other than 0 and 1),
+ * SELDON_ETOOBIG, SELDON_ENOMEM.
  */
 SELDON_API int seldon_msg_decode_json(seldon_msg *msg, const void *body, size_t len,
                                       size_t json_len, uint32_t flags);
@@ -202,6 +205,12 @@ SELDON_API int seldon_msg_find_tensor(size_t *out_index, const seldon_msg *msg, 
 /* Whether tensor index is marked to travel through the binary extension. */
 SELDON_API int32_t seldon_msg_is_binary(const seldon_msg *msg, size_t index);
 
+/*
+ * Whether tensor index's data belongs to someone else (added or decoded
+ * with a BORROW flag): 1 means its data must not be written through.
+ */
+SELDON_API int32_t seldon_msg_is_borrowed(const seldon_msg *msg, size_t index);
+
 /* The number of requested outputs of a request (0 means all). */
 SELDON_API size_t seldon_msg_output_count(const seldon_msg *msg);
 
@@ -244,8 +253,9 @@ SELDON_API int seldon_msg_set_model(seldon_msg *msg, const char *name, size_t na
  * Adds a tensor (an input of a request, an output of a response). shape has
  * ndim entries, each >= 0. For fixed-size types nbytes must equal the element
  * count times the element size; for BYTES, data holds the length-prefixed
- * elements and their number must equal the element count. *out_index
- * (optional) receives the tensor's index.
+ * elements and their number must equal the element count; BOOL bytes must
+ * be 0 or 1 (SELDON_ERANGE otherwise). *out_index (optional) receives the
+ * tensor's index.
  */
 SELDON_API int seldon_msg_add_tensor(size_t *out_index, seldon_msg *msg, const char *name,
                                      size_t name_len, int32_t datatype, const int64_t *shape,

@@ -204,6 +204,16 @@ int sdn_bytes_check(const uint8_t *data, size_t nbytes, uint64_t count, const ch
     return 0;
 }
 
+int sdn_bool_check(const uint8_t *data, size_t nbytes, const char *path)
+{
+    size_t i;
+    for (i = 0; i < nbytes; i++)
+        if (data[i] > 1)
+            return sdn_error(SELDON_ERANGE, "%s: BOOL element %zu is %u; expected 0 or 1", path, i,
+                             data[i]);
+    return 0;
+}
+
 /* --- Reading ------------------------------------------------------------ */
 
 static const char *str_out(sdn_str s, size_t *len)
@@ -266,6 +276,13 @@ int seldon_msg_find_tensor(size_t *out_index, const seldon_msg *msg, const char 
     }
     return sdn_error(SELDON_ENOTFOUND, "tensor '%.*s' not found", (int)(len > 200 ? 200 : len),
                      name);
+}
+
+int32_t seldon_msg_is_borrowed(const seldon_msg *msg, size_t index)
+{
+    if (msg == NULL || index >= msg->ntensors)
+        return 0;
+    return (msg->tensors[index].flags & SDN_TENSOR_BORROWED) != 0;
 }
 
 int32_t seldon_msg_is_binary(const seldon_msg *msg, size_t index)
@@ -443,6 +460,11 @@ int seldon_msg_add_tensor(size_t *out_index, seldon_msg *msg, const char *name, 
                              (unsigned long long)count, sdn_dt_size[datatype]);
     } else if (mode != SELDON_TENSOR_ALLOC) {
         rc = sdn_bytes_check(data, nbytes, count, "add_tensor data");
+        if (rc < 0)
+            return rc;
+    }
+    if (datatype == SELDON_DT_BOOL && mode != SELDON_TENSOR_ALLOC) {
+        rc = sdn_bool_check(data, nbytes, "add_tensor data");
         if (rc < 0)
             return rc;
     }

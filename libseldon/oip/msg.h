@@ -110,4 +110,7 @@ int sdn_shape_count(uint64_t *count, const int64_t *shape, uint32_t ndim, const 
  */
 int sdn_bytes_check(const uint8_t *data, size_t nbytes, uint64_t count, const char *path);
 
+/* Checks that BOOL data holds only 0 and 1, so every encoding says the same. */
+int sdn_bool_check(const uint8_t *data, size_t nbytes, const char *path);
+
 #endif

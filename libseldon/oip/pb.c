@@ -322,6 +322,8 @@ static int tensor_from_pb(seldon_msg *msg, sdn_tensor *t, const char *path, cons
     t->nbytes = raw->len;
     if (t->datatype == SELDON_DT_BYTES)
         return sdn_bytes_check(raw->data, raw->len, t->count, raw_path);
+    if (t->datatype == SELDON_DT_BOOL && sdn_bool_check(raw->data, raw->len, raw_path) < 0)
+        return SELDON_ERANGE;
     if ((uint64_t)raw->len != t->count * sdn_dt_size[t->datatype])
         return sdn_error(SELDON_ESHAPE, "%s: %zu bytes, but %s (%llu x %s) needs %llu", raw_path,
                          raw->len, path, (unsigned long long)t->count,

@@ -376,15 +376,32 @@ static void arith_int(uint8_t *dst, const uint8_t *src, uint64_t n, int32_t data
     uint64_t k;
 
     switch (datatype) {
-    case SELDON_DT_INT8: ARITH_INT_LOOP(int8_t); break;
-    case SELDON_DT_INT16: ARITH_INT_LOOP(int16_t); break;
-    case SELDON_DT_INT32: ARITH_INT_LOOP(int32_t); break;
-    case SELDON_DT_INT64: ARITH_INT_LOOP(int64_t); break;
-    case SELDON_DT_UINT8: ARITH_INT_LOOP(uint8_t); break;
-    case SELDON_DT_UINT16: ARITH_INT_LOOP(uint16_t); break;
-    case SELDON_DT_UINT32: ARITH_INT_LOOP(uint32_t); break;
-    case SELDON_DT_UINT64: ARITH_INT_LOOP(uint64_t); break;
-    default: break;
+    case SELDON_DT_INT8:
+        ARITH_INT_LOOP(int8_t);
+        break;
+    case SELDON_DT_INT16:
+        ARITH_INT_LOOP(int16_t);
+        break;
+    case SELDON_DT_INT32:
+        ARITH_INT_LOOP(int32_t);
+        break;
+    case SELDON_DT_INT64:
+        ARITH_INT_LOOP(int64_t);
+        break;
+    case SELDON_DT_UINT8:
+        ARITH_INT_LOOP(uint8_t);
+        break;
+    case SELDON_DT_UINT16:
+        ARITH_INT_LOOP(uint16_t);
+        break;
+    case SELDON_DT_UINT32:
+        ARITH_INT_LOOP(uint32_t);
+        break;
+    case SELDON_DT_UINT64:
+        ARITH_INT_LOOP(uint64_t);
+        break;
+    default:
+        break;
     }
 }
 
@@ -470,8 +487,10 @@ static int arith_execute(seldon_model *model, seldon_infer *const *infers, size_
             if (in.datatype != SELDON_DT_FP32 && in.datatype != SELDON_DT_FP64 &&
                 !is_int_type(in.datatype)) {
                 rc = SELDON_EDATATYPE;
-                fail(infer, rc, "%s: input %.*s: datatype %s is not supported (FP32, FP64, INT*, "
-                     "UINT*)", rt, shown(in.name_len), in.name, seldon_datatype_name(in.datatype));
+                fail(infer, rc,
+                     "%s: input %.*s: datatype %s is not supported (FP32, FP64, INT*, "
+                     "UINT*)",
+                     rt, shown(in.name_len), in.name, seldon_datatype_name(in.datatype));
                 break;
             }
             if (is_int_type(in.datatype) && !st->integral) {

@@ -168,8 +168,7 @@ static int open_booster(BoosterHandle *out, seldon_model *model, const char *pat
      * prediction, which matters when the server already predicts on several
      * threads at once. XGBoost's default is every core.
      */
-    if (seldon_model_extra(&nthread, model, "nthread") == 0 &&
-        nthread.type == SELDON_PARAM_INT64) {
+    if (seldon_model_extra(&nthread, model, "nthread") == 0 && nthread.type == SELDON_PARAM_INT64) {
         char num[32];
         snprintf(num, sizeof num, "%lld", (long long)nthread.int64_value);
         if (XGBoosterSetParam(b, "nthread", num) != 0) {
@@ -238,8 +237,19 @@ static int xgb_load(seldon_model *model)
         rc = open_booster(&m->proba, model, m->path);
         if (rc < 0)
             goto out;
-        if (XGBoosterSetParam(m->proba, "objective", "multi:softprob") != 0) {
+        /*
+         * Reading the configuration back also applies the new objective
+         * now, so that concurrent first predictions find it configured.
+         */
+        if (XGBoosterSetParam(m->proba, "objective", "multi:softprob") != 0 ||
+            XGBoosterSaveJsonConfig(m->proba, &cfg_len, &cfg) != 0) {
             rc = load_error(model, "cannot switch to multi:softprob for", m->path);
+            goto out;
+        }
+        if (config_string(objective, sizeof objective, cfg, (size_t)cfg_len, "objective") != 0 ||
+            strcmp(objective, "multi:softprob") != 0) {
+            snprintf(msg, sizeof msg, "xgboost: %s: cannot switch to multi:softprob", m->path);
+            rc = seldon_model_set_error(model, msg);
             goto out;
         }
     } else {
@@ -263,18 +273,29 @@ static void xgb_unload(seldon_model *model)
 static const char *typestr(int32_t datatype)
 {
     switch (datatype) {
-    case SELDON_DT_FP32: return "<f4";
-    case SELDON_DT_FP64: return "<f8";
-    case SELDON_DT_INT8: return "|i1";
-    case SELDON_DT_INT16: return "<i2";
-    case SELDON_DT_INT32: return "<i4";
-    case SELDON_DT_INT64: return "<i8";
+    case SELDON_DT_FP32:
+        return "<f4";
+    case SELDON_DT_FP64:
+        return "<f8";
+    case SELDON_DT_INT8:
+        return "|i1";
+    case SELDON_DT_INT16:
+        return "<i2";
+    case SELDON_DT_INT32:
+        return "<i4";
+    case SELDON_DT_INT64:
+        return "<i8";
     case SELDON_DT_BOOL: /* one byte holding 0 or 1 */
-    case SELDON_DT_UINT8: return "|u1";
-    case SELDON_DT_UINT16: return "<u2";
-    case SELDON_DT_UINT32: return "<u4";
-    case SELDON_DT_UINT64: return "<u8";
-    default: return NULL;
+    case SELDON_DT_UINT8:
+        return "|u1";
+    case SELDON_DT_UINT16:
+        return "<u2";
+    case SELDON_DT_UINT32:
+        return "<u4";
+    case SELDON_DT_UINT64:
+        return "<u8";
+    default:
+        return NULL;
     }
 }
 
@@ -365,8 +386,7 @@ static int check_requested(seldon_infer *infer, const seldon_model *model, const
  * The outputs for zero rows, shaped as a non-empty batch's would be.
  * XGBoost is not asked: it reports such batches with shapes of its own.
  */
-static int empty_outputs(seldon_infer *infer, const xgb_model *m, int want_predict,
-                         int want_proba)
+static int empty_outputs(seldon_infer *infer, const xgb_model *m, int want_predict, int want_proba)
 {
     seldon_msg *resp = seldon_infer_response(infer);
     void *unused;
@@ -375,8 +395,8 @@ static int empty_outputs(seldon_infer *infer, const xgb_model *m, int want_predi
     if (want_predict) {
         int64_t shape[2] = {0, (int64_t)m->ntarget};
         if (m->kind == KIND_REGRESSION)
-            rc = add_output(&unused, resp, "predict", SELDON_DT_FP32, shape,
-                            m->ntarget > 1 ? 2 : 1, 0);
+            rc = add_output(&unused, resp, "predict", SELDON_DT_FP32, shape, m->ntarget > 1 ? 2 : 1,
+                            0);
         else
             rc = add_output(&unused, resp, "predict", SELDON_DT_INT64, shape, 1, 0);
     }

@@ -137,8 +137,7 @@ static seldon_tensor get(const seldon_msg *resp, const char *name)
     seldon_tensor t;
     size_t index;
 
-    cr_assert_eq(seldon_msg_find_tensor(&index, resp, name, strlen(name)), 0, "no output %s",
-                 name);
+    cr_assert_eq(seldon_msg_find_tensor(&index, resp, name, strlen(name)), 0, "no output %s", name);
     cr_assert_eq(seldon_msg_tensor(&t, resp, index), 0);
     return t;
 }
@@ -351,12 +350,15 @@ Test(builtin, simple_errors_name_the_input)
 
 /* --- add and mul -------------------------------------------------------- */
 
-#define ADD10 "{\"name\": \"add10\", \"implementation\": \"builtin.add\", " \
-              "\"parameters\": {\"extra\": {\"constant\": 10}}}"
-#define ADD20 "{\"name\": \"add20\", \"implementation\": \"builtin.add\", " \
-              "\"parameters\": {\"extra\": {\"constant\": 20}}}"
-#define MUL10 "{\"name\": \"mul10\", \"implementation\": \"builtin.mul\", " \
-              "\"parameters\": {\"extra\": {\"constant\": 10}}}"
+#define ADD10                                                                                      \
+    "{\"name\": \"add10\", \"implementation\": \"builtin.add\", "                                  \
+    "\"parameters\": {\"extra\": {\"constant\": 10}}}"
+#define ADD20                                                                                      \
+    "{\"name\": \"add20\", \"implementation\": \"builtin.add\", "                                  \
+    "\"parameters\": {\"extra\": {\"constant\": 20}}}"
+#define MUL10                                                                                      \
+    "{\"name\": \"mul10\", \"implementation\": \"builtin.mul\", "                                  \
+    "\"parameters\": {\"extra\": {\"constant\": 10}}}"
 
 /* Runs one FP32 INPUT through m and checks OUTPUT against want. */
 static void check_fp32(seldon_model *m, const int64_t *shape, uint32_t ndim, const float *in,
