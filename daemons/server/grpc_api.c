@@ -277,6 +277,20 @@ typedef struct repo_job {
     char name[256];
 } repo_job;
 
+/*
+ * NOT_FOUND only for a model the repository does not know (or, to unload,
+ * one not loaded). Runtimes and plugin lookup say SELDON_ENOTFOUND too (an
+ * unknown implementation, a missing model file), but once the model is
+ * known its load was tried and failed.
+ */
+static int repo_job_code(const repo_job *j, int rc)
+{
+    if (rc == SELDON_ENOTFOUND &&
+        (j->unload || seldon_repo_model_state(j->s->repo, j->name, strlen(j->name)) < 0))
+        return SELDON_ENOTFOUND;
+    return SELDON_EINVAL;
+}
+
 static void repo_job_run(srv_job *job)
 {
     repo_job *j = (repo_job *)job;
@@ -291,8 +305,7 @@ static void repo_job_run(srv_job *job)
         sdg_reply(j->call, &empty);
     } else {
         /* A load that fails is the caller's problem to fix: INVALID_ARGUMENT with the reason. */
-        fail(j->s, j->call, endpoint, rc == SELDON_ENOTFOUND ? rc : SELDON_EINVAL,
-             seldon_last_error());
+        fail(j->s, j->call, endpoint, repo_job_code(j, rc), seldon_last_error());
     }
     free(j);
 }

@@ -197,6 +197,20 @@ typedef struct repo_job {
     char name[256];
 } repo_job;
 
+/*
+ * 404 only for a model the repository does not know (or, to unload, one not
+ * loaded). Runtimes and plugin lookup say SELDON_ENOTFOUND too (an unknown
+ * implementation, a missing model file), but once the model is known its
+ * load was tried and failed: a 400 with the reason.
+ */
+static int repo_job_status(const repo_job *j, int rc)
+{
+    if (rc == SELDON_ENOTFOUND &&
+        (j->unload || seldon_repo_model_state(j->s->repo, j->name, strlen(j->name)) < 0))
+        return 404;
+    return 400;
+}
+
 static void repo_job_run(srv_job *job)
 {
     repo_job *j = (repo_job *)job;
@@ -207,8 +221,7 @@ static void repo_job_run(srv_job *job)
     if (rc == 0)
         respond_text(j->s, j->req, endpoint, 200, "{}");
     else
-        respond_err(j->s, j->req, endpoint, rc == SELDON_ENOTFOUND ? 404 : 400,
-                    seldon_last_error());
+        respond_err(j->s, j->req, endpoint, repo_job_status(j, rc), seldon_last_error());
     free(j);
 }
 

@@ -135,8 +135,10 @@ SELDON_API int32_t seldon_msg_kind(const seldon_msg *msg);
  * kind). body[0..len) need not be NUL-terminated. json_len is the value of
  * the Inference-Header-Content-Length header: the JSON part's length, with
  * the binary tensor data after it; pass 0 when the header is absent (the
- * whole body is JSON). Inputs that carry a binary_data_size parameter take
- * their data from the binary part, in order; the parameter is consumed.
+ * whole body is JSON). Tensors (a request's inputs, a response's outputs)
+ * that carry a binary_data_size parameter take their data from the binary
+ * part, in order; the parameter is consumed. A size that disagrees with the
+ * shape, or binary data left over or missing, is SELDON_ESHAPE.
  *
  * On failure msg is left empty and seldon_last_error() names the failing
  * path, e.g. "inputs[1].data[37]: expected a number". Errors: SELDON_EPARSE
@@ -177,7 +179,10 @@ SELDON_API int seldon_msg_decode_pb(seldon_msg *msg, const void *buf, size_t len
  * length of the JSON part, which is the Inference-Header-Content-Length to
  * send when it is shorter than the whole. Floating-point values are written
  * with the fewest digits that read back exactly; NaN and infinities as NaN,
- * Infinity and -Infinity.
+ * Infinity and -Infinity. A request's model name and version are not
+ * written (REST carries them in the URL). On failure out is left as it was:
+ * SELDON_EDATATYPE for a BYTES element or string that is not UTF-8 (ask for
+ * such a tensor as binary data), SELDON_ENOMEM.
  */
 SELDON_API int seldon_msg_encode_json(seldon_buf *out, size_t *json_len, const seldon_msg *msg,
                                       uint32_t flags);

@@ -23,7 +23,7 @@
 #include "util/fpconv.h"
 
 #define JD_MAX_DEPTH 64    /* nesting of skipped values */
-#define JD_MAX_PARAMS 4096 /* per scope; bounds the quadratic duplicate check */
+#define JD_MAX_PARAMS SDN_MAX_PARAMS
 #define JD_PATH_MAX 192
 #define JD_KEY_SHOWN 48 /* bytes of a client-chosen key shown in a path */
 #define JD_OVERFLOW 1   /* a run met more elements than it wanted */
@@ -1318,6 +1318,11 @@ static int binary_take(jd *j, sdn_tensor *t, uint64_t size)
                        (unsigned long long)size, left);
     if (esize == 0) {
         rc = sdn_bytes_check(src, (size_t)size, t->count, j->path);
+        if (rc < 0)
+            return rc;
+    }
+    if (t->datatype == SELDON_DT_BOOL) {
+        rc = sdn_bool_check(src, (size_t)size, j->path);
         if (rc < 0)
             return rc;
     }

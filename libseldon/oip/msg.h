@@ -70,6 +70,7 @@ struct seldon_msg {
 /* Limits on untrusted input, so a hostile body cannot ask for absurd memory. */
 #define SDN_MAX_NDIM 32
 #define SDN_MAX_TENSORS 65536
+#define SDN_MAX_PARAMS 4096 /* per scope: keeps duplicate checks linear enough */
 
 extern const char sdn_empty[];
 

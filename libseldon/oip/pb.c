@@ -60,6 +60,8 @@ static int param_from_pb(seldon_msg *msg, sdn_params *ps, const char *key, const
     sdn_param *p;
     if (v == NULL)
         return sdn_error(SELDON_EPARSE, "%sparameters.%s: no value", path, key);
+    if (ps->n >= SDN_MAX_PARAMS)
+        return sdn_error(SELDON_ETOOBIG, "%sparameters: more than %d", path, SDN_MAX_PARAMS);
     p = sdn_params_find(ps, key, strlen(key));
     if (p == NULL) {
         p = sdn_params_push(&msg->arena, ps);

@@ -79,7 +79,8 @@ static int param_true(const sdn_params *ps, const char *name, int *value)
  * Keeps the outputs the request named (all when it named none), in the
  * order the runtime produced them, marks the binary ones, and stamps the
  * model and the request id. A requested output the model did not produce is
- * an error naming it.
+ * simply absent: a conditional model produces one branch's output only, and
+ * a pipeline that asks for both must still get the one that fired.
  */
 static int finish_response(seldon_infer *inf)
 {
@@ -89,17 +90,6 @@ static int finish_response(seldon_infer *inf)
     uint32_t i, k = 0;
     int rc;
 
-    for (i = 0; i < req->noutputs; i++) {
-        uint32_t j;
-        for (j = 0; j < resp->ntensors; j++)
-            if (resp->tensors[j].name.len == req->outputs[i].name.len &&
-                memcmp(resp->tensors[j].name.p, req->outputs[i].name.p,
-                       req->outputs[i].name.len) == 0)
-                break;
-        if (j == resp->ntensors)
-            return sdn_error(SELDON_ENOTFOUND, "outputs[%u]: model %s has no output '%.128s'", i,
-                             inf->model ? inf->model->settings.name : "", req->outputs[i].name.p);
-    }
     param_true(&req->params, "binary_data_output", &all_binary);
     for (i = 0; i < resp->ntensors; i++) {
         sdn_tensor *t = &resp->tensors[i];
