@@ -16,4 +16,9 @@ if [ "${CI:-}" = true ] || [ "${SELDON_WERROR:-}" = 1 ]; then
   opts+=(-DSELDON_WERROR=ON)
 fi
 cmake -S "$top" -B "$dir" "${opts[@]}" >/dev/null
-cmake --build "$dir" -j "$jobs"
+if [ "$variant" = fuzz ]; then
+  # Only the fuzz targets: plugins and daemons do not link against clang's sanitizer runtimes.
+  cmake --build "$dir" -j "$jobs" --target fuzz_json fuzz_pb
+else
+  cmake --build "$dir" -j "$jobs"
+fi

@@ -1,7 +1,8 @@
 # The HTTP/1.1 server transport (libuv + http-parser), shared by the daemons.
 # Included from daemons/CMakeLists.txt, so CMAKE_CURRENT_SOURCE_DIR is daemons/.
-file(GLOB SELDON_HTTP_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/common/http_*.c)
-add_library(seldon_http STATIC ${SELDON_HTTP_SOURCES})
+add_library(seldon_http STATIC
+  ${CMAKE_CURRENT_SOURCE_DIR}/common/http_server.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/common/http_conn.c)
 target_include_directories(seldon_http
   PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/common
   PRIVATE ${PROJECT_SOURCE_DIR}/libseldon)

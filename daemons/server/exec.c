@@ -38,7 +38,9 @@ int srv_http_status(int rc)
     case SELDON_ETOOBIG:
         return 413;
     case SELDON_EUNSUPPORTED:
-        return 405;
+        /* Something the model or codec cannot do for this request (a route's wrong method is
+           the REST handler's 405). */
+        return 400;
     case SELDON_EUNAVAIL:
         return 503;
     case SELDON_ETIMEDOUT:

@@ -306,7 +306,9 @@ void srv_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
     }
     rc = seldon_route_parse(&rt, r->method, r->method_len, r->path, r->path_len);
     if (rc < 0) {
-        respond_err(s, req, "unknown", srv_http_status(rc), seldon_last_error());
+        /* A defined path with the wrong method is a 405, an undefined one a 404. */
+        respond_err(s, req, "unknown", rc == SELDON_EUNSUPPORTED ? 405 : srv_http_status(rc),
+                    seldon_last_error());
         return;
     }
     switch (rt.kind) {

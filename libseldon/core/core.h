@@ -43,7 +43,7 @@ void sdn_alloc_fail_after(int64_t n);
  * returns code, so a failure reads `return sdn_error(SELDON_EPARSE, ...)`.
  */
 int sdn_error(int code, const char *fmt, ...) SDN_PRINTF(2, 3);
-int sdn_verror(int code, const char *fmt, va_list ap);
+int sdn_verror(int code, const char *fmt, va_list ap) SDN_PRINTF(2, 0);
 
 /* Returns code after prefixing the current message with "prefix: ". */
 int sdn_error_prefix(int code, const char *fmt, ...) SDN_PRINTF(2, 3);

@@ -270,8 +270,9 @@ int main(int argc, char **argv)
     return 0;
 
 usage:
-    fprintf(stderr, "usage: %s [--host A] [--port N] [--io-threads N] [--max-body N] "
-                    "[--idle-ms N] [--grace-ms N]\n",
+    fprintf(stderr,
+            "usage: %s [--host A] [--port N] [--io-threads N] [--max-body N] "
+            "[--idle-ms N] [--grace-ms N]\n",
             argv[0]);
     return 2;
 }

@@ -337,7 +337,6 @@ def test_reload_under_load(server, repo, g, stub):
         for t in threads:
             t.join(GUARD * 2)
     assert not failures, failures
-    print({p: len(results[p]) for p in results})
     for proto in ("rest", "grpc"):
         assert results[proto], proto
         assert set(results[proto]) <= set(constants), (proto, set(results[proto]))
