@@ -101,7 +101,8 @@ static void *queue_main(void *arg)
         request_call(&q->slots[i]);
     }
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(q->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(q->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         slot *s;
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;

@@ -95,9 +95,10 @@ struct sdg_server {
      */
     atomic_long live;
     atomic_int stopping;
-    pthread_mutex_t mu; /* guards shutdown_seen */
+    pthread_mutex_t mu; /* guards shutdown_seen and the stream list */
     pthread_cond_t cv;
     int shutdown_seen;
+    struct sdg_call *streams; /* open streaming calls, so stop() can end the idle ones */
     uint8_t shutdown_tag;
 };
 
@@ -144,6 +145,8 @@ struct sdg_call {
     atomic_int answered; /* unary: sdg_reply()/sdg_fail() happened */
     void *user;
     struct stream st; /* streaming calls only */
+    struct sdg_call *snext, *sprev; /* the server's stream list; streaming calls only */
+    int listed;
     uint8_t tags[TAG_COUNT];
 };
 
@@ -184,6 +187,16 @@ static void call_destroy(sdg_call *c)
         grpc_byte_buffer_destroy(c->reply);
     if (is_stream(c)) {
         struct stream *st = &c->st;
+        if (c->listed) {
+            pthread_mutex_lock(&s->mu);
+            if (c->sprev != NULL)
+                c->sprev->snext = c->snext;
+            else
+                s->streams = c->snext;
+            if (c->snext != NULL)
+                c->snext->sprev = c->sprev;
+            pthread_mutex_unlock(&s->mu);
+        }
         drop_queue_locked(st);
         if (st->inflight != NULL)
             grpc_byte_buffer_destroy(st->inflight);
@@ -519,6 +532,16 @@ static void stream_begin(sdg_call *c)
 {
     grpc_op op;
     grpc_call_error err;
+    sdg_server *s = c->server;
+
+    pthread_mutex_lock(&s->mu);
+    c->sprev = NULL;
+    c->snext = s->streams;
+    if (s->streams != NULL)
+        s->streams->sprev = c;
+    s->streams = c;
+    c->listed = 1;
+    pthread_mutex_unlock(&s->mu);
 
     /* One reference for the close notification, one for the read loop. */
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
@@ -1046,6 +1069,37 @@ static void deadline_after(struct timespec *ts, uint64_t ms)
     }
 }
 
+/*
+ * Ends the streams that wait for a client message with nothing of theirs in
+ * flight: an idle stream would otherwise hold a graceful stop for the whole
+ * grace period. Streams still working keep going until their holds are gone.
+ */
+static void end_idle_streams(sdg_server *s)
+{
+    sdg_call *idle[64];
+    size_t n = 0, i;
+    sdg_call *c;
+
+    pthread_mutex_lock(&s->mu);
+    for (c = s->streams; c != NULL && n < 64; c = c->snext) {
+        struct stream *st = &c->st;
+        int quiet;
+        pthread_mutex_lock(&st->mu);
+        quiet = st->holds == 0 && !st->sending && st->head == NULL && !st->status_queued &&
+                !st->status_sent && !st->dead;
+        pthread_mutex_unlock(&st->mu);
+        if (quiet) {
+            atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+            idle[n++] = c;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (i = 0; i < n; i++) {
+        sdg_fail(idle[i], GRPC_STATUS_UNAVAILABLE, "the server is shutting down");
+        call_unref(idle[i]);
+    }
+}
+
 void sdg_server_stop(sdg_server *s, uint64_t grace_ms)
 {
     if (s == NULL || s->stopped)
@@ -1058,9 +1112,23 @@ void sdg_server_stop(sdg_server *s, uint64_t grace_ms)
         deadline_after(&until, grace_ms);
         grpc_server_shutdown_and_notify(s->server, s->queues[0].cq, &s->shutdown_tag);
         pthread_mutex_lock(&s->mu);
-        while (!s->shutdown_seen)
-            if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)
+        while (!s->shutdown_seen) {
+            struct timespec tick;
+            int timed_out;
+            /* Every 20 ms, end the streams that went idle since the last look. */
+            deadline_after(&tick, 20);
+            if (tick.tv_sec > until.tv_sec ||
+                (tick.tv_sec == until.tv_sec && tick.tv_nsec > until.tv_nsec))
+                tick = until;
+            pthread_mutex_unlock(&s->mu);
+            end_idle_streams(s);
+            pthread_mutex_lock(&s->mu);
+            if (s->shutdown_seen)
                 break;
+            timed_out = pthread_cond_timedwait(&s->cv, &s->mu, &tick) == ETIMEDOUT;
+            if (timed_out && tick.tv_sec == until.tv_sec && tick.tv_nsec == until.tv_nsec)
+                break;
+        }
         if (!s->shutdown_seen) {
             pthread_mutex_unlock(&s->mu);
             grpc_server_cancel_all_calls(s->server);

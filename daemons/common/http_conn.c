@@ -62,6 +62,7 @@ sdh_req *sdh_req_new(sdh_loop *L, int kind)
     r->kind = (uint8_t)kind;
     r->keep_alive = 0;
     r->http10 = 0;
+    r->head_only = 0;
     r->ready = 0;
     r->responded = 0;
     return r;
@@ -161,7 +162,7 @@ static void conn_write(sdh_conn *c, sdh_req *r)
 
     b[0].base = r->head;
     b[0].len = r->head_len;
-    if (r->body.len > 0) {
+    if (r->body.len > 0 && !r->head_only) {
         b[1].base = (char *)r->body.data;
         b[1].len = r->body.len;
         total += r->body.len;
@@ -514,6 +515,7 @@ static int on_message_complete(http_parser *p)
     atomic_fetch_add_explicit(&c->block->refs, 1, memory_order_relaxed);
     r->keep_alive = (uint8_t)(http_should_keep_alive(p) && !L->stopping);
     r->http10 = p->http_major == 1 && p->http_minor == 0;
+    r->head_only = p->method == HTTP_HEAD;
     fifo_push(c, r);
     c->nwait++;
     L->inflight++;

@@ -92,7 +92,7 @@ struct sdh_req {
     size_t head_len;
     seldon_buf body;
     atomic_int client_gone;
-    uint8_t kind, keep_alive, http10, ready, responded;
+    uint8_t kind, keep_alive, http10, head_only, ready, responded;
     uv_write_t wreq;
     uv_buf_t wbufs[2];
     sdh_header headers_inline[SDH_INLINE_HEADERS];

@@ -175,6 +175,8 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
         nheaders = 0;
         seldon_buf_free(&b);
     }
+    if (status == 204)
+        seldon_buf_free(&b); /* no Content-Length, so no body may follow */
     if ((frc = format_head(req, status, headers, nheaders, b.len, keep)) < 0) {
         if (rc == 0)
             rc = frc;

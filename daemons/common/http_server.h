@@ -59,7 +59,8 @@ typedef struct sdh_request {
  * Runs on an I/O thread when a whole request has arrived. Must lead to exactly one
  * sdh_respond() (or sdh_respond_error()), from any thread, now or later. Answering
  * inline, before returning, is the fast path. Must not block for long: other
- * connections of the same I/O thread wait meanwhile.
+ * connections of the same I/O thread wait meanwhile. A HEAD request may be answered
+ * like a GET: the body's length is announced but the body is not sent.
  */
 typedef void (*sdh_handler_fn)(void *user_data, sdh_req *req, const sdh_request *request);
 
@@ -90,7 +91,8 @@ int sdh_server_port(const sdh_server *s);
  * every connection and joins the I/O threads. Responses sent meanwhile carry
  * "Connection: close". A request still unanswered after grace_ms is abandoned: its
  * view stays valid and its late sdh_respond() just frees it (and returns
- * SELDON_ECANCELED). Calling it again is a no-op. Not from a handler.
+ * SELDON_ECANCELED). Calling it again is a no-op. Not from a handler, and not from a
+ * signal handler: wait for SIGTERM with sigwait()/signalfd() or a uv_signal_t.
  */
 void sdh_server_stop(sdh_server *s, uint64_t grace_ms);
 

@@ -82,32 +82,28 @@ int srv_grpc_status(int rc)
 
 /* --- Metrics ------------------------------------------------------------ */
 
-void srv_count_infer(srv *s, const char *model, const char *method, int code, double seconds)
+/* The series of a {name, method_type, code} family; NULL when it cannot be had. */
+static seldon_series *series3(seldon_metric *m, const char *name, const char *method, int code)
 {
     char codebuf[16];
     const char *labels[3];
     seldon_series *series = NULL;
     snprintf(codebuf, sizeof(codebuf), "%d", code);
-    labels[0] = model;
+    labels[0] = name;
     labels[1] = method;
     labels[2] = codebuf;
-    if (seldon_metric_series(&series, s->m_infer_total, labels) == 0)
-        seldon_series_add(series, 1);
-    if (seldon_metric_series(&series, s->m_infer_seconds, labels) == 0)
-        seldon_series_observe(series, seconds);
+    return seldon_metric_series(&series, m, labels) == 0 ? series : NULL;
+}
+
+void srv_count_infer(srv *s, const char *model, const char *method, int code, double seconds)
+{
+    seldon_series_add(series3(s->m_infer_total, model, method, code), 1);
+    seldon_series_observe(series3(s->m_infer_seconds, model, method, code), seconds);
 }
 
 void srv_count_request(srv *s, const char *endpoint, const char *method, int code)
 {
-    char codebuf[16];
-    const char *labels[3];
-    seldon_series *series = NULL;
-    snprintf(codebuf, sizeof(codebuf), "%d", code);
-    labels[0] = endpoint;
-    labels[1] = method;
-    labels[2] = codebuf;
-    if (seldon_metric_series(&series, s->m_requests, labels) == 0)
-        seldon_series_add(series, 1);
+    seldon_series_add(series3(s->m_requests, endpoint, method, code), 1);
 }
 
 void srv_refresh_loaded(srv *s)

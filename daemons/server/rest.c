@@ -45,6 +45,24 @@ static void respond_err(srv *s, sdh_req *req, const char *endpoint, int status, 
     sdh_respond_error(req, status, msg);
 }
 
+static void respond_405(srv *s, sdh_req *req, const seldon_route *rt)
+{
+    int post = rt->kind == SELDON_ROUTE_MODEL_INFER || rt->kind == SELDON_ROUTE_PIPELINE_INFER ||
+               rt->kind == SELDON_ROUTE_REPO_INDEX || rt->kind == SELDON_ROUTE_REPO_LOAD ||
+               rt->kind == SELDON_ROUTE_REPO_UNLOAD;
+    sdh_header h[2] = {json_type, {"allow", 5, post ? "POST" : "GET, HEAD", post ? 4 : 9}};
+    const char *msg = seldon_last_error();
+    seldon_buf b = SELDON_BUF_INIT;
+    if (sdn_jw_raw(&b, "{\"error\":", 9) != 0 || sdn_jw_string(&b, msg, strlen(msg)) != 0 ||
+        sdn_jw_raw(&b, "}", 1) != 0) {
+        seldon_buf_free(&b);
+        respond_err(s, req, "unknown", 500, "server out of memory");
+        return;
+    }
+    srv_count_request(s, "unknown", SRV_REST, 405);
+    sdh_respond(req, 405, h, 2, &b);
+}
+
 static void rest_call_free(rest_call *c)
 {
     seldon_infer_free(c->infer);
@@ -305,10 +323,13 @@ void srv_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         return;
     }
     rc = seldon_route_parse(&rt, r->method, r->method_len, r->path, r->path_len);
+    if (rc == SELDON_EUNSUPPORTED) {
+        /* A defined path with the wrong method: 405, saying which method it takes. */
+        respond_405(s, req, &rt);
+        return;
+    }
     if (rc < 0) {
-        /* A defined path with the wrong method is a 405, an undefined one a 404. */
-        respond_err(s, req, "unknown", rc == SELDON_EUNSUPPORTED ? 405 : srv_http_status(rc),
-                    seldon_last_error());
+        respond_err(s, req, "unknown", srv_http_status(rc), seldon_last_error());
         return;
     }
     switch (rt.kind) {

@@ -131,7 +131,7 @@ SELDON_API int64_t seldon_model_max_batch_time_ns(const seldon_model *model);
 /*
  * Checks a request against the model's declared inputs: each input must be
  * declared (when any are), with the declared datatype and a matching shape.
- * SELDON_EDATATYPE / SELDON_ESHAPE / SELDON_ENOTFOUND naming the field, e.g.
+ * SELDON_EDATATYPE / SELDON_ESHAPE / SELDON_EINVAL (an unknown input) naming the field, e.g.
  * "inputs[0].datatype: model iris expects FP32, got INT64".
  */
 SELDON_API int seldon_model_check_request(const seldon_model *model, const seldon_msg *request);

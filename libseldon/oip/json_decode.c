@@ -187,171 +187,17 @@ static int lit(const uint8_t *p, const uint8_t *end, const char *word, size_t le
     return (size_t)(end - p) >= len && memcmp(p, word, len) == 0;
 }
 
-static int hex4(const uint8_t *p, uint32_t *out)
-{
-    uint32_t v = 0;
-    int i;
-    for (i = 0; i < 4; i++) {
-        uint32_t c = p[i], d;
-        if (c - '0' < 10)
-            d = c - '0';
-        else if ((c | 0x20) - 'a' < 6)
-            d = (c | 0x20) - 'a' + 10;
-        else
-            return 0;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return 1;
-}
-
-/* What the escape \c stands for, or -1 (\u aside). */
-static int unescape_char(uint8_t c)
-{
-    /* Pairs: the escape letter at an even index, its meaning after it. */
-    static const char map[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
-    const char *m = memchr(map, c, sizeof(map) - 1);
-    return m != NULL && (m - map) % 2 == 0 ? (uint8_t)m[1] : -1;
-}
-
-static size_t utf8_len(uint32_t cp)
-{
-    return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-}
-
-/* Eight bytes at a time: any byte that is < 0x20, '"', '\\' or >= 0x80 needs a closer look. */
-SDN_JSON_INLINE int plain8(const uint8_t *p)
-{
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    uint64_t v, q, b;
-    memcpy(&v, p, 8);
-    q = v ^ (ones * '"');
-    b = v ^ (ones * '\\');
-    return ((v | ((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs) == 0;
-}
-
-/*
- * Validates the string whose body starts at p (just past the opening quote): escapes,
- * surrogate pairs, UTF-8, no raw control characters. *endp is set past the closing quote,
- * *dlen to the decoded length, *esc when there are escapes to decode.
- */
+/* Validates the string whose body starts at p; errors carry the path and byte offset. */
 static int str_scan(jd *j, const uint8_t *p, const uint8_t **endp, size_t *dlen, int *esc)
 {
-    const uint8_t *start = p, *end = j->end;
-    size_t shrink = 0; /* escapes never decode longer than they are written */
-    int e = 0;
-
-    for (;;) {
-        uint8_t c;
-        while (end - p >= 8 && plain8(p))
-            p += 8;
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
-        if (p >= end)
-            return jd_syntax(j, p, "'\"'");
-        c = *p;
-        if (c == '"')
-            break;
-        if (c == '\\') {
-            uint32_t cp, lo;
-            e = 1;
-            if (end - p < 2)
-                return jd_syntax(j, end, "");
-            if (p[1] != 'u') {
-                if (unescape_char(p[1]) < 0)
-                    return jd_fail(j, SELDON_EPARSE, "at byte %zu: invalid escape in a string",
-                                   offset_of(j, p));
-                p += 2;
-                shrink += 1;
-            } else {
-                if (end - p < 6 || !hex4(p + 2, &cp))
-                    return end - p < 6
-                               ? jd_syntax(j, end, "")
-                               : jd_fail(j, SELDON_EPARSE, "at byte %zu: \\u needs four hex digits",
-                                         offset_of(j, p));
-                if (cp >= 0xDC00 && cp < 0xE000)
-                    return jd_fail(j, SELDON_EPARSE, "at byte %zu: lone surrogate \\u%04X",
-                                   offset_of(j, p), (unsigned)cp);
-                if (cp >= 0xD800 && cp < 0xDC00) {
-                    /* A pair cut short by the end of input is a truncation, not a lone half. */
-                    if (end - p < 12 && (end - p == 6 || p[6] == '\\'))
-                        return jd_syntax(j, end, "");
-                    if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || !hex4(p + 8, &lo) ||
-                        lo < 0xDC00 || lo >= 0xE000)
-                        return jd_fail(j, SELDON_EPARSE, "at byte %zu: lone surrogate \\u%04X",
-                                       offset_of(j, p), (unsigned)cp);
-                    p += 12;
-                    shrink += 8;
-                } else {
-                    p += 6;
-                    shrink += 6 - utf8_len(cp);
-                }
-            }
-        } else if (c < 0x20) {
-            return jd_fail(j, SELDON_EPARSE,
-                           "at byte %zu: control character 0x%02x in a string must be escaped",
-                           offset_of(j, p), c);
-        } else {
-            size_t n = sdn_utf8_seq(p, end);
-            if (n == 0)
-                return jd_fail(j, SELDON_EPARSE, "at byte %zu: invalid UTF-8 in a string",
-                               offset_of(j, p));
-            p += n;
-        }
-    }
-    *dlen = (size_t)(p - start) - shrink;
-    *endp = p + 1;
-    *esc = e;
+    const uint8_t *bad = NULL;
+    char why[80];
+    int rc = sdn_jstr_scan(p, j->end, endp, dlen, esc, &bad, why, sizeof(why));
+    if (rc == SDN_JSTR_TRUNCATED)
+        return jd_syntax(j, bad, "'\"'");
+    if (rc < 0)
+        return jd_fail(j, SELDON_EPARSE, "at byte %zu: %s", offset_of(j, bad), why);
     return 0;
-}
-
-static uint8_t *put_utf8(uint8_t *d, uint32_t cp)
-{
-    if (cp < 0x80) {
-        *d++ = (uint8_t)cp;
-    } else if (cp < 0x800) {
-        *d++ = (uint8_t)(0xC0 | cp >> 6);
-        *d++ = (uint8_t)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        *d++ = (uint8_t)(0xE0 | cp >> 12);
-        *d++ = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-        *d++ = (uint8_t)(0x80 | (cp & 0x3F));
-    } else {
-        *d++ = (uint8_t)(0xF0 | cp >> 18);
-        *d++ = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
-        *d++ = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-        *d++ = (uint8_t)(0x80 | (cp & 0x3F));
-    }
-    return d;
-}
-
-/* Decodes the body p..q of a string that str_scan() accepted. */
-static void str_unescape(uint8_t *d, const uint8_t *p, const uint8_t *q)
-{
-    while (p < q) {
-        const uint8_t *bs = memchr(p, '\\', (size_t)(q - p));
-        size_t run = (size_t)((bs ? bs : q) - p);
-        uint32_t cp = 0, lo = 0;
-
-        memcpy(d, p, run);
-        d += run;
-        p += run;
-        if (bs == NULL)
-            break;
-        if (p[1] != 'u') {
-            *d++ = (uint8_t)unescape_char(p[1]);
-            p += 2;
-            continue;
-        }
-        hex4(p + 2, &cp);
-        if (cp >= 0xD800 && cp < 0xDC00) {
-            hex4(p + 8, &lo);
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            p += 6;
-        }
-        d = put_utf8(d, cp);
-        p += 6;
-    }
 }
 
 /* Copies the string at j->p (its opening quote) into the arena. */
@@ -369,7 +215,7 @@ static int str_parse(jd *j, sdn_str *out)
     if (dst == NULL)
         return jd_nomem(j);
     if (esc)
-        str_unescape(dst, j->p + 1, q - 1);
+        sdn_jstr_unescape(dst, j->p + 1, q - 1);
     else
         memcpy(dst, j->p + 1, dlen);
     dst[dlen] = '\0';
@@ -602,7 +448,7 @@ static int obj_walk(jd *j, member_fn fn, void *ctx)
         raw = key = p + 1;
         rawlen = klen = (size_t)(q - 1 - key);
         if (esc && dlen <= sizeof(buf)) {
-            str_unescape(buf, key, q - 1);
+            sdn_jstr_unescape(buf, key, q - 1);
             key = buf;
             klen = dlen;
         }
@@ -929,7 +775,7 @@ SDN_JSON_INLINE int run_generic(jd *j, dsink *s, uint64_t want, int single, cons
             len32 = (uint32_t)dlen;
             memcpy(s->buf + s->len, &len32, 4);
             if (esc)
-                str_unescape(s->buf + s->len + 4, p + 1, q - 1);
+                sdn_jstr_unescape(s->buf + s->len + 4, p + 1, q - 1);
             else
                 memcpy(s->buf + s->len + 4, p + 1, dlen);
             s->len = need;
@@ -1242,7 +1088,7 @@ static int datatype_parse(jd *j, sdn_tensor *t)
     if (!esc)
         t->datatype = seldon_datatype_from_name((const char *)p + 1, dlen);
     else if (dlen <= sizeof(buf)) {
-        str_unescape(buf, p + 1, q - 1);
+        sdn_jstr_unescape(buf, p + 1, q - 1);
         t->datatype = seldon_datatype_from_name((const char *)buf, dlen);
     }
     if (t->datatype == SELDON_DT_INVALID) {

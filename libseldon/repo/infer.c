@@ -209,7 +209,7 @@ int seldon_model_check_request(const seldon_model *model, const seldon_msg *requ
                 memcmp(ins->items[j].name.p, t->name.p, t->name.len) == 0)
                 m = &ins->items[j];
         if (m == NULL)
-            return sdn_error(SELDON_ENOTFOUND, "inputs[%u].name: model %s has no input '%.128s'",
+            return sdn_error(SELDON_EINVAL, "inputs[%u].name: model %s has no input '%.128s'",
                              i, model->settings.name, t->name.p);
         if (m->datatype != t->datatype)
             return sdn_error(SELDON_EDATATYPE, "inputs[%u].datatype: model %s expects %s for %s, got %s",

@@ -531,10 +531,12 @@ static int instance_load(seldon_model **out, seldon_repo *r, const char *sdir, c
     m->settings.name = sdn_arena_strndup(&m->arena, name, strlen(name));
     rc = m->runtime->load(m);
     if (rc < 0) {
-        if (rc > -100 && rc >= 0)
-            rc = SELDON_EINTERNAL;
-        sdn_error(rc, "model %s: %s: %s", name, m->runtime->name,
-                  m->error ? m->error : seldon_strerror(rc));
+        const char *why = m->error ? m->error : seldon_strerror(rc);
+        /* Name the runtime once: its own message may already start with its name. */
+        if (strncmp(why, m->runtime->name, strlen(m->runtime->name)) == 0)
+            sdn_error(rc, "model %s: %s", name, why);
+        else
+            sdn_error(rc, "model %s: %s: %s", name, m->runtime->name, why);
         goto fail;
     }
     m->loaded = 1;

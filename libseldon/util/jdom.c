@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "jdom.h"
-#include "oip/json.h"
+#include "util/jsonstr.h"
 #include "util/fpconv.h"
 
 #define JDOM_MAX_DEPTH 64
@@ -59,145 +59,32 @@ static void path_pop(jp *j, size_t old)
     j->path[old] = '\0';
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int hex4(jp *j, uint32_t *out)
-{
-    uint32_t v = 0;
-    int k;
-    if (j->end - j->p < 4)
-        return jp_fail(j, "truncated \\u escape");
-    for (k = 0; k < 4; k++) {
-        int h = hexval(j->p[k]);
-        if (h < 0)
-            return jp_fail(j, "bad \\u escape");
-        v = v * 16 + (uint32_t)h;
-    }
-    j->p += 4;
-    *out = v;
-    return 0;
-}
-
-static char *put_cp(char *d, uint32_t cp)
-{
-    if (cp < 0x80) {
-        *d++ = (char)cp;
-    } else if (cp < 0x800) {
-        *d++ = (char)(0xC0 | (cp >> 6));
-        *d++ = (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        *d++ = (char)(0xE0 | (cp >> 12));
-        *d++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-        *d++ = (char)(0x80 | (cp & 0x3F));
-    } else {
-        *d++ = (char)(0xF0 | (cp >> 18));
-        *d++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-        *d++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-        *d++ = (char)(0x80 | (cp & 0x3F));
-    }
-    return d;
-}
-
-/* The unescaped text is never longer than the escaped one, so one allocation of that size does. */
+/* Strings follow the same rules as the OIP decoder's: one scanner for both. */
 static int parse_string(jp *j, sdn_str *out)
 {
-    const char *q;
-    char *buf, *d;
+    const uint8_t *q, *bad = NULL;
+    size_t dlen;
+    int esc, rc;
+    char why[80], *buf;
     if (j->p >= j->end || *j->p != '"')
         return jp_fail(j, "expected a string");
-    j->p++;
-    for (q = j->p; q < j->end && *q != '"'; q++)
-        if (*q == '\\')
-            q++;
-    if (q >= j->end)
-        return jp_fail(j, "unterminated string");
-    buf = sdn_arena_alloc(j->a, (size_t)(q - j->p) + 1);
+    rc = sdn_jstr_scan((const uint8_t *)j->p + 1, (const uint8_t *)j->end, &q, &dlen, &esc, &bad,
+                       why, sizeof(why));
+    if (rc < 0) {
+        j->p = (const char *)bad;
+        return jp_fail(j, rc == SDN_JSTR_TRUNCATED ? "unterminated string" : why);
+    }
+    buf = sdn_arena_alloc(j->a, dlen + 1);
     if (buf == NULL)
         return sdn_error(SELDON_ENOMEM, "%s: out of memory", j->what);
-    d = buf;
-    while (j->p < q) {
-        unsigned char c = (unsigned char)*j->p;
-        if (c < 0x20)
-            return jp_fail(j, "control character in a string");
-        if (c >= 0x80) {
-            size_t n = sdn_utf8_seq((const uint8_t *)j->p, (const uint8_t *)q);
-            if (n == 0)
-                return jp_fail(j, "invalid UTF-8 in a string");
-            memcpy(d, j->p, n);
-            d += n;
-            j->p += n;
-            continue;
-        }
-        if (c != '\\') {
-            *d++ = (char)c;
-            j->p++;
-            continue;
-        }
-        j->p++;
-        switch (*j->p++) {
-        case '"':
-            *d++ = '"';
-            break;
-        case '\\':
-            *d++ = '\\';
-            break;
-        case '/':
-            *d++ = '/';
-            break;
-        case 'b':
-            *d++ = '\b';
-            break;
-        case 'f':
-            *d++ = '\f';
-            break;
-        case 'n':
-            *d++ = '\n';
-            break;
-        case 'r':
-            *d++ = '\r';
-            break;
-        case 't':
-            *d++ = '\t';
-            break;
-        case 'u': {
-            uint32_t cp, lo;
-            int rc = hex4(j, &cp);
-            if (rc < 0)
-                return rc;
-            if (cp >= 0xD800 && cp < 0xDC00) {
-                if (q - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u')
-                    return jp_fail(j, "lone surrogate in \\u escape");
-                j->p += 2;
-                rc = hex4(j, &lo);
-                if (rc < 0)
-                    return rc;
-                if (lo < 0xDC00 || lo > 0xDFFF)
-                    return jp_fail(j, "bad surrogate pair");
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            } else if (cp >= 0xDC00 && cp < 0xE000) {
-                return jp_fail(j, "lone surrogate in \\u escape");
-            }
-            d = put_cp(d, cp);
-            break;
-        }
-        default:
-            j->p--;
-            return jp_fail(j, "bad escape");
-        }
-    }
-    *d = '\0';
-    j->p = q + 1;
+    if (esc)
+        sdn_jstr_unescape((uint8_t *)buf, (const uint8_t *)j->p + 1, q - 1);
+    else
+        memcpy(buf, j->p + 1, dlen);
+    buf[dlen] = '\0';
     out->p = buf;
-    out->len = (size_t)(d - buf);
+    out->len = dlen;
+    j->p = (const char *)q;
     return 0;
 }
 

@@ -374,10 +374,11 @@ static int check_requested(seldon_infer *infer, const seldon_model *model, const
                  seldon_model_name(model));
             return SELDON_EUNSUPPORTED;
         }
-        fail(infer, SELDON_ENOTFOUND,
+        /* A request naming an output the model lacks is a bad request, not a missing model. */
+        fail(infer, SELDON_EINVAL,
              "xgboost: output %.*s is not available (predict, predict_proba)",
              (int)(len > 128 ? 128 : len), name);
-        return SELDON_ENOTFOUND;
+        return SELDON_EINVAL;
     }
     return 0;
 }

@@ -348,6 +348,18 @@ def test_connection_close_header(server):
     c.close()
 
 
+def test_head_sends_no_body(server):
+    c = Conn(server.port)
+    c.send(b"HEAD /nowhere HTTP/1.1\r\nHost: t\r\n\r\n" + get("/hello"))
+    while b"\r\n\r\n" not in c.buf:
+        c._fill()
+    head, c.buf = c.buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 404 ")
+    assert b"Content-Length: " in head  # announced, not sent
+    assert c.response()[2] == b"hello"
+    c.close()
+
+
 def test_folded_header_and_case(server):
     c = Conn(server.port)
     c.send(b"GET /headers?x=1 HTTP/1.1\r\nHost: t\r\nX-Folded: first\r\n  second\r\n"
@@ -433,10 +445,10 @@ def test_stop_gives_up_after_grace():
     d = Daemon("--grace-ms", "100")
     try:
         c = Conn(d.port)
-        c.send(get("/hello") + get("/slow?ms=600"))
+        c.send(get("/hello") + get("/slow?ms=5000"))
         assert c.response()[2] == b"hello"
         time.sleep(0.2)
-        d.proc.send_signal(signal.SIGTERM)
+        d.proc.send_signal(signal.SIGTERM)  # the worker answers (late) as the daemon exits
         with pytest.raises((EOFError, ConnectionResetError)):
             c.response()
         c.close()

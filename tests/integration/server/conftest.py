@@ -39,6 +39,8 @@ GUARD = 30.0
 STOP_GUARD = 60.0
 
 HOST = "127.0.0.1"
+# The sample server's --max-body: large requests are cheap to make.
+SAMPLES_MAX_BODY = 1 << 20
 
 NUMPY_TYPES = {
     "BOOL": np.bool_,
@@ -107,15 +109,31 @@ def write_samples(root):
     # Version folders: the latest ("2") is served, and named by its folder.
     write_model(root, "versioned", arith("builtin.add", 1), folder="versioned/1")
     write_model(root, "versioned", arith("builtin.add", 2), folder="versioned/2")
-    # A version set in the settings.
     # Adaptive batching: requests wait on the batch timer and run on a worker.
     write_model(root, "batched4", {"implementation": "builtin.identity", "max_batch_size": 4,
                                    "max_batch_time": 0.02})
+    # A request alone waits 0.3 s for company: long enough to leave while it waits.
+    write_model(root, "slow", {"implementation": "builtin.identity", "max_batch_size": 8,
+                               "max_batch_time": 0.3})
+    # A version set in the settings.
     write_model(root, "pinned", {"implementation": "builtin.add",
                                  "parameters": {"version": "v7", "extra": {"constant": 5}}})
 
 
 # --- The server process -----------------------------------------------------------
+
+
+# Every server process started, so that none outlives the session when a test fails.
+STARTED = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftover_servers():
+    yield
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 class Server:
@@ -132,6 +150,7 @@ class Server:
         full_env.update(env or {})
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errfile,
                                      env=full_env)
+        STARTED.append(self.proc)
         self.returncode = None
         line = self._first_line()
         m = re.fullmatch(r"listening http=(\d+) grpc=(\d+)", line.strip())
@@ -163,6 +182,7 @@ class Server:
         """Polls /v2/health/ready until the start-up loads are done."""
         deadline = time.monotonic() + START_GUARD
         while True:
+            assert self.proc.poll() is None, f"seldon-server exited\n{self.stderr()}"
             status, _, _ = request(self.http, "GET", "/v2/health/ready")
             if status == 200:
                 return
@@ -170,7 +190,6 @@ class Server:
             time.sleep(0.02)
 
     def stderr(self):
-        self.errfile.flush()
         with open(self.errfile.name, "rb") as f:
             text = f.read().decode(errors="replace")
         return "--- seldon-server stderr ---\n" + text[-20000:]
@@ -220,9 +239,6 @@ def samples(tmp_path_factory):
     srv = Server(root, "--max-body", str(SAMPLES_MAX_BODY))
     yield srv
     srv.stop()
-
-
-SAMPLES_MAX_BODY = 1 << 20
 
 
 # --- REST -------------------------------------------------------------------------
@@ -406,31 +422,39 @@ class RawConn:
 
 
 def server_socket_queues(port):
-    """[(rx_queue)] of the server's connected sockets on port, from /proc/net/tcp[6]."""
-    queues = []
+    """The receive-queue lengths of the server's connected sockets on port, from
+    /proc/net/tcp; None where that table cannot be read."""
+    queues, readable = [], False
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 rows = f.read().splitlines()[1:]
         except OSError:
             continue
+        readable = True
         for row in rows:
             cols = row.split()
-            local, remote, state, txrx = cols[1], cols[2], cols[3], cols[4]
+            local, state, queue = cols[1], cols[3], cols[4]
             if int(local.rsplit(":", 1)[1], 16) == port and state == "01":  # ESTABLISHED
-                queues.append(int(txrx.split(":")[1], 16))
-    return queues
+                queues.append(int(queue.split(":")[1], 16))
+    return queues if readable else None
 
 
 def wait_server_read_all(port):
     """Waits until the server has read every byte sent to its connections on port.
 
     The kernel's receive queue of a server-side socket empties when the
-    server reads it; the server parses what it read in the same callback.
+    server reads it, and the server parses what it read in that same
+    callback, before it can see a signal's stop request. There is no other
+    outside view of "the request has arrived": without /proc/net/tcp, a
+    short pause stands in.
     """
     deadline = time.monotonic() + GUARD
     while True:
         queues = server_socket_queues(port)
+        if queues is None:
+            time.sleep(0.5)
+            return
         if queues and all(q == 0 for q in queues):
             return
         assert time.monotonic() < deadline, f"server did not read its input: {queues}"
@@ -454,6 +478,17 @@ def metrics(port):
         labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
         samples_.append((m.group(1), labels, float(m.group(3))))
     return samples_
+
+
+def wait_metric(port, want, name, **labels):
+    """Polls /metrics until the sum of the samples of name (with labels) reaches want."""
+    deadline = time.monotonic() + GUARD
+    while True:
+        got = metric(metrics(port), name, **labels)
+        if got >= want:
+            return got
+        assert time.monotonic() < deadline, f"{name}{labels} is {got}, not {want}"
+        time.sleep(0.01)
 
 
 def metric(samples_, name, **labels):

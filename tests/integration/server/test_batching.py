@@ -69,16 +69,15 @@ def batch_stats(server, model):
     return m, count, total, by_le
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
-def test_concurrent_requests(server, g, model):
-    # REST: one connection per thread, the request encoded beforehand, all
-    # released at once so that they arrive within one batch window.
+def rest_round(server, model, tag):
+    """N client threads, one connection each, the requests encoded beforehand and
+    all released at once, so that they arrive within one batch window."""
     conns = [RawConn(server.http) for _ in range(N)]
     payloads = []
     for i in range(N):
         name, x = request_input(model, i)
         payloads.append(http_bytes("POST", f"/v2/models/{model}/infer",
-                                   {"id": f"{model}-{i}", "inputs": [tensor(name, x)]}))
+                                   {"id": f"{tag}-{i}", "inputs": [tensor(name, x)]}))
     barrier = threading.Barrier(N)
     responses = [None] * N
     failures = []
@@ -88,7 +87,7 @@ def test_concurrent_requests(server, g, model):
             barrier.wait(GUARD)
             conns[i].send(payloads[i])
             responses[i] = conns[i].response()
-        except Exception as e:
+        except Exception as e:  # reported in the test's thread
             failures.append(e)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(N)]
@@ -102,15 +101,25 @@ def test_concurrent_requests(server, g, model):
     for i, r in enumerate(responses):
         assert r.status == 200, r.body
         doc = r.json()
-        assert doc["id"] == f"{model}-{i}" and doc["model_name"] == model
+        assert doc["id"] == f"{tag}-{i}" and doc["model_name"] == model
         check_output(model, outputs_of(doc), i)
 
-    m, count, total, by_le = batch_stats(server, model)
-    # Every request went through the batcher once; some batch held more than one.
-    assert total == N
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_concurrent_requests(server, g, model):
+    # Every round must be right; batching must show within a few rounds (one
+    # is enough unless the machine stalls the client longer than the window).
+    for rounds in range(1, 4):
+        rest_round(server, model, f"round{rounds}")
+        m, count, total, by_le = batch_stats(server, model)
+        # Every request went through the batcher once, never more than max_batch_size at a time.
+        assert total == rounds * N
+        assert by_le[8.0] == count
+        if count > by_le[1.0]:
+            break  # some batch held more than one request
     assert count > by_le[1.0], (count, by_le)
-    assert by_le[8.0] == count  # never more than max_batch_size
-    assert metric(m, "seldon_model_infer_total", model=model, method_type="rest", code="200") == N
+    assert metric(m, "seldon_model_infer_total", model=model, method_type="rest",
+                  code="200") == rounds * N
 
     # gRPC: the same, as concurrent calls on one channel.
     channel, stub = g.stub(server)
@@ -127,7 +136,7 @@ def test_concurrent_requests(server, g, model):
     finally:
         channel.close()
     m, count, total, by_le = batch_stats(server, model)
-    assert total == 2 * N
+    assert total == (rounds + 1) * N
     assert by_le[8.0] == count
     assert metric(m, "seldon_model_infer_total", model=model, method_type="grpc", code="0") == N
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import (GUARD, HOST, SAMPLES_MAX_BODY, RawConn, assert_error, http_bytes, infer,
-                      outputs_of, request, tensor)
+                      metric, metrics, outputs_of, request, tensor, wait_metric,
+                      wait_server_read_all)
 
 X4 = np.array([1, 2, 3, 4], dtype=np.float32)
 
@@ -231,16 +232,18 @@ def test_slow_client(samples):
 
 
 def test_garbage_request_line(samples):
-    c = RawConn(samples.http)
-    try:
-        c.send(b"\x00\x01NOT HTTP AT ALL\r\n\r\n")
-        r = c.response()
-        assert r.status == 400
-        assert list(json.loads(r.body)) == ["error"]
-    except EOFError:
-        pass  # closing without an answer is also fine for bytes that are not HTTP
-    finally:
-        c.close()
+    # Bytes that are not HTTP: a JSON 400, then the connection is closed.
+    for garbage in (b"\x00\x01NOT HTTP AT ALL\r\n\r\n",
+                    b"GET /v2 HTTP/1.1\r\nBad Header Line\r\n\r\n"):
+        c = RawConn(samples.http)
+        try:
+            c.send(garbage)
+            r = c.response()
+            assert r.status == 400, (garbage, r.status)
+            assert list(json.loads(r.body)) == ["error"]
+            assert c.closed_by_peer()
+        finally:
+            c.close()
     still_serving(samples.http)
 
 
@@ -270,3 +273,36 @@ def test_concurrent_bad_and_good(samples):
     for t in threads:
         t.join(GUARD * 2)
     assert not failures, failures
+
+
+def test_many_connections(samples):
+    # Hundreds of open connections, most idle: the server keeps answering.
+    conns = [RawConn(samples.http) for _ in range(200)]
+    try:
+        for c in conns[::10]:
+            c.send(http_bytes("GET", "/v2/health/live"))
+        for c in conns[::10]:
+            assert c.response().status == 200
+        still_serving(samples.http)
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_client_leaves_while_waiting(samples):
+    # Requests waiting for their batch when their clients leave: the server
+    # answers into the void later, and goes on.
+    before = metric(metrics(samples.http), "seldon_model_infer_total", model="slow",
+                    method_type="rest")
+    conns = [RawConn(samples.http) for _ in range(3)]
+    for i, c in enumerate(conns):
+        c.send(http_bytes("POST", "/v2/models/slow/infer",
+                          {"id": str(i), "inputs": [tensor("x", X4 + i)]}))
+    wait_server_read_all(samples.http)
+    for c in conns:
+        c.close()
+    wait_metric(samples.http, before + 3, "seldon_model_infer_total", model="slow",
+                method_type="rest")
+    status, doc = infer(samples.http, "slow", [tensor("x", X4)], id="after")
+    assert status == 200 and doc["id"] == "after"
+    still_serving(samples.http)

@@ -1,9 +1,11 @@
 """inference.GRPCInferenceService of seldon-server, through grpcio stubs generated
 from our own proto: every method."""
+import subprocess
+
 import numpy as np
 import pytest
 
-from conftest import GUARD, SERVER
+from conftest import GUARD, SERVER, wait_metric
 
 
 def test_server_live_ready(g, samples_grpc):
@@ -12,7 +14,6 @@ def test_server_live_ready(g, samples_grpc):
 
 
 def test_server_metadata(g, samples_grpc):
-    import subprocess
     r = samples_grpc.ServerMetadata(g.pb2.ServerMetadataRequest(), timeout=GUARD)
     assert r.name == "seldon"
     version = subprocess.run([SERVER, "--version"], capture_output=True, timeout=30).stdout
@@ -162,3 +163,48 @@ def test_repository_index(g, samples_grpc):
     r = samples_grpc.RepositoryIndex(g.pb2.RepositoryIndexRequest(ready=True), timeout=GUARD)
     assert all(m.state == "READY" for m in r.models)
     assert {m.name for m in r.models} >= {"add10", "simple"}
+
+
+def test_client_gives_up(g, samples, samples_grpc):
+    # Calls the client abandons while their requests wait for a batch: the
+    # server completes them into the void and goes on (ASan checks the lifetimes).
+    x = np.arange(4, dtype=np.float32)
+    with pytest.raises(g.grpc.RpcError) as err:
+        samples_grpc.ModelInfer(g.request("slow", {"x": x}), timeout=0.05)
+    assert err.value.code() == g.grpc.StatusCode.DEADLINE_EXCEEDED
+    # A stream cancelled with requests in flight.
+    stream = samples_grpc.ModelStreamInfer(
+        iter([g.request("slow", {"x": x + i}, id=str(i)) for i in range(3)]), timeout=GUARD)
+    stream.cancel()
+    with pytest.raises(g.grpc.RpcError) as err:
+        list(stream)
+    assert err.value.code() == g.grpc.StatusCode.CANCELLED
+    # A future cancelled.
+    future = samples_grpc.ModelInfer.future(g.request("slow", {"x": x}), timeout=GUARD)
+    future.cancel()
+    # The abandoned requests complete on the server (or were never started).
+    r = samples_grpc.ModelInfer(g.request("slow", {"x": x}, id="after"), timeout=GUARD)
+    assert r.id == "after"
+    np.testing.assert_array_equal(g.outputs(r)["x"], x)
+    wait_metric(samples.http, 2, "seldon_model_infer_total", model="slow", method_type="grpc")
+
+
+def test_stream_malformed_message(g, samples):
+    # Bytes that are not a ModelInferRequest, mid-stream: an error_message, and the stream goes on.
+    channel, _ = g.stub(samples)
+    try:
+        call = channel.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            request_serializer=lambda b: b,
+            response_deserializer=g.pb2.ModelStreamInferResponse.FromString)
+        x = np.array([1, 2, 3, 4], dtype=np.float32)
+        good = [g.request("add10", {"INPUT": x + i}, id=f"m{i}").SerializeToString()
+                for i in range(2)]
+        responses = list(call(iter([good[0], b"\xff\xff\xff\xff\x0f", good[1]]),
+                              timeout=GUARD))
+        assert len(responses) == 3
+        assert [bool(r.error_message) for r in responses].count(True) == 1
+        ok = sorted(r.infer_response.id for r in responses if not r.error_message)
+        assert ok == ["m0", "m1"]
+    finally:
+        channel.close()

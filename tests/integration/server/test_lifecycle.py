@@ -1,4 +1,5 @@
 """The process: command line, start-up, and graceful shutdown with requests in flight."""
+import queue
 import re
 import signal
 import subprocess
@@ -107,6 +108,39 @@ def test_sigterm_grpc_in_flight(slow_repo, g):
     srv.close()
 
 
+def test_sigterm_ends_an_idle_stream(tmp_path, g):
+    """An open ModelStreamInfer with nothing in flight must not hold the stop for --grace."""
+    write_model(tmp_path, "add10", {"implementation": "builtin.add",
+                                    "parameters": {"extra": {"constant": 10}}})
+    srv = Server(tmp_path, "--grace", "60000")
+    channel, stub = g.stub(srv)
+    outbox = queue.Queue()
+
+    def requests():
+        while True:
+            item = outbox.get()
+            if item is None:
+                return
+            yield item
+
+    try:
+        replies = stub.ModelStreamInfer(requests(), timeout=GUARD)
+        outbox.put(g.request("add10", {"INPUT": np.array([1, 2, 3, 4], dtype=np.float32)}))
+        first = next(replies)
+        assert first.error_message == ""
+        np.testing.assert_array_equal(g.outputs(first.infer_response)["OUTPUT"], [11, 12, 13, 14])
+        srv.signal(signal.SIGTERM)
+        # The server ends the idle stream itself, well before the 60 s grace.
+        with pytest.raises(g.grpc.RpcError) as ended:
+            next(replies)
+        assert ended.value.code() == g.grpc.StatusCode.UNAVAILABLE
+        assert srv.wait(timeout=20) == 0, srv.stderr()
+    finally:
+        outbox.put(None)
+        channel.close()
+    srv.close()
+
+
 def test_start_with_bad_models(tmp_path):
     # Models that fail to load do not keep the server from starting and being ready.
     write_model(tmp_path, "good", {"implementation": "builtin.identity"})
@@ -135,5 +169,30 @@ def test_no_load_all(tmp_path):
         assert c.response().status == 200
         c.close()
         assert get_json(srv.http, "/v2/models/m/ready")[0] == 200
+    finally:
+        srv.stop()
+
+
+def test_idle_timeout(tmp_path):
+    # Idle keep-alive connections and stalled requests are closed after --idle-timeout;
+    # the server goes on serving.
+    write_model(tmp_path, "m", {"implementation": "builtin.identity"})
+    srv = Server(tmp_path, "--idle-timeout", "200")
+    try:
+        idle = RawConn(srv.http)
+        idle.send(http_bytes("GET", "/v2/health/live"))
+        assert idle.response().status == 200
+        stalled = RawConn(srv.http)
+        stalled.send(b"POST /v2/models/m/infer HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        # Each recv blocks until the server closes (GUARD bounds a hang).
+        assert idle.closed_by_peer()
+        try:
+            r = stalled.response()
+            assert r.status in (400, 408), r.status  # an answer before closing is fine too
+        except (EOFError, ConnectionResetError):
+            pass
+        idle.close()
+        stalled.close()
+        assert get_json(srv.http, "/v2/health/live") == (200, {"live": True})
     finally:
         srv.stop()

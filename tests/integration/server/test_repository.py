@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import (GUARD, RawConn, Server, arith, assert_error, get_json, http_bytes, infer,
-                      outputs_of, post_json, request, tensor, write_model)
+                      metric, metrics, outputs_of, post_json, request, tensor,
+                      wait_server_read_all, write_model)
 
 X4 = np.array([1, 2, 3, 4], dtype=np.float32)
 
@@ -341,3 +342,61 @@ def test_reload_under_load(server, repo, g, stub):
         assert results[proto], proto
         assert set(results[proto]) <= set(constants), (proto, set(results[proto]))
     steady_serving(server)
+
+
+def test_reload_and_unload_while_requests_wait(server, repo):
+    # Requests waiting in the batcher of an instance that is replaced or
+    # unloaded finish on that instance; new requests see the change.
+    batching = {"max_batch_size": 8, "max_batch_time": 1.0}
+    write_model(repo, "waits-reload", arith("builtin.add", 1, **batching))
+    write_model(repo, "waits-unload", arith("builtin.add", 2, **batching))
+    for name in ("waits-reload", "waits-unload"):
+        assert rest_load(server, name)[0] == 200
+    conns = []
+    for name in ("waits-reload", "waits-unload"):
+        for i in range(2):
+            c = RawConn(server.http)
+            c.send(http_bytes("POST", f"/v2/models/{name}/infer",
+                              {"id": f"{name}-{i}", "inputs": [tensor("INPUT", X4 + i)]}))
+            conns.append((c, name, i))
+    wait_server_read_all(server.http)
+    write_model(repo, "waits-reload", arith("builtin.add", 100))
+    assert rest_load(server, "waits-reload")[0] == 200
+    assert rest_unload(server, "waits-unload")[0] == 200
+    try:
+        for c, name, i in conns:
+            r = c.response()
+            assert r.status == 200, r.body
+            assert r.json()["id"] == f"{name}-{i}"
+            constant = 1 if name == "waits-reload" else 2
+            np.testing.assert_array_equal(outputs_of(r.json())["OUTPUT"], X4 + i + constant)
+    finally:
+        for c, _, _ in conns:
+            c.close()
+    np.testing.assert_array_equal(add_result(server, "waits-reload"), X4 + 100)
+    assert infer(server.http, "waits-unload", [tensor("INPUT", X4)])[0] == 404
+
+
+def test_loaded_gauge(server):
+    # /metrics counts the models ready, as the index does.
+    ready = index(server, ready=True)
+    assert metric(metrics(server.http), "seldon_loaded_model_gauge") == len(ready)
+
+
+def test_names_cannot_escape(server, repo, g, stub, tmp_path_factory):
+    # A model folder next to the repository, not in it: no name reaches it.
+    outside = tmp_path_factory.mktemp("outside")
+    write_model(outside, "evil", arith("builtin.add", 666))
+    rel = f"../{outside.name}/evil"
+    for name in ["..", ".hidden", "..%2Fevil", "a%2F..%2F..", "%2e%2e"]:
+        status, headers, body = rest_load(server, name)
+        assert status in (400, 404), (name, status, body)
+    assert request(server.http, "POST", f"/v2/repository/models/{rel}/load", b"")[0] == 404
+    for name in ["..", rel, "/etc", "a/b"]:
+        with pytest.raises(g.grpc.RpcError) as err:
+            stub.RepositoryModelLoad(g.pb2.RepositoryModelLoadRequest(model_name=name),
+                                     timeout=GUARD)
+        assert err.value.code() in (g.grpc.StatusCode.INVALID_ARGUMENT,
+                                    g.grpc.StatusCode.NOT_FOUND), name
+    assert all(row["state"] != "READY" or "evil" not in name
+               for name, row in index(server).items())

@@ -1,13 +1,16 @@
 """The REST API of seldon-server: health, metadata, inference on Seldon's sample
 models, HTTP/1.1 connection handling and the binary tensor data extension."""
 import json
+import struct
 import subprocess
+import threading
 
 import numpy as np
 import pytest
 
-from conftest import (SERVER, RawConn, assert_error, binary_body, get_json, http_bytes, infer,
-                      outputs_of, request, split_binary, tensor)
+from conftest import (GUARD, NUMPY_TYPES, SAMPLES_MAX_BODY, SERVER, RawConn, assert_error,
+                      binary_body, get_json, http_bytes, infer, outputs_of, request, split_binary,
+                      tensor)
 
 
 def test_health(samples):
@@ -128,7 +131,6 @@ def test_conditional(samples, choice):
 @pytest.mark.parametrize("datatype", ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8",
                                       "INT16", "INT32", "INT64", "FP32", "FP64"])
 def test_identity_datatypes(samples, datatype):
-    from conftest import NUMPY_TYPES
     dtype = NUMPY_TYPES[datatype]
     if datatype == "BOOL":
         x = np.array([[True, False, True], [False, False, True]])
@@ -282,6 +284,62 @@ def test_chunked_body(samples):
         c.close()
 
 
+def test_pipelining_many(samples):
+    # Hundreds of requests in one send, while a second thread reads: the
+    # server holds back (stops reading) when answers pile up, and catches up.
+    n = 400
+    raw, expect = b"", []
+    for i in range(n):
+        x, req = add10_request(i)
+        raw += req
+        expect.append(x)
+    c = RawConn(samples.http)
+    got, failures = [], []
+
+    def reader():
+        try:
+            for _ in range(n):
+                got.append(c.response())
+        except Exception as e:
+            failures.append(e)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        c.send(raw)
+        t.join(GUARD * 2)
+        assert not failures, failures
+        assert len(got) == n
+        for i, r in enumerate(got):
+            check_add10(r, i, expect[i])
+    finally:
+        c.close()
+
+
+def test_connection_close(samples):
+    # HTTP/1.0 and "Connection: close": one answer, then the server closes.
+    for req in (b"GET /v2/health/live HTTP/1.0\r\n\r\n",
+                b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"):
+        c = RawConn(samples.http)
+        try:
+            c.send(req)
+            r = c.response()
+            assert r.status == 200 and r.json() == {"live": True}
+            assert r.headers["connection"].lower() == "close"
+            assert c.closed_by_peer()
+        finally:
+            c.close()
+
+
+def test_query_and_trailing_slash(samples):
+    x = np.array([1, 2, 3, 4], dtype=np.float32)
+    for path in ("/v2/models/add20/infer?trace=1", "/v2/models/add20/infer/"):
+        status, _, body = request(samples.http, "POST", path, {"inputs": [tensor("INPUT", x)]})
+        assert status == 200, body
+        np.testing.assert_array_equal(outputs_of(json.loads(body))["OUTPUT"], x + 20)
+    assert get_json(samples.http, "/v2/health/ready?verbose=1") == (200, {"ready": True})
+
+
 # --- The binary tensor data extension ----------------------------------------------
 
 
@@ -293,7 +351,8 @@ def simple_inputs():
 
 def test_binary_inputs(samples):
     a, b = simple_inputs()
-    body, headers = binary_body({"id": "bin-in", "inputs": [{"name": "INPUT0"}, {"name": "INPUT1"}]},
+    both = [{"name": "INPUT0"}, {"name": "INPUT1"}]
+    body, headers = binary_body({"id": "bin-in", "inputs": both},
                                 {"INPUT0": a, "INPUT1": b})
     status, rh, data = request(samples.http, "POST", "/v2/models/simple/infer", body, headers)
     assert status == 200, data
@@ -316,7 +375,8 @@ def test_binary_inputs(samples):
 
 def test_binary_outputs_all(samples):
     a, b = simple_inputs()
-    body, headers = binary_body({"id": "bin-out", "inputs": [{"name": "INPUT0"}, {"name": "INPUT1"}],
+    both = [{"name": "INPUT0"}, {"name": "INPUT1"}]
+    body, headers = binary_body({"id": "bin-out", "inputs": both,
                                  "parameters": {"binary_data_output": True}},
                                 {"INPUT0": a, "INPUT1": b})
     status, rh, data = request(samples.http, "POST", "/v2/models/simple/infer", body, headers)
@@ -382,3 +442,47 @@ def test_binary_bad_sizes(samples):
     # Binary data shorter than binary_data_size says.
     assert_error(*request(samples.http, "POST", "/v2/models/simple/infer", body[:-10], headers),
                  400, "binary_data_size")
+
+
+def test_binary_large(samples):
+    # Near the body limit, binary both ways: the bytes come back unchanged.
+    x = np.random.default_rng(3).normal(size=(SAMPLES_MAX_BODY // 4 - 1024,)).astype(np.float32)
+    body, headers = binary_body({"inputs": [{"name": "big"}],
+                                 "parameters": {"binary_data_output": True}}, {"big": x})
+    assert len(body) <= SAMPLES_MAX_BODY
+    status, rh, data = request(samples.http, "POST", "/v2/models/identity/infer", body, headers)
+    assert status == 200, data[:200]
+    doc, out, binary = split_binary(rh, data)
+    assert binary == ["big"]
+    assert data[int(rh["inference-header-content-length"]):] == x.tobytes()
+
+
+def test_binary_bytes(samples):
+    # BYTES in the binary extension: each element a 4-byte little-endian length, then the bytes.
+    words = [b"ab", b"\x00\xff\xfe", b"", "w\u00f6rld".encode()]
+    raw = b"".join(struct.pack("<I", len(w)) + w for w in words)
+    header = json.dumps({"id": "bytes", "inputs": [
+        {"name": "s", "datatype": "BYTES", "shape": [4],
+         "parameters": {"binary_data_size": len(raw)}}],
+        "parameters": {"binary_data_output": True}}).encode()
+    status, rh, data = request(samples.http, "POST", "/v2/models/identity/infer", header + raw,
+                               {"Inference-Header-Content-Length": str(len(header))})
+    assert status == 200, data
+    n = int(rh["inference-header-content-length"])
+    doc = json.loads(data[:n])
+    assert doc["id"] == "bytes"
+    assert doc["outputs"][0]["parameters"]["binary_data_size"] == len(raw)
+    assert data[n:] == raw
+    # Bytes that are not UTF-8 cannot go back as JSON strings: the error says so.
+    header = json.dumps({"inputs": [{"name": "s", "datatype": "BYTES", "shape": [4],
+                                     "parameters": {"binary_data_size": len(raw)}}]}).encode()
+    assert_error(*request(samples.http, "POST", "/v2/models/identity/infer", header + raw,
+                          {"Inference-Header-Content-Length": str(len(header))}),
+                 400, "UTF-8")
+
+
+def test_id_round_trip(samples):
+    for rid in ['a"b\\c', "\u00e9\u4e2d\U0001f600", "tab\tnew\nline\u0001", "x" * 300]:
+        status, doc = infer(samples.http, "identity", [tensor("t", np.zeros(1, np.int8))], id=rid)
+        assert status == 200, doc
+        assert doc["id"] == rid

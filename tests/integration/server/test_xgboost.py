@@ -1,7 +1,6 @@
 """The xgboost runtime plugin served by seldon-server: models trained here with
 python3-xgboost, served from model.json over REST and gRPC, and compared with
 XGBoost's own Booster.predict."""
-import json
 import os
 
 import numpy as np
