@@ -123,7 +123,8 @@ int sdn_buf_reserve(seldon_buf *b, size_t extra)
     uint8_t *p;
     if (!sdn_add_size(&need, b->len, extra))
         return sdn_error(SELDON_ENOMEM, "buffer: size overflow");
-    if (need <= b->cap)
+    /* A reserved buffer always has storage, so data + len is a valid pointer even at 0. */
+    if (need <= b->cap && b->data != NULL)
         return 0;
     cap = b->cap ? b->cap : 256;
     while (cap < need) {
