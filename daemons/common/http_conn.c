@@ -398,6 +398,8 @@ static int on_headers_complete(http_parser *p)
     int chunked = (p->flags & F_CHUNKED) != 0;
 
     c->last_cb = SDH_CB_NONE;
+    if (p->http_major != 1 || p->http_minor > 1)
+        return msg_fail(c, 505, "HTTP version not supported; use HTTP/1.1");
     if (!chunked && (p->flags & F_CONTENTLENGTH)) {
         if (p->content_length > max)
             return msg_fail(c, 413, "request body exceeds the size limit");

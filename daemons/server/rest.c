@@ -178,24 +178,12 @@ static void handle_model_ready(srv *s, sdh_req *req, const seldon_route *rt, int
     if (want_metadata) {
         rc = seldon_model_metadata_json(&b, m);
     } else {
-        static const char a[] = "{\"name\":";
-        rc = seldon_buf_reserve(&b, 64);
-        if (rc == 0) {
-            memcpy(b.data, a, sizeof(a) - 1);
-            b.len = sizeof(a) - 1;
-        }
-        seldon_model_release(m);
-        m = NULL;
-        if (rc == 0) {
-            char tail[300];
-            int n = snprintf(tail, sizeof(tail), "\"%.*s\",\"ready\":true}",
-                             (int)(rt->name_len > 200 ? 200 : rt->name_len), rt->name);
-            rc = seldon_buf_reserve(&b, (size_t)n);
-            if (rc == 0) {
-                memcpy(b.data + b.len, tail, (size_t)n);
-                b.len += (size_t)n;
-            }
-        }
+        const char *name = seldon_model_name(m);
+        rc = sdn_jw_raw(&b, "{\"name\":", 8);
+        if (rc == 0)
+            rc = sdn_jw_string(&b, name, strlen(name));
+        if (rc == 0)
+            rc = sdn_jw_raw(&b, ",\"ready\":true}", 14);
     }
     seldon_model_release(m);
     if (rc < 0) {

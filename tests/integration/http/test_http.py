@@ -279,6 +279,17 @@ def test_malformed_request_is_400(server, raw):
     c.close()
 
 
+def test_unsupported_http_version_is_505(server):
+    c = Conn(server.port)
+    c.send(b"GET /hello HTTP/9.9\r\nHost: t\r\n\r\n")
+    status, headers, body = c.response()
+    assert status == 505
+    assert "HTTP/1.1" in json.loads(body)["error"]
+    assert c.closed_by_server()
+    c.close()
+    assert still_serving(server.port)
+
+
 def test_malformed_after_good_request_keeps_order(server):
     c = Conn(server.port)
     c.send(get("/slow?ms=100") + b"NOT HTTP AT ALL\r\n\r\n")
