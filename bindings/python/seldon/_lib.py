@@ -173,6 +173,7 @@ _PROTOTYPES = {
     "seldon_msg_tensor": (c_int, [POINTER(seldon_tensor), _MSG_P, c_size_t]),
     "seldon_msg_find_tensor": (c_int, [POINTER(c_size_t), _MSG_P, c_char_p, c_size_t]),
     "seldon_msg_is_binary": (c_int32, [_MSG_P, c_size_t]),
+    "seldon_msg_is_borrowed": (c_int32, [_MSG_P, c_size_t]),
     "seldon_msg_output_count": (c_size_t, [_MSG_P]),
     "seldon_msg_output_name": (c_void_p, [_MSG_P, c_size_t, POINTER(c_size_t)]),
     "seldon_msg_param_count": (c_size_t, [_MSG_P, c_int32, c_size_t]),

@@ -231,23 +231,18 @@ def _add_param(h, scope, index, name, value):
 class _Handle:
     """Owns one seldon_msg. Whatever points into the message holds a reference to this."""
 
-    __slots__ = ("ptr", "keep", "borrowed", "__weakref__")
+    __slots__ = ("ptr", "keep", "__weakref__")
 
     def __init__(self, kind):
         self.ptr = None
         self.keep = []  # Python objects the C message points into
-        self.borrowed = []  # (start, end) address ranges of that memory
         ptr = POINTER(C.seldon_msg)()
         check(lib.seldon_msg_new(byref(ptr), kind))
         self.ptr = ptr
 
-    def lend(self, obj, addr, nbytes):
-        """Records that the C message may point at obj's memory [addr, addr + nbytes)."""
+    def lend(self, obj):
+        """Keeps obj alive while the C message may point at its memory."""
         self.keep.append(obj)
-        self.borrowed.append((addr, addr + nbytes))
-
-    def is_borrowed(self, addr):
-        return any(lo <= addr < hi for lo, hi in self.borrowed)
 
     def __del__(self, _free=lib.seldon_msg_free):
         ptr, self.ptr = self.ptr, None
@@ -330,7 +325,7 @@ class Tensor:
     @property
     def borrowed(self):
         """Whether the data lives in memory the message borrowed (a user array, a decoded body)."""
-        return self.data_ptr != 0 and self._h.is_borrowed(self.data_ptr)
+        return bool(lib.seldon_msg_is_borrowed(self._h.ptr, self.index))
 
     def numpy(self):
         """The tensor as a numpy array of its shape.
@@ -520,7 +515,7 @@ class Message:
             body = bytes(body)
         cbody = ctypes.c_char_p(body)  # points at the bytes object's own storage
         addr = ctypes.cast(cbody, c_void_p).value or 0
-        self._handle.lend(body, addr, len(body))
+        self._handle.lend(body)
         return body, addr
 
     def encode_json(self, binary_all=False):
@@ -722,7 +717,7 @@ class Message:
             )
         )
         if borrow:
-            h.lend(arr, arr.ctypes.data, arr.nbytes)
+            h.lend(arr)
         index = idx.value
         if binary:
             check(lib.seldon_msg_set_binary(h.ptr, index, 1))
