@@ -128,12 +128,18 @@ def extremes(a, m, xmax):
 
 def verify():
     check_log_approximations()
-    # x ranges over {4c-2, 4c-1, 4c, 4c+2} for significands c < 2^53: all below 2^55 + 2.
-    xmax = 2**55 + 2
+    ok = verify_format("binary64, 128-bit entries", -1074, 971, 2**55 + 2, 128)
+    ok &= verify_format("binary32, upper 64 bits rounded up", -149, 104, 2**26 + 2, 64)
+    return ok
+
+
+def verify_format(name, qmin, qmax, xmax, bits):
+    """x ranges over {4c-2, 4c-1, 4c, 4c+2} for significands c: all below xmax. The entry used
+    is the 128-bit one rounded up to its top `bits` bits."""
     pairs = set()
-    for q in range(-1074, 972):
+    for q in range(qmin, qmax + 1):
         pairs.add((q, (q * LOG10_2[0]) >> LOG10_2[1]))
-        if q >= -1073:
+        if q > qmin:
             pairs.add((q, (q * LOG10_2[0] - LOG10_34) >> LOG10_2[1]))
     worst_lo = None
     worst_hi = None
@@ -142,9 +148,14 @@ def verify():
         e = -k
         assert E_MIN <= e <= E_MAX
         g, l2, delta = table_entry(e)
+        if bits < 128:
+            g = -((-g) >> (128 - bits))  # ceil(ceil(x) / 2^n) == ceil(x / 2^n)
+            assert g < 2**bits, e  # the rounded-up word must not overflow
+            delta = Fraction(g) - Fraction(10) ** e * Fraction(2) ** (bits - 1 - l2)
         h = q + l2 + 1
         hmin, hmax = min(hmin, h), max(hmax, h)
         assert 0 <= h and (xmax << h) < 2**64, (q, h)
+        # V(x) = x * 2^q * 10^e = cp * g / 2^bits with cp = x << h.
         # V(x) = x * 2^q * 10^e in lowest terms num/den.
         alpha = Fraction(2) ** q * Fraction(10) ** e
         num, den = alpha.numerator, alpha.denominator
@@ -153,7 +164,8 @@ def verify():
         # true value times 2^128 by x * 2^h * delta < x * 2^h = cp, the threshold.
         assert 0 <= delta < 1
         if den == 1:
-            continue  # every V(x) is an integer and, as delta == 0 here, computed exactly
+            assert delta == 0
+            continue  # every V(x) is an integer, computed exactly
         if den <= xmax:
             # Some x give integers; the other fractions are multiples of 1/den.
             fmin = fup = Fraction(1, den)
@@ -163,13 +175,13 @@ def verify():
         # Premise 2 (inexact results reach the sticky threshold): frac * 2^128 >= cp = x * 2^h
         # for all x; checked conservatively with the largest x against the smallest fraction.
         # Premise 3 (floor is not pushed over an integer): (1 - frac) * 2^128 > x * 2^h * delta.
-        r_lo = fmin * 2**128 / (xmax << h)
-        r_hi = fup * 2**128 / ((xmax << h) * delta) if delta else None
+        r_lo = fmin * 2**bits / (xmax << h)
+        r_hi = fup * 2**bits / ((xmax << h) * delta) if delta else None
         if worst_lo is None or r_lo < worst_lo[0]:
             worst_lo = (r_lo, q, k, xlo)
         if r_hi is not None and (worst_hi is None or r_hi < worst_hi[0]):
             worst_hi = (r_hi, q, k, xhi)
-    print("pairs checked: %d, h in [%d, %d]" % (len(pairs), hmin, hmax))
+    print("%s: pairs checked: %d, h in [%d, %d]" % (name, len(pairs), hmin, hmax))
     print("sticky margin (>= 1 needed): %.3f at q=%d k=%d" % (float(worst_lo[0]), *worst_lo[1:3]))
     print("floor margin  (>  1 needed): %.3f at q=%d k=%d" % (float(worst_hi[0]), *worst_hi[1:3]))
     ok = worst_lo[0] >= 1 and worst_hi[0] > 1

@@ -214,10 +214,18 @@ static int str_parse(jd *j, sdn_str *out)
     dst = sdn_arena_alloc(&j->msg->arena, dlen + 1);
     if (dst == NULL)
         return jd_nomem(j);
-    if (esc)
+    if (esc) {
         sdn_jstr_unescape(dst, j->p + 1, q - 1);
-    else
+        /*
+         * Names, ids and parameter text are C strings everywhere they go (protobuf-c
+         * among them): a NUL would cut them short on the way. BYTES data may hold NULs.
+         */
+        if (memchr(dst, 0, dlen) != NULL)
+            return jd_fail(j, SELDON_EPARSE, "at byte %zu: \\u0000 is not allowed in this string",
+                           offset_of(j, j->p));
+    } else {
         memcpy(dst, j->p + 1, dlen);
+    }
     dst[dlen] = '\0';
     out->p = (const char *)dst;
     out->len = dlen;

@@ -63,7 +63,7 @@ static inline int sdn_flog10_34_pow2(int q)
  *   - a nonzero fraction of V is at least cp * 2^-128, so "low 128 bits >= cp" detects it, while
  *     an integral V leaves only the overshoot (< cp) there;
  *   - a fraction is never so close to 1 that the overshoot carries into the integer part. */
-static inline uint64_t sdn_rop(const uint64_t g[2], uint64_t cp)
+static inline uint64_t sdn_rop128(const uint64_t g[2], uint64_t cp)
 {
     sdn_u128 lo = (sdn_u128)g[1] * cp;
     sdn_u128 hi = (sdn_u128)g[0] * cp;
@@ -73,51 +73,64 @@ static inline uint64_t sdn_rop(const uint64_t g[2], uint64_t cp)
     return top | frac;
 }
 
+/* The same with the entry rounded up to 64 bits, for binary32 (cp < 2^31): gen_pow10.py
+ * --verify checks the two facts above with 2^64 in place of 2^128 over binary32's exponents. */
+static inline uint64_t sdn_rop64(uint64_t g, uint64_t cp)
+{
+    sdn_u128 p = (sdn_u128)g * cp;
+    return (uint64_t)(p >> 64) | ((uint64_t)p >= cp);
+}
+
 /* v = c * 2^q (c > 0). Returns the shortest decimal significand d in the rounding interval of v
  * (nearest to v among the shortest) and sets *k10 so that the decimal is d * 10^k10. d may
  * carry trailing zeros. "irregular" means the gap below v is half the gap above (v a power of
- * two whose predecessor has a smaller exponent). */
-static uint64_t sdn_shortest(uint64_t c, int q, bool irregular, int *k10)
+ * two whose predecessor has a smaller exponent). f32 selects the 64-bit products. */
+static inline uint64_t sdn_shortest(uint64_t c, int q, bool irregular, bool f32, int *k10)
 {
     /* Scaling by 10^-k makes the interval width (2^q, or 3/4 * 2^q when irregular) fall in
      * [1, 10) units, so it holds at least one integer and at most one multiple of 10. */
     int k = irregular ? sdn_flog10_34_pow2(q) : sdn_flog10_pow2(q);
     int h = q + sdn_flog2_pow10(-k) + 1;
     const uint64_t *g = SDN_POW10[-k - SDN_POW10_MIN];
+    *k10 = k;
 
     /* Interval bounds and v itself in units of 2^(q-2), then scaled: 4 * value * 10^-k. */
     uint64_t cb = c << 2;
     uint64_t cbl = cb - 2 + irregular;
     uint64_t cbr = cb + 2;
-    uint64_t vbl = sdn_rop(g, cbl << h);
-    uint64_t vb = sdn_rop(g, cb << h);
-    uint64_t vbr = sdn_rop(g, cbr << h);
+    uint64_t vbl, vb, vbr;
+    if (f32) {
+        uint64_t g64 = g[0] + (g[1] != 0);
+        vbl = sdn_rop64(g64, cbl << h);
+        vb = sdn_rop64(g64, cb << h);
+        vbr = sdn_rop64(g64, cbr << h);
+    } else {
+        vbl = sdn_rop128(g, cbl << h);
+        vb = sdn_rop128(g, cb << h);
+        vbr = sdn_rop128(g, cbr << h);
+    }
     /* Round-half-even reading back includes the bounds exactly when c is even. */
     uint64_t out = c & 1;
+    uint64_t lo = vbl + out, hi = vbr - out;
 
+    /* The integers in the interval nearest v are s and s + 1, and one of them is inside; if
+     * both are, take the nearer (v against 4s + 2; ties to even). Without a multiple of ten in
+     * the interval, every integer in it has the same length, so this is the result. Selects
+     * rather than branches: which case applies is close to random. */
     uint64_t s = vb >> 2;
-    /* A multiple of ten in the interval gives a shorter result than any other candidate. */
+    uint64_t t = s + 1;
+    bool uin = lo <= s << 2;
+    bool win = t << 2 <= hi;
+    uint64_t mid = (s << 2) + 2;
+    bool pick_t = !uin || (win && (vb > mid || (vb == mid && (s & 1))));
+    uint64_t d = pick_t ? t : s;
+    /* A multiple of ten in the interval is shorter than any other candidate; there is at most
+     * one, and it is next to s. */
     uint64_t sp10 = s / 10 * 10;
     uint64_t tp10 = sp10 + 10;
-    bool upin = vbl + out <= sp10 << 2;
-    bool wpin = (tp10 << 2) + out <= vbr;
-    if (upin || wpin) {
-        *k10 = k;
-        return upin ? sp10 : tp10;
-    }
-    /* Otherwise the integers in the interval lie between two consecutive multiples of ten, so
-     * all have the same length; the nearest to v is s or s + 1, and one of them is inside. */
-    uint64_t t = s + 1;
-    bool uin = vbl + out <= s << 2;
-    bool win = (t << 2) + out <= vbr;
-    *k10 = k;
-    if (uin != win)
-        return uin ? s : t;
-    /* Both inside: compare v with their midpoint s + 1/2, i.e. vb with 4s + 2. */
-    uint64_t mid = (s << 2) + 2;
-    if (vb != mid)
-        return vb < mid ? s : t;
-    return (s & 1) ? t : s;
+    d = lo <= sp10 << 2 ? sp10 : d;
+    d = tp10 << 2 <= hi ? tp10 : d;
+    return d;
 }
 
 static const char SDN_DIGITS2[201] = "00010203040506070809"
@@ -234,17 +247,14 @@ static size_t sdn_layout(char *buf, bool neg, const char *dig, int n, int k10)
     return (size_t)(p - buf);
 }
 
-/* Drops trailing '0' digits of dig[0..n) (n >= 1, dig[0] != '0'), raising *k10 to match. */
-static inline int sdn_trim_zeros(const char *dig, int n, int *k10)
+/* Trailing '0' bytes among the 8 ending at p: the highest-addressed bytes of a little-endian
+ * load, found with one count-leading-zeros instead of a byte loop. */
+static inline int sdn_zeros8_before(const char *p)
 {
-    int n0 = n;
-    /* Integral values reach 16 trailing zeros; test 8 at a time first. */
-    while (n > 8 && memcmp(dig + n - 8, "00000000", 8) == 0)
-        n -= 8;
-    while (dig[n - 1] == '0')
-        n--;
-    *k10 += n0 - n;
-    return n;
+    uint64_t x;
+    memcpy(&x, p - 8, 8);
+    x ^= UINT64_C(0x3030303030303030);
+    return x ? __builtin_clzll(x) >> 3 : 8;
 }
 
 static size_t sdn_special(char *buf, bool neg, bool nan)
@@ -282,7 +292,7 @@ size_t sdn_fmt_f64(char *buf, double v)
     uint64_t c = be ? t | UINT64_C(1) << 52 : t;
     int q = be ? (int)be - 1075 : -1074;
     int k10;
-    uint64_t d = sdn_shortest(c, q, t == 0 && be > 1, &k10);
+    uint64_t d = sdn_shortest(c, q, t == 0 && be > 1, false, &k10);
 
     /* d < 10^17: 17 digits with leading zeros, then '0' padding for sdn_layout. */
     char tmp[SDN_DIGBUF];
@@ -293,8 +303,12 @@ size_t sdn_fmt_f64(char *buf, double v)
     memset(tmp + 17, '0', SDN_DIGBUF - 17);
     int n = sdn_ndigits(d);
     const char *dig = tmp + 17 - n;
-    n = sdn_trim_zeros(dig, n, &k10);
-    return sdn_layout(buf, neg, dig, n, k10);
+    /* Up to 16 trailing zeros (integral values); what precedes dig is '0' too, but dig[0] is
+     * not, which ends the count. */
+    int z = sdn_zeros8_before(tmp + 17);
+    if (z == 8)
+        z += sdn_zeros8_before(tmp + 9);
+    return sdn_layout(buf, neg, dig, n - z, k10 + z);
 }
 
 size_t sdn_fmt_f32(char *buf, float v)
@@ -311,7 +325,7 @@ size_t sdn_fmt_f32(char *buf, float v)
     uint64_t c = be ? t | UINT32_C(1) << 23 : t;
     int q = be ? (int)be - 150 : -149;
     int k10;
-    uint64_t d = sdn_shortest(c, q, t == 0 && be > 1, &k10);
+    uint64_t d = sdn_shortest(c, q, t == 0 && be > 1, true, &k10);
 
     /* d < 10^9 */
     char tmp[SDN_DIGBUF];
@@ -321,8 +335,8 @@ size_t sdn_fmt_f32(char *buf, float v)
     memset(tmp + 9, '0', SDN_DIGBUF - 9);
     int n = sdn_ndigits(d);
     const char *dig = tmp + 9 - n;
-    n = sdn_trim_zeros(dig, n, &k10);
-    return sdn_layout(buf, neg, dig, n, k10);
+    int z = sdn_zeros8_before(tmp + 9); /* at most 8: dig[0] is not '0' */
+    return sdn_layout(buf, neg, dig, n - z, k10 + z);
 }
 
 /* ---------------------------------------------------------------------------------------------
