@@ -2,7 +2,9 @@
 """Generate libseldon/util/fpconv_table.h: 128-bit powers of ten for fpconv.c.
 
 Entry e holds G(e) = ceil(10^e * 2^(127 - L(e))) with L(e) = floor(log2(10^e)), so that
-2^127 <= G(e) < 2^128.  Everything is exact integer arithmetic.
+2^127 <= G(e) < 2^128.  SDN_F32_SCALE repeats, per binary32 biased exponent, the entry rounded
+up to 64 bits with the k and h the formatter would compute.  Everything is exact integer
+arithmetic.
 
     /usr/bin/python3 tools/gen_pow10.py > libseldon/util/fpconv_table.h
     /usr/bin/python3 tools/gen_pow10.py --verify     # proof obligations of the formatter
@@ -86,6 +88,7 @@ def emit():
     out.append("")
     out.append("#include <stdint.h>")
     out.append("")
+    out.append("/* clang-format off */")
     out.append("#define SDN_POW10_MIN (%d)" % E_MIN)
     out.append("#define SDN_POW10_MAX %d" % E_MAX)
     out.append("/* e in [0, SDN_POW10_EXACT_MAX]: the entry is exactly 10^e * 2^s. */")
@@ -98,6 +101,29 @@ def emit():
         g, _, _ = table_entry(e)
         out.append("    {0x%016xu, 0x%016xu}, /* %d */" % (g >> 64, g & (2**64 - 1), e))
     out.append("};")
+    out.append("")
+    # binary32 by biased exponent (0 and 1 share q = -149), regular spacing: the entry rounded
+    # up to 64 bits, k = floor(log10(2^q)) and h = q + floor(log2(10^-k)) + 1, so that the
+    # formatter's first product needs one load instead of a chain of multiplications.
+    out.append("/* binary32 by biased exponent: {ceil(SDN_POW10[-k] / 2^64), k, h} for")
+    out.append("   q = max(be, 1) - 150, k = floor(log10 2^q), h = q + floor(log2 10^-k) + 1. */")
+    out.append("struct sdn_f32_scale {")
+    out.append("    uint64_t g;")
+    out.append("    int16_t k;")
+    out.append("    int16_t h;")
+    out.append("};")
+    out.append("")
+    out.append("static const struct sdn_f32_scale SDN_F32_SCALE[256] = {")
+    for be in range(256):
+        q = max(be, 1) - 150
+        k = (q * LOG10_2[0]) >> LOG10_2[1]
+        g, l2, _ = table_entry(-k)
+        g64 = -((-g) >> 64)
+        assert g64 < 2**64
+        h = q + l2 + 1
+        out.append("    {0x%016xu, %d, %d}," % (g64, k, h))
+    out.append("};")
+    out.append("/* clang-format on */")
     out.append("")
     out.append("#endif")
     print("\n".join(out))

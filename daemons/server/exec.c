@@ -80,6 +80,55 @@ int srv_grpc_status(int rc)
     }
 }
 
+/* What the server keeps with each model instance (its host data). */
+typedef struct model_ext {
+    pthread_mutex_t lock;
+    seldon_batcher *batcher; /* NULL unless max_batch_size > 1 */
+    int timer_armed;
+    /* The success series, [0] REST and [1] gRPC, found once per instance. */
+    seldon_series *ok_total[2];
+    seldon_series *ok_seconds[2];
+} model_ext;
+
+static seldon_series *series3(seldon_metric *m, const char *name, const char *method, int code);
+
+static void model_ext_free(void *p)
+{
+    model_ext *x = p;
+    pthread_mutex_destroy(&x->lock);
+    seldon_batcher_free(x->batcher);
+    free(x);
+}
+
+static model_ext *ext_of(srv *s, seldon_model *model)
+{
+    model_ext *x = seldon_model_host_data(model, NULL, NULL), *mine;
+    const char *name = seldon_model_name(model);
+    int k;
+    if (x != NULL)
+        return x;
+    mine = calloc(1, sizeof(*mine));
+    if (mine == NULL)
+        return NULL;
+    pthread_mutex_init(&mine->lock, NULL);
+    if (seldon_model_max_batch_size(model) > 1 &&
+        seldon_batcher_new(&mine->batcher, seldon_model_max_batch_size(model),
+                           seldon_model_max_batch_time_ns(model)) != 0) {
+        model_ext_free(mine);
+        return NULL;
+    }
+    for (k = 0; k < 2; k++) {
+        const char *method = k ? SRV_GRPC : SRV_REST;
+        int ok = k ? 0 : 200;
+        mine->ok_total[k] = series3(s->m_infer_total, name, method, ok);
+        mine->ok_seconds[k] = series3(s->m_infer_seconds, name, method, ok);
+    }
+    x = seldon_model_host_data(model, mine, model_ext_free);
+    if (x != mine)
+        model_ext_free(mine);
+    return x;
+}
+
 /* --- Metrics ------------------------------------------------------------ */
 
 /* The series of a {name, method_type, code} family; NULL when it cannot be had. */
@@ -95,10 +144,20 @@ static seldon_series *series3(seldon_metric *m, const char *name, const char *me
     return seldon_metric_series(&series, m, labels) == 0 ? series : NULL;
 }
 
-void srv_count_infer(srv *s, const char *model, const char *method, int code, double seconds)
+void srv_count_infer(srv *s, seldon_model *model, const char *method, int code, double seconds)
 {
-    seldon_series_add(series3(s->m_infer_total, model, method, code), 1);
-    seldon_series_observe(series3(s->m_infer_seconds, model, method, code), seconds);
+    int k = strcmp(method, SRV_GRPC) == 0;
+    model_ext *x;
+    if (model != NULL && code == (k ? 0 : 200) && (x = ext_of(s, model)) != NULL &&
+        x->ok_total[k] != NULL) {
+        seldon_series_add(x->ok_total[k], 1);
+        seldon_series_observe(x->ok_seconds[k], seconds);
+        return;
+    }
+    seldon_series_add(series3(s->m_infer_total, model ? seldon_model_name(model) : "", method, code),
+                      1);
+    seldon_series_observe(
+        series3(s->m_infer_seconds, model ? seldon_model_name(model) : "", method, code), seconds);
 }
 
 void srv_count_request(srv *s, const char *endpoint, const char *method, int code)
@@ -197,53 +256,18 @@ static void dispatch(srv *s, seldon_model *model, seldon_infer **infers, size_t 
 
 /* --- Batching ------------------------------------------------------------ */
 
-/* What the server keeps with each model instance (its host data). */
-typedef struct model_ext {
-    pthread_mutex_t lock;
-    seldon_batcher *batcher;
-    int timer_armed;
-} model_ext;
-
 struct srv_timer_entry {
     srv_timer_entry *next;
     seldon_model *model; /* a reference of the timer's own */
     int64_t due_ns;
 };
 
-static void model_ext_free(void *p)
-{
-    model_ext *x = p;
-    pthread_mutex_destroy(&x->lock);
-    seldon_batcher_free(x->batcher);
-    free(x);
-}
-
-static model_ext *ext_of(seldon_model *model)
-{
-    model_ext *x = seldon_model_host_data(model, NULL, NULL), *mine;
-    if (x != NULL)
-        return x;
-    mine = calloc(1, sizeof(*mine));
-    if (mine == NULL)
-        return NULL;
-    pthread_mutex_init(&mine->lock, NULL);
-    if (seldon_batcher_new(&mine->batcher, seldon_model_max_batch_size(model),
-                           seldon_model_max_batch_time_ns(model)) != 0) {
-        free(mine);
-        return NULL;
-    }
-    x = seldon_model_host_data(model, mine, model_ext_free);
-    if (x != mine)
-        model_ext_free(mine);
-    return x;
-}
-
 static void timer_arm(srv *s, seldon_model *model, int64_t due_ns)
 {
     srv_timer_entry *t = malloc(sizeof(*t)), **pp;
     if (t == NULL) {
         /* Without a timer the batch would wait for company forever: run what waits now. */
-        model_ext *x = ext_of(model);
+        model_ext *x = ext_of(s, model);
         seldon_infer *batch[256];
         size_t n;
         pthread_mutex_lock(&x->lock);
@@ -269,7 +293,7 @@ static void timer_arm(srv *s, seldon_model *model, int64_t due_ns)
 /* Takes every batch of model that is due, and re-arms for the one after. */
 static void timer_fire(srv *s, seldon_model *model, int force)
 {
-    model_ext *x = ext_of(model);
+    model_ext *x = ext_of(s, model);
     seldon_infer *batch[256];
     int64_t next = INT64_MAX;
     size_t n;
@@ -341,7 +365,7 @@ void srv_submit(srv *s, seldon_model *model, seldon_infer *infer)
             dispatch(s, model, &infer, 1);
         return;
     }
-    x = ext_of(model);
+    x = ext_of(s, model);
     if (x == NULL) {
         dispatch(s, model, &infer, 1);
         return;

@@ -161,7 +161,6 @@ static int stream_frame(seldon_buf *out, int field, const uint8_t *bytes, size_t
 
 static void grpc_finish(grpc_infer *g, int status, const char *message)
 {
-    const char *name = g->model ? seldon_model_name(g->model) : "";
     double secs = (double)(srv_now_ns() - g->start_ns) * 1e-9;
     seldon_buf body = SELDON_BUF_INIT;
     int code;
@@ -171,7 +170,7 @@ static void grpc_finish(grpc_infer *g, int status, const char *message)
             message = seldon_last_error();
     }
     code = srv_grpc_status(status);
-    srv_count_infer(g->s, name, SRV_GRPC, code, secs);
+    srv_count_infer(g->s, g->model, SRV_GRPC, code, secs);
     if (!g->stream) {
         if (status == 0)
             sdg_reply(g->call, &body);

@@ -75,7 +75,6 @@ static void rest_call_free(rest_call *c)
 static void infer_done(void *user_data, seldon_infer *infer, int32_t status, const char *message)
 {
     rest_call *c = user_data;
-    const char *name = seldon_model_name(c->model);
     double secs = (double)(srv_now_ns() - c->start_ns) * 1e-9;
     (void)infer;
     if (status == 0) {
@@ -97,7 +96,7 @@ static void infer_done(void *user_data, seldon_infer *infer, int32_t status, con
                 h[1].value_len = (size_t)snprintf(lenbuf, sizeof(lenbuf), "%zu", json_len);
                 nh = 2;
             }
-            srv_count_infer(c->s, name, SRV_REST, 200, secs);
+            srv_count_infer(c->s, c->model, SRV_REST, 200, secs);
             sdh_respond(c->req, 200, h, nh, &body);
             rest_call_free(c);
             return;
@@ -106,7 +105,7 @@ static void infer_done(void *user_data, seldon_infer *infer, int32_t status, con
         status = rc;
         message = seldon_last_error();
     }
-    srv_count_infer(c->s, name, SRV_REST, srv_http_status(status), secs);
+    srv_count_infer(c->s, c->model, SRV_REST, srv_http_status(status), secs);
     sdh_respond_error(c->req, srv_http_status(status), message);
     rest_call_free(c);
 }
@@ -153,7 +152,7 @@ static void handle_infer(srv *s, sdh_req *req, const sdh_request *r, const seldo
         rc = seldon_infer_new(&c->infer, c->request, c->response, infer_done, c);
     if (rc < 0) {
         int status = srv_http_status(rc);
-        srv_count_infer(s, c->model ? seldon_model_name(c->model) : "", SRV_REST, status, 0);
+        srv_count_infer(s, c->model, SRV_REST, status, 0);
         sdh_respond_error(req, status, seldon_last_error());
         rest_call_free(c);
         return;

@@ -84,8 +84,12 @@ void srv_exec_stop(srv *s);
 void srv_enqueue(srv *s, srv_job *job);
 /* Runs or queues an inference on model, as its runtime and batching settings ask. */
 void srv_submit(srv *s, seldon_model *model, seldon_infer *infer);
-/* Records one finished inference in the metrics. */
-void srv_count_infer(srv *s, const char *model, const char *method, int code, double seconds);
+/*
+ * Records one finished inference in the metrics. model may be NULL (the request
+ * never reached one); the success series of a model are looked up once and kept
+ * with the instance, so the common case takes no lock.
+ */
+void srv_count_infer(srv *s, seldon_model *model, const char *method, int code, double seconds);
 void srv_count_request(srv *s, const char *endpoint, const char *method, int code);
 void srv_refresh_loaded(srv *s);
 

@@ -3,8 +3,9 @@
  * Formatting is a Schubfach-style shortest-digit search: the rounding interval of v is scaled by
  * a power of ten chosen so that it is between 1 and 10 units wide, which leaves at most one
  * multiple of ten and at most two candidate integers next to v to decide between. The scaling
- * uses one 128-bit table entry and three 64x128-bit products; tools/gen_pow10.py --verify checks
- * that the products decide every comparison exactly (see sdn_rop).
+ * uses one 128-bit table entry and three 64x128-bit products (64x64 for binary32, whose table
+ * row is looked up by exponent); tools/gen_pow10.py --verify checks that the products decide
+ * every comparison exactly (see sdn_rop128).
  *
  * Parsing takes the first 19 significant digits into a 64-bit integer w so that the value is
  * w * 10^e10, then tries in turn: Clinger's fast path (w and 10^|e10| exact doubles, so one
@@ -56,36 +57,63 @@ static inline int sdn_flog10_34_pow2(int q)
  */
 
 /* With g = SDN_POW10[e] ~ 10^e * 2^(127 - L) (rounded up) and cp = x << h, h = q + L + 1, the
- * true scaled bound V = x * 2^q * 10^e equals cp * g / 2^128 up to an overshoot below
- * cp * 2^-128. Returns floor(V) with its lowest bit set when V has a fraction ("round to odd"),
- * which keeps every comparison against an even integer exact. Two facts make the 192-bit product
- * enough, both checked for all exponents by gen_pow10.py --verify:
+ * true scaled bound V = x * 2^q * 10^e equals P / 2^128, P = cp * g, up to an overshoot below
+ * cp * 2^-128. sdn_rop128 turns P into floor(V) with its lowest bit set when V has a fraction
+ * ("round to odd"), which keeps every comparison against an even integer exact. Two facts make
+ * the 192-bit product enough, both checked for all exponents by gen_pow10.py --verify:
  *   - a nonzero fraction of V is at least cp * 2^-128, so "low 128 bits >= cp" detects it, while
  *     an integral V leaves only the overshoot (< cp) there;
- *   - a fraction is never so close to 1 that the overshoot carries into the integer part. */
+ *   - a fraction is never so close to 1 that the overshoot carries into the integer part.
+ * For binary32 the entry is rounded up to its top 64 bits and P = cp * g64 is taken over 2^64;
+ * the script checks the same two facts for that over binary32's exponents. */
 static inline uint64_t sdn_rop128(const uint64_t g[2], uint64_t cp)
 {
     sdn_u128 lo = (sdn_u128)g[1] * cp;
     sdn_u128 hi = (sdn_u128)g[0] * cp;
     sdn_u128 mid = (lo >> 64) + (uint64_t)hi;
     uint64_t top = (uint64_t)(hi >> 64) + (uint64_t)(mid >> 64);
-    bool frac = (uint64_t)mid != 0 || (uint64_t)lo >= cp;
-    return top | frac;
+    return top | ((uint64_t)mid != 0 || (uint64_t)lo >= cp);
 }
 
-/* The same with the entry rounded up to 64 bits, for binary32 (cp < 2^31): gen_pow10.py
- * --verify checks the two facts above with 2^64 in place of 2^128 over binary32's exponents. */
 static inline uint64_t sdn_rop64(uint64_t g, uint64_t cp)
 {
     sdn_u128 p = (sdn_u128)g * cp;
     return (uint64_t)(p >> 64) | ((uint64_t)p >= cp);
 }
 
+/* The shortest decimal significand in the scaled interval [vbl, vbr] around vb (sdn_rop128
+ * values, units of 1/4), nearest vb among the shortest. odd: c is odd. */
+static inline uint64_t sdn_pick(uint64_t vbl, uint64_t vb, uint64_t vbr, uint64_t odd)
+{
+    /* Round-half-even reading back includes the bounds exactly when c is even. */
+    uint64_t lo = vbl + odd, hi = vbr - odd;
+
+    /* The integers in the interval nearest v are s and s + 1, and one of them is inside; if
+     * both are, take the nearer (v against 4s + 2; ties to even). Without a multiple of ten in
+     * the interval, every integer in it has the same length, so this is the result. Selects
+     * rather than branches: which case applies is close to random. */
+    uint64_t s = vb >> 2;
+    uint64_t t = s + 1;
+    bool uin = lo <= s << 2;
+    bool win = t << 2 <= hi;
+    uint64_t mid = (s << 2) + 2;
+    bool pick_t = (!uin) | (win & ((vb > mid) | ((vb == mid) & (bool)(s & 1))));
+    uint64_t d = pick_t ? t : s;
+    /* A multiple of ten in the interval is shorter than any other candidate; there is at most
+     * one, and it is next to s. */
+    uint64_t sp10 = s / 10 * 10;
+    uint64_t tp10 = sp10 + 10;
+    d = lo <= sp10 << 2 ? sp10 : d;
+    d = tp10 << 2 <= hi ? tp10 : d;
+    return d;
+}
+
 /* v = c * 2^q (c > 0). Returns the shortest decimal significand d in the rounding interval of v
  * (nearest to v among the shortest) and sets *k10 so that the decimal is d * 10^k10. d may
  * carry trailing zeros. "irregular" means the gap below v is half the gap above (v a power of
  * two whose predecessor has a smaller exponent). f32 selects the 64-bit products. */
-static inline uint64_t sdn_shortest(uint64_t c, int q, bool irregular, bool f32, int *k10)
+__attribute__((always_inline)) static inline uint64_t
+sdn_shortest(uint64_t c, int q, bool irregular, bool f32, int *k10)
 {
     /* Scaling by 10^-k makes the interval width (2^q, or 3/4 * 2^q when irregular) fall in
      * [1, 10) units, so it holds at least one integer and at most one multiple of 10. */
@@ -109,28 +137,7 @@ static inline uint64_t sdn_shortest(uint64_t c, int q, bool irregular, bool f32,
         vb = sdn_rop128(g, cb << h);
         vbr = sdn_rop128(g, cbr << h);
     }
-    /* Round-half-even reading back includes the bounds exactly when c is even. */
-    uint64_t out = c & 1;
-    uint64_t lo = vbl + out, hi = vbr - out;
-
-    /* The integers in the interval nearest v are s and s + 1, and one of them is inside; if
-     * both are, take the nearer (v against 4s + 2; ties to even). Without a multiple of ten in
-     * the interval, every integer in it has the same length, so this is the result. Selects
-     * rather than branches: which case applies is close to random. */
-    uint64_t s = vb >> 2;
-    uint64_t t = s + 1;
-    bool uin = lo <= s << 2;
-    bool win = t << 2 <= hi;
-    uint64_t mid = (s << 2) + 2;
-    bool pick_t = !uin || (win && (vb > mid || (vb == mid && (s & 1))));
-    uint64_t d = pick_t ? t : s;
-    /* A multiple of ten in the interval is shorter than any other candidate; there is at most
-     * one, and it is next to s. */
-    uint64_t sp10 = s / 10 * 10;
-    uint64_t tp10 = sp10 + 10;
-    d = lo <= sp10 << 2 ? sp10 : d;
-    d = tp10 << 2 <= hi ? tp10 : d;
-    return d;
+    return sdn_pick(vbl, vb, vbr, c & 1);
 }
 
 static const char SDN_DIGITS2[201] = "00010203040506070809"
@@ -170,16 +177,6 @@ static inline void sdn_put2(char *p, uint32_t v)
     memcpy(p, &SDN_DIGITS2[2 * v], 2);
 }
 
-/* Exactly 8 digits with leading zeros; the two halves are independent so they overlap. */
-static inline void sdn_put8(char *p, uint32_t v)
-{
-    uint32_t a = v / 10000, b = v % 10000;
-    sdn_put2(p, a / 100);
-    sdn_put2(p + 2, a % 100);
-    sdn_put2(p + 4, b / 100);
-    sdn_put2(p + 6, b % 100);
-}
-
 /* Number of decimal digits of d > 0. */
 static inline int sdn_ndigits(uint64_t d)
 {
@@ -188,73 +185,94 @@ static inline int sdn_ndigits(uint64_t d)
     return n + (d >= SDN_POW10_U64[n]);
 }
 
-/* The layout copies fixed-size blocks (cheaper than exact-length copies), so the digit buffer
- * is followed by '0' padding and the output buffer must have SDN_FMT_*_MAX bytes. Worst cases
- * are noted next to each copy: p is at most buf + 1. */
-#define SDN_DIGBUF 48
-
-static size_t sdn_layout(char *buf, bool neg, const char *dig, int n, int k10)
+/* v < 10^8 as eight digit values 0..9 in the bytes of a word, most significant digit in the
+ * lowest byte (first in memory once stored). Computed in registers: the digits never take a
+ * trip through memory, where reloading them across several small stores would stall.
+ * Split into 4-digit halves in 32-bit lanes, then 2-digit quarters in 16-bit lanes, then single
+ * digits, dividing all lanes at once by multiply-shift: y / 100 == (y * 5243) >> 19 for
+ * y < 10^4 and y / 10 == (y * 103) >> 10 for y < 100; no lane's product reaches the next. */
+static inline uint64_t sdn_bcd8(uint32_t v)
 {
+    uint64_t x = (v / 10000) | (uint64_t)(v % 10000) << 32;
+    uint64_t q = ((x * 5243) >> 19) & UINT64_C(0x0000007F0000007F);
+    x = q | (x - q * 100) << 16;
+    q = ((x * 103) >> 10) & UINT64_C(0x000F000F000F000F);
+    return q | (x - q * 10) << 8;
+}
+
+/* Zero digits at the end of a sdn_bcd8 word. */
+static inline int sdn_bcd8_tz(uint64_t r)
+{
+    return r ? __builtin_clzll(r) >> 3 : 8;
+}
+
+static inline void sdn_st8(char *p, uint64_t w)
+{
+    memcpy(p, &w, 8);
+}
+
+#define SDN_ASCII0 UINT64_C(0x3030303030303030)
+
+/* Writes the decimal whose significant digits are c0 followed by the 16 digits of r1, r2
+ * (sdn_bcd8 words; digits past nd are zeros) and whose leading digit has exponent e. Whole
+ * words are stored and later ones may overwrite the excess; the worst cases, with p at most
+ * buf + 1, are noted so they stay inside SDN_FMT_F32_MAX (nd <= 9) / SDN_FMT_F64_MAX. */
+static inline size_t sdn_layout(char *buf, bool neg, uint32_t c0, uint64_t r1, uint64_t r2, int nd,
+                                int e)
+{
+    uint64_t a1 = r1 | SDN_ASCII0, a2 = r2 | SDN_ASCII0;
+    char c = (char)('0' + c0);
     char *p = buf;
     *p = '-';
     p += neg;
-    int e = k10 + n - 1; /* exponent of the leading digit */
     if (e >= -4 && e < 16) {
-        if (e >= n - 1) {
-            /* Integral: the digits, zeros from the padding, ".0" (<= 16 + 2 bytes). */
-            memcpy(p, dig, 16);
-            p += e + 1;
-            memcpy(p, ".0", 2);
-            p += 2;
-        } else if (e >= 0) {
-            /* Integer part, '.', fraction of n - e - 1 <= 16 digits: the second 8-byte block is
-             * needed only when e <= 7 (writes end by p + 18 or p + e + 10 <= p + 25). */
-            memcpy(p, dig, 16);
-            p[e + 1] = '.';
-            memcpy(p + e + 2, dig + e + 1, 8);
-            if (n - e - 1 > 8)
-                memcpy(p + e + 10, dig + e + 9, 8);
-            p += n + 1;
-        } else {
-            /* "0.", -e - 1 zeros, the digits (<= 6 + 17 bytes). */
-            memcpy(p, "0.000000", 8);
-            p += 1 - e;
-            memcpy(p, dig, 17);
-            p += n;
+        if (e >= nd - 1) {
+            /* Integral: 17 digit positions, zeros past nd, ".0" after e + 1 (p + 18). */
+            p[0] = c;
+            sdn_st8(p + 1, a1);
+            sdn_st8(p + 9, a2);
+            memcpy(p + e + 1, ".0", 2);
+            return (size_t)(p + e + 3 - buf);
         }
-        return (size_t)(p - buf);
+        if (e >= 0) {
+            /* The digits after the first e + 1 move one place right for the point. e < nd - 1,
+             * so e <= 7 for binary32 (p + 17) and e <= 15 for binary64 (p + 25); a fraction of
+             * more than 8 digits needs e <= 7 (p + 25). */
+            sdn_u128 w = a1 | (sdn_u128)a2 << 64;
+            sdn_u128 f = w >> (8 * e);
+            p[0] = c;
+            sdn_st8(p + 1, a1);
+            sdn_st8(p + 9, a2);
+            p[e + 1] = '.';
+            sdn_st8(p + e + 2, (uint64_t)f);
+            if (nd - e - 1 > 8)
+                sdn_st8(p + e + 10, (uint64_t)(f >> 64));
+            return (size_t)(p + nd + 1 - buf);
+        }
+        /* "0.", -e - 1 zeros, the digits (p + 5 + 17). */
+        memcpy(p, "0.000000", 8);
+        p += 1 - e;
+        p[0] = c;
+        sdn_st8(p + 1, a1);
+        sdn_st8(p + 9, a2);
+        return (size_t)(p + nd - buf);
     }
-    /* Scientific: d[.ddd]e<sign><at least two digits> (<= 2 + 16 + 5 bytes). */
-    p[0] = dig[0];
+    /* Scientific: d[.ddd]e<sign><two or three digits> (digits to p + 18, then 5 bytes). */
+    p[0] = c;
     p[1] = '.';
-    memcpy(p + 2, dig + 1, 16);
-    p += n == 1 ? 1 : n + 1;
-    *p++ = 'e';
-    unsigned x;
-    if (e < 0) {
-        *p++ = '-';
-        x = (unsigned)-e;
-    } else {
-        *p++ = '+';
-        x = (unsigned)e;
-    }
+    sdn_st8(p + 2, a1);
+    sdn_st8(p + 10, a2);
+    p += nd == 1 ? 1 : nd + 1;
+    p[0] = 'e';
+    p[1] = e < 0 ? '-' : '+';
+    unsigned x = (unsigned)(e < 0 ? -e : e);
     if (x >= 100) {
-        *p++ = (char)('0' + x / 100);
+        p[2] = (char)('0' + x / 100);
         x %= 100;
+        p++;
     }
-    sdn_put2(p, x);
-    p += 2;
-    return (size_t)(p - buf);
-}
-
-/* Trailing '0' bytes among the 8 ending at p: the highest-addressed bytes of a little-endian
- * load, found with one count-leading-zeros instead of a byte loop. */
-static inline int sdn_zeros8_before(const char *p)
-{
-    uint64_t x;
-    memcpy(&x, p - 8, 8);
-    x ^= UINT64_C(0x3030303030303030);
-    return x ? __builtin_clzll(x) >> 3 : 8;
+    sdn_put2(p + 2, x);
+    return (size_t)(p + 4 - buf);
 }
 
 static size_t sdn_special(char *buf, bool neg, bool nan)
@@ -294,21 +312,15 @@ size_t sdn_fmt_f64(char *buf, double v)
     int k10;
     uint64_t d = sdn_shortest(c, q, t == 0 && be > 1, false, &k10);
 
-    /* d < 10^17: 17 digits with leading zeros, then '0' padding for sdn_layout. */
-    char tmp[SDN_DIGBUF];
-    uint64_t hi = d / 100000000u;
-    tmp[0] = (char)('0' + hi / 100000000u);
-    sdn_put8(tmp + 1, (uint32_t)(hi % 100000000u));
-    sdn_put8(tmp + 9, (uint32_t)(d % 100000000u));
-    memset(tmp + 17, '0', SDN_DIGBUF - 17);
+    /* d < 10^17; pad it to exactly 17 digits, whose trailing zeros then include d's own. */
     int n = sdn_ndigits(d);
-    const char *dig = tmp + 17 - n;
-    /* Up to 16 trailing zeros (integral values); what precedes dig is '0' too, but dig[0] is
-     * not, which ends the count. */
-    int z = sdn_zeros8_before(tmp + 17);
-    if (z == 8)
-        z += sdn_zeros8_before(tmp + 9);
-    return sdn_layout(buf, neg, dig, n - z, k10 + z);
+    uint64_t m = d * SDN_POW10_U64[17 - n];
+    uint64_t rest = m % UINT64_C(10000000000000000);
+    uint64_t r1 = sdn_bcd8((uint32_t)(rest / 100000000u));
+    uint64_t r2 = sdn_bcd8((uint32_t)(rest % 100000000u));
+    int tz = r2 ? sdn_bcd8_tz(r2) : 8 + sdn_bcd8_tz(r1);
+    uint32_t c0 = (uint32_t)(m / UINT64_C(10000000000000000));
+    return sdn_layout(buf, neg, c0, r1, r2, 17 - tz, k10 + n - 1);
 }
 
 size_t sdn_fmt_f32(char *buf, float v)
@@ -323,20 +335,26 @@ size_t sdn_fmt_f32(char *buf, float v)
     if (be == 0 && t == 0)
         return sdn_zero(buf, neg);
     uint64_t c = be ? t | UINT32_C(1) << 23 : t;
-    int q = be ? (int)be - 150 : -149;
     int k10;
-    uint64_t d = sdn_shortest(c, q, t == 0 && be > 1, true, &k10);
+    uint64_t d;
+    if (t == 0 && be > 1) {
+        d = sdn_shortest(c, (int)be - 150, true, true, &k10);
+    } else {
+        /* Regular spacing: scale, k and h come from one table row instead of a chain of
+         * multiplications (the same values sdn_shortest computes). */
+        const struct sdn_f32_scale *sc = &SDN_F32_SCALE[be];
+        uint64_t cb = c << 2;
+        int h = sc->h;
+        d = sdn_pick(sdn_rop64(sc->g, (cb - 2) << h), sdn_rop64(sc->g, cb << h),
+                     sdn_rop64(sc->g, (cb + 2) << h), c & 1);
+        k10 = sc->k;
+    }
 
-    /* d < 10^9 */
-    char tmp[SDN_DIGBUF];
-    uint32_t d32 = (uint32_t)d;
-    tmp[0] = (char)('0' + d32 / 100000000u);
-    sdn_put8(tmp + 1, d32 % 100000000u);
-    memset(tmp + 9, '0', SDN_DIGBUF - 9);
+    /* d < 10^9; padded to exactly 9 digits. */
     int n = sdn_ndigits(d);
-    const char *dig = tmp + 9 - n;
-    int z = sdn_zeros8_before(tmp + 9); /* at most 8: dig[0] is not '0' */
-    return sdn_layout(buf, neg, dig, n - z, k10 + z);
+    uint32_t m = (uint32_t)(d * SDN_POW10_U64[9 - n]);
+    uint64_t r1 = sdn_bcd8(m % 100000000u);
+    return sdn_layout(buf, neg, m / 100000000u, r1, 0, 9 - sdn_bcd8_tz(r1), k10 + n - 1);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -367,37 +385,39 @@ static inline uint64_t sdn_load8(const char *s)
     return v;
 }
 
-/* All 8 bytes (little-endian load) are ASCII digits: high nibble 3, and adding 6 to the low
- * nibble does not carry (no byte can carry into the next once the first test holds). */
-static inline bool sdn_all_digits8(uint64_t v)
+#define SDN_HI_NIBBLES UINT64_C(0xF0F0F0F0F0F0F0F0)
+
+/* How many of the 8 bytes of v (a little-endian load: first byte lowest) lead with ASCII digits,
+ * and their value. A byte is a digit when its high nibble is 3 and adding 6 does not carry out
+ * of its low nibble. Carries and borrows between bytes only run towards later bytes, so the
+ * first non-digit and everything before it are judged correctly. Runs are parsed without a
+ * loop per digit: a branch per digit mispredicts on every change of length. */
+static inline unsigned sdn_run8(uint64_t v, uint64_t *val)
 {
-    const uint64_t hi = UINT64_C(0xF0F0F0F0F0F0F0F0);
-    const uint64_t t3 = UINT64_C(0x3030303030303030);
-    return (v & hi) == t3 && ((v + UINT64_C(0x0606060606060606)) & hi) == t3;
+    uint64_t bad = ((v & SDN_HI_NIBBLES) ^ SDN_ASCII0) |
+                   (((v + UINT64_C(0x0606060606060606)) & SDN_HI_NIBBLES) ^ SDN_ASCII0);
+    unsigned k = bad ? (unsigned)__builtin_ctzll(bad) >> 3 : 8;
+    /* Shift the k digits to the top so the bytes below read as leading zeros; then combine
+     * neighbouring bytes, 16-bit lanes and 32-bit lanes (99, 9999 fit their lanes). */
+    uint64_t x = k ? (v - SDN_ASCII0) << (64 - 8 * k) : 0;
+    x = (x * 10 + (x >> 8)) & UINT64_C(0x00FF00FF00FF00FF);
+    x = (x * 100 + (x >> 16)) & UINT64_C(0x0000FFFF0000FFFF);
+    *val = (x * 10000 + (x >> 32)) & UINT64_C(0xFFFFFFFF);
+    return k;
 }
 
-/* Value of 8 ASCII digits, the first at the lowest address: combine neighbouring bytes, then
- * 16-bit lanes, then 32-bit lanes. No lane overflows into the next (99, 9999 < lane width). */
-static inline uint32_t sdn_value8(uint64_t v)
-{
-    v -= UINT64_C(0x3030303030303030);
-    v = (v * 10 + (v >> 8)) & UINT64_C(0x00FF00FF00FF00FF);
-    v = (v * 100 + (v >> 16)) & UINT64_C(0x0000FFFF0000FFFF);
-    v = (v * 10000 + (v >> 32)) & UINT64_C(0xFFFFFFFF);
-    return (uint32_t)v;
-}
-
-/* Digits of one run (integer or fraction part) into n. frac: each kept digit lowers e10. */
+/* A run of digits (integer or fraction part) into n; frac: each kept digit lowers e10. */
 static inline const char *sdn_digits(const char *s, const char *end, struct sdn_num *n, int frac)
 {
     while (n->nd <= 11 && end - s >= 8) {
-        uint64_t v = sdn_load8(s);
-        if (!sdn_all_digits8(v))
-            break;
-        n->w = n->w * 100000000u + sdn_value8(v);
-        n->nd += 8;
-        n->e10 -= 8 * frac;
-        s += 8;
+        uint64_t val;
+        unsigned k = sdn_run8(sdn_load8(s), &val);
+        n->w = n->w * SDN_POW10_U64[k] + val;
+        n->nd += (int)k;
+        n->e10 -= frac * (int)k;
+        s += k;
+        if (k < 8)
+            return s;
     }
     for (; s < end && sdn_isdigit(*s); s++) {
         unsigned dv = (unsigned)(*s - '0');
@@ -413,7 +433,8 @@ static inline const char *sdn_digits(const char *s, const char *end, struct sdn_
     return s;
 }
 
-static int sdn_scan(const char *p, const char *end, struct sdn_num *n)
+__attribute__((always_inline)) static inline int sdn_scan(const char *p, const char *end,
+                                                          struct sdn_num *n)
 {
     const char *s = p;
     n->w = 0;
@@ -438,22 +459,28 @@ static int sdn_scan(const char *p, const char *end, struct sdn_num *n)
         }
         return SDN_NUM_SYNTAX;
     }
-    if (*s == '0') {
-        s++;
-        if (s < end && sdn_isdigit(*s))
-            return SDN_NUM_SYNTAX;
-    } else {
-        s = sdn_digits(s, end, n, 0);
-    }
+    const char *int_start = s;
+    s = sdn_digits(s, end, n, 0);
+    if (*int_start == '0' && s - int_start > 1)
+        return SDN_NUM_SYNTAX;
+    n->nd = n->w ? n->nd : 0; /* a lone "0" is not a significant digit */
     if (s < end && *s == '.') {
         s++;
         if (s == end || !sdn_isdigit(*s))
             return SDN_NUM_SYNTAX;
-        if (n->nd == 0) {
-            /* Zeros before the first significant digit only move the decimal point. */
-            for (; s < end && *s == '0'; s++)
-                n->e10--;
+        /* Zeros before the first significant digit only move the decimal point; counted in
+         * blocks of 8 without a test on whether there are any. */
+        bool lead = n->nd == 0;
+        while (end - s >= 8) {
+            uint64_t z = sdn_load8(s) ^ SDN_ASCII0;
+            unsigned k = (z ? (unsigned)__builtin_ctzll(z) >> 3 : 8) & -(unsigned)lead;
+            s += k;
+            n->e10 -= k;
+            if (k < 8)
+                break;
         }
+        for (; lead && s < end && *s == '0'; s++)
+            n->e10--;
         s = sdn_digits(s, end, n, 1);
     }
     if (s < end && (*s | 0x20) == 'e') {
@@ -518,6 +545,32 @@ static uint64_t sdn_mul_round(uint64_t w, int e10, int prec, unsigned emax)
         return (uint64_t)(emax + 1) << (prec - 1); /* infinity */
     /* Adding the exponent below the hidden bit lets a carry out of the significand bump it. */
     return ((uint64_t)(be - 1) << (prec - 1)) + mant + up;
+}
+
+/* sdn_mul_round for binary32 with the entry rounded up to 64 bits: one 64x64-bit product. The
+ * same argument holds with 2^64 in place of 2^128 (the overshoot is still below wn < 2^64, and
+ * the rounded-up entry is exact for e10 in [0, 27], where 5^e10 < 2^64). */
+static inline uint64_t sdn_mul_round32(uint64_t w, int e10)
+{
+    int lz = __builtin_clzll(w);
+    uint64_t wn = w << lz;
+    const uint64_t *g = SDN_POW10[e10 - SDN_POW10_MIN];
+    sdn_u128 p = (sdn_u128)(g[0] + (g[1] != 0)) * wn;
+    uint64_t top = (uint64_t)(p >> 64), low = (uint64_t)p;
+    int msb = (int)(top >> 63);
+    int shift = 39 + msb;
+    uint64_t mant = top >> shift;
+    uint64_t rem = top & ((UINT64_C(1) << shift) - 1);
+    uint64_t half = UINT64_C(1) << (shift - 1);
+    if ((unsigned)e10 > 27 && (rem == 0 || rem == half))
+        return UINT64_MAX;
+    bool up = (rem > half) | ((rem == half) & ((low != 0) | (bool)(mant & 1)));
+    int be = 63 + msb + sdn_flog2_pow10(e10) - lz + 127;
+    if (be < 1)
+        return UINT64_MAX;
+    if (be > 254)
+        return UINT64_C(0x7F800000);
+    return ((uint64_t)(be - 1) << 23) + mant + up;
 }
 
 /* Exact fallback: strtod/strtof on a compact copy "[-]DIGITSe<exp>" (no decimal point, so the
@@ -623,13 +676,21 @@ static inline bool sdn_clinger(const struct sdn_num *n, double *r)
 }
 
 /* Bits of the finite value of n (w > 0) for a format; UINT64_MAX when undecided. */
-static uint64_t sdn_fast_bits(const struct sdn_num *n, int prec, unsigned emax)
+static uint64_t sdn_fast_bits(const struct sdn_num *n, bool f32)
 {
     int e10 = (int)n->e10;
-    uint64_t b = sdn_mul_round(n->w, e10, prec, emax);
-    if (n->more && b != UINT64_MAX && b != sdn_mul_round(n->w + 1, e10, prec, emax))
+    uint64_t b = f32 ? sdn_mul_round32(n->w, e10) : sdn_mul_round(n->w, e10, 53, 2046);
+    if (n->more && b != UINT64_MAX &&
+        b != (f32 ? sdn_mul_round32(n->w + 1, e10) : sdn_mul_round(n->w + 1, e10, 53, 2046)))
         return UINT64_MAX; /* the dropped digits could matter */
     return b;
+}
+
+static inline uint64_t sdn_f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
 }
 
 int sdn_parse_f64(const char *p, const char *end, const char **endp, double *out)
@@ -658,7 +719,7 @@ int sdn_parse_f64(const char *p, const char *end, const char **endp, double *out
         r = HUGE_VAL; /* at least 10^309 */
         rc = SDN_NUM_RANGE;
     } else {
-        uint64_t b = sdn_fast_bits(&n, 53, 2046);
+        uint64_t b = sdn_fast_bits(&n, false);
         if (b != UINT64_MAX)
             memcpy(&r, &b, sizeof r);
         else
@@ -679,7 +740,6 @@ int sdn_parse_f32(const char *p, const char *end, const char **endp, float *out)
     }
     *endp = n.end;
     float r;
-    double d;
     int rc = SDN_NUM_OK;
     if (n.kind == SDN_KIND_NAN) {
         *out = NAN;
@@ -696,18 +756,18 @@ int sdn_parse_f32(const char *p, const char *end, const char **endp, float *out)
         rc = SDN_NUM_RANGE;
     } else {
         uint64_t b = UINT64_MAX;
-        /* The double is correctly rounded and here a normal float is near; narrowing it
-         * rounds a second time, which errs only when the double sits exactly halfway between
-         * two floats (no float midpoint lies strictly between the value and its double). */
+        double d;
+        /* The double is correctly rounded and a normal float is near; narrowing it rounds a
+         * second time, which errs only when the double sits exactly halfway between two
+         * floats (no float midpoint lies strictly between the value and its double). */
         if (sdn_clinger(&n, &d)) {
             uint64_t db;
             memcpy(&db, &d, sizeof db);
-            if ((db & 0x1FFFFFFFu) != 0x10000000u) {
-                r = (float)d;
-                goto done;
-            }
+            if ((db & 0x1FFFFFFFu) != 0x10000000u)
+                b = sdn_f32_bits((float)d);
         }
-        b = sdn_fast_bits(&n, 24, 254);
+        if (b == UINT64_MAX)
+            b = sdn_fast_bits(&n, true);
         if (b != UINT64_MAX) {
             uint32_t b32 = (uint32_t)b;
             memcpy(&r, &b32, sizeof r);
@@ -718,7 +778,6 @@ int sdn_parse_f32(const char *p, const char *end, const char **endp, float *out)
         if (isinf(r))
             rc = SDN_NUM_RANGE;
     }
-done:
     *out = n.neg ? -r : r;
     return rc;
 }
