@@ -406,12 +406,21 @@ static inline unsigned sdn_run8(uint64_t v, uint64_t *val)
     return k;
 }
 
-/* A run of digits (integer or fraction part) into n; frac: each kept digit lowers e10. */
-static inline const char *sdn_digits(const char *s, const char *end, struct sdn_num *n, int frac)
+/* A run of digits (integer or fraction part) into n; frac: each kept digit lowers e10. p is the
+ * start of the literal: with 8 bytes between p and end, the last few bytes before end are read
+ * as the top of the word ending at end, shifted down (zero bytes then stop the run). */
+static inline const char *sdn_digits(const char *s, const char *p, const char *end,
+                                     struct sdn_num *n, int frac)
 {
-    while (n->nd <= 11 && end - s >= 8) {
-        uint64_t val;
-        unsigned k = sdn_run8(sdn_load8(s), &val);
+    while (n->nd <= 11) {
+        uint64_t v, val;
+        if (end - s >= 8)
+            v = sdn_load8(s);
+        else if (end - p >= 8 && s < end)
+            v = sdn_load8(end - 8) >> (8 * (8 - (end - s)));
+        else
+            break;
+        unsigned k = sdn_run8(v, &val);
         n->w = n->w * SDN_POW10_U64[k] + val;
         n->nd += (int)k;
         n->e10 -= frac * (int)k;
@@ -460,7 +469,7 @@ __attribute__((always_inline)) static inline int sdn_scan(const char *p, const c
         return SDN_NUM_SYNTAX;
     }
     const char *int_start = s;
-    s = sdn_digits(s, end, n, 0);
+    s = sdn_digits(s, p, end, n, 0);
     if (*int_start == '0' && s - int_start > 1)
         return SDN_NUM_SYNTAX;
     n->nd = n->w ? n->nd : 0; /* a lone "0" is not a significant digit */
@@ -481,7 +490,7 @@ __attribute__((always_inline)) static inline int sdn_scan(const char *p, const c
         }
         for (; lead && s < end && *s == '0'; s++)
             n->e10--;
-        s = sdn_digits(s, end, n, 1);
+        s = sdn_digits(s, p, end, n, 1);
     }
     if (s < end && (*s | 0x20) == 'e') {
         s++;
