@@ -1245,16 +1245,24 @@ static int tensor_finish(jd *j, tstate *ts)
     return 0;
 }
 
+/* Array elements that must be objects: tensors and requested outputs. */
+static int expect_object(jd *j)
+{
+    if (j->p >= j->end)
+        return jd_syntax(j, j->p, "an object");
+    if (*j->p != '{')
+        return jd_fail(j, SELDON_EPARSE, "expected an object");
+    return 0;
+}
+
 static int tensor_elem(jd *j, void *ctx, uint64_t index)
 {
     tstate ts = {NULL, 0, NULL};
     int rc;
     (void)ctx;
     (void)index;
-    if (j->p >= j->end)
-        return jd_syntax(j, j->p, "an object");
-    if (*j->p != '{')
-        return jd_fail(j, SELDON_EPARSE, "expected an object");
+    if ((rc = expect_object(j)) < 0)
+        return rc;
     if (j->msg->ntensors >= SDN_MAX_TENSORS)
         return jd_fail(j, SELDON_ETOOBIG, "more than %d tensors", SDN_MAX_TENSORS);
     ts.t = sdn_msg_push_tensor(j->msg);
@@ -1298,10 +1306,8 @@ static int output_elem(jd *j, void *ctx, uint64_t index)
     int rc;
     (void)ctx;
     (void)index;
-    if (j->p >= j->end)
-        return jd_syntax(j, j->p, "an object");
-    if (*j->p != '{')
-        return jd_fail(j, SELDON_EPARSE, "expected an object");
+    if ((rc = expect_object(j)) < 0)
+        return rc;
     if (j->msg->noutputs >= SDN_MAX_TENSORS)
         return jd_fail(j, SELDON_ETOOBIG, "more than %d requested outputs", SDN_MAX_TENSORS);
     os.o = sdn_msg_push_output(j->msg);

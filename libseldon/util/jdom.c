@@ -122,6 +122,18 @@ static int parse_number(jp *j, sdn_jv *v)
 
 static int parse_value(jp *j, sdn_jv *v, int depth);
 
+/* Doubles an arena array of elem-sized items. */
+static int grow(jp *j, void **items, size_t *cap, size_t elem)
+{
+    size_t ncap = *cap ? *cap * 2 : 4;
+    void *p = sdn_arena_grow(j->a, *items, *cap * elem, ncap * elem);
+    if (p == NULL)
+        return sdn_error(SELDON_ENOMEM, "%s: out of memory", j->what);
+    *items = p;
+    *cap = ncap;
+    return 0;
+}
+
 static int parse_array(jp *j, sdn_jv *v, int depth)
 {
     size_t cap = 0;
@@ -135,14 +147,8 @@ static int parse_array(jp *j, sdn_jv *v, int depth)
     for (;;) {
         size_t old;
         int rc;
-        if (v->n == cap) {
-            size_t ncap = cap ? cap * 2 : 4;
-            sdn_jv *items = sdn_arena_grow(j->a, v->items, cap * sizeof(sdn_jv), ncap * sizeof(sdn_jv));
-            if (items == NULL)
-                return sdn_error(SELDON_ENOMEM, "%s: out of memory", j->what);
-            v->items = items;
-            cap = ncap;
-        }
+        if (v->n == cap && grow(j, (void **)&v->items, &cap, sizeof(sdn_jv)) < 0)
+            return SELDON_ENOMEM;
         old = path_push_index(j, v->n);
         rc = parse_value(j, &v->items[v->n], depth + 1);
         path_pop(j, old);
@@ -176,15 +182,8 @@ static int parse_object(jp *j, sdn_jv *v, int depth)
         sdn_jmember *m;
         size_t old, k;
         int rc;
-        if (v->n == cap) {
-            size_t ncap = cap ? cap * 2 : 4;
-            sdn_jmember *ms = sdn_arena_grow(j->a, v->members, cap * sizeof(sdn_jmember),
-                                             ncap * sizeof(sdn_jmember));
-            if (ms == NULL)
-                return sdn_error(SELDON_ENOMEM, "%s: out of memory", j->what);
-            v->members = ms;
-            cap = ncap;
-        }
+        if (v->n == cap && grow(j, (void **)&v->members, &cap, sizeof(sdn_jmember)) < 0)
+            return SELDON_ENOMEM;
         m = &v->members[v->n];
         memset(m, 0, sizeof(*m));
         ws(j);
