@@ -262,10 +262,13 @@ static void handle_repo(srv *s, sdh_req *req, const sdh_request *r, const seldon
         respond_json(s, req, "repository_index", 200, &b);
         return;
     }
+    if (rt->name_len >= sizeof(j->name)) {
+        respond_err(s, req, "repository", 400, "model name too long");
+        return;
+    }
     j = calloc(1, sizeof(*j));
-    if (j == NULL || rt->name_len >= sizeof(j->name)) {
-        free(j);
-        respond_err(s, req, "repository", j ? 400 : 500, "model name too long");
+    if (j == NULL) {
+        respond_err(s, req, "repository", 500, "server out of memory");
         return;
     }
     j->job.run = repo_job_run;
