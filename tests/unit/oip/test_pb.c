@@ -5,6 +5,7 @@
 
 #include "core/core.h"
 #include "grpc_predict_v2.pb-c.h"
+#include "oip_assert.h"
 #include "seldon/oip.h"
 
 #define CHECK_OK(expr) cr_assert_eq((expr), 0, "%s: %s", #expr, seldon_last_error())
@@ -85,61 +86,9 @@ static seldon_msg *every_type_request(void)
     return m;
 }
 
-static void assert_params_equal(const seldon_msg *a, const seldon_msg *b, int32_t scope,
-                                size_t index)
-{
-    size_t n = seldon_msg_param_count(a, scope, index), k;
-    cr_assert_eq(n, seldon_msg_param_count(b, scope, index), "param count, scope %d", scope);
-    for (k = 0; k < n; k++) {
-        seldon_param pa, pb;
-        CHECK_OK(seldon_msg_param(&pa, a, scope, index, k));
-        CHECK_OK(seldon_msg_find_param(&pb, b, scope, index, pa.name, pa.name_len));
-        cr_assert_eq(pa.type, pb.type, "param %s type", pa.name);
-        switch (pa.type) {
-        case SELDON_PARAM_BOOL:
-            cr_assert_eq(pa.bool_value, pb.bool_value);
-            break;
-        case SELDON_PARAM_INT64:
-            cr_assert_eq(pa.int64_value, pb.int64_value);
-            break;
-        case SELDON_PARAM_DOUBLE:
-            cr_assert_eq(memcmp(&pa.double_value, &pb.double_value, 8), 0);
-            break;
-        default:
-            cr_assert_eq(pa.string_len, pb.string_len);
-            cr_assert_eq(memcmp(pa.string_value, pb.string_value, pa.string_len), 0);
-        }
-    }
-}
-
 static void assert_msgs_equal(const seldon_msg *a, const seldon_msg *b)
 {
-    size_t i, n = seldon_msg_tensor_count(a);
-    cr_assert_str_eq(seldon_msg_id(a, NULL), seldon_msg_id(b, NULL));
-    cr_assert_str_eq(seldon_msg_model_name(a, NULL), seldon_msg_model_name(b, NULL));
-    cr_assert_str_eq(seldon_msg_model_version(a, NULL), seldon_msg_model_version(b, NULL));
-    cr_assert_eq(n, seldon_msg_tensor_count(b));
-    assert_params_equal(a, b, SELDON_SCOPE_MSG, 0);
-    for (i = 0; i < n; i++) {
-        seldon_tensor ta, tb;
-        CHECK_OK(seldon_msg_tensor(&ta, a, i));
-        CHECK_OK(seldon_msg_tensor(&tb, b, i));
-        cr_assert_str_eq(ta.name, tb.name);
-        cr_assert_eq(ta.datatype, tb.datatype, "tensor %s", ta.name);
-        cr_assert_eq(ta.ndim, tb.ndim);
-        cr_assert_eq(ta.count, tb.count);
-        if (ta.ndim)
-            cr_assert_eq(memcmp(ta.shape, tb.shape, ta.ndim * sizeof(int64_t)), 0);
-        cr_assert_eq(ta.nbytes, tb.nbytes, "tensor %s nbytes", ta.name);
-        if (ta.nbytes)
-            cr_assert_eq(memcmp(ta.data, tb.data, ta.nbytes), 0, "tensor %s data", ta.name);
-        assert_params_equal(a, b, SELDON_SCOPE_TENSOR, i);
-    }
-    cr_assert_eq(seldon_msg_output_count(a), seldon_msg_output_count(b));
-    for (i = 0; i < seldon_msg_output_count(a); i++) {
-        cr_assert_str_eq(seldon_msg_output_name(a, i, NULL), seldon_msg_output_name(b, i, NULL));
-        assert_params_equal(a, b, SELDON_SCOPE_OUTPUT, i);
-    }
+    oip_assert_msgs_equal(a, b, OIP_CMP_MODEL);
 }
 
 static seldon_msg *pb_roundtrip(const seldon_msg *m, uint32_t flags)
