@@ -1,6 +1,6 @@
 /*
- * Message comparisons shared by the codec tests: what one codec wrote, the
- * other read back, field by field, data bit for bit.
+ * Helpers shared by the codec tests: checks of calls, and message comparisons
+ * (what one codec wrote, the other read back, field by field, data bit for bit).
  */
 #ifndef SDN_TEST_OIP_ASSERT_H
 #define SDN_TEST_OIP_ASSERT_H
@@ -9,6 +9,24 @@
 #include <string.h>
 
 #include "seldon/oip.h"
+
+/* A call that must succeed; one that must fail with code and a message containing needle. */
+#define CHECK_OK(expr) cr_assert_eq((expr), 0, "%s: %s", #expr, seldon_last_error())
+#define CHECK_ERR(expr, code, needle)                                                              \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        cr_assert_eq(rc_, (code), "%s gave %s: %s", #expr, seldon_error_name(rc_),                 \
+                     seldon_last_error());                                                         \
+        cr_assert(strstr(seldon_last_error(), (needle)) != NULL, "'%s' lacks '%s'",                \
+                  seldon_last_error(), (needle));                                                  \
+    } while (0)
+
+static inline seldon_msg *new_msg(int32_t kind)
+{
+    seldon_msg *m = NULL;
+    CHECK_OK(seldon_msg_new(&m, kind));
+    return m;
+}
 
 #define OIP_CMP_MODEL 0x1u  /* model name and version (REST requests carry them in the URL) */
 #define OIP_CMP_BINARY 0x2u /* binary marks (a JSON notion: protobuf does not carry them) */

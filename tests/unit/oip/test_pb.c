@@ -8,23 +8,6 @@
 #include "oip_assert.h"
 #include "seldon/oip.h"
 
-#define CHECK_OK(expr) cr_assert_eq((expr), 0, "%s: %s", #expr, seldon_last_error())
-#define CHECK_ERR(expr, code, needle)                                                              \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        cr_assert_eq(rc_, (code), "%s gave %s: %s", #expr, seldon_error_name(rc_),                 \
-                     seldon_last_error());                                                         \
-        cr_assert(strstr(seldon_last_error(), (needle)) != NULL, "'%s' lacks '%s'",                \
-                  seldon_last_error(), (needle));                                                  \
-    } while (0)
-
-static seldon_msg *new_msg(int32_t kind)
-{
-    seldon_msg *m = NULL;
-    CHECK_OK(seldon_msg_new(&m, kind));
-    return m;
-}
-
 /* A request with one tensor of every datatype, parameters everywhere and requested outputs. */
 static seldon_msg *every_type_request(void)
 {
