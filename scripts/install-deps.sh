@@ -8,7 +8,7 @@ packages=(
   # build
   build-essential cmake pkg-config clang libclang-rt-14-dev
   # libraries
-  libuv1-dev libhttp-parser-dev liblmdb-dev libxxhash-dev libyaml-dev
+  libuv1-dev libhttp-parser-dev libnghttp2-dev liblmdb-dev libxxhash-dev libyaml-dev
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libgrpc-dev librdkafka-dev libxgboost-dev libjansson-dev
   # tests

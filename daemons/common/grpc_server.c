@@ -36,7 +36,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-#include "core/core.h"
+#include "sdd.h"
 
 /*
  * Calls requested ahead per method and per queue. Unary methods carry the
@@ -163,7 +163,7 @@ static void drop_queue_locked(struct stream *st)
     while (w != NULL) {
         struct wmsg *next = w->next;
         grpc_byte_buffer_destroy(w->bb);
-        sdn_free(w);
+        sdd_free(w);
         w = next;
     }
     st->head = st->tail = NULL;
@@ -206,7 +206,7 @@ static void call_destroy(sdg_call *c)
             grpc_slice_unref(st->details);
         pthread_mutex_destroy(&st->mu);
     }
-    sdn_free(c);
+    sdd_free(c);
     /* The last touch of the server: stop() may free it right after. */
     atomic_fetch_sub_explicit(&s->live, 1, memory_order_release);
 }
@@ -221,11 +221,11 @@ static void call_unref(sdg_call *c)
 static int request_call(struct queue *q, const struct method_entry *m)
 {
     sdg_server *s = q->server;
-    sdg_call *c = sdn_calloc(1, sizeof(*c));
+    sdg_call *c = sdd_calloc(1, sizeof(*c));
     grpc_call_error err;
 
     if (c == NULL)
-        return sdn_error(SELDON_ENOMEM, "grpc: cannot allocate a call");
+        return sdd_error(SELDON_ENOMEM, "grpc: cannot allocate a call");
     c->server = s;
     c->method = m;
     c->q = q;
@@ -249,7 +249,7 @@ static int request_call(struct queue *q, const struct method_entry *m)
     }
     if (err != GRPC_CALL_OK) {
         call_destroy(c);
-        return sdn_error(SELDON_EINTERNAL, "grpc: requesting a call failed: %s",
+        return sdd_error(SELDON_EINTERNAL, "grpc: requesting a call failed: %s",
                          grpc_call_error_to_string(err));
     }
     return 0;
@@ -332,7 +332,7 @@ static int finish_batch(sdg_call *c, grpc_op *ops, size_t n)
     if (err != GRPC_CALL_OK) {
         grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "reply refused", NULL);
         call_unref(c);
-        return sdn_error(SELDON_EINTERNAL, "grpc: reply refused: %s",
+        return sdd_error(SELDON_EINTERNAL, "grpc: reply refused: %s",
                          grpc_call_error_to_string(err));
     }
     return 0;
@@ -398,13 +398,13 @@ int sdg_reply(sdg_call *call, seldon_buf *response)
     grpc_op ops[4];
 
     if (call == NULL || response == NULL)
-        return sdn_error(SELDON_EINVAL, "sdg_reply: %s is NULL", call ? "response" : "call");
+        return sdd_error(SELDON_EINVAL, "sdg_reply: %s is NULL", call ? "response" : "call");
     if (call->method == NULL || call->method->streaming)
-        return sdn_error(SELDON_EINVAL, "sdg_reply: not a unary call");
+        return sdd_error(SELDON_EINVAL, "sdg_reply: not a unary call");
     bb = buf_to_bb(response);
     if (atomic_exchange(&call->answered, 1)) {
         grpc_byte_buffer_destroy(bb);
-        return sdn_error(SELDON_ESTATE, "sdg_reply: call already answered");
+        return sdd_error(SELDON_ESTATE, "sdg_reply: call already answered");
     }
     call->reply = bb;
 
@@ -434,7 +434,7 @@ static void stream_send_next_locked(sdg_call *c)
     if (st->head == NULL)
         st->tail = NULL;
     st->inflight = w->bb;
-    sdn_free(w);
+    sdd_free(w);
 
     memset(ops, 0, sizeof(ops));
     if (!st->md_sent) {
@@ -447,7 +447,7 @@ static void stream_send_next_locked(sdg_call *c)
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     err = grpc_call_start_batch(c->call, ops, n, &c->tags[TAG_SEND], NULL);
     if (err != GRPC_CALL_OK) {
-        sdn_log(SELDON_LOG_ERROR, "grpc: stream write refused: %s", grpc_call_error_to_string(err));
+        sdd_log(SELDON_LOG_ERROR, "grpc: stream write refused: %s", grpc_call_error_to_string(err));
         st->sending = 0;
         grpc_byte_buffer_destroy(st->inflight);
         st->inflight = NULL;
@@ -489,7 +489,7 @@ static void stream_maybe_finish_locked(sdg_call *c)
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     err = grpc_call_start_batch(c->call, ops, n, &c->tags[TAG_DONE], NULL);
     if (err != GRPC_CALL_OK) {
-        sdn_log(SELDON_LOG_ERROR, "grpc: stream status refused: %s",
+        sdd_log(SELDON_LOG_ERROR, "grpc: stream status refused: %s",
                 grpc_call_error_to_string(err));
         st->dead = 1;
         atomic_fetch_sub_explicit(&c->refs, 1, memory_order_relaxed);
@@ -522,7 +522,7 @@ static void stream_read(sdg_call *c)
     op.data.recv_message.recv_message = &c->st.recv;
     err = grpc_call_start_batch(c->call, &op, 1, &c->tags[TAG_RECV], NULL);
     if (err != GRPC_CALL_OK) {
-        sdn_log(SELDON_LOG_ERROR, "grpc: stream read refused: %s", grpc_call_error_to_string(err));
+        sdd_log(SELDON_LOG_ERROR, "grpc: stream read refused: %s", grpc_call_error_to_string(err));
         grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "read refused", NULL);
         stream_read_end(c);
     }
@@ -550,7 +550,7 @@ static void stream_begin(sdg_call *c)
     op.data.recv_close_on_server.cancelled = &c->cancelled;
     err = grpc_call_start_batch(c->call, &op, 1, &c->tags[TAG_CLOSE], NULL);
     if (err != GRPC_CALL_OK) {
-        sdn_log(SELDON_LOG_ERROR, "grpc: stream setup refused: %s", grpc_call_error_to_string(err));
+        sdd_log(SELDON_LOG_ERROR, "grpc: stream setup refused: %s", grpc_call_error_to_string(err));
         grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "setup refused", NULL);
         c->st.dead = 1;
         call_unref(c);
@@ -635,14 +635,14 @@ int sdg_stream_write(sdg_call *call, seldon_buf *message)
     int rc = 0;
 
     if (call == NULL || message == NULL)
-        return sdn_error(SELDON_EINVAL, "sdg_stream_write: %s is NULL", call ? "message" : "call");
+        return sdd_error(SELDON_EINVAL, "sdg_stream_write: %s is NULL", call ? "message" : "call");
     if (!is_stream(call))
-        return sdn_error(SELDON_EINVAL, "sdg_stream_write: not a streaming call");
+        return sdd_error(SELDON_EINVAL, "sdg_stream_write: not a streaming call");
     st = &call->st;
     bb = buf_to_bb(message);
-    if ((w = sdn_malloc(sizeof(*w))) == NULL) {
+    if ((w = sdd_malloc(sizeof(*w))) == NULL) {
         grpc_byte_buffer_destroy(bb);
-        return sdn_error(SELDON_ENOMEM, "sdg_stream_write: out of memory");
+        return sdd_error(SELDON_ENOMEM, "sdg_stream_write: out of memory");
     }
     w->next = NULL;
     w->bb = bb;
@@ -665,8 +665,8 @@ int sdg_stream_write(sdg_call *call, seldon_buf *message)
     pthread_mutex_unlock(&st->mu);
     if (w != NULL) {
         grpc_byte_buffer_destroy(w->bb);
-        sdn_free(w);
-        return sdn_error(rc, "sdg_stream_write: %s",
+        sdd_free(w);
+        return sdd_error(rc, "sdg_stream_write: %s",
                          rc == SELDON_ESTATE ? "the stream has ended" : "the client has gone");
     }
     return 0;
@@ -678,12 +678,12 @@ int sdg_fail(sdg_call *call, int grpc_status, const char *message)
     int rc = 0;
 
     if (call == NULL)
-        return sdn_error(SELDON_EINVAL, "sdg_fail: call is NULL");
+        return sdd_error(SELDON_EINVAL, "sdg_fail: call is NULL");
     if (!is_stream(call)) {
         if (call->method == NULL)
-            return sdn_error(SELDON_EINVAL, "sdg_fail: not a registered call");
+            return sdd_error(SELDON_EINVAL, "sdg_fail: not a registered call");
         if (atomic_exchange(&call->answered, 1))
-            return sdn_error(SELDON_ESTATE, "sdg_fail: call already answered");
+            return sdd_error(SELDON_ESTATE, "sdg_fail: call already answered");
         return send_status(call, grpc_status, message);
     }
 
@@ -704,7 +704,7 @@ int sdg_fail(sdg_call *call, int grpc_status, const char *message)
     }
     pthread_mutex_unlock(&st->mu);
     if (rc != 0)
-        return sdn_error(rc, "sdg_fail: %s",
+        return sdd_error(rc, "sdg_fail: %s",
                          rc == SELDON_ESTATE ? "the stream has ended" : "the client has gone");
     return 0;
 }
@@ -818,7 +818,7 @@ static void on_new_call(sdg_call *c, int ok)
     /* Replace the matched request before the handler runs, so the pool stays full. */
     if (!atomic_load_explicit(&q->server->stopping, memory_order_relaxed)) {
         if (request_call(q, c->method) < 0)
-            sdn_log(SELDON_LOG_ERROR, "%s", seldon_last_error());
+            sdd_log(SELDON_LOG_ERROR, "%s", seldon_last_error());
     }
     if (c->method == NULL)
         unknown_begin(c);
@@ -858,7 +858,7 @@ static void dispatch(struct queue *q, uint8_t *tag, int ok)
         stream_on_close(c, ok);
         break;
     default:
-        sdn_log(SELDON_LOG_ERROR, "grpc: unknown completion tag %d", *tag);
+        sdd_log(SELDON_LOG_ERROR, "grpc: unknown completion tag %d", *tag);
         break;
     }
 }
@@ -882,20 +882,20 @@ static void *queue_main(void *arg)
 static int check_config(const sdg_config *cfg)
 {
     if (cfg->address == NULL)
-        return sdn_error(SELDON_EINVAL, "grpc: address is NULL");
+        return sdd_error(SELDON_EINVAL, "grpc: address is NULL");
     if (cfg->threads < 1)
-        return sdn_error(SELDON_EINVAL, "grpc: threads must be >= 1, got %d", cfg->threads);
+        return sdd_error(SELDON_EINVAL, "grpc: threads must be >= 1, got %d", cfg->threads);
     if (cfg->nmethods > 0 && cfg->methods == NULL)
-        return sdn_error(SELDON_EINVAL, "grpc: methods is NULL");
+        return sdd_error(SELDON_EINVAL, "grpc: methods is NULL");
     for (size_t i = 0; i < cfg->nmethods; i++) {
         const sdg_method *m = &cfg->methods[i];
         if (m->path == NULL || m->path[0] != '/')
-            return sdn_error(SELDON_EINVAL,
+            return sdd_error(SELDON_EINVAL,
                              "grpc: methods[%zu].path: expected \"/pkg.Service/Method\"", i);
         if (m->handler == NULL)
-            return sdn_error(SELDON_EINVAL, "grpc: methods[%zu].handler is NULL", i);
+            return sdd_error(SELDON_EINVAL, "grpc: methods[%zu].handler is NULL", i);
         if (m->streaming != 0 && m->streaming != 1)
-            return sdn_error(SELDON_EINVAL, "grpc: methods[%zu].streaming: expected 0 or 1", i);
+            return sdd_error(SELDON_EINVAL, "grpc: methods[%zu].streaming: expected 0 or 1", i);
     }
     return 0;
 }
@@ -905,17 +905,17 @@ static int init_sync(sdg_server *s)
     pthread_condattr_t attr;
 
     if (pthread_condattr_init(&attr) != 0)
-        return sdn_error(SELDON_EINTERNAL, "grpc: pthread_condattr_init failed");
+        return sdd_error(SELDON_EINTERNAL, "grpc: pthread_condattr_init failed");
     /* The grace period is measured on the monotonic clock, immune to clock steps. */
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     if (pthread_cond_init(&s->cv, &attr) != 0) {
         pthread_condattr_destroy(&attr);
-        return sdn_error(SELDON_EINTERNAL, "grpc: pthread_cond_init failed");
+        return sdd_error(SELDON_EINTERNAL, "grpc: pthread_cond_init failed");
     }
     pthread_condattr_destroy(&attr);
     if (pthread_mutex_init(&s->mu, NULL) != 0) {
         pthread_cond_destroy(&s->cv);
-        return sdn_error(SELDON_EINTERNAL, "grpc: pthread_mutex_init failed");
+        return sdd_error(SELDON_EINTERNAL, "grpc: pthread_mutex_init failed");
     }
     return 0;
 }
@@ -948,21 +948,21 @@ int sdg_server_start(sdg_server **out, const sdg_config *cfg)
     int rc = 0;
 
     if (out == NULL || cfg == NULL) {
-        rc = sdn_error(SELDON_EINVAL, "grpc: %s is NULL", out ? "cfg" : "out");
+        rc = sdd_error(SELDON_EINVAL, "grpc: %s is NULL", out ? "cfg" : "out");
         goto out;
     }
     *out = NULL;
     if ((rc = check_config(cfg)) < 0)
         goto out;
-    if ((s = sdn_calloc(1, sizeof(*s))) == NULL) {
-        rc = sdn_error(SELDON_ENOMEM, "grpc: cannot allocate the server");
+    if ((s = sdd_calloc(1, sizeof(*s))) == NULL) {
+        rc = sdd_error(SELDON_ENOMEM, "grpc: cannot allocate the server");
         goto out;
     }
     atomic_init(&s->live, 0);
     atomic_init(&s->stopping, 0);
     s->shutdown_tag = TAG_SHUTDOWN;
     if ((rc = init_sync(s)) < 0) {
-        sdn_free(s);
+        sdd_free(s);
         s = NULL;
         goto out;
     }
@@ -982,19 +982,19 @@ int sdg_server_start(sdg_server **out, const sdg_config *cfg)
     chargs.num_args = 2;
     chargs.args = args;
     if ((s->server = grpc_server_create(&chargs, NULL)) == NULL) {
-        rc = sdn_error(SELDON_EINTERNAL, "grpc: grpc_server_create failed");
+        rc = sdd_error(SELDON_EINTERNAL, "grpc: grpc_server_create failed");
         goto out;
     }
 
-    if ((s->queues = sdn_calloc((size_t)cfg->threads, sizeof(*s->queues))) == NULL) {
-        rc = sdn_error(SELDON_ENOMEM, "grpc: cannot allocate %d queues", cfg->threads);
+    if ((s->queues = sdd_calloc((size_t)cfg->threads, sizeof(*s->queues))) == NULL) {
+        rc = sdd_error(SELDON_ENOMEM, "grpc: cannot allocate %d queues", cfg->threads);
         goto out;
     }
     for (int i = 0; i < cfg->threads; i++) {
         struct queue *q = &s->queues[i];
         q->server = s;
         if ((q->cq = grpc_completion_queue_create_for_next(NULL)) == NULL) {
-            rc = sdn_error(SELDON_EINTERNAL, "grpc: cannot create a completion queue");
+            rc = sdd_error(SELDON_EINTERNAL, "grpc: cannot create a completion queue");
             goto out;
         }
         s->nqueues++;
@@ -1002,8 +1002,8 @@ int sdg_server_start(sdg_server **out, const sdg_config *cfg)
     }
 
     if (cfg->nmethods > 0 &&
-        (s->methods = sdn_calloc(cfg->nmethods, sizeof(*s->methods))) == NULL) {
-        rc = sdn_error(SELDON_ENOMEM, "grpc: cannot allocate %zu methods", cfg->nmethods);
+        (s->methods = sdd_calloc(cfg->nmethods, sizeof(*s->methods))) == NULL) {
+        rc = sdd_error(SELDON_ENOMEM, "grpc: cannot allocate %zu methods", cfg->nmethods);
         goto out;
     }
     for (size_t i = 0; i < cfg->nmethods; i++) {
@@ -1017,7 +1017,7 @@ int sdg_server_start(sdg_server **out, const sdg_config *cfg)
             s->server, m->path, NULL,
             m->streaming ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
         if (e->handle == NULL) {
-            rc = sdn_error(SELDON_EINVAL, "grpc: methods[%zu].path: cannot register %s (twice?)", i,
+            rc = sdd_error(SELDON_EINVAL, "grpc: methods[%zu].path: cannot register %s (twice?)", i,
                            m->path);
             goto out;
         }
@@ -1026,7 +1026,7 @@ int sdg_server_start(sdg_server **out, const sdg_config *cfg)
 
     for (int i = 0; i < s->nqueues; i++) {
         if (pthread_create(&s->queues[i].thread, NULL, queue_main, &s->queues[i]) != 0) {
-            rc = sdn_error(SELDON_EINTERNAL, "grpc: cannot start thread %d", i);
+            rc = sdd_error(SELDON_EINTERNAL, "grpc: cannot start thread %d", i);
             goto out;
         }
         s->queues[i].running = 1;
@@ -1036,7 +1036,7 @@ int sdg_server_start(sdg_server **out, const sdg_config *cfg)
     s->port = grpc_server_add_http2_port(s->server, cfg->address, creds);
     grpc_server_credentials_release(creds);
     if (s->port == 0) {
-        rc = sdn_error(SELDON_EIO, "grpc: cannot listen on %s", cfg->address);
+        rc = sdd_error(SELDON_EIO, "grpc: cannot listen on %s", cfg->address);
         goto out;
     }
     grpc_server_start(s->server);
@@ -1165,11 +1165,11 @@ void sdg_server_free(sdg_server *s)
     if (s == NULL)
         return;
     sdg_server_stop(s, 0);
-    sdn_free(s->queues);
-    sdn_free(s->methods);
+    sdd_free(s->queues);
+    sdd_free(s->methods);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     if (s->grpc_inited)
         grpc_shutdown_blocking();
-    sdn_free(s);
+    sdd_free(s);
 }

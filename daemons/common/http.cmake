@@ -4,8 +4,7 @@ add_library(seldon_http STATIC
   ${CMAKE_CURRENT_SOURCE_DIR}/common/http_server.c
   ${CMAKE_CURRENT_SOURCE_DIR}/common/http_conn.c)
 target_include_directories(seldon_http
-  PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/common
-  PRIVATE ${PROJECT_SOURCE_DIR}/libseldon)
+  PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/common)
 target_compile_options(seldon_http PRIVATE ${SELDON_WARNINGS})
 # SO_REUSEPORT and friends are outside strict C11.
 target_compile_definitions(seldon_http PRIVATE _GNU_SOURCE)

@@ -19,7 +19,7 @@ static void conn_maybe_finish(sdh_conn *c);
 
 static sdh_block *block_new(size_t cap)
 {
-    sdh_block *b = sdn_malloc(sizeof(*b) + cap);
+    sdh_block *b = sdd_malloc(sizeof(*b) + cap);
     if (b != NULL) {
         atomic_init(&b->refs, 1);
         b->cap = cap;
@@ -31,7 +31,7 @@ static sdh_block *block_new(size_t cap)
 void sdh_block_unref(sdh_block *b)
 {
     if (b != NULL && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
-        sdn_free(b);
+        sdd_free(b);
 }
 
 /* Loop thread. */
@@ -41,7 +41,7 @@ sdh_req *sdh_req_new(sdh_loop *L, int kind)
     if (r != NULL) {
         L->cache = r->next;
         L->ncache--;
-    } else if ((r = sdn_malloc(sizeof(*r))) == NULL) {
+    } else if ((r = sdd_malloc(sizeof(*r))) == NULL) {
         return NULL;
     }
     r->next = NULL;
@@ -71,10 +71,10 @@ sdh_req *sdh_req_new(sdh_loop *L, int kind)
 /* Any thread. */
 void sdh_req_free_storage(sdh_req *r)
 {
-    sdn_free(r->head_heap);
+    sdd_free(r->head_heap);
     r->head_heap = NULL;
     seldon_buf_free(&r->body);
-    sdn_free(r->headers_heap);
+    sdd_free(r->headers_heap);
     r->headers_heap = NULL;
     sdh_block_unref(r->block);
     r->block = NULL;
@@ -92,8 +92,8 @@ void sdh_conn_unref(sdh_conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     sdh_block_unref(c->block);
-    sdn_free(c->hdrs);
-    sdn_free(c);
+    sdd_free(c->hdrs);
+    sdd_free(c);
 }
 
 /* Loop thread: the request is done with (written, or its connection is gone). */
@@ -107,7 +107,7 @@ void sdh_req_release(sdh_req *r)
         L->cache = r;
         L->ncache++;
     } else {
-        sdn_free(r);
+        sdd_free(r);
     }
     if (c != NULL)
         sdh_conn_unref(c);
@@ -325,7 +325,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
             return msg_fail(c, 431, "too many header fields");
         if (cap > SDH_MAX_HEADERS)
             cap = SDH_MAX_HEADERS;
-        if ((nh = sdn_realloc(c->hdrs, cap * sizeof(*nh))) == NULL)
+        if ((nh = sdd_realloc(c->hdrs, cap * sizeof(*nh))) == NULL)
             return msg_fail(c, 503, "out of memory");
         c->hdrs = nh;
         c->hdrs_cap = cap;
@@ -481,7 +481,7 @@ static int build_view(sdh_conn *c, sdh_req *r)
     else
         split_url(v, "/", 1, 0);
     if (c->nhdrs > SDH_INLINE_HEADERS &&
-        (hs = r->headers_heap = sdn_malloc(c->nhdrs * sizeof(*hs))) == NULL)
+        (hs = r->headers_heap = sdd_malloc(c->nhdrs * sizeof(*hs))) == NULL)
         return SELDON_ENOMEM;
     for (i = 0; i < c->nhdrs; i++) {
         hs[i].name = (const char *)base + c->hdrs[i].name_off;
@@ -621,7 +621,7 @@ static int conn_make_room(sdh_conn *c)
             conn_rebase(c, keep); /* nothing to keep: start over at the front */
             keep = 0;
             if (b->cap > SDH_BLOCK_KEEP && want <= SDH_BLOCK_SIZE &&
-                (nb = sdn_realloc(b, sizeof(*b) + SDH_BLOCK_SIZE)) != NULL) {
+                (nb = sdd_realloc(b, sizeof(*b) + SDH_BLOCK_SIZE)) != NULL) {
                 nb->cap = SDH_BLOCK_SIZE;
                 c->block = b = nb;
             }
@@ -636,7 +636,7 @@ static int conn_make_room(sdh_conn *c)
         }
         need = live + want;
         cap = b->cap * 2 > need ? b->cap * 2 : need;
-        if ((nb = sdn_realloc(b, sizeof(*b) + cap)) == NULL)
+        if ((nb = sdd_realloc(b, sizeof(*b) + cap)) == NULL)
             return -1;
         nb->cap = cap;
         c->block = nb;
@@ -665,7 +665,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         return;
     }
     if (conn_make_room(c) < 0) {
-        sdn_log(SELDON_LOG_ERROR, "http: out of memory for a connection's input");
+        sdd_log(SELDON_LOG_ERROR, "http: out of memory for a connection's input");
         buf->base = NULL; /* libuv reports UV_ENOBUFS */
         buf->len = 0;
         return;
@@ -767,12 +767,12 @@ void sdh_on_connection(uv_stream_t *srv, int status)
     sdh_conn *c;
 
     if (status < 0) {
-        sdn_log(SELDON_LOG_WARN, "http: accept: %s", uv_strerror(status));
+        sdd_log(SELDON_LOG_WARN, "http: accept: %s", uv_strerror(status));
         return;
     }
-    if ((c = sdn_calloc(1, sizeof(*c))) == NULL) {
+    if ((c = sdd_calloc(1, sizeof(*c))) == NULL) {
         /* libuv pauses this listener until the next accept; nothing better to do */
-        sdn_log(SELDON_LOG_ERROR, "http: out of memory for a new connection");
+        sdd_log(SELDON_LOG_ERROR, "http: out of memory for a new connection");
         return;
     }
     uv_tcp_init(&L->uv, &c->tcp);

@@ -31,7 +31,7 @@
 #include <http_parser.h>
 #include <uv.h>
 
-#include "core/core.h"
+#include "sdd.h"
 #include "http_server.h"
 
 #define SDH_NONE SIZE_MAX

@@ -62,15 +62,15 @@ static int format_head(sdh_req *r, int status, const sdh_header *h, size_t n, si
     for (i = 0; i < n; i++) {
         if (h[i].name == NULL || h[i].name_len == 0 || (h[i].value == NULL && h[i].value_len) ||
             has_crlf(h[i].name, h[i].name_len) || has_crlf(h[i].value, h[i].value_len))
-            return sdn_error(SELDON_EINVAL, "response header %zu: empty name or CR/LF", i);
-        if (!sdn_add_size(&need, need, h[i].name_len) ||
-            !sdn_add_size(&need, need, h[i].value_len) || !sdn_add_size(&need, need, 4))
-            return sdn_error(SELDON_EINVAL, "response headers: size overflow");
+            return sdd_error(SELDON_EINVAL, "response header %zu: empty name or CR/LF", i);
+        if (!sdd_add_size(&need, need, h[i].name_len) ||
+            !sdd_add_size(&need, need, h[i].value_len) || !sdd_add_size(&need, need, 4))
+            return sdd_error(SELDON_EINVAL, "response headers: size overflow");
     }
     if (need <= sizeof(r->head_inline)) {
         p = r->head_inline;
-    } else if ((p = r->head_heap = sdn_malloc(need)) == NULL) {
-        return sdn_error(SELDON_ENOMEM, "response head: %zu bytes", need);
+    } else if ((p = r->head_heap = sdd_malloc(need)) == NULL) {
+        return sdd_error(SELDON_ENOMEM, "response head: %zu bytes", need);
     }
     r->head = p;
     p = put(p, "HTTP/1.1 ", 9);
@@ -135,12 +135,12 @@ static int post(sdh_req *r)
     if (!orphan)
         return 0;
     sdh_req_free_storage(r);
-    sdn_free(r);
+    sdd_free(r);
     if (last) {
         uv_mutex_destroy(&mb->mu);
-        sdn_free(mb);
+        sdd_free(mb);
     }
-    return sdn_error(SELDON_ECANCELED, "request abandoned by a stopped server");
+    return sdd_error(SELDON_ECANCELED, "request abandoned by a stopped server");
 }
 
 int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nheaders,
@@ -157,11 +157,11 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
     }
     if (req == NULL) {
         seldon_buf_free(&b);
-        return sdn_error(SELDON_EINVAL, "sdh_respond: req is NULL");
+        return sdd_error(SELDON_EINVAL, "sdh_respond: req is NULL");
     }
     if (req->responded) {
         seldon_buf_free(&b);
-        return sdn_error(SELDON_ESTATE, "request %llu: already answered",
+        return sdd_error(SELDON_ESTATE, "request %llu: already answered",
                          (unsigned long long)req->id);
     }
     req->responded = 1;
@@ -170,7 +170,7 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
            !(on_loop ? req->loop->stopping
                      : atomic_load_explicit(&req->mbox->stopping, memory_order_relaxed));
     if (status < 200 || status > 599 || (nheaders > 0 && headers == NULL)) {
-        rc = sdn_error(SELDON_EINVAL, "sdh_respond: status %d or headers invalid", status);
+        rc = sdd_error(SELDON_EINVAL, "sdh_respond: status %d or headers invalid", status);
         status = 500;
         nheaders = 0;
         seldon_buf_free(&b);
@@ -410,7 +410,7 @@ static void loop_main(void *arg)
 
 static int uv_fail(int e, const char *what)
 {
-    return sdn_error(SELDON_EIO, "http: %s: %s", what, uv_strerror(e));
+    return sdd_error(SELDON_EIO, "http: %s: %s", what, uv_strerror(e));
 }
 
 static int open_listener(int *out, const struct sockaddr_storage *ss, socklen_t sslen,
@@ -424,18 +424,18 @@ static int open_listener(int *out, const struct sockaddr_storage *ss, socklen_t 
     else
         ((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)port);
     if ((fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-        return sdn_error(SELDON_EIO, "http: socket: %s", strerror(errno));
+        return sdd_error(SELDON_EIO, "http: socket: %s", strerror(errno));
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
-        rc = sdn_error(SELDON_EIO, "http: setsockopt: %s", strerror(errno));
+        rc = sdd_error(SELDON_EIO, "http: setsockopt: %s", strerror(errno));
         goto out;
     }
     if (bind(fd, (struct sockaddr *)&a, sslen) < 0) {
-        rc = sdn_error(SELDON_EIO, "http: bind %s port %d: %s", host, port, strerror(errno));
+        rc = sdd_error(SELDON_EIO, "http: bind %s port %d: %s", host, port, strerror(errno));
         goto out;
     }
     if (listen(fd, SOMAXCONN) < 0) {
-        rc = sdn_error(SELDON_EIO, "http: listen: %s", strerror(errno));
+        rc = sdd_error(SELDON_EIO, "http: listen: %s", strerror(errno));
         goto out;
     }
     *out = fd;
@@ -451,7 +451,7 @@ static int bound_port(int fd)
     struct sockaddr_storage a;
     socklen_t len = sizeof(a);
     if (getsockname(fd, (struct sockaddr *)&a, &len) < 0)
-        return sdn_error(SELDON_EIO, "http: getsockname: %s", strerror(errno));
+        return sdd_error(SELDON_EIO, "http: getsockname: %s", strerror(errno));
     if (a.ss_family == AF_INET)
         return ntohs(((struct sockaddr_in *)&a)->sin_port);
     return ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
@@ -465,10 +465,10 @@ static int loop_init(sdh_loop *L)
     if ((e = uv_loop_init(&L->uv)) < 0)
         return uv_fail(e, "uv_loop_init");
     L->uv_inited = 1;
-    if ((L->mbox = sdn_calloc(1, sizeof(*L->mbox))) == NULL)
-        return sdn_error(SELDON_ENOMEM, "http: mailbox");
+    if ((L->mbox = sdd_calloc(1, sizeof(*L->mbox))) == NULL)
+        return sdd_error(SELDON_ENOMEM, "http: mailbox");
     if ((e = uv_mutex_init(&L->mbox->mu)) < 0) {
-        sdn_free(L->mbox);
+        sdd_free(L->mbox);
         L->mbox = NULL;
         return uv_fail(e, "uv_mutex_init");
     }
@@ -514,7 +514,7 @@ static void mbox_release(sdh_mbox *mb)
     uv_mutex_unlock(&mb->mu);
     if (!keep) {
         uv_mutex_destroy(&mb->mu);
-        sdn_free(mb);
+        sdd_free(mb);
     }
 }
 
@@ -536,10 +536,10 @@ static void loop_destroy(sdh_loop *L)
         close(L->fd);
     while ((r = L->cache) != NULL) {
         L->cache = r->next;
-        sdn_free(r);
+        sdd_free(r);
     }
     mbox_release(L->mbox);
-    sdn_free(L);
+    sdd_free(L);
 }
 
 /* ---------------------------------------------------------------- server */
@@ -559,7 +559,7 @@ static int parse_host(struct sockaddr_storage *ss, socklen_t *len, const char *h
         *len = sizeof(*a6);
         return 0;
     }
-    return sdn_error(SELDON_EINVAL, "http: host \"%s\": not a numeric IPv4/IPv6 address", host);
+    return sdd_error(SELDON_EINVAL, "http: host \"%s\": not a numeric IPv4/IPv6 address", host);
 }
 
 static void ignore_sigpipe(void)
@@ -580,12 +580,12 @@ int sdh_server_start(sdh_server **out, const sdh_config *cfg)
     int rc = 0, i, port, e;
 
     if (out == NULL || cfg == NULL || cfg->handler == NULL) {
-        rc = sdn_error(SELDON_EINVAL, "http: out, cfg and cfg->handler must not be NULL");
+        rc = sdd_error(SELDON_EINVAL, "http: out, cfg and cfg->handler must not be NULL");
         goto out;
     }
     *out = NULL;
     if (cfg->io_threads < 1 || cfg->io_threads > 1024 || cfg->port < 0 || cfg->port > 65535) {
-        rc = sdn_error(SELDON_EINVAL, "http: io_threads %d or port %d out of range",
+        rc = sdd_error(SELDON_EINVAL, "http: io_threads %d or port %d out of range",
                        cfg->io_threads, cfg->port);
         goto out;
     }
@@ -593,9 +593,9 @@ int sdh_server_start(sdh_server **out, const sdh_config *cfg)
     if ((rc = parse_host(&ss, &sslen, host)) < 0)
         goto out;
     ignore_sigpipe();
-    if ((s = sdn_calloc(1, sizeof(*s))) == NULL ||
-        (s->loops = sdn_calloc((size_t)cfg->io_threads, sizeof(*s->loops))) == NULL) {
-        rc = sdn_error(SELDON_ENOMEM, "http: server");
+    if ((s = sdd_calloc(1, sizeof(*s))) == NULL ||
+        (s->loops = sdd_calloc((size_t)cfg->io_threads, sizeof(*s->loops))) == NULL) {
+        rc = sdd_error(SELDON_ENOMEM, "http: server");
         goto out;
     }
     s->cfg = *cfg;
@@ -603,9 +603,9 @@ int sdh_server_start(sdh_server **out, const sdh_config *cfg)
     s->nloops = cfg->io_threads;
     port = cfg->port;
     for (i = 0; i < s->nloops; i++) {
-        sdh_loop *L = sdn_calloc(1, sizeof(*L));
+        sdh_loop *L = sdd_calloc(1, sizeof(*L));
         if (L == NULL) {
-            rc = sdn_error(SELDON_ENOMEM, "http: loop");
+            rc = sdd_error(SELDON_ENOMEM, "http: loop");
             goto out;
         }
         s->loops[i] = L;
@@ -676,6 +676,6 @@ void sdh_server_free(sdh_server *s)
     if (s->loops != NULL)
         for (i = 0; i < s->nloops; i++)
             loop_destroy(s->loops[i]);
-    sdn_free(s->loops);
-    sdn_free(s);
+    sdd_free(s->loops);
+    sdd_free(s);
 }

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http_wire.h"
 #include "seldon/common.h"
 
 #ifdef __cplusplus
@@ -31,12 +32,6 @@ typedef struct sdh_server sdh_server;
 /* One request awaiting its response. Valid from the handler call until sdh_respond(). */
 typedef struct sdh_req sdh_req;
 
-typedef struct sdh_header {
-    const char *name; /* not NUL-terminated */
-    size_t name_len;
-    const char *value; /* not NUL-terminated */
-    size_t value_len;
-} sdh_header;
 
 /*
  * A request, as a view into the connection's input buffer: borrowed, valid until

@@ -12,7 +12,7 @@
 /* Parses a level name ("error", "warn", "info", "debug", "trace"); -1 if unknown. */
 int32_t sdd_log_level_parse(const char *name);
 
-/* Routes libseldon's log (and the daemon's, through sdn_log) to stderr up to level. */
+/* Routes libseldon's log (and the daemon's, through sdd_log) to stderr up to level. */
 void sdd_log_init(const char *program, int32_t level);
 
 #endif

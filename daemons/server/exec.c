@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/core.h"
+#include "sdd.h"
 #include "server.h"
 
 int64_t srv_now_ns(void)

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "core/core.h"
+#include "sdd.h"
 #include "server.h"
 
 static void usage(FILE *f)
@@ -245,7 +245,7 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = srv_exec_start(&s);
     if (rc != 0) {
-        sdn_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
+        sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
         return 1;
     }
 
@@ -259,7 +259,7 @@ int main(int argc, char **argv)
     hc.user_data = &s;
     rc = sdh_server_start(&s.http, &hc);
     if (rc != 0) {
-        sdn_log(SELDON_LOG_ERROR, "REST on %s:%d: %s", s.cfg.host, s.cfg.http_port,
+        sdd_log(SELDON_LOG_ERROR, "REST on %s:%d: %s", s.cfg.host, s.cfg.http_port,
                 seldon_last_error());
         return 1;
     }
@@ -273,11 +273,11 @@ int main(int argc, char **argv)
     gc.nmethods = srv_grpc_methods(methods, sizeof(methods) / sizeof(methods[0]), &s);
     rc = sdg_server_start(&s.grpc, &gc);
     if (rc != 0) {
-        sdn_log(SELDON_LOG_ERROR, "gRPC on %s: %s", grpc_addr, seldon_last_error());
+        sdd_log(SELDON_LOG_ERROR, "gRPC on %s: %s", grpc_addr, seldon_last_error());
         sdh_server_free(s.http);
         return 1;
     }
-    sdn_log(SELDON_LOG_INFO, "serving %s: REST on port %d, gRPC on port %d", s.cfg.repo_dir,
+    sdd_log(SELDON_LOG_INFO, "serving %s: REST on port %d, gRPC on port %d", s.cfg.repo_dir,
             sdh_server_port(s.http), sdg_server_port(s.grpc));
     printf("listening http=%d grpc=%d\n", sdh_server_port(s.http), sdg_server_port(s.grpc));
     fflush(stdout);
@@ -286,17 +286,17 @@ int main(int argc, char **argv)
     if (s.cfg.load_all) {
         size_t failed = 0;
         if (seldon_repo_load_all(s.repo, &failed) != 0)
-            sdn_log(SELDON_LOG_ERROR, "%s", seldon_last_error());
+            sdd_log(SELDON_LOG_ERROR, "%s", seldon_last_error());
         else if (failed)
-            sdn_log(SELDON_LOG_WARN, "%zu model(s) failed to load; see the repository index",
+            sdd_log(SELDON_LOG_WARN, "%zu model(s) failed to load; see the repository index",
                     failed);
     }
     srv_refresh_loaded(&s);
     atomic_store(&s.ready, 1);
-    sdn_log(SELDON_LOG_INFO, "ready: %zu model(s) loaded", seldon_repo_ready_count(s.repo));
+    sdd_log(SELDON_LOG_INFO, "ready: %zu model(s) loaded", seldon_repo_ready_count(s.repo));
 
     sigwait(&sigs, &sig);
-    sdn_log(SELDON_LOG_INFO, "%s: finishing requests in flight, then exiting",
+    sdd_log(SELDON_LOG_INFO, "%s: finishing requests in flight, then exiting",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
     atomic_store(&s.ready, 0);
     sdh_server_stop(s.http, s.cfg.grace_ms);
@@ -306,6 +306,6 @@ int main(int argc, char **argv)
     sdg_server_free(s.grpc);
     seldon_repo_free(s.repo);
     seldon_metrics_free(s.metrics);
-    sdn_log(SELDON_LOG_INFO, "stopped");
+    sdd_log(SELDON_LOG_INFO, "stopped");
     return 0;
 }

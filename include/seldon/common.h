@@ -82,6 +82,13 @@ SELDON_API int32_t seldon_last_error_code(void);
 SELDON_API void seldon_clear_error(void);
 
 /*
+ * Records code and message (copied; NULL for none) as this thread's last
+ * failure, for hosts and daemons that report their own errors the same way
+ * libseldon does. Returns code, so a failure reads `return seldon_set_error(...)`.
+ */
+SELDON_API int32_t seldon_set_error(int32_t code, const char *message);
+
+/*
  * Allocator hooks. Every allocation libseldon makes goes through these.
  * Set them once, before any other libseldon call; NULL restores the C
  * library's malloc/realloc/free. realloc_fn and free_fn receive only pointers
@@ -103,6 +110,8 @@ SELDON_API int seldon_set_allocator(const seldon_allocator *alloc);
 
 /* Allocate and free through the hooks; for buffers that libseldon hands out. */
 SELDON_API void *seldon_malloc(size_t size);
+SELDON_API void *seldon_calloc(size_t n, size_t size);
+SELDON_API void *seldon_realloc(void *ptr, size_t size);
 SELDON_API void seldon_free(void *ptr);
 
 /* Log levels: a message is emitted when its level <= the configured level. */
@@ -124,6 +133,15 @@ typedef void (*seldon_log_fn)(void *user_data, int32_t level, const char *messag
  * The default is no callback.
  */
 SELDON_API void seldon_set_log(seldon_log_fn fn, void *user_data, int32_t level);
+
+/*
+ * Emits one line through the configured log callback when level is enabled:
+ * the host's own lines then share libseldon's destination and filter.
+ */
+SELDON_API void seldon_log(int32_t level, const char *message);
+
+/* 1 when lines of this level reach the callback, so callers can skip formatting. */
+SELDON_API int32_t seldon_log_enabled(int32_t level);
 
 /* The name of a level ("error", "warn", "info", "debug", "trace"). */
 SELDON_API const char *seldon_log_level_name(int32_t level);

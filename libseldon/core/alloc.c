@@ -112,6 +112,16 @@ void *seldon_malloc(size_t size)
     return sdn_malloc(size);
 }
 
+void *seldon_calloc(size_t n, size_t size)
+{
+    return sdn_calloc(n, size);
+}
+
+void *seldon_realloc(void *ptr, size_t size)
+{
+    return sdn_realloc(ptr, size);
+}
+
 void seldon_free(void *ptr)
 {
     sdn_free(ptr);

@@ -55,6 +55,13 @@ void seldon_clear_error(void)
     last_code = 0;
 }
 
+int32_t seldon_set_error(int32_t code, const char *message)
+{
+    if (message == NULL)
+        return sdn_error(code, NULL);
+    return sdn_error(code, "%s", message);
+}
+
 int sdn_verror(int code, const char *fmt, va_list ap)
 {
     last_code = code;

@@ -43,3 +43,16 @@ void sdn_log_emit(int32_t level, const char *fmt, ...)
     va_end(ap);
     fn(log_user_data, level, line);
 }
+
+void seldon_log(int32_t level, const char *message)
+{
+    seldon_log_fn fn = log_fn;
+    if (fn == NULL || level > sdn_log_level || level <= SELDON_LOG_NONE || message == NULL)
+        return;
+    fn(log_user_data, level, message);
+}
+
+int32_t seldon_log_enabled(int32_t level)
+{
+    return log_fn != NULL && level > SELDON_LOG_NONE && level <= sdn_log_level;
+}
