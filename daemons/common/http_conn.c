@@ -380,6 +380,8 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
     sdh_hoff *h;
     size_t i;
 
+    if (c->cur_stream != NULL)
+        return 0; /* trailers of a streamed body: not kept, the body has gone on */
     /* Lower-case in place: these bytes are parsed and ours. */
     for (i = 0; i < n; i++)
         if (s[i] >= 'A' && s[i] <= 'Z')
@@ -414,7 +416,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     sdh_conn *c = p->data;
     sdh_hoff *h;
-    if (c->nhdrs == 0)
+    if (c->nhdrs == 0 || c->cur_stream != NULL)
         return 0;
     h = &c->hdrs[c->nhdrs - 1];
     if (c->last_cb == SDH_CB_FIELD) {

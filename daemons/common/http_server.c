@@ -197,8 +197,14 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
         return sdd_error(SELDON_ESTATE, "request %llu: already answered",
                          (unsigned long long)req->id);
     }
-    req->responded = 1;
     on_loop = sdh_on_loop(req->loop);
+    if (on_loop && req->conn != NULL && req->conn->pending == req) {
+        seldon_buf_free(&b);
+        return sdd_error(SELDON_ESTATE, "request %llu: its body is not in; take it with "
+                         "sdh_stream_take() to answer from the head handler",
+                         (unsigned long long)req->id);
+    }
+    req->responded = 1;
     if (req->stream) {
         if (!on_loop) { /* a streamed request lives on its loop thread */
             seldon_buf_free(&b);
