@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "loops.h"
 #include "sdd.h"
 #include "server.h"
 
@@ -218,6 +219,7 @@ int main(int argc, char **argv)
     srv s;
     seldon_repo_options ro = SELDON_REPO_OPTIONS_INIT;
     sdh_config hc;
+    sdl_loops *loops = NULL;
     sdg_config gc;
     sdg_method methods[16];
     char grpc_addr[128];
@@ -252,15 +254,24 @@ int main(int argc, char **argv)
     memset(&hc, 0, sizeof(hc));
     hc.host = s.cfg.host;
     hc.port = s.cfg.http_port;
-    hc.io_threads = s.cfg.io_threads;
     hc.max_body = s.cfg.max_body;
     hc.idle_timeout_ms = s.cfg.idle_timeout_ms;
+    hc.request_timeout_ms = s.cfg.idle_timeout_ms; /* a whole request within the idle time */
     hc.handler = srv_rest_handler;
     hc.user_data = &s;
-    rc = sdh_server_start(&s.http, &hc);
+    /* One HTTP loop per I/O thread, each with its own listener on the same port. */
+    rc = sdl_loops_new(&loops, s.cfg.io_threads);
+    if (rc == 0)
+        rc = sdh_server_new(&s.http, &hc);
+    for (int i = 0; rc == 0 && i < s.cfg.io_threads; i++)
+        rc = sdh_server_listen(s.http, sdl_loops_loop(loops, i));
+    if (rc == 0)
+        rc = sdl_loops_start(loops);
     if (rc != 0) {
         sdd_log(SELDON_LOG_ERROR, "REST on %s:%d: %s", s.cfg.host, s.cfg.http_port,
                 seldon_last_error());
+        sdh_server_free(s.http);
+        sdl_loops_free(loops);
         return 1;
     }
     memset(&gc, 0, sizeof(gc));
@@ -274,6 +285,8 @@ int main(int argc, char **argv)
     rc = sdg_server_start(&s.grpc, &gc);
     if (rc != 0) {
         sdd_log(SELDON_LOG_ERROR, "gRPC on %s: %s", grpc_addr, seldon_last_error());
+        sdh_server_stop(s.http, 0);
+        sdl_loops_free(loops);
         sdh_server_free(s.http);
         return 1;
     }
@@ -302,6 +315,7 @@ int main(int argc, char **argv)
     sdh_server_stop(s.http, s.cfg.grace_ms);
     sdg_server_stop(s.grpc, s.cfg.grace_ms);
     srv_exec_stop(&s);
+    sdl_loops_free(loops); /* stops and joins them: nothing is attached any more */
     sdh_server_free(s.http);
     sdg_server_free(s.grpc);
     seldon_repo_free(s.repo);
