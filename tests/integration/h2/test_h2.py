@@ -225,6 +225,34 @@ def test_upstream_refused(g):
         proxy.stop()
 
 
+def test_upstream_connect_timeout(g):
+    """An upstream whose accept queue is full drops our SYN: the connect timeout fires and
+    the client hears UNAVAILABLE naming it, distinct from a refusal."""
+    full = socket.socket()
+    full.bind((HOST, 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # a backlog of 0 still admits one or two
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((HOST, port))
+        fillers.append(s)
+    proxy = start_proxy(port, "--connect-timeout-ms", "300")
+    try:
+        channel, stub = g.stub(proxy.target)
+        with channel:
+            with pytest.raises(g.grpc.RpcError) as e:
+                stub.ServerLive(g.pb2.ServerLiveRequest(), timeout=GUARD)
+            assert e.value.code() == g.grpc.StatusCode.UNAVAILABLE
+            assert "connect timed out" in e.value.details()
+    finally:
+        proxy.stop()
+        for s in fillers:
+            s.close()
+        full.close()
+
+
 class Silent:
     """An upstream that accepts and reads but never answers."""
 
