@@ -1,0 +1,1037 @@
+/*
+ * One h2c connection, server or client side: bytes from uv_read go into the
+ * nghttp2 session, the session's output goes out through uv_write, and stream
+ * events go up to the stream's callbacks. Everything runs on the owner's loop.
+ *
+ * Re-entrancy: nghttp2 forbids calling the session's send/recv from inside its
+ * own callbacks, and a user callback may act on any stream. So every entry into
+ * the session is bracketed by sd2_conn_enter/leave; a flush or a failure asked
+ * for inside is done at the outermost leave.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2_internal.h"
+#include "sdd.h"
+
+const char *sd2_strerror(int err)
+{
+    switch (err) {
+    case SD2_OK: return "ok";
+    case SD2_EREFUSED: return "connection refused";
+    case SD2_ECONNECT: return "connect failed";
+    case SD2_ECONNTIMEOUT: return "connect timed out";
+    case SD2_ETIMEOUT: return "request timed out";
+    case SD2_ECLOSED: return "connection closed";
+    case SD2_EGOAWAY: return "connection going away; stream not processed";
+    case SD2_ERESET: return "stream reset by peer";
+    case SD2_ECANCELED: return "canceled";
+    case SD2_ENOMEM: return "out of memory";
+    case SD2_EPROTO: return "protocol error";
+    default: return "unknown error";
+    }
+}
+
+/* --- Header blocks ------------------------------------------------------------------ */
+
+static void hbuf_reset(sd2_hbuf *b)
+{
+    b->len = 0;
+    b->n = 0;
+}
+
+static void hbuf_free(sd2_hbuf *b)
+{
+    sdd_free(b->mem);
+    sdd_free(b->ent);
+    memset(b, 0, sizeof(*b));
+}
+
+static int hbuf_add(sd2_hbuf *b, const uint8_t *name, size_t nl, const uint8_t *value, size_t vl)
+{
+    size_t need = b->len + nl + vl;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 512;
+        char *m;
+        while (cap < need)
+            cap *= 2;
+        m = sdd_realloc(b->mem, cap);
+        if (m == NULL)
+            return -1;
+        b->mem = m;
+        b->cap = cap;
+    }
+    if (b->n == b->ncap) {
+        size_t ncap = b->ncap ? b->ncap * 2 : 16;
+        size_t *e = sdd_realloc(b->ent, ncap * 4 * sizeof(size_t));
+        if (e == NULL)
+            return -1;
+        b->ent = e;
+        b->ncap = ncap;
+    }
+    b->ent[b->n * 4] = b->len;
+    b->ent[b->n * 4 + 1] = nl;
+    memcpy(b->mem + b->len, name, nl);
+    b->len += nl;
+    b->ent[b->n * 4 + 2] = b->len;
+    b->ent[b->n * 4 + 3] = vl;
+    memcpy(b->mem + b->len, value, vl);
+    b->len += vl;
+    b->n++;
+    return 0;
+}
+
+/* The block as sd2_header entries; caller frees the array. NULL with n == 0 is fine. */
+static sd2_header *hbuf_view(const sd2_hbuf *b, int *oom)
+{
+    sd2_header *h;
+    size_t i;
+    *oom = 0;
+    if (b->n == 0)
+        return NULL;
+    h = sdd_malloc(b->n * sizeof(*h));
+    if (h == NULL) {
+        *oom = 1;
+        return NULL;
+    }
+    for (i = 0; i < b->n; i++) {
+        h[i].name = b->mem + b->ent[i * 4];
+        h[i].name_len = b->ent[i * 4 + 1];
+        h[i].value = b->mem + b->ent[i * 4 + 2];
+        h[i].value_len = b->ent[i * 4 + 3];
+    }
+    return h;
+}
+
+int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre,
+                size_t npre)
+{
+    size_t bytes = 0, i, total = n + npre;
+    nghttp2_nv *nv;
+    uint8_t *p;
+    out->nv = NULL;
+    out->n = 0;
+    if (total == 0)
+        return 0;
+    for (i = 0; i < total; i++) {
+        const sd2_header *x = i < npre ? &pre[i] : &h[i - npre];
+        bytes += x->name_len + x->value_len + 2;
+    }
+    nv = sdd_malloc(total * sizeof(*nv) + bytes);
+    if (nv == NULL)
+        return -1;
+    p = (uint8_t *)(nv + total);
+    for (i = 0; i < total; i++) {
+        const sd2_header *x = i < npre ? &pre[i] : &h[i - npre];
+        nv[i].name = p;
+        memcpy(p, x->name, x->name_len);
+        p[x->name_len] = 0;
+        p += x->name_len + 1;
+        nv[i].value = p;
+        memcpy(p, x->value, x->value_len);
+        p[x->value_len] = 0;
+        p += x->value_len + 1;
+        nv[i].namelen = x->name_len;
+        nv[i].valuelen = x->value_len;
+        nv[i].flags = NGHTTP2_NV_FLAG_NONE;
+    }
+    out->nv = nv;
+    out->n = total;
+    return 0;
+}
+
+void sd2_hcopy_free(sd2_hcopy *h)
+{
+    sdd_free(h->nv);
+    h->nv = NULL;
+    h->n = 0;
+}
+
+/* --- Streams ------------------------------------------------------------------------ */
+
+sd2_stream *sd2_stream_alloc(sd2_conn *c)
+{
+    sd2_stream *s = sdd_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->conn = c;
+    s->heap_idx = SIZE_MAX;
+    return s;
+}
+
+void sd2_stream_link(sd2_stream *s)
+{
+    sd2_conn *c = s->conn;
+    s->prev = NULL;
+    s->next = c->streams;
+    if (c->streams)
+        c->streams->prev = s;
+    c->streams = s;
+    c->nstreams++;
+}
+
+static void stream_unlink(sd2_stream *s)
+{
+    sd2_conn *c = s->conn;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        c->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    c->nstreams--;
+}
+
+static void queue_free(sd2_stream *s)
+{
+    sd2_chunk *k = s->q_head, *next;
+    for (; k != NULL; k = next) {
+        next = k->next;
+        sdd_free(k);
+    }
+    s->q_head = s->q_tail = NULL;
+    s->queued = 0;
+}
+
+/* Tells the user, forgets the stream. The session may still hold its id (connection
+ * failure) or has just dropped it (on_stream_close). */
+static void stream_finish(sd2_stream *s, int err, uint32_t code)
+{
+    sd2_conn *c = s->conn;
+    if (s->err_set)
+        err = s->err_set;
+    if (s->unconsumed > 0 && c->ses != NULL && !c->dead)
+        nghttp2_session_consume_connection(c->ses, s->unconsumed);
+    s->unconsumed = 0;
+    if (c->ses != NULL && s->id > 0)
+        nghttp2_session_set_stream_user_data(c->ses, s->id, NULL);
+    stream_unlink(s);
+    if (c->owner->is_client)
+        sd2_client_unheap(s);
+    if (s->bound && s->cbs.on_close)
+        s->cbs.on_close(s, s->ud, err, code);
+    queue_free(s);
+    hbuf_free(&s->rx);
+    sd2_hcopy_free(&s->trailers);
+    sdd_free(s);
+}
+
+void sd2_stream_bind(sd2_stream *s, const sd2_stream_cbs *cbs, void *user_data)
+{
+    s->cbs = *cbs;
+    s->ud = user_data;
+    s->bound = 1;
+}
+
+void *sd2_stream_user_data(const sd2_stream *s)
+{
+    return s->ud;
+}
+
+int32_t sd2_stream_id(const sd2_stream *s)
+{
+    return s->id;
+}
+
+size_t sd2_queued(const sd2_stream *s)
+{
+    return s->queued;
+}
+
+int sd2_headers_done(const sd2_stream *s)
+{
+    return s->conn->owner->is_client ? s->headers_recv : s->headers_sent;
+}
+
+static ssize_t provider_read(nghttp2_session *ses, int32_t id, uint8_t *buf, size_t len,
+                             uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    sd2_stream *s = src->ptr;
+    size_t done = 0;
+    (void)ud;
+    (void)id;
+    while (done < len && s->q_head != NULL) {
+        sd2_chunk *k = s->q_head;
+        size_t take = k->len - k->off;
+        if (take > len - done)
+            take = len - done;
+        memcpy(buf + done, k->data + k->off, take);
+        k->off += take;
+        done += take;
+        if (k->off == k->len) {
+            s->q_head = k->next;
+            if (s->q_head == NULL)
+                s->q_tail = NULL;
+            sdd_free(k);
+        }
+    }
+    s->queued -= done;
+    if (s->want_drain && s->queued < s->conn->owner->opts.stream_queue_limit) {
+        s->want_drain = 0;
+        s->drain_pending = 1;
+        s->conn->want_drains = 1;
+    }
+    if (s->q_head == NULL) {
+        if (s->local_end) {
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            if (s->trailers.n > 0) {
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+                if (nghttp2_submit_trailer(ses, s->id, s->trailers.nv, s->trailers.n) != 0)
+                    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+                sd2_hcopy_free(&s->trailers);
+            }
+            s->end_submitted = 1;
+        } else if (done == 0) {
+            s->deferred = 1;
+            return NGHTTP2_ERR_DEFERRED;
+        }
+    }
+    return (ssize_t)done;
+}
+
+const nghttp2_data_provider sd2_provider_template = {{0}, provider_read};
+
+static void stream_resume(sd2_stream *s)
+{
+    if (s->deferred) {
+        s->deferred = 0;
+        nghttp2_session_resume_data(s->conn->ses, s->id);
+    }
+}
+
+static int stream_usable(const sd2_stream *s)
+{
+    return !s->conn->dead && !s->reset_local;
+}
+
+int sd2_send_headers(sd2_stream *s, const sd2_header *h, size_t n, int end)
+{
+    sd2_conn *c = s->conn;
+    sd2_hcopy nv;
+    nghttp2_data_provider prd = sd2_provider_template;
+    int rv;
+    if (!stream_usable(s))
+        return SD2_ECLOSED;
+    if (c->owner->is_client || s->headers_sent)
+        return SD2_EPROTO;
+    if (sd2_nv_copy(&nv, h, n, NULL, 0) < 0)
+        return SD2_ENOMEM;
+    prd.source.ptr = s;
+    rv = nghttp2_submit_response(c->ses, s->id, nv.nv, nv.n, end ? NULL : &prd);
+    sd2_hcopy_free(&nv);
+    if (rv != 0)
+        return SD2_EPROTO;
+    s->headers_sent = 1;
+    if (end) {
+        s->local_end = 1;
+        s->end_submitted = 1;
+    } else {
+        s->provider = 1;
+    }
+    sd2_conn_mark(c);
+    return 0;
+}
+
+int sd2_write(sd2_stream *s, const void *data, size_t len)
+{
+    sd2_conn *c = s->conn;
+    sd2_chunk *k;
+    int full;
+    if (!stream_usable(s))
+        return SD2_ECLOSED;
+    if (s->local_end)
+        return SD2_EPROTO;
+    if (len == 0)
+        return s->queued >= c->owner->opts.stream_queue_limit;
+    k = sdd_malloc(sizeof(*k) + len);
+    if (k == NULL)
+        return SD2_ENOMEM;
+    k->next = NULL;
+    k->len = len;
+    k->off = 0;
+    memcpy(k->data, data, len);
+    if (s->q_tail)
+        s->q_tail->next = k;
+    else
+        s->q_head = k;
+    s->q_tail = k;
+    s->queued += len;
+    full = s->queued >= c->owner->opts.stream_queue_limit;
+    if (full)
+        s->want_drain = 1;
+    stream_resume(s);
+    sd2_conn_mark(c);
+    return full;
+}
+
+int sd2_end(sd2_stream *s, const sd2_header *trailers, size_t n)
+{
+    sd2_conn *c = s->conn;
+    if (!stream_usable(s))
+        return SD2_ECLOSED;
+    if (s->local_end || !s->provider)
+        return SD2_EPROTO;
+    if (n > 0 && sd2_nv_copy(&s->trailers, trailers, n, NULL, 0) < 0)
+        return SD2_ENOMEM;
+    s->local_end = 1;
+    stream_resume(s);
+    sd2_conn_mark(c);
+    return 0;
+}
+
+int sd2_reset(sd2_stream *s, uint32_t h2_code)
+{
+    sd2_conn *c = s->conn;
+    if (!stream_usable(s))
+        return SD2_ECLOSED;
+    s->reset_local = 1;
+    if (!s->err_set)
+        s->err_set = SD2_ECANCELED;
+    queue_free(s);
+    nghttp2_submit_rst_stream(c->ses, NGHTTP2_FLAG_NONE, s->id, h2_code);
+    sd2_conn_mark(c);
+    return 0;
+}
+
+void sd2_consume(sd2_stream *s, size_t len)
+{
+    sd2_conn *c = s->conn;
+    if (len > s->unconsumed)
+        len = s->unconsumed;
+    if (len == 0 || c->dead)
+        return;
+    s->unconsumed -= len;
+    nghttp2_session_consume(c->ses, s->id, len);
+    sd2_conn_mark(c);
+}
+
+/* --- Session callbacks ---------------------------------------------------------------- */
+
+static sd2_stream *stream_of(nghttp2_session *ses, int32_t id)
+{
+    return id > 0 ? nghttp2_session_get_stream_user_data(ses, id) : NULL;
+}
+
+static int on_begin_headers(nghttp2_session *ses, const nghttp2_frame *f, void *ud)
+{
+    sd2_conn *c = ud;
+    sd2_stream *s;
+    if (f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    s = stream_of(ses, f->hd.stream_id);
+    if (s == NULL) {
+        if (c->owner->is_client || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+            return 0;
+        if (c->owner->closing)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        s = sd2_stream_alloc(c);
+        if (s == NULL)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        s->id = f->hd.stream_id;
+        sd2_stream_link(s);
+        nghttp2_session_set_stream_user_data(ses, s->id, s);
+    }
+    hbuf_reset(&s->rx);
+    return 0;
+}
+
+static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t *name,
+                     size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+    sd2_conn *c = ud;
+    sd2_stream *s = stream_of(ses, f->hd.stream_id);
+    (void)flags;
+    if (s == NULL || f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    /* RFC 9113 counts 32 bytes per field on top of name and value. */
+    if (s->rx.len + nl + vl + 32 * (s->rx.n + 1) > c->owner->opts.max_header_list) {
+        s->err_set = SD2_EPROTO;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (hbuf_add(&s->rx, name, nl, value, vl) < 0) {
+        s->err_set = SD2_ENOMEM;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    return 0;
+}
+
+static int deliver_headers(sd2_conn *c, sd2_stream *s, const nghttp2_frame *f)
+{
+    int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    int oom;
+    sd2_header *h = hbuf_view(&s->rx, &oom);
+    if (oom) {
+        s->err_set = SD2_ENOMEM;
+        nghttp2_submit_rst_stream(c->ses, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        return 0;
+    }
+    if (end)
+        s->remote_end = 1;
+    if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        c->owner->on_request(c->owner, s, h, s->rx.n, end);
+    } else if (f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+        s->headers_recv = 1;
+        if (s->bound && !s->reset_local && s->cbs.on_headers)
+            s->cbs.on_headers(s, s->ud, h, s->rx.n, end);
+    } else if (f->headers.cat == NGHTTP2_HCAT_HEADERS) {
+        /* Trailers (or a 1xx's follow-up, which h2c gRPC does not use). */
+        if (end && s->bound && !s->reset_local && s->cbs.on_end)
+            s->cbs.on_end(s, s->ud, h, s->rx.n);
+    }
+    sdd_free(h);
+    hbuf_reset(&s->rx);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ses, const nghttp2_frame *f, void *ud)
+{
+    sd2_conn *c = ud;
+    sd2_stream *s;
+    switch (f->hd.type) {
+    case NGHTTP2_HEADERS:
+        s = stream_of(ses, f->hd.stream_id);
+        if (s != NULL)
+            return deliver_headers(c, s, f);
+        break;
+    case NGHTTP2_DATA:
+        s = stream_of(ses, f->hd.stream_id);
+        if (s != NULL && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            s->remote_end = 1;
+            if (s->bound && !s->reset_local && s->cbs.on_end)
+                s->cbs.on_end(s, s->ud, NULL, 0);
+        }
+        break;
+    case NGHTTP2_RST_STREAM:
+        s = stream_of(ses, f->hd.stream_id);
+        if (s != NULL) {
+            s->rst_recv = 1;
+            s->rst_code = f->rst_stream.error_code;
+        }
+        break;
+    case NGHTTP2_GOAWAY:
+        c->goaway_recv = 1;
+        c->goaway_last = f->goaway.last_stream_id;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    sd2_stream *s = stream_of(ses, id);
+    (void)flags;
+    (void)ud;
+    if (s == NULL || !s->bound || s->reset_local || s->cbs.on_data == NULL) {
+        nghttp2_session_consume(ses, id, len);
+        return 0;
+    }
+    s->unconsumed += len;
+    s->cbs.on_data(s, s->ud, data, len);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *ses, int32_t id, uint32_t code, void *ud)
+{
+    sd2_conn *c = ud;
+    sd2_stream *s = stream_of(ses, id);
+    int err = SD2_OK;
+    if (s == NULL)
+        return 0;
+    if (s->rst_recv && s->rst_code != NGHTTP2_NO_ERROR) {
+        err = SD2_ERESET;
+        code = s->rst_code;
+    } else if (c->goaway_recv && id > c->goaway_last) {
+        err = SD2_EGOAWAY;
+    } else if (code == NGHTTP2_REFUSED_STREAM) {
+        err = SD2_EGOAWAY;
+    } else if (code != NGHTTP2_NO_ERROR) {
+        err = SD2_EPROTO;
+    } else if (!s->remote_end || !s->end_submitted) {
+        /* RST_STREAM(NO_ERROR) before the exchange finished. */
+        err = SD2_ERESET;
+    }
+    stream_finish(s, err, code);
+    return 0;
+}
+
+static int on_invalid_frame(nghttp2_session *ses, const nghttp2_frame *f, int lib_error,
+                            void *ud)
+{
+    sd2_stream *s = stream_of(ses, f->hd.stream_id);
+    (void)ud;
+    (void)lib_error;
+    if (s != NULL && !s->err_set)
+        s->err_set = SD2_EPROTO;
+    return 0;
+}
+
+/* --- The connection ---------------------------------------------------------------------- */
+
+int sd2_owner_init(sd2_owner *o, uv_loop_t *loop, const sd2_opts *opts, int is_client)
+{
+    memset(o, 0, sizeof(*o));
+    o->loop = loop;
+    if (opts)
+        o->opts = *opts;
+    if (!o->opts.max_concurrent_streams)
+        o->opts.max_concurrent_streams = 100;
+    if (!o->opts.max_header_list)
+        o->opts.max_header_list = 64 << 10;
+    if (!o->opts.stream_window)
+        o->opts.stream_window = 256 << 10;
+    if (!o->opts.conn_window)
+        o->opts.conn_window = 1 << 20;
+    if (o->opts.conn_window < 65535)
+        o->opts.conn_window = 65535;
+    if (!o->opts.stream_queue_limit)
+        o->opts.stream_queue_limit = 256 << 10;
+    if (!o->opts.out_limit)
+        o->opts.out_limit = 256 << 10;
+    if (!o->opts.max_conns_per_upstream)
+        o->opts.max_conns_per_upstream = 4;
+    if (!o->opts.connect_timeout_ms)
+        o->opts.connect_timeout_ms = 5000;
+    o->is_client = is_client;
+    o->rbuf = sdd_malloc(SD2_RBUF);
+    if (o->rbuf == NULL)
+        return SD2_ENOMEM;
+    uv_idle_init(loop, &o->idle);
+    uv_check_init(loop, &o->check);
+    o->idle.data = o;
+    o->check.data = o;
+    return 0;
+}
+
+void sd2_owner_fini(sd2_owner *o)
+{
+    sdd_free(o->rbuf);
+    o->rbuf = NULL;
+}
+
+int sd2_conn_session(sd2_conn *c)
+{
+    sd2_owner *o = c->owner;
+    nghttp2_session_callbacks *cb = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_settings_entry iv[3];
+    int rv = SD2_ENOMEM;
+    if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0)
+        goto out;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_send_header_block_length(opt, o->opts.max_header_list + 4096);
+    if (o->is_client) {
+        nghttp2_option_set_peer_max_concurrent_streams(opt, o->opts.max_concurrent_streams);
+        rv = nghttp2_session_client_new2(&c->ses, cb, c, opt);
+    } else {
+        rv = nghttp2_session_server_new2(&c->ses, cb, c, opt);
+    }
+    if (rv != 0) {
+        c->ses = NULL;
+        rv = SD2_ENOMEM;
+        goto out;
+    }
+    iv[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
+    iv[0].value = o->is_client ? 100 : o->opts.max_concurrent_streams;
+    iv[1].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
+    iv[1].value = o->opts.stream_window;
+    iv[2].settings_id = NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE;
+    iv[2].value = o->opts.max_header_list;
+    rv = nghttp2_submit_settings(c->ses, NGHTTP2_FLAG_NONE, iv, 3);
+    if (rv == 0)
+        rv = nghttp2_session_set_local_window_size(c->ses, NGHTTP2_FLAG_NONE, 0,
+                                                   (int32_t)o->opts.conn_window);
+    rv = rv == 0 ? 0 : SD2_ENOMEM;
+out:
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_option_del(opt);
+    return rv;
+}
+
+void sd2_conn_link(sd2_conn *c)
+{
+    sd2_owner *o = c->owner;
+    c->prev = NULL;
+    c->next = o->conns;
+    if (o->conns)
+        o->conns->prev = c;
+    o->conns = c;
+    o->nconns++;
+}
+
+static void conn_unlink(sd2_conn *c)
+{
+    sd2_owner *o = c->owner;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        o->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    o->nconns--;
+}
+
+/* Deferred work, once per loop iteration: flush what the API calls marked, then free
+ * dead connections. The idle handle keeps the poll from blocking while work waits;
+ * the check handle runs it right after the poll. */
+static void owner_work(sd2_owner *o)
+{
+    while (o->dirty != NULL) {
+        sd2_conn *c = o->dirty;
+        o->dirty = c->dnext;
+        c->dnext = NULL;
+        c->dirty = 0;
+        sd2_conn_flush(c);
+    }
+    while (o->zombies != NULL) {
+        sd2_conn *c = o->zombies;
+        o->zombies = c->next;
+        sdd_free(c);
+    }
+    uv_idle_stop(&o->idle);
+    uv_check_stop(&o->check);
+    if (o->closing && o->nconns == 0 && o->all_gone)
+        o->all_gone(o);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    owner_work(h->data);
+}
+
+static void on_check(uv_check_t *h)
+{
+    owner_work(h->data);
+}
+
+static void owner_wake(sd2_owner *o)
+{
+    uv_idle_start(&o->idle, on_idle);
+    uv_check_start(&o->check, on_check);
+}
+
+void sd2_conn_mark(sd2_conn *c)
+{
+    if (c->dirty || c->dead)
+        return;
+    c->dirty = 1;
+    c->dnext = c->owner->dirty;
+    c->owner->dirty = c;
+    owner_wake(c->owner);
+}
+
+/* The connection is gone for good: no handle, no write, no stream refers to it. Its
+ * memory goes at the next loop iteration, as callers up the stack may still look at it. */
+static void conn_gone(sd2_conn *c)
+{
+    sd2_owner *o = c->owner;
+    conn_unlink(c);
+    o->conn_gone(o, c);
+    c->next = o->zombies;
+    o->zombies = c;
+    owner_wake(o);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    sd2_conn *c = h->data;
+    if (--c->handles == 0)
+        conn_gone(c);
+}
+
+static void conn_release(sd2_conn *c)
+{
+    if (c->released)
+        return;
+    if (c->own_tcp) {
+        c->released = 1;
+        c->handles = 1;
+        c->tcp.data = c;
+        uv_close((uv_handle_t *)&c->tcp, handle_closed);
+        if (c->owner->is_client) {
+            c->handles++;
+            c->ctimer.data = c;
+            uv_close((uv_handle_t *)&c->ctimer, handle_closed);
+        }
+        return;
+    }
+    /* Adopted: give the handle back once no write of ours is pending. */
+    uv_read_stop(c->stream);
+    c->reading = 0;
+    if (c->writes_pending > 0)
+        return;
+    c->released = 1;
+    c->release(c->release_owner);
+    conn_gone(c);
+}
+
+void sd2_conn_fail(sd2_conn *c, int err)
+{
+    if (c->dead)
+        return;
+    if (c->depth > 0) {
+        if (!c->failing) {
+            c->failing = 1;
+            c->fail_err = err;
+        }
+        return;
+    }
+    c->dead = 1;
+    c->depth++; /* nothing below may re-enter the session */
+    while (c->streams != NULL)
+        stream_finish(c->streams, err, 0);
+    nghttp2_session_del(c->ses);
+    c->ses = NULL;
+    c->depth--;
+    if (c->reading && c->stream != NULL && c->connected)
+        uv_read_stop(c->stream);
+    c->reading = 0;
+    conn_release(c);
+}
+
+void sd2_conn_enter(sd2_conn *c)
+{
+    c->depth++;
+}
+
+static void run_drains(sd2_conn *c)
+{
+    while (c->want_drains && !c->dead) {
+        sd2_stream *s;
+        c->want_drains = 0;
+        for (s = c->streams; s != NULL; s = s->next) {
+            if (s->drain_pending) {
+                s->drain_pending = 0;
+                if (s->bound && !s->reset_local && s->cbs.on_drain) {
+                    s->cbs.on_drain(s, s->ud);
+                    /* The list may have changed under the callback: start over. */
+                    c->want_drains = 1;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+void sd2_conn_leave(sd2_conn *c)
+{
+    if (--c->depth > 0)
+        return;
+    while (!c->dead && !c->failing && c->want_flush) {
+        c->want_flush = 0;
+        sd2_conn_flush(c);
+    }
+    if (c->failing && !c->dead) {
+        c->failing = 0;
+        sd2_conn_fail(c, c->fail_err);
+    }
+}
+
+static void read_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    sd2_conn *c = h->data;
+    (void)hint;
+    buf->base = (char *)c->owner->rbuf;
+    buf->len = SD2_RBUF;
+}
+
+static void read_done(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    sd2_conn *c = st->data;
+    if (n > 0) {
+        sd2_conn_feed(c, (const uint8_t *)buf->base, (size_t)n);
+    } else if (n < 0) {
+        sd2_conn_fail(c, SD2_ECLOSED);
+    }
+}
+
+int sd2_conn_start_read(sd2_conn *c)
+{
+    int rv;
+    if (c->reading || c->dead)
+        return 0;
+    c->stream->data = c;
+    rv = uv_read_start(c->stream, read_alloc, read_done);
+    if (rv == 0)
+        c->reading = 1;
+    return rv;
+}
+
+/* Closes when the session has nothing left to do (GOAWAY exchanged, streams done). */
+static void maybe_done(sd2_conn *c)
+{
+    if (c->dead || c->depth > 0 || (c->owner->is_client && !c->connected))
+        return;
+    if (!nghttp2_session_want_read(c->ses) && !nghttp2_session_want_write(c->ses) &&
+        c->writes_pending == 0)
+        sd2_conn_fail(c, SD2_ECLOSED);
+}
+
+void sd2_conn_feed(sd2_conn *c, const uint8_t *data, size_t len)
+{
+    ssize_t rv;
+    if (c->dead)
+        return;
+    sd2_conn_enter(c);
+    rv = nghttp2_session_mem_recv(c->ses, data, len);
+    if (rv < 0 || (size_t)rv != len) {
+        sdd_log(SELDON_LOG_DEBUG, "h2: bad input from peer: %s",
+                rv < 0 ? nghttp2_strerror((int)rv) : "short read");
+        /* Say why before closing, when the session can. */
+        if (rv < 0 && rv != NGHTTP2_ERR_NOMEM) {
+            nghttp2_session_terminate_session(c->ses, NGHTTP2_PROTOCOL_ERROR);
+            c->want_flush = 1;
+        }
+        c->failing = 1;
+        c->fail_err = SD2_ECLOSED;
+        sd2_conn_leave(c);
+        return;
+    }
+    c->want_flush = 1;
+    sd2_conn_leave(c);
+    maybe_done(c);
+}
+
+typedef struct sd2_wreq {
+    uv_write_t req;
+    sd2_conn *conn;
+    size_t len;
+    uint8_t data[];
+} sd2_wreq;
+
+static void write_done(uv_write_t *req, int status)
+{
+    sd2_wreq *w = (sd2_wreq *)req;
+    sd2_conn *c = w->conn;
+    c->out_pending -= w->len;
+    c->writes_pending--;
+    sdd_free(w);
+    if (c->released || c->dead) {
+        if (c->dead && !c->own_tcp && c->writes_pending == 0 && !c->released)
+            conn_release(c);
+        return;
+    }
+    if (status < 0) {
+        sd2_conn_fail(c, SD2_ECLOSED);
+        return;
+    }
+    if (!c->reading && c->out_pending < c->owner->opts.out_limit)
+        sd2_conn_start_read(c);
+    sd2_conn_flush(c);
+    maybe_done(c);
+}
+
+static int send_batch(sd2_conn *c, sd2_wreq *w)
+{
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+    int rv;
+    w->conn = c;
+    rv = uv_write(&w->req, c->stream, &b, 1, write_done);
+    if (rv < 0) {
+        sdd_free(w);
+        return rv;
+    }
+    c->out_pending += w->len;
+    c->writes_pending++;
+    return 0;
+}
+
+void sd2_conn_flush(sd2_conn *c)
+{
+    sd2_owner *o = c->owner;
+    sd2_wreq *w = NULL;
+    size_t cap = 0;
+    if (c->dead || c->released)
+        return;
+    if (c->depth > 0) {
+        c->want_flush = 1;
+        return;
+    }
+    if (c->failing) {
+        c->failing = 0;
+        sd2_conn_fail(c, c->fail_err);
+        return;
+    }
+    if (o->is_client && !c->connected)
+        return;
+    sd2_conn_enter(c);
+    while (c->out_pending + (w ? w->len : 0) < o->opts.out_limit) {
+        const uint8_t *p;
+        ssize_t n = nghttp2_session_mem_send(c->ses, &p);
+        if (n < 0) {
+            c->failing = 1;
+            c->fail_err = SD2_ECLOSED;
+            break;
+        }
+        if (n == 0)
+            break;
+        if (w == NULL || w->len + (size_t)n > cap) {
+            size_t want = (w ? w->len : 0) + (size_t)n;
+            size_t ncap = cap ? cap : SD2_WRITE_BATCH;
+            sd2_wreq *nw;
+            while (ncap < want)
+                ncap *= 2;
+            nw = sdd_realloc(w, sizeof(*w) + ncap);
+            if (nw == NULL) {
+                c->failing = 1;
+                c->fail_err = SD2_ENOMEM;
+                break;
+            }
+            if (w == NULL)
+                nw->len = 0;
+            w = nw;
+            cap = ncap;
+        }
+        memcpy(w->data + w->len, p, (size_t)n);
+        w->len += (size_t)n;
+        if (w->len >= SD2_WRITE_BATCH) {
+            if (send_batch(c, w) < 0) {
+                c->failing = 1;
+                c->fail_err = SD2_ECLOSED;
+            }
+            w = NULL;
+            cap = 0;
+            if (c->failing)
+                break;
+        }
+    }
+    if (w != NULL) {
+        if (w->len > 0 && !c->failing) {
+            if (send_batch(c, w) < 0) {
+                c->failing = 1;
+                c->fail_err = SD2_ECLOSED;
+            }
+        } else {
+            sdd_free(w);
+        }
+    }
+    /* Unsent output above the limit: stop taking input until the socket drains. */
+    if (c->reading && c->out_pending >= o->opts.out_limit) {
+        uv_read_stop(c->stream);
+        c->reading = 0;
+    }
+    if (c->want_drains) {
+        /* on_drain may act on this connection: run it as a re-entrant caller would. */
+        c->depth--;
+        run_drains(c);
+        c->depth++;
+    }
+    sd2_conn_leave(c);
+    maybe_done(c);
+}
+
+/* Closes the owner's two work handles; cb runs for each, with handle->data = o. */
+void sd2_owner_close_handles(sd2_owner *o, uv_close_cb cb)
+{
+    uv_close((uv_handle_t *)&o->idle, cb);
+    uv_close((uv_handle_t *)&o->check, cb);
+}

@@ -1,0 +1,135 @@
+/*
+ * Internals shared by the h2c server and client: one connection type drives an
+ * nghttp2 session over a uv stream, on the owner's loop thread.
+ */
+#ifndef SD2_INTERNAL_H
+#define SD2_INTERNAL_H
+
+#include <nghttp2/nghttp2.h>
+
+#include "h2.h"
+
+#define SD2_RBUF 65536
+#define SD2_WRITE_BATCH 65536
+
+typedef struct sd2_conn sd2_conn;
+typedef struct sd2_owner sd2_owner;
+
+typedef struct sd2_chunk {
+    struct sd2_chunk *next;
+    size_t len;
+    size_t off;
+    uint8_t data[];
+} sd2_chunk;
+
+/* A received header block being assembled: names and values in one arena. */
+typedef struct sd2_hbuf {
+    char *mem;
+    size_t len, cap;
+    size_t *ent; /* 4 per field: name offset, name length, value offset, value length */
+    size_t n, ncap;
+} sd2_hbuf;
+
+/* A copied header block, one allocation. */
+typedef struct sd2_hcopy {
+    nghttp2_nv *nv;
+    size_t n;
+} sd2_hcopy;
+
+struct sd2_stream {
+    sd2_conn *conn;
+    sd2_stream *prev, *next;
+    int32_t id;
+    sd2_stream_cbs cbs;
+    void *ud;
+    int bound;
+    sd2_hbuf rx;
+    size_t unconsumed; /* delivered through on_data, not yet consumed */
+    sd2_chunk *q_head, *q_tail;
+    size_t queued;
+    int want_drain, drain_pending;
+    int provider;      /* a data provider was submitted */
+    int deferred;      /* its read callback returned DEFERRED */
+    int local_end;     /* sd2_end() was called */
+    int end_submitted; /* END_STREAM or trailers went to nghttp2 */
+    sd2_hcopy trailers;
+    int headers_sent, headers_recv, remote_end;
+    int reset_local;
+    int rst_recv;
+    uint32_t rst_code;
+    int err_set; /* a reason decided here (timeout, cancel); wins at close */
+    /* client */
+    uint64_t due_ms;
+    size_t heap_idx; /* SIZE_MAX when not in the heap */
+};
+
+/* What a server or client shares with its connections. */
+struct sd2_owner {
+    uv_loop_t *loop;
+    sd2_opts opts;
+    int is_client;
+    uint8_t *rbuf;
+    sd2_conn *conns;
+    size_t nconns;
+    int closing;
+    uv_idle_t idle;   /* deferred work: flushes asked for by API calls, */
+    uv_check_t check; /* and freeing dead connections */
+    sd2_conn *dirty;
+    sd2_conn *zombies;
+    void (*conn_gone)(sd2_owner *o, sd2_conn *c);
+    /* server: a request's header block arrived */
+    void (*on_request)(sd2_owner *o, sd2_stream *s, const sd2_header *h, size_t n, int end);
+    /* closing, no connection left, zombies freed */
+    void (*all_gone)(sd2_owner *o);
+};
+
+struct sd2_conn {
+    sd2_owner *owner;
+    sd2_conn *prev, *next; /* owner's list */
+    sd2_conn *uprev, *unext; /* client: upstream's list */
+    struct sd2_upstream *up;
+    uv_stream_t *stream;
+    uv_tcp_t tcp;
+    uv_timer_t ctimer;
+    uv_connect_t creq;
+    int own_tcp, handles;
+    void (*release)(void *owner);
+    void *release_owner;
+    nghttp2_session *ses;
+    sd2_stream *streams;
+    size_t nstreams;
+    size_t out_pending, writes_pending;
+    int reading, connected;
+    int depth, want_flush, want_drains;
+    int fail_err, failing;
+    int dead, released;
+    int dirty;
+    sd2_conn *dnext;
+    int goaway_recv, goaway_sent;
+    int32_t goaway_last;
+};
+
+/* h2_conn.c */
+int sd2_owner_init(sd2_owner *o, uv_loop_t *loop, const sd2_opts *opts, int is_client);
+void sd2_owner_fini(sd2_owner *o);
+int sd2_conn_session(sd2_conn *c);
+void sd2_conn_link(sd2_conn *c);
+int sd2_conn_start_read(sd2_conn *c);
+void sd2_conn_feed(sd2_conn *c, const uint8_t *data, size_t len);
+void sd2_conn_flush(sd2_conn *c);
+void sd2_conn_mark(sd2_conn *c);
+void sd2_owner_close_handles(sd2_owner *o, uv_close_cb cb);
+void sd2_conn_fail(sd2_conn *c, int err);
+void sd2_conn_enter(sd2_conn *c);
+void sd2_conn_leave(sd2_conn *c);
+sd2_stream *sd2_stream_alloc(sd2_conn *c);
+void sd2_stream_link(sd2_stream *s);
+int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre,
+                size_t npre);
+void sd2_hcopy_free(sd2_hcopy *h);
+extern const nghttp2_data_provider sd2_provider_template;
+
+/* h2_client.c: the client's timer heap */
+void sd2_client_unheap(sd2_stream *s);
+
+#endif
