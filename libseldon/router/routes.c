@@ -647,7 +647,10 @@ int32_t seldon_routes_equal(const seldon_routes *a, const seldon_routes *b)
     size_t i, j;
     if (a == NULL || b == NULL)
         return a == b;
-    if (memcmp(&a->d, &b->d, sizeof(a->d)) != 0 || a->nroutes != b->nroutes)
+    if (a->d.timeout_ms != b->d.timeout_ms || a->d.retries != b->d.retries ||
+        a->d.connect_timeout_ms != b->d.connect_timeout_ms ||
+        a->d.eject_failures != b->d.eject_failures || a->d.eject_base_ms != b->d.eject_base_ms ||
+        a->d.eject_max_ms != b->d.eject_max_ms || a->nroutes != b->nroutes)
         return 0;
     for (i = 0; i < a->nroutes; i++) {
         const sdn_rt_route *ra = &a->routes[i], *rb = &b->routes[i];
