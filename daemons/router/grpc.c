@@ -1,0 +1,424 @@
+/*
+ * The gRPC side of the router: an h2c stream (adopted from the shared port) is
+ * forwarded frame by frame to an upstream of its route through this loop's h2c
+ * client; headers, messages and trailers flow back as they come. Messages are
+ * never decoded.
+ *
+ * Flow control carries backpressure end to end: bytes received on one side are
+ * returned to that peer's window only once the other side's send queue took
+ * them without going over its limit.
+ *
+ * Retries: until response headers reach the client, a connect failure, a reset,
+ * a GOAWAY or a trailers-only UNAVAILABLE is retried on another upstream, with
+ * the request's messages replayed (kept up to --replay-limit).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "router.h"
+#include "sdd.h"
+
+#define GRPC_OK 0
+#define GRPC_DEADLINE_EXCEEDED 4
+#define GRPC_UNAVAILABLE 14
+
+typedef struct gp {
+    rt_loop *L;
+    sd2_stream *down; /* NULL once closed */
+    sd2_stream *up;   /* the open attempt, or NULL */
+    seldon_router_req *rr;
+    char *mem; /* request headers, kept for every attempt */
+    sd2_header *h;
+    size_t nh;
+    seldon_buf replay;
+    size_t down_unconsumed; /* received from the client, waiting for the upstream's queue */
+    size_t up_unconsumed;   /* received from the upstream, waiting for the client's queue */
+    int32_t grpc_status;
+    uint8_t replay_ok, body_done, headers_sent, finished, rid_in_response;
+    char rid[33];
+    const char *rid_value;
+    size_t rid_len;
+} gp;
+
+static const sd2_stream_cbs down_cbs;
+static const sd2_stream_cbs up_cbs;
+static const sd2_stream_cbs quiet_cbs;
+static void attempt(gp *p);
+
+static void maybe_free(gp *p)
+{
+    if (p->down != NULL || p->up != NULL)
+        return;
+    seldon_router_req_free(p->rr);
+    seldon_buf_free(&p->replay);
+    sdd_free(p->mem);
+    sdd_free(p);
+}
+
+/* Records the request's answer once. */
+static void done(gp *p, int32_t grpc_status)
+{
+    if (p->finished)
+        return;
+    p->finished = 1;
+    seldon_router_req_finish(p->rr, grpc_status);
+}
+
+/* Abandons the open attempt: its callbacks no longer reach p. */
+static void drop_up(gp *p)
+{
+    sd2_stream *up = p->up;
+    if (up == NULL)
+        return;
+    p->up = NULL;
+    p->up_unconsumed = 0;
+    if (p->down != NULL && p->down_unconsumed > 0) /* kept in the replay buffer */
+        sd2_consume(p->down, p->down_unconsumed);
+    p->down_unconsumed = 0;
+    sd2_stream_bind(up, &quiet_cbs, NULL);
+    sd2_reset(up, SD2_H2_CANCEL);
+}
+
+/* Ends the client's call with a status of the router's own. */
+static void fail(gp *p, int32_t grpc_status, const char *message)
+{
+    sd2_header rid = {"x-request-id", 12, p->rid_value, p->rid_len};
+    drop_up(p);
+    done(p, grpc_status);
+    if (p->down != NULL)
+        sd2_grpc_finish(p->down, grpc_status, message, p->headers_sent ? NULL : &rid,
+                        p->headers_sent ? 0 : 1);
+}
+
+static int32_t status_of(const sd2_header *h, size_t n)
+{
+    const sd2_header *g = sd2_header_find(h, n, "grpc-status");
+    char num[12];
+    size_t m;
+    if (g == NULL)
+        return -1;
+    m = g->value_len < sizeof(num) - 1 ? g->value_len : sizeof(num) - 1;
+    memcpy(num, g->value, m);
+    num[m] = '\0';
+    return (int32_t)strtol(num, NULL, 10);
+}
+
+/* ----------------------------------------------------------------- upstream side */
+
+static void up_headers(sd2_stream *s, void *user_data, const sd2_header *h, size_t n, int end)
+{
+    gp *p = user_data;
+    sd2_header hs[64], *out = hs;
+    size_t i, k = 0;
+    int32_t retry = 0;
+
+    if (s != p->up || p->down == NULL)
+        return;
+    if (end) { /* trailers-only: the whole answer is a status */
+        p->grpc_status = status_of(h, n);
+        seldon_router_attempt_end(&retry, NULL, p->rr,
+                                  seldon_router_outcome(0, p->grpc_status),
+                                  p->replay_ok, rt_now_ns());
+        if (retry) {
+            drop_up(p);
+            attempt(p);
+            return;
+        }
+    }
+    if (n + 1 > sizeof(hs) / sizeof(hs[0]) && (out = sdd_malloc((n + 1) * sizeof(*out))) == NULL) {
+        fail(p, 13, "router out of memory");
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        if (h[i].name_len == 12 && memcmp(h[i].name, "x-request-id", 12) == 0)
+            p->rid_in_response = 1;
+        out[k++] = h[i];
+    }
+    if (!p->rid_in_response)
+        out[k++] = (sd2_header){"x-request-id", 12, p->rid_value, p->rid_len};
+    sd2_send_headers(p->down, out, k, end);
+    if (out != hs)
+        sdd_free(out);
+    p->headers_sent = 1;
+    if (end)
+        done(p, p->grpc_status >= 0 ? p->grpc_status : 2);
+}
+
+static void up_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t len)
+{
+    gp *p = user_data;
+    if (s != p->up)
+        return;
+    if (p->down == NULL) {
+        sd2_consume(s, len);
+        return;
+    }
+    if (sd2_write(p->down, data, len) == 1)
+        p->up_unconsumed += len; /* returned to the upstream once the client drains */
+    else
+        sd2_consume(s, len);
+}
+
+static void up_end(sd2_stream *s, void *user_data, const sd2_header *trailers, size_t n)
+{
+    gp *p = user_data;
+    if (s != p->up || p->finished)
+        return; /* a trailers-only answer went out in up_headers */
+    p->grpc_status = status_of(trailers, n);
+    if (p->down != NULL)
+        sd2_end(p->down, trailers, n);
+    seldon_router_attempt_end(NULL, NULL, p->rr, seldon_router_outcome(0, p->grpc_status), 0,
+                              rt_now_ns());
+    done(p, p->grpc_status >= 0 ? p->grpc_status : 2);
+}
+
+static void up_drain(sd2_stream *s, void *user_data)
+{
+    gp *p = user_data;
+    if (s == p->up && p->down != NULL && p->down_unconsumed > 0) {
+        sd2_consume(p->down, p->down_unconsumed);
+        p->down_unconsumed = 0;
+    }
+}
+
+static int outcome_of(int err)
+{
+    switch (err) {
+    case SD2_EREFUSED:
+    case SD2_ECONNECT:
+    case SD2_ECONNTIMEOUT:
+        return SELDON_ROUTER_CONNECT_FAILED;
+    case SD2_ETIMEOUT:
+        return SELDON_ROUTER_TIMEOUT;
+    case SD2_ECANCELED:
+        return SELDON_ROUTER_CANCELED;
+    default:
+        return SELDON_ROUTER_RESET;
+    }
+}
+
+static void up_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
+{
+    gp *p = user_data;
+    int32_t retry = 0;
+    (void)h2_code;
+    if (s != p->up)
+        return;
+    p->up = NULL;
+    p->up_unconsumed = 0;
+    if (err == SD2_OK && p->finished) {
+        maybe_free(p);
+        return;
+    }
+    if (p->down != NULL && !p->finished) {
+        seldon_router_attempt_end(&retry, NULL, p->rr, err == SD2_OK ? SELDON_ROUTER_RESET
+                                                                     : outcome_of(err),
+                                  p->replay_ok && !p->headers_sent, rt_now_ns());
+        if (retry && !p->headers_sent) {
+            attempt(p);
+            return;
+        }
+        if (err == SD2_ETIMEOUT)
+            fail(p, GRPC_DEADLINE_EXCEEDED, "the route's timeout passed before the upstream "
+                                            "answered");
+        else if (outcome_of(err) == SELDON_ROUTER_CONNECT_FAILED)
+            fail(p, GRPC_UNAVAILABLE, "no upstream could be reached");
+        else
+            fail(p, GRPC_UNAVAILABLE, sd2_strerror(err));
+    }
+    maybe_free(p);
+}
+
+static const sd2_stream_cbs up_cbs = {up_headers, up_data, up_end, up_drain, up_close};
+
+static void quiet_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t len)
+{
+    (void)user_data;
+    (void)data;
+    sd2_consume(s, len);
+}
+
+/* What an abandoned attempt still says: nothing anybody listens to. */
+static const sd2_stream_cbs quiet_cbs = {NULL, quiet_data, NULL, NULL, NULL};
+
+static void attempt(gp *p)
+{
+    const seldon_router_upstream *u = NULL;
+    sd2_upstream *pool = NULL;
+    int64_t now = rt_now_ns(), deadline;
+    uint64_t timeout_ms = 0;
+    int32_t retry = 0;
+    int rc;
+
+    for (;;) {
+        rc = seldon_router_pick(&u, p->rr, now);
+        if (rc != 0) {
+            fail(p, GRPC_UNAVAILABLE, seldon_last_error());
+            return;
+        }
+        deadline = seldon_router_req_deadline(p->rr);
+        if (deadline > 0)
+            timeout_ms = deadline > now ? (uint64_t)((deadline - now) / 1000000) + 1 : 1;
+        rc = sd2_upstream_get(&pool, p->L->h2c, u->grpc_host, u->grpc_port);
+        if (rc == 0)
+            rc = sd2_request(&p->up, pool, p->h, p->nh, p->body_done && p->replay.len == 0,
+                             &up_cbs, p, timeout_ms);
+        if (rc == 0)
+            break;
+        p->up = NULL;
+        seldon_router_attempt_end(&retry, NULL, p->rr, SELDON_ROUTER_CONNECT_FAILED, 1, now);
+        if (!retry) {
+            fail(p, GRPC_UNAVAILABLE, "no upstream could take the call");
+            return;
+        }
+    }
+    if (p->replay.len > 0)
+        sd2_write(p->up, p->replay.data, p->replay.len);
+    if (p->body_done && p->replay.len > 0)
+        sd2_end(p->up, NULL, 0);
+}
+
+/* ----------------------------------------------------------------- client side */
+
+static void down_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t len)
+{
+    gp *p = user_data;
+    if (p->replay_ok) {
+        if (p->replay.len + len <= p->L->r->cfg.replay_limit &&
+            seldon_buf_reserve(&p->replay, len) == 0) {
+            memcpy(p->replay.data + p->replay.len, data, len);
+            p->replay.len += len;
+        } else {
+            p->replay_ok = 0;
+            seldon_buf_free(&p->replay);
+        }
+    }
+    if (p->up != NULL && sd2_write(p->up, data, len) == 1)
+        p->down_unconsumed += len; /* returned to the client once the upstream drains */
+    else
+        sd2_consume(s, len);
+}
+
+static void down_end(sd2_stream *s, void *user_data, const sd2_header *trailers, size_t n)
+{
+    gp *p = user_data;
+    (void)s;
+    (void)trailers;
+    (void)n;
+    p->body_done = 1;
+    if (p->up != NULL)
+        sd2_end(p->up, NULL, 0);
+}
+
+static void down_drain(sd2_stream *s, void *user_data)
+{
+    gp *p = user_data;
+    (void)s;
+    if (p->up != NULL && p->up_unconsumed > 0) {
+        sd2_consume(p->up, p->up_unconsumed);
+        p->up_unconsumed = 0;
+    }
+}
+
+static void down_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
+{
+    gp *p = user_data;
+    (void)s;
+    (void)h2_code;
+    p->down = NULL;
+    if (err != SD2_OK || !p->finished) {
+        drop_up(p);
+        done(p, 1); /* CANCELLED: the client went away */
+    }
+    drop_up(p);
+    maybe_free(p);
+}
+
+static const sd2_stream_cbs down_cbs = {NULL, down_data, down_end, down_drain, down_close};
+
+/* ----------------------------------------------------------------- a new call */
+
+/* Copies the request's header block, adding x-request-id when absent. */
+static int keep_headers(gp *p, const sd2_header *h, size_t n)
+{
+    size_t need = 0, i, k = 0;
+    char *m;
+    const sd2_header *rid = sd2_header_find(h, n, "x-request-id");
+    for (i = 0; i < n; i++)
+        need += h[i].name_len + h[i].value_len;
+    p->mem = sdd_malloc((n + 1) * sizeof(sd2_header) + need);
+    if (p->mem == NULL)
+        return -1;
+    p->h = (sd2_header *)p->mem;
+    m = p->mem + (n + 1) * sizeof(sd2_header);
+    for (i = 0; i < n; i++) {
+        p->h[k].name = m;
+        p->h[k].name_len = h[i].name_len;
+        memcpy(m, h[i].name, h[i].name_len);
+        m += h[i].name_len;
+        p->h[k].value = m;
+        p->h[k].value_len = h[i].value_len;
+        memcpy(m, h[i].value, h[i].value_len);
+        m += h[i].value_len;
+        if (&h[i] == rid) {
+            p->rid_value = p->h[k].value;
+            p->rid_len = p->h[k].value_len;
+        }
+        k++;
+    }
+    if (rid == NULL) {
+        rt_request_id(p->L, p->rid);
+        p->rid_value = p->rid;
+        p->rid_len = 32;
+        p->h[k++] = (sd2_header){"x-request-id", 12, p->rid, 32};
+    }
+    p->nh = k;
+    return 0;
+}
+
+void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end)
+{
+    rt_loop *L = user_data;
+    const sd2_header *model = sd2_header_find(h, n, "seldon-model");
+    const sd2_header *path = sd2_header_find(h, n, ":path");
+    char name[SELDON_ROUTES_NAME_MAX + 1];
+    size_t len = 0;
+    int32_t grpc_status = 13;
+    gp *p;
+    int rc;
+
+    rc = seldon_router_route_name(name, &len, sizeof(name), SELDON_ROUTER_GRPC,
+                                  model ? model->value : NULL, model ? model->value_len : 0,
+                                  path ? path->value : NULL, path ? path->value_len : 0);
+    if (rc != 0) {
+        seldon_router_status(NULL, &grpc_status, rc);
+        sd2_grpc_finish(s, grpc_status, seldon_last_error(), NULL, 0);
+        return;
+    }
+    p = sdd_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        sd2_grpc_finish(s, 13, "router out of memory", NULL, 0);
+        return;
+    }
+    p->L = L;
+    p->grpc_status = -1;
+    rc = seldon_router_req_new(&p->rr, L->lb, name, len, SELDON_ROUTER_GRPC, rt_now_ns());
+    if (rc != 0) {
+        seldon_router_status(NULL, &grpc_status, rc);
+        sd2_grpc_finish(s, grpc_status, seldon_last_error(), NULL, 0);
+        sdd_free(p);
+        return;
+    }
+    if (keep_headers(p, h, n) != 0) {
+        seldon_router_req_free(p->rr);
+        sdd_free(p);
+        sd2_grpc_finish(s, 13, "router out of memory", NULL, 0);
+        return;
+    }
+    p->replay_ok = 1;
+    p->body_done = end != 0;
+    p->down = s;
+    sd2_stream_bind(s, &down_cbs, p);
+    attempt(p);
+}

@@ -1,0 +1,586 @@
+/*
+ * seldon-router: the data plane's single ingress. REST and gRPC on one port,
+ * routed by the seldon-model header to the upstreams of a routes file.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "router.h"
+#include "sdd.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: seldon-router --routes FILE [options]\n"
+            "\n"
+            "The single ingress of the data plane: REST (HTTP/1.1) and gRPC (h2c) on one\n"
+            "port, each request sent to an upstream of the route that its seldon-model\n"
+            "header names (REST without the header: the model or pipeline of the path).\n"
+            "\n"
+            "  --routes FILE          the routes file (YAML; see docs/router.md); required\n"
+            "  --port N               the port for REST and gRPC (default 9000; 0 picks one)\n"
+            "  --metrics-port N       Prometheus /metrics (default 9003; 0 picks one; -1: off)\n"
+            "  --host ADDR            address to listen on (default 0.0.0.0)\n"
+            "  --io-threads N         event loops, one thread each (default: half the cores,\n"
+            "                         at least 1)\n"
+            "  --max-body BYTES       largest REST request body (default 2 GiB)\n"
+            "  --idle-timeout MS      close idle client connections after MS (default 60000)\n"
+            "  --grace MS             on SIGTERM, time left to requests in flight (default 30000)\n"
+            "  --replay-limit BYTES   request bytes kept to retry on another upstream\n"
+            "                         (default 1 MiB; a larger body is not retried)\n"
+            "  --upstream-conns N     HTTP/1.1 connections per upstream per loop (default 64)\n"
+            "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
+            "  --help, --version\n"
+            "\n"
+            "Signals: SIGHUP reloads the routes file (a bad file is refused and the routes\n"
+            "in force stay); SIGTERM and SIGINT stop accepting, finish what is in flight\n"
+            "and exit 0. Prints 'listening port=P metrics=P' on stdout once serving.\n");
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_args(rt_config *c, int argc, char **argv)
+{
+    enum { O_ROUTES = 1, O_PORT, O_MPORT, O_HOST, O_IO, O_BODY, O_IDLE, O_GRACE, O_REPLAY,
+           O_UCONNS, O_LOG, O_HELP, O_VERSION };
+    static const struct option opts[] = {
+        {"routes", required_argument, NULL, O_ROUTES},
+        {"port", required_argument, NULL, O_PORT},
+        {"metrics-port", required_argument, NULL, O_MPORT},
+        {"host", required_argument, NULL, O_HOST},
+        {"io-threads", required_argument, NULL, O_IO},
+        {"max-body", required_argument, NULL, O_BODY},
+        {"idle-timeout", required_argument, NULL, O_IDLE},
+        {"grace", required_argument, NULL, O_GRACE},
+        {"replay-limit", required_argument, NULL, O_REPLAY},
+        {"upstream-conns", required_argument, NULL, O_UCONNS},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    long cores = sysconf(_SC_NPROCESSORS_ONLN), v;
+    int o;
+    c->host = "0.0.0.0";
+    c->port = 9000;
+    c->metrics_port = 9003;
+    /* A proxy shares the machine with what it forwards to and with its clients:
+       one loop per two cores keeps it from competing with them for every core. */
+    c->io_threads = cores >= 2 ? (int)(cores / 2) : 1;
+    c->max_body = (size_t)2 << 30;
+    c->idle_timeout_ms = 60000;
+    c->grace_ms = 30000;
+    c->replay_limit = 1u << 20;
+    c->upstream_conns = 64;
+    c->log_level = SELDON_LOG_INFO;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        const char *bad = NULL;
+        switch (o) {
+        case O_ROUTES:
+            c->routes_path = optarg;
+            break;
+        case O_PORT:
+            if (parse_long(optarg, 0, 65535, &v) < 0)
+                bad = "--port";
+            else
+                c->port = (int)v;
+            break;
+        case O_MPORT:
+            if (parse_long(optarg, -1, 65535, &v) < 0)
+                bad = "--metrics-port";
+            else
+                c->metrics_port = (int)v;
+            break;
+        case O_HOST:
+            c->host = optarg;
+            break;
+        case O_IO:
+            if (parse_long(optarg, 1, 256, &v) < 0)
+                bad = "--io-threads";
+            else
+                c->io_threads = (int)v;
+            break;
+        case O_BODY:
+            if (parse_long(optarg, 1024, 1L << 40, &v) < 0)
+                bad = "--max-body";
+            else
+                c->max_body = (size_t)v;
+            break;
+        case O_IDLE:
+        case O_GRACE:
+            if (parse_long(optarg, 0, 86400000, &v) < 0)
+                bad = o == O_IDLE ? "--idle-timeout" : "--grace";
+            else if (o == O_IDLE)
+                c->idle_timeout_ms = (uint64_t)v;
+            else
+                c->grace_ms = (uint64_t)v;
+            break;
+        case O_REPLAY:
+            if (parse_long(optarg, 0, 1L << 30, &v) < 0)
+                bad = "--replay-limit";
+            else
+                c->replay_limit = (size_t)v;
+            break;
+        case O_UCONNS:
+            if (parse_long(optarg, 1, 65536, &v) < 0)
+                bad = "--upstream-conns";
+            else
+                c->upstream_conns = (uint32_t)v;
+            break;
+        case O_LOG:
+            c->log_level = sdd_log_level_parse(optarg);
+            if (c->log_level < 0)
+                bad = "--log-level";
+            break;
+        case O_HELP:
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case O_VERSION:
+            printf("seldon-router %s\n", seldon_version());
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+        if (bad != NULL) {
+            fprintf(stderr, "seldon-router: %s: bad value '%s'\n", bad, optarg);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "seldon-router: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (c->routes_path == NULL) {
+        fprintf(stderr, "seldon-router: --routes is required (see --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+int64_t rt_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static _Thread_local rt_loop *tls_loop;
+
+rt_loop *rt_current(router *r)
+{
+    (void)r;
+    return tls_loop;
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void rt_request_id(rt_loop *L, char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t a = splitmix(&L->rng), b = splitmix(&L->rng);
+    int i;
+    for (i = 0; i < 16; i++) {
+        out[i] = hex[(a >> (60 - 4 * i)) & 15];
+        out[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
+    }
+    out[32] = '\0';
+}
+
+sdc_pool *rt_pool_get(rt_loop *L, const seldon_router_upstream *u)
+{
+    rt_pool *p;
+    sdc_pool_options o = SDC_POOL_OPTIONS_INIT;
+    size_t len;
+    seldon_routes_defaults d;
+
+    for (p = L->pools; p != NULL; p = p->next)
+        if (strcmp(p->addr, u->http) == 0)
+            return p->pool;
+    len = strlen(u->http);
+    p = sdd_malloc(sizeof(*p) + len + 1);
+    if (p == NULL)
+        return NULL;
+    memcpy(p->addr, u->http, len + 1);
+    seldon_routes_get_defaults(&d, seldon_router_lb_routes(L->lb));
+    o.max_connections = L->r->cfg.upstream_conns;
+    o.max_idle = L->r->cfg.upstream_conns;
+    o.connect_timeout_ms = d.connect_timeout_ms > 0 ? (uint64_t)d.connect_timeout_ms : 0;
+    o.request_timeout_ms = 0; /* the route's deadline is the router's own timer */
+    o.write_queue_limit = 256 * 1024;
+    if (sdc_pool_new(&p->pool, L->loop, u->http, &o) != 0) {
+        sdd_free(p);
+        return NULL;
+    }
+    p->next = L->pools;
+    L->pools = p;
+    return p->pool;
+}
+
+/* ------------------------------------------------------------ loop set-up */
+
+static void loop_init(void *arg)
+{
+    rt_loop *L = arg;
+    tls_loop = L;
+}
+
+/* Runs on the connection's loop: hands an h2c connection to that loop's h2 server. */
+static int adopt_h2(void *user_data, const sd_adopt *conn)
+{
+    router *r = user_data;
+    rt_loop *L = rt_current(r);
+    if (L == NULL || L->h2 == NULL)
+        return SELDON_EUNAVAIL;
+    return sd2_server_adopt(L->h2, conn);
+}
+
+typedef struct swap_msg {
+    rt_loop *L;
+    seldon_routes *routes; /* one reference, dropped here */
+} swap_msg;
+
+static void swap_on_loop(void *arg)
+{
+    swap_msg *m = arg;
+    if (seldon_router_lb_swap(m->L->lb, m->routes) != 0)
+        sdd_log(SELDON_LOG_ERROR, "loop %d: routes swap failed: %s", m->L->index,
+                seldon_last_error());
+    seldon_routes_release(m->routes);
+    sdd_free(m);
+}
+
+/* Main thread: reads the routes file again; a bad one leaves the routes in force. */
+static void reload(router *r)
+{
+    seldon_routes *fresh = NULL;
+    seldon_series *s = NULL;
+    const char *result = "ok";
+    int i;
+    if (seldon_routes_load(&fresh, r->cfg.routes_path) != 0) {
+        sdd_log(SELDON_LOG_ERROR, "SIGHUP: %s: the routes in force stay", seldon_last_error());
+        result = "error";
+    } else {
+        for (i = 0; i < r->nloops; i++) {
+            swap_msg *m = sdd_malloc(sizeof(*m));
+            if (m == NULL)
+                continue;
+            m->L = &r->per_loop[i];
+            m->routes = seldon_routes_retain(fresh);
+            if (sdl_loops_post(r->loops, i, swap_on_loop, m) != 0) {
+                seldon_routes_release(m->routes);
+                sdd_free(m);
+            }
+        }
+        seldon_routes_release(r->routes);
+        r->routes = fresh;
+        sdd_log(SELDON_LOG_INFO, "SIGHUP: %s reloaded: %zu route(s)", r->cfg.routes_path,
+                seldon_routes_count(fresh));
+    }
+    if (seldon_metric_series(&s, r->m_reloads, &result) == 0)
+        seldon_series_add(s, 1);
+}
+
+/* ------------------------------------------------------------ /metrics */
+
+static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *request)
+{
+    router *r = user_data;
+    static const sdh_header ctype = {"content-type", 12, "text/plain; version=0.0.4", 25};
+    seldon_buf b = SELDON_BUF_INIT;
+    if (request->path_len == 8 && memcmp(request->path, "/metrics", 8) == 0) {
+        if (seldon_metrics_render(&b, r->metrics) != 0) {
+            seldon_buf_free(&b);
+            sdh_respond_error(req, 500, seldon_last_error());
+            return;
+        }
+        sdh_respond(req, 200, &ctype, 1, &b);
+        return;
+    }
+    if ((request->path_len == 6 && memcmp(request->path, "/ready", 6) == 0) ||
+        (request->path_len == 5 && memcmp(request->path, "/live", 5) == 0)) {
+        sdh_respond(req, 200, NULL, 0, NULL);
+        return;
+    }
+    sdh_respond_error(req, 404, "not found: the metrics port serves /metrics");
+}
+
+static int setup_metrics(router *r)
+{
+    const char *labels[1] = {"result"};
+    int rc = seldon_metrics_new(&r->metrics);
+    if (rc == 0)
+        rc = seldon_router_metrics_new(&r->rmetrics, r->metrics);
+    if (rc == 0)
+        rc = seldon_metrics_add(&r->m_reloads, r->metrics, SELDON_METRIC_COUNTER,
+                                "seldon_router_reloads_total",
+                                "Routes file reloads (SIGHUP), by result.", labels, 1, NULL, 0);
+    if (rc == 0)
+        r->down_conns = seldon_router_metrics_connections(r->rmetrics, "downstream");
+    return rc;
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+static void pool_freed(void *arg)
+{
+    rt_loop *L = arg;
+    L->pending_close--;
+}
+
+static void h2_done(void *arg)
+{
+    rt_loop *L = arg;
+    L->pending_close--;
+}
+
+/* On each loop, after the servers stopped: closes that loop's clients and h2 server. */
+static void close_on_loop(void *arg)
+{
+    rt_loop *L = arg;
+    rt_pool *p, *next;
+    L->closing = 1;
+    for (p = L->pools; p != NULL; p = next) {
+        next = p->next;
+        L->pending_close++;
+        sdc_pool_free(p->pool, pool_freed, L);
+        sdd_free(p);
+    }
+    L->pools = NULL;
+    if (L->h2 != NULL) {
+        L->pending_close++;
+        sd2_server_close(L->h2, h2_done, L);
+        L->h2 = NULL;
+    }
+    if (L->h2c != NULL) {
+        L->pending_close++;
+        sd2_client_close(L->h2c, h2_done, L);
+        L->h2c = NULL;
+    }
+}
+
+/* Graceful h2c shutdown: GOAWAY on every connection, then wait for their streams. */
+static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
+static int drain_left;
+
+static void h2_drained(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&drain_mu);
+    drain_left--;
+    pthread_cond_signal(&drain_cv);
+    pthread_mutex_unlock(&drain_mu);
+}
+
+static void drain_on_loop(void *arg)
+{
+    rt_loop *L = arg;
+    if (L->h2 == NULL) {
+        h2_drained(NULL);
+        return;
+    }
+    sd2_server_drain(L->h2, h2_drained, NULL);
+    L->h2 = NULL;
+}
+
+static void drain_h2_start(router *r)
+{
+    int i;
+    for (i = 0; i < r->nloops; i++) {
+        pthread_mutex_lock(&drain_mu);
+        drain_left++;
+        pthread_mutex_unlock(&drain_mu);
+        if (sdl_loops_post(r->loops, i, drain_on_loop, &r->per_loop[i]) != 0)
+            h2_drained(NULL);
+    }
+}
+
+static void drain_h2_wait(router *r)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(r->cfg.grace_ms / 1000);
+    until.tv_nsec += (long)(r->cfg.grace_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&drain_mu);
+    while (drain_left > 0)
+        if (pthread_cond_timedwait(&drain_cv, &drain_mu, &until) != 0)
+            break;
+    pthread_mutex_unlock(&drain_mu);
+}
+
+int main(int argc, char **argv)
+{
+    router r;
+    sdh_config hc;
+    sd2_server_cbs h2cbs;
+    sd2_opts h2o;
+    sigset_t sigs;
+    struct rlimit rl;
+    int sig = 0, rc, i, mport = -1;
+
+    memset(&r, 0, sizeof(r));
+    if (parse_args(&r.cfg, argc, argv) < 0)
+        return 2;
+    sdd_log_init("seldon-router", r.cfg.log_level);
+
+    /* An ingress holds many idle keep-alive connections: take every descriptor allowed. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (seldon_routes_load(&r.routes, r.cfg.routes_path) != 0) {
+        sdd_log(SELDON_LOG_ERROR, "%s", seldon_last_error());
+        fprintf(stderr, "seldon-router: %s\n", seldon_last_error());
+        return 2;
+    }
+    rc = setup_metrics(&r);
+    if (rc == 0)
+        rc = sdl_loops_new(&r.loops, r.cfg.io_threads);
+    if (rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
+        return 1;
+    }
+    r.nloops = r.cfg.io_threads;
+    r.per_loop = sdd_calloc((size_t)r.nloops, sizeof(rt_loop));
+    if (r.per_loop == NULL)
+        return 1;
+
+    memset(&h2o, 0, sizeof(h2o));
+    h2o.max_conns_per_upstream = 4;
+    memset(&h2cbs, 0, sizeof(h2cbs));
+    h2cbs.on_request = rt_grpc_request;
+    for (i = 0; i < r.nloops && rc == 0; i++) {
+        rt_loop *L = &r.per_loop[i];
+        L->r = &r;
+        L->index = i;
+        L->loop = sdl_loops_loop(r.loops, i);
+        L->rng = (uint64_t)rt_now_ns() ^ ((uint64_t)getpid() << 32) ^ ((uint64_t)i << 56);
+        rc = seldon_router_lb_new(&L->lb, r.routes, r.rmetrics, L->rng);
+        if (rc == 0)
+            rc = sd2_server_new(&L->h2, L->loop, &h2o, &h2cbs, L);
+        if (rc == 0)
+            rc = sd2_client_new(&L->h2c, L->loop, &h2o);
+        if (rc == 0)
+            rc = sdl_loops_post(r.loops, i, loop_init, L);
+    }
+    if (rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
+        return 1;
+    }
+
+    memset(&hc, 0, sizeof(hc));
+    hc.host = r.cfg.host;
+    hc.port = r.cfg.port;
+    hc.max_body = r.cfg.max_body;
+    hc.idle_timeout_ms = r.cfg.idle_timeout_ms;
+    hc.request_timeout_ms = 30000;
+    hc.handler = rt_rest_handler;
+    hc.head_handler = rt_rest_head;
+    hc.user_data = &r;
+    hc.h2_adopt = adopt_h2;
+    hc.h2_user_data = &r;
+    hc.pass_content_encoding = 1;
+    rc = sdh_server_new(&r.http, &hc);
+    for (i = 0; i < r.nloops && rc == 0; i++)
+        rc = sdh_server_listen(r.http, sdl_loops_loop(r.loops, i));
+    if (rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "port %d: %s", r.cfg.port, seldon_last_error());
+        return 1;
+    }
+    if (r.cfg.metrics_port >= 0) {
+        memset(&hc, 0, sizeof(hc));
+        hc.host = r.cfg.host;
+        hc.port = r.cfg.metrics_port;
+        hc.max_body = 4096;
+        hc.idle_timeout_ms = 60000;
+        hc.handler = metrics_handler;
+        hc.user_data = &r;
+        rc = sdh_server_new(&r.metrics_http, &hc);
+        if (rc == 0)
+            rc = sdh_server_listen(r.metrics_http, sdl_loops_loop(r.loops, 0));
+        if (rc != 0) {
+            sdd_log(SELDON_LOG_ERROR, "metrics port %d: %s", r.cfg.metrics_port,
+                    seldon_last_error());
+            return 1;
+        }
+        mport = sdh_server_port(r.metrics_http);
+    }
+    rc = sdl_loops_start(r.loops);
+    if (rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
+        return 1;
+    }
+    sdd_log(SELDON_LOG_INFO, "routing %zu route(s) from %s: REST and gRPC on port %d, %d loop(s)",
+            seldon_routes_count(r.routes), r.cfg.routes_path, sdh_server_port(r.http), r.nloops);
+    printf("listening port=%d metrics=%d\n", sdh_server_port(r.http), mport);
+    fflush(stdout);
+
+    for (;;) {
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            reload(&r);
+            continue;
+        }
+        break;
+    }
+    sdd_log(SELDON_LOG_INFO, "%s: finishing requests in flight, then exiting",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    /* Stop taking connections; let REST requests and gRPC streams in flight finish. */
+    drain_h2_start(&r);
+    sdh_server_stop(r.http, r.cfg.grace_ms);
+    drain_h2_wait(&r);
+    if (r.metrics_http != NULL)
+        sdh_server_stop(r.metrics_http, 0);
+    for (i = 0; i < r.nloops; i++)
+        sdl_loops_post(r.loops, i, close_on_loop, &r.per_loop[i]);
+    sdl_loops_stop(r.loops);
+    sdl_loops_join(r.loops);
+    sdh_server_free(r.http);
+    sdh_server_free(r.metrics_http);
+    for (i = 0; i < r.nloops; i++)
+        seldon_router_lb_free(r.per_loop[i].lb);
+    sdl_loops_free(r.loops);
+    sdd_free(r.per_loop);
+    seldon_routes_release(r.routes);
+    seldon_router_metrics_free(r.rmetrics);
+    seldon_metrics_free(r.metrics);
+    sdd_log(SELDON_LOG_INFO, "stopped");
+    return 0;
+}

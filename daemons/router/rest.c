@@ -1,0 +1,507 @@
+/*
+ * The REST side of the router: an HTTP/1.1 request, taken in streaming mode at
+ * its head, is forwarded to an upstream of its route through this loop's
+ * keep-alive pool, and the answer streams back. Bodies are never parsed.
+ *
+ * Retries: the request's body is kept (up to --replay-limit) while it streams,
+ * so a connect failure, a reset before any answer or a 5xx head can be retried
+ * on another upstream. A larger body streams without a copy and is not retried
+ * once its first bytes went out. Everything runs on the loop that accepted the
+ * request.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "router.h"
+#include "sdd.h"
+
+typedef struct rp {
+    rt_loop *L;
+    sdh_req *down;   /* NULL once answered or gone */
+    sdc_request *up; /* the open attempt, or NULL */
+    seldon_router_req *rr;
+    uv_timer_t *timer; /* the route's deadline, when it has one */
+    /* The request head, kept for every attempt. */
+    char *mem;
+    sdh_request_head head;
+    seldon_buf replay; /* every body byte received so far, while replay_ok */
+    int status;        /* of the response forwarded */
+    uint8_t replay_ok, body_done, head_sent, up_paused, has_rid, rid_in_response;
+    char rid[33];
+    size_t rid_len;
+    char rid_value[128];
+} rp;
+
+static const sdh_stream_ops down_ops;
+static const sdc_callbacks up_cbs;
+static void attempt(rp *p);
+
+/* --------------------------------------------------------------- endings */
+
+static void timer_closed(uv_handle_t *h)
+{
+    sdd_free(h);
+}
+
+/* Frees p once neither side needs it (down answered or gone, up done). */
+static void finish(rp *p, int code)
+{
+    if (p->timer != NULL) {
+        uv_timer_stop(p->timer);
+        uv_close((uv_handle_t *)p->timer, timer_closed);
+        p->timer = NULL;
+    }
+    seldon_router_req_finish(p->rr, code);
+    seldon_router_req_free(p->rr);
+    seldon_buf_free(&p->replay);
+    sdd_free(p->mem);
+    sdd_free(p);
+}
+
+/* Drops the open attempt without a callback reaching this request. */
+static void drop_up(rp *p)
+{
+    sdc_request *up = p->up;
+    if (up != NULL) {
+        p->up = NULL;
+        sdc_request_cancel(up); /* its on_done sees p->up != up and returns */
+    }
+}
+
+/* Answers with an OIP error body, unless the response already started. */
+static void fail(rp *p, int status, const char *message)
+{
+    sdh_req *down = p->down;
+    drop_up(p);
+    if (down != NULL) {
+        p->down = NULL;
+        if (!p->head_sent) {
+            sdh_header h[2] = {{"content-type", 12, "application/json", 16},
+                               {"x-request-id", 12, p->rid_value, p->rid_len}};
+            seldon_buf b = SELDON_BUF_INIT;
+            /* JSON-escaped; control characters dropped. */
+            size_t n = strlen(message), i;
+            if (seldon_buf_reserve(&b, n * 2 + 16) == 0) {
+                memcpy(b.data, "{\"error\":\"", 10);
+                b.len = 10;
+                for (i = 0; i < n; i++) {
+                    unsigned char ch = (unsigned char)message[i];
+                    if (ch == '"' || ch == '\\') {
+                        b.data[b.len++] = '\\';
+                        b.data[b.len++] = ch;
+                    } else if (ch >= 0x20 && ch < 0x7f) {
+                        b.data[b.len++] = ch;
+                    } else if (ch >= 0x80) {
+                        b.data[b.len++] = '?'; /* never echo bytes that may not be UTF-8 */
+                    }
+                }
+                memcpy(b.data + b.len, "\"}", 2);
+                b.len += 2;
+            }
+            sdh_respond(down, status, h, 2, &b);
+        } else {
+            sdh_stream_end(down); /* short of its length, or chunked without its end:
+                                     the connection closes, the client sees the loss */
+        }
+    }
+    finish(p, status);
+}
+
+/* --------------------------------------------------------------- upstream side */
+
+static int outcome_of(int result)
+{
+    switch (result) {
+    case SDC_EREFUSED:
+    case SDC_ECONNECT:
+    case SDC_ECONNECT_TIMEOUT:
+    case SDC_EQUEUEFULL:
+        return SELDON_ROUTER_CONNECT_FAILED;
+    case SDC_ETIMEOUT:
+        return SELDON_ROUTER_TIMEOUT;
+    case SDC_ECANCELED:
+        return SELDON_ROUTER_CANCELED;
+    default:
+        return SELDON_ROUTER_RESET;
+    }
+}
+
+static int is_frame_header(const sdh_header *h)
+{
+    return sdh_header_is_hop_by_hop(h->name, h->name_len) ||
+           sdh_name_eq(h->name, h->name_len, "content-length");
+}
+
+static void up_head(sdc_request *req, int status, const sdh_header *headers, size_t n,
+                    void *user_data)
+{
+    rp *p = user_data;
+    sdh_header hs[64], *h = hs;
+    size_t i, k = 0;
+    int64_t length = -1;
+    int32_t retry = 0;
+    const sdh_header *cl;
+
+    if (req != p->up || p->down == NULL)
+        return;
+    if (status >= 500) {
+        seldon_router_attempt_end(&retry, NULL, p->rr, SELDON_ROUTER_HTTP_5XX, p->replay_ok,
+                                  rt_now_ns());
+        if (retry) {
+            drop_up(p);
+            attempt(p);
+            return;
+        }
+    }
+    if (n + 1 > sizeof(hs) / sizeof(hs[0]) &&
+        (h = sdd_malloc((n + 1) * sizeof(*h))) == NULL) {
+        fail(p, 502, "router out of memory");
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        if (is_frame_header(&headers[i]))
+            continue;
+        if (sdh_name_eq(headers[i].name, headers[i].name_len, "x-request-id"))
+            p->rid_in_response = 1;
+        h[k++] = headers[i];
+    }
+    if (!p->rid_in_response)
+        h[k++] = (sdh_header){"x-request-id", 12, p->rid_value, p->rid_len};
+    cl = sdh_header_find(headers, n, "content-length");
+    if (cl != NULL && !sdh_header_find(headers, n, "transfer-encoding")) {
+        char num[24];
+        size_t m = cl->value_len < sizeof(num) - 1 ? cl->value_len : sizeof(num) - 1;
+        memcpy(num, cl->value, m);
+        num[m] = '\0';
+        length = strtoll(num, NULL, 10);
+    } else if (status == 204 || status == 304) {
+        length = 0;
+    }
+    p->status = status;
+    if (sdh_stream_respond(p->down, status, h, k, length) != 0) {
+        if (h != hs)
+            sdd_free(h);
+        fail(p, 502, "bad response head from the upstream");
+        return;
+    }
+    if (h != hs)
+        sdd_free(h);
+    p->head_sent = 1;
+}
+
+static void up_body(sdc_request *req, const char *data, size_t len, void *user_data)
+{
+    rp *p = user_data;
+    seldon_buf b = SELDON_BUF_INIT;
+    if (req != p->up || p->down == NULL || len == 0)
+        return;
+    if (seldon_buf_reserve(&b, len) != 0) {
+        fail(p, 502, "router out of memory");
+        return;
+    }
+    memcpy(b.data, data, len);
+    b.len = len;
+    if (sdh_stream_write(p->down, &b) == 1 && !p->up_paused) {
+        p->up_paused = 1;
+        sdc_request_pause(req, 1);
+    }
+}
+
+static void up_drain(sdc_request *req, void *user_data)
+{
+    rp *p = user_data;
+    if (req == p->up && p->down != NULL)
+        sdh_stream_resume(p->down);
+}
+
+static void up_done(sdc_request *req, int result, void *user_data)
+{
+    rp *p = user_data;
+    int32_t retry = 0;
+    int64_t now;
+    if (req != p->up)
+        return; /* an attempt this request already gave up */
+    p->up = NULL;
+    now = rt_now_ns();
+    if (result == SDC_OK) {
+        seldon_router_attempt_end(&retry, NULL, p->rr, seldon_router_outcome(p->status, -1), 0,
+                                  now);
+        if (p->down != NULL) {
+            sdh_stream_end(p->down);
+            p->down = NULL;
+        }
+        finish(p, p->status);
+        return;
+    }
+    seldon_router_attempt_end(&retry, NULL, p->rr, outcome_of(result),
+                              p->replay_ok && !p->head_sent, now);
+    if (retry && p->down != NULL && !p->head_sent) {
+        attempt(p);
+        return;
+    }
+    if (result == SDC_ETIMEOUT)
+        fail(p, 504, "upstream timed out");
+    else if (result == SDC_EREFUSED || result == SDC_ECONNECT || result == SDC_ECONNECT_TIMEOUT)
+        fail(p, 503, "no upstream could be reached");
+    else
+        fail(p, 502, sdc_strerror(result));
+}
+
+static const sdc_callbacks up_cbs = {up_head, up_body, up_drain, up_done};
+
+static void attempt(rp *p)
+{
+    const seldon_router_upstream *u = NULL;
+    sdc_pool *pool;
+    int64_t now = rt_now_ns();
+    int32_t retry = 0;
+    int rc;
+
+    for (;;) {
+        rc = seldon_router_pick(&u, p->rr, now);
+        if (rc != 0) {
+            fail(p, 503, seldon_last_error());
+            return;
+        }
+        pool = rt_pool_get(p->L, u);
+        rc = pool != NULL ? sdc_request_start(&p->up, pool, &p->head, &up_cbs, p) : SDC_ENOMEM;
+        if (rc == 0)
+            break;
+        p->up = NULL;
+        seldon_router_attempt_end(&retry, NULL, p->rr, SELDON_ROUTER_CONNECT_FAILED, 1, now);
+        if (!retry) {
+            fail(p, 503, "no upstream could take the request");
+            return;
+        }
+    }
+    p->up_paused = 0;
+    if (p->head.content_length == 0 || p->head.content_length == SDH_BODY_NONE)
+        return;
+    if (p->replay.len > 0 || p->body_done) {
+        rc = sdc_request_write(p->up, p->replay.data, p->replay.len, p->body_done);
+        if (rc == 1 && p->down != NULL && !p->body_done)
+            sdh_stream_pause(p->down);
+    }
+}
+
+/* --------------------------------------------------------------- downstream side */
+
+static void down_body(void *user_data, sdh_req *req, const uint8_t *data, size_t len)
+{
+    rp *p = user_data;
+    (void)req;
+    if (p->down == NULL || len == 0)
+        return;
+    if (p->replay_ok) {
+        if (p->replay.len + len <= p->L->r->cfg.replay_limit &&
+            seldon_buf_reserve(&p->replay, len) == 0) {
+            memcpy(p->replay.data + p->replay.len, data, len);
+            p->replay.len += len;
+        } else {
+            p->replay_ok = 0;
+            seldon_buf_free(&p->replay);
+        }
+    }
+    if (p->up != NULL && sdc_request_write(p->up, data, len, 0) == 1)
+        sdh_stream_pause(p->down);
+}
+
+static void down_end(void *user_data, sdh_req *req)
+{
+    rp *p = user_data;
+    (void)req;
+    p->body_done = 1;
+    if (p->up != NULL && p->head.content_length != 0 &&
+        p->head.content_length != SDH_BODY_NONE)
+        sdc_request_write(p->up, NULL, 0, 1);
+}
+
+static void down_drain(void *user_data, sdh_req *req)
+{
+    rp *p = user_data;
+    (void)req;
+    if (p->up != NULL && p->up_paused) {
+        p->up_paused = 0;
+        sdc_request_pause(p->up, 0);
+    }
+}
+
+static void down_abort(void *user_data, sdh_req *req)
+{
+    rp *p = user_data;
+    (void)req;
+    p->down = NULL;
+    drop_up(p); /* freeing the request ends its open attempt as canceled */
+    finish(p, 499); /* the client closed the connection (nginx's code) */
+}
+
+static const sdh_stream_ops down_ops = {down_body, down_end, down_drain, down_abort};
+
+static void on_deadline(uv_timer_t *t)
+{
+    rp *p = t->data;
+    drop_up(p);
+    seldon_router_attempt_end(NULL, NULL, p->rr, SELDON_ROUTER_TIMEOUT, 0, rt_now_ns());
+    fail(p, 504, "the route's timeout passed before the upstream answered");
+}
+
+/* --------------------------------------------------------------- the head */
+
+/* Copies what every attempt sends: method, target, headers (+ x-request-id, seldon-model). */
+static int keep_head(rp *p, const sdh_request *h, const char *route, size_t route_len)
+{
+    size_t need = h->method_len + h->path_len + 1 + h->query_len + route_len + 1, i, k = 0;
+    size_t nh = h->nheaders + 2;
+    char *m;
+    sdh_header *hs;
+    const sdh_header *rid = sdh_header_find(h->headers, h->nheaders, "x-request-id");
+    int has_model = sdh_header_find(h->headers, h->nheaders, "seldon-model") != NULL;
+
+    for (i = 0; i < h->nheaders; i++)
+        need += h->headers[i].name_len + h->headers[i].value_len;
+    p->mem = sdd_malloc(nh * sizeof(sdh_header) + need);
+    if (p->mem == NULL)
+        return -1;
+    hs = (sdh_header *)p->mem;
+    m = p->mem + nh * sizeof(sdh_header);
+    p->head.method = m;
+    p->head.method_len = h->method_len;
+    memcpy(m, h->method, h->method_len);
+    m += h->method_len;
+    p->head.target = m;
+    memcpy(m, h->path, h->path_len);
+    m += h->path_len;
+    if (h->query_len > 0) {
+        *m++ = '?';
+        memcpy(m, h->query, h->query_len);
+        m += h->query_len;
+    }
+    p->head.target_len = (size_t)(m - p->head.target);
+    for (i = 0; i < h->nheaders; i++) {
+        const sdh_header *x = &h->headers[i];
+        if (is_frame_header(x) || sdh_name_eq(x->name, x->name_len, "host"))
+            continue;
+        hs[k].name = m;
+        hs[k].name_len = x->name_len;
+        memcpy(m, x->name, x->name_len);
+        m += x->name_len;
+        hs[k].value = m;
+        hs[k].value_len = x->value_len;
+        memcpy(m, x->value, x->value_len);
+        m += x->value_len;
+        k++;
+    }
+    if (rid != NULL && rid->value_len > 0 && rid->value_len <= sizeof(p->rid_value)) {
+        memcpy(p->rid_value, rid->value, rid->value_len);
+        p->rid_len = rid->value_len;
+    } else {
+        if (rid != NULL) /* too long to echo: replaced */
+            for (i = 0; i < k; i++)
+                if (sdh_name_eq(hs[i].name, hs[i].name_len, "x-request-id"))
+                    hs[i] = hs[--k];
+        rt_request_id(p->L, p->rid);
+        memcpy(p->rid_value, p->rid, 32);
+        p->rid_len = 32;
+        hs[k++] = (sdh_header){"x-request-id", 12, p->rid_value, p->rid_len};
+    }
+    if (!has_model) {
+        memcpy(m, route, route_len);
+        hs[k++] = (sdh_header){"seldon-model", 12, m, route_len};
+        m += route_len;
+    }
+    p->head.headers = hs;
+    p->head.n_headers = k;
+    p->head.host = NULL;
+    p->head.host_len = 0;
+    return 0;
+}
+
+static int route_of(char *name, size_t *len, size_t cap, const sdh_request *h)
+{
+    size_t hl = 0;
+    const char *hv = sdh_request_header(h, "seldon-model", &hl);
+    return seldon_router_route_name(name, len, cap, SELDON_ROUTER_HTTP, hv, hl, h->path,
+                                    h->path_len);
+}
+
+void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
+{
+    router *r = user_data;
+    rt_loop *L = rt_current(r);
+    char name[SELDON_ROUTES_NAME_MAX + 1];
+    size_t len = 0;
+    int64_t declared, deadline;
+    rp *p;
+
+    if (L == NULL || L->closing || route_of(name, &len, sizeof(name), head) != 0)
+        return; /* the whole-body handler answers the error */
+    p = sdd_calloc(1, sizeof(*p));
+    if (p == NULL)
+        return;
+    p->L = L;
+    if (seldon_router_req_new(&p->rr, L->lb, name, len, SELDON_ROUTER_HTTP, rt_now_ns()) != 0 ||
+        keep_head(p, head, name, len) != 0) {
+        seldon_router_req_free(p->rr);
+        sdd_free(p->mem);
+        sdd_free(p);
+        return;
+    }
+    declared = sdh_stream_body_length(req);
+    if (declared < 0)
+        p->head.content_length = SDH_BODY_CHUNKED;
+    else if (declared == 0 &&
+             ((head->method_len == 3 && memcmp(head->method, "GET", 3) == 0) ||
+              (head->method_len == 4 && memcmp(head->method, "HEAD", 4) == 0)))
+        p->head.content_length = SDH_BODY_NONE;
+    else
+        p->head.content_length = declared;
+    p->replay_ok = 1;
+    p->body_done = declared == 0;
+    if (sdh_stream_take(req, &down_ops, p) != 0) {
+        seldon_router_req_free(p->rr);
+        sdd_free(p->mem);
+        sdd_free(p);
+        return;
+    }
+    p->down = req;
+    deadline = seldon_router_req_deadline(p->rr);
+    if (deadline > 0) {
+        int64_t ms = (deadline - rt_now_ns()) / 1000000;
+        p->timer = sdd_malloc(sizeof(*p->timer));
+        if (p->timer != NULL) {
+            uv_timer_init(L->loop, p->timer);
+            p->timer->data = p;
+            uv_timer_start(p->timer, on_deadline, ms > 0 ? (uint64_t)ms : 0, 0);
+        }
+    }
+    attempt(p);
+}
+
+/* Requests the head handler left whole: the ones it could not route. */
+void rt_rest_handler(void *user_data, sdh_req *req, const sdh_request *request)
+{
+    router *r = user_data;
+    rt_loop *L = rt_current(r);
+    char name[SELDON_ROUTES_NAME_MAX + 1];
+    char msg[SELDON_ROUTES_NAME_MAX + 64];
+    size_t len = 0, idx;
+    int32_t status = 500;
+    int rc = route_of(name, &len, sizeof(name), request);
+
+    if (rc != 0) {
+        seldon_router_status(&status, NULL, rc);
+        sdh_respond_error(req, status, seldon_last_error());
+        return;
+    }
+    if (L == NULL || L->closing) {
+        sdh_respond_error(req, 503, "the router is shutting down");
+        return;
+    }
+    if (seldon_routes_find(&idx, seldon_router_lb_routes(L->lb), name, len) != 0) {
+        snprintf(msg, sizeof(msg), "no route for model \"%s\"", name);
+        sdh_respond_error(req, 404, msg);
+        return;
+    }
+    sdh_respond_error(req, 503, "router out of memory");
+}
