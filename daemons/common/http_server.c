@@ -808,3 +808,14 @@ void sdh_server_free(sdh_server *s)
     uv_mutex_destroy(&s->mu);
     sdd_free(s);
 }
+
+size_t sdh_server_loop_connections(const sdh_server *s, const uv_loop_t *loop)
+{
+    int i;
+    if (s == NULL)
+        return 0;
+    for (i = 0; i < s->nloops; i++)
+        if (s->loops[i] != NULL && s->loops[i]->uv == loop)
+            return s->loops[i]->nopen;
+    return 0;
+}

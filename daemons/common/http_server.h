@@ -180,6 +180,12 @@ int sdh_respond_error(sdh_req *req, int status, const char *message);
  */
 const char *sdh_request_header(const sdh_request *r, const char *lower_name, size_t *len);
 
+/*
+ * Client connections open on loop (adopted h2c connections not included); for
+ * gauges. On that loop's thread.
+ */
+size_t sdh_server_loop_connections(const sdh_server *s, const uv_loop_t *loop);
+
 /* A number unique per server, for logs. */
 uint64_t sdh_req_id(const sdh_req *req);
 

@@ -262,6 +262,8 @@ static void attempt(gp *p)
             timeout_ms = deadline > now ? (uint64_t)((deadline - now) / 1000000) + 1 : 1;
         rc = sd2_upstream_get(&pool, p->L->h2c, u->grpc_host, u->grpc_port);
         if (rc == 0)
+            rt_note_h2_upstream(p->L, pool);
+        if (rc == 0)
             rc = sd2_request(&p->up, pool, p->h, p->nh, p->body_done && p->replay.len == 0,
                              &up_cbs, p, timeout_ms);
         if (rc == 0)

@@ -240,12 +240,47 @@ sdc_pool *rt_pool_get(rt_loop *L, const seldon_router_upstream *u)
     return p->pool;
 }
 
+void rt_note_h2_upstream(rt_loop *L, sd2_upstream *u)
+{
+    size_t i;
+    for (i = 0; i < L->nh2ups; i++)
+        if (L->h2ups[i] == u)
+            return;
+    if (L->nh2ups < sizeof(L->h2ups) / sizeof(L->h2ups[0]))
+        L->h2ups[L->nh2ups++] = u;
+}
+
 /* ------------------------------------------------------------ loop set-up */
+
+/* Each loop counts its own connections; /metrics adds the loops up. */
+static void count_connections(uv_timer_t *t)
+{
+    rt_loop *L = t->data;
+    size_t down = 0, up = 0, i;
+    rt_pool *p;
+    sdc_pool_stats st;
+    if (L->closing)
+        return;
+    down = sdh_server_loop_connections(L->r->http, L->loop);
+    if (L->h2 != NULL)
+        down += sd2_server_conns(L->h2);
+    for (p = L->pools; p != NULL; p = p->next) {
+        sdc_pool_get_stats(&st, p->pool);
+        up += st.open;
+    }
+    for (i = 0; i < L->nh2ups; i++)
+        up += sd2_upstream_conns(L->h2ups[i]);
+    atomic_store_explicit(&L->conns_down, down, memory_order_relaxed);
+    atomic_store_explicit(&L->conns_up, up, memory_order_relaxed);
+}
 
 static void loop_init(void *arg)
 {
     rt_loop *L = arg;
     tls_loop = L;
+    uv_timer_init(L->loop, &L->gauge_timer);
+    L->gauge_timer.data = L;
+    uv_timer_start(&L->gauge_timer, count_connections, 0, 250);
 }
 
 /* Runs on the connection's loop: hands an h2c connection to that loop's h2 server. */
@@ -312,6 +347,14 @@ static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *re
     static const sdh_header ctype = {"content-type", 12, "text/plain; version=0.0.4", 25};
     seldon_buf b = SELDON_BUF_INIT;
     if (request->path_len == 8 && memcmp(request->path, "/metrics", 8) == 0) {
+        size_t down = 0, up = 0;
+        int i;
+        for (i = 0; i < r->nloops; i++) {
+            down += atomic_load_explicit(&r->per_loop[i].conns_down, memory_order_relaxed);
+            up += atomic_load_explicit(&r->per_loop[i].conns_up, memory_order_relaxed);
+        }
+        seldon_series_set(r->down_conns, (double)down);
+        seldon_series_set(r->up_conns, (double)up);
         if (seldon_metrics_render(&b, r->metrics) != 0) {
             seldon_buf_free(&b);
             sdh_respond_error(req, 500, seldon_last_error());
@@ -340,6 +383,8 @@ static int setup_metrics(router *r)
                                 "Routes file reloads (SIGHUP), by result.", labels, 1, NULL, 0);
     if (rc == 0)
         r->down_conns = seldon_router_metrics_connections(r->rmetrics, "downstream");
+    if (rc == 0)
+        r->up_conns = seldon_router_metrics_connections(r->rmetrics, "upstream");
     return rc;
 }
 
@@ -363,6 +408,7 @@ static void close_on_loop(void *arg)
     rt_loop *L = arg;
     rt_pool *p, *next;
     L->closing = 1;
+    uv_close((uv_handle_t *)&L->gauge_timer, NULL);
     for (p = L->pools; p != NULL; p = next) {
         next = p->next;
         L->pending_close++;

@@ -13,6 +13,7 @@
 #ifndef RT_ROUTER_H
 #define RT_ROUTER_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -56,6 +57,10 @@ typedef struct rt_loop {
     sd2_server *h2;
     sd2_client *h2c;
     uint64_t rng;   /* request ids */
+    uv_timer_t gauge_timer;
+    sd2_upstream *h2ups[64]; /* the h2c pools used, for the connections gauge */
+    size_t nh2ups;
+    _Atomic size_t conns_down, conns_up; /* read by /metrics on another loop */
     int closing;    /* the loop's clients are being closed */
     int pending_close;
 } rt_loop;
@@ -70,6 +75,7 @@ struct router {
     seldon_metrics *metrics;
     seldon_router_metrics *rmetrics;
     seldon_series *down_conns;
+    seldon_series *up_conns;
     seldon_metric *m_reloads; /* {result} */
     seldon_routes *routes;    /* the table in force (main thread) */
 };
@@ -84,6 +90,9 @@ void rt_request_id(rt_loop *L, char out[33]);
 
 /* The HTTP/1.1 pool of this loop for an upstream "host:port", created on first use. */
 sdc_pool *rt_pool_get(rt_loop *L, const seldon_router_upstream *u);
+
+/* Remembers an h2c pool for the connections gauge. */
+void rt_note_h2_upstream(rt_loop *L, sd2_upstream *u);
 
 /* rest.c: the HTTP/1.1 server's head and whole-body handlers. */
 void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head);
