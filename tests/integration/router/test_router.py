@@ -201,15 +201,17 @@ def test_grpc_errors(g, router):
 
 
 def test_balancing_roughly_even(router, servers):
+    # One request at a time: every pick is a tie on in-flight counts, broken at random,
+    # so the split is a fair coin's (0.35..0.65 is beyond 6 standard deviations at 400).
+    # Under concurrency least-request favours the faster server, as it should.
     before = [infer_count(s, "add20") for s in servers]
     n = 400
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: infer_rest(router.port, "add20")[0], range(n)))
+    results = [infer_rest(router.port, "add20")[0] for _ in range(n)]
     assert results.count(200) == n
     after = [infer_count(s, "add20") for s in servers]
     share = [(a - b) / n for a, b in zip(after, before)]
     assert sum(after) - sum(before) == n
-    assert all(0.3 <= s <= 0.7 for s in share), share
+    assert all(0.35 <= s <= 0.65 for s in share), share
 
 
 def test_one_server_killed_zero_failures(g, tmp_path):
