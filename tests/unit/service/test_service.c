@@ -876,3 +876,26 @@ Test(service, in_process)
     seldon_msg_free(req);
     seldon_msg_free(resp);
 }
+
+Test(service, stream_survives_every_truncation_and_bit_flip)
+{
+    uint8_t req[512], bad[512];
+    size_t n = infer_request(req, "ident", "cut", "IN"), k;
+    grpc_out o;
+    for (k = 0; k <= n; k++) {
+        Inference__ModelStreamInferResponse *f;
+        grpc(&o, "ModelStreamInfer", req, k);
+        cr_assert_eq(o.called, 1, "prefix %zu", k);
+        f = inference__model_stream_infer_response__unpack(NULL, o.len, o.body);
+        cr_assert_not_null(f, "prefix %zu: not a ModelStreamInferResponse", k);
+        inference__model_stream_infer_response__free_unpacked(f, NULL);
+    }
+    for (k = 0; k < n * 8; k++) {
+        memcpy(bad, req, n);
+        bad[k / 8] ^= (uint8_t)(1u << (k % 8));
+        grpc(&o, "ModelStreamInfer", bad, n);
+        run_workers();
+        cr_assert_eq(o.called, 1, "flip %zu", k);
+        cr_assert_eq(o.status, 0);
+    }
+}
