@@ -106,7 +106,8 @@ static void on_timer(uv_timer_t *t)
     seldon_service_timer(s->svc, (int64_t)uv_hrtime());
 }
 
-/* Loop thread: arms the timer for the earliest deadline asked for, if earlier than the armed one. */
+/* Loop thread: arms the timer for the earliest deadline asked for, if earlier than the armed one.
+ */
 static void on_wake(uv_async_t *a)
 {
     srv *s = a->data;

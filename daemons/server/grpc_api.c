@@ -17,8 +17,7 @@ static void unary_done(void *user_data, int32_t status, const char *message, sel
 }
 
 /* Each stream message holds the call until its own response is written. */
-static void stream_done(void *user_data, int32_t status, const char *message,
-                        seldon_buf *response)
+static void stream_done(void *user_data, int32_t status, const char *message, seldon_buf *response)
 {
     sdg_call *call = user_data;
     if (status == 0)

@@ -64,8 +64,8 @@ SELDON_API int32_t seldon_status_grpc(int32_t rc);
  */
 typedef struct seldon_job seldon_job;
 struct seldon_job {
-    seldon_job *next;               /* the host's, while it holds the job */
-    void (*run)(seldon_job *job);   /* set by the service */
+    seldon_job *next;             /* the host's, while it holds the job */
+    void (*run)(seldon_job *job); /* set by the service */
 };
 
 typedef struct seldon_service_hooks {
@@ -89,15 +89,15 @@ typedef struct seldon_service_hooks {
 #define SELDON_SERVICE_HOOKS_INIT {SELDON_SERVICE_HOOKS_VERSION, NULL, NULL, NULL, NULL, NULL}
 
 typedef struct seldon_service_options {
-    uint32_t version;         /* SELDON_SERVICE_OPTIONS_VERSION */
-    seldon_repo *repo;        /* borrowed: must outlive the service */
+    uint32_t version;  /* SELDON_SERVICE_OPTIONS_VERSION */
+    seldon_repo *repo; /* borrowed: must outlive the service */
     /*
      * Borrowed, may be NULL. The service adds its families (inference totals
      * and latency, batch sizes, other requests, loaded models) and serves
      * the registry as Prometheus text on GET /metrics.
      */
     seldon_metrics *metrics;
-    const char *server_name;  /* for server metadata; copied; NULL: "seldon" */
+    const char *server_name;    /* for server metadata; copied; NULL: "seldon" */
     seldon_service_hooks hooks; /* copied; every hook is required */
 } seldon_service_options;
 
@@ -107,7 +107,10 @@ typedef struct seldon_service_options {
 
 typedef struct seldon_service seldon_service;
 
-/* Creates a service over opts->repo. Not ready until seldon_service_set_ready(). Caller owns *out. */
+/*
+ * Creates a service over opts->repo. Not ready until seldon_service_set_ready().
+ * Caller owns *out; free with seldon_service_free().
+ */
 SELDON_API int seldon_service_new(seldon_service **out, const seldon_service_options *opts);
 
 /*
@@ -214,9 +217,9 @@ typedef void (*seldon_grpc_done_fn)(void *user_data, int32_t status, const char 
 /*
  * Serves one gRPC message of method (a full path, as
  * seldon_service_grpc_method() names them). request is borrowed for this
- * call only: the service copies what it keeps. An unknown method gets UNIMPLEMENTED. done runs exactly once,
- * before this returns or later, as for REST. Returns 0, or SELDON_EINVAL for
- * NULL arguments (done is then not called).
+ * call only: the service copies what it keeps. An unknown method gets UNIMPLEMENTED. done runs
+ * exactly once, before this returns or later, as for REST. Returns 0, or SELDON_EINVAL for NULL
+ * arguments (done is then not called).
  */
 SELDON_API int seldon_service_grpc(seldon_service *svc, const char *method, size_t method_len,
                                    const uint8_t *request, size_t len, seldon_grpc_done_fn done,

@@ -89,8 +89,8 @@ static int acquire_named(seldon_service *svc, seldon_model **m, const char *endp
         grpc_fail(svc, endpoint, 3, "request: not a valid protobuf message", done, ud);
         return -1;
     }
-    rc = seldon_repo_acquire(m, svc->repo, r->name, strlen(r->name), r->version,
-                             strlen(r->version));
+    rc =
+        seldon_repo_acquire(m, svc->repo, r->name, strlen(r->name), r->version, strlen(r->version));
     if (rc < 0) {
         char why[SDN_WHY_MAX];
         snprintf(why, sizeof(why), "%s", seldon_last_error());
@@ -363,8 +363,8 @@ static void repository_index(seldon_service *svc, const uint8_t *req, size_t len
     grpc_reply(svc, "repository_index", &b, done, ud);
 }
 
-static void repository_load_unload(seldon_service *svc, const uint8_t *req, size_t len,
-                                   int unload, seldon_grpc_done_fn done, void *ud)
+static void repository_load_unload(seldon_service *svc, const uint8_t *req, size_t len, int unload,
+                                   seldon_grpc_done_fn done, void *ud)
 {
     /* Load and unload requests share field numbers: repository_name = 1, model_name = 2. */
     Inference__RepositoryModelLoadRequest *r =
@@ -395,10 +395,11 @@ enum {
 };
 
 static const char *const method_paths[M_COUNT] = {
-    SVC "ServerLive",       SVC "ServerReady",         SVC "ModelReady",
-    SVC "ServerMetadata",   SVC "ModelMetadata",       SVC "ModelInfer",
-    SVC "ModelStreamInfer", SVC "RepositoryIndex",     SVC "RepositoryModelLoad",
-    SVC "RepositoryModelUnload",
+    SVC "ServerLive",          SVC "ServerReady",
+    SVC "ModelReady",          SVC "ServerMetadata",
+    SVC "ModelMetadata",       SVC "ModelInfer",
+    SVC "ModelStreamInfer",    SVC "RepositoryIndex",
+    SVC "RepositoryModelLoad", SVC "RepositoryModelUnload",
 };
 
 size_t seldon_service_grpc_method_count(void)

@@ -216,8 +216,8 @@ static void handle_model_ready(seldon_service *svc, const seldon_route *rt, int 
 {
     const char *endpoint = want_metadata ? "model_metadata" : "model_ready";
     seldon_model *m = NULL;
-    int rc = seldon_repo_acquire(&m, svc->repo, rt->name, rt->name_len, rt->version,
-                                 rt->version_len);
+    int rc =
+        seldon_repo_acquire(&m, svc->repo, rt->name, rt->name_len, rt->version, rt->version_len);
     seldon_buf b = SELDON_BUF_INIT;
     if (rc < 0) {
         /* A model the repository knows but has not loaded is "not ready", not "not found". */
@@ -290,7 +290,8 @@ static void repo_job_run(seldon_job *job)
     sdn_svc_repo_job *j = (sdn_svc_repo_job *)job;
     seldon_service *svc = j->svc;
     const char *endpoint = j->unload ? "repository_unload" : "repository_load";
-    int rc = j->unload ? seldon_repo_unload(svc->repo, j->name) : seldon_repo_load(svc->repo, j->name);
+    int rc =
+        j->unload ? seldon_repo_unload(svc->repo, j->name) : seldon_repo_load(svc->repo, j->name);
     seldon_service_refresh(svc);
     if (j->kind == SDN_SVC_REST) {
         seldon_rest_done_fn done = (seldon_rest_done_fn)(uintptr_t)j->done;
@@ -401,8 +402,8 @@ void sdn_svc_grpc_repo_job(seldon_service *svc, int unload, const char *name, si
 
 /* --- The router ------------------------------------------------------------------- */
 
-int seldon_service_rest(seldon_service *svc, const seldon_rest_request *r,
-                        seldon_rest_done_fn done, void *ud)
+int seldon_service_rest(seldon_service *svc, const seldon_rest_request *r, seldon_rest_done_fn done,
+                        void *ud)
 {
     seldon_route rt;
     int rc;

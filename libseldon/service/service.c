@@ -74,18 +74,16 @@ int32_t seldon_status_grpc(int32_t rc)
 
 static int setup_metrics(seldon_service *svc)
 {
-    static const double latency[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                     0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                     5,      10};
+    static const double latency[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                     0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
     static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
     const char *infer_labels[3] = {"model", "method_type", "code"};
     const char *req_labels[3] = {"endpoint", "method_type", "code"};
     const char *batch_labels[1] = {"model"};
     seldon_metric *loaded = NULL;
-    int rc = seldon_metrics_add(&svc->m_infer_total, svc->metrics, SELDON_METRIC_COUNTER,
-                                "seldon_model_infer_total",
-                                "Inference requests by model, protocol and status code.",
-                                infer_labels, 3, NULL, 0);
+    int rc = seldon_metrics_add(
+        &svc->m_infer_total, svc->metrics, SELDON_METRIC_COUNTER, "seldon_model_infer_total",
+        "Inference requests by model, protocol and status code.", infer_labels, 3, NULL, 0);
     if (rc == 0)
         rc = seldon_metrics_add(&svc->m_infer_seconds, svc->metrics, SELDON_METRIC_HISTOGRAM,
                                 "seldon_model_infer_seconds",

@@ -85,7 +85,7 @@ void sdn_svc_grpc_repo_job(seldon_service *svc, int unload, const char *name, si
 typedef struct sdn_svc_repo_job {
     seldon_job job;
     seldon_service *svc;
-    int kind;   /* SDN_SVC_REST or SDN_SVC_GRPC */
+    int kind; /* SDN_SVC_REST or SDN_SVC_GRPC */
     int unload;
     void *done;
     void *user_data;

@@ -49,8 +49,14 @@ static int gated_execute(seldon_model *m, seldon_infer *const *infers, size_t co
     return 0;
 }
 
-static const seldon_runtime gated = {SELDON_RUNTIME_ABI_MAJOR, SELDON_RUNTIME_ABI_MINOR,
-                                     "test.gated", 0, gated_load, NULL, gated_execute, NULL};
+static const seldon_runtime gated = {SELDON_RUNTIME_ABI_MAJOR,
+                                     SELDON_RUNTIME_ABI_MINOR,
+                                     "test.gated",
+                                     0,
+                                     gated_load,
+                                     NULL,
+                                     gated_execute,
+                                     NULL};
 
 SELDON_API const seldon_runtime *seldon_runtime_entry(void);
 

@@ -121,8 +121,14 @@ static int dbl_load(seldon_model *m)
     return 0;
 }
 
-static const seldon_runtime dbl_runtime = {SELDON_RUNTIME_ABI_MAJOR, SELDON_RUNTIME_ABI_MINOR,
-                                           "test.double", 0, dbl_load, NULL, dbl_execute, NULL};
+static const seldon_runtime dbl_runtime = {SELDON_RUNTIME_ABI_MAJOR,
+                                           SELDON_RUNTIME_ABI_MINOR,
+                                           "test.double",
+                                           0,
+                                           dbl_load,
+                                           NULL,
+                                           dbl_execute,
+                                           NULL};
 
 /* --- The repository and the service ------------------------------------------------ */
 
@@ -218,8 +224,7 @@ static void on_rest(void *ud, seldon_rest_response *r)
             snprintf(o->ctype, sizeof(o->ctype), "%.*s", (int)h->value_len, h->value);
         else {
             snprintf(o->extra_name, sizeof(o->extra_name), "%.*s", (int)h->name_len, h->name);
-            snprintf(o->extra_value, sizeof(o->extra_value), "%.*s", (int)h->value_len,
-                     h->value);
+            snprintf(o->extra_value, sizeof(o->extra_value), "%.*s", (int)h->value_len, h->value);
         }
     }
     cr_assert_lt(r->body.len, sizeof(o->body));
@@ -254,8 +259,8 @@ static void rest(rest_out *o, const char *method, const char *path, const char *
 #define ASSERT_REST(o, st, needle)                                                                 \
     do {                                                                                           \
         cr_assert_eq((o)->called, 1, "done called %d times", (o)->called);                         \
-        cr_assert_eq((o)->status, (st), "status %d, body %s", (o)->status, (o)->body);           \
-        cr_assert(strstr((o)->body, (needle)) != NULL, "'%s' lacks '%s'", (o)->body, (needle));  \
+        cr_assert_eq((o)->status, (st), "status %d, body %s", (o)->status, (o)->body);             \
+        cr_assert(strstr((o)->body, (needle)) != NULL, "'%s' lacks '%s'", (o)->body, (needle));    \
     } while (0)
 
 static const char *const fp32_req =
@@ -382,8 +387,9 @@ Test(service, infer_errors)
     ASSERT_REST(&o, 404, "nope");
     rest(&o, "POST", "/v2/models/ident/infer", "{\"inputs\": [{\"name\": 3}]}");
     ASSERT_REST(&o, 400, "inputs[0].name");
-    rest(&o, "POST", "/v2/models/ident/infer",
-         "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP99\", \"shape\": [1], \"data\": [1]}]}");
+    rest(
+        &o, "POST", "/v2/models/ident/infer",
+        "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP99\", \"shape\": [1], \"data\": [1]}]}");
     ASSERT_REST(&o, 400, "FP99");
     {
         seldon_http_header h = {"inference-header-content-length", 31, "abc", 3};
@@ -436,7 +442,8 @@ Test(service, infer_on_a_worker_completes_later)
 
     /* A runtime's failure reaches the caller with the mapped status. */
     rest(&o, "POST", "/v2/models/dbl/infer",
-         "{\"inputs\": [{\"name\": \"FAIL\", \"datatype\": \"FP32\", \"shape\": [1], \"data\": [1]}]}");
+         "{\"inputs\": [{\"name\": \"FAIL\", \"datatype\": \"FP32\", \"shape\": [1], \"data\": "
+         "[1]}]}");
     cr_assert_eq(o.called, 0);
     run_workers();
     ASSERT_REST(&o, 400, "asked to fail");
