@@ -58,7 +58,7 @@ static int pool_start(srv_pool *p, int n)
     int i;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
-    p->threads = calloc((size_t)n, sizeof(pthread_t));
+    p->threads = sdd_calloc((size_t)n, sizeof(pthread_t));
     if (p->threads == NULL)
         return sdd_error(SELDON_ENOMEM, "out of memory");
     for (i = 0; i < n; i++) {
@@ -81,7 +81,7 @@ static void pool_stop(srv_pool *p)
     pthread_mutex_unlock(&p->lock);
     for (i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
-    free(p->threads);
+    sdd_free(p->threads);
     p->threads = NULL;
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);

@@ -206,10 +206,12 @@ SELDON_API const char *seldon_service_grpc_method(size_t index, int32_t *streami
  * Called exactly once per seldon_service_grpc() call. status is a gRPC status
  * code; when 0, response holds the reply message (the callback may take its
  * data, as for REST); otherwise message (borrowed for the call) tells why.
- * For ModelStreamInfer, status is always 0 and response is the
+ * For ModelStreamInfer, status is 0 and response is the
  * ModelStreamInferResponse for that message: on failure error_message is set,
  * and infer_response carries the request's id (and model name and version,
  * when they were readable) so that a client can tell which request failed.
+ * Only when memory runs out before even that frame can be built is status
+ * RESOURCE_EXHAUSTED (8), which ends the stream.
  */
 typedef void (*seldon_grpc_done_fn)(void *user_data, int32_t status, const char *message,
                                     seldon_buf *response);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/core.h"
 #include "grpc_predict_v2.pb-c.h"
 #include "seldon/seldon.h"
 
@@ -904,5 +905,39 @@ Test(service, stream_survives_every_truncation_and_bit_flip)
         run_workers();
         cr_assert_eq(o.called, 1, "flip %zu", k);
         cr_assert_eq(o.status, 0);
+    }
+}
+
+/* Out of memory anywhere on the way: every request is still answered exactly once. */
+Test(service, every_allocation_failure_still_answers_once)
+{
+    static const char *const models[] = {"/v2/models/ident/infer", "/v2/models/dbl/infer",
+                                         "/v2/models/batched/infer"};
+    uint8_t req[512];
+    size_t m, n = infer_request(req, "dbl", "oom", "IN");
+    int64_t k;
+    for (k = 0; k < 60; k++) {
+        for (m = 0; m < 3; m++) {
+            rest_out o;
+            sdn_alloc_fail_after(k);
+            rest(&o, "POST", models[m], fp32_req);
+            sdn_alloc_fail_after(-1);
+            seldon_service_flush(svc);
+            run_workers();
+            cr_assert_eq(o.called, 1, "%s, allocation %lld: done called %d times", models[m],
+                         (long long)k, o.called);
+            cr_assert(o.status == 200 || o.status == 500, "%s: %d %s", models[m], o.status,
+                      o.body);
+        }
+        {
+            grpc_out o;
+            sdn_alloc_fail_after(k);
+            grpc(&o, "ModelStreamInfer", req, n);
+            sdn_alloc_fail_after(-1);
+            run_workers();
+            cr_assert_eq(o.called, 1, "stream, allocation %lld", (long long)k);
+            /* A frame when one can be built; else RESOURCE_EXHAUSTED, which ends the stream. */
+            cr_assert(o.status == 0 || o.status == 8, "stream: status %d", o.status);
+        }
     }
 }
