@@ -394,12 +394,16 @@ enum {
     M_COUNT
 };
 
-static const char *const method_paths[M_COUNT] = {
-    SVC "ServerLive",          SVC "ServerReady",
-    SVC "ModelReady",          SVC "ServerMetadata",
-    SVC "ModelMetadata",       SVC "ModelInfer",
-    SVC "ModelStreamInfer",    SVC "RepositoryIndex",
-    SVC "RepositoryModelLoad", SVC "RepositoryModelUnload",
+#define METHOD(name) {SVC name, sizeof(SVC name) - 1}
+
+static const struct {
+    const char *path;
+    size_t len;
+} methods[M_COUNT] = {
+    METHOD("ServerLive"),          METHOD("ServerReady"),     METHOD("ModelReady"),
+    METHOD("ServerMetadata"),      METHOD("ModelMetadata"),   METHOD("ModelInfer"),
+    METHOD("ModelStreamInfer"),    METHOD("RepositoryIndex"), METHOD("RepositoryModelLoad"),
+    METHOD("RepositoryModelUnload"),
 };
 
 size_t seldon_service_grpc_method_count(void)
@@ -413,7 +417,7 @@ const char *seldon_service_grpc_method(size_t index, int32_t *streaming)
         return NULL;
     if (streaming != NULL)
         *streaming = index == M_STREAM;
-    return method_paths[index];
+    return methods[index].path;
 }
 
 int seldon_service_grpc(seldon_service *svc, const char *method, size_t method_len,
@@ -426,8 +430,7 @@ int seldon_service_grpc(seldon_service *svc, const char *method, size_t method_l
     if (req == NULL)
         req = (const uint8_t *)"";
     for (i = 0; i < M_COUNT; i++)
-        if (strlen(method_paths[i]) == method_len &&
-            memcmp(method_paths[i], method, method_len) == 0)
+        if (methods[i].len == method_len && memcmp(methods[i].path, method, method_len) == 0)
             break;
     switch (i) {
     case M_LIVE:
