@@ -216,7 +216,6 @@ struct sdn_svc_model {
     /* Under the service's lock. */
     sdn_svc_model *next;
     seldon_model *model; /* a reference of the list's own while listed */
-    int64_t deadline_ns;
     /* The success series, by method label (rest, grpc, local), found once per instance. */
     seldon_series *ok_total[3];
     seldon_series *ok_seconds[3];
@@ -373,7 +372,6 @@ static void list_pending(seldon_service *svc, sdn_svc_model *x, seldon_model *mo
     seldon_model_retain(model);
     pthread_mutex_lock(&svc->lock);
     x->model = model;
-    x->deadline_ns = deadline;
     x->next = svc->pending;
     svc->pending = x;
     if (deadline < svc->armed_ns) {
