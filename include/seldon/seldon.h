@@ -12,5 +12,6 @@
 #include "runtime.h"
 #include "repository.h"
 #include "metrics.h"
+#include "service.h"
 
 #endif
