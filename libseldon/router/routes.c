@@ -595,6 +595,8 @@ int seldon_routes_find(size_t *out_index, const seldon_routes *routes, const cha
     int64_t i;
     if (out_index == NULL || routes == NULL || (name == NULL && len > 0))
         return sdn_error(SELDON_EINVAL, "routes_find: NULL argument");
+    if (name == NULL)
+        name = "";
     i = find_name(routes, name, len, sdn_rt_hash(name, len));
     if (i < 0) {
         char q[280];
