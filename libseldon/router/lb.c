@@ -16,11 +16,11 @@ typedef struct host {
     char *key;
     size_t key_len;
     uint64_t hash;
-    int32_t refs;       /* views holding it */
-    int32_t in_flight;  /* attempts open on it, from any view */
-    int32_t fails;      /* consecutive failures */
-    int32_t ejections;  /* ejections so far, for the growing duration */
-    int32_t probe_busy; /* a half-open probe is in flight */
+    int32_t refs;        /* views holding it */
+    int32_t in_flight;   /* attempts open on it, from any view */
+    int32_t fails;       /* consecutive failures */
+    int32_t ejections;   /* ejections so far, for the growing duration */
+    int32_t probe_busy;  /* a half-open probe is in flight */
     int64_t eject_until; /* 0: healthy; > now: ejected; <= now: half-open */
     int64_t healthy_since;
     seldon_series *ejected_series;
