@@ -212,6 +212,15 @@ SELDON_API void seldon_router_metrics_free(seldon_router_metrics *metrics);
 SELDON_API seldon_series *seldon_router_metrics_connections(seldon_router_metrics *metrics,
                                                             const char *side);
 
+/*
+ * Counts one answer in seldon_router_requests_total without a request object:
+ * for requests refused before a route was found. Pass route "" for those, so
+ * that names chosen by clients never become label values. Takes the
+ * registry's lock to find the series: not for the hot path.
+ */
+SELDON_API void seldon_router_metrics_request(seldon_router_metrics *metrics, const char *route,
+                                              int32_t code);
+
 /* --- Balancing, retries, ejection (one balancer per I/O loop) ----------- */
 
 typedef struct seldon_router_lb seldon_router_lb;
@@ -243,6 +252,13 @@ SELDON_API void seldon_router_lb_free(seldon_router_lb *lb);
  * its health; the others start fresh.
  */
 SELDON_API int seldon_router_lb_swap(seldon_router_lb *lb, seldon_routes *routes);
+
+/*
+ * Writes a fresh x-request-id (a random UUID, version 4, lowercase: 36
+ * characters and a NUL) to out, which holds at least 37 bytes. The bits come
+ * from the balancer's generator (seeded by seldon_router_lb_new()).
+ */
+SELDON_API void seldon_router_lb_request_id(char *out, seldon_router_lb *lb);
 
 /* The current table; borrowed, valid until the next swap (retain it to keep it). */
 SELDON_API seldon_routes *seldon_router_lb_routes(const seldon_router_lb *lb);

@@ -2,6 +2,7 @@
  * The router's metric families. The daemon creates them once; balancers
  * record requests, attempt latency, retries and ejections into them.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "router/router.h"
@@ -60,4 +61,18 @@ seldon_series *seldon_router_metrics_connections(seldon_router_metrics *metrics,
     if (seldon_metric_series(&s, metrics->connections, &side) != 0)
         return NULL;
     return s;
+}
+
+void seldon_router_metrics_request(seldon_router_metrics *metrics, const char *route, int32_t code)
+{
+    seldon_series *s = NULL;
+    const char *labels[2];
+    char text[16];
+    if (metrics == NULL || route == NULL)
+        return;
+    snprintf(text, sizeof(text), "%d", (int)code);
+    labels[0] = route;
+    labels[1] = text;
+    if (seldon_metric_series(&s, metrics->requests, labels) == 0)
+        seldon_series_add(s, 1);
 }

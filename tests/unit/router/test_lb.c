@@ -586,3 +586,41 @@ Test(lb, metrics)
     seldon_router_metrics_free(m);
     seldon_metrics_free(reg);
 }
+
+Test(lb, request_ids)
+{
+    seldon_router_lb *lb = lb_over(table(TWO), NULL);
+    char a[37], b[37];
+    size_t i;
+    seldon_router_lb_request_id(a, lb);
+    seldon_router_lb_request_id(b, lb);
+    cr_assert_eq(strlen(a), 36);
+    cr_assert_str_neq(a, b);
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            cr_assert_eq(a[i], '-', "%s", a);
+        else
+            cr_assert(strchr("0123456789abcdef", a[i]) != NULL, "%s", a);
+    }
+    cr_assert_eq(a[14], '4', "%s", a);
+    cr_assert(strchr("89ab", a[19]) != NULL, "%s", a);
+    seldon_router_lb_free(lb);
+}
+
+Test(lb, requests_refused_before_routing_are_counted)
+{
+    seldon_metrics *reg = NULL;
+    seldon_router_metrics *m = NULL;
+    seldon_buf text = SELDON_BUF_INIT;
+    cr_assert_eq(seldon_metrics_new(&reg), 0);
+    cr_assert_eq(seldon_router_metrics_new(&m, reg), 0);
+    seldon_router_metrics_request(m, "", 404);
+    seldon_router_metrics_request(m, "", 404);
+    seldon_router_metrics_request(NULL, "", 404);
+    cr_assert_eq(seldon_metrics_render(&text, reg), 0);
+    cr_assert(contains(&text, "seldon_router_requests_total{route=\"\",code=\"404\"} 2"), "%.*s",
+              (int)text.len, (const char *)text.data);
+    seldon_buf_free(&text);
+    seldon_router_metrics_free(m);
+    seldon_metrics_free(reg);
+}
