@@ -13,5 +13,6 @@
 #include "repository.h"
 #include "metrics.h"
 #include "service.h"
+#include "router.h"
 
 #endif
