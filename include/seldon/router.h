@@ -40,17 +40,20 @@ typedef struct seldon_routes_builder seldon_routes_builder;
 
 /* Settings that apply to every route unless the route says otherwise. */
 typedef struct seldon_routes_defaults {
-    uint32_t version;             /* SELDON_ROUTES_DEFAULTS_VERSION */
-    int64_t timeout_ms;           /* whole request, retries included; 0: none. Default 0 */
-    int32_t retries;              /* retries after the first attempt. Default 3 */
-    int64_t connect_timeout_ms;   /* for the daemon's connects. Default 1000 */
-    int32_t eject_failures;       /* consecutive failures that eject; 0: never. Default 5 */
-    int64_t eject_base_ms;        /* first ejection lasts this; the k-th k times it. Default 1000 */
-    int64_t eject_max_ms;         /* cap on one ejection. Default 30000 */
+    uint32_t version;           /* SELDON_ROUTES_DEFAULTS_VERSION */
+    int64_t timeout_ms;         /* whole request, retries included; 0: none. Default 0 */
+    int32_t retries;            /* retries after the first attempt. Default 3 */
+    int64_t connect_timeout_ms; /* for the daemon's connects. Default 1000 */
+    int32_t eject_failures;     /* consecutive failures that eject; 0: never. Default 5 */
+    int64_t eject_base_ms;      /* first ejection lasts this; the k-th k times it. Default 1000 */
+    int64_t eject_max_ms;       /* cap on one ejection. Default 30000 */
 } seldon_routes_defaults;
 
 #define SELDON_ROUTES_DEFAULTS_VERSION 1
-#define SELDON_ROUTES_DEFAULTS_INIT {SELDON_ROUTES_DEFAULTS_VERSION, 0, 3, 1000, 5, 1000, 30000}
+#define SELDON_ROUTES_DEFAULTS_INIT                                                                \
+    {                                                                                              \
+        SELDON_ROUTES_DEFAULTS_VERSION, 0, 3, 1000, 5, 1000, 30000                                 \
+    }
 
 /*
  * One upstream server: its REST and gRPC addresses (at least one is set).
@@ -109,8 +112,8 @@ SELDON_API void seldon_routes_get_defaults(seldon_routes_defaults *out,
 SELDON_API size_t seldon_routes_count(const seldon_routes *routes);
 
 /* The index of the route named name[0..len), or SELDON_ENOTFOUND. Hashed: O(1). */
-SELDON_API int seldon_routes_find(size_t *out_index, const seldon_routes *routes,
-                                  const char *name, size_t len);
+SELDON_API int seldon_routes_find(size_t *out_index, const seldon_routes *routes, const char *name,
+                                  size_t len);
 
 /* A route's name, NUL-terminated; borrowed from the table. NULL for a bad index. */
 SELDON_API const char *seldon_routes_name(const seldon_routes *routes, size_t route);
@@ -147,8 +150,8 @@ SELDON_API int seldon_routes_builder_add_route(seldon_routes_builder *builder, c
                                                int64_t timeout_ms, int32_t retries);
 
 /* Adds an upstream to the last route: "host:port" strings, copied; either may be NULL, not both. */
-SELDON_API int seldon_routes_builder_add_upstream(seldon_routes_builder *builder,
-                                                  const char *http, const char *grpc);
+SELDON_API int seldon_routes_builder_add_upstream(seldon_routes_builder *builder, const char *http,
+                                                  const char *grpc);
 
 /*
  * Builds the table. Caller owns *out (release with seldon_routes_release());
@@ -209,6 +212,15 @@ SELDON_API void seldon_router_metrics_free(seldon_router_metrics *metrics);
 SELDON_API seldon_series *seldon_router_metrics_connections(seldon_router_metrics *metrics,
                                                             const char *side);
 
+/*
+ * Counts one answer in seldon_router_requests_total without a request object:
+ * for requests refused before a route was found. Pass route "" for those, so
+ * that names chosen by clients never become label values. Takes the
+ * registry's lock to find the series: not for the hot path.
+ */
+SELDON_API void seldon_router_metrics_request(seldon_router_metrics *metrics, const char *route,
+                                              int32_t code);
+
 /* --- Balancing, retries, ejection (one balancer per I/O loop) ----------- */
 
 typedef struct seldon_router_lb seldon_router_lb;
@@ -241,6 +253,13 @@ SELDON_API void seldon_router_lb_free(seldon_router_lb *lb);
  */
 SELDON_API int seldon_router_lb_swap(seldon_router_lb *lb, seldon_routes *routes);
 
+/*
+ * Writes a fresh x-request-id (a random UUID, version 4, lowercase: 36
+ * characters and a NUL) to out, which holds at least 37 bytes. The bits come
+ * from the balancer's generator (seeded by seldon_router_lb_new()).
+ */
+SELDON_API void seldon_router_lb_request_id(char *out, seldon_router_lb *lb);
+
 /* The current table; borrowed, valid until the next swap (retain it to keep it). */
 SELDON_API seldon_routes *seldon_router_lb_routes(const seldon_router_lb *lb);
 
@@ -250,8 +269,7 @@ SELDON_API int32_t seldon_router_lb_in_flight(const seldon_router_lb *lb,
 
 /* 1 when that upstream is ejected at now_ns (its probe not yet due), else 0. */
 SELDON_API int32_t seldon_router_lb_ejected(const seldon_router_lb *lb,
-                                            const seldon_router_upstream *upstream,
-                                            int64_t now_ns);
+                                            const seldon_router_upstream *upstream, int64_t now_ns);
 
 /*
  * Starts a request on the route named name[0..len) of the current table
@@ -273,7 +291,8 @@ SELDON_API void seldon_router_req_free(seldon_router_req *req);
 /* When the request must be answered 504/DEADLINE_EXCEEDED, in now_ns time; 0: never. */
 SELDON_API int64_t seldon_router_req_deadline(const seldon_router_req *req);
 
-/* The route's index and name in the request's table (borrowed, valid until the request is freed). */
+/* The route's index and name in the request's table (borrowed, valid until the request is freed).
+ */
 SELDON_API size_t seldon_router_req_route(const seldon_router_req *req);
 SELDON_API const char *seldon_router_req_route_name(const seldon_router_req *req);
 

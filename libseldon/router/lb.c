@@ -16,11 +16,11 @@ typedef struct host {
     char *key;
     size_t key_len;
     uint64_t hash;
-    int32_t refs;       /* views holding it */
-    int32_t in_flight;  /* attempts open on it, from any view */
-    int32_t fails;      /* consecutive failures */
-    int32_t ejections;  /* ejections so far, for the growing duration */
-    int32_t probe_busy; /* a half-open probe is in flight */
+    int32_t refs;        /* views holding it */
+    int32_t in_flight;   /* attempts open on it, from any view */
+    int32_t fails;       /* consecutive failures */
+    int32_t ejections;   /* ejections so far, for the growing duration */
+    int32_t probe_busy;  /* a half-open probe is in flight */
     int64_t eject_until; /* 0: healthy; > now: ejected; <= now: half-open */
     int64_t healthy_since;
     seldon_series *ejected_series;
@@ -193,6 +193,35 @@ int seldon_router_lb_swap(seldon_router_lb *lb, seldon_routes *routes)
     view_unref(lb->cur);
     lb->cur = v;
     return 0;
+}
+
+void seldon_router_lb_request_id(char *out, seldon_router_lb *lb)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t b[16];
+    uint64_t hi, lo;
+    size_t i, o = 0;
+    if (out == NULL)
+        return;
+    if (lb == NULL) {
+        out[0] = '\0';
+        return;
+    }
+    hi = rnd(lb);
+    lo = rnd(lb);
+    for (i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(hi >> (8 * i));
+        b[8 + i] = (uint8_t)(lo >> (8 * i));
+    }
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
 }
 
 seldon_routes *seldon_router_lb_routes(const seldon_router_lb *lb)

@@ -22,8 +22,9 @@ static int emit(char *out, size_t *out_len, size_t cap, const char *a, size_t al
 {
     size_t slen = suffix ? strlen(suffix) : 0;
     if (alen + slen > SELDON_ROUTES_NAME_MAX || alen + slen + 1 > cap)
-        return sdn_error(SELDON_ETOOBIG, "model name longer than %d bytes",
-                         (int)(cap - 1 < SELDON_ROUTES_NAME_MAX ? cap - 1 : SELDON_ROUTES_NAME_MAX));
+        return sdn_error(
+            SELDON_ETOOBIG, "model name longer than %d bytes",
+            (int)(cap - 1 < SELDON_ROUTES_NAME_MAX ? cap - 1 : SELDON_ROUTES_NAME_MAX));
     memcpy(out, a, alen);
     if (slen)
         memcpy(out + alen, suffix, slen);
@@ -49,8 +50,7 @@ int seldon_router_route_name(char *out, size_t *out_len, size_t cap, int32_t pro
             header++;
             header_len--;
         }
-        while (header_len > 0 &&
-               (header[header_len - 1] == ' ' || header[header_len - 1] == '\t'))
+        while (header_len > 0 && (header[header_len - 1] == ' ' || header[header_len - 1] == '\t'))
             header_len--;
         if (header_len == 0)
             return sdn_error(SELDON_EINVAL, "the seldon-model header is empty");

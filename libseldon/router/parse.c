@@ -25,8 +25,8 @@ typedef struct parser {
     const char *src;
     seldon_routes_builder *b;
     seldon_routes_defaults d;
-    sdn_arena tmp;        /* per-route scratch */
-    size_t *route_lines;  /* line of each route added, for duplicates */
+    sdn_arena tmp;       /* per-route scratch */
+    size_t *route_lines; /* line of each route added, for duplicates */
     size_t nroute_lines, route_lines_cap;
 } parser;
 
@@ -143,8 +143,8 @@ static int read_int(parser *p, const char *path, int64_t lo, int64_t hi, int64_t
     }
     if (x < lo || x > hi)
         return fail(p, SELDON_EPARSE, line_of(&p->ev), path,
-                    "expected an integer from %lld to %lld, got %lld", (long long)lo,
-                    (long long)hi, (long long)x);
+                    "expected an integer from %lld to %lld, got %lld", (long long)lo, (long long)hi,
+                    (long long)x);
     *out = x;
     return 0;
 bad:
@@ -217,7 +217,6 @@ static int map_key(parser *p, const char *path, char *key, size_t cap, uint32_t 
     *field = i;
     return 1;
 }
-
 
 static int parse_ejection(parser *p, const char *path)
 {
@@ -373,12 +372,12 @@ static int parse_route(parser *p, size_t index)
                 if (p->ev.type == YAML_SEQUENCE_END_EVENT)
                     break;
                 if (nups == SELDON_ROUTES_UPSTREAMS_MAX)
-                    return fail(p, SELDON_ETOOBIG, line_of(&p->ev), sub,
-                                "more than %d upstreams", SELDON_ROUTES_UPSTREAMS_MAX);
+                    return fail(p, SELDON_ETOOBIG, line_of(&p->ev), sub, "more than %d upstreams",
+                                SELDON_ROUTES_UPSTREAMS_MAX);
                 if (nups == cap) {
                     size_t ncap = cap ? cap * 2 : 4;
-                    ups_tmp *n = sdn_arena_grow(&p->tmp, ups, cap * sizeof(*ups),
-                                                ncap * sizeof(*ups));
+                    ups_tmp *n =
+                        sdn_arena_grow(&p->tmp, ups, cap * sizeof(*ups), ncap * sizeof(*ups));
                     if (n == NULL)
                         return sdn_error(SELDON_ENOMEM, "%s: out of memory", p->src);
                     ups = n;

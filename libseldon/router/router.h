@@ -51,8 +51,8 @@ int sdn_rt_parse_addr(const char *s, size_t len, const char **host, uint16_t *po
 int sdn_rt_check_name(const char *name, size_t len);
 
 /* Builder calls whose errors carry a bare reason, for the parser to place. */
-int sdn_rt_builder_route(seldon_routes_builder *b, const char *name, size_t len,
-                         int64_t timeout_ms, int32_t retries);
+int sdn_rt_builder_route(seldon_routes_builder *b, const char *name, size_t len, int64_t timeout_ms,
+                         int32_t retries);
 int sdn_rt_builder_upstream(seldon_routes_builder *b, const char *http, size_t http_len,
                             const char *grpc, size_t grpc_len);
 /* The index of a route already added under that name, or -1. */

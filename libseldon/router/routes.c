@@ -163,8 +163,7 @@ int sdn_rt_check_defaults(const seldon_routes_defaults *d)
     if (d->eject_base_ms < 1 || d->eject_base_ms > day)
         return sdn_error(SELDON_EPARSE, "ejection.baseMs: expected 1 to %lld", (long long)day);
     if (d->eject_max_ms < d->eject_base_ms || d->eject_max_ms > day)
-        return sdn_error(SELDON_EPARSE, "ejection.maxMs: expected baseMs to %lld",
-                         (long long)day);
+        return sdn_error(SELDON_EPARSE, "ejection.maxMs: expected baseMs to %lld", (long long)day);
     return 0;
 }
 
@@ -362,8 +361,8 @@ int64_t sdn_rt_builder_find(const seldon_routes_builder *b, const char *name, si
     return find_name(b->t, name, len, sdn_rt_hash(name, len));
 }
 
-int sdn_rt_builder_route(seldon_routes_builder *b, const char *name, size_t len,
-                         int64_t timeout_ms, int32_t retries)
+int sdn_rt_builder_route(seldon_routes_builder *b, const char *name, size_t len, int64_t timeout_ms,
+                         int32_t retries)
 {
     seldon_routes *t = b->t;
     sdn_rt_route *r;
@@ -555,7 +554,8 @@ int seldon_routes_builder_add_upstream(seldon_routes_builder *builder, const cha
     rc = sdn_rt_builder_upstream(builder, http, http ? strlen(http) : 0, grpc,
                                  grpc ? strlen(grpc) : 0);
     if (rc != 0 && builder->t->nroutes > 0)
-        return sdn_error_prefix(rc, "route \"%s\"", builder->t->routes[builder->t->nroutes - 1].name);
+        return sdn_error_prefix(rc, "route \"%s\"",
+                                builder->t->routes[builder->t->nroutes - 1].name);
     return rc;
 }
 
@@ -589,12 +589,13 @@ size_t seldon_routes_count(const seldon_routes *routes)
     return routes ? routes->nroutes : 0;
 }
 
-int seldon_routes_find(size_t *out_index, const seldon_routes *routes, const char *name,
-                       size_t len)
+int seldon_routes_find(size_t *out_index, const seldon_routes *routes, const char *name, size_t len)
 {
     int64_t i;
     if (out_index == NULL || routes == NULL || (name == NULL && len > 0))
         return sdn_error(SELDON_EINVAL, "routes_find: NULL argument");
+    if (name == NULL)
+        name = "";
     i = find_name(routes, name, len, sdn_rt_hash(name, len));
     if (i < 0) {
         char q[280];

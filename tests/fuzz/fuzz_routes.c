@@ -78,8 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                   (const char *)data, size);
     if (rc == 0 && (len == 0 || strlen(name) > len))
         fail("route name from a path");
-    rc = seldon_router_route_name(name, &len, sizeof(name), SELDON_ROUTER_GRPC,
-                                  (const char *)data, size, NULL, 0);
+    rc = seldon_router_route_name(name, &len, sizeof(name), SELDON_ROUTER_GRPC, (const char *)data,
+                                  size, NULL, 0);
     if (rc == 0 && len == 0)
         fail("route name from a header");
     return 0;

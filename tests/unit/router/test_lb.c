@@ -117,9 +117,8 @@ Test(lb, concurrent_requests_go_to_the_least_loaded)
             if (k < 10)
                 cr_assert_eq(u, a);
             else
-                cr_assert_leq(abs(seldon_router_lb_in_flight(lb, a) -
-                                  seldon_router_lb_in_flight(lb, b)),
-                              1);
+                cr_assert_leq(
+                    abs(seldon_router_lb_in_flight(lb, a) - seldon_router_lb_in_flight(lb, b)), 1);
         }
         for (k = 0; k < 30; k++)
             seldon_router_req_free(held[k]);
@@ -253,14 +252,16 @@ Test(lb, retry_conditions)
     /* Not replayable: the daemon streamed a body it no longer holds. */
     req = start(lb, "m", 0);
     pick(req, 0);
-    cr_assert_eq(seldon_router_attempt_end(&retry, &deadline, req, SELDON_ROUTER_HTTP_5XX, 0, 0), 0);
+    cr_assert_eq(seldon_router_attempt_end(&retry, &deadline, req, SELDON_ROUTER_HTTP_5XX, 0, 0),
+                 0);
     cr_assert_eq(retry, 0);
     cr_assert_eq(deadline, 0);
     seldon_router_req_free(req);
 
     /* Misuse. */
     req = start(lb, "m", 0);
-    cr_assert_eq(seldon_router_attempt_end(&retry, NULL, req, SELDON_ROUTER_OK, 1, 0), SELDON_ESTATE);
+    cr_assert_eq(seldon_router_attempt_end(&retry, NULL, req, SELDON_ROUTER_OK, 1, 0),
+                 SELDON_ESTATE);
     pick(req, 0);
     cr_assert_eq(seldon_router_pick(&u, req, 0), SELDON_ESTATE);
     cr_assert_eq(seldon_router_attempt_end(&retry, NULL, req, 99, 1, 0), SELDON_EINVAL);
@@ -287,9 +288,8 @@ Test(lb, deadline_from_the_route_timeout)
     cr_assert_eq(seldon_router_req_deadline(req), 45 * MS);
     pick(req, 5 * MS);
     /* A retryable failure after the deadline is not retried. */
-    cr_assert_eq(seldon_router_attempt_end(&retry, &deadline, req, SELDON_ROUTER_HTTP_5XX, 1,
-                                           45 * MS),
-                 0);
+    cr_assert_eq(
+        seldon_router_attempt_end(&retry, &deadline, req, SELDON_ROUTER_HTTP_5XX, 1, 45 * MS), 0);
     cr_assert_eq(retry, 0);
     cr_assert_eq(deadline, 45 * MS);
     seldon_router_req_free(req);
@@ -306,11 +306,12 @@ Test(lb, deadline_from_the_route_timeout)
 
 Test(lb, unknown_route_and_protocol_without_address)
 {
-    seldon_router_lb *lb = lb_over(table("routes:\n- name: rest-only\n  upstreams: [{http: \"h:1\"}]\n"),
-                                   NULL);
+    seldon_router_lb *lb =
+        lb_over(table("routes:\n- name: rest-only\n  upstreams: [{http: \"h:1\"}]\n"), NULL);
     seldon_router_req *req = NULL;
     const seldon_router_upstream *u;
-    cr_assert_eq(seldon_router_req_new(&req, lb, "nope", 4, SELDON_ROUTER_HTTP, 0), SELDON_ENOTFOUND);
+    cr_assert_eq(seldon_router_req_new(&req, lb, "nope", 4, SELDON_ROUTER_HTTP, 0),
+                 SELDON_ENOTFOUND);
     cr_assert_str_eq(seldon_last_error(), "no route for model \"nope\"");
     cr_assert_null(req);
     cr_assert_eq(seldon_router_req_new(&req, lb, "rest-only", 9, 7, 0), SELDON_EINVAL);
@@ -322,14 +323,15 @@ Test(lb, unknown_route_and_protocol_without_address)
 }
 
 /* A and B; route "a" reaches A alone, "ab" both: health is per upstream, across routes. */
-static const char *const EJECT = "defaults:\n"
-                                 "  retries: 0\n"
-                                 "  ejection: {consecutiveFailures: 3, baseMs: 100, maxMs: 250}\n"
-                                 "routes:\n"
-                                 "- name: a\n"
-                                 "  upstreams: [{http: \"127.0.0.1:1\"}]\n"
-                                 "- name: ab\n"
-                                 "  upstreams: [{http: \"127.0.0.1:1\"}, {http: \"127.0.0.1:2\"}]\n";
+static const char *const EJECT =
+    "defaults:\n"
+    "  retries: 0\n"
+    "  ejection: {consecutiveFailures: 3, baseMs: 100, maxMs: 250}\n"
+    "routes:\n"
+    "- name: a\n"
+    "  upstreams: [{http: \"127.0.0.1:1\"}]\n"
+    "- name: ab\n"
+    "  upstreams: [{http: \"127.0.0.1:1\"}, {http: \"127.0.0.1:2\"}]\n";
 
 static void fail_a(seldon_router_lb *lb, int n, int64_t now)
 {
@@ -476,7 +478,8 @@ Test(lb, swap_keeps_the_state_of_upstreams_that_stay)
     /* The old route "a" is gone for new requests. */
     {
         seldon_router_req *r = NULL;
-        cr_assert_eq(seldon_router_req_new(&r, lb, "a", 1, SELDON_ROUTER_HTTP, 0), SELDON_ENOTFOUND);
+        cr_assert_eq(seldon_router_req_new(&r, lb, "a", 1, SELDON_ROUTER_HTTP, 0),
+                     SELDON_ENOTFOUND);
     }
     /* A new request sees B loaded and A ejected: it goes to... B, since A is out. */
     {
@@ -580,6 +583,44 @@ Test(lb, metrics)
               (const char *)text.data);
     seldon_buf_free(&text);
     seldon_router_lb_free(lb);
+    seldon_router_metrics_free(m);
+    seldon_metrics_free(reg);
+}
+
+Test(lb, request_ids)
+{
+    seldon_router_lb *lb = lb_over(table(TWO), NULL);
+    char a[37], b[37];
+    size_t i;
+    seldon_router_lb_request_id(a, lb);
+    seldon_router_lb_request_id(b, lb);
+    cr_assert_eq(strlen(a), 36);
+    cr_assert_str_neq(a, b);
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23)
+            cr_assert_eq(a[i], '-', "%s", a);
+        else
+            cr_assert(strchr("0123456789abcdef", a[i]) != NULL, "%s", a);
+    }
+    cr_assert_eq(a[14], '4', "%s", a);
+    cr_assert(strchr("89ab", a[19]) != NULL, "%s", a);
+    seldon_router_lb_free(lb);
+}
+
+Test(lb, requests_refused_before_routing_are_counted)
+{
+    seldon_metrics *reg = NULL;
+    seldon_router_metrics *m = NULL;
+    seldon_buf text = SELDON_BUF_INIT;
+    cr_assert_eq(seldon_metrics_new(&reg), 0);
+    cr_assert_eq(seldon_router_metrics_new(&m, reg), 0);
+    seldon_router_metrics_request(m, "", 404);
+    seldon_router_metrics_request(m, "", 404);
+    seldon_router_metrics_request(NULL, "", 404);
+    cr_assert_eq(seldon_metrics_render(&text, reg), 0);
+    cr_assert(contains(&text, "seldon_router_requests_total{route=\"\",code=\"404\"} 2"), "%.*s",
+              (int)text.len, (const char *)text.data);
+    seldon_buf_free(&text);
     seldon_router_metrics_free(m);
     seldon_metrics_free(reg);
 }

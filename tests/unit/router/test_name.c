@@ -7,8 +7,8 @@
 static int name_of(char *out, size_t cap, int32_t protocol, const char *header, const char *path)
 {
     size_t len = 12345;
-    int rc = seldon_router_route_name(out, &len, cap, protocol, header,
-                                      header ? strlen(header) : 0, path, path ? strlen(path) : 0);
+    int rc = seldon_router_route_name(out, &len, cap, protocol, header, header ? strlen(header) : 0,
+                                      path, path ? strlen(path) : 0);
     if (rc == 0)
         cr_assert_eq(len, strlen(out));
     return rc;
@@ -25,8 +25,8 @@ static void derives(const char *path, const char *want)
 static void underivable(const char *path)
 {
     char out[64];
-    cr_assert_eq(name_of(out, sizeof(out), SELDON_ROUTER_HTTP, NULL, path), SELDON_ENOTFOUND,
-                 "%s", path);
+    cr_assert_eq(name_of(out, sizeof(out), SELDON_ROUTER_HTTP, NULL, path), SELDON_ENOTFOUND, "%s",
+                 path);
     cr_assert(strstr(seldon_last_error(), "no seldon-model header") != NULL);
 }
 
@@ -58,7 +58,8 @@ Test(name, from_rest_paths)
 Test(name, header_wins)
 {
     char out[64];
-    cr_assert_eq(name_of(out, sizeof(out), SELDON_ROUTER_HTTP, "other", "/v2/models/iris/infer"), 0);
+    cr_assert_eq(name_of(out, sizeof(out), SELDON_ROUTER_HTTP, "other", "/v2/models/iris/infer"),
+                 0);
     cr_assert_str_eq(out, "other");
     cr_assert_eq(name_of(out, sizeof(out), SELDON_ROUTER_HTTP, " p.pipeline\t", "/x"), 0);
     cr_assert_str_eq(out, "p.pipeline");

@@ -219,29 +219,31 @@ Test(routes, errors_name_line_and_field)
             SELDON_EPARSE, "routes.yaml:3: routes[0].timeoutMs: expected an integer, got \"soon\"");
     refused("routes:\n- name: a\n  timeoutMs: \"10\"\n  upstreams: [{http: \"h:1\"}]\n",
             SELDON_EPARSE, "routes.yaml:3: routes[0].timeoutMs: expected an integer, got \"10\"");
-    refused("routes:\n- name: a\n  timeoutMs: -1\n  upstreams: [{http: \"h:1\"}]\n",
-            SELDON_EPARSE, "routes.yaml:3: routes[0].timeoutMs: expected an integer, got \"-1\"");
+    refused("routes:\n- name: a\n  timeoutMs: -1\n  upstreams: [{http: \"h:1\"}]\n", SELDON_EPARSE,
+            "routes.yaml:3: routes[0].timeoutMs: expected an integer, got \"-1\"");
     refused("routes:\n- name: a\n  retries: 11\n  upstreams: [{http: \"h:1\"}]\n", SELDON_EPARSE,
             "routes.yaml:3: routes[0].retries: expected an integer from 0 to 10, got 11");
     refused("defaults:\n  connectTimeoutMs: 0\nroutes: []\n", SELDON_EPARSE,
             "routes.yaml:2: defaults.connectTimeoutMs: expected an integer from 1 to 86400000, "
             "got 0");
-    refused("defaults:\n  ejection:\n    baseMs: 500\n    maxMs: 100\nroutes: []\n",
-            SELDON_EPARSE, "routes.yaml:3: defaults.ejection: maxMs (100) is below baseMs (500)");
+    refused("defaults:\n  ejection:\n    baseMs: 500\n    maxMs: 100\nroutes: []\n", SELDON_EPARSE,
+            "routes.yaml:3: defaults.ejection: maxMs (100) is below baseMs (500)");
     refused("routes:\n- {name: a, upstreams: [\"h:1\"]}\n", SELDON_EPARSE,
             "routes.yaml:2: routes[0].upstreams[0]: expected a mapping with http and/or grpc, got "
             "a scalar");
     /* Missing and empty. */
     refused("routes:\n- name: a\n  upstreams: []\n", SELDON_EPARSE,
             "routes.yaml:3: routes[0].upstreams: expected at least one upstream");
-    refused("routes:\n- name: a\n", SELDON_EPARSE, "routes.yaml:2: routes[0]: upstreams is required");
+    refused("routes:\n- name: a\n", SELDON_EPARSE,
+            "routes.yaml:2: routes[0]: upstreams is required");
     refused("routes:\n- upstreams: [{http: \"h:1\"}]\n", SELDON_EPARSE,
             "routes.yaml:2: routes[0]: name is required");
     refused("routes:\n- name: a\n  upstreams: [{}]\n", SELDON_EPARSE,
             "routes.yaml:3: routes[0].upstreams[0]: needs http or grpc");
     refused("defaults: {retries: 1}\n", SELDON_EPARSE, "routes.yaml:1: routes is required");
     refused("", SELDON_EPARSE, "routes.yaml:1: empty file: expected a mapping with routes");
-    refused("# nothing\n", SELDON_EPARSE, "routes.yaml:1: empty file: expected a mapping with routes");
+    refused("# nothing\n", SELDON_EPARSE,
+            "routes.yaml:1: empty file: expected a mapping with routes");
     refused("---\n", SELDON_EPARSE,
             "routes.yaml:2: empty document: expected a mapping with routes");
     refused("- a\n", SELDON_EPARSE, "routes.yaml:1: expected a mapping with routes, got a list");
@@ -304,8 +306,8 @@ static void round_trip(const char *text)
     seldon_routes *a = parse_ok(text), *b = NULL;
     seldon_buf one = SELDON_BUF_INIT, two = SELDON_BUF_INIT;
     cr_assert_eq(seldon_routes_serialize(&one, a), 0);
-    cr_assert_eq(seldon_routes_parse(&b, (const char *)one.data, one.len, "saved"), 0,
-                 "%s\n%.*s", seldon_last_error(), (int)one.len, (const char *)one.data);
+    cr_assert_eq(seldon_routes_parse(&b, (const char *)one.data, one.len, "saved"), 0, "%s\n%.*s",
+                 seldon_last_error(), (int)one.len, (const char *)one.data);
     cr_assert(seldon_routes_equal(a, b), "%.*s", (int)one.len, (const char *)one.data);
     cr_assert_eq(seldon_routes_serialize(&two, b), 0);
     cr_assert_eq(one.len, two.len);
