@@ -36,7 +36,7 @@ typedef struct gp {
     size_t up_unconsumed;   /* received from the upstream, waiting for the client's queue */
     int32_t grpc_status;
     uint8_t replay_ok, body_done, headers_sent, finished, rid_in_response;
-    char rid[33];
+    char rid[37];
     const char *rid_value;
     size_t rid_len;
 } gp;
@@ -372,8 +372,8 @@ static int keep_headers(gp *p, const sd2_header *h, size_t n)
     if (rid == NULL) {
         rt_request_id(p->L, p->rid);
         p->rid_value = p->rid;
-        p->rid_len = 32;
-        p->h[k++] = (sd2_header){"x-request-id", 12, p->rid, 32};
+        p->rid_len = strlen(p->rid);
+        p->h[k++] = (sd2_header){"x-request-id", 12, p->rid, p->rid_len};
     }
     p->nh = k;
     return 0;
@@ -396,6 +396,7 @@ void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     if (rc != 0) {
         seldon_router_status(NULL, &grpc_status, rc);
         sd2_grpc_finish(s, grpc_status, seldon_last_error(), NULL, 0);
+        seldon_router_metrics_request(L->r->rmetrics, "", grpc_status);
         return;
     }
     p = sdd_calloc(1, sizeof(*p));
@@ -409,6 +410,7 @@ void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     if (rc != 0) {
         seldon_router_status(NULL, &grpc_status, rc);
         sd2_grpc_finish(s, grpc_status, seldon_last_error(), NULL, 0);
+        seldon_router_metrics_request(L->r->rmetrics, "", grpc_status);
         sdd_free(p);
         return;
     }

@@ -190,24 +190,9 @@ rt_loop *rt_current(router *r)
     return tls_loop;
 }
 
-static uint64_t splitmix(uint64_t *s)
+void rt_request_id(rt_loop *L, char out[37])
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-void rt_request_id(rt_loop *L, char out[33])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint64_t a = splitmix(&L->rng), b = splitmix(&L->rng);
-    int i;
-    for (i = 0; i < 16; i++) {
-        out[i] = hex[(a >> (60 - 4 * i)) & 15];
-        out[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
-    }
-    out[32] = '\0';
+    seldon_router_lb_request_id(out, L->lb);
 }
 
 sdc_pool *rt_pool_get(rt_loop *L, const seldon_router_upstream *u)
@@ -536,8 +521,8 @@ int main(int argc, char **argv)
         L->r = &r;
         L->index = i;
         L->loop = sdl_loops_loop(r.loops, i);
-        L->rng = (uint64_t)rt_now_ns() ^ ((uint64_t)getpid() << 32) ^ ((uint64_t)i << 56);
-        rc = seldon_router_lb_new(&L->lb, r.routes, r.rmetrics, L->rng);
+        L->seed = (uint64_t)rt_now_ns() ^ ((uint64_t)getpid() << 32) ^ ((uint64_t)i << 56);
+        rc = seldon_router_lb_new(&L->lb, r.routes, r.rmetrics, L->seed);
         if (rc == 0)
             rc = sd2_server_new(&L->h2, L->loop, &h2o, &h2cbs, L);
         if (rc == 0)

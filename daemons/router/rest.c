@@ -28,7 +28,7 @@ typedef struct rp {
     seldon_buf replay; /* every body byte received so far, while replay_ok */
     int status;        /* of the response forwarded */
     uint8_t replay_ok, body_done, head_sent, up_paused, has_rid, rid_in_response;
-    char rid[33];
+    char rid[37];
     size_t rid_len;
     char rid_value[128];
 } rp;
@@ -401,8 +401,8 @@ static int keep_head(rp *p, const sdh_request *h, const char *route, size_t rout
                 if (sdh_name_eq(hs[i].name, hs[i].name_len, "x-request-id"))
                     hs[i] = hs[--k];
         rt_request_id(p->L, p->rid);
-        memcpy(p->rid_value, p->rid, 32);
-        p->rid_len = 32;
+        p->rid_len = strlen(p->rid);
+        memcpy(p->rid_value, p->rid, p->rid_len);
         hs[k++] = (sdh_header){"x-request-id", 12, p->rid_value, p->rid_len};
     }
     if (!has_model) {
@@ -492,6 +492,7 @@ void rt_rest_handler(void *user_data, sdh_req *req, const sdh_request *request)
     if (rc != 0) {
         seldon_router_status(&status, NULL, rc);
         sdh_respond_error(req, status, seldon_last_error());
+        seldon_router_metrics_request(r->rmetrics, "", status);
         return;
     }
     if (L == NULL || L->closing) {
@@ -501,6 +502,7 @@ void rt_rest_handler(void *user_data, sdh_req *req, const sdh_request *request)
     if (seldon_routes_find(&idx, seldon_router_lb_routes(L->lb), name, len) != 0) {
         snprintf(msg, sizeof(msg), "no route for model \"%s\"", name);
         sdh_respond_error(req, 404, msg);
+        seldon_router_metrics_request(r->rmetrics, "", 404);
         return;
     }
     sdh_respond_error(req, 503, "router out of memory");

@@ -56,7 +56,7 @@ typedef struct rt_loop {
     rt_pool *pools;
     sd2_server *h2;
     sd2_client *h2c;
-    uint64_t rng;   /* request ids */
+    uint64_t seed;
     uv_timer_t gauge_timer;
     sd2_upstream *h2ups[64]; /* the h2c pools used, for the connections gauge */
     size_t nh2ups;
@@ -85,8 +85,8 @@ rt_loop *rt_current(router *r);
 
 int64_t rt_now_ns(void);
 
-/* A new request id (32 hex digits) into out[33]. */
-void rt_request_id(rt_loop *L, char out[33]);
+/* A new request id (a UUID, from the loop's balancer) into out[37]. */
+void rt_request_id(rt_loop *L, char out[37]);
 
 /* The HTTP/1.1 pool of this loop for an upstream "host:port", created on first use. */
 sdc_pool *rt_pool_get(rt_loop *L, const seldon_router_upstream *u);

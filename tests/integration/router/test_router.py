@@ -18,6 +18,7 @@ import pytest
 from conftest import (GUARD, HOST, ROUTER, Router, grpc_stub, metric, request, routes_yaml, sh,
                       upstream_of)
 
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 INPUT = [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1.0, 2.0, 3.0]}]
 
 
@@ -81,7 +82,7 @@ def test_unknown_route_is_404_with_oip_error(router):
 
 def test_request_id_created_and_kept(router):
     status, hdrs, _ = infer_rest(router.port, "identity")
-    assert status == 200 and re.fullmatch(r"[0-9a-f]{32}", hdrs["x-request-id"]), hdrs
+    assert status == 200 and re.fullmatch(UUID, hdrs["x-request-id"]), hdrs
     status, hdrs, _ = infer_rest(router.port, "identity", headers={"X-Request-Id": "abc-123"})
     assert status == 200 and hdrs["x-request-id"] == "abc-123", hdrs
 
@@ -144,7 +145,7 @@ def test_grpc_same_port(g, router):
         assert resp.model_name == "add10"
         np.testing.assert_array_equal(g.outputs(resp)["OUTPUT"], [[11, 12, 13]])
         md = dict(call.initial_metadata())
-        assert re.fullmatch(r"[0-9a-f]{32}", md["x-request-id"]), md
+        assert re.fullmatch(UUID, md["x-request-id"]), md
         # A raw-contents request, and the request id the client chose.
         req = g.request("identity", {"x": np.arange(8, dtype=np.int64)}, raw=True)
         resp, call = stub.ModelInfer.with_call(
