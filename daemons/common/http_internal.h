@@ -110,6 +110,7 @@ struct sdh_req {
     uint8_t kind, keep_alive, http10, head_only, ready, responded;
     /* Streaming mode (sdh_stream_*): loop thread only. */
     uint8_t stream, s_started, s_ended, s_chunked, s_body_done, s_want_drain, s_popped;
+    uint8_t s_ended_by_handler;
     const sdh_stream_ops *ops;
     void *sud;
     sdh_chunk *oq_head, *oq_tail; /* response pieces not yet handed to the socket */
@@ -154,7 +155,7 @@ struct sdh_conn {
     size_t held;     /* bytes of input and output held for requests (see Backpressure) */
     uint64_t last_active, linger_since;
     uint8_t in_parse, bp, reading, no_more, rd_eof, shutting, lingering, closed;
-    uint8_t proto_known, adopted, in_msg;
+    uint8_t proto_known, adopted, in_msg, stop_after;
 };
 
 struct sdh_loop {

@@ -470,7 +470,10 @@ static void begin_stop(sdh_loop *L, uint64_t grace_ms)
         next = c->next;
         if (c->closed)
             continue;
-        c->no_more = 1; /* answer what is in flight, accept nothing new */
+        if (c->cur_stream != NULL)
+            c->stop_after = 1; /* a streamed body in flight: read it to its end */
+        else
+            c->no_more = 1; /* answer what is in flight, accept nothing new */
         if (c->nfifo == 0 && c->writes == 0)
             sdh_conn_close(c);
     }

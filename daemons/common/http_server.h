@@ -194,7 +194,10 @@ int sdh_req_client_gone(const sdh_req *req);
 
 /* Callbacks of a streamed request, on its loop thread; user_data of sdh_stream_take(). */
 typedef struct sdh_stream_ops {
-    /* Body bytes as they arrive, de-chunked; borrowed for the call. May pause. */
+    /*
+     * Body bytes as they arrive, de-chunked; borrowed for the call. It may pause,
+     * respond, write or end (the rest of the body is then not read).
+     */
     void (*on_body)(void *user_data, sdh_req *req, const uint8_t *data, size_t len);
     /* The request body is complete (after the last on_body). */
     void (*on_end)(void *user_data, sdh_req *req);
@@ -221,17 +224,21 @@ int64_t sdh_stream_body_length(const sdh_req *req);
 /*
  * Stops delivering body bytes (no on_body until sdh_stream_resume()) and stops
  * reading the connection: backpressure towards the client. Idempotent.
+ * sdh_stream_resume() may deliver buffered body bytes (on_body, on_end) before it
+ * returns, or, when they are malformed, on_abort.
  */
 void sdh_stream_pause(sdh_req *req);
 void sdh_stream_resume(sdh_req *req);
 
 /*
- * Starts the response: status (200..599) and headers (borrowed for the call; no
- * Content-Length, Transfer-Encoding or Connection: they are added here).
+ * Starts the response: status (200..599) and headers (borrowed for the call).
+ * Framing headers among them (Content-Length, Transfer-Encoding, Connection,
+ * Keep-Alive) are dropped: this call sets its own, so a proxy may pass an
+ * upstream's header list as it is.
  * content_length >= 0 announces the body's length; -1 sends it chunked (or, to an
  * HTTP/1.0 client, delimited by closing the connection). Returns 0, SELDON_EINVAL
- * (bad status or header; nothing sent), SELDON_ESTATE (already started), or
- * SELDON_ENOMEM.
+ * (bad status or header; nothing sent), SELDON_ESTATE (already started),
+ * SELDON_ENOMEM, or SELDON_ECANCELED (see sdh_stream_write()).
  */
 int sdh_stream_respond(sdh_req *req, int status, const sdh_header *headers, size_t nheaders,
                        int64_t content_length);
@@ -239,7 +246,9 @@ int sdh_stream_respond(sdh_req *req, int status, const sdh_header *headers, size
 /*
  * Queues body bytes of the response. Takes ownership of chunk->data in every case
  * and leaves *chunk empty. Returns 0; 1 when the response's queued bytes are above
- * the limit (max_buffered): produce no more until on_drain; SELDON_ESTATE before
+ * the limit (max_buffered): produce no more until on_drain; SELDON_ECANCELED
+ * when the connection failed meanwhile (on_abort has run: req is gone, as it is
+ * for sdh_stream_respond() returning it); SELDON_ESTATE before
  * sdh_stream_respond() or after sdh_stream_end(); SELDON_EINVAL past the announced
  * Content-Length (the excess is dropped).
  */

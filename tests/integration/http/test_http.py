@@ -730,3 +730,77 @@ def test_stream_64_mib_through_with_bounded_memory():
         s.close()
     finally:
         assert d.stop() == 0
+
+
+def test_sigterm_lets_a_streamed_request_finish():
+    d = Daemon("--grace-ms", "10000")
+    try:
+        c = Conn(d.port)
+        c.send(b"POST /stream/count HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n"
+               + b"a" * 1000)
+        c.send(get("/hello"))  # same connection, not yet parsed: must not start
+        d2 = Conn(d.port)
+        d2.send(get("/hello"))
+        assert d2.response()[2] == b"hello"  # the server is up; the stream is in flight
+        d.proc.send_signal(signal.SIGTERM)
+        assert d2.closed_by_server()  # idle connections go at once
+        d2.close()
+        c.send(b"b" * 1000)  # the rest of the body, after the stop began
+        status, headers, body = c.response()
+        assert (status, body) == (200, b"count=2000")
+        assert headers["connection"] == "close"
+        assert c.closed_by_server()
+        c.close()
+        assert d.proc.wait(GUARD) == 0
+    finally:
+        assert d.stop() == 0
+
+
+def test_sigterm_aborts_a_stream_past_grace():
+    # The body never completes: after the grace period the stream is aborted (its
+    # handler frees its state in on_abort) and the daemon exits 0, also under ASan.
+    d = Daemon("--grace-ms", "200")
+    try:
+        c = Conn(d.port)
+        c.send(b"POST /stream/count HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n"
+               + b"a" * 1000)
+        c.send(b"POST /stream/echo HTTP/1.1\r\nHost: t\r\n")  # not parsed yet
+        d2 = Conn(d.port)
+        d2.send(post("/stream/echo?len", b"e" * 10) + b"POST /stream/echo HTTP/1.1\r\n"
+                b"Host: t\r\nContent-Length: 100\r\n\r\n" + b"e" * 10)
+        assert d2.response()[2] == b"e" * 10
+        d.proc.send_signal(signal.SIGTERM)
+        assert c.closed_by_server()
+        c.close()
+        d2.close()
+        assert d.proc.wait(GUARD) == 0
+    finally:
+        assert d.stop() == 0
+
+
+def test_streams_on_several_loops():
+    d = Daemon("--io-threads", "3")
+    errors = []
+
+    def worker(t):
+        try:
+            h = http.client.HTTPConnection("127.0.0.1", d.port, timeout=GUARD)
+            for i in range(30):
+                body = os.urandom(1000 * (i + 1))
+                h.request("POST", "/stream/echo" if i % 2 else "/stream/echo?len", body=body)
+                r = h.getresponse()
+                if r.status != 200 or r.read() != body:
+                    errors.append((t, i))
+            h.close()
+        except Exception as e:  # reported below
+            errors.append((t, repr(e)))
+
+    try:
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(GUARD * 2)
+        assert errors == []
+    finally:
+        assert d.stop() == 0
