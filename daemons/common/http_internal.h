@@ -9,7 +9,10 @@
  * while any does, the connection never moves or overwrites bytes in that block and
  * starts a fresh one when it runs out of room. Chunked bodies and folded header
  * lines are joined in place, by moving later pieces down over framing bytes that
- * the parser has already consumed. Request objects are recycled per loop.
+ * the parser has already consumed. Request objects are recycled per loop. A
+ * request gives its block back when it is answered (its view is then done with).
+ * A streamed request keeps the block of its head; its body goes to the handler
+ * piece by piece and the connection keeps only the bytes not yet parsed.
  *
  * Threads. The loops belong to the caller (loops.h); the server attaches one
  * sdh_loop (listener, mailbox, timers) to each. Everything about a connection

@@ -204,7 +204,6 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
                          "sdh_stream_take() to answer from the head handler",
                          (unsigned long long)req->id);
     }
-    req->responded = 1;
     if (req->stream) {
         if (!on_loop) { /* a streamed request lives on its loop thread */
             seldon_buf_free(&b);
@@ -213,6 +212,7 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
         }
         sdh_stream_detach(req);
     }
+    req->responded = 1;
     keep = req->keep_alive &&
            !(on_loop ? req->loop->stopping
                      : atomic_load_explicit(&req->mbox->stopping, memory_order_relaxed));
@@ -222,7 +222,7 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
         nheaders = 0;
         seldon_buf_free(&b);
     }
-    if (status == 204)
+    if (status == 204 || status == 304)
         seldon_buf_free(&b); /* no Content-Length, so no body may follow */
     if ((frc = sdh_format_head(req, status, headers, nheaders, (int64_t)b.len, -1, keep)) < 0) {
         if (rc == 0)
@@ -304,6 +304,11 @@ const char *sdh_request_header(const sdh_request *r, const char *lower_name, siz
 uint64_t sdh_req_id(const sdh_req *req)
 {
     return req != NULL ? req->id : 0;
+}
+
+uv_loop_t *sdh_req_loop(const sdh_req *req)
+{
+    return req != NULL ? req->loop->uv : NULL;
 }
 
 int sdh_req_client_gone(const sdh_req *req)

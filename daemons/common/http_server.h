@@ -184,6 +184,12 @@ const char *sdh_request_header(const sdh_request *r, const char *lower_name, siz
 uint64_t sdh_req_id(const sdh_req *req);
 
 /*
+ * The loop that accepted req's connection (borrowed): a proxy forwards on it,
+ * through that loop's own upstream connections. Thread-safe.
+ */
+uv_loop_t *sdh_req_loop(const sdh_req *req);
+
+/*
  * 1 once the client connection of req has closed (its response would be dropped),
  * else 0. Lets a long-running handler give up early; it must still call
  * sdh_respond(). Thread-safe.

@@ -804,3 +804,16 @@ def test_streams_on_several_loops():
         assert errors == []
     finally:
         assert d.stop() == 0
+
+
+def test_requests_stay_on_the_loop_that_accepted_them():
+    d = Daemon("--io-threads", "3")
+    try:
+        for _ in range(12):  # connections spread over the loops
+            c = Conn(d.port)
+            c.send(get("/loop") + get("/posted"))
+            assert c.response()[2] == b"same"
+            assert c.response()[2] == b"posted"
+            c.close()
+    finally:
+        assert d.stop() == 0
