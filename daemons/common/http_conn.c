@@ -681,7 +681,7 @@ static int on_message_complete(http_parser *p)
         return 0;
     }
     if (c->no_more)
-        return 0; /* the rest of a streamed request answered early */
+        return 0;                   /* the rest of a streamed request answered early */
     if ((r = c->pending) != NULL) { /* the head handler saw it and left it whole */
         c->pending = NULL;
         sdd_free(r->headers_heap);

@@ -16,8 +16,8 @@
  *
  * Threads. The loops belong to the caller (loops.h); the server attaches one
  * sdh_loop (listener, mailbox, timers) to each. Everything about a connection
- * happens on its loop's thread; the connection refcount is therefore plain. A response produced on another thread
- * travels through the loop's mailbox (a mutex-protected list plus uv_async). A stop
+ * happens on its loop's thread; the connection refcount is therefore plain. A response produced on
+ * another thread travels through the loop's mailbox (a mutex-protected list plus uv_async). A stop
  * that gives up waiting turns unanswered requests into orphans: they keep their
  * block (atomic refcount) and mailbox alive, and their late sdh_respond() frees
  * them without touching the loop, which is gone by then.
@@ -145,8 +145,8 @@ struct sdh_conn {
     size_t nhdrs, hdrs_cap;
     int last_cb;
     int err_status;
-    uint64_t msg_start; /* when the message being read began (0: between messages) */
-    sdh_req *pending;   /* the request of a head handler, until its body is in */
+    uint64_t msg_start;  /* when the message being read began (0: between messages) */
+    sdh_req *pending;    /* the request of a head handler, until its body is in */
     sdh_req *cur_stream; /* the streamed request whose body is being read */
     const char *err_msg;
     /* Requests in arrival order, until their responses are handed to the socket. */
@@ -216,8 +216,8 @@ void sdh_conn_held(sdh_conn *c, size_t add, size_t sub);
 void sdh_conn_bp_set(sdh_conn *c, uint8_t bit);
 void sdh_conn_bp_clear(sdh_conn *c, uint8_t bit);
 /* Formats a response head into r (any thread); content_length < 0: none announced. */
-int sdh_format_head(sdh_req *r, int status, const sdh_header *h, size_t n,
-                    int64_t content_length, int chunked, int keep);
+int sdh_format_head(sdh_req *r, int status, const sdh_header *h, size_t n, int64_t content_length,
+                    int chunked, int keep);
 
 /* http_stream.c */
 /* Loop thread, from sdh_conn_flush(): r (streamed, at the head of the FIFO) writes

@@ -1,8 +1,8 @@
 /*
  * HTTP/1.1 server transport: on each loop the caller gives, its own SO_REUSEPORT
  * listener. This file: the response API, the per-loop state (mailbox, idle and
- * deadline sweep, graceful stop) and the server's lifecycle. Connections live in http_conn.c; the memory and
- * threading model is described in http_internal.h.
+ * deadline sweep, graceful stop) and the server's lifecycle. Connections live in http_conn.c; the
+ * memory and threading model is described in http_internal.h.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,7 +48,7 @@ static int has_crlf(const char *s, size_t n)
 static int framing_header(const sdh_header *h)
 {
     static const char *const names[] = {"content-length", "transfer-encoding", "connection",
-                                         "keep-alive"};
+                                        "keep-alive"};
     size_t i, k;
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         size_t n = strlen(names[i]);
@@ -66,8 +66,8 @@ static int framing_header(const sdh_header *h)
  * Any thread: writes the status line and headers into r. content_length < 0
  * announces none; chunked adds Transfer-Encoding and drops framing headers of h.
  */
-int sdh_format_head(sdh_req *r, int status, const sdh_header *h, size_t n,
-                    int64_t content_length, int chunked, int keep)
+int sdh_format_head(sdh_req *r, int status, const sdh_header *h, size_t n, int64_t content_length,
+                    int chunked, int keep)
 {
     const char *reason = http_status_str((enum http_status)status);
     size_t rlen, need, i;
@@ -200,7 +200,8 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
     on_loop = sdh_on_loop(req->loop);
     if (on_loop && req->conn != NULL && req->conn->pending == req) {
         seldon_buf_free(&b);
-        return sdd_error(SELDON_ESTATE, "request %llu: its body is not in; take it with "
+        return sdd_error(SELDON_ESTATE,
+                         "request %llu: its body is not in; take it with "
                          "sdh_stream_take() to answer from the head handler",
                          (unsigned long long)req->id);
     }

@@ -42,7 +42,6 @@ typedef struct sdh_server sdh_server;
 /* One request awaiting its response. Valid from the handler call until sdh_respond(). */
 typedef struct sdh_req sdh_req;
 
-
 /*
  * A request, as a view into the connection's input buffer: borrowed, valid until
  * sdh_respond() for this request. Only method is NUL-terminated.
@@ -81,18 +80,20 @@ typedef void (*sdh_handler_fn)(void *user_data, sdh_req *req, const sdh_request 
 typedef void (*sdh_head_fn)(void *user_data, sdh_req *req, const sdh_request *head);
 
 typedef struct sdh_config {
-    const char *host;           /* numeric IPv4 or IPv6 address, e.g. "0.0.0.0"; NULL = "0.0.0.0" */
-    int port;                   /* 0 = pick a free port (see sdh_server_port()) */
-    size_t max_body;            /* larger bodies get 413 and the connection is closed */
-    uint64_t idle_timeout_ms;   /* close connections idle this long (0 = never) */
-    uint64_t request_timeout_ms; /* a request's head (and, in whole-body mode, its body) must
-                                    arrive within this once it began, else 408 and close; the
-                                    time a connection is paused for backpressure does not
-                                    count (0 = no limit) */
-    size_t max_buffered;        /* per connection, see above; 0 = SDH_DEFAULT_BUFFERED */
-    sdh_handler_fn handler;     /* required */
-    void *user_data;            /* passed to handler and head_handler */
-    sdh_head_fn head_handler;   /* optional: streaming mode */
+    const char *host;         /* numeric IPv4 or IPv6 address, e.g. "0.0.0.0"; NULL = "0.0.0.0" */
+    int port;                 /* 0 = pick a free port (see sdh_server_port()) */
+    size_t max_body;          /* larger bodies get 413 and the connection is closed */
+    uint64_t idle_timeout_ms; /* close connections idle this long (0 = never) */
+    /*
+     * A request's head (and, in whole-body mode, its body) must arrive within this
+     * once its first byte came, else 408 and close. Time paused for backpressure
+     * does not count. 0 = no limit.
+     */
+    uint64_t request_timeout_ms;
+    size_t max_buffered;      /* per connection, see above; 0 = SDH_DEFAULT_BUFFERED */
+    sdh_handler_fn handler;   /* required */
+    void *user_data;          /* passed to handler and head_handler */
+    sdh_head_fn head_handler; /* optional: streaming mode */
     /*
      * Optional: takes connections that open with HTTP/2's prior-knowledge preface
      * (see adopt.h). Without one they get 505 and are closed. Adopted connections

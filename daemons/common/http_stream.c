@@ -143,8 +143,7 @@ int sdh_stream_respond(sdh_req *req, int status, const sdh_header *headers, size
         return sdd_error(SELDON_ESTATE, "request %llu: response already started",
                          (unsigned long long)req->id);
     if (status < 200 || status > 599 || (nheaders > 0 && headers == NULL))
-        return sdd_error(SELDON_EINVAL, "sdh_stream_respond: status %d or headers invalid",
-                         status);
+        return sdd_error(SELDON_EINVAL, "sdh_stream_respond: status %d or headers invalid", status);
     c = req->conn;
     keep = req->keep_alive && !c->loop->stopping;
     if (content_length < 0 && !no_body(req, status)) {

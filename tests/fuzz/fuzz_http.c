@@ -183,8 +183,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     fwrite(sink, 1, (size_t)n, stderr);
                 continue;
             }
-            if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOTCONN &&
-                           errno != EINTR))
+            if (n == 0 ||
+                (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOTCONN && errno != EINTR))
                 eof = 1;
             break;
         }

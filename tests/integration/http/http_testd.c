@@ -275,9 +275,8 @@ static void head(void *user_data, sdh_req *req, const sdh_request *r)
     (void)user_data;
     if (path_is(r, "POST", "/stream/echo")) {
         static const sdh_header ctype = {"content-type", 12, "application/octet-stream", 24};
-        int64_t len = r->query_len >= 3 && memcmp(r->query, "len", 3) == 0
-                          ? sdh_stream_body_length(req)
-                          : -1;
+        int64_t len =
+            r->query_len >= 3 && memcmp(r->query, "len", 3) == 0 ? sdh_stream_body_length(req) : -1;
         if (sdh_stream_take(req, &echo_ops, NULL) == 0)
             sdh_stream_respond(req, 200, &ctype, 1, len);
     } else if (path_is(r, "POST", "/stream/count")) {
@@ -323,8 +322,8 @@ static void adopted_take(adopted *x, const uint8_t *p, size_t n)
             x->answered = 1;
             uv_read_stop(x->a.stream);
             b.base = x->out;
-            b.len = (size_t)snprintf(x->out, sizeof(x->out), "adopted: %.*s\n", (int)x->len,
-                                     x->got);
+            b.len =
+                (size_t)snprintf(x->out, sizeof(x->out), "adopted: %.*s\n", (int)x->len, x->got);
             x->w.data = x;
             if (uv_write(&x->w, x->a.stream, &b, 1, adopted_written) < 0) {
                 x->a.release(x->a.owner);
