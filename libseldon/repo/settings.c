@@ -232,9 +232,6 @@ int sdn_settings_load(sdn_settings *s, sdn_arena *a, const char *dir, const char
     char path[PATH_MAX];
     char *text = NULL;
     size_t len = 0;
-    sdn_jv *doc = NULL;
-    const sdn_jv *params, *v;
-    const char *uri = NULL;
     int rc;
 
     memset(s, 0, sizeof(*s));
@@ -243,6 +240,19 @@ int sdn_settings_load(sdn_settings *s, sdn_arena *a, const char *dir, const char
     rc = read_file(a, path, &text, &len);
     if (rc < 0)
         return rc;
+    return sdn_settings_parse(s, a, dir, default_name, default_version, text, len, path);
+}
+
+int sdn_settings_parse(sdn_settings *s, sdn_arena *a, const char *dir, const char *default_name,
+                       const char *default_version, const char *text, size_t len,
+                       const char *path)
+{
+    sdn_jv *doc = NULL;
+    const sdn_jv *params, *v;
+    const char *uri = NULL;
+    int rc;
+
+    memset(s, 0, sizeof(*s));
     rc = sdn_json_parse(&doc, a, text, len, path);
     if (rc < 0)
         return rc;
