@@ -520,6 +520,32 @@ static int walk_pb(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, s
     return 0;
 }
 
+int seldon_pb_check_strings(const void *buf, size_t len, const char *type_name)
+{
+    static const ProtobufCMessageDescriptor *const types[] = {
+        &inference__server_live_request__descriptor,
+        &inference__server_ready_request__descriptor,
+        &inference__model_ready_request__descriptor,
+        &inference__server_metadata_request__descriptor,
+        &inference__model_metadata_request__descriptor,
+        &inference__model_metadata_response__descriptor,
+        &inference__model_infer_request__descriptor,
+        &inference__model_infer_response__descriptor,
+        &inference__model_stream_infer_response__descriptor,
+        &inference__repository_index_request__descriptor,
+        &inference__repository_index_response__descriptor,
+        &inference__repository_model_load_request__descriptor,
+        &inference__repository_model_unload_request__descriptor,
+    };
+    size_t i;
+    if ((buf == NULL && len > 0) || type_name == NULL)
+        return sdn_error(SELDON_EINVAL, "pb_check_strings: NULL argument");
+    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcmp(types[i]->name, type_name) == 0)
+            return walk_pb(types[i], buf, len, "", 0);
+    return sdn_error(SELDON_ENOTFOUND, "pb_check_strings: unknown message type %.64s", type_name);
+}
+
 static int unpack_failed(const pb_alloc_ctx *ctx, const char *type, size_t len)
 {
     if (ctx->failed)
