@@ -171,3 +171,23 @@ def test_one_xgboost_thread_unless_settings_raise_it(tmp_path, boosters):
             srv.stop()
     assert counts["default"] == 0, counts
     assert counts["raised"] >= 3, counts
+
+
+def test_flag_and_env_add_folders_before_the_default(tmp_path):
+    # --runtime-path first, then $SELDON_RUNTIME_PATH, then the folder beside the binary;
+    # each once. The server logs the path it searches.
+    flag, env = tmp_path / "from-flag", tmp_path / "from-env"
+    flag.mkdir()
+    env.mkdir()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    srv = Server(repo, "--runtime-path", f"{flag}:{env}",
+                 env={"SELDON_RUNTIME_PATH": f"{env}:{flag}"})
+    try:
+        line = next(l for l in srv.stderr().splitlines() if "runtime path: " in l)
+    finally:
+        srv.stop()
+    folders = line.split("runtime path: ", 1)[1].split(":")
+    assert folders[:2] == [str(flag), str(env)], folders
+    assert len(folders) == 3 and folders[2].endswith("/runtimes"), folders
+    assert os.path.exists(os.path.join(folders[2], "libseldon-runtime-xgboost.so"))
