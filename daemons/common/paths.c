@@ -1,5 +1,12 @@
 /*
  * Default folders relative to the running binary.
+ *
+ * A default folder is a place plugins are dlopen()ed from without anyone
+ * asking, so it is trusted only when nobody else could have filled it: the
+ * build-tree folder only for the binary that sits in the build folder it was
+ * configured for (a copy of the binary elsewhere, e.g. /tmp/x/bin, must not
+ * search /tmp/runtimes), and any default folder only when it is owned by root
+ * or by this user and not writable by others.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -64,6 +71,26 @@ static void add_list(char *buf, size_t *len, const char *list)
     }
 }
 
+/* Whether the binary runs from the build folder it was configured for. */
+static int in_build_tree(const char *exe_dir)
+{
+#ifdef SDP_BUILD_BINARY_DIR
+    char a[PATH_MAX], b[PATH_MAX];
+    return realpath(exe_dir, a) != NULL && realpath(SDP_BUILD_BINARY_DIR, b) != NULL &&
+           strcmp(a, b) == 0;
+#else
+    (void)exe_dir;
+    return 0;
+#endif
+}
+
+static int trusted_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) &&
+           (st.st_uid == 0 || st.st_uid == geteuid()) && (st.st_mode & S_IWOTH) == 0;
+}
+
 char *sdp_runtime_path(const char *flag, const char *env)
 {
     static const char *const rel[] = {
@@ -73,6 +100,7 @@ char *sdp_runtime_path(const char *flag, const char *env)
         SDP_RUNTIMES_INSTALL_REL,
     };
     char dir[PATH_MAX], cand[PATH_MAX], real[PATH_MAX];
+    int build = 0;
     size_t cap = (flag ? strlen(flag) : 0) + (env ? strlen(env) : 0) +
                  sizeof(rel) / sizeof(rel[0]) * (PATH_MAX + 1) + 2;
     size_t len = 0, i;
@@ -83,10 +111,14 @@ char *sdp_runtime_path(const char *flag, const char *env)
     add_list(buf, &len, flag);
     add_list(buf, &len, env);
     if (sdp_exe_dir(dir, sizeof(dir)) == 0) {
+        build = in_build_tree(dir);
         for (i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-            struct stat st;
+#ifdef SDP_RUNTIMES_BUILD_REL
+            if (i == 0 && !build)
+                continue;
+#endif
             if ((size_t)snprintf(cand, sizeof(cand), "%s/%s", dir, rel[i]) >= sizeof(cand) ||
-                realpath(cand, real) == NULL || stat(real, &st) != 0 || !S_ISDIR(st.st_mode))
+                realpath(cand, real) == NULL || !trusted_dir(real))
                 continue;
             add_dir(buf, &len, real, strlen(real));
         }

@@ -4,8 +4,10 @@
  * from an install prefix finds its runtime plugins without flags.
  *
  * The relative folders are computed at configure time (daemons/server/
- * CMakeLists.txt): SDP_RUNTIMES_BUILD_REL for the build tree and
+ * CMakeLists.txt): SDP_RUNTIMES_BUILD_REL for the build tree (used only when
+ * the binary runs from SDP_BUILD_BINARY_DIR, the folder it was built in) and
  * SDP_RUNTIMES_INSTALL_REL for the install layout (bin/ -> lib/seldon/runtimes).
+ * A default folder must be owned by root or this user and not world-writable.
  *
  * Thread safety: every function may be called from any thread.
  */

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import GUARD, Server, assert_error, post_json, request, write_model
+from conftest import SERVER, GUARD, Server, assert_error, post_json, request, write_model
 
 EVIL_C = r"""
 #include <stdio.h>
@@ -144,3 +144,50 @@ def test_uri_stays_inside_the_model_folder(tmp_path):
         assert rows["ok"]["state"] == "READY", rows["ok"]
     finally:
         srv.stop()
+
+
+def runtime_path_of(server):
+    line = next(l for l in server.stderr().splitlines() if "runtime path: " in l)
+    return line.split("runtime path: ", 1)[1].split(":")
+
+
+def test_default_folders_are_trusted_only_where_they_belong(tmp_path, evil_so, monkeypatch):
+    # A copy of the binary outside its build tree must not search <copy>/../../runtimes
+    # (here a folder anyone could have written a plugin into); an install layout beside
+    # the binary is searched only when nobody else can write to it.
+    prefix = tmp_path / "prefix"
+    (prefix / "bin").mkdir(parents=True)
+    exe = prefix / "bin" / "seldon-server"
+    shutil.copy2(SERVER, exe)
+    planted = tmp_path / "runtimes"  # = <copy>/../../runtimes, the build-tree relative path
+    planted.mkdir()
+    shutil.copy(evil_so, planted / "libseldon-runtime-xgboost.so")
+    # Candidates for the install layout (${libdir} is lib or lib/<multiarch>).
+    installed = [prefix / "lib" / "seldon" / "runtimes"] + [
+        prefix / "lib" / d / "seldon" / "runtimes" for d in ("x86_64-linux-gnu",
+                                                          "aarch64-linux-gnu")]
+    for d in installed:
+        d.mkdir(parents=True)
+    marker = tmp_path / "marker"
+    repo = tmp_path / "repo"
+    write_model(repo, "m", {"implementation": "xgboost"})
+
+    import conftest
+    monkeypatch.setattr(conftest, "SERVER", str(exe))  # Server starts the copy
+    srv = Server(repo, env={"SELDON_TEST_MARKER": str(marker), "SELDON_RUNTIME_PATH": None})
+    try:
+        folders = runtime_path_of(srv)
+        assert str(planted) not in folders, folders
+        assert not marker.exists()
+        assert any(str(d) in folders for d in installed), folders
+    finally:
+        srv.stop()
+    for d in installed:
+        os.chmod(d, 0o777)
+    srv = Server(repo, env={"SELDON_TEST_MARKER": str(marker), "SELDON_RUNTIME_PATH": None})
+    try:
+        folders = runtime_path_of(srv)
+        assert not any(str(d) in folders for d in installed), folders
+    finally:
+        srv.stop()
+    assert not marker.exists()
