@@ -69,6 +69,20 @@ def test_missing_output_grpc(g, samples, samples_grpc):
     assert "outputs[0].name: model add10 has no output 'nope'" in err.value.details()
 
 
+def test_missing_output_batched_and_streamed(g, samples, samples_grpc):
+    # Through adaptive batching, each request is judged on its own outputs.
+    status, doc = infer(samples.http, "batched4", [tensor("x", X.reshape(1, 3))],
+                        outputs=["x", "nope"])
+    assert status == 400 and "has no output 'nope'" in doc["error"], doc
+    # On a stream, the error answers that request, and the stream goes on.
+    reqs = [g.request("add10", {"INPUT": X}, outputs=["nope"], id="bad"),
+            g.request("add10", {"INPUT": X}, id="good")]
+    replies = list(samples_grpc.ModelStreamInfer(iter(reqs), timeout=GUARD))
+    assert len(replies) == 2
+    assert "outputs[0].name: model add10 has no output 'nope'" in replies[0].error_message
+    assert replies[1].error_message == "" and replies[1].infer_response.id == "good"
+
+
 def test_declared_output_not_produced_is_absent(samples):
     # A model that declares an output it did not produce this time (a conditional
     # branch) still answers 200: the declared one is simply absent.
