@@ -456,7 +456,7 @@ static int check_pb_string(const uint8_t *s, size_t len, const char *path)
             size_t n = sdn_utf8_seq(p, end);
             if (n == 0)
                 return sdn_error(SELDON_EPARSE,
-                                 "%s: at byte %zu: invalid UTF-8 (proto3 strings must be UTF-8)",
+                                 "%s: at byte %zu: invalid UTF-8",
                                  path, (size_t)(p - s));
             p += n;
         }

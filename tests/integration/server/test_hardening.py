@@ -7,13 +7,16 @@ with a clear error, the same way on REST and gRPC.
   JSON (U+FFFD stands in for the bad bytes).
 - gRPC string fields must be UTF-8 (proto3), and a NUL inside a model or
   tensor name is refused, as REST refuses it, instead of being cut short.
+  A name in a REST path obeys the same rule, with the same words
+  ("model_name: at byte 0: invalid UTF-8").
 """
 import json
+import os
 
 import numpy as np
 import pytest
 
-from conftest import GUARD, RawConn, assert_error, infer, tensor
+from conftest import GUARD, RawConn, Server, assert_error, infer, tensor
 
 X = np.array([1, 2, 3], dtype=np.float32)
 
@@ -94,17 +97,36 @@ def test_declared_output_not_produced_is_absent(samples):
 # --- Invalid UTF-8 in error bodies --------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [b"\xff\xfe", b"ok\xc3", b"\xed\xa0\x80", b"%FF%FE"])
-def test_invalid_utf8_model_name_rest(samples, name):
+@pytest.mark.parametrize("name,at", [(b"\xff\xfe", 0), (b"ok\xc3", 2), (b"\xed\xa0\x80", 0)])
+def test_invalid_utf8_model_name_rest(samples, name, at):
+    # Refused as gRPC refuses it, in the same words, and the body is valid JSON.
     resp = rest_raw(samples.http, b"/v2/models/" + name + b"/infer",
                     json.dumps({"inputs": [tensor("INPUT", X)]}).encode())
-    assert resp.status in (400, 404), resp.body
-    text = resp.body.decode("utf-8")  # raises if the body is not UTF-8
-    doc = json.loads(text)
-    assert list(doc) == ["error"] and "not found" in doc["error"], doc
-    if b"%" not in name:
-        assert "\ufffd" in doc["error"], doc
-        assert "model \ufffd" in doc["error"] or "model ok\ufffd" in doc["error"], doc
+    assert resp.status == 400, resp.body
+    doc = json.loads(resp.body.decode("utf-8"))  # raises if the body is not UTF-8
+    assert doc == {"error": f"model_name: at byte {at}: invalid UTF-8"}, doc
+
+
+def test_percent_encoded_name_is_not_decoded(samples):
+    resp = rest_raw(samples.http, b"/v2/models/%FF%FE/infer",
+                    json.dumps({"inputs": [tensor("INPUT", X)]}).encode())
+    assert resp.status == 404
+    assert json.loads(resp.body.decode("utf-8")) == {"error": "model %FF%FE not found"}
+
+
+def test_invalid_utf8_never_reaches_a_json_body(tmp_path):
+    # A text the server did not check quoted in an error (here a folder name read from
+    # disk) comes out as valid JSON, U+FFFD standing in for the bad bytes.
+    root = tmp_path / "repo"
+    root.mkdir()
+    srv = Server(os.fsdecode(bytes(root) + b"/\xff\xfe-nowhere"))
+    try:
+        resp = rest_raw(srv.http, b"/v2/repository/models/m/load", b"")
+        assert resp.status >= 400
+        doc = json.loads(resp.body.decode("utf-8"))
+        assert "\ufffd\ufffd-nowhere" in doc["error"], doc
+    finally:
+        srv.stop()
 
 
 def test_invalid_utf8_in_tensor_name_rest(samples):
