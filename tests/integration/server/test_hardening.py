@@ -196,3 +196,26 @@ def test_invalid_utf8_grpc_parameter_text(g, samples):
 def test_valid_utf8_still_served(g, samples, samples_grpc):
     out = samples_grpc.ModelInfer(g.request("add10", {"INPUT": X}, id="ïd-✓"), timeout=GUARD)
     assert out.id == "ïd-✓"
+
+
+@pytest.mark.parametrize("method,build,field", [
+    ("ModelReady", lambda g: g.pb2.ModelReadyRequest(name="add10Xevil"), "name"),
+    ("ModelMetadata", lambda g: g.pb2.ModelMetadataRequest(name="add10Xevil"), "name"),
+    ("RepositoryModelLoad", lambda g: g.pb2.RepositoryModelLoadRequest(model_name="add10Xevil"),
+     "model_name"),
+    ("RepositoryModelUnload",
+     lambda g: g.pb2.RepositoryModelUnloadRequest(model_name="add10Xevil"), "model_name"),
+])
+def test_nul_in_names_of_other_calls(g, samples, method, build, field):
+    # Not add10: refused, naming the field, as ModelInfer and REST refuse it.
+    response = {"ModelReady": g.pb2.ModelReadyResponse,
+                "ModelMetadata": g.pb2.ModelMetadataResponse,
+                "RepositoryModelLoad": g.pb2.RepositoryModelLoadResponse,
+                "RepositoryModelUnload": g.pb2.RepositoryModelUnloadResponse}[method]
+    for new, why in ((b"add10\x00evil", "at byte 5: a NUL byte"),
+                     (b"add10\xffevil", "at byte 5: invalid UTF-8")):
+        with pytest.raises(g.grpc.RpcError) as err:
+            raw_call(g, samples, method, patched(g, build(g), b"add10Xevil", new), response)
+        assert err.value.code() == g.grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.details() == f"{field}: {why}" + (
+            " is not allowed in this string" if "NUL" in why else ""), err.value.details()
