@@ -276,12 +276,13 @@ class Bench:
             r["errors"] += sum(int(x) for x in m.groups())
         return self._done(r, out)
 
-    def h2load_grpc(self, label, server, port, body_path, conns):
+    def h2load_grpc(self, label, server, port, body_path, conns, headers=()):
         """gRPC over h2load for a duration; p50/p99 from its per-request log."""
         logfile = os.path.join(self.workdir, "h2load.log")
+        extra = [a for h in headers for a in ("-H", h)]
         r, out = self._measure(label, "h2load", server, conns, lambda secs: [
             "h2load", f"-t{self.args.threads}", f"-c{conns}", "-m1", "-D", str(secs), "-d",
-            body_path, "-H", "content-type: application/grpc", "-H", "te: trailers",
+            body_path, "-H", "content-type: application/grpc", "-H", "te: trailers", *extra,
             f"--log-file={logfile}", f"http://{HOST}:{port}{GRPC_PATH}"])
         m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
         if m:

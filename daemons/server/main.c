@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "loops.h"
+#include "paths.h"
 #include "sdd.h"
 #include "server.h"
 
@@ -32,8 +33,9 @@ static void usage(FILE *f)
             "  --max-body BYTES        largest request body and gRPC message (default 64 MiB)\n"
             "  --idle-timeout MS       close idle HTTP connections after MS (default 60000)\n"
             "  --grace MS              on SIGTERM, time left to requests in flight (default 30000)\n"
-            "  --runtime-path DIRS     ':'-separated folders of runtime plugins\n"
-            "                          (default: $SELDON_RUNTIME_PATH, else none)\n"
+            "  --runtime-path DIRS     ':'-separated folders of runtime plugins, searched\n"
+            "                          before $SELDON_RUNTIME_PATH and the plugins that\n"
+            "                          ship with the server (found relative to this binary)\n"
             "  --load-all / --no-load-all\n"
             "                          load every model at start-up (default) or none\n"
             "  --log-level LEVEL       error, warn, info (default), debug, trace\n"
@@ -175,55 +177,18 @@ static int parse_args(srv_config *c, int argc, char **argv)
     return 0;
 }
 
-static int setup_metrics(srv *s)
-{
-    static const double latency[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                     0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                     5,      10};
-    static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
-    const char *infer_labels[3] = {"model", "method_type", "code"};
-    const char *req_labels[3] = {"endpoint", "method_type", "code"};
-    const char *batch_labels[1] = {"model"};
-    int rc = seldon_metrics_new(&s->metrics);
-    if (rc == 0)
-        rc = seldon_metrics_add(&s->m_infer_total, s->metrics, SELDON_METRIC_COUNTER,
-                                "seldon_model_infer_total",
-                                "Inference requests by model, protocol and status code.",
-                                infer_labels, 3, NULL, 0);
-    if (rc == 0)
-        rc = seldon_metrics_add(&s->m_infer_seconds, s->metrics, SELDON_METRIC_HISTOGRAM,
-                                "seldon_model_infer_seconds",
-                                "Inference latency from decoded request to encoded response.",
-                                infer_labels, 3, latency, sizeof(latency) / sizeof(latency[0]));
-    if (rc == 0)
-        rc = seldon_metrics_add(&s->m_batch_size, s->metrics, SELDON_METRIC_HISTOGRAM,
-                                "seldon_model_batch_size",
-                                "Requests per batch handed to a runtime (adaptive batching).",
-                                batch_labels, 1, sizes, sizeof(sizes) / sizeof(sizes[0]));
-    if (rc == 0)
-        rc = seldon_metrics_add(&s->m_requests, s->metrics, SELDON_METRIC_COUNTER,
-                                "seldon_server_requests_total",
-                                "Requests other than inference, by endpoint, protocol and code.",
-                                req_labels, 3, NULL, 0);
-    if (rc == 0)
-        rc = seldon_metrics_add(&s->m_loaded, s->metrics, SELDON_METRIC_GAUGE,
-                                "seldon_loaded_model_gauge", "Models loaded and ready.", NULL, 0,
-                                NULL, 0);
-    if (rc == 0)
-        rc = seldon_metric_series(&s->s_loaded, s->m_loaded, NULL);
-    return rc;
-}
-
 int main(int argc, char **argv)
 {
     srv s;
     seldon_repo_options ro = SELDON_REPO_OPTIONS_INIT;
+    seldon_service_options so = SELDON_SERVICE_OPTIONS_INIT;
     sdh_config hc;
     sdl_loops *loops = NULL;
     sdg_config gc;
     sdg_method methods[16];
     char grpc_addr[128];
     sigset_t sigs;
+    char *runtime_path;
     int sig = 0, rc;
 
     memset(&s, 0, sizeof(s));
@@ -239,11 +204,21 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     ro.root = s.cfg.repo_dir;
-    ro.runtime_path = s.cfg.runtime_path;
+    /* Plugins beside the binary are found without flags; --runtime-path and the env add folders. */
+    runtime_path = sdp_runtime_path(s.cfg.runtime_path, getenv("SELDON_RUNTIME_PATH"));
+    ro.runtime_path = runtime_path;
+    sdd_log(SELDON_LOG_INFO, "runtime path: %s", runtime_path ? runtime_path : "");
     ro.server_name = "seldon";
     rc = seldon_repo_new(&s.repo, &ro);
     if (rc == 0)
-        rc = setup_metrics(&s);
+        rc = seldon_metrics_new(&s.metrics);
+    if (rc == 0) {
+        so.repo = s.repo;
+        so.metrics = s.metrics;
+        so.server_name = "seldon";
+        srv_hooks(&so.hooks, &s);
+        rc = seldon_service_new(&s.svc, &so);
+    }
     if (rc == 0)
         rc = srv_exec_start(&s);
     if (rc != 0) {
@@ -304,21 +279,23 @@ int main(int argc, char **argv)
             sdd_log(SELDON_LOG_WARN, "%zu model(s) failed to load; see the repository index",
                     failed);
     }
-    srv_refresh_loaded(&s);
-    atomic_store(&s.ready, 1);
+    seldon_service_refresh(s.svc);
+    seldon_service_set_ready(s.svc, 1);
     sdd_log(SELDON_LOG_INFO, "ready: %zu model(s) loaded", seldon_repo_ready_count(s.repo));
 
     sigwait(&sigs, &sig);
     sdd_log(SELDON_LOG_INFO, "%s: finishing requests in flight, then exiting",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    atomic_store(&s.ready, 0);
+    seldon_service_set_ready(s.svc, 0);
     sdh_server_stop(s.http, s.cfg.grace_ms);
     sdg_server_stop(s.grpc, s.cfg.grace_ms);
     srv_exec_stop(&s);
     sdl_loops_free(loops); /* stops and joins them: nothing is attached any more */
     sdh_server_free(s.http);
     sdg_server_free(s.grpc);
+    seldon_service_free(s.svc);
     seldon_repo_free(s.repo);
+    sdd_free(runtime_path);
     seldon_metrics_free(s.metrics);
     sdd_log(SELDON_LOG_INFO, "stopped");
     return 0;
