@@ -1,5 +1,7 @@
-"""seldon-server on the HTTP transport: a client that pipelines large inference
-requests and never reads its answers leaves the server's memory bounded.
+"""seldon-server on the HTTP transport, tried as an attacker would: a client that
+pipelines large inference requests and never reads its answers leaves the server's
+memory bounded; a client that trickles its request gets 408 within --idle-timeout;
+a compressed body gets 415.
 
 Starts the real server ($SELDON_SERVER) on loopback with an identity model in a
 temporary repository. Deadlines only guard against hangs.
@@ -15,7 +17,7 @@ import time
 
 import pytest
 
-from test_http import LEAN_ASAN, rss_kib, send_until_blocked
+from test_http import LEAN_ASAN, Conn, rss_kib, send_until_blocked, trickle
 
 SERVER = os.environ.get("SELDON_SERVER")
 GUARD = 30.0
@@ -79,11 +81,8 @@ def infer_request(nbytes):
             % (len(head), len(body)) + body)
 
 
-def test_pipelined_4mb_requests_never_read(tmp_path):
-    os.makedirs(tmp_path / "identity")
-    (tmp_path / "identity" / "model-settings.json").write_text(
-        json.dumps({"name": "identity", "implementation": "builtin.identity"}))
-    srv = Server(tmp_path, "--max-body", str(8 << 20), "--io-threads", "1", "--workers", "1")
+def test_pipelined_4mb_requests_never_read(identity_repo):
+    srv = Server(identity_repo, "--max-body", str(8 << 20), "--io-threads", "1", "--workers", "1")
     try:
         base = rss_kib(srv.proc.pid)
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=GUARD)
@@ -98,5 +97,44 @@ def test_pipelined_4mb_requests_never_read(tmp_path):
         assert head.startswith(b"HTTP/1.1 200 ")  # the requests were real inferences
         s.close()
         assert srv.status("/v2/health/live") == 200
+    finally:
+        assert srv.stop() == 0
+
+
+@pytest.fixture
+def identity_repo(tmp_path):
+    os.makedirs(tmp_path / "identity")
+    (tmp_path / "identity" / "model-settings.json").write_text(
+        json.dumps({"name": "identity", "implementation": "builtin.identity"}))
+    return tmp_path
+
+
+def test_trickled_request_gets_408_within_idle_timeout(identity_repo):
+    # Every byte would reset an idle timer; the request deadline still ends it.
+    srv = Server(identity_repo, "--idle-timeout", "500")
+    try:
+        raw = infer_request(4000)
+        c = Conn(srv.port)
+        assert trickle(c, raw, 300) < 300  # a bounded trickle: 15 s at most
+        status, headers, body = c.response()
+        assert status == 408 and headers["connection"] == "close"
+        assert "error" in json.loads(body)
+        c.close()
+    finally:
+        assert srv.stop() == 0
+
+
+def test_compressed_body_gets_415(identity_repo):
+    srv = Server(identity_repo)
+    try:
+        c = Conn(srv.port)
+        body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1],
+                                       "data": [1]}]}).encode()
+        c.send(b"POST /v2/models/identity/infer HTTP/1.1\r\nHost: t\r\n"
+               b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        status, _, got = c.response()
+        assert status == 415
+        assert "Content-Encoding" in json.loads(got)["error"]
+        c.close()
     finally:
         assert srv.stop() == 0
