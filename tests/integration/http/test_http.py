@@ -816,3 +816,19 @@ def test_requests_stay_on_the_loop_that_accepted_them():
             c.close()
     finally:
         assert d.stop() == 0
+
+
+def test_sigterm_with_a_stream_whose_client_does_not_read():
+    # The echo's response queue is full and its writes are pending when the stop
+    # gives up: the writes are cancelled, the stream aborted, the daemon exits 0.
+    d = Daemon("--grace-ms", "200", "--max-body", str(64 << 20), env=LEAN_ASAN)
+    try:
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=GUARD)
+        s.sendall(b"POST /stream/echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                  % (64 << 20))
+        assert send_until_blocked(s, b"w" * (1 << 20), 64)  # paused: the echo is not read
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(GUARD) == 0
+        s.close()
+    finally:
+        assert d.stop() == 0
