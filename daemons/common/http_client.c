@@ -587,11 +587,13 @@ static int p_headers_complete(http_parser *hp)
     conn *c = (conn *)hp->data;
     sdc_request *r = c->req;
     int status = (int)hp->status_code;
-    if (status >= 100 && status < 200) {
+    if (status < 100 || status > 999)
+        return -1; /* http-parser takes "HTTP/1.1 20 OK"; a status has three digits */
+    if (status < 200) {
         if (status == 101)
             return -1; /* no upgrades here */
         c->informational = 1;
-        return 0;
+        return 1; /* an interim response has no body, whatever its headers say */
     }
     const sdh_header *hs = NULL;
     size_t n = 0;
@@ -609,6 +611,8 @@ static int p_body(http_parser *hp, const char *at, size_t len)
 {
     conn *c = (conn *)hp->data;
     sdc_request *r = c->req;
+    if (!c->head_done)
+        return -1;
     if (r->cb.on_body != NULL)
         r->cb.on_body(r, at, len, r->ud);
     return c->req == r ? 0 : -1;
@@ -955,6 +959,15 @@ int sdc_request_write(sdc_request *r, const void *data, size_t len, int end)
         return 1;
     }
     return 0;
+}
+
+void sdc_request_set_timeout(sdc_request *r, uint64_t timeout_ms)
+{
+    if (r == NULL || r->done)
+        return;
+    uv_timer_stop(&r->timer);
+    if (timeout_ms > 0)
+        uv_timer_start(&r->timer, req_timeout, timeout_ms, 0);
 }
 
 void sdc_request_pause(sdc_request *r, int paused)

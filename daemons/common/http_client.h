@@ -148,6 +148,13 @@ int sdc_request_start(sdc_request **out, sdc_pool *pool, const sdh_request_head 
 int sdc_request_write(sdc_request *req, const void *data, size_t len, int end);
 
 /*
+ * Replaces the request's timeout (pool default: request_timeout_ms from start):
+ * the request now ends with SDC_ETIMEOUT timeout_ms after this call; 0 = none.
+ * For a per-route deadline. Not after on_done.
+ */
+void sdc_request_set_timeout(sdc_request *req, uint64_t timeout_ms);
+
+/*
  * Stops (paused = 1) or restarts (0) reading the response: backpressure for a
  * slow consumer. The bytes of the read in progress are still delivered (at
  * most one read buffer, 64 KiB) before reading stops. The request timeout

@@ -128,6 +128,35 @@ def test_bounded_pool_under_concurrency(clients, peers):
     c.quit()
 
 
+def test_idle_bound_and_idle_timeout(clients, peers):
+    def handler(peer, sock, index):
+        buf = b""
+        while True:
+            got = read_head(sock, buf)
+            if got is None:
+                return
+            method, target, headers, buf = got
+            peer.note(method, target, headers)
+            peer.release.wait()
+            respond(sock, 200, b"")
+    p = peers(handler)
+    c = clients(p.upstream, "--max-conns", 3, "--max-idle", 1, "--idle-ms", 100)
+    for i in range(3):
+        c.send("req q%d GET /" % i)
+    p.wait_for(lambda peer: len(peer.requests) == 3)
+    p.release.set()
+    for i in range(3):
+        assert c.done("q%d" % i)["result"] == "ok"
+    # Two of the three connections are over the idle bound and close at once; the
+    # last one closes when its idle timeout fires.
+    p.wait_for(lambda peer: peer.closed == 3)
+    s = c.stats()
+    assert (s["open"], s["idle"]) == (0, 0), s
+    assert c.request("again")["result"] == "ok"
+    assert p.accepted == 4
+    c.quit()
+
+
 def test_queue_bound(clients, peers):
     def handler(peer, sock, index):
         got = read_head(sock, b"")
@@ -221,6 +250,28 @@ def test_request_timeout(clients, peers):
     d = c.request("t")
     assert d["result"] == "timeout", d
     p.wait_for(lambda peer: peer.closed == 1)  # the connection was closed, not reused
+    c.quit()
+
+
+def test_per_request_timeout(clients, peers):
+    def handler(peer, sock, index):
+        buf = b""
+        while True:
+            got = read_head(sock, buf)
+            if got is None:
+                return
+            method, target, headers, buf = got
+            peer.note(method, target, headers)
+            if target == "/slow":
+                while sock.recv(65536):
+                    pass
+                return
+            respond(sock, 200, b"fast")
+    p = peers(handler)
+    c = clients(p.upstream, "--timeout-ms", 0)  # no pool-wide timeout
+    assert c.request("f", "GET", "/fast", "timeout=60000")["result"] == "ok"
+    d = c.request("s", "GET", "/slow", "timeout=200")
+    assert d["result"] == "timeout", d
     c.quit()
 
 
@@ -328,6 +379,21 @@ def test_chunked_response(clients, peers):
     c.quit()
 
 
+def test_informational_head_is_skipped(clients, peers):
+    def handler(peer, sock, index):
+        read_head(sock, b"")
+        sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nhi")
+        while sock.recv(65536):
+            pass
+    p = peers(handler)
+    c = clients(p.upstream)
+    d = c.request("i", "POST", "/", "data=x", "keep=1")
+    assert (d["result"], d["status"], d["body"]) == ("ok", 201, "hi"), d
+    assert [e["status"] for e in c.events if e["event"] == "head"] == [201]
+    c.quit()
+
+
 def test_body_until_close(clients, peers):
     def handler(peer, sock, index):
         read_head(sock, b"")
@@ -375,7 +441,8 @@ def test_streamed_64mib_request_body(clients, peers, chunked):
         assert framing["transfer-encoding"] == "chunked" and "content-length" not in framing
     else:
         assert framing["content-length"] == str(size)
-    # Streamed under backpressure: the client never held the body.
+    # Streamed under backpressure: writes waited for on_drain, the client never held the body.
+    assert d["drain_waits"] > 0, d
     assert d["rss_kb"] < 32 * 1024, d
     # And the connection stays good for the next request.
     assert c.request("after", "GET", "/")["result"] == "ok"
