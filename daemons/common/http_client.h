@@ -143,7 +143,9 @@ int sdc_request_start(sdc_request **out, sdc_pool *pool, const sdh_request_head 
  * (queued, but the queue is above write_queue_limit: wait for on_drain before
  * writing more), SDC_EINVAL (after end, beyond Content-Length, or end short of
  * it) or SDC_ENOMEM. Writes are accepted while the request waits for a
- * connection.
+ * connection. on_done may come before the whole body was written (the server
+ * answered early, e.g. 413, or the request failed): the handle is then gone,
+ * so stop writing.
  */
 int sdc_request_write(sdc_request *req, const void *data, size_t len, int end);
 

@@ -150,10 +150,10 @@ def test_idle_bound_and_idle_timeout(clients, peers):
     # Two of the three connections are over the idle bound and close at once; the
     # last one closes when its idle timeout fires.
     p.wait_for(lambda peer: peer.closed == 3)
-    s = c.stats()
-    assert (s["open"], s["idle"]) == (0, 0), s
     assert c.request("again")["result"] == "ok"
     assert p.accepted == 4
+    s = c.stats()
+    assert (s["connects"], s["open"], s["idle"]) == (4, 1, 1), s
     c.quit()
 
 
@@ -447,6 +447,36 @@ def test_streamed_64mib_request_body(clients, peers, chunked):
     # And the connection stays good for the next request.
     assert c.request("after", "GET", "/")["result"] == "ok"
     assert p.accepted == 1
+    c.quit()
+
+
+def test_early_answer_while_streaming(clients, peers):
+    """The server answers 413 before reading the body (and drains, as servers do): the
+    request ends with that answer, and its connection is not reused."""
+    def handler(peer, sock, index):
+        buf = b""
+        while True:
+            got = read_head(sock, buf)
+            if got is None:
+                return
+            method, target, headers, rest = got
+            peer.note(method, target, headers)
+            if target == "/big":
+                respond(sock, 413, b"too large", ["Connection: close"])
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(1 << 20):
+                    pass
+                return
+            _, _, _, buf = read_body(sock, headers, rest, keep=False)
+            respond(sock, 200, b"small")
+    p = peers(handler)
+    c = clients(p.upstream)
+    d = c.request("big", "POST", "/big", "body=%d" % (64 * MiB), "keep=1")
+    assert (d["result"], d["status"], d["body"]) == ("ok", 413, "too large"), d
+    assert d["sent"] < 64 * MiB  # the client stopped before the end of its body
+    d = c.request("next", "POST", "/small", "data=x", "keep=1")
+    assert (d["result"], d["body"]) == ("ok", "small"), d
+    assert p.accepted == 2
     c.quit()
 
 
