@@ -40,14 +40,14 @@ struct sdc_request {
     sdc_pool *pool;
     sdc_callbacks cb;
     void *ud;
-    conn *conn;             /* the connection serving it (or connecting for it) */
+    conn *conn;                 /* the connection serving it (or connecting for it) */
     sdc_request *qprev, *qnext; /* in the pool's queue */
     uv_timer_t timer;
     int refs;
     chunk *first, *last, *send; /* send: first chunk not handed to libuv */
-    size_t n_kept, kept;    /* chunks/bytes written and kept for a replay */
-    size_t unsent;          /* bytes not yet written (in flight or not sent) */
-    int replayable;         /* every byte sent so far is still held */
+    size_t n_kept, kept;        /* chunks/bytes written and kept for a replay */
+    size_t unsent;              /* bytes not yet written (in flight or not sent) */
+    int replayable;             /* every byte sent so far is still held */
     int64_t content_length;
     uint64_t body_written;
     uint8_t chunked, ended, want_drain, done, paused, is_head, says_close, retried, queued;
@@ -92,7 +92,6 @@ struct sdc_pool {
     void *freed_ud;
 };
 
-
 static void conn_close(conn *c);
 static void dispatch(sdc_pool *p);
 static int conn_new(sdc_pool *p, sdc_request *dedicated);
@@ -102,18 +101,30 @@ static const http_parser_settings g_settings;
 const char *sdc_strerror(int code)
 {
     switch (code) {
-    case SDC_OK: return "ok";
-    case SDC_EREFUSED: return "refused";
-    case SDC_ECONNECT: return "connect_error";
-    case SDC_ECONNECT_TIMEOUT: return "connect_timeout";
-    case SDC_ERESET: return "reset";
-    case SDC_ETIMEOUT: return "timeout";
-    case SDC_EBADRESPONSE: return "bad_response";
-    case SDC_ECANCELED: return "canceled";
-    case SDC_EQUEUEFULL: return "queue_full";
-    case SDC_ENOMEM: return "no_memory";
-    case SDC_EINVAL: return "invalid";
-    default: return "unknown";
+    case SDC_OK:
+        return "ok";
+    case SDC_EREFUSED:
+        return "refused";
+    case SDC_ECONNECT:
+        return "connect_error";
+    case SDC_ECONNECT_TIMEOUT:
+        return "connect_timeout";
+    case SDC_ERESET:
+        return "reset";
+    case SDC_ETIMEOUT:
+        return "timeout";
+    case SDC_EBADRESPONSE:
+        return "bad_response";
+    case SDC_ECANCELED:
+        return "canceled";
+    case SDC_EQUEUEFULL:
+        return "queue_full";
+    case SDC_ENOMEM:
+        return "no_memory";
+    case SDC_EINVAL:
+        return "invalid";
+    default:
+        return "unknown";
     }
 }
 
@@ -865,8 +876,7 @@ void sdc_pool_get_stats(sdc_pool_stats *out, const sdc_pool *p)
 int sdc_request_start(sdc_request **out, sdc_pool *p, const sdh_request_head *head,
                       const sdc_callbacks *cb, void *user_data)
 {
-    if (out == NULL || p == NULL || head == NULL || cb == NULL || cb->on_done == NULL ||
-        p->freeing)
+    if (out == NULL || p == NULL || head == NULL || cb == NULL || cb->on_done == NULL || p->freeing)
         return SDC_EINVAL;
     *out = NULL;
     if (p->idle == NULL && p->n_queued >= p->o.max_queued)
@@ -924,8 +934,7 @@ int sdc_request_write(sdc_request *r, const void *data, size_t len, int end)
             total += sizeof(SDH_CHUNK_LAST) - 1;
     } else {
         uint64_t after = r->body_written + len;
-        if (after > (uint64_t)r->content_length ||
-            (end && after != (uint64_t)r->content_length))
+        if (after > (uint64_t)r->content_length || (end && after != (uint64_t)r->content_length))
             return SDC_EINVAL;
     }
     if (total > 0) {

@@ -16,7 +16,8 @@
  * Events: {"event":"ready"}, {"event":"head","id":..,"status":..,"headers":[[n,v]..]},
  * {"event":"paused","id":..,"bytes":..},
  * {"event":"done","id":..,"result":"ok|refused|reset|...","status":..,"bytes":..,
- *  "sum":..,"sent":..,"drain_waits":..,"rss_kb":..[,"body":..]} (rss_kb: peak RSS), {"event":"stats",...}, {"event":"freed"}.
+ *  "sum":..,"sent":..,"drain_waits":..,"rss_kb":..[,"body":..]} (rss_kb: peak RSS),
+ * {"event":"stats",...}, {"event":"freed"}.
  */
 #include <inttypes.h>
 #include <stdio.h>

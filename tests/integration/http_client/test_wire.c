@@ -6,7 +6,10 @@
 
 #include "http_wire.h"
 
-#define H(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define H(n, v)                                                                                    \
+    {                                                                                              \
+        n, sizeof(n) - 1, v, sizeof(v) - 1                                                         \
+    }
 
 static char *request(const sdh_request_head *h)
 {
@@ -36,7 +39,8 @@ Test(wire, request_head_chunked_keeps_callers_host)
     sdh_header hs[] = {H("Host", "example")};
     sdh_request_head h = {"PUT", 3, "/x?a=1", 6, hs, 1, "ignored", 7, SDH_BODY_CHUNKED};
     char *s = request(&h);
-    cr_assert_str_eq(s, "PUT /x?a=1 HTTP/1.1\r\nHost: example\r\nTransfer-Encoding: chunked\r\n\r\n");
+    cr_assert_str_eq(s,
+                     "PUT /x?a=1 HTTP/1.1\r\nHost: example\r\nTransfer-Encoding: chunked\r\n\r\n");
     free(s);
     sdh_request_head g = {"GET", 3, "/", 1, NULL, 0, NULL, 0, SDH_BODY_NONE};
     s = request(&g);
