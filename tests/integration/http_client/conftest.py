@@ -52,6 +52,13 @@ class Client:
         self.proc.stdin.write((line + "\n").encode())
         self.proc.stdin.flush()
 
+    def send_many(self, lines):
+        """One write: the client reads the lines in one go, before its loop runs on."""
+        data = "".join(line + "\n" for line in lines).encode()
+        assert len(data) <= 4096  # PIPE_BUF: one atomic write
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
     def next_event(self):
         deadline = time.monotonic() + GUARD
         fd = self.proc.stdout.fileno()

@@ -159,16 +159,20 @@ def test_idle_bound_and_idle_timeout(clients, peers):
 
 def test_queue_bound(clients, peers):
     def handler(peer, sock, index):
-        got = read_head(sock, b"")
-        if got is None:
-            return
-        peer.note(*got[:3])
-        peer.release.wait()
-        respond(sock, 200, b"")
+        buf = b""
+        while True:
+            got = read_head(sock, buf)
+            if got is None:
+                return
+            method, target, headers, buf = got
+            peer.note(method, target, headers)
+            peer.release.wait()
+            respond(sock, 200, b"")
     p = peers(handler)
     c = clients(p.upstream, "--max-conns", 1, "--max-queued", 2)
-    for i in range(5):
-        c.send("req b%d GET /" % i)
+    # In one write, so that all five start before the connection opens: two wait
+    # for it, three find the queue full.
+    c.send_many(["req b%d GET /" % i for i in range(5)])
     full = [c.done("b%d" % i) for i in (2, 3, 4)]
     assert all(d["result"] == "queue_full" for d in full), full
     p.release.set()
@@ -625,3 +629,63 @@ def test_help():
     import subprocess
     p = subprocess.run([TESTD, "--help"], capture_output=True, timeout=30)
     assert p.returncode == 0 and p.stdout.startswith(b"usage: client_testd")
+
+
+def test_mixed_load_with_cancels_and_timeouts(clients, peers):
+    """Many requests at once over a small pool, some canceled, some timing out, some
+    streaming bodies, against a peer that answers at uneven speed: every request ends
+    exactly once and the pool ends empty (under ASan, also free of memory errors)."""
+    import random
+    rnd = random.Random(11)
+
+    def handler(peer, sock, index):
+        buf = b""
+        r = random.Random(index)
+        while True:
+            got = read_head(sock, buf)
+            if got is None:
+                return
+            method, target, headers, rest = got
+            _, n, _, buf = read_body(sock, headers, rest, keep=False)
+            if target.startswith("/stall"):
+                while sock.recv(65536):
+                    pass
+                return
+            if r.random() < 0.3:
+                threading.Event().wait(r.random() / 500)  # an uneven server, not a test wait
+            if target.startswith("/close"):
+                respond(sock, 200, b"x" * n, ["Connection: close"])
+                return
+            sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"%x\r\n%s\r\n0\r\n\r\n" % (n + 1, b"y" * (n + 1)))
+    p = peers(handler)
+    c = clients(p.upstream, "--max-conns", 6, "--max-idle", 3, "--max-queued", 400)
+    expected = {}
+    for i in range(300):
+        rid = "m%d" % i
+        kind = rnd.choice(["plain", "plain", "body", "close", "stall", "cancel"])
+        if kind == "plain":
+            c.send("req %s GET /p%d" % (rid, i))
+            expected[rid] = {"ok"}
+        elif kind == "body":
+            c.send("req %s POST /b%d body=%d piece=4096 %s" % (
+                rid, i, rnd.randrange(0, 300000), rnd.choice(["", "chunked=1"])))
+            expected[rid] = {"ok"}
+        elif kind == "close":
+            c.send("req %s POST /close%d data=abc" % (rid, i))
+            expected[rid] = {"ok"}
+        elif kind == "stall":
+            c.send("req %s GET /stall%d timeout=%d" % (rid, i, rnd.randrange(1, 50)))
+            expected[rid] = {"timeout"}
+        else:
+            c.send("req %s GET /stall%d" % (rid, i))
+            c.send("cancel %s" % rid)
+            expected[rid] = {"canceled"}
+    for rid, want in expected.items():
+        d = c.done(rid)
+        assert d["result"] in want, d
+    assert sum(1 for e in c.events if e["event"] == "done") == len(expected)
+    s = c.stats()
+    assert (s["active"], s["queued"]) == (0, 0), s
+    assert s["open"] <= 6, s
+    c.quit()
