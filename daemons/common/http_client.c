@@ -87,6 +87,7 @@ struct sdc_pool {
     uint32_t n_open, n_idle, n_queued, n_active, n_connecting; /* n_connecting: undedicated */
     uint64_t alive; /* connections and requests not yet freed */
     sdc_pool_stats stats;
+    uv_timer_t closer; /* never started: closing it makes on_freed always asynchronous */
     int freeing;
     void (*on_freed)(void *);
     void *freed_ud;
@@ -834,6 +835,8 @@ int sdc_pool_new(sdc_pool **out, uv_loop_t *loop, const char *upstream,
         sa.sa_handler = SIG_IGN;
         sigaction(SIGPIPE, &sa, NULL);
     }
+    uv_timer_init(loop, &p->closer);
+    p->closer.data = p;
     *out = p;
     return 0;
 fail:
@@ -845,11 +848,20 @@ fail:
     return rc;
 }
 
+static void pool_closer_closed(uv_handle_t *h)
+{
+    sdc_pool *p = (sdc_pool *)h->data;
+    p->alive--;
+    pool_maybe_freed(p);
+}
+
 void sdc_pool_free(sdc_pool *p, void (*on_freed)(void *user_data), void *user_data)
 {
-    if (p == NULL)
+    if (p == NULL || p->freeing)
         return;
     p->freeing = 1;
+    p->alive++; /* the closer handle */
+    uv_close((uv_handle_t *)&p->closer, pool_closer_closed);
     p->on_freed = on_freed;
     p->freed_ud = user_data;
     while (p->qhead != NULL)

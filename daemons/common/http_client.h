@@ -94,8 +94,10 @@ int sdc_pool_new(sdc_pool **out, uv_loop_t *loop, const char *upstream,
 /*
  * Ends every request (on_done with SDC_ECANCELED, before this returns), closes
  * every connection and, once the loop has run their close callbacks, frees the
- * pool and calls on_freed(user_data) (may be NULL). Keep running the loop until
- * then. NULL pool is a no-op. Not from inside this pool's callbacks.
+ * pool and calls on_freed(user_data) (may be NULL) from the loop, never
+ * inside this call. Keep running the loop until then; the loop cannot close
+ * before. NULL pool, or a second call, is a no-op. Not from inside this pool's
+ * callbacks.
  */
 void sdc_pool_free(sdc_pool *pool, void (*on_freed)(void *user_data), void *user_data);
 
