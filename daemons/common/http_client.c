@@ -25,6 +25,7 @@
 
 #define READ_BUF_SIZE 65536
 #define MAX_WRITE_BUFS 32
+#define MAX_PIECE ((size_t)1 << 30)
 
 typedef struct chunk {
     struct chunk *next;
@@ -938,6 +939,14 @@ int sdc_request_write(sdc_request *r, const void *data, size_t len, int end)
 {
     if (r == NULL || r->done || r->ended || (len > 0 && data == NULL))
         return SDC_EINVAL;
+    /* A libuv buffer holds at most UINT_MAX bytes: a larger piece goes in parts. */
+    while (len > MAX_PIECE) {
+        int rc = sdc_request_write(r, data, MAX_PIECE, 0);
+        if (rc < 0)
+            return rc;
+        data = (const char *)data + MAX_PIECE;
+        len -= MAX_PIECE;
+    }
     size_t total = len;
     if (r->chunked) {
         if (len > 0)

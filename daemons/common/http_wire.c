@@ -350,7 +350,10 @@ static int hb_append(sdh_head_buf *hb, const char *at, size_t len)
 int sdh_head_buf_field(sdh_head_buf *hb, const char *at, size_t len)
 {
     if (hb->n == 0 || hb->in_value) {
-        /* A new header begins. */
+        /* A new header begins. Their count is bounded too: each costs a view
+         * and offsets beyond its bytes. */
+        if (hb->n >= 1 + hb->max / 32)
+            return -1;
         if (hb->n == hb->cap_offs) {
             size_t cap = hb->cap_offs ? hb->cap_offs * 2 : 16;
             size_t *no = sdd_realloc(hb->offs, cap * 4 * sizeof(size_t));

@@ -112,8 +112,9 @@ typedef struct sdh_head_buf {
 /* Sets the bound (bytes of names and values) and empties the collector. */
 void sdh_head_buf_init(sdh_head_buf *hb, size_t max);
 
-/* Feed from on_header_field / on_header_value. 0, or -1 when over the bound or out of
- * memory (the caller fails the message). */
+/* Feed from on_header_field / on_header_value. 0, or -1 when over the bound (max bytes
+ * of names and values, 1 + max / 32 headers) or out of memory (the caller fails the
+ * message). */
 int sdh_head_buf_field(sdh_head_buf *hb, const char *at, size_t len);
 int sdh_head_buf_value(sdh_head_buf *hb, const char *at, size_t len);
 

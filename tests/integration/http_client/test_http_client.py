@@ -304,6 +304,19 @@ def test_head_over_bound_is_bad_response(clients, peers):
     c.quit()
 
 
+def test_header_count_over_bound_is_bad_response(clients, peers):
+    def handler(peer, sock, index):
+        read_head(sock, b"")
+        # 20 KB of head, under the 64 KiB bound, but 5,000 headers.
+        sock.sendall(b"HTTP/1.1 200 OK\r\n" + b"a:\r\n" * 5000 + b"\r\n")
+        while sock.recv(65536):
+            pass
+    p = peers(handler)
+    c = clients(p.upstream)
+    assert c.request("b")["result"] == "bad_response"
+    c.quit()
+
+
 def test_cancel(clients, peers):
     def handler(peer, sock, index):
         buf = b""

@@ -155,4 +155,12 @@ Test(wire, head_buf_bound)
     cr_assert_eq(sdh_head_buf_field(&hb, "X", 1), -1);
     cr_assert_eq(sdh_head_buf_value(&hb, "v", 1), -1);
     sdh_head_buf_free(&hb);
+    /* The header count is bounded as well as the bytes: 1 + 64 / 32 = 3 headers. */
+    sdh_head_buf_init(&hb, 64);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(sdh_head_buf_field(&hb, "a", 1), 0);
+        cr_assert_eq(sdh_head_buf_value(&hb, "", 0), 0);
+    }
+    cr_assert_eq(sdh_head_buf_field(&hb, "a", 1), -1);
+    sdh_head_buf_free(&hb);
 }
