@@ -502,12 +502,13 @@ static void conn_fail(conn *c, int code)
         req_finish(r, code);
 }
 
-/* The response ended (on_message_complete, seen after the parser returned). */
-static void conn_complete(conn *c, int extra_bytes)
+/* The response ended (on_message_complete, seen after the parser returned).
+ * no_reuse: bytes followed the response, or the peer closed after it. */
+static void conn_complete(conn *c, int no_reuse)
 {
     sdc_request *r = c->req;
     sdc_pool *p = c->pool;
-    int keep = http_should_keep_alive(&c->parser) && !extra_bytes && r->ended && r->unsent == 0 &&
+    int keep = http_should_keep_alive(&c->parser) && !no_reuse && r->ended && r->unsent == 0 &&
                !c->writing && !c->write_failed && !r->says_close;
     c->served++;
     c->req = NULL;
@@ -540,7 +541,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             if (c->state == C_CLOSING)
                 return;
             if (c->msg_done) {
-                conn_complete(c, 0);
+                conn_complete(c, 1); /* the peer closed: never reused */
                 return;
             }
         }

@@ -422,6 +422,26 @@ def test_body_until_close(clients, peers):
     c.quit()
 
 
+def test_body_ended_by_close_is_never_reused(clients, peers):
+    """http-parser reads a 204 with a non-chunked Transfer-Encoding until EOF, yet calls
+    it keep-alive: a response that the close ended must not leave its connection idle
+    (found by fuzzing: the next request waited on a dead connection)."""
+    def handler(peer, sock, index):
+        read_head(sock, b"")
+        sock.sendall(b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: gzip\r\n\r\nxyz")
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
+    p = peers(handler)
+    c = clients(p.upstream)
+    for i in range(2):
+        d = c.request("e%d" % i)
+        assert (d["result"], d["status"]) == ("ok", 204), d
+    assert p.accepted == 2
+    assert c.stats()["reuses"] == 0
+    c.quit()
+
+
 def test_head_request_has_no_body(clients, peers):
     def handler(peer, sock, index):
         buf = b""
