@@ -25,6 +25,7 @@
 
 #define READ_BUF_SIZE 65536
 #define MAX_WRITE_BUFS 32
+#define MAX_PIECE ((size_t)1 << 30)
 
 typedef struct chunk {
     struct chunk *next;
@@ -40,14 +41,14 @@ struct sdc_request {
     sdc_pool *pool;
     sdc_callbacks cb;
     void *ud;
-    conn *conn;             /* the connection serving it (or connecting for it) */
+    conn *conn;                 /* the connection serving it (or connecting for it) */
     sdc_request *qprev, *qnext; /* in the pool's queue */
     uv_timer_t timer;
     int refs;
     chunk *first, *last, *send; /* send: first chunk not handed to libuv */
-    size_t n_kept, kept;    /* chunks/bytes written and kept for a replay */
-    size_t unsent;          /* bytes not yet written (in flight or not sent) */
-    int replayable;         /* every byte sent so far is still held */
+    size_t n_kept, kept;        /* chunks/bytes written and kept for a replay */
+    size_t unsent;              /* bytes not yet written (in flight or not sent) */
+    int replayable;             /* every byte sent so far is still held */
     int64_t content_length;
     uint64_t body_written;
     uint8_t chunked, ended, want_drain, done, paused, is_head, says_close, retried, queued;
@@ -87,11 +88,11 @@ struct sdc_pool {
     uint32_t n_open, n_idle, n_queued, n_active, n_connecting; /* n_connecting: undedicated */
     uint64_t alive; /* connections and requests not yet freed */
     sdc_pool_stats stats;
+    uv_timer_t closer; /* never started: closing it makes on_freed always asynchronous */
     int freeing;
     void (*on_freed)(void *);
     void *freed_ud;
 };
-
 
 static void conn_close(conn *c);
 static void dispatch(sdc_pool *p);
@@ -102,18 +103,30 @@ static const http_parser_settings g_settings;
 const char *sdc_strerror(int code)
 {
     switch (code) {
-    case SDC_OK: return "ok";
-    case SDC_EREFUSED: return "refused";
-    case SDC_ECONNECT: return "connect_error";
-    case SDC_ECONNECT_TIMEOUT: return "connect_timeout";
-    case SDC_ERESET: return "reset";
-    case SDC_ETIMEOUT: return "timeout";
-    case SDC_EBADRESPONSE: return "bad_response";
-    case SDC_ECANCELED: return "canceled";
-    case SDC_EQUEUEFULL: return "queue_full";
-    case SDC_ENOMEM: return "no_memory";
-    case SDC_EINVAL: return "invalid";
-    default: return "unknown";
+    case SDC_OK:
+        return "ok";
+    case SDC_EREFUSED:
+        return "refused";
+    case SDC_ECONNECT:
+        return "connect_error";
+    case SDC_ECONNECT_TIMEOUT:
+        return "connect_timeout";
+    case SDC_ERESET:
+        return "reset";
+    case SDC_ETIMEOUT:
+        return "timeout";
+    case SDC_EBADRESPONSE:
+        return "bad_response";
+    case SDC_ECANCELED:
+        return "canceled";
+    case SDC_EQUEUEFULL:
+        return "queue_full";
+    case SDC_ENOMEM:
+        return "no_memory";
+    case SDC_EINVAL:
+        return "invalid";
+    default:
+        return "unknown";
     }
 }
 
@@ -489,12 +502,13 @@ static void conn_fail(conn *c, int code)
         req_finish(r, code);
 }
 
-/* The response ended (on_message_complete, seen after the parser returned). */
-static void conn_complete(conn *c, int extra_bytes)
+/* The response ended (on_message_complete, seen after the parser returned).
+ * no_reuse: bytes followed the response, or the peer closed after it. */
+static void conn_complete(conn *c, int no_reuse)
 {
     sdc_request *r = c->req;
     sdc_pool *p = c->pool;
-    int keep = http_should_keep_alive(&c->parser) && !extra_bytes && r->ended && r->unsent == 0 &&
+    int keep = http_should_keep_alive(&c->parser) && !no_reuse && r->ended && r->unsent == 0 &&
                !c->writing && !c->write_failed && !r->says_close;
     c->served++;
     c->req = NULL;
@@ -527,7 +541,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             if (c->state == C_CLOSING)
                 return;
             if (c->msg_done) {
-                conn_complete(c, 0);
+                conn_complete(c, 1); /* the peer closed: never reused */
                 return;
             }
         }
@@ -587,11 +601,13 @@ static int p_headers_complete(http_parser *hp)
     conn *c = (conn *)hp->data;
     sdc_request *r = c->req;
     int status = (int)hp->status_code;
-    if (status >= 100 && status < 200) {
+    if (status < 100 || status > 999)
+        return -1; /* http-parser takes "HTTP/1.1 20 OK"; a status has three digits */
+    if (status < 200) {
         if (status == 101)
             return -1; /* no upgrades here */
         c->informational = 1;
-        return 0;
+        return 1; /* an interim response has no body, whatever its headers say */
     }
     const sdh_header *hs = NULL;
     size_t n = 0;
@@ -609,6 +625,8 @@ static int p_body(http_parser *hp, const char *at, size_t len)
 {
     conn *c = (conn *)hp->data;
     sdc_request *r = c->req;
+    if (!c->head_done)
+        return -1;
     if (r->cb.on_body != NULL)
         r->cb.on_body(r, at, len, r->ud);
     return c->req == r ? 0 : -1;
@@ -819,6 +837,8 @@ int sdc_pool_new(sdc_pool **out, uv_loop_t *loop, const char *upstream,
         sa.sa_handler = SIG_IGN;
         sigaction(SIGPIPE, &sa, NULL);
     }
+    uv_timer_init(loop, &p->closer);
+    p->closer.data = p;
     *out = p;
     return 0;
 fail:
@@ -830,11 +850,20 @@ fail:
     return rc;
 }
 
+static void pool_closer_closed(uv_handle_t *h)
+{
+    sdc_pool *p = (sdc_pool *)h->data;
+    p->alive--;
+    pool_maybe_freed(p);
+}
+
 void sdc_pool_free(sdc_pool *p, void (*on_freed)(void *user_data), void *user_data)
 {
-    if (p == NULL)
+    if (p == NULL || p->freeing)
         return;
     p->freeing = 1;
+    p->alive++; /* the closer handle */
+    uv_close((uv_handle_t *)&p->closer, pool_closer_closed);
     p->on_freed = on_freed;
     p->freed_ud = user_data;
     while (p->qhead != NULL)
@@ -861,8 +890,7 @@ void sdc_pool_get_stats(sdc_pool_stats *out, const sdc_pool *p)
 int sdc_request_start(sdc_request **out, sdc_pool *p, const sdh_request_head *head,
                       const sdc_callbacks *cb, void *user_data)
 {
-    if (out == NULL || p == NULL || head == NULL || cb == NULL || cb->on_done == NULL ||
-        p->freeing)
+    if (out == NULL || p == NULL || head == NULL || cb == NULL || cb->on_done == NULL || p->freeing)
         return SDC_EINVAL;
     *out = NULL;
     if (p->idle == NULL && p->n_queued >= p->o.max_queued)
@@ -912,6 +940,14 @@ int sdc_request_write(sdc_request *r, const void *data, size_t len, int end)
 {
     if (r == NULL || r->done || r->ended || (len > 0 && data == NULL))
         return SDC_EINVAL;
+    /* A libuv buffer holds at most UINT_MAX bytes: a larger piece goes in parts. */
+    while (len > MAX_PIECE) {
+        int rc = sdc_request_write(r, data, MAX_PIECE, 0);
+        if (rc < 0)
+            return rc;
+        data = (const char *)data + MAX_PIECE;
+        len -= MAX_PIECE;
+    }
     size_t total = len;
     if (r->chunked) {
         if (len > 0)
@@ -920,8 +956,7 @@ int sdc_request_write(sdc_request *r, const void *data, size_t len, int end)
             total += sizeof(SDH_CHUNK_LAST) - 1;
     } else {
         uint64_t after = r->body_written + len;
-        if (after > (uint64_t)r->content_length ||
-            (end && after != (uint64_t)r->content_length))
+        if (after > (uint64_t)r->content_length || (end && after != (uint64_t)r->content_length))
             return SDC_EINVAL;
     }
     if (total > 0) {
@@ -955,6 +990,15 @@ int sdc_request_write(sdc_request *r, const void *data, size_t len, int end)
         return 1;
     }
     return 0;
+}
+
+void sdc_request_set_timeout(sdc_request *r, uint64_t timeout_ms)
+{
+    if (r == NULL || r->done)
+        return;
+    uv_timer_stop(&r->timer);
+    if (timeout_ms > 0)
+        uv_timer_start(&r->timer, req_timeout, timeout_ms, 0);
 }
 
 void sdc_request_pause(sdc_request *r, int paused)

@@ -46,16 +46,16 @@ extern "C" {
 
 /* Outcomes given to on_done (0 is success: the whole response was read). */
 #define SDC_OK 0
-#define SDC_EREFUSED (-1)        /* connect refused (nothing listens on the port) */
-#define SDC_ECONNECT (-2)        /* connect failed otherwise (unreachable, ...) */
+#define SDC_EREFUSED (-1)         /* connect refused (nothing listens on the port) */
+#define SDC_ECONNECT (-2)         /* connect failed otherwise (unreachable, ...) */
 #define SDC_ECONNECT_TIMEOUT (-3) /* connect did not complete within connect_timeout_ms */
-#define SDC_ERESET (-4)          /* connection reset or closed before the response ended */
-#define SDC_ETIMEOUT (-5)        /* the request did not complete within its timeout */
-#define SDC_EBADRESPONSE (-6)    /* malformed response, or a head over max_head_size */
-#define SDC_ECANCELED (-7)       /* sdc_request_cancel(), or the pool was freed */
-#define SDC_EQUEUEFULL (-8)      /* sdc_request_start(): all connections busy, queue full */
+#define SDC_ERESET (-4)           /* connection reset or closed before the response ended */
+#define SDC_ETIMEOUT (-5)         /* the request did not complete within its timeout */
+#define SDC_EBADRESPONSE (-6)     /* malformed response, or a head over max_head_size */
+#define SDC_ECANCELED (-7)        /* sdc_request_cancel(), or the pool was freed */
+#define SDC_EQUEUEFULL (-8)       /* sdc_request_start(): all connections busy, queue full */
 #define SDC_ENOMEM (-9)
-#define SDC_EINVAL (-10)         /* bad argument (a header with CR/LF, a bad host:port...) */
+#define SDC_EINVAL (-10) /* bad argument (a header with CR/LF, a bad host:port...) */
 
 /* Short name of an outcome ("refused", "reset", ...). Static storage. */
 const char *sdc_strerror(int code);
@@ -77,7 +77,10 @@ typedef struct sdc_pool_options {
                                     "full"; also the replay bound for a retry; 262144 */
 } sdc_pool_options;
 
-#define SDC_POOL_OPTIONS_INIT {1, 64, 16, 1024, 2000, 30000, 60000, 65536, 262144}
+#define SDC_POOL_OPTIONS_INIT                                                                      \
+    {                                                                                              \
+        1, 64, 16, 1024, 2000, 30000, 60000, 65536, 262144                                         \
+    }
 
 /*
  * A pool of connections to one upstream on one loop. upstream is a numeric
@@ -91,19 +94,21 @@ int sdc_pool_new(sdc_pool **out, uv_loop_t *loop, const char *upstream,
 /*
  * Ends every request (on_done with SDC_ECANCELED, before this returns), closes
  * every connection and, once the loop has run their close callbacks, frees the
- * pool and calls on_freed(user_data) (may be NULL). Keep running the loop until
- * then. NULL pool is a no-op. Not from inside this pool's callbacks.
+ * pool and calls on_freed(user_data) (may be NULL) from the loop, never
+ * inside this call. Keep running the loop until then; the loop cannot close
+ * before. NULL pool, or a second call, is a no-op. Not from inside this pool's
+ * callbacks.
  */
 void sdc_pool_free(sdc_pool *pool, void (*on_freed)(void *user_data), void *user_data);
 
 typedef struct sdc_pool_stats {
-    uint64_t connects;    /* connections opened (connect succeeded) since creation */
-    uint64_t reuses;      /* requests sent on a connection that served one before */
-    uint64_t retries;     /* requests replayed after a stale keep-alive connection */
-    uint32_t open;        /* connections open now (connecting, busy or idle) */
-    uint32_t idle;        /* idle keep-alive connections now */
-    uint32_t queued;      /* requests waiting for a connection now */
-    uint32_t active;      /* requests started and not done */
+    uint64_t connects; /* connections opened (connect succeeded) since creation */
+    uint64_t reuses;   /* requests sent on a connection that served one before */
+    uint64_t retries;  /* requests replayed after a stale keep-alive connection */
+    uint32_t open;     /* connections open now (connecting, busy or idle) */
+    uint32_t idle;     /* idle keep-alive connections now */
+    uint32_t queued;   /* requests waiting for a connection now */
+    uint32_t active;   /* requests started and not done */
 } sdc_pool_stats;
 
 void sdc_pool_get_stats(sdc_pool_stats *out, const sdc_pool *pool);
@@ -126,10 +131,11 @@ typedef struct sdc_callbacks {
 /*
  * Starts a request. head: method, target, headers (copied, serialised now; its
  * host field is ignored: the pool sets it) and the body framing:
- * content_length >= 0 (the caller then writes exactly that many bytes),
- * SDH_BODY_CHUNKED (writes until end), or SDH_BODY_NONE (no body; the request
- * is complete at once). cb is copied. On success *out is the request, valid
- * until on_done returns; callbacks never run inside sdc_request_start().
+ * content_length >= 0 (Content-Length; the caller then writes exactly that many
+ * bytes, none for 0: that request is complete at once), SDH_BODY_CHUNKED (the
+ * caller writes until end), or SDH_BODY_NONE (no body, complete at once). cb
+ * is copied. On success *out is the request, valid until on_done returns;
+ * callbacks never run inside sdc_request_start().
  * Returns 0, SDC_EINVAL (bad head), SDC_EQUEUEFULL or SDC_ENOMEM; on failure
  * no callback is ever called.
  */
@@ -143,9 +149,18 @@ int sdc_request_start(sdc_request **out, sdc_pool *pool, const sdh_request_head 
  * (queued, but the queue is above write_queue_limit: wait for on_drain before
  * writing more), SDC_EINVAL (after end, beyond Content-Length, or end short of
  * it) or SDC_ENOMEM. Writes are accepted while the request waits for a
- * connection.
+ * connection. on_done may come before the whole body was written (the server
+ * answered early, e.g. 413, or the request failed): the handle is then gone,
+ * so stop writing.
  */
 int sdc_request_write(sdc_request *req, const void *data, size_t len, int end);
+
+/*
+ * Replaces the request's timeout (pool default: request_timeout_ms from start):
+ * the request now ends with SDC_ETIMEOUT timeout_ms after this call; 0 = none.
+ * For a per-route deadline. Not after on_done.
+ */
+void sdc_request_set_timeout(sdc_request *req, uint64_t timeout_ms);
 
 /*
  * Stops (paused = 1) or restarts (0) reading the response: backpressure for a

@@ -76,6 +76,7 @@ sdh_req *sdh_req_new(sdh_loop *L, int kind)
     r->s_body_done = 0;
     r->s_want_drain = 0;
     r->s_popped = 0;
+    r->s_ended_by_handler = 0;
     r->ops = NULL;
     r->sud = NULL;
     r->oq_head = r->oq_tail = NULL;
@@ -672,7 +673,7 @@ static int on_message_complete(http_parser *p)
     if (r != NULL) { /* a streamed request's body is complete */
         c->cur_stream = NULL;
         r->s_body_done = 1;
-        if (!r->keep_alive || p->upgrade)
+        if (!r->keep_alive || p->upgrade || c->stop_after)
             c->no_more = 1;
         msg_reset(c);
         r->ops->on_end(r->sud, r);
@@ -680,7 +681,7 @@ static int on_message_complete(http_parser *p)
         return 0;
     }
     if (c->no_more)
-        return 0; /* the rest of a streamed request answered early */
+        return 0;                   /* the rest of a streamed request answered early */
     if ((r = c->pending) != NULL) { /* the head handler saw it and left it whole */
         c->pending = NULL;
         sdd_free(r->headers_heap);

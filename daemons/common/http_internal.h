@@ -9,12 +9,15 @@
  * while any does, the connection never moves or overwrites bytes in that block and
  * starts a fresh one when it runs out of room. Chunked bodies and folded header
  * lines are joined in place, by moving later pieces down over framing bytes that
- * the parser has already consumed. Request objects are recycled per loop.
+ * the parser has already consumed. Request objects are recycled per loop. A
+ * request gives its block back when it is answered (its view is then done with).
+ * A streamed request keeps the block of its head; its body goes to the handler
+ * piece by piece and the connection keeps only the bytes not yet parsed.
  *
  * Threads. The loops belong to the caller (loops.h); the server attaches one
  * sdh_loop (listener, mailbox, timers) to each. Everything about a connection
- * happens on its loop's thread; the connection refcount is therefore plain. A response produced on another thread
- * travels through the loop's mailbox (a mutex-protected list plus uv_async). A stop
+ * happens on its loop's thread; the connection refcount is therefore plain. A response produced on
+ * another thread travels through the loop's mailbox (a mutex-protected list plus uv_async). A stop
  * that gives up waiting turns unanswered requests into orphans: they keep their
  * block (atomic refcount) and mailbox alive, and their late sdh_respond() frees
  * them without touching the loop, which is gone by then.
@@ -110,6 +113,7 @@ struct sdh_req {
     uint8_t kind, keep_alive, http10, head_only, ready, responded;
     /* Streaming mode (sdh_stream_*): loop thread only. */
     uint8_t stream, s_started, s_ended, s_chunked, s_body_done, s_want_drain, s_popped;
+    uint8_t s_ended_by_handler;
     const sdh_stream_ops *ops;
     void *sud;
     sdh_chunk *oq_head, *oq_tail; /* response pieces not yet handed to the socket */
@@ -141,8 +145,8 @@ struct sdh_conn {
     size_t nhdrs, hdrs_cap;
     int last_cb;
     int err_status;
-    uint64_t msg_start; /* when the message being read began (0: between messages) */
-    sdh_req *pending;   /* the request of a head handler, until its body is in */
+    uint64_t msg_start;  /* when the message being read began (0: between messages) */
+    sdh_req *pending;    /* the request of a head handler, until its body is in */
     sdh_req *cur_stream; /* the streamed request whose body is being read */
     const char *err_msg;
     /* Requests in arrival order, until their responses are handed to the socket. */
@@ -154,7 +158,7 @@ struct sdh_conn {
     size_t held;     /* bytes of input and output held for requests (see Backpressure) */
     uint64_t last_active, linger_since;
     uint8_t in_parse, bp, reading, no_more, rd_eof, shutting, lingering, closed;
-    uint8_t proto_known, adopted, in_msg;
+    uint8_t proto_known, adopted, in_msg, stop_after;
 };
 
 struct sdh_loop {
@@ -212,8 +216,8 @@ void sdh_conn_held(sdh_conn *c, size_t add, size_t sub);
 void sdh_conn_bp_set(sdh_conn *c, uint8_t bit);
 void sdh_conn_bp_clear(sdh_conn *c, uint8_t bit);
 /* Formats a response head into r (any thread); content_length < 0: none announced. */
-int sdh_format_head(sdh_req *r, int status, const sdh_header *h, size_t n,
-                    int64_t content_length, int chunked, int keep);
+int sdh_format_head(sdh_req *r, int status, const sdh_header *h, size_t n, int64_t content_length,
+                    int chunked, int keep);
 
 /* http_stream.c */
 /* Loop thread, from sdh_conn_flush(): r (streamed, at the head of the FIFO) writes

@@ -1,8 +1,8 @@
 /*
  * HTTP/1.1 server transport: on each loop the caller gives, its own SO_REUSEPORT
  * listener. This file: the response API, the per-loop state (mailbox, idle and
- * deadline sweep, graceful stop) and the server's lifecycle. Connections live in http_conn.c; the memory and
- * threading model is described in http_internal.h.
+ * deadline sweep, graceful stop) and the server's lifecycle. Connections live in http_conn.c; the
+ * memory and threading model is described in http_internal.h.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -48,7 +48,7 @@ static int has_crlf(const char *s, size_t n)
 static int framing_header(const sdh_header *h)
 {
     static const char *const names[] = {"content-length", "transfer-encoding", "connection",
-                                         "keep-alive"};
+                                        "keep-alive"};
     size_t i, k;
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         size_t n = strlen(names[i]);
@@ -66,8 +66,8 @@ static int framing_header(const sdh_header *h)
  * Any thread: writes the status line and headers into r. content_length < 0
  * announces none; chunked adds Transfer-Encoding and drops framing headers of h.
  */
-int sdh_format_head(sdh_req *r, int status, const sdh_header *h, size_t n,
-                    int64_t content_length, int chunked, int keep)
+int sdh_format_head(sdh_req *r, int status, const sdh_header *h, size_t n, int64_t content_length,
+                    int chunked, int keep)
 {
     const char *reason = http_status_str((enum http_status)status);
     size_t rlen, need, i;
@@ -200,11 +200,11 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
     on_loop = sdh_on_loop(req->loop);
     if (on_loop && req->conn != NULL && req->conn->pending == req) {
         seldon_buf_free(&b);
-        return sdd_error(SELDON_ESTATE, "request %llu: its body is not in; take it with "
+        return sdd_error(SELDON_ESTATE,
+                         "request %llu: its body is not in; take it with "
                          "sdh_stream_take() to answer from the head handler",
                          (unsigned long long)req->id);
     }
-    req->responded = 1;
     if (req->stream) {
         if (!on_loop) { /* a streamed request lives on its loop thread */
             seldon_buf_free(&b);
@@ -213,6 +213,7 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
         }
         sdh_stream_detach(req);
     }
+    req->responded = 1;
     keep = req->keep_alive &&
            !(on_loop ? req->loop->stopping
                      : atomic_load_explicit(&req->mbox->stopping, memory_order_relaxed));
@@ -222,7 +223,7 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
         nheaders = 0;
         seldon_buf_free(&b);
     }
-    if (status == 204)
+    if (status == 204 || status == 304)
         seldon_buf_free(&b); /* no Content-Length, so no body may follow */
     if ((frc = sdh_format_head(req, status, headers, nheaders, (int64_t)b.len, -1, keep)) < 0) {
         if (rc == 0)
@@ -304,6 +305,11 @@ const char *sdh_request_header(const sdh_request *r, const char *lower_name, siz
 uint64_t sdh_req_id(const sdh_req *req)
 {
     return req != NULL ? req->id : 0;
+}
+
+uv_loop_t *sdh_req_loop(const sdh_req *req)
+{
+    return req != NULL ? req->loop->uv : NULL;
 }
 
 int sdh_req_client_gone(const sdh_req *req)
@@ -470,7 +476,10 @@ static void begin_stop(sdh_loop *L, uint64_t grace_ms)
         next = c->next;
         if (c->closed)
             continue;
-        c->no_more = 1; /* answer what is in flight, accept nothing new */
+        if (c->cur_stream != NULL)
+            c->stop_after = 1; /* a streamed body in flight: read it to its end */
+        else
+            c->no_more = 1; /* answer what is in flight, accept nothing new */
         if (c->nfifo == 0 && c->writes == 0)
             sdh_conn_close(c);
     }

@@ -42,7 +42,6 @@ typedef struct sdh_server sdh_server;
 /* One request awaiting its response. Valid from the handler call until sdh_respond(). */
 typedef struct sdh_req sdh_req;
 
-
 /*
  * A request, as a view into the connection's input buffer: borrowed, valid until
  * sdh_respond() for this request. Only method is NUL-terminated.
@@ -81,18 +80,20 @@ typedef void (*sdh_handler_fn)(void *user_data, sdh_req *req, const sdh_request 
 typedef void (*sdh_head_fn)(void *user_data, sdh_req *req, const sdh_request *head);
 
 typedef struct sdh_config {
-    const char *host;           /* numeric IPv4 or IPv6 address, e.g. "0.0.0.0"; NULL = "0.0.0.0" */
-    int port;                   /* 0 = pick a free port (see sdh_server_port()) */
-    size_t max_body;            /* larger bodies get 413 and the connection is closed */
-    uint64_t idle_timeout_ms;   /* close connections idle this long (0 = never) */
-    uint64_t request_timeout_ms; /* a request's head (and, in whole-body mode, its body) must
-                                    arrive within this once it began, else 408 and close; the
-                                    time a connection is paused for backpressure does not
-                                    count (0 = no limit) */
-    size_t max_buffered;        /* per connection, see above; 0 = SDH_DEFAULT_BUFFERED */
-    sdh_handler_fn handler;     /* required */
-    void *user_data;            /* passed to handler and head_handler */
-    sdh_head_fn head_handler;   /* optional: streaming mode */
+    const char *host;         /* numeric IPv4 or IPv6 address, e.g. "0.0.0.0"; NULL = "0.0.0.0" */
+    int port;                 /* 0 = pick a free port (see sdh_server_port()) */
+    size_t max_body;          /* larger bodies get 413 and the connection is closed */
+    uint64_t idle_timeout_ms; /* close connections idle this long (0 = never) */
+    /*
+     * A request's head (and, in whole-body mode, its body) must arrive within this
+     * once its first byte came, else 408 and close. Time paused for backpressure
+     * does not count. 0 = no limit.
+     */
+    uint64_t request_timeout_ms;
+    size_t max_buffered;      /* per connection, see above; 0 = SDH_DEFAULT_BUFFERED */
+    sdh_handler_fn handler;   /* required */
+    void *user_data;          /* passed to handler and head_handler */
+    sdh_head_fn head_handler; /* optional: streaming mode */
     /*
      * Optional: takes connections that open with HTTP/2's prior-knowledge preface
      * (see adopt.h). Without one they get 505 and are closed. Adopted connections
@@ -190,6 +191,12 @@ size_t sdh_server_loop_connections(const sdh_server *s, const uv_loop_t *loop);
 uint64_t sdh_req_id(const sdh_req *req);
 
 /*
+ * The loop that accepted req's connection (borrowed): a proxy forwards on it,
+ * through that loop's own upstream connections. Thread-safe.
+ */
+uv_loop_t *sdh_req_loop(const sdh_req *req);
+
+/*
  * 1 once the client connection of req has closed (its response would be dropped),
  * else 0. Lets a long-running handler give up early; it must still call
  * sdh_respond(). Thread-safe.
@@ -200,7 +207,10 @@ int sdh_req_client_gone(const sdh_req *req);
 
 /* Callbacks of a streamed request, on its loop thread; user_data of sdh_stream_take(). */
 typedef struct sdh_stream_ops {
-    /* Body bytes as they arrive, de-chunked; borrowed for the call. May pause. */
+    /*
+     * Body bytes as they arrive, de-chunked; borrowed for the call. It may pause,
+     * respond, write or end (the rest of the body is then not read).
+     */
     void (*on_body)(void *user_data, sdh_req *req, const uint8_t *data, size_t len);
     /* The request body is complete (after the last on_body). */
     void (*on_end)(void *user_data, sdh_req *req);
@@ -227,17 +237,21 @@ int64_t sdh_stream_body_length(const sdh_req *req);
 /*
  * Stops delivering body bytes (no on_body until sdh_stream_resume()) and stops
  * reading the connection: backpressure towards the client. Idempotent.
+ * sdh_stream_resume() may deliver buffered body bytes (on_body, on_end) before it
+ * returns, or, when they are malformed, on_abort.
  */
 void sdh_stream_pause(sdh_req *req);
 void sdh_stream_resume(sdh_req *req);
 
 /*
- * Starts the response: status (200..599) and headers (borrowed for the call; no
- * Content-Length, Transfer-Encoding or Connection: they are added here).
+ * Starts the response: status (200..599) and headers (borrowed for the call).
+ * Framing headers among them (Content-Length, Transfer-Encoding, Connection,
+ * Keep-Alive) are dropped: this call sets its own, so a proxy may pass an
+ * upstream's header list as it is.
  * content_length >= 0 announces the body's length; -1 sends it chunked (or, to an
  * HTTP/1.0 client, delimited by closing the connection). Returns 0, SELDON_EINVAL
- * (bad status or header; nothing sent), SELDON_ESTATE (already started), or
- * SELDON_ENOMEM.
+ * (bad status or header; nothing sent), SELDON_ESTATE (already started),
+ * SELDON_ENOMEM, or SELDON_ECANCELED (see sdh_stream_write()).
  */
 int sdh_stream_respond(sdh_req *req, int status, const sdh_header *headers, size_t nheaders,
                        int64_t content_length);
@@ -245,7 +259,9 @@ int sdh_stream_respond(sdh_req *req, int status, const sdh_header *headers, size
 /*
  * Queues body bytes of the response. Takes ownership of chunk->data in every case
  * and leaves *chunk empty. Returns 0; 1 when the response's queued bytes are above
- * the limit (max_buffered): produce no more until on_drain; SELDON_ESTATE before
+ * the limit (max_buffered): produce no more until on_drain; SELDON_ECANCELED
+ * when the connection failed meanwhile (on_abort has run: req is gone, as it is
+ * for sdh_stream_respond() returning it); SELDON_ESTATE before
  * sdh_stream_respond() or after sdh_stream_end(); SELDON_EINVAL past the announced
  * Content-Length (the excess is dropped).
  */

@@ -99,6 +99,23 @@ static sdh_chunk *chunk_new(void)
     return ch;
 }
 
+/*
+ * Flushes c while r (streamed, the caller's) cannot be freed under it: a
+ * connection that fails meanwhile aborts r (or a callback ends it), and then it
+ * goes here. Returns 0, or SELDON_ECANCELED when r was aborted (on_abort has
+ * run; r is gone).
+ */
+static int flush_guarded(sdh_conn *c, sdh_req *r)
+{
+    int aborted;
+    r->s_writes++;
+    sdh_conn_flush(c);
+    aborted = r->s_popped && !r->s_ended_by_handler;
+    if (--r->s_writes == 0 && r->s_popped)
+        sdh_req_release(r); /* ended meanwhile (from a callback), or aborted */
+    return aborted ? sdd_error(SELDON_ECANCELED, "the client connection is gone") : 0;
+}
+
 /* The request is over for its handler: in-flight accounting, as deliver() does. */
 static void finish(sdh_req *r)
 {
@@ -126,8 +143,7 @@ int sdh_stream_respond(sdh_req *req, int status, const sdh_header *headers, size
         return sdd_error(SELDON_ESTATE, "request %llu: response already started",
                          (unsigned long long)req->id);
     if (status < 200 || status > 599 || (nheaders > 0 && headers == NULL))
-        return sdd_error(SELDON_EINVAL, "sdh_stream_respond: status %d or headers invalid",
-                         status);
+        return sdd_error(SELDON_EINVAL, "sdh_stream_respond: status %d or headers invalid", status);
     c = req->conn;
     keep = req->keep_alive && !c->loop->stopping;
     if (content_length < 0 && !no_body(req, status)) {
@@ -155,8 +171,7 @@ int sdh_stream_respond(sdh_req *req, int status, const sdh_header *headers, size
     ch->nb = 1;
     ch->bytes = req->head_len;
     queue(req, ch);
-    sdh_conn_flush(c);
-    return 0;
+    return flush_guarded(c, req);
 }
 
 int sdh_stream_write(sdh_req *req, seldon_buf *chunk)
@@ -215,7 +230,8 @@ int sdh_stream_write(sdh_req *req, seldon_buf *chunk)
         if (rc == 0)
             rc = 1;
     }
-    sdh_conn_flush(req->conn);
+    if (flush_guarded(req->conn, req) < 0)
+        return SELDON_ECANCELED;
     return rc;
 }
 
@@ -241,6 +257,7 @@ int sdh_stream_end(sdh_req *req)
             queue(req, ch);
         }
     }
+    req->s_ended_by_handler = 1;
     if (req->s_left > 0 || !req->s_body_done)
         req->keep_alive = 0; /* a short body, or a request body left unread */
     if (!req->s_chunked && req->s_left < 0)

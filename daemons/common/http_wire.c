@@ -49,7 +49,7 @@ int sdh_value_has_token(const char *value, size_t value_len, const char *token)
 
 int sdh_header_is_hop_by_hop(const char *name, size_t name_len)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection", "te",
+    static const char *const hop[] = {"connection", "keep-alive",        "proxy-connection", "te",
                                       "trailer",    "transfer-encoding", "upgrade"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
         if (sdh_name_eq(name, name_len, hop[i]))
@@ -199,35 +199,64 @@ size_t sdh_request_head_write(char *dst, const sdh_request_head *h)
 const char *sdh_reason_phrase(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 499: return "Client Closed Request";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 499:
+        return "Client Closed Request";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
     }
 }
 
@@ -321,7 +350,10 @@ static int hb_append(sdh_head_buf *hb, const char *at, size_t len)
 int sdh_head_buf_field(sdh_head_buf *hb, const char *at, size_t len)
 {
     if (hb->n == 0 || hb->in_value) {
-        /* A new header begins. */
+        /* A new header begins. Their count is bounded too: each costs a view
+         * and offsets beyond its bytes. */
+        if (hb->n >= 1 + hb->max / 32)
+            return -1;
         if (hb->n == hb->cap_offs) {
             size_t cap = hb->cap_offs ? hb->cap_offs * 2 : 16;
             size_t *no = sdd_realloc(hb->offs, cap * 4 * sizeof(size_t));

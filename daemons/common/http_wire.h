@@ -22,7 +22,8 @@ typedef struct sdh_header {
 
 /* ---- Header names and values ---- */
 
-/* 1 when the name (name_len bytes) equals lower (NUL-terminated, lower case), ignoring ASCII case. */
+/* 1 when the name (name_len bytes) equals lower (NUL-terminated, lower case), ignoring ASCII case.
+ */
 int sdh_name_eq(const char *name, size_t name_len, const char *lower);
 
 /* The first header named lower (NUL-terminated, lower case) in headers[0..n), or NULL. */
@@ -67,8 +68,8 @@ size_t sdh_request_head_write(char *dst, const sdh_request_head *head);
 
 /* A response head to serialise (for a server or a proxy answering downstream). */
 typedef struct sdh_response_head {
-    int status;         /* 100..999 */
-    const char *reason; /* NULL = the standard phrase for status (sdh_reason_phrase) */
+    int status;                /* 100..999 */
+    const char *reason;        /* NULL = the standard phrase for status (sdh_reason_phrase) */
     const sdh_header *headers; /* as given, except Content-Length and Transfer-Encoding */
     size_t n_headers;
     int64_t content_length; /* >= 0: Content-Length; SDH_BODY_CHUNKED; SDH_BODY_NONE */
@@ -99,10 +100,10 @@ size_t sdh_chunk_prefix(char *dst, size_t len);
  * sdh_header views. Zero-initialise, or sdh_head_buf_reset() after use.
  */
 typedef struct sdh_head_buf {
-    char *buf; /* owned */
+    char *buf;            /* owned */
     size_t len, cap, max; /* max: limit on buf bytes (the head size bound) */
-    size_t *offs; /* owned: per header name_off, name_len, value_off, value_len */
-    size_t n, cap_offs; /* n headers begun */
+    size_t *offs;         /* owned: per header name_off, name_len, value_off, value_len */
+    size_t n, cap_offs;   /* n headers begun */
     int in_value;
     sdh_header *views; /* owned, built by sdh_head_buf_headers() */
     size_t cap_views;
@@ -111,8 +112,9 @@ typedef struct sdh_head_buf {
 /* Sets the bound (bytes of names and values) and empties the collector. */
 void sdh_head_buf_init(sdh_head_buf *hb, size_t max);
 
-/* Feed from on_header_field / on_header_value. 0, or -1 when over the bound or out of
- * memory (the caller fails the message). */
+/* Feed from on_header_field / on_header_value. 0, or -1 when over the bound (max bytes
+ * of names and values, 1 + max / 32 headers) or out of memory (the caller fails the
+ * message). */
 int sdh_head_buf_field(sdh_head_buf *hb, const char *at, size_t len);
 int sdh_head_buf_value(sdh_head_buf *hb, const char *at, size_t len);
 

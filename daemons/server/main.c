@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "loops.h"
+#include "paths.h"
 #include "sdd.h"
 #include "server.h"
 
@@ -32,8 +33,9 @@ static void usage(FILE *f)
             "  --max-body BYTES        largest request body and gRPC message (default 64 MiB)\n"
             "  --idle-timeout MS       close idle HTTP connections after MS (default 60000)\n"
             "  --grace MS              on SIGTERM, time left to requests in flight (default 30000)\n"
-            "  --runtime-path DIRS     ':'-separated folders of runtime plugins\n"
-            "                          (default: $SELDON_RUNTIME_PATH, else none)\n"
+            "  --runtime-path DIRS     ':'-separated folders of runtime plugins, searched\n"
+            "                          before $SELDON_RUNTIME_PATH and the plugins that\n"
+            "                          ship with the server (found relative to this binary)\n"
             "  --load-all / --no-load-all\n"
             "                          load every model at start-up (default) or none\n"
             "  --log-level LEVEL       error, warn, info (default), debug, trace\n"
@@ -186,6 +188,7 @@ int main(int argc, char **argv)
     sdg_method methods[16];
     char grpc_addr[128];
     sigset_t sigs;
+    char *runtime_path;
     int sig = 0, rc;
 
     memset(&s, 0, sizeof(s));
@@ -201,7 +204,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     ro.root = s.cfg.repo_dir;
-    ro.runtime_path = s.cfg.runtime_path;
+    /* Plugins beside the binary are found without flags; --runtime-path and the env add folders. */
+    runtime_path = sdp_runtime_path(s.cfg.runtime_path, getenv("SELDON_RUNTIME_PATH"));
+    ro.runtime_path = runtime_path;
+    sdd_log(SELDON_LOG_INFO, "runtime path: %s", runtime_path ? runtime_path : "");
     ro.server_name = "seldon";
     rc = seldon_repo_new(&s.repo, &ro);
     if (rc == 0)
@@ -289,6 +295,7 @@ int main(int argc, char **argv)
     sdg_server_free(s.grpc);
     seldon_service_free(s.svc);
     seldon_repo_free(s.repo);
+    sdd_free(runtime_path);
     seldon_metrics_free(s.metrics);
     sdd_log(SELDON_LOG_INFO, "stopped");
     return 0;

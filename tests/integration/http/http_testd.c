@@ -5,6 +5,8 @@
  *   POST /echo       200, the body echoed, x-body-length: <n>
  *   GET  /slow?ms=N  200 "slow", answered from another thread after N ms
  *   GET  /headers    200, the request headers as "name: value\n" lines
+ *   GET  /loop       200 "same" when the request's loop is the one running the handler
+ *   GET  /posted     200 "posted", answered from a function posted to the handler's loop
  *
  * Streaming mode (taken by the head handler):
  *   POST /stream/echo[?len]  the body echoed as it arrives, chunked (with ?len: under
@@ -107,6 +109,13 @@ static void *slow_worker(void *arg)
     return NULL;
 }
 
+static sdl_loops *loops;
+
+static void answer_posted(void *arg)
+{
+    respond_text(arg, "posted", 6);
+}
+
 static int path_is(const sdh_request *r, const char *method, const char *path)
 {
     return r->method_len == strlen(method) && memcmp(r->method, method, r->method_len) == 0 &&
@@ -175,6 +184,15 @@ static void handle(void *user_data, sdh_req *req, const sdh_request *r)
         handle_echo(req, r);
     } else if (path_is(r, "GET", "/headers")) {
         handle_headers(req, r);
+    } else if (path_is(r, "GET", "/loop")) {
+        int i = sdl_loops_current(loops);
+        if (i >= 0 && sdl_loops_loop(loops, i) == sdh_req_loop(req))
+            respond_text(req, "same", 4);
+        else
+            respond_text(req, "other", 5);
+    } else if (path_is(r, "GET", "/posted")) {
+        if (sdl_loops_post(loops, sdl_loops_current(loops), answer_posted, req) < 0)
+            sdh_respond_error(req, 500, "cannot post");
     } else if (path_is(r, "GET", "/slow")) {
         slow_item *it = malloc(sizeof(*it));
         if (it == NULL) {
@@ -257,9 +275,8 @@ static void head(void *user_data, sdh_req *req, const sdh_request *r)
     (void)user_data;
     if (path_is(r, "POST", "/stream/echo")) {
         static const sdh_header ctype = {"content-type", 12, "application/octet-stream", 24};
-        int64_t len = r->query_len >= 3 && memcmp(r->query, "len", 3) == 0
-                          ? sdh_stream_body_length(req)
-                          : -1;
+        int64_t len =
+            r->query_len >= 3 && memcmp(r->query, "len", 3) == 0 ? sdh_stream_body_length(req) : -1;
         if (sdh_stream_take(req, &echo_ops, NULL) == 0)
             sdh_stream_respond(req, 200, &ctype, 1, len);
     } else if (path_is(r, "POST", "/stream/count")) {
@@ -305,8 +322,8 @@ static void adopted_take(adopted *x, const uint8_t *p, size_t n)
             x->answered = 1;
             uv_read_stop(x->a.stream);
             b.base = x->out;
-            b.len = (size_t)snprintf(x->out, sizeof(x->out), "adopted: %.*s\n", (int)x->len,
-                                     x->got);
+            b.len =
+                (size_t)snprintf(x->out, sizeof(x->out), "adopted: %.*s\n", (int)x->len, x->got);
             x->w.data = x;
             if (uv_write(&x->w, x->a.stream, &b, 1, adopted_written) < 0) {
                 x->a.release(x->a.owner);
@@ -372,7 +389,6 @@ int main(int argc, char **argv)
 {
     sdh_config cfg;
     sdh_server *srv = NULL;
-    sdl_loops *loops = NULL;
     pthread_condattr_t ca;
     pthread_t worker;
     sigset_t sigs;

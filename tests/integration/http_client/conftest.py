@@ -36,8 +36,13 @@ class Client:
     """client_testd with one pool to upstream; events are the JSON lines it prints."""
 
     def __init__(self, upstream, *args):
+        env = dict(os.environ)
+        # Under AddressSanitizer, freed memory sits in a quarantine (256 MiB by default),
+        # which would make the peak RSS measure the sanitizer, not the client.
+        env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"),
+                                                      "quarantine_size_mb=1"]))
         self.proc = subprocess.Popen([TESTD, "--upstream", upstream, *map(str, args)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.buf = b""
         self.events = []
         ev = self.next_event()
@@ -45,6 +50,13 @@ class Client:
 
     def send(self, line):
         self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def send_many(self, lines):
+        """One write: the client reads the lines in one go, before its loop runs on."""
+        data = "".join(line + "\n" for line in lines).encode()
+        assert len(data) <= 4096  # PIPE_BUF: one atomic write
+        self.proc.stdin.write(data)
         self.proc.stdin.flush()
 
     def next_event(self):

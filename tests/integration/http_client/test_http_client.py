@@ -128,18 +128,51 @@ def test_bounded_pool_under_concurrency(clients, peers):
     c.quit()
 
 
+def test_idle_bound_and_idle_timeout(clients, peers):
+    def handler(peer, sock, index):
+        buf = b""
+        while True:
+            got = read_head(sock, buf)
+            if got is None:
+                return
+            method, target, headers, buf = got
+            peer.note(method, target, headers)
+            peer.release.wait()
+            respond(sock, 200, b"")
+    p = peers(handler)
+    c = clients(p.upstream, "--max-conns", 3, "--max-idle", 1, "--idle-ms", 100)
+    for i in range(3):
+        c.send("req q%d GET /" % i)
+    p.wait_for(lambda peer: len(peer.requests) == 3)
+    p.release.set()
+    for i in range(3):
+        assert c.done("q%d" % i)["result"] == "ok"
+    # Two of the three connections are over the idle bound and close at once; the
+    # last one closes when its idle timeout fires.
+    p.wait_for(lambda peer: peer.closed == 3)
+    assert c.request("again")["result"] == "ok"
+    assert p.accepted == 4
+    s = c.stats()
+    assert (s["connects"], s["open"], s["idle"]) == (4, 1, 1), s
+    c.quit()
+
+
 def test_queue_bound(clients, peers):
     def handler(peer, sock, index):
-        got = read_head(sock, b"")
-        if got is None:
-            return
-        peer.note(*got[:3])
-        peer.release.wait()
-        respond(sock, 200, b"")
+        buf = b""
+        while True:
+            got = read_head(sock, buf)
+            if got is None:
+                return
+            method, target, headers, buf = got
+            peer.note(method, target, headers)
+            peer.release.wait()
+            respond(sock, 200, b"")
     p = peers(handler)
     c = clients(p.upstream, "--max-conns", 1, "--max-queued", 2)
-    for i in range(5):
-        c.send("req b%d GET /" % i)
+    # In one write, so that all five start before the connection opens: two wait
+    # for it, three find the queue full.
+    c.send_many(["req b%d GET /" % i for i in range(5)])
     full = [c.done("b%d" % i) for i in (2, 3, 4)]
     assert all(d["result"] == "queue_full" for d in full), full
     p.release.set()
@@ -224,6 +257,28 @@ def test_request_timeout(clients, peers):
     c.quit()
 
 
+def test_per_request_timeout(clients, peers):
+    def handler(peer, sock, index):
+        buf = b""
+        while True:
+            got = read_head(sock, buf)
+            if got is None:
+                return
+            method, target, headers, buf = got
+            peer.note(method, target, headers)
+            if target == "/slow":
+                while sock.recv(65536):
+                    pass
+                return
+            respond(sock, 200, b"fast")
+    p = peers(handler)
+    c = clients(p.upstream, "--timeout-ms", 0)  # no pool-wide timeout
+    assert c.request("f", "GET", "/fast", "timeout=60000")["result"] == "ok"
+    d = c.request("s", "GET", "/slow", "timeout=200")
+    assert d["result"] == "timeout", d
+    c.quit()
+
+
 def test_bad_response(clients, peers):
     def handler(peer, sock, index):
         read_head(sock, b"")
@@ -241,6 +296,19 @@ def test_head_over_bound_is_bad_response(clients, peers):
     def handler(peer, sock, index):
         read_head(sock, b"")
         sock.sendall(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n")
+        while sock.recv(65536):
+            pass
+    p = peers(handler)
+    c = clients(p.upstream)
+    assert c.request("b")["result"] == "bad_response"
+    c.quit()
+
+
+def test_header_count_over_bound_is_bad_response(clients, peers):
+    def handler(peer, sock, index):
+        read_head(sock, b"")
+        # 20 KB of head, under the 64 KiB bound, but 5,000 headers.
+        sock.sendall(b"HTTP/1.1 200 OK\r\n" + b"a:\r\n" * 5000 + b"\r\n")
         while sock.recv(65536):
             pass
     p = peers(handler)
@@ -328,6 +396,21 @@ def test_chunked_response(clients, peers):
     c.quit()
 
 
+def test_informational_head_is_skipped(clients, peers):
+    def handler(peer, sock, index):
+        read_head(sock, b"")
+        sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nhi")
+        while sock.recv(65536):
+            pass
+    p = peers(handler)
+    c = clients(p.upstream)
+    d = c.request("i", "POST", "/", "data=x", "keep=1")
+    assert (d["result"], d["status"], d["body"]) == ("ok", 201, "hi"), d
+    assert [e["status"] for e in c.events if e["event"] == "head"] == [201]
+    c.quit()
+
+
 def test_body_until_close(clients, peers):
     def handler(peer, sock, index):
         read_head(sock, b"")
@@ -336,6 +419,26 @@ def test_body_until_close(clients, peers):
     c = clients(p.upstream)
     d = c.request("e", "GET", "/", "keep=1")
     assert (d["result"], d["body"]) == ("ok", "to the end"), d
+    c.quit()
+
+
+def test_body_ended_by_close_is_never_reused(clients, peers):
+    """http-parser reads a 204 with a non-chunked Transfer-Encoding until EOF, yet calls
+    it keep-alive: a response that the close ended must not leave its connection idle
+    (found by fuzzing: the next request waited on a dead connection)."""
+    def handler(peer, sock, index):
+        read_head(sock, b"")
+        sock.sendall(b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: gzip\r\n\r\nxyz")
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
+    p = peers(handler)
+    c = clients(p.upstream)
+    for i in range(2):
+        d = c.request("e%d" % i)
+        assert (d["result"], d["status"]) == ("ok", 204), d
+    assert p.accepted == 2
+    assert c.stats()["reuses"] == 0
     c.quit()
 
 
@@ -375,11 +478,42 @@ def test_streamed_64mib_request_body(clients, peers, chunked):
         assert framing["transfer-encoding"] == "chunked" and "content-length" not in framing
     else:
         assert framing["content-length"] == str(size)
-    # Streamed under backpressure: the client never held the body.
+    # Streamed under backpressure: writes waited for on_drain, the client never held the body.
+    assert d["drain_waits"] > 0, d
     assert d["rss_kb"] < 32 * 1024, d
     # And the connection stays good for the next request.
     assert c.request("after", "GET", "/")["result"] == "ok"
     assert p.accepted == 1
+    c.quit()
+
+
+def test_early_answer_while_streaming(clients, peers):
+    """The server answers 413 before reading the body (and drains, as servers do): the
+    request ends with that answer, and its connection is not reused."""
+    def handler(peer, sock, index):
+        buf = b""
+        while True:
+            got = read_head(sock, buf)
+            if got is None:
+                return
+            method, target, headers, rest = got
+            peer.note(method, target, headers)
+            if target == "/big":
+                respond(sock, 413, b"too large", ["Connection: close"])
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(1 << 20):
+                    pass
+                return
+            _, _, _, buf = read_body(sock, headers, rest, keep=False)
+            respond(sock, 200, b"small")
+    p = peers(handler)
+    c = clients(p.upstream)
+    d = c.request("big", "POST", "/big", "body=%d" % (64 * MiB), "keep=1")
+    assert (d["result"], d["status"], d["body"]) == ("ok", 413, "too large"), d
+    assert d["sent"] < 64 * MiB  # the client stopped before the end of its body
+    d = c.request("next", "POST", "/small", "data=x", "keep=1")
+    assert (d["result"], d["body"]) == ("ok", "small"), d
+    assert p.accepted == 2
     c.quit()
 
 
@@ -528,3 +662,63 @@ def test_help():
     import subprocess
     p = subprocess.run([TESTD, "--help"], capture_output=True, timeout=30)
     assert p.returncode == 0 and p.stdout.startswith(b"usage: client_testd")
+
+
+def test_mixed_load_with_cancels_and_timeouts(clients, peers):
+    """Many requests at once over a small pool, some canceled, some timing out, some
+    streaming bodies, against a peer that answers at uneven speed: every request ends
+    exactly once and the pool ends empty (under ASan, also free of memory errors)."""
+    import random
+    rnd = random.Random(11)
+
+    def handler(peer, sock, index):
+        buf = b""
+        r = random.Random(index)
+        while True:
+            got = read_head(sock, buf)
+            if got is None:
+                return
+            method, target, headers, rest = got
+            _, n, _, buf = read_body(sock, headers, rest, keep=False)
+            if target.startswith("/stall"):
+                while sock.recv(65536):
+                    pass
+                return
+            if r.random() < 0.3:
+                threading.Event().wait(r.random() / 500)  # an uneven server, not a test wait
+            if target.startswith("/close"):
+                respond(sock, 200, b"x" * n, ["Connection: close"])
+                return
+            sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"%x\r\n%s\r\n0\r\n\r\n" % (n + 1, b"y" * (n + 1)))
+    p = peers(handler)
+    c = clients(p.upstream, "--max-conns", 6, "--max-idle", 3, "--max-queued", 400)
+    expected = {}
+    for i in range(300):
+        rid = "m%d" % i
+        kind = rnd.choice(["plain", "plain", "body", "close", "stall", "cancel"])
+        if kind == "plain":
+            c.send("req %s GET /p%d" % (rid, i))
+            expected[rid] = {"ok"}
+        elif kind == "body":
+            c.send("req %s POST /b%d body=%d piece=4096 %s" % (
+                rid, i, rnd.randrange(0, 300000), rnd.choice(["", "chunked=1"])))
+            expected[rid] = {"ok"}
+        elif kind == "close":
+            c.send("req %s POST /close%d data=abc" % (rid, i))
+            expected[rid] = {"ok"}
+        elif kind == "stall":
+            c.send("req %s GET /stall%d timeout=%d" % (rid, i, rnd.randrange(1, 50)))
+            expected[rid] = {"timeout"}
+        else:
+            c.send("req %s GET /stall%d" % (rid, i))
+            c.send("cancel %s" % rid)
+            expected[rid] = {"canceled"}
+    for rid, want in expected.items():
+        d = c.done(rid)
+        assert d["result"] in want, d
+    assert sum(1 for e in c.events if e["event"] == "done") == len(expected)
+    s = c.stats()
+    assert (s["active"], s["queued"]) == (0, 0), s
+    assert s["open"] <= 6, s
+    c.quit()
