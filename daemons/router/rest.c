@@ -380,7 +380,10 @@ static int keep_head(rp *p, const sdh_request *h, const char *route, size_t rout
     p->head.target_len = (size_t)(m - p->head.target);
     for (i = 0; i < h->nheaders; i++) {
         const sdh_header *x = &h->headers[i];
-        if (is_frame_header(x) || sdh_name_eq(x->name, x->name_len, "host"))
+        /* Host is the pool's; a 100-continue was answered here already, and the
+           client swallows interim answers, so the upstream must not wait for one. */
+        if (is_frame_header(x) || sdh_name_eq(x->name, x->name_len, "host") ||
+            sdh_name_eq(x->name, x->name_len, "expect"))
             continue;
         hs[k].name = m;
         hs[k].name_len = x->name_len;

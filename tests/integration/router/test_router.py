@@ -119,6 +119,28 @@ def test_chunked_request_body(router):
         conn.close()
 
 
+def test_expect_100_continue(router):
+    # The router answers the 100 itself and forwards the body; the upstream never waits.
+    body = json.dumps({"inputs": INPUT}).encode()
+    with socket.create_connection((HOST, router.port), timeout=GUARD) as s:
+        s.sendall(b"POST /v2/models/add10/infer HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(4096)
+        assert data.startswith(b"HTTP/1.1 100"), data
+        s.sendall(body)
+        data = data.split(b"\r\n\r\n", 1)[1]
+        while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+            chunk = s.recv(65536)
+            assert chunk, data
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200"), data
+    assert json.loads(data.split(b"\r\n\r\n", 1)[1])["outputs"][0]["data"] == [11.0, 12.0,
+                                                                                  13.0]
+
+
 def test_keep_alive_many_requests_one_connection(router):
     conn = http.client.HTTPConnection(HOST, router.port, timeout=GUARD)
     try:
