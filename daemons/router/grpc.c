@@ -239,8 +239,29 @@ static void quiet_data(sd2_stream *s, void *user_data, const uint8_t *data, size
     sd2_consume(s, len);
 }
 
+static void quiet_headers(sd2_stream *s, void *user_data, const sd2_header *h, size_t n, int end)
+{
+    (void)s, (void)user_data, (void)h, (void)n, (void)end;
+}
+
+static void quiet_end(sd2_stream *s, void *user_data, const sd2_header *h, size_t n)
+{
+    (void)s, (void)user_data, (void)h, (void)n;
+}
+
+static void quiet_drain(sd2_stream *s, void *user_data)
+{
+    (void)s, (void)user_data;
+}
+
+static void quiet_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
+{
+    (void)s, (void)user_data, (void)err, (void)h2_code;
+}
+
 /* What an abandoned attempt still says: nothing anybody listens to. */
-static const sd2_stream_cbs quiet_cbs = {NULL, quiet_data, NULL, NULL, NULL};
+static const sd2_stream_cbs quiet_cbs = {quiet_headers, quiet_data, quiet_end, quiet_drain,
+                                         quiet_close};
 
 static void attempt(gp *p)
 {
