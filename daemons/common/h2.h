@@ -19,7 +19,9 @@
  *
  * Sending. sd2_write() copies a chunk into the stream's send queue and returns
  * 1 once the queue reached its limit: stop writing until on_drain. A connection
- * stops reading its socket while its unsent output is above a limit.
+ * stops reading its socket while its unsent output is above a limit. The stream
+ * calls (send, write, end, reset, consume, request) never run a callback before
+ * they return; their frames go out at the end of the loop iteration.
  *
  * Thread safety: an sd2_server or sd2_client and all its connections and
  * streams belong to the loop given at creation; call everything on that loop's
@@ -82,7 +84,7 @@ typedef struct sd2_stream sd2_stream;
 /* Per-stream events. user_data is the value bound with the stream. */
 typedef struct sd2_stream_cbs {
     /* Client only: response headers (":status" first). end: no body or trailers follow
-     * (a gRPC trailers-only response); on_end follows with none. Borrowed for the call. */
+     * (a gRPC trailers-only response) and on_end is not called. Borrowed for the call. */
     void (*on_headers)(sd2_stream *s, void *user_data, const sd2_header *h, size_t n, int end);
     /* A chunk of the body, borrowed for the call. Call sd2_consume(s, n) when done with it. */
     void (*on_data)(sd2_stream *s, void *user_data, const uint8_t *data, size_t len);
@@ -133,7 +135,8 @@ typedef struct sd2_server sd2_server;
 
 typedef struct sd2_server_cbs {
     /* A request's header block (pseudo-headers first), borrowed for the call. end: no body
-     * follows. Bind the stream (sd2_stream_bind) to see its body, then answer now or later. */
+     * follows and on_end is not called. Bind the stream (sd2_stream_bind) to see its body
+     * and its close, then answer now or later. */
     void (*on_request)(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end);
 } sd2_server_cbs;
 
@@ -176,13 +179,16 @@ int sd2_upstream_get(sd2_upstream **out, sd2_client *c, const char *host, int po
  * header block, pseudo-headers first (":method", ":scheme", ":path", ":authority"),
  * copied. end: no body follows. timeout_ms: 0 for none, else the whole exchange's deadline
  * (on_close(SD2_ETIMEOUT) and RST_STREAM(CANCEL) when it passes). *out is valid until its
- * on_close, which may run before this returns only for SD2_ENOMEM-style failures: on an
- * error return nothing was opened and no callback runs. */
+ * on_close, which never runs before this returns (failures to connect come through it). On
+ * an error return nothing was opened and no callback runs. */
 int sd2_request(sd2_stream **out, sd2_upstream *u, const sd2_header *h, size_t n, int end,
                 const sd2_stream_cbs *cbs, void *user_data, uint64_t timeout_ms);
 
 /* Connections of u that are open or opening. */
 size_t sd2_upstream_conns(const sd2_upstream *u);
+
+/* Streams open on u (in flight or queued): for least-request balancing. */
+size_t sd2_upstream_streams(const sd2_upstream *u);
 
 /* Closes every connection (open streams get on_close(SD2_ECANCELED)); done runs once
  * every handle is closed, then the client is freed. */

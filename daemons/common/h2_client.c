@@ -312,6 +312,15 @@ size_t sd2_upstream_conns(const sd2_upstream *u)
     return u->nconns;
 }
 
+size_t sd2_upstream_streams(const sd2_upstream *u)
+{
+    const sd2_conn *c;
+    size_t n = 0;
+    for (c = u->conns; c != NULL; c = c->unext)
+        n += c->nstreams;
+    return n;
+}
+
 int sd2_upstream_get(sd2_upstream **out, sd2_client *cl, const char *host, int port)
 {
     sd2_upstream *u;
