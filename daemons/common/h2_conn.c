@@ -886,14 +886,17 @@ void sd2_conn_feed(sd2_conn *c, const uint8_t *data, size_t len)
     if (rv < 0 || (size_t)rv != len) {
         sdd_log(SELDON_LOG_DEBUG, "h2: bad input from peer: %s",
                 rv < 0 ? nghttp2_strerror((int)rv) : "short read");
-        /* Say why before closing, when the session can. */
-        if (rv < 0 && rv != NGHTTP2_ERR_NOMEM) {
-            nghttp2_session_terminate_session(c->ses, NGHTTP2_PROTOCOL_ERROR);
+        /* Say why before closing, when the session can: the GOAWAY goes out, then the
+         * session wants nothing more and maybe_done() closes. */
+        if (rv < 0 && rv != NGHTTP2_ERR_NOMEM &&
+            nghttp2_session_terminate_session(c->ses, NGHTTP2_PROTOCOL_ERROR) == 0) {
             c->want_flush = 1;
+        } else {
+            c->failing = 1;
+            c->fail_err = SD2_ECLOSED;
         }
-        c->failing = 1;
-        c->fail_err = SD2_ECLOSED;
         sd2_conn_leave(c);
+        maybe_done(c);
         return;
     }
     c->want_flush = 1;

@@ -12,7 +12,7 @@
  *
  * Flags: --host A --port N --upstream HOST:PORT [--request-timeout-ms N]
  *        [--connect-timeout-ms N] [--queue-limit N] [--window N] [--adopt]
- *        [--log-level L] [--help]
+ *        [--upstream-max-streams N] [--upstream-max-conns N] [--log-level L] [--help]
  * --adopt: accept connections here and hand them to sd2_server_adopt() after
  * reading the preface, as the HTTP/1.1 server does on a shared port.
  * Prints "listening on <port>" once ready. SIGTERM/SIGINT: drain, exit 0.
@@ -348,7 +348,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: h2_testd --upstream HOST:PORT [--host A] [--port N]\n"
                "       [--request-timeout-ms N] [--connect-timeout-ms N] [--queue-limit N]\n"
-               "       [--window N] [--adopt] [--log-level L]\n"
+               "       [--window N] [--adopt] [--upstream-max-streams N]\n"
+               "       [--upstream-max-conns N] [--log-level L]\n"
                "A transparent h2c gRPC proxy for the transport's tests.\n");
 }
 
@@ -357,13 +358,14 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1", *upstream = NULL;
     uint64_t port = 0, v;
     int32_t level = SELDON_LOG_INFO;
-    sd2_opts opts;
+    sd2_opts opts, copts;
     sd2_server_cbs cbs = {on_request};
     char uhost[64];
     const char *colon;
     int i, bound, rv;
 
     memset(&opts, 0, sizeof(opts));
+    memset(&copts, 0, sizeof(copts));
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0) {
@@ -397,6 +399,10 @@ int main(int argc, char **argv)
             opts.stream_queue_limit = v;
         } else if (strcmp(a, "--window") == 0 && v <= 0x7fffffff) {
             opts.stream_window = (uint32_t)v;
+        } else if (strcmp(a, "--upstream-max-streams") == 0 && v <= 0xffffffffu) {
+            copts.max_concurrent_streams = (uint32_t)v;
+        } else if (strcmp(a, "--upstream-max-conns") == 0 && v <= 0xffffffffu) {
+            copts.max_conns_per_upstream = (uint32_t)v;
         } else {
             fprintf(stderr, "h2_testd: unknown or bad flag %s\n", a);
             usage(stderr);
@@ -412,11 +418,14 @@ int main(int argc, char **argv)
     memcpy(uhost, upstream, (size_t)(colon - upstream));
     uhost[colon - upstream] = '\0';
     snprintf(g.route, sizeof(g.route), "%s", upstream);
+    copts.connect_timeout_ms = opts.connect_timeout_ms;
+    copts.stream_queue_limit = opts.stream_queue_limit;
+    copts.stream_window = opts.stream_window;
     sdd_log_init("h2_testd", level);
 
     g.loop = uv_default_loop();
     if (sd2_server_new(&g.srv, g.loop, &opts, &cbs, NULL) < 0 ||
-        sd2_client_new(&g.cl, g.loop, &opts) < 0 ||
+        sd2_client_new(&g.cl, g.loop, &copts) < 0 ||
         sd2_upstream_get(&g.up, g.cl, uhost, (int)v) < 0) {
         fprintf(stderr, "h2_testd: start-up failed: %s\n", seldon_last_error());
         return 1;

@@ -263,6 +263,7 @@ class Silent:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.conns = []
+        self.passes = 0
         self.stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -281,6 +282,16 @@ class Silent:
                     c.recv(65536)
                 except OSError:
                     pass
+            self.passes += 1
+
+    def accepted(self):
+        """Connections accepted, once every connection made before this call is."""
+        start = self.passes
+        deadline = time.monotonic() + GUARD
+        while self.passes < start + 2:  # a whole accept pass began after the call
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return len(self.conns)
 
     def close(self):
         self.stop = True
@@ -301,6 +312,25 @@ def test_request_timeout_deadline_exceeded(g):
                 stub.ServerLive(g.pb2.ServerLiveRequest())  # no client deadline
             assert e.value.code() == g.grpc.StatusCode.DEADLINE_EXCEEDED
             assert "timed out" in e.value.details()
+    finally:
+        proxy.stop()
+        silent.close()
+
+
+def test_pool_opens_connections_up_to_its_bound(g):
+    """Streams beyond one connection's concurrency limit open another connection, up to
+    the pool's bound; past it they wait in line. An upstream that never answers keeps them
+    all open, so the count of its connections is exact; each call then times out."""
+    silent = Silent()
+    proxy = start_proxy(silent.port, "--request-timeout-ms", "1000",
+                        "--upstream-max-streams", "10", "--upstream-max-conns", "3")
+    try:
+        channel, stub = g.stub(proxy.target)
+        with channel:
+            futures = [stub.ServerLive.future(g.pb2.ServerLiveRequest()) for _ in range(50)]
+            for f in futures:
+                assert f.exception(timeout=GUARD).code() == g.grpc.StatusCode.DEADLINE_EXCEEDED
+        assert silent.accepted() == 3
     finally:
         proxy.stop()
         silent.close()
