@@ -979,7 +979,7 @@ void sd2_conn_flush(sd2_conn *c)
             break;
         if (w == NULL || w->len + (size_t)n > cap) {
             size_t want = (w ? w->len : 0) + (size_t)n;
-            size_t ncap = cap ? cap : SD2_WRITE_BATCH;
+            size_t ncap = cap ? cap : 4096;
             sd2_wreq *nw;
             while (ncap < want)
                 ncap *= 2;
