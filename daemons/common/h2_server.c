@@ -15,7 +15,8 @@ struct sd2_server {
     int listening, port;
     void (*done)(void *);
     void *done_data;
-    int handles; /* listener and work handles while closing */
+    int handles;   /* listener and work handles while closing */
+    int finishing; /* every connection is gone: the work handles close */
 };
 
 static void srv_conn_gone(sd2_owner *o, sd2_conn *c)
@@ -36,7 +37,7 @@ static void srv_on_request(sd2_owner *o, sd2_stream *s, const sd2_header *h, siz
 static void srv_handle_closed(uv_handle_t *h)
 {
     sd2_server *srv = h->data;
-    if (--srv->handles > 0)
+    if (--srv->handles > 0 || !srv->finishing)
         return;
     if (srv->done)
         srv->done(srv->done_data);
@@ -47,15 +48,11 @@ static void srv_handle_closed(uv_handle_t *h)
 static void srv_all_gone(sd2_owner *o)
 {
     sd2_server *srv = (sd2_server *)o;
-    if (srv->handles > 0)
-        return; /* already finishing */
-    srv->handles = 2;
+    if (srv->finishing)
+        return;
+    srv->finishing = 1;
+    srv->handles += 2;
     sd2_owner_close_handles(&srv->o, srv_handle_closed);
-    if (srv->listening) {
-        srv->handles++;
-        srv->listener.data = srv;
-        uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
-    }
 }
 
 int sd2_server_new(sd2_server **out, uv_loop_t *loop, const sd2_opts *opts,
@@ -194,8 +191,13 @@ static void begin_close(sd2_server *srv, void (*done)(void *), void *done_data)
     srv->o.closing = 1;
     srv->done = done;
     srv->done_data = done_data;
-    if (srv->listening)
-        uv_read_stop((uv_stream_t *)&srv->listener);
+    /* Closing the socket is what refuses new connections; not polling it would leave the
+     * kernel accepting them into the backlog. */
+    if (srv->listening && !uv_is_closing((uv_handle_t *)&srv->listener)) {
+        srv->handles++;
+        srv->listener.data = srv;
+        uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
+    }
 }
 
 static void check_gone(sd2_server *srv)

@@ -60,6 +60,7 @@ static void down_data(sd2_stream *s, void *ud, const uint8_t *data, size_t len)
 {
     pair *p = ud;
     int rv = p->up ? sd2_write(p->up, data, len) : -1;
+    sdd_log(SELDON_LOG_TRACE, "down %d: %zu bytes -> %d", (int)sd2_stream_id(s), len, rv);
     if (rv == 1)
         p->down_owed += len;
     else
@@ -123,6 +124,7 @@ static void up_data(sd2_stream *s, void *ud, const uint8_t *data, size_t len)
 {
     pair *p = ud;
     int rv = p->down ? sd2_write(p->down, data, len) : -1;
+    sdd_log(SELDON_LOG_TRACE, "up %d: %zu bytes -> %d", (int)sd2_stream_id(s), len, rv);
     if (rv == 1)
         p->up_owed += len;
     else

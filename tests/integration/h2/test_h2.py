@@ -419,3 +419,43 @@ def test_h2load_plain_requests(proxy):
     assert out.returncode == 0, out.stderr
     assert "200 total" in out.stdout or "requests: 200 total" in out.stdout, out.stdout
     assert "0 failed" in out.stdout and "0 errored" in out.stdout, out.stdout
+
+
+def test_sigterm_drains_streams_in_flight(g, server):
+    """SIGTERM: the server side stops listening and sends GOAWAY, but a stream in flight
+    carries on to its end; then the proxy exits 0."""
+    import queue
+    import signal as sig
+    proxy = start_proxy(server.grpc)
+    try:
+        channel, stub = g.stub(proxy.target)
+        with channel:
+            q = queue.Queue()
+
+            def requests():
+                while True:
+                    item = q.get()
+                    if item is None:
+                        return
+                    yield item
+
+            call = stub.ModelStreamInfer(requests(), timeout=GUARD)
+            q.put(g.fp32_request("add10", [1.0], id="before"))
+            assert next(call).infer_response.id == "before"
+            proxy.proc.send_signal(sig.SIGTERM)
+            # The listener closes: new connections are refused.
+            deadline = time.monotonic() + GUARD
+            while True:
+                try:
+                    socket.create_connection((HOST, proxy.port), timeout=GUARD).close()
+                except ConnectionRefusedError:
+                    break
+                assert time.monotonic() < deadline, "still accepting after SIGTERM"
+                time.sleep(0.01)
+            q.put(g.fp32_request("add10", [2.0], id="after"))
+            assert next(call).infer_response.id == "after"
+            q.put(None)
+            assert list(call) == []
+            assert call.code() == g.grpc.StatusCode.OK
+    finally:
+        proxy.stop()
