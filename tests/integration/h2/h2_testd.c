@@ -301,6 +301,10 @@ static void client_closed(void *ud)
     (void)ud;
     uv_close((uv_handle_t *)&g.sigterm, NULL);
     uv_close((uv_handle_t *)&g.sigint, NULL);
+    /* After libuv restored the defaults: a repeated signal must not kill the process on
+     * its way out. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     uv_close((uv_handle_t *)&g.stop_timer, NULL);
     if (g.adopt)
         uv_close((uv_handle_t *)&g.adopt_listener, NULL);
