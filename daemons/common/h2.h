@@ -77,6 +77,8 @@ typedef struct sd2_opts {
     size_t out_limit;                /* unsent socket output at which reading stops (256 KiB) */
     uint32_t max_conns_per_upstream; /* client: connections per upstream (4) */
     uint64_t connect_timeout_ms;     /* client (5000) */
+    uint64_t idle_timeout_ms;        /* server: GOAWAY and close after this long with no
+                                        stream (60000) */
 } sd2_opts;
 
 typedef struct sd2_stream sd2_stream;

@@ -200,6 +200,7 @@ static sd2_conn *conn_new(sd2_upstream *u)
     }
     uv_tcp_init(cl->o.loop, &c->tcp);
     uv_timer_init(cl->o.loop, &c->ctimer);
+    c->timer_on = 1;
     c->tcp.data = c;
     c->ctimer.data = c;
     c->stream = (uv_stream_t *)&c->tcp;

@@ -168,7 +168,8 @@ void sd2_stream_link(sd2_stream *s)
     if (c->streams)
         c->streams->prev = s;
     c->streams = s;
-    c->nstreams++;
+    if (c->nstreams++ == 0)
+        sd2_conn_idle_arm(c);
 }
 
 static void stream_unlink(sd2_stream *s)
@@ -180,7 +181,8 @@ static void stream_unlink(sd2_stream *s)
         c->streams = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    c->nstreams--;
+    if (--c->nstreams == 0)
+        sd2_conn_idle_arm(c);
 }
 
 static void queue_free(sd2_stream *s)
@@ -595,6 +597,8 @@ int sd2_owner_init(sd2_owner *o, uv_loop_t *loop, const sd2_opts *opts, int is_c
         o->opts.max_conns_per_upstream = 4;
     if (!o->opts.connect_timeout_ms)
         o->opts.connect_timeout_ms = 5000;
+    if (!o->opts.idle_timeout_ms)
+        o->opts.idle_timeout_ms = 60000;
     o->is_client = is_client;
     o->rbuf = sdd_malloc(SD2_RBUF);
     if (o->rbuf == NULL)
@@ -752,26 +756,55 @@ static void conn_release(sd2_conn *c)
 {
     if (c->released)
         return;
+    if (!c->own_tcp) {
+        /* Adopted: give the handle back once no write of ours is pending. */
+        uv_read_stop(c->stream);
+        c->reading = 0;
+        if (c->writes_pending > 0)
+            return;
+    }
+    c->released = 1;
+    c->handles = 1; /* held while closing below */
     if (c->own_tcp) {
-        c->released = 1;
-        c->handles = 1;
+        c->handles++;
         c->tcp.data = c;
         uv_close((uv_handle_t *)&c->tcp, handle_closed);
-        if (c->owner->is_client) {
-            c->handles++;
-            c->ctimer.data = c;
-            uv_close((uv_handle_t *)&c->ctimer, handle_closed);
-        }
-        return;
+    } else {
+        c->release(c->release_owner);
+        c->stream = NULL;
     }
-    /* Adopted: give the handle back once no write of ours is pending. */
-    uv_read_stop(c->stream);
-    c->reading = 0;
-    if (c->writes_pending > 0)
+    if (c->timer_on) {
+        c->handles++;
+        c->ctimer.data = c;
+        uv_close((uv_handle_t *)&c->ctimer, handle_closed);
+    }
+    if (--c->handles == 0)
+        conn_gone(c);
+}
+
+/* Server side: a connection without streams for idle_timeout_ms gets GOAWAY, and closes
+ * once it is sent (the session then wants nothing more). */
+static void on_idle_timeout(uv_timer_t *t)
+{
+    sd2_conn *c = t->data;
+    if (c->dead || c->nstreams > 0 || c->goaway_sent)
         return;
-    c->released = 1;
-    c->release(c->release_owner);
-    conn_gone(c);
+    sdd_log(SELDON_LOG_DEBUG, "h2: closing a connection idle for %llu ms",
+            (unsigned long long)c->owner->opts.idle_timeout_ms);
+    c->goaway_sent = 1;
+    nghttp2_submit_goaway(c->ses, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->ses),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    sd2_conn_mark(c);
+}
+
+void sd2_conn_idle_arm(sd2_conn *c)
+{
+    if (!c->timer_on || c->dead || c->owner->is_client)
+        return;
+    if (c->nstreams == 0)
+        uv_timer_start(&c->ctimer, on_idle_timeout, c->owner->opts.idle_timeout_ms, 0);
+    else
+        uv_timer_stop(&c->ctimer);
 }
 
 void sd2_conn_fail(sd2_conn *c, int err)

@@ -93,6 +93,7 @@ struct sd2_conn {
     uv_timer_t ctimer;
     uv_connect_t creq;
     int own_tcp, handles;
+    int timer_on; /* ctimer initialised: client connect timeout, server idle timeout */
     void (*release)(void *owner);
     void *release_owner;
     nghttp2_session *ses;
@@ -118,6 +119,7 @@ int sd2_conn_start_read(sd2_conn *c);
 void sd2_conn_feed(sd2_conn *c, const uint8_t *data, size_t len);
 void sd2_conn_flush(sd2_conn *c);
 void sd2_conn_mark(sd2_conn *c);
+void sd2_conn_idle_arm(sd2_conn *c);
 void sd2_owner_close_handles(sd2_owner *o, uv_close_cb cb);
 void sd2_conn_fail(sd2_conn *c, int err);
 void sd2_conn_enter(sd2_conn *c);

@@ -89,6 +89,10 @@ static int conn_start(sd2_server *srv, sd2_conn *c, const uint8_t *initial, size
     if (rv < 0)
         return rv;
     sd2_conn_link(c);
+    uv_timer_init(srv->o.loop, &c->ctimer);
+    c->ctimer.data = c;
+    c->timer_on = 1;
+    sd2_conn_idle_arm(c);
     if (sd2_conn_start_read(c) < 0) {
         sd2_conn_fail(c, SD2_ECLOSED);
         return 0;

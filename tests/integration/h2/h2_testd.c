@@ -12,7 +12,8 @@
  *
  * Flags: --host A --port N --upstream HOST:PORT [--request-timeout-ms N]
  *        [--connect-timeout-ms N] [--queue-limit N] [--window N] [--adopt]
- *        [--upstream-max-streams N] [--upstream-max-conns N] [--log-level L] [--help]
+ *        [--upstream-max-streams N] [--upstream-max-conns N] [--idle-timeout-ms N]
+ *        [--log-level L] [--help]
  * --adopt: accept connections here and hand them to sd2_server_adopt() after
  * reading the preface, as the HTTP/1.1 server does on a shared port.
  * Prints "listening on <port>" once ready. SIGTERM/SIGINT: drain, exit 0.
@@ -355,7 +356,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: h2_testd --upstream HOST:PORT [--host A] [--port N]\n"
                "       [--request-timeout-ms N] [--connect-timeout-ms N] [--queue-limit N]\n"
                "       [--window N] [--adopt] [--upstream-max-streams N]\n"
-               "       [--upstream-max-conns N] [--log-level L]\n"
+               "       [--upstream-max-conns N] [--idle-timeout-ms N] [--log-level L]\n"
                "A transparent h2c gRPC proxy for the transport's tests.\n");
 }
 
@@ -405,6 +406,8 @@ int main(int argc, char **argv)
             opts.stream_queue_limit = v;
         } else if (strcmp(a, "--window") == 0 && v <= 0x7fffffff) {
             opts.stream_window = (uint32_t)v;
+        } else if (strcmp(a, "--idle-timeout-ms") == 0) {
+            opts.idle_timeout_ms = v;
         } else if (strcmp(a, "--upstream-max-streams") == 0 && v <= 0xffffffffu) {
             copts.max_concurrent_streams = (uint32_t)v;
         } else if (strcmp(a, "--upstream-max-conns") == 0 && v <= 0xffffffffu) {

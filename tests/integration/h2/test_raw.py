@@ -7,10 +7,10 @@ import socket
 import struct
 import time
 
-from conftest import GUARD, HOST
+from conftest import GUARD, HOST, start_proxy
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, RST_STREAM, SETTINGS, GOAWAY, CONTINUATION = 0, 1, 3, 4, 7, 9
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, CONTINUATION = 0, 1, 3, 4, 6, 7, 9
 END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
 
 
@@ -67,6 +67,7 @@ class Conn:
         self.sock = socket.create_connection((HOST, port), timeout=GUARD)
         self.buf = b""
         self.ack = ack
+        self.seen = []  # types of the frames received
         self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0))
 
     def send(self, data):
@@ -84,6 +85,7 @@ class Conn:
         stream = struct.unpack(">I", self.buf[5:9])[0] & 0x7fffffff
         payload = self.buf[9:9 + n]
         self.buf = self.buf[9 + n:]
+        self.seen.append(ftype)
         if ftype == SETTINGS and not flags & ACK and self.ack:
             self.send(frame(SETTINGS, ACK, 0))
         return ftype, flags, stream, payload
@@ -171,3 +173,41 @@ def test_max_concurrent_streams_advertised(proxy):
         assert settings[0x4] == 256 << 10  # INITIAL_WINDOW_SIZE
     finally:
         c.close()
+
+
+def test_idle_connection_gets_goaway_and_closes(server):
+    """A connection with no stream for --idle-timeout-ms gets GOAWAY, then EOF; one with a
+    stream open all that time is not cut."""
+    proxy = start_proxy(server.grpc, "--idle-timeout-ms", "500", adopt=True)
+    try:
+        busy = Conn(proxy.port)
+        # A ModelStreamInfer stream, left open; the PING's answer shows it was processed.
+        busy.send(header_frames(1, [(":method", "POST"), (":scheme", "http"),
+                                    (":path", "/inference.GRPCInferenceService/ModelStreamInfer"),
+                                    (":authority", "test"), ("content-type", "application/grpc"),
+                                    ("te", "trailers")], False))
+        busy.send(frame(PING, 0, 0, b"12345678"))
+        while True:
+            f = busy.next_frame()
+            assert f is not None
+            if f[0] == PING and f[1] & ACK:
+                break
+        idle = Conn(proxy.port, ack=False)
+        try:
+            frames = []
+            while True:
+                f = idle.next_frame()
+                if f is None:
+                    break
+                frames.append(f[0])
+            assert GOAWAY in frames, frames
+        finally:
+            idle.close()
+        # The idle one was cut after the busy stream opened; the busy one still works.
+        busy.send(frame(DATA, END_STREAM, 1, b"\x00" * 5))
+        ftype, flags, _, _ = busy.wait_stream_end(1)
+        assert ftype == HEADERS and flags & END_STREAM
+        assert GOAWAY not in busy.seen, busy.seen
+        busy.close()
+    finally:
+        proxy.stop()
