@@ -47,16 +47,16 @@ typedef struct sd2_header {
 
 /* Why a stream closed (on_close err). */
 #define SD2_OK 0
-#define SD2_EREFUSED (-1)      /* client: the upstream refused the TCP connection */
-#define SD2_ECONNECT (-2)      /* client: connecting failed otherwise (unreachable...) */
-#define SD2_ECONNTIMEOUT (-3)  /* client: connecting took longer than connect_timeout_ms */
-#define SD2_ETIMEOUT (-4)      /* client: the request outlived its timeout */
-#define SD2_ECLOSED (-5)       /* the connection was lost (EOF, reset, protocol error) */
-#define SD2_EGOAWAY (-6)       /* GOAWAY: the peer did not process the stream; safe to retry */
-#define SD2_ERESET (-7)        /* the peer sent RST_STREAM; h2_code says why */
-#define SD2_ECANCELED (-8)     /* reset here: sd2_reset(), or the owner closed */
-#define SD2_ENOMEM (-9)        /* out of memory */
-#define SD2_EPROTO (-10)       /* the peer broke the protocol or a limit on this stream */
+#define SD2_EREFUSED (-1)     /* client: the upstream refused the TCP connection */
+#define SD2_ECONNECT (-2)     /* client: connecting failed otherwise (unreachable...) */
+#define SD2_ECONNTIMEOUT (-3) /* client: connecting took longer than connect_timeout_ms */
+#define SD2_ETIMEOUT (-4)     /* client: the request outlived its timeout */
+#define SD2_ECLOSED (-5)      /* the connection was lost (EOF, reset, protocol error) */
+#define SD2_EGOAWAY (-6)      /* GOAWAY: the peer did not process the stream; safe to retry */
+#define SD2_ERESET (-7)       /* the peer sent RST_STREAM; h2_code says why */
+#define SD2_ECANCELED (-8)    /* reset here: sd2_reset(), or the owner closed */
+#define SD2_ENOMEM (-9)       /* out of memory */
+#define SD2_EPROTO (-10)      /* the peer broke the protocol or a limit on this stream */
 
 /* HTTP/2 error codes for sd2_reset() (RFC 9113 section 7). */
 #define SD2_H2_NO_ERROR 0x0u

@@ -227,8 +227,8 @@ static sd2_conn *conn_new(sd2_upstream *u)
 static uint32_t conn_limit(const sd2_conn *c)
 {
     uint32_t lim = c->owner->opts.max_concurrent_streams;
-    uint32_t peer = nghttp2_session_get_remote_settings(c->ses,
-                                                        NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    uint32_t peer =
+        nghttp2_session_get_remote_settings(c->ses, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     return peer < lim ? peer : lim;
 }
 

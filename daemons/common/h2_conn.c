@@ -18,18 +18,30 @@
 const char *sd2_strerror(int err)
 {
     switch (err) {
-    case SD2_OK: return "ok";
-    case SD2_EREFUSED: return "connection refused";
-    case SD2_ECONNECT: return "connect failed";
-    case SD2_ECONNTIMEOUT: return "connect timed out";
-    case SD2_ETIMEOUT: return "request timed out";
-    case SD2_ECLOSED: return "connection closed";
-    case SD2_EGOAWAY: return "connection going away; stream not processed";
-    case SD2_ERESET: return "stream reset by peer";
-    case SD2_ECANCELED: return "canceled";
-    case SD2_ENOMEM: return "out of memory";
-    case SD2_EPROTO: return "protocol error";
-    default: return "unknown error";
+    case SD2_OK:
+        return "ok";
+    case SD2_EREFUSED:
+        return "connection refused";
+    case SD2_ECONNECT:
+        return "connect failed";
+    case SD2_ECONNTIMEOUT:
+        return "connect timed out";
+    case SD2_ETIMEOUT:
+        return "request timed out";
+    case SD2_ECLOSED:
+        return "connection closed";
+    case SD2_EGOAWAY:
+        return "connection going away; stream not processed";
+    case SD2_ERESET:
+        return "stream reset by peer";
+    case SD2_ECANCELED:
+        return "canceled";
+    case SD2_ENOMEM:
+        return "out of memory";
+    case SD2_EPROTO:
+        return "protocol error";
+    default:
+        return "unknown error";
     }
 }
 
@@ -104,8 +116,7 @@ static sd2_header *hbuf_view(const sd2_hbuf *b, int *oom)
     return h;
 }
 
-int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre,
-                size_t npre)
+int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre, size_t npre)
 {
     size_t bytes = 0, i, total = n + npre;
     nghttp2_nv *nv;
@@ -438,8 +449,8 @@ static int on_begin_headers(nghttp2_session *ses, const nghttp2_frame *f, void *
     return 0;
 }
 
-static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t *name,
-                     size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+                     const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
     sd2_conn *c = ud;
     sd2_stream *s = stream_of(ses, f->hd.stream_id);
@@ -560,8 +571,7 @@ static int on_stream_close(nghttp2_session *ses, int32_t id, uint32_t code, void
     return 0;
 }
 
-static int on_invalid_frame(nghttp2_session *ses, const nghttp2_frame *f, int lib_error,
-                            void *ud)
+static int on_invalid_frame(nghttp2_session *ses, const nghttp2_frame *f, int lib_error, void *ud)
 {
     sd2_stream *s = stream_of(ses, f->hd.stream_id);
     (void)ud;
@@ -792,8 +802,9 @@ static void on_idle_timeout(uv_timer_t *t)
     sdd_log(SELDON_LOG_DEBUG, "h2: closing a connection idle for %llu ms",
             (unsigned long long)c->owner->opts.idle_timeout_ms);
     c->goaway_sent = 1;
-    nghttp2_submit_goaway(c->ses, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->ses),
-                          NGHTTP2_NO_ERROR, NULL, 0);
+    nghttp2_submit_goaway(c->ses, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(c->ses), NGHTTP2_NO_ERROR, NULL,
+                          0);
     sd2_conn_mark(c);
 }
 

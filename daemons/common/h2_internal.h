@@ -85,7 +85,7 @@ struct sd2_owner {
 
 struct sd2_conn {
     sd2_owner *owner;
-    sd2_conn *prev, *next; /* owner's list */
+    sd2_conn *prev, *next;   /* owner's list */
     sd2_conn *uprev, *unext; /* client: upstream's list */
     struct sd2_upstream *up;
     uv_stream_t *stream;
@@ -126,8 +126,7 @@ void sd2_conn_enter(sd2_conn *c);
 void sd2_conn_leave(sd2_conn *c);
 sd2_stream *sd2_stream_alloc(sd2_conn *c);
 void sd2_stream_link(sd2_stream *s);
-int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre,
-                size_t npre);
+int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre, size_t npre);
 void sd2_hcopy_free(sd2_hcopy *h);
 extern const nghttp2_data_provider sd2_provider_template;
 
