@@ -1,7 +1,7 @@
 /*
  * What every daemon file needs from the core, through the public API alone:
  * allocation through libseldon's hooks, this thread's last error, logging with
- * levels, checked size arithmetic. Daemons include this and seldon/<name>.h, never a
+ * levels, checked size arithmetic. Daemons include this and seldon/ headers, never a
  * private library header.
  *
  * Thread safety: everything here may be called from any thread.

@@ -174,49 +174,11 @@ static int parse_args(srv_config *c, int argc, char **argv)
     return 0;
 }
 
-static int setup_metrics(srv *s)
-{
-    static const double latency[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                     0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                     5,      10};
-    static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
-    const char *infer_labels[3] = {"model", "method_type", "code"};
-    const char *req_labels[3] = {"endpoint", "method_type", "code"};
-    const char *batch_labels[1] = {"model"};
-    int rc = seldon_metrics_new(&s->metrics);
-    if (rc == 0)
-        rc = seldon_metrics_add(&s->m_infer_total, s->metrics, SELDON_METRIC_COUNTER,
-                                "seldon_model_infer_total",
-                                "Inference requests by model, protocol and status code.",
-                                infer_labels, 3, NULL, 0);
-    if (rc == 0)
-        rc = seldon_metrics_add(&s->m_infer_seconds, s->metrics, SELDON_METRIC_HISTOGRAM,
-                                "seldon_model_infer_seconds",
-                                "Inference latency from decoded request to encoded response.",
-                                infer_labels, 3, latency, sizeof(latency) / sizeof(latency[0]));
-    if (rc == 0)
-        rc = seldon_metrics_add(&s->m_batch_size, s->metrics, SELDON_METRIC_HISTOGRAM,
-                                "seldon_model_batch_size",
-                                "Requests per batch handed to a runtime (adaptive batching).",
-                                batch_labels, 1, sizes, sizeof(sizes) / sizeof(sizes[0]));
-    if (rc == 0)
-        rc = seldon_metrics_add(&s->m_requests, s->metrics, SELDON_METRIC_COUNTER,
-                                "seldon_server_requests_total",
-                                "Requests other than inference, by endpoint, protocol and code.",
-                                req_labels, 3, NULL, 0);
-    if (rc == 0)
-        rc = seldon_metrics_add(&s->m_loaded, s->metrics, SELDON_METRIC_GAUGE,
-                                "seldon_loaded_model_gauge", "Models loaded and ready.", NULL, 0,
-                                NULL, 0);
-    if (rc == 0)
-        rc = seldon_metric_series(&s->s_loaded, s->m_loaded, NULL);
-    return rc;
-}
-
 int main(int argc, char **argv)
 {
     srv s;
     seldon_repo_options ro = SELDON_REPO_OPTIONS_INIT;
+    seldon_service_options so = SELDON_SERVICE_OPTIONS_INIT;
     sdh_config hc;
     sdg_config gc;
     sdg_method methods[16];
@@ -241,7 +203,14 @@ int main(int argc, char **argv)
     ro.server_name = "seldon";
     rc = seldon_repo_new(&s.repo, &ro);
     if (rc == 0)
-        rc = setup_metrics(&s);
+        rc = seldon_metrics_new(&s.metrics);
+    if (rc == 0) {
+        so.repo = s.repo;
+        so.metrics = s.metrics;
+        so.server_name = "seldon";
+        srv_hooks(&so.hooks, &s);
+        rc = seldon_service_new(&s.svc, &so);
+    }
     if (rc == 0)
         rc = srv_exec_start(&s);
     if (rc != 0) {
@@ -291,19 +260,20 @@ int main(int argc, char **argv)
             sdd_log(SELDON_LOG_WARN, "%zu model(s) failed to load; see the repository index",
                     failed);
     }
-    srv_refresh_loaded(&s);
-    atomic_store(&s.ready, 1);
+    seldon_service_refresh(s.svc);
+    seldon_service_set_ready(s.svc, 1);
     sdd_log(SELDON_LOG_INFO, "ready: %zu model(s) loaded", seldon_repo_ready_count(s.repo));
 
     sigwait(&sigs, &sig);
     sdd_log(SELDON_LOG_INFO, "%s: finishing requests in flight, then exiting",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    atomic_store(&s.ready, 0);
+    seldon_service_set_ready(s.svc, 0);
     sdh_server_stop(s.http, s.cfg.grace_ms);
     sdg_server_stop(s.grpc, s.cfg.grace_ms);
     srv_exec_stop(&s);
     sdh_server_free(s.http);
     sdg_server_free(s.grpc);
+    seldon_service_free(s.svc);
     seldon_repo_free(s.repo);
     seldon_metrics_free(s.metrics);
     sdd_log(SELDON_LOG_INFO, "stopped");

@@ -1,6 +1,8 @@
 /*
- * seldon-server: the Open Inference Protocol server. Shared state of its
- * parts: REST (rest.c), gRPC (grpc_api.c), execution (exec.c), main.c.
+ * seldon-server: the Open Inference Protocol server. The protocol itself is
+ * libseldon's seldon_service; this daemon wires transports to it and lends
+ * it executors and a timer. Shared state of its parts: REST (rest.c), gRPC
+ * (grpc_api.c), executors and the batch timer (exec.c), main.c.
  */
 #ifndef SRV_SERVER_H
 #define SRV_SERVER_H
@@ -8,6 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "grpc_server.h"
 #include "http_server.h"
@@ -29,73 +32,66 @@ typedef struct srv_config {
     int32_t log_level;
 } srv_config;
 
-typedef struct srv_job srv_job;
-typedef void (*srv_job_fn)(srv_job *job);
+/* A FIFO of seldon_job served by a pool of threads. */
+typedef struct srv_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    seldon_job *head;
+    seldon_job *tail;
+    int stopping;
+    pthread_t *threads;
+    int nthreads;
+} srv_pool;
 
-/* A unit of work for the inference workers; embedded at the start of bigger structs. */
-struct srv_job {
-    srv_job *next;
-    srv_job_fn run;
-};
+/* The batch timer: a libuv loop of its own, on its own thread, monotonic clock. */
+typedef struct srv_timer {
+    uv_loop_t loop;
+    uv_async_t wake; /* a new deadline, or stop */
+    uv_timer_t timer;
+    _Atomic int64_t want_ns; /* the earliest deadline asked for; INT64_MAX: none */
+    int64_t due_ns;          /* loop thread: what the timer is armed for */
+    atomic_int stop;
+    pthread_t thread;
+    int started;
+} srv_timer;
 
-typedef struct srv_timer_entry srv_timer_entry;
+struct srv;
+
+/* A gRPC method bound to the server: the service is told which method by its path. */
+typedef struct srv_method {
+    struct srv *s;
+    const char *path; /* static storage (seldon_service_grpc_method()) */
+    size_t path_len;
+    int streaming;
+} srv_method;
+
+#define SRV_MAX_METHODS 16
 
 typedef struct srv {
     srv_config cfg;
     seldon_repo *repo;
     seldon_metrics *metrics;
-    seldon_metric *m_infer_total;   /* {model, method_type, code} */
-    seldon_metric *m_infer_seconds; /* {model, method_type} */
-    seldon_metric *m_batch_size;    /* {model} */
-    seldon_metric *m_requests;      /* {endpoint, method_type, code}: everything but infer */
-    seldon_metric *m_loaded;
-    seldon_series *s_loaded;
-    atomic_int ready;
+    seldon_service *svc;
 
-    /* Inference workers: a FIFO of jobs. */
-    pthread_mutex_t qlock;
-    pthread_cond_t qcond;
-    srv_job *qhead;
-    srv_job *qtail;
-    int stopping;
-    pthread_t *workers;
-    int nworkers;
-
-    /* The batch timer: models whose first waiting request falls due. */
-    pthread_mutex_t tlock;
-    pthread_cond_t tcond;
-    srv_timer_entry *timers;
-    int timer_stop;
-    pthread_t timer;
+    srv_pool workers; /* inference */
+    srv_pool loader;  /* model loads and unloads */
+    srv_timer timer;
 
     sdh_server *http;
     sdg_server *grpc;
+    srv_method methods[SRV_MAX_METHODS];
 } srv;
 
-/* Method labels for metrics. */
-#define SRV_REST "rest"
-#define SRV_GRPC "grpc"
-
-int64_t srv_now_ns(void);
-
 /* exec.c */
+/* The hooks that lend the service s's executors, timer and clock. */
+void srv_hooks(seldon_service_hooks *out, srv *s);
+/* Starts the worker and loader threads and the timer loop. */
 int srv_exec_start(srv *s);
-void srv_exec_stop(srv *s);
-void srv_enqueue(srv *s, srv_job *job);
-/* Runs or queues an inference on model, as its runtime and batching settings ask. */
-void srv_submit(srv *s, seldon_model *model, seldon_infer *infer);
 /*
- * Records one finished inference in the metrics. model may be NULL (the request
- * never reached one); the success series of a model are looked up once and kept
- * with the instance, so the common case takes no lock.
+ * After the transports stopped: stops the timer, hands waiting batches to the
+ * workers, finishes queued loads and inferences, joins.
  */
-void srv_count_infer(srv *s, seldon_model *model, const char *method, int code, double seconds);
-void srv_count_request(srv *s, const char *endpoint, const char *method, int code);
-void srv_refresh_loaded(srv *s);
-
-/* Maps libseldon errors to protocol statuses. */
-int srv_http_status(int rc);
-int srv_grpc_status(int rc);
+void srv_exec_stop(srv *s);
 
 /* rest.c */
 void srv_rest_handler(void *user_data, sdh_req *req, const sdh_request *request);

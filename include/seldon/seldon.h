@@ -12,5 +12,7 @@
 #include "runtime.h"
 #include "repository.h"
 #include "metrics.h"
+#include "service.h"
+#include "router.h"
 
 #endif

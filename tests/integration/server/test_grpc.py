@@ -208,3 +208,43 @@ def test_stream_malformed_message(g, samples):
         assert ok == ["m0", "m1"]
     finally:
         channel.close()
+
+
+def test_stream_errors_carry_ids(g, samples):
+    # Every stream response names its request, failures included: an unknown
+    # model, a request the model's declared inputs refuse, a runtime's own
+    # refusal, and bytes that do not decode (the id is read from what does).
+    channel, _ = g.stub(samples)
+    try:
+        call = channel.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            request_serializer=lambda b: b,
+            response_deserializer=g.pb2.ModelStreamInferResponse.FromString)
+        x = np.array([1, 2, 3, 4], dtype=np.float32)
+        msgs = [
+            g.request("add10", {"INPUT": x}, id="ok-1").SerializeToString(),
+            g.request("nosuch", {"INPUT": x}, id="err-404").SerializeToString(),
+            g.request("typed", {"x": np.ones((1, 3), dtype=np.int32)},
+                      id="err-datatype").SerializeToString(),
+            g.request("add10", {"INPUT": np.array([True, False])},
+                      id="err-runtime").SerializeToString(),
+            g.request("add10", {"INPUT": x}, id="err-garbled").SerializeToString()
+            + b"\xff\xff\xff\xff\x0f",
+            g.request("add10", {"INPUT": x}, id="ok-2").SerializeToString(),
+        ]
+        responses = list(call(iter(msgs), timeout=GUARD))
+        assert len(responses) == len(msgs)
+        by_id = {r.infer_response.id: r for r in responses}
+        assert sorted(by_id) == sorted(["ok-1", "ok-2", "err-404", "err-datatype",
+                                        "err-runtime", "err-garbled"])
+        for rid, r in by_id.items():
+            assert bool(r.error_message) == rid.startswith("err-"), (rid, r.error_message)
+        assert "nosuch" in by_id["err-404"].error_message
+        assert by_id["err-404"].infer_response.model_name == "nosuch"
+        assert "inputs[0].datatype" in by_id["err-datatype"].error_message
+        assert by_id["err-datatype"].infer_response.model_name == "typed"
+        assert "BOOL" in by_id["err-runtime"].error_message
+        assert by_id["err-garbled"].infer_response.model_name == "add10"
+        np.testing.assert_array_equal(g.outputs(by_id["ok-2"].infer_response)["OUTPUT"], x + 10)
+    finally:
+        channel.close()
