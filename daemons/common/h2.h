@@ -95,7 +95,8 @@ typedef struct sd2_stream_cbs {
     /* The send queue fell below its limit after sd2_write returned 1. */
     void (*on_drain)(sd2_stream *s, void *user_data);
     /* Always last: err is SD2_OK after a complete exchange, else SD2_E*; h2_code is the
-     * HTTP/2 error code of a reset. s is freed when this returns. */
+     * HTTP/2 error code of a reset. s is freed when this returns; calls on s inside this
+     * callback do nothing. */
     void (*on_close)(sd2_stream *s, void *user_data, int err, uint32_t h2_code);
 } sd2_stream_cbs;
 

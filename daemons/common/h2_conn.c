@@ -222,6 +222,7 @@ static void stream_finish(sd2_stream *s, int err, uint32_t code)
     stream_unlink(s);
     if (c->owner->is_client)
         sd2_client_unheap(s);
+    s->finishing = 1; /* from here, calls on s are no-ops */
     if (s->bound && s->cbs.on_close)
         s->cbs.on_close(s, s->ud, err, code);
     queue_free(s);
@@ -315,7 +316,7 @@ static void stream_resume(sd2_stream *s)
 
 static int stream_usable(const sd2_stream *s)
 {
-    return !s->conn->dead && !s->reset_local;
+    return !s->conn->dead && !s->reset_local && !s->finishing;
 }
 
 int sd2_send_headers(sd2_stream *s, const sd2_header *h, size_t n, int end)

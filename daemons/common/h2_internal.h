@@ -55,6 +55,7 @@ struct sd2_stream {
     sd2_hcopy trailers;
     int headers_sent, headers_recv, remote_end;
     int reset_local;
+    int finishing; /* inside on_close */
     int rst_recv;
     uint32_t rst_code;
     int err_set; /* a reason decided here (timeout, cancel); wins at close */
