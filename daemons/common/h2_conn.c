@@ -627,6 +627,33 @@ void sd2_owner_fini(sd2_owner *o)
     o->rbuf = NULL;
 }
 
+/* nghttp2 allocates through libseldon's hooks too, like everything in the daemons. */
+static void *mem_malloc(size_t size, void *ud)
+{
+    (void)ud;
+    return sdd_malloc(size);
+}
+
+static void mem_free(void *ptr, void *ud)
+{
+    (void)ud;
+    sdd_free(ptr);
+}
+
+static void *mem_calloc(size_t n, size_t size, void *ud)
+{
+    (void)ud;
+    return sdd_calloc(n, size);
+}
+
+static void *mem_realloc(void *ptr, size_t size, void *ud)
+{
+    (void)ud;
+    return sdd_realloc(ptr, size);
+}
+
+static nghttp2_mem sd2_mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
+
 int sd2_conn_session(sd2_conn *c)
 {
     sd2_owner *o = c->owner;
@@ -646,9 +673,9 @@ int sd2_conn_session(sd2_conn *c)
     nghttp2_option_set_max_send_header_block_length(opt, o->opts.max_header_list + 4096);
     if (o->is_client) {
         nghttp2_option_set_peer_max_concurrent_streams(opt, o->opts.max_concurrent_streams);
-        rv = nghttp2_session_client_new2(&c->ses, cb, c, opt);
+        rv = nghttp2_session_client_new3(&c->ses, cb, c, opt, &sd2_mem);
     } else {
-        rv = nghttp2_session_server_new2(&c->ses, cb, c, opt);
+        rv = nghttp2_session_server_new3(&c->ses, cb, c, opt, &sd2_mem);
     }
     if (rv != 0) {
         c->ses = NULL;

@@ -139,8 +139,18 @@ static void on_accept(uv_stream_t *l, int status)
     if (status < 0 || srv->o.closing)
         return;
     c = sdd_calloc(1, sizeof(*c));
-    if (c == NULL)
+    if (c == NULL) {
+        /* libuv polls the listener again only once this connection is taken: take it on
+         * a bare handle and close it. */
+        uv_tcp_t *t = sdd_malloc(sizeof(*t));
+        if (t == NULL)
+            return;
+        uv_tcp_init(srv->o.loop, t);
+        t->data = t;
+        uv_accept(l, (uv_stream_t *)t);
+        uv_close((uv_handle_t *)t, free_unlinked);
         return;
+    }
     uv_tcp_init(srv->o.loop, &c->tcp);
     c->own_tcp = 1;
     c->stream = (uv_stream_t *)&c->tcp;
