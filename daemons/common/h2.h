@@ -21,7 +21,8 @@
  * 1 once the queue reached its limit: stop writing until on_drain. A connection
  * stops reading its socket while its unsent output is above a limit. The stream
  * calls (send, write, end, reset, consume, request) never run a callback before
- * they return; their frames go out at the end of the loop iteration.
+ * they return; their frames go out at the end of the loop iteration. When one of
+ * them returns SD2_ENOMEM the stream was reset: on_close(SD2_ENOMEM) follows.
  *
  * Thread safety: an sd2_server or sd2_client and all its connections and
  * streams belong to the loop given at creation; call everything on that loop's

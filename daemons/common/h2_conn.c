@@ -319,6 +319,24 @@ static int stream_usable(const sd2_stream *s)
     return !s->conn->dead && !s->reset_local && !s->finishing;
 }
 
+/* A send call could not get memory: the stream cannot go on as asked, so it is reset
+ * (on_close(SD2_ENOMEM) follows) rather than left waiting for what will never come. When
+ * even the RST cannot be queued, the connection goes. */
+static int stream_oom(sd2_stream *s)
+{
+    sd2_conn *c = s->conn;
+    s->err_set = SD2_ENOMEM;
+    s->reset_local = 1;
+    queue_free(s);
+    if (nghttp2_submit_rst_stream(c->ses, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR) != 0 &&
+        !c->failing) {
+        c->failing = 1;
+        c->fail_err = SD2_ENOMEM;
+    }
+    sd2_conn_mark(c);
+    return SD2_ENOMEM;
+}
+
 int sd2_send_headers(sd2_stream *s, const sd2_header *h, size_t n, int end)
 {
     sd2_conn *c = s->conn;
@@ -330,10 +348,12 @@ int sd2_send_headers(sd2_stream *s, const sd2_header *h, size_t n, int end)
     if (c->owner->is_client || s->headers_sent)
         return SD2_EPROTO;
     if (sd2_nv_copy(&nv, h, n, NULL, 0) < 0)
-        return SD2_ENOMEM;
+        return stream_oom(s);
     prd.source.ptr = s;
     rv = nghttp2_submit_response(c->ses, s->id, nv.nv, nv.n, end ? NULL : &prd);
     sd2_hcopy_free(&nv);
+    if (rv == NGHTTP2_ERR_NOMEM)
+        return stream_oom(s);
     if (rv != 0)
         return SD2_EPROTO;
     s->headers_sent = 1;
@@ -360,7 +380,7 @@ int sd2_write(sd2_stream *s, const void *data, size_t len)
         return s->queued >= c->owner->opts.stream_queue_limit;
     k = sdd_malloc(sizeof(*k) + len);
     if (k == NULL)
-        return SD2_ENOMEM;
+        return stream_oom(s);
     k->next = NULL;
     k->len = len;
     k->off = 0;
@@ -387,7 +407,7 @@ int sd2_end(sd2_stream *s, const sd2_header *trailers, size_t n)
     if (s->local_end || !s->provider)
         return SD2_EPROTO;
     if (n > 0 && sd2_nv_copy(&s->trailers, trailers, n, NULL, 0) < 0)
-        return SD2_ENOMEM;
+        return stream_oom(s);
     s->local_end = 1;
     stream_resume(s);
     sd2_conn_mark(c);
@@ -692,7 +712,11 @@ int sd2_conn_session(sd2_conn *c)
     if (rv == 0)
         rv = nghttp2_session_set_local_window_size(c->ses, NGHTTP2_FLAG_NONE, 0,
                                                    (int32_t)o->opts.conn_window);
-    rv = rv == 0 ? 0 : SD2_ENOMEM;
+    if (rv != 0) {
+        nghttp2_session_del(c->ses);
+        c->ses = NULL;
+        rv = SD2_ENOMEM;
+    }
 out:
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);

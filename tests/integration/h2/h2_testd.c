@@ -13,7 +13,7 @@
  * Flags: --host A --port N --upstream HOST:PORT [--request-timeout-ms N]
  *        [--connect-timeout-ms N] [--queue-limit N] [--window N] [--adopt]
  *        [--upstream-max-streams N] [--upstream-max-conns N] [--idle-timeout-ms N]
- *        [--log-level L] [--help]
+ *        [--fail-every N] [--log-level L] [--help]
  * --adopt: accept connections here and hand them to sd2_server_adopt() after
  * reading the preface, as the HTTP/1.1 server does on a shared port.
  * Prints "listening on <port>" once ready. SIGTERM/SIGINT: drain, exit 0.
@@ -40,6 +40,34 @@ static struct {
     uv_tcp_t adopt_listener;
     int adopt, stopping;
 } g;
+
+/* --fail-every N: every Nth allocation through libseldon's hooks (the transport's and
+ * nghttp2's) fails, once serving, so that tests reach the out-of-memory paths. */
+static struct {
+    uint64_t every, count;
+} failing;
+
+static void *fail_malloc(void *ud, size_t size)
+{
+    (void)ud;
+    if (failing.every && ++failing.count % failing.every == 0)
+        return NULL;
+    return malloc(size);
+}
+
+static void *fail_realloc(void *ud, void *ptr, size_t size)
+{
+    (void)ud;
+    if (failing.every && ++failing.count % failing.every == 0)
+        return NULL;
+    return realloc(ptr, size);
+}
+
+static void fail_free(void *ud, void *ptr)
+{
+    (void)ud;
+    free(ptr);
+}
 
 typedef struct pair {
     sd2_stream *down, *up;
@@ -356,7 +384,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: h2_testd --upstream HOST:PORT [--host A] [--port N]\n"
                "       [--request-timeout-ms N] [--connect-timeout-ms N] [--queue-limit N]\n"
                "       [--window N] [--adopt] [--upstream-max-streams N]\n"
-               "       [--upstream-max-conns N] [--idle-timeout-ms N] [--log-level L]\n"
+               "       [--upstream-max-conns N] [--idle-timeout-ms N] [--fail-every N]\n"
+               "       [--log-level L]\n"
                "A transparent h2c gRPC proxy for the transport's tests.\n");
 }
 
@@ -406,6 +435,8 @@ int main(int argc, char **argv)
             opts.stream_queue_limit = v;
         } else if (strcmp(a, "--window") == 0 && v <= 0x7fffffff) {
             opts.stream_window = (uint32_t)v;
+        } else if (strcmp(a, "--fail-every") == 0) {
+            failing.every = v;
         } else if (strcmp(a, "--idle-timeout-ms") == 0) {
             opts.idle_timeout_ms = v;
         } else if (strcmp(a, "--upstream-max-streams") == 0 && v <= 0xffffffffu) {
@@ -458,6 +489,15 @@ int main(int argc, char **argv)
     uv_signal_start(&g.sigterm, on_signal, SIGTERM);
     uv_signal_start(&g.sigint, on_signal, SIGINT);
     signal(SIGPIPE, SIG_IGN);
+    if (failing.every) {
+        seldon_allocator alloc = {SELDON_ALLOCATOR_VERSION, fail_malloc, fail_realloc, fail_free,
+                                  NULL};
+        uint64_t every = failing.every;
+        /* Serving from here: what was allocated so far came from the same malloc. */
+        failing.every = 0;
+        seldon_set_allocator(&alloc);
+        failing.every = every;
+    }
     printf("listening on %d\n", bound);
     fflush(stdout);
     uv_run(g.loop, UV_RUN_DEFAULT);
