@@ -410,15 +410,23 @@ def test_adopted_connections(g, server):
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load not installed")
-def test_h2load_plain_requests(proxy):
-    """Plain h2c requests from another client implementation: all answered (the upstream
-    gRPC server refuses a non-gRPC GET, which still is an answer)."""
-    out = subprocess.run(["h2load", "-n", "200", "-c", "2", "-m", "10",
-                          f"http://{proxy.target}/inference.GRPCInferenceService/ServerLive"],
-                         capture_output=True, timeout=GUARD, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "200 total" in out.stdout or "requests: 200 total" in out.stdout, out.stdout
-    assert "0 failed" in out.stdout and "0 errored" in out.stdout, out.stdout
+def test_h2load_many_streams(server, tmp_path):
+    """Another client implementation, 8 connections with 10 streams each, through upstream
+    connections that take 20 streams each (so the pool spreads them): every request gets
+    its gRPC answer."""
+    proxy = start_proxy(server.grpc, "--upstream-max-streams", "20")
+    try:
+        body = tmp_path / "empty.grpc"
+        body.write_bytes(b"\x00" * 5)  # one empty message
+        out = subprocess.run(["h2load", "-n", "5000", "-c", "8", "-m", "10", "-d", str(body),
+                              "-H", "content-type: application/grpc", "-H", "te: trailers",
+                              f"http://{proxy.target}/inference.GRPCInferenceService/ServerLive"],
+                             capture_output=True, timeout=120, text=True)
+        assert out.returncode == 0, out.stderr
+        assert "5000 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout
+        assert "5000 2xx" in out.stdout, out.stdout
+    finally:
+        proxy.stop()
 
 
 def test_sigterm_drains_streams_in_flight(g, server):
