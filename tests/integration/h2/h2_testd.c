@@ -16,6 +16,8 @@
  *        [--fail-every N] [--log-level L] [--help]
  * --adopt: accept connections here and hand them to sd2_server_adopt() after
  * reading the preface, as the HTTP/1.1 server does on a shared port.
+ * --fail-every N: every Nth allocation through libseldon's hooks fails once serving;
+ * SIGUSR1 stops that.
  * Prints "listening on <port>" once ready. SIGTERM/SIGINT: drain, exit 0.
  */
 #include <errno.h>
@@ -35,7 +37,7 @@ static struct {
     sd2_upstream *up;
     char route[96];
     uint64_t request_timeout_ms;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sigusr1;
     uv_timer_t stop_timer;
     uv_tcp_t adopt_listener;
     int adopt, stopping;
@@ -330,6 +332,7 @@ static void client_closed(void *ud)
     (void)ud;
     uv_close((uv_handle_t *)&g.sigterm, NULL);
     uv_close((uv_handle_t *)&g.sigint, NULL);
+    uv_close((uv_handle_t *)&g.sigusr1, NULL);
     /* After libuv restored the defaults: a repeated signal must not kill the process on
      * its way out. */
     signal(SIGTERM, SIG_IGN);
@@ -365,6 +368,14 @@ static void on_signal(uv_signal_t *h, int sig)
         uv_read_stop((uv_stream_t *)&g.adopt_listener);
     uv_timer_start(&g.stop_timer, stop_now, 5000, 0);
     sd2_server_drain(g.srv, server_closed, NULL);
+}
+
+static void on_sigusr1(uv_signal_t *h, int sig)
+{
+    (void)h;
+    (void)sig;
+    failing.every = 0;
+    sdd_log(SELDON_LOG_INFO, "allocations no longer fail");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -488,6 +499,8 @@ int main(int argc, char **argv)
     uv_timer_init(g.loop, &g.stop_timer);
     uv_signal_start(&g.sigterm, on_signal, SIGTERM);
     uv_signal_start(&g.sigint, on_signal, SIGINT);
+    uv_signal_init(g.loop, &g.sigusr1);
+    uv_signal_start(&g.sigusr1, on_sigusr1, SIGUSR1);
     signal(SIGPIPE, SIG_IGN);
     if (failing.every) {
         seldon_allocator alloc = {SELDON_ALLOCATOR_VERSION, fail_malloc, fail_realloc, fail_free,
