@@ -883,8 +883,12 @@ void sd2_conn_fail(sd2_conn *c, int err)
     }
     c->dead = 1;
     c->depth++; /* nothing below may re-enter the session */
-    while (c->streams != NULL)
-        stream_finish(c->streams, err, 0);
+    while (c->streams != NULL) {
+        sd2_stream *s = c->streams;
+        /* Past the peer's GOAWAY: it never processed the stream, whatever came next. */
+        int e = c->goaway_recv && s->id > c->goaway_last ? SD2_EGOAWAY : err;
+        stream_finish(s, e, 0);
+    }
     nghttp2_session_del(c->ses);
     c->ses = NULL;
     c->depth--;

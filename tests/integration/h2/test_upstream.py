@@ -114,8 +114,8 @@ def test_rst_stream_from_upstream(g):
 
 def test_goaway_before_processing(g):
     def answer(c, stream):
-        c.sendall(frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0)))  # last stream 0, NO_ERROR
-        return "close"
+        # Last stream 0, NO_ERROR; the connection stays open: the proxy closes it.
+        c.sendall(frame(GOAWAY, 0, 0, struct.pack(">II", 0, 0)))
     err = run(g, answer)
     assert err.code() == g.grpc.StatusCode.UNAVAILABLE
     assert "going away" in err.details()
