@@ -13,6 +13,17 @@
  * (initial metadata, message, status, close) goes out as one batch: one
  * completion per call after the match.
  *
+ * Backpressure on streams: a stream does not read its next message while
+ * more than max_pending replies are owed to its client (queued, being sent,
+ * or still being computed under a hold) or more than max_pending_bytes are
+ * queued. A client that sends and never reads then stalls on HTTP/2 flow
+ * control, and the server's memory stays bounded. Reading resumes when the
+ * backlog falls to half the limit.
+ *
+ * Metadata: request metadata can be read as a list; each call can carry
+ * response initial metadata (sent with the first message or the status) and
+ * trailing metadata (sent with the status), e.g. x-seldon-route.
+ *
  * An sdg_call is reference counted. The references are the operations gRPC
  * has in flight for it, the handler's duty to answer (unary) or the read loop
  * (streaming), and the caller's holds. The last reference frees it, on
@@ -48,6 +59,13 @@
 #define AHEAD_UNARY 32
 #define AHEAD_STREAM 4
 #define AHEAD_GENERIC 4
+
+/* Stream backpressure defaults (sdg_config.stream_max_pending, ..._bytes). */
+#define STREAM_MAX_PENDING 16
+#define STREAM_MAX_PENDING_BYTES (8u << 20)
+
+/* Response metadata entries per call, initial and trailing each. */
+#define MD_MAX 16
 
 /*
  * Completion tags. Each call carries a small array whose element k holds k,
@@ -86,6 +104,8 @@ struct sdg_server {
     struct method_entry *methods;
     size_t nmethods;
     int port;
+    int max_pending;          /* stream backpressure: replies owed */
+    size_t max_pending_bytes; /* stream backpressure: bytes queued */
     int grpc_inited;
     int started; /* grpc_server_start() was called */
     int stopped; /* sdg_server_stop() ran */
@@ -106,6 +126,13 @@ struct sdg_server {
 struct wmsg {
     struct wmsg *next;
     grpc_byte_buffer *bb;
+    size_t len;
+};
+
+/* Response metadata the caller set: keys and values owned as slices. */
+struct mdlist {
+    grpc_metadata items[MD_MAX];
+    size_t n;
 };
 
 /* Streaming state; mu serializes the send-side batches, as gRPC requires. */
@@ -123,6 +150,10 @@ struct stream {
     int status_queued; /* sdg_fail() chose the status */
     int status_sent;   /* the final batch was started */
     int dead;          /* cancelled or broken: no more sends */
+    int nqueued;       /* messages in head..tail */
+    size_t qbytes;     /* their bytes */
+    int read_paused;   /* backpressure: the read loop waits for the backlog to fall */
+    int paused_logged; /* the first pause was logged */
     int code;
     grpc_slice details;
     int has_details;
@@ -144,6 +175,8 @@ struct sdg_call {
     atomic_int refs;
     atomic_int answered; /* unary: sdg_reply()/sdg_fail() happened */
     void *user;
+    struct mdlist initial_md;  /* response initial metadata */
+    struct mdlist trailing_md; /* response trailing metadata */
     struct stream st; /* streaming calls only */
     struct sdg_call *snext, *sprev; /* the server's stream list; streaming calls only */
     int listed;
@@ -167,6 +200,17 @@ static void drop_queue_locked(struct stream *st)
         w = next;
     }
     st->head = st->tail = NULL;
+    st->nqueued = 0;
+    st->qbytes = 0;
+}
+
+static void md_clear(struct mdlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        grpc_slice_unref(l->items[i].key);
+        grpc_slice_unref(l->items[i].value);
+    }
+    l->n = 0;
 }
 
 /* Runs on whichever thread dropped the last reference. */
@@ -185,6 +229,8 @@ static void call_destroy(sdg_call *c)
         grpc_slice_unref(c->flat);
     if (c->reply != NULL)
         grpc_byte_buffer_destroy(c->reply);
+    md_clear(&c->initial_md);
+    md_clear(&c->trailing_md);
     if (is_stream(c)) {
         struct stream *st = &c->st;
         if (c->listed) {
@@ -347,8 +393,12 @@ static int send_status(sdg_call *c, int code, const char *message)
 
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->initial_md.n;
+    ops[0].data.send_initial_metadata.metadata = c->initial_md.items;
     ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[1].data.send_status_from_server.status = (grpc_status_code)clamp_status(code);
+    ops[1].data.send_status_from_server.trailing_metadata_count = c->trailing_md.n;
+    ops[1].data.send_status_from_server.trailing_metadata = c->trailing_md.items;
     if (message != NULL) {
         details = grpc_slice_from_copied_string(message);
         ops[1].data.send_status_from_server.status_details = &details;
@@ -410,10 +460,14 @@ int sdg_reply(sdg_call *call, seldon_buf *response)
 
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = call->initial_md.n;
+    ops[0].data.send_initial_metadata.metadata = call->initial_md.items;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = call->reply;
     ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[2].data.send_status_from_server.status = GRPC_STATUS_OK;
+    ops[2].data.send_status_from_server.trailing_metadata_count = call->trailing_md.n;
+    ops[2].data.send_status_from_server.trailing_metadata = call->trailing_md.items;
     ops[3].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[3].data.recv_close_on_server.cancelled = &call->cancelled;
     return finish_batch(call, ops, 4);
@@ -433,12 +487,16 @@ static void stream_send_next_locked(sdg_call *c)
     st->head = w->next;
     if (st->head == NULL)
         st->tail = NULL;
+    st->nqueued--;
+    st->qbytes -= w->len;
     st->inflight = w->bb;
     sdd_free(w);
 
     memset(ops, 0, sizeof(ops));
     if (!st->md_sent) {
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].data.send_initial_metadata.count = c->initial_md.n;
+        ops[n++].data.send_initial_metadata.metadata = c->initial_md.items;
         st->md_sent = 1;
     }
     ops[n].op = GRPC_OP_SEND_MESSAGE;
@@ -476,12 +534,16 @@ static void stream_maybe_finish_locked(sdg_call *c)
 
     memset(ops, 0, sizeof(ops));
     if (!st->md_sent) {
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].data.send_initial_metadata.count = c->initial_md.n;
+        ops[n++].data.send_initial_metadata.metadata = c->initial_md.items;
         st->md_sent = 1;
     }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status =
         st->status_queued ? (grpc_status_code)st->code : GRPC_STATUS_OK;
+    ops[n].data.send_status_from_server.trailing_metadata_count = c->trailing_md.n;
+    ops[n].data.send_status_from_server.trailing_metadata = c->trailing_md.items;
     if (st->status_queued && st->has_details)
         ops[n].data.send_status_from_server.status_details = &st->details;
     n++;
@@ -496,6 +558,43 @@ static void stream_maybe_finish_locked(sdg_call *c)
         grpc_call_cancel_with_status(c->call, GRPC_STATUS_INTERNAL, "status refused", NULL);
     }
 }
+
+/* Replies owed to the client: queued, being sent, or being computed under a hold. */
+static int stream_backlog_locked(const struct stream *st)
+{
+    return st->nqueued + st->sending + st->holds;
+}
+
+static int stream_over_limit_locked(const sdg_call *c, int low_water)
+{
+    const struct stream *st = &c->st;
+    int max = c->server->max_pending;
+    size_t bytes = c->server->max_pending_bytes;
+    if (low_water) {
+        max = max / 2;
+        bytes = bytes / 2;
+    }
+    return stream_backlog_locked(st) > max || st->qbytes > bytes;
+}
+
+/*
+ * Called with st->mu held whenever the backlog falls or the stream dies:
+ * 1 when a paused read loop must start again (the caller then calls
+ * stream_read() without the lock). A dead or finished stream is resumed too,
+ * so that its read completes at once and the read loop ends.
+ */
+static int stream_resume_locked(sdg_call *c)
+{
+    struct stream *st = &c->st;
+    if (!st->read_paused)
+        return 0;
+    if (!st->dead && !st->status_queued && !st->status_sent && stream_over_limit_locked(c, 1))
+        return 0;
+    st->read_paused = 0;
+    return 1;
+}
+
+static void stream_read(sdg_call *c);
 
 /* The read side is over: tell the handler, then drop the read loop's reference. */
 static void stream_read_end(sdg_call *c)
@@ -569,7 +668,11 @@ static void stream_on_recv(sdg_call *c, int ok)
     int more;
 
     st->recv = NULL;
-    if (!ok || bb == NULL) {
+    pthread_mutex_lock(&st->mu);
+    more = !st->status_queued && !st->status_sent && !st->dead;
+    pthread_mutex_unlock(&st->mu);
+    /* A read resumed after the stream ended only closes the read side. */
+    if (!ok || bb == NULL || !more) {
         if (bb != NULL)
             grpc_byte_buffer_destroy(bb);
         stream_read_end(c);
@@ -588,16 +691,28 @@ static void stream_on_recv(sdg_call *c, int ok)
 
     pthread_mutex_lock(&st->mu);
     more = !st->status_queued && !st->status_sent && !st->dead;
+    if (more && stream_over_limit_locked(c, 0)) {
+        /* Backpressure: the next read waits until the client takes its replies. */
+        st->read_paused = 1;
+        more = -1;
+        if (!st->paused_logged) {
+            st->paused_logged = 1;
+            sdd_log(SELDON_LOG_DEBUG,
+                    "grpc: stream paused: %d replies owed to the client (limit %d)",
+                    stream_backlog_locked(st), c->server->max_pending);
+        }
+    }
     pthread_mutex_unlock(&st->mu);
-    if (more)
+    if (more > 0)
         stream_read(c);
-    else
+    else if (more == 0)
         stream_read_end(c);
 }
 
 static void stream_on_send(sdg_call *c, int ok)
 {
     struct stream *st = &c->st;
+    int resume;
 
     pthread_mutex_lock(&st->mu);
     grpc_byte_buffer_destroy(st->inflight);
@@ -610,20 +725,27 @@ static void stream_on_send(sdg_call *c, int ok)
     else if (st->head != NULL)
         stream_send_next_locked(c);
     stream_maybe_finish_locked(c);
+    resume = stream_resume_locked(c);
     pthread_mutex_unlock(&st->mu);
+    if (resume)
+        stream_read(c);
     call_unref(c);
 }
 
 static void stream_on_close(sdg_call *c, int ok)
 {
     struct stream *st = &c->st;
+    int resume;
 
     pthread_mutex_lock(&st->mu);
     if (c->cancelled || !ok) {
         st->dead = 1;
         drop_queue_locked(st);
     }
+    resume = stream_resume_locked(c);
     pthread_mutex_unlock(&st->mu);
+    if (resume)
+        stream_read(c);
     call_unref(c);
 }
 
@@ -646,6 +768,7 @@ int sdg_stream_write(sdg_call *call, seldon_buf *message)
     }
     w->next = NULL;
     w->bb = bb;
+    w->len = grpc_byte_buffer_length(bb);
 
     pthread_mutex_lock(&st->mu);
     if (st->status_queued || st->status_sent)
@@ -658,6 +781,8 @@ int sdg_stream_write(sdg_call *call, seldon_buf *message)
         else
             st->head = w;
         st->tail = w;
+        st->nqueued++;
+        st->qbytes += w->len;
         w = NULL;
         if (!st->sending)
             stream_send_next_locked(call);
@@ -675,7 +800,7 @@ int sdg_stream_write(sdg_call *call, seldon_buf *message)
 int sdg_fail(sdg_call *call, int grpc_status, const char *message)
 {
     struct stream *st;
-    int rc = 0;
+    int rc = 0, resume;
 
     if (call == NULL)
         return sdd_error(SELDON_EINVAL, "sdg_fail: call is NULL");
@@ -702,7 +827,10 @@ int sdg_fail(sdg_call *call, int grpc_status, const char *message)
         }
         stream_maybe_finish_locked(call);
     }
+    resume = rc == 0 && stream_resume_locked(call);
     pthread_mutex_unlock(&st->mu);
+    if (resume)
+        stream_read(call);
     if (rc != 0)
         return sdd_error(rc, "sdg_fail: %s",
                          rc == SELDON_ESTATE ? "the stream has ended" : "the client has gone");
@@ -730,6 +858,102 @@ const char *sdg_call_metadata(const sdg_call *call, const char *key, size_t *len
     return NULL;
 }
 
+size_t sdg_call_metadata_count(const sdg_call *call)
+{
+    return call != NULL ? call->md.count : 0;
+}
+
+int sdg_call_metadata_at(const sdg_call *call, size_t index, const char **key, size_t *key_len,
+                         const char **value, size_t *value_len)
+{
+    const grpc_metadata *e;
+    if (call == NULL || key == NULL || key_len == NULL || value == NULL || value_len == NULL)
+        return sdd_error(SELDON_EINVAL, "sdg_call_metadata_at: NULL argument");
+    if (index >= call->md.count)
+        return sdd_error(SELDON_ERANGE, "sdg_call_metadata_at: index %zu of %zu", index,
+                         call->md.count);
+    e = &call->md.metadata[index];
+    *key = (const char *)GRPC_SLICE_START_PTR(e->key);
+    *key_len = GRPC_SLICE_LENGTH(e->key);
+    *value = (const char *)GRPC_SLICE_START_PTR(e->value);
+    *value_len = GRPC_SLICE_LENGTH(e->value);
+    return 0;
+}
+
+/* Lowercase token characters, as HTTP/2 and gRPC require of metadata keys. */
+static int md_key_ok(const char *key, size_t n)
+{
+    if (n == 0 || n > 256 || strncmp(key, "grpc-", 5) == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = key[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+              ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Printable ASCII for text values; "-bin" keys carry any bytes (gRPC base64-encodes them). */
+static int md_value_ok(const char *key, size_t klen, const char *v, size_t n)
+{
+    if (klen > 4 && memcmp(key + klen - 4, "-bin", 4) == 0)
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+int sdg_call_add_metadata(sdg_call *call, int trailing, const char *key, const char *value,
+                          size_t value_len)
+{
+    struct mdlist *l;
+    size_t klen;
+    int rc = 0, locked = 0;
+
+    if (call == NULL || key == NULL || (value == NULL && value_len > 0))
+        return sdd_error(SELDON_EINVAL, "sdg_call_add_metadata: NULL argument");
+    if (call->method == NULL)
+        return sdd_error(SELDON_EINVAL, "sdg_call_add_metadata: not a registered call");
+    klen = strlen(key);
+    if (!md_key_ok(key, klen))
+        return sdd_error(SELDON_EINVAL,
+                         "metadata key '%.64s': use lowercase letters, digits, '-', '_', '.' "
+                         "(and not the reserved grpc- prefix)",
+                         key);
+    if (!md_value_ok(key, klen, value, value_len))
+        return sdd_error(SELDON_EINVAL,
+                         "metadata %.64s: a text value must be printable ASCII (use a -bin key "
+                         "for bytes)",
+                         key);
+    l = trailing ? &call->trailing_md : &call->initial_md;
+    if (is_stream(call)) {
+        pthread_mutex_lock(&call->st.mu);
+        locked = 1;
+        if (trailing ? call->st.status_sent : call->st.md_sent)
+            rc = SELDON_ESTATE;
+    } else if (atomic_load(&call->answered)) {
+        rc = SELDON_ESTATE;
+    }
+    if (rc == 0 && l->n == MD_MAX)
+        rc = SELDON_ETOOBIG;
+    if (rc == 0) {
+        l->items[l->n].key = grpc_slice_from_copied_buffer(key, klen);
+        l->items[l->n].value = grpc_slice_from_copied_buffer(value ? value : "", value_len);
+        l->n++;
+    }
+    if (locked)
+        pthread_mutex_unlock(&call->st.mu);
+    if (rc == SELDON_ESTATE)
+        return sdd_error(rc, "metadata %.64s: the %s metadata was already sent", key,
+                         trailing ? "trailing" : "initial");
+    if (rc == SELDON_ETOOBIG)
+        return sdd_error(rc, "metadata %.64s: more than %d %s entries", key, MD_MAX,
+                         trailing ? "trailing" : "initial");
+    return 0;
+}
+
 void sdg_call_hold(sdg_call *call)
 {
     if (call == NULL)
@@ -744,14 +968,19 @@ void sdg_call_hold(sdg_call *call)
 
 void sdg_call_release(sdg_call *call)
 {
+    int resume = 0;
     if (call == NULL)
         return;
     if (is_stream(call)) {
         pthread_mutex_lock(&call->st.mu);
         call->st.holds--;
         stream_maybe_finish_locked(call);
+        resume = stream_resume_locked(call);
         pthread_mutex_unlock(&call->st.mu);
     }
+    /* The read loop's own reference keeps the call alive through the read. */
+    if (resume)
+        stream_read(call);
     call_unref(call);
 }
 
@@ -960,6 +1189,9 @@ int sdg_server_start(sdg_server **out, const sdg_config *cfg)
     }
     atomic_init(&s->live, 0);
     atomic_init(&s->stopping, 0);
+    s->max_pending = cfg->stream_max_pending > 0 ? cfg->stream_max_pending : STREAM_MAX_PENDING;
+    s->max_pending_bytes =
+        cfg->stream_max_pending_bytes > 0 ? cfg->stream_max_pending_bytes : STREAM_MAX_PENDING_BYTES;
     s->shutdown_tag = TAG_SHUTDOWN;
     if ((rc = init_sync(s)) < 0) {
         sdd_free(s);

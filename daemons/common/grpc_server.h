@@ -39,8 +39,9 @@ typedef struct sdg_call sdg_call;
  * later. request is borrowed, valid until that reply or failure.
  *
  * Streaming: called once per incoming message, in order, on a completion-queue
- * thread; the next message is not read until the handler returns. request is
- * borrowed, valid until the handler returns.
+ * thread; the next message is not read until the handler returns, nor while
+ * the stream's backlog of owed replies is over its limit (sdg_config). request
+ * is borrowed, valid until the handler returns.
  */
 typedef void (*sdg_unary_fn)(void *user_data, sdg_call *call, const uint8_t *request, size_t len);
 
@@ -68,6 +69,16 @@ typedef struct sdg_config {
                                   larger requests fail with RESOURCE_EXHAUSTED */
     const sdg_method *methods; /* borrowed for the duration of sdg_server_start() */
     size_t nmethods;
+    /*
+     * Stream backpressure: a stream does not read its next message while more
+     * than stream_max_pending replies are owed to the client (queued, being
+     * sent, or computed under an sdg_call_hold()), or more than
+     * stream_max_pending_bytes are queued; it reads again once the backlog is
+     * down to half. A client that sends and never reads then costs a bounded
+     * amount of memory. 0 picks the defaults: 16 replies, 8 MiB.
+     */
+    int stream_max_pending;
+    size_t stream_max_pending_bytes;
 } sdg_config;
 
 /*
@@ -131,6 +142,32 @@ int sdg_stream_write(sdg_call *call, seldon_buf *message);
  * length. Borrowed, valid while the call is. NULL if absent.
  */
 const char *sdg_call_metadata(const sdg_call *call, const char *key, size_t *len);
+
+/*
+ * Client initial metadata as a list: the number of entries, and entry index
+ * (keys in lowercase; values not NUL-terminated, "-bin" values decoded).
+ * Borrowed, valid while the call is. sdg_call_metadata_at() returns 0, or
+ * SELDON_EINVAL / SELDON_ERANGE.
+ */
+size_t sdg_call_metadata_count(const sdg_call *call);
+int sdg_call_metadata_at(const sdg_call *call, size_t index, const char **key, size_t *key_len,
+                         const char **value, size_t *value_len);
+
+/*
+ * Adds an entry to the call's response metadata: initial (trailing = 0), sent
+ * before the first message or with the status, or trailing (trailing = 1),
+ * sent with the status, e.g. ("x-seldon-route", ":iris_1:"). key is lowercase
+ * letters, digits, '-', '_', '.', not "grpc-..." (the status and its message
+ * come from sdg_reply()/sdg_fail()); a text value is printable ASCII, a key
+ * ending in "-bin" takes any bytes. Both are copied. At most 16 of each.
+ * Call before the reply (unary) or before the metadata goes out (streams:
+ * the first write, or the status for trailing metadata); from the thread
+ * that owns the call's answer.
+ * Returns 0, SELDON_EINVAL (bad key or value, unregistered call),
+ * SELDON_ESTATE (already sent) or SELDON_ETOOBIG (too many entries).
+ */
+int sdg_call_add_metadata(sdg_call *call, int trailing, const char *key, const char *value,
+                          size_t value_len);
 
 /*
  * Keeps call valid past the point where the transport would release it, until

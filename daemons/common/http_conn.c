@@ -11,9 +11,12 @@
 static const uint8_t empty_body[1];
 static const char continue_head[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 static void conn_parse(sdh_conn *c);
 static void conn_read_start(sdh_conn *c);
 static void conn_maybe_finish(sdh_conn *c);
+static void conn_drop_pending(sdh_conn *c);
 
 /* ---------------------------------------------------------------- blocks, requests */
 
@@ -65,6 +68,22 @@ sdh_req *sdh_req_new(sdh_loop *L, int kind)
     r->head_only = 0;
     r->ready = 0;
     r->responded = 0;
+    r->held = 0;
+    r->stream = 0;
+    r->s_started = 0;
+    r->s_ended = 0;
+    r->s_chunked = 0;
+    r->s_body_done = 0;
+    r->s_want_drain = 0;
+    r->s_popped = 0;
+    r->s_ended_by_handler = 0;
+    r->ops = NULL;
+    r->sud = NULL;
+    r->oq_head = r->oq_tail = NULL;
+    r->s_queued = 0;
+    r->s_writes = 0;
+    r->s_left = -1;
+    r->declared = 0;
     return r;
 }
 
@@ -83,17 +102,22 @@ void sdh_req_free_storage(sdh_req *r)
 void sdh_conn_unref(sdh_conn *c)
 {
     sdh_loop *L = c->loop;
+    int adopted = c->adopted;
     if (--c->refs > 0)
         return;
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        L->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
+    if (!adopted) { /* an adopted connection left the loop's list at adoption */
+        if (c->prev != NULL)
+            c->prev->next = c->next;
+        else
+            L->conns = c->next;
+        if (c->next != NULL)
+            c->next->prev = c->prev;
+    }
     sdh_block_unref(c->block);
     sdd_free(c->hdrs);
     sdd_free(c);
+    if (!adopted)
+        sdh_loop_maybe_done(L);
 }
 
 /* Loop thread: the request is done with (written, or its connection is gone). */
@@ -101,6 +125,10 @@ void sdh_req_release(sdh_req *r)
 {
     sdh_loop *L = r->loop;
     sdh_conn *c = r->conn;
+    if (r->oq_head != NULL)
+        sdh_stream_drop(r);
+    if (c != NULL && r->held > 0)
+        sdh_conn_held(c, 0, r->held);
     sdh_req_free_storage(r);
     if (L->ncache < SDH_REQ_CACHE) {
         r->next = L->cache;
@@ -147,7 +175,7 @@ static void on_write(uv_write_t *w, int status)
     if (status < 0)
         sdh_conn_close(c);
     else
-        c->last_active = uv_now(&c->loop->uv);
+        c->last_active = uv_now(c->loop->uv);
     conn_maybe_finish(c);
     sdh_conn_unref(c);
 }
@@ -177,7 +205,7 @@ static void conn_write(sdh_conn *c, sdh_req *r)
         return;
     }
     if ((size_t)n == total) {
-        c->last_active = uv_now(&c->loop->uv);
+        c->last_active = uv_now(c->loop->uv);
         sdh_req_release(r);
         return;
     }
@@ -203,7 +231,14 @@ void sdh_conn_flush(sdh_conn *c)
 {
     sdh_req *r;
     c->refs++;
-    while ((r = c->fifo_head) != NULL && r->ready) {
+    while ((r = c->fifo_head) != NULL) {
+        if (r->stream) {
+            if (!sdh_stream_flush(c, r))
+                break;
+            continue;
+        }
+        if (!r->ready)
+            break;
         sdh_fifo_pop(c);
         if (c->closed) {
             sdh_req_release(r);
@@ -213,14 +248,48 @@ void sdh_conn_flush(sdh_conn *c)
             c->no_more = 1;
         conn_write(c, r);
     }
-    if (c->bp && !c->closed && c->nfifo <= SDH_MAX_PIPELINE / 2) {
-        c->bp = 0;
-        if (!c->rd_eof)
-            conn_read_start(c);
-        conn_parse(c);
-    }
+    if ((c->bp & SDH_BP_PIPELINE) && !c->closed && c->nfifo <= SDH_MAX_PIPELINE / 2)
+        sdh_conn_bp_clear(c, SDH_BP_PIPELINE);
     conn_maybe_finish(c);
     sdh_conn_unref(c);
+}
+
+/* ---------------------------------------------------------------- backpressure */
+
+void sdh_conn_bp_set(sdh_conn *c, uint8_t bit)
+{
+    c->bp |= bit;
+    if (c->reading && !c->lingering) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+void sdh_conn_bp_clear(sdh_conn *c, uint8_t bit)
+{
+    if (!(c->bp & bit))
+        return;
+    c->bp &= (uint8_t)~bit;
+    if (c->bp || c->closed)
+        return;
+    if (c->in_msg) /* time spent paused does not count against the request deadline */
+        c->msg_start = uv_now(c->loop->uv);
+    if (!c->rd_eof)
+        conn_read_start(c);
+    conn_parse(c);
+}
+
+void sdh_conn_held(sdh_conn *c, size_t add, size_t sub)
+{
+    size_t lim = c->loop->server->cfg.max_buffered;
+    c->held += add;
+    c->held -= sub;
+    if (c->held > lim) {
+        if (!(c->bp & SDH_BP_BYTES))
+            sdh_conn_bp_set(c, SDH_BP_BYTES);
+    } else if ((c->bp & SDH_BP_BYTES) && c->held <= lim / 2 && !c->closed) {
+        sdh_conn_bp_clear(c, SDH_BP_BYTES);
+    }
 }
 
 /* ---------------------------------------------------------------- parsing */
@@ -286,7 +355,10 @@ static int msg_fail(sdh_conn *c, int status, const char *msg)
 
 static int on_message_begin(http_parser *p)
 {
-    msg_reset(p->data);
+    sdh_conn *c = p->data;
+    msg_reset(c);
+    c->in_msg = 1;
+    c->msg_start = uv_now(c->loop->uv);
     return 0;
 }
 
@@ -309,6 +381,8 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
     sdh_hoff *h;
     size_t i;
 
+    if (c->cur_stream != NULL)
+        return 0; /* trailers of a streamed body: not kept, the body has gone on */
     /* Lower-case in place: these bytes are parsed and ours. */
     for (i = 0; i < n; i++)
         if (s[i] >= 'A' && s[i] <= 'Z')
@@ -343,7 +417,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     sdh_conn *c = p->data;
     sdh_hoff *h;
-    if (c->nhdrs == 0)
+    if (c->nhdrs == 0 || c->cur_stream != NULL)
         return 0;
     h = &c->hdrs[c->nhdrs - 1];
     if (c->last_cb == SDH_CB_FIELD) {
@@ -391,23 +465,94 @@ static void queue_continue(sdh_conn *c)
     sdh_conn_flush(c);
 }
 
+/* A Content-Encoding other than identity (a body we could not read). */
+static int encoded(const sdh_conn *c)
+{
+    static const char id[] = "identity";
+    const uint8_t *base = c->block->data;
+    size_t i, k;
+    for (i = 0; i < c->nhdrs; i++) {
+        const sdh_hoff *h = &c->hdrs[i];
+        const uint8_t *v = base + h->value_off;
+        size_t n = h->value_len;
+        if (h->name_len != 16 || memcmp(base + h->name_off, "content-encoding", 16) != 0)
+            continue;
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        while (n > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            n--;
+        }
+        if (n == 0)
+            continue;
+        if (n != sizeof(id) - 1)
+            return 1;
+        for (k = 0; k < n; k++)
+            if ((v[k] | 0x20) != id[k])
+                return 1;
+    }
+    return 0;
+}
+
+static int build_view(sdh_conn *c, sdh_req *r);
+
+/* Loop thread, in the parser: the head handler sees the request; it may take it. */
+static int call_head_handler(sdh_conn *c, http_parser *p, int chunked)
+{
+    sdh_loop *L = c->loop;
+    sdh_server *s = L->server;
+    sdh_req *r = sdh_req_new(L, SDH_KIND_HANDLER);
+
+    if (r == NULL)
+        return msg_fail(c, 503, "out of memory");
+    if (build_view(c, r) < 0) {
+        sdh_req_release(r);
+        return msg_fail(c, 503, "out of memory");
+    }
+    r->id = (L->next_id++ << 10) | L->index;
+    r->conn = c;
+    c->refs++;
+    r->keep_alive = (uint8_t)(http_should_keep_alive(p) && !L->stopping);
+    r->http10 = p->http_major == 1 && p->http_minor == 0;
+    r->head_only = p->method == HTTP_HEAD;
+    r->declared = chunked ? -1 : (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : 0;
+    c->pending = r;
+    s->cfg.head_handler(s->cfg.user_data, r, &r->view);
+    if (r->stream) {
+        /* The view now holds its block; the connection needs none of this message. */
+        c->url_off = SDH_NONE;
+        c->nhdrs = 0;
+        c->body_expected = 0;
+        c->in_msg = 0; /* the handler owns the body's pace from here */
+        if (c->closed || c->no_more || c->bp)
+            http_parser_pause(p, 1);
+    }
+    return 0;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     sdh_conn *c = p->data;
-    size_t max = c->loop->server->cfg.max_body;
+    const sdh_config *cfg = &c->loop->server->cfg;
     int chunked = (p->flags & F_CHUNKED) != 0;
 
     c->last_cb = SDH_CB_NONE;
     if (p->http_major != 1 || p->http_minor > 1)
         return msg_fail(c, 505, "HTTP version not supported; use HTTP/1.1");
     if (!chunked && (p->flags & F_CONTENTLENGTH)) {
-        if (p->content_length > max)
+        if (p->content_length > cfg->max_body)
             return msg_fail(c, 413, "request body exceeds the size limit");
         c->body_expected = p->content_length;
     }
+    if ((chunked || c->body_expected > 0) && !cfg->pass_content_encoding && encoded(c))
+        return msg_fail(c, 415,
+                        "header Content-Encoding: only identity is supported; send the body "
+                        "uncompressed");
     if ((chunked || c->body_expected > 0) && p->http_major == 1 && p->http_minor >= 1 &&
         expects_continue(c))
         queue_continue(c);
+    if (cfg->head_handler != NULL && !c->closed && !c->no_more)
+        return call_head_handler(c, p, chunked);
     return 0;
 }
 
@@ -423,9 +568,19 @@ static int on_chunk_header(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t n)
 {
     sdh_conn *c = p->data;
+    sdh_req *r = c->cur_stream;
     c->last_cb = SDH_CB_NONE; /* trailer fields start new headers */
     if (n > c->loop->server->cfg.max_body - c->body_len)
         return msg_fail(c, 413, "request body exceeds the size limit");
+    if (r != NULL) {
+        c->body_len += n; /* the running total, for max_body */
+        r->ops->on_body(r->sud, r, (const uint8_t *)at, n);
+        if (c->closed || c->no_more || c->bp)
+            http_parser_pause(p, 1);
+        return 0;
+    }
+    if (c->no_more)
+        return 0; /* a streamed request answered before its body ended: discard */
     if (c->body_off == SDH_NONE) {
         c->body_off = OFF(c, at);
         c->body_len = n;
@@ -496,46 +651,75 @@ static int build_view(sdh_conn *c, sdh_req *r)
     return 0;
 }
 
+/* Loop thread: after a request was handed over, pause parsing if c must stop. */
+static void after_handover(sdh_conn *c, http_parser *p)
+{
+    if (!c->closed && c->nfifo >= SDH_MAX_PIPELINE)
+        sdh_conn_bp_set(c, SDH_BP_PIPELINE); /* a client pipelining faster than answers */
+    if (c->no_more || c->closed || c->bp)
+        http_parser_pause(p, 1);
+}
+
 /* Loop thread, inside http_parser_execute(): a whole request is in; hand it over. */
 static int on_message_complete(http_parser *p)
 {
     sdh_conn *c = p->data;
     sdh_loop *L = c->loop;
     sdh_server *s = L->server;
-    sdh_req *r = sdh_req_new(L, SDH_KIND_HANDLER);
+    sdh_req *r = c->cur_stream;
+    size_t i, in;
 
-    if (r == NULL)
-        return msg_fail(c, 503, "out of memory");
-    if (build_view(c, r) < 0) {
-        sdh_req_release(r);
-        return msg_fail(c, 503, "out of memory");
+    c->in_msg = 0;
+    if (r != NULL) { /* a streamed request's body is complete */
+        c->cur_stream = NULL;
+        r->s_body_done = 1;
+        if (!r->keep_alive || p->upgrade || c->stop_after)
+            c->no_more = 1;
+        msg_reset(c);
+        r->ops->on_end(r->sud, r);
+        after_handover(c, p);
+        return 0;
     }
-    r->id = L->next_id++ * (uint64_t)s->nloops + L->index;
-    r->conn = c;
-    c->refs++;
+    if (c->no_more)
+        return 0;                   /* the rest of a streamed request answered early */
+    if ((r = c->pending) != NULL) { /* the head handler saw it and left it whole */
+        c->pending = NULL;
+        sdd_free(r->headers_heap);
+        r->headers_heap = NULL;
+        if (build_view(c, r) < 0) {
+            sdh_req_release(r);
+            return msg_fail(c, 503, "out of memory");
+        }
+    } else {
+        if ((r = sdh_req_new(L, SDH_KIND_HANDLER)) == NULL)
+            return msg_fail(c, 503, "out of memory");
+        if (build_view(c, r) < 0) {
+            sdh_req_release(r);
+            return msg_fail(c, 503, "out of memory");
+        }
+        r->id = (L->next_id++ << 10) | L->index;
+        r->conn = c;
+        c->refs++;
+        r->keep_alive = (uint8_t)(http_should_keep_alive(p) && !L->stopping);
+        r->http10 = p->http_major == 1 && p->http_minor == 0;
+        r->head_only = p->method == HTTP_HEAD;
+    }
     r->block = c->block;
     atomic_fetch_add_explicit(&c->block->refs, 1, memory_order_relaxed);
-    r->keep_alive = (uint8_t)(http_should_keep_alive(p) && !L->stopping);
-    r->http10 = p->http_major == 1 && p->http_minor == 0;
-    r->head_only = p->method == HTTP_HEAD;
+    /* what this request holds until it is answered: roughly its bytes */
+    in = c->body_len + c->url_len + 64;
+    for (i = 0; i < c->nhdrs; i++)
+        in += c->hdrs[i].name_len + c->hdrs[i].value_len + 4;
     fifo_push(c, r);
     c->nwait++;
     L->inflight++;
     if (!r->keep_alive || p->upgrade)
         c->no_more = 1;
     msg_reset(c);
+    r->held = in;
+    sdh_conn_held(c, in, 0);
     s->cfg.handler(s->cfg.user_data, r, &r->view); /* may answer, even close c, inline */
-    if (c->no_more || c->closed) {
-        http_parser_pause(p, 1);
-    } else if (c->nfifo >= SDH_MAX_PIPELINE) {
-        /* Backpressure: a client pipelining faster than handlers answer waits. */
-        c->bp = 1;
-        if (c->reading) {
-            uv_read_stop((uv_stream_t *)&c->tcp);
-            c->reading = 0;
-        }
-        http_parser_pause(p, 1);
-    }
+    after_handover(c, p);
     return 0;
 }
 
@@ -550,13 +734,30 @@ static const http_parser_settings parser_settings = {
     .on_chunk_header = on_chunk_header,
 };
 
+/* Loop thread: a head handler's request that will not complete. */
+static void conn_drop_pending(sdh_conn *c)
+{
+    sdh_req *r = c->pending;
+    if (r != NULL) {
+        c->pending = NULL;
+        sdh_req_release(r);
+    }
+}
+
 /* Loop thread: an error response (internal request) ends the connection. */
 static void conn_fail(sdh_conn *c, int status, const char *msg)
 {
     sdh_req *r;
     c->err_status = 0;
     c->no_more = 1;
+    c->in_msg = 0;
     msg_reset(c);
+    conn_drop_pending(c);
+    if (c->cur_stream != NULL) {
+        /* mid-body of a streamed request, whose response may have begun: just close */
+        sdh_conn_close(c);
+        return;
+    }
     if ((r = sdh_req_new(c->loop, SDH_KIND_INTERNAL)) == NULL) {
         sdh_conn_close(c);
         return;
@@ -568,11 +769,91 @@ static void conn_fail(sdh_conn *c, int status, const char *msg)
     sdh_respond_error(r, status, msg);
 }
 
+/* ---------------------------------------------------------------- adoption (h2c) */
+
+static void on_adopted_close(uv_handle_t *h)
+{
+    sdh_conn_unref(h->data);
+}
+
+static void adopt_release(void *owner)
+{
+    sdh_conn *c = owner;
+    c->tcp.data = c; /* the adopter had it */
+    uv_close((uv_handle_t *)&c->tcp, on_adopted_close);
+}
+
+/*
+ * Loop thread, in conn_parse(): c opened with HTTP/2's preface. It leaves the
+ * loop's list (the adopter owns it now, and a stop of this server leaves it be)
+ * and goes to the adopter, with the bytes read so far.
+ */
+static void conn_adopt(sdh_conn *c)
+{
+    sdh_loop *L = c->loop;
+    const sdh_config *cfg = &L->server->cfg;
+    sd_adopt a;
+
+    if (cfg->h2_adopt == NULL) {
+        conn_fail(c, 505, "HTTP/2 is not served on this port; use HTTP/1.1");
+        return;
+    }
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        L->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->adopted = 1;
+    c->closed = 1; /* for this server: nothing more to do with it */
+    L->nopen--;
+    a.stream = (uv_stream_t *)&c->tcp;
+    a.initial = c->block->data;
+    a.initial_len = c->len;
+    a.release = adopt_release;
+    a.owner = c;
+    c->parsed = c->len;
+    if (cfg->h2_adopt(cfg->h2_user_data, &a) < 0) {
+        sdd_log(SELDON_LOG_WARN, "http: the h2c adopter refused a connection: %s",
+                seldon_last_error());
+        adopt_release(c);
+    }
+    if (L->stopping)
+        sdh_loop_check_stop(L);
+}
+
+/* Loop thread: 1 once c's first bytes decided (HTTP/1.1, or adopted), 0 to wait. */
+static int conn_sniff(sdh_conn *c)
+{
+    size_t n = c->len < sizeof(h2_preface) - 1 ? c->len : sizeof(h2_preface) - 1;
+    if (memcmp(c->block->data, h2_preface, n) != 0) {
+        c->proto_known = 1;
+        return 1;
+    }
+    if (n < sizeof(h2_preface) - 1)
+        return 0;
+    c->proto_known = 1;
+    conn_adopt(c);
+    return 1;
+}
+
+void sdh_conn_408(sdh_conn *c)
+{
+    conn_fail(c, 408, "request timeout: the request did not arrive in time");
+}
+
 /* Loop thread: feeds unparsed bytes to the parser until done, paused or failed. */
 static void conn_parse(sdh_conn *c)
 {
     if (c->in_parse)
         return; /* a handler answered inline; the outer call carries on */
+    if (!c->proto_known && c->len > 0 && (!conn_sniff(c) || c->adopted))
+        return;
     c->in_parse = 1;
     c->refs++;
     while (!c->closed && !c->no_more && !c->bp && c->parsed < c->len) {
@@ -604,7 +885,7 @@ static int conn_make_room(sdh_conn *c)
 {
     sdh_block *b = c->block, *nb;
     size_t keep = c->url_off != SDH_NONE ? c->url_off : c->parsed;
-    size_t want = SDH_MIN_READ, live, need, cap;
+    size_t want = c->cur_stream != NULL ? SDH_STREAM_READ : SDH_MIN_READ, live, need, cap;
 
     if (c->body_expected > c->body_len) {
         uint64_t rest = c->body_expected - c->body_len;
@@ -678,7 +959,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     sdh_conn *c = s->data;
     if (nread > 0) {
-        c->last_active = uv_now(&c->loop->uv);
+        c->last_active = uv_now(c->loop->uv);
         if (buf->base == c->loop->scratch)
             return; /* no more requests on this connection: discard */
         c->len += (size_t)nread;
@@ -691,6 +972,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->rd_eof = 1;
         uv_read_stop(s);
         c->reading = 0;
+        if (c->cur_stream != NULL || c->pending != NULL) {
+            sdh_conn_close(c); /* a request body that will never end */
+            return;
+        }
         conn_maybe_finish(c);
         return;
     }
@@ -720,10 +1005,23 @@ void sdh_conn_close(sdh_conn *c)
     c->closed = 1;
     c->reading = 0;
     c->lingering = 0;
+    c->cur_stream = NULL;
+    c->refs++;
+    conn_drop_pending(c);
     for (r = c->fifo_head; r != NULL; r = r->next)
         atomic_store_explicit(&r->client_gone, 1, memory_order_relaxed);
     uv_close((uv_handle_t *)&c->tcp, on_conn_close);
     c->loop->nopen--;
+    /* streamed requests end here: their handlers hear it through on_abort */
+    for (;;) {
+        for (r = c->fifo_head; r != NULL; r = r->next)
+            if (r->stream && !r->s_ended)
+                break;
+        if (r == NULL)
+            break;
+        sdh_stream_abort(r);
+    }
+    sdh_conn_unref(c);
     if (c->loop->stopping)
         sdh_loop_check_stop(c->loop);
 }
@@ -743,7 +1041,7 @@ static void on_shutdown(uv_shutdown_t *sr, int status)
      * client closes, for a while.
      */
     c->lingering = 1;
-    c->linger_since = uv_now(&c->loop->uv);
+    c->linger_since = uv_now(c->loop->uv);
     conn_read_start(c);
 }
 
@@ -775,7 +1073,11 @@ void sdh_on_connection(uv_stream_t *srv, int status)
         sdd_log(SELDON_LOG_ERROR, "http: out of memory for a new connection");
         return;
     }
-    uv_tcp_init(&L->uv, &c->tcp);
+    if (!L->tid_set) {
+        L->tid = uv_thread_self();
+        L->tid_set = 1;
+    }
+    uv_tcp_init(L->uv, &c->tcp);
     c->tcp.data = c;
     c->loop = L;
     c->refs = 1;
@@ -787,7 +1089,7 @@ void sdh_on_connection(uv_stream_t *srv, int status)
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     msg_reset(c);
-    c->last_active = uv_now(&L->uv);
+    c->last_active = uv_now(L->uv);
     if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0 || L->stopping) {
         sdh_conn_close(c);
         return;

@@ -9,14 +9,23 @@
  * while any does, the connection never moves or overwrites bytes in that block and
  * starts a fresh one when it runs out of room. Chunked bodies and folded header
  * lines are joined in place, by moving later pieces down over framing bytes that
- * the parser has already consumed. Request objects are recycled per loop.
+ * the parser has already consumed. Request objects are recycled per loop. A
+ * request gives its block back when it is answered (its view is then done with).
+ * A streamed request keeps the block of its head; its body goes to the handler
+ * piece by piece and the connection keeps only the bytes not yet parsed.
  *
- * Threads. Everything about a connection happens on its loop's thread; the
- * connection refcount is therefore plain. A response produced on another thread
- * travels through the loop's mailbox (a mutex-protected list plus uv_async). A stop
+ * Threads. The loops belong to the caller (loops.h); the server attaches one
+ * sdh_loop (listener, mailbox, timers) to each. Everything about a connection
+ * happens on its loop's thread; the connection refcount is therefore plain. A response produced on
+ * another thread travels through the loop's mailbox (a mutex-protected list plus uv_async). A stop
  * that gives up waiting turns unanswered requests into orphans: they keep their
  * block (atomic refcount) and mailbox alive, and their late sdh_respond() frees
  * them without touching the loop, which is gone by then.
+ *
+ * Backpressure. Each connection counts the bytes it holds for requests handed
+ * over and not answered (their input) and for responses not yet written (held);
+ * with more than max_buffered, or SDH_MAX_PIPELINE requests, it stops reading
+ * (bp bits), and resumes below half. A streamed request pauses it the same way.
  *
  * Unless marked otherwise, everything here runs on the loop thread that owns the
  * connection or request.
@@ -27,6 +36,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <sys/socket.h>
 
 #include <http_parser.h>
 #include <uv.h>
@@ -46,12 +57,18 @@
 #define SDH_LINGER_MS 2000  /* after a final response: read and discard this long */
 #define SDH_REQ_CACHE 128
 #define SDH_SCRATCH 65536
+#define SDH_STREAM_READ 65536 /* room made per read while a body streams */
+#define SDH_MAX_LOOPS 1024
+
+/* Why a connection is not reading (bits of sdh_conn.bp). */
+enum { SDH_BP_PIPELINE = 1, SDH_BP_BYTES = 2, SDH_BP_USER = 4 };
 
 enum { SDH_CB_NONE, SDH_CB_FIELD, SDH_CB_VALUE };
 enum { SDH_KIND_HANDLER, SDH_KIND_INTERNAL, SDH_KIND_INTERIM };
 
 typedef struct sdh_loop sdh_loop;
 typedef struct sdh_conn sdh_conn;
+typedef struct sdh_chunk sdh_chunk;
 
 typedef struct sdh_block {
     atomic_uint refs; /* the connection's, plus one per request viewing it */
@@ -92,7 +109,18 @@ struct sdh_req {
     size_t head_len;
     seldon_buf body;
     atomic_int client_gone;
+    size_t held; /* bytes counted in conn->held for this request */
     uint8_t kind, keep_alive, http10, head_only, ready, responded;
+    /* Streaming mode (sdh_stream_*): loop thread only. */
+    uint8_t stream, s_started, s_ended, s_chunked, s_body_done, s_want_drain, s_popped;
+    uint8_t s_ended_by_handler;
+    const sdh_stream_ops *ops;
+    void *sud;
+    sdh_chunk *oq_head, *oq_tail; /* response pieces not yet handed to the socket */
+    size_t s_queued;              /* response bytes queued or being written */
+    size_t s_writes;              /* uv_write()s in flight */
+    int64_t s_left;               /* announced length still to come, or -1 */
+    int64_t declared;             /* request body length, or -1 when chunked */
     uv_write_t wreq;
     uv_buf_t wbufs[2];
     sdh_header headers_inline[SDH_INLINE_HEADERS];
@@ -117,6 +145,9 @@ struct sdh_conn {
     size_t nhdrs, hdrs_cap;
     int last_cb;
     int err_status;
+    uint64_t msg_start;  /* when the message being read began (0: between messages) */
+    sdh_req *pending;    /* the request of a head handler, until its body is in */
+    sdh_req *cur_stream; /* the streamed request whose body is being read */
     const char *err_msg;
     /* Requests in arrival order, until their responses are handed to the socket. */
     sdh_req *fifo_head, *fifo_tail;
@@ -124,17 +155,20 @@ struct sdh_conn {
     size_t nwait;    /* requests with a handler and no response yet */
     size_t writes;   /* uv_write()s in flight */
     size_t orphaned; /* scratch for loop_finish() */
+    size_t held;     /* bytes of input and output held for requests (see Backpressure) */
     uint64_t last_active, linger_since;
     uint8_t in_parse, bp, reading, no_more, rd_eof, shutting, lingering, closed;
+    uint8_t proto_known, adopted, in_msg, stop_after;
 };
 
 struct sdh_loop {
     sdh_server *server;
-    uv_loop_t uv;
+    uv_loop_t *uv; /* the caller's */
     uv_tcp_t listener;
     uv_async_t async;
     uv_timer_t sweep, grace;
-    uv_thread_t thread;
+    uv_thread_t tid; /* the thread running uv, known once a connection came */
+    int closing;     /* our handles with a close pending */
     sdh_mbox *mbox;
     sdh_conn *conns;
     sdh_req *cache;
@@ -144,16 +178,22 @@ struct sdh_loop {
     uint64_t next_id;
     unsigned index;
     int fd; /* the listening socket until uv_tcp_open() owns it */
-    uint8_t uv_inited, thread_started, listener_open, stopping, finished;
+    uint8_t handles, listener_open, stopping, finished, done, tid_set;
     char scratch[SDH_SCRATCH]; /* where reads go once a connection accepts no more requests */
 };
 
 struct sdh_server {
     sdh_config cfg;
-    sdh_loop **loops;
+    sdh_loop *loops[SDH_MAX_LOOPS];
     int nloops;
     int port;
     int stopped;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char host[64]; /* for messages */
+    uv_mutex_t mu; /* guards ndone with cv */
+    uv_cond_t cv;
+    int ndone; /* loops whose handles are all closed */
 };
 
 /* http_conn.c */
@@ -168,10 +208,34 @@ void sdh_conn_unref(sdh_conn *c); /* frees c at zero */
 /* Writes the answered requests at the head of c's FIFO, in order. */
 void sdh_conn_flush(sdh_conn *c);
 void sdh_conn_close(sdh_conn *c); /* idempotent; c lives on while references remain */
+void sdh_conn_408(sdh_conn *c);   /* the request deadline passed */
 void sdh_on_connection(uv_stream_t *srv, int status); /* the listeners' callback */
+/* Backpressure: c holds add more and sub fewer bytes; stops or resumes reading. */
+void sdh_conn_held(sdh_conn *c, size_t add, size_t sub);
+/* Sets or clears a bp bit; reading resumes (and buffered bytes are parsed) at 0. */
+void sdh_conn_bp_set(sdh_conn *c, uint8_t bit);
+void sdh_conn_bp_clear(sdh_conn *c, uint8_t bit);
+/* Formats a response head into r (any thread); content_length < 0: none announced. */
+int sdh_format_head(sdh_req *r, int status, const sdh_header *h, size_t n, int64_t content_length,
+                    int chunked, int keep);
+
+/* http_stream.c */
+/* Loop thread, from sdh_conn_flush(): r (streamed, at the head of the FIFO) writes
+ * its queued pieces. Returns 1 once r is done and was popped. */
+int sdh_stream_flush(sdh_conn *c, sdh_req *r);
+/* Loop thread: c is closing; r (streamed, not ended) gets on_abort. */
+void sdh_stream_abort(sdh_req *r);
+/* Loop thread: a whole response (sdh_respond) for a streamed request. */
+void sdh_stream_detach(sdh_req *r);
+/* Loop thread: frees the response pieces r never handed to the socket. */
+void sdh_stream_drop(sdh_req *r);
 
 /* http_server.c */
 /* During a stop: once nothing is in flight and no connection is open, finish the loop. */
 void sdh_loop_check_stop(sdh_loop *L);
+/* A connection of L was freed: during the end of a stop, L may be done. */
+void sdh_loop_maybe_done(sdh_loop *L);
+/* Any thread: 1 when the calling thread runs L's loop. */
+int sdh_on_loop(const sdh_loop *L);
 
 #endif

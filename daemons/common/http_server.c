@@ -1,8 +1,8 @@
 /*
- * HTTP/1.1 server transport: N libuv loops, each with its own SO_REUSEPORT listener.
- * This file: the response API, the loops (mailbox, idle sweep, graceful stop) and
- * the server's lifecycle. Connections live in http_conn.c; the memory and
- * threading model is described in http_internal.h.
+ * HTTP/1.1 server transport: on each loop the caller gives, its own SO_REUSEPORT
+ * listener. This file: the response API, the per-loop state (mailbox, idle and
+ * deadline sweep, graceful stop) and the server's lifecycle. Connections live in http_conn.c; the
+ * memory and threading model is described in http_internal.h.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,8 +15,6 @@
 
 #include "http_internal.h"
 
-/* The loop this thread runs, so that sdh_respond() can tell on-loop from off-loop. */
-static _Thread_local sdh_loop *tls_loop;
 static const char bare_500[] =
     "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
@@ -46,9 +44,30 @@ static int has_crlf(const char *s, size_t n)
     return n > 0 && (memchr(s, '\r', n) != NULL || memchr(s, '\n', n) != NULL);
 }
 
-/* Any thread: writes the status line and headers into r. */
-static int format_head(sdh_req *r, int status, const sdh_header *h, size_t n, size_t body_len,
-                       int keep)
+/* Framing headers that sdh_stream_respond() sets itself. */
+static int framing_header(const sdh_header *h)
+{
+    static const char *const names[] = {"content-length", "transfer-encoding", "connection",
+                                        "keep-alive"};
+    size_t i, k;
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        size_t n = strlen(names[i]);
+        if (h->name_len != n)
+            continue;
+        for (k = 0; k < n && (h->name[k] | 0x20) == names[i][k]; k++)
+            ;
+        if (k == n)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Any thread: writes the status line and headers into r. content_length < 0
+ * announces none; chunked adds Transfer-Encoding and drops framing headers of h.
+ */
+int sdh_format_head(sdh_req *r, int status, const sdh_header *h, size_t n, int64_t content_length,
+                    int chunked, int keep)
 {
     const char *reason = http_status_str((enum http_status)status);
     size_t rlen, need, i;
@@ -58,7 +77,7 @@ static int format_head(sdh_req *r, int status, const sdh_header *h, size_t n, si
         reason = "Status";
     rlen = strlen(reason);
     /* status line, Content-Length, Connection, blank line */
-    need = 13 + rlen + 2 + 16 + 20 + 2 + 24 + 2;
+    need = 13 + rlen + 2 + 16 + 20 + 2 + 28 + 24 + 2;
     for (i = 0; i < n; i++) {
         if (h[i].name == NULL || h[i].name_len == 0 || (h[i].value == NULL && h[i].value_len) ||
             has_crlf(h[i].name, h[i].name_len) || has_crlf(h[i].value, h[i].value_len))
@@ -81,16 +100,22 @@ static int format_head(sdh_req *r, int status, const sdh_header *h, size_t n, si
     p = put(p, reason, rlen);
     p = put(p, "\r\n", 2);
     for (i = 0; i < n; i++) {
+        if (chunked >= 0 && r->stream && framing_header(&h[i]))
+            continue;
         p = put(p, h[i].name, h[i].name_len);
         p = put(p, ": ", 2);
         if (h[i].value_len)
             p = put(p, h[i].value, h[i].value_len);
         p = put(p, "\r\n", 2);
     }
-    if (status != 204) {
-        p = put(p, "Content-Length: ", 16);
-        p = put_u64(p, body_len);
-        p = put(p, "\r\n", 2);
+    if (status != 204 && status != 304) {
+        if (chunked > 0) {
+            p = put(p, "Transfer-Encoding: chunked\r\n", 28);
+        } else if (content_length >= 0) {
+            p = put(p, "Content-Length: ", 16);
+            p = put_u64(p, (uint64_t)content_length);
+            p = put(p, "\r\n", 2);
+        }
     }
     if (!keep)
         p = put(p, "Connection: close\r\n", 19);
@@ -106,11 +131,19 @@ static void deliver(sdh_req *r)
 {
     sdh_loop *L = r->loop;
     sdh_conn *c = r->conn;
+    size_t out = r->head_len + (r->head_only ? 0 : r->body.len);
     r->ready = 1;
     if (r->kind == SDH_KIND_HANDLER) {
         L->inflight--;
         c->nwait--;
     }
+    /* The view is done with: its input goes, the response counts instead. */
+    sdh_block_unref(r->block);
+    r->block = NULL;
+    sdd_free(r->headers_heap);
+    r->headers_heap = NULL;
+    sdh_conn_held(c, out, r->held);
+    r->held = out;
     sdh_conn_flush(c);
     if (L->stopping)
         sdh_loop_check_stop(L);
@@ -164,8 +197,23 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
         return sdd_error(SELDON_ESTATE, "request %llu: already answered",
                          (unsigned long long)req->id);
     }
+    on_loop = sdh_on_loop(req->loop);
+    if (on_loop && req->conn != NULL && req->conn->pending == req) {
+        seldon_buf_free(&b);
+        return sdd_error(SELDON_ESTATE,
+                         "request %llu: its body is not in; take it with "
+                         "sdh_stream_take() to answer from the head handler",
+                         (unsigned long long)req->id);
+    }
+    if (req->stream) {
+        if (!on_loop) { /* a streamed request lives on its loop thread */
+            seldon_buf_free(&b);
+            return sdd_error(SELDON_ESTATE, "request %llu: streamed; answer on its loop thread",
+                             (unsigned long long)req->id);
+        }
+        sdh_stream_detach(req);
+    }
     req->responded = 1;
-    on_loop = tls_loop == req->loop;
     keep = req->keep_alive &&
            !(on_loop ? req->loop->stopping
                      : atomic_load_explicit(&req->mbox->stopping, memory_order_relaxed));
@@ -175,13 +223,13 @@ int sdh_respond(sdh_req *req, int status, const sdh_header *headers, size_t nhea
         nheaders = 0;
         seldon_buf_free(&b);
     }
-    if (status == 204)
+    if (status == 204 || status == 304)
         seldon_buf_free(&b); /* no Content-Length, so no body may follow */
-    if ((frc = format_head(req, status, headers, nheaders, b.len, keep)) < 0) {
+    if ((frc = sdh_format_head(req, status, headers, nheaders, (int64_t)b.len, -1, keep)) < 0) {
         if (rc == 0)
             rc = frc;
         if (frc == SELDON_EINVAL)
-            frc = format_head(req, 500, NULL, 0, 0, keep);
+            frc = sdh_format_head(req, 500, NULL, 0, 0, -1, keep);
         seldon_buf_free(&b);
         if (frc < 0) {
             req->head = (char *)bare_500;
@@ -259,6 +307,11 @@ uint64_t sdh_req_id(const sdh_req *req)
     return req != NULL ? req->id : 0;
 }
 
+uv_loop_t *sdh_req_loop(const sdh_req *req)
+{
+    return req != NULL ? req->loop->uv : NULL;
+}
+
 int sdh_req_client_gone(const sdh_req *req)
 {
     return req != NULL && atomic_load_explicit(&req->client_gone, memory_order_relaxed);
@@ -266,10 +319,20 @@ int sdh_req_client_gone(const sdh_req *req)
 
 /* ---------------------------------------------------------------- loops */
 
+int sdh_on_loop(const sdh_loop *L)
+{
+    uv_thread_t self;
+    if (!L->tid_set)
+        return 0; /* no connection yet, so no request either */
+    self = uv_thread_self();
+    return uv_thread_equal(&self, &L->tid);
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     sdh_loop *L = t->data;
-    uint64_t now = uv_now(&L->uv), idle = L->server->cfg.idle_timeout_ms;
+    const sdh_config *cfg = &L->server->cfg;
+    uint64_t now = uv_now(L->uv), idle = cfg->idle_timeout_ms, rt = cfg->request_timeout_ms;
     sdh_conn *c, *next;
 
     for (c = L->conns; c != NULL; c = next) {
@@ -279,16 +342,51 @@ static void on_sweep(uv_timer_t *t)
         if (c->lingering) {
             if (now - c->linger_since >= SDH_LINGER_MS)
                 sdh_conn_close(c);
+        } else if (rt > 0 && c->in_msg && !c->bp && !c->no_more && now - c->msg_start >= rt) {
+            /* a client trickling its request: it gets an answer and the door */
+            sdd_log(SELDON_LOG_DEBUG, "http: request not received within %llu ms",
+                    (unsigned long long)rt);
+            c->refs++;
+            sdh_conn_408(c);
+            next = c->next;
+            sdh_conn_unref(c);
         } else if (idle > 0 && c->nwait == 0 && now - c->last_active >= idle) {
             sdh_conn_close(c);
         }
     }
 }
 
+static void on_handle_closed(uv_handle_t *h)
+{
+    sdh_loop *L = h->data;
+    L->closing--;
+    sdh_loop_maybe_done(L);
+}
+
+static void close_handle(sdh_loop *L, uv_handle_t *h)
+{
+    L->closing++;
+    uv_close(h, on_handle_closed);
+}
+
+/* Loop thread: once the stop closed everything of ours on L, the controller may go on. */
+void sdh_loop_maybe_done(sdh_loop *L)
+{
+    sdh_server *s = L->server;
+    if (!L->finished || L->done || L->closing > 0 || L->conns != NULL)
+        return;
+    L->done = 1;
+    uv_mutex_lock(&s->mu);
+    s->ndone++;
+    uv_cond_broadcast(&s->cv);
+    uv_mutex_unlock(&s->mu);
+}
+
 /*
- * Loop thread: the end. Takes the last responses from the mailbox and closes it;
- * requests still unanswered become orphans. Then closes every handle, so that
- * uv_run() returns.
+ * Loop thread: the end. Closes every connection (streamed requests get on_abort),
+ * takes the last responses from the mailbox and closes it; whole-body requests
+ * still unanswered become orphans. Then closes our handles; the controller waits
+ * for their close callbacks (sdh_loop_maybe_done()).
  */
 static void loop_finish(sdh_loop *L)
 {
@@ -299,6 +397,10 @@ static void loop_finish(sdh_loop *L)
     if (L->finished)
         return;
     L->finished = 1;
+    for (c = L->conns; c != NULL; c = c->next)
+        c->refs++;
+    for (c = L->conns; c != NULL; c = c->next)
+        sdh_conn_close(c);
     uv_mutex_lock(&mb->mu);
     list = mb->list;
     mb->list = NULL;
@@ -312,13 +414,16 @@ static void loop_finish(sdh_loop *L)
         c->orphaned = 0;
         c->fifo_tail = NULL;
         for (pp = &c->fifo_head; (r = *pp) != NULL;) {
-            if (r->ready) {
+            if (r->ready || r->stream) {
                 c->fifo_tail = r;
                 pp = &r->next;
                 continue;
             }
             *pp = r->next;
             c->nfifo--;
+            if (r->held > 0)
+                sdh_conn_held(c, 0, r->held);
+            r->held = 0;
             r->conn = NULL;
             mb->orphans++;
             c->orphaned++;
@@ -328,8 +433,6 @@ static void loop_finish(sdh_loop *L)
     }
     uv_mutex_unlock(&mb->mu);
     for (c = L->conns; c != NULL; c = next) {
-        c->refs++;
-        sdh_conn_close(c);
         while ((r = sdh_fifo_pop(c)) != NULL)
             sdh_req_release(r);
         c->refs -= (unsigned)c->orphaned;
@@ -337,12 +440,15 @@ static void loop_finish(sdh_loop *L)
         sdh_conn_unref(c);
     }
     if (L->listener_open) {
-        uv_close((uv_handle_t *)&L->listener, NULL);
+        close_handle(L, (uv_handle_t *)&L->listener);
         L->listener_open = 0;
     }
-    uv_close((uv_handle_t *)&L->async, NULL);
-    uv_close((uv_handle_t *)&L->sweep, NULL);
-    uv_close((uv_handle_t *)&L->grace, NULL);
+    if (L->handles) {
+        close_handle(L, (uv_handle_t *)&L->async);
+        close_handle(L, (uv_handle_t *)&L->sweep);
+        close_handle(L, (uv_handle_t *)&L->grace);
+        L->handles = 0;
+    }
 }
 
 static void on_grace(uv_timer_t *t)
@@ -362,7 +468,7 @@ static void begin_stop(sdh_loop *L, uint64_t grace_ms)
     sdh_conn *c, *next;
     L->stopping = 1;
     if (L->listener_open) {
-        uv_close((uv_handle_t *)&L->listener, NULL);
+        close_handle(L, (uv_handle_t *)&L->listener);
         L->listener_open = 0;
     }
     uv_timer_start(&L->grace, on_grace, grace_ms, 0);
@@ -370,7 +476,10 @@ static void begin_stop(sdh_loop *L, uint64_t grace_ms)
         next = c->next;
         if (c->closed)
             continue;
-        c->no_more = 1; /* answer what is in flight, accept nothing new */
+        if (c->cur_stream != NULL)
+            c->stop_after = 1; /* a streamed body in flight: read it to its end */
+        else
+            c->no_more = 1; /* answer what is in flight, accept nothing new */
         if (c->nfifo == 0 && c->writes == 0)
             sdh_conn_close(c);
     }
@@ -392,20 +501,18 @@ static void on_async(uv_async_t *a)
     mb->stop_cmd = 0;
     grace = mb->grace_ms;
     uv_mutex_unlock(&mb->mu);
-    for (r = list; r != NULL; r = next) {
+    /* responses were posted newest first: deliver them in the order they came */
+    for (r = NULL; list != NULL; list = next) {
+        next = list->mb_next;
+        list->mb_next = r;
+        r = list;
+    }
+    for (; r != NULL; r = next) {
         next = r->mb_next;
         deliver(r);
     }
     if (stop && !L->stopping)
         begin_stop(L, grace);
-}
-
-static void loop_main(void *arg)
-{
-    sdh_loop *L = arg;
-    tls_loop = L;
-    uv_run(&L->uv, UV_RUN_DEFAULT);
-    tls_loop = NULL;
 }
 
 static int uv_fail(int e, const char *what)
@@ -457,50 +564,49 @@ static int bound_port(int fd)
     return ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
 }
 
-static int loop_init(sdh_loop *L)
+static int loop_init(sdh_loop *L, int fd)
 {
-    uint64_t idle = L->server->cfg.idle_timeout_ms, every = 1000;
+    uint64_t idle = L->server->cfg.idle_timeout_ms, rt = L->server->cfg.request_timeout_ms;
+    uint64_t every = 1000, least;
     int e;
 
-    if ((e = uv_loop_init(&L->uv)) < 0)
-        return uv_fail(e, "uv_loop_init");
-    L->uv_inited = 1;
-    if ((L->mbox = sdd_calloc(1, sizeof(*L->mbox))) == NULL)
+    if ((L->mbox = sdd_calloc(1, sizeof(*L->mbox))) == NULL) {
+        close(fd);
         return sdd_error(SELDON_ENOMEM, "http: mailbox");
+    }
     if ((e = uv_mutex_init(&L->mbox->mu)) < 0) {
         sdd_free(L->mbox);
         L->mbox = NULL;
+        close(fd);
         return uv_fail(e, "uv_mutex_init");
     }
     L->mbox->async = &L->async;
-    if ((e = uv_async_init(&L->uv, &L->async, on_async)) < 0)
+    if ((e = uv_async_init(L->uv, &L->async, on_async)) < 0) {
+        close(fd);
         return uv_fail(e, "uv_async_init");
+    }
     L->async.data = L;
-    uv_timer_init(&L->uv, &L->sweep);
+    uv_timer_init(L->uv, &L->sweep);
     L->sweep.data = L;
-    uv_timer_init(&L->uv, &L->grace);
+    uv_timer_init(L->uv, &L->grace);
     L->grace.data = L;
-    uv_tcp_init(&L->uv, &L->listener);
+    L->handles = 1;
+    uv_tcp_init(L->uv, &L->listener);
     L->listener.data = L;
     L->listener_open = 1;
-    if ((e = uv_tcp_open(&L->listener, L->fd)) < 0)
+    if ((e = uv_tcp_open(&L->listener, fd)) < 0) {
+        close(fd);
         return uv_fail(e, "uv_tcp_open");
-    L->fd = -1; /* the handle owns it now */
+    }
     if ((e = uv_listen((uv_stream_t *)&L->listener, SOMAXCONN, sdh_on_connection)) < 0)
         return uv_fail(e, "uv_listen");
-    if (idle > 0) {
-        every = idle / 4;
+    least = idle > 0 && (rt == 0 || idle < rt) ? idle : rt;
+    if (least > 0) {
+        every = least / 4;
         every = every < 10 ? 10 : every > 1000 ? 1000 : every;
     }
     uv_timer_start(&L->sweep, on_sweep, every, every);
     return 0;
-}
-
-static void close_walk(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
 }
 
 static void mbox_release(sdh_mbox *mb)
@@ -518,22 +624,12 @@ static void mbox_release(sdh_mbox *mb)
     }
 }
 
-/* Controlling thread, after the loop's thread (if any) has ended. */
+/* Controlling thread, once L is done (or its loop is not running). */
 static void loop_destroy(sdh_loop *L)
 {
     sdh_req *r;
     if (L == NULL)
         return;
-    if (L->uv_inited) {
-        if (!L->thread_started) {
-            uv_walk(&L->uv, close_walk, NULL);
-            uv_run(&L->uv, UV_RUN_DEFAULT);
-        }
-        if (uv_loop_close(&L->uv) != 0) /* a bug here, not a runtime condition */
-            fprintf(stderr, "http: loop %u closed with handles open\n", L->index);
-    }
-    if (L->fd >= 0)
-        close(L->fd);
     while ((r = L->cache) != NULL) {
         L->cache = r->next;
         sdd_free(r);
@@ -571,70 +667,90 @@ static void ignore_sigpipe(void)
     }
 }
 
-int sdh_server_start(sdh_server **out, const sdh_config *cfg)
+int sdh_server_new(sdh_server **out, const sdh_config *cfg)
 {
     sdh_server *s = NULL;
-    struct sockaddr_storage ss;
-    socklen_t sslen = 0;
     const char *host;
-    int rc = 0, i, port, e;
+    int rc = 0;
 
     if (out == NULL || cfg == NULL || cfg->handler == NULL) {
         rc = sdd_error(SELDON_EINVAL, "http: out, cfg and cfg->handler must not be NULL");
         goto out;
     }
     *out = NULL;
-    if (cfg->io_threads < 1 || cfg->io_threads > 1024 || cfg->port < 0 || cfg->port > 65535) {
-        rc = sdd_error(SELDON_EINVAL, "http: io_threads %d or port %d out of range",
-                       cfg->io_threads, cfg->port);
+    if (cfg->port < 0 || cfg->port > 65535) {
+        rc = sdd_error(SELDON_EINVAL, "http: port %d out of range", cfg->port);
         goto out;
     }
-    host = cfg->host ? cfg->host : "0.0.0.0";
-    if ((rc = parse_host(&ss, &sslen, host)) < 0)
-        goto out;
-    ignore_sigpipe();
-    if ((s = sdd_calloc(1, sizeof(*s))) == NULL ||
-        (s->loops = sdd_calloc((size_t)cfg->io_threads, sizeof(*s->loops))) == NULL) {
+    if ((s = sdd_calloc(1, sizeof(*s))) == NULL) {
         rc = sdd_error(SELDON_ENOMEM, "http: server");
         goto out;
     }
+    host = cfg->host ? cfg->host : "0.0.0.0";
+    if ((rc = parse_host(&s->addr, &s->addr_len, host)) < 0) {
+        sdd_free(s);
+        s = NULL;
+        goto out;
+    }
+    if (uv_mutex_init(&s->mu) < 0 || uv_cond_init(&s->cv) < 0) {
+        sdd_free(s); /* a mutex that failed to initialise holds nothing */
+        s = NULL;
+        rc = sdd_error(SELDON_EIO, "http: mutex");
+        goto out;
+    }
+    ignore_sigpipe();
+    snprintf(s->host, sizeof(s->host), "%s", host);
     s->cfg = *cfg;
     s->cfg.host = NULL; /* borrowed for this call only */
-    s->nloops = cfg->io_threads;
-    port = cfg->port;
-    for (i = 0; i < s->nloops; i++) {
-        sdh_loop *L = sdd_calloc(1, sizeof(*L));
-        if (L == NULL) {
-            rc = sdd_error(SELDON_ENOMEM, "http: loop");
-            goto out;
-        }
-        s->loops[i] = L;
-        L->server = s;
-        L->index = (unsigned)i;
-        L->fd = -1;
-        /* port 0: the first socket picks the port, the others share it */
-        if ((rc = open_listener(&L->fd, &ss, sslen, host, port)) < 0)
-            goto out;
-        if (port == 0 && (port = rc = bound_port(L->fd)) < 0)
-            goto out;
-        rc = 0;
-        if ((rc = loop_init(L)) < 0)
-            goto out;
-    }
-    s->port = port;
-    for (i = 0; i < s->nloops; i++) {
-        if ((e = uv_thread_create(&s->loops[i]->thread, loop_main, s->loops[i])) < 0) {
-            rc = uv_fail(e, "uv_thread_create");
-            goto out;
-        }
-        s->loops[i]->thread_started = 1;
-    }
+    if (s->cfg.max_buffered == 0)
+        s->cfg.max_buffered = SDH_DEFAULT_BUFFERED;
+    s->port = cfg->port;
     *out = s;
-    s = NULL;
 out:
     if (rc < 0)
         fprintf(stderr, "%s\n", seldon_last_error());
-    sdh_server_free(s);
+    return rc;
+}
+
+int sdh_server_listen(sdh_server *s, uv_loop_t *loop)
+{
+    sdh_loop *L;
+    int rc = 0, fd = -1, port;
+
+    if (s == NULL || loop == NULL) {
+        rc = sdd_error(SELDON_EINVAL, "sdh_server_listen: NULL server or loop");
+        goto out;
+    }
+    if (s->stopped || s->nloops >= SDH_MAX_LOOPS) {
+        rc = sdd_error(SELDON_ESTATE, "http: server stopped, or %d loops already", s->nloops);
+        goto out;
+    }
+    if ((L = sdd_calloc(1, sizeof(*L))) == NULL) {
+        rc = sdd_error(SELDON_ENOMEM, "http: loop");
+        goto out;
+    }
+    L->server = s;
+    L->uv = loop;
+    L->index = (unsigned)s->nloops;
+    /* port 0: the first socket picks the port, the others share it */
+    if ((rc = open_listener(&fd, &s->addr, s->addr_len, s->host, s->port)) < 0) {
+        sdd_free(L);
+        goto out;
+    }
+    if (s->port == 0) {
+        if ((port = bound_port(fd)) < 0) {
+            rc = port;
+            close(fd);
+            sdd_free(L);
+            goto out;
+        }
+        s->port = port;
+    }
+    s->loops[s->nloops++] = L; /* from here on, sdh_server_free() cleans it */
+    rc = loop_init(L, fd);
+out:
+    if (rc < 0)
+        fprintf(stderr, "%s\n", seldon_last_error());
     return rc;
 }
 
@@ -645,14 +761,15 @@ int sdh_server_port(const sdh_server *s)
 
 void sdh_server_stop(sdh_server *s, uint64_t grace_ms)
 {
-    int i;
+    int i, n = 0;
     if (s == NULL || s->stopped)
         return;
     s->stopped = 1;
     for (i = 0; i < s->nloops; i++) {
         sdh_loop *L = s->loops[i];
-        if (L == NULL || !L->thread_started)
+        if (!L->handles)
             continue;
+        n++;
         uv_mutex_lock(&L->mbox->mu);
         atomic_store(&L->mbox->stopping, 1);
         if (!L->mbox->closed) {
@@ -662,20 +779,41 @@ void sdh_server_stop(sdh_server *s, uint64_t grace_ms)
         }
         uv_mutex_unlock(&L->mbox->mu);
     }
-    for (i = 0; i < s->nloops; i++)
-        if (s->loops[i] != NULL && s->loops[i]->thread_started)
-            uv_thread_join(&s->loops[i]->thread);
+    uv_mutex_lock(&s->mu);
+    while (s->ndone < n)
+        uv_cond_wait(&s->cv, &s->mu);
+    uv_mutex_unlock(&s->mu);
 }
 
 void sdh_server_free(sdh_server *s)
 {
-    int i;
+    int i, spins;
     if (s == NULL)
         return;
-    sdh_server_stop(s, 0);
-    if (s->loops != NULL)
-        for (i = 0; i < s->nloops; i++)
-            loop_destroy(s->loops[i]);
-    sdd_free(s->loops);
+    if (!s->stopped) {
+        /* Never stopped: its loops do not run (see the header); close here. */
+        s->stopped = 1;
+        for (i = 0; i < s->nloops; i++) {
+            sdh_loop *L = s->loops[i];
+            L->stopping = 1;
+            if (L->mbox != NULL) {
+                uv_mutex_lock(&L->mbox->mu);
+                atomic_store(&L->mbox->stopping, 1);
+                uv_mutex_unlock(&L->mbox->mu);
+            }
+            if (L->handles) {
+                loop_finish(L);
+            } else if (L->listener_open) {
+                close_handle(L, (uv_handle_t *)&L->listener);
+                L->listener_open = 0;
+            }
+            for (spins = 0; spins < 1000 && (L->closing > 0 || L->conns != NULL); spins++)
+                uv_run(L->uv, UV_RUN_NOWAIT);
+        }
+    }
+    for (i = 0; i < s->nloops; i++)
+        loop_destroy(s->loops[i]);
+    uv_cond_destroy(&s->cv);
+    uv_mutex_destroy(&s->mu);
     sdd_free(s);
 }

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "loops.h"
+#include "paths.h"
 #include "sdd.h"
 #include "server.h"
 
@@ -31,8 +33,9 @@ static void usage(FILE *f)
             "  --max-body BYTES        largest request body and gRPC message (default 64 MiB)\n"
             "  --idle-timeout MS       close idle HTTP connections after MS (default 60000)\n"
             "  --grace MS              on SIGTERM, time left to requests in flight (default 30000)\n"
-            "  --runtime-path DIRS     ':'-separated folders of runtime plugins\n"
-            "                          (default: $SELDON_RUNTIME_PATH, else none)\n"
+            "  --runtime-path DIRS     ':'-separated folders of runtime plugins, searched\n"
+            "                          before $SELDON_RUNTIME_PATH and the plugins that\n"
+            "                          ship with the server (found relative to this binary)\n"
             "  --load-all / --no-load-all\n"
             "                          load every model at start-up (default) or none\n"
             "  --log-level LEVEL       error, warn, info (default), debug, trace\n"
@@ -180,10 +183,12 @@ int main(int argc, char **argv)
     seldon_repo_options ro = SELDON_REPO_OPTIONS_INIT;
     seldon_service_options so = SELDON_SERVICE_OPTIONS_INIT;
     sdh_config hc;
+    sdl_loops *loops = NULL;
     sdg_config gc;
     sdg_method methods[16];
     char grpc_addr[128];
     sigset_t sigs;
+    char *runtime_path;
     int sig = 0, rc;
 
     memset(&s, 0, sizeof(s));
@@ -199,7 +204,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     ro.root = s.cfg.repo_dir;
-    ro.runtime_path = s.cfg.runtime_path;
+    /* Plugins beside the binary are found without flags; --runtime-path and the env add folders. */
+    runtime_path = sdp_runtime_path(s.cfg.runtime_path, getenv("SELDON_RUNTIME_PATH"));
+    ro.runtime_path = runtime_path;
+    sdd_log(SELDON_LOG_INFO, "runtime path: %s", runtime_path ? runtime_path : "");
     ro.server_name = "seldon";
     rc = seldon_repo_new(&s.repo, &ro);
     if (rc == 0)
@@ -221,15 +229,24 @@ int main(int argc, char **argv)
     memset(&hc, 0, sizeof(hc));
     hc.host = s.cfg.host;
     hc.port = s.cfg.http_port;
-    hc.io_threads = s.cfg.io_threads;
     hc.max_body = s.cfg.max_body;
     hc.idle_timeout_ms = s.cfg.idle_timeout_ms;
+    hc.request_timeout_ms = s.cfg.idle_timeout_ms; /* a whole request within the idle time */
     hc.handler = srv_rest_handler;
     hc.user_data = &s;
-    rc = sdh_server_start(&s.http, &hc);
+    /* One HTTP loop per I/O thread, each with its own listener on the same port. */
+    rc = sdl_loops_new(&loops, s.cfg.io_threads);
+    if (rc == 0)
+        rc = sdh_server_new(&s.http, &hc);
+    for (int i = 0; rc == 0 && i < s.cfg.io_threads; i++)
+        rc = sdh_server_listen(s.http, sdl_loops_loop(loops, i));
+    if (rc == 0)
+        rc = sdl_loops_start(loops);
     if (rc != 0) {
         sdd_log(SELDON_LOG_ERROR, "REST on %s:%d: %s", s.cfg.host, s.cfg.http_port,
                 seldon_last_error());
+        sdh_server_free(s.http);
+        sdl_loops_free(loops);
         return 1;
     }
     memset(&gc, 0, sizeof(gc));
@@ -243,6 +260,8 @@ int main(int argc, char **argv)
     rc = sdg_server_start(&s.grpc, &gc);
     if (rc != 0) {
         sdd_log(SELDON_LOG_ERROR, "gRPC on %s: %s", grpc_addr, seldon_last_error());
+        sdh_server_stop(s.http, 0);
+        sdl_loops_free(loops);
         sdh_server_free(s.http);
         return 1;
     }
@@ -271,10 +290,12 @@ int main(int argc, char **argv)
     sdh_server_stop(s.http, s.cfg.grace_ms);
     sdg_server_stop(s.grpc, s.cfg.grace_ms);
     srv_exec_stop(&s);
+    sdl_loops_free(loops); /* stops and joins them: nothing is attached any more */
     sdh_server_free(s.http);
     sdg_server_free(s.grpc);
     seldon_service_free(s.svc);
     seldon_repo_free(s.repo);
+    sdd_free(runtime_path);
     seldon_metrics_free(s.metrics);
     sdd_log(SELDON_LOG_INFO, "stopped");
     return 0;

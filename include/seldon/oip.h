@@ -162,6 +162,20 @@ SELDON_API int seldon_msg_decode_json(seldon_msg *msg, const void *body, size_t 
  */
 SELDON_API int seldon_msg_decode_pb(seldon_msg *msg, const void *buf, size_t len, uint32_t flags);
 
+/*
+ * Checks the string fields of a serialized message of the inference service
+ * (proto/grpc_predict_v2.proto), named by its full type name, e.g.
+ * "inference.ModelReadyRequest" or "inference.RepositoryModelLoadRequest":
+ * proto3 requires them to be UTF-8, and a NUL would cut a name short once it
+ * becomes a C string ("add10\0evil" reaching model add10). The walk follows
+ * the wire format only; it does not validate the rest of the message.
+ * seldon_msg_decode_pb() applies the same check itself.
+ * Returns 0; SELDON_EPARSE naming the field ("model_name: at byte 5: a NUL
+ * byte is not allowed in this string"); SELDON_ENOTFOUND for an unknown type;
+ * SELDON_EINVAL for NULL arguments.
+ */
+SELDON_API int seldon_pb_check_strings(const void *buf, size_t len, const char *type_name);
+
 /* --- Encoding ----------------------------------------------------------- */
 
 /*

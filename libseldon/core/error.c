@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "util/jsonstr.h"
 
 #define SDN_ERRMSG_MAX 512
 
@@ -70,6 +71,8 @@ int sdn_verror(int code, const char *fmt, va_list ap)
     } else {
         vsnprintf(last_message, sizeof(last_message), fmt, ap);
     }
+    /* Messages quote what clients sent and end up in JSON and grpc-message: keep them UTF-8. */
+    sdn_utf8_repair(last_message, sizeof(last_message));
     return code;
 }
 
@@ -97,6 +100,7 @@ int sdn_error_prefix(int code, const char *fmt, ...)
         snprintf(last_message, sizeof(last_message), "%.200s: %.300s", prefix, old);
     else
         snprintf(last_message, sizeof(last_message), "%.200s: %s", prefix, seldon_strerror(code));
+    sdn_utf8_repair(last_message, sizeof(last_message));
     return code;
 }
 

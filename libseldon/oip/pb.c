@@ -16,6 +16,7 @@
 
 #include "grpc_predict_v2.pb-c.h"
 #include "msg.h"
+#include "util/jsonstr.h"
 
 typedef Inference__ModelInferRequest pb_request;
 typedef Inference__ModelInferResponse pb_response;
@@ -409,6 +410,142 @@ static int decode_response(seldon_msg *msg, const pb_response *r)
     return rc;
 }
 
+/*
+ * proto3 requires string fields to be UTF-8, and protobuf-c neither checks
+ * that nor keeps a string's length: "add10\0evil" would arrive as "add10".
+ * So, once protobuf-c has accepted the message, its wire form is walked with
+ * the generated descriptors and every string field (model name, version, id,
+ * tensor and output names, datatypes, parameter keys and text) is checked:
+ * well-formed UTF-8 (RFC 3629) and no NUL, refused naming the field, with the
+ * same wording as the JSON decoder.
+ */
+#define PB_WALK_DEPTH 8
+
+typedef struct pb_cursor {
+    const uint8_t *p, *end;
+} pb_cursor;
+
+static int pb_varint(pb_cursor *c, uint64_t *out)
+{
+    uint64_t v = 0;
+    unsigned shift;
+    for (shift = 0; shift < 64 && c->p < c->end; shift += 7) {
+        uint8_t b = *c->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int check_pb_string(const uint8_t *s, size_t len, const char *path)
+{
+    const uint8_t *p = s, *end = s + len;
+    while (p < end) {
+        if (*p == 0)
+            return sdn_error(SELDON_EPARSE, "%s: at byte %zu: a NUL byte is not allowed in this "
+                                            "string",
+                             path, (size_t)(p - s));
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        {
+            size_t n = sdn_utf8_seq(p, end);
+            if (n == 0)
+                return sdn_error(SELDON_EPARSE,
+                                 "%s: at byte %zu: invalid UTF-8",
+                                 path, (size_t)(p - s));
+            p += n;
+        }
+    }
+    return 0;
+}
+
+static int walk_pb(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                   const char *path, int depth)
+{
+    pb_cursor c = {buf, buf + len};
+    uint32_t counts[32] = {0};
+    while (c.p < c.end) {
+        uint64_t key, n = 0;
+        const ProtobufCFieldDescriptor *f;
+        char sub[160];
+        unsigned wire;
+        if (pb_varint(&c, &key) < 0)
+            return 0; /* protobuf-c accepted it: nothing more to say */
+        wire = (unsigned)(key & 7);
+        if (wire == 0) {
+            if (pb_varint(&c, &n) < 0)
+                return 0;
+            continue;
+        }
+        if (wire == 1 || wire == 5) {
+            size_t w = wire == 1 ? 8 : 4;
+            if ((size_t)(c.end - c.p) < w)
+                return 0;
+            c.p += w;
+            continue;
+        }
+        if (wire != 2 || pb_varint(&c, &n) < 0 || n > (uint64_t)(c.end - c.p))
+            return 0;
+        f = key >> 3 <= UINT32_MAX
+                ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
+                : NULL;
+        if (f != NULL &&
+            (f->type == PROTOBUF_C_TYPE_STRING ||
+             (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < PB_WALK_DEPTH))) {
+            size_t fi = (size_t)(f - desc->fields);
+            if (f->label == PROTOBUF_C_LABEL_REPEATED)
+                snprintf(sub, sizeof(sub), "%s%s%s[%u]", path, path[0] ? "." : "", f->name,
+                         fi < 32 ? counts[fi] : 0);
+            else
+                snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "", f->name);
+            if (fi < 32)
+                counts[fi]++;
+            if (f->type == PROTOBUF_C_TYPE_STRING) {
+                int rc = check_pb_string(c.p, (size_t)n, sub);
+                if (rc < 0)
+                    return rc;
+            } else {
+                int rc = walk_pb(f->descriptor, c.p, (size_t)n, sub, depth + 1);
+                if (rc < 0)
+                    return rc;
+            }
+        }
+        c.p += n;
+    }
+    return 0;
+}
+
+int seldon_pb_check_strings(const void *buf, size_t len, const char *type_name)
+{
+    static const ProtobufCMessageDescriptor *const types[] = {
+        &inference__server_live_request__descriptor,
+        &inference__server_ready_request__descriptor,
+        &inference__model_ready_request__descriptor,
+        &inference__server_metadata_request__descriptor,
+        &inference__model_metadata_request__descriptor,
+        &inference__model_metadata_response__descriptor,
+        &inference__model_infer_request__descriptor,
+        &inference__model_infer_response__descriptor,
+        &inference__model_stream_infer_response__descriptor,
+        &inference__repository_index_request__descriptor,
+        &inference__repository_index_response__descriptor,
+        &inference__repository_model_load_request__descriptor,
+        &inference__repository_model_unload_request__descriptor,
+    };
+    size_t i;
+    if ((buf == NULL && len > 0) || type_name == NULL)
+        return sdn_error(SELDON_EINVAL, "pb_check_strings: NULL argument");
+    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcmp(types[i]->name, type_name) == 0)
+            return walk_pb(types[i], buf, len, "", 0);
+    return sdn_error(SELDON_ENOTFOUND, "pb_check_strings: unknown message type %.64s", type_name);
+}
+
 static int unpack_failed(const pb_alloc_ctx *ctx, const char *type, size_t len)
 {
     if (ctx->failed)
@@ -433,10 +570,16 @@ int seldon_msg_decode_pb(seldon_msg *msg, const void *buf, size_t len, uint32_t 
     alloc.allocator_data = &ctx;
     if (msg->kind == SELDON_MSG_REQUEST) {
         pb_request *r = inference__model_infer_request__unpack(&alloc, len, buf);
-        rc = r ? decode_request(msg, r) : unpack_failed(&ctx, "inference.ModelInferRequest", len);
+        rc = r ? walk_pb(&inference__model_infer_request__descriptor, buf, len, "", 0)
+               : unpack_failed(&ctx, "inference.ModelInferRequest", len);
+        if (rc == 0)
+            rc = decode_request(msg, r);
     } else {
         pb_response *r = inference__model_infer_response__unpack(&alloc, len, buf);
-        rc = r ? decode_response(msg, r) : unpack_failed(&ctx, "inference.ModelInferResponse", len);
+        rc = r ? walk_pb(&inference__model_infer_response__descriptor, buf, len, "", 0)
+               : unpack_failed(&ctx, "inference.ModelInferResponse", len);
+        if (rc == 0)
+            rc = decode_response(msg, r);
     }
     if (rc < 0)
         sdn_msg_clear(msg);

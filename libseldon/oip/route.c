@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "msg.h"
+#include "util/jsonstr.h"
 
 typedef struct seg {
     const char *p;
@@ -49,9 +50,45 @@ static int method_is(const char *m, size_t len, const char *want)
     return len == n && memcmp(m, want, n) == 0;
 }
 
+/*
+ * Names and versions in a path are refused as the gRPC codec refuses them in
+ * its string fields: UTF-8 only, no NUL, and the same message shape
+ * ("model_name: at byte 0: invalid UTF-8").
+ */
+static int check_text(const char *p, size_t len, const char *field)
+{
+    size_t i = 0;
+    while (i < len) {
+        const uint8_t *u = (const uint8_t *)p + i;
+        size_t n;
+        if (*u == 0)
+            return sdn_error(SELDON_EPARSE,
+                             "%s: at byte %zu: a NUL byte is not allowed in this string", field, i);
+        if (*u < 0x80) {
+            i++;
+            continue;
+        }
+        n = sdn_utf8_seq(u, (const uint8_t *)p + len);
+        if (n == 0)
+            return sdn_error(SELDON_EPARSE, "%s: at byte %zu: invalid UTF-8", field, i);
+        i += n;
+    }
+    return 0;
+}
+
 static int done(seldon_route *out, int32_t kind, const char *method, size_t method_len,
                 const char *want)
 {
+    int rc;
+    if (out->name != NULL &&
+        (rc = check_text(out->name, out->name_len,
+                         kind == SELDON_ROUTE_PIPELINE_READY || kind == SELDON_ROUTE_PIPELINE_INFER
+                             ? "pipeline_name"
+                             : "model_name")) < 0)
+        return rc;
+    if (out->version != NULL &&
+        (rc = check_text(out->version, out->version_len, "model_version")) < 0)
+        return rc;
     out->kind = kind;
     if (!method_is(method, method_len, want))
         return sdn_error(SELDON_EUNSUPPORTED, "method %.*s not allowed; use %s",

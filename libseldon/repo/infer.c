@@ -75,12 +75,36 @@ static int param_true(const sdn_params *ps, const char *name, int *value)
     return 1;
 }
 
+static int declared_output(const seldon_model *m, const sdn_str *name)
+{
+    uint32_t i;
+    for (i = 0; m != NULL && i < m->settings.outputs.n; i++)
+        if (m->settings.outputs.items[i].name.len == name->len &&
+            memcmp(m->settings.outputs.items[i].name.p, name->p, name->len) == 0)
+            return 1;
+    return 0;
+}
+
+static int produced(const seldon_msg *resp, const sdn_str *name)
+{
+    uint32_t i;
+    for (i = 0; i < resp->ntensors; i++)
+        if (resp->tensors[i].name.len == name->len &&
+            memcmp(resp->tensors[i].name.p, name->p, name->len) == 0)
+            return 1;
+    return 0;
+}
+
 /*
  * Keeps the outputs the request named (all when it named none), in the
  * order the runtime produced them, marks the binary ones, and stamps the
- * model and the request id. A requested output the model did not produce is
- * simply absent: a conditional model produces one branch's output only, and
- * a pipeline that asks for both must still get the one that fired.
+ * model and the request id.
+ *
+ * A requested output that the model did not produce is a bad request that
+ * names the output, as Triton answers ("outputs[1].name: model m has no
+ * output 'x'"), unless the model declares it (model-settings.json "outputs"
+ * or the runtime's metadata): a conditional model declares both branches and
+ * produces one, and a caller asking for both gets the one that fired.
  */
 static int finish_response(seldon_infer *inf)
 {
@@ -89,6 +113,14 @@ static int finish_response(seldon_infer *inf)
     int all_binary = 0, b;
     uint32_t i, k = 0;
     int rc;
+
+    for (i = 0; i < req->noutputs; i++) {
+        const sdn_str *name = &req->outputs[i].name;
+        if (!produced(resp, name) && !declared_output(inf->model, name))
+            return sdn_error(SELDON_EINVAL, "outputs[%u].name: model %s has no output '%.*s'", i,
+                             inf->model ? inf->model->settings.name : "",
+                             (int)(name->len > 128 ? 128 : name->len), name->p);
+    }
 
     param_true(&req->params, "binary_data_output", &all_binary);
     for (i = 0; i < resp->ntensors; i++) {

@@ -432,40 +432,63 @@ int32_t seldon_repo_model_state(seldon_repo *repo, const char *name, size_t name
     return state;
 }
 
+/*
+ * A plugin is named, never located: a plain file name (letters, digits, '_',
+ * '-', '+', '.', not starting with '.', no "..") looked up in the runtime
+ * path only. Whoever can write a model folder must not choose the code that
+ * the server runs, so nothing is dlopen'ed from the model folder or by path.
+ */
+static int plugin_name_ok(const char *file)
+{
+    size_t i, n = strlen(file);
+    if (n == 0 || n > 200 || file[0] == '.' || strstr(file, "..") != NULL)
+        return 0;
+    for (i = 0; i < n; i++) {
+        char c = file[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '+' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Finds file in the runtime path: 1 and the full path in out, or 0. */
+static int find_plugin(const seldon_repo *r, const char *file, char *out, size_t size)
+{
+    const char *p;
+    for (p = r->runtime_path; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n > 0 && (size_t)snprintf(out, size, "%.*s/%s", (int)n, p, file) < size &&
+            is_file(out))
+            return 1;
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return 0;
+}
+
 static int open_plugin(seldon_model *m, const char *file)
 {
     char path[PATH_MAX];
-    const char *p;
     seldon_runtime_entry_fn entry;
     const seldon_runtime *rt;
     void *dl = NULL;
 
-    if (strchr(file, '/') != NULL) {
-        if (file[0] == '/')
-            snprintf(path, sizeof(path), "%s", file);
-        else
-            snprintf(path, sizeof(path), "%s/%s", m->settings.dir, file);
-        dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    } else {
-        snprintf(path, sizeof(path), "%s/%s", m->settings.dir, file);
-        if (is_file(path))
-            dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-        for (p = m->repo->runtime_path; dl == NULL && *p;) {
-            size_t n = strcspn(p, ":");
-            snprintf(path, sizeof(path), "%.*s/%s", (int)n, p, file);
-            if (n > 0 && is_file(path))
-                dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-            p += n;
-            if (*p == ':')
-                p++;
-        }
-    }
+    if (!plugin_name_ok(file))
+        return sdn_error(SELDON_EINVAL,
+                         "implementation '%.200s': runtime plugins load by file name from the "
+                         "runtime path only (no '/', no '..'); a path is refused",
+                         file);
+    if (!find_plugin(m->repo, file, path, sizeof(path)))
+        return sdn_error(SELDON_ENOTFOUND,
+                         "runtime %s: not found in the runtime path '%s' (see --runtime-path)",
+                         file, m->repo->runtime_path);
+    dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (dl == NULL) {
         const char *why = dlerror();
-        return sdn_error(SELDON_ENOTFOUND,
-                         "runtime %s: cannot open it (%s); searched the model folder and the "
-                         "runtime path '%s'",
-                         file, why ? why : "not found", m->repo->runtime_path);
+        return sdn_error(SELDON_ENOTFOUND, "runtime %s: cannot open %s (%s)", file, path,
+                         why ? why : "unknown error");
     }
     *(void **)&entry = dlsym(dl, SELDON_RUNTIME_ENTRY_SYMBOL);
     rt = entry ? entry() : NULL;
@@ -488,6 +511,7 @@ static int open_plugin(seldon_model *m, const char *file)
 static int resolve_runtime(seldon_model *m)
 {
     const char *impl = m->settings.implementation;
+    char file[256], path[PATH_MAX];
     size_t i, len = strlen(impl);
     seldon_repo *r = m->repo;
 
@@ -500,12 +524,18 @@ static int resolve_runtime(seldon_model *m)
     for (i = 0; i < sizeof(plugin_aliases) / sizeof(plugin_aliases[0]); i++)
         if (strcmp(plugin_aliases[i].name, impl) == 0)
             return open_plugin(m, plugin_aliases[i].file);
-    if (strchr(impl, '/') != NULL || (len > 3 && strcmp(impl + len - 3, ".so") == 0))
+    if (strchr(impl, '/') != NULL || strstr(impl, "..") != NULL ||
+        (len > 3 && strcmp(impl + len - 3, ".so") == 0))
         return open_plugin(m, impl);
+    /* A plain name "x" stands for libseldon-runtime-x.so when the runtime path has one. */
+    if (plugin_name_ok(impl) &&
+        (size_t)snprintf(file, sizeof(file), "libseldon-runtime-%s.so", impl) < sizeof(file) &&
+        find_plugin(r, file, path, sizeof(path)))
+        return open_plugin(m, file);
     return sdn_error(SELDON_ENOTFOUND,
                      "implementation '%.128s' is not available: use a builtin (builtin.identity, "
                      "builtin.simple, builtin.add, builtin.mul, builtin.conditional), xgboost, or "
-                     "a runtime shared object (.so)",
+                     "a runtime plugin file name (.so) found in the runtime path",
                      impl);
 }
 

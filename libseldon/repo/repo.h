@@ -49,6 +49,14 @@ typedef struct sdn_settings {
 int sdn_settings_load(sdn_settings *s, sdn_arena *a, const char *dir, const char *default_name,
                       const char *default_version);
 
+/*
+ * Parses the text of a model-settings.json (len bytes, need not end in NUL)
+ * as if read from <dir>; path names the file in errors.
+ */
+int sdn_settings_parse(sdn_settings *s, sdn_arena *a, const char *dir, const char *default_name,
+                       const char *default_version, const char *text, size_t len,
+                       const char *path);
+
 /* Adds a declared tensor unless one of that name is already declared. */
 int sdn_tmetas_add(sdn_tmetas *ms, sdn_arena *a, const char *name, int32_t datatype,
                    const int64_t *shape, uint32_t ndim);

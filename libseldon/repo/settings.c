@@ -153,24 +153,77 @@ static int tensors_from(sdn_tmetas *ms, sdn_arena *a, const sdn_jv *arr, const c
     return 0;
 }
 
-/* uri: absent -> the model's folder; relative -> against it; "file://" dropped. */
-static const char *resolve_uri(sdn_arena *a, const char *dir, const char *uri)
+/* Whether path is root or lies below it (both without a trailing '/'). */
+static int path_under(const char *path, const char *root)
 {
-    char *out;
-    size_t n;
-    if (uri == NULL || uri[0] == '\0')
-        return dir;
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/' || n == 1);
+}
+
+/* Whether a path has a ".." component. */
+static int has_dotdot(const char *p)
+{
+    while (*p) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            return 1;
+        p += n;
+        while (*p == '/')
+            p++;
+    }
+    return 0;
+}
+
+/*
+ * uri: absent -> the model's folder; relative -> against it; "file://"
+ * dropped. It must stay inside the model's folder: whoever writes
+ * model-settings.json must not point a runtime at any file the server can
+ * read. A path that exists is checked after resolving symlinks (realpath,
+ * then prefix); one that does not is checked as written.
+ */
+static int resolve_uri(const char **out, sdn_arena *a, const char *dir, const char *uri,
+                       const char *file)
+{
+    char joined[PATH_MAX], real[PATH_MAX], realdir[PATH_MAX];
+    const char *given = uri;
+    int n;
+    if (uri == NULL || uri[0] == '\0') {
+        *out = dir;
+        return 0;
+    }
     if (strncmp(uri, "file://", 7) == 0)
         uri += 7;
     if (uri[0] == '/')
-        return uri;
-    if (uri[0] == '.' && uri[1] == '/')
-        uri += 2;
-    n = strlen(dir) + strlen(uri) + 2;
-    out = sdn_arena_alloc(a, n);
-    if (out != NULL)
-        snprintf(out, n, "%s/%s", dir, uri);
-    return out;
+        n = snprintf(joined, sizeof(joined), "%s", uri);
+    else
+        n = snprintf(joined, sizeof(joined), "%s/%s", dir,
+                     uri[0] == '.' && uri[1] == '/' ? uri + 2 : uri);
+    if (n < 0 || (size_t)n >= sizeof(joined))
+        return sdn_error(SELDON_ETOOBIG, "%s: parameters.uri: path too long", file);
+    if (has_dotdot(uri))
+        return sdn_error(SELDON_EINVAL,
+                         "%s: parameters.uri '%.200s': '..' is refused; the uri must stay "
+                         "inside the model folder",
+                         file, given);
+    if (realpath(dir, realdir) == NULL)
+        snprintf(realdir, sizeof(realdir), "%s", dir);
+    if (realpath(joined, real) != NULL) {
+        if (!path_under(real, realdir))
+            return sdn_error(SELDON_EINVAL,
+                             "%s: parameters.uri '%.200s' resolves to %.200s, outside the model "
+                             "folder %.200s",
+                             file, given, real, realdir);
+        *out = sdn_arena_strndup(a, real, strlen(real));
+    } else {
+        if (uri[0] == '/' && !path_under(joined, dir) && !path_under(joined, realdir))
+            return sdn_error(SELDON_EINVAL,
+                             "%s: parameters.uri '%.200s' is outside the model folder %.200s",
+                             file, given, dir);
+        *out = sdn_arena_strndup(a, joined, strlen(joined));
+    }
+    return *out == NULL ? sdn_error(SELDON_ENOMEM, "%s: out of memory", file) : 0;
 }
 
 int sdn_settings_load(sdn_settings *s, sdn_arena *a, const char *dir, const char *default_name,
@@ -179,9 +232,6 @@ int sdn_settings_load(sdn_settings *s, sdn_arena *a, const char *dir, const char
     char path[PATH_MAX];
     char *text = NULL;
     size_t len = 0;
-    sdn_jv *doc = NULL;
-    const sdn_jv *params, *v;
-    const char *uri = NULL;
     int rc;
 
     memset(s, 0, sizeof(*s));
@@ -190,6 +240,19 @@ int sdn_settings_load(sdn_settings *s, sdn_arena *a, const char *dir, const char
     rc = read_file(a, path, &text, &len);
     if (rc < 0)
         return rc;
+    return sdn_settings_parse(s, a, dir, default_name, default_version, text, len, path);
+}
+
+int sdn_settings_parse(sdn_settings *s, sdn_arena *a, const char *dir, const char *default_name,
+                       const char *default_version, const char *text, size_t len,
+                       const char *path)
+{
+    sdn_jv *doc = NULL;
+    const sdn_jv *params, *v;
+    const char *uri = NULL;
+    int rc;
+
+    memset(s, 0, sizeof(*s));
     rc = sdn_json_parse(&doc, a, text, len, path);
     if (rc < 0)
         return rc;
@@ -226,9 +289,11 @@ int sdn_settings_load(sdn_settings *s, sdn_arena *a, const char *dir, const char
         return sdn_error(SELDON_EPARSE, "%s: name: missing", path);
     if (s->implementation[0] == '\0')
         return sdn_error(SELDON_EPARSE, "%s: implementation: missing", path);
-    s->uri = resolve_uri(a, s->dir, uri);
-    if (s->dir == NULL || s->uri == NULL || s->extra_json == NULL)
+    if (s->dir == NULL || s->extra_json == NULL)
         return sdn_error(SELDON_ENOMEM, "%s: out of memory", path);
+    rc = resolve_uri(&s->uri, a, s->dir, uri, path);
+    if (rc < 0)
+        return rc;
 
     v = sdn_jv_get(doc, "max_batch_size");
     if (v != NULL && v->type != SDN_JV_NULL) {

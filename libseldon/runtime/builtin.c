@@ -608,13 +608,27 @@ static int conditional_execute(seldon_model *model, seldon_infer *const *infers,
     return 0;
 }
 
+/*
+ * Both branches are declared outputs, as in Triton's sample: a caller that
+ * names both gets the one that fired, not an error for the other.
+ */
+static int conditional_metadata(seldon_model *model)
+{
+    static const int64_t shape[1] = {-1};
+    int rc;
+    if ((rc = seldon_model_add_output(model, "OUTPUT0", SELDON_DT_FP32, shape, 1)) < 0 ||
+        (rc = seldon_model_add_output(model, "OUTPUT1", SELDON_DT_FP32, shape, 1)) < 0)
+        return rc;
+    return 0;
+}
+
 const seldon_runtime sdn_rt_conditional = {
     SELDON_RUNTIME_ABI_MAJOR,
     SELDON_RUNTIME_ABI_MINOR,
     "builtin.conditional",
     SELDON_RUNTIME_CONCURRENT | SELDON_RUNTIME_INLINE,
     noop_load,
-    NULL,
+    conditional_metadata,
     conditional_execute,
     NULL,
 };

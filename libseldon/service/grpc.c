@@ -83,8 +83,14 @@ static int acquire_named(seldon_service *svc, seldon_model **m, const char *endp
                          const uint8_t *req, size_t len, int *known, seldon_grpc_done_fn done,
                          void *ud)
 {
-    Inference__ModelReadyRequest *r = inference__model_ready_request__unpack(NULL, len, req);
+    Inference__ModelReadyRequest *r;
     int rc;
+    /* protobuf-c keeps no string lengths: "add10\0evil" would reach add10. */
+    if (seldon_pb_check_strings(req, len, "inference.ModelReadyRequest") < 0) {
+        grpc_fail(svc, endpoint, 3, seldon_last_error(), done, ud);
+        return -1;
+    }
+    r = inference__model_ready_request__unpack(NULL, len, req);
     if (r == NULL) {
         grpc_fail(svc, endpoint, 3, "request: not a valid protobuf message", done, ud);
         return -1;
@@ -367,8 +373,13 @@ static void repository_load_unload(seldon_service *svc, const uint8_t *req, size
                                    seldon_grpc_done_fn done, void *ud)
 {
     /* Load and unload requests share field numbers: repository_name = 1, model_name = 2. */
-    Inference__RepositoryModelLoadRequest *r =
-        inference__repository_model_load_request__unpack(NULL, len, req);
+    Inference__RepositoryModelLoadRequest *r;
+    if (seldon_pb_check_strings(req, len, "inference.RepositoryModelLoadRequest") < 0) {
+        grpc_fail(svc, unload ? "repository_unload" : "repository_load", 3, seldon_last_error(),
+                  done, ud);
+        return;
+    }
+    r = inference__repository_model_load_request__unpack(NULL, len, req);
     if (r == NULL) {
         grpc_fail(svc, unload ? "repository_unload" : "repository_load", 3,
                   "request: not a valid protobuf message", done, ud);

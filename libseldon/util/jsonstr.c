@@ -202,3 +202,29 @@ void sdn_jstr_unescape(uint8_t *d, const uint8_t *p, const uint8_t *q)
     }
 }
 
+
+void sdn_utf8_repair(char *s, size_t cap)
+{
+    char tmp[1024];
+    const uint8_t *p = (const uint8_t *)s, *end;
+    size_t len = strlen(s), out = 0;
+    end = p + len;
+    while (p < end && (*p < 0x80 || sdn_utf8_seq(p, end) != 0))
+        p += *p < 0x80 ? 1 : sdn_utf8_seq(p, end);
+    if (p == end || cap == 0)
+        return; /* the common case: already valid */
+    if (cap > sizeof(tmp))
+        cap = sizeof(tmp);
+    for (p = (const uint8_t *)s; p < end;) {
+        size_t n = *p < 0x80 ? 1 : sdn_utf8_seq(p, end);
+        const char *src = n ? (const char *)p : "\xEF\xBF\xBD";
+        size_t w = n ? n : 3;
+        if (out + w >= cap)
+            break;
+        memcpy(tmp + out, src, w);
+        out += w;
+        p += n ? n : 1;
+    }
+    memcpy(s, tmp, out);
+    s[out] = '\0';
+}

@@ -43,6 +43,14 @@ static inline size_t sdn_utf8_seq(const uint8_t *p, const uint8_t *end)
     return 0;
 }
 
+/*
+ * Makes the C string s (in a buffer of cap bytes) valid UTF-8 in place: each
+ * byte that does not start a well-formed sequence becomes U+FFFD, and the
+ * result is cut at a character boundary if it no longer fits. Error messages
+ * go through it, since they quote what clients sent.
+ */
+void sdn_utf8_repair(char *s, size_t cap);
+
 #define SDN_JSTR_TRUNCATED (-1) /* the input ended inside the string; *bad is the end */
 #define SDN_JSTR_INVALID (-2)   /* *bad is the offending byte, why says what is wrong */
 

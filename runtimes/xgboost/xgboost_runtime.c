@@ -8,14 +8,31 @@
  * interface, converting each value to float32 itself, exactly as the Python
  * package does when it builds a DMatrix.
  *
- * Outputs, by the booster's objective:
- *   classifiers (binary:logistic, multi:softprob, multi:softmax)
- *     predict        INT64 [N]     the class index (p > 0.5 for binary; argmax otherwise)
- *     predict_proba  FP32  [N, K]  class probabilities (binary: 1 - p, p)
- *   anything else (regression, ranking, ...)
- *     predict        FP32  [N] or [N, K] for multi-output models
+ * Outputs follow MLServer, which loads a file as an XGBRegressor first and
+ * as an XGBClassifier only when the file was saved through the scikit-learn
+ * wrapper as a classifier (XGBClassifier.save_model() stores the booster
+ * attribute "scikit_learn", a JSON object with "_estimator_type": "classifier";
+ * XGBRegressor.load_model() refuses such a file, and MLServer falls back):
+ *   predict        a model saved as an sklearn classifier: the class index,
+ *                  as XGBClassifier.predict gives it (INT64 [N]: p > 0.5 for
+ *                  binary:logistic, argmax for multi:softprob; INT32 [N] for
+ *                  multi:softmax);
+ *                  any other file (Booster.save_model(), XGBRegressor): the
+ *                  booster's prediction as XGBRegressor.predict gives it,
+ *                  FP32 [N] or [N, K] (binary:logistic: P(class 1);
+ *                  multi:softprob: [N, K] probabilities; multi:softmax: the
+ *                  class index as a float)
+ *   predict_proba  FP32 [N, K] class probabilities (binary: 1 - p, p), for
+ *                  every classification objective (binary:logistic,
+ *                  multi:softprob, multi:softmax) whichever way it was saved
  * predict is returned when the request names no outputs; predict_proba only
  * when asked for by name.
+ *
+ * XGBoost's own threads: nthread defaults to 1 per model, because the
+ * server's inference workers already predict in parallel and XGBoost's
+ * OpenMP pool on top of them oversubscribes the cores. A model raises it with
+ * "parameters": {"extra": {"nthread": N}} in model-settings.json (0: XGBoost's
+ * default, every core).
  *
  * Threads: the runtime only ever calls inplace prediction on a loaded
  * booster, which XGBoost documents as safe and lock-free from several
@@ -56,6 +73,7 @@ typedef struct xgb_model {
      */
     BoosterHandle proba;
     int kind;
+    int sklearn_classifier; /* saved by XGBClassifier: predict gives labels */
     bst_ulong nfeature;
     uint64_t nclass;  /* classes of a multi:* model */
     uint64_t ntarget; /* outputs per row of a regression model */
@@ -164,13 +182,22 @@ static int open_booster(BoosterHandle *out, seldon_model *model, const char *pat
         return rc;
     }
     /*
-     * Optional: parameters.extra.nthread bounds XGBoost's OpenMP threads per
-     * prediction, which matters when the server already predicts on several
-     * threads at once. XGBoost's default is every core.
+     * XGBoost's OpenMP threads per prediction: one unless the settings raise
+     * it (the server's workers are the parallelism; see the top of the file).
      */
-    if (seldon_model_extra(&nthread, model, "nthread") == 0 && nthread.type == SELDON_PARAM_INT64) {
+    {
         char num[32];
-        snprintf(num, sizeof num, "%lld", (long long)nthread.int64_value);
+        long long n = 1;
+        if (seldon_model_extra(&nthread, model, "nthread") == 0) {
+            if (nthread.type != SELDON_PARAM_INT64 || nthread.int64_value < 0 ||
+                nthread.int64_value > 4096) {
+                XGBoosterFree(b);
+                return seldon_model_set_error(
+                    model, "xgboost: parameters.extra.nthread must be an integer in [0, 4096]");
+            }
+            n = (long long)nthread.int64_value;
+        }
+        snprintf(num, sizeof num, "%lld", n);
         if (XGBoosterSetParam(b, "nthread", num) != 0) {
             int rc = load_error(model, "cannot set nthread for", path);
             XGBoosterFree(b);
@@ -178,6 +205,32 @@ static int open_booster(BoosterHandle *out, seldon_model *model, const char *pat
         }
     }
     *out = b;
+    return 0;
+}
+
+/*
+ * Whether the file was saved by XGBClassifier.save_model(): its booster
+ * carries the attribute "scikit_learn", the wrapper's JSON, whose
+ * "_estimator_type" is "classifier". Python's json.dumps writes it as
+ * "_estimator_type": "classifier"; any JSON spacing is accepted.
+ */
+static int saved_as_sklearn_classifier(BoosterHandle b)
+{
+    static const char key[] = "\"_estimator_type\"";
+    const char *meta = NULL, *p;
+    int success = 0;
+    if (XGBoosterGetAttr(b, "scikit_learn", &meta, &success) != 0 || !success || meta == NULL)
+        return 0;
+    for (p = strstr(meta, key); p != NULL; p = strstr(p + 1, key)) {
+        const char *v = p + sizeof(key) - 1;
+        while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r')
+            v++;
+        if (*v++ != ':')
+            continue;
+        while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r')
+            v++;
+        return strncmp(v, "\"classifier\"", 12) == 0;
+    }
     return 0;
 }
 
@@ -255,6 +308,7 @@ static int xgb_load(seldon_model *model)
     } else {
         m->kind = KIND_REGRESSION;
     }
+    m->sklearn_classifier = m->kind != KIND_REGRESSION && saved_as_sklearn_classifier(m->booster);
     seldon_model_set_state(model, m);
     m = NULL;
     rc = 0;
@@ -395,11 +449,15 @@ static int empty_outputs(seldon_infer *infer, const xgb_model *m, int want_predi
 
     if (want_predict) {
         int64_t shape[2] = {0, (int64_t)m->ntarget};
-        if (m->kind == KIND_REGRESSION)
-            rc = add_output(&unused, resp, "predict", SELDON_DT_FP32, shape, m->ntarget > 1 ? 2 : 1,
-                            0);
-        else
-            rc = add_output(&unused, resp, "predict", SELDON_DT_INT64, shape, 1, 0);
+        if (m->sklearn_classifier)
+            rc = add_output(&unused, resp, "predict",
+                            m->kind == KIND_SOFTMAX ? SELDON_DT_INT32 : SELDON_DT_INT64, shape, 1, 0);
+        else if (m->kind == KIND_SOFTPROB) {
+            shape[1] = (int64_t)m->nclass;
+            rc = add_output(&unused, resp, "predict", SELDON_DT_FP32, shape, 2, 0);
+        } else
+            rc = add_output(&unused, resp, "predict", SELDON_DT_FP32, shape,
+                            m->kind == KIND_REGRESSION && m->ntarget > 1 ? 2 : 1, 0);
     }
     if (rc == 0 && want_proba) {
         int64_t shape[2] = {0, m->kind == KIND_BINARY ? 2 : (int64_t)m->nclass};
@@ -478,14 +536,19 @@ static int run_one(const seldon_model *model, const xgb_model *m, seldon_infer *
         data = copy;
     }
 
-    /* A regression model's predict, a classifier's labels or probabilities. */
-    if (want_predict || m->kind == KIND_BINARY || m->kind == KIND_SOFTPROB) {
+    /*
+     * The booster's own output: predict (raw, or turned into labels for an
+     * sklearn classifier), and the probabilities of binary:logistic and
+     * multi:softprob. multi:softmax probabilities come from m->proba below.
+     */
+    if (want_predict || (want_proba && m->kind != KIND_SOFTMAX)) {
         if (predict(&pred, &pshape, &pdim, m->booster, data, type, rows, cols) != 0) {
             fail(infer, SELDON_EINTERNAL, "xgboost: prediction failed: %s", XGBGetLastError());
             rc = SELDON_EINTERNAL;
             goto out;
         }
-        if (pdim < 1 || pdim > 2 || pshape[0] != rows) {
+        if (pdim < 1 || pdim > 2 || pshape[0] != rows ||
+            (m->kind == KIND_BINARY && pdim != 1)) {
             fail(infer, SELDON_EINTERNAL, "xgboost: unexpected prediction shape (%llu dimensions)",
                  (unsigned long long)pdim);
             rc = SELDON_EINTERNAL;
@@ -493,80 +556,71 @@ static int run_one(const seldon_model *model, const xgb_model *m, seldon_infer *
         }
         classes = pdim == 2 ? pshape[1] : 1;
 
-        if (m->kind == KIND_REGRESSION) {
+        if (want_predict && !m->sklearn_classifier) {
+            /* As XGBRegressor.predict: the prediction itself, float32. */
             int64_t shape[2] = {(int64_t)rows, (int64_t)classes};
             rc = add_output(&out, resp, "predict", SELDON_DT_FP32, shape, (uint32_t)pdim,
                             rows * classes * sizeof(float));
             if (rc < 0)
                 goto fail_output;
             memcpy(out, pred, rows * classes * sizeof(float));
-        } else if (m->kind == KIND_SOFTMAX) {
+        } else if (want_predict && m->kind == KIND_SOFTMAX) {
+            /* As XGBClassifier.predict for multi:softmax: the labels as int32. */
+            int64_t shape[1] = {(int64_t)rows};
+            int32_t *labels;
+            rc = add_output(&out, resp, "predict", SELDON_DT_INT32, shape, 1, rows * 4);
+            if (rc < 0)
+                goto fail_output;
+            labels = out;
+            for (k = 0; k < rows; k++)
+                labels[k] = (int32_t)pred[k];
+        } else if (want_predict && m->kind == KIND_BINARY) {
             int64_t shape[1] = {(int64_t)rows};
             int64_t *labels;
             rc = add_output(&out, resp, "predict", SELDON_DT_INT64, shape, 1, rows * 8);
             if (rc < 0)
                 goto fail_output;
             labels = out;
+            /* As XGBClassifier.predict: class 1 when p > 0.5, strictly. */
             for (k = 0; k < rows; k++)
-                labels[k] = (int64_t)pred[k];
-        } else if (m->kind == KIND_BINARY) {
-            if (pdim != 1) {
-                fail(infer, SELDON_EINTERNAL, "xgboost: binary:logistic gave %llu outputs per row",
-                     (unsigned long long)classes);
-                rc = SELDON_EINTERNAL;
-                goto out;
+                labels[k] = pred[k] > 0.5f;
+        } else if (want_predict) { /* KIND_SOFTPROB */
+            int64_t shape[1] = {(int64_t)rows};
+            int64_t *labels;
+            rc = add_output(&out, resp, "predict", SELDON_DT_INT64, shape, 1, rows * 8);
+            if (rc < 0)
+                goto fail_output;
+            labels = out;
+            /* argmax, the first of equal maxima winning, as numpy's argmax. */
+            for (k = 0; k < rows; k++) {
+                const float *row = pred + k * classes;
+                uint64_t c, best = 0;
+                for (c = 1; c < classes; c++)
+                    if (row[c] > row[best])
+                        best = c;
+                labels[k] = (int64_t)best;
             }
-            if (want_predict) {
-                int64_t shape[1] = {(int64_t)rows};
-                int64_t *labels;
-                rc = add_output(&out, resp, "predict", SELDON_DT_INT64, shape, 1, rows * 8);
-                if (rc < 0)
-                    goto fail_output;
-                labels = out;
-                /* As XGBClassifier.predict: class 1 when p > 0.5, strictly. */
-                for (k = 0; k < rows; k++)
-                    labels[k] = pred[k] > 0.5f;
+        }
+        if (want_proba && m->kind == KIND_BINARY) {
+            int64_t shape[2] = {(int64_t)rows, 2};
+            float *proba;
+            rc = add_output(&out, resp, "predict_proba", SELDON_DT_FP32, shape, 2,
+                            rows * 2 * sizeof(float));
+            if (rc < 0)
+                goto fail_output;
+            proba = out;
+            /* 1 - p in float32, as numpy computes it on the float32 prediction. */
+            for (k = 0; k < rows; k++) {
+                proba[2 * k] = 1.0f - pred[k];
+                proba[2 * k + 1] = pred[k];
             }
-            if (want_proba) {
-                int64_t shape[2] = {(int64_t)rows, 2};
-                float *proba;
-                rc = add_output(&out, resp, "predict_proba", SELDON_DT_FP32, shape, 2,
-                                rows * 2 * sizeof(float));
-                if (rc < 0)
-                    goto fail_output;
-                proba = out;
-                /* 1 - p in float32, as numpy computes it on the float32 prediction. */
-                for (k = 0; k < rows; k++) {
-                    proba[2 * k] = 1.0f - pred[k];
-                    proba[2 * k + 1] = pred[k];
-                }
-            }
-        } else { /* KIND_SOFTPROB */
-            if (want_predict) {
-                int64_t shape[1] = {(int64_t)rows};
-                int64_t *labels;
-                rc = add_output(&out, resp, "predict", SELDON_DT_INT64, shape, 1, rows * 8);
-                if (rc < 0)
-                    goto fail_output;
-                labels = out;
-                /* argmax, the first of equal maxima winning, as numpy's argmax. */
-                for (k = 0; k < rows; k++) {
-                    const float *row = pred + k * classes;
-                    uint64_t c, best = 0;
-                    for (c = 1; c < classes; c++)
-                        if (row[c] > row[best])
-                            best = c;
-                    labels[k] = (int64_t)best;
-                }
-            }
-            if (want_proba) {
-                int64_t shape[2] = {(int64_t)rows, (int64_t)classes};
-                rc = add_output(&out, resp, "predict_proba", SELDON_DT_FP32, shape, 2,
-                                rows * classes * sizeof(float));
-                if (rc < 0)
-                    goto fail_output;
-                memcpy(out, pred, rows * classes * sizeof(float));
-            }
+        } else if (want_proba && m->kind == KIND_SOFTPROB) {
+            int64_t shape[2] = {(int64_t)rows, (int64_t)classes};
+            rc = add_output(&out, resp, "predict_proba", SELDON_DT_FP32, shape, 2,
+                            rows * classes * sizeof(float));
+            if (rc < 0)
+                goto fail_output;
+            memcpy(out, pred, rows * classes * sizeof(float));
         }
     }
 

@@ -9,6 +9,11 @@
  *                     after the first echo, "x-delay-ms: N" echoes each message
  *                     from another thread after N ms
  *
+ * Metadata, on both: "x-route: V" is answered with initial metadata
+ * "x-seldon-route: V", "x-request-keys" (the request's metadata keys in order,
+ * comma-separated, read through the list API) and "x-bad-key-rc" (what adding
+ * an invalid key returned), and with trailing metadata "x-trailer: done".
+ *
  * Usage: grpc_testd [--port N] [--threads N] [--max-message N]
  * Prints "listening on <port>" once serving; SIGTERM or SIGINT stops it
  * gracefully (calls in flight finish) and it exits 0.
@@ -139,6 +144,34 @@ static long metadata_long(sdg_call *call, const char *key, long def)
     return errno == 0 && *end == '\0' ? n : def;
 }
 
+/* The response metadata asked for by "x-route" (see the top of the file). */
+static void answer_metadata(sdg_call *call)
+{
+    char keys[1024], rc_text[16];
+    size_t len = 0, off = 0, i, n = sdg_call_metadata_count(call);
+    const char *route = sdg_call_metadata(call, "x-route", &len);
+
+    if (route == NULL)
+        return;
+    sdg_call_add_metadata(call, 0, "x-seldon-route", route, len);
+    keys[0] = '\0';
+    for (i = 0; i < n; i++) {
+        const char *k, *v;
+        size_t kl, vl;
+        if (sdg_call_metadata_at(call, i, &k, &kl, &v, &vl) != 0 || off + kl + 2 >= sizeof(keys))
+            break;
+        if (off > 0)
+            keys[off++] = ',';
+        memcpy(keys + off, k, kl);
+        off += kl;
+        keys[off] = '\0';
+    }
+    sdg_call_add_metadata(call, 0, "x-request-keys", keys, off);
+    snprintf(rc_text, sizeof(rc_text), "%d", sdg_call_add_metadata(call, 0, "Bad Key", "v", 1));
+    sdg_call_add_metadata(call, 0, "x-bad-key-rc", rc_text, strlen(rc_text));
+    sdg_call_add_metadata(call, 1, "x-trailer", "done", 4);
+}
+
 static int copy_bytes(seldon_buf *buf, const uint8_t *p, size_t len)
 {
     if (len > 0 && seldon_buf_reserve(buf, len) < 0)
@@ -171,6 +204,7 @@ static void model_infer(void *user_data, sdg_call *call, const uint8_t *req, siz
     long delay = metadata_long(call, "x-delay-ms", -1);
 
     (void)user_data;
+    answer_metadata(call);
     if (fail >= 0) {
         sdg_fail(call, (int)fail, "failing as asked");
         return;
@@ -198,6 +232,11 @@ static void stream_infer(void *user_data, sdg_call *call, const uint8_t *req, si
     long delay = metadata_long(call, "x-delay-ms", -1);
 
     (void)user_data;
+    if (sdg_call_user(call) == NULL) {
+        /* The first message: the metadata goes out with the first reply. */
+        sdg_call_set_user(call, call);
+        answer_metadata(call);
+    }
     if (copy_bytes(&buf, req, len) < 0) {
         sdg_fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;

@@ -5,8 +5,21 @@
  *   POST /echo       200, the body echoed, x-body-length: <n>
  *   GET  /slow?ms=N  200 "slow", answered from another thread after N ms
  *   GET  /headers    200, the request headers as "name: value\n" lines
+ *   GET  /loop       200 "same" when the request's loop is the one running the handler
+ *   GET  /posted     200 "posted", answered from a function posted to the handler's loop
  *
- * Flags: --host A --port N --io-threads N --max-body N --idle-ms N --grace-ms N.
+ * Streaming mode (taken by the head handler):
+ *   POST /stream/echo[?len]  the body echoed as it arrives, chunked (with ?len: under
+ *                            the request's Content-Length); reading pauses while the
+ *                            response queue is full and resumes on drain
+ *   POST /stream/count       the body counted as it arrives: 200 "count=N"
+ *   POST /stream/reject      404 at once, before the body
+ *
+ * A connection that opens with the HTTP/2 preface goes to a tiny adopter: it reads
+ * up to the first newline after the preface and answers "adopted: <that line>\n".
+ *
+ * Flags: --host A --port N --io-threads N --max-body N --idle-ms N --grace-ms N
+ * --request-ms N --max-buffered N --h2 0|1 --head 0|1.
  * Prints "listening on <port>" once ready. SIGTERM/SIGINT: graceful stop, exit 0.
  */
 #include <errno.h>
@@ -18,6 +31,7 @@
 #include <time.h>
 
 #include "http_server.h"
+#include "loops.h"
 
 /* /slow requests wait here for their deadline, answered by one worker thread. */
 typedef struct slow_item {
@@ -95,6 +109,13 @@ static void *slow_worker(void *arg)
     return NULL;
 }
 
+static sdl_loops *loops;
+
+static void answer_posted(void *arg)
+{
+    respond_text(arg, "posted", 6);
+}
+
 static int path_is(const sdh_request *r, const char *method, const char *path)
 {
     return r->method_len == strlen(method) && memcmp(r->method, method, r->method_len) == 0 &&
@@ -163,6 +184,15 @@ static void handle(void *user_data, sdh_req *req, const sdh_request *r)
         handle_echo(req, r);
     } else if (path_is(r, "GET", "/headers")) {
         handle_headers(req, r);
+    } else if (path_is(r, "GET", "/loop")) {
+        int i = sdl_loops_current(loops);
+        if (i >= 0 && sdl_loops_loop(loops, i) == sdh_req_loop(req))
+            respond_text(req, "same", 4);
+        else
+            respond_text(req, "other", 5);
+    } else if (path_is(r, "GET", "/posted")) {
+        if (sdl_loops_post(loops, sdl_loops_current(loops), answer_posted, req) < 0)
+            sdh_respond_error(req, 500, "cannot post");
     } else if (path_is(r, "GET", "/slow")) {
         slow_item *it = malloc(sizeof(*it));
         if (it == NULL) {
@@ -179,6 +209,168 @@ static void handle(void *user_data, sdh_req *req, const sdh_request *r)
     } else {
         sdh_respond_error(req, 404, "no such route");
     }
+}
+
+/* ---------------------------------------------------------------- streaming routes */
+
+static void echo_body(void *ud, sdh_req *req, const uint8_t *data, size_t len)
+{
+    seldon_buf b = SELDON_BUF_INIT;
+    (void)ud;
+    if (buf_set(&b, data, len) < 0)
+        return; /* the response comes out short; the connection then closes */
+    if (sdh_stream_write(req, &b) == 1)
+        sdh_stream_pause(req); /* the client reads slower than it sends */
+}
+
+static void echo_drain(void *ud, sdh_req *req)
+{
+    (void)ud;
+    sdh_stream_resume(req);
+}
+
+static void echo_end(void *ud, sdh_req *req)
+{
+    (void)ud;
+    sdh_stream_end(req);
+}
+
+static void stream_abort(void *ud, sdh_req *req)
+{
+    (void)ud;
+    (void)req;
+}
+
+static const sdh_stream_ops echo_ops = {echo_body, echo_end, echo_drain, stream_abort};
+
+typedef struct counter {
+    uint64_t n;
+} counter;
+
+static void count_body(void *ud, sdh_req *req, const uint8_t *data, size_t len)
+{
+    (void)req;
+    (void)data;
+    ((counter *)ud)->n += len;
+}
+
+static void count_end(void *ud, sdh_req *req)
+{
+    char text[40];
+    int n = snprintf(text, sizeof(text), "count=%llu", (unsigned long long)((counter *)ud)->n);
+    free(ud);
+    respond_text(req, text, (size_t)n);
+}
+
+static void count_abort(void *ud, sdh_req *req)
+{
+    (void)req;
+    free(ud);
+}
+
+static const sdh_stream_ops count_ops = {count_body, count_end, NULL, count_abort};
+
+static void head(void *user_data, sdh_req *req, const sdh_request *r)
+{
+    (void)user_data;
+    if (path_is(r, "POST", "/stream/echo")) {
+        static const sdh_header ctype = {"content-type", 12, "application/octet-stream", 24};
+        int64_t len =
+            r->query_len >= 3 && memcmp(r->query, "len", 3) == 0 ? sdh_stream_body_length(req) : -1;
+        if (sdh_stream_take(req, &echo_ops, NULL) == 0)
+            sdh_stream_respond(req, 200, &ctype, 1, len);
+    } else if (path_is(r, "POST", "/stream/count")) {
+        counter *k = calloc(1, sizeof(*k));
+        if (k != NULL && sdh_stream_take(req, &count_ops, k) != 0)
+            free(k);
+    } else if (path_is(r, "POST", "/stream/reject")) {
+        if (sdh_stream_take(req, &echo_ops, NULL) == 0)
+            sdh_respond_error(req, 404, "rejected before the body");
+    }
+}
+
+/* ---------------------------------------------------------------- h2c adopter */
+
+typedef struct adopted {
+    sd_adopt a;
+    uv_write_t w;
+    char got[256];
+    size_t len, skip; /* skip: preface bytes still to drop */
+    char out[300];
+    int answered;
+} adopted;
+
+static void adopted_written(uv_write_t *w, int status)
+{
+    adopted *x = w->data;
+    (void)status;
+    x->a.release(x->a.owner);
+    free(x);
+}
+
+/* Takes bytes after the preface until a newline, then answers once. */
+static void adopted_take(adopted *x, const uint8_t *p, size_t n)
+{
+    size_t i;
+    uv_buf_t b;
+    for (i = 0; i < n && !x->answered; i++) {
+        if (x->skip > 0) {
+            x->skip--;
+            continue;
+        }
+        if (p[i] == '\n' || x->len == sizeof(x->got) - 1) {
+            x->answered = 1;
+            uv_read_stop(x->a.stream);
+            b.base = x->out;
+            b.len =
+                (size_t)snprintf(x->out, sizeof(x->out), "adopted: %.*s\n", (int)x->len, x->got);
+            x->w.data = x;
+            if (uv_write(&x->w, x->a.stream, &b, 1, adopted_written) < 0) {
+                x->a.release(x->a.owner);
+                free(x);
+            }
+            return;
+        }
+        x->got[x->len++] = (char)p[i];
+    }
+}
+
+static void adopted_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static _Thread_local char tl[4096]; /* taken at once by adopted_read() */
+    (void)h;
+    (void)suggested;
+    buf->base = tl;
+    buf->len = sizeof(tl);
+}
+
+static void adopted_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    adopted *x = s->data;
+    if (n > 0) {
+        adopted_take(x, (const uint8_t *)buf->base, (size_t)n);
+    } else if (n < 0 && !x->answered) {
+        uv_read_stop(s);
+        x->a.release(x->a.owner);
+        free(x);
+    }
+}
+
+static int adopt(void *user_data, const sd_adopt *a)
+{
+    adopted *x = calloc(1, sizeof(*x));
+    (void)user_data;
+    if (x == NULL)
+        return SELDON_ENOMEM;
+    x->a = *a;
+    x->skip = 24; /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
+    a->stream->data = x;
+    adopted_take(x, a->initial, a->initial_len);
+    if (!x->answered && uv_read_start(a->stream, adopted_alloc, adopted_read) < 0) {
+        free(x);
+        return SELDON_EIO;
+    }
+    return 0;
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -201,13 +393,14 @@ int main(int argc, char **argv)
     pthread_t worker;
     sigset_t sigs;
     uint64_t v, grace_ms = 10000;
-    int i, sig = 0;
+    int i, sig = 0, nloops = 1, rc = 1;
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.host = "127.0.0.1";
-    cfg.io_threads = 1;
     cfg.max_body = 1 << 20;
     cfg.handler = handle;
+    cfg.head_handler = head;
+    cfg.h2_adopt = adopt;
     for (i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *val = argv[i + 1];
         if (strcmp(k, "--host") == 0) {
@@ -219,7 +412,15 @@ int main(int argc, char **argv)
         if (strcmp(k, "--port") == 0 && v <= 65535)
             cfg.port = (int)v;
         else if (strcmp(k, "--io-threads") == 0 && v >= 1 && v <= 64)
-            cfg.io_threads = (int)v;
+            nloops = (int)v;
+        else if (strcmp(k, "--request-ms") == 0)
+            cfg.request_timeout_ms = v;
+        else if (strcmp(k, "--max-buffered") == 0)
+            cfg.max_buffered = (size_t)v;
+        else if (strcmp(k, "--h2") == 0 && v <= 1)
+            cfg.h2_adopt = v ? adopt : NULL;
+        else if (strcmp(k, "--head") == 0 && v <= 1)
+            cfg.head_handler = v ? head : NULL;
         else if (strcmp(k, "--max-body") == 0)
             cfg.max_body = (size_t)v;
         else if (strcmp(k, "--idle-ms") == 0)
@@ -246,14 +447,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "http_testd: cannot start the worker thread\n");
         return 1;
     }
-    if (sdh_server_start(&srv, &cfg) < 0) {
-        pthread_mutex_lock(&slow.mu);
-        slow.quit = 1;
-        pthread_cond_signal(&slow.cv);
-        pthread_mutex_unlock(&slow.mu);
-        pthread_join(worker, NULL);
-        return 1;
-    }
+    /* The loops are the main's; the server attaches a listener to each. */
+    if (sdl_loops_new(&loops, nloops) < 0 || sdh_server_new(&srv, &cfg) < 0)
+        goto out;
+    for (i = 0; i < nloops; i++)
+        if (sdh_server_listen(srv, sdl_loops_loop(loops, i)) < 0)
+            goto out;
+    if (sdl_loops_start(loops) < 0)
+        goto out;
     printf("listening on %d\n", sdh_server_port(srv));
     fflush(stdout);
 
@@ -261,18 +462,24 @@ int main(int argc, char **argv)
         ;
     /* The worker keeps answering while the server drains; then it stops too. */
     sdh_server_stop(srv, grace_ms);
+    rc = 0;
+out:
     pthread_mutex_lock(&slow.mu);
     slow.quit = 1;
     pthread_cond_signal(&slow.cv);
     pthread_mutex_unlock(&slow.mu);
     pthread_join(worker, NULL);
+    sdl_loops_stop(loops);
+    sdl_loops_join(loops);
     sdh_server_free(srv);
-    return 0;
+    sdl_loops_free(loops);
+    return rc;
 
 usage:
     fprintf(stderr,
             "usage: %s [--host A] [--port N] [--io-threads N] [--max-body N] "
-            "[--idle-ms N] [--grace-ms N]\n",
+            "[--idle-ms N] [--grace-ms N] [--request-ms N] [--max-buffered N] [--h2 0|1] "
+            "[--head 0|1]\n",
             argv[0]);
     return 2;
 }

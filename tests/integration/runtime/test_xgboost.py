@@ -4,7 +4,12 @@ Models are trained here with Debian's python3-xgboost (the same libxgboost
 the plugin links), saved in each of XGBoost's formats, served through the
 repository, and compared with Booster.predict on a DMatrix: probabilities
 and regression values must match to the float32 bit, labels exactly.
+
+As MLServer does, a file saved by Booster.save_model() answers predict with
+the booster's prediction (XGBRegressor.predict), and only a file saved by the
+scikit-learn wrapper as a classifier answers with labels (XGBClassifier.predict).
 """
+import json
 import os
 
 import numpy as np
@@ -72,8 +77,37 @@ def expected(booster, x):
     return booster.predict(xgb.DMatrix(x))
 
 
+def sklearn_meta(booster, estimator_type="classifier", nclass=2):
+    """Marks a booster as XGBClassifier.save_model() (or XGBRegressor's) marks it.
+
+    The wrapper stores its attributes as the booster attribute "scikit_learn",
+    a JSON object written by json.dumps whose "_estimator_type" names the kind
+    (xgboost/sklearn.py, XGBModel.save_model). The wrapper itself needs
+    scikit-learn, which is not installed here; the test with the real class
+    runs where it is.
+    """
+    meta = {"n_estimators": 12, "objective": json.loads(booster.save_config())["learner"]
+            ["objective"]["name"], "_estimator_type": estimator_type}
+    if estimator_type == "classifier":
+        meta.update({"n_classes_": nclass, "classes_": list(range(nclass))})
+    booster = booster.copy()
+    booster.set_attr(scikit_learn=json.dumps(meta))
+    return booster
+
+
+def classifier_labels(objective, p):
+    """What XGBClassifier.predict gives for the booster's output p."""
+    if objective == "binary:logistic":
+        return (p > 0.5).astype(np.int64)
+    if objective == "multi:softmax":
+        return p.astype(np.int32)
+    return np.argmax(p, axis=1)
+
+
 @pytest.mark.parametrize("fname", FORMATS)
-def test_binary_classifier(tmp_path, fname):
+def test_binary_booster_predicts_probability(tmp_path, fname):
+    # Booster.save_model(): MLServer loads it as an XGBRegressor, whose
+    # predict is the probability of class 1, float32.
     bst = train("binary:logistic")
     save(bst, tmp_path, "bin", fname)
     x = features(40, seed=7)
@@ -81,8 +115,9 @@ def test_binary_classifier(tmp_path, fname):
 
     out = run(tmp_path, "bin", [tensor("input-0", x)])
     assert list(out) == ["predict"]
-    assert out["predict"].dtype == np.int64 and out["predict"].shape == (40,)
-    np.testing.assert_array_equal(out["predict"], (p > 0.5).astype(np.int64))
+    assert out["predict"].dtype == np.float32 and out["predict"].shape == (40,)
+    np.testing.assert_array_equal(out["predict"], p)
+    assert not np.all(np.isin(out["predict"], [0, 1]))  # probabilities, not labels
 
     out = run(tmp_path, "bin", [tensor("input-0", x)], outputs=["predict_proba"])
     assert list(out) == ["predict_proba"]
@@ -92,7 +127,57 @@ def test_binary_classifier(tmp_path, fname):
 
 
 @pytest.mark.parametrize("fname", FORMATS)
-def test_softprob_classifier(tmp_path, fname):
+@pytest.mark.parametrize("objective", ["binary:logistic", "multi:softprob", "multi:softmax"])
+def test_sklearn_classifier_predicts_labels(tmp_path, fname, objective):
+    bst = train(objective, seed=2)
+    nclass = 2 if objective == "binary:logistic" else 3
+    save(sklearn_meta(bst, nclass=nclass), tmp_path, "clf", fname)
+    x = features(50, seed=8)
+    p = expected(bst, x)
+    want = classifier_labels(objective, p)
+
+    out = run(tmp_path, "clf", [tensor("x", x)])
+    assert list(out) == ["predict"]
+    assert out["predict"].dtype == want.dtype and out["predict"].shape == (50,)
+    np.testing.assert_array_equal(out["predict"], want)
+
+    out = run(tmp_path, "clf", [tensor("x", x)], outputs=["predict", "predict_proba"])
+    assert sorted(out) == ["predict", "predict_proba"]
+    np.testing.assert_array_equal(out["predict"], want)
+    if objective == "multi:softmax":
+        bst.set_param({"objective": "multi:softprob"})
+        p = expected(bst, x)
+    elif objective == "binary:logistic":
+        p = np.stack([np.float32(1) - p, p], axis=1)
+    np.testing.assert_array_equal(out["predict_proba"], p)
+
+
+def test_sklearn_regressor_and_real_wrapper(tmp_path):
+    # Saved by XGBRegressor: the prediction itself, even for a logistic objective.
+    bst = train("binary:logistic")
+    save(sklearn_meta(bst, "regressor"), tmp_path, "r", "model.json")
+    x = features(20, seed=3)
+    out = run(tmp_path, "r", [tensor("x", x)])
+    assert out["predict"].dtype == np.float32
+    np.testing.assert_array_equal(out["predict"], expected(bst, x))
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return
+    # Where scikit-learn is installed, the real wrapper's files and answers.
+    y = (x[:, 0] > 0).astype(int)
+    clf = xgb.XGBClassifier(n_estimators=4, max_depth=2)
+    clf.fit(x, y)
+    clf.save_model(os.path.join(tmp_path, "real.json"))
+    os.makedirs(os.path.join(tmp_path, "real"), exist_ok=True)
+    os.replace(os.path.join(tmp_path, "real.json"), os.path.join(tmp_path, "real", "model.json"))
+    write_model(tmp_path, "real", {"implementation": "xgboost"})
+    out = run(tmp_path, "real", [tensor("x", x)])
+    np.testing.assert_array_equal(out["predict"], clf.predict(x))
+
+
+@pytest.mark.parametrize("fname", FORMATS)
+def test_softprob_booster(tmp_path, fname):
     bst = train("multi:softprob", seed=2)
     save(bst, tmp_path, "sp", fname)
     x = features(50, seed=8)
@@ -101,20 +186,41 @@ def test_softprob_classifier(tmp_path, fname):
 
     out = run(tmp_path, "sp", [tensor("x", x)], outputs=["predict", "predict_proba"])
     assert sorted(out) == ["predict", "predict_proba"]
-    np.testing.assert_array_equal(out["predict"], np.argmax(p, axis=1))
+    assert out["predict"].dtype == np.float32
+    np.testing.assert_array_equal(out["predict"], p)
     np.testing.assert_array_equal(out["predict_proba"], p)
 
 
-def test_softmax_classifier(tmp_path):
+def test_softmax_booster(tmp_path):
     bst = train("multi:softmax", seed=3)
     save(bst, tmp_path, "sm", "model.json")
     x = features(30, seed=9)
     labels = expected(bst, x)
 
     out = run(tmp_path, "sm", [tensor("x", x)], outputs=["predict", "predict_proba"])
-    np.testing.assert_array_equal(out["predict"], labels.astype(np.int64))
+    assert out["predict"].dtype == np.float32
+    np.testing.assert_array_equal(out["predict"], labels)
     bst.set_param({"objective": "multi:softprob"})
     np.testing.assert_array_equal(out["predict_proba"], expected(bst, x))
+
+
+def test_nthread_setting(tmp_path):
+    bst = train("reg:squarederror", seed=4)
+    x = features(30, seed=5)
+    for nthread in (1, 2, 0):
+        folder = save(bst, tmp_path, f"n{nthread}", "model.json")
+        write_model(tmp_path, f"n{nthread}", {"implementation": "xgboost",
+                                              "parameters": {"extra": {"nthread": nthread}}})
+        assert os.path.exists(os.path.join(folder, "model.json"))
+        out = run(tmp_path, f"n{nthread}", [tensor("x", x)])
+        np.testing.assert_array_equal(out["predict"], expected(bst, x))
+    for bad in ("many", -1, 1.5):
+        save(bst, tmp_path, "bad", "model.json")
+        write_model(tmp_path, "bad", {"implementation": "xgboost",
+                                      "parameters": {"extra": {"nthread": bad}}})
+        with pytest.raises(Failure) as err:
+            run(tmp_path, "bad", [])
+        assert err.value.stage == "load" and "nthread" in err.value.error
 
 
 @pytest.mark.parametrize("fname", FORMATS)
@@ -192,7 +298,7 @@ def test_empty_batch(tmp_path):
     x = features(0, seed=1)
     both = ["predict", "predict_proba"]
     out = run(tmp_path, "sp", [tensor("x", x)], outputs=both)
-    assert out["predict"].shape == (0,) and out["predict_proba"].shape == (0, 3)
+    assert out["predict"].shape == (0, 3) and out["predict_proba"].shape == (0, 3)
     out = run(tmp_path, "bin", [tensor("x", x)], outputs=both)
     assert out["predict"].shape == (0,) and out["predict_proba"].shape == (0, 2)
     out = run(tmp_path, "reg", [tensor("x", x)])

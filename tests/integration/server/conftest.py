@@ -148,6 +148,9 @@ class Server:
                "--host", HOST, *self.args]
         full_env = dict(os.environ)
         full_env.update(env or {})
+        # A None value removes the variable (e.g. SELDON_RUNTIME_PATH, to test the defaults).
+        for key in [k for k, v in full_env.items() if v is None]:
+            del full_env[key]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errfile,
                                      env=full_env)
         STARTED.append(self.proc)

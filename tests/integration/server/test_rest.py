@@ -128,6 +128,16 @@ def test_conditional(samples, choice):
         np.testing.assert_array_equal(out["OUTPUT1"], x1)
 
 
+def test_conditional_both_branches_requested(samples):
+    # Both branches are declared outputs: asking for both gives the one that fired.
+    status, doc = infer(samples.http, "conditional", [
+        tensor("CHOICE", np.array([1], dtype=np.int32)),
+        tensor("INPUT0", np.zeros(4, np.float32)), tensor("INPUT1", np.ones(4, np.float32))],
+        outputs=["OUTPUT0", "OUTPUT1"])
+    assert status == 200, doc
+    assert list(outputs_of(doc)) == ["OUTPUT1"]
+
+
 @pytest.mark.parametrize("datatype", ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8",
                                       "INT16", "INT32", "INT64", "FP32", "FP64"])
 def test_identity_datatypes(samples, datatype):

@@ -106,8 +106,9 @@ def test_classifier_rest(server, boosters):
     assert status == 200, doc
     out = outputs_of(doc)
     assert list(out) == ["predict"]
-    assert out["predict"].dtype == np.int64 and out["predict"].shape == (40,)
-    np.testing.assert_array_equal(out["predict"], (p > 0.5).astype(np.int64))
+    # Saved by Booster.save_model(): predict is P(class 1), as MLServer answers.
+    assert out["predict"].dtype == np.float32 and out["predict"].shape == (40,)
+    np.testing.assert_allclose(out["predict"], p, **TOL)
 
     status, doc = infer(server.http, "clf", [tensor("input-0", x)],
                         outputs=["predict", "predict_proba"])
@@ -115,7 +116,7 @@ def test_classifier_rest(server, boosters):
     out = outputs_of(doc)
     assert out["predict_proba"].dtype == np.float32 and out["predict_proba"].shape == (40, 2)
     np.testing.assert_allclose(out["predict_proba"], np.stack([1 - p, p], axis=1), **TOL)
-    np.testing.assert_array_equal(out["predict"], (p > 0.5).astype(np.int64))
+    np.testing.assert_allclose(out["predict"], p, **TOL)
 
 
 def test_multiclass_rest(server, boosters):
@@ -126,7 +127,7 @@ def test_multiclass_rest(server, boosters):
                         outputs=["predict_proba", "predict"])
     assert status == 200, doc
     out = outputs_of(doc)
-    np.testing.assert_array_equal(out["predict"], np.argmax(p, axis=1))
+    np.testing.assert_allclose(out["predict"], p, **TOL)
     np.testing.assert_allclose(out["predict_proba"], p, **TOL)
 
 
@@ -156,7 +157,7 @@ def test_binary_extension(server, boosters):
     doc, out, binary = split_binary(rh, data)
     assert binary == ["predict_proba"]
     np.testing.assert_allclose(out["predict_proba"], p, **TOL)
-    np.testing.assert_array_equal(out["predict"], np.argmax(p, axis=1))
+    np.testing.assert_allclose(out["predict"], p, **TOL)
 
 
 @pytest.mark.parametrize("raw", [False, True], ids=["contents", "raw"])
@@ -168,7 +169,7 @@ def test_grpc(server, stub, g, boosters, raw):
                         timeout=GUARD)
     assert r.id == "xgb"
     out = g.outputs(r)
-    np.testing.assert_array_equal(out["predict"], (p > 0.5).astype(np.int64))
+    np.testing.assert_allclose(out["predict"], p, **TOL)
     np.testing.assert_allclose(out["predict_proba"], np.stack([1 - p, p], axis=1), **TOL)
 
     p = predict(boosters["multi"], x)
@@ -190,7 +191,7 @@ def test_grpc_concurrent(server, stub, g, boosters):
         out = g.outputs(f.result())
         p = predict(boosters["multi"], x)
         np.testing.assert_allclose(out["predict_proba"], p, **TOL)
-        np.testing.assert_array_equal(out["predict"], np.argmax(p, axis=1))
+        np.testing.assert_allclose(out["predict"], p, **TOL)
 
 
 def test_reload_new_model(server, repo, stub, g):

@@ -63,3 +63,19 @@ Test(route, unknown_paths_and_wrong_methods)
     cr_assert_eq(parse(&r, "POST", "/v2/health/live"), SELDON_EUNSUPPORTED);
     cr_assert_eq(parse(&r, "DELETE", "/v2/repository/index"), SELDON_EUNSUPPORTED);
 }
+
+Test(route, names_must_be_utf8_without_nul)
+{
+    seldon_route r;
+    static const char nul_path[] = "/v2/models/add10\0evil/infer";
+    expect("POST", "/v2/models/mod\xc3\xa9l/infer", SELDON_ROUTE_MODEL_INFER, "mod\xc3\xa9l", NULL);
+    cr_assert_eq(parse(&r, "POST", "/v2/models/\xff\xfe/infer"), SELDON_EPARSE);
+    cr_assert_str_eq(seldon_last_error(), "model_name: at byte 0: invalid UTF-8");
+    cr_assert_eq(parse(&r, "GET", "/v2/models/m/versions/1\xc3/ready"), SELDON_EPARSE);
+    cr_assert_str_eq(seldon_last_error(), "model_version: at byte 1: invalid UTF-8");
+    cr_assert_eq(parse(&r, "POST", "/v2/pipelines/p\xed\xa0\x80/infer"), SELDON_EPARSE);
+    cr_assert_str_eq(seldon_last_error(), "pipeline_name: at byte 1: invalid UTF-8");
+    cr_assert_eq(seldon_route_parse(&r, "POST", 4, nul_path, sizeof(nul_path) - 1), SELDON_EPARSE);
+    cr_assert_str_eq(seldon_last_error(),
+                     "model_name: at byte 5: a NUL byte is not allowed in this string");
+}

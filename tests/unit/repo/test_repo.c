@@ -311,7 +311,7 @@ Test(repo, reload_is_atomic_and_old_instance_finishes, .init = setup, .fini = te
     cr_assert_eq(recorder.unloads, 2);
 }
 
-Test(repo, outputs_filtered_binary_marked_and_missing_output_absent, .init = setup,
+Test(repo, outputs_filtered_binary_marked_and_missing_output_refused, .init = setup,
      .fini = teardown)
 {
     seldon_repo *r = new_repo();
@@ -343,7 +343,22 @@ Test(repo, outputs_filtered_binary_marked_and_missing_output_absent, .init = set
     cr_assert_eq(seldon_msg_is_binary(resp, 0), 1);
     seldon_infer_free(inf);
 
+    /* An output the model neither produces nor declares: a bad request naming it. */
     CHECK_OK(seldon_msg_add_output(NULL, req, "NOPE", 4));
+    CHECK_OK(seldon_infer_new(&inf, req, resp, on_done, &o));
+    seldon_model_execute(m, &inf, 1);
+    cr_assert_eq(o.status, SELDON_EINVAL, "%d %s", o.status, o.message);
+    cr_assert(strstr(o.message, "outputs[1].name: model m has no output 'NOPE'") != NULL, "%s",
+              o.message);
+    seldon_infer_free(inf);
+    seldon_model_release(m);
+
+    /* Declared but not produced (a conditional branch that did not fire): simply absent. */
+    write_settings("m", "{\"implementation\": \"test.rec\", \"outputs\": [{\"name\": \"NOPE\", "
+                        "\"datatype\": \"FP32\", \"shape\": [-1]}]}");
+    CHECK_OK(seldon_repo_load(r, "m"));
+    CHECK_OK(seldon_repo_acquire(&m, r, "m", 1, NULL, 0));
+    memset(&o, 0, sizeof(o));
     CHECK_OK(seldon_infer_new(&inf, req, resp, on_done, &o));
     seldon_model_execute(m, &inf, 1);
     cr_assert_eq(o.status, 0, "%s", o.message);
