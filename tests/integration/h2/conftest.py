@@ -161,11 +161,13 @@ def wait_ready(srv):
         time.sleep(0.02)
 
 
-def start_proxy(upstream_port, *args, adopt=False):
+def start_proxy(upstream_port, *args, adopt=False, one_port=False):
     cmd = [TESTD, "--host", HOST, "--port", "0", "--upstream", f"{HOST}:{upstream_port}",
            *[str(a) for a in args]]
     if adopt:
         cmd.append("--adopt")
+    if one_port:
+        cmd.append("--one-port")
     # Under AddressSanitizer, freed blocks wait in a quarantine (256 MiB by default) that
     # would count as the proxy's memory; keep it small so that the memory bounds hold
     # (ignored by a normal build).

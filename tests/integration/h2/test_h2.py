@@ -409,6 +409,37 @@ def test_adopted_connections(g, server):
         proxy.stop()
 
 
+def test_one_port_rest_and_grpc(g, server):
+    """One port, both protocols: the HTTP/1.1 server of daemons/common answers REST and hands
+    connections that open with the h2c preface to the h2c server (adopt.h)."""
+    import http.client
+    proxy = start_proxy(server.grpc, one_port=True)
+    try:
+        conn = http.client.HTTPConnection(HOST, proxy.port, timeout=GUARD)
+        try:
+            conn.request("GET", "/v2/health/live")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == b"hello"
+        finally:
+            conn.close()
+        channel, stub = g.stub(proxy.target)
+        with channel:
+            for i in range(5):
+                resp, call = stub.ModelInfer.with_call(
+                    g.fp32_request("add10", [float(i)], id=f"p{i}"), timeout=GUARD)
+                assert resp.id == f"p{i}"
+                assert initial(call)["x-seldon-route"] == proxy.route
+        # REST again on the same port, after gRPC.
+        conn = http.client.HTTPConnection(HOST, proxy.port, timeout=GUARD)
+        try:
+            conn.request("GET", "/")
+            assert conn.getresponse().status == 200
+        finally:
+            conn.close()
+    finally:
+        proxy.stop()
+
+
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load not installed")
 def test_h2load_many_streams(server, tmp_path):
     """Another client implementation, 8 connections with 10 streams each, through upstream
