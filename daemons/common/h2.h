@@ -153,7 +153,7 @@ int sd2_server_listen(sd2_server *srv, const char *host, int port);
 int sd2_server_port(const sd2_server *srv);
 
 /* An sd_adopt_fn: takes a connection whose preface was read by another server (adopt.h).
- * user_data is the sd2_server. */
+ * user_data is the sd2_server of the connection's loop (SELDON_EINVAL for another loop's). */
 int sd2_server_adopt(void *user_data, const sd_adopt *conn);
 
 /* Stops listening and closes every connection (their streams get on_close(SD2_ECANCELED));

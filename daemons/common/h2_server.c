@@ -111,6 +111,10 @@ int sd2_server_adopt(void *user_data, const sd_adopt *a)
     int rv;
     if (srv->o.closing)
         return SELDON_EUNAVAIL;
+    /* Each loop has its own server: a connection from another loop would be driven from two
+     * threads. */
+    if (a->stream->loop != srv->o.loop)
+        return sdd_error(SELDON_EINVAL, "h2c: adopted connection is on another loop");
     c = sdd_calloc(1, sizeof(*c));
     if (c == NULL)
         return SELDON_ENOMEM;
