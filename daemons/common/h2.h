@@ -19,7 +19,10 @@
  *
  * Sending. sd2_write() copies a chunk into the stream's send queue and returns
  * 1 once the queue reached its limit: stop writing until on_drain. A connection
- * stops reading its socket while its unsent output is above a limit.
+ * stops reading its socket while its unsent output is above a limit. The stream
+ * calls (send, write, end, reset, consume, request) never run a callback before
+ * they return; their frames go out at the end of the loop iteration. When one of
+ * them returns SD2_ENOMEM the stream was reset: on_close(SD2_ENOMEM) follows.
  *
  * Thread safety: an sd2_server or sd2_client and all its connections and
  * streams belong to the loop given at creation; call everything on that loop's
@@ -45,16 +48,16 @@ typedef struct sd2_header {
 
 /* Why a stream closed (on_close err). */
 #define SD2_OK 0
-#define SD2_EREFUSED (-1)      /* client: the upstream refused the TCP connection */
-#define SD2_ECONNECT (-2)      /* client: connecting failed otherwise (unreachable...) */
-#define SD2_ECONNTIMEOUT (-3)  /* client: connecting took longer than connect_timeout_ms */
-#define SD2_ETIMEOUT (-4)      /* client: the request outlived its timeout */
-#define SD2_ECLOSED (-5)       /* the connection was lost (EOF, reset, protocol error) */
-#define SD2_EGOAWAY (-6)       /* GOAWAY: the peer did not process the stream; safe to retry */
-#define SD2_ERESET (-7)        /* the peer sent RST_STREAM; h2_code says why */
-#define SD2_ECANCELED (-8)     /* reset here: sd2_reset(), or the owner closed */
-#define SD2_ENOMEM (-9)        /* out of memory */
-#define SD2_EPROTO (-10)       /* the peer broke the protocol or a limit on this stream */
+#define SD2_EREFUSED (-1)     /* client: the upstream refused the TCP connection */
+#define SD2_ECONNECT (-2)     /* client: connecting failed otherwise (unreachable...) */
+#define SD2_ECONNTIMEOUT (-3) /* client: connecting took longer than connect_timeout_ms */
+#define SD2_ETIMEOUT (-4)     /* client: the request outlived its timeout */
+#define SD2_ECLOSED (-5)      /* the connection was lost (EOF, reset, protocol error) */
+#define SD2_EGOAWAY (-6)      /* GOAWAY: the peer did not process the stream; safe to retry */
+#define SD2_ERESET (-7)       /* the peer sent RST_STREAM; h2_code says why */
+#define SD2_ECANCELED (-8)    /* reset here: sd2_reset(), or the owner closed */
+#define SD2_ENOMEM (-9)       /* out of memory */
+#define SD2_EPROTO (-10)      /* the peer broke the protocol or a limit on this stream */
 
 /* HTTP/2 error codes for sd2_reset() (RFC 9113 section 7). */
 #define SD2_H2_NO_ERROR 0x0u
@@ -75,6 +78,8 @@ typedef struct sd2_opts {
     size_t out_limit;                /* unsent socket output at which reading stops (256 KiB) */
     uint32_t max_conns_per_upstream; /* client: connections per upstream (4) */
     uint64_t connect_timeout_ms;     /* client (5000) */
+    uint64_t idle_timeout_ms;        /* server: GOAWAY and close after this long with no
+                                        stream (60000) */
 } sd2_opts;
 
 typedef struct sd2_stream sd2_stream;
@@ -82,7 +87,7 @@ typedef struct sd2_stream sd2_stream;
 /* Per-stream events. user_data is the value bound with the stream. */
 typedef struct sd2_stream_cbs {
     /* Client only: response headers (":status" first). end: no body or trailers follow
-     * (a gRPC trailers-only response); on_end follows with none. Borrowed for the call. */
+     * (a gRPC trailers-only response) and on_end is not called. Borrowed for the call. */
     void (*on_headers)(sd2_stream *s, void *user_data, const sd2_header *h, size_t n, int end);
     /* A chunk of the body, borrowed for the call. Call sd2_consume(s, n) when done with it. */
     void (*on_data)(sd2_stream *s, void *user_data, const uint8_t *data, size_t len);
@@ -91,7 +96,8 @@ typedef struct sd2_stream_cbs {
     /* The send queue fell below its limit after sd2_write returned 1. */
     void (*on_drain)(sd2_stream *s, void *user_data);
     /* Always last: err is SD2_OK after a complete exchange, else SD2_E*; h2_code is the
-     * HTTP/2 error code of a reset. s is freed when this returns. */
+     * HTTP/2 error code of a reset. s is freed when this returns; calls on s inside this
+     * callback do nothing. */
     void (*on_close)(sd2_stream *s, void *user_data, int err, uint32_t h2_code);
 } sd2_stream_cbs;
 
@@ -133,7 +139,8 @@ typedef struct sd2_server sd2_server;
 
 typedef struct sd2_server_cbs {
     /* A request's header block (pseudo-headers first), borrowed for the call. end: no body
-     * follows. Bind the stream (sd2_stream_bind) to see its body, then answer now or later. */
+     * follows and on_end is not called. Bind the stream (sd2_stream_bind) to see its body
+     * and its close, then answer now or later. */
     void (*on_request)(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end);
 } sd2_server_cbs;
 
@@ -146,7 +153,7 @@ int sd2_server_listen(sd2_server *srv, const char *host, int port);
 int sd2_server_port(const sd2_server *srv);
 
 /* An sd_adopt_fn: takes a connection whose preface was read by another server (adopt.h).
- * user_data is the sd2_server. */
+ * user_data is the sd2_server of the connection's loop (SELDON_EINVAL for another loop's). */
 int sd2_server_adopt(void *user_data, const sd_adopt *conn);
 
 /* Stops listening and closes every connection (their streams get on_close(SD2_ECANCELED));
@@ -176,13 +183,16 @@ int sd2_upstream_get(sd2_upstream **out, sd2_client *c, const char *host, int po
  * header block, pseudo-headers first (":method", ":scheme", ":path", ":authority"),
  * copied. end: no body follows. timeout_ms: 0 for none, else the whole exchange's deadline
  * (on_close(SD2_ETIMEOUT) and RST_STREAM(CANCEL) when it passes). *out is valid until its
- * on_close, which may run before this returns only for SD2_ENOMEM-style failures: on an
- * error return nothing was opened and no callback runs. */
+ * on_close, which never runs before this returns (failures to connect come through it). On
+ * an error return nothing was opened and no callback runs. */
 int sd2_request(sd2_stream **out, sd2_upstream *u, const sd2_header *h, size_t n, int end,
                 const sd2_stream_cbs *cbs, void *user_data, uint64_t timeout_ms);
 
 /* Connections of u that are open or opening. */
 size_t sd2_upstream_conns(const sd2_upstream *u);
+
+/* Streams open on u (in flight or queued): for least-request balancing. */
+size_t sd2_upstream_streams(const sd2_upstream *u);
 
 /* Closes every connection (open streams get on_close(SD2_ECANCELED)); done runs once
  * every handle is closed, then the client is freed. */

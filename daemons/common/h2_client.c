@@ -200,6 +200,7 @@ static sd2_conn *conn_new(sd2_upstream *u)
     }
     uv_tcp_init(cl->o.loop, &c->tcp);
     uv_timer_init(cl->o.loop, &c->ctimer);
+    c->timer_on = 1;
     c->tcp.data = c;
     c->ctimer.data = c;
     c->stream = (uv_stream_t *)&c->tcp;
@@ -226,8 +227,8 @@ static sd2_conn *conn_new(sd2_upstream *u)
 static uint32_t conn_limit(const sd2_conn *c)
 {
     uint32_t lim = c->owner->opts.max_concurrent_streams;
-    uint32_t peer = nghttp2_session_get_remote_settings(c->ses,
-                                                        NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    uint32_t peer =
+        nghttp2_session_get_remote_settings(c->ses, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     return peer < lim ? peer : lim;
 }
 
@@ -310,6 +311,15 @@ int sd2_request(sd2_stream **out, sd2_upstream *u, const sd2_header *h, size_t n
 size_t sd2_upstream_conns(const sd2_upstream *u)
 {
     return u->nconns;
+}
+
+size_t sd2_upstream_streams(const sd2_upstream *u)
+{
+    const sd2_conn *c;
+    size_t n = 0;
+    for (c = u->conns; c != NULL; c = c->unext)
+        n += c->nstreams;
+    return n;
 }
 
 int sd2_upstream_get(sd2_upstream **out, sd2_client *cl, const char *host, int port)

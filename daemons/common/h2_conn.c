@@ -18,18 +18,30 @@
 const char *sd2_strerror(int err)
 {
     switch (err) {
-    case SD2_OK: return "ok";
-    case SD2_EREFUSED: return "connection refused";
-    case SD2_ECONNECT: return "connect failed";
-    case SD2_ECONNTIMEOUT: return "connect timed out";
-    case SD2_ETIMEOUT: return "request timed out";
-    case SD2_ECLOSED: return "connection closed";
-    case SD2_EGOAWAY: return "connection going away; stream not processed";
-    case SD2_ERESET: return "stream reset by peer";
-    case SD2_ECANCELED: return "canceled";
-    case SD2_ENOMEM: return "out of memory";
-    case SD2_EPROTO: return "protocol error";
-    default: return "unknown error";
+    case SD2_OK:
+        return "ok";
+    case SD2_EREFUSED:
+        return "connection refused";
+    case SD2_ECONNECT:
+        return "connect failed";
+    case SD2_ECONNTIMEOUT:
+        return "connect timed out";
+    case SD2_ETIMEOUT:
+        return "request timed out";
+    case SD2_ECLOSED:
+        return "connection closed";
+    case SD2_EGOAWAY:
+        return "connection going away; stream not processed";
+    case SD2_ERESET:
+        return "stream reset by peer";
+    case SD2_ECANCELED:
+        return "canceled";
+    case SD2_ENOMEM:
+        return "out of memory";
+    case SD2_EPROTO:
+        return "protocol error";
+    default:
+        return "unknown error";
     }
 }
 
@@ -104,8 +116,7 @@ static sd2_header *hbuf_view(const sd2_hbuf *b, int *oom)
     return h;
 }
 
-int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre,
-                size_t npre)
+int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre, size_t npre)
 {
     size_t bytes = 0, i, total = n + npre;
     nghttp2_nv *nv;
@@ -168,7 +179,8 @@ void sd2_stream_link(sd2_stream *s)
     if (c->streams)
         c->streams->prev = s;
     c->streams = s;
-    c->nstreams++;
+    if (c->nstreams++ == 0)
+        sd2_conn_idle_arm(c);
 }
 
 static void stream_unlink(sd2_stream *s)
@@ -180,7 +192,8 @@ static void stream_unlink(sd2_stream *s)
         c->streams = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    c->nstreams--;
+    if (--c->nstreams == 0)
+        sd2_conn_idle_arm(c);
 }
 
 static void queue_free(sd2_stream *s)
@@ -209,6 +222,7 @@ static void stream_finish(sd2_stream *s, int err, uint32_t code)
     stream_unlink(s);
     if (c->owner->is_client)
         sd2_client_unheap(s);
+    s->finishing = 1; /* from here, calls on s are no-ops */
     if (s->bound && s->cbs.on_close)
         s->cbs.on_close(s, s->ud, err, code);
     queue_free(s);
@@ -302,7 +316,25 @@ static void stream_resume(sd2_stream *s)
 
 static int stream_usable(const sd2_stream *s)
 {
-    return !s->conn->dead && !s->reset_local;
+    return !s->conn->dead && !s->reset_local && !s->finishing;
+}
+
+/* A send call could not get memory: the stream cannot go on as asked, so it is reset
+ * (on_close(SD2_ENOMEM) follows) rather than left waiting for what will never come. When
+ * even the RST cannot be queued, the connection goes. */
+static int stream_oom(sd2_stream *s)
+{
+    sd2_conn *c = s->conn;
+    s->err_set = SD2_ENOMEM;
+    s->reset_local = 1;
+    queue_free(s);
+    if (nghttp2_submit_rst_stream(c->ses, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR) != 0 &&
+        !c->failing) {
+        c->failing = 1;
+        c->fail_err = SD2_ENOMEM;
+    }
+    sd2_conn_mark(c);
+    return SD2_ENOMEM;
 }
 
 int sd2_send_headers(sd2_stream *s, const sd2_header *h, size_t n, int end)
@@ -316,10 +348,12 @@ int sd2_send_headers(sd2_stream *s, const sd2_header *h, size_t n, int end)
     if (c->owner->is_client || s->headers_sent)
         return SD2_EPROTO;
     if (sd2_nv_copy(&nv, h, n, NULL, 0) < 0)
-        return SD2_ENOMEM;
+        return stream_oom(s);
     prd.source.ptr = s;
     rv = nghttp2_submit_response(c->ses, s->id, nv.nv, nv.n, end ? NULL : &prd);
     sd2_hcopy_free(&nv);
+    if (rv == NGHTTP2_ERR_NOMEM)
+        return stream_oom(s);
     if (rv != 0)
         return SD2_EPROTO;
     s->headers_sent = 1;
@@ -346,7 +380,7 @@ int sd2_write(sd2_stream *s, const void *data, size_t len)
         return s->queued >= c->owner->opts.stream_queue_limit;
     k = sdd_malloc(sizeof(*k) + len);
     if (k == NULL)
-        return SD2_ENOMEM;
+        return stream_oom(s);
     k->next = NULL;
     k->len = len;
     k->off = 0;
@@ -373,7 +407,7 @@ int sd2_end(sd2_stream *s, const sd2_header *trailers, size_t n)
     if (s->local_end || !s->provider)
         return SD2_EPROTO;
     if (n > 0 && sd2_nv_copy(&s->trailers, trailers, n, NULL, 0) < 0)
-        return SD2_ENOMEM;
+        return stream_oom(s);
     s->local_end = 1;
     stream_resume(s);
     sd2_conn_mark(c);
@@ -436,8 +470,8 @@ static int on_begin_headers(nghttp2_session *ses, const nghttp2_frame *f, void *
     return 0;
 }
 
-static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t *name,
-                     size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+                     const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
     sd2_conn *c = ud;
     sd2_stream *s = stream_of(ses, f->hd.stream_id);
@@ -558,8 +592,7 @@ static int on_stream_close(nghttp2_session *ses, int32_t id, uint32_t code, void
     return 0;
 }
 
-static int on_invalid_frame(nghttp2_session *ses, const nghttp2_frame *f, int lib_error,
-                            void *ud)
+static int on_invalid_frame(nghttp2_session *ses, const nghttp2_frame *f, int lib_error, void *ud)
 {
     sd2_stream *s = stream_of(ses, f->hd.stream_id);
     (void)ud;
@@ -595,6 +628,8 @@ int sd2_owner_init(sd2_owner *o, uv_loop_t *loop, const sd2_opts *opts, int is_c
         o->opts.max_conns_per_upstream = 4;
     if (!o->opts.connect_timeout_ms)
         o->opts.connect_timeout_ms = 5000;
+    if (!o->opts.idle_timeout_ms)
+        o->opts.idle_timeout_ms = 60000;
     o->is_client = is_client;
     o->rbuf = sdd_malloc(SD2_RBUF);
     if (o->rbuf == NULL)
@@ -611,6 +646,33 @@ void sd2_owner_fini(sd2_owner *o)
     sdd_free(o->rbuf);
     o->rbuf = NULL;
 }
+
+/* nghttp2 allocates through libseldon's hooks too, like everything in the daemons. */
+static void *mem_malloc(size_t size, void *ud)
+{
+    (void)ud;
+    return sdd_malloc(size);
+}
+
+static void mem_free(void *ptr, void *ud)
+{
+    (void)ud;
+    sdd_free(ptr);
+}
+
+static void *mem_calloc(size_t n, size_t size, void *ud)
+{
+    (void)ud;
+    return sdd_calloc(n, size);
+}
+
+static void *mem_realloc(void *ptr, size_t size, void *ud)
+{
+    (void)ud;
+    return sdd_realloc(ptr, size);
+}
+
+static nghttp2_mem sd2_mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
 
 int sd2_conn_session(sd2_conn *c)
 {
@@ -631,9 +693,9 @@ int sd2_conn_session(sd2_conn *c)
     nghttp2_option_set_max_send_header_block_length(opt, o->opts.max_header_list + 4096);
     if (o->is_client) {
         nghttp2_option_set_peer_max_concurrent_streams(opt, o->opts.max_concurrent_streams);
-        rv = nghttp2_session_client_new2(&c->ses, cb, c, opt);
+        rv = nghttp2_session_client_new3(&c->ses, cb, c, opt, &sd2_mem);
     } else {
-        rv = nghttp2_session_server_new2(&c->ses, cb, c, opt);
+        rv = nghttp2_session_server_new3(&c->ses, cb, c, opt, &sd2_mem);
     }
     if (rv != 0) {
         c->ses = NULL;
@@ -650,7 +712,11 @@ int sd2_conn_session(sd2_conn *c)
     if (rv == 0)
         rv = nghttp2_session_set_local_window_size(c->ses, NGHTTP2_FLAG_NONE, 0,
                                                    (int32_t)o->opts.conn_window);
-    rv = rv == 0 ? 0 : SD2_ENOMEM;
+    if (rv != 0) {
+        nghttp2_session_del(c->ses);
+        c->ses = NULL;
+        rv = SD2_ENOMEM;
+    }
 out:
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
@@ -752,26 +818,56 @@ static void conn_release(sd2_conn *c)
 {
     if (c->released)
         return;
+    if (!c->own_tcp) {
+        /* Adopted: give the handle back once no write of ours is pending. */
+        uv_read_stop(c->stream);
+        c->reading = 0;
+        if (c->writes_pending > 0)
+            return;
+    }
+    c->released = 1;
+    c->handles = 1; /* held while closing below */
     if (c->own_tcp) {
-        c->released = 1;
-        c->handles = 1;
+        c->handles++;
         c->tcp.data = c;
         uv_close((uv_handle_t *)&c->tcp, handle_closed);
-        if (c->owner->is_client) {
-            c->handles++;
-            c->ctimer.data = c;
-            uv_close((uv_handle_t *)&c->ctimer, handle_closed);
-        }
-        return;
+    } else {
+        c->release(c->release_owner);
+        c->stream = NULL;
     }
-    /* Adopted: give the handle back once no write of ours is pending. */
-    uv_read_stop(c->stream);
-    c->reading = 0;
-    if (c->writes_pending > 0)
+    if (c->timer_on) {
+        c->handles++;
+        c->ctimer.data = c;
+        uv_close((uv_handle_t *)&c->ctimer, handle_closed);
+    }
+    if (--c->handles == 0)
+        conn_gone(c);
+}
+
+/* Server side: a connection without streams for idle_timeout_ms gets GOAWAY, and closes
+ * once it is sent (the session then wants nothing more). */
+static void on_idle_timeout(uv_timer_t *t)
+{
+    sd2_conn *c = t->data;
+    if (c->dead || c->nstreams > 0 || c->goaway_sent)
         return;
-    c->released = 1;
-    c->release(c->release_owner);
-    conn_gone(c);
+    sdd_log(SELDON_LOG_DEBUG, "h2: closing a connection idle for %llu ms",
+            (unsigned long long)c->owner->opts.idle_timeout_ms);
+    c->goaway_sent = 1;
+    nghttp2_submit_goaway(c->ses, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(c->ses), NGHTTP2_NO_ERROR, NULL,
+                          0);
+    sd2_conn_mark(c);
+}
+
+void sd2_conn_idle_arm(sd2_conn *c)
+{
+    if (!c->timer_on || c->dead || c->owner->is_client)
+        return;
+    if (c->nstreams == 0)
+        uv_timer_start(&c->ctimer, on_idle_timeout, c->owner->opts.idle_timeout_ms, 0);
+    else
+        uv_timer_stop(&c->ctimer);
 }
 
 void sd2_conn_fail(sd2_conn *c, int err)
@@ -787,8 +883,12 @@ void sd2_conn_fail(sd2_conn *c, int err)
     }
     c->dead = 1;
     c->depth++; /* nothing below may re-enter the session */
-    while (c->streams != NULL)
-        stream_finish(c->streams, err, 0);
+    while (c->streams != NULL) {
+        sd2_stream *s = c->streams;
+        /* Past the peer's GOAWAY: it never processed the stream, whatever came next. */
+        int e = c->goaway_recv && s->id > c->goaway_last ? SD2_EGOAWAY : err;
+        stream_finish(s, e, 0);
+    }
     nghttp2_session_del(c->ses);
     c->ses = NULL;
     c->depth--;
@@ -886,14 +986,17 @@ void sd2_conn_feed(sd2_conn *c, const uint8_t *data, size_t len)
     if (rv < 0 || (size_t)rv != len) {
         sdd_log(SELDON_LOG_DEBUG, "h2: bad input from peer: %s",
                 rv < 0 ? nghttp2_strerror((int)rv) : "short read");
-        /* Say why before closing, when the session can. */
-        if (rv < 0 && rv != NGHTTP2_ERR_NOMEM) {
-            nghttp2_session_terminate_session(c->ses, NGHTTP2_PROTOCOL_ERROR);
+        /* Say why before closing, when the session can: the GOAWAY goes out, then the
+         * session wants nothing more and maybe_done() closes. */
+        if (rv < 0 && rv != NGHTTP2_ERR_NOMEM &&
+            nghttp2_session_terminate_session(c->ses, NGHTTP2_PROTOCOL_ERROR) == 0) {
             c->want_flush = 1;
+        } else {
+            c->failing = 1;
+            c->fail_err = SD2_ECLOSED;
         }
-        c->failing = 1;
-        c->fail_err = SD2_ECLOSED;
         sd2_conn_leave(c);
+        maybe_done(c);
         return;
     }
     c->want_flush = 1;
@@ -976,7 +1079,7 @@ void sd2_conn_flush(sd2_conn *c)
             break;
         if (w == NULL || w->len + (size_t)n > cap) {
             size_t want = (w ? w->len : 0) + (size_t)n;
-            size_t ncap = cap ? cap : SD2_WRITE_BATCH;
+            size_t ncap = cap ? cap : 4096;
             sd2_wreq *nw;
             while (ncap < want)
                 ncap *= 2;

@@ -25,10 +25,10 @@ const sd2_header *sd2_header_find(const sd2_header *h, size_t n, const char *nam
 
 int sd2_grpc_is_metadata(const sd2_header *h)
 {
-    static const char *const transport[] = {"te", "content-type", "user-agent", "grpc-timeout",
-                                            "grpc-encoding", "grpc-accept-encoding",
-                                            "grpc-status", "grpc-message",
-                                            "grpc-status-details-bin"};
+    static const char *const transport[] = {
+        "te",           "content-type",  "user-agent",
+        "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+        "grpc-status",  "grpc-message",  "grpc-status-details-bin"};
     size_t i;
     if (h->name_len == 0 || h->name[0] == ':')
         return 0;
@@ -52,13 +52,26 @@ int sd2_grpc_timeout_ms(uint64_t *out, const char *v, size_t len)
         n = n * 10 + (uint64_t)(v[i] - '0');
     }
     switch (v[len - 1]) {
-    case 'H': ms = n * 3600000u; break;
-    case 'M': ms = n * 60000u; break;
-    case 'S': ms = n * 1000u; break;
-    case 'm': ms = n; break;
-    case 'u': ms = (n + 999) / 1000; break;
-    case 'n': ms = (n + 999999) / 1000000; break;
-    default: return -1;
+    case 'H':
+        ms = n * 3600000u;
+        break;
+    case 'M':
+        ms = n * 60000u;
+        break;
+    case 'S':
+        ms = n * 1000u;
+        break;
+    case 'm':
+        ms = n;
+        break;
+    case 'u':
+        ms = (n + 999) / 1000;
+        break;
+    case 'n':
+        ms = (n + 999999) / 1000000;
+        break;
+    default:
+        return -1;
     }
     *out = ms;
     return 0;

@@ -55,6 +55,7 @@ struct sd2_stream {
     sd2_hcopy trailers;
     int headers_sent, headers_recv, remote_end;
     int reset_local;
+    int finishing; /* inside on_close */
     int rst_recv;
     uint32_t rst_code;
     int err_set; /* a reason decided here (timeout, cancel); wins at close */
@@ -85,7 +86,7 @@ struct sd2_owner {
 
 struct sd2_conn {
     sd2_owner *owner;
-    sd2_conn *prev, *next; /* owner's list */
+    sd2_conn *prev, *next;   /* owner's list */
     sd2_conn *uprev, *unext; /* client: upstream's list */
     struct sd2_upstream *up;
     uv_stream_t *stream;
@@ -93,6 +94,7 @@ struct sd2_conn {
     uv_timer_t ctimer;
     uv_connect_t creq;
     int own_tcp, handles;
+    int timer_on; /* ctimer initialised: client connect timeout, server idle timeout */
     void (*release)(void *owner);
     void *release_owner;
     nghttp2_session *ses;
@@ -118,14 +120,14 @@ int sd2_conn_start_read(sd2_conn *c);
 void sd2_conn_feed(sd2_conn *c, const uint8_t *data, size_t len);
 void sd2_conn_flush(sd2_conn *c);
 void sd2_conn_mark(sd2_conn *c);
+void sd2_conn_idle_arm(sd2_conn *c);
 void sd2_owner_close_handles(sd2_owner *o, uv_close_cb cb);
 void sd2_conn_fail(sd2_conn *c, int err);
 void sd2_conn_enter(sd2_conn *c);
 void sd2_conn_leave(sd2_conn *c);
 sd2_stream *sd2_stream_alloc(sd2_conn *c);
 void sd2_stream_link(sd2_stream *s);
-int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre,
-                size_t npre);
+int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre, size_t npre);
 void sd2_hcopy_free(sd2_hcopy *h);
 extern const nghttp2_data_provider sd2_provider_template;
 

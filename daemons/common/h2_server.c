@@ -15,7 +15,8 @@ struct sd2_server {
     int listening, port;
     void (*done)(void *);
     void *done_data;
-    int handles; /* listener and work handles while closing */
+    int handles;   /* listener and work handles while closing */
+    int finishing; /* every connection is gone: the work handles close */
 };
 
 static void srv_conn_gone(sd2_owner *o, sd2_conn *c)
@@ -36,7 +37,7 @@ static void srv_on_request(sd2_owner *o, sd2_stream *s, const sd2_header *h, siz
 static void srv_handle_closed(uv_handle_t *h)
 {
     sd2_server *srv = h->data;
-    if (--srv->handles > 0)
+    if (--srv->handles > 0 || !srv->finishing)
         return;
     if (srv->done)
         srv->done(srv->done_data);
@@ -47,15 +48,11 @@ static void srv_handle_closed(uv_handle_t *h)
 static void srv_all_gone(sd2_owner *o)
 {
     sd2_server *srv = (sd2_server *)o;
-    if (srv->handles > 0)
-        return; /* already finishing */
-    srv->handles = 2;
+    if (srv->finishing)
+        return;
+    srv->finishing = 1;
+    srv->handles += 2;
     sd2_owner_close_handles(&srv->o, srv_handle_closed);
-    if (srv->listening) {
-        srv->handles++;
-        srv->listener.data = srv;
-        uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
-    }
 }
 
 int sd2_server_new(sd2_server **out, uv_loop_t *loop, const sd2_opts *opts,
@@ -92,6 +89,10 @@ static int conn_start(sd2_server *srv, sd2_conn *c, const uint8_t *initial, size
     if (rv < 0)
         return rv;
     sd2_conn_link(c);
+    uv_timer_init(srv->o.loop, &c->ctimer);
+    c->ctimer.data = c;
+    c->timer_on = 1;
+    sd2_conn_idle_arm(c);
     if (sd2_conn_start_read(c) < 0) {
         sd2_conn_fail(c, SD2_ECLOSED);
         return 0;
@@ -110,6 +111,10 @@ int sd2_server_adopt(void *user_data, const sd_adopt *a)
     int rv;
     if (srv->o.closing)
         return SELDON_EUNAVAIL;
+    /* Each loop has its own server: a connection from another loop would be driven from two
+     * threads. */
+    if (a->stream->loop != srv->o.loop)
+        return sdd_error(SELDON_EINVAL, "h2c: adopted connection is on another loop");
     c = sdd_calloc(1, sizeof(*c));
     if (c == NULL)
         return SELDON_ENOMEM;
@@ -138,8 +143,18 @@ static void on_accept(uv_stream_t *l, int status)
     if (status < 0 || srv->o.closing)
         return;
     c = sdd_calloc(1, sizeof(*c));
-    if (c == NULL)
+    if (c == NULL) {
+        /* libuv polls the listener again only once this connection is taken: take it on
+         * a bare handle and close it. */
+        uv_tcp_t *t = sdd_malloc(sizeof(*t));
+        if (t == NULL)
+            return;
+        uv_tcp_init(srv->o.loop, t);
+        t->data = t;
+        uv_accept(l, (uv_stream_t *)t);
+        uv_close((uv_handle_t *)t, free_unlinked);
         return;
+    }
     uv_tcp_init(srv->o.loop, &c->tcp);
     c->own_tcp = 1;
     c->stream = (uv_stream_t *)&c->tcp;
@@ -194,8 +209,13 @@ static void begin_close(sd2_server *srv, void (*done)(void *), void *done_data)
     srv->o.closing = 1;
     srv->done = done;
     srv->done_data = done_data;
-    if (srv->listening)
-        uv_read_stop((uv_stream_t *)&srv->listener);
+    /* Closing the socket is what refuses new connections; not polling it would leave the
+     * kernel accepting them into the backlog. */
+    if (srv->listening && !uv_is_closing((uv_handle_t *)&srv->listener)) {
+        srv->handles++;
+        srv->listener.data = srv;
+        uv_close((uv_handle_t *)&srv->listener, srv_handle_closed);
+    }
 }
 
 static void check_gone(sd2_server *srv)

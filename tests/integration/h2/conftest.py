@@ -9,6 +9,7 @@ Every process is stopped at the end; h2_testd must exit 0 on SIGTERM, which
 also catches sanitizer reports in an ASan build. Deadlines only guard against
 hangs; no assertion depends on time.
 """
+import http.client
 import importlib
 import os
 import re
@@ -138,14 +139,35 @@ def start_server(grpc_port=0):
              r"listening http=(\d+) grpc=(\d+)")
     p.http = int(p.match.group(1))
     p.grpc = int(p.match.group(2))
+    wait_ready(p)
     return p
 
 
-def start_proxy(upstream_port, *args, adopt=False):
+def wait_ready(srv):
+    """Polls /v2/health/ready: the start-up model loads finish after "listening"."""
+    deadline = time.monotonic() + START_GUARD
+    while True:
+        assert srv.proc.poll() is None, f"seldon-server exited\n{srv.stderr()}"
+        conn = http.client.HTTPConnection(HOST, srv.http, timeout=GUARD)
+        try:
+            conn.request("GET", "/v2/health/ready")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        assert time.monotonic() < deadline, f"not ready in time\n{srv.stderr()}"
+        time.sleep(0.02)
+
+
+def start_proxy(upstream_port, *args, adopt=False, one_port=False):
     cmd = [TESTD, "--host", HOST, "--port", "0", "--upstream", f"{HOST}:{upstream_port}",
            *[str(a) for a in args]]
     if adopt:
         cmd.append("--adopt")
+    if one_port:
+        cmd.append("--one-port")
     # Under AddressSanitizer, freed blocks wait in a quarantine (256 MiB by default) that
     # would count as the proxy's memory; keep it small so that the memory bounds hold
     # (ignored by a normal build).

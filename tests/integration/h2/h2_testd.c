@@ -12,18 +12,25 @@
  *
  * Flags: --host A --port N --upstream HOST:PORT [--request-timeout-ms N]
  *        [--connect-timeout-ms N] [--queue-limit N] [--window N] [--adopt]
- *        [--log-level L] [--help]
+ *        [--upstream-max-streams N] [--upstream-max-conns N] [--idle-timeout-ms N]
+ *        [--fail-every N] [--one-port] [--log-level L] [--help]
  * --adopt: accept connections here and hand them to sd2_server_adopt() after
  * reading the preface, as the HTTP/1.1 server does on a shared port.
+ * --one-port: the daemons/common HTTP/1.1 server listens, answers REST with "hello", and
+ * hands h2c connections (the prior-knowledge preface) over to sd2_server_adopt().
+ * --fail-every N: every Nth allocation through libseldon's hooks fails once serving;
+ * SIGUSR1 stops that.
  * Prints "listening on <port>" once ready. SIGTERM/SIGINT: drain, exit 0.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "h2.h"
+#include "http_server.h"
 #include "log.h"
 #include "sdd.h"
 
@@ -34,11 +41,42 @@ static struct {
     sd2_upstream *up;
     char route[96];
     uint64_t request_timeout_ms;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sigusr1;
+    uv_async_t stop_async; /* --one-port: the main thread asks the loop to stop */
+    sdh_server *http;      /* --one-port: the HTTP/1.1 server that hands h2c over */
+    int one_port;
     uv_timer_t stop_timer;
     uv_tcp_t adopt_listener;
     int adopt, stopping;
 } g;
+
+/* --fail-every N: every Nth allocation through libseldon's hooks (the transport's and
+ * nghttp2's) fails, once serving, so that tests reach the out-of-memory paths. */
+static struct {
+    uint64_t every, count;
+} failing;
+
+static void *fail_malloc(void *ud, size_t size)
+{
+    (void)ud;
+    if (failing.every && ++failing.count % failing.every == 0)
+        return NULL;
+    return malloc(size);
+}
+
+static void *fail_realloc(void *ud, void *ptr, size_t size)
+{
+    (void)ud;
+    if (failing.every && ++failing.count % failing.every == 0)
+        return NULL;
+    return realloc(ptr, size);
+}
+
+static void fail_free(void *ud, void *ptr)
+{
+    (void)ud;
+    free(ptr);
+}
 
 typedef struct pair {
     sd2_stream *down, *up;
@@ -60,6 +98,7 @@ static void down_data(sd2_stream *s, void *ud, const uint8_t *data, size_t len)
 {
     pair *p = ud;
     int rv = p->up ? sd2_write(p->up, data, len) : -1;
+    sdd_log(SELDON_LOG_TRACE, "down %d: %zu bytes -> %d", (int)sd2_stream_id(s), len, rv);
     if (rv == 1)
         p->down_owed += len;
     else
@@ -123,6 +162,7 @@ static void up_data(sd2_stream *s, void *ud, const uint8_t *data, size_t len)
 {
     pair *p = ud;
     int rv = p->down ? sd2_write(p->down, data, len) : -1;
+    sdd_log(SELDON_LOG_TRACE, "up %d: %zu bytes -> %d", (int)sd2_stream_id(s), len, rv);
     if (rv == 1)
         p->up_owed += len;
     else
@@ -297,8 +337,17 @@ static int adopt_listen(const char *host, int port, int *bound)
 static void client_closed(void *ud)
 {
     (void)ud;
-    uv_close((uv_handle_t *)&g.sigterm, NULL);
-    uv_close((uv_handle_t *)&g.sigint, NULL);
+    if (g.one_port) {
+        uv_close((uv_handle_t *)&g.stop_async, NULL);
+    } else {
+        uv_close((uv_handle_t *)&g.sigterm, NULL);
+        uv_close((uv_handle_t *)&g.sigint, NULL);
+    }
+    uv_close((uv_handle_t *)&g.sigusr1, NULL);
+    /* After libuv restored the defaults: a repeated signal must not kill the process on
+     * its way out. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     uv_close((uv_handle_t *)&g.stop_timer, NULL);
     if (g.adopt)
         uv_close((uv_handle_t *)&g.adopt_listener, NULL);
@@ -319,10 +368,8 @@ static void stop_now(uv_timer_t *t)
         sd2_server_close(g.srv, server_closed, NULL);
 }
 
-static void on_signal(uv_signal_t *h, int sig)
+static void stop(void)
 {
-    (void)h;
-    (void)sig;
     if (g.stopping++)
         return;
     sdd_log(SELDON_LOG_INFO, "stopping");
@@ -330,6 +377,49 @@ static void on_signal(uv_signal_t *h, int sig)
         uv_read_stop((uv_stream_t *)&g.adopt_listener);
     uv_timer_start(&g.stop_timer, stop_now, 5000, 0);
     sd2_server_drain(g.srv, server_closed, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+    (void)h;
+    (void)sig;
+    stop();
+}
+
+static void on_stop_async(uv_async_t *h)
+{
+    (void)h;
+    stop();
+}
+
+/* --- One port: REST answered here, h2c handed over by the HTTP/1.1 server ------------- */
+
+static void rest_hello(void *ud, sdh_req *req, const sdh_request *r)
+{
+    static const sdh_header ctype = {"content-type", 12, "text/plain", 10};
+    seldon_buf b = SELDON_BUF_INIT;
+    (void)ud;
+    (void)r;
+    if (seldon_buf_reserve(&b, 5) == 0) {
+        memcpy(b.data, "hello", 5);
+        b.len = 5;
+    }
+    sdh_respond(req, 200, &ctype, 1, &b);
+}
+
+static void *loop_thread(void *arg)
+{
+    (void)arg;
+    uv_run(g.loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static void on_sigusr1(uv_signal_t *h, int sig)
+{
+    (void)h;
+    (void)sig;
+    failing.every = 0;
+    sdd_log(SELDON_LOG_INFO, "allocations no longer fail");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -348,7 +438,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: h2_testd --upstream HOST:PORT [--host A] [--port N]\n"
                "       [--request-timeout-ms N] [--connect-timeout-ms N] [--queue-limit N]\n"
-               "       [--window N] [--adopt] [--log-level L]\n"
+               "       [--window N] [--adopt] [--upstream-max-streams N]\n"
+               "       [--upstream-max-conns N] [--idle-timeout-ms N] [--fail-every N]\n"
+               "       [--one-port] [--log-level L]\n"
                "A transparent h2c gRPC proxy for the transport's tests.\n");
 }
 
@@ -357,13 +449,14 @@ int main(int argc, char **argv)
     const char *host = "127.0.0.1", *upstream = NULL;
     uint64_t port = 0, v;
     int32_t level = SELDON_LOG_INFO;
-    sd2_opts opts;
+    sd2_opts opts, copts;
     sd2_server_cbs cbs = {on_request};
     char uhost[64];
     const char *colon;
     int i, bound, rv;
 
     memset(&opts, 0, sizeof(opts));
+    memset(&copts, 0, sizeof(copts));
     for (i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0) {
@@ -371,6 +464,9 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--adopt") == 0) {
             g.adopt = 1;
+            continue;
+        } else if (strcmp(a, "--one-port") == 0) {
+            g.one_port = 1;
             continue;
         }
         if (val == NULL) {
@@ -397,6 +493,14 @@ int main(int argc, char **argv)
             opts.stream_queue_limit = v;
         } else if (strcmp(a, "--window") == 0 && v <= 0x7fffffff) {
             opts.stream_window = (uint32_t)v;
+        } else if (strcmp(a, "--fail-every") == 0) {
+            failing.every = v;
+        } else if (strcmp(a, "--idle-timeout-ms") == 0) {
+            opts.idle_timeout_ms = v;
+        } else if (strcmp(a, "--upstream-max-streams") == 0 && v <= 0xffffffffu) {
+            copts.max_concurrent_streams = (uint32_t)v;
+        } else if (strcmp(a, "--upstream-max-conns") == 0 && v <= 0xffffffffu) {
+            copts.max_conns_per_upstream = (uint32_t)v;
         } else {
             fprintf(stderr, "h2_testd: unknown or bad flag %s\n", a);
             usage(stderr);
@@ -412,16 +516,33 @@ int main(int argc, char **argv)
     memcpy(uhost, upstream, (size_t)(colon - upstream));
     uhost[colon - upstream] = '\0';
     snprintf(g.route, sizeof(g.route), "%s", upstream);
+    copts.connect_timeout_ms = opts.connect_timeout_ms;
+    copts.stream_queue_limit = opts.stream_queue_limit;
+    copts.stream_window = opts.stream_window;
     sdd_log_init("h2_testd", level);
 
     g.loop = uv_default_loop();
     if (sd2_server_new(&g.srv, g.loop, &opts, &cbs, NULL) < 0 ||
-        sd2_client_new(&g.cl, g.loop, &opts) < 0 ||
+        sd2_client_new(&g.cl, g.loop, &copts) < 0 ||
         sd2_upstream_get(&g.up, g.cl, uhost, (int)v) < 0) {
         fprintf(stderr, "h2_testd: start-up failed: %s\n", seldon_last_error());
         return 1;
     }
-    if (g.adopt) {
+    if (g.one_port) {
+        sdh_config hc;
+        memset(&hc, 0, sizeof(hc));
+        hc.host = host;
+        hc.port = (int)port;
+        hc.max_body = 1 << 20;
+        hc.handler = rest_hello;
+        hc.h2_adopt = sd2_server_adopt;
+        hc.h2_user_data = g.srv;
+        if (sdh_server_new(&g.http, &hc) < 0 || sdh_server_listen(g.http, g.loop) < 0) {
+            fprintf(stderr, "h2_testd: %s\n", seldon_last_error());
+            return 1;
+        }
+        bound = sdh_server_port(g.http);
+    } else if (g.adopt) {
         rv = adopt_listen(host, (int)port, &bound);
         if (rv != 0) {
             fprintf(stderr, "h2_testd: listen: %s\n", uv_strerror(rv));
@@ -434,15 +555,52 @@ int main(int argc, char **argv)
         }
         bound = sd2_server_port(g.srv);
     }
-    uv_signal_init(g.loop, &g.sigterm);
-    uv_signal_init(g.loop, &g.sigint);
     uv_timer_init(g.loop, &g.stop_timer);
-    uv_signal_start(&g.sigterm, on_signal, SIGTERM);
-    uv_signal_start(&g.sigint, on_signal, SIGINT);
+    if (g.one_port) {
+        uv_async_init(g.loop, &g.stop_async, on_stop_async);
+    } else {
+        uv_signal_init(g.loop, &g.sigterm);
+        uv_signal_init(g.loop, &g.sigint);
+        uv_signal_start(&g.sigterm, on_signal, SIGTERM);
+        uv_signal_start(&g.sigint, on_signal, SIGINT);
+    }
+    uv_signal_init(g.loop, &g.sigusr1);
+    uv_signal_start(&g.sigusr1, on_sigusr1, SIGUSR1);
     signal(SIGPIPE, SIG_IGN);
-    printf("listening on %d\n", bound);
-    fflush(stdout);
-    uv_run(g.loop, UV_RUN_DEFAULT);
+    if (failing.every) {
+        seldon_allocator alloc = {SELDON_ALLOCATOR_VERSION, fail_malloc, fail_realloc, fail_free,
+                                  NULL};
+        uint64_t every = failing.every;
+        /* Serving from here: what was allocated so far came from the same malloc. */
+        failing.every = 0;
+        seldon_set_allocator(&alloc);
+        failing.every = every;
+    }
+    if (g.one_port) {
+        /* The HTTP/1.1 server stops from a thread that runs no loop: the loop gets its own. */
+        sigset_t set;
+        pthread_t t;
+        int sig;
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        if (pthread_create(&t, NULL, loop_thread, NULL) != 0) {
+            fprintf(stderr, "h2_testd: cannot start the loop thread\n");
+            return 1;
+        }
+        printf("listening on %d\n", bound);
+        fflush(stdout);
+        sigwait(&set, &sig);
+        sdh_server_stop(g.http, 2000); /* adopted connections stay: the h2c server drains */
+        uv_async_send(&g.stop_async);
+        pthread_join(t, NULL);
+        sdh_server_free(g.http);
+    } else {
+        printf("listening on %d\n", bound);
+        fflush(stdout);
+        uv_run(g.loop, UV_RUN_DEFAULT);
+    }
     rv = uv_loop_close(g.loop);
     if (rv != 0)
         fprintf(stderr, "h2_testd: loop not empty at exit\n");

@@ -263,6 +263,7 @@ class Silent:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.conns = []
+        self.passes = 0
         self.stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -281,6 +282,16 @@ class Silent:
                     c.recv(65536)
                 except OSError:
                     pass
+            self.passes += 1
+
+    def accepted(self):
+        """Connections accepted, once every connection made before this call is."""
+        start = self.passes
+        deadline = time.monotonic() + GUARD
+        while self.passes < start + 2:  # a whole accept pass began after the call
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return len(self.conns)
 
     def close(self):
         self.stop = True
@@ -301,6 +312,25 @@ def test_request_timeout_deadline_exceeded(g):
                 stub.ServerLive(g.pb2.ServerLiveRequest())  # no client deadline
             assert e.value.code() == g.grpc.StatusCode.DEADLINE_EXCEEDED
             assert "timed out" in e.value.details()
+    finally:
+        proxy.stop()
+        silent.close()
+
+
+def test_pool_opens_connections_up_to_its_bound(g):
+    """Streams beyond one connection's concurrency limit open another connection, up to
+    the pool's bound; past it they wait in line. An upstream that never answers keeps them
+    all open, so the count of its connections is exact; each call then times out."""
+    silent = Silent()
+    proxy = start_proxy(silent.port, "--request-timeout-ms", "1000",
+                        "--upstream-max-streams", "10", "--upstream-max-conns", "3")
+    try:
+        channel, stub = g.stub(proxy.target)
+        with channel:
+            futures = [stub.ServerLive.future(g.pb2.ServerLiveRequest()) for _ in range(50)]
+            for f in futures:
+                assert f.exception(timeout=GUARD).code() == g.grpc.StatusCode.DEADLINE_EXCEEDED
+        assert silent.accepted() == 3
     finally:
         proxy.stop()
         silent.close()
@@ -379,13 +409,94 @@ def test_adopted_connections(g, server):
         proxy.stop()
 
 
+def test_one_port_rest_and_grpc(g, server):
+    """One port, both protocols: the HTTP/1.1 server of daemons/common answers REST and hands
+    connections that open with the h2c preface to the h2c server (adopt.h)."""
+    import http.client
+    proxy = start_proxy(server.grpc, one_port=True)
+    try:
+        conn = http.client.HTTPConnection(HOST, proxy.port, timeout=GUARD)
+        try:
+            conn.request("GET", "/v2/health/live")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == b"hello"
+        finally:
+            conn.close()
+        channel, stub = g.stub(proxy.target)
+        with channel:
+            for i in range(5):
+                resp, call = stub.ModelInfer.with_call(
+                    g.fp32_request("add10", [float(i)], id=f"p{i}"), timeout=GUARD)
+                assert resp.id == f"p{i}"
+                assert initial(call)["x-seldon-route"] == proxy.route
+        # REST again on the same port, after gRPC.
+        conn = http.client.HTTPConnection(HOST, proxy.port, timeout=GUARD)
+        try:
+            conn.request("GET", "/")
+            assert conn.getresponse().status == 200
+        finally:
+            conn.close()
+    finally:
+        proxy.stop()
+
+
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load not installed")
-def test_h2load_plain_requests(proxy):
-    """Plain h2c requests from another client implementation: all answered (the upstream
-    gRPC server refuses a non-gRPC GET, which still is an answer)."""
-    out = subprocess.run(["h2load", "-n", "200", "-c", "2", "-m", "10",
-                          f"http://{proxy.target}/inference.GRPCInferenceService/ServerLive"],
-                         capture_output=True, timeout=GUARD, text=True)
-    assert out.returncode == 0, out.stderr
-    assert "200 total" in out.stdout or "requests: 200 total" in out.stdout, out.stdout
-    assert "0 failed" in out.stdout and "0 errored" in out.stdout, out.stdout
+def test_h2load_many_streams(server, tmp_path):
+    """Another client implementation, 8 connections with 10 streams each, through upstream
+    connections that take 20 streams each (so the pool spreads them): every request gets
+    its gRPC answer."""
+    proxy = start_proxy(server.grpc, "--upstream-max-streams", "20")
+    try:
+        body = tmp_path / "empty.grpc"
+        body.write_bytes(b"\x00" * 5)  # one empty message
+        out = subprocess.run(["h2load", "-n", "5000", "-c", "8", "-m", "10", "-d", str(body),
+                              "-H", "content-type: application/grpc", "-H", "te: trailers",
+                              f"http://{proxy.target}/inference.GRPCInferenceService/ServerLive"],
+                             capture_output=True, timeout=120, text=True)
+        assert out.returncode == 0, out.stderr
+        assert "5000 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout
+        assert "5000 2xx" in out.stdout, out.stdout
+    finally:
+        proxy.stop()
+
+
+def test_sigterm_drains_streams_in_flight(g, server):
+    """SIGTERM: the server side stops listening and sends GOAWAY, but a stream in flight
+    carries on to its end; then the proxy exits 0."""
+    import queue
+    import signal as sig
+    proxy = start_proxy(server.grpc)
+    try:
+        channel, stub = g.stub(proxy.target)
+        with channel:
+            q = queue.Queue()
+
+            def requests():
+                while True:
+                    item = q.get()
+                    if item is None:
+                        return
+                    yield item
+
+            call = stub.ModelStreamInfer(requests(), timeout=GUARD)
+            q.put(g.fp32_request("add10", [1.0], id="before"))
+            assert next(call).infer_response.id == "before"
+            proxy.proc.send_signal(sig.SIGTERM)
+            # The listener closes: new connections are refused.
+            deadline = time.monotonic() + GUARD
+            while True:
+                try:
+                    socket.create_connection((HOST, proxy.port), timeout=GUARD).close()
+                except ConnectionRefusedError:
+                    break
+                except ConnectionResetError:
+                    pass  # caught in the backlog as the socket closed
+                assert time.monotonic() < deadline, "still accepting after SIGTERM"
+                time.sleep(0.01)
+            q.put(g.fp32_request("add10", [2.0], id="after"))
+            assert next(call).infer_response.id == "after"
+            q.put(None)
+            assert list(call) == []
+            assert call.code() == g.grpc.StatusCode.OK
+    finally:
+        proxy.stop()
