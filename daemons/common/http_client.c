@@ -408,9 +408,39 @@ static void conn_attach(conn *c, sdc_request *r)
         read_start(c);
     }
     flush(c);
+    /* Writes queued while it waited may have left at once: the writer may go on. */
+    if (r->want_drain && c->req == r && !c->writing &&
+        r->unsent <= p->o.write_queue_limit) {
+        r->want_drain = 0;
+        if (r->cb.on_drain != NULL)
+            r->cb.on_drain(r, r->ud);
+    }
 }
 
 /* ---- Writing ---- */
+
+/* The write of chunks [wr_n, wr_bytes] left: account for it, then send what follows. */
+static void write_done(conn *c, sdc_request *r)
+{
+    sdc_pool *p = c->pool;
+    r->unsent -= c->wr_bytes;
+    if (r->replayable && !c->resp_bytes && r->kept + c->wr_bytes <= p->o.write_queue_limit) {
+        r->n_kept += c->wr_n;
+        r->kept += c->wr_bytes;
+    } else {
+        r->n_kept += c->wr_n;
+        req_drop_kept(r);
+    }
+    c->wr_n = c->wr_bytes = 0;
+    if (c->req != r)
+        return;
+    flush(c);
+    if (r->want_drain && r->unsent <= p->o.write_queue_limit && c->req == r && !c->writing) {
+        r->want_drain = 0;
+        if (r->cb.on_drain != NULL)
+            r->cb.on_drain(r, r->ud);
+    }
+}
 
 static void on_write(uv_write_t *w, int status)
 {
@@ -425,49 +455,71 @@ static void on_write(uv_write_t *w, int status)
     }
     if (c->state == C_CLOSING || r == NULL)
         return;
-    sdc_pool *p = c->pool;
-    r->unsent -= c->wr_bytes;
-    if (r->replayable && !c->resp_bytes && r->kept + c->wr_bytes <= p->o.write_queue_limit) {
-        r->n_kept += c->wr_n;
-        r->kept += c->wr_bytes;
-    } else {
-        r->n_kept += c->wr_n;
-        req_drop_kept(r);
-    }
-    c->wr_n = c->wr_bytes = 0;
-    if (c->req != r)
-        return;
-    flush(c);
-    if (r->want_drain && r->unsent <= p->o.write_queue_limit) {
-        r->want_drain = 0;
-        if (r->cb.on_drain != NULL)
-            r->cb.on_drain(r, r->ud);
-    }
+    write_done(c, r);
 }
 
+/*
+ * Sends the queued chunks: at once when the socket takes them (uv_try_write: no
+ * poller change, no callback a loop iteration later), else through uv_write for
+ * the rest. Several pieces queued in one go (a head and its body) leave in one
+ * writev.
+ */
 static void flush(conn *c)
 {
     sdc_request *r = c->req;
-    if (c->writing || c->write_failed || c->state != C_BUSY || r == NULL || r->send == NULL)
+    for (;;) {
+        if (c->writing || c->write_failed || c->state != C_BUSY || r == NULL || r->send == NULL)
+            return;
+        uv_buf_t bufs[MAX_WRITE_BUFS];
+        size_t n = 0, bytes = 0, i;
+        chunk *k = r->send;
+        while (k != NULL && n < MAX_WRITE_BUFS) {
+            bufs[n++] = uv_buf_init(k->data, (unsigned int)k->len);
+            bytes += k->len;
+            k = k->next;
+        }
+        r->send = k;
+        c->wr_n = n;
+        c->wr_bytes = bytes;
+        int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned int)n);
+        if (w == UV_EAGAIN || w == UV_ENOSYS)
+            w = 0;
+        if (w < 0) {
+            c->write_failed = 1;
+            return;
+        }
+        if ((size_t)w == bytes) {
+            if (c->state == C_CLOSING)
+                return;
+            /* Done now: account as on_write would, then go round for what follows. */
+            sdc_pool *p = c->pool;
+            r->unsent -= c->wr_bytes;
+            if (r->replayable && !c->resp_bytes &&
+                r->kept + c->wr_bytes <= p->o.write_queue_limit) {
+                r->n_kept += c->wr_n;
+                r->kept += c->wr_bytes;
+            } else {
+                r->n_kept += c->wr_n;
+                req_drop_kept(r);
+            }
+            c->wr_n = c->wr_bytes = 0;
+            continue;
+        }
+        /* Partly written: the rest goes through uv_write, the accounting at its end. */
+        size_t skip = (size_t)w;
+        for (i = 0; i < n && skip >= bufs[i].len; i++)
+            skip -= bufs[i].len;
+        bufs[i].base += skip;
+        bufs[i].len -= (unsigned int)skip;
+        c->wreq.data = c;
+        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs + i, (unsigned int)(n - i),
+                     on_write) != 0) {
+            c->write_failed = 1;
+            return;
+        }
+        c->writing = 1;
         return;
-    uv_buf_t bufs[MAX_WRITE_BUFS];
-    size_t n = 0, bytes = 0;
-    chunk *k = r->send;
-    while (k != NULL && n < MAX_WRITE_BUFS) {
-        bufs[n++] = uv_buf_init(k->data, (unsigned int)k->len);
-        bytes += k->len;
-        k = k->next;
     }
-    c->wreq.data = c;
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, (unsigned int)n, on_write);
-    if (rc != 0) {
-        c->write_failed = 1;
-        return;
-    }
-    r->send = k;
-    c->writing = 1;
-    c->wr_n = n;
-    c->wr_bytes = bytes;
 }
 
 /* ---- Reading ---- */
@@ -887,8 +939,9 @@ void sdc_pool_get_stats(sdc_pool_stats *out, const sdc_pool *p)
     out->active = p->n_active;
 }
 
-int sdc_request_start(sdc_request **out, sdc_pool *p, const sdh_request_head *head,
-                      const sdc_callbacks *cb, void *user_data)
+static int request_start(sdc_request **out, sdc_pool *p, const sdh_request_head *head,
+                         const void *body, size_t body_len, int with_body,
+                         const sdc_callbacks *cb, void *user_data)
 {
     if (out == NULL || p == NULL || head == NULL || cb == NULL || cb->on_done == NULL || p->freeing)
         return SDC_EINVAL;
@@ -932,8 +985,31 @@ int sdc_request_start(sdc_request **out, sdc_pool *p, const sdh_request_head *he
         uv_timer_start(&r->timer, req_timeout, p->o.request_timeout_ms, 0);
     queue_push(p, r, 0);
     *out = r;
+    if (with_body && sdc_request_write(r, body, body_len, 1) < 0) {
+        /* Only a wrong length or no memory: nothing was sent, nothing is called back. */
+        queue_remove(p, r);
+        p->n_active--;
+        r->done = 1;
+        uv_close((uv_handle_t *)&r->timer, req_timer_closed); /* the timer's reference */
+        req_release(r);                                       /* the owner's */
+        *out = NULL;
+        return SDC_EINVAL;
+    }
     dispatch(p);
     return 0;
+}
+
+int sdc_request_start(sdc_request **out, sdc_pool *p, const sdh_request_head *head,
+                      const sdc_callbacks *cb, void *user_data)
+{
+    return request_start(out, p, head, NULL, 0, 0, cb, user_data);
+}
+
+int sdc_request_start_body(sdc_request **out, sdc_pool *p, const sdh_request_head *head,
+                           const void *body, size_t len, const sdc_callbacks *cb,
+                           void *user_data)
+{
+    return request_start(out, p, head, body, len, 1, cb, user_data);
 }
 
 int sdc_request_write(sdc_request *r, const void *data, size_t len, int end)

@@ -143,6 +143,16 @@ int sdc_request_start(sdc_request **out, sdc_pool *pool, const sdh_request_head 
                       const sdc_callbacks *cb, void *user_data);
 
 /*
+ * sdc_request_start() with the whole body at once (copied; len must equal
+ * head->content_length, or it is the only piece of a chunked body): the head
+ * and the body leave in one write. Returns as sdc_request_start(); SDC_EINVAL
+ * also for a length that does not match.
+ */
+int sdc_request_start_body(sdc_request **out, sdc_pool *pool, const sdh_request_head *head,
+                           const void *body, size_t len, const sdc_callbacks *cb,
+                           void *user_data);
+
+/*
  * Queues body bytes (copied; len may be 0 with end = 1). end = 1 marks the last
  * piece: for chunked framing it sends the last chunk; for a Content-Length it
  * must bring the total to exactly that length. Returns 0 (keep writing), 1

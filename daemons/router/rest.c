@@ -27,7 +27,15 @@ typedef struct rp {
     sdh_request_head head;
     seldon_buf replay; /* every body byte received so far, while replay_ok */
     int status;        /* of the response forwarded */
+    /* A small answer is gathered and sent whole (head and body in one write). */
+    seldon_buf held_head; /* the upstream's headers, copied: names and values */
+    sdh_header *held_h;
+    size_t held_n;
+    seldon_buf held_body;
+    int64_t held_len; /* its Content-Length */
     uint8_t replay_ok, body_done, head_sent, up_paused, has_rid, rid_in_response;
+    uint8_t deferred; /* a small body is gathered before the first attempt */
+    uint8_t holding;  /* an answer is being gathered */
     char rid[37];
     size_t rid_len;
     char rid_value[128];
@@ -55,6 +63,9 @@ static void finish(rp *p, int code)
     seldon_router_req_finish(p->rr, code);
     seldon_router_req_free(p->rr);
     seldon_buf_free(&p->replay);
+    seldon_buf_free(&p->held_head);
+    seldon_buf_free(&p->held_body);
+    sdd_free(p->held_h);
     sdd_free(p->mem);
     sdd_free(p);
 }
@@ -76,7 +87,7 @@ static void fail(rp *p, int status, const char *message)
     drop_up(p);
     if (down != NULL) {
         p->down = NULL;
-        if (!p->head_sent) {
+        if (!p->head_sent || p->holding) {
             sdh_header h[2] = {{"content-type", 12, "application/json", 16},
                                {"x-request-id", 12, p->rid_value, p->rid_len}};
             seldon_buf b = SELDON_BUF_INIT;
@@ -110,6 +121,11 @@ static void fail(rp *p, int status, const char *message)
 
 /* --------------------------------------------------------------- upstream side */
 
+/* Answers smaller than this are gathered and sent whole: one write to the client. */
+#define RP_HOLD_MAX (64 * 1024)
+/* Request bodies up to this are gathered before the first attempt: one write upstream. */
+#define RP_GATHER_MAX (64 * 1024)
+
 static int outcome_of(int result)
 {
     switch (result) {
@@ -131,6 +147,37 @@ static int is_frame_header(const sdh_header *h)
 {
     return sdh_header_is_hop_by_hop(h->name, h->name_len) ||
            sdh_name_eq(h->name, h->name_len, "content-length");
+}
+
+/* Keeps the answer's head to send it with its body: 0, or -1 (then it streams). */
+static int hold(rp *p, const sdh_header *h, size_t n, int64_t length)
+{
+    size_t need = 0, i;
+    uint8_t *m;
+    for (i = 0; i < n; i++)
+        need += h[i].name_len + h[i].value_len;
+    p->held_h = sdd_malloc((n ? n : 1) * sizeof(*p->held_h));
+    if (p->held_h == NULL || seldon_buf_reserve(&p->held_head, need) != 0 ||
+        seldon_buf_reserve(&p->held_body, (size_t)length) != 0)
+        return -1;
+    m = p->held_head.data;
+    for (i = 0; i < n; i++) {
+        p->held_h[i].name = (const char *)m;
+        p->held_h[i].name_len = h[i].name_len;
+        memcpy(m, h[i].name, h[i].name_len);
+        m += h[i].name_len;
+        p->held_h[i].value = (const char *)m;
+        p->held_h[i].value_len = h[i].value_len;
+        if (h[i].value_len > 0)
+            memcpy(m, h[i].value, h[i].value_len);
+        m += h[i].value_len;
+    }
+    p->held_head.len = need;
+    p->held_n = n;
+    p->held_len = length;
+    p->holding = 1;
+    p->head_sent = 1; /* as far as retries go: the answer is decided */
+    return 0;
 }
 
 static void up_head(sdc_request *req, int status, const sdh_header *headers, size_t n,
@@ -179,6 +226,11 @@ static void up_head(sdc_request *req, int status, const sdh_header *headers, siz
         length = 0;
     }
     p->status = status;
+    if (length >= 0 && length <= RP_HOLD_MAX && hold(p, h, k, length) == 0) {
+        if (h != hs)
+            sdd_free(h);
+        return;
+    }
     if (sdh_stream_respond(p->down, status, h, k, length) != 0) {
         if (h != hs)
             sdd_free(h);
@@ -196,6 +248,13 @@ static void up_body(sdc_request *req, const char *data, size_t len, void *user_d
     seldon_buf b = SELDON_BUF_INIT;
     if (req != p->up || p->down == NULL || len == 0)
         return;
+    if (p->holding) {
+        if (p->held_body.len + len <= p->held_body.cap) {
+            memcpy(p->held_body.data + p->held_body.len, data, len);
+            p->held_body.len += len;
+        }
+        return; /* more than announced: the client's parser ends the message */
+    }
     if (seldon_buf_reserve(&b, len) != 0) {
         fail(p, 502, "router out of memory");
         return;
@@ -227,7 +286,10 @@ static void up_done(sdc_request *req, int result, void *user_data)
     if (result == SDC_OK) {
         seldon_router_attempt_end(&retry, NULL, p->rr, seldon_router_outcome(p->status, -1), 0,
                                   now);
-        if (p->down != NULL) {
+        if (p->down != NULL && p->holding) {
+            sdh_respond(p->down, p->status, p->held_h, p->held_n, &p->held_body);
+            p->down = NULL;
+        } else if (p->down != NULL) {
             sdh_stream_end(p->down);
             p->down = NULL;
         }
@@ -265,7 +327,13 @@ static void attempt(rp *p)
             return;
         }
         pool = rt_pool_get(p->L, u);
-        rc = pool != NULL ? sdc_request_start(&p->up, pool, &p->head, &up_cbs, p) : SDC_ENOMEM;
+        if (pool == NULL)
+            rc = SDC_ENOMEM;
+        else if (p->body_done && p->replay_ok && p->head.content_length >= 0)
+            rc = sdc_request_start_body(&p->up, pool, &p->head, p->replay.data, p->replay.len,
+                                        &up_cbs, p);
+        else
+            rc = sdc_request_start(&p->up, pool, &p->head, &up_cbs, p);
         if (rc == 0)
             break;
         p->up = NULL;
@@ -276,8 +344,9 @@ static void attempt(rp *p)
         }
     }
     p->up_paused = 0;
-    if (p->head.content_length == 0 || p->head.content_length == SDH_BODY_NONE)
-        return;
+    if (p->head.content_length == 0 || p->head.content_length == SDH_BODY_NONE ||
+        (p->body_done && p->replay_ok && p->head.content_length >= 0))
+        return; /* no body, or all of it went with the head */
     if (p->replay.len > 0 || p->body_done) {
         rc = sdc_request_write(p->up, p->replay.data, p->replay.len, p->body_done);
         if (rc == 1 && p->down != NULL && !p->body_done)
@@ -303,6 +372,11 @@ static void down_body(void *user_data, sdh_req *req, const uint8_t *data, size_t
             seldon_buf_free(&p->replay);
         }
     }
+    if (p->deferred) {
+        if (!p->replay_ok) /* only when memory ran out */
+            fail(p, 503, "router out of memory");
+        return; /* gathered; the first attempt takes it whole */
+    }
     if (p->up != NULL && sdc_request_write(p->up, data, len, 0) == 1)
         sdh_stream_pause(p->down);
 }
@@ -312,6 +386,11 @@ static void down_end(void *user_data, sdh_req *req)
     rp *p = user_data;
     (void)req;
     p->body_done = 1;
+    if (p->deferred) {
+        p->deferred = 0;
+        attempt(p);
+        return;
+    }
     if (p->up != NULL && p->head.content_length != 0 &&
         p->head.content_length != SDH_BODY_NONE)
         sdc_request_write(p->up, NULL, 0, 1);
@@ -461,6 +540,8 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
         p->head.content_length = declared;
     p->replay_ok = 1;
     p->body_done = declared == 0;
+    p->deferred = declared > 0 && (size_t)declared <= p->L->r->cfg.replay_limit &&
+                  declared <= RP_GATHER_MAX;
     if (sdh_stream_take(req, &down_ops, p) != 0) {
         seldon_router_req_free(p->rr);
         sdd_free(p->mem);
@@ -478,7 +559,8 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
             uv_timer_start(p->timer, on_deadline, ms > 0 ? (uint64_t)ms : 0, 0);
         }
     }
-    attempt(p);
+    if (!p->deferred)
+        attempt(p);
 }
 
 /* Requests the head handler left whole: the ones it could not route. */
