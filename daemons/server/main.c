@@ -27,8 +27,9 @@ static void usage(FILE *f)
             "  --http-port N           REST port (default 8080; 0 picks one)\n"
             "  --grpc-port N           gRPC port (default 8081; 0 picks one)\n"
             "  --host ADDR             address to listen on (default 0.0.0.0)\n"
-            "  --io-threads N          HTTP I/O threads (default: the core count)\n"
-            "  --grpc-threads N        gRPC completion-queue threads (default: the core count)\n"
+            "  --io-threads N          HTTP I/O threads (default: half the cores, at least 1)\n"
+            "  --grpc-threads N        gRPC completion-queue threads (default: half the cores,\n"
+            "                          at least 1)\n"
             "  --workers N             inference workers (default: the core count)\n"
             "  --max-body BYTES        largest request body and gRPC message (default 64 MiB)\n"
             "  --idle-timeout MS       close idle HTTP connections after MS (default 60000)\n"
@@ -84,7 +85,15 @@ static int parse_args(srv_config *c, int argc, char **argv)
     c->http_port = 8080;
     c->grpc_port = 8081;
     c->host = "0.0.0.0";
-    c->io_threads = c->grpc_threads = c->workers = (int)cores;
+    /*
+     * Cheap models run on the I/O threads and the rest on the workers, which sleep
+     * when idle. Busy I/O and gRPC threads, one per core each, would take every core
+     * from each other, from the workers and from a client on the same machine: the
+     * queueing that follows shows in the p99. Half the cores each leaves room, and a
+     * single gRPC thread also keeps gRPC core from handing each call between threads.
+     */
+    c->io_threads = c->grpc_threads = cores >= 2 ? (int)(cores / 2) : 1;
+    c->workers = (int)cores;
     c->max_body = 64u << 20;
     c->idle_timeout_ms = 60000;
     c->grace_ms = 30000;

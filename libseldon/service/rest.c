@@ -154,6 +154,46 @@ static void rest_infer_done(void *user_data, seldon_infer *infer, int32_t status
     sdn_svc_call_free(c);
 }
 
+/*
+ * Bodies from this size up are decoded, run and encoded on a worker: the codec's
+ * time grows with the body, and an I/O thread busy with one large request makes
+ * every other connection of its loop wait. Smaller ones stay on the fast path.
+ */
+#define SDN_SVC_OFFLOAD_BODY (8 * 1024)
+
+static void fail_call(sdn_svc_call *c, int rc)
+{
+    seldon_rest_done_fn done = (seldon_rest_done_fn)(uintptr_t)c->done;
+    int status = seldon_status_http(rc);
+    char why[SDN_WHY_MAX];
+    snprintf(why, sizeof(why), "%s", seldon_last_error());
+    sdn_svc_count_infer(c->svc, c->model, SDN_SVC_REST, status, 0);
+    deliver_error(done, c->user_data, status, why, NULL);
+    sdn_svc_call_free(c);
+}
+
+/* Decodes, checks and submits; on a worker for a large body, else on the caller's thread. */
+static void decode_and_submit(sdn_svc_call *c)
+{
+    int rc = seldon_msg_decode_json(c->request, c->raw ? c->raw : (const uint8_t *)"",
+                                    c->raw_len, c->json_len, SELDON_DECODE_BORROW);
+    c->raw = NULL;
+    if (rc == 0)
+        rc = seldon_model_check_request(c->model, c->request);
+    if (rc == 0)
+        rc = seldon_infer_new(&c->infer, c->request, c->response, rest_infer_done, c);
+    if (rc < 0) {
+        fail_call(c, rc);
+        return;
+    }
+    sdn_svc_submit(c);
+}
+
+static void offload_run(seldon_job *job)
+{
+    decode_and_submit((sdn_svc_call *)job);
+}
+
 static void handle_infer(seldon_service *svc, const seldon_rest_request *r, const seldon_route *rt,
                          seldon_rest_done_fn done, void *ud)
 {
@@ -189,24 +229,21 @@ static void handle_infer(seldon_service *svc, const seldon_rest_request *r, cons
         rc = seldon_msg_new(&c->request, SELDON_MSG_REQUEST);
     if (rc == 0)
         rc = seldon_msg_new(&c->response, SELDON_MSG_RESPONSE);
-    /* The body stays alive until the response is delivered: binary data can stay in place. */
-    if (rc == 0)
-        rc = seldon_msg_decode_json(c->request, r->body ? r->body : (const uint8_t *)"",
-                                    r->body_len, json_len, SELDON_DECODE_BORROW);
-    if (rc == 0)
-        rc = seldon_model_check_request(c->model, c->request);
-    if (rc == 0)
-        rc = seldon_infer_new(&c->infer, c->request, c->response, rest_infer_done, c);
     if (rc < 0) {
-        int status = seldon_status_http(rc);
-        char why[SDN_WHY_MAX];
-        snprintf(why, sizeof(why), "%s", seldon_last_error());
-        sdn_svc_count_infer(svc, c->model, SDN_SVC_REST, status, 0);
-        deliver_error(done, ud, status, why, NULL);
-        sdn_svc_call_free(c);
+        fail_call(c, rc);
         return;
     }
-    sdn_svc_submit(c);
+    /* The body stays alive until the response is delivered: binary data can stay in place. */
+    c->raw = r->body;
+    c->raw_len = r->body_len;
+    c->json_len = json_len;
+    if (r->body_len >= SDN_SVC_OFFLOAD_BODY && svc->hooks.submit_infer != NULL) {
+        c->job.next = NULL;
+        c->job.run = offload_run;
+        svc->hooks.submit_infer(svc->hooks.host, &c->job);
+        return;
+    }
+    decode_and_submit(c);
 }
 
 /* --- Metadata and readiness ------------------------------------------------ */

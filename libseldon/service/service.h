@@ -57,8 +57,10 @@ typedef struct sdn_svc_call {
     int64_t start_ns;
     void *done; /* a seldon_rest_done_fn, seldon_grpc_done_fn or seldon_service_infer_fn */
     void *user_data;
-    const uint8_t *raw; /* gRPC: the request bytes until they decode, for an error's ids */
+    const uint8_t *raw; /* gRPC: the request bytes until they decode, for an error's ids;
+                           REST: a large body, decoded on a worker */
     size_t raw_len;
+    size_t json_len; /* REST: the JSON part of raw (the binary extension) */
 } sdn_svc_call;
 
 /* service.c */

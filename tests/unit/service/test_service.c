@@ -208,7 +208,7 @@ typedef struct rest_out {
     char extra_name[64];
     char extra_value[64];
     size_t nheaders;
-    char body[8192];
+    char body[65536];
     size_t body_len;
 } rest_out;
 
@@ -448,6 +448,35 @@ Test(service, infer_on_a_worker_completes_later)
     cr_assert_eq(o.called, 0);
     run_workers();
     ASSERT_REST(&o, 400, "asked to fail");
+}
+
+Test(service, large_body_decodes_on_a_worker)
+{
+    /* 6,000 elements of JSON: past the offload size, so even an inline model's request
+       leaves the caller's thread (its I/O loop) for decoding, running and encoding. */
+    static const char head[] = "{\"id\": \"big\", \"inputs\": [{\"name\": \"x\", "
+                               "\"datatype\": \"FP32\", \"shape\": [6000], \"data\": [";
+    size_t cap = sizeof(head) + 6000 * 4 + 8, n, i;
+    char *body = malloc(cap);
+    rest_out o;
+    cr_assert_not_null(body);
+    n = (size_t)snprintf(body, cap, "%s", head);
+    for (i = 0; i < 6000; i++)
+        n += (size_t)snprintf(body + n, cap - n, i ? ",%d" : "%d", (int)(i % 10));
+    n += (size_t)snprintf(body + n, cap - n, "]}]}");
+    cr_assert_gt(n, 8 * 1024);
+    rest_h(&o, "POST", "/v2/models/ident/infer", body, n, NULL, 0);
+    cr_assert_eq(o.called, 0, "a large body must not be decoded on the caller's thread");
+    cr_assert_eq(host.ninfer, 1);
+    cr_assert_eq(run_workers(), 1);
+    ASSERT_REST(&o, 200, "\"id\":\"big\"");
+    /* A bad large body is refused from the worker, naming the field. */
+    body[n - 5] = 'x';
+    rest_h(&o, "POST", "/v2/models/ident/infer", body, n, NULL, 0);
+    cr_assert_eq(o.called, 0);
+    run_workers();
+    cr_assert_eq(o.status, 400, "%d %s", o.status, o.body);
+    free(body);
 }
 
 /* --- Batching ------------------------------------------------------------------------------ */
