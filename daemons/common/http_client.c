@@ -49,6 +49,7 @@ struct sdc_request {
     size_t n_kept, kept;        /* chunks/bytes written and kept for a replay */
     size_t unsent;              /* bytes not yet written (in flight or not sent) */
     int replayable;             /* every byte sent so far is still held */
+    int tried_sync;             /* its first write was tried at once (see flush()) */
     int64_t content_length;
     uint64_t body_written;
     uint8_t chunked, ended, want_drain, done, paused, is_head, says_close, retried, queued;
@@ -459,10 +460,11 @@ static void on_write(uv_write_t *w, int status)
 }
 
 /*
- * Sends the queued chunks: at once when the socket takes them (uv_try_write: no
- * poller change, no callback a loop iteration later), else through uv_write for
- * the rest. Several pieces queued in one go (a head and its body) leave in one
- * writev.
+ * Sends the queued chunks through uv_write. A request's first write (its head,
+ * and its body when it came with it) is tried at once with uv_try_write: no
+ * poller change and no callback a loop iteration later on the latency path of
+ * small requests. Later writes of a streamed body stay asynchronous, so that a
+ * writer paced by on_drain yields to the loop and an early answer is read.
  */
 static void flush(conn *c)
 {
@@ -481,7 +483,8 @@ static void flush(conn *c)
         r->send = k;
         c->wr_n = n;
         c->wr_bytes = bytes;
-        int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned int)n);
+        int w = r->tried_sync ? 0 : uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned int)n);
+        r->tried_sync = 1;
         if (w == UV_EAGAIN || w == UV_ENOSYS)
             w = 0;
         if (w < 0) {

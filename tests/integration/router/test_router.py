@@ -563,3 +563,50 @@ def test_metrics(router):
                          ("seldon_router_open_connections", "gauge")):
         assert f"# TYPE {family} {kind}" in text.decode(), family
     assert metric(samples, "seldon_router_open_connections", side="upstream") >= 1
+
+
+def test_grpc_stream_that_never_reads_through_router(g, tmp_path):
+    # 160 replies of 1 MiB that the client does not read: flow control must hold the
+    # stream back at every hop (client <- router <- server) instead of the router buffering.
+    mib = 1 << 20
+    sh.write_model(tmp_path, "identity", {"implementation": "builtin.identity"})
+    asan = (os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=8").lstrip(":")
+    srv = sh.Server(tmp_path, "--log-level", "debug", env={"ASAN_OPTIONS": asan})
+    r = Router(routes_yaml([("identity", [upstream_of(srv)], None)]), env=SMALL_QUARANTINE)
+    channel = g.grpc.insecure_channel(r.grpc_target, options=[
+        ("grpc.max_send_message_length", 64 * mib),
+        ("grpc.max_receive_message_length", 64 * mib)])
+    try:
+        stub = g.pb2_grpc.GRPCInferenceServiceStub(channel)
+        base = g.request("identity", {"x": np.arange(mib // 4, dtype=np.float32)}, raw=True)
+        sent = []
+        lock = threading.Lock()
+
+        def requests():
+            for i in range(160):
+                req = type(base)()
+                req.CopyFrom(base)
+                req.id = str(i)
+                with lock:
+                    sent.append(i)
+                yield req
+
+        before = r.rss_kib()
+        replies = stub.ModelStreamInfer(requests(), metadata=[("seldon-model", "identity")],
+                                        timeout=GUARD * 4)
+        # The server says when its stream stops reading: the pressure went all the way back.
+        deadline = time.monotonic() + GUARD
+        while "stream paused" not in srv.stderr():
+            assert time.monotonic() < deadline, srv.stderr()
+            time.sleep(0.02)
+        grown = r.rss_kib() - before
+        with lock:
+            pushed = len(sent)
+        assert pushed < 160, "the client pushed everything: nothing held it back"
+        assert grown < 48 * 1024, f"the router grew {grown} KiB"
+        ids = [x.infer_response.id for x in replies]
+        assert ids == [str(i) for i in range(160)]
+    finally:
+        channel.close()
+        r.stop()
+        srv.stop()
