@@ -1038,6 +1038,23 @@ static int send_batch(sd2_conn *c, sd2_wreq *w)
     uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
     int rv;
     w->conn = c;
+    /* Nothing ahead of it: try the socket at once (no poller change, no callback a loop
+       iteration later); what it does not take goes through uv_write. */
+    if (c->writes_pending == 0) {
+        rv = uv_try_write(c->stream, &b, 1);
+        if (rv == (int)w->len) {
+            sdd_free(w);
+            return 0;
+        }
+        if (rv > 0) {
+            memmove(w->data, w->data + rv, w->len - (size_t)rv);
+            w->len -= (size_t)rv;
+            b = uv_buf_init((char *)w->data, (unsigned)w->len);
+        } else if (rv != UV_EAGAIN && rv != UV_ENOSYS) {
+            sdd_free(w);
+            return rv;
+        }
+    }
     rv = uv_write(&w->req, c->stream, &b, 1, write_done);
     if (rv < 0) {
         sdd_free(w);
