@@ -610,3 +610,41 @@ def test_grpc_stream_that_never_reads_through_router(g, tmp_path):
         channel.close()
         r.stop()
         srv.stop()
+
+
+def test_one_server_killed_during_grpc_loop_zero_failures(g, tmp_path):
+    sh.write_samples(tmp_path)
+    a, b = sh.Server(tmp_path), sh.Server(tmp_path)
+    r = Router(routes_yaml([("identity", [upstream_of(a), upstream_of(b)], None)]))
+    total, kill_at = 2000, 300
+    done = []
+    lock = threading.Lock()
+    killed = threading.Event()
+    channel, stub = grpc_stub(g, r.grpc_target)
+
+    def one(i):
+        req = g.request("identity", {"x": np.array([i], dtype=np.int64)})
+        try:
+            resp = stub.ModelInfer(req, metadata=[("seldon-model", "identity")], timeout=GUARD)
+            ok = int(g.outputs(resp)["x"][0]) == i
+        except g.grpc.RpcError as e:
+            ok = f"{e.code()}: {e.details()}"
+        with lock:
+            done.append(ok)
+            if len(done) == kill_at:
+                b.kill()  # SIGKILL: streams in flight on it die with their connection
+                killed.set()
+        return ok
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(one, range(total)))
+        assert killed.is_set()
+        failures = [x for x in results if x is not True]
+        assert not failures, f"{len(failures)} failed of {total}: {failures[:3]}"
+        assert metric(r.metrics(), "seldon_router_requests_total", route="identity",
+                      code="0") == total
+    finally:
+        channel.close()
+        r.stop()
+        a.stop()
