@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "seldon/common.h"
@@ -68,6 +69,17 @@ static inline int sdd_add_size(size_t *out, size_t a, size_t b)
 static inline int sdd_mul_size(size_t *out, size_t a, size_t b)
 {
     return !__builtin_mul_overflow(a, b, out);
+}
+
+/* A whole decimal number in [lo, hi] (a command-line flag's value): 0, or -1. */
+static inline int sdd_parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
 }
 
 static inline char *sdd_strndup(const char *s, size_t len)

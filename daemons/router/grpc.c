@@ -117,8 +117,7 @@ static void up_headers(sd2_stream *s, void *user_data, const sd2_header *h, size
         return;
     if (end) { /* trailers-only: the whole answer is a status */
         p->grpc_status = status_of(h, n);
-        seldon_router_attempt_end(&retry, NULL, p->rr,
-                                  seldon_router_outcome(0, p->grpc_status),
+        seldon_router_attempt_end(&retry, NULL, p->rr, seldon_router_outcome(0, p->grpc_status),
                                   p->replay_ok, rt_now_ns());
         if (retry) {
             drop_up(p);
@@ -212,16 +211,17 @@ static void up_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
         return;
     }
     if (p->down != NULL && !p->finished) {
-        seldon_router_attempt_end(&retry, NULL, p->rr, err == SD2_OK ? SELDON_ROUTER_RESET
-                                                                     : outcome_of(err),
+        seldon_router_attempt_end(&retry, NULL, p->rr,
+                                  err == SD2_OK ? SELDON_ROUTER_RESET : outcome_of(err),
                                   p->replay_ok && !p->headers_sent, rt_now_ns());
         if (retry && !p->headers_sent) {
             attempt(p);
             return;
         }
         if (err == SD2_ETIMEOUT)
-            fail(p, GRPC_DEADLINE_EXCEEDED, "the route's timeout passed before the upstream "
-                                            "answered");
+            fail(p, GRPC_DEADLINE_EXCEEDED,
+                 "the route's timeout passed before the upstream "
+                 "answered");
         else if (outcome_of(err) == SELDON_ROUTER_CONNECT_FAILED)
             fail(p, GRPC_UNAVAILABLE, "no upstream could be reached");
         else
@@ -285,8 +285,8 @@ static void attempt(gp *p)
         if (rc == 0)
             rt_note_h2_upstream(p->L, pool);
         if (rc == 0)
-            rc = sd2_request(&p->up, pool, p->h, p->nh, p->body_done && p->replay.len == 0,
-                             &up_cbs, p, timeout_ms);
+            rc = sd2_request(&p->up, pool, p->h, p->nh, p->body_done && p->replay.len == 0, &up_cbs,
+                             p, timeout_ms);
         if (rc == 0)
             break;
         p->up = NULL;
@@ -307,16 +307,7 @@ static void attempt(gp *p)
 static void down_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t len)
 {
     gp *p = user_data;
-    if (p->replay_ok) {
-        if (p->replay.len + len <= p->L->r->cfg.replay_limit &&
-            seldon_buf_reserve(&p->replay, len) == 0) {
-            memcpy(p->replay.data + p->replay.len, data, len);
-            p->replay.len += len;
-        } else {
-            p->replay_ok = 0;
-            seldon_buf_free(&p->replay);
-        }
-    }
+    rt_replay_keep(p->L->r, &p->replay, &p->replay_ok, data, len);
     if (p->up != NULL && sd2_write(p->up, data, len) == 1)
         p->down_unconsumed += len; /* returned to the client once the upstream drains */
     else

@@ -45,20 +45,23 @@ static void usage(FILE *f)
             "and exit 0. Prints 'listening port=P metrics=P' on stdout once serving.\n");
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static int parse_args(rt_config *c, int argc, char **argv)
 {
-    enum { O_ROUTES = 1, O_PORT, O_MPORT, O_HOST, O_IO, O_BODY, O_IDLE, O_GRACE, O_REPLAY,
-           O_UCONNS, O_LOG, O_HELP, O_VERSION };
+    enum {
+        O_ROUTES = 1,
+        O_PORT,
+        O_MPORT,
+        O_HOST,
+        O_IO,
+        O_BODY,
+        O_IDLE,
+        O_GRACE,
+        O_REPLAY,
+        O_UCONNS,
+        O_LOG,
+        O_HELP,
+        O_VERSION
+    };
     static const struct option opts[] = {
         {"routes", required_argument, NULL, O_ROUTES},
         {"port", required_argument, NULL, O_PORT},
@@ -96,13 +99,13 @@ static int parse_args(rt_config *c, int argc, char **argv)
             c->routes_path = optarg;
             break;
         case O_PORT:
-            if (parse_long(optarg, 0, 65535, &v) < 0)
+            if (sdd_parse_long(optarg, 0, 65535, &v) < 0)
                 bad = "--port";
             else
                 c->port = (int)v;
             break;
         case O_MPORT:
-            if (parse_long(optarg, -1, 65535, &v) < 0)
+            if (sdd_parse_long(optarg, -1, 65535, &v) < 0)
                 bad = "--metrics-port";
             else
                 c->metrics_port = (int)v;
@@ -111,20 +114,20 @@ static int parse_args(rt_config *c, int argc, char **argv)
             c->host = optarg;
             break;
         case O_IO:
-            if (parse_long(optarg, 1, 256, &v) < 0)
+            if (sdd_parse_long(optarg, 1, 256, &v) < 0)
                 bad = "--io-threads";
             else
                 c->io_threads = (int)v;
             break;
         case O_BODY:
-            if (parse_long(optarg, 1024, 1L << 40, &v) < 0)
+            if (sdd_parse_long(optarg, 1024, 1L << 40, &v) < 0)
                 bad = "--max-body";
             else
                 c->max_body = (size_t)v;
             break;
         case O_IDLE:
         case O_GRACE:
-            if (parse_long(optarg, 0, 86400000, &v) < 0)
+            if (sdd_parse_long(optarg, 0, 86400000, &v) < 0)
                 bad = o == O_IDLE ? "--idle-timeout" : "--grace";
             else if (o == O_IDLE)
                 c->idle_timeout_ms = (uint64_t)v;
@@ -132,13 +135,13 @@ static int parse_args(rt_config *c, int argc, char **argv)
                 c->grace_ms = (uint64_t)v;
             break;
         case O_REPLAY:
-            if (parse_long(optarg, 0, 1L << 30, &v) < 0)
+            if (sdd_parse_long(optarg, 0, 1L << 30, &v) < 0)
                 bad = "--replay-limit";
             else
                 c->replay_limit = (size_t)v;
             break;
         case O_UCONNS:
-            if (parse_long(optarg, 1, 65536, &v) < 0)
+            if (sdd_parse_long(optarg, 1, 65536, &v) < 0)
                 bad = "--upstream-conns";
             else
                 c->upstream_conns = (uint32_t)v;
@@ -223,6 +226,19 @@ sdc_pool *rt_pool_get(rt_loop *L, const seldon_router_upstream *u)
     p->next = L->pools;
     L->pools = p;
     return p->pool;
+}
+
+void rt_replay_keep(router *r, seldon_buf *replay, uint8_t *ok, const uint8_t *data, size_t len)
+{
+    if (!*ok)
+        return;
+    if (replay->len + len <= r->cfg.replay_limit && seldon_buf_reserve(replay, len) == 0) {
+        memcpy(replay->data + replay->len, data, len);
+        replay->len += len;
+        return;
+    }
+    *ok = 0;
+    seldon_buf_free(replay);
 }
 
 void rt_note_h2_upstream(rt_loop *L, sd2_upstream *u)

@@ -201,8 +201,7 @@ static void up_head(sdc_request *req, int status, const sdh_header *headers, siz
             return;
         }
     }
-    if (n + 1 > sizeof(hs) / sizeof(hs[0]) &&
-        (h = sdd_malloc((n + 1) * sizeof(*h))) == NULL) {
+    if (n + 1 > sizeof(hs) / sizeof(hs[0]) && (h = sdd_malloc((n + 1) * sizeof(*h))) == NULL) {
         fail(p, 502, "router out of memory");
         return;
     }
@@ -362,16 +361,7 @@ static void down_body(void *user_data, sdh_req *req, const uint8_t *data, size_t
     (void)req;
     if (p->down == NULL || len == 0)
         return;
-    if (p->replay_ok) {
-        if (p->replay.len + len <= p->L->r->cfg.replay_limit &&
-            seldon_buf_reserve(&p->replay, len) == 0) {
-            memcpy(p->replay.data + p->replay.len, data, len);
-            p->replay.len += len;
-        } else {
-            p->replay_ok = 0;
-            seldon_buf_free(&p->replay);
-        }
-    }
+    rt_replay_keep(p->L->r, &p->replay, &p->replay_ok, data, len);
     if (p->deferred) {
         if (!p->replay_ok) /* only when memory ran out */
             fail(p, 503, "router out of memory");
@@ -391,8 +381,7 @@ static void down_end(void *user_data, sdh_req *req)
         attempt(p);
         return;
     }
-    if (p->up != NULL && p->head.content_length != 0 &&
-        p->head.content_length != SDH_BODY_NONE)
+    if (p->up != NULL && p->head.content_length != 0 && p->head.content_length != SDH_BODY_NONE)
         sdc_request_write(p->up, NULL, 0, 1);
 }
 
@@ -411,7 +400,7 @@ static void down_abort(void *user_data, sdh_req *req)
     rp *p = user_data;
     (void)req;
     p->down = NULL;
-    drop_up(p); /* freeing the request ends its open attempt as canceled */
+    drop_up(p);     /* freeing the request ends its open attempt as canceled */
     finish(p, 499); /* the client closed the connection (nginx's code) */
 }
 
@@ -532,16 +521,15 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
     declared = sdh_stream_body_length(req);
     if (declared < 0)
         p->head.content_length = SDH_BODY_CHUNKED;
-    else if (declared == 0 &&
-             ((head->method_len == 3 && memcmp(head->method, "GET", 3) == 0) ||
-              (head->method_len == 4 && memcmp(head->method, "HEAD", 4) == 0)))
+    else if (declared == 0 && ((head->method_len == 3 && memcmp(head->method, "GET", 3) == 0) ||
+                               (head->method_len == 4 && memcmp(head->method, "HEAD", 4) == 0)))
         p->head.content_length = SDH_BODY_NONE;
     else
         p->head.content_length = declared;
     p->replay_ok = 1;
     p->body_done = declared == 0;
-    p->deferred = declared > 0 && (size_t)declared <= p->L->r->cfg.replay_limit &&
-                  declared <= RP_GATHER_MAX;
+    p->deferred =
+        declared > 0 && (size_t)declared <= p->L->r->cfg.replay_limit && declared <= RP_GATHER_MAX;
     if (sdh_stream_take(req, &down_ops, p) != 0) {
         seldon_router_req_free(p->rr);
         sdd_free(p->mem);

@@ -61,7 +61,7 @@ typedef struct rt_loop {
     sd2_upstream *h2ups[64]; /* the h2c pools used, for the connections gauge */
     size_t nh2ups;
     _Atomic size_t conns_down, conns_up; /* read by /metrics on another loop */
-    int closing;    /* the loop's clients are being closed */
+    int closing;                         /* the loop's clients are being closed */
     int pending_close;
 } rt_loop;
 
@@ -90,6 +90,13 @@ void rt_request_id(rt_loop *L, char out[37]);
 
 /* The HTTP/1.1 pool of this loop for an upstream "host:port", created on first use. */
 sdc_pool *rt_pool_get(rt_loop *L, const seldon_router_upstream *u);
+
+/*
+ * Keeps a request's bytes for a retry while *ok: appended to replay while the total
+ * stays within the --replay-limit; past it (or out of memory) the copy is dropped and
+ * *ok cleared, and the request can no longer be replayed.
+ */
+void rt_replay_keep(router *r, seldon_buf *replay, uint8_t *ok, const uint8_t *data, size_t len);
 
 /* Remembers an h2c pool for the connections gauge. */
 void rt_note_h2_upstream(rt_loop *L, sd2_upstream *u);

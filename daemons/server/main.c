@@ -45,16 +45,6 @@ static void usage(FILE *f)
             "Prints 'listening http=PORT grpc=PORT' on stdout once serving.\n");
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static int parse_args(srv_config *c, int argc, char **argv)
 {
     enum { O_REPO = 1, O_HTTP, O_GRPC, O_HOST, O_IO, O_GT, O_W, O_BODY, O_IDLE, O_GRACE, O_RTP,
@@ -108,7 +98,7 @@ static int parse_args(srv_config *c, int argc, char **argv)
             break;
         case O_HTTP:
         case O_GRPC:
-            if (parse_int(optarg, 0, 65535, &v) < 0)
+            if (sdd_parse_long(optarg, 0, 65535, &v) < 0)
                 bad = o == O_HTTP ? "--http-port" : "--grpc-port";
             else if (o == O_HTTP)
                 c->http_port = (int)v;
@@ -121,7 +111,7 @@ static int parse_args(srv_config *c, int argc, char **argv)
         case O_IO:
         case O_GT:
         case O_W:
-            if (parse_int(optarg, 1, 256, &v) < 0)
+            if (sdd_parse_long(optarg, 1, 256, &v) < 0)
                 bad = o == O_IO ? "--io-threads" : o == O_GT ? "--grpc-threads" : "--workers";
             else if (o == O_IO)
                 c->io_threads = (int)v;
@@ -131,14 +121,14 @@ static int parse_args(srv_config *c, int argc, char **argv)
                 c->workers = (int)v;
             break;
         case O_BODY:
-            if (parse_int(optarg, 1024, 1L << 31, &v) < 0)
+            if (sdd_parse_long(optarg, 1024, 1L << 31, &v) < 0)
                 bad = "--max-body";
             else
                 c->max_body = (size_t)v;
             break;
         case O_IDLE:
         case O_GRACE:
-            if (parse_int(optarg, 0, 86400000, &v) < 0)
+            if (sdd_parse_long(optarg, 0, 86400000, &v) < 0)
                 bad = o == O_IDLE ? "--idle-timeout" : "--grace";
             else if (o == O_IDLE)
                 c->idle_timeout_ms = (uint64_t)v;
