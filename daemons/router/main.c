@@ -2,6 +2,7 @@
  * seldon-router: the data plane's single ingress. REST and gRPC on one port,
  * routed by the seldon-model header to the upstreams of a routes file.
  */
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -309,6 +310,44 @@ static void swap_on_loop(void *arg)
     sdd_free(m);
 }
 
+static int numeric_host(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/*
+ * Loads the routes file, and refuses upstreams the transports cannot reach: they
+ * connect to IP addresses and resolve no names (the scheduler pushes addresses).
+ */
+static int load_routes(seldon_routes **out, const char *path)
+{
+    seldon_routes *t = NULL;
+    size_t i, j;
+    char msg[512];
+    int rc = seldon_routes_load(&t, path);
+    if (rc != 0)
+        return rc;
+    for (i = 0; i < seldon_routes_count(t); i++) {
+        for (j = 0; j < seldon_routes_upstream_count(t, i); j++) {
+            const seldon_router_upstream *u = seldon_routes_upstream(t, i, j);
+            const char *bad = u->http_host != NULL && !numeric_host(u->http_host)   ? u->http
+                              : u->grpc_host != NULL && !numeric_host(u->grpc_host) ? u->grpc
+                                                                                    : NULL;
+            if (bad != NULL) {
+                snprintf(msg, sizeof(msg),
+                         "%s: route \"%s\", upstream %zu: \"%s\": host names are not "
+                         "resolved; give an IP address",
+                         path, seldon_routes_name(t, i), j, bad);
+                seldon_routes_release(t);
+                return seldon_set_error(SELDON_EINVAL, msg);
+            }
+        }
+    }
+    *out = t;
+    return 0;
+}
+
 /* Main thread: reads the routes file again; a bad one leaves the routes in force. */
 static void reload(router *r)
 {
@@ -316,7 +355,7 @@ static void reload(router *r)
     seldon_series *s = NULL;
     const char *result = "ok";
     int i;
-    if (seldon_routes_load(&fresh, r->cfg.routes_path) != 0) {
+    if (load_routes(&fresh, r->cfg.routes_path) != 0) {
         sdd_log(SELDON_LOG_ERROR, "SIGHUP: %s: the routes in force stay", seldon_last_error());
         result = "error";
     } else {
@@ -511,7 +550,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (seldon_routes_load(&r.routes, r.cfg.routes_path) != 0) {
+    if (load_routes(&r.routes, r.cfg.routes_path) != 0) {
         sdd_log(SELDON_LOG_ERROR, "%s", seldon_last_error());
         fprintf(stderr, "seldon-router: %s\n", seldon_last_error());
         return 2;

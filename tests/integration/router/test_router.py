@@ -532,6 +532,14 @@ def test_bad_routes_file_refused_with_line_and_field(servers):
     assert "routes.yaml:4" in err and "routes[0].upstreams[0].http" in err, err
     r.kill()
 
+    # A host name parses (the format allows it) but this router connects to addresses only.
+    r = Router("routes:\n- name: identity\n  upstreams:\n  - {http: \"localhost:9\"}\n",
+               expect_fail=True)
+    assert r.wait() == 2
+    assert 'route "identity", upstream 0: "localhost:9": host names are not resolved' in \
+        r.stderr(), r.stderr()
+    r.kill()
+
     good = routes_yaml([("identity", [upstream_of(servers[0])], None)])
     r = Router(good)
     try:
