@@ -570,7 +570,21 @@ def test_metrics(router):
                          ("seldon_router_ejections_total", "counter"),
                          ("seldon_router_open_connections", "gauge")):
         assert f"# TYPE {family} {kind}" in text.decode(), family
-    assert metric(samples, "seldon_router_open_connections", side="upstream") >= 1
+    # The gauge is refreshed by each loop on a timer: wait for it to see the connections.
+    deadline = time.monotonic() + GUARD
+    while metric(router.metrics(), "seldon_router_open_connections", side="upstream") < 1:
+        assert time.monotonic() < deadline, "no upstream connection counted"
+        time.sleep(0.05)
+    # A client connection kept open is counted on the other side.
+    conn = http.client.HTTPConnection(HOST, router.port, timeout=GUARD)
+    try:
+        conn.request("GET", "/v2/models/mul10/ready")
+        conn.getresponse().read()
+        while metric(router.metrics(), "seldon_router_open_connections", side="downstream") < 1:
+            assert time.monotonic() < deadline, "no client connection counted"
+            time.sleep(0.05)
+    finally:
+        conn.close()
 
 
 def test_grpc_stream_that_never_reads_through_router(g, tmp_path):
