@@ -4,6 +4,8 @@
  *   GET  /hello      200 "hello"
  *   POST /echo       200, the body echoed, x-body-length: <n>
  *   GET  /slow?ms=N  200 "slow", answered from another thread after N ms
+ *   GET  /slow/stats 200 "queued=N answered=M": /slow requests handed to the
+ *                    worker and answered by it so far
  *   GET  /headers    200, the request headers as "name: value\n" lines
  *   GET  /loop       200 "same" when the request's loop is the one running the handler
  *   GET  /posted     200 "posted", answered from a function posted to the handler's loop
@@ -45,7 +47,8 @@ static struct {
     pthread_cond_t cv;
     slow_item *items;
     int quit;
-} slow = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
+    unsigned long long queued, answered; /* for GET /slow/stats: tests wait on these */
+} slow = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0};
 
 static uint64_t now_ns(void)
 {
@@ -104,6 +107,7 @@ static void *slow_worker(void *arg)
         respond_text(it->req, "slow", 4);
         free(it);
         pthread_mutex_lock(&slow.mu);
+        slow.answered++;
     }
     pthread_mutex_unlock(&slow.mu);
     return NULL;
@@ -193,6 +197,13 @@ static void handle(void *user_data, sdh_req *req, const sdh_request *r)
     } else if (path_is(r, "GET", "/posted")) {
         if (sdl_loops_post(loops, sdl_loops_current(loops), answer_posted, req) < 0)
             sdh_respond_error(req, 500, "cannot post");
+    } else if (path_is(r, "GET", "/slow/stats")) {
+        char text[64];
+        int n;
+        pthread_mutex_lock(&slow.mu);
+        n = snprintf(text, sizeof(text), "queued=%llu answered=%llu", slow.queued, slow.answered);
+        pthread_mutex_unlock(&slow.mu);
+        respond_text(req, text, (size_t)n);
     } else if (path_is(r, "GET", "/slow")) {
         slow_item *it = malloc(sizeof(*it));
         if (it == NULL) {
@@ -204,6 +215,7 @@ static void handle(void *user_data, sdh_req *req, const sdh_request *r)
         pthread_mutex_lock(&slow.mu);
         it->next = slow.items;
         slow.items = it;
+        slow.queued++;
         pthread_cond_signal(&slow.cv);
         pthread_mutex_unlock(&slow.mu);
     } else {

@@ -12,10 +12,14 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from loopback import wait_server_read_all  # noqa: E402  (tests/integration/lib)
 
 TESTD = os.environ.get("HTTP_TESTD")
 GUARD = 15.0  # seconds: a hang guard, never the thing tested
@@ -124,6 +128,28 @@ def chunked(chunks):
     for c in chunks:
         out += b"%x\r\n" % len(c) + c + b"\r\n"
     return out + b"0\r\n\r\n"
+
+
+def slow_stats(port):
+    """(queued, answered): /slow requests handed to http_testd's worker, and answered."""
+    c = Conn(port)
+    c.send(get("/slow/stats"))
+    status, _, body = c.response()
+    c.close()
+    assert status == 200, body
+    fields = dict(kv.split("=") for kv in body.decode().split())
+    return int(fields["queued"]), int(fields["answered"])
+
+
+def wait_slow(port, queued=0, answered=0):
+    """Waits until at least that many /slow requests were queued, and answered."""
+    deadline = time.monotonic() + GUARD
+    while True:
+        q, a = slow_stats(port)
+        if q >= queued and a >= answered:
+            return q, a
+        assert time.monotonic() < deadline, f"/slow: {q} queued, {a} answered"
+        time.sleep(0.01)
 
 
 def still_serving(port):
@@ -314,7 +340,7 @@ def test_one_byte_at_a_time(server):
     for i in range(len(raw)):
         c.send(raw[i:i + 1])
         if i % 16 == 0:
-            time.sleep(0.001)  # let the bytes arrive as separate reads
+            wait_server_read_all(server.port, GUARD)  # the bytes so far arrive as one read
     status, _, body = c.response()
     assert (status, body) == (200, b"bytewise")
     assert c.response()[2] == b"hello"
@@ -330,11 +356,13 @@ def test_disconnect_mid_body(server):
 
 
 def test_disconnect_while_slow_pending(server):
+    queued, _ = slow_stats(server.port)
     for _ in range(10):
         c = Conn(server.port)
         c.send(get("/slow?ms=150") + get("/hello"))
         c.close()
-    time.sleep(0.4)  # let the abandoned answers happen
+    # Every /slow request ever queued is answered: the abandoned answers happened.
+    wait_slow(server.port, queued=queued + 10, answered=queued + 10)
     assert still_serving(server.port)
 
 
@@ -445,7 +473,7 @@ def test_sigterm_lets_inflight_request_finish():
         idle = Conn(d.port)
         c.send(get("/hello") + get("/slow?ms=800"))
         assert c.response()[2] == b"hello"
-        time.sleep(0.2)  # the /slow request is with its handler
+        wait_slow(d.port, queued=1)  # the /slow request is with its handler
         d.proc.send_signal(signal.SIGTERM)
         status, headers, body = c.response()
         assert (status, body) == (200, b"slow")
@@ -466,7 +494,7 @@ def test_stop_gives_up_after_grace():
         c = Conn(d.port)
         c.send(get("/hello") + get("/slow?ms=5000"))
         assert c.response()[2] == b"hello"
-        time.sleep(0.2)
+        wait_slow(d.port, queued=1)
         d.proc.send_signal(signal.SIGTERM)  # the worker answers (late) as the daemon exits
         with pytest.raises((EOFError, ConnectionResetError)):
             c.response()
@@ -582,9 +610,9 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 def test_h2_preface_goes_to_the_adopter(server):
     c = Conn(server.port)
     c.send(PREFACE[:10])  # the server waits for the whole preface before deciding
-    time.sleep(0.05)
+    wait_server_read_all(server.port, GUARD)
     c.send(PREFACE[10:] + b"bytes after ")
-    time.sleep(0.05)
+    wait_server_read_all(server.port, GUARD)
     c.send(b"the preface\nignored")
     while b"\n" not in c.buf:
         c._fill()

@@ -25,6 +25,9 @@ import time
 import numpy as np
 import pytest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import loopback  # noqa: E402  (tests/integration/lib)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
 
@@ -424,44 +427,9 @@ class RawConn:
         self.sock.close()
 
 
-def server_socket_queues(port):
-    """The receive-queue lengths of the server's connected sockets on port, from
-    /proc/net/tcp; None where that table cannot be read."""
-    queues, readable = [], False
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        readable = True
-        for row in rows:
-            cols = row.split()
-            local, state, queue = cols[1], cols[3], cols[4]
-            if int(local.rsplit(":", 1)[1], 16) == port and state == "01":  # ESTABLISHED
-                queues.append(int(queue.split(":")[1], 16))
-    return queues if readable else None
-
-
 def wait_server_read_all(port):
-    """Waits until the server has read every byte sent to its connections on port.
-
-    The kernel's receive queue of a server-side socket empties when the
-    server reads it, and the server parses what it read in that same
-    callback, before it can see a signal's stop request. There is no other
-    outside view of "the request has arrived": without /proc/net/tcp, a
-    short pause stands in.
-    """
-    deadline = time.monotonic() + GUARD
-    while True:
-        queues = server_socket_queues(port)
-        if queues is None:
-            time.sleep(0.5)
-            return
-        if queues and all(q == 0 for q in queues):
-            return
-        assert time.monotonic() < deadline, f"server did not read its input: {queues}"
-        time.sleep(0.005)
+    """Waits until the server has read every byte sent to its connections on port."""
+    loopback.wait_server_read_all(port, GUARD)
 
 
 # --- Prometheus text --------------------------------------------------------------
