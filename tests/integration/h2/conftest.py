@@ -10,7 +10,6 @@ also catches sanitizer reports in an ASan build. Deadlines only guard against
 hangs; no assertion depends on time.
 """
 import http.client
-import importlib
 import os
 import re
 import select
@@ -22,6 +21,9 @@ import tempfile
 import time
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import oipstubs  # noqa: E402  (tests/integration/lib)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
@@ -206,18 +208,7 @@ class Grpc:
 def g(tmp_path_factory):
     grpc = pytest.importorskip("grpc")
     pytest.importorskip("grpc_tools")
-    out = tmp_path_factory.mktemp("pb")
-    proc = subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I", PROTO_DIR, f"--python_out={out}",
-         f"--grpc_python_out={out}", os.path.join(PROTO_DIR, "grpc_predict_v2.proto")],
-        capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr.decode()
-    sys.path.insert(0, str(out))
-    try:
-        pb2 = importlib.import_module("grpc_predict_v2_pb2")
-        pb2_grpc = importlib.import_module("grpc_predict_v2_pb2_grpc")
-    finally:
-        sys.path.remove(str(out))
+    pb2, pb2_grpc = oipstubs.compile_stubs(tmp_path_factory.mktemp("pb"), PROTO_DIR)
     return Grpc(pb2, pb2_grpc, grpc)
 
 

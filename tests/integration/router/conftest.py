@@ -12,7 +12,6 @@ Deadlines below only guard against hangs; no assertion depends on time.
 import importlib.util
 import os
 import re
-import select
 import signal
 import subprocess
 import tempfile
@@ -117,19 +116,7 @@ class Router:
         os.replace(tmp, self.routes)
 
     def _first_line(self):
-        deadline = time.monotonic() + 60
-        fd = self.proc.stdout.fileno()
-        data = b""
-        while b"\n" not in data and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                data += chunk
-            elif self.proc.poll() is not None:
-                break
-        return data.decode(errors="replace")
+        return sh.procs.first_line(self.proc, 60)
 
     def stderr(self):
         with open(self.errpath, "rb") as f:

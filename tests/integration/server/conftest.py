@@ -10,11 +10,9 @@ from our own proto for gRPC.
 Deadlines below only guard against hangs; no assertion depends on time.
 """
 import http.client
-import importlib
 import json
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -27,6 +25,8 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import loopback  # noqa: E402  (tests/integration/lib)
+import oipstubs  # noqa: E402
+import procs  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
@@ -170,19 +170,7 @@ class Server:
             self.wait_ready()
 
     def _first_line(self):
-        deadline = time.monotonic() + START_GUARD
-        fd = self.proc.stdout.fileno()
-        data = b""
-        while b"\n" not in data and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                data += chunk
-            elif self.proc.poll() is not None:
-                break
-        return data.decode(errors="replace")
+        return procs.first_line(self.proc, START_GUARD)
 
     def wait_ready(self):
         """Polls /v2/health/ready until the start-up loads are done."""
@@ -535,18 +523,7 @@ def g(tmp_path_factory):
     """grpcio stubs generated from our own proto, importable for the session."""
     grpc = pytest.importorskip("grpc")
     pytest.importorskip("grpc_tools")
-    out = tmp_path_factory.mktemp("pb")
-    proc = subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I", PROTO_DIR, f"--python_out={out}",
-         f"--grpc_python_out={out}", os.path.join(PROTO_DIR, "grpc_predict_v2.proto")],
-        capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr.decode()
-    sys.path.insert(0, str(out))
-    try:
-        pb2 = importlib.import_module("grpc_predict_v2_pb2")
-        pb2_grpc = importlib.import_module("grpc_predict_v2_pb2_grpc")
-    finally:
-        sys.path.remove(str(out))
+    pb2, pb2_grpc = oipstubs.compile_stubs(tmp_path_factory.mktemp("pb"), PROTO_DIR)
     return Grpc(pb2, pb2_grpc, grpc)
 
 
