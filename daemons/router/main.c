@@ -430,16 +430,15 @@ static int setup_metrics(router *r)
 
 /* ------------------------------------------------------------ shutdown */
 
-static void pool_freed(void *arg)
+static void h2_closed(void *arg)
 {
     rt_loop *L = arg;
-    L->pending_close--;
+    L->h2_draining = NULL;
 }
 
-static void h2_done(void *arg)
+static void client_closed(void *arg)
 {
-    rt_loop *L = arg;
-    L->pending_close--;
+    (void)arg; /* the loop ends once every handle is closed: nothing to count */
 }
 
 /* On each loop, after the servers stopped: closes that loop's clients and h2 server. */
@@ -451,19 +450,18 @@ static void close_on_loop(void *arg)
     uv_close((uv_handle_t *)&L->gauge_timer, NULL);
     for (p = L->pools; p != NULL; p = next) {
         next = p->next;
-        L->pending_close++;
-        sdc_pool_free(p->pool, pool_freed, L);
+        sdc_pool_free(p->pool, NULL, NULL);
         sdd_free(p);
     }
     L->pools = NULL;
-    if (L->h2 != NULL) {
-        L->pending_close++;
-        sd2_server_close(L->h2, h2_done, L);
+    if (L->h2 != NULL) { /* never drained (start-up failed) */
+        sd2_server_close(L->h2, h2_closed, L);
         L->h2 = NULL;
     }
+    if (L->h2_draining != NULL) /* streams outlived the grace: cut them, or the loop never ends */
+        sd2_server_close(L->h2_draining, h2_closed, L);
     if (L->h2c != NULL) {
-        L->pending_close++;
-        sd2_client_close(L->h2c, h2_done, L);
+        sd2_client_close(L->h2c, client_closed, NULL);
         L->h2c = NULL;
     }
 }
@@ -475,7 +473,9 @@ static int drain_left;
 
 static void h2_drained(void *arg)
 {
-    (void)arg;
+    rt_loop *L = arg;
+    if (L != NULL)
+        L->h2_draining = NULL; /* the server freed itself */
     pthread_mutex_lock(&drain_mu);
     drain_left--;
     pthread_cond_signal(&drain_cv);
@@ -489,8 +489,9 @@ static void drain_on_loop(void *arg)
         h2_drained(NULL);
         return;
     }
-    sd2_server_drain(L->h2, h2_drained, NULL);
+    L->h2_draining = L->h2;
     L->h2 = NULL;
+    sd2_server_drain(L->h2_draining, h2_drained, L);
 }
 
 static void drain_h2_start(router *r)

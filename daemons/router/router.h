@@ -62,7 +62,7 @@ typedef struct rt_loop {
     size_t nh2ups;
     _Atomic size_t conns_down, conns_up; /* read by /metrics on another loop */
     int closing;                         /* the loop's clients are being closed */
-    int pending_close;
+    sd2_server *h2_draining;             /* after SIGTERM, until its streams end */
 } rt_loop;
 
 struct router {

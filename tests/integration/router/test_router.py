@@ -670,3 +670,27 @@ def test_one_server_killed_during_grpc_loop_zero_failures(g, tmp_path):
         channel.close()
         r.stop()
         a.stop()
+
+
+def test_sigterm_cuts_a_grpc_stream_that_outlives_the_grace(g, servers):
+    r = Router(routes_yaml([("identity", [upstream_of(servers[0])], None)]), "--grace", "300")
+    channel, stub = grpc_stub(g, r.grpc_target)
+    hold = threading.Event()
+    try:
+        def requests():
+            yield g.request("identity", {"x": np.array([1.0], dtype=np.float32)}, id="first")
+            hold.wait(GUARD)  # the stream stays open past the grace
+
+        call = stub.ModelStreamInfer(requests(), metadata=[("seldon-model", "identity")],
+                                     timeout=GUARD)
+        assert next(call).infer_response.id == "first"  # the stream is through the router
+        r.proc.send_signal(signal.SIGTERM)
+        assert r.wait(GUARD) == 0, r.stderr()  # the grace passed: the stream was cut
+        with pytest.raises(g.grpc.RpcError):
+            for _ in call:
+                pass
+    finally:
+        hold.set()
+        channel.close()
+        if r.proc.poll() is None:
+            r.kill()
