@@ -14,5 +14,7 @@
 #include "metrics.h"
 #include "service.h"
 #include "router.h"
+#include "manifest.h"
+#include "scheduler.h"
 
 #endif

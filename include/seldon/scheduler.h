@@ -1,0 +1,251 @@
+/*
+ * The scheduler: models placed on server replicas, their versions and states,
+ * the commands that agents must run, and the route table routers serve on.
+ * Every resource and its desired and observed state is written to LMDB in one
+ * transaction before a call that changes it returns; seldon_sched_open() on
+ * the same folder brings everything back.
+ *
+ * Pure logic: no sockets, no threads. Time comes in as now_ns, wall-clock
+ * nanoseconds since the Unix epoch (CLOCK_REALTIME: the state outlives the
+ * process, so its timestamps must too); what must happen later comes back as
+ * a deadline from seldon_sched_tick(). The rules are in docs/scheduler.md.
+ *
+ * Thread safety: a scheduler belongs to one thread at a time. Status
+ * snapshots and route tables it returns are independent of it and may be
+ * used from any thread.
+ */
+#ifndef SELDON_SCHEDULER_H
+#define SELDON_SCHEDULER_H
+
+#include "common.h"
+#include "manifest.h"
+#include "router.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct seldon_sched seldon_sched;
+
+typedef struct seldon_sched_config {
+    uint32_t version;      /* SELDON_SCHED_CONFIG_VERSION */
+    const char *state_dir; /* LMDB folder, created if absent; NULL: memory only */
+    int64_t
+        ready_timeout_ms;   /* after a restart, wait this long for known replicas. Default 600000 */
+    int64_t map_size_bytes; /* LMDB map size. Default 1 GiB */
+    const seldon_routes_defaults *route_defaults; /* NULL: SELDON_ROUTES_DEFAULTS_INIT */
+} seldon_sched_config;
+
+#define SELDON_SCHED_CONFIG_VERSION 1
+#define SELDON_SCHED_CONFIG_INIT                                                                   \
+    {                                                                                              \
+        SELDON_SCHED_CONFIG_VERSION, NULL, 600000, (int64_t)1 << 30, NULL                          \
+    }
+
+/*
+ * Opens a scheduler, reloading the state in cfg->state_dir when there is one.
+ * After a reload it waits (seldon_sched_ready() is 0) until every replica it
+ * knew has reconnected or ready_timeout_ms has passed; until then it moves
+ * nothing and loads nothing. Caller owns *out.
+ */
+SELDON_API int seldon_sched_open(seldon_sched **out, const seldon_sched_config *cfg,
+                                 int64_t now_ns);
+SELDON_API void seldon_sched_close(seldon_sched *sched);
+
+/* 1 once the scheduler acts on its state (at once without a reload). */
+SELDON_API int32_t seldon_sched_ready(const seldon_sched *sched);
+
+/* --- Clients --------------------------------------------------------------- */
+
+/*
+ * Applies every resource of a manifest, in one transaction: all of it or
+ * none. A Model makes a new version when its spec changed (a replicas-only
+ * change applies in place); a Server sets its desired replicas (and
+ * capabilities for replicas that register without their own); Pipelines and
+ * Experiments are stored. out_versions, when not NULL, has room for
+ * seldon_manifest_count() entries and receives each model's version (0 for
+ * other kinds). SELDON_EINVAL with the resource and field named when a rule
+ * across resources breaks.
+ */
+SELDON_API int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest,
+                                  uint32_t *out_versions, int64_t now_ns);
+
+/* Deletes a resource (a model unloads everywhere first). SELDON_ENOTFOUND for an unknown one. */
+SELDON_API int seldon_sched_unload(seldon_sched *sched, seldon_kind kind, const char *name,
+                                   int64_t now_ns);
+
+/* --- Agents ---------------------------------------------------------------- */
+
+typedef struct seldon_sched_replica {
+    const char *server;
+    uint32_t index;
+    const char *http; /* "host:port" the router reaches it at over REST, or NULL */
+    const char *grpc; /* and over gRPC, or NULL */
+    const char *const *capabilities;
+    size_t capabilities_count;
+    int64_t memory_bytes;
+    uint32_t overcommit_percent;
+} seldon_sched_replica;
+
+typedef struct seldon_sched_loaded {
+    const char *model; /* unversioned */
+    uint32_t version;
+} seldon_sched_loaded;
+
+/*
+ * A replica (re)connected, holding the models listed. It replaces whatever
+ * the scheduler knew of that replica; commands owed to it are sent again.
+ */
+SELDON_API int seldon_sched_agent_connect(seldon_sched *sched, const seldon_sched_replica *replica,
+                                          const seldon_sched_loaded *loaded, size_t loaded_count,
+                                          int64_t now_ns);
+
+/* A replica's stream ended: its models are placed elsewhere (once ready). */
+SELDON_API int seldon_sched_agent_disconnect(seldon_sched *sched, const char *server,
+                                             uint32_t index, int64_t now_ns);
+
+typedef enum seldon_sched_event_type {
+    SELDON_SCHED_LOADED = 1,
+    SELDON_SCHED_LOAD_FAILED = 2,
+    SELDON_SCHED_UNLOADED = 3,
+    SELDON_SCHED_UNLOAD_FAILED = 4
+} seldon_sched_event_type;
+
+/* The outcome of a command (command_id from it) or a change the agent made (0). */
+SELDON_API int seldon_sched_agent_event(seldon_sched *sched, const char *server, uint32_t index,
+                                        uint64_t command_id, const char *model, uint32_t version,
+                                        seldon_sched_event_type type, const char *reason,
+                                        int64_t now_ns);
+
+/* --- What must happen next ------------------------------------------------- */
+
+typedef enum seldon_sched_op { SELDON_SCHED_LOAD = 1, SELDON_SCHED_UNLOAD = 2 } seldon_sched_op;
+
+/* A command for one replica's agent. Strings are valid until the next call on the scheduler. */
+typedef struct seldon_sched_command {
+    seldon_sched_op op;
+    uint64_t id;
+    const char *server;
+    uint32_t index;
+    const char *model; /* unversioned; the agent loads "<model>_<version>" */
+    uint32_t version;
+    const char *spec; /* the Model as canonical JSON (LOAD), else NULL */
+    int64_t memory_bytes;
+} seldon_sched_command;
+
+/*
+ * Takes the next command for a connected replica. SELDON_ENOTFOUND when none
+ * is owed. Commands for a replica that is not connected wait for it.
+ */
+SELDON_API int seldon_sched_next_command(seldon_sched *sched, seldon_sched_command *out);
+
+/*
+ * Advances time: ready timeout, load timeouts, retries. Returns the next
+ * deadline (now_ns clock), or INT64_MAX when nothing is pending.
+ */
+SELDON_API int64_t seldon_sched_tick(seldon_sched *sched, int64_t now_ns);
+
+/* A state change, for event subscribers. Strings valid until the next call on the scheduler. */
+typedef struct seldon_sched_event {
+    seldon_kind kind;
+    const char *name;
+    uint32_t version;
+    const char *state; /* Seldon's state names: "ModelAvailable", ... */
+    const char *reason;
+    int64_t time_ns;
+    const char *server; /* NULL when not about one replica */
+    int32_t server_index;
+} seldon_sched_event;
+
+/* Takes the next state change since the last call. SELDON_ENOTFOUND when none. */
+SELDON_API int seldon_sched_next_event(seldon_sched *sched, seldon_sched_event *out);
+
+/* --- Routes ---------------------------------------------------------------- */
+
+/*
+ * The route table for the current state: a route per model with an available
+ * version, named after the model, whose upstreams are the replicas serving it
+ * (both versions' replicas during a rollout, so traffic splits by their
+ * counts). Caller owns *out; release with seldon_routes_release().
+ */
+SELDON_API int seldon_sched_routes(seldon_routes **out, seldon_sched *sched);
+
+/* Grows by one each time the route table changes. */
+SELDON_API uint64_t seldon_sched_routes_generation(const seldon_sched *sched);
+
+/* --- Status ---------------------------------------------------------------- */
+
+typedef struct seldon_sched_replica_status {
+    uint32_t server_index;
+    const char *state; /* "Available", "Loading", "LoadFailed", ... */
+    const char *reason;
+    int64_t last_change_ns;
+} seldon_sched_replica_status;
+
+typedef struct seldon_sched_version_status {
+    uint32_t version;
+    const char *server; /* NULL until placed */
+    const char *state;  /* "ModelAvailable", "ScheduleFailed", ... */
+    const char *reason;
+    uint32_t available_replicas;
+    uint32_t desired_replicas;
+    const seldon_sched_replica_status *replicas;
+    size_t replicas_count;
+    int64_t last_change_ns;
+    const char *spec; /* canonical JSON */
+} seldon_sched_version_status;
+
+typedef struct seldon_sched_model_status {
+    const char *name;
+    int32_t deleted;
+    const seldon_sched_version_status *versions; /* newest first */
+    size_t versions_count;
+} seldon_sched_model_status;
+
+typedef struct seldon_sched_server_replica_status {
+    uint32_t index;
+    const char *http;
+    const char *grpc;
+    const char *const *capabilities;
+    size_t capabilities_count;
+    int64_t memory_bytes;
+    int64_t available_memory_bytes;
+    uint32_t overcommit_percent;
+    const char *const *models; /* versioned names */
+    size_t models_count;
+    int32_t connected;
+    int32_t draining;
+} seldon_sched_server_replica_status;
+
+typedef struct seldon_sched_server_status {
+    const char *name;
+    uint32_t desired_replicas;
+    uint32_t connected_replicas;
+    const seldon_sched_server_replica_status *replicas;
+    size_t replicas_count;
+    uint32_t loaded_models;
+} seldon_sched_server_status;
+
+/* A snapshot of statuses; independent of the scheduler once taken. */
+typedef struct seldon_sched_status seldon_sched_status;
+
+/* Models: the one named, or all (name NULL). SELDON_ENOTFOUND for an unknown name. */
+SELDON_API int seldon_sched_models(seldon_sched_status **out, seldon_sched *sched,
+                                   const char *name);
+/* Servers: the one named, or all (name NULL). */
+SELDON_API int seldon_sched_servers(seldon_sched_status **out, seldon_sched *sched,
+                                    const char *name);
+SELDON_API size_t seldon_sched_status_count(const seldon_sched_status *status);
+/* The i-th entry of a model snapshot; NULL past the end or for a server snapshot. */
+SELDON_API const seldon_sched_model_status *
+seldon_sched_status_model(const seldon_sched_status *status, size_t i);
+/* The i-th entry of a server snapshot; NULL past the end or for a model snapshot. */
+SELDON_API const seldon_sched_server_status *
+seldon_sched_status_server(const seldon_sched_status *status, size_t i);
+SELDON_API void seldon_sched_status_free(seldon_sched_status *status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
