@@ -1,0 +1,626 @@
+/*
+ * The ingress: REST (HTTP/1.1) and gRPC (h2c, adopted from the same port) in,
+ * a replica's seldon_service out, by function call. A request's route is its
+ * seldon-model header (REST: else the model of its path; gRPC: else the
+ * request message's model name); the lookup table gives the replicas serving
+ * that route and the newest version each holds; the request goes to the least
+ * busy of them with the model name replaced by the versioned one.
+ *
+ * REST: the path's model segment is rewritten. gRPC: a model name field
+ * (field 1 of ModelInferRequest, ModelReadyRequest and ModelMetadataRequest)
+ * is appended to the message: protobuf keeps the last value of a field, so
+ * the message itself is not copied.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sdd.h"
+#include "up.h"
+
+#define GRPC_HDR 5
+
+/* ------------------------------------------------------------------ lookup */
+
+static void count(up *u, const char *protocol, int code)
+{
+    char num[16];
+    const char *labels[2];
+    seldon_series *s = NULL;
+    snprintf(num, sizeof(num), "%d", code);
+    labels[0] = protocol;
+    labels[1] = num;
+    if (u->m_requests != NULL && seldon_metric_series(&s, u->m_requests, labels) == 0)
+        seldon_series_add(s, 1);
+}
+
+/*
+ * Under the table's read lock: the target for route name, the least busy
+ * replica holding a version. 0; SELDON_ENOTFOUND (no such route) or
+ * SELDON_EUNAVAIL (no replica has it loaded), with the message set.
+ */
+static int pick(up_target *out, up *u, const char *name, size_t len)
+{
+    up_table *t = u->table;
+    size_t i, j, best = SIZE_MAX;
+    long least = 0;
+    int pipeline = len > 9 && memcmp(name + len - 9, ".pipeline", 9) == 0;
+    if (t == NULL || seldon_routes_find(&i, t->routes, name, len) != 0) {
+        if (pipeline)
+            return sdd_error(SELDON_ENOTFOUND, "pipeline \"%.*s\" not found",
+                             (int)(len - 9 > 200 ? 200 : len - 9), name);
+        return sdd_error(SELDON_ENOTFOUND, "model \"%.*s\" not found",
+                         (int)(len > 200 ? 200 : len), name);
+    }
+    for (j = t->first[i]; j < t->first[i + 1]; j++) {
+        long n = atomic_load_explicit(&t->targets[j].r->in_flight, memory_order_relaxed);
+        if (best == SIZE_MAX || n < least) {
+            best = j;
+            least = n;
+        }
+    }
+    if (best == SIZE_MAX)
+        return sdd_error(SELDON_EUNAVAIL, "model \"%.*s\" is not loaded on any replica yet",
+                         (int)(len > 200 ? 200 : len), name);
+    *out = t->targets[best];
+    return 0;
+}
+
+/* ------------------------------------------------------------------ REST */
+
+/* The request's headers are handed over as they are: the two layouts must agree. */
+_Static_assert(sizeof(sdh_header) == sizeof(seldon_http_header), "header layouts differ");
+
+typedef struct rest_call {
+    sdh_req *req;
+    up_replica *r;
+    size_t vname_len;
+    char route[SELDON_ROUTES_NAME_MAX + 8]; /* "x-seldon-route" value: ":<vname>:" */
+    char path[];
+} rest_call;
+
+static void rest_done(void *user_data, seldon_rest_response *resp)
+{
+    rest_call *c = user_data;
+    sdh_header h[6];
+    size_t i, n = resp->nheaders < 5 ? resp->nheaders : 5;
+    for (i = 0; i < n; i++) {
+        h[i].name = resp->headers[i].name;
+        h[i].name_len = resp->headers[i].name_len;
+        h[i].value = resp->headers[i].value;
+        h[i].value_len = resp->headers[i].value_len;
+    }
+    h[n].name = "x-seldon-route";
+    h[n].name_len = 14;
+    h[n].value = c->route;
+    h[n].value_len = c->vname_len + 2;
+    count(c->r->u, "rest", resp->status);
+    atomic_fetch_sub_explicit(&c->r->in_flight, 1, memory_order_relaxed);
+    sdh_respond(c->req, resp->status, h, n + 1, &resp->body);
+    sdd_free(c);
+}
+
+static int is_path(const sdh_request *r, const char *p)
+{
+    size_t n = strlen(p);
+    return r->path_len == n && memcmp(r->path, p, n) == 0;
+}
+
+void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
+{
+    up *u = user_data;
+    char name[SELDON_ROUTES_NAME_MAX + 16];
+    size_t name_len = 0, hlen = 0, seg = 0, seg_end = 0, plen;
+    const char *header = sdh_request_header(r, SELDON_ROUTER_HEADER, &hlen);
+    seldon_rest_request q;
+    up_target t;
+    rest_call *c;
+    int32_t status = 500;
+    int rc;
+
+    if (header == NULL && (is_path(r, "/v2/health/live") || is_path(r, "/v2/health/ready"))) {
+        int ready = is_path(r, "/v2/health/live") || atomic_load(&u->sched_ready);
+        count(u, "rest", ready ? 200 : 503);
+        sdh_respond(req, ready ? 200 : 503, NULL, 0, NULL);
+        return;
+    }
+    rc = seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_HTTP, header, hlen,
+                                  r->path, r->path_len);
+    if (rc != 0) {
+        seldon_router_status(&status, NULL, rc);
+        count(u, "rest", status);
+        sdh_respond_error(req, status, seldon_last_error());
+        return;
+    }
+    /* The model segment of /v2/models/<m>/..., replaced by the versioned name. */
+    if (r->path_len > 11 && memcmp(r->path, "/v2/models/", 11) == 0) {
+        seg = seg_end = 11;
+        while (seg_end < r->path_len && r->path[seg_end] != '/')
+            seg_end++;
+    }
+    pthread_rwlock_rdlock(&u->table_lock);
+    rc = pick(&t, u, name, name_len);
+    if (rc != 0) {
+        pthread_rwlock_unlock(&u->table_lock);
+        seldon_router_status(&status, NULL, rc);
+        count(u, "rest", status);
+        sdh_respond_error(req, status, seldon_last_error());
+        return;
+    }
+    plen = seg ? r->path_len - (seg_end - seg) + t.vname_len : r->path_len;
+    c = sdd_malloc(sizeof(*c) + plen + 1);
+    if (c == NULL) {
+        pthread_rwlock_unlock(&u->table_lock);
+        count(u, "rest", 500);
+        sdh_respond_error(req, 500, "out of memory");
+        return;
+    }
+    c->req = req;
+    c->r = t.r;
+    c->vname_len = t.vname_len;
+    c->route[0] = ':';
+    memcpy(c->route + 1, t.vname, t.vname_len);
+    c->route[t.vname_len + 1] = ':';
+    c->route[t.vname_len + 2] = '\0';
+    if (seg) {
+        memcpy(c->path, r->path, seg);
+        memcpy(c->path + seg, t.vname, t.vname_len);
+        memcpy(c->path + seg + t.vname_len, r->path + seg_end, r->path_len - seg_end);
+    } else {
+        memcpy(c->path, r->path, r->path_len);
+    }
+    c->path[plen] = '\0';
+    q.method = r->method;
+    q.method_len = r->method_len;
+    q.path = c->path;
+    q.path_len = plen;
+    q.query = r->query;
+    q.query_len = r->query_len;
+    q.headers = (const seldon_http_header *)(const void *)r->headers;
+    q.nheaders = r->nheaders;
+    q.body = r->body;
+    q.body_len = r->body_len;
+    atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+    /* The model is acquired inside this call: an unload waits for the table's write lock. */
+    rc = seldon_service_rest(t.r->s.svc, &q, rest_done, c);
+    pthread_rwlock_unlock(&u->table_lock);
+    if (rc != 0) {
+        atomic_fetch_sub_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+        sdd_free(c);
+        count(u, "rest", 500);
+        sdh_respond_error(req, 500, seldon_last_error());
+    }
+}
+
+/* ------------------------------------------------------------------ gRPC */
+
+enum { G_SERVER, G_MODEL, G_REPO };
+
+typedef struct gcall gcall;
+
+struct gcall {
+    up *u;
+    int loop;         /* the ingress loop of the stream */
+    sd2_stream *s;    /* NULL once closed */
+    const char *path; /* static storage (seldon_service_grpc_method()) */
+    size_t path_len;
+    int kind;
+    int streaming;
+    int refs; /* the stream's own, and one per message in the service (loop thread) */
+    int ended;     /* the client finished sending */
+    int finished;  /* trailers sent */
+    int headers;   /* response headers sent */
+    char *header;  /* the seldon-model metadata, or NULL */
+    size_t header_len;
+    seldon_buf in;  /* bytes of messages not yet whole */
+    size_t max;
+};
+
+/* One message in the service. */
+typedef struct gmsg {
+    gcall *c;
+    up_replica *r;
+    int32_t status;
+    char *message;
+    seldon_buf resp;
+} gmsg;
+
+static void gcall_unref(gcall *c)
+{
+    if (--c->refs > 0)
+        return;
+    sdd_free(c->header);
+    seldon_buf_free(&c->in);
+    sdd_free(c);
+}
+
+static void gfinish(gcall *c, int32_t status, const char *message)
+{
+    if (c->s == NULL || c->finished)
+        return;
+    c->finished = 1;
+    count(c->u, "grpc", status);
+    sd2_grpc_finish(c->s, status, message, NULL, 0);
+}
+
+/* Loop thread: a message's answer goes out. */
+static void deliver(gmsg *m)
+{
+    gcall *c = m->c;
+    uint8_t pre[GRPC_HDR];
+    if (c->s != NULL && !c->finished) {
+        if (m->status != 0) {
+            gfinish(c, m->status, m->message ? m->message : "");
+        } else {
+            if (!c->headers) {
+                c->headers = 1;
+                sd2_grpc_send_headers(c->s, NULL, 0);
+            }
+            pre[0] = 0;
+            pre[1] = (uint8_t)(m->resp.len >> 24);
+            pre[2] = (uint8_t)(m->resp.len >> 16);
+            pre[3] = (uint8_t)(m->resp.len >> 8);
+            pre[4] = (uint8_t)m->resp.len;
+            sd2_write(c->s, pre, GRPC_HDR);
+            sd2_write(c->s, m->resp.data, m->resp.len);
+            if (!c->streaming)
+                gfinish(c, 0, NULL);
+        }
+    }
+    /* A stream ends once the client finished and every message was answered. */
+    if (c->streaming && c->ended && c->refs == 2)
+        gfinish(c, 0, NULL);
+    seldon_buf_free(&m->resp);
+    sdd_free(m->message);
+    sdd_free(m);
+    gcall_unref(c);
+}
+
+static void deliver_posted(void *arg)
+{
+    deliver(arg);
+}
+
+static void gdone(void *user_data, int32_t status, const char *message, seldon_buf *response)
+{
+    gmsg *m = user_data;
+    up *u = m->c->u;
+    if (m->r != NULL)
+        atomic_fetch_sub_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+    m->status = status;
+    if (status != 0 && message != NULL)
+        m->message = sdd_strndup(message, strlen(message));
+    if (response != NULL) {
+        m->resp = *response; /* taken */
+        response->data = NULL;
+        response->len = response->cap = 0;
+    }
+    if (sdl_loops_current(u->loops) == m->c->loop) {
+        deliver(m);
+        return;
+    }
+    /* Completed on a worker: the stream belongs to its loop. */
+    if (sdl_loops_post(u->loops, m->c->loop, deliver_posted, m) != 0) {
+        /* The loops are stopping: the stream goes with them. */
+        seldon_buf_free(&m->resp);
+        sdd_free(m->message);
+        sdd_free(m);
+    }
+}
+
+/* Field 1 (length-delimited) of a protobuf message, the first one seen: the model's name. */
+static int pb_field1(const uint8_t *p, size_t len, const uint8_t **val, size_t *vlen)
+{
+    const uint8_t *end = p + len;
+    *val = NULL;
+    *vlen = 0;
+    while (p < end) {
+        uint64_t tag = 0, n = 0;
+        int shift;
+        for (shift = 0; p < end && shift < 64; shift += 7) {
+            tag |= (uint64_t)(*p & 0x7f) << shift;
+            if (!(*p++ & 0x80))
+                break;
+        }
+        switch (tag & 7) {
+        case 0:
+            while (p < end && (*p & 0x80))
+                p++;
+            if (p >= end)
+                return -1;
+            p++;
+            break;
+        case 1:
+            if ((size_t)(end - p) < 8)
+                return -1;
+            p += 8;
+            break;
+        case 5:
+            if ((size_t)(end - p) < 4)
+                return -1;
+            p += 4;
+            break;
+        case 2:
+            for (shift = 0; p < end && shift < 64; shift += 7) {
+                n |= (uint64_t)(*p & 0x7f) << shift;
+                if (!(*p++ & 0x80))
+                    break;
+            }
+            if (n > (uint64_t)(end - p))
+                return -1;
+            if ((tag >> 3) == 1 && *val == NULL) {
+                *val = p;
+                *vlen = (size_t)n;
+            }
+            p += n;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Appends field 1 = name to b (which holds the message from offset off). */
+static int pb_append_field1(seldon_buf *b, const char *name, size_t len)
+{
+    size_t n = len;
+    if (seldon_buf_reserve(b, len + 11) != 0)
+        return SELDON_ENOMEM;
+    b->data[b->len++] = 0x0a; /* field 1, length-delimited */
+    do {
+        b->data[b->len++] = (uint8_t)((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+        n >>= 7;
+    } while (n);
+    memcpy(b->data + b->len, name, len);
+    b->len += len;
+    return 0;
+}
+
+/* One whole request message (msg[0..len), inside c->in when owned is 0). */
+static void dispatch(gcall *c, const uint8_t *msg, size_t len)
+{
+    up *u = c->u;
+    gmsg *m = sdd_calloc(1, sizeof(*m));
+    seldon_buf copy = SELDON_BUF_INIT;
+    char name[SELDON_ROUTES_NAME_MAX + 16];
+    size_t name_len = 0;
+    const uint8_t *val;
+    size_t vlen;
+    int32_t grpc = 13;
+    up_target t;
+    int rc;
+
+    if (m == NULL) {
+        gfinish(c, 8, "out of memory");
+        return;
+    }
+    m->c = c;
+    c->refs++;
+    if (c->kind == G_SERVER) { /* live, ready, metadata: any replica answers for the server */
+        m->r = &u->replicas[0];
+        atomic_fetch_add_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+        if (seldon_service_grpc(m->r->s.svc, c->path, c->path_len, msg, len, gdone, m) != 0)
+            gdone(m, 13, seldon_last_error(), NULL);
+        return;
+    }
+    if (c->header != NULL) {
+        rc = seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_GRPC,
+                                      c->header, c->header_len, NULL, 0);
+    } else if (pb_field1(msg, len, &val, &vlen) != 0 || vlen == 0) {
+        rc = sdd_error(SELDON_EINVAL, "the request names no model: set the seldon-model "
+                                      "metadata or the model name");
+    } else {
+        rc = seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_GRPC,
+                                      (const char *)val, vlen, NULL, 0);
+    }
+    if (rc != 0) {
+        seldon_router_status(NULL, &grpc, rc);
+        gdone(m, grpc, seldon_last_error(), NULL);
+        return;
+    }
+    if (seldon_buf_reserve(&copy, len + name_len + 40) != 0) {
+        gdone(m, 8, "out of memory", NULL);
+        return;
+    }
+    pthread_rwlock_rdlock(&u->table_lock);
+    rc = pick(&t, u, name, name_len);
+    if (rc != 0) {
+        pthread_rwlock_unlock(&u->table_lock);
+        seldon_buf_free(&copy);
+        seldon_router_status(NULL, &grpc, rc);
+        gdone(m, grpc, seldon_last_error(), NULL);
+        return;
+    }
+    /* A copy of the message with the versioned name appended (the last value wins). */
+    memcpy(copy.data, msg, len);
+    copy.len = len;
+    pb_append_field1(&copy, t.vname, t.vname_len);
+    m->r = t.r;
+    atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+    rc = seldon_service_grpc(t.r->s.svc, c->path, c->path_len, copy.data, copy.len, gdone, m);
+    pthread_rwlock_unlock(&u->table_lock);
+    seldon_buf_free(&copy); /* the service copied what it keeps */
+    if (rc != 0)
+        gdone(m, 13, seldon_last_error(), NULL);
+}
+
+/* Takes every whole message out of c->in. -1 when the stream was failed. */
+static int drain_messages(gcall *c)
+{
+    size_t off = 0;
+    while (c->in.len - off >= GRPC_HDR) {
+        const uint8_t *p = c->in.data + off;
+        size_t n = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) | ((size_t)p[3] << 8) | p[4];
+        if (p[0] != 0) {
+            gfinish(c, 12, "compressed messages are not supported");
+            return -1;
+        }
+        if (n > c->max) {
+            gfinish(c, 8, "request message larger than --max-body");
+            return -1;
+        }
+        if (c->in.len - off - GRPC_HDR < n)
+            break;
+        if (!c->streaming && off > 0) {
+            gfinish(c, 12, "a unary call takes one request message");
+            return -1;
+        }
+        dispatch(c, p + GRPC_HDR, n);
+        off += GRPC_HDR + n;
+        if (c->s == NULL || c->finished)
+            return -1;
+    }
+    if (off > 0) {
+        memmove(c->in.data, c->in.data + off, c->in.len - off);
+        c->in.len -= off;
+    }
+    return 0;
+}
+
+static void g_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t len)
+{
+    gcall *c = user_data;
+    sd2_consume(s, len); /* held in c->in, which is bounded by max */
+    if (c->finished)
+        return;
+    if (c->in.len + len > c->max + GRPC_HDR) {
+        gfinish(c, 8, "request message larger than --max-body");
+        return;
+    }
+    if (seldon_buf_reserve(&c->in, len) != 0) {
+        gfinish(c, 8, "out of memory");
+        return;
+    }
+    memcpy(c->in.data + c->in.len, data, len);
+    c->in.len += len;
+    if (c->streaming)
+        drain_messages(c);
+}
+
+static void g_end(sd2_stream *s, void *user_data, const sd2_header *trailers, size_t n)
+{
+    gcall *c = user_data;
+    (void)s;
+    (void)trailers;
+    (void)n;
+    c->ended = 1;
+    if (c->finished)
+        return;
+    if (!c->streaming) {
+        if (c->in.len == 0) {
+            gfinish(c, 13, "the call carried no request message");
+            return;
+        }
+        if (drain_messages(c) != 0)
+            return;
+        if (c->in.len > 0 && !c->finished)
+            gfinish(c, 13, "the request ended inside a message");
+        return;
+    }
+    if (c->in.len > 0) {
+        gfinish(c, 13, "the request ended inside a message");
+        return;
+    }
+    if (c->refs == 1)
+        gfinish(c, 0, NULL);
+}
+
+static void g_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
+{
+    gcall *c = user_data;
+    (void)s;
+    (void)err;
+    (void)h2_code;
+    c->s = NULL;
+    gcall_unref(c);
+}
+
+static const sd2_stream_cbs g_cbs = {NULL, g_data, g_end, NULL, g_close};
+
+void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end)
+{
+    up *u = user_data;
+    const sd2_header *path = sd2_header_find(h, n, ":path");
+    const sd2_header *model = sd2_header_find(h, n, SELDON_ROUTER_HEADER);
+    size_t i, count_m = seldon_service_grpc_method_count();
+    gcall *c;
+    char why[300];
+    int32_t streaming = 0;
+    const char *m = NULL;
+
+    for (i = 0; path != NULL && i < count_m; i++) {
+        const char *p = seldon_service_grpc_method(i, &streaming);
+        if (strlen(p) == path->value_len && memcmp(p, path->value, path->value_len) == 0) {
+            m = p;
+            break;
+        }
+    }
+    if (m == NULL) {
+        snprintf(why, sizeof(why), "unknown method %.*s",
+                 path != NULL ? (int)(path->value_len > 200 ? 200 : path->value_len) : 0,
+                 path != NULL ? path->value : "");
+        count(u, "grpc", 12);
+        sd2_grpc_finish(s, 12, why, NULL, 0);
+        return;
+    }
+    c = sdd_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        sd2_grpc_finish(s, 8, "out of memory", NULL, 0);
+        return;
+    }
+    c->u = u;
+    c->loop = sdl_loops_current(u->loops);
+    c->s = s;
+    c->path = m;
+    c->path_len = strlen(m);
+    c->streaming = streaming;
+    c->refs = 1;
+    c->max = u->cfg.max_body;
+    if (strstr(m, "/Repository") != NULL)
+        c->kind = G_REPO;
+    else if (strstr(m, "/Server") != NULL)
+        c->kind = G_SERVER;
+    else
+        c->kind = G_MODEL;
+    if (model != NULL) {
+        c->header = sdd_strndup(model->value, model->value_len);
+        c->header_len = model->value_len;
+        if (c->header == NULL) {
+            sdd_free(c);
+            sd2_grpc_finish(s, 8, "out of memory", NULL, 0);
+            return;
+        }
+    }
+    sd2_stream_bind(s, &g_cbs, c);
+    if (c->kind == G_REPO) {
+        gfinish(c, 12,
+                "seldon up: the repository is the scheduler's; load models with "
+                "`seldon model load -f FILE`");
+        return;
+    }
+    if (end)
+        g_end(s, c, NULL, 0);
+}
+
+int up_adopt_h2(void *user_data, const sd_adopt *conn)
+{
+    up *u = user_data;
+    int i = sdl_loops_current(u->loops);
+    if (i < 0 || u->h2[i] == NULL)
+        return SELDON_EUNAVAIL;
+    return sd2_server_adopt(u->h2[i], conn);
+}
+
+int up_metrics_setup(up *u)
+{
+    const char *labels[2] = {"protocol", "code"};
+    int rc = seldon_metrics_new(&u->metrics);
+    if (rc == 0)
+        rc = seldon_metrics_add(&u->m_requests, u->metrics, SELDON_METRIC_COUNTER,
+                                "seldon_up_requests_total",
+                                "Requests answered by the ingress, by protocol (rest, grpc) and "
+                                "code (HTTP status or gRPC status).",
+                                labels, 2, NULL, 0);
+    return rc;
+}

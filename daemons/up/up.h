@@ -1,0 +1,155 @@
+/*
+ * seldon-up: the whole system in one process. The scheduler (libseldon's
+ * seldon_sched, state in LMDB) serves its client API on --scheduler-port
+ * through seldon-scheduler's own service code (daemons/scheduler/svc.c); N
+ * embedded server replicas, each a seldon-server core (a seldon_repo and a
+ * seldon_service with the executors of daemons/server/exec.c), register with
+ * it by function call and carry out its commands as an in-process agent
+ * stage; the ingress serves REST and gRPC on one port and hands each request
+ * to the chosen replica's inference path by function call.
+ *
+ * Parts: main.c (flags, start-up, signals, shutdown), control.c (the control
+ * loop: replicas registered, commands run, artifacts fetched, the lookup
+ * table published), ingress.c (REST and gRPC in, the service out), metrics.c
+ * (/metrics).
+ *
+ * Threads: the main thread takes signals. One control loop (its own
+ * sdl_loops) owns the scheduler, the client API, the agent stage and the
+ * fetch children. The ingress loops (--io-threads) own their connections.
+ * Each replica lends its service worker threads, one load thread and a timer
+ * thread (exec.c). The lookup table is read by the ingress loops under a
+ * read lock and replaced by the control loop under the write lock, so a
+ * version leaves the table before its unload starts.
+ */
+#ifndef UP_H
+#define UP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "h2.h"
+#include "http_server.h"
+#include "loops.h"
+#include "schedd.h"
+#include "seldon/seldon.h"
+#include "server.h"
+
+#define UP_MAX_CAPS 64
+#define UP_MAX_SERVERS 64
+
+typedef struct up_config {
+    const char *state_dir;
+    const char *host;
+    int port;
+    int scheduler_port;
+    int metrics_port;
+    int servers;
+    const char *server_name;
+    int64_t server_memory;
+    const char *caps[UP_MAX_CAPS];
+    size_t ncaps;
+    uint32_t overcommit;
+    int workers;
+    int io_threads;
+    const char *runtime_path;
+    const char *rclone;
+    const char *rclone_config;
+    size_t max_body;
+    uint64_t grace_ms;
+    long ready_timeout_s;
+    int32_t log_level;
+} up_config;
+
+typedef struct up up;
+
+/* A model version on a replica, as the agent stage knows it (control loop only). */
+#define UP_LOADING 1
+#define UP_LOADED 2
+#define UP_UNLOADING 3
+
+typedef struct up_model {
+    struct up_model *next;
+    char *model;
+    uint32_t version;
+    int state;
+    uint64_t command;  /* the command the next report answers */
+    int unload_after;  /* an unload came while loading */
+    char vname[]; /* "<model>_<version>" */
+} up_model;
+
+/* One embedded server replica. */
+typedef struct up_replica {
+    up *u;
+    uint32_t index;
+    char addr[160];   /* what the scheduler and the routes call it: "<server>-<i>.inproc:<port>" */
+    srv s;            /* repo, service, executors: daemons/server/exec.c */
+    seldon_service_hooks hooks; /* what exec.c lends the service, for the agent stage's jobs too */
+    up_model *models; /* control loop */
+    atomic_long in_flight;
+} up_replica;
+
+/* Where a route's requests go on one replica: its newest version loaded there. */
+typedef struct up_target {
+    up_replica *r;
+    const char *vname;
+    size_t vname_len;
+} up_target;
+
+/* The lookup table: the scheduler's routes joined with what each replica holds. Immutable. */
+typedef struct up_table {
+    seldon_routes *routes;
+    size_t *first; /* per route: its targets are targets[first[i] .. first[i + 1]) */
+    up_target *targets;
+    char *names;
+} up_table;
+
+struct up {
+    up_config cfg;
+    char *runtime_path;
+    char *artifacts_dir;
+    up_replica *replicas;
+    int nreplicas;
+
+    /* control loop */
+    sdl_loops *ctl_loops;
+    uv_loop_t *ctl;
+    sc_daemon sched; /* seldon-scheduler's services, on the control loop */
+    struct up_fetch *fetches;
+    uint64_t table_gen; /* the routes generation the table was built from */
+    int table_built;
+    int stopping;
+    atomic_int sched_ready; /* read by the ingress for /v2/health/ready */
+
+    /* ingress */
+    sdl_loops *loops;
+    sd2_server **h2; /* per ingress loop */
+    sdh_server *http;
+    sdh_server *metrics_http;
+    pthread_rwlock_t table_lock;
+    up_table *table; /* under table_lock */
+    seldon_metrics *metrics;
+    seldon_metric *m_requests; /* {protocol, code} */
+};
+
+int64_t up_mono_ns(void);
+
+/* control.c, on the control loop */
+void up_control_start(void *arg);      /* registers the replicas, first pump */
+void up_control_stop(void *arg);       /* stops the services; nothing new is started */
+void up_command(void *user_data, const seldon_sched_command *cmd);
+void up_after_pump(void *user_data);
+void up_table_free(up_table *t);
+
+/* ingress.c, on the ingress loops */
+void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *request);
+void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end);
+int up_adopt_h2(void *user_data, const sd_adopt *conn);
+int up_metrics_setup(up *u);
+
+/* metrics.c, on the control loop */
+void up_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);
+
+#endif
