@@ -1,0 +1,271 @@
+"""seldon-scheduler driven by the seldon CLI, with agents and a router played by grpcio.
+
+Two server replicas with different capabilities and memory register; manifests
+applied with the CLI must put LOAD commands where the placement rules say, the
+reported outcome must show in `seldon model status` and in the route table
+pushed to routers, and a restart on the same --state-dir must bring everything
+back without sending a LOAD for what the reconnecting agents still hold.
+"""
+import json
+
+import pytest
+
+from conftest import (GUARD, FakeAgent, RouteWatcher, Scheduler, cli, model_yaml, routes_of,
+                      wait_status, write)
+
+GI = 1 << 30
+MI = 1 << 20
+
+MLSERVER = ("mlserver", 0, ["sklearn", "mlserver", "xgboost"], 1 * GI, "127.0.0.1:19001",
+            "127.0.0.1:19002")
+TRITON = ("triton", 0, ["tensorflow", "onnx", "triton"], 2 * GI, "127.0.0.1:19011",
+          "127.0.0.1:19012")
+
+
+def agent(stubs, sched, spec, loaded=()):
+    server, index, caps, mem, http, grpc_addr = spec
+    return FakeAgent(stubs, sched, server, index, caps, mem, http, grpc_addr, loaded=loaded)
+
+
+def load(sched, tmp_path, name, *more, **kw):
+    r = cli("model", "load", "-f", write(tmp_path, f"{name}.yaml", model_yaml(name, **kw)),
+            *more, scheduler=sched)
+    assert r.code == 0, r
+    return r
+
+
+def expect_load(a, model, version=1):
+    cmd = a.next_command()
+    assert (cmd.op, cmd.model, cmd.version) == (cmd.LOAD, model, version), cmd
+    return cmd
+
+
+def test_models_land_where_the_rules_say(scheduler, stubs, tmp_path):
+    a = agent(stubs, scheduler, MLSERVER)
+    b = agent(stubs, scheduler, TRITON)
+    router = RouteWatcher(stubs, scheduler)
+    first = router.next_table()  # the current table, at once
+    assert routes_of(first) == {}
+
+    r = load(scheduler, tmp_path, "iris", requirements=["sklearn"], memory="100Mi")
+    assert r.json() == {"resources": [{"kind": "Model", "name": "iris", "version": 1}]}
+    cmd = expect_load(a, "iris")
+    assert cmd.memory_bytes == 100 * MI
+    spec = json.loads(cmd.spec)
+    assert spec["kind"] == "Model" and spec["spec"]["storageUri"].endswith("iris-sklearn")
+
+    load(scheduler, tmp_path, "tfsimple", requirements=["tensorflow"], memory="200Mi")
+    tcmd = expect_load(b, "tfsimple")
+
+    # Not available before the agent says so.
+    doc = cli("model", "status", "iris", scheduler=scheduler).json()
+    assert doc["versions"][0]["state"]["state"] != "ModelAvailable"
+
+    a.report(cmd, "LOADED")
+    doc = wait_status(scheduler, "iris", "ModelAvailable")
+    v = doc["versions"][0]
+    assert doc["modelName"] == "iris"
+    assert v["version"] == 1 and v["serverName"] == "mlserver"
+    assert v["state"]["availableReplicas"] == 1
+    assert v["modelReplicaState"]["0"]["state"] == "Available"
+    r = cli("model", "status", "iris", "-w", "ModelAvailable", scheduler=scheduler)
+    assert r.code == 0, r
+
+    t = router.wait_for(lambda t: "iris" in routes_of(t))
+    assert routes_of(t)["iris"] == [(MLSERVER[4], MLSERVER[5])]
+
+    b.report(tcmd, "LOADED")
+    t = router.wait_for(lambda t: "tfsimple" in routes_of(t))
+    assert routes_of(t)["tfsimple"] == [(TRITON[4], TRITON[5])]
+    assert routes_of(t)["iris"] == [(MLSERVER[4], MLSERVER[5])]
+    assert a.pending() == [] and b.pending() == []
+
+    listed = cli("model", "list", scheduler=scheduler).json()["models"]
+    assert {m["name"]: m["state"] for m in listed} == {"iris": "ModelAvailable",
+                                                         "tfsimple": "ModelAvailable"}
+    srv = cli("server", "status", "mlserver", scheduler=scheduler)
+    assert srv.code == 0, srv
+    res = srv.json()["resources"]
+    assert len(res) == 1 and res[0]["connected"] and "iris_1" in res[0]["models"]
+    assert res[0]["totalMemoryBytes"] == GI
+    servers = cli("server", "list", scheduler=scheduler).json()["servers"]
+    assert sorted(s["name"] for s in servers) == ["mlserver", "triton"]
+
+    assert scheduler.metric("seldon_scheduler_agents_connected") == 2
+    assert scheduler.metric("seldon_scheduler_routers_connected") == 1
+    assert scheduler.metric("seldon_scheduler_commands_sent_total", op="load") == 2
+    assert scheduler.metric("seldon_scheduler_models", state="ModelAvailable") == 2
+    router.close()
+    a.close()
+    b.close()
+
+
+def test_unsatisfiable_requirements_give_schedule_failed(scheduler, stubs, tmp_path):
+    a = agent(stubs, scheduler, MLSERVER)
+    b = agent(stubs, scheduler, TRITON)
+    load(scheduler, tmp_path, "needs-gpu", requirements=["gpu"])
+    doc = wait_status(scheduler, "needs-gpu", "ScheduleFailed")
+    assert "gpu" in doc["versions"][0]["state"]["reason"], doc
+    # Memory: sklearn is on mlserver only, which has 1 GiB.
+    load(scheduler, tmp_path, "too-big", requirements=["sklearn"], memory="5Gi")
+    doc = wait_status(scheduler, "too-big", "ScheduleFailed")
+    assert "memory" in doc["versions"][0]["state"]["reason"].lower(), doc
+    # Nothing was sent for either: the next command each agent sees is for a model that fits.
+    load(scheduler, tmp_path, "iris", requirements=["sklearn"])
+    expect_load(a, "iris")
+    load(scheduler, tmp_path, "tf", requirements=["tensorflow"])
+    expect_load(b, "tf")
+    a.close()
+    b.close()
+
+
+def test_a_bad_manifest_is_refused_with_the_field_named(scheduler, stubs, tmp_path):
+    bad = model_yaml("iris").replace("storageUri", "storagUri")
+    path = write(tmp_path, "bad.yaml", bad)
+    r = cli("model", "load", "-f", path, scheduler=scheduler)
+    assert r.code == 1, r
+    assert "storagUri" in r.err and "bad.yaml" in r.err, r
+    assert r.out == ""
+    # Checked locally: the scheduler never saw it.
+    assert scheduler.metric("seldon_scheduler_apply_seconds_count") in (None, 0)
+    # The scheduler refuses it too, naming the field.
+    stub = stubs.rpc.SchedulerServiceStub(stubs.grpc.insecure_channel(scheduler.client_target))
+    with pytest.raises(stubs.grpc.RpcError) as e:
+        stub.Apply(stubs.pb.ApplyRequest(manifest=bad, source="bad.yaml"), timeout=GUARD)
+    assert e.value.code() == stubs.grpc.StatusCode.INVALID_ARGUMENT
+    assert "storagUri" in e.value.details()
+    # A rule across fields.
+    bounds = model_yaml("iris", replicas=3) + "  maxReplicas: 2\n"
+    r = cli("load", "-f", write(tmp_path, "bounds.yaml", bounds), scheduler=scheduler)
+    assert r.code == 1 and "eplicas" in r.err, r
+    # No file, no scheduler, unknown model.
+    r = cli("model", "load", "-f", str(tmp_path / "absent.yaml"), scheduler=scheduler)
+    assert r.code == 1 and "absent.yaml" in r.err, r
+    r = cli("model", "status", "nope", scheduler=scheduler)
+    assert r.code == 1 and "nope" in r.err, r
+    r = cli("model", "list", "--scheduler-host", "127.0.0.1:1")
+    assert r.code == 1 and "127.0.0.1:1" in r.err, r
+
+
+def test_unload(scheduler, stubs, tmp_path):
+    a = agent(stubs, scheduler, MLSERVER)
+    router = RouteWatcher(stubs, scheduler)
+    load(scheduler, tmp_path, "iris", requirements=["sklearn"])
+    a.report(expect_load(a, "iris"), "LOADED")
+    router.wait_for(lambda t: "iris" in routes_of(t))
+    r = cli("model", "unload", "iris", scheduler=scheduler)
+    assert r.code == 0, r
+    cmd = a.next_command()
+    assert (cmd.op, cmd.model, cmd.version) == (cmd.UNLOAD, "iris", 1)
+    router.wait_for(lambda t: "iris" not in routes_of(t))
+    a.report(cmd, "UNLOADED")
+    r = cli("model", "status", "iris", "-w", "ModelTerminated", scheduler=scheduler)
+    assert r.code in (0, 1), r
+    r = cli("model", "unload", "never-loaded", scheduler=scheduler)
+    assert r.code == 1 and "NOT_FOUND" in r.err, r
+    router.close()
+    a.close()
+
+
+def test_a_disconnected_replica_has_its_models_moved(scheduler, stubs, tmp_path):
+    caps = ["sklearn"]
+    a0 = FakeAgent(stubs, scheduler, "mlserver", 0, caps, GI, "127.0.0.1:19101", "127.0.0.1:19102")
+    a1 = FakeAgent(stubs, scheduler, "mlserver", 1, caps, GI, "127.0.0.1:19111", "127.0.0.1:19112")
+    load(scheduler, tmp_path, "iris", requirements=["sklearn"])
+    a0.report(expect_load(a0, "iris"), "LOADED")  # the lowest index first
+    wait_status(scheduler, "iris", "ModelAvailable")
+    a0.close()
+    a1.report(expect_load(a1, "iris"), "LOADED")
+    doc = wait_status(scheduler, "iris", "ModelAvailable")
+    assert doc["versions"][0]["modelReplicaState"]["1"]["state"] == "Available", doc
+    a1.close()
+
+
+def test_events_stream(scheduler, stubs, tmp_path):
+    a = agent(stubs, scheduler, MLSERVER)
+    channel = stubs.grpc.insecure_channel(scheduler.client_target)
+    stream = stubs.rpc.SchedulerServiceStub(channel).SubscribeEvents(stubs.pb.EventsRequest())
+    stream.initial_metadata()
+    load(scheduler, tmp_path, "iris", requirements=["sklearn"])
+    a.report(expect_load(a, "iris"), "LOADED")
+    seen = []
+    for ev in stream:
+        seen.append((ev.kind, ev.name, ev.version, ev.state))
+        if ev.state == "ModelAvailable":
+            break
+    assert ("Model", "iris", 1, "ModelAvailable") in seen, seen
+    stream.cancel()
+    channel.close()
+    a.close()
+
+
+def test_restart_brings_everything_back_and_reloads_nothing(stubs, tmp_path):
+    sched = Scheduler(tmp_path / "state")
+    a = agent(stubs, sched, MLSERVER)
+    b = agent(stubs, sched, TRITON)
+    load(sched, tmp_path, "iris", requirements=["sklearn"], memory="100Mi")
+    load(sched, tmp_path, "tfsimple", requirements=["tensorflow"])
+    a.report(expect_load(a, "iris"), "LOADED")
+    b.report(expect_load(b, "tfsimple"), "LOADED")
+    wait_status(sched, "iris", "ModelAvailable")
+    wait_status(sched, "tfsimple", "ModelAvailable")
+
+    sched.restart()  # SIGTERM: clean exit 0; same --state-dir
+    a.close()
+    b.close()
+    # Before any agent is back the resources are there, loaded as they were.
+    doc = cli("model", "status", "iris", scheduler=sched).json()
+    assert doc["versions"][0]["serverName"] == "mlserver"
+    a = agent(stubs, sched, MLSERVER, loaded=[("iris", 1)])
+    b = agent(stubs, sched, TRITON, loaded=[("tfsimple", 1)])
+    wait_status(sched, "iris", "ModelAvailable")
+    wait_status(sched, "tfsimple", "ModelAvailable")
+    router = RouteWatcher(stubs, sched)
+    t = router.wait_for(lambda t: {"iris", "tfsimple"} <= set(routes_of(t)))
+    assert routes_of(t)["iris"] == [(MLSERVER[4], MLSERVER[5])]
+    # Commands on a stream keep their order: had iris or tfsimple been sent
+    # again, it would come before these.
+    load(sched, tmp_path, "late", requirements=["sklearn"])
+    expect_load(a, "late")
+    load(sched, tmp_path, "late-tf", requirements=["tensorflow"])
+    expect_load(b, "late-tf")
+    assert sched.metric("seldon_scheduler_commands_sent_total", op="load") == 2
+    router.close()
+    a.close()
+    b.close()
+    sched.stop()
+
+
+def test_files_with_several_kinds(scheduler, stubs, tmp_path):
+    a = agent(stubs, scheduler, MLSERVER)
+    text = ("apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata:\n  name: mlserver\n"
+            "spec:\n  serverConfig: mlserver\n  replicas: 1\n---\n" +
+            model_yaml("iris", requirements=["sklearn"]))
+    path = write(tmp_path, "both.yaml", text)
+    r = cli("model", "load", "-f", path, scheduler=scheduler)
+    assert r.code == 1 and "Server" in r.err, r
+    r = cli("load", "-f", path, scheduler=scheduler)
+    assert r.code == 0, r
+    assert r.json()["resources"] == [{"kind": "Server", "name": "mlserver", "version": 0},
+                                     {"kind": "Model", "name": "iris", "version": 1}]
+    a.report(expect_load(a, "iris"), "LOADED")
+    r = cli("status", "-f", path, "-w", "ModelAvailable", scheduler=scheduler)
+    assert r.code == 0, r
+    docs = r.jsons()
+    assert docs[0]["serverName"] == "mlserver" and docs[0]["expectedReplicas"] == 1
+    assert docs[1]["modelName"] == "iris"
+    assert docs[1]["versions"][0]["state"]["state"] == "ModelAvailable"
+    a.close()
+
+
+def test_environment_and_usage(scheduler):
+    r = cli("model", "list", env={"SELDON_SCHEDULE_HOST": scheduler.client_target})
+    assert r.code == 0 and r.json() == {"models": []}, r
+    r = cli("--help")
+    assert r.code == 0 and "model load" in r.out
+    r = cli("model", "frobnicate")
+    assert r.code == 2 and "frobnicate" in r.err
+    r = cli("model", "load")
+    assert r.code == 2 and "-f" in r.err
+    r = cli("model", "infer", "x", "{}", "--header", "novalue")
+    assert r.code == 2 and "novalue" in r.err
