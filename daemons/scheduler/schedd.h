@@ -62,6 +62,11 @@ struct sc_daemon {
     sdh_server *metrics_http;
     seldon_metric *m_models, *m_servers, *m_replicas, *m_commands, *m_apply, *m_agents,
         *m_routers, *m_watchers, *m_ready, *m_events;
+    /* Embedding (seldon-up): commands for replicas with no AgentService stream go to
+       local_command; after_pump runs at the end of every pump. Both optional. */
+    void (*local_command)(void *user_data, const seldon_sched_command *cmd);
+    void (*after_pump)(void *user_data);
+    void *local_data;
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */
@@ -69,7 +74,7 @@ int64_t sc_now_ns(void);
 int64_t sc_mono_ns(void);
 
 /* svc.c, on the loop thread. */
-int sc_services_start(sc_daemon *d); /* creates and binds the three servers */
+int sc_services_start(sc_daemon *d); /* creates and binds the servers (a port < 0: not served) */
 void sc_pump(sc_daemon *d);          /* runs what the scheduler owes: commands, events, routes */
 void sc_services_stop(sc_daemon *d); /* finishes every stream and closes the servers */
 int sc_metrics_setup(sc_daemon *d);

@@ -262,6 +262,12 @@ static void send_command(sc_daemon *d, const seldon_sched_command *cmd)
     sc_call *c = find_agent(d, cmd->server, cmd->index);
     const char *op = cmd->op == SELDON_SCHED_LOAD ? "load" : "unload";
     seldon_series *s = NULL;
+    if (c == NULL && d->local_command != NULL) {
+        d->local_command(d->local_data, cmd);
+        if (seldon_metric_series(&s, d->m_commands, &op) == 0)
+            seldon_series_add(s, 1);
+        return;
+    }
     if (c == NULL) {
         sdd_log(SELDON_LOG_WARN, "command %llu (%s %s_%u) for %s/%u: that replica has no stream",
                 (unsigned long long)cmd->id, op, cmd->model, cmd->version, cmd->server,
@@ -419,6 +425,8 @@ void sc_pump(sc_daemon *d)
             }
         }
     }
+    if (d->after_pump != NULL)
+        d->after_pump(d->local_data);
     if (deadline == INT64_MAX) {
         uv_timer_stop(&d->timer);
     } else {
@@ -999,6 +1007,8 @@ int sc_services_start(sc_daemon *d)
     for (i = 0; i < SC_SVC_COUNT; i++) {
         d->ports[i].d = d;
         d->ports[i].svc = i;
+        if (d->cfg.ports[i] < 0)
+            continue;
         rc = sd2_server_new(&d->ports[i].srv, d->loop, &o, &cbs, &d->ports[i]);
         if (rc != 0)
             return rc;

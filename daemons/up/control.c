@@ -370,13 +370,15 @@ static const char *rename_settings(const char *dir, const char *vname, char *buf
     if (ag_settings_rename(&out, (const char *)in.data, in.len, vname) != 0) {
         snprintf(buf, cap, "model-settings.json: %s", seldon_last_error());
         why = buf;
-    } else if ((f = fopen(path, "wb")) == NULL || fwrite(out.data, 1, out.len, f) != out.len) {
+    } else if ((f = fopen(path, "wb")) == NULL) {
         snprintf(buf, cap, "model-settings.json: cannot write: %s", strerror(errno));
         why = buf;
-    }
-    if (f != NULL && fclose(f) != 0 && why == NULL) {
-        snprintf(buf, cap, "model-settings.json: cannot write: %s", strerror(errno));
-        why = buf;
+    } else {
+        int bad = fwrite(out.data, 1, out.len, f) != out.len;
+        if (fclose(f) != 0 || bad) {
+            snprintf(buf, cap, "model-settings.json: cannot write: %s", strerror(errno));
+            why = buf;
+        }
     }
     seldon_buf_free(&in);
     seldon_buf_free(&out);
