@@ -1,0 +1,217 @@
+"""Helpers for the seldon-up integration tests.
+
+seldon-up ($SELDON_UP) runs as a process in a temporary folder, the way a user
+runs `seldon up` in a project folder: its state goes to ./.seldon there, and the
+folder holds `examples` (a link to the repository's), so that the example
+manifests' relative storageUri resolve as they do from the repository's top
+folder. Users' side is the real seldon CLI ($SELDON_CLI), curl for REST and
+grpcio (stubs compiled from proto/ at test time) for gRPC.
+
+Deadlines below only guard against hangs; no assertion depends on time.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "integration", "lib"))
+import oipstubs  # noqa: E402
+import procs  # noqa: E402
+
+UP = os.environ.get("SELDON_UP") or os.path.join(SOURCE, "build", "daemons", "up", "seldon-up")
+CLI = os.environ.get("SELDON_CLI") or os.path.join(SOURCE, "build", "daemons", "cli", "seldon")
+PROTO_DIR = os.environ.get("SELDON_PROTO_DIR") or os.path.join(SOURCE, "proto")
+
+HOST = "127.0.0.1"
+GUARD = 60.0
+STARTED = []
+
+
+def pytest_configure(config):
+    for path, var in ((UP, "SELDON_UP"), (CLI, "SELDON_CLI")):
+        if not os.path.exists(path):
+            raise pytest.UsageError(f"{path} not found: set {var}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftovers():
+    yield
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class Up:
+    """A seldon-up process in folder (its working directory) on free loopback ports."""
+
+    def __init__(self, folder, *args):
+        self.folder = str(folder)
+        self.args = [str(a) for a in args]
+        link = os.path.join(self.folder, "examples")
+        if not os.path.exists(link):
+            os.symlink(os.path.join(SOURCE, "examples"), link)
+        self.errpath = os.path.join(self.folder, "seldon-up.stderr")
+        self.runs = 0
+        self.start()
+
+    def start(self):
+        self.runs += 1
+        self.errfile = open(self.errpath, "ab")
+        self.errfile.write(f"--- run {self.runs} ---\n".encode())
+        self.errfile.flush()
+        self.log_start = os.path.getsize(self.errpath)
+        cmd = [UP, "--host", HOST, "--port", "0", "--scheduler-port", "0", "--metrics-port", "0",
+               "--workers", "2", "--io-threads", "1", "--grace", "10000", *self.args]
+        self.proc = subprocess.Popen(cmd, cwd=self.folder, stdout=subprocess.PIPE,
+                                     stderr=self.errfile)
+        STARTED.append(self.proc)
+        line = procs.first_line(self.proc, GUARD)
+        m = re.fullmatch(r"listening inference=(\d+) scheduler=(\d+) metrics=(-?\d+)",
+                         line.strip())
+        if not m:
+            self.kill()
+            raise AssertionError(f"seldon-up did not start: {line!r}\n{self.stderr()}")
+        self.port, self.scheduler, self.metrics_port = (int(x) for x in m.groups())
+        self.target = f"{HOST}:{self.port}"
+
+    def stderr(self, this_run=False):
+        with open(self.errpath, "rb") as f:
+            if this_run:
+                f.seek(self.log_start)
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, pattern):
+        deadline = time.monotonic() + GUARD
+        while True:
+            found = re.search(pattern, self.stderr(this_run=True))
+            if found:
+                return found
+            assert self.proc.poll() is None, f"seldon-up exited\n{self.stderr()}"
+            assert time.monotonic() < deadline, f"no {pattern!r} in the log:\n{self.stderr()}"
+            time.sleep(0.02)
+
+    def stop(self):
+        """SIGTERM; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(GUARD)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"seldon-up did not exit on SIGTERM\n{self.stderr()}")
+        self.proc.stdout.close()
+        self.errfile.close()
+        return rc
+
+    def restart(self):
+        rc = self.stop()
+        assert rc == 0, f"seldon-up exited {rc}\n{self.stderr()}"
+        self.start()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.errfile.close()
+
+    def cli(self, *args, timeout=GUARD):
+        """Runs the seldon CLI in the folder against this seldon-up."""
+        cmd = [CLI, "--scheduler-host", f"{HOST}:{self.scheduler}", "--inference-host",
+               self.target, *[str(a) for a in args]]
+        p = subprocess.run(cmd, cwd=self.folder, capture_output=True, timeout=timeout)
+        return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+    def curl(self, path, body=None, headers=()):
+        """A REST call with curl: (status, body, headers text)."""
+        cmd = ["curl", "-s", "-S", "-D", "-", "-o", "-", "--max-time", str(int(GUARD)),
+               f"http://{self.target}{path}"]
+        for h in headers:
+            cmd += ["-H", h]
+        if body is not None:
+            cmd += ["-H", "content-type: application/json", "--data-binary", body]
+        p = subprocess.run(cmd, capture_output=True, timeout=GUARD + 5)
+        assert p.returncode == 0, p.stderr.decode()
+        out = p.stdout.decode(errors="replace")
+        head, _, rest = out.partition("\r\n\r\n")
+        status = int(head.split()[1])
+        return status, rest, head.lower()
+
+    def scrape(self):
+        url = f"http://{HOST}:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=GUARD) as r:
+            return r.read().decode()
+
+
+def load(up, *files, wait="ModelAvailable"):
+    args = ["load"]
+    for f in files:
+        args += ["-f", f]
+    rc, out, err = up.cli(*args, "-w", wait)
+    assert rc == 0, f"seldon load failed ({rc}): {err}\n{up.stderr()}"
+    return out
+
+
+def status(up, name):
+    rc, out, err = up.cli("model", "status", name)
+    assert rc == 0, err
+    return json.loads(out)
+
+
+ADD_REQUEST = json.dumps({"inputs": [{"name": "INPUT", "datatype": "FP32", "shape": [4],
+                                      "data": [1, 2, 3, 4]}]})
+SIMPLE_REQUEST = json.dumps({"inputs": [
+    {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": list(range(1, 17))},
+    {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}]})
+
+
+def outputs(body):
+    return {o["name"]: o["data"] for o in json.loads(body)["outputs"]}
+
+
+@pytest.fixture(scope="session")
+def oip(tmp_path_factory):
+    import grpc
+    pb2, pb2_grpc = oipstubs.compile_stubs(tmp_path_factory.mktemp("oip_stubs"), PROTO_DIR)
+
+    class G:
+        pass
+    g = G()
+    g.grpc, g.pb2, g.pb2_grpc = grpc, pb2, pb2_grpc
+    return g
+
+
+def grpc_stub(g, target):
+    channel = g.grpc.insecure_channel(target)
+    g.grpc.channel_ready_future(channel).result(timeout=GUARD)
+    return channel, g.pb2_grpc.GRPCInferenceServiceStub(channel)
+
+
+def add_request(g, model="", values=(1, 2, 3, 4)):
+    req = g.pb2.ModelInferRequest(model_name=model)
+    t = req.inputs.add()
+    t.name = "INPUT"
+    t.datatype = "FP32"
+    t.shape.extend([len(values)])
+    t.contents.fp32_contents.extend(values)
+    return req
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory):
+    """A seldon-up with the example models loaded."""
+    u = Up(tmp_path_factory.mktemp("project"))
+    load(u, "examples/manifests/models.yaml")
+    yield u
+    if u.proc.poll() is None:
+        rc = u.stop()
+        assert rc == 0, u.stderr()
