@@ -1,0 +1,614 @@
+/*
+ * seldon-agent: flags, the loop, signals and /metrics. See agent.h.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "log.h"
+#include "sdd.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: seldon-agent --server-name NAME --models-dir DIR [options]\n"
+            "\n"
+            "Runs beside one inference server (Open Inference Protocol with the repository\n"
+            "extension, such as seldon-server): registers it with seldon-scheduler as a\n"
+            "server replica, loads and unloads the models the scheduler places on it, keeps\n"
+            "them within --memory by evicting the least recently used (a request for an\n"
+            "evicted model loads it again), and proxies REST and gRPC to the server with the\n"
+            "model name mapped to its versioned name (iris -> iris_3).\n"
+            "\n"
+            "  --scheduler-host H:P   seldon-scheduler's AgentService (e.g. 127.0.0.1:9005);\n"
+            "                         without it no command ever comes\n"
+            "  --server-name NAME     the Server this replica belongs to (required)\n"
+            "  --replica-index N      this replica's index (default 0)\n"
+            "  --capabilities A,B     what the server can run (default mlserver,alibi-detect,\n"
+            "                         alibi-explain,huggingface,lightgbm,mlflow,python,sklearn,\n"
+            "                         spark-mlib,xgboost)\n"
+            "  --memory QTY           memory for loaded models: bytes, or 512Mi, 2Gi, 1G...\n"
+            "                         (default 0: no limit)\n"
+            "  --overcommit-percent N the scheduler may place up to memory*(100+N)/100\n"
+            "                         (default 10)\n"
+            "  --models-dir DIR       the folder the server serves models from (required)\n"
+            "  --artifacts-dir DIR    where fetched artifacts are kept, once per storageUri\n"
+            "                         and artifactVersion (default DIR/.artifacts; on the same\n"
+            "                         filesystem as --models-dir)\n"
+            "  --server-http H:P      the server's REST address (default 127.0.0.1:8080)\n"
+            "  --server-grpc H:P      the server's gRPC address (default 127.0.0.1:8081)\n"
+            "  --http-port N          the REST proxy (default 9999; 0 picks one); it takes\n"
+            "                         gRPC (h2c) too\n"
+            "  --grpc-port N          the gRPC proxy (default 9998; 0 picks one)\n"
+            "  --host ADDR            address to listen on (default 0.0.0.0)\n"
+            "  --advertise-host HOST  the address the scheduler gives routers (default\n"
+            "                         127.0.0.1)\n"
+            "  --metrics-port N       Prometheus /metrics (default 9006; 0 picks one; -1: off)\n"
+            "  --rclone-config FILE   rclone's config file, for storageUri remotes\n"
+            "  --rclone PATH          the rclone binary (default rclone, from PATH)\n"
+            "  --load-wait MS         how long a request waits for its evicted model to load\n"
+            "                         again (default 60000)\n"
+            "  --server-timeout MS    a load or unload call to the server (default 600000)\n"
+            "  --reconnect-max MS     the cap of the reconnect backoff (default 5000)\n"
+            "  --max-message BYTES    a gRPC request message read whole to rename its model\n"
+            "                         (default 64 MiB)\n"
+            "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
+            "  --help, --version\n"
+            "\n"
+            "Signals: SIGTERM and SIGINT stop it. Prints 'listening http=P grpc=P metrics=P'\n"
+            "on stdout once serving.\n");
+}
+
+static int parse_caps(ag_config *c, char *list)
+{
+    char *save = NULL, *t;
+    c->ncaps = 0;
+    for (t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        if (*t == '\0')
+            continue;
+        if (c->ncaps == AG_MAX_CAPS)
+            return -1;
+        c->caps[c->ncaps++] = t;
+    }
+    return 0;
+}
+
+static int parse_args(ag_config *c, int argc, char **argv)
+{
+    enum {
+        O_SCHED = 1,
+        O_NAME,
+        O_INDEX,
+        O_CAPS,
+        O_MEM,
+        O_OVER,
+        O_MODELS,
+        O_ARTS,
+        O_SHTTP,
+        O_SGRPC,
+        O_HPORT,
+        O_GPORT,
+        O_HOST,
+        O_ADV,
+        O_MPORT,
+        O_RCONF,
+        O_RCLONE,
+        O_WAIT,
+        O_STIME,
+        O_RECON,
+        O_MAXMSG,
+        O_LOG,
+        O_HELP,
+        O_VERSION
+    };
+    static const struct option opts[] = {
+        {"scheduler-host", required_argument, NULL, O_SCHED},
+        {"server-name", required_argument, NULL, O_NAME},
+        {"replica-index", required_argument, NULL, O_INDEX},
+        {"capabilities", required_argument, NULL, O_CAPS},
+        {"memory", required_argument, NULL, O_MEM},
+        {"overcommit-percent", required_argument, NULL, O_OVER},
+        {"models-dir", required_argument, NULL, O_MODELS},
+        {"artifacts-dir", required_argument, NULL, O_ARTS},
+        {"server-http", required_argument, NULL, O_SHTTP},
+        {"server-grpc", required_argument, NULL, O_SGRPC},
+        {"http-port", required_argument, NULL, O_HPORT},
+        {"grpc-port", required_argument, NULL, O_GPORT},
+        {"host", required_argument, NULL, O_HOST},
+        {"advertise-host", required_argument, NULL, O_ADV},
+        {"metrics-port", required_argument, NULL, O_MPORT},
+        {"rclone-config", required_argument, NULL, O_RCONF},
+        {"rclone", required_argument, NULL, O_RCLONE},
+        {"load-wait", required_argument, NULL, O_WAIT},
+        {"server-timeout", required_argument, NULL, O_STIME},
+        {"reconnect-max", required_argument, NULL, O_RECON},
+        {"max-message", required_argument, NULL, O_MAXMSG},
+        {"log-level", required_argument, NULL, O_LOG},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    static char default_caps[] = "mlserver,alibi-detect,alibi-explain,huggingface,lightgbm,"
+                                 "mlflow,python,sklearn,spark-mlib,xgboost";
+    long v;
+    int o;
+    c->replica_index = 0;
+    c->overcommit = 10;
+    c->server_http = "127.0.0.1:8080";
+    c->server_grpc = "127.0.0.1:8081";
+    c->http_port = 9999;
+    c->grpc_port = 9998;
+    c->host = "0.0.0.0";
+    c->advertise_host = "127.0.0.1";
+    c->metrics_port = 9006;
+    c->rclone = "rclone";
+    c->load_wait_ms = 60000;
+    c->server_timeout_ms = 600000;
+    c->reconnect_max_ms = 5000;
+    c->max_message = (size_t)64 << 20;
+    c->grace_ms = 10000;
+    c->log_level = SELDON_LOG_INFO;
+    parse_caps(c, default_caps);
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        const char *bad = NULL;
+        switch (o) {
+        case O_SCHED:
+            c->scheduler_host = optarg;
+            break;
+        case O_NAME:
+            c->server_name = optarg;
+            break;
+        case O_INDEX:
+            if (sdd_parse_long(optarg, 0, 1000000, &v) < 0)
+                bad = "--replica-index";
+            else
+                c->replica_index = (uint32_t)v;
+            break;
+        case O_CAPS:
+            if (parse_caps(c, optarg) != 0)
+                bad = "--capabilities";
+            break;
+        case O_MEM:
+            if (ag_parse_quantity(&c->memory, optarg, strlen(optarg)) != 0)
+                bad = "--memory";
+            break;
+        case O_OVER:
+            if (sdd_parse_long(optarg, 0, 1000, &v) < 0)
+                bad = "--overcommit-percent";
+            else
+                c->overcommit = (uint32_t)v;
+            break;
+        case O_MODELS:
+            c->models_dir = optarg;
+            break;
+        case O_ARTS:
+            c->artifacts_dir = optarg;
+            break;
+        case O_SHTTP:
+            c->server_http = optarg;
+            break;
+        case O_SGRPC:
+            c->server_grpc = optarg;
+            break;
+        case O_HPORT:
+        case O_GPORT:
+            if (sdd_parse_long(optarg, 0, 65535, &v) < 0)
+                bad = o == O_HPORT ? "--http-port" : "--grpc-port";
+            else if (o == O_HPORT)
+                c->http_port = (int)v;
+            else
+                c->grpc_port = (int)v;
+            break;
+        case O_HOST:
+            c->host = optarg;
+            break;
+        case O_ADV:
+            c->advertise_host = optarg;
+            break;
+        case O_MPORT:
+            if (sdd_parse_long(optarg, -1, 65535, &v) < 0)
+                bad = "--metrics-port";
+            else
+                c->metrics_port = (int)v;
+            break;
+        case O_RCONF:
+            c->rclone_config = optarg;
+            break;
+        case O_RCLONE:
+            c->rclone = optarg;
+            break;
+        case O_WAIT:
+        case O_STIME:
+        case O_RECON:
+            if (sdd_parse_long(optarg, 1, 86400000, &v) < 0)
+                bad = o == O_WAIT ? "--load-wait" : o == O_STIME ? "--server-timeout"
+                                                                 : "--reconnect-max";
+            else if (o == O_WAIT)
+                c->load_wait_ms = (uint64_t)v;
+            else if (o == O_STIME)
+                c->server_timeout_ms = (uint64_t)v;
+            else
+                c->reconnect_max_ms = (uint64_t)v;
+            break;
+        case O_MAXMSG:
+            if (sdd_parse_long(optarg, 1024, 1L << 31, &v) < 0)
+                bad = "--max-message";
+            else
+                c->max_message = (size_t)v;
+            break;
+        case O_LOG:
+            c->log_level = sdd_log_level_parse(optarg);
+            if (c->log_level < 0)
+                bad = "--log-level";
+            break;
+        case O_HELP:
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case O_VERSION:
+            printf("seldon-agent %s\n", seldon_version());
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+        if (bad != NULL) {
+            fprintf(stderr, "seldon-agent: %s: bad value '%s'\n", bad, optarg);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "seldon-agent: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (c->server_name == NULL || c->server_name[0] == '\0') {
+        fprintf(stderr, "seldon-agent: --server-name is required (see --help)\n");
+        return -1;
+    }
+    if (c->models_dir == NULL) {
+        fprintf(stderr, "seldon-agent: --models-dir is required (see --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+int64_t ag_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int ag_split_addr(const char *addr, char *host, size_t cap, int *port)
+{
+    const char *colon = strrchr(addr, ':');
+    unsigned char tmp[sizeof(struct in6_addr)];
+    size_t hl;
+    long p;
+    if (colon == NULL || sdd_parse_long(colon + 1, 1, 65535, &p) < 0)
+        return -1;
+    hl = (size_t)(colon - addr);
+    if (hl > 1 && addr[0] == '[' && addr[hl - 1] == ']') {
+        addr++;
+        hl -= 2;
+    }
+    if (hl == 9 && memcmp(addr, "localhost", 9) == 0) {
+        addr = "127.0.0.1";
+        hl = 9;
+    }
+    if (hl == 0 || hl >= cap)
+        return -1;
+    memcpy(host, addr, hl);
+    host[hl] = '\0';
+    if (inet_pton(AF_INET, host, tmp) != 1 && inet_pton(AF_INET6, host, tmp) != 1)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+/* ------------------------------------------------------------ /metrics */
+
+static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *request)
+{
+    agent *a = user_data;
+    static const sdh_header ctype = {"content-type", 12, "text/plain; version=0.0.4", 25};
+    seldon_buf b = SELDON_BUF_INIT;
+    if (request->path_len == 8 && memcmp(request->path, "/metrics", 8) == 0) {
+        if (seldon_metrics_render(&b, a->metrics) != 0) {
+            seldon_buf_free(&b);
+            sdh_respond_error(req, 500, seldon_last_error());
+            return;
+        }
+        sdh_respond(req, 200, &ctype, 1, &b);
+        return;
+    }
+    if ((request->path_len == 6 && memcmp(request->path, "/ready", 6) == 0) ||
+        (request->path_len == 5 && memcmp(request->path, "/live", 5) == 0)) {
+        sdh_respond(req, 200, NULL, 0, NULL);
+        return;
+    }
+    sdh_respond_error(req, 404, "not found: the metrics port serves /metrics");
+}
+
+static int setup_metrics(agent *a)
+{
+    static const char *const per_model[] = {"server", "server_replica", "model",
+                                            "model_internal"};
+    static const char *const infer[] = {"server",         "server_replica", "model",
+                                        "model_internal", "method_type",    "code"};
+    static const char *const replica[] = {"server", "server_replica"};
+    static const double secs[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+    seldon_series *s = NULL;
+    char idx[16];
+    const char *rl[2];
+    int rc = seldon_metrics_new(&a->metrics);
+#define ADD(field, type, name, help, labels, b, nb)                                                \
+    if (rc == 0)                                                                                   \
+    rc = seldon_metrics_add(&a->field, a->metrics, type, name, help, labels,                       \
+                            sizeof(labels) / sizeof(labels[0]), b, nb)
+    ADD(m_infer, SELDON_METRIC_COUNTER, "seldon_model_infer_total",
+        "Inference requests through the agent's proxy.", infer, NULL, 0);
+    ADD(m_infer_secs, SELDON_METRIC_HISTOGRAM, "seldon_model_infer_api_seconds",
+        "Inference request time through the agent's proxy, waits for reloads included.", infer,
+        secs, sizeof(secs) / sizeof(secs[0]));
+    ADD(m_loaded, SELDON_METRIC_GAUGE, "seldon_loaded_model_gauge",
+        "1 while the model version is loaded on the server.", per_model, NULL, 0);
+    ADD(m_loaded_mem, SELDON_METRIC_GAUGE, "seldon_loaded_model_memory_bytes_gauge",
+        "Memory of the model version while loaded.", per_model, NULL, 0);
+    ADD(m_evict, SELDON_METRIC_COUNTER, "seldon_cache_evict_count",
+        "Model versions unloaded from the server to make room.", per_model, NULL, 0);
+    ADD(m_miss, SELDON_METRIC_COUNTER, "seldon_cache_miss_count",
+        "Requests that found their model evicted and waited for it to load again.", per_model,
+        NULL, 0);
+    ADD(m_load, SELDON_METRIC_COUNTER, "seldon_load_model_counter",
+        "Loads on the server (reloads after eviction included).", per_model, NULL, 0);
+    ADD(m_unload, SELDON_METRIC_COUNTER, "seldon_unload_model_counter",
+        "Unloads from the server (evictions included).", per_model, NULL, 0);
+    ADD(m_capacity, SELDON_METRIC_GAUGE, "seldon_server_replica_memory_capacity_bytes_gauge",
+        "The replica's memory for models (--memory).", replica, NULL, 0);
+#undef ADD
+    snprintf(idx, sizeof(idx), "%u", a->cfg.replica_index);
+    rl[0] = a->cfg.server_name;
+    rl[1] = idx;
+    if (rc == 0)
+        rc = seldon_metric_series(&s, a->m_capacity, rl);
+    if (rc == 0)
+        seldon_series_set(s, (double)a->cfg.memory);
+    return rc;
+}
+
+/* ------------------------------------------------------------ on the loop */
+
+static int start_rc;
+static pthread_mutex_t start_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t start_cv = PTHREAD_COND_INITIALIZER;
+static int start_done;
+
+static void start_on_loop(void *arg)
+{
+    agent *a = arg;
+    int rc = ag_control_start(a);
+    pthread_mutex_lock(&start_mu);
+    start_rc = rc;
+    start_done = 1;
+    pthread_cond_signal(&start_cv);
+    pthread_mutex_unlock(&start_mu);
+}
+
+static void closed_cb(void *arg)
+{
+    (void)arg;
+}
+
+static void pool_freed(void *arg)
+{
+    (void)arg;
+}
+
+static void stop_on_loop(void *arg)
+{
+    agent *a = arg;
+    ag_control_stop(a);
+    ag_models_stop(a);
+    if (a->h2 != NULL)
+        sd2_server_close(a->h2, closed_cb, NULL);
+    a->h2 = NULL;
+    if (a->h2c != NULL)
+        sd2_client_close(a->h2c, closed_cb, NULL);
+    a->h2c = NULL;
+    if (a->pool != NULL)
+        sdc_pool_free(a->pool, pool_freed, NULL);
+    a->pool = NULL;
+}
+
+static int adopt_h2(void *user_data, const sd_adopt *conn)
+{
+    agent *a = user_data;
+    if (a->h2 == NULL)
+        return SELDON_EUNAVAIL;
+    return sd2_server_adopt(a->h2, conn);
+}
+
+static int ensure_dir(const char *path)
+{
+    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+        return 0;
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    agent a;
+    sdh_config hc;
+    sd2_server_cbs h2cbs;
+    sd2_opts h2o;
+    sdc_pool_options po = SDC_POOL_OPTIONS_INIT;
+    sigset_t sigs;
+    char arts[4096];
+    int sig = 0, rc, mport = -1, gport;
+
+    memset(&a, 0, sizeof(a));
+    if (parse_args(&a.cfg, argc, argv) < 0)
+        return 2;
+    sdd_log_init("seldon-agent", a.cfg.log_level);
+
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (ag_split_addr(a.cfg.server_grpc, a.srv_host, sizeof(a.srv_host), &a.srv_grpc_port) != 0) {
+        fprintf(stderr, "seldon-agent: --server-grpc: '%s': expected IP:PORT\n",
+                a.cfg.server_grpc);
+        return 2;
+    }
+    {
+        char h[64];
+        int p;
+        if (ag_split_addr(a.cfg.server_http, h, sizeof(h), &p) != 0) {
+            fprintf(stderr, "seldon-agent: --server-http: '%s': expected IP:PORT\n",
+                    a.cfg.server_http);
+            return 2;
+        }
+    }
+    if (a.cfg.scheduler_host != NULL &&
+        ag_split_addr(a.cfg.scheduler_host, a.sched_ip, sizeof(a.sched_ip), &a.sched_port) != 0) {
+        fprintf(stderr, "seldon-agent: --scheduler-host: '%s': expected IP:PORT\n",
+                a.cfg.scheduler_host);
+        return 2;
+    }
+    if (a.cfg.artifacts_dir == NULL) {
+        snprintf(arts, sizeof(arts), "%s/.artifacts", a.cfg.models_dir);
+        a.cfg.artifacts_dir = arts;
+    }
+    if (ensure_dir(a.cfg.models_dir) != 0 || ensure_dir(a.cfg.artifacts_dir) != 0) {
+        fprintf(stderr, "seldon-agent: %s: %s\n", a.cfg.models_dir, strerror(errno));
+        return 2;
+    }
+
+    rc = setup_metrics(&a);
+    if (rc == 0)
+        rc = ag_cache_new(&a.cache, a.cfg.memory);
+    if (rc == 0)
+        rc = sdl_loops_new(&a.loops, 1);
+    if (rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
+        return 1;
+    }
+    a.loop = sdl_loops_loop(a.loops, 0);
+    memset(&h2o, 0, sizeof(h2o));
+    h2o.max_conns_per_upstream = 4;
+    memset(&h2cbs, 0, sizeof(h2cbs));
+    h2cbs.on_request = ag_grpc_request;
+    rc = sd2_server_new(&a.h2, a.loop, &h2o, &h2cbs, &a);
+    if (rc == 0)
+        rc = sd2_server_listen(a.h2, a.cfg.host, a.cfg.grpc_port);
+    if (rc == 0)
+        rc = sd2_client_new(&a.h2c, a.loop, &h2o);
+    po.max_connections = 64;
+    po.max_idle = 64;
+    po.request_timeout_ms = 0; /* inference may take long; the server bounds it */
+    if (rc == 0)
+        rc = sdc_pool_new(&a.pool, a.loop, a.cfg.server_http, &po);
+    if (rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "start-up failed (gRPC port %d): %s", a.cfg.grpc_port,
+                seldon_last_error());
+        return 1;
+    }
+    gport = sd2_server_port(a.h2);
+
+    memset(&hc, 0, sizeof(hc));
+    hc.host = a.cfg.host;
+    hc.port = a.cfg.http_port;
+    hc.max_body = (size_t)2 << 30;
+    hc.idle_timeout_ms = 60000;
+    hc.request_timeout_ms = 0;
+    hc.handler = ag_rest_handler;
+    hc.head_handler = ag_rest_head;
+    hc.user_data = &a;
+    hc.h2_adopt = adopt_h2;
+    hc.h2_user_data = &a;
+    hc.pass_content_encoding = 1;
+    rc = sdh_server_new(&a.http, &hc);
+    if (rc == 0)
+        rc = sdh_server_listen(a.http, a.loop);
+    if (rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "port %d: %s", a.cfg.http_port, seldon_last_error());
+        return 1;
+    }
+    if (a.cfg.metrics_port >= 0) {
+        memset(&hc, 0, sizeof(hc));
+        hc.host = a.cfg.host;
+        hc.port = a.cfg.metrics_port;
+        hc.max_body = 4096;
+        hc.idle_timeout_ms = 60000;
+        hc.handler = metrics_handler;
+        hc.user_data = &a;
+        rc = sdh_server_new(&a.metrics_http, &hc);
+        if (rc == 0)
+            rc = sdh_server_listen(a.metrics_http, a.loop);
+        if (rc != 0) {
+            sdd_log(SELDON_LOG_ERROR, "metrics port %d: %s", a.cfg.metrics_port,
+                    seldon_last_error());
+            return 1;
+        }
+        mport = sdh_server_port(a.metrics_http);
+    }
+    snprintf(a.http_addr, sizeof(a.http_addr), "%s:%d", a.cfg.advertise_host,
+             sdh_server_port(a.http));
+    snprintf(a.grpc_addr, sizeof(a.grpc_addr), "%s:%d", a.cfg.advertise_host, gport);
+
+    rc = sdl_loops_start(a.loops);
+    if (rc == 0)
+        rc = sdl_loops_post(a.loops, 0, start_on_loop, &a);
+    if (rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
+        return 1;
+    }
+    pthread_mutex_lock(&start_mu);
+    while (!start_done)
+        pthread_cond_wait(&start_cv, &start_mu);
+    pthread_mutex_unlock(&start_mu);
+    if (start_rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
+        return 1;
+    }
+    sdd_log(SELDON_LOG_INFO,
+            "replica %s/%u: proxy REST %s, gRPC %s; server %s (REST), %s (gRPC); models in %s; "
+            "memory %lld bytes (+%u%% overcommit); scheduler %s",
+            a.cfg.server_name, a.cfg.replica_index, a.http_addr, a.grpc_addr, a.cfg.server_http,
+            a.cfg.server_grpc, a.cfg.models_dir, (long long)a.cfg.memory, a.cfg.overcommit,
+            a.cfg.scheduler_host ? a.cfg.scheduler_host : "(none)");
+    printf("listening http=%d grpc=%d metrics=%d\n", sdh_server_port(a.http), gport, mport);
+    fflush(stdout);
+
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    sdd_log(SELDON_LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sdh_server_stop(a.http, a.cfg.grace_ms);
+    if (a.metrics_http != NULL)
+        sdh_server_stop(a.metrics_http, 0);
+    sdl_loops_post(a.loops, 0, stop_on_loop, &a);
+    sdl_loops_stop(a.loops);
+    sdl_loops_join(a.loops);
+    sdh_server_free(a.http);
+    sdh_server_free(a.metrics_http);
+    sdl_loops_free(a.loops);
+    ag_cache_free(a.cache);
+    seldon_metrics_free(a.metrics);
+    sdd_log(SELDON_LOG_INFO, "stopped");
+    return 0;
+}

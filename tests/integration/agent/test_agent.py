@@ -1,0 +1,266 @@
+"""seldon-agent: registration, loads (local and rclone), the proxy, reconnects,
+overcommit eviction with lazy reload, and metrics."""
+import json
+import os
+import subprocess
+
+import numpy as np
+
+from conftest import (AGENT, HOST, Agent, FakeScheduler, add, infer_rest, metric, request)
+
+
+def test_help():
+    out = subprocess.run([AGENT, "--help"], capture_output=True, timeout=30)
+    assert out.returncode == 0
+    assert b"--scheduler-host" in out.stdout and b"--memory" in out.stdout
+
+
+def test_bad_flags_named():
+    out = subprocess.run([AGENT, "--server-name", "s", "--models-dir", "/tmp", "--memory", "lots"],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 2
+    assert b"--memory" in out.stderr
+
+
+def test_registration_fields(ctl, tmp_path):
+    from conftest import Pair
+    p = Pair(ctl, tmp_path, "--replica-index", "3", "--capabilities", "sklearn,gpu",
+             "--memory", "1Gi", "--overcommit-percent", "25", "--advertise-host", "127.0.0.1")
+    try:
+        r = p.reg.replica
+        assert r.server == "mlserver"
+        assert r.index == 3
+        assert list(r.capabilities) == ["sklearn", "gpu"]
+        assert r.memory_bytes == 1 << 30
+        assert r.overcommit_percent == 25
+        assert r.http == f"127.0.0.1:{p.agent.http}"
+        assert r.grpc == f"127.0.0.1:{p.agent.grpc}"
+        assert list(p.reg.loaded) == []
+        m = p.agent.metrics()
+        assert metric(m, "seldon_server_replica_memory_capacity_bytes_gauge", server="mlserver",
+                      server_replica="3") == 1 << 30
+    finally:
+        p.stop()
+
+
+def test_load_local_then_infer_rest_and_grpc(pair, g):
+    src = pair.source("add10", add(10))
+    ev = pair.sched.load("add10", 1, src)
+    assert (ev.server, ev.index, ev.model, ev.version) == ("mlserver", 0, "add10", 1)
+    # Placed under the versioned name, renamed in its settings; the source is untouched.
+    placed = json.load(open(pair.models / "add10_1" / "model-settings.json"))
+    assert placed["name"] == "add10_1"
+    assert placed["parameters"]["extra"]["constant"] == 10
+    assert json.load(open(os.path.join(src, "model-settings.json")))["name"] == "add10"
+
+    status, doc = infer_rest(pair.agent.http, "add10", [1, 2, 3])
+    assert status == 200, doc
+    assert doc["model_name"] == "add10_1"
+    assert doc["outputs"][0]["data"] == [11, 12, 13]
+
+    channel, stub = g.stub(pair.agent)
+    try:
+        resp = stub.ModelInfer(g.request("add10", {"x": np.array([5, 6], dtype=np.float32)}),
+                               timeout=30)
+        assert resp.model_name == "add10_1"
+        assert g.outputs(resp)["x"].tolist() == [15, 16]
+        ready = stub.ModelReady(g.pb2.ModelReadyRequest(name="add10"), timeout=30)
+        assert ready.ready
+        meta = stub.ModelMetadata(g.pb2.ModelMetadataRequest(name="add10"), timeout=30)
+        assert meta.name == "add10_1"
+        # A model this replica does not hold.
+        try:
+            stub.ModelInfer(g.request("nope", {"x": np.array([1], dtype=np.float32)}), timeout=30)
+            raise AssertionError("expected NOT_FOUND")
+        except g.grpc.RpcError as e:
+            assert e.code() == g.grpc.StatusCode.NOT_FOUND
+            assert "nope" in e.details()
+    finally:
+        channel.close()
+
+    # gRPC on the REST port too (h2c prior knowledge is handed to the gRPC side).
+    channel = g.grpc.insecure_channel(f"{HOST}:{pair.agent.http}")
+    try:
+        stub = g.pb2_grpc.GRPCInferenceServiceStub(channel)
+        resp = stub.ModelInfer(g.request("add10", {"x": np.array([1], dtype=np.float32)}),
+                               timeout=30)
+        assert g.outputs(resp)["x"].tolist() == [11]
+    finally:
+        channel.close()
+
+    status, _, body = request(pair.agent.http, "POST", "/v2/models/absent/infer", body={})
+    assert status == 404 and b"absent" in body
+
+
+def test_versions_and_internal_header(pair):
+    pair.sched.load("m", 1, pair.source("m1", add(1)))
+    pair.sched.load("m", 2, pair.source("m2", add(2)))
+    status, doc = infer_rest(pair.agent.http, "m", [0])
+    assert status == 200 and doc["model_name"] == "m_2" and doc["outputs"][0]["data"] == [2]
+    status, doc = infer_rest(pair.agent.http, "m", [0], headers={"seldon-internal-model": "m_1"})
+    assert status == 200 and doc["model_name"] == "m_1" and doc["outputs"][0]["data"] == [1]
+    pair.sched.unload("m", 2)
+    assert not (pair.models / "m_2").exists()
+    status, doc = infer_rest(pair.agent.http, "m", [0])
+    assert status == 200 and doc["model_name"] == "m_1"
+    pair.sched.unload("m", 1)
+    status, doc = infer_rest(pair.agent.http, "m", [0])
+    assert status == 404, doc
+    m = pair.agent.metrics()
+    assert metric(m, "seldon_unload_model_counter", model="m") == 2
+    # Unloading what is not held is not an error.
+    pair.sched.unload("m", 7)
+
+
+def test_artifact_version_fetched_once(pair):
+    pair.source("v", add(100), folder="store/1")
+    pair.source("v", add(200), folder="store/2")
+    uri = "file://" + str(pair.src / "store")
+    pair.sched.load("v", 1, uri, artifact_version=2)
+    status, doc = infer_rest(pair.agent.http, "v", [0])
+    assert status == 200 and doc["outputs"][0]["data"] == [200]
+    assert pair.agent.count_log(r"fetched into") == 1
+    pair.sched.unload("v", 1)
+    pair.sched.load("v", 2, uri, artifact_version=2)
+    assert pair.agent.count_log(r"fetched into") == 1, pair.agent.stderr()
+    assert pair.agent.count_log(r"already fetched") == 1
+    status, doc = infer_rest(pair.agent.http, "v", [0])
+    assert status == 200 and doc["model_name"] == "v_2" and doc["outputs"][0]["data"] == [200]
+
+
+def test_rclone_remote(pair, g):
+    remote_root = pair.tmp / "bucket"
+    write = __import__("conftest").write_model
+    write(remote_root, "mul", {"implementation": "builtin.mul",
+                               "parameters": {"extra": {"constant": 3}}}, folder="models/mul/1")
+    conf = pair.tmp / "rclone.conf"
+    conf.write_text(f"[bucket]\ntype = alias\nremote = {remote_root}\n")
+    # The pair's agent again, with the rclone config.
+    pair.agent.stop()
+    pair.agent = Agent(pair.server, pair.models, pair.sched, "--rclone-config", conf)
+    pair.sched.wait_subs(2)
+    ev = pair.sched.load("mul", 1, "bucket:models/mul", artifact_version=1)
+    assert ev.reason == ""
+    status, doc = infer_rest(pair.agent.http, "mul", [2, 4])
+    assert status == 200 and doc["outputs"][0]["data"] == [6, 12]
+    channel, stub = g.stub(pair.agent)
+    try:
+        resp = stub.ModelInfer(g.request("mul", {"x": np.array([1], dtype=np.float32)}),
+                               timeout=30)
+        assert g.outputs(resp)["x"].tolist() == [3]
+    finally:
+        channel.close()
+    # A remote path that does not exist: LOAD_FAILED with rclone's own reason.
+    ev = pair.sched.load("gone", 1, "bucket:models/nothing-here", expect="LOAD_FAILED")
+    assert "bucket:models/nothing-here" in ev.reason
+    assert "directory not found" in ev.reason or "not found" in ev.reason, ev.reason
+    # A remote the config does not have.
+    ev = pair.sched.load("gone", 2, "nosuchremote:x", expect="LOAD_FAILED")
+    assert "nosuchremote" in ev.reason, ev.reason
+
+
+def test_bad_uris_fail_with_reason(pair):
+    ev = pair.sched.load("bad", 1, str(pair.src / "does-not-exist"), expect="LOAD_FAILED")
+    assert "does-not-exist" in ev.reason and "No such file" in ev.reason, ev.reason
+    # A folder the server cannot load: the server's reason comes back.
+    pair.source("broken", {"implementation": "no-such-runtime"})
+    ev = pair.sched.load("broken", 1, str(pair.src / "broken"), expect="LOAD_FAILED")
+    assert "no-such-runtime" in ev.reason, ev.reason
+    assert not (pair.models / "broken_1").exists()
+    # A spec without storageUri.
+    ev = pair.sched.wait_report(pair.sched.command("LOAD", "nouri", 1, {"spec": {}}))
+    assert pair.sched.pb.AgentEvent.Type.Name(ev.type) == "LOAD_FAILED"
+    assert "storageUri" in ev.reason
+
+
+def test_reconnect_rereports_loaded(pair, ctl):
+    pair.sched.load("add10", 1, pair.source("add10", add(10)))
+    pair.sched.load("add20", 4, pair.source("add20", add(20)))
+    port = pair.sched.port
+    pair.sched.stop()
+    status, doc = infer_rest(pair.agent.http, "add10", [1])  # serving goes on meanwhile
+    assert status == 200 and doc["outputs"][0]["data"] == [11]
+    pair.sched = FakeScheduler(ctl, port)
+    reg = pair.sched.wait_subs(1)
+    assert sorted((m.name, m.version) for m in reg.loaded) == [("add10", 1), ("add20", 4)]
+    assert reg.replica.server == "mlserver"
+    # Commands flow on the new stream.
+    pair.sched.unload("add20", 4)
+
+
+def test_overcommit_eviction_and_lazy_reload(ctl, tmp_path, g):
+    from conftest import Pair
+    p = Pair(ctl, tmp_path, "--memory", "100", "--overcommit-percent", "50")
+    try:
+        for i, c in enumerate([1, 2, 3]):
+            p.sched.load(f"m{c}", 1, p.source(f"m{c}", add(c)), memory=40)
+        # 3 x 40 > 100: loading m3 evicted the least recently used, m1.
+        m = p.agent.metrics()
+        assert metric(m, "seldon_cache_evict_count", model="m1") == 1
+        assert metric(m, "seldon_loaded_model_gauge", model="m1") == 0
+        assert metric(m, "seldon_loaded_model_gauge", model="m3") == 1
+        status, _, body = request(p.server.http, "POST", "/v2/repository/index", body={})
+        index = {x["name"]: x["state"] for x in json.loads(body)}
+        assert index["m1_1"] != "READY" and index["m3_1"] == "READY", index
+        # A request for m1 reloads it (evicting m2, now the least recently used) and answers.
+        status, doc = infer_rest(p.agent.http, "m1", [10])
+        assert status == 200 and doc["outputs"][0]["data"] == [11], doc
+        m = p.agent.metrics()
+        assert metric(m, "seldon_cache_miss_count", model="m1") == 1
+        assert metric(m, "seldon_cache_evict_count", model="m2") == 1
+        assert metric(m, "seldon_load_model_counter", model="m1") == 2
+        # Round robin over all three through REST and gRPC: every answer right.
+        channel, stub = g.stub(p.agent)
+        try:
+            for k in range(12):
+                c = [1, 2, 3][k % 3]
+                if k % 2:
+                    status, doc = infer_rest(p.agent.http, f"m{c}", [k])
+                    assert status == 200 and doc["outputs"][0]["data"] == [k + c], doc
+                else:
+                    resp = stub.ModelInfer(
+                        g.request(f"m{c}", {"x": np.array([k], dtype=np.float32)}), timeout=60)
+                    assert g.outputs(resp)["x"].tolist() == [k + c]
+                    assert resp.model_name == f"m{c}_1"
+        finally:
+            channel.close()
+        m = p.agent.metrics()
+        assert metric(m, "seldon_cache_miss_count") >= 4
+        assert sum(metric(m, "seldon_loaded_model_gauge", model=f"m{c}") for c in (1, 2, 3)) == 2
+        assert sum(metric(m, "seldon_loaded_model_memory_bytes_gauge", model=f"m{c}")
+                   for c in (1, 2, 3)) == 80
+        # More than the whole replica: refused with the reason.
+        ev = p.sched.load("big", 1, p.source("big", add(0)), memory=500, expect="LOAD_FAILED")
+        assert "500" in ev.reason and "--memory" in ev.reason, ev.reason
+        # The scheduler hears about evicted models as held on reconnect.
+        port = p.sched.port
+        p.sched.stop()
+        p.sched = FakeScheduler(ctl, port)
+        reg = p.sched.wait_subs(1)
+        assert sorted(x.name for x in reg.loaded) == ["m1", "m2", "m3"]
+    finally:
+        p.stop()
+
+
+def test_metrics(pair, g):
+    pair.sched.load("add10", 1, pair.source("add10", add(10)))
+    for _ in range(3):
+        assert infer_rest(pair.agent.http, "add10", [1])[0] == 200
+    channel, stub = g.stub(pair.agent)
+    try:
+        stub.ModelInfer(g.request("add10", {"x": np.array([1], dtype=np.float32)}), timeout=30)
+    finally:
+        channel.close()
+    m = pair.agent.metrics()
+    base = dict(server="mlserver", server_replica="0", model="add10", model_internal="add10_1")
+    assert metric(m, "seldon_model_infer_total", method_type="rest", code="200", **base) == 3
+    assert metric(m, "seldon_model_infer_total", method_type="grpc", code="0", **base) == 1
+    assert metric(m, "seldon_model_infer_api_seconds_count", method_type="rest", **base) == 3
+    assert metric(m, "seldon_loaded_model_gauge", **base) == 1
+    assert metric(m, "seldon_load_model_counter", **base) == 1
+    assert metric(m, "seldon_loaded_model_memory_bytes_gauge", **base) == 0  # none declared
+    assert metric(m, "seldon_server_replica_memory_capacity_bytes_gauge", server="mlserver") == 0
+    status, _, body = request(pair.agent.metrics_port, "GET", "/metrics")
+    for family in ["seldon_cache_evict_count", "seldon_cache_miss_count",
+                   "seldon_unload_model_counter"]:
+        assert f"# TYPE {family} counter".encode() in body, family
