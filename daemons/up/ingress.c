@@ -42,7 +42,7 @@ static void count(up *u, const char *protocol, int code)
 static int pick(up_target *out, up *u, const char *name, size_t len)
 {
     up_table *t = u->table;
-    size_t i, j, best = SIZE_MAX;
+    size_t i, k, n, start, best = SIZE_MAX;
     long least = 0;
     int pipeline = len > 9 && memcmp(name + len - 9, ".pipeline", 9) == 0;
     if (t == NULL || seldon_routes_find(&i, t->routes, name, len) != 0) {
@@ -52,11 +52,15 @@ static int pick(up_target *out, up *u, const char *name, size_t len)
         return sdd_error(SELDON_ENOTFOUND, "model \"%.*s\" not found",
                          (int)(len > 200 ? 200 : len), name);
     }
-    for (j = t->first[i]; j < t->first[i + 1]; j++) {
-        long n = atomic_load_explicit(&t->targets[j].r->in_flight, memory_order_relaxed);
-        if (best == SIZE_MAX || n < least) {
+    n = t->first[i + 1] - t->first[i];
+    /* The least busy replica; among equals, a rotating start spreads the requests. */
+    start = n > 1 ? atomic_fetch_add_explicit(&u->rotate, 1, memory_order_relaxed) % n : 0;
+    for (k = 0; k < n; k++) {
+        size_t j = t->first[i] + (start + k) % n;
+        long busy = atomic_load_explicit(&t->targets[j].r->in_flight, memory_order_relaxed);
+        if (best == SIZE_MAX || busy < least) {
             best = j;
-            least = n;
+            least = busy;
         }
     }
     if (best == SIZE_MAX)

@@ -130,6 +130,7 @@ struct up {
     sdh_server *metrics_http;
     pthread_rwlock_t table_lock;
     up_table *table; /* under table_lock */
+    atomic_size_t rotate;
     seldon_metrics *metrics;
     seldon_metric *m_requests; /* {protocol, code} */
 };

@@ -153,12 +153,10 @@ class Up:
 
 
 def load(up, *files, wait="ModelAvailable"):
-    args = ["load"]
+    """seldon load -f FILE -w STATE, for each file."""
     for f in files:
-        args += ["-f", f]
-    rc, out, err = up.cli(*args, "-w", wait)
-    assert rc == 0, f"seldon load failed ({rc}): {err}\n{up.stderr()}"
-    return out
+        rc, out, err = up.cli("load", "-f", f, "-w", wait)
+        assert rc == 0, f"seldon load -f {f} failed ({rc}): {err}\n{up.stderr()}"
 
 
 def status(up, name):
