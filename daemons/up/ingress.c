@@ -22,16 +22,29 @@
 
 /* ------------------------------------------------------------------ lookup */
 
+/* The requests counter of a code: looked up once per code, then kept (no lock per request). */
+static _Atomic(seldon_series *) rest_series[600];
+static _Atomic(seldon_series *) grpc_series[17];
+
 static void count(up *u, const char *protocol, int code)
 {
-    char num[16];
-    const char *labels[2];
-    seldon_series *s = NULL;
-    snprintf(num, sizeof(num), "%d", code);
-    labels[0] = protocol;
-    labels[1] = num;
-    if (u->m_requests != NULL && seldon_metric_series(&s, u->m_requests, labels) == 0)
-        seldon_series_add(s, 1);
+    int grpc = protocol[0] == 'g';
+    _Atomic(seldon_series *) *slot =
+        grpc ? (code >= 0 && code < 17 ? &grpc_series[code] : NULL)
+             : (code >= 100 && code < 600 ? &rest_series[code] : NULL);
+    seldon_series *s = slot != NULL ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
+    if (s == NULL) {
+        char num[16];
+        const char *labels[2];
+        snprintf(num, sizeof(num), "%d", code);
+        labels[0] = protocol;
+        labels[1] = num;
+        if (u->m_requests == NULL || seldon_metric_series(&s, u->m_requests, labels) != 0)
+            return;
+        if (slot != NULL)
+            atomic_store_explicit(slot, s, memory_order_release);
+    }
+    seldon_series_add(s, 1);
 }
 
 /*
@@ -218,7 +231,22 @@ struct gcall {
     size_t header_len;
     seldon_buf in;  /* bytes of messages not yet whole */
     size_t max;
+    size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
 };
+
+/* A stream's messages in the service, and its unsent answers, past which it stops reading. */
+#define STREAM_PENDING_MAX 32
+#define STREAM_QUEUE_MAX ((size_t)256 << 10) /* the h2c stream queue limit: on_drain follows */
+
+/* Streams: returns received bytes to the client's window while the answers keep up. */
+static void maybe_consume(gcall *c)
+{
+    if (c->s == NULL || c->unconsumed == 0 || c->refs - 1 >= STREAM_PENDING_MAX ||
+        sd2_queued(c->s) >= STREAM_QUEUE_MAX)
+        return;
+    sd2_consume(c->s, c->unconsumed);
+    c->unconsumed = 0;
+}
 
 /* One message in the service. */
 typedef struct gmsg {
@@ -274,6 +302,10 @@ static void deliver(gmsg *m)
     /* A stream ends once the client finished and every message was answered. */
     if (c->streaming && c->ended && c->refs == 2)
         gfinish(c, 0, NULL);
+    c->refs--; /* this message's; the last reference is dropped below */
+    if (c->streaming)
+        maybe_consume(c);
+    c->refs++;
     seldon_buf_free(&m->resp);
     sdd_free(m->message);
     sdd_free(m);
@@ -485,7 +517,10 @@ static int drain_messages(gcall *c)
 static void g_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t len)
 {
     gcall *c = user_data;
-    sd2_consume(s, len); /* held in c->in, which is bounded by max */
+    if (c->streaming && !c->finished)
+        c->unconsumed += len; /* returned once the answers keep up: see maybe_consume() */
+    else
+        sd2_consume(s, len); /* held in c->in, which is bounded by max */
     if (c->finished)
         return;
     if (c->in.len + len > c->max + GRPC_HDR) {
@@ -498,8 +533,8 @@ static void g_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t l
     }
     memcpy(c->in.data + c->in.len, data, len);
     c->in.len += len;
-    if (c->streaming)
-        drain_messages(c);
+    if (c->streaming && drain_messages(c) == 0)
+        maybe_consume(c);
 }
 
 static void g_end(sd2_stream *s, void *user_data, const sd2_header *trailers, size_t n)
@@ -540,7 +575,13 @@ static void g_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
     gcall_unref(c);
 }
 
-static const sd2_stream_cbs g_cbs = {NULL, g_data, g_end, NULL, g_close};
+static void g_drain(sd2_stream *s, void *user_data)
+{
+    (void)s;
+    maybe_consume(user_data);
+}
+
+static const sd2_stream_cbs g_cbs = {NULL, g_data, g_end, g_drain, g_close};
 
 void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end)
 {
