@@ -1,7 +1,7 @@
 """seldon up --servers N, --server-memory, --capabilities: placement on one machine."""
 import json
 
-from conftest import ADD_REQUEST, Up, load, outputs, status
+from conftest import ADD_REQUEST, GUARD, Up, load, outputs, status
 
 
 def manifest(name, folder, extra=""):
@@ -72,5 +72,87 @@ def test_a_new_version_takes_over(tmp_path):
         code, body, head = u.curl("/v2/models/calc/infer", ADD_REQUEST)
         assert code == 200 and outputs(body)["OUTPUT"] == [10, 20, 30, 40], body
         assert "x-seldon-route: :calc_2:" in head
+    finally:
+        assert u.stop() == 0, u.stderr()
+
+
+def wait_until(cond, thread):
+    import time
+    deadline = time.monotonic() + GUARD
+    while not cond():
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+def test_a_rollout_under_load_never_fails(tmp_path):
+    """Requests keep coming while version 2 replaces version 1: none fails."""
+    import http.client
+    import threading
+    u = Up(tmp_path)
+    try:
+        (tmp_path / "m.yaml").write_text(manifest("roll", "add10"))
+        load(u, "m.yaml")
+        routes, failures, stop = {}, [], threading.Event()
+
+        def loop():
+            conn = http.client.HTTPConnection("127.0.0.1", u.port, timeout=60)
+            while not stop.is_set():
+                conn.request("POST", "/v2/models/roll/infer", ADD_REQUEST,
+                             {"content-type": "application/json"})
+                r = conn.getresponse()
+                body = r.read()
+                if r.status != 200:
+                    failures.append((r.status, body))
+                route = r.getheader("x-seldon-route")
+                routes[route] = routes.get(route, 0) + 1
+            conn.close()
+
+        t = threading.Thread(target=loop)
+        t.start()
+        try:
+            u.wait_log(r"route table \d+: 1 route")
+            wait_until(lambda: routes.get(":roll_1:", 0) > 0, t)
+            (tmp_path / "m.yaml").write_text(manifest("roll", "mul10"))
+            load(u, "m.yaml")
+            u.wait_log(r"roll_1 unloaded")
+            seen = routes.get(":roll_2:", 0)
+            wait_until(lambda: routes.get(":roll_2:", 0) >= seen + 50, t)  # past the unload
+        finally:
+            stop.set()
+            t.join(60)
+        assert failures == []
+        assert routes[":roll_1:"] > 0 and routes[":roll_2:"] > 50, routes
+    finally:
+        assert u.stop() == 0, u.stderr()
+
+
+def test_rclone_remote(tmp_path):
+    """A storageUri on an rclone remote (an alias in a config file) is fetched with rclone."""
+    import shutil
+    bucket = tmp_path / "bucket" / "models" / "mul3" / "1"
+    bucket.mkdir(parents=True)
+    (bucket / "model-settings.json").write_text(json.dumps(
+        {"name": "mul3", "implementation": "builtin.mul",
+         "parameters": {"extra": {"constant": 3}}}))
+    conf = tmp_path / "rclone.conf"
+    conf.write_text(f"[bucket]\ntype = alias\nremote = {tmp_path / 'bucket'}\n")
+    if shutil.which("rclone") is None:
+        import pytest
+        pytest.skip("rclone is not installed (scripts/install-deps.sh installs it)")
+    u = Up(tmp_path, "--rclone-config", conf)
+    try:
+        (tmp_path / "m.yaml").write_text(
+            "apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata:\n  name: mul3\n"
+            "spec:\n  storageUri: bucket:models/mul3\n  artifactVersion: 1\n")
+        load(u, "m.yaml")
+        u.wait_log(r"fetching bucket:models/mul3 for mul3_1: rclone")
+        code, body, _ = u.curl("/v2/models/mul3/infer", ADD_REQUEST)
+        assert code == 200 and outputs(body)["OUTPUT"] == [3, 6, 9, 12], body
+        (tmp_path / "gone.yaml").write_text(
+            "apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata:\n  name: gone\n"
+            "spec:\n  storageUri: bucket:models/nothing-here\n")
+        rc, _, err = u.cli("load", "-f", "gone.yaml")
+        assert rc == 0, err
+        u.wait_log(r"gone_1 load failed: fetching bucket:models/nothing-here failed")
     finally:
         assert u.stop() == 0, u.stderr()
