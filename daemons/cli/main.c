@@ -3,12 +3,14 @@
  * SchedulerService) and of the data plane (inference through the router).
  * Output is JSON on stdout; a failure exits non-zero with the reason on stderr.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "rpc.h"
@@ -38,6 +40,7 @@ static void usage(FILE *f)
             "  load -f FILE                apply every resource of the file (any kind)\n"
             "  unload -f FILE              unload every resource of the file\n"
             "  status -f FILE              the status of every resource of the file\n"
+            "  up [options]                the whole system in one process (seldon-up --help)\n"
             "\n"
             "Options:\n"
             "  -f, --file-path FILE        a manifest (YAML, several documents allowed); checked\n"
@@ -639,11 +642,39 @@ static void pool_freed(void *arg)
     (void)arg;
 }
 
+/*
+ * `seldon up ...` runs seldon-up with the same arguments: the one beside this binary (an
+ * install's bin/), the build tree's (../up/), else the first on PATH.
+ */
+static int exec_up(char **argv)
+{
+    static const char *const rel[] = {"seldon-up", "../up/seldon-up"};
+    char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 32);
+    size_t i;
+    argv[1] = "seldon-up";
+    for (i = 0; n > 0 && i < sizeof(rel) / sizeof(rel[0]); i++) {
+        char *slash;
+        path[n] = '\0';
+        slash = strrchr(path, '/');
+        if (slash == NULL)
+            break;
+        strcpy(slash + 1, rel[i]);
+        if (access(path, X_OK) == 0)
+            execv(path, argv + 1);
+    }
+    execvp("seldon-up", argv + 1);
+    fprintf(stderr, "seldon: up: cannot run seldon-up: %s\n", strerror(errno));
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     static cli c;
     int rc;
 
+    if (argc >= 2 && strcmp(argv[1], "up") == 0)
+        return exec_up(argv);
     signal(SIGPIPE, SIG_IGN);
     if (parse_args(&c.o, argc, argv) < 0)
         return 2;

@@ -53,7 +53,8 @@ def _no_leftovers():
 class Up:
     """A seldon-up process in folder (its working directory) on free loopback ports."""
 
-    def __init__(self, folder, *args):
+    def __init__(self, folder, *args, via_cli=False):
+        self.via_cli = via_cli  # started as `seldon up ...`
         self.folder = str(folder)
         self.args = [str(a) for a in args]
         link = os.path.join(self.folder, "examples")
@@ -69,7 +70,8 @@ class Up:
         self.errfile.write(f"--- run {self.runs} ---\n".encode())
         self.errfile.flush()
         self.log_start = os.path.getsize(self.errpath)
-        cmd = [UP, "--host", HOST, "--port", "0", "--scheduler-port", "0", "--metrics-port", "0",
+        cmd = [CLI, "up"] if self.via_cli else [UP]
+        cmd += ["--host", HOST, "--port", "0", "--scheduler-port", "0", "--metrics-port", "0",
                "--workers", "2", "--io-threads", "1", "--grace", "10000", *self.args]
         self.proc = subprocess.Popen(cmd, cwd=self.folder, stdout=subprocess.PIPE,
                                      stderr=self.errfile)

@@ -170,8 +170,11 @@ def test_restart_brings_the_models_back(tmp_path, oip):
             assert u.stop() == 0, u.stderr()
 
 
-def test_sigint_stops_cleanly(tmp_path):
-    u = Up(tmp_path)
+def test_seldon_up_through_the_cli_and_ctrl_c(tmp_path):
+    u = Up(tmp_path, via_cli=True)  # `seldon up`: the CLI runs seldon-up in its place
+    load(u, "examples/manifests/mul10.yaml")
+    code, body, _ = u.curl("/v2/models/mul10/infer", ADD_REQUEST)
+    assert code == 200 and outputs(body)["OUTPUT"] == [10, 20, 30, 40], body
     u.proc.send_signal(signal.SIGINT)
     assert u.proc.wait(GUARD) == 0, u.stderr()
     u.proc.stdout.close()
