@@ -106,35 +106,19 @@ static void set_gauge(seldon_metric *m, double v)
         seldon_series_set(s, v);
 }
 
-/* Runs on the scheduler's loop: the scheduler may be read here. */
-void sc_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request)
+/* Runs on the scheduler's loop: refreshes the gauges from the scheduler, then appends the
+   registry as Prometheus text to out. */
+int sc_metrics_render(seldon_buf *out, sc_daemon *d)
 {
-    sc_daemon *d = user_data;
-    static const sdh_header ctype = {"content-type", 12, "text/plain; version=0.0.4", 25};
     static const char *const model_states[] = {"ModelAvailable", "ModelProgressing",
                                                "ModelFailed", "ScheduleFailed"};
     static const char *const server_states[] = {"Ready", "NotReady"};
     static const char *const replica_states[] = {"connected", "disconnected"};
-    seldon_buf b = SELDON_BUF_INIT;
     seldon_sched_status *ms = NULL, *ss = NULL;
     tally tm, ts, tr;
     size_t i, j;
+    int rc;
 
-    if (request->path_len == 5 && memcmp(request->path, "/live", 5) == 0) {
-        sdh_respond(req, 200, NULL, 0, NULL);
-        return;
-    }
-    if (request->path_len == 6 && memcmp(request->path, "/ready", 6) == 0) {
-        if (d->sched != NULL && seldon_sched_ready(d->sched))
-            sdh_respond(req, 200, NULL, 0, NULL);
-        else
-            sdh_respond_error(req, 503, "waiting for known agents to reconnect");
-        return;
-    }
-    if (!(request->path_len == 8 && memcmp(request->path, "/metrics", 8) == 0)) {
-        sdh_respond_error(req, 404, "not found: the metrics port serves /metrics");
-        return;
-    }
     memset(&tm, 0, sizeof(tm));
     memset(&ts, 0, sizeof(ts));
     memset(&tr, 0, sizeof(tr));
@@ -166,12 +150,38 @@ void sc_metrics_handler(void *user_data, sdh_req *req, const sdh_request *reques
     set_gauge(d->m_watchers, (double)d->nwatchers);
     set_gauge(d->m_ready, d->sched != NULL && seldon_sched_ready(d->sched) ? 1 : 0);
     /* The tallies borrow state names from the snapshots: render before freeing them. */
-    if (seldon_metrics_render(&b, d->metrics) != 0) {
+    rc = seldon_metrics_render(out, d->metrics);
+    seldon_sched_status_free(ms);
+    seldon_sched_status_free(ss);
+    return rc;
+}
+
+/* Runs on the scheduler's loop: the scheduler may be read here. */
+void sc_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request)
+{
+    sc_daemon *d = user_data;
+    static const sdh_header ctype = {"content-type", 12, "text/plain; version=0.0.4", 25};
+    seldon_buf b = SELDON_BUF_INIT;
+
+    if (request->path_len == 5 && memcmp(request->path, "/live", 5) == 0) {
+        sdh_respond(req, 200, NULL, 0, NULL);
+        return;
+    }
+    if (request->path_len == 6 && memcmp(request->path, "/ready", 6) == 0) {
+        if (d->sched != NULL && seldon_sched_ready(d->sched))
+            sdh_respond(req, 200, NULL, 0, NULL);
+        else
+            sdh_respond_error(req, 503, "waiting for known agents to reconnect");
+        return;
+    }
+    if (!(request->path_len == 8 && memcmp(request->path, "/metrics", 8) == 0)) {
+        sdh_respond_error(req, 404, "not found: the metrics port serves /metrics");
+        return;
+    }
+    if (sc_metrics_render(&b, d) != 0) {
         seldon_buf_free(&b);
         sdh_respond_error(req, 500, seldon_last_error());
     } else {
         sdh_respond(req, 200, &ctype, 1, &b);
     }
-    seldon_sched_status_free(ms);
-    seldon_sched_status_free(ss);
 }

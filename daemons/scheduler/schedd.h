@@ -79,5 +79,6 @@ void sc_pump(sc_daemon *d);          /* runs what the scheduler owes: commands, 
 void sc_services_stop(sc_daemon *d); /* finishes every stream and closes the servers */
 int sc_metrics_setup(sc_daemon *d);
 void sc_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);
+int sc_metrics_render(seldon_buf *out, sc_daemon *d); /* gauges refreshed, then the text */
 
 #endif

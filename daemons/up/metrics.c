@@ -1,5 +1,6 @@
 /*
- * /metrics on the metrics port: the ingress's own families, then every
+ * /metrics on the metrics port (served on the control loop, where the
+ * scheduler may be read): the ingress's own families, the scheduler's, then every
  * replica's service families merged into one group per family (Prometheus
  * wants each family's samples together), each sample labelled with the
  * replica it comes from: server="<name>", server_replica="<i>".
@@ -85,6 +86,8 @@ static int render(seldon_buf *out, up *u)
     char labels[UP_MAX_SERVERS][200];
     int i, rc = seldon_metrics_render(out, u->metrics);
     size_t k;
+    if (rc == 0)
+        rc = sc_metrics_render(out, &u->sched); /* the scheduler's, refreshed on its loop */
     memset(parts, 0, sizeof(parts));
     for (i = 0; rc == 0 && i < u->nreplicas; i++) {
         rc = seldon_metrics_render(&parts[i], u->replicas[i].s.metrics);

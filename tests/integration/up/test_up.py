@@ -123,7 +123,8 @@ def test_metrics_label_the_replica(up):
     lines = [line for line in text.splitlines() if line.startswith("seldon_model_infer_total{")]
     assert any('server_replica="0"' in line and 'model="add10_1"' in line for line in lines), text
     assert text.count("# TYPE seldon_model_infer_total ") == 1
-    assert "seldon_up_requests_total" in text
+    assert 'seldon_up_requests_total{protocol="rest",code="200"}' in text
+    assert 'seldon_scheduler_models{state="ModelAvailable"} 3' in text, text
 
 
 def test_bad_storage_uri_fails_with_the_reason(tmp_path):
