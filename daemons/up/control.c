@@ -180,16 +180,15 @@ static void report(up_replica *r, uint64_t id, const char *model, uint32_t versi
                    seldon_sched_event_type type, const char *reason)
 {
     up *u = r->u;
-    static const char *const names[] = {"", "loaded", "load failed", "unloaded",
-                                        "unload failed"};
+    static const char *const names[] = {"", "loaded", "load failed", "unloaded", "unload failed"};
     if (u->stopping)
         return;
     sdd_log(type == SELDON_SCHED_LOADED || type == SELDON_SCHED_UNLOADED ? SELDON_LOG_INFO
-                                                                        : SELDON_LOG_WARN,
-            "replica %u: %s_%u %s%s%s", r->index, model, version, names[type],
-            reason ? ": " : "", reason ? reason : "");
-    if (seldon_sched_agent_event(u->sched.sched, u->cfg.server_name, r->index, id, model,
-                                 version, type, reason, sc_now_ns()) != 0)
+                                                                         : SELDON_LOG_WARN,
+            "replica %u: %s_%u %s%s%s", r->index, model, version, names[type], reason ? ": " : "",
+            reason ? reason : "");
+    if (seldon_sched_agent_event(u->sched.sched, u->cfg.server_name, r->index, id, model, version,
+                                 type, reason, sc_now_ns()) != 0)
         sdd_log(SELDON_LOG_WARN, "replica %u: event for %s_%u: %s", r->index, model, version,
                 seldon_last_error());
     sc_pump(&u->sched);
@@ -425,7 +424,8 @@ static void fetch_closed(uv_handle_t *h)
         snprintf(buf, sizeof(buf), "storageUri %s: %.*s", f->what, (int)f->errlen, f->errbuf);
         why = buf;
     } else if (f->exit_status != 0 || f->term_signal != 0) {
-        while (f->errlen > 0 && (f->errbuf[f->errlen - 1] == '\n' || f->errbuf[f->errlen - 1] == ' '))
+        while (f->errlen > 0 &&
+               (f->errbuf[f->errlen - 1] == '\n' || f->errbuf[f->errlen - 1] == ' '))
             f->errlen--;
         snprintf(buf, sizeof(buf), "fetching %s failed (exit %lld%s%s): %.*s", f->what,
                  (long long)f->exit_status, f->term_signal ? ", signal " : "",
@@ -533,7 +533,8 @@ static void remove_tree(up *u, const char *path)
         uv_close((uv_handle_t *)p, (uv_close_cb)sdd_free);
 }
 
-/* A local source: "file://PATH", an absolute path, or a path relative to the folder of seldon up. */
+/* A local source: "file://PATH", an absolute path, or a path relative to the folder of seldon up.
+ */
 static const char *local_path(const char *uri)
 {
     if (strncmp(uri, "file://", 7) == 0)
@@ -625,14 +626,13 @@ static void artifact_get(up_replica *r, up_model *m, const char *spec_json)
     }
     lp = local_path(spec.storage_uri);
     if (spec.artifact_version >= 0)
-        snprintf(src, len, "%s/%lld", lp ? lp : spec.storage_uri,
-                 (long long)spec.artifact_version);
+        snprintf(src, len, "%s/%lld", lp ? lp : spec.storage_uri, (long long)spec.artifact_version);
     else
         snprintf(src, len, "%s", lp ? lp : spec.storage_uri);
     if (lp != NULL) {
         if (!is_dir(src)) {
-            snprintf(why, sizeof(why), "storageUri %s: %s is not a folder%s", spec.storage_uri,
-                     src, spec.artifact_version >= 0 ? " (artifactVersion)" : "");
+            snprintf(why, sizeof(why), "storageUri %s: %s is not a folder%s", spec.storage_uri, src,
+                     spec.artifact_version >= 0 ? " (artifactVersion)" : "");
             sdd_free(src);
             ag_spec_clear(&spec);
             fetch_done(f, why);
@@ -658,8 +658,7 @@ static void artifact_get(up_replica *r, up_model *m, const char *spec_json)
         argv[argc++] = f->tmp;
     }
     argv[argc] = NULL;
-    sdd_log(SELDON_LOG_INFO, "fetching %s for %s: %s %s", spec.storage_uri, m->vname, argv[0],
-            src);
+    sdd_log(SELDON_LOG_INFO, "fetching %s for %s: %s %s", spec.storage_uri, m->vname, argv[0], src);
     fetch_spawn(f, argv); /* the outcome arrives in fetch_closed() */
     sdd_free(src);
     ag_spec_clear(&spec);

@@ -29,9 +29,8 @@ static _Atomic(seldon_series *) grpc_series[17];
 static void count(up *u, const char *protocol, int code)
 {
     int grpc = protocol[0] == 'g';
-    _Atomic(seldon_series *) *slot =
-        grpc ? (code >= 0 && code < 17 ? &grpc_series[code] : NULL)
-             : (code >= 100 && code < 600 ? &rest_series[code] : NULL);
+    _Atomic(seldon_series *) *slot = grpc ? (code >= 0 && code < 17 ? &grpc_series[code] : NULL)
+                                          : (code >= 100 && code < 600 ? &rest_series[code] : NULL);
     seldon_series *s = slot != NULL ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
     if (s == NULL) {
         char num[16];
@@ -62,8 +61,8 @@ static int pick(up_target *out, up *u, const char *name, size_t len)
         if (pipeline)
             return sdd_error(SELDON_ENOTFOUND, "pipeline \"%.*s\" not found",
                              (int)(len - 9 > 200 ? 200 : len - 9), name);
-        return sdd_error(SELDON_ENOTFOUND, "model \"%.*s\" not found",
-                         (int)(len > 200 ? 200 : len), name);
+        return sdd_error(SELDON_ENOTFOUND, "model \"%.*s\" not found", (int)(len > 200 ? 200 : len),
+                         name);
     }
     n = t->first[i + 1] - t->first[i];
     /* The least busy replica; among equals, a rotating start spreads the requests. */
@@ -223,13 +222,13 @@ struct gcall {
     size_t path_len;
     int kind;
     int streaming;
-    int refs; /* the stream's own, and one per message in the service (loop thread) */
-    int ended;     /* the client finished sending */
-    int finished;  /* trailers sent */
-    int headers;   /* response headers sent */
-    char *header;  /* the seldon-model metadata, or NULL */
+    int refs;     /* the stream's own, and one per message in the service (loop thread) */
+    int ended;    /* the client finished sending */
+    int finished; /* trailers sent */
+    int headers;  /* response headers sent */
+    char *header; /* the seldon-model metadata, or NULL */
     size_t header_len;
-    seldon_buf in;  /* bytes of messages not yet whole */
+    seldon_buf in; /* bytes of messages not yet whole */
     size_t max;
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
 };
@@ -441,8 +440,8 @@ static void dispatch(gcall *c, const uint8_t *msg, size_t len)
         return;
     }
     if (c->header != NULL) {
-        rc = seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_GRPC,
-                                      c->header, c->header_len, NULL, 0);
+        rc = seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_GRPC, c->header,
+                                      c->header_len, NULL, 0);
     } else if (pb_field1(msg, len, &val, &vlen) != 0 || vlen == 0) {
         rc = sdd_error(SELDON_EINVAL, "the request names no model: set the seldon-model "
                                       "metadata or the model name");

@@ -21,8 +21,8 @@
 /* What an embedded replica serves: the builtin runtimes and the plugins (MLServer's and Triton's
    names, so that upstream manifests' requirements fit). */
 static const char *const default_caps[] = {
-    "mlserver", "alibi-detect", "alibi-explain", "huggingface", "lightgbm", "mlflow",
-    "python",   "sklearn",      "spark-mlib",    "xgboost",     "triton",   "dali",
+    "mlserver", "alibi-detect", "alibi-explain", "huggingface", "lightgbm",   "mlflow",
+    "python",   "sklearn",      "spark-mlib",    "xgboost",     "triton",     "dali",
     "fil",      "onnx",         "openvino",      "pytorch",     "tensorflow", "tensorrt"};
 
 static void usage(FILE *f)
@@ -84,9 +84,29 @@ static int parse_caps(up_config *c, char *list)
 
 static int parse_args(up_config *c, int argc, char **argv)
 {
-    enum { O_STATE = 1, O_PORT, O_SPORT, O_MPORT, O_HOST, O_SERVERS, O_NAME, O_MEM, O_CAPS,
-           O_OVER, O_W, O_IO, O_BODY, O_GRACE, O_READY, O_RTP, O_RCLONE, O_RCONF, O_LOG, O_HELP,
-           O_VERSION };
+    enum {
+        O_STATE = 1,
+        O_PORT,
+        O_SPORT,
+        O_MPORT,
+        O_HOST,
+        O_SERVERS,
+        O_NAME,
+        O_MEM,
+        O_CAPS,
+        O_OVER,
+        O_W,
+        O_IO,
+        O_BODY,
+        O_GRACE,
+        O_READY,
+        O_RTP,
+        O_RCLONE,
+        O_RCONF,
+        O_LOG,
+        O_HELP,
+        O_VERSION
+    };
     static const struct option opts[] = {
         {"state-dir", required_argument, NULL, O_STATE},
         {"port", required_argument, NULL, O_PORT},
@@ -514,9 +534,8 @@ int main(int argc, char **argv)
         return 1;
     }
     sdd_log(SELDON_LOG_INFO,
-            "serving: inference (REST and gRPC) on %d, scheduler on %d, %d replica(s) of %s",
-            port, sd2_server_port(u.sched.ports[SC_SVC_CLIENT].srv), u.nreplicas,
-            u.cfg.server_name);
+            "serving: inference (REST and gRPC) on %d, scheduler on %d, %d replica(s) of %s", port,
+            sd2_server_port(u.sched.ports[SC_SVC_CLIENT].srv), u.nreplicas, u.cfg.server_name);
     printf("listening inference=%d scheduler=%d metrics=%d\n", port,
            sd2_server_port(u.sched.ports[SC_SVC_CLIENT].srv), mport);
     fflush(stdout);

@@ -75,19 +75,19 @@ typedef struct up_model {
     char *model;
     uint32_t version;
     int state;
-    uint64_t command;  /* the command the next report answers */
-    int unload_after;  /* an unload came while loading */
-    char vname[]; /* "<model>_<version>" */
+    uint64_t command; /* the command the next report answers */
+    int unload_after; /* an unload came while loading */
+    char vname[];     /* "<model>_<version>" */
 } up_model;
 
 /* One embedded server replica. */
 typedef struct up_replica {
     up *u;
     uint32_t index;
-    char addr[160];   /* what the scheduler and the routes call it: "<server>-<i>.inproc:<port>" */
-    srv s;            /* repo, service, executors: daemons/server/exec.c */
+    char addr[160]; /* what the scheduler and the routes call it: "<server>-<i>.inproc:<port>" */
+    srv s;          /* repo, service, executors: daemons/server/exec.c */
     seldon_service_hooks hooks; /* what exec.c lends the service, for the agent stage's jobs too */
-    up_model *models; /* control loop */
+    up_model *models;           /* control loop */
     atomic_long in_flight;
 } up_replica;
 
@@ -138,8 +138,8 @@ struct up {
 int64_t up_mono_ns(void);
 
 /* control.c, on the control loop */
-void up_control_start(void *arg);      /* registers the replicas, first pump */
-void up_control_stop(void *arg);       /* stops the services; nothing new is started */
+void up_control_start(void *arg); /* registers the replicas, first pump */
+void up_control_stop(void *arg);  /* stops the services; nothing new is started */
 void up_command(void *user_data, const seldon_sched_command *cmd);
 void up_after_pump(void *user_data);
 void up_table_free(up_table *t);
