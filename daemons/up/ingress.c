@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h" /* daemons/agent: a protobuf message's model name */
 #include "sdd.h"
 #include "up.h"
 
@@ -343,60 +344,7 @@ static void gdone(void *user_data, int32_t status, const char *message, seldon_b
     }
 }
 
-/* Field 1 (length-delimited) of a protobuf message, the first one seen: the model's name. */
-static int pb_field1(const uint8_t *p, size_t len, const uint8_t **val, size_t *vlen)
-{
-    const uint8_t *end = p + len;
-    *val = NULL;
-    *vlen = 0;
-    while (p < end) {
-        uint64_t tag = 0, n = 0;
-        int shift;
-        for (shift = 0; p < end && shift < 64; shift += 7) {
-            tag |= (uint64_t)(*p & 0x7f) << shift;
-            if (!(*p++ & 0x80))
-                break;
-        }
-        switch (tag & 7) {
-        case 0:
-            while (p < end && (*p & 0x80))
-                p++;
-            if (p >= end)
-                return -1;
-            p++;
-            break;
-        case 1:
-            if ((size_t)(end - p) < 8)
-                return -1;
-            p += 8;
-            break;
-        case 5:
-            if ((size_t)(end - p) < 4)
-                return -1;
-            p += 4;
-            break;
-        case 2:
-            for (shift = 0; p < end && shift < 64; shift += 7) {
-                n |= (uint64_t)(*p & 0x7f) << shift;
-                if (!(*p++ & 0x80))
-                    break;
-            }
-            if (n > (uint64_t)(end - p))
-                return -1;
-            if ((tag >> 3) == 1 && *val == NULL) {
-                *val = p;
-                *vlen = (size_t)n;
-            }
-            p += n;
-            break;
-        default:
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* Appends field 1 = name to b (which holds the message from offset off). */
+/* Appends field 1 = name to the message that ends b. */
 static int pb_append_field1(seldon_buf *b, const char *name, size_t len)
 {
     size_t n = len;
@@ -412,16 +360,17 @@ static int pb_append_field1(seldon_buf *b, const char *name, size_t len)
     return 0;
 }
 
-/* One whole request message (msg[0..len), inside c->in when owned is 0). */
-static void dispatch(gcall *c, const uint8_t *msg, size_t len)
+/*
+ * One whole request message, b->data[off .. off + len). A unary call's message ends its
+ * buffer: the versioned name is appended there, in place; a stream's goes to a copy.
+ */
+static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
 {
     up *u = c->u;
     gmsg *m = sdd_calloc(1, sizeof(*m));
-    seldon_buf copy = SELDON_BUF_INIT;
+    seldon_buf copy = SELDON_BUF_INIT, *msg = b;
     char name[SELDON_ROUTES_NAME_MAX + 16];
-    size_t name_len = 0;
-    const uint8_t *val;
-    size_t vlen;
+    size_t name_len = 0, foff = 0, flen = 0, end = b->len;
     int32_t grpc = 13;
     up_target t;
     int rc;
@@ -435,26 +384,37 @@ static void dispatch(gcall *c, const uint8_t *msg, size_t len)
     if (c->kind == G_SERVER) { /* live, ready, metadata: any replica answers for the server */
         m->r = &u->replicas[0];
         atomic_fetch_add_explicit(&m->r->in_flight, 1, memory_order_relaxed);
-        if (seldon_service_grpc(m->r->s.svc, c->path, c->path_len, msg, len, gdone, m) != 0)
+        if (seldon_service_grpc(m->r->s.svc, c->path, c->path_len, b->data + off, len, gdone, m) !=
+            0)
             gdone(m, 13, seldon_last_error(), NULL);
         return;
     }
     if (c->header != NULL) {
         rc = seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_GRPC, c->header,
                                       c->header_len, NULL, 0);
-    } else if (pb_field1(msg, len, &val, &vlen) != 0 || vlen == 0) {
+    } else if (ag_pb_field1(b->data + off, len, &foff, &flen) != 0 || flen == 0) {
         rc = sdd_error(SELDON_EINVAL, "the request names no model: set the seldon-model "
                                       "metadata or the model name");
     } else {
         rc = seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_GRPC,
-                                      (const char *)val, vlen, NULL, 0);
+                                      (const char *)b->data + off + foff, flen, NULL, 0);
     }
     if (rc != 0) {
         seldon_router_status(NULL, &grpc, rc);
         gdone(m, grpc, seldon_last_error(), NULL);
         return;
     }
-    if (seldon_buf_reserve(&copy, len + name_len + 40) != 0) {
+    if (c->streaming || off + len != b->len) {
+        if (seldon_buf_reserve(&copy, len + name_len + 40) != 0) {
+            gdone(m, 8, "out of memory", NULL);
+            return;
+        }
+        memcpy(copy.data, b->data + off, len);
+        copy.len = len;
+        msg = &copy;
+        off = 0;
+        end = len;
+    } else if (seldon_buf_reserve(b, name_len + 40) != 0) {
         gdone(m, 8, "out of memory", NULL);
         return;
     }
@@ -467,15 +427,15 @@ static void dispatch(gcall *c, const uint8_t *msg, size_t len)
         gdone(m, grpc, seldon_last_error(), NULL);
         return;
     }
-    /* A copy of the message with the versioned name appended (the last value wins). */
-    memcpy(copy.data, msg, len);
-    copy.len = len;
-    pb_append_field1(&copy, t.vname, t.vname_len);
+    /* The versioned name as a last field 1: protobuf keeps the last value of a field. */
+    pb_append_field1(msg, t.vname, t.vname_len);
     m->r = t.r;
     atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
-    rc = seldon_service_grpc(t.r->s.svc, c->path, c->path_len, copy.data, copy.len, gdone, m);
+    rc = seldon_service_grpc(t.r->s.svc, c->path, c->path_len, msg->data + off, msg->len - off,
+                             gdone, m);
     pthread_rwlock_unlock(&u->table_lock);
-    seldon_buf_free(&copy); /* the service copied what it keeps */
+    msg->len = end; /* the service copied what it keeps */
+    seldon_buf_free(&copy);
     if (rc != 0)
         gdone(m, 13, seldon_last_error(), NULL);
 }
@@ -501,7 +461,7 @@ static int drain_messages(gcall *c)
             gfinish(c, 12, "a unary call takes one request message");
             return -1;
         }
-        dispatch(c, p + GRPC_HDR, n);
+        dispatch(c, &c->in, off + GRPC_HDR, n);
         off += GRPC_HDR + n;
         if (c->s == NULL || c->finished)
             return -1;

@@ -72,6 +72,12 @@ def test_a_new_version_takes_over(tmp_path):
         code, body, head = u.curl("/v2/models/calc/infer", ADD_REQUEST)
         assert code == 200 and outputs(body)["OUTPUT"] == [10, 20, 30, 40], body
         assert "x-seldon-route: :calc_2:" in head
+        # Unloaded: gone from the routes, then from the replica.
+        rc, _, err = u.cli("model", "unload", "calc", "-w", "ModelTerminated")
+        assert rc == 0, err
+        u.wait_log(r"calc_2 unloaded")
+        code, body, _ = u.curl("/v2/models/calc/infer", ADD_REQUEST)
+        assert code == 404 and "calc" in body, body
     finally:
         assert u.stop() == 0, u.stderr()
 
