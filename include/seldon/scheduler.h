@@ -28,18 +28,25 @@ extern "C" {
 typedef struct seldon_sched seldon_sched;
 
 typedef struct seldon_sched_config {
-    uint32_t version;      /* SELDON_SCHED_CONFIG_VERSION */
+    uint32_t version;      /* SELDON_SCHED_CONFIG_VERSION (1 or 2) */
     const char *state_dir; /* LMDB folder, created if absent; NULL: memory only */
     int64_t
         ready_timeout_ms;   /* after a restart, wait this long for known replicas. Default 600000 */
     int64_t map_size_bytes; /* LMDB map size. Default 1 GiB */
     const seldon_routes_defaults *route_defaults; /* NULL: SELDON_ROUTES_DEFAULTS_INIT */
+    /* Since version 2 (version 1 takes the defaults): */
+    int64_t load_timeout_ms; /* a load or unload unanswered this long is sent again. Default 300000 */
+    int32_t load_retries;    /* sends after the first before LoadFailed / UnloadFailed. Default 2 */
+    int64_t unload_grace_ms; /* a replica leaves the routes this long before its unload is sent,
+                                so routers stop using it first. Default 500 */
+    int32_t sync_writes; /* 1: every commit is flushed to disk; 0: to the OS page cache (survives
+                            the process dying, not the machine), flushed on close. Default 0 */
 } seldon_sched_config;
 
-#define SELDON_SCHED_CONFIG_VERSION 1
+#define SELDON_SCHED_CONFIG_VERSION 2
 #define SELDON_SCHED_CONFIG_INIT                                                                   \
     {                                                                                              \
-        SELDON_SCHED_CONFIG_VERSION, NULL, 600000, (int64_t)1 << 30, NULL                          \
+        SELDON_SCHED_CONFIG_VERSION, NULL, 600000, (int64_t)1 << 30, NULL, 300000, 2, 500, 0       \
     }
 
 /*
