@@ -88,8 +88,15 @@ static void print_model(const ModelStatus *m)
                v->available_replicas, v->desired_replicas);
         json_time(stdout, v->last_change_unix_ms);
         printf("}");
-        if (*v->spec == '{')
-            printf(",\"modelDefn\":%s", v->spec);
+        if (*v->spec == '{') {
+            /* Raw line breaks in JSON text are whitespace (inside strings they are
+               escaped): dropped, so each status stays on one line. */
+            const char *p;
+            printf(",\"modelDefn\":");
+            for (p = v->spec; *p; p++)
+                if (*p != '\n' && *p != '\r')
+                    fputc(*p, stdout);
+        }
         printf("}");
     }
     printf("],\"deleted\":%s}\n", m->deleted ? "true" : "false");
