@@ -300,8 +300,12 @@ static void send_event(sc_daemon *d, const seldon_sched_event *ev)
     m.unix_ms = ev->time_ns / 1000000;
     m.server = (char *)nz(ev->server);
     m.server_index = ev->server != NULL ? ev->server_index : -1;
-    sdd_log(SELDON_LOG_INFO, "%s %s v%u: %s%s%s", m.kind, m.name, m.version, m.state,
-            *m.reason ? ": " : "", m.reason);
+    if (ev->server != NULL)
+        sdd_log(SELDON_LOG_INFO, "%s %s v%u on %s/%d: %s%s%s", m.kind, m.name, m.version,
+                m.server, ev->server_index, m.state, *m.reason ? ": " : "", m.reason);
+    else
+        sdd_log(SELDON_LOG_INFO, "%s %s v%u: %s%s%s", m.kind, m.name, m.version, m.state,
+                *m.reason ? ": " : "", m.reason);
     if (d->watchers == NULL)
         return;
     if (frame(&b, &m.base) != 0)

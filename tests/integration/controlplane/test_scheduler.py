@@ -160,7 +160,10 @@ def test_unload(scheduler, stubs, tmp_path):
     router.wait_for(lambda t: "iris" not in routes_of(t))
     a.report(cmd, "UNLOADED")
     r = cli("model", "status", "iris", "-w", "ModelTerminated", scheduler=scheduler)
-    assert r.code in (0, 1), r
+    assert r.code == 0, r
+    assert r.json()["versions"][0]["state"]["state"] == "ModelTerminated"
+    assert r.json()["deleted"] is True
+    assert scheduler.metric("seldon_scheduler_commands_sent_total", op="unload") == 1
     r = cli("model", "unload", "never-loaded", scheduler=scheduler)
     assert r.code == 1 and "NOT_FOUND" in r.err, r
     router.close()
