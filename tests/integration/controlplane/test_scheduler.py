@@ -272,3 +272,52 @@ def test_environment_and_usage(scheduler):
     assert r.code == 2 and "-f" in r.err
     r = cli("model", "infer", "x", "{}", "--header", "novalue")
     assert r.code == 2 and "novalue" in r.err
+
+
+def test_after_a_restart_nothing_moves_until_the_known_agents_are_back(stubs, tmp_path):
+    sched = Scheduler(tmp_path / "state")
+    a = agent(stubs, sched, MLSERVER)
+    b = agent(stubs, sched, TRITON)
+    load(sched, tmp_path, "iris", requirements=["sklearn"])
+    a.report(expect_load(a, "iris"), "LOADED")
+    wait_status(sched, "iris", "ModelAvailable")
+    sched.restart()
+    a.close()
+    b.close()
+    assert sched.metric("seldon_scheduler_ready") == 0
+    # A router subscribing meanwhile gets the stored routes.
+    router = RouteWatcher(stubs, sched)
+    assert routes_of(router.next_table())["iris"] == [(MLSERVER[4], MLSERVER[5])]
+    a = agent(stubs, sched, MLSERVER, loaded=[("iris", 1)])
+    # Accepted and stored, but not placed while triton is awaited.
+    load(sched, tmp_path, "late", requirements=["sklearn"])
+    assert sched.metric("seldon_scheduler_ready") == 0
+    # The scheduler answers on one loop: had a command gone out, these would show it.
+    assert sched.metric("seldon_scheduler_commands_sent_total", op="load") in (None, 0)
+    late = cli("model", "status", "late", scheduler=sched).json()["versions"][0]
+    assert late["modelReplicaState"] == {} and late["state"]["state"] != "ModelAvailable"
+    b = agent(stubs, sched, TRITON)
+    expect_load(a, "late")  # the first command after a restart
+    assert sched.metric("seldon_scheduler_ready") == 1
+    router.close()
+    a.close()
+    b.close()
+    sched.stop()
+
+
+def test_a_second_subscribe_replaces_the_first_stream(scheduler, stubs, tmp_path):
+    a = agent(stubs, scheduler, MLSERVER)
+    load(scheduler, tmp_path, "iris", requirements=["sklearn"])
+    a.report(expect_load(a, "iris"), "LOADED")
+    wait_status(scheduler, "iris", "ModelAvailable")
+    again = agent(stubs, scheduler, MLSERVER, loaded=[("iris", 1)])
+    with pytest.raises(AssertionError, match="ABORTED"):
+        a.next_command()
+    # Not a disconnect: iris stays where it is, and the new stream gets the next command.
+    load(scheduler, tmp_path, "late", requirements=["sklearn"])
+    expect_load(again, "late")
+    doc = wait_status(scheduler, "iris", "ModelAvailable")
+    assert doc["versions"][0]["modelReplicaState"]["0"]["state"] == "Available"
+    assert scheduler.metric("seldon_scheduler_agents_connected") == 1
+    a.close()
+    again.close()
