@@ -34,6 +34,10 @@ static void usage(FILE *f)
             "  --route-port N         RouteService, for seldon-router (default 9002)\n"
             "  --metrics-port N       Prometheus /metrics, /ready, /live (default 9006;\n"
             "                         -1: off)\n"
+            "  --load-timeout S       a load or unload unanswered this long is sent again\n"
+            "                         (default 300)\n"
+            "  --fsync                flush every commit to disk (survives a machine crash,\n"
+            "                         not only the process; slower)\n"
             "  --host ADDR            address to listen on (default 0.0.0.0)\n"
             "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
             "  --help, --version\n"
@@ -45,7 +49,20 @@ static void usage(FILE *f)
 
 static int parse_args(sc_config *c, int argc, char **argv)
 {
-    enum { O_STATE = 1, O_READY, O_CLIENT, O_AGENT, O_ROUTE, O_MPORT, O_HOST, O_LOG, O_HELP, O_VER };
+    enum {
+        O_STATE = 1,
+        O_READY,
+        O_CLIENT,
+        O_AGENT,
+        O_ROUTE,
+        O_MPORT,
+        O_HOST,
+        O_LOG,
+        OPT_LOADTO,
+        OPT_FSYNC,
+        O_HELP,
+        O_VER
+    };
     static const struct option opts[] = {
         {"state-dir", required_argument, NULL, O_STATE},
         {"ready-timeout", required_argument, NULL, O_READY},
@@ -54,6 +71,8 @@ static int parse_args(sc_config *c, int argc, char **argv)
         {"route-port", required_argument, NULL, O_ROUTE},
         {"metrics-port", required_argument, NULL, O_MPORT},
         {"host", required_argument, NULL, O_HOST},
+        {"load-timeout", required_argument, NULL, OPT_LOADTO},
+        {"fsync", no_argument, NULL, OPT_FSYNC},
         {"log-level", required_argument, NULL, O_LOG},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VER},
@@ -68,6 +87,7 @@ static int parse_args(sc_config *c, int argc, char **argv)
     c->metrics_port = 9006;
     c->state_dir = "./.seldon-scheduler";
     c->ready_timeout_s = 600;
+    c->load_timeout_s = 300;
     c->log_level = SELDON_LOG_INFO;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         const char *bad = NULL;
@@ -100,6 +120,15 @@ static int parse_args(sc_config *c, int argc, char **argv)
             break;
         case O_HOST:
             c->host = optarg;
+            break;
+        case OPT_LOADTO:
+            if (sdd_parse_long(optarg, 1, 86400, &v) < 0)
+                bad = "--load-timeout";
+            else
+                c->load_timeout_s = v;
+            break;
+        case OPT_FSYNC:
+            c->fsync = 1;
             break;
         case O_LOG:
             c->log_level = sdd_log_level_parse(optarg);
@@ -165,6 +194,8 @@ int main(int argc, char **argv)
 
     scfg.state_dir = d.cfg.state_dir;
     scfg.ready_timeout_ms = (int64_t)d.cfg.ready_timeout_s * 1000;
+    scfg.load_timeout_ms = (int64_t)d.cfg.load_timeout_s * 1000;
+    scfg.sync_writes = d.cfg.fsync;
     rc = seldon_sched_open(&d.sched, &scfg, sc_now_ns());
     if (rc != 0) {
         fprintf(stderr, "seldon-scheduler: %s: %s\n", d.cfg.state_dir, seldon_last_error());

@@ -35,6 +35,8 @@ typedef struct sc_config {
     int metrics_port;
     const char *state_dir;
     long ready_timeout_s;
+    long load_timeout_s;
+    int32_t fsync;
     int32_t log_level;
 } sc_config;
 
@@ -61,7 +63,7 @@ struct sc_daemon {
     seldon_metrics *metrics;
     sdh_server *metrics_http;
     seldon_metric *m_models, *m_servers, *m_replicas, *m_commands, *m_apply, *m_agents,
-        *m_routers, *m_watchers, *m_ready, *m_events;
+        *m_routers, *m_watchers, *m_ready;
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */

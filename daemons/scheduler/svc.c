@@ -79,6 +79,7 @@ struct sc_call {
     int got;         /* the request message was handled */
     int finished;    /* trailers sent */
     int route_stale; /* a newer table waits for the queue to drain */
+    int blocked;     /* sd2_write said the queue is full; on_drain clears it */
     sdr_reader reader;
     sc_call *prev, *next;
     char *server; /* agents: the replica's server and index; routers: their name */
@@ -384,13 +385,14 @@ static void send_routes(sc_call *c)
     sc_daemon *d = c->d;
     if (c->s == NULL || c->finished)
         return;
-    if (sd2_queued(c->s) > 0 && c->route_gen_sent != 0) {
+    if (c->blocked) {
         c->route_stale = 1; /* only the newest table matters: sent once the queue drains */
         return;
     }
     c->route_stale = 0;
-    c->route_gen_sent = d->route_gen ? d->route_gen : 1;
-    sd2_write(c->s, d->route_frame.data, d->route_frame.len);
+    c->route_gen_sent = d->route_gen;
+    if (sd2_write(c->s, d->route_frame.data, d->route_frame.len) == 1)
+        c->blocked = 1;
 }
 
 void sc_pump(sc_daemon *d)
@@ -914,6 +916,7 @@ static void st_drain(sd2_stream *s, void *user_data)
 {
     sc_call *c = user_data;
     (void)s;
+    c->blocked = 0;
     if (c->list == L_ROUTERS && c->route_stale && c->d->route_gen != c->route_gen_sent)
         send_routes(c);
 }
