@@ -62,6 +62,10 @@ class Daemon:
         with open(self.errpath, "rb") as f:
             return f"--- {self.name} stderr ---\n" + f.read().decode(errors="replace")[-20000:]
 
+    def count(self, text):
+        with open(self.errpath, "rb") as f:
+            return f.read().decode(errors="replace").count(text)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -169,6 +173,27 @@ def test_models_placed_loaded_and_routed(scheduler, tmp_path):
         r = cli("model", "infer", "add10", REQUEST, "--inference-mode", "grpc", "-i", "20",
                 infer=infer_host)
         assert r.code == 0 and r.json()["success"] == 20, r
+        # The scheduler restarts (same --state-dir): the agents reconnect, nothing is loaded
+        # again, the router served on meanwhile, and a model loaded afterwards is routed.
+        loads = [rep.agent.count("loaded on the server") for rep in (sklearn, tf)]
+        assert loads == [1, 1], loads
+        scheduler.restart()
+        r = cli("model", "infer", "add10", REQUEST, "-i", "20", infer=infer_host)
+        assert r.code == 0 and r.json()["success"] == 20, r
+        until(lambda: scheduler.metric("seldon_scheduler_ready"), lambda v: v == 1, scheduler)
+        wait_status(scheduler, "add10", "ModelAvailable")
+        wait_status(scheduler, "add20", "ModelAvailable")
+        r = cli("model", "load", "-f",
+                write(tmp_path, "add30.yaml",
+                      model_doc("add30", model_source(tmp_path, "add30", 30), ["sklearn"])),
+                "-w", "ModelAvailable", scheduler=scheduler)
+        assert r.code == 0, r
+        r = until(lambda: cli("model", "infer", "add30", REQUEST, infer=infer_host),
+                  lambda r: r.code == 0, router)
+        assert answer(r) == [31, 32, 33]
+        loads = [rep.agent.count("loaded on the server") for rep in (sklearn, tf)]
+        assert loads == [2, 1], loads  # add30 only
+        assert scheduler.metric("seldon_scheduler_commands_sent_total", op="load") == 1
         # Unloaded: gone from the server and from the routes.
         r = cli("model", "unload", "add20", "-w", "ModelTerminated", scheduler=scheduler)
         assert r.code == 0, r
