@@ -143,13 +143,17 @@ def answer(r):
     return r.json()["outputs"][0]["data"]
 
 
+def start_router(tmp_path, scheduler):
+    return Daemon("router", [ROUTER, "--scheduler-host", scheduler.route_target,
+                             "--state-dir", str(tmp_path / "router"), "--port", "0",
+                             "--metrics-port", "-1", "--host", HOST, "--io-threads", "1",
+                             "--resubscribe-max", "200"])
+
+
 def test_models_placed_loaded_and_routed(scheduler, tmp_path):
     sklearn = Replica(tmp_path, scheduler, "mlserver", ["sklearn", "mlserver"], "512Mi")
     tf = Replica(tmp_path, scheduler, "triton", ["tensorflow", "triton"], "512Mi")
-    router = Daemon("router", [ROUTER, "--scheduler-host", scheduler.route_target,
-                               "--state-dir", str(tmp_path / "router"), "--port", "0",
-                               "--metrics-port", "-1", "--host", HOST, "--io-threads", "1",
-                               "--resubscribe-max", "200"])
+    router = start_router(tmp_path, scheduler)
     infer_host = f"{HOST}:{router.ports['port']}"
     try:
         text = (model_doc("add10", model_source(tmp_path, "add10", 10), ["sklearn"]) + "---\n" +
@@ -205,3 +209,47 @@ def test_models_placed_loaded_and_routed(scheduler, tmp_path):
         router.stop()
         sklearn.stop()
         tf.stop()
+
+
+def test_scheduler_killed_during_traffic(scheduler, tmp_path):
+    """SIGKILL of the scheduler in the middle of 2,000 requests through the router: none
+    fails; after its restart a new model is placed, loaded and routed."""
+    rep = Replica(tmp_path, scheduler, "mlserver", ["sklearn"], "512Mi")
+    router = start_router(tmp_path, scheduler)
+    port = router.ports["port"]
+    try:
+        r = cli("model", "load", "-f",
+                write(tmp_path, "add10.yaml",
+                      model_doc("add10", model_source(tmp_path, "add10", 10), ["sklearn"])),
+                "-w", "ModelAvailable", scheduler=scheduler)
+        assert r.code == 0, r
+        until(lambda: sh.request(port, "GET", "/v2/models/add10")[0], lambda s: s == 200,
+              router)
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}
+        failures, killed = [], False
+        for i in range(2000):
+            status, _, out = sh.request(port, "POST", "/v2/models/add10/infer", body=body)
+            if status != 200 or json.loads(out)["outputs"][0]["data"] != [11]:
+                failures.append((i, status, out[:200]))
+            if i == 500:
+                scheduler.proc.kill()  # SIGKILL: no goodbye to anyone
+                scheduler.proc.wait()
+                killed = True
+        assert killed and failures == [], failures[:5]
+        scheduler.proc.stdout.close()
+        scheduler.start((scheduler.client, scheduler.agent, scheduler.route, scheduler.metrics))
+        until(lambda: scheduler.metric("seldon_scheduler_ready"), lambda v: v == 1, scheduler)
+        r = cli("model", "load", "-f",
+                write(tmp_path, "add20.yaml",
+                      model_doc("add20", model_source(tmp_path, "add20", 20), ["sklearn"])),
+                "-w", "ModelAvailable", scheduler=scheduler)
+        assert r.code == 0, r
+        r = until(lambda: cli("model", "infer", "add20", REQUEST, infer=f"{HOST}:{port}"),
+                  lambda r: r.code == 0, router)
+        assert answer(r) == [21, 22, 23]
+        assert answer(cli("model", "infer", "add10", REQUEST, infer=f"{HOST}:{port}")) == [
+            11, 12, 13]
+        assert rep.agent.count("loaded on the server") == 2  # add10 once, add20
+    finally:
+        router.stop()
+        rep.stop()
