@@ -178,8 +178,8 @@ int cli_metadata(cli *c, const char *model)
         if (buf == NULL)
             return 1;
         inference__model_metadata_request__pack(&req, buf);
-        rc = cli_grpc(c, &r, c->o.infer_host, "/inference.GRPCInferenceService/ModelMetadata",
-                      buf, n, &h, 1, 60000);
+        rc = cli_grpc(c, &r, c->o.infer_host, "/inference.GRPCInferenceService/ModelMetadata", buf,
+                      n, &h, 1, 60000);
         sdd_free(buf);
         if (rc == 0)
             resp = inference__model_metadata_response__unpack(NULL, r.body.len, r.body.data);

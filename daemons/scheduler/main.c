@@ -18,33 +18,32 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: seldon-scheduler [options]\n"
-            "\n"
-            "The control plane: places models on server replicas, tells their agents what\n"
-            "to load and unload, and pushes the route table to routers. Every resource and\n"
-            "its state is kept in LMDB under --state-dir; a restart brings it all back,\n"
-            "waits for the known agents to reconnect, and reloads nothing they still hold.\n"
-            "\n"
-            "  --state-dir DIR        LMDB folder (default ./.seldon-scheduler)\n"
-            "  --ready-timeout S      after a restart, wait this long for known agents\n"
-            "                         before moving their models (default 600)\n"
-            "  --client-port N        SchedulerService, for the seldon CLI (default 9004)\n"
-            "  --agent-port N         AgentService, for seldon-agent (default 9005)\n"
-            "  --route-port N         RouteService, for seldon-router (default 9002)\n"
-            "  --metrics-port N       Prometheus /metrics, /ready, /live (default 9006;\n"
-            "                         -1: off)\n"
-            "  --load-timeout S       a load or unload unanswered this long is sent again\n"
-            "                         (default 300)\n"
-            "  --fsync                flush every commit to disk (survives a machine crash,\n"
-            "                         not only the process; slower)\n"
-            "  --host ADDR            address to listen on (default 0.0.0.0)\n"
-            "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
-            "  --help, --version\n"
-            "\n"
-            "A port of 0 picks a free one. Prints 'listening client=P agent=P route=P\n"
-            "metrics=P' on stdout once serving. SIGTERM and SIGINT end every stream, close\n"
-            "the state store and exit 0.\n");
+    fprintf(f, "usage: seldon-scheduler [options]\n"
+               "\n"
+               "The control plane: places models on server replicas, tells their agents what\n"
+               "to load and unload, and pushes the route table to routers. Every resource and\n"
+               "its state is kept in LMDB under --state-dir; a restart brings it all back,\n"
+               "waits for the known agents to reconnect, and reloads nothing they still hold.\n"
+               "\n"
+               "  --state-dir DIR        LMDB folder (default ./.seldon-scheduler)\n"
+               "  --ready-timeout S      after a restart, wait this long for known agents\n"
+               "                         before moving their models (default 600)\n"
+               "  --client-port N        SchedulerService, for the seldon CLI (default 9004)\n"
+               "  --agent-port N         AgentService, for seldon-agent (default 9005)\n"
+               "  --route-port N         RouteService, for seldon-router (default 9002)\n"
+               "  --metrics-port N       Prometheus /metrics, /ready, /live (default 9006;\n"
+               "                         -1: off)\n"
+               "  --load-timeout S       a load or unload unanswered this long is sent again\n"
+               "                         (default 300)\n"
+               "  --fsync                flush every commit to disk (survives a machine crash,\n"
+               "                         not only the process; slower)\n"
+               "  --host ADDR            address to listen on (default 0.0.0.0)\n"
+               "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
+               "  --help, --version\n"
+               "\n"
+               "A port of 0 picks a free one. Prints 'listening client=P agent=P route=P\n"
+               "metrics=P' on stdout once serving. SIGTERM and SIGINT end every stream, close\n"
+               "the state store and exit 0.\n");
 }
 
 static int parse_args(sc_config *c, int argc, char **argv)
@@ -105,10 +104,11 @@ static int parse_args(sc_config *c, int argc, char **argv)
         case O_AGENT:
         case O_ROUTE:
             if (sdd_parse_long(optarg, 0, 65535, &v) < 0)
-                bad = o == O_CLIENT ? "--client-port" : o == O_AGENT ? "--agent-port"
-                                                                     : "--route-port";
+                bad = o == O_CLIENT  ? "--client-port"
+                      : o == O_AGENT ? "--agent-port"
+                                     : "--route-port";
             else
-                c->ports[o == O_CLIENT ? SC_SVC_CLIENT
+                c->ports[o == O_CLIENT  ? SC_SVC_CLIENT
                          : o == O_AGENT ? SC_SVC_AGENT
                                         : SC_SVC_ROUTE] = (int)v;
             break;

@@ -45,7 +45,7 @@ struct sc_daemon {
     uv_loop_t *loop;
     seldon_sched *sched;
     sc_port ports[SC_SVC_COUNT];
-    uv_timer_t timer;     /* the scheduler's next deadline */
+    uv_timer_t timer;      /* the scheduler's next deadline */
     uv_timer_t stop_timer; /* bounds the drain at shutdown */
     int closing;
     int stop_armed;
@@ -62,8 +62,8 @@ struct sc_daemon {
     /* metrics */
     seldon_metrics *metrics;
     sdh_server *metrics_http;
-    seldon_metric *m_models, *m_servers, *m_replicas, *m_commands, *m_apply, *m_agents,
-        *m_routers, *m_watchers, *m_ready;
+    seldon_metric *m_models, *m_servers, *m_replicas, *m_commands, *m_apply, *m_agents, *m_routers,
+        *m_watchers, *m_ready;
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */

@@ -265,8 +265,7 @@ static void send_command(sc_daemon *d, const seldon_sched_command *cmd)
     seldon_series *s = NULL;
     if (c == NULL) {
         sdd_log(SELDON_LOG_WARN, "command %llu (%s %s_%u) for %s/%u: that replica has no stream",
-                (unsigned long long)cmd->id, op, cmd->model, cmd->version, cmd->server,
-                cmd->index);
+                (unsigned long long)cmd->id, op, cmd->model, cmd->version, cmd->server, cmd->index);
         return;
     }
     m.op = cmd->op == SELDON_SCHED_LOAD ? SELDON__CONTROL__V1__AGENT_COMMAND__OP__LOAD
@@ -302,8 +301,8 @@ static void send_event(sc_daemon *d, const seldon_sched_event *ev)
     m.server = (char *)nz(ev->server);
     m.server_index = ev->server != NULL ? ev->server_index : -1;
     if (ev->server != NULL)
-        sdd_log(SELDON_LOG_INFO, "%s %s v%u on %s/%d: %s%s%s", m.kind, m.name, m.version,
-                m.server, ev->server_index, m.state, *m.reason ? ": " : "", m.reason);
+        sdd_log(SELDON_LOG_INFO, "%s %s v%u on %s/%d: %s%s%s", m.kind, m.name, m.version, m.server,
+                ev->server_index, m.state, *m.reason ? ": " : "", m.reason);
     else
         sdd_log(SELDON_LOG_INFO, "%s %s v%u: %s%s%s", m.kind, m.name, m.version, m.state,
                 *m.reason ? ": " : "", m.reason);
@@ -372,8 +371,8 @@ static int build_routes(sc_daemon *d)
     if (rc == 0) {
         d->route_gen = m.generation;
         d->route_built = 1;
-        sdd_log(SELDON_LOG_INFO, "route table %llu: %zu route(s)",
-                (unsigned long long)m.generation, n);
+        sdd_log(SELDON_LOG_INFO, "route table %llu: %zu route(s)", (unsigned long long)m.generation,
+                n);
     }
     arena_free(&a);
     seldon_routes_release(t);
@@ -501,8 +500,8 @@ out:
 
 static int kind_of(const char *name, seldon_kind *out)
 {
-    static const seldon_kind kinds[] = {SELDON_KIND_MODEL, SELDON_KIND_SERVER,
-                                        SELDON_KIND_PIPELINE, SELDON_KIND_EXPERIMENT};
+    static const seldon_kind kinds[] = {SELDON_KIND_MODEL, SELDON_KIND_SERVER, SELDON_KIND_PIPELINE,
+                                        SELDON_KIND_EXPERIMENT};
     size_t i;
     if (*name == '\0') {
         *out = SELDON_KIND_MODEL;
@@ -721,8 +720,8 @@ static void do_events(sc_call *c)
 static void do_agent_subscribe(sc_call *c, const uint8_t *msg, size_t len)
 {
     sc_daemon *d = c->d;
-    AgentSubscribeRequest *req = seldon__control__v1__agent_subscribe_request__unpack(NULL, len,
-                                                                                      msg);
+    AgentSubscribeRequest *req =
+        seldon__control__v1__agent_subscribe_request__unpack(NULL, len, msg);
     seldon_sched_replica rep;
     seldon_sched_loaded *loaded = NULL;
     sc_call *old;
@@ -809,8 +808,9 @@ static void do_agent_report(sc_call *c, const uint8_t *msg, size_t len)
         type = SELDON_SCHED_UNLOAD_FAILED;
         break;
     default:
-        finish(c, SDR_INVALID_ARGUMENT, "type: must be LOADED, LOAD_FAILED, UNLOADED or "
-                                        "UNLOAD_FAILED");
+        finish(c, SDR_INVALID_ARGUMENT,
+               "type: must be LOADED, LOAD_FAILED, UNLOADED or "
+               "UNLOAD_FAILED");
         goto out;
     }
     sdd_log(SELDON_LOG_INFO, "agent %s/%u reports %s_%u %s%s%s (command %llu)", req->server,
@@ -820,9 +820,9 @@ static void do_agent_report(sc_call *c, const uint8_t *msg, size_t len)
             : type == SELDON_SCHED_UNLOADED    ? "unloaded"
                                                : "unload failed",
             *req->reason ? ": " : "", req->reason, (unsigned long long)req->command_id);
-    rc = seldon_sched_agent_event(c->d->sched, req->server, req->index, req->command_id,
-                                  req->model, req->version, type,
-                                  *req->reason ? req->reason : NULL, sc_now_ns());
+    rc = seldon_sched_agent_event(c->d->sched, req->server, req->index, req->command_id, req->model,
+                                  req->version, type, *req->reason ? req->reason : NULL,
+                                  sc_now_ns());
     if (rc != 0)
         fail_last(c, rc);
     else
@@ -836,8 +836,8 @@ out:
 
 static void do_route_subscribe(sc_call *c, const uint8_t *msg, size_t len)
 {
-    RouteSubscribeRequest *req = seldon__control__v1__route_subscribe_request__unpack(NULL, len,
-                                                                                      msg);
+    RouteSubscribeRequest *req =
+        seldon__control__v1__route_subscribe_request__unpack(NULL, len, msg);
     const char *name = req != NULL && *req->router ? req->router : "(unnamed)";
     c->server = sdd_strndup(name, strlen(name));
     if (req != NULL)
