@@ -321,3 +321,47 @@ def test_a_second_subscribe_replaces_the_first_stream(scheduler, stubs, tmp_path
     assert scheduler.metric("seldon_scheduler_agents_connected") == 1
     a.close()
     again.close()
+
+
+def test_bad_requests_are_refused_and_the_scheduler_lives_on(scheduler, stubs, tmp_path):
+    grpc = stubs.grpc
+    channel = grpc.insecure_channel(scheduler.client_target)
+    agents = grpc.insecure_channel(scheduler.agent_target)
+
+    def raw(ch, path, payload):
+        call = ch.unary_unary(path, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as e:
+            call(payload, timeout=GUARD)
+        return e.value
+
+    svc = "/seldon.control.v1.SchedulerService/"
+    junk = [b"\xff" * 7, b"\x0a\xff\xff\xff\xff\x0f", bytes(range(256)), b"\x12\x05abc"]
+    for payload in junk:
+        for method in ("Apply", "Unload", "ModelStatus", "ServerStatus"):
+            e = raw(channel, svc + method, payload)
+            assert e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), \
+                (method, payload, e)
+        e = raw(agents, "/seldon.control.v1.AgentService/Report", payload)
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    # A method of another service, on this port.
+    e = raw(channel, "/seldon.control.v1.AgentService/Report", b"")
+    assert e.code() == grpc.StatusCode.UNIMPLEMENTED
+    # An agent without a server name; a report for a replica nobody registered.
+    e = raw(agents, "/seldon.control.v1.AgentService/Subscribe",
+            stubs.pb.AgentSubscribeRequest().SerializeToString())
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "replica.server" in e.details()
+    stub = stubs.rpc.AgentServiceStub(agents)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Report(stubs.pb.AgentEvent(server="ghost", index=3, model="m", version=1,
+                                        type=stubs.pb.AgentEvent.LOADED), timeout=GUARD)
+    assert e.value.code() != grpc.StatusCode.OK
+    # Unload of an unknown kind names the field.
+    s = stubs.rpc.SchedulerServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as e:
+        s.Unload(stubs.pb.UnloadRequest(kind="Gadget", name="x"), timeout=GUARD)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "kind" in e.value.details()
+    # Still serving.
+    r = cli("model", "list", scheduler=scheduler)
+    assert r.code == 0 and r.json() == {"models": []}, r
+    channel.close()
+    agents.close()
