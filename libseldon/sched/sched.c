@@ -75,7 +75,7 @@ int seldon_sched_next_event(seldon_sched *sched, seldon_sched_event *out)
 
 void sdn_sch_mark_model(seldon_sched *s, sch_model *m)
 {
-    if (m->dirty || s->store == NULL)
+    if (m->dirty)
         return;
     if (sdn_sch_grow((void **)&s->dirty_models, &s->capdirty_models, s->ndirty_models + 1,
                      sizeof(void *)) != 0)
@@ -86,7 +86,7 @@ void sdn_sch_mark_model(seldon_sched *s, sch_model *m)
 
 void sdn_sch_mark_server(seldon_sched *s, sch_server *sv)
 {
-    if (sv->dirty || s->store == NULL)
+    if (sv->dirty)
         return;
     if (sdn_sch_grow((void **)&s->dirty_servers, &s->capdirty_servers, s->ndirty_servers + 1,
                      sizeof(void *)) != 0)

@@ -1,0 +1,166 @@
+/* Models moving: a replica disconnects, a server scales down, a replica holds strays. */
+#include "sched_test.h"
+
+#define CAPS "mlserver,sklearn,xgboost"
+
+Test(move, a_disconnected_replica_has_its_models_placed_elsewhere)
+{
+    seldon_sched *s = open_mem();
+    cmd c[8];
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+    connect_ok(s, "mlserver", 1, CAPS, GIB, T0);
+    load_model(s, "a", "sklearn", "1Mi", 1, NULL, T0);
+    load_model(s, "b", "sklearn", "1Mi", 1, NULL, T0);
+    ack_all(s, T0);
+    cr_assert_str_eq(placement(s, "b", 1), "mlserver:1");
+    cr_assert_eq(seldon_sched_agent_disconnect(s, "mlserver", 1, T0), 0);
+    cr_assert_eq(route_upstreams(s, "b"), -1);
+    cr_assert_str_eq(vstate(s, "b", 1, NULL, 0), "ModelProgressing");
+    cr_assert_eq(take_cmds(s, c, 8), 1);
+    cr_assert_eq(c[0].op, SELDON_SCHED_LOAD);
+    cr_assert_str_eq(c[0].model, "b");
+    cr_assert_eq(c[0].index, 0);
+    seldon_sched_agent_event(s, "mlserver", 0, c[0].id, "b", 1, SELDON_SCHED_LOADED, NULL, T0);
+    cr_assert_str_eq(vstate(s, "b", 1, NULL, 0), "ModelAvailable");
+    cr_assert_str_eq(placement(s, "b", 1), "mlserver:0");
+    seldon_sched_close(s);
+}
+
+Test(move, with_nowhere_to_go_the_reason_says_so)
+{
+    seldon_sched *s = open_mem();
+    char reason[600];
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+    load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
+    ack_all(s, T0);
+    cr_assert_eq(seldon_sched_agent_disconnect(s, "mlserver", 0, T0), 0);
+    cr_assert_str_eq(vstate(s, "a", 1, reason, sizeof(reason)), "ScheduleFailed");
+    cr_assert_str_eq(reason, "no server replicas are connected");
+    /* It comes back: placed again. */
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+    cr_assert_eq(ack_all(s, T0), 1);
+    cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelAvailable");
+    seldon_sched_close(s);
+}
+
+Test(move, a_replica_reconnecting_with_its_models_keeps_them)
+{
+    seldon_sched *s = open_mem();
+    seldon_sched_loaded l[2] = {{"a", 1}, {"ghost", 7}};
+    cmd c[8];
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+    load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
+    ack_all(s, T0);
+    /* Its stream restarts before anything else happened: the scheduler sees a new connect. */
+    cr_assert_eq(connect_r(s, "mlserver", 0, CAPS, GIB, 0, l, 2, T0), 0);
+    cr_assert_eq(take_cmds(s, c, 8), 1); /* only the unknown model is unloaded */
+    cr_assert_eq(c[0].op, SELDON_SCHED_UNLOAD);
+    cr_assert_str_eq(c[0].model, "ghost");
+    cr_assert_eq(c[0].version, 7);
+    cr_assert_null(NULL);
+    cr_assert_eq(seldon_sched_agent_event(s, "mlserver", 0, c[0].id, "ghost", 7,
+                                          SELDON_SCHED_UNLOADED, NULL, T0),
+                 0);
+    cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelAvailable");
+    seldon_sched_close(s);
+}
+
+Test(move, a_load_in_flight_is_sent_again_after_a_reconnect)
+{
+    seldon_sched *s = open_mem();
+    cmd c[8];
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+    load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
+    cr_assert_eq(take_cmds(s, c, 8), 1);
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0); /* it did not get to load it */
+    cr_assert_eq(take_cmds(s, c, 8), 1);
+    cr_assert_eq(c[0].op, SELDON_SCHED_LOAD);
+    cr_assert_str_eq(c[0].model, "a");
+    seldon_sched_close(s);
+}
+
+/* Server replicas lowered: models move off the removed replicas first, then those unload. */
+Test(move, server_scale_down_drains_the_removed_replicas)
+{
+    seldon_sched *s = open_mem();
+    seldon_sched_status *st = NULL;
+    cmd c[8];
+    size_t n, i;
+    apply_ok(s,
+             "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata: {name: mlserver}\n"
+             "spec: {serverConfig: mlserver, replicas: 3}\n",
+             T0);
+    connect_ok(s, "mlserver", 0, NULL, GIB, T0);
+    connect_ok(s, "mlserver", 1, NULL, GIB, T0);
+    connect_ok(s, "mlserver", 2, NULL, GIB, T0);
+    load_model(s, "a", "sklearn", "100", 1, NULL, T0);
+    load_model(s, "b", "sklearn", "100", 1, NULL, T0);
+    load_model(s, "c", "sklearn", "100", 1, NULL, T0);
+    load_model(s, "d", "sklearn", "100", 2, NULL, T0);
+    ack_all(s, T0);
+    cr_assert_str_eq(placement(s, "c", 1), "mlserver:2");
+    cr_assert_str_eq(placement(s, "d", 1), "mlserver:0,1");
+
+    apply_ok(s,
+             "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata: {name: mlserver}\n"
+             "spec: {serverConfig: mlserver, replicas: 1}\n",
+             T0 + MS);
+    cr_assert_eq(seldon_sched_servers(&st, s, "mlserver"), 0);
+    cr_assert_eq(seldon_sched_status_server(st, 0)->desired_replicas, 1);
+    cr_assert_eq(seldon_sched_status_server(st, 0)->replicas[2].draining, 1);
+    seldon_sched_status_free(st);
+    /* b, c and d's second replica are loaded on replica 0 first; the old ones keep serving. */
+    n = take_cmds(s, c, 8);
+    cr_assert_eq(n, 2, "%zu", n); /* b and c: d already holds replica 0 */
+    for (i = 0; i < n; i++) {
+        cr_assert_eq(c[i].op, SELDON_SCHED_LOAD);
+        cr_assert_eq(c[i].index, 0);
+    }
+    cr_assert_eq(route_upstreams(s, "c"), 1);
+    cr_assert_str_eq(vstate(s, "c", 1, NULL, 0), "ModelProgressing");
+    for (i = 0; i < n; i++)
+        seldon_sched_agent_event(s, "mlserver", 0, c[i].id, c[i].model, 1, SELDON_SCHED_LOADED,
+                                 NULL, T0 + MS);
+    cr_assert_str_eq(vstate(s, "c", 1, NULL, 0), "ModelAvailable");
+    cr_assert_eq(route_upstreams(s, "c"), 1); /* the drained one left the routes */
+    seldon_sched_tick(s, T0 + 1000 * MS);
+    n = take_cmds(s, c, 8);
+    cr_assert_eq(n, 2);
+    for (i = 0; i < n; i++) {
+        cr_assert_eq(c[i].op, SELDON_SCHED_UNLOAD);
+        cr_assert_neq(c[i].index, 0);
+        seldon_sched_agent_event(s, "mlserver", c[i].index, c[i].id, c[i].model, 1,
+                                 SELDON_SCHED_UNLOADED, NULL, T0 + 1000 * MS);
+    }
+    cr_assert_str_eq(placement(s, "b", 1), "mlserver:0");
+    cr_assert_str_eq(placement(s, "c", 1), "mlserver:0");
+    /* d wants 2 replicas, only 1 remains: it keeps the one it can and says why. */
+    cr_assert_str_eq(placement(s, "d", 1), "mlserver:0,1");
+    /* The removed replicas go away; they are forgotten. */
+    cr_assert_eq(seldon_sched_agent_disconnect(s, "mlserver", 1, T0 + 2000 * MS), 0);
+    cr_assert_eq(seldon_sched_agent_disconnect(s, "mlserver", 2, T0 + 2000 * MS), 0);
+    cr_assert_eq(seldon_sched_servers(&st, s, "mlserver"), 0);
+    cr_assert_eq(seldon_sched_status_server(st, 0)->replicas_count, 1);
+    seldon_sched_status_free(st);
+    cr_assert_str_eq(placement(s, "d", 1), "mlserver:0");
+    seldon_sched_close(s);
+}
+
+Test(move, a_deleted_server_drains_everything)
+{
+    seldon_sched *s = open_mem();
+    cmd c[8];
+    apply_ok(s,
+             "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata: {name: old}\n"
+             "spec: {serverConfig: mlserver}\n",
+             T0);
+    connect_ok(s, "old", 0, NULL, GIB, T0);
+    load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
+    ack_all(s, T0);
+    connect_ok(s, "new", 0, CAPS, GIB, T0);
+    cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_SERVER, "old", T0), 0);
+    cr_assert_eq(take_cmds(s, c, 8), 1);
+    cr_assert_str_eq(c[0].server, "new");
+    cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_SERVER, "old", T0), SELDON_ENOTFOUND);
+    seldon_sched_close(s);
+}
