@@ -365,3 +365,41 @@ def test_bad_requests_are_refused_and_the_scheduler_lives_on(scheduler, stubs, t
     assert r.code == 0 and r.json() == {"models": []}, r
     channel.close()
     agents.close()
+
+
+def test_versions_roll_out_and_replicas_change_in_place(scheduler, stubs, tmp_path):
+    a0 = FakeAgent(stubs, scheduler, "mlserver", 0, ["sklearn"], GI, "127.0.0.1:19201",
+                   "127.0.0.1:19202")
+    a1 = FakeAgent(stubs, scheduler, "mlserver", 1, ["sklearn"], GI, "127.0.0.1:19211",
+                   "127.0.0.1:19212")
+    router = RouteWatcher(stubs, scheduler)
+    load(scheduler, tmp_path, "iris", requirements=["sklearn"])
+    a0.report(expect_load(a0, "iris", 1), "LOADED")
+    wait_status(scheduler, "iris", "ModelAvailable")
+    # Replicas only: the same version, one more replica.
+    r = load(scheduler, tmp_path, "iris", requirements=["sklearn"], replicas=2)
+    assert r.json()["resources"][0]["version"] == 1
+    a1.report(expect_load(a1, "iris", 1), "LOADED")
+    t = router.wait_for(lambda t: len(routes_of(t).get("iris", [])) == 2)
+    assert sorted(routes_of(t)["iris"]) == [("127.0.0.1:19201", "127.0.0.1:19202"),
+                                            ("127.0.0.1:19211", "127.0.0.1:19212")]
+    # A spec change: version 2 beside version 1 until it is available.
+    r = load(scheduler, tmp_path, "iris", requirements=["sklearn"], replicas=2,
+             uri="gs://seldon-models/scv2/samples/mlserver_1.3.5/iris-sklearn-v2")
+    assert r.json()["resources"][0]["version"] == 2
+    new = [expect_load(a, "iris", 2) for a in (a0, a1)]
+    assert json.loads(new[0].spec)["spec"]["storageUri"].endswith("iris-sklearn-v2")
+    doc = cli("model", "status", "iris", scheduler=scheduler).json()
+    assert [v["version"] for v in doc["versions"]] == [2, 1]
+    assert doc["versions"][1]["state"]["state"] == "ModelAvailable"
+    assert a0.pending() == [] and a1.pending() == []  # version 1 stays while 2 loads
+    for a, cmd in zip((a0, a1), new):
+        a.report(cmd, "LOADED")
+    wait_status(scheduler, "iris", "ModelAvailable")
+    old = [a.next_command() for a in (a0, a1)]
+    assert [(c.op, c.model, c.version) for c in old] == [(old[0].UNLOAD, "iris", 1)] * 2
+    r = cli("model", "status", "iris", "-w", "ModelAvailable", scheduler=scheduler)
+    assert r.code == 0 and r.json()["versions"][0]["version"] == 2, r
+    router.close()
+    a0.close()
+    a1.close()
