@@ -262,8 +262,8 @@ int cli_rest(cli *c, cli_result *out, const char *method, const char *target, co
         h[n++] = (sdh_header){"seldon-model", 12, model, strlen(model)};
     for (i = 0; i < c->o.nheaders; i++) {
         const char *eq = strchr(c->o.headers[i], '=');
-        h[n++] = (sdh_header){c->o.headers[i], (size_t)(eq - c->o.headers[i]), eq + 1,
-                              strlen(eq + 1)};
+        h[n++] =
+            (sdh_header){c->o.headers[i], (size_t)(eq - c->o.headers[i]), eq + 1, strlen(eq + 1)};
     }
     memset(&head, 0, sizeof(head));
     head.method = method;

@@ -45,30 +45,11 @@ static int infer_once(cli *c, cli_result *out, const char *model, const char *js
             out->status = SDR_INTERNAL;
             snprintf(out->message, sizeof(out->message), "the answer: %s", seldon_last_error());
         } else {
-            /* REST JSON carries the model name; the codec leaves the name to the URL. */
-            size_t nlen = 0, vlen = 0;
-            const char *name = seldon_msg_model_name(resp, &nlen);
-            const char *ver = seldon_msg_model_version(resp, &vlen);
-            seldon_buf full = SELDON_BUF_INIT;
-            char pre[600];
-            int k = snprintf(pre, sizeof(pre), "{\"model_name\":\"%.*s\",%s%.*s%s",
-                             (int)(nlen > 253 ? 253 : nlen), name, vlen ? "\"model_version\":\"" : "",
-                             (int)(vlen > 253 ? 253 : vlen), ver, vlen ? "\"," : "");
-            if (js.len > 0 && js.data[0] == '{' && k > 0 &&
-                seldon_buf_reserve(&full, (size_t)k + js.len) == 0) {
-                memcpy(full.data, pre, (size_t)k);
-                memcpy(full.data + k, js.data + 1, js.len - 1);
-                full.len = (size_t)k + js.len - 1;
-                if (full.len >= 2 && full.data[full.len - 1] == '}' &&
-                    full.data[full.len - 2] == ',') {
-                    full.data[full.len - 2] = '}';
-                    full.len--;
-                }
-                seldon_buf_free(&out->body);
-                out->body = full;
-                if (seldon_buf_reserve(&out->body, 1) == 0)
-                    out->body.data[out->body.len] = '\0';
-            }
+            seldon_buf_free(&out->body);
+            out->body = js; /* a response's JSON names its model, as REST's does */
+            js = (seldon_buf)SELDON_BUF_INIT;
+            if (seldon_buf_reserve(&out->body, 1) == 0)
+                out->body.data[out->body.len] = '\0';
         }
         seldon_buf_free(&js);
         seldon_msg_free(resp);
@@ -197,8 +178,8 @@ int cli_metadata(cli *c, const char *model)
         if (buf == NULL)
             return 1;
         inference__model_metadata_request__pack(&req, buf);
-        rc = cli_grpc(c, &r, c->o.infer_host, "/inference.GRPCInferenceService/ModelMetadata",
-                      buf, n, &h, 1, 60000);
+        rc = cli_grpc(c, &r, c->o.infer_host, "/inference.GRPCInferenceService/ModelMetadata", buf,
+                      n, &h, 1, 60000);
         sdd_free(buf);
         if (rc == 0)
             resp = inference__model_metadata_response__unpack(NULL, r.body.len, r.body.data);

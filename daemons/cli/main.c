@@ -25,40 +25,41 @@ typedef Seldon__Control__V1__ServerStatusResponse ServerStatusResponse;
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: seldon <command> [options]\n"
-            "\n"
-            "Commands:\n"
-            "  model load -f FILE          apply the file's resources (models, servers, ...)\n"
-            "  model unload NAME | -f FILE unload models\n"
-            "  model status NAME | -f FILE a model's status (versions, replicas, states)\n"
-            "  model list                  every model and its state\n"
-            "  model infer NAME 'JSON'     an inference request (Open Inference Protocol JSON)\n"
-            "  model metadata NAME         a model's metadata\n"
-            "  server status NAME          a server's replicas, memory and models\n"
-            "  server list                 every server\n"
-            "  load -f FILE                apply every resource of the file (any kind)\n"
-            "  unload -f FILE              unload every resource of the file\n"
-            "  status -f FILE              the status of every resource of the file\n"
-            "  up [options]                the whole system in one process (seldon-up --help)\n"
-            "\n"
-            "Options:\n"
-            "  -f, --file-path FILE        a manifest (YAML, several documents allowed); checked\n"
-            "                              here first: an error names the field and nothing is sent\n"
-            "  -w, --wait STATE            wait until the models reach STATE (ModelAvailable,\n"
-            "                              ModelTerminated, ...)\n"
-            "  -t, --timeout-secs N        bound on calls and waits (default 60)\n"
-            "  --scheduler-host HOST:PORT  default $SELDON_SCHEDULE_HOST or 0.0.0.0:9004\n"
-            "  --inference-host HOST:PORT  default $SELDON_INFER_HOST or 0.0.0.0:9000\n"
-            "  --inference-mode rest|grpc  for infer and metadata (default rest)\n"
-            "  --header K=V                an extra request header for infer (repeatable)\n"
-            "  -i, --iterations N          send the request N times; prints the count per\n"
-            "                              x-seldon-route value and the failures\n"
-            "  --show-headers              print the response headers on stderr\n"
-            "  -h, --help, --version\n"
-            "\n"
-            "Exit status: 0 on success, 1 when the command failed (the reason on stderr),\n"
-            "2 for a usage error.\n");
+    fprintf(
+        f,
+        "usage: seldon <command> [options]\n"
+        "\n"
+        "Commands:\n"
+        "  model load -f FILE          apply the file's resources (models, servers, ...)\n"
+        "  model unload NAME | -f FILE unload models\n"
+        "  model status NAME | -f FILE a model's status (versions, replicas, states)\n"
+        "  model list                  every model and its state\n"
+        "  model infer NAME 'JSON'     an inference request (Open Inference Protocol JSON)\n"
+        "  model metadata NAME         a model's metadata\n"
+        "  server status NAME          a server's replicas, memory and models\n"
+        "  server list                 every server\n"
+        "  load -f FILE                apply every resource of the file (any kind)\n"
+        "  unload -f FILE              unload every resource of the file\n"
+        "  status -f FILE              the status of every resource of the file\n"
+        "  up [options]                the whole system in one process (seldon-up --help)\n"
+        "\n"
+        "Options:\n"
+        "  -f, --file-path FILE        a manifest (YAML, several documents allowed); checked\n"
+        "                              here first: an error names the field and nothing is sent\n"
+        "  -w, --wait STATE            wait until the models reach STATE (ModelAvailable,\n"
+        "                              ModelTerminated, ...)\n"
+        "  -t, --timeout-secs N        bound on calls and waits (default 60)\n"
+        "  --scheduler-host HOST:PORT  default $SELDON_SCHEDULE_HOST or 0.0.0.0:9004\n"
+        "  --inference-host HOST:PORT  default $SELDON_INFER_HOST or 0.0.0.0:9000\n"
+        "  --inference-mode rest|grpc  for infer and metadata (default rest)\n"
+        "  --header K=V                an extra request header for infer (repeatable)\n"
+        "  -i, --iterations N          send the request N times; prints the count per\n"
+        "                              x-seldon-route value and the failures\n"
+        "  --show-headers              print the response headers on stderr\n"
+        "  -h, --help, --version\n"
+        "\n"
+        "Exit status: 0 on success, 1 when the command failed (the reason on stderr),\n"
+        "2 for a usage error.\n");
 }
 
 /* ------------------------------------------------------------- status output */
@@ -91,8 +92,15 @@ static void print_model(const ModelStatus *m)
                v->available_replicas, v->desired_replicas);
         json_time(stdout, v->last_change_unix_ms);
         printf("}");
-        if (*v->spec == '{')
-            printf(",\"modelDefn\":%s", v->spec);
+        if (*v->spec == '{') {
+            /* Raw line breaks in JSON text are whitespace (inside strings they are
+               escaped): dropped, so each status stays on one line. */
+            const char *p;
+            printf(",\"modelDefn\":");
+            for (p = v->spec; *p; p++)
+                if (*p != '\n' && *p != '\r')
+                    fputc(*p, stdout);
+        }
         printf("}");
     }
     printf("],\"deleted\":%s}\n", m->deleted ? "true" : "false");
@@ -367,8 +375,9 @@ static int apply_file(cli *c, const char *path, seldon_kind only)
     for (i = 0; only != 0 && i < seldon_manifest_count(m); i++) {
         const seldon_resource *res = seldon_manifest_at(m, i);
         if (res->kind != only) {
-            fprintf(stderr, "seldon: %s: document %zu is a %s; use `seldon load -f` for "
-                            "files with several kinds\n",
+            fprintf(stderr,
+                    "seldon: %s: document %zu is a %s; use `seldon load -f` for "
+                    "files with several kinds\n",
                     path, res->document, seldon_kind_name(res->kind));
             goto out;
         }

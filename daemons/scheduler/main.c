@@ -18,34 +18,50 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: seldon-scheduler [options]\n"
-            "\n"
-            "The control plane: places models on server replicas, tells their agents what\n"
-            "to load and unload, and pushes the route table to routers. Every resource and\n"
-            "its state is kept in LMDB under --state-dir; a restart brings it all back,\n"
-            "waits for the known agents to reconnect, and reloads nothing they still hold.\n"
-            "\n"
-            "  --state-dir DIR        LMDB folder (default ./.seldon-scheduler)\n"
-            "  --ready-timeout S      after a restart, wait this long for known agents\n"
-            "                         before moving their models (default 600)\n"
-            "  --client-port N        SchedulerService, for the seldon CLI (default 9004)\n"
-            "  --agent-port N         AgentService, for seldon-agent (default 9005)\n"
-            "  --route-port N         RouteService, for seldon-router (default 9002)\n"
-            "  --metrics-port N       Prometheus /metrics, /ready, /live (default 9006;\n"
-            "                         -1: off)\n"
-            "  --host ADDR            address to listen on (default 0.0.0.0)\n"
-            "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
-            "  --help, --version\n"
-            "\n"
-            "A port of 0 picks a free one. Prints 'listening client=P agent=P route=P\n"
-            "metrics=P' on stdout once serving. SIGTERM and SIGINT end every stream, close\n"
-            "the state store and exit 0.\n");
+    fprintf(f, "usage: seldon-scheduler [options]\n"
+               "\n"
+               "The control plane: places models on server replicas, tells their agents what\n"
+               "to load and unload, and pushes the route table to routers. Every resource and\n"
+               "its state is kept in LMDB under --state-dir; a restart brings it all back,\n"
+               "waits for the known agents to reconnect, and reloads nothing they still hold.\n"
+               "\n"
+               "  --state-dir DIR        LMDB folder (default ./.seldon-scheduler)\n"
+               "  --ready-timeout S      after a restart, wait this long for known agents\n"
+               "                         before moving their models (default 600)\n"
+               "  --client-port N        SchedulerService, for the seldon CLI (default 9004)\n"
+               "  --agent-port N         AgentService, for seldon-agent (default 9005)\n"
+               "  --route-port N         RouteService, for seldon-router (default 9002)\n"
+               "  --metrics-port N       Prometheus /metrics, /ready, /live (default 9006;\n"
+               "                         -1: off)\n"
+               "  --load-timeout S       a load or unload unanswered this long is sent again\n"
+               "                         (default 300)\n"
+               "  --fsync                flush every commit to disk (survives a machine crash,\n"
+               "                         not only the process; slower)\n"
+               "  --host ADDR            address to listen on (default 0.0.0.0)\n"
+               "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
+               "  --help, --version\n"
+               "\n"
+               "A port of 0 picks a free one. Prints 'listening client=P agent=P route=P\n"
+               "metrics=P' on stdout once serving. SIGTERM and SIGINT end every stream, close\n"
+               "the state store and exit 0.\n");
 }
 
 static int parse_args(sc_config *c, int argc, char **argv)
 {
-    enum { O_STATE = 1, O_READY, O_CLIENT, O_AGENT, O_ROUTE, O_MPORT, O_HOST, O_LOG, O_HELP, O_VER };
+    enum {
+        O_STATE = 1,
+        O_READY,
+        O_CLIENT,
+        O_AGENT,
+        O_ROUTE,
+        O_MPORT,
+        O_HOST,
+        O_LOG,
+        OPT_LOADTO,
+        OPT_FSYNC,
+        O_HELP,
+        O_VER
+    };
     static const struct option opts[] = {
         {"state-dir", required_argument, NULL, O_STATE},
         {"ready-timeout", required_argument, NULL, O_READY},
@@ -54,6 +70,8 @@ static int parse_args(sc_config *c, int argc, char **argv)
         {"route-port", required_argument, NULL, O_ROUTE},
         {"metrics-port", required_argument, NULL, O_MPORT},
         {"host", required_argument, NULL, O_HOST},
+        {"load-timeout", required_argument, NULL, OPT_LOADTO},
+        {"fsync", no_argument, NULL, OPT_FSYNC},
         {"log-level", required_argument, NULL, O_LOG},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VER},
@@ -68,6 +86,7 @@ static int parse_args(sc_config *c, int argc, char **argv)
     c->metrics_port = 9006;
     c->state_dir = "./.seldon-scheduler";
     c->ready_timeout_s = 600;
+    c->load_timeout_s = 300;
     c->log_level = SELDON_LOG_INFO;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         const char *bad = NULL;
@@ -85,10 +104,11 @@ static int parse_args(sc_config *c, int argc, char **argv)
         case O_AGENT:
         case O_ROUTE:
             if (sdd_parse_long(optarg, 0, 65535, &v) < 0)
-                bad = o == O_CLIENT ? "--client-port" : o == O_AGENT ? "--agent-port"
-                                                                     : "--route-port";
+                bad = o == O_CLIENT  ? "--client-port"
+                      : o == O_AGENT ? "--agent-port"
+                                     : "--route-port";
             else
-                c->ports[o == O_CLIENT ? SC_SVC_CLIENT
+                c->ports[o == O_CLIENT  ? SC_SVC_CLIENT
                          : o == O_AGENT ? SC_SVC_AGENT
                                         : SC_SVC_ROUTE] = (int)v;
             break;
@@ -100,6 +120,15 @@ static int parse_args(sc_config *c, int argc, char **argv)
             break;
         case O_HOST:
             c->host = optarg;
+            break;
+        case OPT_LOADTO:
+            if (sdd_parse_long(optarg, 1, 86400, &v) < 0)
+                bad = "--load-timeout";
+            else
+                c->load_timeout_s = v;
+            break;
+        case OPT_FSYNC:
+            c->fsync = 1;
             break;
         case O_LOG:
             c->log_level = sdd_log_level_parse(optarg);
@@ -165,6 +194,8 @@ int main(int argc, char **argv)
 
     scfg.state_dir = d.cfg.state_dir;
     scfg.ready_timeout_ms = (int64_t)d.cfg.ready_timeout_s * 1000;
+    scfg.load_timeout_ms = (int64_t)d.cfg.load_timeout_s * 1000;
+    scfg.sync_writes = d.cfg.fsync;
     rc = seldon_sched_open(&d.sched, &scfg, sc_now_ns());
     if (rc != 0) {
         fprintf(stderr, "seldon-scheduler: %s: %s\n", d.cfg.state_dir, seldon_last_error());

@@ -18,32 +18,27 @@ int sc_metrics_setup(sc_daemon *d)
     if (rc == 0)
         rc = seldon_metrics_add(&d->m_models, d->metrics, SELDON_METRIC_GAUGE,
                                 "seldon_scheduler_models",
-                                "Models by the state of their newest version.", state, 1, NULL,
-                                0);
+                                "Models by the state of their newest version.", state, 1, NULL, 0);
     if (rc == 0)
-        rc = seldon_metrics_add(&d->m_servers, d->metrics, SELDON_METRIC_GAUGE,
-                                "seldon_scheduler_servers",
-                                "Servers by state (Ready: every desired replica connected).",
-                                state, 1, NULL, 0);
+        rc = seldon_metrics_add(
+            &d->m_servers, d->metrics, SELDON_METRIC_GAUGE, "seldon_scheduler_servers",
+            "Servers by state (Ready: every desired replica connected).", state, 1, NULL, 0);
     if (rc == 0)
-        rc = seldon_metrics_add(&d->m_replicas, d->metrics, SELDON_METRIC_GAUGE,
-                                "seldon_scheduler_server_replicas",
-                                "Server replicas known, by state (connected, disconnected).",
-                                state, 1, NULL, 0);
+        rc = seldon_metrics_add(
+            &d->m_replicas, d->metrics, SELDON_METRIC_GAUGE, "seldon_scheduler_server_replicas",
+            "Server replicas known, by state (connected, disconnected).", state, 1, NULL, 0);
     if (rc == 0)
         rc = seldon_metrics_add(&d->m_agents, d->metrics, SELDON_METRIC_GAUGE,
                                 "seldon_scheduler_agents_connected",
                                 "Agent streams open (AgentService.Subscribe).", NULL, 0, NULL, 0);
     if (rc == 0)
-        rc = seldon_metrics_add(&d->m_routers, d->metrics, SELDON_METRIC_GAUGE,
-                                "seldon_scheduler_routers_connected",
-                                "Routers subscribed to routes (RouteService.Subscribe).", NULL, 0,
-                                NULL, 0);
+        rc = seldon_metrics_add(
+            &d->m_routers, d->metrics, SELDON_METRIC_GAUGE, "seldon_scheduler_routers_connected",
+            "Routers subscribed to routes (RouteService.Subscribe).", NULL, 0, NULL, 0);
     if (rc == 0)
-        rc = seldon_metrics_add(&d->m_watchers, d->metrics, SELDON_METRIC_GAUGE,
-                                "seldon_scheduler_event_subscribers",
-                                "Clients subscribed to events (SubscribeEvents).", NULL, 0, NULL,
-                                0);
+        rc = seldon_metrics_add(
+            &d->m_watchers, d->metrics, SELDON_METRIC_GAUGE, "seldon_scheduler_event_subscribers",
+            "Clients subscribed to events (SubscribeEvents).", NULL, 0, NULL, 0);
     if (rc == 0)
         rc = seldon_metrics_add(&d->m_ready, d->metrics, SELDON_METRIC_GAUGE,
                                 "seldon_scheduler_ready",
@@ -110,8 +105,8 @@ static void set_gauge(seldon_metric *m, double v)
    registry as Prometheus text to out. */
 int sc_metrics_render(seldon_buf *out, sc_daemon *d)
 {
-    static const char *const model_states[] = {"ModelAvailable", "ModelProgressing",
-                                               "ModelFailed", "ScheduleFailed"};
+    static const char *const model_states[] = {"ModelAvailable", "ModelProgressing", "ModelFailed",
+                                               "ScheduleFailed"};
     static const char *const server_states[] = {"Ready", "NotReady"};
     static const char *const replica_states[] = {"connected", "disconnected"};
     seldon_sched_status *ms = NULL, *ss = NULL;
@@ -134,8 +129,7 @@ int sc_metrics_render(seldon_buf *out, sc_daemon *d)
             const seldon_sched_server_status *s = seldon_sched_status_server(ss, i);
             if (s == NULL)
                 continue;
-            tally_add(&ts, s->connected_replicas >= s->desired_replicas &&
-                                   s->connected_replicas > 0
+            tally_add(&ts, s->connected_replicas >= s->desired_replicas && s->connected_replicas > 0
                                ? "Ready"
                                : "NotReady");
             for (j = 0; j < s->replicas_count; j++)

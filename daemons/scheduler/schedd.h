@@ -35,6 +35,8 @@ typedef struct sc_config {
     int metrics_port;
     const char *state_dir;
     long ready_timeout_s;
+    long load_timeout_s;
+    int32_t fsync;
     int32_t log_level;
 } sc_config;
 
@@ -43,7 +45,7 @@ struct sc_daemon {
     uv_loop_t *loop;
     seldon_sched *sched;
     sc_port ports[SC_SVC_COUNT];
-    uv_timer_t timer;     /* the scheduler's next deadline */
+    uv_timer_t timer;      /* the scheduler's next deadline */
     uv_timer_t stop_timer; /* bounds the drain at shutdown */
     int closing;
     int stop_armed;
@@ -60,8 +62,8 @@ struct sc_daemon {
     /* metrics */
     seldon_metrics *metrics;
     sdh_server *metrics_http;
-    seldon_metric *m_models, *m_servers, *m_replicas, *m_commands, *m_apply, *m_agents,
-        *m_routers, *m_watchers, *m_ready, *m_events;
+    seldon_metric *m_models, *m_servers, *m_replicas, *m_commands, *m_apply, *m_agents, *m_routers,
+        *m_watchers, *m_ready;
     /* Embedding (seldon-up): commands for replicas with no AgentService stream go to
        local_command; after_pump runs at the end of every pump. Both optional. */
     void (*local_command)(void *user_data, const seldon_sched_command *cmd);

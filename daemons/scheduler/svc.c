@@ -79,6 +79,7 @@ struct sc_call {
     int got;         /* the request message was handled */
     int finished;    /* trailers sent */
     int route_stale; /* a newer table waits for the queue to drain */
+    int blocked;     /* sd2_write said the queue is full; on_drain clears it */
     sdr_reader reader;
     sc_call *prev, *next;
     char *server; /* agents: the replica's server and index; routers: their name */
@@ -270,8 +271,7 @@ static void send_command(sc_daemon *d, const seldon_sched_command *cmd)
     }
     if (c == NULL) {
         sdd_log(SELDON_LOG_WARN, "command %llu (%s %s_%u) for %s/%u: that replica has no stream",
-                (unsigned long long)cmd->id, op, cmd->model, cmd->version, cmd->server,
-                cmd->index);
+                (unsigned long long)cmd->id, op, cmd->model, cmd->version, cmd->server, cmd->index);
         return;
     }
     m.op = cmd->op == SELDON_SCHED_LOAD ? SELDON__CONTROL__V1__AGENT_COMMAND__OP__LOAD
@@ -306,8 +306,12 @@ static void send_event(sc_daemon *d, const seldon_sched_event *ev)
     m.unix_ms = ev->time_ns / 1000000;
     m.server = (char *)nz(ev->server);
     m.server_index = ev->server != NULL ? ev->server_index : -1;
-    sdd_log(SELDON_LOG_INFO, "%s %s v%u: %s%s%s", m.kind, m.name, m.version, m.state,
-            *m.reason ? ": " : "", m.reason);
+    if (ev->server != NULL)
+        sdd_log(SELDON_LOG_INFO, "%s %s v%u on %s/%d: %s%s%s", m.kind, m.name, m.version, m.server,
+                ev->server_index, m.state, *m.reason ? ": " : "", m.reason);
+    else
+        sdd_log(SELDON_LOG_INFO, "%s %s v%u: %s%s%s", m.kind, m.name, m.version, m.state,
+                *m.reason ? ": " : "", m.reason);
     if (d->watchers == NULL)
         return;
     if (frame(&b, &m.base) != 0)
@@ -373,8 +377,8 @@ static int build_routes(sc_daemon *d)
     if (rc == 0) {
         d->route_gen = m.generation;
         d->route_built = 1;
-        sdd_log(SELDON_LOG_INFO, "route table %llu: %zu route(s)",
-                (unsigned long long)m.generation, n);
+        sdd_log(SELDON_LOG_INFO, "route table %llu: %zu route(s)", (unsigned long long)m.generation,
+                n);
     }
     arena_free(&a);
     seldon_routes_release(t);
@@ -386,13 +390,14 @@ static void send_routes(sc_call *c)
     sc_daemon *d = c->d;
     if (c->s == NULL || c->finished)
         return;
-    if (sd2_queued(c->s) > 0 && c->route_gen_sent != 0) {
+    if (c->blocked) {
         c->route_stale = 1; /* only the newest table matters: sent once the queue drains */
         return;
     }
     c->route_stale = 0;
-    c->route_gen_sent = d->route_gen ? d->route_gen : 1;
-    sd2_write(c->s, d->route_frame.data, d->route_frame.len);
+    c->route_gen_sent = d->route_gen;
+    if (sd2_write(c->s, d->route_frame.data, d->route_frame.len) == 1)
+        c->blocked = 1;
 }
 
 void sc_pump(sc_daemon *d)
@@ -503,8 +508,8 @@ out:
 
 static int kind_of(const char *name, seldon_kind *out)
 {
-    static const seldon_kind kinds[] = {SELDON_KIND_MODEL, SELDON_KIND_SERVER,
-                                        SELDON_KIND_PIPELINE, SELDON_KIND_EXPERIMENT};
+    static const seldon_kind kinds[] = {SELDON_KIND_MODEL, SELDON_KIND_SERVER, SELDON_KIND_PIPELINE,
+                                        SELDON_KIND_EXPERIMENT};
     size_t i;
     if (*name == '\0') {
         *out = SELDON_KIND_MODEL;
@@ -723,8 +728,8 @@ static void do_events(sc_call *c)
 static void do_agent_subscribe(sc_call *c, const uint8_t *msg, size_t len)
 {
     sc_daemon *d = c->d;
-    AgentSubscribeRequest *req = seldon__control__v1__agent_subscribe_request__unpack(NULL, len,
-                                                                                      msg);
+    AgentSubscribeRequest *req =
+        seldon__control__v1__agent_subscribe_request__unpack(NULL, len, msg);
     seldon_sched_replica rep;
     seldon_sched_loaded *loaded = NULL;
     sc_call *old;
@@ -811,8 +816,9 @@ static void do_agent_report(sc_call *c, const uint8_t *msg, size_t len)
         type = SELDON_SCHED_UNLOAD_FAILED;
         break;
     default:
-        finish(c, SDR_INVALID_ARGUMENT, "type: must be LOADED, LOAD_FAILED, UNLOADED or "
-                                        "UNLOAD_FAILED");
+        finish(c, SDR_INVALID_ARGUMENT,
+               "type: must be LOADED, LOAD_FAILED, UNLOADED or "
+               "UNLOAD_FAILED");
         goto out;
     }
     sdd_log(SELDON_LOG_INFO, "agent %s/%u reports %s_%u %s%s%s (command %llu)", req->server,
@@ -822,9 +828,9 @@ static void do_agent_report(sc_call *c, const uint8_t *msg, size_t len)
             : type == SELDON_SCHED_UNLOADED    ? "unloaded"
                                                : "unload failed",
             *req->reason ? ": " : "", req->reason, (unsigned long long)req->command_id);
-    rc = seldon_sched_agent_event(c->d->sched, req->server, req->index, req->command_id,
-                                  req->model, req->version, type,
-                                  *req->reason ? req->reason : NULL, sc_now_ns());
+    rc = seldon_sched_agent_event(c->d->sched, req->server, req->index, req->command_id, req->model,
+                                  req->version, type, *req->reason ? req->reason : NULL,
+                                  sc_now_ns());
     if (rc != 0)
         fail_last(c, rc);
     else
@@ -838,8 +844,8 @@ out:
 
 static void do_route_subscribe(sc_call *c, const uint8_t *msg, size_t len)
 {
-    RouteSubscribeRequest *req = seldon__control__v1__route_subscribe_request__unpack(NULL, len,
-                                                                                      msg);
+    RouteSubscribeRequest *req =
+        seldon__control__v1__route_subscribe_request__unpack(NULL, len, msg);
     const char *name = req != NULL && *req->router ? req->router : "(unnamed)";
     c->server = sdd_strndup(name, strlen(name));
     if (req != NULL)
@@ -918,6 +924,7 @@ static void st_drain(sd2_stream *s, void *user_data)
 {
     sc_call *c = user_data;
     (void)s;
+    c->blocked = 0;
     if (c->list == L_ROUTERS && c->route_stale && c->d->route_gen != c->route_gen_sent)
         send_routes(c);
 }

@@ -92,9 +92,10 @@ class Scheduler:
                                                    delete=False)
         self.start()
 
-    def start(self):
-        cmd = [SCHEDULER, "--state-dir", self.state_dir, "--host", HOST, "--client-port", "0",
-               "--agent-port", "0", "--route-port", "0", "--metrics-port", "0", *self.args]
+    def start(self, ports=(0, 0, 0, 0)):
+        cmd = [SCHEDULER, "--state-dir", self.state_dir, "--host", HOST,
+               "--client-port", str(ports[0]), "--agent-port", str(ports[1]),
+               "--route-port", str(ports[2]), "--metrics-port", str(ports[3]), *self.args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errfile)
         STARTED.append(self.proc)
         line = procs.first_line(self.proc, 60)
@@ -126,8 +127,9 @@ class Scheduler:
         assert rc == 0, f"seldon-scheduler exited {rc}\n{self.stderr()}"
 
     def restart(self):
+        """Stops and starts again on the same ports (agents and routers come back there)."""
         self.stop()
-        self.start()
+        self.start((self.client, self.agent, self.route, self.metrics))
 
     def kill(self):
         if self.proc.poll() is None:

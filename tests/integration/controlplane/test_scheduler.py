@@ -160,7 +160,10 @@ def test_unload(scheduler, stubs, tmp_path):
     router.wait_for(lambda t: "iris" not in routes_of(t))
     a.report(cmd, "UNLOADED")
     r = cli("model", "status", "iris", "-w", "ModelTerminated", scheduler=scheduler)
-    assert r.code in (0, 1), r
+    assert r.code == 0, r
+    assert r.json()["versions"][0]["state"]["state"] == "ModelTerminated"
+    assert r.json()["deleted"] is True
+    assert scheduler.metric("seldon_scheduler_commands_sent_total", op="unload") == 1
     r = cli("model", "unload", "never-loaded", scheduler=scheduler)
     assert r.code == 1 and "NOT_FOUND" in r.err, r
     router.close()
@@ -269,3 +272,134 @@ def test_environment_and_usage(scheduler):
     assert r.code == 2 and "-f" in r.err
     r = cli("model", "infer", "x", "{}", "--header", "novalue")
     assert r.code == 2 and "novalue" in r.err
+
+
+def test_after_a_restart_nothing_moves_until_the_known_agents_are_back(stubs, tmp_path):
+    sched = Scheduler(tmp_path / "state")
+    a = agent(stubs, sched, MLSERVER)
+    b = agent(stubs, sched, TRITON)
+    load(sched, tmp_path, "iris", requirements=["sklearn"])
+    a.report(expect_load(a, "iris"), "LOADED")
+    wait_status(sched, "iris", "ModelAvailable")
+    sched.restart()
+    a.close()
+    b.close()
+    assert sched.metric("seldon_scheduler_ready") == 0
+    # A router subscribing meanwhile gets the stored routes.
+    router = RouteWatcher(stubs, sched)
+    assert routes_of(router.next_table())["iris"] == [(MLSERVER[4], MLSERVER[5])]
+    a = agent(stubs, sched, MLSERVER, loaded=[("iris", 1)])
+    # Accepted and stored, but not placed while triton is awaited.
+    load(sched, tmp_path, "late", requirements=["sklearn"])
+    assert sched.metric("seldon_scheduler_ready") == 0
+    # The scheduler answers on one loop: had a command gone out, these would show it.
+    assert sched.metric("seldon_scheduler_commands_sent_total", op="load") in (None, 0)
+    late = cli("model", "status", "late", scheduler=sched).json()["versions"][0]
+    assert late["modelReplicaState"] == {} and late["state"]["state"] != "ModelAvailable"
+    b = agent(stubs, sched, TRITON)
+    expect_load(a, "late")  # the first command after a restart
+    assert sched.metric("seldon_scheduler_ready") == 1
+    router.close()
+    a.close()
+    b.close()
+    sched.stop()
+
+
+def test_a_second_subscribe_replaces_the_first_stream(scheduler, stubs, tmp_path):
+    a = agent(stubs, scheduler, MLSERVER)
+    load(scheduler, tmp_path, "iris", requirements=["sklearn"])
+    a.report(expect_load(a, "iris"), "LOADED")
+    wait_status(scheduler, "iris", "ModelAvailable")
+    again = agent(stubs, scheduler, MLSERVER, loaded=[("iris", 1)])
+    with pytest.raises(AssertionError, match="ABORTED"):
+        a.next_command()
+    # Not a disconnect: iris stays where it is, and the new stream gets the next command.
+    load(scheduler, tmp_path, "late", requirements=["sklearn"])
+    expect_load(again, "late")
+    doc = wait_status(scheduler, "iris", "ModelAvailable")
+    assert doc["versions"][0]["modelReplicaState"]["0"]["state"] == "Available"
+    assert scheduler.metric("seldon_scheduler_agents_connected") == 1
+    a.close()
+    again.close()
+
+
+def test_bad_requests_are_refused_and_the_scheduler_lives_on(scheduler, stubs, tmp_path):
+    grpc = stubs.grpc
+    channel = grpc.insecure_channel(scheduler.client_target)
+    agents = grpc.insecure_channel(scheduler.agent_target)
+
+    def raw(ch, path, payload):
+        call = ch.unary_unary(path, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as e:
+            call(payload, timeout=GUARD)
+        return e.value
+
+    svc = "/seldon.control.v1.SchedulerService/"
+    junk = [b"\xff" * 7, b"\x0a\xff\xff\xff\xff\x0f", bytes(range(256)), b"\x12\x05abc"]
+    for payload in junk:
+        for method in ("Apply", "Unload", "ModelStatus", "ServerStatus"):
+            e = raw(channel, svc + method, payload)
+            assert e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), \
+                (method, payload, e)
+        e = raw(agents, "/seldon.control.v1.AgentService/Report", payload)
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    # A method of another service, on this port.
+    e = raw(channel, "/seldon.control.v1.AgentService/Report", b"")
+    assert e.code() == grpc.StatusCode.UNIMPLEMENTED
+    # An agent without a server name; a report for a replica nobody registered.
+    e = raw(agents, "/seldon.control.v1.AgentService/Subscribe",
+            stubs.pb.AgentSubscribeRequest().SerializeToString())
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "replica.server" in e.details()
+    stub = stubs.rpc.AgentServiceStub(agents)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Report(stubs.pb.AgentEvent(server="ghost", index=3, model="m", version=1,
+                                        type=stubs.pb.AgentEvent.LOADED), timeout=GUARD)
+    assert e.value.code() != grpc.StatusCode.OK
+    # Unload of an unknown kind names the field.
+    s = stubs.rpc.SchedulerServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as e:
+        s.Unload(stubs.pb.UnloadRequest(kind="Gadget", name="x"), timeout=GUARD)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "kind" in e.value.details()
+    # Still serving.
+    r = cli("model", "list", scheduler=scheduler)
+    assert r.code == 0 and r.json() == {"models": []}, r
+    channel.close()
+    agents.close()
+
+
+def test_versions_roll_out_and_replicas_change_in_place(scheduler, stubs, tmp_path):
+    a0 = FakeAgent(stubs, scheduler, "mlserver", 0, ["sklearn"], GI, "127.0.0.1:19201",
+                   "127.0.0.1:19202")
+    a1 = FakeAgent(stubs, scheduler, "mlserver", 1, ["sklearn"], GI, "127.0.0.1:19211",
+                   "127.0.0.1:19212")
+    router = RouteWatcher(stubs, scheduler)
+    load(scheduler, tmp_path, "iris", requirements=["sklearn"])
+    a0.report(expect_load(a0, "iris", 1), "LOADED")
+    wait_status(scheduler, "iris", "ModelAvailable")
+    # Replicas only: the same version, one more replica.
+    r = load(scheduler, tmp_path, "iris", requirements=["sklearn"], replicas=2)
+    assert r.json()["resources"][0]["version"] == 1
+    a1.report(expect_load(a1, "iris", 1), "LOADED")
+    t = router.wait_for(lambda t: len(routes_of(t).get("iris", [])) == 2)
+    assert sorted(routes_of(t)["iris"]) == [("127.0.0.1:19201", "127.0.0.1:19202"),
+                                            ("127.0.0.1:19211", "127.0.0.1:19212")]
+    # A spec change: version 2 beside version 1 until it is available.
+    r = load(scheduler, tmp_path, "iris", requirements=["sklearn"], replicas=2,
+             uri="gs://seldon-models/scv2/samples/mlserver_1.3.5/iris-sklearn-v2")
+    assert r.json()["resources"][0]["version"] == 2
+    new = [expect_load(a, "iris", 2) for a in (a0, a1)]
+    assert json.loads(new[0].spec)["spec"]["storageUri"].endswith("iris-sklearn-v2")
+    doc = cli("model", "status", "iris", scheduler=scheduler).json()
+    assert [v["version"] for v in doc["versions"]] == [2, 1]
+    assert doc["versions"][1]["state"]["state"] == "ModelAvailable"
+    assert a0.pending() == [] and a1.pending() == []  # version 1 stays while 2 loads
+    for a, cmd in zip((a0, a1), new):
+        a.report(cmd, "LOADED")
+    wait_status(scheduler, "iris", "ModelAvailable")
+    old = [a.next_command() for a in (a0, a1)]
+    assert [(c.op, c.model, c.version) for c in old] == [(old[0].UNLOAD, "iris", 1)] * 2
+    r = cli("model", "status", "iris", "-w", "ModelAvailable", scheduler=scheduler)
+    assert r.code == 0 and r.json()["versions"][0]["version"] == 2, r
+    router.close()
+    a0.close()
+    a1.close()
