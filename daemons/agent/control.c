@@ -152,6 +152,8 @@ int ag_unary(agent *a, const char *host, int port, const char *path, const uint8
     unary *u;
     int rc;
 
+    if (a->h2c == NULL || a->stopping)
+        return sdd_error(SELDON_ECANCELED, "the agent is stopping");
     rc = sd2_upstream_get(&up, a->h2c, host, port);
     if (rc != 0)
         return rc;

@@ -168,9 +168,11 @@ def test_bad_uris_fail_with_reason(pair):
     assert "no-such-runtime" in ev.reason, ev.reason
     assert not (pair.models / "broken_1").exists()
     # A spec without storageUri.
-    ev = pair.sched.wait_report(pair.sched.command("LOAD", "nouri", 1, {"spec": {}}))
+    ev = pair.sched.wait_report(pair.sched.command("LOAD", "nouri", 1, {
+        "apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model", "metadata": {"name": "nouri"},
+        "spec": {}}))
     assert pair.sched.pb.AgentEvent.Type.Name(ev.type) == "LOAD_FAILED"
-    assert "storageUri" in ev.reason
+    assert "spec.storageUri" in ev.reason, ev.reason
 
 
 def test_reconnect_rereports_loaded(pair, ctl):
@@ -264,3 +266,45 @@ def test_metrics(pair, g):
     for family in ["seldon_cache_evict_count", "seldon_cache_miss_count",
                    "seldon_unload_model_counter"]:
         assert f"# TYPE {family} counter".encode() in body, family
+
+
+def test_stop_while_fetching(ctl, tmp_path):
+    """SIGTERM while a fetch runs: the child is stopped and the agent exits cleanly."""
+    from conftest import Pair
+    fake = tmp_path / "slow-rclone"
+    marker = tmp_path / "started"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\nexec sleep 120\n")
+    fake.chmod(0o755)
+    p = Pair(ctl, tmp_path, "--rclone", fake)
+    try:
+        p.sched.command("LOAD", "slow", 1, {
+            "apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model",
+            "metadata": {"name": "slow"}, "spec": {"storageUri": "remote:slow"}})
+        deadline = __import__("time").monotonic() + 30
+        while not marker.exists():
+            assert __import__("time").monotonic() < deadline, p.agent.stderr()
+            __import__("time").sleep(0.01)
+        # Serving goes on while the fetch runs: the loop never waits on it.
+        assert request(p.agent.http, "GET", "/v2/health/ready")[0] == 200
+    finally:
+        p.stop()
+
+
+def test_rclone_failure_reason(ctl, tmp_path):
+    """Whatever rclone prints on stderr when it fails is the reason reported."""
+    from conftest import Pair
+    fake = tmp_path / "failing-rclone"
+    fake.write_text("#!/bin/sh\necho \"args: $*\" >&2\necho 'Failed to copy: access denied' >&2\n"
+                    "exit 7\n")
+    fake.chmod(0o755)
+    conf = tmp_path / "r.conf"
+    conf.write_text("[s3]\ntype = alias\nremote = /nowhere\n")
+    p = Pair(ctl, tmp_path, "--rclone", fake, "--rclone-config", conf)
+    try:
+        ev = p.sched.load("x", 1, "s3://bucket/models/x", expect="LOAD_FAILED")
+        assert "access denied" in ev.reason and "exit 7" in ev.reason, ev.reason
+        # With a config file, s3://bucket/path is the config's remote named s3.
+        assert f"--config {conf} s3:bucket/models/x" in ev.reason, ev.reason
+        assert not (p.models / "x_1").exists()
+    finally:
+        p.stop()
