@@ -104,7 +104,7 @@ ag_entry *ag_cache_resolve(ag_cache *c, const char *name, size_t len)
     if (e != NULL && e->state != AG_UNLOADING)
         return e;
     for (e = c->head; e != NULL; e = e->next) {
-        if (e->state != AG_LOADED && e->state != AG_EVICTED && e->state != AG_EVICTING)
+        if (!e->held || e->state == AG_UNLOADING)
             continue;
         if (strlen(e->model) != len || memcmp(e->model, name, len) != 0)
             continue;

@@ -30,6 +30,7 @@ typedef struct ag_entry {
     int64_t memory; /* bytes; 0 when the model declared none */
     int state;      /* AG_* */
     uint64_t used;  /* recency tick */
+    int held;       /* was loaded once: an eviction or a reload keeps it served by name */
     void *user;     /* the agent's per-model data (waiters...) */
 } ag_entry;
 
@@ -50,7 +51,8 @@ ag_entry *ag_cache_find_version(ag_cache *c, const char *model, uint32_t version
 
 /*
  * The version a request for name reaches: an exact versioned name held here, else the
- * newest version of the model name that is loaded or evicted (an evicted one reloads).
+ * newest version of the model name that is held: loaded, or loaded before and now evicted
+ * or loading again (a request for it waits).
  * NULL when the replica holds none.
  */
 ag_entry *ag_cache_resolve(ag_cache *c, const char *name, size_t len);

@@ -658,6 +658,7 @@ static void server_loaded(void *arg, int32_t status, const char *message, const 
         return;
     }
     e->state = AG_LOADED;
+    e->held = 1;
     ag_cache_touch(a->cache, e);
     note_loaded(a, e, 1);
     sdd_log(SELDON_LOG_INFO, "model %s: loaded on the server (%lld bytes; %lld of %lld in use)",

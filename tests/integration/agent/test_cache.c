@@ -13,6 +13,7 @@ static ag_entry *loaded(ag_cache *c, const char *model, uint32_t v, int64_t mem)
     ag_entry *e = ag_cache_add(c, model, v, mem);
     cr_assert_not_null(e);
     e->state = AG_LOADED;
+    e->held = 1;
     return e;
 }
 
@@ -30,6 +31,8 @@ Test(cache, resolve_newest_available_or_exact)
     cr_assert_eq(ag_cache_resolve(c, "iris_3", 6), v3);
     cr_assert_null(ag_cache_resolve(c, "iri", 3));
     v2->state = AG_EVICTED; /* evicted is still held: a request reloads it */
+    cr_assert_eq(ag_cache_resolve(c, "iris", 4), v2);
+    v2->state = AG_LOADING; /* loading again: still served by name (requests wait) */
     cr_assert_eq(ag_cache_resolve(c, "iris", 4), v2);
     v2->state = AG_UNLOADING;
     cr_assert_eq(ag_cache_resolve(c, "iris", 4), v1);
