@@ -81,7 +81,7 @@ typedef struct agent {
     /* models.c */
     ag_job *jobs, *jobs_tail;
     int job_running;
-    struct ag_artifact *artifacts;
+    uv_process_t *child; /* the fetch or copy running, if any */
     int stopping;
     /* metrics */
     seldon_metrics *metrics;

@@ -8,6 +8,7 @@
 
 #include "cache.h"
 #include "sdd.h"
+#include "seldon/manifest.h"
 
 struct ag_cache {
     ag_entry *head;
@@ -103,7 +104,7 @@ ag_entry *ag_cache_resolve(ag_cache *c, const char *name, size_t len)
     if (e != NULL && e->state != AG_UNLOADING)
         return e;
     for (e = c->head; e != NULL; e = e->next) {
-        if (e->state != AG_LOADED && e->state != AG_EVICTED && e->state != AG_EVICTING)
+        if (!e->held || e->state == AG_UNLOADING)
             continue;
         if (strlen(e->model) != len || memcmp(e->model, name, len) != 0)
             continue;
@@ -190,51 +191,6 @@ int ag_cache_plan(ag_entry ***victims, size_t *n, ag_cache *c, const ag_entry *e
     return 0;
 }
 
-/* --------------------------------------------------------------- quantities */
-
-int ag_parse_quantity(int64_t *out, const char *s, size_t len)
-{
-    char num[64], *end;
-    size_t i = 0, nlen;
-    double v, mult = 1;
-    const char *suf;
-    size_t slen;
-    while (i < len && (isdigit((unsigned char)s[i]) || s[i] == '.'))
-        i++;
-    nlen = i;
-    if (nlen == 0 || nlen >= sizeof(num))
-        return -1;
-    memcpy(num, s, nlen);
-    num[nlen] = '\0';
-    v = strtod(num, &end);
-    if (*end != '\0')
-        return -1;
-    suf = s + nlen;
-    slen = len - nlen;
-    if (slen == 0) {
-        mult = 1;
-    } else if (slen == 2 && suf[1] == 'i') {
-        const char *u = strchr("KMGTPE", suf[0]);
-        if (u == NULL || suf[0] == '\0')
-            return -1;
-        for (i = 0; i <= (size_t)(u - "KMGTPE"); i++)
-            mult *= 1024.0;
-    } else if (slen == 1) {
-        const char *u = strchr("kMGTPE", suf[0]);
-        if (u == NULL || suf[0] == '\0')
-            return -1;
-        for (i = 0; i <= (size_t)(u - "kMGTPE"); i++)
-            mult *= 1000.0;
-    } else {
-        return -1;
-    }
-    v *= mult;
-    if (v >= 9.2e18)
-        return -1;
-    *out = (int64_t)(v + 0.5);
-    return 0;
-}
-
 /* --------------------------------------------------------------- JSON scanning */
 
 typedef struct jscan {
@@ -313,70 +269,6 @@ static int j_skip_value(jscan *j, int depth)
     return 0;
 }
 
-/* Decodes the string at j->p (its opening quote) into a seldon_malloc'd text. */
-static char *j_string(jscan *j)
-{
-    const char *start;
-    char *out, *o;
-    if (j->p >= j->end || *j->p != '"')
-        return NULL;
-    start = j->p + 1;
-    if (j_skip_string(j) != 0)
-        return NULL;
-    out = sdd_malloc((size_t)(j->p - start) + 1);
-    if (out == NULL)
-        return NULL;
-    for (o = out; start < j->p - 1; start++) {
-        if (*start != '\\') {
-            *o++ = *start;
-            continue;
-        }
-        start++;
-        switch (*start) {
-        case 'n':
-            *o++ = '\n';
-            break;
-        case 't':
-            *o++ = '\t';
-            break;
-        case 'r':
-            *o++ = '\r';
-            break;
-        case 'b':
-            *o++ = '\b';
-            break;
-        case 'f':
-            *o++ = '\f';
-            break;
-        case 'u': {
-            unsigned v = 0;
-            int k;
-            for (k = 1; k <= 4 && start + k < j->p - 1; k++) {
-                char ch = start[k];
-                v = v * 16 + (unsigned)(isdigit((unsigned char)ch) ? ch - '0'
-                                                                   : (tolower(ch) - 'a' + 10));
-            }
-            start += 4;
-            if (v < 0x80) {
-                *o++ = (char)v;
-            } else if (v < 0x800) {
-                *o++ = (char)(0xc0 | (v >> 6));
-                *o++ = (char)(0x80 | (v & 0x3f));
-            } else { /* 3 bytes never exceed the 6 of the escape */
-                *o++ = (char)(0xe0 | (v >> 12));
-                *o++ = (char)(0x80 | ((v >> 6) & 0x3f));
-                *o++ = (char)(0x80 | (v & 0x3f));
-            }
-            break;
-        }
-        default:
-            *o++ = *start;
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
 /* Walks the members of the object at j->p; calls fn for each key (value at j->p). */
 typedef int (*j_member_fn)(void *arg, const char *key, size_t klen, jscan *j);
 
@@ -430,79 +322,28 @@ static int key_is(const char *k, size_t klen, const char *name)
     return strlen(name) == klen && memcmp(k, name, klen) == 0;
 }
 
-typedef struct spec_ctx {
-    ag_spec *s;
-    const char *err; /* the field that was wrong */
-} spec_ctx;
-
-static int spec_member(void *arg, const char *k, size_t klen, jscan *j)
-{
-    spec_ctx *c = arg;
-    if (key_is(k, klen, "storageUri")) {
-        sdd_free(c->s->storage_uri);
-        c->s->storage_uri = j_string(j);
-        if (c->s->storage_uri == NULL) {
-            c->err = "spec.storageUri: expected a string";
-            return -1;
-        }
-    } else if (key_is(k, klen, "artifactVersion")) {
-        char *end;
-        long long v = strtoll(j->p, &end, 10);
-        if (end == j->p || v < 0) {
-            c->err = "spec.artifactVersion: expected a whole number >= 0";
-            return -1;
-        }
-        c->s->artifact_version = v;
-        j->p = end;
-    } else if (key_is(k, klen, "memory")) {
-        const char *start = j->p;
-        int64_t bytes = 0;
-        if (*j->p == '"') {
-            char *t = j_string(j);
-            int bad = t == NULL || ag_parse_quantity(&bytes, t, strlen(t)) != 0;
-            sdd_free(t);
-            if (bad) {
-                c->err = "spec.memory: expected a quantity such as 100Ki or 1Gi";
-                return -1;
-            }
-        } else {
-            if (j_skip_value(j, 1) != 0 || ag_parse_quantity(&bytes, start,
-                                                             (size_t)(j->p - start)) != 0) {
-                c->err = "spec.memory: expected a quantity such as 100Ki or 1Gi";
-                return -1;
-            }
-        }
-        c->s->memory = bytes;
-    }
-    return 0;
-}
-
-static int top_member(void *arg, const char *k, size_t klen, jscan *j)
-{
-    spec_ctx *c = arg;
-    if (key_is(k, klen, "spec"))
-        return j_object(j, spec_member, c);
-    return spec_member(arg, k, klen, j); /* a bare spec object */
-}
-
 int ag_spec_parse(ag_spec *out, const char *json, size_t len)
 {
-    jscan j = {json, json + len};
-    spec_ctx c = {out, NULL};
+    seldon_manifest *m = NULL;
+    const seldon_resource *r;
+    int rc;
     memset(out, 0, sizeof(*out));
     out->artifact_version = -1;
     out->memory = -1;
-    if (j_object(&j, top_member, &c) != 0) {
-        ag_spec_clear(out);
-        out->artifact_version = -1;
-        out->memory = -1;
-        return sdd_error(SELDON_EPARSE, "model spec: %s",
-                         c.err ? c.err : "not a JSON object (a Model manifest as JSON)");
+    rc = seldon_manifest_parse(&m, json, len, "model spec");
+    if (rc != 0)
+        return rc; /* seldon_last_error() names the field */
+    r = seldon_manifest_at(m, 0);
+    if (r == NULL || r->kind != SELDON_KIND_MODEL || seldon_manifest_count(m) != 1) {
+        seldon_manifest_free(m);
+        return sdd_error(SELDON_EPARSE, "model spec: expected one Model resource");
     }
-    if (out->storage_uri == NULL || out->storage_uri[0] == '\0') {
-        ag_spec_clear(out);
-        return sdd_error(SELDON_EPARSE, "model spec: spec.storageUri: required");
-    }
+    out->storage_uri = sdd_strndup(r->spec.model.storage_uri, strlen(r->spec.model.storage_uri));
+    out->artifact_version = r->spec.model.artifact_version;
+    out->memory = r->spec.model.memory_bytes;
+    seldon_manifest_free(m);
+    if (out->storage_uri == NULL)
+        return sdd_error(SELDON_ENOMEM, "model spec: out of memory");
     return 0;
 }
 

@@ -2,7 +2,7 @@
  * seldon-agent's pure logic: which models a replica holds and in what state, the
  * memory they take, which ones to evict (least recently used first) to make room,
  * and the small text jobs of a load: reading a model spec (canonical JSON of the
- * Model manifest), parsing memory quantities, renaming a model-settings.json.
+ * Model manifest, through seldon_manifest_parse()), renaming a model-settings.json.
  * No I/O, no clock: recency is a counter bumped by ag_cache_touch().
  *
  * Thread safety: one ag_cache belongs to one thread (the agent's loop).
@@ -30,6 +30,7 @@ typedef struct ag_entry {
     int64_t memory; /* bytes; 0 when the model declared none */
     int state;      /* AG_* */
     uint64_t used;  /* recency tick */
+    int held;       /* was loaded once: an eviction or a reload keeps it served by name */
     void *user;     /* the agent's per-model data (waiters...) */
 } ag_entry;
 
@@ -50,7 +51,8 @@ ag_entry *ag_cache_find_version(ag_cache *c, const char *model, uint32_t version
 
 /*
  * The version a request for name reaches: an exact versioned name held here, else the
- * newest version of the model name that is loaded or evicted (an evicted one reloads).
+ * newest version of the model name that is held: loaded, or loaded before and now evicted
+ * or loading again (a request for it waits).
  * NULL when the replica holds none.
  */
 ag_entry *ag_cache_resolve(ag_cache *c, const char *name, size_t len);
@@ -77,9 +79,6 @@ ag_entry *ag_cache_first(ag_cache *c);
 
 /* --- text helpers ------------------------------------------------------------------ */
 
-/* A Kubernetes memory quantity ("100Ki", "1.5Gi", "2000000", "1G") into bytes: 0, or -1. */
-int ag_parse_quantity(int64_t *out, const char *text, size_t len);
-
 typedef struct ag_spec {
     char *storage_uri;        /* seldon_malloc'd; NULL when absent */
     int64_t artifact_version; /* -1 when absent */
@@ -87,9 +86,10 @@ typedef struct ag_spec {
 } ag_spec;
 
 /*
- * Reads spec.storageUri, spec.artifactVersion and spec.memory from a Model manifest as
- * JSON (the scheduler's canonical form), or from a bare spec object. 0, or
- * SELDON_EPARSE with the field named in seldon_last_error(). Free with ag_spec_clear().
+ * Reads spec.storageUri, spec.artifactVersion and spec.memory from a Model manifest
+ * (the scheduler sends its canonical JSON) with libseldon's strict manifest parser. 0,
+ * or SELDON_EPARSE with the document and field named in seldon_last_error(). Free with
+ * ag_spec_clear().
  */
 int ag_spec_parse(ag_spec *out, const char *json, size_t len);
 void ag_spec_clear(ag_spec *s);

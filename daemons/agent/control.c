@@ -152,6 +152,8 @@ int ag_unary(agent *a, const char *host, int port, const char *path, const uint8
     unary *u;
     int rc;
 
+    if (a->h2c == NULL || a->stopping)
+        return sdd_error(SELDON_ECANCELED, "the agent is stopping");
     rc = sd2_upstream_get(&up, a->h2c, host, port);
     if (rc != 0)
         return rc;
@@ -359,7 +361,7 @@ static int subscribe(agent *a)
     info.overcommit_percent = a->cfg.overcommit;
     req.replica = &info;
     for (e = ag_cache_first(a->cache); e != NULL; e = e->next)
-        n += e->state == AG_LOADED || e->state == AG_EVICTED || e->state == AG_EVICTING;
+        n += e->held && e->state != AG_UNLOADING;
     if (n > 0) {
         lm = sdd_calloc(n, sizeof(*lm));
         lmp = sdd_calloc(n, sizeof(*lmp));
@@ -368,7 +370,7 @@ static int subscribe(agent *a)
             goto out;
         }
         for (e = ag_cache_first(a->cache); e != NULL; e = e->next) {
-            if (e->state != AG_LOADED && e->state != AG_EVICTED && e->state != AG_EVICTING)
+            if (!e->held || e->state == AG_UNLOADING)
                 continue;
             seldon__control__v1__loaded_model__init(&lm[i]);
             lm[i].name = e->model;

@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "log.h"
 #include "sdd.h"
+#include "seldon/manifest.h"
 
 static void usage(FILE *f)
 {
@@ -180,7 +181,7 @@ static int parse_args(ag_config *c, int argc, char **argv)
                 bad = "--capabilities";
             break;
         case O_MEM:
-            if (ag_parse_quantity(&c->memory, optarg, strlen(optarg)) != 0)
+            if (seldon_parse_quantity(&c->memory, optarg, strlen(optarg)) != 0)
                 bad = "--memory";
             break;
         case O_OVER:
@@ -417,11 +418,16 @@ static void pool_freed(void *arg)
     (void)arg;
 }
 
+/* First: no new work; requests waiting for a reload are answered. */
+static void quiesce_on_loop(void *arg)
+{
+    ag_models_stop(arg);
+}
+
 static void stop_on_loop(void *arg)
 {
     agent *a = arg;
     ag_control_stop(a);
-    ag_models_stop(a);
     if (a->h2 != NULL)
         sd2_server_close(a->h2, closed_cb, NULL);
     a->h2 = NULL;
@@ -598,6 +604,7 @@ int main(int argc, char **argv)
     while (sigwait(&sigs, &sig) != 0)
         ;
     sdd_log(SELDON_LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sdl_loops_post(a.loops, 0, quiesce_on_loop, &a);
     sdh_server_stop(a.http, a.cfg.grace_ms);
     if (a.metrics_http != NULL)
         sdh_server_stop(a.metrics_http, 0);

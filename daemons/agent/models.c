@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <string.h>
@@ -378,6 +379,8 @@ static void child_closed(uv_handle_t *h)
 static void child_exit(uv_process_t *p, int64_t status, int term)
 {
     child *c = p->data;
+    if (c->a->child == p)
+        c->a->child = NULL;
     c->status = status;
     c->term = term;
     uv_close((uv_handle_t *)p, child_closed);
@@ -446,6 +449,7 @@ static int run_child(agent *a, ag_job *j, char **argv, const char *what, child_c
         uv_close((uv_handle_t *)&c->proc, child_closed);
         return 0;
     }
+    a->child = &c->proc;
     uv_read_start((uv_stream_t *)&c->err, err_alloc, err_read);
     sdd_log(SELDON_LOG_DEBUG, "running %s", what);
     return 0;
@@ -654,6 +658,7 @@ static void server_loaded(void *arg, int32_t status, const char *message, const 
         return;
     }
     e->state = AG_LOADED;
+    e->held = 1;
     ag_cache_touch(a->cache, e);
     note_loaded(a, e, 1);
     sdd_log(SELDON_LOG_INFO, "model %s: loaded on the server (%lld bytes; %lld of %lld in use)",
@@ -887,6 +892,10 @@ void ag_models_command(agent *a, const uint8_t *msg, size_t len)
     Seldon__Control__V1__AgentCommand *c = seldon__control__v1__agent_command__unpack(NULL, len,
                                                                                       msg);
     ag_job *j;
+    if (a->stopping) {
+        seldon__control__v1__agent_command__free_unpacked(c, NULL);
+        return;
+    }
     if (c == NULL) {
         sdd_log(SELDON_LOG_ERROR, "scheduler sent a command that does not decode (%zu bytes)",
                 len);
@@ -926,6 +935,8 @@ void ag_models_stop(agent *a)
     ag_job *j, *next;
     ag_entry *e;
     a->stopping = 1;
+    if (a->child != NULL) /* its job ends as failed once it exits */
+        uv_process_kill(a->child, SIGTERM);
     for (j = a->jobs; j != NULL; j = next) {
         next = j->next;
         job_free(j);

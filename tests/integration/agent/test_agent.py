@@ -168,9 +168,11 @@ def test_bad_uris_fail_with_reason(pair):
     assert "no-such-runtime" in ev.reason, ev.reason
     assert not (pair.models / "broken_1").exists()
     # A spec without storageUri.
-    ev = pair.sched.wait_report(pair.sched.command("LOAD", "nouri", 1, {"spec": {}}))
+    ev = pair.sched.wait_report(pair.sched.command("LOAD", "nouri", 1, {
+        "apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model", "metadata": {"name": "nouri"},
+        "spec": {}}))
     assert pair.sched.pb.AgentEvent.Type.Name(ev.type) == "LOAD_FAILED"
-    assert "storageUri" in ev.reason
+    assert "spec.storageUri" in ev.reason, ev.reason
 
 
 def test_reconnect_rereports_loaded(pair, ctl):
@@ -264,3 +266,160 @@ def test_metrics(pair, g):
     for family in ["seldon_cache_evict_count", "seldon_cache_miss_count",
                    "seldon_unload_model_counter"]:
         assert f"# TYPE {family} counter".encode() in body, family
+
+
+def test_stop_while_fetching(ctl, tmp_path):
+    """SIGTERM while a fetch runs: the child is stopped and the agent exits cleanly."""
+    from conftest import Pair
+    fake = tmp_path / "slow-rclone"
+    marker = tmp_path / "started"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\nexec sleep 120\n")
+    fake.chmod(0o755)
+    p = Pair(ctl, tmp_path, "--rclone", fake)
+    try:
+        p.sched.command("LOAD", "slow", 1, {
+            "apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model",
+            "metadata": {"name": "slow"}, "spec": {"storageUri": "remote:slow"}})
+        deadline = __import__("time").monotonic() + 30
+        while not marker.exists():
+            assert __import__("time").monotonic() < deadline, p.agent.stderr()
+            __import__("time").sleep(0.01)
+        # Serving goes on while the fetch runs: the loop never waits on it.
+        assert request(p.agent.http, "GET", "/v2/health/ready")[0] == 200
+    finally:
+        p.stop()
+
+
+def test_rclone_failure_reason(ctl, tmp_path):
+    """Whatever rclone prints on stderr when it fails is the reason reported."""
+    from conftest import Pair
+    fake = tmp_path / "failing-rclone"
+    fake.write_text("#!/bin/sh\necho \"args: $*\" >&2\necho 'Failed to copy: access denied' >&2\n"
+                    "exit 7\n")
+    fake.chmod(0o755)
+    conf = tmp_path / "r.conf"
+    conf.write_text("[s3]\ntype = alias\nremote = /nowhere\n")
+    p = Pair(ctl, tmp_path, "--rclone", fake, "--rclone-config", conf)
+    try:
+        ev = p.sched.load("x", 1, "s3://bucket/models/x", expect="LOAD_FAILED")
+        assert "access denied" in ev.reason and "exit 7" in ev.reason, ev.reason
+        # With a config file, s3://bucket/path is the config's remote named s3.
+        assert f"--config {conf} s3:bucket/models/x" in ev.reason, ev.reason
+        assert not (p.models / "x_1").exists()
+    finally:
+        p.stop()
+
+
+def test_concurrent_requests_share_one_reload(ctl, tmp_path, g):
+    """Many requests (REST with bodies, chunked or not, and gRPC streams) for an evicted
+    model wait for one reload, and every one gets its own right answer."""
+    import http.client
+    import threading
+    from conftest import Pair
+    p = Pair(ctl, tmp_path, "--memory", "100")
+    try:
+        p.sched.load("a", 1, p.source("a", add(1)), memory=60)
+        p.sched.load("b", 1, p.source("b", add(2)), memory=60)  # evicts a
+        assert metric(p.agent.metrics(), "seldon_cache_evict_count", model="a") == 1
+        results, errors = {}, []
+
+        def rest(k, chunked):
+            try:
+                body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1],
+                                               "data": [k]}]}).encode()
+                conn = http.client.HTTPConnection(HOST, p.agent.http, timeout=60)
+                if chunked:
+                    conn.putrequest("POST", "/v2/models/a/infer")
+                    conn.putheader("Transfer-Encoding", "chunked")
+                    conn.putheader("Content-Type", "application/json")
+                    conn.endheaders()
+                    for i in range(0, len(body), 7):
+                        piece = body[i:i + 7]
+                        conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    conn.send(b"0\r\n\r\n")
+                else:
+                    conn.request("POST", "/v2/models/a/infer", body=body,
+                                 headers={"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                results[k] = (resp.status, json.loads(resp.read()))
+                conn.close()
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+        def stream(k):
+            try:
+                channel, stub = g.stub(p.agent)
+                reqs = [g.request("a", {"x": np.array([k + i], dtype=np.float32)}, id=str(i))
+                        for i in range(3)]
+                got = [g.outputs(r.infer_response)["x"].tolist()
+                       for r in stub.ModelStreamInfer(iter(reqs), timeout=60)]
+                results[k] = got
+                channel.close()
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=rest, args=(k, k % 2 == 0)) for k in range(8)]
+        threads += [threading.Thread(target=stream, args=(100 + 10 * k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        for k in range(8):
+            status, doc = results[k]
+            assert status == 200 and doc["outputs"][0]["data"] == [k + 1], (k, doc)
+            assert doc["model_name"] == "a_1"
+        for k in range(3):
+            base = 100 + 10 * k
+            assert results[base] == [[base + 1], [base + 2], [base + 3]]
+        m = p.agent.metrics()
+        assert metric(m, "seldon_load_model_counter", model="a") == 2  # one reload for all
+        assert metric(m, "seldon_cache_evict_count", model="b") == 1
+    finally:
+        p.stop()
+
+
+def test_large_grpc_message_and_limit(ctl, tmp_path, g):
+    """A message larger than the h2 windows is read whole, renamed and answered; one over
+    --max-message is refused with RESOURCE_EXHAUSTED."""
+    from conftest import Pair
+    p = Pair(ctl, tmp_path, "--max-message", str(4 << 20))
+    try:
+        p.sched.load("id", 1, p.source("id", {"implementation": "builtin.identity"}))
+        channel, stub = g.stub(p.agent)
+        try:
+            x = np.arange(300_000, dtype=np.float32)  # 1.2 MB raw
+            resp = stub.ModelInfer(g.request("id", {"x": x}, raw=True), timeout=60)
+            assert resp.model_name == "id_1"
+            assert np.array_equal(g.outputs(resp)["x"], x)
+            big = np.zeros(2_000_000, dtype=np.float32)  # 8 MB
+            try:
+                stub.ModelInfer(g.request("id", {"x": big}, raw=True), timeout=60)
+                raise AssertionError("expected RESOURCE_EXHAUSTED")
+            except g.grpc.RpcError as e:
+                assert e.code() == g.grpc.StatusCode.RESOURCE_EXHAUSTED, e
+                assert "--max-message" in e.details()
+            # The agent is fine afterwards.
+            resp = stub.ModelInfer(g.request("id", {"x": x[:3]}), timeout=60)
+            assert g.outputs(resp)["x"].tolist() == [0, 1, 2]
+            # Calls that name no model pass as they are.
+            assert stub.ServerLive(g.pb2.ServerLiveRequest(), timeout=30).live
+        finally:
+            channel.close()
+    finally:
+        p.stop()
+
+
+def test_without_scheduler_serves_nothing_but_health(tmp_path):
+    from conftest import Server
+    models = tmp_path / "models"
+    models.mkdir()
+    server = Server(models, "--no-load-all")
+    agent = Agent(server, models, None)
+    try:
+        assert request(agent.http, "GET", "/v2/health/live")[0] == 200
+        status, _, body = request(agent.http, "POST", "/v2/models/x/infer", body={})
+        assert status == 404 and b"not loaded on this replica" in body
+    finally:
+        agent.stop()
+        server.stop()
