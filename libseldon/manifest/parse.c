@@ -420,6 +420,49 @@ static int list_field(mf_ctx *c, const sdn_mf_node *v, const char *field, int fl
     return 0;
 }
 
+/* ---- repeated names ---- */
+
+typedef struct named {
+    const char *s;
+    size_t i;
+} named;
+
+static int named_cmp(const void *a, const void *b)
+{
+    const named *x = a, *y = b;
+    int r = strcmp(x->s, y->s);
+    if (r != 0)
+        return r;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * The first position (in document order) whose name came before, or n when
+ * all differ. O(n log n): lists can be long.
+ */
+static size_t first_repeat(mf_ctx *c, const char *const *names, size_t stride, size_t n, int *err)
+{
+    named *v;
+    size_t i, best = n;
+    *err = 0;
+    if (n < 2)
+        return n;
+    v = sdn_arena_alloc(c->tmp, n * sizeof(*v));
+    if (v == NULL) {
+        *err = oom(c);
+        return n;
+    }
+    for (i = 0; i < n; i++) {
+        v[i].s = *(const char *const *)(const void *)((const char *)names + i * stride);
+        v[i].i = i;
+    }
+    qsort(v, n, sizeof(*v), named_cmp);
+    for (i = 1; i < n; i++)
+        if (strcmp(v[i].s, v[i - 1].s) == 0 && v[i].i < best)
+            best = v[i].i;
+    return best;
+}
+
 /* tensorMap: text keys to text values, in document order. */
 static int kv_map_field(mf_ctx *c, const sdn_mf_node *v, const char *field, const seldon_kv **out,
                         size_t *count)
@@ -427,8 +470,8 @@ static int kv_map_field(mf_ctx *c, const sdn_mf_node *v, const char *field, cons
     const sdn_mf_node *k;
     seldon_kv *arr;
     const char **keys;
-    size_t old, i = 0, j;
-    int rc;
+    size_t old, i = 0, j, rep;
+    int rc, err;
     *out = NULL;
     *count = 0;
     if (v == NULL)
@@ -463,53 +506,21 @@ static int kv_map_field(mf_ctx *c, const sdn_mf_node *v, const char *field, cons
         keys[i] = k->s;
         leave(c, o2);
     }
+    rep = first_repeat(c, keys, sizeof(*keys), i, &err);
+    if (err)
+        return err;
+    if (rep < i) {
+        char q[64];
+        for (k = v->first, j = 0; j < rep; j++)
+            k = k->next->next;
+        sdn_mf_quote(q, sizeof(q), keys[rep], strlen(keys[rep]));
+        enter(c, "[\"%s\"]", q);
+        return fail(c, k->line, "the key is given twice");
+    }
     *out = arr;
     *count = v->n;
     leave(c, old);
     return 0;
-}
-
-/* ---- repeated names ---- */
-
-typedef struct named {
-    const char *s;
-    size_t i;
-} named;
-
-static int named_cmp(const void *a, const void *b)
-{
-    const named *x = a, *y = b;
-    int r = strcmp(x->s, y->s);
-    if (r != 0)
-        return r;
-    return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/*
- * The first position (in document order) whose name came before, or n when
- * all differ. O(n log n): lists can be long.
- */
-static size_t first_repeat(mf_ctx *c, const char *const *names, size_t stride, size_t n, int *err)
-{
-    named *v;
-    size_t i, best = n;
-    *err = 0;
-    if (n < 2)
-        return n;
-    v = sdn_arena_alloc(c->tmp, n * sizeof(*v));
-    if (v == NULL) {
-        *err = oom(c);
-        return n;
-    }
-    for (i = 0; i < n; i++) {
-        v[i].s = *(const char *const *)((const char *)names + i * stride);
-        v[i].i = i;
-    }
-    qsort(v, n, sizeof(*v), named_cmp);
-    for (i = 1; i < n; i++)
-        if (strcmp(v[i].s, v[i - 1].s) == 0 && v[i].i < best)
-            best = v[i].i;
-    return best;
 }
 
 /* ---- shared pieces ---- */
