@@ -748,10 +748,37 @@ void up_command(void *user_data, const seldon_sched_command *cmd)
 
 /* ---------------------------------------------------------------- start and stop */
 
+/*
+ * Replicas that a previous run had and this one has not (fewer --servers, another
+ * --server-name) are gone for good: the scheduler is told at once rather than waiting
+ * --ready-timeout for them, and places their models on the replicas that are here.
+ */
+static void forget_absent(up *u)
+{
+    seldon_sched_status *st = NULL;
+    size_t i, j;
+    if (seldon_sched_servers(&st, u->sched.sched, NULL) != 0)
+        return;
+    for (i = 0; i < seldon_sched_status_count(st); i++) {
+        const seldon_sched_server_status *sv = seldon_sched_status_server(st, i);
+        for (j = 0; sv != NULL && j < sv->replicas_count; j++) {
+            uint32_t index = sv->replicas[j].index;
+            if (replica_of(u, sv->name, index) != NULL)
+                continue;
+            sdd_log(SELDON_LOG_INFO, "replica %s/%u is not part of this run: its models move",
+                    sv->name, index);
+            if (seldon_sched_agent_disconnect(u->sched.sched, sv->name, index, sc_now_ns()) != 0)
+                sdd_log(SELDON_LOG_WARN, "replica %s/%u: %s", sv->name, index, seldon_last_error());
+        }
+    }
+    seldon_sched_status_free(st);
+}
+
 void up_control_start(void *arg)
 {
     up *u = arg;
     int i;
+    forget_absent(u);
     for (i = 0; i < u->nreplicas; i++) {
         up_replica *r = &u->replicas[i];
         seldon_sched_replica rep;

@@ -36,6 +36,24 @@ def test_replicas_spread_over_the_servers(tmp_path):
         assert u.stop() == 0, u.stderr()
 
 
+def test_restart_with_fewer_servers(tmp_path):
+    """A replica the previous run had is not waited for: its models come back at once."""
+    u = Up(tmp_path, "--servers", "2")
+    try:
+        (tmp_path / "m.yaml").write_text(manifest("add10", "add10", "  replicas: 2\n"))
+        load(u, "m.yaml")
+        assert sorted(status(u, "add10")["versions"][0]["modelReplicaState"]) == ["0", "1"]
+        u.stop()
+        u.args = []  # one replica this time; the default --ready-timeout is 600 s
+        u.start()
+        u.wait_log(r"replica mlserver/1 is not part of this run")
+        u.wait_log(r"replica 0: add10_1 loaded")
+        code, body, _ = u.curl("/v2/models/add10/infer", ADD_REQUEST)
+        assert code == 200 and outputs(body)["OUTPUT"] == [11, 12, 13, 14], body
+    finally:
+        assert u.stop() == 0, u.stderr()
+
+
 def test_memory_and_capabilities_decide(tmp_path):
     u = Up(tmp_path, "--server-memory", "1Mi", "--capabilities", "python,sklearn")
     try:
