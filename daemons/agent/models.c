@@ -2,7 +2,7 @@
  * The agent's model work, one job at a time on the loop: LOAD (fetch the artifact,
  * place it as <models-dir>/<model>_<version>, rename it in model-settings.json, make
  * room, RepositoryModelLoad), UNLOAD, and RELOAD (a request came for a model evicted
- * to make room). Fetching runs `cp` or `rclone copy` as child processes (uv_spawn), so
+ * to make room). Fetching (fetch.c) runs `cp` or `rclone copy` as child processes, so
  * the loop never waits on a copy. Fetched artifacts live in --artifacts-dir, one
  * folder per storageUri and artifactVersion, and are fetched once.
  */
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "fetch.h"
 #include "grpc_predict_v2.pb-c.h"
 #include "sdd.h"
 #include "seldon_control.pb-c.h"
@@ -37,9 +38,7 @@ struct ag_job {
     int fresh; /* the entry was created by this job */
     ag_entry **victims;
     size_t nvictims, vi;
-    char src[4096]; /* what to fetch */
     char art[4096]; /* the artifact folder */
-    char tmp[4096];
 };
 
 /* Per model version: the requests waiting for it to be loaded again. */
@@ -229,232 +228,6 @@ int ag_models_acquire(agent *a, ag_entry *e, ag_waiter *w)
     return 0;
 }
 
-/* ------------------------------------------------------------ files */
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void rm_tree(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) == 0)
-        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int read_file(seldon_buf *b, const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n;
-    if (fd < 0)
-        return -1;
-    for (;;) {
-        if (seldon_buf_reserve(b, 65536) != 0) {
-            close(fd);
-            return -1;
-        }
-        n = read(fd, b->data + b->len, 65536);
-        if (n <= 0)
-            break;
-        b->len += (size_t)n;
-        if (b->len > (8u << 20))
-            break;
-    }
-    close(fd);
-    return n < 0 ? -1 : 0;
-}
-
-/* Renames the model in dir/model-settings.json (write aside, then rename: a hard link
- * into the artifact cache is replaced, not written through). */
-static int rename_settings(const char *dir, const char *vname, char *why, size_t cap)
-{
-    char path[4200], tmp[4200];
-    seldon_buf in = SELDON_BUF_INIT, out = SELDON_BUF_INIT;
-    int fd, rc = -1;
-    snprintf(path, sizeof(path), "%s/model-settings.json", dir);
-    snprintf(tmp, sizeof(tmp), "%s/.model-settings.json.agent", dir);
-    if (read_file(&in, path) != 0) {
-        rc = 1; /* none here */
-        goto out;
-    }
-    if (ag_settings_rename(&out, (const char *)in.data, in.len, vname) != 0) {
-        snprintf(why, cap, "%.600s: %.500s", path, seldon_last_error());
-        goto out;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, out.data, out.len) != (ssize_t)out.len) {
-        snprintf(why, cap, "%.900s: %s", tmp, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        goto out;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        snprintf(why, cap, "%.900s: %s", path, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    seldon_buf_free(&in);
-    seldon_buf_free(&out);
-    return rc;
-}
-
-/* The top folder's settings, else those of each version folder in it. */
-static int rename_all_settings(const char *dir, const char *vname, char *why, size_t cap)
-{
-    char sub[4200];
-    int rc = rename_settings(dir, vname, why, cap);
-    struct dirent *de;
-    DIR *d;
-    if (rc <= 0)
-        return rc;
-    d = opendir(dir);
-    if (d == NULL)
-        return 0;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        if (snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name) >= (int)sizeof(sub))
-            continue;
-        if (rename_settings(sub, vname, why, cap) < 0) {
-            closedir(d);
-            return -1;
-        }
-    }
-    closedir(d);
-    return 0;
-}
-
-/* ------------------------------------------------------------ child processes */
-
-typedef void (*child_cb)(agent *a, ag_job *j, int ok, const char *err);
-
-typedef struct child {
-    uv_process_t proc;
-    uv_pipe_t err;
-    agent *a;
-    ag_job *j;
-    child_cb cb;
-    int64_t status;
-    int term;
-    int open; /* handles not yet closed */
-    char what[64];
-    char buf[8192];
-    size_t len;
-} child;
-
-static void child_closed(uv_handle_t *h)
-{
-    child *c = h->data;
-    char msg[1200];
-    size_t i, start;
-    if (--c->open > 0)
-        return;
-    /* The end of stderr says why; trimmed, one line. */
-    while (c->len > 0 && (c->buf[c->len - 1] == '\n' || c->buf[c->len - 1] == ' '))
-        c->len--;
-    start = c->len > 1000 ? c->len - 1000 : 0;
-    for (i = start; i < c->len; i++)
-        if (c->buf[i] == '\n' || c->buf[i] == '\r' || c->buf[i] == '\t')
-            c->buf[i] = ' ';
-    c->buf[c->len] = '\0';
-    if (c->status == 0 && c->term == 0) {
-        c->cb(c->a, c->j, 1, NULL);
-    } else {
-        if (c->term != 0)
-            snprintf(msg, sizeof(msg), "%s was killed by signal %d: %s", c->what, c->term,
-                     c->buf + start);
-        else
-            snprintf(msg, sizeof(msg), "%s failed (exit %lld): %s", c->what,
-                     (long long)c->status, c->len ? c->buf + start : "(no message)");
-        c->cb(c->a, c->j, 0, msg);
-    }
-    sdd_free(c);
-}
-
-static void child_exit(uv_process_t *p, int64_t status, int term)
-{
-    child *c = p->data;
-    if (c->a->child == p)
-        c->a->child = NULL;
-    c->status = status;
-    c->term = term;
-    uv_close((uv_handle_t *)p, child_closed);
-}
-
-static void err_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    child *c = h->data;
-    (void)suggested;
-    if (c->len >= sizeof(c->buf) - 1) /* keep the tail: drop the oldest half */
-    {
-        memmove(c->buf, c->buf + sizeof(c->buf) / 2, c->len - sizeof(c->buf) / 2);
-        c->len -= sizeof(c->buf) / 2;
-    }
-    buf->base = c->buf + c->len;
-    buf->len = sizeof(c->buf) - 1 - c->len;
-}
-
-static void err_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    child *c = s->data;
-    (void)buf;
-    if (n > 0) {
-        c->len += (size_t)n;
-        return;
-    }
-    if (n < 0) {
-        uv_read_stop(s);
-        uv_close((uv_handle_t *)s, child_closed);
-    }
-}
-
-static int run_child(agent *a, ag_job *j, char **argv, const char *what, child_cb cb)
-{
-    uv_process_options_t o;
-    uv_stdio_container_t io[3];
-    child *c = sdd_calloc(1, sizeof(*c));
-    int rc;
-    if (c == NULL)
-        return sdd_error(SELDON_ENOMEM, "out of memory");
-    c->a = a;
-    c->j = j;
-    c->cb = cb;
-    snprintf(c->what, sizeof(c->what), "%s", what);
-    uv_pipe_init(a->loop, &c->err, 0);
-    c->err.data = c;
-    c->proc.data = c;
-    memset(&o, 0, sizeof(o));
-    io[0].flags = UV_IGNORE;
-    io[1].flags = UV_IGNORE;
-    io[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    io[2].data.stream = (uv_stream_t *)&c->err;
-    o.file = argv[0];
-    o.args = argv;
-    o.stdio = io;
-    o.stdio_count = 3;
-    o.exit_cb = child_exit;
-    rc = uv_spawn(a->loop, &c->proc, &o);
-    c->open = 2;
-    if (rc != 0) {
-        /* Both handles still need closing; child_closed then reports the failure. */
-        c->len = (size_t)snprintf(c->buf, sizeof(c->buf), "cannot run %s: %s", argv[0],
-                                  uv_strerror(rc));
-        c->status = 127;
-        uv_close((uv_handle_t *)&c->err, child_closed);
-        uv_close((uv_handle_t *)&c->proc, child_closed);
-        return 0;
-    }
-    a->child = &c->proc;
-    uv_read_start((uv_stream_t *)&c->err, err_alloc, err_read);
-    sdd_log(SELDON_LOG_DEBUG, "running %s", what);
-    return 0;
-}
-
 /* ------------------------------------------------------------ LOAD */
 
 static void fail_job(agent *a, ag_job *j, const char *why)
@@ -469,7 +242,7 @@ static void fail_job(agent *a, ag_job *j, const char *why)
         if (e != NULL && j->fresh) {
             char dir[4200];
             snprintf(dir, sizeof(dir), "%s/%s", a->cfg.models_dir, e->vname);
-            rm_tree(dir);
+            ag_rm_tree(dir);
             entry_drop(a, e);
         } else if (e != NULL) {
             e->state = AG_EVICTED;
@@ -480,8 +253,10 @@ static void fail_job(agent *a, ag_job *j, const char *why)
     job_done(a, j);
 }
 
-static void placed(agent *a, ag_job *j, int ok, const char *err)
+static void placed(void *arg, int ok, const char *err)
 {
+    ag_job *j = arg;
+    agent *a = j->a;
     char dst[4200], why[1200];
     if (!ok) {
         fail_job(a, j, err);
@@ -489,7 +264,7 @@ static void placed(agent *a, ag_job *j, int ok, const char *err)
     }
     snprintf(dst, sizeof(dst), "%s/%s", a->cfg.models_dir, j->e->vname);
     why[0] = '\0';
-    if (rename_all_settings(dst, j->e->vname, why, sizeof(why)) < 0) {
+    if (ag_rename_all_settings(dst, j->e->vname, why, sizeof(why)) < 0) {
         fail_job(a, j, why);
         return;
     }
@@ -501,144 +276,36 @@ static void place(agent *a, ag_job *j)
     char dst[4200];
     char *argv[5];
     snprintf(dst, sizeof(dst), "%s/%s", a->cfg.models_dir, j->e->vname);
-    rm_tree(dst); /* a leftover of an earlier run */
+    ag_rm_tree(dst); /* a leftover of an earlier run */
     /* Hard links: instant, and the artifact cache keeps its own settings file. */
     argv[0] = "/bin/cp";
     argv[1] = "-al";
     argv[2] = j->art;
     argv[3] = dst;
     argv[4] = NULL;
-    run_child(a, j, argv, "placing the model (cp -al)", placed);
+    ag_child_run(a->loop, argv, "placing the model (cp -al)", &a->child, placed, j);
 }
 
-static void fetched(agent *a, ag_job *j, int ok, const char *err)
+/* The artifact is in the cache (fetch.c): place it. */
+static void fetched(void *arg, const char *art, const char *why)
 {
-    if (!ok) {
-        char why[1400];
-        rm_tree(j->tmp);
-        snprintf(why, sizeof(why), "storageUri %.300s: %s", j->src, err);
-        fail_job(a, j, why);
+    ag_job *j = arg;
+    if (art == NULL) {
+        fail_job(j->a, j, why);
         return;
     }
-    if (rename(j->tmp, j->art) != 0) {
-        char why[600];
-        snprintf(why, sizeof(why), "%.500s: %s", j->art, strerror(errno));
-        rm_tree(j->tmp);
-        fail_job(a, j, why);
-        return;
-    }
-    sdd_log(SELDON_LOG_INFO, "artifact %s: fetched into %s", j->src, j->art);
-    place(a, j);
-}
-
-static uint64_t fnv64(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static int is_local(const char *uri)
-{
-    const char *colon = strchr(uri, ':');
-    const char *slash = strchr(uri, '/');
-    if (strncmp(uri, "file://", 7) == 0)
-        return 1;
-    return colon == NULL || (slash != NULL && slash < colon);
-}
-
-/* The rclone source for a URI: a remote of the config file ("remote:path") as it is;
- * gs://, s3://, http(s):// as rclone's on-the-fly remotes unless a config names them. */
-static void rclone_source(char *out, size_t cap, const char *uri, const char *config)
-{
-    const char *rest = strstr(uri, "://");
-    if (rest == NULL) {
-        snprintf(out, cap, "%s", uri);
-        return;
-    }
-    rest += 3;
-    if (strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0) {
-        const char *path = strchr(rest, '/');
-        int hostlen = path ? (int)(path - uri) : (int)strlen(uri);
-        snprintf(out, cap, ":http,url='%.*s':%s", hostlen, uri, path ? path : "");
-    } else if (config != NULL) {
-        snprintf(out, cap, "%.*s:%s", (int)(rest - 3 - uri), uri, rest);
-    } else if (strncmp(uri, "gs://", 5) == 0) {
-        snprintf(out, cap, ":gcs,anonymous=true:%s", rest);
-    } else if (strncmp(uri, "s3://", 5) == 0) {
-        snprintf(out, cap, ":s3,env_auth=true:%s", rest);
-    } else {
-        snprintf(out, cap, "%.*s:%s", (int)(rest - 3 - uri), uri, rest);
-    }
+    snprintf(j->art, sizeof(j->art), "%s", art);
+    place(j->a, j);
 }
 
 static void fetch(agent *a, ag_job *j, const ag_spec *spec)
 {
-    struct stat st;
-    char *argv[8], rsrc[4200], why[4400];
-    int n = 0;
-    const char *uri = spec->storage_uri;
-    size_t ul = strlen(uri);
-    while (ul > 1 && uri[ul - 1] == '/')
-        ul--;
-    if (spec->artifact_version >= 0)
-        snprintf(j->src, sizeof(j->src), "%.*s/%lld", (int)ul, uri,
-                 (long long)spec->artifact_version);
-    else
-        snprintf(j->src, sizeof(j->src), "%.*s", (int)ul, uri);
-    snprintf(j->art, sizeof(j->art), "%s/%016llx", a->cfg.artifacts_dir,
-             (unsigned long long)fnv64(j->src));
-    if (snprintf(j->tmp, sizeof(j->tmp), "%s.part", j->art) >= (int)sizeof(j->tmp))
-        j->tmp[0] = '\0';
-    if (stat(j->art, &st) == 0) {
-        sdd_log(SELDON_LOG_INFO, "artifact %s: already fetched in %s", j->src, j->art);
-        place(a, j);
-        return;
-    }
-    rm_tree(j->tmp);
-    if (mkdir(j->tmp, 0755) != 0) {
-        snprintf(why, sizeof(why), "%s: %s", j->tmp, strerror(errno));
-        fail_job(a, j, why);
-        return;
-    }
-    if (is_local(j->src)) {
-        const char *path = strncmp(j->src, "file://", 7) == 0 ? j->src + 7 : j->src;
-        if (stat(path, &st) != 0) {
-            snprintf(why, sizeof(why), "storageUri %s: %s%s", j->src, strerror(errno),
-                     spec->artifact_version >= 0 ? " (the artifactVersion folder)" : "");
-            rm_tree(j->tmp);
-            fail_job(a, j, why);
-            return;
-        }
-        argv[n++] = "/bin/cp";
-        if (S_ISDIR(st.st_mode)) {
-            snprintf(rsrc, sizeof(rsrc), "%s/.", path);
-            argv[n++] = "-R";
-            argv[n++] = rsrc;
-        } else {
-            snprintf(rsrc, sizeof(rsrc), "%s", path);
-            argv[n++] = rsrc;
-        }
-        argv[n++] = j->tmp;
-        argv[n] = NULL;
-        run_child(a, j, argv, "cp", fetched);
-        return;
-    }
-    rclone_source(rsrc, sizeof(rsrc), j->src, a->cfg.rclone_config);
-    argv[n++] = (char *)a->cfg.rclone;
-    argv[n++] = "copy";
-    if (a->cfg.rclone_config != NULL) {
-        argv[n++] = "--config";
-        argv[n++] = (char *)a->cfg.rclone_config;
-    }
-    argv[n++] = rsrc;
-    argv[n++] = j->tmp;
-    argv[n] = NULL;
-    sdd_log(SELDON_LOG_INFO, "artifact %s: rclone copy %s", j->src, rsrc);
-    run_child(a, j, argv, "rclone copy", fetched);
+    ag_fetch_opts o;
+    o.loop = a->loop;
+    o.artifacts_dir = a->cfg.artifacts_dir;
+    o.rclone = a->cfg.rclone;
+    o.rclone_config = a->cfg.rclone_config;
+    ag_fetch(&o, spec->storage_uri, spec->artifact_version, &a->child, fetched, j);
 }
 
 /* ------------------------------------------------------------ server calls */
@@ -787,7 +454,7 @@ static void unload_done(agent *a, ag_job *j, int32_t status, const char *message
     }
     note_loaded(a, e, 0);
     snprintf(dir, sizeof(dir), "%s/%s", a->cfg.models_dir, e->vname);
-    rm_tree(dir);
+    ag_rm_tree(dir);
     entry_drop(a, e);
     ag_report(a, j->id, j->model, j->version, AG_EV_UNLOADED, NULL);
     job_done(a, j);
