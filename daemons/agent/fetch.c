@@ -154,8 +154,8 @@ static void child_closed(uv_handle_t *h)
             snprintf(msg, sizeof(msg), "%s was killed by signal %d: %s", c->what, c->term,
                      c->buf + start);
         else
-            snprintf(msg, sizeof(msg), "%s failed (exit %lld): %s", c->what,
-                     (long long)c->status, c->len ? c->buf + start : "(no message)");
+            snprintf(msg, sizeof(msg), "%s failed (exit %lld): %s", c->what, (long long)c->status,
+                     c->len ? c->buf + start : "(no message)");
         c->cb(c->arg, 0, msg);
     }
     sdd_free(c);
@@ -228,8 +228,8 @@ int ag_child_run(uv_loop_t *loop, char **argv, const char *what, uv_process_t **
     c->open = 2;
     if (rc != 0) {
         /* Both handles still need closing; child_closed then reports the failure. */
-        c->len = (size_t)snprintf(c->buf, sizeof(c->buf), "cannot run %s: %s", argv[0],
-                                  uv_strerror(rc));
+        c->len =
+            (size_t)snprintf(c->buf, sizeof(c->buf), "cannot run %s: %s", argv[0], uv_strerror(rc));
         c->status = 127;
         uv_close((uv_handle_t *)&c->err, child_closed);
         uv_close((uv_handle_t *)&c->proc, child_closed);

@@ -1,10 +1,11 @@
 /*
  * The control loop: the embedded replicas register with the scheduler by
- * function call, and its commands run here as an in-process agent stage:
- * fetch the artifact once (a local path or file:// copied with cp, anything
- * else through `rclone copy`, both as child processes so the loop never
- * blocks), pick the artifactVersion folder, rename model-settings.json to
- * <model>_<version>, load it into the replica's repository on the replica's
+ * function call, and its commands run here as an in-process agent stage, with
+ * seldon-agent's own fetching code (daemons/agent/fetch.c): fetch the artifact
+ * once (a local path or file:// copied with cp, anything else through `rclone
+ * copy`, both as child processes so the loop never blocks), with its
+ * artifactVersion folder, place it as <model>_<version> and rename it in
+ * model-settings.json, load it into the replica's repository on the replica's
  * load executor, and report the outcome. After every pump the lookup table
  * of the ingress is rebuilt when the routes changed.
  */
@@ -16,7 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cache.h" /* daemons/agent: spec fields, model-settings renaming */
+#include "cache.h" /* daemons/agent: the spec's fields */
+#include "fetch.h" /* daemons/agent: fetching, placing, renaming */
 #include "sdd.h"
 #include "up.h"
 
@@ -302,6 +304,17 @@ static void job_finished(void *arg)
 
 /* ---------------------------------------------------------------- artifacts */
 
+/*
+ * A model version made ready to load: its artifact fetched into the cache
+ * (<state>/artifacts, once per source: seldon-agent's fetch.c), placed as
+ * <state>/models/<vname> (hard links) and renamed in model-settings.json. Once per
+ * version per run, whatever the number of replicas loading it; one at a time, as
+ * seldon-agent does, so that two never copy the same source at once.
+ */
+#define PREP_QUEUED 0
+#define PREP_RUNNING 1
+#define PREP_DONE 2
+
 typedef struct up_waiter {
     struct up_waiter *next;
     up_replica *r;
@@ -309,34 +322,22 @@ typedef struct up_waiter {
     uint32_t version;
 } up_waiter;
 
-typedef struct up_fetch {
-    struct up_fetch *next;
+typedef struct up_prep {
+    struct up_prep *next;
     up *u;
-    uv_process_t proc;
-    uv_pipe_t err;
-    char errbuf[2048];
-    size_t errlen;
-    int closing; /* handles still to close */
-    int64_t exit_status;
-    int term_signal;
-    int spawn_failed; /* errbuf says why */
+    int state;
+    char *spec;
     up_waiter *waiters;
-    char *what; /* the source, for messages */
-    char *tmp;
-    char *dest;
+    char dst[4200];
     char vname[];
-} up_fetch;
+} up_prep;
 
-static int is_dir(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
+static void prep_next(up *u);
 
 static void artifact_ready(up_replica *r, const char *model, uint32_t version, const char *why)
 {
     up_model *m = model_find(r, model, version);
-    if (m == NULL || m->state != UP_LOADING)
+    if (r->u->stopping || m == NULL || m->state != UP_LOADING)
         return;
     if (why != NULL) {
         uint64_t id = m->command;
@@ -351,218 +352,132 @@ static void artifact_ready(up_replica *r, const char *model, uint32_t version, c
     }
 }
 
-/* Renames <dir>/model-settings.json to vname. NULL, or why not (static or in buf). */
-static const char *rename_settings(const char *dir, const char *vname, char *buf, size_t cap)
-{
-    char path[4096];
-    seldon_buf in = SELDON_BUF_INIT, out = SELDON_BUF_INIT;
-    FILE *f;
-    size_t n;
-    const char *why = NULL;
-    snprintf(path, sizeof(path), "%s/model-settings.json", dir);
-    f = fopen(path, "rb");
-    if (f == NULL)
-        return "no model-settings.json in the artifact";
-    while (seldon_buf_reserve(&in, 65536) == 0 && (n = fread(in.data + in.len, 1, 65536, f)) > 0)
-        in.len += n;
-    fclose(f);
-    if (ag_settings_rename(&out, (const char *)in.data, in.len, vname) != 0) {
-        snprintf(buf, cap, "model-settings.json: %s", seldon_last_error());
-        why = buf;
-    } else if ((f = fopen(path, "wb")) == NULL) {
-        snprintf(buf, cap, "model-settings.json: cannot write: %s", strerror(errno));
-        why = buf;
-    } else {
-        int bad = fwrite(out.data, 1, out.len, f) != out.len;
-        if (fclose(f) != 0 || bad) {
-            snprintf(buf, cap, "model-settings.json: cannot write: %s", strerror(errno));
-            why = buf;
-        }
-    }
-    seldon_buf_free(&in);
-    seldon_buf_free(&out);
-    return why;
-}
-
-static void fetch_free(up_fetch *f)
+static void prep_free(up_prep *p)
 {
     up_waiter *w, *next;
-    up_fetch **pp;
-    for (pp = &f->u->fetches; *pp != NULL; pp = &(*pp)->next)
-        if (*pp == f) {
-            *pp = f->next;
-            break;
-        }
-    for (w = f->waiters; w != NULL; w = next) {
+    for (w = p->waiters; w != NULL; w = next) {
         next = w->next;
         sdd_free(w->model);
         sdd_free(w);
     }
-    sdd_free(f->what);
-    sdd_free(f->tmp);
-    sdd_free(f->dest);
-    sdd_free(f);
+    sdd_free(p->spec);
+    sdd_free(p);
 }
 
-static void fetch_done(up_fetch *f, const char *why)
+/* Tells the replicas waiting for p, then forgets the waiters. */
+static void prep_notify(up_prep *p, const char *why)
 {
-    up_waiter *w;
-    for (w = f->waiters; w != NULL; w = w->next)
+    up_waiter *w = p->waiters, *next;
+    p->waiters = NULL;
+    for (; w != NULL; w = next) {
+        next = w->next;
         artifact_ready(w->r, w->model, w->version, why);
-}
-
-static void remove_tree(up *u, const char *path);
-
-static void fetch_closed(uv_handle_t *h)
-{
-    up_fetch *f = h->data;
-    char buf[2600];
-    const char *why = NULL;
-    if (--f->closing > 0)
-        return;
-    if (f->spawn_failed) {
-        snprintf(buf, sizeof(buf), "storageUri %s: %.*s", f->what, (int)f->errlen, f->errbuf);
-        why = buf;
-    } else if (f->exit_status != 0 || f->term_signal != 0) {
-        while (f->errlen > 0 &&
-               (f->errbuf[f->errlen - 1] == '\n' || f->errbuf[f->errlen - 1] == ' '))
-            f->errlen--;
-        snprintf(buf, sizeof(buf), "fetching %s failed (exit %lld%s%s): %.*s", f->what,
-                 (long long)f->exit_status, f->term_signal ? ", signal " : "",
-                 f->term_signal ? strsignal(f->term_signal) : "", (int)f->errlen, f->errbuf);
-        why = buf;
-        remove_tree(f->u, f->tmp);
-    } else if ((why = rename_settings(f->tmp, f->vname, buf, sizeof(buf))) != NULL) {
-        remove_tree(f->u, f->tmp);
-    } else if (rename(f->tmp, f->dest) != 0 && !is_dir(f->dest)) {
-        snprintf(buf, sizeof(buf), "%s: %s", f->dest, strerror(errno));
-        why = buf;
-        remove_tree(f->u, f->tmp);
-    } else {
-        sdd_log(SELDON_LOG_INFO, "fetched %s into %s", f->what, f->dest);
-    }
-    if (!f->u->stopping)
-        fetch_done(f, why);
-    fetch_free(f);
-}
-
-static void fetch_exit(uv_process_t *p, int64_t status, int sig)
-{
-    up_fetch *f = p->data;
-    f->exit_status = status;
-    f->term_signal = sig;
-    uv_close((uv_handle_t *)p, fetch_closed);
-}
-
-static void err_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
-{
-    up_fetch *f = h->data;
-    static char sink[1024];
-    (void)hint;
-    if (f->errlen < sizeof(f->errbuf)) {
-        b->base = f->errbuf + f->errlen;
-        b->len = sizeof(f->errbuf) - f->errlen;
-    } else { /* keep the first part; drop the rest */
-        b->base = sink;
-        b->len = sizeof(sink);
+        sdd_free(w->model);
+        sdd_free(w);
     }
 }
 
-static void err_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+/* A failed preparation is forgotten: a later load of that version tries again. */
+static void prep_fail(up_prep *p, const char *why)
 {
-    up_fetch *f = s->data;
-    if (n > 0 && b->base >= f->errbuf && b->base < f->errbuf + sizeof(f->errbuf))
-        f->errlen += (size_t)n;
-    if (n < 0)
-        uv_close((uv_handle_t *)s, fetch_closed);
+    up *u = p->u;
+    up_prep **pp;
+    for (pp = &u->preps; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    prep_notify(p, why);
+    prep_free(p);
+    prep_next(u);
 }
 
-/* Runs argv as a child of the control loop; stderr is kept for the reason of a failure. */
-static void fetch_spawn(up_fetch *f, char **argv)
+static void placed(void *arg, int ok, const char *err)
 {
-    uv_process_options_t o;
-    uv_stdio_container_t io[3];
-    int rc;
-    memset(&o, 0, sizeof(o));
-    memset(io, 0, sizeof(io));
-    uv_pipe_init(f->u->ctl, &f->err, 0);
-    f->err.data = f;
-    io[0].flags = UV_IGNORE;
-    io[1].flags = UV_IGNORE;
-    io[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    io[2].data.stream = (uv_stream_t *)&f->err;
-    o.file = argv[0];
-    o.args = argv;
-    o.exit_cb = fetch_exit;
-    o.stdio = io;
-    o.stdio_count = 3;
-    f->proc.data = f;
-    rc = uv_spawn(f->u->ctl, &f->proc, &o);
-    f->closing = 2;
-    if (rc != 0) { /* both handles are initialised: they close, then the reason is reported */
-        f->spawn_failed = 1;
-        f->errlen = (size_t)snprintf(f->errbuf, sizeof(f->errbuf), "cannot run %s: %s", argv[0],
-                                     uv_strerror(rc));
-        uv_close((uv_handle_t *)&f->proc, fetch_closed);
-        uv_close((uv_handle_t *)&f->err, fetch_closed);
+    up_prep *p = arg;
+    char why[1200];
+    if (!ok) {
+        prep_fail(p, err);
         return;
     }
-    uv_read_start((uv_stream_t *)&f->err, err_alloc, err_read);
-}
-
-/* Removes a folder left by a failed fetch (rm -rf as a child: nothing waits for it). */
-static void rm_exit(uv_process_t *p, int64_t status, int sig)
-{
-    (void)status;
-    (void)sig;
-    uv_close((uv_handle_t *)p, (uv_close_cb)sdd_free);
-}
-
-static void remove_tree(up *u, const char *path)
-{
-    uv_process_t *p = sdd_calloc(1, sizeof(*p));
-    uv_process_options_t o;
-    char *argv[] = {"rm", "-rf", "--", (char *)path, NULL};
-    if (p == NULL)
+    why[0] = '\0';
+    if (ag_rename_all_settings(p->dst, p->vname, why, sizeof(why)) < 0) {
+        prep_fail(p, why);
         return;
-    memset(&o, 0, sizeof(o));
-    o.file = "rm";
-    o.args = argv;
-    o.exit_cb = rm_exit;
-    if (uv_spawn(u->ctl, p, &o) != 0)
-        uv_close((uv_handle_t *)p, (uv_close_cb)sdd_free);
+    }
+    p->state = PREP_DONE;
+    prep_notify(p, NULL);
+    prep_next(p->u);
 }
 
-/* A local source: "file://PATH", an absolute path, or a path relative to the folder of seldon up.
- */
-static const char *local_path(const char *uri)
+static void fetched(void *arg, const char *art, const char *why)
 {
-    if (strncmp(uri, "file://", 7) == 0)
-        return uri + 7;
-    if (strstr(uri, "://") == NULL && strchr(uri, ':') == NULL)
-        return uri;
-    return NULL;
+    up_prep *p = arg;
+    char *argv[5];
+    if (art == NULL) {
+        prep_fail(p, why);
+        return;
+    }
+    ag_rm_tree(p->dst); /* a placement of an earlier run */
+    argv[0] = "/bin/cp";
+    argv[1] = "-al";
+    argv[2] = (char *)art;
+    argv[3] = p->dst;
+    argv[4] = NULL;
+    ag_child_run(p->u->ctl, argv, "placing the model (cp -al)", &p->u->child, placed, p);
 }
 
-/*
- * Makes <artifacts>/<vname> hold the model's artifact, fetched once per
- * version, then calls artifact_ready() for the replica.
- */
+/* Starts the next queued preparation unless one runs. */
+static void prep_next(up *u)
+{
+    up_prep *p, *next = NULL;
+    ag_fetch_opts o;
+    ag_spec spec;
+    if (u->stopping)
+        return;
+    for (p = u->preps; p != NULL; p = p->next) {
+        if (p->state == PREP_RUNNING)
+            return;
+        if (p->state == PREP_QUEUED)
+            next = p; /* the list is newest first: the last queued is the oldest */
+    }
+    if (next == NULL)
+        return;
+    p = next;
+    p->state = PREP_RUNNING;
+    memset(&spec, 0, sizeof(spec));
+    if (ag_spec_parse(&spec, p->spec ? p->spec : "", p->spec ? strlen(p->spec) : 0) != 0 ||
+        spec.storage_uri == NULL || *spec.storage_uri == '\0') {
+        char why[600];
+        snprintf(why, sizeof(why), "%s",
+                 spec.storage_uri == NULL ? "spec.storageUri: required" : seldon_last_error());
+        ag_spec_clear(&spec);
+        prep_fail(p, why);
+        return;
+    }
+    sdd_log(SELDON_LOG_INFO, "model %s: loading from %s", p->vname, spec.storage_uri);
+    o.loop = u->ctl;
+    o.artifacts_dir = u->artifacts_dir;
+    o.rclone = u->cfg.rclone;
+    o.rclone_config = u->cfg.rclone_config;
+    ag_fetch(&o, spec.storage_uri, spec.artifact_version, &u->child, fetched, p);
+    ag_spec_clear(&spec);
+}
+
+/* Makes <state>/models/<vname> ready for r's load of m, then artifact_ready(). */
 static void artifact_get(up_replica *r, up_model *m, const char *spec_json)
 {
     up *u = r->u;
-    up_fetch *f;
+    up_prep *p;
     up_waiter *w;
-    ag_spec spec;
-    char *src = NULL, *argv[8], why[1024];
-    const char *lp;
-    size_t n = strlen(m->vname), len;
-    int rc, argc = 0;
-
-    f = NULL;
-    for (up_fetch *g = u->fetches; g != NULL; g = g->next)
-        if (strcmp(g->vname, m->vname) == 0)
-            f = g;
+    size_t n = strlen(m->vname);
+    for (p = u->preps; p != NULL; p = p->next)
+        if (strcmp(p->vname, m->vname) == 0)
+            break;
+    if (p != NULL && p->state == PREP_DONE) {
+        artifact_ready(r, m->model, m->version, NULL);
+        return;
+    }
     w = sdd_calloc(1, sizeof(*w));
     if (w == NULL || (w->model = sdd_strndup(m->model, strlen(m->model))) == NULL) {
         sdd_free(w);
@@ -571,97 +486,36 @@ static void artifact_get(up_replica *r, up_model *m, const char *spec_json)
     }
     w->r = r;
     w->version = m->version;
-    if (f != NULL) { /* being fetched for another replica: wait for it */
-        w->next = f->waiters;
-        f->waiters = w;
-        return;
-    }
-    f = sdd_calloc(1, sizeof(*f) + n + 1);
-    if (f == NULL) {
-        sdd_free(w->model);
-        sdd_free(w);
-        artifact_ready(r, m->model, m->version, "out of memory");
-        return;
-    }
-    memcpy(f->vname, m->vname, n + 1);
-    f->u = u;
-    f->waiters = w;
-    f->next = u->fetches;
-    u->fetches = f;
-    len = strlen(u->artifacts_dir) + n + 64;
-    f->dest = sdd_malloc(len);
-    f->tmp = sdd_malloc(len);
-    if (f->dest == NULL || f->tmp == NULL) {
-        fetch_done(f, "out of memory");
-        fetch_free(f);
-        return;
-    }
-    snprintf(f->dest, len, "%s/%s", u->artifacts_dir, m->vname);
-    snprintf(f->tmp, len, "%s/.fetch-%s-%d", u->artifacts_dir, m->vname, (int)getpid());
-    if (is_dir(f->dest)) { /* fetched before (this run or an earlier one) */
-        fetch_done(f, NULL);
-        fetch_free(f);
-        return;
-    }
-    memset(&spec, 0, sizeof(spec));
-    rc = ag_spec_parse(&spec, spec_json ? spec_json : "", spec_json ? strlen(spec_json) : 0);
-    if (rc == 0 && (spec.storage_uri == NULL || *spec.storage_uri == '\0'))
-        rc = sdd_error(SELDON_EINVAL, "spec.storageUri: required");
-    if (rc != 0) {
-        snprintf(why, sizeof(why), "%s", seldon_last_error());
-        ag_spec_clear(&spec);
-        fetch_done(f, why);
-        fetch_free(f);
-        return;
-    }
-    len = strlen(spec.storage_uri) + 32;
-    src = sdd_malloc(len);
-    f->what = sdd_strndup(spec.storage_uri, strlen(spec.storage_uri));
-    if (src == NULL || f->what == NULL) {
-        sdd_free(src);
-        ag_spec_clear(&spec);
-        fetch_done(f, "out of memory");
-        fetch_free(f);
-        return;
-    }
-    lp = local_path(spec.storage_uri);
-    if (spec.artifact_version >= 0)
-        snprintf(src, len, "%s/%lld", lp ? lp : spec.storage_uri, (long long)spec.artifact_version);
-    else
-        snprintf(src, len, "%s", lp ? lp : spec.storage_uri);
-    if (lp != NULL) {
-        if (!is_dir(src)) {
-            snprintf(why, sizeof(why), "storageUri %s: %s is not a folder%s", spec.storage_uri, src,
-                     spec.artifact_version >= 0 ? " (artifactVersion)" : "");
-            sdd_free(src);
-            ag_spec_clear(&spec);
-            fetch_done(f, why);
-            fetch_free(f);
+    if (p == NULL) {
+        p = sdd_calloc(1, sizeof(*p) + n + 1);
+        if (p == NULL ||
+            (spec_json != NULL && (p->spec = sdd_strndup(spec_json, strlen(spec_json))) == NULL)) {
+            sdd_free(p);
+            sdd_free(w->model);
+            sdd_free(w);
+            artifact_ready(r, m->model, m->version, "out of memory");
             return;
         }
-        /* "src/." copies the folder's content into tmp, which cp creates. */
-        if (strlen(src) + 3 <= len)
-            strcat(src, "/.");
-        argv[argc++] = "cp";
-        argv[argc++] = "-R";
-        argv[argc++] = "--";
-        argv[argc++] = src;
-        argv[argc++] = f->tmp;
-    } else {
-        argv[argc++] = (char *)u->cfg.rclone;
-        argv[argc++] = "copy";
-        if (u->cfg.rclone_config != NULL) {
-            argv[argc++] = "--config";
-            argv[argc++] = (char *)u->cfg.rclone_config;
-        }
-        argv[argc++] = src;
-        argv[argc++] = f->tmp;
+        memcpy(p->vname, m->vname, n + 1);
+        snprintf(p->dst, sizeof(p->dst), "%s/%s", u->models_dir, m->vname);
+        p->u = u;
+        p->state = PREP_QUEUED;
+        p->next = u->preps;
+        u->preps = p;
     }
-    argv[argc] = NULL;
-    sdd_log(SELDON_LOG_INFO, "fetching %s for %s: %s %s", spec.storage_uri, m->vname, argv[0], src);
-    fetch_spawn(f, argv); /* the outcome arrives in fetch_closed() */
-    sdd_free(src);
-    ag_spec_clear(&spec);
+    w->next = p->waiters;
+    p->waiters = w;
+    prep_next(u);
+}
+
+void up_control_free(up *u)
+{
+    up_prep *p, *next;
+    for (p = u->preps; p != NULL; p = next) {
+        next = p->next;
+        prep_free(p);
+    }
+    u->preps = NULL;
 }
 
 /* ---------------------------------------------------------------- commands */
@@ -805,10 +659,8 @@ void up_control_start(void *arg)
 void up_control_stop(void *arg)
 {
     up *u = arg;
-    up_fetch *f;
     u->stopping = 1;
-    for (f = u->fetches; f != NULL; f = f->next)
-        if (f->closing == 2 && !f->spawn_failed && !uv_is_closing((uv_handle_t *)&f->proc))
-            uv_process_kill(&f->proc, SIGTERM);
+    if (u->child != NULL) /* a copy under way: its preparation fails once it exits */
+        uv_process_kill(u->child, SIGTERM);
     sc_services_stop(&u->sched);
 }

@@ -295,7 +295,7 @@ static int replica_start(up *u, up_replica *r, uint32_t index, int port)
     snprintf(r->addr, sizeof(r->addr), "%s-%u.seldon-up:%d", u->cfg.server_name, index,
              port > 0 ? port : 9000);
     r->s.cfg.workers = u->cfg.workers;
-    ro.root = u->artifacts_dir;
+    ro.root = u->models_dir;
     ro.runtime_path = u->runtime_path;
     ro.server_name = "seldon";
     rc = seldon_repo_new(&r->s.repo, &ro);
@@ -410,12 +410,16 @@ int main(int argc, char **argv)
 
     n = strlen(u.cfg.state_dir) + 16;
     u.artifacts_dir = sdd_malloc(n);
-    if (u.artifacts_dir == NULL)
+    u.models_dir = sdd_malloc(n);
+    if (u.artifacts_dir == NULL || u.models_dir == NULL)
         return 1;
     snprintf(u.artifacts_dir, n, "%s/artifacts", u.cfg.state_dir);
+    snprintf(u.models_dir, n, "%s/models", u.cfg.state_dir);
     rc = make_dir(u.cfg.state_dir);
     if (rc == 0)
         rc = make_dir(u.artifacts_dir);
+    if (rc == 0)
+        rc = make_dir(u.models_dir);
     if (rc != 0) {
         fprintf(stderr, "seldon-up: --state-dir: %s\n", seldon_last_error());
         return 1;
@@ -575,6 +579,7 @@ int main(int argc, char **argv)
     sdh_server_free(u.metrics_http);
     sdl_loops_free(u.loops);
     sdl_loops_free(u.ctl_loops);
+    up_control_free(&u);
     for (i = 0; i < u.nreplicas; i++) {
         up_model *m, *next;
         seldon_service_free(u.replicas[i].s.svc);
@@ -596,6 +601,7 @@ int main(int argc, char **argv)
     sdd_free(u.h2);
     sdd_free(u.runtime_path);
     sdd_free(u.artifacts_dir);
+    sdd_free(u.models_dir);
     sdd_log(SELDON_LOG_INFO, "stopped");
     return 0;
 }

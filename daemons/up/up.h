@@ -109,16 +109,18 @@ typedef struct up_table {
 struct up {
     up_config cfg;
     char *runtime_path;
-    char *artifacts_dir;
+    char *artifacts_dir; /* <state>/artifacts: fetched sources */
+    char *models_dir;    /* <state>/models: the replicas' repository */
     up_replica *replicas;
     int nreplicas;
 
     /* control loop */
     sdl_loops *ctl_loops;
     uv_loop_t *ctl;
-    sc_daemon sched; /* seldon-scheduler's services, on the control loop */
-    struct up_fetch *fetches;
-    uint64_t table_gen; /* the routes generation the table was built from */
+    sc_daemon sched;       /* seldon-scheduler's services, on the control loop */
+    struct up_prep *preps; /* model versions being (or made) ready to load, newest first */
+    uv_process_t *child;   /* the copy under way, if any */
+    uint64_t table_gen;    /* the routes generation the table was built from */
     int table_built;
     int stopping;
     atomic_int sched_ready; /* read by the ingress for /v2/health/ready */
@@ -143,6 +145,7 @@ void up_control_stop(void *arg);  /* stops the services; nothing new is started 
 void up_command(void *user_data, const seldon_sched_command *cmd);
 void up_after_pump(void *user_data);
 void up_table_free(up_table *t);
+void up_control_free(up *u); /* after the control loop ended */
 
 /* ingress.c, on the ingress loops */
 void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *request);

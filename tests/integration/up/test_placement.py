@@ -169,7 +169,7 @@ def test_rclone_remote(tmp_path):
             "apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata:\n  name: mul3\n"
             "spec:\n  storageUri: bucket:models/mul3\n  artifactVersion: 1\n")
         load(u, "m.yaml")
-        u.wait_log(r"fetching bucket:models/mul3 for mul3_1: rclone")
+        u.wait_log(r"artifact bucket:models/mul3/1: rclone copy")
         code, body, _ = u.curl("/v2/models/mul3/infer", ADD_REQUEST)
         assert code == 200 and outputs(body)["OUTPUT"] == [3, 6, 9, 12], body
         (tmp_path / "gone.yaml").write_text(
@@ -177,6 +177,6 @@ def test_rclone_remote(tmp_path):
             "spec:\n  storageUri: bucket:models/nothing-here\n")
         rc, _, err = u.cli("load", "-f", "gone.yaml")
         assert rc == 0, err
-        u.wait_log(r"gone_1 load failed: fetching bucket:models/nothing-here failed")
+        u.wait_log(r"gone_1 load failed: storageUri bucket:models/nothing-here: rclone copy failed")
     finally:
         assert u.stop() == 0, u.stderr()

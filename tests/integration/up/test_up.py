@@ -148,7 +148,8 @@ def test_restart_brings_the_models_back(tmp_path, oip):
         load(u, "examples/manifests/add10.yaml", "examples/manifests/tfsimple1.yaml")
         code, body, _ = u.curl("/v2/models/add10/infer", ADD_REQUEST)
         assert code == 200, body
-        assert (tmp_path / ".seldon" / "artifacts" / "add10_1" / "model-settings.json").exists()
+        settings = tmp_path / ".seldon" / "models" / "add10_1" / "model-settings.json"
+        assert json.loads(settings.read_text())["name"] == "add10_1"  # renamed for the version
         u.restart()  # SIGTERM exits 0, then the same folder again
         u.wait_log(r"state in \./\.seldon: reloaded")
         # No apply: the scheduler's state brings both models back on the fresh replica.
@@ -165,7 +166,8 @@ def test_restart_brings_the_models_back(tmp_path, oip):
         finally:
             channel.close()
         # Artifacts are fetched once: the second run loaded what the first one fetched.
-        assert "fetching" not in u.stderr(this_run=True)
+        assert "already fetched" in u.stderr(this_run=True)
+        assert "fetched into" not in u.stderr(this_run=True)
     finally:
         if u.proc.poll() is None:
             assert u.stop() == 0, u.stderr()
