@@ -107,13 +107,16 @@ static void rest_done(void *user_data, seldon_rest_response *resp)
         h[i].value = resp->headers[i].value;
         h[i].value_len = resp->headers[i].value_len;
     }
-    h[n].name = "x-seldon-route";
-    h[n].name_len = 14;
-    h[n].value = c->route;
-    h[n].value_len = c->vname_len + 2;
+    if (c->vname_len > 0) { /* the model version that answered, as Seldon Core 2 says it */
+        h[n].name = "x-seldon-route";
+        h[n].name_len = 14;
+        h[n].value = c->route;
+        h[n].value_len = c->vname_len + 2;
+        n++;
+    }
     count(c->r->u, "rest", resp->status);
     atomic_fetch_sub_explicit(&c->r->in_flight, 1, memory_order_relaxed);
-    sdh_respond(c->req, resp->status, h, n + 1, &resp->body);
+    sdh_respond(c->req, resp->status, h, n, &resp->body);
     sdd_free(c);
 }
 
@@ -141,6 +144,14 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         sdh_respond(req, ready ? 200 : 503, NULL, 0, NULL);
         return;
     }
+    if (header == NULL && (is_path(r, "/v2") || is_path(r, "/v2/"))) {
+        /* Server metadata: any replica answers for the server. */
+        t.r = &u->replicas[0];
+        t.vname = "";
+        t.vname_len = 0;
+        pthread_rwlock_rdlock(&u->table_lock);
+        goto call;
+    }
     rc = seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_HTTP, header, hlen,
                                   r->path, r->path_len);
     if (rc != 0) {
@@ -164,6 +175,7 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         sdh_respond_error(req, status, seldon_last_error());
         return;
     }
+call:
     plen = seg ? r->path_len - (seg_end - seg) + t.vname_len : r->path_len;
     c = sdd_malloc(sizeof(*c) + plen + 1);
     if (c == NULL) {

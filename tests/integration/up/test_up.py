@@ -55,6 +55,10 @@ def test_rest_routed_by_the_header(up):
     assert code == 200, body
     code, body, _ = up.curl("/v2/models/add10")
     assert code == 200 and json.loads(body)["name"] == "add10_1", body
+    code, body, head = up.curl("/v2")
+    assert code == 200 and "name" in json.loads(body) and "x-seldon-route" not in head, body
+    code, body, _ = up.curl("/v2/health/ready")
+    assert code == 200
 
 
 def test_grpc_through_the_inference_port(up, oip):
