@@ -1,0 +1,155 @@
+"""A stand-in for seldon-scheduler's RouteService (proto/seldon_control.proto),
+served by grpcio, for the router's subscription tests.
+
+It pushes whatever table the test gives it: push() sends to every router
+subscribed now and is the first table sent to routers that subscribe later, as
+the real service does ("the whole route table now, then again after every
+change"). stop() takes it off the network; start() brings it back on the same
+port, with the table it had.
+"""
+import importlib
+import os
+import subprocess
+import sys
+import threading
+from concurrent import futures
+
+import grpc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+PROTO_DIR = os.environ.get("SELDON_PROTO_DIR") or os.path.join(SOURCE, "proto")
+
+
+def compile_control(out):
+    """Runs grpc_tools.protoc on seldon_control.proto into out; returns (pb2, pb2_grpc)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", "-I", PROTO_DIR, f"--python_out={out}",
+         f"--grpc_python_out={out}", os.path.join(PROTO_DIR, "seldon_control.proto")],
+        capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    sys.path.insert(0, str(out))
+    try:
+        return (importlib.import_module("seldon_control_pb2"),
+                importlib.import_module("seldon_control_pb2_grpc"))
+    finally:
+        sys.path.remove(str(out))
+
+
+class FakeScheduler:
+    """RouteService on a loopback port: tables pushed on cue, stopped and started on cue."""
+
+    def __init__(self, pb2, pb2_grpc, host="127.0.0.1", port=0):
+        self.pb2 = pb2
+        self.pb2_grpc = pb2_grpc
+        self.host = host
+        self.port = port
+        self.cond = threading.Condition()
+        self.table = None        # the RouteTable sent first to a new subscriber
+        self.sent = []           # every table pushed, in order
+        self.generation = 0
+        self.subscribers = []    # the router names that subscribed, in order
+        self.active = 0          # streams open now
+        self.epoch = 0           # end_streams() ends the streams of earlier epochs
+        self.server = None
+        self.start()
+
+    # --- the service ---------------------------------------------------------
+
+    def _subscribe(self, request, context):
+        with self.cond:
+            self.subscribers.append(request.router)
+            self.active += 1
+            self.cond.notify_all()
+        context.add_callback(self._wake)
+        try:
+            seen = 0
+            with self.cond:
+                epoch = self.epoch
+
+            def over():
+                return not context.is_active() or self.stopping or self.epoch != epoch
+
+            while True:
+                with self.cond:
+                    # Woken by push(), stop(), end_streams() or the call ending; no polling.
+                    self.cond.wait_for(lambda: over() or
+                                       (self.table is not None and seen < len(self.sent)))
+                    if over():
+                        return
+                    table = self.table
+                    seen = len(self.sent)
+                yield table
+        finally:
+            with self.cond:
+                self.active -= 1
+                self.cond.notify_all()
+
+    def _wake(self):
+        with self.cond:
+            self.cond.notify_all()
+
+    # --- what tests call -----------------------------------------------------
+
+    def start(self):
+        """Serves on self.port (a free one the first time)."""
+        self.stopping = False
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        handler = grpc.unary_stream_rpc_method_handler(
+            self._subscribe,
+            request_deserializer=self.pb2.RouteSubscribeRequest.FromString,
+            response_serializer=self.pb2.RouteTable.SerializeToString)
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "seldon.control.v1.RouteService", {"Subscribe": handler}),))
+        port = self.server.add_insecure_port(f"{self.host}:{self.port}")
+        assert port != 0, f"cannot listen on {self.host}:{self.port}"
+        self.port = port
+        self.server.start()
+
+    def stop(self):
+        """Ends every subscription and closes the port."""
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        self.server.stop(grace=None).wait()
+        with self.cond:
+            self.cond.wait_for(lambda: self.active == 0, timeout=30)
+
+    def end_streams(self):
+        """Ends the subscriptions open now with status OK, the server staying up."""
+        with self.cond:
+            self.epoch += 1
+            self.cond.notify_all()
+
+    @property
+    def target(self):
+        return f"{self.host}:{self.port}"
+
+    def make_table(self, routes, generation=None):
+        """A RouteTable from [(name, [(http, grpc)])] or [(name, [(http, grpc)], timeout, retries)]."""
+        if generation is None:
+            self.generation += 1
+            generation = self.generation
+        t = self.pb2.RouteTable(generation=generation)
+        for r in routes:
+            name, ups = r[0], r[1]
+            timeout, retries = (r[2], r[3]) if len(r) > 2 else (-1, -1)
+            route = t.routes.add(name=name, timeout_ms=timeout, retries=retries)
+            for http, grpc_addr in ups:
+                route.upstreams.add(http=http or "", grpc=grpc_addr or "")
+        return t
+
+    def push(self, routes, generation=None):
+        """Sends a table to every subscriber, and to later ones first; returns its generation."""
+        table = self.make_table(routes, generation)
+        with self.cond:
+            self.table = table
+            self.sent.append(table)
+            self.cond.notify_all()
+        return table.generation
+
+    def wait_subscribers(self, count, guard):
+        """Waits until count subscriptions were made in all (since this object was made)."""
+        with self.cond:
+            ok = self.cond.wait_for(lambda: len(self.subscribers) >= count, timeout=guard)
+        assert ok, f"{len(self.subscribers)} subscription(s), not {count}"
