@@ -8,6 +8,7 @@ change"). stop() takes it off the network; start() brings it back on the same
 port, with the table it had.
 """
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -153,3 +154,50 @@ class FakeScheduler:
         with self.cond:
             ok = self.cond.wait_for(lambda: len(self.subscribers) >= count, timeout=guard)
         assert ok, f"{len(self.subscribers)} subscription(s), not {count}"
+
+
+class SchedulerProcess:
+    """The fake in a process of its own, so that a test can kill it (SIGKILL) as an
+    operator or a crash would: its sockets close with no gRPC goodbye."""
+
+    def __init__(self, stubs_dir, port=0, python=sys.executable):
+        self.proc = subprocess.Popen(
+            [python, os.path.abspath(__file__), "--stubs", str(stubs_dir), "--port", str(port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        line = self.proc.stdout.readline()
+        assert line.startswith("listening port="), f"fake scheduler did not start: {line!r}"
+        self.port = int(line.split("=", 1)[1])
+        self.target = f"127.0.0.1:{self.port}"
+
+    def push(self, routes, generation):
+        """Pushes [(name, [(http, grpc)])] as the table of that generation; returns it."""
+        self.proc.stdin.write(json.dumps({"routes": routes, "generation": generation}) + "\n")
+        line = self.proc.stdout.readline()
+        assert line == f"pushed {generation}\n", line
+        return generation
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+
+
+def main():
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--stubs", required=True, help="a folder for the generated stubs")
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    os.makedirs(args.stubs, exist_ok=True)
+    s = FakeScheduler(*compile_control(args.stubs), port=args.port)
+    print(f"listening port={s.port}", flush=True)
+    for line in sys.stdin:
+        doc = json.loads(line)
+        s.push([tuple(r) for r in doc["routes"]], doc["generation"])
+        print(f"pushed {doc['generation']}", flush=True)
+    s.stop()
+
+
+if __name__ == "__main__":
+    main()

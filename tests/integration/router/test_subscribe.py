@@ -317,3 +317,44 @@ def test_routes_file_starts_until_the_scheduler_speaks(servers, control, tmp_pat
     finally:
         r.stop()
         s.stop()
+
+
+def test_scheduler_killed_during_requests_zero_failures(g, servers, tmp_path):
+    """SIGKILL on the scheduler (its connection just drops) while REST and gRPC
+    requests flow; then a restarted scheduler on the same port is followed again."""
+    stubs = tmp_path / "stubs"
+    s = fake_scheduler.SchedulerProcess(stubs)
+    state = str(tmp_path / "state")
+    r = SubRouter(s.target, state)
+    channel = None
+    try:
+        gen = s.push([("identity", [up(servers[0])]), ("add10", [up(servers[1])])], 1)
+        r.wait_generation(gen)
+        r.wait_metric("seldon_router_scheduler_connected", 1)
+        channel, stub = grpc_stub(g, r.grpc_target)
+        req = g.request("add10", {"INPUT": np.array([[1, 2, 3]], dtype=np.float32)})
+
+        failures = 0
+        for i in range(400):
+            if i == 100:
+                s.kill()
+            status, _, _ = infer(r, "identity")
+            failures += status != 200
+            resp = stub.ModelInfer(req, metadata=[("seldon-model", "add10")], timeout=GUARD)
+            failures += list(g.outputs(resp)["OUTPUT"][0]) != [11, 12, 13]
+        assert failures == 0
+        line = r.wait_log(OUTAGE)
+        r.wait_metric("seldon_router_scheduler_connected", 0)
+        assert "connection lost" in line or "closed" in line or "reset" in line, line
+
+        s = fake_scheduler.SchedulerProcess(stubs, port=s.port)
+        gen = s.push([("identity", [up(servers[1])])], 2)
+        r.wait_generation(gen)
+        r.wait_metric("seldon_router_scheduler_connected", 1)
+        assert served_by(r, servers) == 1
+        assert infer(r, "add10")[0] == 404
+    finally:
+        if channel is not None:
+            channel.close()
+        r.stop()
+        s.kill()
