@@ -503,8 +503,10 @@ int rt_sub_parse_host(char *host, size_t cap, int *port, const char *spec)
     }
     if (colon != NULL && sdd_parse_long(colon + 1, 1, 65535, &p) < 0)
         return -1;
-    if (hlen == 9 && memcmp(h, "localhost", 9) == 0)
+    if (hlen == 9 && memcmp(h, "localhost", 9) == 0) {
         h = "127.0.0.1";
+        hlen = strlen(h);
+    }
     if (hlen == 0 || hlen >= cap)
         return -1;
     memcpy(host, h, hlen);

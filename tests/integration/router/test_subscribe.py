@@ -358,3 +358,39 @@ def test_scheduler_killed_during_requests_zero_failures(g, servers, tmp_path):
             channel.close()
         r.stop()
         s.kill()
+
+
+def test_routes_cache_flag_and_a_cache_that_does_not_load(servers, scheduler, tmp_path):
+    # --routes-cache in a folder that does not exist yet: created, and written there.
+    cache = tmp_path / "deep" / "er" / "cache.yaml"
+    gen = scheduler.push([("identity", [up(servers[1])])])
+    r = SubRouter(scheduler.target, str(tmp_path / "unused"), "--routes-cache", str(cache))
+    try:
+        r.wait_generation(gen)
+        r.wait_log(rf"saved to {re.escape(str(cache))}")
+        assert cache.exists() and f"generation {gen}" in cache.read_text()
+        assert not os.path.exists(tmp_path / "unused" / "routes.yaml")
+    finally:
+        r.stop()
+    scheduler.stop()
+
+    # The saved file is an ordinary routes file: --routes serves it with no scheduler.
+    plain = Router(cache.read_text())
+    try:
+        assert served_by(plain, servers) == 1
+    finally:
+        plain.stop()
+
+    # A damaged cache is logged and left aside: the --routes file is served instead.
+    cache.write_text("routes:\n- name: identity\n  upstreams: [oops\n")
+    text = routes_yaml([("identity", [up(servers[0])], None)])
+    r = SubRouter(scheduler.target, str(tmp_path / "unused"), "--routes-cache", str(cache),
+                  routes_text=text)
+    try:
+        line = r.wait_log(r".*routes cache: .*: not used")
+        assert str(cache) in line, line
+        assert served_by(r, servers) == 0
+        assert r.gauge("seldon_router_route_generation") == 0
+    finally:
+        r.stop()
+    scheduler.start()  # for the fixture's own stop
