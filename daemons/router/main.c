@@ -397,9 +397,10 @@ int rt_routes_check(const seldon_routes *t, const char *source)
                                                                                        : NULL;
             if (bad != NULL) {
                 snprintf(msg, sizeof(msg),
-                         "%s: route \"%s\", upstream %zu: \"%s\": host names are not "
+                         "%s%sroute \"%s\", upstream %zu: \"%s\": host names are not "
                          "resolved; give an IP address",
-                         source, seldon_routes_name(t, i), j, bad);
+                         source ? source : "", source ? ": " : "", seldon_routes_name(t, i), j,
+                         bad);
                 return seldon_set_error(SELDON_EINVAL, msg);
             }
         }
@@ -487,6 +488,7 @@ static void reload(router *r)
 static int make_dirs(const char *dir)
 {
     char path[4096];
+    struct stat st;
     size_t i, n = strlen(dir);
     if (n == 0 || n >= sizeof(path))
         return sdd_error(SELDON_EINVAL, "%s: bad folder name", dir);
@@ -497,6 +499,8 @@ static int make_dirs(const char *dir)
         path[i] = '\0';
         if (mkdir(path, 0755) != 0 && errno != EEXIST)
             return sdd_error(SELDON_EIO, "%s: %s", path, strerror(errno));
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            return sdd_error(SELDON_EIO, "%s: not a folder", path);
         path[i] = i < n ? '/' : '\0';
     }
     return 0;

@@ -112,7 +112,7 @@ void rt_routes_install(router *r, seldon_routes *fresh);
 
 /*
  * Refuses a table whose upstreams the transports cannot reach: they connect to IP
- * addresses and resolve no names. source prefixes the error message.
+ * addresses and resolve no names. source (may be NULL) prefixes the error message.
  */
 int rt_routes_check(const seldon_routes *t, const char *source);
 

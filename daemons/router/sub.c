@@ -47,6 +47,7 @@ struct rt_sub {
     uint64_t rng;
     uint64_t attempts; /* since the outage began */
     int answered;      /* this stream got its response headers */
+    int delivered;     /* this stream brought a table */
     int connected;     /* the subscription is up (the gauge says 1) */
     int outage;        /* an outage was logged and has not ended */
     int closing;
@@ -187,7 +188,7 @@ static int build_table(seldon_routes **out, router *r, const Seldon__Control__V1
     if (rc == 0)
         rc = seldon_routes_builder_finish(out, b);
     seldon_routes_builder_free(b);
-    if (rc == 0 && (rc = rt_routes_check(*out, "routes")) != 0) {
+    if (rc == 0 && (rc = rt_routes_check(*out, NULL)) != 0) {
         seldon_routes_release(*out);
         *out = NULL;
     }
@@ -269,7 +270,7 @@ static void outage(rt_sub *sub, const char *why)
     router *r = sub->r;
     uint64_t delay;
     size_t n;
-    int had = sub->connected;
+    int had = sub->delivered;
 
     set_connected(sub, 0);
     sub->s = NULL;
@@ -290,7 +291,8 @@ static void outage(rt_sub *sub, const char *why)
         sdd_log(SELDON_LOG_DEBUG, "scheduler %s: attempt %llu: %s", sub->authority,
                 (unsigned long long)sub->attempts, why);
     }
-    /* A stream that was up ends when the scheduler restarts: come back soon. */
+    /* A stream that brought routes ends when the scheduler restarts: come back soon.
+       One that ends before any (a scheduler not ready) waits longer each time. */
     if (had || sub->backoff_ms == 0)
         sub->backoff_ms = RT_SUB_BACKOFF_MIN_MS;
     else if (sub->backoff_ms < r->cfg.resubscribe_max_ms)
@@ -343,6 +345,12 @@ static void on_headers(sd2_stream *s, void *user_data, const sd2_header *h, size
     uv_timer_stop(&sub->timer);
     sub->answered = 1;
     set_connected(sub, 1);
+}
+
+/* The first table of a stream ends an outage: routes flow again. */
+static void delivered(rt_sub *sub)
+{
+    sub->delivered = 1;
     if (sub->outage)
         sdd_log(SELDON_LOG_INFO,
                 "scheduler %s: subscribed again, %llu attempt(s) after the outage began",
@@ -382,6 +390,8 @@ static void on_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t 
         }
         if (sub->in.len - at - 5 < mlen)
             break;
+        if (!sub->delivered)
+            delivered(sub);
         on_table(sub, p + 5, mlen);
         at += 5 + (size_t)mlen;
     }
@@ -452,6 +462,7 @@ static void attempt(rt_sub *sub)
         return;
     sub->attempts++;
     sub->answered = 0;
+    sub->delivered = 0;
     sub->why[0] = '\0';
     sub->in.len = 0;
     req.router = (char *)sub->r->cfg.name;

@@ -394,3 +394,39 @@ def test_routes_cache_flag_and_a_cache_that_does_not_load(servers, scheduler, tm
     finally:
         r.stop()
     scheduler.start()  # for the fixture's own stop
+
+
+def test_a_server_that_is_no_scheduler_is_one_outage(servers, tmp_path):
+    # A seldon-server's gRPC port answers the call with UNIMPLEMENTED, again and again:
+    # one info line for the whole outage, the routes file served all along.
+    text = routes_yaml([("identity", [up(servers[1])], None)])
+    r = SubRouter(f"{HOST}:{servers[0].grpc}", str(tmp_path / "state"), routes_text=text,
+                  log="debug")
+    try:
+        line = r.wait_log(OUTAGE)
+        assert "the subscription was refused (grpc-status 12" in line, line
+        r.wait_log(r"scheduler \S+: attempt 3: the subscription was refused")
+        assert len(re.findall(OUTAGE, r.stderr())) == 1, r.stderr()
+        assert "subscribed" not in r.stderr().replace("subscription", "")
+        assert r.gauge("seldon_router_scheduler_connected") == 0
+        assert served_by(r, servers) == 1
+        assert not os.path.exists(r.cache)
+    finally:
+        r.stop()
+
+
+def test_a_cache_that_cannot_be_written_is_logged_and_routes_still_served(servers, scheduler,
+                                                                           tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    gen = scheduler.push([("identity", [up(servers[0])])])
+    r = SubRouter(scheduler.target, str(tmp_path / "state"), "--routes-cache",
+                  str(blocker / "routes.yaml"))
+    try:
+        r.wait_log(r"routes cache: .*: routes will not be saved")
+        r.wait_generation(gen)
+        line = r.wait_log(r".*routes cache: .*: a restart would not see these routes")
+        assert str(blocker) in line, line
+        assert served_by(r, servers) == 0
+    finally:
+        r.stop()
