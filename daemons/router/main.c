@@ -35,7 +35,7 @@ static void usage(FILE *f)
             "                         saved\n"
             "  --scheduler-host HOST[:PORT]\n"
             "                         take routes from the scheduler's RouteService (port\n"
-            "                         9002 by default; HOST an IP address or localhost);\n"
+            "                         9002 by default; HOST an IP address or a name);\n"
             "                         the last routes are kept and served while it is down\n"
             "  --routes-cache FILE    where the scheduler's routes are saved, and read at\n"
             "                         start (default: STATE_DIR/routes.yaml)\n"
@@ -183,7 +183,7 @@ static int parse_args(rt_config *c, int argc, char **argv)
                 bad = "--log-level";
             break;
         case O_SCHED: {
-            char host[64];
+            char host[256];
             int port;
             if (rt_sub_parse_host(host, sizeof(host), &port, optarg) != 0)
                 bad = "--scheduler-host";

@@ -122,7 +122,7 @@ int rt_numeric_host(const char *host);
 /*
  * sub.c: the subscription to the scheduler's RouteService. rt_sub_parse_host
  * reads --scheduler-host ("HOST[:PORT]", port 9002 by default; HOST an IP address
- * or localhost) and returns -1 for a bad one. rt_sub_new runs on the
+ * or a name, resolved at each attempt) and returns -1 for a bad one. rt_sub_new runs on the
  * main thread before the control loop starts (loop: that loop), rt_sub_start and
  * rt_sub_close on the control loop (post them); rt_sub_close frees the subscription
  * once its handles are closed. The cache file's generation comment is read by

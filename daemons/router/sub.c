@@ -15,8 +15,10 @@
  * Threads: everything here runs on the control loop, which serves no request:
  * building a large table and writing the cache (with fsync) delay no request.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +40,10 @@ struct rt_sub {
     sd2_upstream *up;
     sd2_stream *s;    /* the subscription's stream, or NULL between attempts */
     uv_timer_t timer; /* the next attempt, or the answer deadline of this one */
-    char host[64];
+    char host[256];   /* as given: an IP address or a name */
     int port;
-    char authority[80];
+    char authority[280];
+    char addr[64]; /* the address connected to: host, or what it resolved to */
     seldon_buf in; /* bytes of the message being received */
     char why[256]; /* what ended the stream, when known before its on_close */
     uint64_t backoff_ms;
@@ -440,6 +443,46 @@ static void answer_late(uv_timer_t *t)
         stream_reset(sub, sub->s, "no answer to the subscription in time");
 }
 
+/*
+ * The scheduler's address for this attempt. A name is resolved again each time, so a
+ * scheduler that comes back elsewhere is found; the lookup blocks this control loop
+ * only, which serves no request.
+ */
+static int resolve(rt_sub *sub)
+{
+    struct addrinfo hints, *res = NULL;
+    char addr[64];
+    int rc;
+    if (rt_numeric_host(sub->host)) { /* at most 45 characters */
+        snprintf(addr, sizeof(addr), "%.63s", sub->host);
+    } else {
+        /* IPv4 first: a scheduler listening on 0.0.0.0 is not on the name's IPv6 address. */
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_INET;
+        hints.ai_socktype = SOCK_STREAM;
+        rc = getaddrinfo(sub->host, NULL, &hints, &res);
+        if (rc != 0 && rc != EAI_AGAIN) {
+            hints.ai_family = AF_INET6;
+            rc = getaddrinfo(sub->host, NULL, &hints, &res);
+        }
+        if (rc != 0)
+            return sdd_error(SELDON_EUNAVAIL, "%s does not resolve: %s", sub->host,
+                             gai_strerror(rc));
+        if (res->ai_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, addr, sizeof(addr));
+        else
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, addr,
+                      sizeof(addr));
+        freeaddrinfo(res);
+    }
+    if (sub->up != NULL && strcmp(addr, sub->addr) == 0)
+        return 0;
+    if (sub->up != NULL)
+        sdd_log(SELDON_LOG_INFO, "scheduler %s: now at %s", sub->authority, addr);
+    snprintf(sub->addr, sizeof(sub->addr), "%s", addr);
+    return sd2_upstream_get(&sub->up, sub->h2c, sub->addr, sub->port);
+}
+
 static void attempt(rt_sub *sub)
 {
     Seldon__Control__V1__RouteSubscribeRequest req =
@@ -477,7 +520,7 @@ static void attempt(rt_sub *sub)
     body[2] = (uint8_t)(len >> 16);
     body[3] = (uint8_t)(len >> 8);
     body[4] = (uint8_t)len;
-    if (sub->up == NULL && sd2_upstream_get(&sub->up, sub->h2c, sub->host, sub->port) != 0) {
+    if (resolve(sub) != 0) {
         outage(sub, seldon_last_error());
         return;
     }
@@ -493,11 +536,25 @@ static void attempt(rt_sub *sub)
 
 /* ------------------------------------------------------------ life cycle */
 
+/* A host name: letters, digits, '-' and '.', as DNS has them (and '_', as some use). */
+static int host_name(const char *h, size_t len)
+{
+    size_t i;
+    for (i = 0; i < len; i++) {
+        char c = h[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_'))
+            return 0;
+    }
+    return len > 0 && h[0] != '-' && h[0] != '.';
+}
+
 int rt_sub_parse_host(char *host, size_t cap, int *port, const char *spec)
 {
     const char *h = spec, *colon = NULL, *close;
     size_t hlen;
     long p = 9002;
+    int v6 = 0;
     if (spec[0] == '[') { /* [v6] or [v6]:port */
         close = strchr(spec, ']');
         if (close == NULL || (close[1] != '\0' && close[1] != ':'))
@@ -506,15 +563,17 @@ int rt_sub_parse_host(char *host, size_t cap, int *port, const char *spec)
         hlen = (size_t)(close - h);
         if (close[1] == ':')
             colon = close + 1;
+        v6 = 1;
     } else if (strchr(spec, ':') != strrchr(spec, ':')) { /* a bare IPv6 address */
         hlen = strlen(spec);
+        v6 = 1;
     } else {
         colon = strchr(spec, ':');
         hlen = colon != NULL ? (size_t)(colon - spec) : strlen(spec);
     }
     if (colon != NULL && sdd_parse_long(colon + 1, 1, 65535, &p) < 0)
         return -1;
-    if (hlen == 9 && memcmp(h, "localhost", 9) == 0) {
+    if (hlen == 9 && memcmp(h, "localhost", 9) == 0) { /* whatever its IPv6 entry says */
         h = "127.0.0.1";
         hlen = strlen(h);
     }
@@ -523,7 +582,9 @@ int rt_sub_parse_host(char *host, size_t cap, int *port, const char *spec)
     memcpy(host, h, hlen);
     host[hlen] = '\0';
     *port = (int)p;
-    return rt_numeric_host(host) ? 0 : -1;
+    if (v6)
+        return rt_numeric_host(host) ? 0 : -1;
+    return rt_numeric_host(host) || host_name(host, hlen) ? 0 : -1;
 }
 
 int rt_sub_new(rt_sub **out, router *r, uv_loop_t *loop)

@@ -120,9 +120,10 @@ def test_help_names_the_flags():
     assert out.returncode == 0
     for flag in ("--scheduler-host", "--routes-cache", "--state-dir", "--resubscribe-max"):
         assert flag in out.stdout, flag
-    out = subprocess.run([ROUTER, "--scheduler-host", "scheduler.example:9002"],
-                         capture_output=True, text=True, timeout=GUARD)
-    assert out.returncode == 2 and "--scheduler-host: bad value" in out.stderr, out.stderr
+    for bad in ("scheduler:http", "bad host:9002", "[::1:9002", "127.0.0.1:0"):
+        out = subprocess.run([ROUTER, "--scheduler-host", bad],
+                             capture_output=True, text=True, timeout=GUARD)
+        assert out.returncode == 2 and "--scheduler-host: bad value" in out.stderr, out.stderr
 
 
 def test_pushed_routes_are_served_and_replaced(g, servers, scheduler, tmp_path):
@@ -224,7 +225,7 @@ def test_outage_keeps_serving_then_restart_on_saved_routes_then_resume(servers, 
 
 def test_stream_ended_by_the_scheduler_is_resubscribed(servers, scheduler, tmp_path):
     gen = scheduler.push([("identity", [up(servers[0])])])
-    r = SubRouter(scheduler.target, str(tmp_path / "state"))
+    r = SubRouter(f"localhost:{scheduler.port}", str(tmp_path / "state"))
     try:
         r.wait_generation(gen)
         scheduler.wait_subscribers(1, GUARD)
