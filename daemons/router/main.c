@@ -364,10 +364,27 @@ static int adopt_h2(void *user_data, const sd_adopt *conn)
     return sd2_server_adopt(L->h2, conn);
 }
 
+/* One install: the loops left to swap, and what runs after the last one. */
+typedef struct swap_all {
+    atomic_int left;
+    void (*done)(void *arg);
+    void *arg;
+} swap_all;
+
 typedef struct swap_msg {
     rt_loop *L;
     seldon_routes *routes; /* one reference, dropped here */
+    swap_all *all;         /* shared by the install's messages, or NULL */
 } swap_msg;
+
+/* Counts one loop done with an install (swapped, or never to be); the last runs done. */
+static void swap_counted(swap_all *all)
+{
+    if (all == NULL || atomic_fetch_sub(&all->left, 1) != 1)
+        return;
+    all->done(all->arg);
+    sdd_free(all);
+}
 
 static void swap_on_loop(void *arg)
 {
@@ -375,6 +392,7 @@ static void swap_on_loop(void *arg)
     if (seldon_router_lb_swap(m->L->lb, m->routes) != 0)
         sdd_log(SELDON_LOG_ERROR, "loop %d: routes swap failed: %s", m->L->index,
                 seldon_last_error());
+    swap_counted(m->all);
     seldon_routes_release(m->routes);
     sdd_free(m);
 }
@@ -426,18 +444,33 @@ static int load_routes(seldon_routes **out, const char *path)
     return 0;
 }
 
-void rt_routes_install(router *r, seldon_routes *fresh)
+void rt_routes_install(router *r, seldon_routes *fresh, void (*done)(void *arg), void *arg)
 {
+    swap_all *all = NULL;
     int i;
+    if (done != NULL) {
+        all = sdd_malloc(sizeof(*all));
+        if (all == NULL) {
+            done(arg); /* the swaps go out all the same; only the notice is early */
+        } else {
+            atomic_init(&all->left, r->nloops);
+            all->done = done;
+            all->arg = arg;
+        }
+    }
     for (i = 0; i < r->nloops; i++) {
         swap_msg *m = sdd_malloc(sizeof(*m));
-        if (m == NULL)
+        if (m == NULL) {
+            swap_counted(all);
             continue;
+        }
         m->L = &r->per_loop[i];
         m->routes = seldon_routes_retain(fresh);
+        m->all = all;
         if (sdl_loops_post(r->loops, i, swap_on_loop, m) != 0) {
             seldon_routes_release(m->routes);
             sdd_free(m);
+            swap_counted(all);
         }
     }
     seldon_routes_release(r->routes);
@@ -475,7 +508,7 @@ static void reload(router *r)
                     "table; the scheduler's routes stay",
                     r->cfg.routes_path);
         } else {
-            rt_routes_install(r, fresh);
+            rt_routes_install(r, fresh, NULL, NULL);
             pthread_mutex_unlock(&r->routes_mu);
             sdd_log(SELDON_LOG_INFO, "SIGHUP: %s reloaded: %zu route(s)", r->cfg.routes_path, n);
         }

@@ -107,8 +107,10 @@ struct router {
  * Makes fresh (one reference, taken over) the table in force on every loop, as a
  * SIGHUP reload does; requests in flight finish on the table they started with.
  * Callers hold r->routes_mu, so that every loop sees the swaps in the same order.
+ * done (may be NULL) runs once every loop has swapped, on the thread of the last
+ * one (or of a loop that could not take the swap), with arg.
  */
-void rt_routes_install(router *r, seldon_routes *fresh);
+void rt_routes_install(router *r, seldon_routes *fresh, void (*done)(void *arg), void *arg);
 
 /*
  * Refuses a table whose upstreams the transports cannot reach: they connect to IP

@@ -198,13 +198,33 @@ static int build_table(seldon_routes **out, router *r, const Seldon__Control__V1
     return rc;
 }
 
-/* One RouteTable message received: build it, install it, save it. */
+/* What is said once a table is in force on every loop. */
+typedef struct table_note {
+    seldon_series *gauge; /* the generation gauge; the subscription may be gone by then */
+    char authority[280];
+    uint64_t generation;
+    size_t count;
+    int same;
+} table_note;
+
+/* Runs on the last loop to swap (or here, when nothing was swapped). */
+static void table_in_force(void *arg)
+{
+    table_note *n = arg;
+    seldon_series_set(n->gauge, (double)n->generation);
+    sdd_log(SELDON_LOG_INFO, "scheduler %s: route table generation %llu: %zu route(s)%s",
+            n->authority, (unsigned long long)n->generation, n->count,
+            n->same ? ", unchanged" : "");
+    sdd_free(n);
+}
+
+/* One RouteTable message received: build it, save it, install it. */
 static void on_table(rt_sub *sub, const uint8_t *data, size_t len)
 {
     router *r = sub->r;
     Seldon__Control__V1__RouteTable *m;
     seldon_routes *t = NULL;
-    size_t count;
+    table_note *note;
     uint64_t gen;
     int same;
 
@@ -229,20 +249,29 @@ static void on_table(rt_sub *sub, const uint8_t *data, size_t len)
         return;
     }
     seldon__control__v1__route_table__free_unpacked(m, &pb_allocator);
-    count = seldon_routes_count(t);
-    pthread_mutex_lock(&r->routes_mu);
-    same = r->from_scheduler && seldon_routes_equal(r->routes, t);
-    r->from_scheduler = 1;
-    if (!same)
-        rt_routes_install(r, seldon_routes_retain(t));
-    pthread_mutex_unlock(&r->routes_mu);
-    seldon_series_set(r->m_generation, (double)gen);
-    sdd_log(SELDON_LOG_INFO, "scheduler %s: route table generation %llu: %zu route(s)%s",
-            sub->authority, (unsigned long long)gen, count, same ? ", unchanged" : "");
+    note = sdd_malloc(sizeof(*note));
+    if (note != NULL) {
+        note->gauge = r->m_generation;
+        memcpy(note->authority, sub->authority, sizeof(note->authority));
+        note->generation = gen;
+        note->count = seldon_routes_count(t);
+    }
+    /* Saved before it is served: whatever a client got, a restarted router serves too. */
     if (save_cache(sub, t, gen) != 0)
         sdd_log(SELDON_LOG_ERROR, "routes cache: %s: a restart would not see these routes",
                 seldon_last_error());
-    seldon_routes_release(t);
+    pthread_mutex_lock(&r->routes_mu);
+    same = r->from_scheduler && seldon_routes_equal(r->routes, t);
+    r->from_scheduler = 1;
+    if (note != NULL)
+        note->same = same;
+    if (!same)
+        rt_routes_install(r, t, note != NULL ? table_in_force : NULL, note);
+    else
+        seldon_routes_release(t);
+    pthread_mutex_unlock(&r->routes_mu);
+    if (same && note != NULL)
+        table_in_force(note);
 }
 
 /* ------------------------------------------------------------ outages */

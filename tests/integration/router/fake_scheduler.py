@@ -37,6 +37,11 @@ def compile_control(out):
         sys.path.remove(str(out))
 
 
+def _serialize(message):
+    # bytes go out as they are: push_raw() sends what no RouteTable encodes to.
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
 class FakeScheduler:
     """RouteService on a loopback port: tables pushed on cue, stopped and started on cue."""
 
@@ -99,7 +104,7 @@ class FakeScheduler:
         handler = grpc.unary_stream_rpc_method_handler(
             self._subscribe,
             request_deserializer=self.pb2.RouteSubscribeRequest.FromString,
-            response_serializer=self.pb2.RouteTable.SerializeToString)
+            response_serializer=_serialize)
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             "seldon.control.v1.RouteService", {"Subscribe": handler}),))
         port = self.server.add_insecure_port(f"{self.host}:{self.port}")
@@ -148,6 +153,13 @@ class FakeScheduler:
             self.sent.append(table)
             self.cond.notify_all()
         return table.generation
+
+    def push_raw(self, data):
+        """Sends data as one message, whatever it holds."""
+        with self.cond:
+            self.table = data
+            self.sent.append(data)
+            self.cond.notify_all()
 
     def wait_subscribers(self, count, guard):
         """Waits until count subscriptions were made in all (since this object was made)."""

@@ -128,7 +128,8 @@ def test_help_names_the_flags():
 
 def test_pushed_routes_are_served_and_replaced(g, servers, scheduler, tmp_path):
     gen = scheduler.push([("identity", [up(servers[0])]), ("add10", [up(servers[0])])])
-    r = SubRouter(scheduler.target, str(tmp_path / "state"))
+    # Several loops: the generation shows only once every loop took the table.
+    r = SubRouter(scheduler.target, str(tmp_path / "state"), "--io-threads", "3")
     try:
         r.wait_generation(gen)
         r.wait_metric("seldon_router_scheduler_connected", 1)
@@ -149,7 +150,8 @@ def test_pushed_routes_are_served_and_replaced(g, servers, scheduler, tmp_path):
         # A new table replaces it: identity moves to the other server, add10 goes away.
         gen = scheduler.push([("identity", [up(servers[1])])])
         r.wait_generation(gen)
-        assert served_by(r, servers) == 1
+        for _ in range(12):  # new connections, spread over the loops
+            assert served_by(r, servers) == 1
         status, _, body = infer(r, "add10")
         assert status == 404 and b"no route" in body, body
 
@@ -270,11 +272,16 @@ def test_bad_tables_are_rejected_and_the_old_one_kept(servers, scheduler, tmp_pa
         assert 'route "identity" has no upstreams' in line, line
         r.wait_metric("seldon_router_route_tables_rejected_total", 4)
 
+        # Bytes that are no RouteTable at all (a field with a truncated length).
+        scheduler.push_raw(b"\x12\x7f\x0a")
+        r.wait_log(r"a message of 3 bytes is not a RouteTable: the routes in force stay")
+        r.wait_metric("seldon_router_route_tables_rejected_total", 5)
+
         # The old table still routes, the gauge still names it, the cache still holds it.
         assert served_by(r, servers) == 0
         samples = r.metrics()
         assert metric(samples, "seldon_router_route_generation") == gen
-        assert metric(samples, "seldon_router_route_tables_received_total") == 5
+        assert metric(samples, "seldon_router_route_tables_received_total") == 6
         with open(r.cache) as f:
             assert f.read() == saved
         assert r.gauge("seldon_router_scheduler_connected") == 1  # a bad table is no outage
