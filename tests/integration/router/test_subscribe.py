@@ -10,6 +10,7 @@ answered is read from their own seldon_model_infer_total counters.
 import json
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import time
@@ -438,3 +439,25 @@ def test_a_cache_that_cannot_be_written_is_logged_and_routes_still_served(server
         assert served_by(r, servers) == 0
     finally:
         r.stop()
+
+
+def test_a_scheduler_that_never_answers_is_an_outage(servers, tmp_path):
+    # A listener that accepts the connection and never says a word (a hung process):
+    # after the answer deadline (10 s) the attempt is given up and counted as an outage.
+    lsock = socket.socket()
+    lsock.bind((HOST, 0))
+    lsock.listen(16)
+    text = routes_yaml([("identity", [up(servers[0])], None)])
+    r = SubRouter(f"{HOST}:{lsock.getsockname()[1]}", str(tmp_path / "state"),
+                  routes_text=text)
+    try:
+        conn, _ = lsock.accept()  # the router's attempt
+        assert served_by(r, servers) == 0  # served meanwhile
+        line = r.wait_log(OUTAGE)
+        assert "no answer to the subscription in time" in line, line
+        assert r.gauge("seldon_router_scheduler_connected") == 0
+        assert served_by(r, servers) == 0
+        conn.close()
+    finally:
+        r.stop()
+        lsock.close()
