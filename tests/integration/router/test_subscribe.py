@@ -7,7 +7,6 @@ from our proto) so that a test pushes exactly the table it needs, stops it and
 starts it again on cue. The upstreams are two real seldon-servers; which one
 answered is read from their own seldon_model_infer_total counters.
 """
-import json
 import os
 import re
 import socket
