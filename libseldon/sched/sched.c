@@ -566,18 +566,27 @@ void sdn_sch_pending_add(seldon_sched *s, sch_version *v)
     s->pending[s->npending++] = v;
 }
 
+/* O(1): the entry becomes a hole, squeezed out by pending_compact(). */
 void sdn_sch_pending_remove(seldon_sched *s, sch_version *v)
 {
-    uint32_t i;
     if (!v->pending)
         return;
-    /* Keep the order (first applied, first retried). */
-    for (i = v->pend_pos; i + 1 < s->npending; i++) {
-        s->pending[i] = s->pending[i + 1];
-        s->pending[i]->pend_pos = i;
-    }
-    s->npending--;
+    s->pending[v->pend_pos] = NULL;
     v->pending = 0;
+}
+
+/* Squeezes the holes out, keeping the order (first applied, first retried). */
+static void pending_compact(seldon_sched *s)
+{
+    uint32_t i, o = 0;
+    for (i = 0; i < s->npending; i++) {
+        sch_version *v = s->pending[i];
+        if (v == NULL)
+            continue;
+        v->pend_pos = o;
+        s->pending[o++] = v;
+    }
+    s->npending = o;
 }
 
 static void version_terminate(seldon_sched *s, sch_version *v)
@@ -709,9 +718,11 @@ static int finish(seldon_sched *s)
     int rc = 0;
     int rounds = 0;
     while (s->retry && s->ready && rounds++ < 4) {
-        uint32_t n = s->npending;
+        uint32_t n;
         sch_version **copy;
         s->retry = 0;
+        pending_compact(s);
+        n = s->npending;
         if (n == 0)
             break;
         copy = sdn_malloc(n * sizeof(*copy));
@@ -723,6 +734,8 @@ static int finish(seldon_sched *s)
                 sdn_sch_schedule(s, copy[i]);
         sdn_free(copy);
     }
+    if (s->npending > 64 && s->npending > 2 * s->cappending / 3)
+        pending_compact(s);
     s->retry = 0;
     for (i = 0; i < s->ndirty_models; i++)
         model_prune(s, s->dirty_models[i]);
@@ -1201,31 +1214,54 @@ static int resource_key(char *out, size_t cap, seldon_kind kind, const char *nam
     return n < 0 || (size_t)n >= cap ? SELDON_ETOOBIG : 0;
 }
 
-/* The cross-resource rule of experiments: a model is the default of at most one experiment. */
-static int check_experiments(seldon_sched *s, const seldon_manifest *mf)
+static int is_model_experiment(const seldon_resource *r)
 {
-    size_t i, j;
-    size_t n = seldon_manifest_count(mf);
-    for (i = 0; i < n; i++) {
-        const seldon_resource *a = seldon_manifest_at(mf, i);
-        for (j = i + 1; j < n; j++) {
-            const seldon_resource *b = seldon_manifest_at(mf, j);
-            if (a->kind == b->kind && strcmp(a->name, b->name) == 0)
-                return sdn_error(SELDON_EINVAL, "document %zu (%s \"%s\"): repeats document %zu",
-                                 b->document, seldon_kind_name(b->kind), b->name, a->document);
-            if (a->kind == SELDON_KIND_EXPERIMENT && b->kind == SELDON_KIND_EXPERIMENT &&
-                a->spec.experiment.default_name && b->spec.experiment.default_name &&
-                strcmp(a->spec.experiment.default_name, b->spec.experiment.default_name) == 0 &&
-                (a->spec.experiment.resource_type == NULL) ==
-                    (b->spec.experiment.resource_type == NULL))
-                return sdn_error(SELDON_EINVAL,
-                                 "document %zu (Experiment \"%s\"): spec.default: \"%s\" is "
-                                 "already the default of experiment \"%s\"",
-                                 b->document, b->name, b->spec.experiment.default_name, a->name);
+    const char *t = r->spec.experiment.resource_type;
+    return t == NULL || strcmp(t, "model") == 0;
+}
+
+/*
+ * Rules across the resources of one manifest, checked before anything
+ * changes: a resource appears once; a model (or pipeline) is the default of
+ * at most one experiment. Hashed: linear in the manifest.
+ */
+static int check_manifest(const seldon_manifest *mf)
+{
+    sch_map seen[5] = {{0}}, defaults[2] = {{0}};
+    size_t i, n = seldon_manifest_count(mf);
+    int rc = 0, k;
+    for (i = 0; i < n && rc == 0; i++) {
+        const seldon_resource *b = seldon_manifest_at(mf, i);
+        const seldon_resource *a;
+        if (b->kind < SELDON_KIND_MODEL || b->kind > SELDON_KIND_EXPERIMENT || b->name == NULL) {
+            rc = sdn_error(SELDON_EINVAL, "document %zu: unknown kind", b->document);
+            break;
+        }
+        if ((a = sdn_sch_map_get(&seen[b->kind], b->name)) != NULL) {
+            rc = sdn_error(SELDON_EINVAL, "document %zu (%s \"%s\"): repeats document %zu",
+                           b->document, seldon_kind_name(b->kind), b->name, a->document);
+            break;
+        }
+        if ((rc = sdn_sch_map_put(&seen[b->kind], b->name, (void *)b)) != 0)
+            break;
+        if (b->kind == SELDON_KIND_EXPERIMENT && b->spec.experiment.default_name != NULL) {
+            sch_map *d = &defaults[is_model_experiment(b)];
+            const char *def = b->spec.experiment.default_name;
+            if ((a = sdn_sch_map_get(d, def)) != NULL) {
+                rc = sdn_error(SELDON_EINVAL,
+                               "document %zu (Experiment \"%s\"): spec.default: \"%s\" is "
+                               "already the default of experiment \"%s\"",
+                               b->document, b->name, def, a->name);
+                break;
+            }
+            rc = sdn_sch_map_put(d, def, (void *)b);
         }
     }
-    (void)s;
-    return 0;
+    for (k = 0; k < 5; k++)
+        sdn_sch_map_free(&seen[k]);
+    sdn_sch_map_free(&defaults[0]);
+    sdn_sch_map_free(&defaults[1]);
+    return rc;
 }
 
 int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest,
@@ -1238,7 +1274,7 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest,
         return sdn_error(SELDON_EINVAL, "sched_apply: NULL argument");
     sched->now = now_ns;
     n = seldon_manifest_count(manifest);
-    if ((rc = check_experiments(sched, manifest)) != 0)
+    if ((rc = check_manifest(manifest)) != 0)
         return rc;
     for (i = 0; i < n; i++) {
         const seldon_resource *res = seldon_manifest_at(manifest, i);

@@ -220,8 +220,9 @@ Test(place, server_capabilities_replace_extra_capabilities_add)
     /* A replica's own capabilities win over its Server resource's. */
     connect_ok(s, "custom", 1, "own", GIB, T0);
     load_model(s, "d", "own", NULL, 1, NULL, T0);
-    cr_assert_str_eq(placement(s, "d", 0), "custom:1", "%s", vstate(s, "d", 0, reason, sizeof(reason)));
+    cr_assert_str_eq(vstate(s, "d", 0, reason, sizeof(reason)), "ModelProgressing");
     cr_assert_str_eq(reason, "");
+    cr_assert_str_eq(placement(s, "d", 0), "custom:1");
     load_model(s, "e", "only-this", NULL, 2, NULL, T0);
     cr_assert_str_eq(vstate(s, "e", 0, reason, sizeof(reason)), "ScheduleFailed");
     seldon_sched_close(s);
