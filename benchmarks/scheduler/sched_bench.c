@@ -341,7 +341,7 @@ int main(int argc, char **argv)
         snprintf(what, sizeof(what), "place %zu models + route table", n10);
         row(what, p10.total, 50.0, "413 ms (Go scheduler bench)");
         snprintf(what, sizeof(what), "place %zu models + route table", n100);
-        row(what, p100.total, 500.0, "(not published)");
+        row(what, p100.total, 500.0, "(not published; target: 10x the 10,000 one)");
         snprintf(what, sizeof(what), "recover %zu models from LMDB", n10);
         row(what, recover, 100.0, "(not persisted: rebuilt from agents)");
     }

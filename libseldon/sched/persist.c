@@ -443,9 +443,20 @@ static int load_resource(void *ud, const void *key, size_t klen, const void *val
 {
     seldon_sched *s = ud;
     char name[SELDON_MANIFEST_NAME_MAX + 8];
+    int rc;
     if (key_name(name, sizeof(name), key, klen) != 0 || klen < 3 || name[1] != ':')
         return bad_record("resource", key, klen);
-    return sdn_sch_resource_put(s, name, val, vlen, 1);
+    if ((rc = sdn_sch_resource_put(s, name, val, vlen, 1)) != 0)
+        return rc;
+    if (name[0] == 'E') {
+        /* Experiments are few: their default is read back from the canonical JSON. */
+        seldon_manifest *m = NULL;
+        if (seldon_manifest_parse(&m, val, vlen, "state store") == 0 &&
+            seldon_manifest_count(m) == 1)
+            rc = sdn_sch_resource_experiment(s, name, seldon_manifest_at(m, 0));
+        seldon_manifest_free(m);
+    }
+    return rc;
 }
 
 int sdn_sch_reload(seldon_sched *s)

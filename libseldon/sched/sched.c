@@ -317,6 +317,16 @@ int sdn_sch_resource_put(seldon_sched *s, const char *key, const char *json, siz
     return 0;
 }
 
+int sdn_sch_resource_experiment(seldon_sched *s, const char *key, const seldon_resource *res)
+{
+    sch_resource *r = sdn_sch_map_get(&s->resources_by_key, key);
+    const char *t = res->spec.experiment.resource_type;
+    if (r == NULL)
+        return SELDON_ENOTFOUND;
+    r->exp_pipeline = t != NULL && strcmp(t, "pipeline") == 0;
+    return sdn_sch_set_reason(&r->exp_default, res->spec.experiment.default_name);
+}
+
 /* --- Lists ----------------------------------------------------------------- */
 
 static void list_push(sch_list *l, sch_slot *sl)
@@ -883,6 +893,7 @@ void seldon_sched_close(seldon_sched *sched)
     for (i = 0; i < sched->nresources; i++) {
         sdn_free(sched->resources[i]->key);
         sdn_free(sched->resources[i]->json);
+        sdn_free(sched->resources[i]->exp_default);
         sdn_free(sched->resources[i]);
     }
     for (i = 0; i < sched->ncaps; i++)
@@ -1225,7 +1236,7 @@ static int is_model_experiment(const seldon_resource *r)
  * changes: a resource appears once; a model (or pipeline) is the default of
  * at most one experiment. Hashed: linear in the manifest.
  */
-static int check_manifest(const seldon_manifest *mf)
+static int check_manifest(const seldon_sched *s, const seldon_manifest *mf)
 {
     sch_map seen[5] = {{0}}, defaults[2] = {{0}};
     size_t i, n = seldon_manifest_count(mf);
@@ -1255,6 +1266,16 @@ static int check_manifest(const seldon_manifest *mf)
                 break;
             }
             rc = sdn_sch_map_put(d, def, (void *)b);
+            for (k = 0; rc == 0 && k < (int)s->nresources; k++) {
+                const sch_resource *r = s->resources[k];
+                if (r->live && r->exp_default != NULL && r->key[0] == 'E' &&
+                    r->exp_pipeline == !is_model_experiment(b) && strcmp(r->exp_default, def) == 0 &&
+                    strcmp(r->key + 2, b->name) != 0)
+                    rc = sdn_error(SELDON_EINVAL,
+                                   "document %zu (Experiment \"%s\"): spec.default: \"%s\" is "
+                                   "already the default of experiment \"%s\"",
+                                   b->document, b->name, def, r->key + 2);
+            }
         }
     }
     for (k = 0; k < 5; k++)
@@ -1274,7 +1295,7 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest,
         return sdn_error(SELDON_EINVAL, "sched_apply: NULL argument");
     sched->now = now_ns;
     n = seldon_manifest_count(manifest);
-    if ((rc = check_manifest(manifest)) != 0)
+    if ((rc = check_manifest(sched, manifest)) != 0)
         return rc;
     for (i = 0; i < n; i++) {
         const seldon_resource *res = seldon_manifest_at(manifest, i);
@@ -1295,6 +1316,8 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest,
                 break;
             rc = sdn_sch_resource_put(sched, key, (const char *)sched->scratch.data,
                                       sched->scratch.len, 1);
+            if (rc == 0 && res->kind == SELDON_KIND_EXPERIMENT)
+                rc = sdn_sch_resource_experiment(sched, key, res);
             if (rc == 0)
                 sdn_sch_event(sched, res->kind, res->name, 0, "Stored", NULL, NULL, -1);
             break;

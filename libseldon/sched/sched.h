@@ -177,6 +177,8 @@ typedef struct sch_resource { /* Pipelines and Experiments: stored as written */
     char *json;
     size_t json_len;
     uint8_t live;
+    uint8_t exp_pipeline; /* an experiment over pipelines */
+    char *exp_default;    /* an experiment's spec.default, or NULL */
 } sch_resource;
 
 typedef struct sch_event {
@@ -296,6 +298,8 @@ int sdn_sch_replica_set_caps(seldon_sched *s, sch_replica *r);
 int sdn_sch_model_get(sch_model **out, seldon_sched *s, const char *name, int create);
 int sdn_sch_version_new(sch_version **out, seldon_sched *s, sch_model *m, uint32_t number);
 int sdn_sch_resource_put(seldon_sched *s, const char *key, const char *json, size_t len, int live);
+/* Records an experiment's default (for the one-default-per-model rule). */
+int sdn_sch_resource_experiment(seldon_sched *s, const char *key, const seldon_resource *res);
 
 /* Persistence (persist.c). */
 #define SCH_DB_MODELS 0

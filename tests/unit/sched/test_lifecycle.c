@@ -358,3 +358,26 @@ Test(lifecycle, pipelines_and_experiments_are_stored_and_unloaded)
               seldon_last_error());
     seldon_sched_close(s);
 }
+
+#define EXP(name, def, cand)                                                                       \
+    "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: " name "}\n"       \
+    "spec:\n  default: " def "\n  candidates: [{name: " def ", weight: 50}, {name: " cand         \
+    ", weight: 50}]\n"
+
+Test(lifecycle, one_default_per_model_across_applies_and_restarts)
+{
+    char *dir = temp_dir();
+    seldon_sched *s = open_dir(dir, T0, 0);
+    apply_ok(s, EXP("e1", "iris", "iris2"), T0);
+    apply_ok(s, EXP("e1", "iris", "iris3"), T0); /* the same experiment again: fine */
+    cr_assert_eq(apply_v(s, EXP("e2", "iris", "iris4"), NULL, T0), SELDON_EINVAL);
+    cr_assert(strstr(seldon_last_error(), "already the default of experiment \"e1\""), "%s",
+              seldon_last_error());
+    seldon_sched_close(s);
+    s = open_dir(dir, T0, 0);
+    cr_assert_eq(apply_v(s, EXP("e2", "iris", "iris4"), NULL, T0), SELDON_EINVAL);
+    cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_EXPERIMENT, "e1", T0), 0);
+    apply_ok(s, EXP("e2", "iris", "iris4"), T0);
+    seldon_sched_close(s);
+    rm_dir(dir);
+}
