@@ -247,8 +247,10 @@ fail:
 
 /* --- Reload ---------------------------------------------------------------- */
 
-static int bad_record(const char *what, const void *key, size_t klen)
+static int bad_record(const rd *r, const char *what, const void *key, size_t klen)
 {
+    if (r != NULL && r->bad == 2)
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory reading the state");
     return sdn_error(SELDON_EPARSE, "state store: %s record \"%.*s\" is damaged", what,
                      (int)(klen > 200 ? 200 : klen), (const char *)key);
 }
@@ -288,7 +290,7 @@ static int load_server(void *ud, const void *key, size_t klen, const void *val, 
     int rc;
 
     if (key_name(name, sizeof(name), key, klen) != 0 || get_u8(&r) != REC_FORMAT)
-        return bad_record("server", key, klen);
+        return bad_record(&r, "server", key, klen);
     if ((rc = sdn_sch_server_get(&sv, s, name, 1)) != 0)
         return rc;
     sv->has_resource = get_u8(&r);
@@ -297,13 +299,13 @@ static int load_server(void *ud, const void *key, size_t klen, const void *val, 
     sv->spec = get_str(&r, NULL);
     n = get_var(&r);
     if (r.bad || n > (uint64_t)(r.end - r.p))
-        return bad_record("server", key, klen);
+        return bad_record(&r, "server", key, klen);
     sv->caps = sdn_malloc((size_t)(n + 1) * sizeof(uint32_t));
     if (sv->caps == NULL)
         return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
     for (i = 0; i < n; i++) {
         if ((rc = cap_of(s, &r, &sv->caps[i])) != 0)
-            return r.bad ? bad_record("server", key, klen) : rc;
+            return r.bad ? bad_record(&r, "server", key, klen) : rc;
         sv->ncaps++;
     }
     n = get_var(&r);
@@ -334,8 +336,7 @@ static int load_server(void *ud, const void *key, size_t klen, const void *val, 
             return rc;
     }
     if (r.bad)
-        return r.bad == 2 ? sdn_error(SELDON_ENOMEM, "scheduler: out of memory")
-                          : bad_record("server", key, klen);
+        return bad_record(&r, "server", key, klen);
     return 0;
 }
 
@@ -349,7 +350,7 @@ static int load_model(void *ud, const void *key, size_t klen, const void *val, s
     int rc;
 
     if (key_name(name, sizeof(name), key, klen) != 0 || get_u8(&r) != REC_FORMAT)
-        return bad_record("model", key, klen);
+        return bad_record(&r, "model", key, klen);
     if ((rc = sdn_sch_model_get(&m, s, name, 1)) != 0)
         return rc;
     m->latest = (uint32_t)get_var(&r);
@@ -434,8 +435,7 @@ static int load_model(void *ud, const void *key, size_t klen, const void *val, s
         }
     }
     if (r.bad)
-        return r.bad == 2 ? sdn_error(SELDON_ENOMEM, "scheduler: out of memory")
-                          : bad_record("model", key, klen);
+        return bad_record(&r, "model", key, klen);
     return 0;
 }
 
@@ -445,7 +445,7 @@ static int load_resource(void *ud, const void *key, size_t klen, const void *val
     char name[SELDON_MANIFEST_NAME_MAX + 8];
     int rc;
     if (key_name(name, sizeof(name), key, klen) != 0 || klen < 3 || name[1] != ':')
-        return bad_record("resource", key, klen);
+        return bad_record(NULL, "resource", key, klen);
     if ((rc = sdn_sch_resource_put(s, name, val, vlen, 1)) != 0)
         return rc;
     if (name[0] == 'E') {

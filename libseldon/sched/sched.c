@@ -1136,15 +1136,27 @@ static int apply_model(seldon_sched *s, const seldon_resource *res, uint32_t *ou
             return sdn_sch_schedule(s, latest);
         }
     }
-    if ((rc = sdn_sch_version_new(&v, s, m, m->latest + 1)) != 0)
-        return rc;
+    /* Everything that may fail first, so a failure leaves no half-made version behind. */
+    {
+        sch_version tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        if ((rc = serialize(&s->scratch, res, &tmp.spec, &tmp.spec_len)) != 0 ||
+            (ms->server != NULL &&
+             (tmp.pin = sdn_strndup(ms->server, strlen(ms->server))) == NULL) ||
+            (rc = version_reqs(s, &tmp, ms)) != 0 ||
+            (rc = sdn_sch_version_new(&v, s, m, m->latest + 1)) != 0) {
+            sdn_free(tmp.spec);
+            sdn_free(tmp.pin);
+            sdn_free(tmp.reqs);
+            return rc ? rc : sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+        }
+        v->spec = tmp.spec;
+        v->spec_len = tmp.spec_len;
+        v->pin = tmp.pin;
+        v->reqs = tmp.reqs;
+        v->nreqs = tmp.nreqs;
+    }
     m->deleted = 0;
-    if ((rc = serialize(&s->scratch, res, &v->spec, &v->spec_len)) != 0)
-        return rc;
-    if (ms->server != NULL && (v->pin = sdn_strndup(ms->server, strlen(ms->server))) == NULL)
-        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
-    if ((rc = version_reqs(s, v, ms)) != 0)
-        return rc;
     v->memory = ms->memory_bytes > 0 ? ms->memory_bytes : 0;
     v->replicas = ms->replicas;
     v->min_replicas = ms->min_replicas;

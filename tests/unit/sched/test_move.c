@@ -164,3 +164,60 @@ Test(move, a_deleted_server_drains_everything)
     cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_SERVER, "old", T0), SELDON_ENOTFOUND);
     seldon_sched_close(s);
 }
+
+Test(move, an_agent_eviction_keeps_the_model_placed)
+{
+    seldon_sched *s = open_mem();
+    cmd c[4];
+    uint64_t gen;
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+    load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
+    ack_all(s, T0);
+    gen = seldon_sched_routes_generation(s);
+    /* Overcommit: the agent dropped it to make room and will load it again on demand. */
+    cr_assert_eq(seldon_sched_agent_event(s, "mlserver", 0, 0, "a", 1, SELDON_SCHED_UNLOADED,
+                                          "evicted", T0),
+                 0);
+    cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelAvailable");
+    cr_assert_eq(route_upstreams(s, "a"), 1);
+    cr_assert_eq(seldon_sched_routes_generation(s), gen);
+    cr_assert_eq(take_cmds(s, c, 4), 0);
+    seldon_sched_close(s);
+}
+
+Test(move, a_model_found_on_a_replica_is_adopted_when_wanted)
+{
+    seldon_sched *s = open_mem();
+    seldon_sched_loaded l[1] = {{"a", 1}};
+    cmd c[4];
+    connect_ok(s, "mlserver", 0, CAPS, 1000, T0);
+    load_model(s, "a", "sklearn", "600", 2, "  minReplicas: 1\n", T0); /* 1 of 2 fits */
+    ack_all(s, T0);
+    cr_assert_str_eq(placement(s, "a", 1), "mlserver:0");
+    /* A second replica appears already holding it (say a restarted scheduler lost track). */
+    cr_assert_eq(connect_r(s, "mlserver", 1, CAPS, 1000, 0, l, 1, T0), 0);
+    cr_assert_eq(take_cmds(s, c, 4), 0);
+    cr_assert_str_eq(placement(s, "a", 1), "mlserver:0,1");
+    cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelAvailable");
+    cr_assert_eq(route_upstreams(s, "a"), 2);
+    seldon_sched_close(s);
+}
+
+Test(move, replica_connections_are_events)
+{
+    seldon_sched *s = open_mem();
+    seldon_sched_event e;
+    int connected = 0, disconnected = 0;
+    connect_ok(s, "mlserver", 3, CAPS, GIB, T0);
+    cr_assert_eq(seldon_sched_agent_disconnect(s, "mlserver", 3, T0 + MS), 0);
+    while (seldon_sched_next_event(s, &e) == 0) {
+        cr_assert_eq(e.kind, SELDON_KIND_SERVER);
+        cr_assert_str_eq(e.name, "mlserver");
+        cr_assert_eq(e.server_index, 3);
+        connected += strcmp(e.state, "ServerReplicaConnected") == 0;
+        disconnected += strcmp(e.state, "ServerReplicaDisconnected") == 0 && e.time_ns == T0 + MS;
+    }
+    cr_assert_eq(connected, 1);
+    cr_assert_eq(disconnected, 1);
+    seldon_sched_close(s);
+}

@@ -1,5 +1,6 @@
 /* Persistence: everything in LMDB, reloaded on open; a restart waits for replicas, moves nothing. */
 #include <lmdb.h>
+#include <sys/wait.h>
 
 #include "sched_test.h"
 
@@ -210,5 +211,35 @@ Test(restart, a_damaged_record_is_refused_with_its_name)
     cr_assert_null(s);
     cr_assert(strstr(seldon_last_error(), "server record \"mlserver\" is damaged"), "%s",
               seldon_last_error());
+    rm_dir(dir);
+}
+
+Test(restart, a_load_sent_before_a_crash_and_done_is_not_sent_again)
+{
+    char *dir = temp_dir();
+    seldon_sched *s;
+    seldon_sched_loaded l[1];
+    cmd c[4];
+    int status = 0;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        /* The scheduler process: it sends the load and dies before any answer or close. */
+        s = open_dir(dir, T0, 60000);
+        connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+        load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
+        _exit(take_cmds(s, c, 4) == 1 ? 0 : 1);
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* Everything was stored before each call returned: nothing is lost. */
+    s = open_dir(dir, T0, 60000);
+    cr_assert_eq(seldon_sched_ready(s), 0);
+    cr_assert_str_eq(placement(s, "a", 1), "mlserver:0");
+    loaded_list(&l[0], "a", 1);
+    cr_assert_eq(connect_r(s, "mlserver", 0, CAPS, GIB, 0, l, 1, T0), 0);
+    cr_assert_eq(take_cmds(s, c, 4), 0);
+    cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelAvailable");
+    seldon_sched_close(s);
     rm_dir(dir);
 }
