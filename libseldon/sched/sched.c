@@ -439,10 +439,13 @@ static void slot_mem(seldon_sched *s, sch_slot *sl, int on)
     if (sl->v == NULL || sl->mem == on)
         return;
     sl->mem = (uint8_t)on;
+    /* Saturating: a damaged store must not overflow the sum (memory is never negative). */
     if (on) {
-        sl->r->used += sl->v->memory;
+        if (__builtin_add_overflow(sl->r->used, sl->v->memory, &sl->r->used))
+            sl->r->used = INT64_MAX;
     } else {
-        sl->r->used -= sl->v->memory;
+        if (__builtin_sub_overflow(sl->r->used, sl->v->memory, &sl->r->used))
+            sl->r->used = INT64_MIN;
         s->retry = 1;
     }
 }

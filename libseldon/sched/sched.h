@@ -270,7 +270,10 @@ static inline int sch_has_cap(const sch_replica *r, uint32_t id)
 int64_t sdn_sch_capacity(const sch_replica *r);
 static inline int64_t sch_free(const sch_replica *r)
 {
-    return sdn_sch_capacity(r) - r->used;
+    int64_t f;
+    if (__builtin_sub_overflow(sdn_sch_capacity(r), r->used, &f))
+        return r->used > 0 ? INT64_MIN : INT64_MAX;
+    return f;
 }
 /* 1 when the replica takes no new placements: its Server resource has fewer replicas. */
 int sdn_sch_draining(const sch_replica *r);
@@ -309,5 +312,8 @@ int sdn_sch_resource_experiment(seldon_sched *s, const char *key, const seldon_r
 #define SCH_DB_COUNT 4
 int sdn_sch_persist(seldon_sched *s);
 int sdn_sch_reload(seldon_sched *s);
+/* Decodes one record of db into the scheduler, as the reload does (for the fuzz target). */
+int sdn_sch_decode(seldon_sched *s, int db, const void *key, size_t klen, const void *val,
+                   size_t vlen);
 
 #endif
