@@ -86,8 +86,7 @@ static seldon_sched *open_sched(const char *dir)
     return s;
 }
 
-static void connect_all(seldon_sched *s, seldon_sched_loaded *const *loaded,
-                        const size_t *nloaded)
+static void connect_all(seldon_sched *s, seldon_sched_loaded *const *loaded, const size_t *nloaded)
 {
     static const char *const caps[] = {"mlserver", "sklearn", "xgboost", "python"};
     int rc;
@@ -224,8 +223,7 @@ static place_result place_median(const seldon_manifest *m, size_t n, int reps)
 
 static void row(const char *what, double ours, double target, const char *reference)
 {
-    printf("%-52s %10.1f ms  %10.1f ms  %5.2f  %s\n", what, ours, target, ours / target,
-           reference);
+    printf("%-52s %10.1f ms  %10.1f ms  %5.2f  %s\n", what, ours, target, ours / target, reference);
 }
 
 int main(int argc, char **argv)
@@ -346,8 +344,8 @@ int main(int argc, char **argv)
         row(what, recover, 100.0, "(not persisted: rebuilt from agents)");
     }
     printf("\nphases (ms)                                   apply    loads   routes\n");
-    printf("  %6zu models                           %9.1f %8.1f %8.1f\n", n10, p10.apply,
-           p10.load, p10.routes);
+    printf("  %6zu models                           %9.1f %8.1f %8.1f\n", n10, p10.apply, p10.load,
+           p10.routes);
     printf("  %6zu models                           %9.1f %8.1f %8.1f\n", n100, p100.apply,
            p100.load, p100.routes);
     printf("\n(info) apply %zu models with the LMDB store, one transaction: %.1f ms\n", n10,

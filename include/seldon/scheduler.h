@@ -35,8 +35,9 @@ typedef struct seldon_sched_config {
     int64_t map_size_bytes; /* LMDB map size. Default 1 GiB */
     const seldon_routes_defaults *route_defaults; /* NULL: SELDON_ROUTES_DEFAULTS_INIT */
     /* Since version 2 (version 1 takes the defaults): */
-    int64_t load_timeout_ms; /* a load or unload unanswered this long is sent again. Default 300000 */
-    int32_t load_retries;    /* sends after the first before LoadFailed / UnloadFailed. Default 2 */
+    int64_t
+        load_timeout_ms;  /* a load or unload unanswered this long is sent again. Default 300000 */
+    int32_t load_retries; /* sends after the first before LoadFailed / UnloadFailed. Default 2 */
     int64_t unload_grace_ms; /* a replica leaves the routes this long before its unload is sent,
                                 so routers stop using it first. Default 500 */
     int32_t sync_writes; /* 1: every commit is flushed to disk; 0: to the OS page cache (survives

@@ -223,8 +223,8 @@ int sdn_sch_persist(seldon_sched *s)
     for (i = 0; i < s->ndirty_models; i++) {
         const sch_model *m = s->dirty_models[i];
         if ((rc = encode_model(b, s, m)) != 0 ||
-            (rc = sdn_store_put(txn, SCH_DB_MODELS, m->name, strlen(m->name), b->data,
-                                b->len)) != 0)
+            (rc = sdn_store_put(txn, SCH_DB_MODELS, m->name, strlen(m->name), b->data, b->len)) !=
+                0)
             goto fail;
     }
     for (i = 0; i < s->ndirty_resources; i++) {

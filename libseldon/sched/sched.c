@@ -139,8 +139,8 @@ int sdn_sch_replica_get(sch_replica **out, seldon_sched *s, sch_server *sv, uint
     if (!create)
         return SELDON_ENOTFOUND;
     if (index > SCH_INDEX_MAX)
-        return sdn_error(SELDON_EINVAL, "server \"%s\": replica index %u above %u", sv->name,
-                         index, SCH_INDEX_MAX);
+        return sdn_error(SELDON_EINVAL, "server \"%s\": replica index %u above %u", sv->name, index,
+                         SCH_INDEX_MAX);
     if (index >= sv->nreplicas) {
         sch_replica **nr = sdn_realloc(sv->replicas, (size_t)(index + 1) * sizeof(*nr));
         if (nr == NULL)
@@ -161,12 +161,11 @@ int sdn_sch_replica_get(sch_replica **out, seldon_sched *s, sch_server *sv, uint
     return 0;
 }
 
-static const char *const mlserver_caps[] = {"mlserver",     "alibi-detect", "alibi-explain",
-                                            "huggingface",  "lightgbm",     "mlflow",
-                                            "python",       "sklearn",      "spark-mlib",
-                                            "xgboost"};
-static const char *const triton_caps[] = {"triton",   "dali",     "fil",        "onnx",    "openvino",
-                                          "python",   "pytorch",  "tensorflow", "tensorrt"};
+static const char *const mlserver_caps[] = {
+    "mlserver", "alibi-detect", "alibi-explain", "huggingface", "lightgbm",
+    "mlflow",   "python",       "sklearn",       "spark-mlib",  "xgboost"};
+static const char *const triton_caps[] = {"triton", "dali",    "fil",        "onnx",    "openvino",
+                                          "python", "pytorch", "tensorflow", "tensorrt"};
 
 int sdn_sch_default_caps(const char *const **out, const char *config)
 {
@@ -310,9 +309,8 @@ int sdn_sch_resource_put(seldon_sched *s, const char *key, const char *json, siz
     res->json = copy;
     res->json_len = copy ? len : 0;
     res->live = (uint8_t)live;
-    if (s->store != NULL &&
-        sdn_sch_grow((void **)&s->dirty_resources, &s->capdirty_resources,
-                     s->ndirty_resources + 1, sizeof(void *)) == 0)
+    if (s->store != NULL && sdn_sch_grow((void **)&s->dirty_resources, &s->capdirty_resources,
+                                         s->ndirty_resources + 1, sizeof(void *)) == 0)
         s->dirty_resources[s->ndirty_resources++] = res;
     return 0;
 }
@@ -1284,8 +1282,8 @@ static int check_manifest(const seldon_sched *s, const seldon_manifest *mf)
             for (k = 0; rc == 0 && k < (int)s->nresources; k++) {
                 const sch_resource *r = s->resources[k];
                 if (r->live && r->exp_default != NULL && r->key[0] == 'E' &&
-                    r->exp_pipeline == !is_model_experiment(b) && strcmp(r->exp_default, def) == 0 &&
-                    strcmp(r->key + 2, b->name) != 0)
+                    r->exp_pipeline == !is_model_experiment(b) &&
+                    strcmp(r->exp_default, def) == 0 && strcmp(r->key + 2, b->name) != 0)
                     rc = sdn_error(SELDON_EINVAL,
                                    "document %zu (Experiment \"%s\"): spec.default: \"%s\" is "
                                    "already the default of experiment \"%s\"",
@@ -1300,8 +1298,8 @@ static int check_manifest(const seldon_sched *s, const seldon_manifest *mf)
     return rc;
 }
 
-int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest,
-                       uint32_t *out_versions, int64_t now_ns)
+int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest, uint32_t *out_versions,
+                       int64_t now_ns)
 {
     size_t i, n;
     int rc = 0;
@@ -1400,8 +1398,7 @@ int seldon_sched_unload(seldon_sched *sched, seldon_kind kind, const char *name,
         sch_resource *res;
         if (resource_key(key, sizeof(key), kind, name) != 0 ||
             (res = sdn_sch_map_get(&sched->resources_by_key, key)) == NULL || !res->live)
-            return sdn_error(SELDON_ENOTFOUND, "%s \"%s\" not found", seldon_kind_name(kind),
-                             name);
+            return sdn_error(SELDON_ENOTFOUND, "%s \"%s\" not found", seldon_kind_name(kind), name);
         if ((rc = sdn_sch_resource_put(sched, key, NULL, 0, 0)) != 0)
             return rc;
         sdn_sch_event(sched, kind, res->key + 2, 0, "Deleted", NULL, NULL, -1);
@@ -1812,8 +1809,8 @@ int64_t seldon_sched_tick(seldon_sched *sched, int64_t now_ns)
     }
     while (sched->inflight.head != NULL && sched->inflight.head->deadline <= now_ns) {
         sch_slot *sl = sched->inflight.head;
-        int op = sl->state == SCH_R_UNLOADING || sl->v == NULL ? SELDON_SCHED_UNLOAD
-                                                                : SELDON_SCHED_LOAD;
+        int op =
+            sl->state == SCH_R_UNLOADING || sl->v == NULL ? SELDON_SCHED_UNLOAD : SELDON_SCHED_LOAD;
         list_remove(&sched->inflight, sl);
         sl->inflight = 0;
         if (sl->attempts <= sched->cfg.load_retries) {

@@ -85,17 +85,17 @@ typedef struct sch_slot {
     struct sch_replica *r;
     char *stray_model; /* with v NULL */
     uint32_t stray_version;
-    uint32_t rpos;     /* position in r->slots (not for strays) */
-    uint8_t state;     /* SCH_R_* */
-    uint8_t leaving;   /* not in the version's target: unload once the target is available */
-    uint8_t owe;       /* SELDON_SCHED_LOAD / _UNLOAD queued on the replica, or 0 */
-    uint8_t inflight;  /* the command was taken; waiting for the answer */
-    uint8_t grace;     /* in the unload-grace list */
-    uint8_t attempts;  /* sends of the current command */
-    uint8_t mem;       /* counted in r->used */
-    uint8_t seen;      /* scratch for agent_connect */
+    uint32_t rpos;    /* position in r->slots (not for strays) */
+    uint8_t state;    /* SCH_R_* */
+    uint8_t leaving;  /* not in the version's target: unload once the target is available */
+    uint8_t owe;      /* SELDON_SCHED_LOAD / _UNLOAD queued on the replica, or 0 */
+    uint8_t inflight; /* the command was taken; waiting for the answer */
+    uint8_t grace;    /* in the unload-grace list */
+    uint8_t attempts; /* sends of the current command */
+    uint8_t mem;      /* counted in r->used */
+    uint8_t seen;     /* scratch for agent_connect */
     uint64_t cmd_id;
-    int64_t deadline;  /* in-flight or grace deadline */
+    int64_t deadline; /* in-flight or grace deadline */
     int64_t last_change;
     char *reason;
     struct sch_slot *q_prev, *q_next; /* the replica's command queue */
@@ -107,17 +107,17 @@ typedef struct sch_version {
     uint32_t number;
     char *spec; /* canonical JSON of the Model */
     size_t spec_len;
-    char *pin; /* spec.server, or NULL */
+    char *pin;      /* spec.server, or NULL */
     uint32_t *reqs; /* interned requirements (modelType added) */
     uint32_t nreqs;
     int64_t memory; /* bytes; 0 when not given */
     int32_t replicas, min_replicas, max_replicas;
     uint8_t state;
-    uint8_t terminating; /* superseded or deleted: every slot goes */
-    uint8_t pending;     /* in the pending list: wants more replicas than it has */
+    uint8_t terminating;       /* superseded or deleted: every slot goes */
+    uint8_t pending;           /* in the pending list: wants more replicas than it has */
     struct sch_server *server; /* where its target lives; NULL until placed */
-    char *reason;       /* of the state */
-    char *place_reason; /* why placement fell short, or NULL */
+    char *reason;              /* of the state */
+    char *place_reason;        /* why placement fell short, or NULL */
     int64_t last_change;
     sch_slot **slots;
     uint32_t nslots, capslots;
@@ -130,7 +130,7 @@ typedef struct sch_model {
     uint32_t latest; /* highest version number ever made */
     uint8_t deleted;
     uint8_t dirty;
-    uint8_t persisted; /* has a record in the store */
+    uint8_t persisted;      /* has a record in the store */
     sch_version **versions; /* oldest first */
     uint32_t nversions, capversions;
     uint32_t order; /* index in sched->models */
@@ -148,13 +148,13 @@ typedef struct sch_replica {
     uint32_t overcommit;
     int64_t used; /* memory of the slots placed here */
     uint8_t connected;
-    uint8_t expected; /* connected when the state was last stored: a restart waits for it */
-    uint8_t in_ready; /* in sched->readyq */
+    uint8_t expected;        /* connected when the state was last stored: a restart waits for it */
+    uint8_t in_ready;        /* in sched->readyq */
     uint32_t mark_v, mark_m; /* placement scratch: holds the version / the model at epoch */
     sch_slot **slots;
     uint32_t nslots, capslots;
     sch_slot *q_head, *q_tail; /* slots owing a command */
-    sch_slot **strays; /* loaded here, unknown: unloaded once ready */
+    sch_slot **strays;         /* loaded here, unknown: unloaded once ready */
     uint32_t nstrays, capstrays;
 } sch_replica;
 

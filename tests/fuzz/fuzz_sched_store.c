@@ -76,10 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     seldon_sched_agent_connect(s, &r, NULL, 0, 1);
     seldon_sched_tick(s, 2000 * 1000000LL);
     for (i = 0; i < 64 && seldon_sched_next_command(s, &c) == 0; i++)
-        seldon_sched_agent_event(s, c.server, c.index, c.id, c.model, c.version,
-                                 c.op == SELDON_SCHED_LOAD ? SELDON_SCHED_LOADED
-                                                           : SELDON_SCHED_UNLOADED,
-                                 NULL, 3);
+        seldon_sched_agent_event(
+            s, c.server, c.index, c.id, c.model, c.version,
+            c.op == SELDON_SCHED_LOAD ? SELDON_SCHED_LOADED : SELDON_SCHED_UNLOADED, NULL, 3);
     seldon_sched_agent_disconnect(s, r.server, 0, 4);
     for (i = 0; i < s->nmodels && i < 8; i++)
         seldon_sched_unload(s, SELDON_KIND_MODEL, s->models[i]->name, 5);

@@ -57,10 +57,9 @@ static int run(const char *dir, const seldon_manifest *m1, const seldon_manifest
     STEP(seldon_sched_apply(s, m1, NULL, T0));
     for (i = 0; i < 3; i++) {
         while (seldon_sched_next_command(s, &c) == 0)
-            STEP(seldon_sched_agent_event(s, c.server, c.index, c.id, c.model, c.version,
-                                          c.op == SELDON_SCHED_LOAD ? SELDON_SCHED_LOADED
-                                                                    : SELDON_SCHED_UNLOADED,
-                                          NULL, T0));
+            STEP(seldon_sched_agent_event(
+                s, c.server, c.index, c.id, c.model, c.version,
+                c.op == SELDON_SCHED_LOAD ? SELDON_SCHED_LOADED : SELDON_SCHED_UNLOADED, NULL, T0));
         if (i == 0)
             STEP(seldon_sched_apply(s, m2, NULL, T0));
         if (i == 1)

@@ -118,8 +118,8 @@ Test(lifecycle, a_load_that_never_answers_is_sent_again_then_fails)
     cr_assert_str_eq(vstate(s, "iris", 1, reason, sizeof(reason)), "ModelFailed");
     cr_assert(strstr(reason, "load timed out after 2 attempts"), "%s", reason);
     /* A late answer still counts. */
-    cr_assert_eq(seldon_sched_agent_event(s, "mlserver", 0, c[1].id, "iris", 1,
-                                          SELDON_SCHED_LOADED, NULL, next + MS),
+    cr_assert_eq(seldon_sched_agent_event(s, "mlserver", 0, c[1].id, "iris", 1, SELDON_SCHED_LOADED,
+                                          NULL, next + MS),
                  0);
     cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelAvailable");
     seldon_sched_close(s);
@@ -276,10 +276,10 @@ Test(lifecycle, a_replicas_only_change_applies_in_place)
     cr_assert_eq(take_cmds(s, c, 8), 2);
     cr_assert_eq(c[0].op, SELDON_SCHED_UNLOAD);
     cr_assert_eq(c[1].op, SELDON_SCHED_UNLOAD);
-    seldon_sched_agent_event(s, c[0].server, c[0].index, c[0].id, "iris", 1,
-                             SELDON_SCHED_UNLOADED, NULL, T0 + 1000 * MS);
-    seldon_sched_agent_event(s, c[1].server, c[1].index, c[1].id, "iris", 1,
-                             SELDON_SCHED_UNLOADED, NULL, T0 + 1000 * MS);
+    seldon_sched_agent_event(s, c[0].server, c[0].index, c[0].id, "iris", 1, SELDON_SCHED_UNLOADED,
+                             NULL, T0 + 1000 * MS);
+    seldon_sched_agent_event(s, c[1].server, c[1].index, c[1].id, "iris", 1, SELDON_SCHED_UNLOADED,
+                             NULL, T0 + 1000 * MS);
     cr_assert_eq(strlen(placement(s, "iris", 1)), strlen("mlserver:0"));
     cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelAvailable");
     seldon_sched_close(s);
@@ -360,8 +360,8 @@ Test(lifecycle, pipelines_and_experiments_are_stored_and_unloaded)
 }
 
 #define EXP(name, def, cand)                                                                       \
-    "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: " name "}\n"       \
-    "spec:\n  default: " def "\n  candidates: [{name: " def ", weight: 50}, {name: " cand         \
+    "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: " name "}\n"         \
+    "spec:\n  default: " def "\n  candidates: [{name: " def ", weight: 50}, {name: " cand          \
     ", weight: 50}]\n"
 
 Test(lifecycle, one_default_per_model_across_applies_and_restarts)

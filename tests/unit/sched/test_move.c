@@ -175,9 +175,9 @@ Test(move, an_agent_eviction_keeps_the_model_placed)
     ack_all(s, T0);
     gen = seldon_sched_routes_generation(s);
     /* Overcommit: the agent dropped it to make room and will load it again on demand. */
-    cr_assert_eq(seldon_sched_agent_event(s, "mlserver", 0, 0, "a", 1, SELDON_SCHED_UNLOADED,
-                                          "evicted", T0),
-                 0);
+    cr_assert_eq(
+        seldon_sched_agent_event(s, "mlserver", 0, 0, "a", 1, SELDON_SCHED_UNLOADED, "evicted", T0),
+        0);
     cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelAvailable");
     cr_assert_eq(route_upstreams(s, "a"), 1);
     cr_assert_eq(seldon_sched_routes_generation(s), gen);

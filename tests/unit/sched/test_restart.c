@@ -1,4 +1,5 @@
-/* Persistence: everything in LMDB, reloaded on open; a restart waits for replicas, moves nothing. */
+/* Persistence: everything in LMDB, reloaded on open; a restart waits for replicas, moves nothing.
+ */
 #include <lmdb.h>
 #include <sys/wait.h>
 
@@ -218,7 +219,7 @@ Test(restart, a_load_sent_before_a_crash_and_done_is_not_sent_again)
 {
     char *dir = temp_dir();
     seldon_sched *s;
-    seldon_sched_loaded l[1];
+    seldon_sched_loaded l[2];
     cmd c[4];
     int status = 0;
     pid_t pid = fork();
@@ -228,7 +229,15 @@ Test(restart, a_load_sent_before_a_crash_and_done_is_not_sent_again)
         s = open_dir(dir, T0, 60000);
         connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
         load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
-        _exit(take_cmds(s, c, 4) == 1 ? 0 : 1);
+        load_model(s, "b", "sklearn", NULL, 1, NULL, T0);
+        if (take_cmds(s, c, 4) != 2)
+            _exit(1);
+        /* b's answer arrives; a's never does. */
+        _exit(seldon_sched_agent_event(s, "mlserver", 0, c[1].id, c[1].model, 1,
+                                       SELDON_SCHED_LOADED, NULL, T0) == 0 &&
+                      strcmp(c[1].model, "b") == 0
+                  ? 0
+                  : 1);
     }
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -236,8 +245,11 @@ Test(restart, a_load_sent_before_a_crash_and_done_is_not_sent_again)
     s = open_dir(dir, T0, 60000);
     cr_assert_eq(seldon_sched_ready(s), 0);
     cr_assert_str_eq(placement(s, "a", 1), "mlserver:0");
+    cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelProgressing");
+    cr_assert_str_eq(vstate(s, "b", 1, NULL, 0), "ModelAvailable");
     loaded_list(&l[0], "a", 1);
-    cr_assert_eq(connect_r(s, "mlserver", 0, CAPS, GIB, 0, l, 1, T0), 0);
+    loaded_list(&l[1], "b", 1);
+    cr_assert_eq(connect_r(s, "mlserver", 0, CAPS, GIB, 0, l, 2, T0), 0);
     cr_assert_eq(take_cmds(s, c, 4), 0);
     cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelAvailable");
     seldon_sched_close(s);
