@@ -914,7 +914,6 @@ void seldon_sched_close(seldon_sched *sched)
     sdn_free(sched->dirty_models);
     sdn_free(sched->dirty_servers);
     sdn_free(sched->dirty_resources);
-    sdn_free(sched->cmd_model);
     sdn_sch_map_free(&sched->models_by_name);
     sdn_sch_map_free(&sched->servers_by_name);
     sdn_sch_map_free(&sched->caps_by_name);
@@ -1331,8 +1330,11 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest, uin
                                       sched->scratch.len, 1);
             if (rc == 0 && res->kind == SELDON_KIND_EXPERIMENT)
                 rc = sdn_sch_resource_experiment(sched, key, res);
-            if (rc == 0)
-                sdn_sch_event(sched, res->kind, res->name, 0, "Stored", NULL, NULL, -1);
+            if (rc == 0) {
+                /* The event's name must outlive the manifest: the stored key holds it. */
+                const sch_resource *sr = sdn_sch_map_get(&sched->resources_by_key, key);
+                sdn_sch_event(sched, res->kind, sr->key + 2, 0, "Stored", NULL, NULL, -1);
+            }
             break;
         }
         default:

@@ -229,8 +229,6 @@ struct seldon_sched {
     sch_list inflight;
     sch_list grace;
     uint64_t next_cmd_id;
-    seldon_sched_command cmd; /* the last command handed out */
-    char *cmd_model;          /* its strings */
 
     sch_event *events; /* ring */
     size_t ev_cap, ev_head, ev_len;

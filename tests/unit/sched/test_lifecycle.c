@@ -341,7 +341,9 @@ Test(lifecycle, pipelines_and_experiments_are_stored_and_unloaded)
              "spec:\n  default: iris\n  candidates: [{name: iris, weight: 50}, {name: iris2, "
              "weight: 50}]\n",
              T0);
+    cr_assert(saw_event(s, "ab", "Stored")); /* named after the manifest is gone */
     cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_EXPERIMENT, "ab", T0), 0);
+    cr_assert(saw_event(s, "ab", "Deleted"));
     cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_EXPERIMENT, "ab", T0), SELDON_ENOTFOUND);
     cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_PIPELINE, "p", T0), SELDON_ENOTFOUND);
     /* A model is the default of at most one experiment. */
