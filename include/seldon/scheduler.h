@@ -58,7 +58,8 @@ typedef struct seldon_sched_config {
  * moves nothing and sends no command, while status and routes show the
  * reloaded state (routers keep serving). When ready, replicas still missing
  * are dropped and their models placed elsewhere. A damaged store is
- * SELDON_EPARSE naming the record. cfg NULL: the defaults, memory only.
+ * SELDON_EPARSE naming the record; a folder another scheduler has open is
+ * SELDON_EUNAVAIL. cfg NULL: the defaults, memory only.
  * Caller owns *out.
  */
 SELDON_API int seldon_sched_open(seldon_sched **out, const seldon_sched_config *cfg,

@@ -36,6 +36,17 @@ static int better(const cand *a, const cand *b)
     return a->r->index < b->r->index;
 }
 
+int sdn_sch_fits(const sch_replica *r, const sch_version *v)
+{
+    uint32_t i;
+    if (v->pin != NULL && strcmp(v->pin, r->s->name) != 0)
+        return 0;
+    for (i = 0; i < v->nreqs; i++)
+        if (!sch_has_cap(r, v->reqs[i]))
+            return 0;
+    return 1;
+}
+
 static int has_reqs(const sch_replica *r, const sch_version *v)
 {
     uint32_t i;

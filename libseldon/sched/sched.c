@@ -1452,7 +1452,7 @@ static int loaded_unplaced(seldon_sched *s, sch_replica *r, const char *model, u
     int rc;
     if (v != NULL && !v->terminating && !v->m->deleted && v->replicas > 0 &&
         (v->server == NULL || v->server == r->s) && target_count(v) < (uint32_t)v->replicas &&
-        !sdn_sch_draining(r)) {
+        !sdn_sch_draining(r) && sdn_sch_fits(r, v)) {
         if ((rc = sdn_sch_slot_new(&sl, s, v, r, SCH_R_AVAILABLE)) != 0)
             return rc;
         sl->seen = 1;

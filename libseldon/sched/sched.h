@@ -276,6 +276,8 @@ static inline int64_t sch_free(const sch_replica *r)
 /* 1 when the replica takes no new placements: its Server resource has fewer replicas. */
 int sdn_sch_draining(const sch_replica *r);
 
+/* 1 when the version may live on r: its pin and its requirements (place.c). */
+int sdn_sch_fits(const sch_replica *r, const sch_version *v);
 /* Placement (place.c): choose the version's target replicas and issue the loads/unloads. */
 int sdn_sch_schedule(seldon_sched *s, sch_version *v);
 

@@ -221,3 +221,16 @@ Test(move, replica_connections_are_events)
     cr_assert_eq(disconnected, 1);
     seldon_sched_close(s);
 }
+
+Test(move, a_found_model_that_does_not_fit_the_replica_is_unloaded)
+{
+    seldon_sched *s = open_mem();
+    seldon_sched_loaded l[1] = {{"onnx-model", 1}};
+    cmd c[4];
+    load_model(s, "onnx-model", "onnx", NULL, 1, NULL, T0); /* ScheduleFailed: no replicas */
+    cr_assert_eq(connect_r(s, "mlserver", 0, CAPS, GIB, 0, l, 1, T0), 0);
+    cr_assert_eq(take_cmds(s, c, 4), 1);
+    cr_assert_eq(c[0].op, SELDON_SCHED_UNLOAD);
+    cr_assert_str_eq(vstate(s, "onnx-model", 1, NULL, 0), "ScheduleFailed");
+    seldon_sched_close(s);
+}

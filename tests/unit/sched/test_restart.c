@@ -255,3 +255,19 @@ Test(restart, a_load_sent_before_a_crash_and_done_is_not_sent_again)
     seldon_sched_close(s);
     rm_dir(dir);
 }
+
+Test(restart, one_scheduler_per_state_folder)
+{
+    char *dir = temp_dir();
+    seldon_sched *s = open_dir(dir, T0, 0), *t = NULL;
+    seldon_sched_config cfg = SELDON_SCHED_CONFIG_INIT;
+    cfg.state_dir = dir;
+    cr_assert_eq(seldon_sched_open(&t, &cfg, T0), SELDON_EUNAVAIL);
+    cr_assert(strstr(seldon_last_error(), "in use by another scheduler"), "%s",
+              seldon_last_error());
+    cr_assert_null(t);
+    seldon_sched_close(s);
+    cr_assert_eq(seldon_sched_open(&t, &cfg, T0), 0);
+    seldon_sched_close(t);
+    rm_dir(dir);
+}
