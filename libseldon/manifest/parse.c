@@ -563,7 +563,7 @@ static int scaling(mf_ctx *c, const sdn_mf_node *spec, const sdn_mf_node *rep,
     has_rep = rc;
     if ((rc = int32_field(c, min, "minReplicas", 0, INT32_MAX, min_replicas)) < 0)
         return rc;
-    if (rc == 1 && !has_rep)
+    if (rc == 1 && !has_rep && *min_replicas > 0)
         *replicas = *min_replicas; /* replicas not given: start at the minimum */
     if ((rc = int32_field(c, max, "maxReplicas", 0, INT32_MAX, max_replicas)) < 0)
         return rc;

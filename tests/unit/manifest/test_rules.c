@@ -456,6 +456,9 @@ Test(replicas, bounds)
     cr_assert_eq(first(m)->spec.model.replicas, 2, "replicas start at the minimum");
     cr_assert_eq(first(m)->spec.model.min_replicas, 2);
     seldon_manifest_free(m);
+    m = ok(MODEL URI "  minReplicas: 0\n");
+    cr_assert_eq(first(m)->spec.model.replicas, 1, "a minimum of 0 does not scale to 0");
+    seldon_manifest_free(m);
     m = ok(MODEL URI "  replicas: 0\n");
     cr_assert_eq(first(m)->spec.model.replicas, 0);
     seldon_manifest_free(m);
