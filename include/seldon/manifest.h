@@ -142,8 +142,9 @@ typedef struct seldon_pipeline_spec {
     int64_t output_join_window_ms; /* -1 when absent */
     const seldon_kv *output_tensor_map;
     size_t output_tensor_map_count;
-    int32_t allow_cycles;      /* 0 or 1 */
-    int32_t max_step_revisits; /* 0 when absent */
+    int32_t allow_cycles;           /* 0 or 1 */
+    int32_t max_step_revisits;      /* 0 when absent */
+    int32_t clean_topics_on_delete; /* spec.dataflow.cleanTopicsOnDelete: 0 or 1 */
 } seldon_pipeline_spec;
 
 /* One document of a manifest. */

@@ -1048,12 +1048,12 @@ static int pipeline_step(mf_ctx *c, const sdn_mf_node *node, seldon_pipeline_ste
 static int pipeline_spec(mf_ctx *c, const sdn_mf_node *spec, const char *self,
                          seldon_pipeline_spec *p)
 {
-    static const char *const names[] = {"steps", "input", "output", "allowCycles",
-                                        "maxStepRevisits"};
+    static const char *const names[] = {"steps",       "input",           "output",
+                                        "allowCycles", "maxStepRevisits", "dataflow"};
     static const char *const in_names[] = {"externalInputs", "externalTriggers", "joinWindowMs",
                                            "joinType",       "triggersJoinType", "tensorMap"};
     static const char *const out_names[] = {"steps", "joinWindowMs", "stepsJoin", "tensorMap"};
-    const sdn_mf_node *f[5], *it, *in[6], *out[4], **lists = NULL;
+    const sdn_mf_node *f[6], *it, *in[6], *out[4], **lists = NULL;
     seldon_pipeline_step *steps;
     steps_index ix = {NULL, 0};
     size_t old, i, rep;
@@ -1061,7 +1061,7 @@ static int pipeline_spec(mf_ctx *c, const sdn_mf_node *spec, const char *self,
 
     p->input_join_type = p->input_triggers_join_type = p->output_steps_join = JOIN_TYPES[0];
     p->input_join_window_ms = p->output_join_window_ms = -1;
-    if ((rc = fields_of(c, spec, names, 5, f)) != 0)
+    if ((rc = fields_of(c, spec, names, 6, f)) != 0)
         return rc;
     if ((it = f[0]) == NULL)
         return missing(c, spec, "steps");
@@ -1149,6 +1149,15 @@ static int pipeline_spec(mf_ctx *c, const sdn_mf_node *spec, const char *self,
     if ((rc = bool_field(c, f[3], "allowCycles", &p->allow_cycles)) < 0 ||
         (rc = int32_field(c, f[4], "maxStepRevisits", 0, INT32_MAX, &p->max_step_revisits)) < 0)
         return rc;
+    if (f[5] != NULL) {
+        static const char *const df_names[] = {"cleanTopicsOnDelete"};
+        const sdn_mf_node *df[1];
+        old = enter_field(c, "dataflow");
+        if ((rc = fields_of(c, f[5], df_names, 1, df)) != 0 ||
+            (rc = bool_field(c, df[0], "cleanTopicsOnDelete", &p->clean_topics_on_delete)) < 0)
+            return rc;
+        leave(c, old);
+    }
     return 0;
 }
 

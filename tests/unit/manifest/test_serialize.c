@@ -197,6 +197,8 @@ Test(equal, field_by_field)
     differ(H("Pipeline") "  steps: [{name: a}]\n", H("Pipeline") "  steps: [{name: a}]\n"
                                                                  "  output: {joinWindowMs: 1}\n");
     differ(H("Model") "  storageUri: a\n", H("Server") "  serverConfig: a\n");
+    differ(H("Pipeline") "  steps: [{name: a}]\n",
+           H("Pipeline") "  steps: [{name: a}]\n  dataflow: {cleanTopicsOnDelete: true}\n");
     /* The same resource written two ways is equal, whatever its document position. */
     {
         const char *a = "---\n---\n" H("Pipeline") "  steps: [{name: a, inputsJoinType: inner}]\n";
