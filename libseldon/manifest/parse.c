@@ -1315,12 +1315,42 @@ const seldon_resource *seldon_manifest_at(const seldon_manifest *m, size_t i)
     return &m->res[i];
 }
 
-int seldon_manifest_parse(seldon_manifest **out, const char *data, size_t len, const char *source)
+/* One more resource from a document's tree. */
+static int add_document(seldon_manifest *m, sdn_arena *tmp, const sdn_mf_node *root, size_t doc,
+                        const char *source)
+{
+    seldon_resource *r;
+    mf_ctx c;
+    int rc;
+    if (m->count == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 4;
+        seldon_resource *grown = sdn_realloc(m->res, cap * sizeof(*grown));
+        if (grown == NULL)
+            return sdn_error(SELDON_ENOMEM, "%.200s: out of memory", source);
+        m->res = grown;
+        m->cap = cap;
+    }
+    r = &m->res[m->count];
+    memset(r, 0, sizeof(*r));
+    memset(&c, 0, sizeof(c));
+    c.src = source;
+    c.doc = doc;
+    c.a = &m->arena;
+    c.tmp = tmp;
+    r->document = doc;
+    rc = document(&c, root, r);
+    if (rc == 0)
+        m->count++;
+    return rc;
+}
+
+int sdn_manifest_parse_ex(seldon_manifest **out, const char *data, size_t len, const char *source,
+                          int flags)
 {
     seldon_manifest *m = NULL;
+    sdn_mf_node *root = NULL;
     sdn_mf_reader rd;
     sdn_arena tmp;
-    mf_ctx c;
     int rc, reader = 0;
 
     if (out == NULL || (data == NULL && len > 0))
@@ -1328,6 +1358,8 @@ int seldon_manifest_parse(seldon_manifest **out, const char *data, size_t len, c
     *out = NULL;
     if (source == NULL)
         source = "manifest";
+    if (data == NULL)
+        data = "";
     if (len > SELDON_MANIFEST_FILE_MAX)
         return sdn_error(SELDON_ETOOBIG, "%.200s: %zu bytes, more than the %d a manifest may hold",
                          source, len, SELDON_MANIFEST_FILE_MAX);
@@ -1338,38 +1370,30 @@ int seldon_manifest_parse(seldon_manifest **out, const char *data, size_t len, c
         goto out;
     }
     sdn_arena_init(&m->arena, NULL, 0);
-    sdn_mf_reader_init(&rd, data ? data : "", len, source);
+    if (!(flags & SDN_MF_YAML_ONLY)) {
+        rc = sdn_mf_json_tree(data, len, &tmp, &root);
+        if (rc < 0) {
+            rc = sdn_error(SELDON_ENOMEM, "%.200s: out of memory", source);
+            goto out;
+        }
+        if (rc == 0) {
+            if ((rc = add_document(m, &tmp, root, 1, source)) != 0)
+                goto out;
+            goto done;
+        }
+        seldon_clear_error(); /* the JSON reader's complaint: libyaml has the last word */
+    }
+    sdn_mf_reader_init(&rd, data, len, source);
     reader = 1;
     for (;;) {
-        sdn_mf_node *root = NULL;
-        seldon_resource *r;
         sdn_arena_reset(&tmp);
         rc = sdn_mf_reader_next(&rd, &tmp, &root);
         if (rc <= 0)
             break;
         if (root == NULL || sdn_mf_is_null(root))
             continue; /* an empty document */
-        if (m->count == m->cap) {
-            size_t cap = m->cap ? m->cap * 2 : 4;
-            seldon_resource *grown = sdn_realloc(m->res, cap * sizeof(*grown));
-            if (grown == NULL) {
-                rc = sdn_error(SELDON_ENOMEM, "%.200s: out of memory", source);
-                goto out;
-            }
-            m->res = grown;
-            m->cap = cap;
-        }
-        r = &m->res[m->count];
-        memset(r, 0, sizeof(*r));
-        memset(&c, 0, sizeof(c));
-        c.src = source;
-        c.doc = rd.doc;
-        c.a = &m->arena;
-        c.tmp = &tmp;
-        r->document = rd.doc;
-        if ((rc = document(&c, root, r)) != 0)
+        if ((rc = add_document(m, &tmp, root, rd.doc, source)) != 0)
             goto out;
-        m->count++;
     }
     if (rc < 0)
         goto out;
@@ -1377,6 +1401,7 @@ int seldon_manifest_parse(seldon_manifest **out, const char *data, size_t len, c
         rc = sdn_error(SELDON_EPARSE, "%.200s: no resource in it (an empty file?)", source);
         goto out;
     }
+done:
     *out = m;
     m = NULL;
     rc = 0;
@@ -1386,6 +1411,11 @@ out:
     sdn_arena_release(&tmp);
     seldon_manifest_free(m);
     return rc;
+}
+
+int seldon_manifest_parse(seldon_manifest **out, const char *data, size_t len, const char *source)
+{
+    return sdn_manifest_parse_ex(out, data, len, source, 0);
 }
 
 int seldon_manifest_load(seldon_manifest **out, const char *path)

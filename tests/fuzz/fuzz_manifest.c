@@ -1,14 +1,15 @@
 /*
  * libFuzzer target for manifests. Whatever parses must serialise to JSON
- * that parses back to an equal resource and serialises to the same text;
- * a refusal must say why and leave no manifest. The same bytes are also
- * tried as a memory quantity.
+ * that parses back to an equal resource, by the JSON fast path and by
+ * libyaml alike, and serialises to the same text; a refusal must say why and
+ * leave no manifest. The same bytes are also tried as a memory quantity.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "manifest/manifest.h"
 #include "seldon/manifest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -46,6 +47,16 @@ static void check(const seldon_manifest *m)
         if (seldon_resource_serialize(&two, seldon_manifest_at(back, 0)) != 0 ||
             one.len != two.len || memcmp(one.data, two.data, one.len) != 0)
             fail("serialize is not stable");
+        seldon_manifest_free(back);
+        back = NULL;
+        if (sdn_manifest_parse_ex(&back, (const char *)one.data, one.len, "saved",
+                                  SDN_MF_YAML_ONLY) != 0) {
+            fprintf(stderr, "%.*s", (int)one.len, (const char *)one.data);
+            fail("our own JSON does not parse through libyaml");
+        }
+        if (seldon_manifest_count(back) != 1 ||
+            !seldon_resource_equal(r, seldon_manifest_at(back, 0)))
+            fail("parse -> serialize -> libyaml's parse differs");
         seldon_buf_free(&one);
         seldon_buf_free(&two);
         seldon_manifest_free(back);

@@ -250,3 +250,97 @@ Test(alloc, every_allocation_may_fail)
     cr_assert(done, "never succeeded");
     cr_assert_gt(n, 3, "the failures were not exercised");
 }
+
+/* ---- the JSON fast path reads what libyaml reads, and fails the same way ---- */
+
+#include "manifest/manifest.h"
+
+/* Both paths: the same code, and the same message or equal resources. */
+static void same_both_ways(const char *text, size_t len)
+{
+    seldon_manifest *fast = NULL, *yaml = NULL;
+    char msg[1024];
+    int rc1 = seldon_manifest_parse(&fast, text, len, "m.json");
+    size_t i;
+    snprintf(msg, sizeof(msg), "%s", seldon_last_error());
+    int rc2 = sdn_manifest_parse_ex(&yaml, text, len, "m.json", SDN_MF_YAML_ONLY);
+    cr_assert_eq(rc1, rc2, "fast %d (%s), libyaml %d (%s)\nfor: %.*s", rc1, msg, rc2,
+                 seldon_last_error(), (int)len, text);
+    if (rc1 != 0) {
+        cr_assert_str_eq(msg, seldon_last_error(), "for: %.*s", (int)len, text);
+        return;
+    }
+    cr_assert_eq(seldon_manifest_count(fast), seldon_manifest_count(yaml));
+    for (i = 0; i < seldon_manifest_count(fast); i++) {
+        cr_assert(seldon_resource_equal(seldon_manifest_at(fast, i), seldon_manifest_at(yaml, i)));
+        cr_assert_eq(seldon_manifest_at(fast, i)->document, seldon_manifest_at(yaml, i)->document);
+    }
+    seldon_manifest_free(fast);
+    seldon_manifest_free(yaml);
+}
+
+#define J(spec)                                                                                    \
+    "{\"apiVersion\": \"mlops.seldon.io/v1alpha1\", \"kind\": \"Model\", \"metadata\": "           \
+    "{\"name\": \"iris\"},\n \"spec\": " spec "}"
+
+Test(json, fast_path_and_libyaml_agree)
+{
+    static const char *const texts[] = {
+        J("{\"storageUri\": \"gs://x\", \"replicas\": 2, \"memory\": \"1.5Gi\"}"),
+        J("{\"storageUri\": \"gs://x\", \"memory\": 1e3, \"preloaded\": true, \"server\": null}"),
+        J("{\"storageUri\": \"gs://x\", \"parameters\": [{\"name\": \"a\", \"value\": "
+          "\"\\u00e9\\n\"}]}"),
+        J("{\"storagUri\": \"gs://x\"}"),
+        J("{\"storageUri\": 5}"),
+        J("{\"storageUri\": \"gs://x\", \"replicas\": \"2\"}"),
+        J("{\"storageUri\": \"gs://x\", \"replicas\": -1}"),
+        J("{\"storageUri\": \"gs://x\", \"replicas\": 2.5}"),
+        J("{\"storageUri\": \"gs://x\", \"requirements\": [null]}"),
+        J("{\"storageUri\": \"\"}"),
+        J("[1]"),
+        "{\"apiVersion\": \"mlops.seldon.io/v1alpha1\", \"kind\": \"Pipeline\",\n"
+        " \"metadata\": {\"name\": \"p\"},\n"
+        " \"spec\": {\n"
+        "   \"steps\": [{\"name\": \"a\"}, {\"name\": \"b\", \"inputs\": [\"c\"]}]\n"
+        " }\n}\n",
+        "{\"apiVersion\": \"mlops.seldon.io/v1alpha1\", \"kind\": \"Pipeline\",\n"
+        " \"metadata\": {\"name\": \"p\"},\n"
+        " \"spec\": {\"steps\": [{\"name\": \"a\", \"tensorMap\": {\"\": \"x\"}}]}}",
+        /* Not for the fast path: a NUL, two documents, a duplicate key, bad JSON. */
+        J("{\"storageUri\": \"a\\u0000b\"}"),
+        J("{\"storageUri\": \"gs://x\"}") "\n---\n" J("{\"storageUri\": \"gs://y\"}"),
+        J("{\"storageUri\": \"gs://x\", \"storageUri\": \"gs://y\"}"),
+        J("{\"storageUri\": \"gs://x\",}"),
+        "  \n\t{\"kind\": \"Model\"}",
+        "{\n\t\"apiVersion\":\t\"mlops.seldon.io/v1alpha1\",\n\t\"kind\": \"Model\",\n"
+        "\t\"metadata\": {\"name\": \"iris\"},\n\t\"spec\": {\"storageUri\": \"x\"}\n}\n",
+        "{\"kind\": \"Model\", \"spec\": {\"storageUri\": \"\\ud83d\\ude00\"}}",
+        J("{\"storageUri\": \"a\xe2\x80\xa8" "b\xc2\x85" "c\xef\xbb\xbf" "d\"}"),
+        J("{\"storageUri\": \"a\xe2\x80\xa9" "b\"}"),
+        J("{\"storageUri\": \"a\xc2\x85" "b\"}"),
+        "{}",
+    };
+    size_t i;
+    for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        same_both_ways(texts[i], strlen(texts[i]));
+}
+
+Test(json, a_big_document_goes_through_libyaml)
+{
+    /* Over the fast path's 64 KiB: read by libyaml, same result. */
+    size_t n = 8000, i;
+    char *text = malloc(n * 16 + 512), *p = text;
+    seldon_manifest *m;
+    p += sprintf(p, "{\"apiVersion\": \"mlops.seldon.io/v1alpha1\", \"kind\": \"Server\", "
+                    "\"metadata\": {\"name\": \"s\"}, \"spec\": {\"serverConfig\": \"x\", "
+                    "\"capabilities\": [");
+    for (i = 0; i < n; i++)
+        p += sprintf(p, "%s\"cap%06zu\"", i ? ", " : "", i);
+    p += sprintf(p, "]}}");
+    cr_assert_gt((size_t)(p - text), 65536);
+    same_both_ways(text, (size_t)(p - text));
+    m = parse(text, (size_t)(p - text));
+    cr_assert_eq(seldon_manifest_at(m, 0)->spec.server.capabilities_count, n);
+    seldon_manifest_free(m);
+    free(text);
+}
