@@ -1121,8 +1121,21 @@ static int apply_model(seldon_sched *s, const seldon_resource *res, uint32_t *ou
             memcmp(s->scratch.data, latest->spec, latest->spec_len) == 0) {
             *out_version = latest->number;
             if (ms->replicas == latest->replicas && ms->min_replicas == latest->min_replicas &&
-                ms->max_replicas == latest->max_replicas)
-                return 0; /* no change */
+                ms->max_replicas == latest->max_replicas) {
+                /* No change; but applying again is how a user retries failed loads. */
+                uint32_t k;
+                for (k = 0; k < latest->nslots; k++) {
+                    sch_slot *sl = latest->slots[k];
+                    if (sl->state == SCH_R_LOAD_FAILED && !sl->leaving) {
+                        sl->attempts = 0;
+                        slot_mem(s, sl, 1);
+                        slot_state(s, sl, SCH_R_LOAD_REQUESTED, "applied again: retrying");
+                        slot_owe(s, sl, SELDON_SCHED_LOAD);
+                    }
+                }
+                sdn_sch_version_refresh(s, latest);
+                return 0;
+            }
             sdn_free(latest->spec);
             latest->spec = NULL;
             if ((rc = serialize(&s->scratch, res, &latest->spec, &latest->spec_len)) != 0)

@@ -87,6 +87,11 @@ Test(lifecycle, load_failed_is_model_failed_with_the_reason)
     cr_assert_str_eq(vstate(s, "iris", 1, reason, sizeof(reason)), "ModelFailed");
     cr_assert_str_eq(reason, "load failed: storageUri: no such folder");
     cr_assert_eq(route_upstreams(s, "iris"), -1);
+    /* Applying the same spec again retries the load. */
+    cr_assert_eq(load_model(s, "iris", "sklearn", NULL, 1, NULL, T0), 1);
+    cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelProgressing");
+    cr_assert_eq(ack_all(s, T0), 1);
+    cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelAvailable");
     seldon_sched_close(s);
 }
 
