@@ -73,8 +73,11 @@ SELDON_API int32_t seldon_sched_ready(const seldon_sched *sched);
 
 /*
  * Applies every resource of a manifest, in one transaction: all of it or
- * none. A Model makes a new version when its spec changed (a replicas-only
- * change applies in place); a Server sets its desired replicas (and
+ * none (rules are checked before anything changes; should the store fail,
+ * SELDON_EIO or SELDON_ETOOBIG, the change stays in memory and is stored by
+ * the next call that writes). A Model makes a new version when its spec
+ * changed (a replicas-only change applies in place; the same spec again
+ * retries failed loads); a Server sets its desired replicas (and
  * capabilities for replicas that register without their own); Pipelines and
  * Experiments are stored. out_versions, when not NULL, has room for
  * seldon_manifest_count() entries and receives each model's version (0 for

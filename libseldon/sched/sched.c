@@ -750,8 +750,15 @@ static int finish(seldon_sched *s)
     s->retry = 0;
     for (i = 0; i < s->ndirty_models; i++)
         model_prune(s, s->dirty_models[i]);
-    if (s->store != NULL)
-        rc = sdn_sch_persist(s);
+    if (s->store != NULL && (rc = sdn_sch_persist(s)) != 0) {
+        /* Kept dirty: the next call that writes retries them, so the store catches up. */
+        sdn_log(SELDON_LOG_ERROR, "scheduler: state not stored: %s", seldon_last_error());
+        if (s->routes_changed) {
+            s->routes_changed = 0;
+            s->routes_gen++;
+        }
+        return rc;
+    }
     for (i = 0; i < s->ndirty_models; i++)
         s->dirty_models[i]->dirty = 0;
     for (i = 0; i < s->ndirty_servers; i++)

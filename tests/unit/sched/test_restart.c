@@ -271,3 +271,31 @@ Test(restart, one_scheduler_per_state_folder)
     seldon_sched_close(t);
     rm_dir(dir);
 }
+
+Test(restart, a_full_store_is_an_error_and_the_state_stays_in_memory)
+{
+    char *dir = temp_dir();
+    seldon_sched *s = NULL;
+    seldon_sched_config cfg = SELDON_SCHED_CONFIG_INIT;
+    seldon_manifest *m = NULL;
+    size_t cap = 4000 * 300, len = 0, i;
+    char *text = malloc(cap);
+    int rc;
+    for (i = 0; i < 4000; i++)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "%sapiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata: "
+                                "{name: m%zu}\nspec: {storageUri: 'file:///%0100zu'}\n",
+                                i ? "---\n" : "", i, i);
+    cr_assert_eq(seldon_manifest_parse(&m, text, len, "t"), 0, "%s", seldon_last_error());
+    cfg.state_dir = dir;
+    cfg.map_size_bytes = 1 << 20;
+    cr_assert_eq(seldon_sched_open(&s, &cfg, T0), 0);
+    rc = seldon_sched_apply(s, m, NULL, T0);
+    cr_assert_eq(rc, SELDON_ETOOBIG, "%d %s", rc, seldon_last_error());
+    cr_assert(strstr(seldon_last_error(), "state store"), "%s", seldon_last_error());
+    cr_assert_str_eq(vstate(s, "m3999", 1, NULL, 0), "ScheduleFailed");
+    seldon_sched_close(s);
+    seldon_manifest_free(m);
+    free(text);
+    rm_dir(dir);
+}
