@@ -630,7 +630,7 @@ static void version_state(seldon_sched *s, sch_version *v, int state, const char
 /* Derives the version's state from its slots; unloads what the derived state releases. */
 void sdn_sch_version_refresh(seldon_sched *s, sch_version *v)
 {
-    uint32_t i, target = 0, avail = 0, failed = 0;
+    uint32_t i, target = 0, avail = 0, failed = 0, draining = 0;
     const char *fail_reason = NULL;
     char buf[512];
     int need;
@@ -641,8 +641,10 @@ void sdn_sch_version_refresh(seldon_sched *s, sch_version *v)
     }
     for (i = 0; i < v->nslots; i++) {
         sch_slot *sl = v->slots[i];
-        if (sl->leaving)
+        if (sl->leaving) {
+            draining += sl->state == SCH_R_DRAINING;
             continue;
+        }
         target++;
         if (sl->state == SCH_R_AVAILABLE)
             avail++;
@@ -665,8 +667,18 @@ void sdn_sch_version_refresh(seldon_sched *s, sch_version *v)
         else
             version_state(s, v, SCH_M_PROGRESSING, NULL);
     } else if (failed > 0 && avail < (uint32_t)need) {
-        snprintf(buf, sizeof(buf), "load failed: %s", fail_reason ? fail_reason : "unknown");
-        version_state(s, v, target - failed - avail > 0 ? SCH_M_PROGRESSING : SCH_M_FAILED, buf);
+        if (draining > 0 && avail + draining >= (uint32_t)need) {
+            snprintf(buf, sizeof(buf),
+                     "moving to server \"%s\" failed: load failed: %s; %u draining replicas "
+                     "serve meanwhile",
+                     v->server ? v->server->name : "?", fail_reason ? fail_reason : "unknown",
+                     draining);
+            version_state(s, v, SCH_M_AVAILABLE, buf);
+        } else {
+            snprintf(buf, sizeof(buf), "load failed: %s", fail_reason ? fail_reason : "unknown");
+            version_state(s, v, target - failed - avail > 0 ? SCH_M_PROGRESSING : SCH_M_FAILED,
+                          buf);
+        }
     } else if (avail + failed == target && avail >= (uint32_t)need) {
         if (failed > 0)
             snprintf(buf, sizeof(buf), "%u of %u replicas failed to load: %s", failed, target,
@@ -677,12 +689,19 @@ void sdn_sch_version_refresh(seldon_sched *s, sch_version *v)
         else
             buf[0] = '\0';
         version_state(s, v, SCH_M_AVAILABLE, buf[0] ? buf : NULL);
+    } else if (failed == 0 && draining > 0 && avail + draining >= (uint32_t)need) {
+        /* Moving (drain, disconnect elsewhere): the old replicas serve until the new ones do. */
+        snprintf(buf, sizeof(buf),
+                 "moving to server \"%s\": %u of %u replicas loaded there, %u draining "
+                 "replicas serve meanwhile",
+                 v->server ? v->server->name : "?", avail, target, draining);
+        version_state(s, v, SCH_M_AVAILABLE, buf);
     } else {
         version_state(s, v, SCH_M_PROGRESSING, NULL);
     }
 
-    /* The target serves: what was moving off can go. */
-    if (target > 0 && avail + failed == target && avail > 0) {
+    /* The target serves: what was moving off can go (not while a load there failed). */
+    if (target > 0 && avail == target) {
         for (i = v->nslots; i-- > 0;)
             if (i < v->nslots && v->slots[i]->leaving && v->slots[i]->state == SCH_R_DRAINING)
                 sdn_sch_slot_leave(s, v->slots[i]);

@@ -117,7 +117,12 @@ Test(move, server_scale_down_drains_the_removed_replicas)
         cr_assert_eq(c[i].index, 0);
     }
     cr_assert_eq(route_upstreams(s, "c"), 1);
-    cr_assert_str_eq(vstate(s, "c", 1, NULL, 0), "ModelProgressing");
+    {
+        char reason[600];
+        cr_assert_str_eq(vstate(s, "c", 1, reason, sizeof(reason)), "ModelAvailable");
+        cr_assert_str_eq(reason, "moving to server \"mlserver\": 0 of 1 replicas loaded there, 1 "
+                                 "draining replicas serve meanwhile");
+    }
     for (i = 0; i < n; i++)
         seldon_sched_agent_event(s, "mlserver", 0, c[i].id, c[i].model, 1, SELDON_SCHED_LOADED,
                                  NULL, T0 + MS);
@@ -232,5 +237,36 @@ Test(move, a_found_model_that_does_not_fit_the_replica_is_unloaded)
     cr_assert_eq(take_cmds(s, c, 4), 1);
     cr_assert_eq(c[0].op, SELDON_SCHED_UNLOAD);
     cr_assert_str_eq(vstate(s, "onnx-model", 1, NULL, 0), "ScheduleFailed");
+    seldon_sched_close(s);
+}
+
+Test(move, a_move_whose_load_fails_keeps_the_old_replica_serving)
+{
+    seldon_sched *s = open_mem();
+    char reason[600];
+    cmd c[4];
+    apply_ok(s,
+             "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata: {name: mlserver}\n"
+             "spec: {serverConfig: mlserver, replicas: 2}\n",
+             T0);
+    connect_ok(s, "mlserver", 0, NULL, GIB, T0);
+    connect_ok(s, "mlserver", 1, NULL, 2 * GIB, T0);
+    load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
+    ack_all(s, T0);
+    cr_assert_str_eq(placement(s, "a", 1), "mlserver:1");
+    apply_ok(s,
+             "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata: {name: mlserver}\n"
+             "spec: {serverConfig: mlserver, replicas: 1}\n",
+             T0);
+    cr_assert_eq(take_cmds(s, c, 4), 1);
+    cr_assert_eq(c[0].index, 0);
+    seldon_sched_agent_event(s, "mlserver", 0, c[0].id, "a", 1, SELDON_SCHED_LOAD_FAILED,
+                             "disk full", T0);
+    cr_assert_str_eq(vstate(s, "a", 1, reason, sizeof(reason)), "ModelAvailable");
+    cr_assert(strstr(reason, "moving to server \"mlserver\" failed: load failed: disk full"), "%s",
+              reason);
+    cr_assert_eq(route_upstreams(s, "a"), 1);
+    seldon_sched_tick(s, T0 + 1000 * MS);
+    cr_assert_eq(take_cmds(s, c, 4), 0); /* the draining replica is not unloaded */
     seldon_sched_close(s);
 }
