@@ -388,3 +388,22 @@ Test(lifecycle, one_default_per_model_across_applies_and_restarts)
     seldon_sched_close(s);
     rm_dir(dir);
 }
+
+Test(lifecycle, scaled_to_zero_replicas_and_back)
+{
+    seldon_sched *s = open_mem();
+    cmd c[4];
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+    cr_assert_eq(load_model(s, "iris", "sklearn", NULL, 1, NULL, T0), 1);
+    ack_all(s, T0);
+    cr_assert_eq(load_model(s, "iris", "sklearn", NULL, 0, NULL, T0), 1); /* in place */
+    cr_assert_eq(route_upstreams(s, "iris"), -1);
+    cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelProgressing");
+    seldon_sched_tick(s, T0 + 1000 * MS);
+    cr_assert_eq(ack_all(s, T0 + 1000 * MS), 1);
+    cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelScaledDown");
+    cr_assert_eq(load_model(s, "iris", "sklearn", NULL, 1, NULL, T0), 1);
+    cr_assert_eq(take_cmds(s, c, 4), 1);
+    cr_assert_eq(c[0].op, SELDON_SCHED_LOAD);
+    seldon_sched_close(s);
+}
