@@ -55,7 +55,7 @@ typedef struct seldon_model_spec {
     const char *const *requirements; /* spec.requirements, as written (modelType not added) */
     size_t requirements_count;
     int64_t memory_bytes;               /* spec.memory as bytes; -1 when absent */
-    int32_t replicas;                   /* spec.replicas; 1 when absent */
+    int32_t replicas;                   /* spec.replicas; 1 when absent (minReplicas if > 0) */
     int32_t min_replicas;               /* spec.minReplicas; 0 when absent */
     int32_t max_replicas;               /* spec.maxReplicas; 0 when absent (no bound) */
     const char *server;                 /* spec.server: a pin */
@@ -79,10 +79,11 @@ typedef struct seldon_server_spec {
     size_t capabilities_count;
     const char *const *extra_capabilities; /* spec.extraCapabilities (add to them) */
     size_t extra_capabilities_count;
-    int32_t replicas;     /* spec.replicas; 1 when absent */
+    int32_t replicas;     /* spec.replicas; 1 when absent (minReplicas if > 0) */
     int32_t min_replicas; /* spec.minReplicas; 0 when absent */
     int32_t max_replicas; /* spec.maxReplicas; 0 when absent (no bound) */
-    int64_t memory_bytes; /* the memory limit of podSpec's first container, or spec.memory; -1 */
+    /* spec.memory, else the memory limit (else request) of podSpec's first container; -1 */
+    int64_t memory_bytes;
 } seldon_server_spec;
 
 /* kind: Experiment */
@@ -93,7 +94,7 @@ typedef struct seldon_experiment_candidate {
 
 typedef struct seldon_experiment_spec {
     const char *default_name;  /* spec.default */
-    const char *resource_type; /* spec.resourceType: "model" (default) or "pipeline" */
+    const char *resource_type; /* spec.resourceType: "model" (when absent) or "pipeline" */
     const seldon_experiment_candidate *candidates;
     size_t candidates_count;
     const char *mirror_name; /* spec.mirror.name */
@@ -115,8 +116,8 @@ typedef struct seldon_pipeline_step {
     size_t triggers_count;
     const seldon_kv *tensor_map; /* in document order */
     size_t tensor_map_count;
-    const char *inputs_join_type;   /* "inner" (default), "outer", "any" */
-    const char *triggers_join_type; /* "inner" (default), "outer", "any" */
+    const char *inputs_join_type;   /* "inner" (when absent), "outer", "any"; never NULL */
+    const char *triggers_join_type; /* "inner" (when absent), "outer", "any"; never NULL */
     int64_t join_window_ms;         /* -1 when absent */
     seldon_pipeline_batch batch;
 } seldon_pipeline_step;
@@ -129,20 +130,21 @@ typedef struct seldon_pipeline_spec {
     size_t external_inputs_count;
     const char *const *external_triggers;
     size_t external_triggers_count;
-    const char *input_join_type;
-    const char *input_triggers_join_type;
-    int64_t input_join_window_ms; /* -1 when absent */
+    const char *input_join_type;          /* spec.input.joinType; "inner" when absent */
+    const char *input_triggers_join_type; /* spec.input.triggersJoinType; "inner" when absent */
+    int64_t input_join_window_ms;         /* -1 when absent */
     const seldon_kv *input_tensor_map;
     size_t input_tensor_map_count;
     /* spec.output */
     const char *const *output_steps;
     size_t output_steps_count;
-    const char *output_steps_join; /* "inner" (default), "outer", "any" */
+    const char *output_steps_join; /* "inner" (when absent), "outer", "any" */
     int64_t output_join_window_ms; /* -1 when absent */
     const seldon_kv *output_tensor_map;
     size_t output_tensor_map_count;
-    int32_t allow_cycles;      /* 0 or 1 */
-    int32_t max_step_revisits; /* 0 when absent */
+    int32_t allow_cycles;           /* 0 or 1 */
+    int32_t max_step_revisits;      /* 0 when absent */
+    int32_t clean_topics_on_delete; /* spec.dataflow.cleanTopicsOnDelete: 0 or 1 */
 } seldon_pipeline_spec;
 
 /* One document of a manifest. */
