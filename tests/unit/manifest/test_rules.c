@@ -456,6 +456,9 @@ Test(replicas, bounds)
     cr_assert_eq(first(m)->spec.model.replicas, 2, "replicas start at the minimum");
     cr_assert_eq(first(m)->spec.model.min_replicas, 2);
     seldon_manifest_free(m);
+    m = ok(MODEL URI "  minReplicas: 0\n");
+    cr_assert_eq(first(m)->spec.model.replicas, 1, "a minimum of 0 does not scale to 0");
+    seldon_manifest_free(m);
     m = ok(MODEL URI "  replicas: 0\n");
     cr_assert_eq(first(m)->spec.model.replicas, 0);
     seldon_manifest_free(m);
@@ -749,7 +752,8 @@ Test(pipelines, every_field_kept_as_written)
                                      "    stepsJoin: any\n"
                                      "    tensorMap: {b.outputs.OUTPUT: RESULT}\n"
                                      "  allowCycles: true\n"
-                                     "  maxStepRevisits: 5\n");
+                                     "  maxStepRevisits: 5\n"
+                                     "  dataflow: {cleanTopicsOnDelete: true}\n");
     const seldon_pipeline_spec *p = &first(m)->spec.pipeline;
     const seldon_pipeline_step *b = &p->steps[0];
     cr_assert_eq(p->external_inputs_count, 1);
@@ -781,6 +785,7 @@ Test(pipelines, every_field_kept_as_written)
     cr_assert_str_eq(p->output_tensor_map[0].value, "RESULT");
     cr_assert_eq(p->allow_cycles, 1);
     cr_assert_eq(p->max_step_revisits, 5);
+    cr_assert_eq(p->clean_topics_on_delete, 1);
     seldon_manifest_free(m);
 }
 
