@@ -75,6 +75,18 @@ int sc_services_start(sc_daemon *d); /* creates and binds the three servers */
 void sc_pump(sc_daemon *d);          /* runs what the scheduler owes: commands, events, routes */
 void sc_services_stop(sc_daemon *d); /* finishes every stream and closes the servers */
 int sc_metrics_setup(sc_daemon *d);
+
+/*
+ * Calls without a stream, for tests and fuzzing: the same handlers, whose answers
+ * are built and dropped. sc_call_feed() takes request bytes as they would come on
+ * the stream (gRPC-framed); sc_call_end() ends the call as its peer going away
+ * would (an agent's is a disconnect), and frees it.
+ */
+sc_call *sc_call_detached(sc_daemon *d, const char *path); /* NULL for an unknown path */
+const char *sc_method_path(size_t i);                      /* NULL past the last method */
+void sc_call_feed(sc_call *c, const uint8_t *data, size_t len);
+int sc_call_open(const sc_call *c); /* 1 while it is an open subscription */
+void sc_call_end(sc_call *c);
 void sc_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);
 
 #endif

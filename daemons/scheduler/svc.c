@@ -167,10 +167,11 @@ static sc_call *find_agent(sc_daemon *d, const char *server, uint32_t index)
 
 static void finish(sc_call *c, int32_t status, const char *message)
 {
-    if (c->s == NULL || c->finished)
+    if (c->finished)
         return;
     c->finished = 1;
-    sd2_grpc_finish(c->s, status, message, NULL, 0);
+    if (c->s != NULL)
+        sd2_grpc_finish(c->s, status, message, NULL, 0);
 }
 
 static void fail_last(sc_call *c, int rc)
@@ -179,10 +180,25 @@ static void fail_last(sc_call *c, int rc)
     finish(c, sdr_status_of(rc), *msg ? msg : seldon_strerror(rc));
 }
 
+static int frame(seldon_buf *out, const ProtobufCMessage *m);
+
+static void send_headers(sc_call *c)
+{
+    if (c->s != NULL)
+        sd2_grpc_send_headers(c->s, NULL, 0);
+}
+
 static void reply(sc_call *c, const ProtobufCMessage *m)
 {
-    if (c->s == NULL || c->finished)
+    if (c->finished)
         return;
+    if (c->s == NULL) { /* a detached call (tests): the answer is built all the same */
+        seldon_buf b = SELDON_BUF_INIT;
+        frame(&b, m);
+        seldon_buf_free(&b);
+        c->finished = 1;
+        return;
+    }
     sd2_grpc_send_headers(c->s, NULL, 0);
     sdr_write(c->s, m);
     finish(c, SDR_OK, NULL);
@@ -710,7 +726,7 @@ out:
 
 static void do_events(sc_call *c)
 {
-    sd2_grpc_send_headers(c->s, NULL, 0);
+    send_headers(c);
     list_add(c, L_WATCHERS);
     sdd_log(SELDON_LOG_DEBUG, "event subscriber joined (%zu)", c->d->nwatchers);
 }
@@ -775,7 +791,7 @@ static void do_agent_subscribe(sc_call *c, const uint8_t *msg, size_t len)
         sc_pump(d);
         goto out;
     }
-    sd2_grpc_send_headers(c->s, NULL, 0);
+    send_headers(c);
     sdd_log(SELDON_LOG_INFO, "agent %s/%u connected (%s%s%s), holding %zu model(s)", rep.server,
             rep.index, nz(rep.http), rep.grpc ? " " : "", nz(rep.grpc), req->n_loaded);
     sc_pump(d);
@@ -850,7 +866,7 @@ static void do_route_subscribe(sc_call *c, const uint8_t *msg, size_t len)
         fail_last(c, seldon_last_error_code() ? seldon_last_error_code() : SELDON_EINTERNAL);
         return;
     }
-    sd2_grpc_send_headers(c->s, NULL, 0);
+    send_headers(c);
     list_add(c, L_ROUTERS);
     send_routes(c);
     sdd_log(SELDON_LOG_INFO, "router %s subscribed to routes (table %llu)", c->server,
@@ -949,6 +965,49 @@ static void st_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
 
 static const sd2_stream_cbs stream_cbs = {NULL, st_data, st_end, st_drain, st_close};
 
+static sc_call *call_new(sc_daemon *d, sd2_stream *s, int m)
+{
+    sc_call *c = sdd_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->d = d;
+    c->s = s;
+    c->method = m;
+    c->list = L_NONE;
+    c->reader.max = SDR_MESSAGE_MAX;
+    return c;
+}
+
+sc_call *sc_call_detached(sc_daemon *d, const char *path)
+{
+    size_t i;
+    for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (strcmp(methods[i].path, path) == 0)
+            return call_new(d, NULL, (int)i);
+    return NULL;
+}
+
+const char *sc_method_path(size_t i)
+{
+    return i < sizeof(methods) / sizeof(methods[0]) ? methods[i].path : NULL;
+}
+
+void sc_call_feed(sc_call *c, const uint8_t *data, size_t len)
+{
+    if (!c->got && !c->finished && sdr_reader_feed(&c->reader, data, len, on_message, c) < 0)
+        finish(c, SDR_INVALID_ARGUMENT, seldon_last_error());
+}
+
+int sc_call_open(const sc_call *c)
+{
+    return c->list != L_NONE && !c->finished;
+}
+
+void sc_call_end(sc_call *c)
+{
+    st_close(NULL, c, SD2_ECANCELED, 0);
+}
+
 static void on_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end)
 {
     sc_port *p = user_data;
@@ -974,16 +1033,11 @@ static void on_request(void *user_data, sd2_stream *s, const sd2_header *h, size
         sd2_grpc_finish(s, SDR_UNIMPLEMENTED, why, NULL, 0);
         return;
     }
-    c = sdd_calloc(1, sizeof(*c));
+    c = call_new(d, s, m);
     if (c == NULL) {
         sd2_grpc_finish(s, SDR_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
         return;
     }
-    c->d = d;
-    c->s = s;
-    c->method = m;
-    c->list = L_NONE;
-    c->reader.max = SDR_MESSAGE_MAX;
     sd2_stream_bind(s, &stream_cbs, c);
     if (end)
         finish(c, SDR_INVALID_ARGUMENT, "the call carried no request message");
