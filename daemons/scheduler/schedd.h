@@ -45,8 +45,9 @@ struct sc_daemon {
     uv_loop_t *loop;
     seldon_sched *sched;
     sc_port ports[SC_SVC_COUNT];
-    uv_timer_t timer;      /* the scheduler's next deadline */
-    uv_timer_t stop_timer; /* bounds the drain at shutdown */
+    uv_timer_t timer;       /* the scheduler's next deadline */
+    uv_timer_t route_timer; /* the next route table, coalescing changes */
+    uv_timer_t stop_timer;  /* bounds the drain at shutdown */
     int closing;
     int stop_armed;
     int was_ready;
@@ -59,6 +60,8 @@ struct sc_daemon {
     seldon_buf route_frame;
     uint64_t route_gen;
     int route_built;
+    int route_pending;
+    uint64_t route_last_ms;
     /* metrics */
     seldon_metrics *metrics;
     sdh_server *metrics_http;
@@ -73,6 +76,10 @@ int64_t sc_mono_ns(void);
 /* svc.c, on the loop thread. */
 int sc_services_start(sc_daemon *d); /* creates and binds the three servers */
 void sc_pump(sc_daemon *d);          /* runs what the scheduler owes: commands, events, routes */
+void sc_timers_init(sc_daemon *d);   /* the deadline and route timers (sc_services_start too) */
+void sc_timers_close(sc_daemon *d);
+void sc_routes_now(sc_daemon *d);
+    /* builds and sends a route table now if one is due */ /* (sc_services_stop too) */
 void sc_services_stop(sc_daemon *d); /* finishes every stream and closes the servers */
 int sc_metrics_setup(sc_daemon *d);
 

@@ -40,6 +40,8 @@ typedef Seldon__Control__V1__Route Route;
 typedef Seldon__Control__V1__RouteTable RouteTable;
 
 #define SDR_ABORTED 10
+/* The shortest time between two route tables. */
+#define ROUTE_INTERVAL_MS 20
 /* A subscriber whose unsent output passes this is cut: it does not read. */
 #define SUBSCRIBER_QUEUE_MAX ((size_t)16 << 20)
 
@@ -410,6 +412,44 @@ static void send_routes(sc_call *c)
         c->blocked = 1;
 }
 
+static void routes_due(uv_timer_t *t)
+{
+    sc_routes_now(t->data);
+}
+
+void sc_routes_now(sc_daemon *d)
+{
+    sc_call *c, *next;
+    if (d->route_pending)
+        uv_timer_stop(&d->route_timer);
+    d->route_pending = 0;
+    d->route_last_ms = uv_now(d->loop);
+    if (d->closing || (d->route_built && seldon_sched_routes_generation(d->sched) == d->route_gen))
+        return;
+    if (build_routes(d) != 0) {
+        sdd_log(SELDON_LOG_ERROR, "route table: %s", seldon_last_error());
+        return;
+    }
+    for (c = d->routers; c != NULL; c = next) {
+        next = c->next;
+        send_routes(c);
+    }
+}
+
+void sc_timers_init(sc_daemon *d)
+{
+    uv_timer_init(d->loop, &d->timer);
+    d->timer.data = d;
+    uv_timer_init(d->loop, &d->route_timer);
+    d->route_timer.data = d;
+}
+
+void sc_timers_close(sc_daemon *d)
+{
+    uv_close((uv_handle_t *)&d->timer, NULL);
+    uv_close((uv_handle_t *)&d->route_timer, NULL);
+}
+
 void sc_pump(sc_daemon *d)
 {
     seldon_sched_command cmd;
@@ -429,16 +469,13 @@ void sc_pump(sc_daemon *d)
         d->was_ready = 1;
         sdd_log(SELDON_LOG_INFO, "ready: placing and loading models");
     }
-    if (!d->route_built || seldon_sched_routes_generation(d->sched) != d->route_gen) {
-        if (build_routes(d) != 0) {
-            sdd_log(SELDON_LOG_ERROR, "route table: %s", seldon_last_error());
-        } else {
-            sc_call *c, *next;
-            for (c = d->routers; c != NULL; c = next) {
-                next = c->next;
-                send_routes(c);
-            }
-        }
+    if ((!d->route_built || seldon_sched_routes_generation(d->sched) != d->route_gen) &&
+        !d->route_pending) {
+        /* Changes that come close together (a burst of loads) make one table: at most one
+           build per ROUTE_INTERVAL_MS, and none until this loop iteration's work is done. */
+        uint64_t at = d->route_last_ms + ROUTE_INTERVAL_MS, t = uv_now(d->loop);
+        d->route_pending = 1;
+        uv_timer_start(&d->route_timer, routes_due, at > t ? at - t : 0, 0);
     }
     if (deadline == INT64_MAX) {
         uv_timer_stop(&d->timer);
@@ -1055,8 +1092,7 @@ int sc_services_start(sc_daemon *d)
     o.idle_timeout_ms = (uint64_t)1 << 40;
     o.stream_window = 1u << 20;
     o.conn_window = 4u << 20;
-    uv_timer_init(d->loop, &d->timer);
-    d->timer.data = d;
+    sc_timers_init(d);
     for (i = 0; i < SC_SVC_COUNT; i++) {
         d->ports[i].d = d;
         d->ports[i].svc = i;
@@ -1110,7 +1146,7 @@ void sc_services_stop(sc_daemon *d)
 {
     int i;
     d->closing = 1;
-    uv_close((uv_handle_t *)&d->timer, NULL);
+    sc_timers_close(d);
     /* Streams that never end by themselves get their trailers; then every connection
        gets GOAWAY, and whatever is still open after a second is cut. */
     finish_list(d->agents);

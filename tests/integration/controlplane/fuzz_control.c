@@ -36,8 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (uv_loop_init(&loop) != 0)
         return 0;
     d.loop = &loop;
-    uv_timer_init(&loop, &d.timer);
-    d.timer.data = &d;
+    sc_timers_init(&d);
     if (sc_metrics_setup(&d) != 0 || seldon_sched_open(&d.sched, &cfg, sc_now_ns()) != 0)
         goto out;
     while (off + 3 <= size) {
@@ -58,12 +57,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             open[nopen++] = c;
         else
             sc_call_end(c);
+        sc_routes_now(&d);
     }
     for (i = 0; i < nopen; i++)
         sc_call_end(open[i]);
 out:
     seldon_sched_close(d.sched);
-    uv_close((uv_handle_t *)&d.timer, NULL);
+    d.closing = 1;
+    sc_timers_close(&d);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     seldon_buf_free(&d.route_frame);
