@@ -223,8 +223,8 @@ int sdn_sch_persist(seldon_sched *s)
     for (i = 0; i < s->ndirty_models; i++) {
         const sch_model *m = s->dirty_models[i];
         if ((rc = encode_model(b, s, m)) != 0 ||
-            (rc = sdn_store_put(txn, SCH_DB_MODELS, m->name, strlen(m->name), b->data,
-                                b->len)) != 0)
+            (rc = sdn_store_put(txn, SCH_DB_MODELS, m->name, strlen(m->name), b->data, b->len)) !=
+                0)
             goto fail;
     }
     for (i = 0; i < s->ndirty_resources; i++) {
@@ -247,8 +247,10 @@ fail:
 
 /* --- Reload ---------------------------------------------------------------- */
 
-static int bad_record(const char *what, const void *key, size_t klen)
+static int bad_record(const rd *r, const char *what, const void *key, size_t klen)
 {
+    if (r != NULL && r->bad == 2)
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory reading the state");
     return sdn_error(SELDON_EPARSE, "state store: %s record \"%.*s\" is damaged", what,
                      (int)(klen > 200 ? 200 : klen), (const char *)key);
 }
@@ -288,22 +290,24 @@ static int load_server(void *ud, const void *key, size_t klen, const void *val, 
     int rc;
 
     if (key_name(name, sizeof(name), key, klen) != 0 || get_u8(&r) != REC_FORMAT)
-        return bad_record("server", key, klen);
+        return bad_record(&r, "server", key, klen);
     if ((rc = sdn_sch_server_get(&sv, s, name, 1)) != 0)
         return rc;
+    if (sv->spec != NULL || sv->caps != NULL || sv->has_resource)
+        return bad_record(NULL, "server", key, klen); /* a second record for it */
     sv->has_resource = get_u8(&r);
     sv->deleted = get_u8(&r);
     sv->desired = (int32_t)get_i64(&r);
     sv->spec = get_str(&r, NULL);
     n = get_var(&r);
     if (r.bad || n > (uint64_t)(r.end - r.p))
-        return bad_record("server", key, klen);
+        return bad_record(&r, "server", key, klen);
     sv->caps = sdn_malloc((size_t)(n + 1) * sizeof(uint32_t));
     if (sv->caps == NULL)
         return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
     for (i = 0; i < n; i++) {
         if ((rc = cap_of(s, &r, &sv->caps[i])) != 0)
-            return r.bad ? bad_record("server", key, klen) : rc;
+            return r.bad ? bad_record(&r, "server", key, klen) : rc;
         sv->ncaps++;
     }
     n = get_var(&r);
@@ -314,6 +318,10 @@ static int load_server(void *ud, const void *key, size_t klen, const void *val, 
             break;
         if ((rc = sdn_sch_replica_get(&rep, s, sv, (uint32_t)index, 1)) != 0)
             return rc;
+        if (rep->http != NULL || rep->grpc != NULL || rep->own_caps != NULL) {
+            r.bad = 1; /* the same replica twice */
+            break;
+        }
         rep->http = get_str(&r, NULL);
         rep->grpc = get_str(&r, NULL);
         nc = get_var(&r);
@@ -329,13 +337,14 @@ static int load_server(void *ud, const void *key, size_t klen, const void *val, 
         }
         rep->memory = get_i64(&r);
         rep->overcommit = (uint32_t)get_var(&r);
+        if (rep->memory < 0 || rep->overcommit > 1000)
+            r.bad = 1;
         rep->expected = get_u8(&r);
         if ((rc = sdn_sch_replica_set_caps(s, rep)) != 0)
             return rc;
     }
     if (r.bad)
-        return r.bad == 2 ? sdn_error(SELDON_ENOMEM, "scheduler: out of memory")
-                          : bad_record("server", key, klen);
+        return bad_record(&r, "server", key, klen);
     return 0;
 }
 
@@ -349,20 +358,28 @@ static int load_model(void *ud, const void *key, size_t klen, const void *val, s
     int rc;
 
     if (key_name(name, sizeof(name), key, klen) != 0 || get_u8(&r) != REC_FORMAT)
-        return bad_record("model", key, klen);
+        return bad_record(&r, "model", key, klen);
     if ((rc = sdn_sch_model_get(&m, s, name, 1)) != 0)
         return rc;
+    if (m->nversions > 0 || m->persisted)
+        return bad_record(NULL, "model", key, klen); /* a second record for it */
     m->latest = (uint32_t)get_var(&r);
     m->deleted = get_u8(&r);
     m->persisted = 1;
     n = get_var(&r);
     for (i = 0; i < n && !r.bad; i++) {
         sch_version *v = NULL;
-        uint32_t number = (uint32_t)get_var(&r);
+        uint64_t number = get_var(&r);
         uint64_t nr, ns;
         size_t len;
         const char *srv;
-        if ((rc = sdn_sch_version_new(&v, s, m, number)) != 0)
+        /* Versions are stored oldest first, numbered from 1, each once. */
+        if (r.bad || number == 0 || number > UINT32_MAX ||
+            (m->nversions > 0 && number <= m->versions[m->nversions - 1]->number)) {
+            r.bad = r.bad ? r.bad : 1;
+            break;
+        }
+        if ((rc = sdn_sch_version_new(&v, s, m, (uint32_t)number)) != 0)
             return rc;
         v->state = get_u8(&r);
         v->terminating = get_u8(&r);
@@ -379,8 +396,11 @@ static int load_model(void *ud, const void *key, size_t klen, const void *val, s
             if (v->reqs == NULL)
                 return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
             for (j = 0; j < nr && !r.bad; j++) {
-                if ((rc = cap_of(s, &r, &v->reqs[j])) != 0 && !r.bad)
-                    return rc;
+                if ((rc = cap_of(s, &r, &v->reqs[j])) != 0) {
+                    if (!r.bad)
+                        return rc;
+                    break;
+                }
                 v->nreqs++;
             }
         }
@@ -388,6 +408,10 @@ static int load_model(void *ud, const void *key, size_t klen, const void *val, s
         v->replicas = (int32_t)get_i64(&r);
         v->min_replicas = (int32_t)get_i64(&r);
         v->max_replicas = (int32_t)get_i64(&r);
+        if (v->memory < 0 || v->state >= SCH_M__COUNT || v->replicas < 0 || v->min_replicas < 0) {
+            r.bad = r.bad ? r.bad : 1;
+            break;
+        }
         srv = get_view(&r, &len);
         if (srv != NULL && len <= SELDON_MANIFEST_NAME_MAX) {
             char sname[SELDON_MANIFEST_NAME_MAX + 1];
@@ -415,8 +439,22 @@ static int load_model(void *ud, const void *key, size_t klen, const void *val, s
             memcpy(sname, p, len);
             sname[len] = '\0';
             if ((rc = sdn_sch_server_get(&sv, s, sname, 1)) != 0 ||
-                (rc = sdn_sch_replica_get(&rep, s, sv, index, 1)) != 0 ||
-                (rc = sdn_sch_slot_new(&sl, s, v, rep, SCH_R_UNKNOWN)) != 0) {
+                (rc = sdn_sch_replica_get(&rep, s, sv, index, 1)) != 0) {
+                sdn_free(reason);
+                return rc;
+            }
+            {
+                uint32_t q;
+                for (q = 0; q < v->nslots; q++)
+                    if (v->slots[q]->r == rep)
+                        break;
+                if (q < v->nslots) { /* one slot per replica per version */
+                    sdn_free(reason);
+                    r.bad = 1;
+                    break;
+                }
+            }
+            if ((rc = sdn_sch_slot_new(&sl, s, v, rep, SCH_R_UNKNOWN)) != 0) {
                 sdn_free(reason);
                 return rc;
             }
@@ -432,10 +470,11 @@ static int load_model(void *ud, const void *key, size_t klen, const void *val, s
                 rep->used -= v->memory;
             }
         }
+        if (number > m->latest)
+            m->latest = (uint32_t)number;
     }
     if (r.bad)
-        return r.bad == 2 ? sdn_error(SELDON_ENOMEM, "scheduler: out of memory")
-                          : bad_record("model", key, klen);
+        return bad_record(&r, "model", key, klen);
     return 0;
 }
 
@@ -443,9 +482,35 @@ static int load_resource(void *ud, const void *key, size_t klen, const void *val
 {
     seldon_sched *s = ud;
     char name[SELDON_MANIFEST_NAME_MAX + 8];
+    int rc;
     if (key_name(name, sizeof(name), key, klen) != 0 || klen < 3 || name[1] != ':')
-        return bad_record("resource", key, klen);
-    return sdn_sch_resource_put(s, name, val, vlen, 1);
+        return bad_record(NULL, "resource", key, klen);
+    if ((rc = sdn_sch_resource_put(s, name, val, vlen, 1)) != 0)
+        return rc;
+    if (name[0] == 'E') {
+        /* Experiments are few: their default is read back from the canonical JSON. */
+        seldon_manifest *m = NULL;
+        if (seldon_manifest_parse(&m, val, vlen, "state store") == 0 &&
+            seldon_manifest_count(m) == 1)
+            rc = sdn_sch_resource_experiment(s, name, seldon_manifest_at(m, 0));
+        seldon_manifest_free(m);
+    }
+    return rc;
+}
+
+int sdn_sch_decode(seldon_sched *s, int db, const void *key, size_t klen, const void *val,
+                   size_t vlen)
+{
+    switch (db) {
+    case SCH_DB_SERVERS:
+        return load_server(s, key, klen, val, vlen);
+    case SCH_DB_MODELS:
+        return load_model(s, key, klen, val, vlen);
+    case SCH_DB_RESOURCES:
+        return load_resource(s, key, klen, val, vlen);
+    default:
+        return sdn_error(SELDON_EINVAL, "state store: no database %d", db);
+    }
 }
 
 int sdn_sch_reload(seldon_sched *s)

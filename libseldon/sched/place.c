@@ -36,6 +36,17 @@ static int better(const cand *a, const cand *b)
     return a->r->index < b->r->index;
 }
 
+int sdn_sch_fits(const sch_replica *r, const sch_version *v)
+{
+    uint32_t i;
+    if (v->pin != NULL && strcmp(v->pin, r->s->name) != 0)
+        return 0;
+    for (i = 0; i < v->nreqs; i++)
+        if (!sch_has_cap(r, v->reqs[i]))
+            return 0;
+    return 1;
+}
+
 static int has_reqs(const sch_replica *r, const sch_version *v)
 {
     uint32_t i;
@@ -185,24 +196,66 @@ static void explain(char *out, size_t cap, seldon_sched *s, const sch_version *v
         return;
     }
     {
-        char need[32], have[32], shortb[32];
-        fmt_bytes(need, sizeof(need), v->memory);
-        if (best != NULL && best_count > 0) {
-            o = (size_t)snprintf(out, cap,
-                                 "not enough memory: %d replicas of %s bytes wanted (minReplicas "
-                                 "%d); server \"%s\" has room on %u",
-                                 v->replicas, need, v->min_replicas, best->name, best_count);
-        } else {
-            fmt_bytes(have, sizeof(have), closest ? sch_free(closest) : 0);
-            fmt_bytes(shortb, sizeof(shortb), v->memory - (closest ? sch_free(closest) : 0));
-            o = (size_t)snprintf(out, cap,
-                                 "not enough memory: the model needs %s bytes; the most any "
-                                 "fitting replica has is %s bytes on server \"%s\" replica %u "
-                                 "(%s bytes short)",
-                                 need, have, closest ? closest->s->name : "?",
-                                 closest ? closest->index : 0, shortb);
+        /* The server that comes closest: most replicas with room, then most with the
+           requirements. Is it short of replicas, or of memory? */
+        const sch_server *bs = NULL;
+        const sch_replica *near = NULL;
+        uint32_t bcaps = 0, bmem = 0;
+        char need[32], have[32], shortb[32], minr[96];
+        (void)best_count;
+        (void)best;
+        for (i = 0; i < s->nservers; i++) {
+            const sch_server *sv = s->servers[i];
+            const sch_replica *nr = NULL;
+            uint32_t ncaps = 0, nmem = 0;
+            if ((pin && sv != pin) || sv->deleted)
+                continue;
+            for (j = 0; j < sv->nreplicas; j++) {
+                const sch_replica *r = sv->replicas[j];
+                if (r == NULL || !r->connected || sdn_sch_draining(r) || !has_reqs(r, v))
+                    continue;
+                ncaps++;
+                if (sch_free(r) >= v->memory)
+                    nmem++;
+                else if (nr == NULL || sch_free(r) > sch_free(nr))
+                    nr = r;
+            }
+            if (ncaps > 0 && (bs == NULL || nmem > bmem || (nmem == bmem && ncaps > bcaps))) {
+                bs = sv;
+                bcaps = ncaps;
+                bmem = nmem;
+                near = nr;
+            }
         }
-        (void)o;
+        {
+            uint32_t wanted = (uint32_t)(v->min_replicas > 0 ? v->min_replicas : v->replicas);
+            if (v->min_replicas > 0)
+                snprintf(minr, sizeof(minr), "%d replicas, at least %d (spec.minReplicas)",
+                         v->replicas, v->min_replicas);
+            else
+                snprintf(minr, sizeof(minr), "%d replica%s (spec.replicas)", v->replicas,
+                         v->replicas == 1 ? "" : "s");
+            fmt_bytes(need, sizeof(need), v->memory);
+            if (bs == NULL) {
+                snprintf(out, cap, "no server replica fits");
+            } else if (bcaps < wanted) {
+                snprintf(out, cap,
+                         "not enough replicas: the model wants %s on one server; server \"%s\" "
+                         "has %u with the requirements",
+                         minr, bs->name, bcaps);
+            } else if (near != NULL) {
+                fmt_bytes(have, sizeof(have), sch_free(near));
+                fmt_bytes(shortb, sizeof(shortb), v->memory - sch_free(near));
+                snprintf(out, cap,
+                         "not enough memory: the model needs %s bytes (spec.memory) on %s; on "
+                         "server \"%s\" %u replica%s room, the closest is replica %u with %s "
+                         "bytes available (%s bytes short)",
+                         need, minr, bs->name, bmem, bmem == 1 ? " has" : "s have", near->index,
+                         have, shortb);
+            } else {
+                snprintf(out, cap, "no server replica fits");
+            }
+        }
     }
 }
 

@@ -139,8 +139,8 @@ int sdn_sch_replica_get(sch_replica **out, seldon_sched *s, sch_server *sv, uint
     if (!create)
         return SELDON_ENOTFOUND;
     if (index > SCH_INDEX_MAX)
-        return sdn_error(SELDON_EINVAL, "server \"%s\": replica index %u above %u", sv->name,
-                         index, SCH_INDEX_MAX);
+        return sdn_error(SELDON_EINVAL, "server \"%s\": replica index %u above %u", sv->name, index,
+                         SCH_INDEX_MAX);
     if (index >= sv->nreplicas) {
         sch_replica **nr = sdn_realloc(sv->replicas, (size_t)(index + 1) * sizeof(*nr));
         if (nr == NULL)
@@ -161,12 +161,11 @@ int sdn_sch_replica_get(sch_replica **out, seldon_sched *s, sch_server *sv, uint
     return 0;
 }
 
-static const char *const mlserver_caps[] = {"mlserver",     "alibi-detect", "alibi-explain",
-                                            "huggingface",  "lightgbm",     "mlflow",
-                                            "python",       "sklearn",      "spark-mlib",
-                                            "xgboost"};
-static const char *const triton_caps[] = {"triton",   "dali",     "fil",        "onnx",    "openvino",
-                                          "python",   "pytorch",  "tensorflow", "tensorrt"};
+static const char *const mlserver_caps[] = {
+    "mlserver", "alibi-detect", "alibi-explain", "huggingface", "lightgbm",
+    "mlflow",   "python",       "sklearn",       "spark-mlib",  "xgboost"};
+static const char *const triton_caps[] = {"triton", "dali",    "fil",        "onnx",    "openvino",
+                                          "python", "pytorch", "tensorflow", "tensorrt"};
 
 int sdn_sch_default_caps(const char *const **out, const char *config)
 {
@@ -310,11 +309,20 @@ int sdn_sch_resource_put(seldon_sched *s, const char *key, const char *json, siz
     res->json = copy;
     res->json_len = copy ? len : 0;
     res->live = (uint8_t)live;
-    if (s->store != NULL &&
-        sdn_sch_grow((void **)&s->dirty_resources, &s->capdirty_resources,
-                     s->ndirty_resources + 1, sizeof(void *)) == 0)
+    if (s->store != NULL && sdn_sch_grow((void **)&s->dirty_resources, &s->capdirty_resources,
+                                         s->ndirty_resources + 1, sizeof(void *)) == 0)
         s->dirty_resources[s->ndirty_resources++] = res;
     return 0;
+}
+
+int sdn_sch_resource_experiment(seldon_sched *s, const char *key, const seldon_resource *res)
+{
+    sch_resource *r = sdn_sch_map_get(&s->resources_by_key, key);
+    const char *t = res->spec.experiment.resource_type;
+    if (r == NULL)
+        return SELDON_ENOTFOUND;
+    r->exp_pipeline = t != NULL && strcmp(t, "pipeline") == 0;
+    return sdn_sch_set_reason(&r->exp_default, res->spec.experiment.default_name);
 }
 
 /* --- Lists ----------------------------------------------------------------- */
@@ -429,10 +437,13 @@ static void slot_mem(seldon_sched *s, sch_slot *sl, int on)
     if (sl->v == NULL || sl->mem == on)
         return;
     sl->mem = (uint8_t)on;
+    /* Saturating: a damaged store must not overflow the sum (memory is never negative). */
     if (on) {
-        sl->r->used += sl->v->memory;
+        if (__builtin_add_overflow(sl->r->used, sl->v->memory, &sl->r->used))
+            sl->r->used = INT64_MAX;
     } else {
-        sl->r->used -= sl->v->memory;
+        if (__builtin_sub_overflow(sl->r->used, sl->v->memory, &sl->r->used))
+            sl->r->used = INT64_MIN;
         s->retry = 1;
     }
 }
@@ -566,18 +577,27 @@ void sdn_sch_pending_add(seldon_sched *s, sch_version *v)
     s->pending[s->npending++] = v;
 }
 
+/* O(1): the entry becomes a hole, squeezed out by pending_compact(). */
 void sdn_sch_pending_remove(seldon_sched *s, sch_version *v)
 {
-    uint32_t i;
     if (!v->pending)
         return;
-    /* Keep the order (first applied, first retried). */
-    for (i = v->pend_pos; i + 1 < s->npending; i++) {
-        s->pending[i] = s->pending[i + 1];
-        s->pending[i]->pend_pos = i;
-    }
-    s->npending--;
+    s->pending[v->pend_pos] = NULL;
     v->pending = 0;
+}
+
+/* Squeezes the holes out, keeping the order (first applied, first retried). */
+static void pending_compact(seldon_sched *s)
+{
+    uint32_t i, o = 0;
+    for (i = 0; i < s->npending; i++) {
+        sch_version *v = s->pending[i];
+        if (v == NULL)
+            continue;
+        v->pend_pos = o;
+        s->pending[o++] = v;
+    }
+    s->npending = o;
 }
 
 static void version_terminate(seldon_sched *s, sch_version *v)
@@ -610,7 +630,7 @@ static void version_state(seldon_sched *s, sch_version *v, int state, const char
 /* Derives the version's state from its slots; unloads what the derived state releases. */
 void sdn_sch_version_refresh(seldon_sched *s, sch_version *v)
 {
-    uint32_t i, target = 0, avail = 0, failed = 0;
+    uint32_t i, target = 0, avail = 0, failed = 0, draining = 0;
     const char *fail_reason = NULL;
     char buf[512];
     int need;
@@ -621,8 +641,10 @@ void sdn_sch_version_refresh(seldon_sched *s, sch_version *v)
     }
     for (i = 0; i < v->nslots; i++) {
         sch_slot *sl = v->slots[i];
-        if (sl->leaving)
+        if (sl->leaving) {
+            draining += sl->state == SCH_R_DRAINING;
             continue;
+        }
         target++;
         if (sl->state == SCH_R_AVAILABLE)
             avail++;
@@ -645,8 +667,18 @@ void sdn_sch_version_refresh(seldon_sched *s, sch_version *v)
         else
             version_state(s, v, SCH_M_PROGRESSING, NULL);
     } else if (failed > 0 && avail < (uint32_t)need) {
-        snprintf(buf, sizeof(buf), "load failed: %s", fail_reason ? fail_reason : "unknown");
-        version_state(s, v, target - failed - avail > 0 ? SCH_M_PROGRESSING : SCH_M_FAILED, buf);
+        if (draining > 0 && avail + draining >= (uint32_t)need) {
+            snprintf(buf, sizeof(buf),
+                     "moving to server \"%s\" failed: load failed: %s; %u draining replicas "
+                     "serve meanwhile",
+                     v->server ? v->server->name : "?", fail_reason ? fail_reason : "unknown",
+                     draining);
+            version_state(s, v, SCH_M_AVAILABLE, buf);
+        } else {
+            snprintf(buf, sizeof(buf), "load failed: %s", fail_reason ? fail_reason : "unknown");
+            version_state(s, v, target - failed - avail > 0 ? SCH_M_PROGRESSING : SCH_M_FAILED,
+                          buf);
+        }
     } else if (avail + failed == target && avail >= (uint32_t)need) {
         if (failed > 0)
             snprintf(buf, sizeof(buf), "%u of %u replicas failed to load: %s", failed, target,
@@ -657,12 +689,19 @@ void sdn_sch_version_refresh(seldon_sched *s, sch_version *v)
         else
             buf[0] = '\0';
         version_state(s, v, SCH_M_AVAILABLE, buf[0] ? buf : NULL);
+    } else if (failed == 0 && draining > 0 && avail + draining >= (uint32_t)need) {
+        /* Moving (drain, disconnect elsewhere): the old replicas serve until the new ones do. */
+        snprintf(buf, sizeof(buf),
+                 "moving to server \"%s\": %u of %u replicas loaded there, %u draining "
+                 "replicas serve meanwhile",
+                 v->server ? v->server->name : "?", avail, target, draining);
+        version_state(s, v, SCH_M_AVAILABLE, buf);
     } else {
         version_state(s, v, SCH_M_PROGRESSING, NULL);
     }
 
-    /* The target serves: what was moving off can go. */
-    if (target > 0 && avail + failed == target && avail > 0) {
+    /* The target serves: what was moving off can go (not while a load there failed). */
+    if (target > 0 && avail == target) {
         for (i = v->nslots; i-- > 0;)
             if (i < v->nslots && v->slots[i]->leaving && v->slots[i]->state == SCH_R_DRAINING)
                 sdn_sch_slot_leave(s, v->slots[i]);
@@ -709,9 +748,11 @@ static int finish(seldon_sched *s)
     int rc = 0;
     int rounds = 0;
     while (s->retry && s->ready && rounds++ < 4) {
-        uint32_t n = s->npending;
+        uint32_t n;
         sch_version **copy;
         s->retry = 0;
+        pending_compact(s);
+        n = s->npending;
         if (n == 0)
             break;
         copy = sdn_malloc(n * sizeof(*copy));
@@ -723,11 +764,20 @@ static int finish(seldon_sched *s)
                 sdn_sch_schedule(s, copy[i]);
         sdn_free(copy);
     }
+    if (s->npending > 64 && s->npending > 2 * s->cappending / 3)
+        pending_compact(s);
     s->retry = 0;
     for (i = 0; i < s->ndirty_models; i++)
         model_prune(s, s->dirty_models[i]);
-    if (s->store != NULL)
-        rc = sdn_sch_persist(s);
+    if (s->store != NULL && (rc = sdn_sch_persist(s)) != 0) {
+        /* Kept dirty: the next call that writes retries them, so the store catches up. */
+        sdn_log(SELDON_LOG_ERROR, "scheduler: state not stored: %s", seldon_last_error());
+        if (s->routes_changed) {
+            s->routes_changed = 0;
+            s->routes_gen++;
+        }
+        return rc;
+    }
     for (i = 0; i < s->ndirty_models; i++)
         s->dirty_models[i]->dirty = 0;
     for (i = 0; i < s->ndirty_servers; i++)
@@ -870,6 +920,7 @@ void seldon_sched_close(seldon_sched *sched)
     for (i = 0; i < sched->nresources; i++) {
         sdn_free(sched->resources[i]->key);
         sdn_free(sched->resources[i]->json);
+        sdn_free(sched->resources[i]->exp_default);
         sdn_free(sched->resources[i]);
     }
     for (i = 0; i < sched->ncaps; i++)
@@ -889,7 +940,6 @@ void seldon_sched_close(seldon_sched *sched)
     sdn_free(sched->dirty_models);
     sdn_free(sched->dirty_servers);
     sdn_free(sched->dirty_resources);
-    sdn_free(sched->cmd_model);
     sdn_sch_map_free(&sched->models_by_name);
     sdn_sch_map_free(&sched->servers_by_name);
     sdn_sch_map_free(&sched->caps_by_name);
@@ -1097,8 +1147,21 @@ static int apply_model(seldon_sched *s, const seldon_resource *res, uint32_t *ou
             memcmp(s->scratch.data, latest->spec, latest->spec_len) == 0) {
             *out_version = latest->number;
             if (ms->replicas == latest->replicas && ms->min_replicas == latest->min_replicas &&
-                ms->max_replicas == latest->max_replicas)
-                return 0; /* no change */
+                ms->max_replicas == latest->max_replicas) {
+                /* No change; but applying again is how a user retries failed loads. */
+                uint32_t k;
+                for (k = 0; k < latest->nslots; k++) {
+                    sch_slot *sl = latest->slots[k];
+                    if (sl->state == SCH_R_LOAD_FAILED && !sl->leaving) {
+                        sl->attempts = 0;
+                        slot_mem(s, sl, 1);
+                        slot_state(s, sl, SCH_R_LOAD_REQUESTED, "applied again: retrying");
+                        slot_owe(s, sl, SELDON_SCHED_LOAD);
+                    }
+                }
+                sdn_sch_version_refresh(s, latest);
+                return 0;
+            }
             sdn_free(latest->spec);
             latest->spec = NULL;
             if ((rc = serialize(&s->scratch, res, &latest->spec, &latest->spec_len)) != 0)
@@ -1112,15 +1175,27 @@ static int apply_model(seldon_sched *s, const seldon_resource *res, uint32_t *ou
             return sdn_sch_schedule(s, latest);
         }
     }
-    if ((rc = sdn_sch_version_new(&v, s, m, m->latest + 1)) != 0)
-        return rc;
+    /* Everything that may fail first, so a failure leaves no half-made version behind. */
+    {
+        sch_version tmp;
+        memset(&tmp, 0, sizeof(tmp));
+        if ((rc = serialize(&s->scratch, res, &tmp.spec, &tmp.spec_len)) != 0 ||
+            (ms->server != NULL &&
+             (tmp.pin = sdn_strndup(ms->server, strlen(ms->server))) == NULL) ||
+            (rc = version_reqs(s, &tmp, ms)) != 0 ||
+            (rc = sdn_sch_version_new(&v, s, m, m->latest + 1)) != 0) {
+            sdn_free(tmp.spec);
+            sdn_free(tmp.pin);
+            sdn_free(tmp.reqs);
+            return rc ? rc : sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+        }
+        v->spec = tmp.spec;
+        v->spec_len = tmp.spec_len;
+        v->pin = tmp.pin;
+        v->reqs = tmp.reqs;
+        v->nreqs = tmp.nreqs;
+    }
     m->deleted = 0;
-    if ((rc = serialize(&s->scratch, res, &v->spec, &v->spec_len)) != 0)
-        return rc;
-    if (ms->server != NULL && (v->pin = sdn_strndup(ms->server, strlen(ms->server))) == NULL)
-        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
-    if ((rc = version_reqs(s, v, ms)) != 0)
-        return rc;
     v->memory = ms->memory_bytes > 0 ? ms->memory_bytes : 0;
     v->replicas = ms->replicas;
     v->min_replicas = ms->min_replicas;
@@ -1201,35 +1276,68 @@ static int resource_key(char *out, size_t cap, seldon_kind kind, const char *nam
     return n < 0 || (size_t)n >= cap ? SELDON_ETOOBIG : 0;
 }
 
-/* The cross-resource rule of experiments: a model is the default of at most one experiment. */
-static int check_experiments(seldon_sched *s, const seldon_manifest *mf)
+static int is_model_experiment(const seldon_resource *r)
 {
-    size_t i, j;
-    size_t n = seldon_manifest_count(mf);
-    for (i = 0; i < n; i++) {
-        const seldon_resource *a = seldon_manifest_at(mf, i);
-        for (j = i + 1; j < n; j++) {
-            const seldon_resource *b = seldon_manifest_at(mf, j);
-            if (a->kind == b->kind && strcmp(a->name, b->name) == 0)
-                return sdn_error(SELDON_EINVAL, "document %zu (%s \"%s\"): repeats document %zu",
-                                 b->document, seldon_kind_name(b->kind), b->name, a->document);
-            if (a->kind == SELDON_KIND_EXPERIMENT && b->kind == SELDON_KIND_EXPERIMENT &&
-                a->spec.experiment.default_name && b->spec.experiment.default_name &&
-                strcmp(a->spec.experiment.default_name, b->spec.experiment.default_name) == 0 &&
-                (a->spec.experiment.resource_type == NULL) ==
-                    (b->spec.experiment.resource_type == NULL))
-                return sdn_error(SELDON_EINVAL,
-                                 "document %zu (Experiment \"%s\"): spec.default: \"%s\" is "
-                                 "already the default of experiment \"%s\"",
-                                 b->document, b->name, b->spec.experiment.default_name, a->name);
-        }
-    }
-    (void)s;
-    return 0;
+    const char *t = r->spec.experiment.resource_type;
+    return t == NULL || strcmp(t, "model") == 0;
 }
 
-int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest,
-                       uint32_t *out_versions, int64_t now_ns)
+/*
+ * Rules across the resources of one manifest, checked before anything
+ * changes: a resource appears once; a model (or pipeline) is the default of
+ * at most one experiment. Hashed: linear in the manifest.
+ */
+static int check_manifest(const seldon_sched *s, const seldon_manifest *mf)
+{
+    sch_map seen[5] = {{0}}, defaults[2] = {{0}};
+    size_t i, n = seldon_manifest_count(mf);
+    int rc = 0, k;
+    for (i = 0; i < n && rc == 0; i++) {
+        const seldon_resource *b = seldon_manifest_at(mf, i);
+        const seldon_resource *a;
+        if (b->kind < SELDON_KIND_MODEL || b->kind > SELDON_KIND_EXPERIMENT || b->name == NULL) {
+            rc = sdn_error(SELDON_EINVAL, "document %zu: unknown kind", b->document);
+            break;
+        }
+        if ((a = sdn_sch_map_get(&seen[b->kind], b->name)) != NULL) {
+            rc = sdn_error(SELDON_EINVAL, "document %zu (%s \"%s\"): repeats document %zu",
+                           b->document, seldon_kind_name(b->kind), b->name, a->document);
+            break;
+        }
+        if ((rc = sdn_sch_map_put(&seen[b->kind], b->name, (void *)b)) != 0)
+            break;
+        if (b->kind == SELDON_KIND_EXPERIMENT && b->spec.experiment.default_name != NULL) {
+            sch_map *d = &defaults[is_model_experiment(b)];
+            const char *def = b->spec.experiment.default_name;
+            if ((a = sdn_sch_map_get(d, def)) != NULL) {
+                rc = sdn_error(SELDON_EINVAL,
+                               "document %zu (Experiment \"%s\"): spec.default: \"%s\" is "
+                               "already the default of experiment \"%s\"",
+                               b->document, b->name, def, a->name);
+                break;
+            }
+            rc = sdn_sch_map_put(d, def, (void *)b);
+            for (k = 0; rc == 0 && k < (int)s->nresources; k++) {
+                const sch_resource *r = s->resources[k];
+                if (r->live && r->exp_default != NULL && r->key[0] == 'E' &&
+                    r->exp_pipeline == !is_model_experiment(b) &&
+                    strcmp(r->exp_default, def) == 0 && strcmp(r->key + 2, b->name) != 0)
+                    rc = sdn_error(SELDON_EINVAL,
+                                   "document %zu (Experiment \"%s\"): spec.default: \"%s\" is "
+                                   "already the default of experiment \"%s\"",
+                                   b->document, b->name, def, r->key + 2);
+            }
+        }
+    }
+    for (k = 0; k < 5; k++)
+        sdn_sch_map_free(&seen[k]);
+    sdn_sch_map_free(&defaults[0]);
+    sdn_sch_map_free(&defaults[1]);
+    return rc;
+}
+
+int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest, uint32_t *out_versions,
+                       int64_t now_ns)
 {
     size_t i, n;
     int rc = 0;
@@ -1238,7 +1346,7 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest,
         return sdn_error(SELDON_EINVAL, "sched_apply: NULL argument");
     sched->now = now_ns;
     n = seldon_manifest_count(manifest);
-    if ((rc = check_experiments(sched, manifest)) != 0)
+    if ((rc = check_manifest(sched, manifest)) != 0)
         return rc;
     for (i = 0; i < n; i++) {
         const seldon_resource *res = seldon_manifest_at(manifest, i);
@@ -1259,8 +1367,13 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest,
                 break;
             rc = sdn_sch_resource_put(sched, key, (const char *)sched->scratch.data,
                                       sched->scratch.len, 1);
-            if (rc == 0)
-                sdn_sch_event(sched, res->kind, res->name, 0, "Stored", NULL, NULL, -1);
+            if (rc == 0 && res->kind == SELDON_KIND_EXPERIMENT)
+                rc = sdn_sch_resource_experiment(sched, key, res);
+            if (rc == 0) {
+                /* The event's name must outlive the manifest: the stored key holds it. */
+                const sch_resource *sr = sdn_sch_map_get(&sched->resources_by_key, key);
+                sdn_sch_event(sched, res->kind, sr->key + 2, 0, "Stored", NULL, NULL, -1);
+            }
             break;
         }
         default:
@@ -1326,8 +1439,7 @@ int seldon_sched_unload(seldon_sched *sched, seldon_kind kind, const char *name,
         sch_resource *res;
         if (resource_key(key, sizeof(key), kind, name) != 0 ||
             (res = sdn_sch_map_get(&sched->resources_by_key, key)) == NULL || !res->live)
-            return sdn_error(SELDON_ENOTFOUND, "%s \"%s\" not found", seldon_kind_name(kind),
-                             name);
+            return sdn_error(SELDON_ENOTFOUND, "%s \"%s\" not found", seldon_kind_name(kind), name);
         if ((rc = sdn_sch_resource_put(sched, key, NULL, 0, 0)) != 0)
             return rc;
         sdn_sch_event(sched, kind, res->key + 2, 0, "Deleted", NULL, NULL, -1);
@@ -1379,7 +1491,7 @@ static int loaded_unplaced(seldon_sched *s, sch_replica *r, const char *model, u
     int rc;
     if (v != NULL && !v->terminating && !v->m->deleted && v->replicas > 0 &&
         (v->server == NULL || v->server == r->s) && target_count(v) < (uint32_t)v->replicas &&
-        !sdn_sch_draining(r)) {
+        !sdn_sch_draining(r) && sdn_sch_fits(r, v)) {
         if ((rc = sdn_sch_slot_new(&sl, s, v, r, SCH_R_AVAILABLE)) != 0)
             return rc;
         sl->seen = 1;
@@ -1738,8 +1850,8 @@ int64_t seldon_sched_tick(seldon_sched *sched, int64_t now_ns)
     }
     while (sched->inflight.head != NULL && sched->inflight.head->deadline <= now_ns) {
         sch_slot *sl = sched->inflight.head;
-        int op = sl->state == SCH_R_UNLOADING || sl->v == NULL ? SELDON_SCHED_UNLOAD
-                                                                : SELDON_SCHED_LOAD;
+        int op =
+            sl->state == SCH_R_UNLOADING || sl->v == NULL ? SELDON_SCHED_UNLOAD : SELDON_SCHED_LOAD;
         list_remove(&sched->inflight, sl);
         sl->inflight = 0;
         if (sl->attempts <= sched->cfg.load_retries) {

@@ -85,17 +85,17 @@ typedef struct sch_slot {
     struct sch_replica *r;
     char *stray_model; /* with v NULL */
     uint32_t stray_version;
-    uint32_t rpos;     /* position in r->slots (not for strays) */
-    uint8_t state;     /* SCH_R_* */
-    uint8_t leaving;   /* not in the version's target: unload once the target is available */
-    uint8_t owe;       /* SELDON_SCHED_LOAD / _UNLOAD queued on the replica, or 0 */
-    uint8_t inflight;  /* the command was taken; waiting for the answer */
-    uint8_t grace;     /* in the unload-grace list */
-    uint8_t attempts;  /* sends of the current command */
-    uint8_t mem;       /* counted in r->used */
-    uint8_t seen;      /* scratch for agent_connect */
+    uint32_t rpos;    /* position in r->slots (not for strays) */
+    uint8_t state;    /* SCH_R_* */
+    uint8_t leaving;  /* not in the version's target: unload once the target is available */
+    uint8_t owe;      /* SELDON_SCHED_LOAD / _UNLOAD queued on the replica, or 0 */
+    uint8_t inflight; /* the command was taken; waiting for the answer */
+    uint8_t grace;    /* in the unload-grace list */
+    uint8_t attempts; /* sends of the current command */
+    uint8_t mem;      /* counted in r->used */
+    uint8_t seen;     /* scratch for agent_connect */
     uint64_t cmd_id;
-    int64_t deadline;  /* in-flight or grace deadline */
+    int64_t deadline; /* in-flight or grace deadline */
     int64_t last_change;
     char *reason;
     struct sch_slot *q_prev, *q_next; /* the replica's command queue */
@@ -107,17 +107,17 @@ typedef struct sch_version {
     uint32_t number;
     char *spec; /* canonical JSON of the Model */
     size_t spec_len;
-    char *pin; /* spec.server, or NULL */
+    char *pin;      /* spec.server, or NULL */
     uint32_t *reqs; /* interned requirements (modelType added) */
     uint32_t nreqs;
     int64_t memory; /* bytes; 0 when not given */
     int32_t replicas, min_replicas, max_replicas;
     uint8_t state;
-    uint8_t terminating; /* superseded or deleted: every slot goes */
-    uint8_t pending;     /* in the pending list: wants more replicas than it has */
+    uint8_t terminating;       /* superseded or deleted: every slot goes */
+    uint8_t pending;           /* in the pending list: wants more replicas than it has */
     struct sch_server *server; /* where its target lives; NULL until placed */
-    char *reason;       /* of the state */
-    char *place_reason; /* why placement fell short, or NULL */
+    char *reason;              /* of the state */
+    char *place_reason;        /* why placement fell short, or NULL */
     int64_t last_change;
     sch_slot **slots;
     uint32_t nslots, capslots;
@@ -130,7 +130,7 @@ typedef struct sch_model {
     uint32_t latest; /* highest version number ever made */
     uint8_t deleted;
     uint8_t dirty;
-    uint8_t persisted; /* has a record in the store */
+    uint8_t persisted;      /* has a record in the store */
     sch_version **versions; /* oldest first */
     uint32_t nversions, capversions;
     uint32_t order; /* index in sched->models */
@@ -148,13 +148,13 @@ typedef struct sch_replica {
     uint32_t overcommit;
     int64_t used; /* memory of the slots placed here */
     uint8_t connected;
-    uint8_t expected; /* connected when the state was last stored: a restart waits for it */
-    uint8_t in_ready; /* in sched->readyq */
+    uint8_t expected;        /* connected when the state was last stored: a restart waits for it */
+    uint8_t in_ready;        /* in sched->readyq */
     uint32_t mark_v, mark_m; /* placement scratch: holds the version / the model at epoch */
     sch_slot **slots;
     uint32_t nslots, capslots;
     sch_slot *q_head, *q_tail; /* slots owing a command */
-    sch_slot **strays; /* loaded here, unknown: unloaded once ready */
+    sch_slot **strays;         /* loaded here, unknown: unloaded once ready */
     uint32_t nstrays, capstrays;
 } sch_replica;
 
@@ -177,6 +177,8 @@ typedef struct sch_resource { /* Pipelines and Experiments: stored as written */
     char *json;
     size_t json_len;
     uint8_t live;
+    uint8_t exp_pipeline; /* an experiment over pipelines */
+    char *exp_default;    /* an experiment's spec.default, or NULL */
 } sch_resource;
 
 typedef struct sch_event {
@@ -227,8 +229,6 @@ struct seldon_sched {
     sch_list inflight;
     sch_list grace;
     uint64_t next_cmd_id;
-    seldon_sched_command cmd; /* the last command handed out */
-    char *cmd_model;          /* its strings */
 
     sch_event *events; /* ring */
     size_t ev_cap, ev_head, ev_len;
@@ -268,11 +268,16 @@ static inline int sch_has_cap(const sch_replica *r, uint32_t id)
 int64_t sdn_sch_capacity(const sch_replica *r);
 static inline int64_t sch_free(const sch_replica *r)
 {
-    return sdn_sch_capacity(r) - r->used;
+    int64_t f;
+    if (__builtin_sub_overflow(sdn_sch_capacity(r), r->used, &f))
+        return r->used > 0 ? INT64_MIN : INT64_MAX;
+    return f;
 }
 /* 1 when the replica takes no new placements: its Server resource has fewer replicas. */
 int sdn_sch_draining(const sch_replica *r);
 
+/* 1 when the version may live on r: its pin and its requirements (place.c). */
+int sdn_sch_fits(const sch_replica *r, const sch_version *v);
 /* Placement (place.c): choose the version's target replicas and issue the loads/unloads. */
 int sdn_sch_schedule(seldon_sched *s, sch_version *v);
 
@@ -296,6 +301,8 @@ int sdn_sch_replica_set_caps(seldon_sched *s, sch_replica *r);
 int sdn_sch_model_get(sch_model **out, seldon_sched *s, const char *name, int create);
 int sdn_sch_version_new(sch_version **out, seldon_sched *s, sch_model *m, uint32_t number);
 int sdn_sch_resource_put(seldon_sched *s, const char *key, const char *json, size_t len, int live);
+/* Records an experiment's default (for the one-default-per-model rule). */
+int sdn_sch_resource_experiment(seldon_sched *s, const char *key, const seldon_resource *res);
 
 /* Persistence (persist.c). */
 #define SCH_DB_MODELS 0
@@ -305,5 +312,8 @@ int sdn_sch_resource_put(seldon_sched *s, const char *key, const char *json, siz
 #define SCH_DB_COUNT 4
 int sdn_sch_persist(seldon_sched *s);
 int sdn_sch_reload(seldon_sched *s);
+/* Decodes one record of db into the scheduler, as the reload does (for the fuzz target). */
+int sdn_sch_decode(seldon_sched *s, int db, const void *key, size_t klen, const void *val,
+                   size_t vlen);
 
 #endif

@@ -277,7 +277,7 @@ size_t seldon_sched_status_count(const seldon_sched_status *status)
 }
 
 const seldon_sched_model_status *seldon_sched_status_model(const seldon_sched_status *status,
-                                                          size_t i)
+                                                           size_t i)
 {
     if (status == NULL || status->servers || i >= status->n)
         return NULL;
@@ -285,7 +285,7 @@ const seldon_sched_model_status *seldon_sched_status_model(const seldon_sched_st
 }
 
 const seldon_sched_server_status *seldon_sched_status_server(const seldon_sched_status *status,
-                                                            size_t i)
+                                                             size_t i)
 {
     if (status == NULL || !status->servers || i >= status->n)
         return NULL;

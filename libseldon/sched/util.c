@@ -8,14 +8,23 @@
 #include "sched/sched.h"
 
 static const char *const model_states[SCH_M__COUNT] = {
-    "ModelStateUnknown", "ModelProgressing",     "ModelAvailable",
-    "ModelFailed",       "ModelTerminating",     "ModelTerminated",
-    "ModelTerminateFailed", "ScheduleFailed",    "ModelScaledDown"};
+    "ModelStateUnknown",    "ModelProgressing", "ModelAvailable",
+    "ModelFailed",          "ModelTerminating", "ModelTerminated",
+    "ModelTerminateFailed", "ScheduleFailed",   "ModelScaledDown"};
 
-static const char *const replica_states[SCH_R__COUNT] = {
-    "ModelReplicaStateUnknown", "LoadRequested", "Loading", "Loaded", "LoadFailed",
-    "UnloadEnvoyRequested",     "UnloadRequested", "Unloading", "Unloaded", "UnloadFailed",
-    "Available",                "LoadedUnavailable", "Draining"};
+static const char *const replica_states[SCH_R__COUNT] = {"ModelReplicaStateUnknown",
+                                                         "LoadRequested",
+                                                         "Loading",
+                                                         "Loaded",
+                                                         "LoadFailed",
+                                                         "UnloadEnvoyRequested",
+                                                         "UnloadRequested",
+                                                         "Unloading",
+                                                         "Unloaded",
+                                                         "UnloadFailed",
+                                                         "Available",
+                                                         "LoadedUnavailable",
+                                                         "Draining"};
 
 const char *sdn_sched_model_state_name(int state)
 {

@@ -3,10 +3,14 @@
  * transaction at a time (the scheduler is single-threaded).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "core/core.h"
 #include "store/store.h"
@@ -16,6 +20,7 @@ struct sdn_store {
     MDB_dbi dbi[SDN_STORE_DBS_MAX];
     size_t ndbs;
     char *dir;
+    int lock_fd; /* flock()ed: one process owns the folder */
 };
 
 struct sdn_store_txn {
@@ -46,10 +51,31 @@ int sdn_store_open(sdn_store **out, const char *dir, int64_t map_size, const cha
     s = sdn_calloc(1, sizeof(*s));
     if (s == NULL)
         return sdn_error(SELDON_ENOMEM, "state store: out of memory");
+    s->lock_fd = -1;
     s->dir = sdn_strndup(dir, strlen(dir));
     if (s->dir == NULL) {
         rc = sdn_error(SELDON_ENOMEM, "state store: out of memory");
         goto out;
+    }
+    {
+        /* LMDB lets two processes write the same folder; two schedulers must not. */
+        char path[4096];
+        if ((size_t)snprintf(path, sizeof(path), "%s/seldon.lock", dir) >= sizeof(path)) {
+            rc = sdn_error(SELDON_EINVAL, "state store: folder name too long");
+            goto out;
+        }
+        s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (s->lock_fd < 0) {
+            rc = sdn_error(SELDON_EIO, "state store %s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            rc = errno == EWOULDBLOCK
+                     ? sdn_error(SELDON_EUNAVAIL, "state store %s: in use by another scheduler",
+                                 dir)
+                     : sdn_error(SELDON_EIO, "state store %s: lock: %s", dir, strerror(errno));
+            goto out;
+        }
     }
     if ((rc = mdb_env_create(&s->env)) != 0) {
         s->env = NULL;
@@ -96,6 +122,8 @@ void sdn_store_close(sdn_store *store)
         mdb_env_sync(store->env, 1);
         mdb_env_close(store->env);
     }
+    if (store->lock_fd >= 0)
+        close(store->lock_fd); /* releases the lock */
     sdn_free(store->dir);
     sdn_free(store);
 }

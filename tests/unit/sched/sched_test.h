@@ -108,8 +108,10 @@ static inline int connect_r(seldon_sched *s, const char *server, uint32_t index,
     const char *capv[32];
     size_t ncaps = 0;
     seldon_sched_replica r;
-    snprintf(http, sizeof(http), "127.0.0.1:%u", 10000 + (unsigned)(server[0] % 10) * 1000 + index * 2);
-    snprintf(grpc, sizeof(grpc), "127.0.0.1:%u", 10001 + (unsigned)(server[0] % 10) * 1000 + index * 2);
+    snprintf(http, sizeof(http), "127.0.0.1:%u",
+             10000 + (unsigned)(server[0] % 10) * 1000 + index * 2);
+    snprintf(grpc, sizeof(grpc), "127.0.0.1:%u",
+             10001 + (unsigned)(server[0] % 10) * 1000 + index * 2);
     if (caps != NULL) {
         char *p, *save = NULL;
         snprintf(copy, sizeof(copy), "%s", caps);
@@ -128,8 +130,8 @@ static inline int connect_r(seldon_sched *s, const char *server, uint32_t index,
     return seldon_sched_agent_connect(s, &r, loaded, nloaded, now);
 }
 
-static inline void connect_ok(seldon_sched *s, const char *server, uint32_t index,
-                              const char *caps, int64_t memory, int64_t now)
+static inline void connect_ok(seldon_sched *s, const char *server, uint32_t index, const char *caps,
+                              int64_t memory, int64_t now)
 {
     int rc = connect_r(s, server, index, caps, memory, 0, NULL, 0, now);
     cr_assert_eq(rc, 0, "connect: %s", seldon_last_error());
@@ -181,8 +183,8 @@ static inline size_t ack_all(seldon_sched *s, int64_t now)
 }
 
 /* The state of a model's version (0: the newest), or "" when absent. Copied to a static buffer. */
-static inline const char *vstate(seldon_sched *s, const char *model, uint32_t version,
-                                 char *reason, size_t rcap)
+static inline const char *vstate(seldon_sched *s, const char *model, uint32_t version, char *reason,
+                                 size_t rcap)
 {
     static char st[64];
     seldon_sched_status *ss = NULL;

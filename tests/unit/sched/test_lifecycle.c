@@ -87,6 +87,11 @@ Test(lifecycle, load_failed_is_model_failed_with_the_reason)
     cr_assert_str_eq(vstate(s, "iris", 1, reason, sizeof(reason)), "ModelFailed");
     cr_assert_str_eq(reason, "load failed: storageUri: no such folder");
     cr_assert_eq(route_upstreams(s, "iris"), -1);
+    /* Applying the same spec again retries the load. */
+    cr_assert_eq(load_model(s, "iris", "sklearn", NULL, 1, NULL, T0), 1);
+    cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelProgressing");
+    cr_assert_eq(ack_all(s, T0), 1);
+    cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelAvailable");
     seldon_sched_close(s);
 }
 
@@ -118,8 +123,8 @@ Test(lifecycle, a_load_that_never_answers_is_sent_again_then_fails)
     cr_assert_str_eq(vstate(s, "iris", 1, reason, sizeof(reason)), "ModelFailed");
     cr_assert(strstr(reason, "load timed out after 2 attempts"), "%s", reason);
     /* A late answer still counts. */
-    cr_assert_eq(seldon_sched_agent_event(s, "mlserver", 0, c[1].id, "iris", 1,
-                                          SELDON_SCHED_LOADED, NULL, next + MS),
+    cr_assert_eq(seldon_sched_agent_event(s, "mlserver", 0, c[1].id, "iris", 1, SELDON_SCHED_LOADED,
+                                          NULL, next + MS),
                  0);
     cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelAvailable");
     seldon_sched_close(s);
@@ -276,10 +281,10 @@ Test(lifecycle, a_replicas_only_change_applies_in_place)
     cr_assert_eq(take_cmds(s, c, 8), 2);
     cr_assert_eq(c[0].op, SELDON_SCHED_UNLOAD);
     cr_assert_eq(c[1].op, SELDON_SCHED_UNLOAD);
-    seldon_sched_agent_event(s, c[0].server, c[0].index, c[0].id, "iris", 1,
-                             SELDON_SCHED_UNLOADED, NULL, T0 + 1000 * MS);
-    seldon_sched_agent_event(s, c[1].server, c[1].index, c[1].id, "iris", 1,
-                             SELDON_SCHED_UNLOADED, NULL, T0 + 1000 * MS);
+    seldon_sched_agent_event(s, c[0].server, c[0].index, c[0].id, "iris", 1, SELDON_SCHED_UNLOADED,
+                             NULL, T0 + 1000 * MS);
+    seldon_sched_agent_event(s, c[1].server, c[1].index, c[1].id, "iris", 1, SELDON_SCHED_UNLOADED,
+                             NULL, T0 + 1000 * MS);
     cr_assert_eq(strlen(placement(s, "iris", 1)), strlen("mlserver:0"));
     cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelAvailable");
     seldon_sched_close(s);
@@ -341,7 +346,9 @@ Test(lifecycle, pipelines_and_experiments_are_stored_and_unloaded)
              "spec:\n  default: iris\n  candidates: [{name: iris, weight: 50}, {name: iris2, "
              "weight: 50}]\n",
              T0);
+    cr_assert(saw_event(s, "ab", "Stored")); /* named after the manifest is gone */
     cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_EXPERIMENT, "ab", T0), 0);
+    cr_assert(saw_event(s, "ab", "Deleted"));
     cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_EXPERIMENT, "ab", T0), SELDON_ENOTFOUND);
     cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_PIPELINE, "p", T0), SELDON_ENOTFOUND);
     /* A model is the default of at most one experiment. */
@@ -356,5 +363,47 @@ Test(lifecycle, pipelines_and_experiments_are_stored_and_unloaded)
                  SELDON_EINVAL);
     cr_assert(strstr(seldon_last_error(), "document 2 (Experiment \"e2\"): spec.default"), "%s",
               seldon_last_error());
+    seldon_sched_close(s);
+}
+
+#define EXP(name, def, cand)                                                                       \
+    "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: " name "}\n"         \
+    "spec:\n  default: " def "\n  candidates: [{name: " def ", weight: 50}, {name: " cand          \
+    ", weight: 50}]\n"
+
+Test(lifecycle, one_default_per_model_across_applies_and_restarts)
+{
+    char *dir = temp_dir();
+    seldon_sched *s = open_dir(dir, T0, 0);
+    apply_ok(s, EXP("e1", "iris", "iris2"), T0);
+    apply_ok(s, EXP("e1", "iris", "iris3"), T0); /* the same experiment again: fine */
+    cr_assert_eq(apply_v(s, EXP("e2", "iris", "iris4"), NULL, T0), SELDON_EINVAL);
+    cr_assert(strstr(seldon_last_error(), "already the default of experiment \"e1\""), "%s",
+              seldon_last_error());
+    seldon_sched_close(s);
+    s = open_dir(dir, T0, 0);
+    cr_assert_eq(apply_v(s, EXP("e2", "iris", "iris4"), NULL, T0), SELDON_EINVAL);
+    cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_EXPERIMENT, "e1", T0), 0);
+    apply_ok(s, EXP("e2", "iris", "iris4"), T0);
+    seldon_sched_close(s);
+    rm_dir(dir);
+}
+
+Test(lifecycle, scaled_to_zero_replicas_and_back)
+{
+    seldon_sched *s = open_mem();
+    cmd c[4];
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+    cr_assert_eq(load_model(s, "iris", "sklearn", NULL, 1, NULL, T0), 1);
+    ack_all(s, T0);
+    cr_assert_eq(load_model(s, "iris", "sklearn", NULL, 0, NULL, T0), 1); /* in place */
+    cr_assert_eq(route_upstreams(s, "iris"), -1);
+    cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelProgressing");
+    seldon_sched_tick(s, T0 + 1000 * MS);
+    cr_assert_eq(ack_all(s, T0 + 1000 * MS), 1);
+    cr_assert_str_eq(vstate(s, "iris", 1, NULL, 0), "ModelScaledDown");
+    cr_assert_eq(load_model(s, "iris", "sklearn", NULL, 1, NULL, T0), 1);
+    cr_assert_eq(take_cmds(s, c, 4), 1);
+    cr_assert_eq(c[0].op, SELDON_SCHED_LOAD);
     seldon_sched_close(s);
 }

@@ -117,7 +117,12 @@ Test(move, server_scale_down_drains_the_removed_replicas)
         cr_assert_eq(c[i].index, 0);
     }
     cr_assert_eq(route_upstreams(s, "c"), 1);
-    cr_assert_str_eq(vstate(s, "c", 1, NULL, 0), "ModelProgressing");
+    {
+        char reason[600];
+        cr_assert_str_eq(vstate(s, "c", 1, reason, sizeof(reason)), "ModelAvailable");
+        cr_assert_str_eq(reason, "moving to server \"mlserver\": 0 of 1 replicas loaded there, 1 "
+                                 "draining replicas serve meanwhile");
+    }
     for (i = 0; i < n; i++)
         seldon_sched_agent_event(s, "mlserver", 0, c[i].id, c[i].model, 1, SELDON_SCHED_LOADED,
                                  NULL, T0 + MS);
@@ -162,5 +167,106 @@ Test(move, a_deleted_server_drains_everything)
     cr_assert_eq(take_cmds(s, c, 8), 1);
     cr_assert_str_eq(c[0].server, "new");
     cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_SERVER, "old", T0), SELDON_ENOTFOUND);
+    seldon_sched_close(s);
+}
+
+Test(move, an_agent_eviction_keeps_the_model_placed)
+{
+    seldon_sched *s = open_mem();
+    cmd c[4];
+    uint64_t gen;
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+    load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
+    ack_all(s, T0);
+    gen = seldon_sched_routes_generation(s);
+    /* Overcommit: the agent dropped it to make room and will load it again on demand. */
+    cr_assert_eq(
+        seldon_sched_agent_event(s, "mlserver", 0, 0, "a", 1, SELDON_SCHED_UNLOADED, "evicted", T0),
+        0);
+    cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelAvailable");
+    cr_assert_eq(route_upstreams(s, "a"), 1);
+    cr_assert_eq(seldon_sched_routes_generation(s), gen);
+    cr_assert_eq(take_cmds(s, c, 4), 0);
+    seldon_sched_close(s);
+}
+
+Test(move, a_model_found_on_a_replica_is_adopted_when_wanted)
+{
+    seldon_sched *s = open_mem();
+    seldon_sched_loaded l[1] = {{"a", 1}};
+    cmd c[4];
+    connect_ok(s, "mlserver", 0, CAPS, 1000, T0);
+    load_model(s, "a", "sklearn", "600", 2, "  minReplicas: 1\n", T0); /* 1 of 2 fits */
+    ack_all(s, T0);
+    cr_assert_str_eq(placement(s, "a", 1), "mlserver:0");
+    /* A second replica appears already holding it (say a restarted scheduler lost track). */
+    cr_assert_eq(connect_r(s, "mlserver", 1, CAPS, 1000, 0, l, 1, T0), 0);
+    cr_assert_eq(take_cmds(s, c, 4), 0);
+    cr_assert_str_eq(placement(s, "a", 1), "mlserver:0,1");
+    cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelAvailable");
+    cr_assert_eq(route_upstreams(s, "a"), 2);
+    seldon_sched_close(s);
+}
+
+Test(move, replica_connections_are_events)
+{
+    seldon_sched *s = open_mem();
+    seldon_sched_event e;
+    int connected = 0, disconnected = 0;
+    connect_ok(s, "mlserver", 3, CAPS, GIB, T0);
+    cr_assert_eq(seldon_sched_agent_disconnect(s, "mlserver", 3, T0 + MS), 0);
+    while (seldon_sched_next_event(s, &e) == 0) {
+        cr_assert_eq(e.kind, SELDON_KIND_SERVER);
+        cr_assert_str_eq(e.name, "mlserver");
+        cr_assert_eq(e.server_index, 3);
+        connected += strcmp(e.state, "ServerReplicaConnected") == 0;
+        disconnected += strcmp(e.state, "ServerReplicaDisconnected") == 0 && e.time_ns == T0 + MS;
+    }
+    cr_assert_eq(connected, 1);
+    cr_assert_eq(disconnected, 1);
+    seldon_sched_close(s);
+}
+
+Test(move, a_found_model_that_does_not_fit_the_replica_is_unloaded)
+{
+    seldon_sched *s = open_mem();
+    seldon_sched_loaded l[1] = {{"onnx-model", 1}};
+    cmd c[4];
+    load_model(s, "onnx-model", "onnx", NULL, 1, NULL, T0); /* ScheduleFailed: no replicas */
+    cr_assert_eq(connect_r(s, "mlserver", 0, CAPS, GIB, 0, l, 1, T0), 0);
+    cr_assert_eq(take_cmds(s, c, 4), 1);
+    cr_assert_eq(c[0].op, SELDON_SCHED_UNLOAD);
+    cr_assert_str_eq(vstate(s, "onnx-model", 1, NULL, 0), "ScheduleFailed");
+    seldon_sched_close(s);
+}
+
+Test(move, a_move_whose_load_fails_keeps_the_old_replica_serving)
+{
+    seldon_sched *s = open_mem();
+    char reason[600];
+    cmd c[4];
+    apply_ok(s,
+             "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata: {name: mlserver}\n"
+             "spec: {serverConfig: mlserver, replicas: 2}\n",
+             T0);
+    connect_ok(s, "mlserver", 0, NULL, GIB, T0);
+    connect_ok(s, "mlserver", 1, NULL, 2 * GIB, T0);
+    load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
+    ack_all(s, T0);
+    cr_assert_str_eq(placement(s, "a", 1), "mlserver:1");
+    apply_ok(s,
+             "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata: {name: mlserver}\n"
+             "spec: {serverConfig: mlserver, replicas: 1}\n",
+             T0);
+    cr_assert_eq(take_cmds(s, c, 4), 1);
+    cr_assert_eq(c[0].index, 0);
+    seldon_sched_agent_event(s, "mlserver", 0, c[0].id, "a", 1, SELDON_SCHED_LOAD_FAILED,
+                             "disk full", T0);
+    cr_assert_str_eq(vstate(s, "a", 1, reason, sizeof(reason)), "ModelAvailable");
+    cr_assert(strstr(reason, "moving to server \"mlserver\" failed: load failed: disk full"), "%s",
+              reason);
+    cr_assert_eq(route_upstreams(s, "a"), 1);
+    seldon_sched_tick(s, T0 + 1000 * MS);
+    cr_assert_eq(take_cmds(s, c, 4), 0); /* the draining replica is not unloaded */
     seldon_sched_close(s);
 }

@@ -1,5 +1,7 @@
-/* Persistence: everything in LMDB, reloaded on open; a restart waits for replicas, moves nothing. */
+/* Persistence: everything in LMDB, reloaded on open; a restart waits for replicas, moves nothing.
+ */
 #include <lmdb.h>
+#include <sys/wait.h>
 
 #include "sched_test.h"
 
@@ -210,5 +212,90 @@ Test(restart, a_damaged_record_is_refused_with_its_name)
     cr_assert_null(s);
     cr_assert(strstr(seldon_last_error(), "server record \"mlserver\" is damaged"), "%s",
               seldon_last_error());
+    rm_dir(dir);
+}
+
+Test(restart, a_load_sent_before_a_crash_and_done_is_not_sent_again)
+{
+    char *dir = temp_dir();
+    seldon_sched *s;
+    seldon_sched_loaded l[2];
+    cmd c[4];
+    int status = 0;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        /* The scheduler process: it sends the load and dies before any answer or close. */
+        s = open_dir(dir, T0, 60000);
+        connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+        load_model(s, "a", "sklearn", NULL, 1, NULL, T0);
+        load_model(s, "b", "sklearn", NULL, 1, NULL, T0);
+        if (take_cmds(s, c, 4) != 2)
+            _exit(1);
+        /* b's answer arrives; a's never does. */
+        _exit(seldon_sched_agent_event(s, "mlserver", 0, c[1].id, c[1].model, 1,
+                                       SELDON_SCHED_LOADED, NULL, T0) == 0 &&
+                      strcmp(c[1].model, "b") == 0
+                  ? 0
+                  : 1);
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* Everything was stored before each call returned: nothing is lost. */
+    s = open_dir(dir, T0, 60000);
+    cr_assert_eq(seldon_sched_ready(s), 0);
+    cr_assert_str_eq(placement(s, "a", 1), "mlserver:0");
+    cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelProgressing");
+    cr_assert_str_eq(vstate(s, "b", 1, NULL, 0), "ModelAvailable");
+    loaded_list(&l[0], "a", 1);
+    loaded_list(&l[1], "b", 1);
+    cr_assert_eq(connect_r(s, "mlserver", 0, CAPS, GIB, 0, l, 2, T0), 0);
+    cr_assert_eq(take_cmds(s, c, 4), 0);
+    cr_assert_str_eq(vstate(s, "a", 1, NULL, 0), "ModelAvailable");
+    seldon_sched_close(s);
+    rm_dir(dir);
+}
+
+Test(restart, one_scheduler_per_state_folder)
+{
+    char *dir = temp_dir();
+    seldon_sched *s = open_dir(dir, T0, 0), *t = NULL;
+    seldon_sched_config cfg = SELDON_SCHED_CONFIG_INIT;
+    cfg.state_dir = dir;
+    cr_assert_eq(seldon_sched_open(&t, &cfg, T0), SELDON_EUNAVAIL);
+    cr_assert(strstr(seldon_last_error(), "in use by another scheduler"), "%s",
+              seldon_last_error());
+    cr_assert_null(t);
+    seldon_sched_close(s);
+    cr_assert_eq(seldon_sched_open(&t, &cfg, T0), 0);
+    seldon_sched_close(t);
+    rm_dir(dir);
+}
+
+Test(restart, a_full_store_is_an_error_and_the_state_stays_in_memory)
+{
+    char *dir = temp_dir();
+    seldon_sched *s = NULL;
+    seldon_sched_config cfg = SELDON_SCHED_CONFIG_INIT;
+    seldon_manifest *m = NULL;
+    size_t cap = 4000 * 300, len = 0, i;
+    char *text = malloc(cap);
+    int rc;
+    for (i = 0; i < 4000; i++)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "%sapiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata: "
+                                "{name: m%zu}\nspec: {storageUri: 'file:///%0100zu'}\n",
+                                i ? "---\n" : "", i, i);
+    cr_assert_eq(seldon_manifest_parse(&m, text, len, "t"), 0, "%s", seldon_last_error());
+    cfg.state_dir = dir;
+    cfg.map_size_bytes = 1 << 20;
+    cr_assert_eq(seldon_sched_open(&s, &cfg, T0), 0);
+    rc = seldon_sched_apply(s, m, NULL, T0);
+    cr_assert_eq(rc, SELDON_ETOOBIG, "%d %s", rc, seldon_last_error());
+    cr_assert(strstr(seldon_last_error(), "state store"), "%s", seldon_last_error());
+    cr_assert_str_eq(vstate(s, "m3999", 1, NULL, 0), "ScheduleFailed");
+    seldon_sched_close(s);
+    seldon_manifest_free(m);
+    free(text);
     rm_dir(dir);
 }
