@@ -28,6 +28,7 @@ typedef struct cli_opts {
     size_t nheaders;
     long iterations;
     int show_headers;
+    int sticky; /* -s: send the first answer's x-seldon-route back on later requests */
 } cli_opts;
 
 typedef struct cli {

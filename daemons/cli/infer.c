@@ -75,7 +75,8 @@ int cli_infer(cli *c, const char *model, const char *json)
     size_t nroutes = 0, i;
     long it, failures = 0;
     char last_error[2048] = "";
-    int rc = 0;
+    char sticky[300];
+    int rc = 0, stuck = 0;
 
     if (strcmp(c->o.mode, "grpc") == 0) {
         rc = seldon_msg_new(&req, SELDON_MSG_REQUEST);
@@ -110,6 +111,13 @@ int cli_infer(cli *c, const char *model, const char *json)
     }
     for (it = 0; it < c->o.iterations; it++) {
         rc = infer_once(c, &r, model, json, &pb);
+        if (rc == 0 && c->o.sticky && !stuck && r.route[0] != '\0' &&
+            c->o.nheaders < CLI_HEADERS_MAX) {
+            /* Pinned to the route that answered first, as Seldon's -s does. */
+            snprintf(sticky, sizeof(sticky), "x-seldon-route=%s", r.route);
+            c->o.headers[c->o.nheaders++] = sticky;
+            stuck = 1;
+        }
         if (rc != 0) {
             failures++;
             snprintf(last_error, sizeof(last_error), "%s", r.message);

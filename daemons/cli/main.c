@@ -55,6 +55,8 @@ static void usage(FILE *f)
         "  --header K=V                an extra request header for infer (repeatable)\n"
         "  -i, --iterations N          send the request N times; prints the count per\n"
         "                              x-seldon-route value and the failures\n"
+        "  -s, --sticky-session        with -i: send the first answer's x-seldon-route\n"
+        "                              back on the later requests (pins an experiment)\n"
         "  --show-headers              print the response headers on stderr\n"
         "  -h, --help, --version\n"
         "\n"
@@ -493,6 +495,7 @@ static int parse_args(cli_opts *o, int argc, char **argv)
         {"header", required_argument, NULL, O_HEADER},
         {"iterations", required_argument, NULL, 'i'},
         {"show-headers", no_argument, NULL, O_SHOW},
+        {"sticky-session", no_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -509,7 +512,7 @@ static int parse_args(cli_opts *o, int argc, char **argv)
     o->mode = "rest";
     o->timeout_s = 60;
     o->iterations = 1;
-    while ((opt = getopt_long(argc, argv, "f:w:t:i:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "f:w:t:i:sh", opts, NULL)) != -1) {
         switch (opt) {
         case 'f':
             o->file = optarg;
@@ -557,6 +560,9 @@ static int parse_args(cli_opts *o, int argc, char **argv)
             break;
         case O_SHOW:
             o->show_headers = 1;
+            break;
+        case 's':
+            o->sticky = 1;
             break;
         case 'h':
             usage(stdout);

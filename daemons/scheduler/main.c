@@ -4,12 +4,17 @@
  * agents (:9005) and routers (:9002) over h2c gRPC; the main thread waits for
  * SIGTERM/SIGINT and stops it cleanly.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "loops.h"
 #include "log.h"
@@ -162,6 +167,29 @@ static int parse_args(sc_config *c, int argc, char **argv)
     return 0;
 }
 
+/*
+ * One scheduler per state folder: a second one on the same LMDB would make
+ * decisions the first never sees. The lock goes with the process.
+ */
+static int lock_state_dir(const char *dir)
+{
+    char path[4096];
+    int fd;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return 0; /* the scheduler reports why it cannot use the folder */
+    snprintf(path, sizeof(path), "%s/scheduler.lock", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "seldon-scheduler: %s: another seldon-scheduler uses this state folder\n",
+                dir);
+        close(fd);
+        return -1;
+    }
+    return 0; /* kept open, and locked, until exit */
+}
+
 /* On the loop: first pump (a reloaded state may owe work at once). */
 static void start_on_loop(void *arg)
 {
@@ -192,6 +220,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (lock_state_dir(d.cfg.state_dir) != 0)
+        return 1;
     scfg.state_dir = d.cfg.state_dir;
     scfg.ready_timeout_ms = (int64_t)d.cfg.ready_timeout_s * 1000;
     scfg.load_timeout_ms = (int64_t)d.cfg.load_timeout_s * 1000;

@@ -45,8 +45,9 @@ struct sc_daemon {
     uv_loop_t *loop;
     seldon_sched *sched;
     sc_port ports[SC_SVC_COUNT];
-    uv_timer_t timer;      /* the scheduler's next deadline */
-    uv_timer_t stop_timer; /* bounds the drain at shutdown */
+    uv_timer_t timer;       /* the scheduler's next deadline */
+    uv_timer_t route_timer; /* the next route table, coalescing changes */
+    uv_timer_t stop_timer;  /* bounds the drain at shutdown */
     int closing;
     int stop_armed;
     int was_ready;
@@ -59,6 +60,8 @@ struct sc_daemon {
     seldon_buf route_frame;
     uint64_t route_gen;
     int route_built;
+    int route_pending;
+    uint64_t route_last_ms;
     /* metrics */
     seldon_metrics *metrics;
     sdh_server *metrics_http;
@@ -78,8 +81,24 @@ int64_t sc_mono_ns(void);
 /* svc.c, on the loop thread. */
 int sc_services_start(sc_daemon *d); /* creates and binds the servers (a port < 0: not served) */
 void sc_pump(sc_daemon *d);          /* runs what the scheduler owes: commands, events, routes */
+void sc_timers_init(sc_daemon *d);   /* the deadline and route timers (sc_services_start too) */
+void sc_timers_close(sc_daemon *d);
+void sc_routes_now(sc_daemon *d);
+    /* builds and sends a route table now if one is due */ /* (sc_services_stop too) */
 void sc_services_stop(sc_daemon *d); /* finishes every stream and closes the servers */
 int sc_metrics_setup(sc_daemon *d);
+
+/*
+ * Calls without a stream, for tests and fuzzing: the same handlers, whose answers
+ * are built and dropped. sc_call_feed() takes request bytes as they would come on
+ * the stream (gRPC-framed); sc_call_end() ends the call as its peer going away
+ * would (an agent's is a disconnect), and frees it.
+ */
+sc_call *sc_call_detached(sc_daemon *d, const char *path); /* NULL for an unknown path */
+const char *sc_method_path(size_t i);                      /* NULL past the last method */
+void sc_call_feed(sc_call *c, const uint8_t *data, size_t len);
+int sc_call_open(const sc_call *c); /* 1 while it is an open subscription */
+void sc_call_end(sc_call *c);
 void sc_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);
 int sc_metrics_render(seldon_buf *out, sc_daemon *d); /* gauges refreshed, then the text */
 

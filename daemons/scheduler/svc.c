@@ -40,6 +40,8 @@ typedef Seldon__Control__V1__Route Route;
 typedef Seldon__Control__V1__RouteTable RouteTable;
 
 #define SDR_ABORTED 10
+/* The shortest time between two route tables. */
+#define ROUTE_INTERVAL_MS 20
 /* A subscriber whose unsent output passes this is cut: it does not read. */
 #define SUBSCRIBER_QUEUE_MAX ((size_t)16 << 20)
 
@@ -167,10 +169,11 @@ static sc_call *find_agent(sc_daemon *d, const char *server, uint32_t index)
 
 static void finish(sc_call *c, int32_t status, const char *message)
 {
-    if (c->s == NULL || c->finished)
+    if (c->finished)
         return;
     c->finished = 1;
-    sd2_grpc_finish(c->s, status, message, NULL, 0);
+    if (c->s != NULL)
+        sd2_grpc_finish(c->s, status, message, NULL, 0);
 }
 
 static void fail_last(sc_call *c, int rc)
@@ -179,10 +182,25 @@ static void fail_last(sc_call *c, int rc)
     finish(c, sdr_status_of(rc), *msg ? msg : seldon_strerror(rc));
 }
 
+static int frame(seldon_buf *out, const ProtobufCMessage *m);
+
+static void send_headers(sc_call *c)
+{
+    if (c->s != NULL)
+        sd2_grpc_send_headers(c->s, NULL, 0);
+}
+
 static void reply(sc_call *c, const ProtobufCMessage *m)
 {
-    if (c->s == NULL || c->finished)
+    if (c->finished)
         return;
+    if (c->s == NULL) { /* a detached call (tests): the answer is built all the same */
+        seldon_buf b = SELDON_BUF_INIT;
+        frame(&b, m);
+        seldon_buf_free(&b);
+        c->finished = 1;
+        return;
+    }
     sd2_grpc_send_headers(c->s, NULL, 0);
     sdr_write(c->s, m);
     finish(c, SDR_OK, NULL);
@@ -400,6 +418,44 @@ static void send_routes(sc_call *c)
         c->blocked = 1;
 }
 
+static void routes_due(uv_timer_t *t)
+{
+    sc_routes_now(t->data);
+}
+
+void sc_routes_now(sc_daemon *d)
+{
+    sc_call *c, *next;
+    if (d->route_pending)
+        uv_timer_stop(&d->route_timer);
+    d->route_pending = 0;
+    d->route_last_ms = uv_now(d->loop);
+    if (d->closing || (d->route_built && seldon_sched_routes_generation(d->sched) == d->route_gen))
+        return;
+    if (build_routes(d) != 0) {
+        sdd_log(SELDON_LOG_ERROR, "route table: %s", seldon_last_error());
+        return;
+    }
+    for (c = d->routers; c != NULL; c = next) {
+        next = c->next;
+        send_routes(c);
+    }
+}
+
+void sc_timers_init(sc_daemon *d)
+{
+    uv_timer_init(d->loop, &d->timer);
+    d->timer.data = d;
+    uv_timer_init(d->loop, &d->route_timer);
+    d->route_timer.data = d;
+}
+
+void sc_timers_close(sc_daemon *d)
+{
+    uv_close((uv_handle_t *)&d->timer, NULL);
+    uv_close((uv_handle_t *)&d->route_timer, NULL);
+}
+
 void sc_pump(sc_daemon *d)
 {
     seldon_sched_command cmd;
@@ -419,16 +475,13 @@ void sc_pump(sc_daemon *d)
         d->was_ready = 1;
         sdd_log(SELDON_LOG_INFO, "ready: placing and loading models");
     }
-    if (!d->route_built || seldon_sched_routes_generation(d->sched) != d->route_gen) {
-        if (build_routes(d) != 0) {
-            sdd_log(SELDON_LOG_ERROR, "route table: %s", seldon_last_error());
-        } else {
-            sc_call *c, *next;
-            for (c = d->routers; c != NULL; c = next) {
-                next = c->next;
-                send_routes(c);
-            }
-        }
+    if ((!d->route_built || seldon_sched_routes_generation(d->sched) != d->route_gen) &&
+        !d->route_pending) {
+        /* Changes that come close together (a burst of loads) make one table: at most one
+           build per ROUTE_INTERVAL_MS, and none until this loop iteration's work is done. */
+        uint64_t at = d->route_last_ms + ROUTE_INTERVAL_MS, t = uv_now(d->loop);
+        d->route_pending = 1;
+        uv_timer_start(&d->route_timer, routes_due, at > t ? at - t : 0, 0);
     }
     if (d->after_pump != NULL)
         d->after_pump(d->local_data);
@@ -718,7 +771,7 @@ out:
 
 static void do_events(sc_call *c)
 {
-    sd2_grpc_send_headers(c->s, NULL, 0);
+    send_headers(c);
     list_add(c, L_WATCHERS);
     sdd_log(SELDON_LOG_DEBUG, "event subscriber joined (%zu)", c->d->nwatchers);
 }
@@ -783,7 +836,7 @@ static void do_agent_subscribe(sc_call *c, const uint8_t *msg, size_t len)
         sc_pump(d);
         goto out;
     }
-    sd2_grpc_send_headers(c->s, NULL, 0);
+    send_headers(c);
     sdd_log(SELDON_LOG_INFO, "agent %s/%u connected (%s%s%s), holding %zu model(s)", rep.server,
             rep.index, nz(rep.http), rep.grpc ? " " : "", nz(rep.grpc), req->n_loaded);
     sc_pump(d);
@@ -858,7 +911,7 @@ static void do_route_subscribe(sc_call *c, const uint8_t *msg, size_t len)
         fail_last(c, seldon_last_error_code() ? seldon_last_error_code() : SELDON_EINTERNAL);
         return;
     }
-    sd2_grpc_send_headers(c->s, NULL, 0);
+    send_headers(c);
     list_add(c, L_ROUTERS);
     send_routes(c);
     sdd_log(SELDON_LOG_INFO, "router %s subscribed to routes (table %llu)", c->server,
@@ -957,6 +1010,49 @@ static void st_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
 
 static const sd2_stream_cbs stream_cbs = {NULL, st_data, st_end, st_drain, st_close};
 
+static sc_call *call_new(sc_daemon *d, sd2_stream *s, int m)
+{
+    sc_call *c = sdd_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->d = d;
+    c->s = s;
+    c->method = m;
+    c->list = L_NONE;
+    c->reader.max = SDR_MESSAGE_MAX;
+    return c;
+}
+
+sc_call *sc_call_detached(sc_daemon *d, const char *path)
+{
+    size_t i;
+    for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (strcmp(methods[i].path, path) == 0)
+            return call_new(d, NULL, (int)i);
+    return NULL;
+}
+
+const char *sc_method_path(size_t i)
+{
+    return i < sizeof(methods) / sizeof(methods[0]) ? methods[i].path : NULL;
+}
+
+void sc_call_feed(sc_call *c, const uint8_t *data, size_t len)
+{
+    if (!c->got && !c->finished && sdr_reader_feed(&c->reader, data, len, on_message, c) < 0)
+        finish(c, SDR_INVALID_ARGUMENT, seldon_last_error());
+}
+
+int sc_call_open(const sc_call *c)
+{
+    return c->list != L_NONE && !c->finished;
+}
+
+void sc_call_end(sc_call *c)
+{
+    st_close(NULL, c, SD2_ECANCELED, 0);
+}
+
 static void on_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end)
 {
     sc_port *p = user_data;
@@ -982,16 +1078,11 @@ static void on_request(void *user_data, sd2_stream *s, const sd2_header *h, size
         sd2_grpc_finish(s, SDR_UNIMPLEMENTED, why, NULL, 0);
         return;
     }
-    c = sdd_calloc(1, sizeof(*c));
+    c = call_new(d, s, m);
     if (c == NULL) {
         sd2_grpc_finish(s, SDR_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
         return;
     }
-    c->d = d;
-    c->s = s;
-    c->method = m;
-    c->list = L_NONE;
-    c->reader.max = SDR_MESSAGE_MAX;
     sd2_stream_bind(s, &stream_cbs, c);
     if (end)
         finish(c, SDR_INVALID_ARGUMENT, "the call carried no request message");
@@ -1009,8 +1100,7 @@ int sc_services_start(sc_daemon *d)
     o.idle_timeout_ms = (uint64_t)1 << 40;
     o.stream_window = 1u << 20;
     o.conn_window = 4u << 20;
-    uv_timer_init(d->loop, &d->timer);
-    d->timer.data = d;
+    sc_timers_init(d);
     for (i = 0; i < SC_SVC_COUNT; i++) {
         d->ports[i].d = d;
         d->ports[i].svc = i;
@@ -1066,7 +1156,7 @@ void sc_services_stop(sc_daemon *d)
 {
     int i;
     d->closing = 1;
-    uv_close((uv_handle_t *)&d->timer, NULL);
+    sc_timers_close(d);
     /* Streams that never end by themselves get their trailers; then every connection
        gets GOAWAY, and whatever is still open after a second is cut. */
     finish_list(d->agents);

@@ -106,3 +106,56 @@ def test_infer_through_the_router(server, tmp_path):
         proc.terminate()
         assert proc.wait(60) == 0
         proc.stdout.close()
+
+
+class _Experiment:
+    """An HTTP upstream that splits like an experiment: x-seldon-route alternates between
+    two versions, unless the request pins one by sending the header back."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        state = {"n": 0, "seen": []}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                pinned = self.headers.get("x-seldon-route")
+                state["seen"].append(pinned)
+                route = pinned or (":iris_1:" if state["n"] % 2 == 0 else ":iris2_1:")
+                state["n"] += 1
+                body = b'{"model_name":"iris_1","outputs":[]}'
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("x-seldon-route", route)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.state = state
+        self.httpd = http.server.ThreadingHTTPServer((sh.HOST, 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_iterations_count_routes_and_sticky_sessions_pin_one():
+    up = _Experiment()
+    try:
+        r = cli("model", "infer", "iris", REQUEST, "-i", "10", infer=f"{sh.HOST}:{up.port}")
+        assert r.code == 0, r
+        assert r.json()["routes"] == {":iris_1:": 5, ":iris2_1:": 5}
+        r = cli("model", "infer", "iris", REQUEST, "-i", "10", "-s", infer=f"{sh.HOST}:{up.port}")
+        assert r.code == 0, r
+        routes = r.json()["routes"]
+        assert len(routes) == 1 and sum(routes.values()) == 10, routes
+        assert up.state["seen"][-9:] == [list(routes)[0]] * 9
+    finally:
+        up.close()

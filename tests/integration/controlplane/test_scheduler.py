@@ -7,11 +7,12 @@ pushed to routers, and a restart on the same --state-dir must bring everything
 back without sending a LOAD for what the reconnecting agents still hold.
 """
 import json
+import subprocess
 
 import pytest
 
-from conftest import (GUARD, FakeAgent, RouteWatcher, Scheduler, cli, model_yaml, routes_of,
-                      wait_status, write)
+from conftest import (GUARD, SCHEDULER, FakeAgent, RouteWatcher, Scheduler, cli, model_yaml,
+                      routes_of, wait_status, write)
 
 GI = 1 << 30
 MI = 1 << 20
@@ -403,3 +404,15 @@ def test_versions_roll_out_and_replicas_change_in_place(scheduler, stubs, tmp_pa
     router.close()
     a0.close()
     a1.close()
+
+
+def test_one_scheduler_per_state_folder(scheduler):
+    proc = subprocess.run([SCHEDULER, "--state-dir", scheduler.state_dir, "--host", "127.0.0.1",
+                           "--client-port", "0", "--agent-port", "0", "--route-port", "0",
+                           "--metrics-port", "-1"], capture_output=True, timeout=60)
+    assert proc.returncode == 1
+    assert b"another seldon-scheduler uses this state folder" in proc.stderr
+    r = cli("model", "list", scheduler=scheduler)  # the first one serves on
+    assert r.code == 0, r
+    assert subprocess.run([SCHEDULER, "--help"], capture_output=True).stdout.startswith(
+        b"usage: seldon-scheduler")
