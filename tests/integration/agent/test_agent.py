@@ -423,3 +423,25 @@ def test_without_scheduler_serves_nothing_but_health(tmp_path):
     finally:
         agent.stop()
         server.stop()
+
+
+def test_large_rest_bodies_stream_both_ways(ctl, tmp_path):
+    """Bodies and answers over the gathering threshold stream through, also to a model
+    that was evicted (its body waits, paused, for the reload)."""
+    from conftest import Pair
+    p = Pair(ctl, tmp_path, "--memory", "100")
+    try:
+        p.sched.load("id", 1, p.source("id", {"implementation": "builtin.identity"}), memory=60)
+        values = [float(i % 1000) for i in range(100_000)]  # ~0.6 MB of JSON each way
+        status, doc = infer_rest(p.agent.http, "id", values)
+        assert status == 200 and doc["outputs"][0]["data"] == values
+        p.sched.load("other", 1, p.source("other", add(1)), memory=60)  # evicts id
+        assert metric(p.agent.metrics(), "seldon_cache_evict_count", model="id") == 1
+        status, doc = infer_rest(p.agent.http, "id", values)
+        assert status == 200 and doc["outputs"][0]["data"] == values
+        assert doc["model_name"] == "id_1"
+        # Small ones, gathered and sent whole, after the big ones on fresh connections.
+        status, doc = infer_rest(p.agent.http, "id", [1.5])
+        assert status == 200 and doc["outputs"][0]["data"] == [1.5]
+    finally:
+        p.stop()
