@@ -80,7 +80,10 @@ typedef struct agent {
     uint64_t subscriptions; /* how many times it registered */
     /* models.c */
     ag_job *jobs, *jobs_tail;
-    int job_running;
+    /* Two lanes: one job fetching (a child process copies), one job talking to the
+       server (evictions, loads, unloads). A reload for a waiting request takes the server
+       lane while a long fetch goes on. */
+    ag_job *fetching, *serving, *parked; /* parked: fetched, waiting for the server lane */
     uv_process_t *child; /* the fetch or copy running, if any */
     int stopping;
     /* metrics */

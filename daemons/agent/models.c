@@ -192,9 +192,28 @@ static void job_free(ag_job *j)
 
 static void job_done(agent *a, ag_job *j)
 {
+    if (a->fetching == j)
+        a->fetching = NULL;
+    if (a->serving == j)
+        a->serving = NULL;
+    if (a->parked == j)
+        a->parked = NULL;
     job_free(j);
-    a->job_running = 0;
     job_next(a);
+}
+
+/* A fetched job moves to the server lane, now or once it is free. */
+static void enter_server(agent *a, ag_job *j)
+{
+    if (a->fetching == j)
+        a->fetching = NULL;
+    if (a->serving == NULL) {
+        a->serving = j;
+        make_room(a, j);
+    } else {
+        a->parked = j;
+    }
+    job_next(a); /* the fetch lane is free */
 }
 
 int ag_models_acquire(agent *a, ag_entry *e, ag_waiter *w)
@@ -493,7 +512,7 @@ static void placed(agent *a, ag_job *j, int ok, const char *err)
         fail_job(a, j, why);
         return;
     }
-    make_room(a, j);
+    enter_server(a, j);
 }
 
 static void place(agent *a, ag_job *j)
@@ -808,7 +827,8 @@ static void run_load(agent *a, ag_job *j)
             job_done(a, j);
             return;
         }
-        make_room(a, j); /* evicted: load it again */
+        a->serving = j; /* evicted: load it again */
+        make_room(a, j);
         return;
     }
     rc = ag_spec_parse(&spec, j->spec ? j->spec : "", j->spec ? strlen(j->spec) : 0);
@@ -837,26 +857,34 @@ static void run_load(agent *a, ag_job *j)
     }
     sdd_log(SELDON_LOG_INFO, "model %s: loading from %s (%lld bytes)", e->vname,
             spec.storage_uri, (long long)memory);
+    a->fetching = j;
     fetch(a, j, &spec);
     ag_spec_clear(&spec);
 }
 
+static ag_job *pop(agent *a)
+{
+    ag_job *j = a->jobs;
+    a->jobs = j->next;
+    if (a->jobs == NULL)
+        a->jobs_tail = NULL;
+    j->next = NULL;
+    return j;
+}
+
+/*
+ * Starts what can start: a reload (a request waits for it) as soon as the server lane is
+ * free, then a fetched job waiting for that lane, then the next command once both lanes
+ * are free (commands keep their order).
+ */
 static void job_next(agent *a)
 {
     ag_job *j;
     ag_entry *e;
-    if (a->job_running || a->jobs == NULL || a->stopping)
+    if (a->stopping)
         return;
-    j = a->jobs;
-    a->jobs = j->next;
-    if (a->jobs == NULL)
-        a->jobs_tail = NULL;
-    a->job_running = 1;
-    switch (j->kind) {
-    case J_LOAD:
-        run_load(a, j);
-        return;
-    case J_RELOAD:
+    if (a->serving == NULL && a->jobs != NULL && a->jobs->kind == J_RELOAD) {
+        j = pop(a);
         e = ag_cache_find_version(a->cache, j->model, j->version);
         if (e == NULL || e->state != AG_EVICTED) { /* loaded meanwhile, or gone */
             if (e != NULL && e->state == AG_LOADED)
@@ -865,7 +893,23 @@ static void job_next(agent *a)
             return;
         }
         j->e = e;
+        a->serving = j;
         make_room(a, j);
+        return;
+    }
+    if (a->serving == NULL && a->parked != NULL) {
+        j = a->parked;
+        a->parked = NULL;
+        a->serving = j;
+        make_room(a, j);
+        return;
+    }
+    if (a->serving != NULL || a->fetching != NULL || a->parked != NULL || a->jobs == NULL)
+        return;
+    j = pop(a);
+    switch (j->kind) {
+    case J_LOAD:
+        run_load(a, j);
         return;
     case J_UNLOAD:
         e = ag_cache_find_version(a->cache, j->model, j->version);
@@ -875,6 +919,7 @@ static void job_next(agent *a)
             return;
         }
         j->e = e;
+        a->serving = j;
         if (e->state == AG_LOADED) {
             e->state = AG_UNLOADING;
             server_unload(a, j, e, unload_done);
@@ -942,6 +987,10 @@ void ag_models_stop(agent *a)
         job_free(j);
     }
     a->jobs = a->jobs_tail = NULL;
+    if (a->parked != NULL) { /* nothing runs it any more */
+        job_free(a->parked);
+        a->parked = NULL;
+    }
     for (e = ag_cache_first(a->cache); e != NULL; e = e->next) {
         wake(e, 0, "the agent is stopping");
         sdd_free(e->user);

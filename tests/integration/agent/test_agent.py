@@ -445,3 +445,44 @@ def test_large_rest_bodies_stream_both_ways(ctl, tmp_path):
         assert status == 200 and doc["outputs"][0]["data"] == [1.5]
     finally:
         p.stop()
+
+
+def test_reload_does_not_wait_for_a_long_fetch(ctl, tmp_path):
+    """While a LOAD's fetch takes long, a request for an evicted model is answered: the
+    reload takes the server lane beside the fetch. The LOAD completes afterwards."""
+    import time
+    from conftest import GUARD, Pair
+    started, release = tmp_path / "started", tmp_path / "release"
+    fake = tmp_path / "gated-rclone"
+    # rclone copy [--config F] remote:/abs/path DST: waits for the test, then copies.
+    fake.write_text(f"""#!/bin/sh
+for a in "$@"; do src=$dst; dst=$a; done
+touch {started}
+while [ ! -e {release} ]; do sleep 0.02; done
+exec cp -R "${{src#gated:}}/." "$dst"
+""")
+    fake.chmod(0o755)
+    p = Pair(ctl, tmp_path, "--memory", "100", "--rclone", fake)
+    try:
+        p.sched.load("a", 1, p.source("a", add(1)), memory=60)
+        p.sched.load("b", 1, p.source("b", add(2)), memory=60)  # evicts a
+        cid = p.sched.command("LOAD", "c", 1, {
+            "apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model", "metadata": {"name": "c"},
+            "spec": {"storageUri": "gated:" + p.source("c", add(3)), "memory": "30"}})
+        deadline = time.monotonic() + GUARD
+        while not started.exists():
+            assert time.monotonic() < deadline, p.agent.stderr()
+            time.sleep(0.01)
+        status, doc = infer_rest(p.agent.http, "a", [0])  # reloads a, evicting b
+        assert status == 200 and doc["outputs"][0]["data"] == [1], doc
+        assert not release.exists()  # answered while the fetch still waited
+        release.touch()
+        ev = p.sched.wait_report(cid)
+        assert p.sched.pb.AgentEvent.Type.Name(ev.type) == "LOADED", ev
+        status, doc = infer_rest(p.agent.http, "c", [0])
+        assert status == 200 and doc["outputs"][0]["data"] == [3], doc
+        m = p.agent.metrics()
+        assert metric(m, "seldon_loaded_model_memory_bytes_gauge", model="c") == 30
+        assert metric(m, "seldon_cache_evict_count", model="b") == 1
+    finally:
+        p.stop()
