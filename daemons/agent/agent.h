@@ -84,7 +84,7 @@ typedef struct agent {
        server (evictions, loads, unloads). A reload for a waiting request takes the server
        lane while a long fetch goes on. */
     ag_job *fetching, *serving, *parked; /* parked: fetched, waiting for the server lane */
-    uv_process_t *child; /* the fetch or copy running, if any */
+    uv_process_t *child;                 /* the fetch or copy running, if any */
     int stopping;
     /* metrics */
     seldon_metrics *metrics;
@@ -122,8 +122,8 @@ void ag_models_command(agent *a, const uint8_t *msg, size_t len);
  * (percent-decoded) and the response message (may be empty), all borrowed for the call. */
 typedef void (*ag_unary_cb)(void *arg, int32_t status, const char *message, const uint8_t *resp,
                             size_t len);
-int ag_unary(agent *a, const char *host, int port, const char *path, const uint8_t *msg,
-             size_t len, uint64_t timeout_ms, ag_unary_cb cb, void *arg);
+int ag_unary(agent *a, const char *host, int port, const char *path, const uint8_t *msg, size_t len,
+             uint64_t timeout_ms, ag_unary_cb cb, void *arg);
 
 /* models.c */
 /*
@@ -135,8 +135,8 @@ int ag_models_acquire(agent *a, ag_entry *e, ag_waiter *w);
 void ag_waiter_cancel(ag_waiter *w);
 void ag_models_stop(agent *a);
 /* The metrics of one answered request. */
-void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method,
-                      int code, int64_t started_ns);
+void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method, int code,
+                      int64_t started_ns);
 
 /* proxy_rest.c and proxy_grpc.c */
 void ag_rest_head(void *user_data, sdh_req *req, const sdh_request *head);

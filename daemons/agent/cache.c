@@ -263,8 +263,8 @@ static int j_skip_value(jscan *j, int depth)
             return -1;
         }
     }
-    while (j->p < j->end && (isalnum((unsigned char)*j->p) || *j->p == '-' || *j->p == '+' ||
-                             *j->p == '.'))
+    while (j->p < j->end &&
+           (isalnum((unsigned char)*j->p) || *j->p == '-' || *j->p == '+' || *j->p == '.'))
         j->p++;
     return 0;
 }

@@ -24,8 +24,8 @@
 
 typedef struct ag_entry {
     struct ag_entry *next;
-    char *model;   /* unversioned name ("iris") */
-    char *vname;   /* versioned name ("iris_3"): the name on the server */
+    char *model; /* unversioned name ("iris") */
+    char *vname; /* versioned name ("iris_3"): the name on the server */
     uint32_t version;
     int64_t memory; /* bytes; 0 when the model declared none */
     int state;      /* AG_* */

@@ -233,8 +233,9 @@ static int parse_args(ag_config *c, int argc, char **argv)
         case O_STIME:
         case O_RECON:
             if (sdd_parse_long(optarg, 1, 86400000, &v) < 0)
-                bad = o == O_WAIT ? "--load-wait" : o == O_STIME ? "--server-timeout"
-                                                                 : "--reconnect-max";
+                bad = o == O_WAIT    ? "--load-wait"
+                      : o == O_STIME ? "--server-timeout"
+                                     : "--reconnect-max";
             else if (o == O_WAIT)
                 c->load_wait_ms = (uint64_t)v;
             else if (o == O_STIME)
@@ -344,8 +345,7 @@ static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *re
 
 static int setup_metrics(agent *a)
 {
-    static const char *const per_model[] = {"server", "server_replica", "model",
-                                            "model_internal"};
+    static const char *const per_model[] = {"server", "server_replica", "model", "model_internal"};
     static const char *const infer[] = {"server",         "server_replica", "model",
                                         "model_internal", "method_type",    "code"};
     static const char *const replica[] = {"server", "server_replica"};
@@ -371,8 +371,8 @@ static int setup_metrics(agent *a)
     ADD(m_evict, SELDON_METRIC_COUNTER, "seldon_cache_evict_count",
         "Model versions unloaded from the server to make room.", per_model, NULL, 0);
     ADD(m_miss, SELDON_METRIC_COUNTER, "seldon_cache_miss_count",
-        "Requests that found their model evicted and waited for it to load again.", per_model,
-        NULL, 0);
+        "Requests that found their model evicted and waited for it to load again.", per_model, NULL,
+        0);
     ADD(m_load, SELDON_METRIC_COUNTER, "seldon_load_model_counter",
         "Loads on the server (reloads after eviction included).", per_model, NULL, 0);
     ADD(m_unload, SELDON_METRIC_COUNTER, "seldon_unload_model_counter",
@@ -477,8 +477,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     if (ag_split_addr(a.cfg.server_grpc, a.srv_host, sizeof(a.srv_host), &a.srv_grpc_port) != 0) {
-        fprintf(stderr, "seldon-agent: --server-grpc: '%s': expected IP:PORT\n",
-                a.cfg.server_grpc);
+        fprintf(stderr, "seldon-agent: --server-grpc: '%s': expected IP:PORT\n", a.cfg.server_grpc);
         return 2;
     }
     {

@@ -81,8 +81,8 @@ static void note_loaded(agent *a, const ag_entry *e, int loaded)
     series_set(a, loaded ? a->m_load : a->m_unload, e, 1, 1);
 }
 
-void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method,
-                      int code, int64_t started_ns)
+void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method, int code,
+                      int64_t started_ns)
 {
     char idx[16], c[16];
     const char *labels[6];
@@ -241,8 +241,7 @@ int ag_models_acquire(agent *a, ag_entry *e, ag_waiter *w)
         }
         m->reload_queued = 1;
         series_set(a, a->m_miss, e, 1, 1);
-        sdd_log(SELDON_LOG_INFO, "model %s: requested while evicted: loading it again",
-                e->vname);
+        sdd_log(SELDON_LOG_INFO, "model %s: requested while evicted: loading it again", e->vname);
         job_push(a, j, 1); /* ahead of the queue: a request waits for it */
     }
     return 0;
@@ -388,8 +387,8 @@ static void child_closed(uv_handle_t *h)
             snprintf(msg, sizeof(msg), "%s was killed by signal %d: %s", c->what, c->term,
                      c->buf + start);
         else
-            snprintf(msg, sizeof(msg), "%s failed (exit %lld): %s", c->what,
-                     (long long)c->status, c->len ? c->buf + start : "(no message)");
+            snprintf(msg, sizeof(msg), "%s failed (exit %lld): %s", c->what, (long long)c->status,
+                     c->len ? c->buf + start : "(no message)");
         c->cb(c->a, c->j, 0, msg);
     }
     sdd_free(c);
@@ -461,8 +460,8 @@ static int run_child(agent *a, ag_job *j, char **argv, const char *what, child_c
     c->open = 2;
     if (rc != 0) {
         /* Both handles still need closing; child_closed then reports the failure. */
-        c->len = (size_t)snprintf(c->buf, sizeof(c->buf), "cannot run %s: %s", argv[0],
-                                  uv_strerror(rc));
+        c->len =
+            (size_t)snprintf(c->buf, sizeof(c->buf), "cannot run %s: %s", argv[0], uv_strerror(rc));
         c->status = 127;
         uv_close((uv_handle_t *)&c->err, child_closed);
         uv_close((uv_handle_t *)&c->proc, child_closed);
@@ -722,8 +721,7 @@ static void server_unloaded(void *arg, int32_t status, const char *message, cons
 static void server_unload(agent *a, ag_job *j, ag_entry *e,
                           void (*then)(agent *a, ag_job *j, int32_t status, const char *message))
 {
-    Inference__RepositoryModelUnloadRequest req =
-        INFERENCE__REPOSITORY_MODEL_UNLOAD_REQUEST__INIT;
+    Inference__RepositoryModelUnloadRequest req = INFERENCE__REPOSITORY_MODEL_UNLOAD_REQUEST__INIT;
     uint8_t buf[600];
     size_t len;
     unload_call *u = sdd_calloc(1, sizeof(*u));
@@ -849,14 +847,16 @@ static void run_load(agent *a, ag_job *j)
     /* Refuse early what can never fit, before fetching anything. */
     if (a->cfg.memory > 0 && memory > a->cfg.memory) {
         char why[300];
-        snprintf(why, sizeof(why), "model %s needs %lld bytes; the replica has %lld in all "
-                 "(--memory)", e->vname, (long long)memory, (long long)a->cfg.memory);
+        snprintf(why, sizeof(why),
+                 "model %s needs %lld bytes; the replica has %lld in all "
+                 "(--memory)",
+                 e->vname, (long long)memory, (long long)a->cfg.memory);
         ag_spec_clear(&spec);
         fail_job(a, j, why);
         return;
     }
-    sdd_log(SELDON_LOG_INFO, "model %s: loading from %s (%lld bytes)", e->vname,
-            spec.storage_uri, (long long)memory);
+    sdd_log(SELDON_LOG_INFO, "model %s: loading from %s (%lld bytes)", e->vname, spec.storage_uri,
+            (long long)memory);
     a->fetching = j;
     fetch(a, j, &spec);
     ag_spec_clear(&spec);
@@ -934,16 +934,15 @@ static void job_next(agent *a)
 
 void ag_models_command(agent *a, const uint8_t *msg, size_t len)
 {
-    Seldon__Control__V1__AgentCommand *c = seldon__control__v1__agent_command__unpack(NULL, len,
-                                                                                      msg);
+    Seldon__Control__V1__AgentCommand *c =
+        seldon__control__v1__agent_command__unpack(NULL, len, msg);
     ag_job *j;
     if (a->stopping) {
         seldon__control__v1__agent_command__free_unpacked(c, NULL);
         return;
     }
     if (c == NULL) {
-        sdd_log(SELDON_LOG_ERROR, "scheduler sent a command that does not decode (%zu bytes)",
-                len);
+        sdd_log(SELDON_LOG_ERROR, "scheduler sent a command that does not decode (%zu bytes)", len);
         return;
     }
     if (c->op != SELDON__CONTROL__V1__AGENT_COMMAND__OP__LOAD &&
@@ -956,7 +955,7 @@ void ag_models_command(agent *a, const uint8_t *msg, size_t len)
         c->model[0] == '.') {
         ag_report(a, c->id, c->model ? c->model : "", c->version,
                   c->op == SELDON__CONTROL__V1__AGENT_COMMAND__OP__LOAD ? AG_EV_LOAD_FAILED
-                                                                       : AG_EV_UNLOAD_FAILED,
+                                                                        : AG_EV_UNLOAD_FAILED,
                   "model: a name without '/' is required");
         goto out;
     }

@@ -442,7 +442,8 @@ void ag_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
         snprintf(p->model, sizeof(p->model), "%.*s", (int)(e->model ? strlen(e->model) : 0),
                  e->model);
         snprintf(p->vname, sizeof(p->vname), "%s", e->vname);
-        p->is_infer = head->path_len >= 6 && memcmp(head->path + head->path_len - 6, "/infer", 6) == 0;
+        p->is_infer =
+            head->path_len >= 6 && memcmp(head->path + head->path_len - 6, "/infer", 6) == 0;
     }
     if (keep_head(p, head, off, e != NULL ? len : 0) != 0) {
         sdd_free(p);

@@ -144,8 +144,8 @@ Test(pb, rewrite_field1_splices_bytes)
 {
     /* model_name "iris" (1), model_version "" skipped, id "r" (3), a varint field 9. */
     static const uint8_t msg[] = {0x0a, 4, 'i', 'r', 'i', 's', 0x1a, 1, 'r', 0x48, 0x96, 0x01};
-    static const uint8_t want[] = {0x0a, 6,   'i', 'r', 'i', 's', '_', '1',
-                                   0x1a, 1,   'r', 0x48, 0x96, 0x01};
+    static const uint8_t want[] = {0x0a, 6,    'i', 'r', 'i',  's',  '_',
+                                   '1',  0x1a, 1,   'r', 0x48, 0x96, 0x01};
     seldon_buf b = SELDON_BUF_INIT;
     size_t off = 0, len = 0;
     cr_assert_eq(ag_pb_field1(msg, sizeof(msg), &off, &len), 0);
