@@ -133,6 +133,9 @@ int ag_unary(agent *a, const char *host, int port, const char *path, const uint8
  */
 int ag_models_acquire(agent *a, ag_entry *e, ag_waiter *w);
 void ag_waiter_cancel(ag_waiter *w);
+/* The server answered "not found" for e, which the agent holds as loaded: it lost it (a
+ * restart). e becomes evicted, so the next ag_models_acquire() loads it again. */
+void ag_models_lost(agent *a, ag_entry *e);
 void ag_models_stop(agent *a);
 /* The metrics of one answered request. */
 void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method, int code,

@@ -115,6 +115,17 @@ static mdata *md_of(ag_entry *e)
     return e->user;
 }
 
+void ag_models_lost(agent *a, ag_entry *e)
+{
+    if (e->state != AG_LOADED)
+        return;
+    e->state = AG_EVICTED;
+    series_set(a, a->m_loaded, e, 0, 0);
+    series_set(a, a->m_loaded_mem, e, 0, 0);
+    sdd_log(SELDON_LOG_WARN, "model %s: the server does not have it (restarted?): loading it again",
+            e->vname);
+}
+
 void ag_waiter_cancel(ag_waiter *w)
 {
     if (!w->linked)

@@ -29,16 +29,38 @@ typedef struct gp {
     size_t fh_got, need;
     seldon_buf msg;
     seldon_buf pend; /* rewritten bytes not sent yet (no upstream yet) */
+    seldon_buf sent; /* rewritten bytes sent, while they fit AG_REPLAY: to send them again */
     size_t down_unconsumed, up_unconsumed;
     int64_t started;
     int32_t grpc_status;
     uint8_t rewrite, resolved, waiting, body_done, finished, up_full, headers_sent, is_infer;
+    uint8_t replay_ok, retried;
     char model[256];
     char vname[300];
     char internal[300]; /* seldon-internal-model */
 } gp;
 
 static const sd2_stream_cbs up_cbs, quiet_cbs, down_cbs;
+
+/* A call whose request is at most this is kept whole, to be sent again when the server
+   answers NOT_FOUND for a model the agent holds (the server restarted). */
+#define AG_REPLAY (64 * 1024)
+
+static int retry_lost(gp *p);
+
+/* Remembers bytes going to the server, while the call stays small enough. */
+static void keep_sent(gp *p, const uint8_t *data, size_t len)
+{
+    if (!p->replay_ok)
+        return;
+    if (p->sent.len + len > AG_REPLAY || seldon_buf_reserve(&p->sent, len) != 0) {
+        p->replay_ok = 0;
+        seldon_buf_free(&p->sent);
+        return;
+    }
+    memcpy(p->sent.data + p->sent.len, data, len);
+    p->sent.len += len;
+}
 
 static void timer_closed(uv_handle_t *h)
 {
@@ -62,6 +84,7 @@ static void maybe_free(gp *p)
     ag_waiter_cancel(&p->w);
     seldon_buf_free(&p->msg);
     seldon_buf_free(&p->pend);
+    seldon_buf_free(&p->sent);
     sdd_free(p->mem);
     sdd_free(p);
 }
@@ -119,6 +142,8 @@ static void up_headers(sd2_stream *s, void *ud, const sd2_header *h, size_t n, i
 {
     gp *p = ud;
     if (s != p->up || p->down == NULL)
+        return;
+    if (end && status_of(h, n) == 5 && retry_lost(p))
         return;
     sd2_send_headers(p->down, h, n, end);
     p->headers_sent = 1;
@@ -227,6 +252,7 @@ static void open_up(gp *p)
         return;
     }
     if (p->pend.len > 0) {
+        keep_sent(p, p->pend.data, p->pend.len);
         if (sd2_write(p->up, p->pend.data, p->pend.len) == 1)
             p->up_full = 1;
         seldon_buf_free(&p->pend);
@@ -259,6 +285,45 @@ static void wait_expired(uv_timer_t *t)
     snprintf(msg, sizeof(msg), "model %s was not loaded again within %llu ms (--load-wait)",
              p->vname, (unsigned long long)p->a->cfg.load_wait_ms);
     fail(p, 14, msg);
+}
+
+/*
+ * NOT_FOUND from the server for a model the agent holds as loaded: the server lost it (it
+ * restarted). Loads it again and sends the whole call once more. 1 when the call now
+ * waits for that.
+ */
+static int retry_lost(gp *p)
+{
+    ag_entry *e;
+    int rc;
+    if (!p->rewrite || !p->resolved || !p->replay_ok || !p->body_done || p->retried)
+        return 0;
+    e = ag_cache_find(p->a->cache, p->vname, strlen(p->vname));
+    if (e == NULL || e->state != AG_LOADED)
+        return 0;
+    p->retried = 1;
+    drop_up(p);
+    seldon_buf_free(&p->pend);
+    p->pend = p->sent; /* sent again by open_up */
+    p->sent = (seldon_buf)SELDON_BUF_INIT;
+    ag_models_lost(p->a, e);
+    rc = ag_models_acquire(p->a, e, &p->w);
+    if (rc < 0) {
+        fail(p, 14, seldon_last_error());
+        return 1;
+    }
+    if (rc == 1) {
+        open_up(p);
+        return 1;
+    }
+    p->waiting = 1;
+    p->timer = sdd_malloc(sizeof(*p->timer));
+    if (p->timer != NULL) {
+        uv_timer_init(p->a->loop, p->timer);
+        p->timer->data = p;
+        uv_timer_start(p->timer, wait_expired, p->a->cfg.load_wait_ms, 0);
+    }
+    return 1;
 }
 
 /* ------------------------------------------------------------ messages */
@@ -353,6 +418,7 @@ static int emit(gp *p, const uint8_t *msg, size_t len)
     out.data[3] = (uint8_t)(mlen >> 8);
     out.data[4] = (uint8_t)mlen;
     if (p->up != NULL) {
+        keep_sent(p, out.data, out.len);
         if (sd2_write(p->up, out.data, out.len) == 1)
             p->up_full = 1;
         seldon_buf_free(&out);
@@ -540,6 +606,7 @@ void ag_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     p->w.fn = loaded_again;
     p->w.arg = p;
     p->body_done = end != 0;
+    p->replay_ok = 1;
     if (internal != NULL && internal->value_len > 0 && internal->value_len < sizeof(p->internal))
         snprintf(p->internal, sizeof(p->internal), "%.*s", (int)internal->value_len,
                  internal->value);

@@ -29,6 +29,7 @@ typedef struct rp {
     size_t held_n;
     seldon_buf held_body;
     uint8_t body_done, up_paused, waiting, is_infer, has_body, deferred, holding;
+    uint8_t replayable, retried; /* the whole request is kept: a 404 can be retried once */
     char model[256];
     char vname[300];
 } rp;
@@ -128,12 +129,16 @@ static int hold(rp *p, const sdh_header *h, size_t n, int64_t length)
     return 0;
 }
 
+static int retry_lost(rp *p);
+
 static void up_head(sdc_request *req, int status, const sdh_header *h, size_t n, void *ud)
 {
     rp *p = ud;
     const sdh_header *cl = sdh_header_find(h, n, "content-length");
     int64_t length = -1;
     if (req != p->up || p->down == NULL)
+        return;
+    if (status == 404 && retry_lost(p))
         return;
     if (cl != NULL && !sdh_header_find(h, n, "transfer-encoding")) {
         char num[24];
@@ -217,9 +222,10 @@ static void start_up(rp *p)
         return; /* down_end starts it with the whole body */
     if (p->body_done && p->head.content_length >= 0 &&
         (size_t)p->head.content_length == p->pend.len && p->pend.len > 0) {
+        /* pend is kept: the request can be sent again if the server lost the model. */
         rc = sdc_request_start_body(&p->up, p->a->pool, &p->head, p->pend.data, p->pend.len,
                                     &up_cbs, p);
-        seldon_buf_free(&p->pend);
+        p->replayable = 1;
         if (rc != 0) {
             p->up = NULL;
             fail(p, 503, "the inference server cannot take the request");
@@ -232,6 +238,7 @@ static void start_up(rp *p)
         fail(p, 503, "the inference server cannot take the request");
         return;
     }
+    p->replayable = !p->has_body;
     if (!p->has_body)
         return;
     if (p->pend.len > 0 || p->body_done) {
@@ -273,6 +280,42 @@ static void wait_expired(uv_timer_t *t)
     snprintf(msg, sizeof(msg), "model %s was not loaded again within %llu ms (--load-wait)",
              p->vname, (unsigned long long)p->a->cfg.load_wait_ms);
     fail(p, 503, msg);
+}
+
+/*
+ * The server answered 404 for a model the agent holds as loaded: it lost it (it
+ * restarted). Loads it again and sends the request once more, when the whole request is
+ * still here. 1 when the request now waits for that.
+ */
+static int retry_lost(rp *p)
+{
+    ag_entry *e;
+    int rc;
+    if (!p->replayable || p->retried || p->vname[0] == '\0')
+        return 0;
+    e = ag_cache_find(p->a->cache, p->vname, strlen(p->vname));
+    if (e == NULL || e->state != AG_LOADED)
+        return 0;
+    p->retried = 1;
+    drop_up(p);
+    ag_models_lost(p->a, e);
+    rc = ag_models_acquire(p->a, e, &p->w);
+    if (rc < 0) {
+        fail(p, 503, seldon_last_error());
+        return 1;
+    }
+    if (rc == 1) { /* loaded meanwhile */
+        start_up(p);
+        return 1;
+    }
+    p->waiting = 1;
+    p->timer = sdd_malloc(sizeof(*p->timer));
+    if (p->timer != NULL) {
+        uv_timer_init(p->a->loop, p->timer);
+        p->timer->data = p;
+        uv_timer_start(p->timer, wait_expired, p->a->cfg.load_wait_ms, 0);
+    }
+    return 1;
 }
 
 /* ------------------------------------------------------------ downstream */

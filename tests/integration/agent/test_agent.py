@@ -486,3 +486,34 @@ exec cp -R "${{src#gated:}}/." "$dst"
         assert metric(m, "seldon_cache_evict_count", model="b") == 1
     finally:
         p.stop()
+
+
+def test_server_lost_a_model_reloads_it(pair, g):
+    """The server answers 404 / NOT_FOUND for a model the agent holds (unloaded behind its
+    back, or the server restarted): the agent loads it again and the request is answered."""
+    from conftest import Server
+    pair.sched.load("add10", 1, pair.source("add10", add(10)))
+    status, _, _ = request(pair.server.http, "POST", "/v2/repository/models/add10_1/unload",
+                           body=b"")
+    assert status == 200
+    status, doc = infer_rest(pair.agent.http, "add10", [1])
+    assert status == 200 and doc["outputs"][0]["data"] == [11], doc
+    request(pair.server.http, "POST", "/v2/repository/models/add10_1/unload", body=b"")
+    channel, stub = g.stub(pair.agent)
+    try:
+        resp = stub.ModelInfer(g.request("add10", {"x": np.array([2], dtype=np.float32)}),
+                               timeout=60)
+        assert g.outputs(resp)["x"].tolist() == [12]
+    finally:
+        channel.close()
+    # The server restarts on the same ports, with nothing loaded.
+    http, grpc_port = pair.server.http, pair.server.grpc
+    pair.server.stop()
+    pair.server = Server(pair.models, "--no-load-all", "--http-port", http, "--grpc-port",
+                         grpc_port)
+    status, doc = infer_rest(pair.agent.http, "add10", [3])
+    assert status == 200 and doc["outputs"][0]["data"] == [13], doc
+    assert metric(pair.agent.metrics(), "seldon_load_model_counter", model="add10") == 4
+    # A model the agent never held is still a plain 404.
+    status, _, _ = request(pair.agent.http, "POST", "/v2/models/other/infer", body={})
+    assert status == 404
