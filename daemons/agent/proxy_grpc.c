@@ -505,8 +505,10 @@ static void down_data(sd2_stream *s, void *ud, const uint8_t *data, size_t len)
             sd2_consume(s, len);
         return;
     }
-    if (feed(p, data, len) != 0)
+    if (feed(p, data, len) != 0) {
+        sd2_consume(s, len); /* the call failed: its bytes still count in the windows */
         return;
+    }
     if (p->up_full)
         p->down_unconsumed += len;
     else

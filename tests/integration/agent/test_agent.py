@@ -92,13 +92,26 @@ def test_load_local_then_infer_rest_and_grpc(pair, g):
     assert status == 404 and b"absent" in body
 
 
-def test_versions_and_internal_header(pair):
+def test_versions_and_internal_header(pair, g):
     pair.sched.load("m", 1, pair.source("m1", add(1)))
     pair.sched.load("m", 2, pair.source("m2", add(2)))
     status, doc = infer_rest(pair.agent.http, "m", [0])
     assert status == 200 and doc["model_name"] == "m_2" and doc["outputs"][0]["data"] == [2]
     status, doc = infer_rest(pair.agent.http, "m", [0], headers={"seldon-internal-model": "m_1"})
     assert status == 200 and doc["model_name"] == "m_1" and doc["outputs"][0]["data"] == [1]
+    channel, stub = g.stub(pair.agent)
+    try:
+        req = g.request("m", {"x": np.array([0], dtype=np.float32)})
+        resp = stub.ModelInfer(req, timeout=30)
+        assert resp.model_name == "m_2" and g.outputs(resp)["x"].tolist() == [2]
+        resp = stub.ModelInfer(req, timeout=30, metadata=[("seldon-internal-model", "m_1")])
+        assert resp.model_name == "m_1" and g.outputs(resp)["x"].tolist() == [1]
+        # The versioned name itself is taken as it is.
+        resp = stub.ModelInfer(g.request("m_1", {"x": np.array([0], dtype=np.float32)}),
+                               timeout=30)
+        assert resp.model_name == "m_1"
+    finally:
+        channel.close()
     pair.sched.unload("m", 2)
     assert not (pair.models / "m_2").exists()
     status, doc = infer_rest(pair.agent.http, "m", [0])
