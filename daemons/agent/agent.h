@@ -88,8 +88,8 @@ typedef struct agent {
     int stopping;
     /* metrics */
     seldon_metrics *metrics;
-    seldon_metric *m_infer, *m_infer_secs, *m_loaded, *m_loaded_mem, *m_evict, *m_miss, *m_load,
-        *m_unload, *m_capacity;
+    seldon_metric *m_infer, *m_infer_secs, *m_infer_secs_total, *m_agg_infer, *m_agg_secs,
+        *m_loaded, *m_loaded_mem, *m_evict, *m_miss, *m_load, *m_unload, *m_capacity;
 } agent;
 
 /* A request waiting for its model to be loaded again. */

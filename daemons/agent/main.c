@@ -349,6 +349,7 @@ static int setup_metrics(agent *a)
     static const char *const infer[] = {"server",         "server_replica", "model",
                                         "model_internal", "method_type",    "code"};
     static const char *const replica[] = {"server", "server_replica"};
+    static const char *const agg[] = {"server", "server_replica", "method_type", "code"};
     static const double secs[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
     seldon_series *s = NULL;
@@ -364,6 +365,12 @@ static int setup_metrics(agent *a)
     ADD(m_infer_secs, SELDON_METRIC_HISTOGRAM, "seldon_model_infer_api_seconds",
         "Inference request time through the agent's proxy, waits for reloads included.", infer,
         secs, sizeof(secs) / sizeof(secs[0]));
+    ADD(m_infer_secs_total, SELDON_METRIC_COUNTER, "seldon_model_infer_seconds_total",
+        "Seconds spent in inference requests through the agent's proxy.", infer, NULL, 0);
+    ADD(m_agg_infer, SELDON_METRIC_COUNTER, "seldon_model_aggregate_infer_total",
+        "Inference requests through the agent's proxy, all models together.", agg, NULL, 0);
+    ADD(m_agg_secs, SELDON_METRIC_COUNTER, "seldon_model_aggregate_infer_seconds_total",
+        "Seconds spent in inference requests, all models together.", agg, NULL, 0);
     ADD(m_loaded, SELDON_METRIC_GAUGE, "seldon_loaded_model_gauge",
         "1 while the model version is loaded on the server.", per_model, NULL, 0);
     ADD(m_loaded_mem, SELDON_METRIC_GAUGE, "seldon_loaded_model_memory_bytes_gauge",

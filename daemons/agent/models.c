@@ -85,8 +85,9 @@ void ag_metrics_infer(agent *a, const char *model, const char *vname, const char
                       int64_t started_ns)
 {
     char idx[16], c[16];
-    const char *labels[6];
+    const char *labels[6], *agg[4];
     seldon_series *s = NULL;
+    double secs = (double)(ag_now_ns() - started_ns) / 1e9;
     snprintf(idx, sizeof(idx), "%u", a->cfg.replica_index);
     snprintf(c, sizeof(c), "%d", code);
     labels[0] = a->cfg.server_name;
@@ -98,7 +99,17 @@ void ag_metrics_infer(agent *a, const char *model, const char *vname, const char
     if (seldon_metric_series(&s, a->m_infer, labels) == 0)
         seldon_series_add(s, 1);
     if (seldon_metric_series(&s, a->m_infer_secs, labels) == 0)
-        seldon_series_observe(s, (double)(ag_now_ns() - started_ns) / 1e9);
+        seldon_series_observe(s, secs);
+    if (seldon_metric_series(&s, a->m_infer_secs_total, labels) == 0)
+        seldon_series_add(s, secs);
+    agg[0] = labels[0];
+    agg[1] = labels[1];
+    agg[2] = method;
+    agg[3] = c;
+    if (seldon_metric_series(&s, a->m_agg_infer, agg) == 0)
+        seldon_series_add(s, 1);
+    if (seldon_metric_series(&s, a->m_agg_secs, agg) == 0)
+        seldon_series_add(s, secs);
 }
 
 /* ------------------------------------------------------------ waiters */

@@ -273,6 +273,10 @@ def test_metrics(pair, g):
     assert metric(m, "seldon_model_infer_api_seconds_count", method_type="rest", **base) == 3
     assert metric(m, "seldon_loaded_model_gauge", **base) == 1
     assert metric(m, "seldon_load_model_counter", **base) == 1
+    assert metric(m, "seldon_model_infer_seconds_total", method_type="rest", **base) > 0
+    assert metric(m, "seldon_model_aggregate_infer_total", server="mlserver", server_replica="0",
+                  method_type="rest", code="200") == 3
+    assert metric(m, "seldon_model_aggregate_infer_seconds_total", method_type="grpc") > 0
     assert metric(m, "seldon_loaded_model_memory_bytes_gauge", **base) == 0  # none declared
     assert metric(m, "seldon_server_replica_memory_capacity_bytes_gauge", server="mlserver") == 0
     status, _, body = request(pair.agent.metrics_port, "GET", "/metrics")
