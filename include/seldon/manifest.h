@@ -55,7 +55,7 @@ typedef struct seldon_model_spec {
     const char *const *requirements; /* spec.requirements, as written (modelType not added) */
     size_t requirements_count;
     int64_t memory_bytes;               /* spec.memory as bytes; -1 when absent */
-    int32_t replicas;                   /* spec.replicas; 1 when absent (minReplicas if given) */
+    int32_t replicas;                   /* spec.replicas; 1 when absent (minReplicas if > 0) */
     int32_t min_replicas;               /* spec.minReplicas; 0 when absent */
     int32_t max_replicas;               /* spec.maxReplicas; 0 when absent (no bound) */
     const char *server;                 /* spec.server: a pin */
@@ -79,7 +79,7 @@ typedef struct seldon_server_spec {
     size_t capabilities_count;
     const char *const *extra_capabilities; /* spec.extraCapabilities (add to them) */
     size_t extra_capabilities_count;
-    int32_t replicas;     /* spec.replicas; 1 when absent (minReplicas if given) */
+    int32_t replicas;     /* spec.replicas; 1 when absent (minReplicas if > 0) */
     int32_t min_replicas; /* spec.minReplicas; 0 when absent */
     int32_t max_replicas; /* spec.maxReplicas; 0 when absent (no bound) */
     /* spec.memory, else the memory limit (else request) of podSpec's first container; -1 */
@@ -142,8 +142,9 @@ typedef struct seldon_pipeline_spec {
     int64_t output_join_window_ms; /* -1 when absent */
     const seldon_kv *output_tensor_map;
     size_t output_tensor_map_count;
-    int32_t allow_cycles;      /* 0 or 1 */
-    int32_t max_step_revisits; /* 0 when absent */
+    int32_t allow_cycles;           /* 0 or 1 */
+    int32_t max_step_revisits;      /* 0 when absent */
+    int32_t clean_topics_on_delete; /* spec.dataflow.cleanTopicsOnDelete: 0 or 1 */
 } seldon_pipeline_spec;
 
 /* One document of a manifest. */

@@ -56,6 +56,18 @@ void sdn_mf_reader_free(sdn_mf_reader *r);
  */
 int sdn_mf_reader_next(sdn_mf_reader *r, sdn_arena *scratch, sdn_mf_node **root);
 
+/*
+ * The tree of one small JSON document (the canonical form), built by the JSON
+ * reader: 0 with *root set, 1 when the text is for libyaml to read (not JSON,
+ * too big, ...), or SELDON_ENOMEM.
+ */
+int sdn_mf_json_tree(const char *data, size_t len, sdn_arena *scratch, sdn_mf_node **root);
+
+/* seldon_manifest_parse() with flags: SDN_MF_YAML_ONLY reads JSON with libyaml too (tests). */
+#define SDN_MF_YAML_ONLY 1
+int sdn_manifest_parse_ex(seldon_manifest **out, const char *data, size_t len, const char *source,
+                          int flags);
+
 /* Plain-scalar typing (YAML 1.2 core schema). */
 int sdn_mf_is_null(const sdn_mf_node *n);
 int sdn_mf_is_bool(const sdn_mf_node *n, int *value);

@@ -420,6 +420,49 @@ static int list_field(mf_ctx *c, const sdn_mf_node *v, const char *field, int fl
     return 0;
 }
 
+/* ---- repeated names ---- */
+
+typedef struct named {
+    const char *s;
+    size_t i;
+} named;
+
+static int named_cmp(const void *a, const void *b)
+{
+    const named *x = a, *y = b;
+    int r = strcmp(x->s, y->s);
+    if (r != 0)
+        return r;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/*
+ * The first position (in document order) whose name came before, or n when
+ * all differ. O(n log n): lists can be long.
+ */
+static size_t first_repeat(mf_ctx *c, const char *const *names, size_t stride, size_t n, int *err)
+{
+    named *v;
+    size_t i, best = n;
+    *err = 0;
+    if (n < 2)
+        return n;
+    v = sdn_arena_alloc(c->tmp, n * sizeof(*v));
+    if (v == NULL) {
+        *err = oom(c);
+        return n;
+    }
+    for (i = 0; i < n; i++) {
+        v[i].s = *(const char *const *)(const void *)((const char *)names + i * stride);
+        v[i].i = i;
+    }
+    qsort(v, n, sizeof(*v), named_cmp);
+    for (i = 1; i < n; i++)
+        if (strcmp(v[i].s, v[i - 1].s) == 0 && v[i].i < best)
+            best = v[i].i;
+    return best;
+}
+
 /* tensorMap: text keys to text values, in document order. */
 static int kv_map_field(mf_ctx *c, const sdn_mf_node *v, const char *field, const seldon_kv **out,
                         size_t *count)
@@ -427,8 +470,8 @@ static int kv_map_field(mf_ctx *c, const sdn_mf_node *v, const char *field, cons
     const sdn_mf_node *k;
     seldon_kv *arr;
     const char **keys;
-    size_t old, i = 0, j;
-    int rc;
+    size_t old, i = 0, j, rep;
+    int rc, err;
     *out = NULL;
     *count = 0;
     if (v == NULL)
@@ -463,53 +506,21 @@ static int kv_map_field(mf_ctx *c, const sdn_mf_node *v, const char *field, cons
         keys[i] = k->s;
         leave(c, o2);
     }
+    rep = first_repeat(c, keys, sizeof(*keys), i, &err);
+    if (err)
+        return err;
+    if (rep < i) {
+        char q[64];
+        for (k = v->first, j = 0; j < rep; j++)
+            k = k->next->next;
+        sdn_mf_quote(q, sizeof(q), keys[rep], strlen(keys[rep]));
+        enter(c, "[\"%s\"]", q);
+        return fail(c, k->line, "the key is given twice");
+    }
     *out = arr;
     *count = v->n;
     leave(c, old);
     return 0;
-}
-
-/* ---- repeated names ---- */
-
-typedef struct named {
-    const char *s;
-    size_t i;
-} named;
-
-static int named_cmp(const void *a, const void *b)
-{
-    const named *x = a, *y = b;
-    int r = strcmp(x->s, y->s);
-    if (r != 0)
-        return r;
-    return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/*
- * The first position (in document order) whose name came before, or n when
- * all differ. O(n log n): lists can be long.
- */
-static size_t first_repeat(mf_ctx *c, const char *const *names, size_t stride, size_t n, int *err)
-{
-    named *v;
-    size_t i, best = n;
-    *err = 0;
-    if (n < 2)
-        return n;
-    v = sdn_arena_alloc(c->tmp, n * sizeof(*v));
-    if (v == NULL) {
-        *err = oom(c);
-        return n;
-    }
-    for (i = 0; i < n; i++) {
-        v[i].s = *(const char *const *)((const char *)names + i * stride);
-        v[i].i = i;
-    }
-    qsort(v, n, sizeof(*v), named_cmp);
-    for (i = 1; i < n; i++)
-        if (strcmp(v[i].s, v[i - 1].s) == 0 && v[i].i < best)
-            best = v[i].i;
-    return best;
 }
 
 /* ---- shared pieces ---- */
@@ -552,7 +563,7 @@ static int scaling(mf_ctx *c, const sdn_mf_node *spec, const sdn_mf_node *rep,
     has_rep = rc;
     if ((rc = int32_field(c, min, "minReplicas", 0, INT32_MAX, min_replicas)) < 0)
         return rc;
-    if (rc == 1 && !has_rep)
+    if (rc == 1 && !has_rep && *min_replicas > 0)
         *replicas = *min_replicas; /* replicas not given: start at the minimum */
     if ((rc = int32_field(c, max, "maxReplicas", 0, INT32_MAX, max_replicas)) < 0)
         return rc;
@@ -1037,12 +1048,12 @@ static int pipeline_step(mf_ctx *c, const sdn_mf_node *node, seldon_pipeline_ste
 static int pipeline_spec(mf_ctx *c, const sdn_mf_node *spec, const char *self,
                          seldon_pipeline_spec *p)
 {
-    static const char *const names[] = {"steps", "input", "output", "allowCycles",
-                                        "maxStepRevisits"};
+    static const char *const names[] = {"steps",       "input",           "output",
+                                        "allowCycles", "maxStepRevisits", "dataflow"};
     static const char *const in_names[] = {"externalInputs", "externalTriggers", "joinWindowMs",
                                            "joinType",       "triggersJoinType", "tensorMap"};
     static const char *const out_names[] = {"steps", "joinWindowMs", "stepsJoin", "tensorMap"};
-    const sdn_mf_node *f[5], *it, *in[6], *out[4], **lists = NULL;
+    const sdn_mf_node *f[6], *it, *in[6], *out[4], **lists = NULL;
     seldon_pipeline_step *steps;
     steps_index ix = {NULL, 0};
     size_t old, i, rep;
@@ -1050,7 +1061,7 @@ static int pipeline_spec(mf_ctx *c, const sdn_mf_node *spec, const char *self,
 
     p->input_join_type = p->input_triggers_join_type = p->output_steps_join = JOIN_TYPES[0];
     p->input_join_window_ms = p->output_join_window_ms = -1;
-    if ((rc = fields_of(c, spec, names, 5, f)) != 0)
+    if ((rc = fields_of(c, spec, names, 6, f)) != 0)
         return rc;
     if ((it = f[0]) == NULL)
         return missing(c, spec, "steps");
@@ -1138,6 +1149,15 @@ static int pipeline_spec(mf_ctx *c, const sdn_mf_node *spec, const char *self,
     if ((rc = bool_field(c, f[3], "allowCycles", &p->allow_cycles)) < 0 ||
         (rc = int32_field(c, f[4], "maxStepRevisits", 0, INT32_MAX, &p->max_step_revisits)) < 0)
         return rc;
+    if (f[5] != NULL) {
+        static const char *const df_names[] = {"cleanTopicsOnDelete"};
+        const sdn_mf_node *df[1];
+        old = enter_field(c, "dataflow");
+        if ((rc = fields_of(c, f[5], df_names, 1, df)) != 0 ||
+            (rc = bool_field(c, df[0], "cleanTopicsOnDelete", &p->clean_topics_on_delete)) < 0)
+            return rc;
+        leave(c, old);
+    }
     return 0;
 }
 
@@ -1295,12 +1315,42 @@ const seldon_resource *seldon_manifest_at(const seldon_manifest *m, size_t i)
     return &m->res[i];
 }
 
-int seldon_manifest_parse(seldon_manifest **out, const char *data, size_t len, const char *source)
+/* One more resource from a document's tree. */
+static int add_document(seldon_manifest *m, sdn_arena *tmp, const sdn_mf_node *root, size_t doc,
+                        const char *source)
+{
+    seldon_resource *r;
+    mf_ctx c;
+    int rc;
+    if (m->count == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 4;
+        seldon_resource *grown = sdn_realloc(m->res, cap * sizeof(*grown));
+        if (grown == NULL)
+            return sdn_error(SELDON_ENOMEM, "%.200s: out of memory", source);
+        m->res = grown;
+        m->cap = cap;
+    }
+    r = &m->res[m->count];
+    memset(r, 0, sizeof(*r));
+    memset(&c, 0, sizeof(c));
+    c.src = source;
+    c.doc = doc;
+    c.a = &m->arena;
+    c.tmp = tmp;
+    r->document = doc;
+    rc = document(&c, root, r);
+    if (rc == 0)
+        m->count++;
+    return rc;
+}
+
+int sdn_manifest_parse_ex(seldon_manifest **out, const char *data, size_t len, const char *source,
+                          int flags)
 {
     seldon_manifest *m = NULL;
+    sdn_mf_node *root = NULL;
     sdn_mf_reader rd;
     sdn_arena tmp;
-    mf_ctx c;
     int rc, reader = 0;
 
     if (out == NULL || (data == NULL && len > 0))
@@ -1308,6 +1358,8 @@ int seldon_manifest_parse(seldon_manifest **out, const char *data, size_t len, c
     *out = NULL;
     if (source == NULL)
         source = "manifest";
+    if (data == NULL)
+        data = "";
     if (len > SELDON_MANIFEST_FILE_MAX)
         return sdn_error(SELDON_ETOOBIG, "%.200s: %zu bytes, more than the %d a manifest may hold",
                          source, len, SELDON_MANIFEST_FILE_MAX);
@@ -1318,38 +1370,30 @@ int seldon_manifest_parse(seldon_manifest **out, const char *data, size_t len, c
         goto out;
     }
     sdn_arena_init(&m->arena, NULL, 0);
-    sdn_mf_reader_init(&rd, data ? data : "", len, source);
+    if (!(flags & SDN_MF_YAML_ONLY)) {
+        rc = sdn_mf_json_tree(data, len, &tmp, &root);
+        if (rc < 0) {
+            rc = sdn_error(SELDON_ENOMEM, "%.200s: out of memory", source);
+            goto out;
+        }
+        if (rc == 0) {
+            if ((rc = add_document(m, &tmp, root, 1, source)) != 0)
+                goto out;
+            goto done;
+        }
+        seldon_clear_error(); /* the JSON reader's complaint: libyaml has the last word */
+    }
+    sdn_mf_reader_init(&rd, data, len, source);
     reader = 1;
     for (;;) {
-        sdn_mf_node *root = NULL;
-        seldon_resource *r;
         sdn_arena_reset(&tmp);
         rc = sdn_mf_reader_next(&rd, &tmp, &root);
         if (rc <= 0)
             break;
         if (root == NULL || sdn_mf_is_null(root))
             continue; /* an empty document */
-        if (m->count == m->cap) {
-            size_t cap = m->cap ? m->cap * 2 : 4;
-            seldon_resource *grown = sdn_realloc(m->res, cap * sizeof(*grown));
-            if (grown == NULL) {
-                rc = sdn_error(SELDON_ENOMEM, "%.200s: out of memory", source);
-                goto out;
-            }
-            m->res = grown;
-            m->cap = cap;
-        }
-        r = &m->res[m->count];
-        memset(r, 0, sizeof(*r));
-        memset(&c, 0, sizeof(c));
-        c.src = source;
-        c.doc = rd.doc;
-        c.a = &m->arena;
-        c.tmp = &tmp;
-        r->document = rd.doc;
-        if ((rc = document(&c, root, r)) != 0)
+        if ((rc = add_document(m, &tmp, root, rd.doc, source)) != 0)
             goto out;
-        m->count++;
     }
     if (rc < 0)
         goto out;
@@ -1357,6 +1401,7 @@ int seldon_manifest_parse(seldon_manifest **out, const char *data, size_t len, c
         rc = sdn_error(SELDON_EPARSE, "%.200s: no resource in it (an empty file?)", source);
         goto out;
     }
+done:
     *out = m;
     m = NULL;
     rc = 0;
@@ -1366,6 +1411,11 @@ out:
     sdn_arena_release(&tmp);
     seldon_manifest_free(m);
     return rc;
+}
+
+int seldon_manifest_parse(seldon_manifest **out, const char *data, size_t len, const char *source)
+{
+    return sdn_manifest_parse_ex(out, data, len, source, 0);
 }
 
 int seldon_manifest_load(seldon_manifest **out, const char *path)

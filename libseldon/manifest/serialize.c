@@ -335,6 +335,12 @@ static void pipeline(writer *w, const seldon_pipeline_spec *p)
         f_bool(w, "allowCycles", 1);
     if (p->max_step_revisits)
         f_int(w, "maxStepRevisits", p->max_step_revisits);
+    if (p->clean_topics_on_delete) {
+        key(w, "dataflow");
+        open_obj(w);
+        f_bool(w, "cleanTopicsOnDelete", 1);
+        close_obj(w);
+    }
 }
 
 int seldon_resource_serialize(seldon_buf *out, const seldon_resource *r)
@@ -500,7 +506,8 @@ static int pipeline_eq(const seldon_pipeline_spec *a, const seldon_pipeline_spec
            a->output_join_window_ms == b->output_join_window_ms &&
            kv_eq(a->output_tensor_map, a->output_tensor_map_count, b->output_tensor_map,
                  b->output_tensor_map_count) &&
-           !a->allow_cycles == !b->allow_cycles && a->max_step_revisits == b->max_step_revisits;
+           !a->allow_cycles == !b->allow_cycles && a->max_step_revisits == b->max_step_revisits &&
+           !a->clean_topics_on_delete == !b->clean_topics_on_delete;
 }
 
 int32_t seldon_resource_equal(const seldon_resource *a, const seldon_resource *b)
