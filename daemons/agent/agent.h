@@ -114,7 +114,7 @@ void ag_control_stop(agent *a);
 #define AG_EV_UNLOAD_FAILED 4
 void ag_report(agent *a, uint64_t command_id, const char *model, uint32_t version, int type,
                const char *reason);
-/* Called by models.c when the command stream delivers a command (packed AgentCommand). */
+/* models.c: queues a command from the scheduler's stream (one packed AgentCommand). */
 void ag_models_command(agent *a, const uint8_t *msg, size_t len);
 
 /* A unary gRPC call on a's client: msg is one protobuf message (copied). cb runs once,

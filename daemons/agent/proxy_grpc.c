@@ -328,6 +328,49 @@ static int retry_lost(gp *p)
 
 /* ------------------------------------------------------------ messages */
 
+/* Finds the model of the call (the header's, else the message's name) and takes it,
+ * waiting for a reload when it is evicted. 0, or -1 when the call failed. */
+static int resolve(gp *p, const char *given, size_t flen)
+{
+    agent *a = p->a;
+    ag_entry *e;
+    int acq;
+    char why[400];
+    if (p->internal[0] != '\0')
+        e = ag_cache_find(a->cache, p->internal, strlen(p->internal));
+    else
+        e = flen > 0 ? ag_cache_resolve(a->cache, given, flen) : NULL;
+    if (e == NULL) {
+        if (p->internal[0] != '\0')
+            snprintf(why, sizeof(why), "model %s is not held by this replica", p->internal);
+        else if (flen == 0)
+            snprintf(why, sizeof(why), "the request names no model");
+        else
+            snprintf(why, sizeof(why), "model %.*s is not loaded on this replica",
+                     (int)(flen > 200 ? 200 : flen), given);
+        fail(p, 5, why);
+        return -1;
+    }
+    snprintf(p->model, sizeof(p->model), "%s", e->model);
+    snprintf(p->vname, sizeof(p->vname), "%s", e->vname);
+    p->resolved = 1;
+    acq = ag_models_acquire(a, e, &p->w);
+    if (acq < 0) {
+        fail(p, 14, seldon_last_error());
+        return -1;
+    }
+    if (acq == 0) {
+        p->waiting = 1;
+        p->timer = sdd_malloc(sizeof(*p->timer));
+        if (p->timer != NULL) {
+            uv_timer_init(a->loop, p->timer);
+            p->timer->data = p;
+            uv_timer_start(p->timer, wait_expired, a->cfg.load_wait_ms, 0);
+        }
+    }
+    return 0;
+}
+
 /* Appends one whole rewritten message to where it goes next. 0, or -1 (failed). */
 static int emit(gp *p, const uint8_t *msg, size_t len)
 {
@@ -348,43 +391,13 @@ static int emit(gp *p, const uint8_t *msg, size_t len)
         fail(p, 3, "the request message does not decode as protobuf");
         return -1;
     }
+    if (!p->resolved && resolve(p, rc == 0 ? (const char *)msg + off : "", flen) != 0) {
+        seldon_buf_free(&out);
+        return -1;
+    }
     if (rc == 0) {
         const char *given = (const char *)msg + off;
-        if (!p->resolved) {
-            agent *a = p->a;
-            ag_entry *e;
-            int acq;
-            e = p->internal[0] ? ag_cache_find(a->cache, p->internal, strlen(p->internal))
-                               : ag_cache_resolve(a->cache, given, flen);
-            if (e == NULL) {
-                char why[400];
-                snprintf(why, sizeof(why), "model %.*s is not loaded on this replica",
-                         p->internal[0] ? (int)strlen(p->internal) : (int)(flen > 200 ? 200 : flen),
-                         p->internal[0] ? p->internal : given);
-                seldon_buf_free(&out);
-                fail(p, 5, why);
-                return -1;
-            }
-            snprintf(p->model, sizeof(p->model), "%s", e->model);
-            snprintf(p->vname, sizeof(p->vname), "%s", e->vname);
-            p->resolved = 1;
-            acq = ag_models_acquire(a, e, &p->w);
-            if (acq < 0) {
-                seldon_buf_free(&out);
-                fail(p, 14, seldon_last_error());
-                return -1;
-            }
-            if (acq == 0) {
-                p->waiting = 1;
-                p->timer = sdd_malloc(sizeof(*p->timer));
-                if (p->timer != NULL) {
-                    uv_timer_init(a->loop, p->timer);
-                    p->timer->data = p;
-                    uv_timer_start(p->timer, wait_expired, a->cfg.load_wait_ms, 0);
-                }
-            }
-        }
-        if ((flen == strlen(p->model) && memcmp(given, p->model, flen) == 0) ||
+        if (flen == 0 || (flen == strlen(p->model) && memcmp(given, p->model, flen) == 0) ||
             (flen == strlen(p->vname) && memcmp(given, p->vname, flen) == 0)) {
             name = p->vname;
             name_len = strlen(p->vname);
@@ -395,12 +408,29 @@ static int emit(gp *p, const uint8_t *msg, size_t len)
                 name_len = strlen(o->vname);
             }
         }
+    } else if (p->internal[0] != '\0') {
+        /* No name in the message (proto3 leaves an empty one out): the header's goes in. */
+        uint8_t tag[11];
+        size_t n = 0, vl = strlen(p->vname), v = vl;
+        tag[n++] = 0x0a;
+        do {
+            tag[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+            v >>= 7;
+        } while (v != 0);
+        if (seldon_buf_reserve(&out, n + vl) != 0) {
+            seldon_buf_free(&out);
+            fail(p, 8, "agent out of memory");
+            return -1;
+        }
+        memcpy(out.data + out.len, tag, n);
+        memcpy(out.data + out.len + n, p->vname, vl);
+        out.len += n + vl;
     }
     if (name != NULL)
         rc = ag_pb_rewrite_field1(&out, msg, len, name, name_len);
     else if (seldon_buf_reserve(&out, len) == 0) {
         if (len > 0)
-            memcpy(out.data + 5, msg, len);
+            memcpy(out.data + out.len, msg, len);
         out.len += len;
         rc = 0;
     } else {

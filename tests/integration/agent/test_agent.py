@@ -106,6 +106,15 @@ def test_versions_and_internal_header(pair, g):
         assert resp.model_name == "m_2" and g.outputs(resp)["x"].tolist() == [2]
         resp = stub.ModelInfer(req, timeout=30, metadata=[("seldon-internal-model", "m_1")])
         assert resp.model_name == "m_1" and g.outputs(resp)["x"].tolist() == [1]
+        # No name in the message: the header's is put in; without a header, refused.
+        ready = stub.ModelReady(g.pb2.ModelReadyRequest(), timeout=30,
+                                metadata=[("seldon-internal-model", "m_1")])
+        assert ready.ready
+        try:
+            stub.ModelReady(g.pb2.ModelReadyRequest(), timeout=30)
+            raise AssertionError("expected NOT_FOUND")
+        except g.grpc.RpcError as e:
+            assert e.code() == g.grpc.StatusCode.NOT_FOUND and "names no model" in e.details()
         # The versioned name itself is taken as it is.
         resp = stub.ModelInfer(g.request("m_1", {"x": np.array([0], dtype=np.float32)}),
                                timeout=30)
