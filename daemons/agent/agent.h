@@ -80,13 +80,16 @@ typedef struct agent {
     uint64_t subscriptions; /* how many times it registered */
     /* models.c */
     ag_job *jobs, *jobs_tail;
-    int job_running;
-    uv_process_t *child; /* the fetch or copy running, if any */
+    /* Two lanes: one job fetching (a child process copies), one job talking to the
+       server (evictions, loads, unloads). A reload for a waiting request takes the server
+       lane while a long fetch goes on. */
+    ag_job *fetching, *serving, *parked; /* parked: fetched, waiting for the server lane */
+    uv_process_t *child;                 /* the fetch or copy running, if any */
     int stopping;
     /* metrics */
     seldon_metrics *metrics;
-    seldon_metric *m_infer, *m_infer_secs, *m_loaded, *m_loaded_mem, *m_evict, *m_miss, *m_load,
-        *m_unload, *m_capacity;
+    seldon_metric *m_infer, *m_infer_secs, *m_infer_secs_total, *m_agg_infer, *m_agg_secs,
+        *m_loaded, *m_loaded_mem, *m_evict, *m_miss, *m_load, *m_unload, *m_capacity;
 } agent;
 
 /* A request waiting for its model to be loaded again. */
@@ -111,7 +114,7 @@ void ag_control_stop(agent *a);
 #define AG_EV_UNLOAD_FAILED 4
 void ag_report(agent *a, uint64_t command_id, const char *model, uint32_t version, int type,
                const char *reason);
-/* Called by models.c when the command stream delivers a command (packed AgentCommand). */
+/* models.c: queues a command from the scheduler's stream (one packed AgentCommand). */
 void ag_models_command(agent *a, const uint8_t *msg, size_t len);
 
 /* A unary gRPC call on a's client: msg is one protobuf message (copied). cb runs once,
@@ -119,8 +122,8 @@ void ag_models_command(agent *a, const uint8_t *msg, size_t len);
  * (percent-decoded) and the response message (may be empty), all borrowed for the call. */
 typedef void (*ag_unary_cb)(void *arg, int32_t status, const char *message, const uint8_t *resp,
                             size_t len);
-int ag_unary(agent *a, const char *host, int port, const char *path, const uint8_t *msg,
-             size_t len, uint64_t timeout_ms, ag_unary_cb cb, void *arg);
+int ag_unary(agent *a, const char *host, int port, const char *path, const uint8_t *msg, size_t len,
+             uint64_t timeout_ms, ag_unary_cb cb, void *arg);
 
 /* models.c */
 /*
@@ -130,10 +133,13 @@ int ag_unary(agent *a, const char *host, int port, const char *path, const uint8
  */
 int ag_models_acquire(agent *a, ag_entry *e, ag_waiter *w);
 void ag_waiter_cancel(ag_waiter *w);
+/* The server answered "not found" for e, which the agent holds as loaded: it lost it (a
+ * restart). e becomes evicted, so the next ag_models_acquire() loads it again. */
+void ag_models_lost(agent *a, ag_entry *e);
 void ag_models_stop(agent *a);
 /* The metrics of one answered request. */
-void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method,
-                      int code, int64_t started_ns);
+void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method, int code,
+                      int64_t started_ns);
 
 /* proxy_rest.c and proxy_grpc.c */
 void ag_rest_head(void *user_data, sdh_req *req, const sdh_request *head);

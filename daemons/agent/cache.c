@@ -124,8 +124,9 @@ int64_t ag_cache_used(const ag_cache *c)
     const ag_entry *e;
     int64_t used = 0;
     for (e = c->head; e != NULL; e = e->next)
-        if (e->state == AG_LOADING || e->state == AG_LOADED || e->state == AG_EVICTING)
-            used += e->memory;
+        if ((e->state == AG_LOADING || e->state == AG_LOADED || e->state == AG_EVICTING) &&
+            __builtin_add_overflow(used, e->memory, &used))
+            return INT64_MAX; /* saturates: absurd sizes never wrap into room */
     return used;
 }
 
@@ -139,55 +140,75 @@ ag_entry *ag_cache_first(ag_cache *c)
     return c->head;
 }
 
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+/*
+ * Evicting the least recently used until the rest fits keeps the longest run of most
+ * recently used models that fits beside what cannot be evicted: computed that way, every
+ * sum stays within the capacity and nothing can wrap.
+ */
 int ag_cache_plan(ag_entry ***victims, size_t *n, ag_cache *c, const ag_entry *e)
 {
     ag_entry *x, **v = NULL;
-    size_t nv = 0, cand = 0, i, j;
-    int64_t used = ag_cache_used(c), need;
+    size_t nv = 0, cand = 0, i, j, k;
+    int64_t fixed = 0;
     *victims = NULL;
     *n = 0;
     if (c->capacity <= 0)
-        return 0;
-    need = used + (e->state == AG_LOADING ? 0 : e->memory);
-    if (need <= c->capacity)
         return 0;
     if (e->memory > c->capacity)
         return sdd_error(SELDON_ERANGE,
                          "model %s needs %lld bytes; the replica has %lld in all (--memory)",
                          e->vname, (long long)e->memory, (long long)c->capacity);
-    for (x = c->head; x != NULL; x = x->next)
-        cand += x != e && x->state == AG_LOADED;
-    if (cand > 0) {
-        v = sdd_malloc(cand * sizeof(*v));
-        if (v == NULL)
-            return sdd_error(SELDON_ENOMEM, "cache: out of memory");
+    for (x = c->head; x != NULL; x = x->next) {
+        if (x == e)
+            continue;
+        if (x->state == AG_LOADING || x->state == AG_EVICTING)
+            fixed = sat_add(fixed, x->memory);
+        else if (x->state == AG_LOADED)
+            cand++;
     }
-    for (x = c->head; x != NULL; x = x->next)
-        if (x != e && x->state == AG_LOADED)
-            v[nv++] = x;
-    /* Least recently used first (insertion sort: a replica holds few models). */
-    for (i = 1; i < nv; i++) {
-        ag_entry *k = v[i];
-        for (j = i; j > 0 && v[j - 1]->used > k->used; j--)
-            v[j] = v[j - 1];
-        v[j] = k;
-    }
-    for (i = 0; i < nv && need > c->capacity; i++)
-        need -= v[i]->memory;
-    if (need > c->capacity) {
-        sdd_free(v);
+    fixed = sat_add(fixed, e->memory);
+    if (fixed > c->capacity)
         return sdd_error(SELDON_ERANGE,
                          "model %s needs %lld bytes: %lld are taken by models loading, and "
                          "the replica has %lld (--memory)",
-                         e->vname, (long long)e->memory, (long long)(need - e->memory),
+                         e->vname, (long long)e->memory, (long long)(fixed - e->memory),
                          (long long)c->capacity);
+    if (cand == 0)
+        return 0;
+    v = sdd_malloc(cand * sizeof(*v));
+    if (v == NULL)
+        return sdd_error(SELDON_ENOMEM, "cache: out of memory");
+    for (x = c->head; x != NULL; x = x->next)
+        if (x != e && x->state == AG_LOADED)
+            v[nv++] = x;
+    /* Most recently used first (insertion sort: a replica holds few models). */
+    for (i = 1; i < nv; i++) {
+        ag_entry *key = v[i];
+        for (j = i; j > 0 && v[j - 1]->used < key->used; j--)
+            v[j] = v[j - 1];
+        v[j] = key;
     }
-    if (i == 0) {
+    for (i = 0; i < nv && v[i]->memory <= c->capacity - fixed; i++)
+        fixed += v[i]->memory;
+    if (i == nv) {
         sdd_free(v);
-        v = NULL;
+        return 0;
     }
+    /* v[i..nv) go, least recently used first. */
+    for (j = i, k = nv - 1; j < k; j++, k--) {
+        x = v[j];
+        v[j] = v[k];
+        v[k] = x;
+    }
+    memmove(v, v + i, (nv - i) * sizeof(*v));
     *victims = v;
-    *n = i;
+    *n = nv - i;
     return 0;
 }
 
@@ -263,8 +284,8 @@ static int j_skip_value(jscan *j, int depth)
             return -1;
         }
     }
-    while (j->p < j->end && (isalnum((unsigned char)*j->p) || *j->p == '-' || *j->p == '+' ||
-                             *j->p == '.'))
+    while (j->p < j->end &&
+           (isalnum((unsigned char)*j->p) || *j->p == '-' || *j->p == '+' || *j->p == '.'))
         j->p++;
     return 0;
 }

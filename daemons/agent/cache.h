@@ -24,8 +24,8 @@
 
 typedef struct ag_entry {
     struct ag_entry *next;
-    char *model;   /* unversioned name ("iris") */
-    char *vname;   /* versioned name ("iris_3"): the name on the server */
+    char *model; /* unversioned name ("iris") */
+    char *vname; /* versioned name ("iris_3"): the name on the server */
     uint32_t version;
     int64_t memory; /* bytes; 0 when the model declared none */
     int state;      /* AG_* */
@@ -102,11 +102,13 @@ void ag_spec_clear(ag_spec *s);
 int ag_settings_rename(seldon_buf *out, const char *json, size_t len, const char *name);
 
 /*
- * Rewrites every top-level field 1 (length-delimited) of a protobuf message to name:
- * model_name of ModelInferRequest, name of ModelMetadataRequest and ModelReadyRequest.
- * Appends the new message to out. *found (may be NULL) gets the first old value's
- * offset and length in msg, or len 0 when there was none. 0, or SELDON_EPARSE when the
- * message is malformed (nothing appended).
+ * Field 1 of a protobuf message, when length-delimited: model_name of ModelInferRequest,
+ * name of ModelMetadataRequest and ModelReadyRequest. The top-level fields are walked,
+ * nothing is decoded. ag_pb_field1: the first one's value as *off and *flen within msg;
+ * 0, SELDON_ENOTFOUND when there is none, SELDON_EPARSE when msg is malformed.
+ * ag_pb_rewrite_field1: appends msg to out with every such field set to name (splicing
+ * bytes; a message without one is copied as it is); 0, SELDON_EPARSE (malformed: nothing
+ * appended) or SELDON_ENOMEM.
  */
 int ag_pb_field1(const uint8_t *msg, size_t len, size_t *off, size_t *flen);
 int ag_pb_rewrite_field1(seldon_buf *out, const uint8_t *msg, size_t len, const char *name,

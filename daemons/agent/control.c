@@ -141,8 +141,8 @@ static void u_close(sd2_stream *s, void *ud, int err, uint32_t code)
 
 static const sd2_stream_cbs unary_cbs = {u_headers, u_data, u_end, u_drain, u_close};
 
-int ag_unary(agent *a, const char *host, int port, const char *path, const uint8_t *msg,
-             size_t len, uint64_t timeout_ms, ag_unary_cb cb, void *arg)
+int ag_unary(agent *a, const char *host, int port, const char *path, const uint8_t *msg, size_t len,
+             uint64_t timeout_ms, ag_unary_cb cb, void *arg)
 {
     sd2_upstream *up = NULL;
     sd2_stream *s = NULL;
@@ -190,8 +190,10 @@ static void report_done(void *arg, int32_t status, const char *message, const ui
     report *r = arg;
     (void)resp, (void)len;
     if (status != 0)
-        sdd_log(SELDON_LOG_WARN, "report %s: not delivered (%d %s); the next registration "
-                "carries the state", r->what, status, message);
+        sdd_log(SELDON_LOG_WARN,
+                "report %s: not delivered (%d %s); the next registration "
+                "carries the state",
+                r->what, status, message);
     sdd_free(r);
 }
 
@@ -325,8 +327,8 @@ static void sub_close(sd2_stream *s, void *ud, int err, uint32_t code)
     a->sub = NULL;
     a->sub_in.len = 0;
     if (a->registered)
-        sdd_log(SELDON_LOG_WARN, "lost the scheduler %s (%s): reconnecting",
-                a->cfg.scheduler_host, sd2_strerror(err));
+        sdd_log(SELDON_LOG_WARN, "lost the scheduler %s (%s): reconnecting", a->cfg.scheduler_host,
+                sd2_strerror(err));
     else
         sdd_log(SELDON_LOG_DEBUG, "scheduler %s: %s", a->cfg.scheduler_host, sd2_strerror(err));
     a->registered = 0;
@@ -404,8 +406,7 @@ static int subscribe(agent *a)
     }
     sd2_write(a->sub, body.data, body.len);
     sd2_end(a->sub, NULL, 0);
-    sdd_log(SELDON_LOG_DEBUG, "subscribing to %s with %zu model(s) held", a->cfg.scheduler_host,
-            n);
+    sdd_log(SELDON_LOG_DEBUG, "subscribing to %s with %zu model(s) held", a->cfg.scheduler_host, n);
 out:
     seldon_buf_free(&body);
     sdd_free(buf);
@@ -426,8 +427,8 @@ static void on_reconnect(uv_timer_t *t)
 static void schedule_reconnect(agent *a)
 {
     uint64_t d = a->backoff_ms;
-    a->backoff_ms = d == 0 ? 100 : (d * 2 > a->cfg.reconnect_max_ms ? a->cfg.reconnect_max_ms
-                                                                     : d * 2);
+    a->backoff_ms =
+        d == 0 ? 100 : (d * 2 > a->cfg.reconnect_max_ms ? a->cfg.reconnect_max_ms : d * 2);
     uv_timer_start(&a->reconnect, on_reconnect, a->backoff_ms, 0);
 }
 

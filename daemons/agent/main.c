@@ -233,8 +233,9 @@ static int parse_args(ag_config *c, int argc, char **argv)
         case O_STIME:
         case O_RECON:
             if (sdd_parse_long(optarg, 1, 86400000, &v) < 0)
-                bad = o == O_WAIT ? "--load-wait" : o == O_STIME ? "--server-timeout"
-                                                                 : "--reconnect-max";
+                bad = o == O_WAIT    ? "--load-wait"
+                      : o == O_STIME ? "--server-timeout"
+                                     : "--reconnect-max";
             else if (o == O_WAIT)
                 c->load_wait_ms = (uint64_t)v;
             else if (o == O_STIME)
@@ -344,11 +345,11 @@ static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *re
 
 static int setup_metrics(agent *a)
 {
-    static const char *const per_model[] = {"server", "server_replica", "model",
-                                            "model_internal"};
+    static const char *const per_model[] = {"server", "server_replica", "model", "model_internal"};
     static const char *const infer[] = {"server",         "server_replica", "model",
                                         "model_internal", "method_type",    "code"};
     static const char *const replica[] = {"server", "server_replica"};
+    static const char *const agg[] = {"server", "server_replica", "method_type", "code"};
     static const double secs[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
     seldon_series *s = NULL;
@@ -364,6 +365,12 @@ static int setup_metrics(agent *a)
     ADD(m_infer_secs, SELDON_METRIC_HISTOGRAM, "seldon_model_infer_api_seconds",
         "Inference request time through the agent's proxy, waits for reloads included.", infer,
         secs, sizeof(secs) / sizeof(secs[0]));
+    ADD(m_infer_secs_total, SELDON_METRIC_COUNTER, "seldon_model_infer_seconds_total",
+        "Seconds spent in inference requests through the agent's proxy.", infer, NULL, 0);
+    ADD(m_agg_infer, SELDON_METRIC_COUNTER, "seldon_model_aggregate_infer_total",
+        "Inference requests through the agent's proxy, all models together.", agg, NULL, 0);
+    ADD(m_agg_secs, SELDON_METRIC_COUNTER, "seldon_model_aggregate_infer_seconds_total",
+        "Seconds spent in inference requests, all models together.", agg, NULL, 0);
     ADD(m_loaded, SELDON_METRIC_GAUGE, "seldon_loaded_model_gauge",
         "1 while the model version is loaded on the server.", per_model, NULL, 0);
     ADD(m_loaded_mem, SELDON_METRIC_GAUGE, "seldon_loaded_model_memory_bytes_gauge",
@@ -371,8 +378,8 @@ static int setup_metrics(agent *a)
     ADD(m_evict, SELDON_METRIC_COUNTER, "seldon_cache_evict_count",
         "Model versions unloaded from the server to make room.", per_model, NULL, 0);
     ADD(m_miss, SELDON_METRIC_COUNTER, "seldon_cache_miss_count",
-        "Requests that found their model evicted and waited for it to load again.", per_model,
-        NULL, 0);
+        "Requests that found their model evicted and waited for it to load again.", per_model, NULL,
+        0);
     ADD(m_load, SELDON_METRIC_COUNTER, "seldon_load_model_counter",
         "Loads on the server (reloads after eviction included).", per_model, NULL, 0);
     ADD(m_unload, SELDON_METRIC_COUNTER, "seldon_unload_model_counter",
@@ -477,8 +484,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     if (ag_split_addr(a.cfg.server_grpc, a.srv_host, sizeof(a.srv_host), &a.srv_grpc_port) != 0) {
-        fprintf(stderr, "seldon-agent: --server-grpc: '%s': expected IP:PORT\n",
-                a.cfg.server_grpc);
+        fprintf(stderr, "seldon-agent: --server-grpc: '%s': expected IP:PORT\n", a.cfg.server_grpc);
         return 2;
     }
     {

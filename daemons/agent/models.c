@@ -80,12 +80,13 @@ static void note_loaded(agent *a, const ag_entry *e, int loaded)
     series_set(a, loaded ? a->m_load : a->m_unload, e, 1, 1);
 }
 
-void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method,
-                      int code, int64_t started_ns)
+void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method, int code,
+                      int64_t started_ns)
 {
     char idx[16], c[16];
-    const char *labels[6];
+    const char *labels[6], *agg[4];
     seldon_series *s = NULL;
+    double secs = (double)(ag_now_ns() - started_ns) / 1e9;
     snprintf(idx, sizeof(idx), "%u", a->cfg.replica_index);
     snprintf(c, sizeof(c), "%d", code);
     labels[0] = a->cfg.server_name;
@@ -97,7 +98,17 @@ void ag_metrics_infer(agent *a, const char *model, const char *vname, const char
     if (seldon_metric_series(&s, a->m_infer, labels) == 0)
         seldon_series_add(s, 1);
     if (seldon_metric_series(&s, a->m_infer_secs, labels) == 0)
-        seldon_series_observe(s, (double)(ag_now_ns() - started_ns) / 1e9);
+        seldon_series_observe(s, secs);
+    if (seldon_metric_series(&s, a->m_infer_secs_total, labels) == 0)
+        seldon_series_add(s, secs);
+    agg[0] = labels[0];
+    agg[1] = labels[1];
+    agg[2] = method;
+    agg[3] = c;
+    if (seldon_metric_series(&s, a->m_agg_infer, agg) == 0)
+        seldon_series_add(s, 1);
+    if (seldon_metric_series(&s, a->m_agg_secs, agg) == 0)
+        seldon_series_add(s, secs);
 }
 
 /* ------------------------------------------------------------ waiters */
@@ -112,6 +123,17 @@ static mdata *md_of(ag_entry *e)
         e->user = m;
     }
     return e->user;
+}
+
+void ag_models_lost(agent *a, ag_entry *e)
+{
+    if (e->state != AG_LOADED)
+        return;
+    e->state = AG_EVICTED;
+    series_set(a, a->m_loaded, e, 0, 0);
+    series_set(a, a->m_loaded_mem, e, 0, 0);
+    sdd_log(SELDON_LOG_WARN, "model %s: the server does not have it (restarted?): loading it again",
+            e->vname);
 }
 
 void ag_waiter_cancel(ag_waiter *w)
@@ -191,9 +213,28 @@ static void job_free(ag_job *j)
 
 static void job_done(agent *a, ag_job *j)
 {
+    if (a->fetching == j)
+        a->fetching = NULL;
+    if (a->serving == j)
+        a->serving = NULL;
+    if (a->parked == j)
+        a->parked = NULL;
     job_free(j);
-    a->job_running = 0;
     job_next(a);
+}
+
+/* A fetched job moves to the server lane, now or once it is free. */
+static void enter_server(agent *a, ag_job *j)
+{
+    if (a->fetching == j)
+        a->fetching = NULL;
+    if (a->serving == NULL) {
+        a->serving = j;
+        make_room(a, j);
+    } else {
+        a->parked = j;
+    }
+    job_next(a); /* the fetch lane is free */
 }
 
 int ag_models_acquire(agent *a, ag_entry *e, ag_waiter *w)
@@ -221,8 +262,7 @@ int ag_models_acquire(agent *a, ag_entry *e, ag_waiter *w)
         }
         m->reload_queued = 1;
         series_set(a, a->m_miss, e, 1, 1);
-        sdd_log(SELDON_LOG_INFO, "model %s: requested while evicted: loading it again",
-                e->vname);
+        sdd_log(SELDON_LOG_INFO, "model %s: requested while evicted: loading it again", e->vname);
         job_push(a, j, 1); /* ahead of the queue: a request waits for it */
     }
     return 0;
@@ -268,7 +308,7 @@ static void placed(void *arg, int ok, const char *err)
         fail_job(a, j, why);
         return;
     }
-    make_room(a, j);
+    enter_server(a, j);
 }
 
 static void place(agent *a, ag_job *j)
@@ -370,8 +410,7 @@ static void server_unloaded(void *arg, int32_t status, const char *message, cons
 static void server_unload(agent *a, ag_job *j, ag_entry *e,
                           void (*then)(agent *a, ag_job *j, int32_t status, const char *message))
 {
-    Inference__RepositoryModelUnloadRequest req =
-        INFERENCE__REPOSITORY_MODEL_UNLOAD_REQUEST__INIT;
+    Inference__RepositoryModelUnloadRequest req = INFERENCE__REPOSITORY_MODEL_UNLOAD_REQUEST__INIT;
     uint8_t buf[600];
     size_t len;
     unload_call *u = sdd_calloc(1, sizeof(*u));
@@ -475,7 +514,8 @@ static void run_load(agent *a, ag_job *j)
             job_done(a, j);
             return;
         }
-        make_room(a, j); /* evicted: load it again */
+        a->serving = j; /* evicted: load it again */
+        make_room(a, j);
         return;
     }
     rc = ag_spec_parse(&spec, j->spec ? j->spec : "", j->spec ? strlen(j->spec) : 0);
@@ -496,34 +536,44 @@ static void run_load(agent *a, ag_job *j)
     /* Refuse early what can never fit, before fetching anything. */
     if (a->cfg.memory > 0 && memory > a->cfg.memory) {
         char why[300];
-        snprintf(why, sizeof(why), "model %s needs %lld bytes; the replica has %lld in all "
-                 "(--memory)", e->vname, (long long)memory, (long long)a->cfg.memory);
+        snprintf(why, sizeof(why),
+                 "model %s needs %lld bytes; the replica has %lld in all "
+                 "(--memory)",
+                 e->vname, (long long)memory, (long long)a->cfg.memory);
         ag_spec_clear(&spec);
         fail_job(a, j, why);
         return;
     }
-    sdd_log(SELDON_LOG_INFO, "model %s: loading from %s (%lld bytes)", e->vname,
-            spec.storage_uri, (long long)memory);
+    sdd_log(SELDON_LOG_INFO, "model %s: loading from %s (%lld bytes)", e->vname, spec.storage_uri,
+            (long long)memory);
+    a->fetching = j;
     fetch(a, j, &spec);
     ag_spec_clear(&spec);
 }
 
+static ag_job *pop(agent *a)
+{
+    ag_job *j = a->jobs;
+    a->jobs = j->next;
+    if (a->jobs == NULL)
+        a->jobs_tail = NULL;
+    j->next = NULL;
+    return j;
+}
+
+/*
+ * Starts what can start: a reload (a request waits for it) as soon as the server lane is
+ * free, then a fetched job waiting for that lane, then the next command once both lanes
+ * are free (commands keep their order).
+ */
 static void job_next(agent *a)
 {
     ag_job *j;
     ag_entry *e;
-    if (a->job_running || a->jobs == NULL || a->stopping)
+    if (a->stopping)
         return;
-    j = a->jobs;
-    a->jobs = j->next;
-    if (a->jobs == NULL)
-        a->jobs_tail = NULL;
-    a->job_running = 1;
-    switch (j->kind) {
-    case J_LOAD:
-        run_load(a, j);
-        return;
-    case J_RELOAD:
+    if (a->serving == NULL && a->jobs != NULL && a->jobs->kind == J_RELOAD) {
+        j = pop(a);
         e = ag_cache_find_version(a->cache, j->model, j->version);
         if (e == NULL || e->state != AG_EVICTED) { /* loaded meanwhile, or gone */
             if (e != NULL && e->state == AG_LOADED)
@@ -532,7 +582,23 @@ static void job_next(agent *a)
             return;
         }
         j->e = e;
+        a->serving = j;
         make_room(a, j);
+        return;
+    }
+    if (a->serving == NULL && a->parked != NULL) {
+        j = a->parked;
+        a->parked = NULL;
+        a->serving = j;
+        make_room(a, j);
+        return;
+    }
+    if (a->serving != NULL || a->fetching != NULL || a->parked != NULL || a->jobs == NULL)
+        return;
+    j = pop(a);
+    switch (j->kind) {
+    case J_LOAD:
+        run_load(a, j);
         return;
     case J_UNLOAD:
         e = ag_cache_find_version(a->cache, j->model, j->version);
@@ -542,6 +608,7 @@ static void job_next(agent *a)
             return;
         }
         j->e = e;
+        a->serving = j;
         if (e->state == AG_LOADED) {
             e->state = AG_UNLOADING;
             server_unload(a, j, e, unload_done);
@@ -556,16 +623,15 @@ static void job_next(agent *a)
 
 void ag_models_command(agent *a, const uint8_t *msg, size_t len)
 {
-    Seldon__Control__V1__AgentCommand *c = seldon__control__v1__agent_command__unpack(NULL, len,
-                                                                                      msg);
+    Seldon__Control__V1__AgentCommand *c =
+        seldon__control__v1__agent_command__unpack(NULL, len, msg);
     ag_job *j;
     if (a->stopping) {
         seldon__control__v1__agent_command__free_unpacked(c, NULL);
         return;
     }
     if (c == NULL) {
-        sdd_log(SELDON_LOG_ERROR, "scheduler sent a command that does not decode (%zu bytes)",
-                len);
+        sdd_log(SELDON_LOG_ERROR, "scheduler sent a command that does not decode (%zu bytes)", len);
         return;
     }
     if (c->op != SELDON__CONTROL__V1__AGENT_COMMAND__OP__LOAD &&
@@ -578,7 +644,7 @@ void ag_models_command(agent *a, const uint8_t *msg, size_t len)
         c->model[0] == '.') {
         ag_report(a, c->id, c->model ? c->model : "", c->version,
                   c->op == SELDON__CONTROL__V1__AGENT_COMMAND__OP__LOAD ? AG_EV_LOAD_FAILED
-                                                                       : AG_EV_UNLOAD_FAILED,
+                                                                        : AG_EV_UNLOAD_FAILED,
                   "model: a name without '/' is required");
         goto out;
     }
@@ -609,6 +675,10 @@ void ag_models_stop(agent *a)
         job_free(j);
     }
     a->jobs = a->jobs_tail = NULL;
+    if (a->parked != NULL) { /* nothing runs it any more */
+        job_free(a->parked);
+        a->parked = NULL;
+    }
     for (e = ag_cache_first(a->cache); e != NULL; e = e->next) {
         wake(e, 0, "the agent is stopping");
         sdd_free(e->user);

@@ -29,16 +29,38 @@ typedef struct gp {
     size_t fh_got, need;
     seldon_buf msg;
     seldon_buf pend; /* rewritten bytes not sent yet (no upstream yet) */
+    seldon_buf sent; /* rewritten bytes sent, while they fit AG_REPLAY: to send them again */
     size_t down_unconsumed, up_unconsumed;
     int64_t started;
     int32_t grpc_status;
     uint8_t rewrite, resolved, waiting, body_done, finished, up_full, headers_sent, is_infer;
+    uint8_t replay_ok, retried;
     char model[256];
     char vname[300];
     char internal[300]; /* seldon-internal-model */
 } gp;
 
 static const sd2_stream_cbs up_cbs, quiet_cbs, down_cbs;
+
+/* A call whose request is at most this is kept whole, to be sent again when the server
+   answers NOT_FOUND for a model the agent holds (the server restarted). */
+#define AG_REPLAY (64 * 1024)
+
+static int retry_lost(gp *p);
+
+/* Remembers bytes going to the server, while the call stays small enough. */
+static void keep_sent(gp *p, const uint8_t *data, size_t len)
+{
+    if (!p->replay_ok)
+        return;
+    if (p->sent.len + len > AG_REPLAY || seldon_buf_reserve(&p->sent, len) != 0) {
+        p->replay_ok = 0;
+        seldon_buf_free(&p->sent);
+        return;
+    }
+    memcpy(p->sent.data + p->sent.len, data, len);
+    p->sent.len += len;
+}
 
 static void timer_closed(uv_handle_t *h)
 {
@@ -62,6 +84,7 @@ static void maybe_free(gp *p)
     ag_waiter_cancel(&p->w);
     seldon_buf_free(&p->msg);
     seldon_buf_free(&p->pend);
+    seldon_buf_free(&p->sent);
     sdd_free(p->mem);
     sdd_free(p);
 }
@@ -119,6 +142,8 @@ static void up_headers(sd2_stream *s, void *ud, const sd2_header *h, size_t n, i
 {
     gp *p = ud;
     if (s != p->up || p->down == NULL)
+        return;
+    if (end && status_of(h, n) == 5 && retry_lost(p))
         return;
     sd2_send_headers(p->down, h, n, end);
     p->headers_sent = 1;
@@ -227,6 +252,7 @@ static void open_up(gp *p)
         return;
     }
     if (p->pend.len > 0) {
+        keep_sent(p, p->pend.data, p->pend.len);
         if (sd2_write(p->up, p->pend.data, p->pend.len) == 1)
             p->up_full = 1;
         seldon_buf_free(&p->pend);
@@ -261,7 +287,89 @@ static void wait_expired(uv_timer_t *t)
     fail(p, 14, msg);
 }
 
+/*
+ * NOT_FOUND from the server for a model the agent holds as loaded: the server lost it (it
+ * restarted). Loads it again and sends the whole call once more. 1 when the call now
+ * waits for that.
+ */
+static int retry_lost(gp *p)
+{
+    ag_entry *e;
+    int rc;
+    if (!p->rewrite || !p->resolved || !p->replay_ok || !p->body_done || p->retried)
+        return 0;
+    e = ag_cache_find(p->a->cache, p->vname, strlen(p->vname));
+    if (e == NULL || e->state != AG_LOADED)
+        return 0;
+    p->retried = 1;
+    drop_up(p);
+    seldon_buf_free(&p->pend);
+    p->pend = p->sent; /* sent again by open_up */
+    p->sent = (seldon_buf)SELDON_BUF_INIT;
+    ag_models_lost(p->a, e);
+    rc = ag_models_acquire(p->a, e, &p->w);
+    if (rc < 0) {
+        fail(p, 14, seldon_last_error());
+        return 1;
+    }
+    if (rc == 1) {
+        open_up(p);
+        return 1;
+    }
+    p->waiting = 1;
+    p->timer = sdd_malloc(sizeof(*p->timer));
+    if (p->timer != NULL) {
+        uv_timer_init(p->a->loop, p->timer);
+        p->timer->data = p;
+        uv_timer_start(p->timer, wait_expired, p->a->cfg.load_wait_ms, 0);
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------------ messages */
+
+/* Finds the model of the call (the header's, else the message's name) and takes it,
+ * waiting for a reload when it is evicted. 0, or -1 when the call failed. */
+static int resolve(gp *p, const char *given, size_t flen)
+{
+    agent *a = p->a;
+    ag_entry *e;
+    int acq;
+    char why[400];
+    if (p->internal[0] != '\0')
+        e = ag_cache_find(a->cache, p->internal, strlen(p->internal));
+    else
+        e = flen > 0 ? ag_cache_resolve(a->cache, given, flen) : NULL;
+    if (e == NULL) {
+        if (p->internal[0] != '\0')
+            snprintf(why, sizeof(why), "model %s is not held by this replica", p->internal);
+        else if (flen == 0)
+            snprintf(why, sizeof(why), "the request names no model");
+        else
+            snprintf(why, sizeof(why), "model %.*s is not loaded on this replica",
+                     (int)(flen > 200 ? 200 : flen), given);
+        fail(p, 5, why);
+        return -1;
+    }
+    snprintf(p->model, sizeof(p->model), "%s", e->model);
+    snprintf(p->vname, sizeof(p->vname), "%s", e->vname);
+    p->resolved = 1;
+    acq = ag_models_acquire(a, e, &p->w);
+    if (acq < 0) {
+        fail(p, 14, seldon_last_error());
+        return -1;
+    }
+    if (acq == 0) {
+        p->waiting = 1;
+        p->timer = sdd_malloc(sizeof(*p->timer));
+        if (p->timer != NULL) {
+            uv_timer_init(a->loop, p->timer);
+            p->timer->data = p;
+            uv_timer_start(p->timer, wait_expired, a->cfg.load_wait_ms, 0);
+        }
+    }
+    return 0;
+}
 
 /* Appends one whole rewritten message to where it goes next. 0, or -1 (failed). */
 static int emit(gp *p, const uint8_t *msg, size_t len)
@@ -283,43 +391,13 @@ static int emit(gp *p, const uint8_t *msg, size_t len)
         fail(p, 3, "the request message does not decode as protobuf");
         return -1;
     }
+    if (!p->resolved && resolve(p, rc == 0 ? (const char *)msg + off : "", flen) != 0) {
+        seldon_buf_free(&out);
+        return -1;
+    }
     if (rc == 0) {
         const char *given = (const char *)msg + off;
-        if (!p->resolved) {
-            agent *a = p->a;
-            ag_entry *e;
-            int acq;
-            e = p->internal[0] ? ag_cache_find(a->cache, p->internal, strlen(p->internal))
-                               : ag_cache_resolve(a->cache, given, flen);
-            if (e == NULL) {
-                char why[400];
-                snprintf(why, sizeof(why), "model %.*s is not loaded on this replica",
-                         p->internal[0] ? (int)strlen(p->internal) : (int)(flen > 200 ? 200 : flen),
-                         p->internal[0] ? p->internal : given);
-                seldon_buf_free(&out);
-                fail(p, 5, why);
-                return -1;
-            }
-            snprintf(p->model, sizeof(p->model), "%s", e->model);
-            snprintf(p->vname, sizeof(p->vname), "%s", e->vname);
-            p->resolved = 1;
-            acq = ag_models_acquire(a, e, &p->w);
-            if (acq < 0) {
-                seldon_buf_free(&out);
-                fail(p, 14, seldon_last_error());
-                return -1;
-            }
-            if (acq == 0) {
-                p->waiting = 1;
-                p->timer = sdd_malloc(sizeof(*p->timer));
-                if (p->timer != NULL) {
-                    uv_timer_init(a->loop, p->timer);
-                    p->timer->data = p;
-                    uv_timer_start(p->timer, wait_expired, a->cfg.load_wait_ms, 0);
-                }
-            }
-        }
-        if ((flen == strlen(p->model) && memcmp(given, p->model, flen) == 0) ||
+        if (flen == 0 || (flen == strlen(p->model) && memcmp(given, p->model, flen) == 0) ||
             (flen == strlen(p->vname) && memcmp(given, p->vname, flen) == 0)) {
             name = p->vname;
             name_len = strlen(p->vname);
@@ -330,12 +408,29 @@ static int emit(gp *p, const uint8_t *msg, size_t len)
                 name_len = strlen(o->vname);
             }
         }
+    } else if (p->internal[0] != '\0') {
+        /* No name in the message (proto3 leaves an empty one out): the header's goes in. */
+        uint8_t tag[11];
+        size_t n = 0, vl = strlen(p->vname), v = vl;
+        tag[n++] = 0x0a;
+        do {
+            tag[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+            v >>= 7;
+        } while (v != 0);
+        if (seldon_buf_reserve(&out, n + vl) != 0) {
+            seldon_buf_free(&out);
+            fail(p, 8, "agent out of memory");
+            return -1;
+        }
+        memcpy(out.data + out.len, tag, n);
+        memcpy(out.data + out.len + n, p->vname, vl);
+        out.len += n + vl;
     }
     if (name != NULL)
         rc = ag_pb_rewrite_field1(&out, msg, len, name, name_len);
     else if (seldon_buf_reserve(&out, len) == 0) {
         if (len > 0)
-            memcpy(out.data + 5, msg, len);
+            memcpy(out.data + out.len, msg, len);
         out.len += len;
         rc = 0;
     } else {
@@ -353,6 +448,7 @@ static int emit(gp *p, const uint8_t *msg, size_t len)
     out.data[3] = (uint8_t)(mlen >> 8);
     out.data[4] = (uint8_t)mlen;
     if (p->up != NULL) {
+        keep_sent(p, out.data, out.len);
         if (sd2_write(p->up, out.data, out.len) == 1)
             p->up_full = 1;
         seldon_buf_free(&out);
@@ -439,8 +535,10 @@ static void down_data(sd2_stream *s, void *ud, const uint8_t *data, size_t len)
             sd2_consume(s, len);
         return;
     }
-    if (feed(p, data, len) != 0)
+    if (feed(p, data, len) != 0) {
+        sd2_consume(s, len); /* the call failed: its bytes still count in the windows */
         return;
+    }
     if (p->up_full)
         p->down_unconsumed += len;
     else
@@ -540,6 +638,7 @@ void ag_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     p->w.fn = loaded_again;
     p->w.arg = p;
     p->body_done = end != 0;
+    p->replay_ok = 1;
     if (internal != NULL && internal->value_len > 0 && internal->value_len < sizeof(p->internal))
         snprintf(p->internal, sizeof(p->internal), "%.*s", (int)internal->value_len,
                  internal->value);

@@ -23,13 +23,23 @@ typedef struct rp {
     seldon_buf pend; /* body bytes that came while waiting (normally none: paused) */
     int64_t started;
     int status;
-    uint8_t body_done, up_paused, waiting, is_infer, has_body;
+    /* A small answer is gathered and sent whole: head and body in one write. */
+    seldon_buf held_head; /* the server's header names and values, copied */
+    sdh_header *held_h;
+    size_t held_n;
+    seldon_buf held_body;
+    uint8_t body_done, up_paused, waiting, is_infer, has_body, deferred, holding;
+    uint8_t replayable, retried; /* the whole request is kept: a 404 can be retried once */
     char model[256];
     char vname[300];
 } rp;
 
 static const sdh_stream_ops down_ops;
 static const sdc_callbacks up_cbs;
+
+/* Request bodies up to this are gathered and sent with the head; answers up to this are
+   gathered and sent whole. As seldon-router does: fewer writes on the hot path. */
+#define AG_SMALL (64 * 1024)
 
 static void timer_closed(uv_handle_t *h)
 {
@@ -47,6 +57,9 @@ static void finish(rp *p, int code)
     if (p->model[0] != '\0' && p->is_infer)
         ag_metrics_infer(p->a, p->model, p->vname, "rest", code, p->started);
     seldon_buf_free(&p->pend);
+    seldon_buf_free(&p->held_head);
+    seldon_buf_free(&p->held_body);
+    sdd_free(p->held_h);
     sdd_free(p->mem);
     sdd_free(p);
 }
@@ -66,7 +79,7 @@ static void fail(rp *p, int status, const char *message)
     if (p->down != NULL) {
         sdh_req *down = p->down;
         p->down = NULL;
-        if (p->status == 0)
+        if (p->status == 0 || p->holding)
             sdh_respond_error(down, status, message);
         else
             sdh_stream_end(down); /* the answer had started: the client sees it cut */
@@ -76,12 +89,56 @@ static void fail(rp *p, int status, const char *message)
 
 /* ------------------------------------------------------------ upstream */
 
+static int is_frame_header(const sdh_header *h)
+{
+    return sdh_header_is_hop_by_hop(h->name, h->name_len) ||
+           sdh_name_eq(h->name, h->name_len, "content-length");
+}
+
+/* Keeps the answer's head to send it with its body: 0, or -1 (then it streams). */
+static int hold(rp *p, const sdh_header *h, size_t n, int64_t length)
+{
+    size_t need = 0, i, k = 0;
+    uint8_t *m;
+    for (i = 0; i < n; i++)
+        need += h[i].name_len + h[i].value_len;
+    p->held_h = sdd_malloc((n ? n : 1) * sizeof(*p->held_h));
+    if (p->held_h == NULL || seldon_buf_reserve(&p->held_head, need ? need : 1) != 0 ||
+        seldon_buf_reserve(&p->held_body, length > 0 ? (size_t)length : 1) != 0) {
+        sdd_free(p->held_h);
+        p->held_h = NULL;
+        return -1;
+    }
+    m = p->held_head.data;
+    for (i = 0; i < n; i++) {
+        if (is_frame_header(&h[i]))
+            continue;
+        p->held_h[k].name = (const char *)m;
+        p->held_h[k].name_len = h[i].name_len;
+        memcpy(m, h[i].name, h[i].name_len);
+        m += h[i].name_len;
+        p->held_h[k].value = (const char *)m;
+        p->held_h[k].value_len = h[i].value_len;
+        if (h[i].value_len > 0)
+            memcpy(m, h[i].value, h[i].value_len);
+        m += h[i].value_len;
+        k++;
+    }
+    p->held_n = k;
+    p->holding = 1;
+    return 0;
+}
+
+static int retry_lost(rp *p);
+
 static void up_head(sdc_request *req, int status, const sdh_header *h, size_t n, void *ud)
 {
     rp *p = ud;
     const sdh_header *cl = sdh_header_find(h, n, "content-length");
     int64_t length = -1;
     if (req != p->up || p->down == NULL)
+        return;
+    if (status == 404 && retry_lost(p))
         return;
     if (cl != NULL && !sdh_header_find(h, n, "transfer-encoding")) {
         char num[24];
@@ -91,6 +148,10 @@ static void up_head(sdc_request *req, int status, const sdh_header *h, size_t n,
         length = strtoll(num, NULL, 10);
     } else if (status == 204 || status == 304) {
         length = 0;
+    }
+    if (length >= 0 && length <= AG_SMALL && hold(p, h, n, length) == 0) {
+        p->status = status;
+        return;
     }
     if (sdh_stream_respond(p->down, status, h, n, length) != 0) {
         fail(p, 502, "bad response head from the server");
@@ -105,6 +166,13 @@ static void up_body(sdc_request *req, const char *data, size_t len, void *ud)
     seldon_buf b = SELDON_BUF_INIT;
     if (req != p->up || p->down == NULL || len == 0)
         return;
+    if (p->holding) {
+        if (p->held_body.len + len <= p->held_body.cap) {
+            memcpy(p->held_body.data + p->held_body.len, data, len);
+            p->held_body.len += len;
+        }
+        return; /* more than announced: the client's parser ends the message */
+    }
     if (seldon_buf_reserve(&b, len) != 0) {
         fail(p, 502, "agent out of memory");
         return;
@@ -131,7 +199,9 @@ static void up_done(sdc_request *req, int result, void *ud)
         return;
     p->up = NULL;
     if (result == SDC_OK) {
-        if (p->down != NULL)
+        if (p->down != NULL && p->holding)
+            sdh_respond(p->down, p->status, p->held_h, p->held_n, &p->held_body);
+        else if (p->down != NULL)
             sdh_stream_end(p->down);
         p->down = NULL;
         finish(p, p->status);
@@ -147,12 +217,28 @@ static const sdc_callbacks up_cbs = {up_head, up_body, up_drain, up_done};
 
 static void start_up(rp *p)
 {
-    int rc = sdc_request_start(&p->up, p->a->pool, &p->head, &up_cbs, p);
+    int rc;
+    if (p->deferred && !p->body_done)
+        return; /* down_end starts it with the whole body */
+    if (p->body_done && p->head.content_length >= 0 &&
+        (size_t)p->head.content_length == p->pend.len && p->pend.len > 0) {
+        /* pend is kept: the request can be sent again if the server lost the model. */
+        rc = sdc_request_start_body(&p->up, p->a->pool, &p->head, p->pend.data, p->pend.len,
+                                    &up_cbs, p);
+        p->replayable = 1;
+        if (rc != 0) {
+            p->up = NULL;
+            fail(p, 503, "the inference server cannot take the request");
+        }
+        return;
+    }
+    rc = sdc_request_start(&p->up, p->a->pool, &p->head, &up_cbs, p);
     if (rc != 0) {
         p->up = NULL;
         fail(p, 503, "the inference server cannot take the request");
         return;
     }
+    p->replayable = !p->has_body;
     if (!p->has_body)
         return;
     if (p->pend.len > 0 || p->body_done) {
@@ -181,7 +267,8 @@ static void loaded_again(void *arg, int ok, const char *reason)
         return;
     }
     start_up(p);
-    if (p->down != NULL && p->up != NULL)
+    /* The rest of the body: streamed to the server, or gathered first when small. */
+    if (p->down != NULL && (p->up != NULL || p->deferred))
         sdh_stream_resume(p->down);
 }
 
@@ -193,6 +280,42 @@ static void wait_expired(uv_timer_t *t)
     snprintf(msg, sizeof(msg), "model %s was not loaded again within %llu ms (--load-wait)",
              p->vname, (unsigned long long)p->a->cfg.load_wait_ms);
     fail(p, 503, msg);
+}
+
+/*
+ * The server answered 404 for a model the agent holds as loaded: it lost it (it
+ * restarted). Loads it again and sends the request once more, when the whole request is
+ * still here. 1 when the request now waits for that.
+ */
+static int retry_lost(rp *p)
+{
+    ag_entry *e;
+    int rc;
+    if (!p->replayable || p->retried || p->vname[0] == '\0')
+        return 0;
+    e = ag_cache_find(p->a->cache, p->vname, strlen(p->vname));
+    if (e == NULL || e->state != AG_LOADED)
+        return 0;
+    p->retried = 1;
+    drop_up(p);
+    ag_models_lost(p->a, e);
+    rc = ag_models_acquire(p->a, e, &p->w);
+    if (rc < 0) {
+        fail(p, 503, seldon_last_error());
+        return 1;
+    }
+    if (rc == 1) { /* loaded meanwhile */
+        start_up(p);
+        return 1;
+    }
+    p->waiting = 1;
+    p->timer = sdd_malloc(sizeof(*p->timer));
+    if (p->timer != NULL) {
+        uv_timer_init(p->a->loop, p->timer);
+        p->timer->data = p;
+        uv_timer_start(p->timer, wait_expired, p->a->cfg.load_wait_ms, 0);
+    }
+    return 1;
 }
 
 /* ------------------------------------------------------------ downstream */
@@ -210,7 +333,8 @@ static void down_body(void *ud, sdh_req *req, const uint8_t *data, size_t len)
         }
         memcpy(p->pend.data + p->pend.len, data, len);
         p->pend.len += len;
-        sdh_stream_pause(p->down);
+        if (p->waiting || !p->deferred || p->pend.len > AG_SMALL)
+            sdh_stream_pause(p->down);
         return;
     }
     if (sdc_request_write(p->up, data, len, 0) == 1)
@@ -224,6 +348,8 @@ static void down_end(void *ud, sdh_req *req)
     p->body_done = 1;
     if (p->up != NULL && p->has_body)
         sdc_request_write(p->up, NULL, 0, 1);
+    else if (p->up == NULL && p->deferred && !p->waiting && p->down != NULL)
+        start_up(p);
 }
 
 static void down_drain(void *ud, sdh_req *req)
@@ -359,7 +485,8 @@ void ag_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
         snprintf(p->model, sizeof(p->model), "%.*s", (int)(e->model ? strlen(e->model) : 0),
                  e->model);
         snprintf(p->vname, sizeof(p->vname), "%s", e->vname);
-        p->is_infer = head->path_len >= 6 && memcmp(head->path + head->path_len - 6, "/infer", 6) == 0;
+        p->is_infer =
+            head->path_len >= 6 && memcmp(head->path + head->path_len - 6, "/infer", 6) == 0;
     }
     if (keep_head(p, head, off, e != NULL ? len : 0) != 0) {
         sdd_free(p);
@@ -375,6 +502,7 @@ void ag_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
         p->head.content_length = declared;
     p->has_body = p->head.content_length != 0 && p->head.content_length != SDH_BODY_NONE;
     p->body_done = declared == 0;
+    p->deferred = declared > 0 && declared <= AG_SMALL;
     if (sdh_stream_take(req, &down_ops, p) != 0) {
         sdd_free(p->mem);
         sdd_free(p);

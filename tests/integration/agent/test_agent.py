@@ -92,13 +92,35 @@ def test_load_local_then_infer_rest_and_grpc(pair, g):
     assert status == 404 and b"absent" in body
 
 
-def test_versions_and_internal_header(pair):
+def test_versions_and_internal_header(pair, g):
     pair.sched.load("m", 1, pair.source("m1", add(1)))
     pair.sched.load("m", 2, pair.source("m2", add(2)))
     status, doc = infer_rest(pair.agent.http, "m", [0])
     assert status == 200 and doc["model_name"] == "m_2" and doc["outputs"][0]["data"] == [2]
     status, doc = infer_rest(pair.agent.http, "m", [0], headers={"seldon-internal-model": "m_1"})
     assert status == 200 and doc["model_name"] == "m_1" and doc["outputs"][0]["data"] == [1]
+    channel, stub = g.stub(pair.agent)
+    try:
+        req = g.request("m", {"x": np.array([0], dtype=np.float32)})
+        resp = stub.ModelInfer(req, timeout=30)
+        assert resp.model_name == "m_2" and g.outputs(resp)["x"].tolist() == [2]
+        resp = stub.ModelInfer(req, timeout=30, metadata=[("seldon-internal-model", "m_1")])
+        assert resp.model_name == "m_1" and g.outputs(resp)["x"].tolist() == [1]
+        # No name in the message: the header's is put in; without a header, refused.
+        ready = stub.ModelReady(g.pb2.ModelReadyRequest(), timeout=30,
+                                metadata=[("seldon-internal-model", "m_1")])
+        assert ready.ready
+        try:
+            stub.ModelReady(g.pb2.ModelReadyRequest(), timeout=30)
+            raise AssertionError("expected NOT_FOUND")
+        except g.grpc.RpcError as e:
+            assert e.code() == g.grpc.StatusCode.NOT_FOUND and "names no model" in e.details()
+        # The versioned name itself is taken as it is.
+        resp = stub.ModelInfer(g.request("m_1", {"x": np.array([0], dtype=np.float32)}),
+                               timeout=30)
+        assert resp.model_name == "m_1"
+    finally:
+        channel.close()
     pair.sched.unload("m", 2)
     assert not (pair.models / "m_2").exists()
     status, doc = infer_rest(pair.agent.http, "m", [0])
@@ -260,6 +282,10 @@ def test_metrics(pair, g):
     assert metric(m, "seldon_model_infer_api_seconds_count", method_type="rest", **base) == 3
     assert metric(m, "seldon_loaded_model_gauge", **base) == 1
     assert metric(m, "seldon_load_model_counter", **base) == 1
+    assert metric(m, "seldon_model_infer_seconds_total", method_type="rest", **base) > 0
+    assert metric(m, "seldon_model_aggregate_infer_total", server="mlserver", server_replica="0",
+                  method_type="rest", code="200") == 3
+    assert metric(m, "seldon_model_aggregate_infer_seconds_total", method_type="grpc") > 0
     assert metric(m, "seldon_loaded_model_memory_bytes_gauge", **base) == 0  # none declared
     assert metric(m, "seldon_server_replica_memory_capacity_bytes_gauge", server="mlserver") == 0
     status, _, body = request(pair.agent.metrics_port, "GET", "/metrics")
@@ -423,3 +449,97 @@ def test_without_scheduler_serves_nothing_but_health(tmp_path):
     finally:
         agent.stop()
         server.stop()
+
+
+def test_large_rest_bodies_stream_both_ways(ctl, tmp_path):
+    """Bodies and answers over the gathering threshold stream through, also to a model
+    that was evicted (its body waits, paused, for the reload)."""
+    from conftest import Pair
+    p = Pair(ctl, tmp_path, "--memory", "100")
+    try:
+        p.sched.load("id", 1, p.source("id", {"implementation": "builtin.identity"}), memory=60)
+        values = [float(i % 1000) for i in range(100_000)]  # ~0.6 MB of JSON each way
+        status, doc = infer_rest(p.agent.http, "id", values)
+        assert status == 200 and doc["outputs"][0]["data"] == values
+        p.sched.load("other", 1, p.source("other", add(1)), memory=60)  # evicts id
+        assert metric(p.agent.metrics(), "seldon_cache_evict_count", model="id") == 1
+        status, doc = infer_rest(p.agent.http, "id", values)
+        assert status == 200 and doc["outputs"][0]["data"] == values
+        assert doc["model_name"] == "id_1"
+        # Small ones, gathered and sent whole, after the big ones on fresh connections.
+        status, doc = infer_rest(p.agent.http, "id", [1.5])
+        assert status == 200 and doc["outputs"][0]["data"] == [1.5]
+    finally:
+        p.stop()
+
+
+def test_reload_does_not_wait_for_a_long_fetch(ctl, tmp_path):
+    """While a LOAD's fetch takes long, a request for an evicted model is answered: the
+    reload takes the server lane beside the fetch. The LOAD completes afterwards."""
+    import time
+    from conftest import GUARD, Pair
+    started, release = tmp_path / "started", tmp_path / "release"
+    fake = tmp_path / "gated-rclone"
+    # rclone copy [--config F] remote:/abs/path DST: waits for the test, then copies.
+    fake.write_text(f"""#!/bin/sh
+for a in "$@"; do src=$dst; dst=$a; done
+touch {started}
+while [ ! -e {release} ]; do sleep 0.02; done
+exec cp -R "${{src#gated:}}/." "$dst"
+""")
+    fake.chmod(0o755)
+    p = Pair(ctl, tmp_path, "--memory", "100", "--rclone", fake)
+    try:
+        p.sched.load("a", 1, p.source("a", add(1)), memory=60)
+        p.sched.load("b", 1, p.source("b", add(2)), memory=60)  # evicts a
+        cid = p.sched.command("LOAD", "c", 1, {
+            "apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model", "metadata": {"name": "c"},
+            "spec": {"storageUri": "gated:" + p.source("c", add(3)), "memory": "30"}})
+        deadline = time.monotonic() + GUARD
+        while not started.exists():
+            assert time.monotonic() < deadline, p.agent.stderr()
+            time.sleep(0.01)
+        status, doc = infer_rest(p.agent.http, "a", [0])  # reloads a, evicting b
+        assert status == 200 and doc["outputs"][0]["data"] == [1], doc
+        assert not release.exists()  # answered while the fetch still waited
+        release.touch()
+        ev = p.sched.wait_report(cid)
+        assert p.sched.pb.AgentEvent.Type.Name(ev.type) == "LOADED", ev
+        status, doc = infer_rest(p.agent.http, "c", [0])
+        assert status == 200 and doc["outputs"][0]["data"] == [3], doc
+        m = p.agent.metrics()
+        assert metric(m, "seldon_loaded_model_memory_bytes_gauge", model="c") == 30
+        assert metric(m, "seldon_cache_evict_count", model="b") == 1
+    finally:
+        p.stop()
+
+
+def test_server_lost_a_model_reloads_it(pair, g):
+    """The server answers 404 / NOT_FOUND for a model the agent holds (unloaded behind its
+    back, or the server restarted): the agent loads it again and the request is answered."""
+    from conftest import Server
+    pair.sched.load("add10", 1, pair.source("add10", add(10)))
+    status, _, _ = request(pair.server.http, "POST", "/v2/repository/models/add10_1/unload",
+                           body=b"")
+    assert status == 200
+    status, doc = infer_rest(pair.agent.http, "add10", [1])
+    assert status == 200 and doc["outputs"][0]["data"] == [11], doc
+    request(pair.server.http, "POST", "/v2/repository/models/add10_1/unload", body=b"")
+    channel, stub = g.stub(pair.agent)
+    try:
+        resp = stub.ModelInfer(g.request("add10", {"x": np.array([2], dtype=np.float32)}),
+                               timeout=60)
+        assert g.outputs(resp)["x"].tolist() == [12]
+    finally:
+        channel.close()
+    # The server restarts on the same ports, with nothing loaded.
+    http, grpc_port = pair.server.http, pair.server.grpc
+    pair.server.stop()
+    pair.server = Server(pair.models, "--no-load-all", "--http-port", http, "--grpc-port",
+                         grpc_port)
+    status, doc = infer_rest(pair.agent.http, "add10", [3])
+    assert status == 200 and doc["outputs"][0]["data"] == [13], doc
+    assert metric(pair.agent.metrics(), "seldon_load_model_counter", model="add10") == 4
+    # A model the agent never held is still a plain 404.
+    status, _, _ = request(pair.agent.http, "POST", "/v2/models/other/infer", body={})
+    assert status == 404

@@ -144,8 +144,8 @@ Test(pb, rewrite_field1_splices_bytes)
 {
     /* model_name "iris" (1), model_version "" skipped, id "r" (3), a varint field 9. */
     static const uint8_t msg[] = {0x0a, 4, 'i', 'r', 'i', 's', 0x1a, 1, 'r', 0x48, 0x96, 0x01};
-    static const uint8_t want[] = {0x0a, 6,   'i', 'r', 'i', 's', '_', '1',
-                                   0x1a, 1,   'r', 0x48, 0x96, 0x01};
+    static const uint8_t want[] = {0x0a, 6,    'i', 'r', 'i',  's',  '_',
+                                   '1',  0x1a, 1,   'r', 0x48, 0x96, 0x01};
     seldon_buf b = SELDON_BUF_INIT;
     size_t off = 0, len = 0;
     cr_assert_eq(ag_pb_field1(msg, sizeof(msg), &off, &len), 0);
@@ -208,4 +208,21 @@ Test(spec, storage_uri_version_memory)
     ag_spec_clear(&s);
     cr_assert_eq(ag_spec_parse(&s, bad, strlen(bad)), SELDON_EPARSE);
     cr_assert(strstr(seldon_last_error(), "spec.storagUri") != NULL, "%s", seldon_last_error());
+}
+
+Test(cache, huge_sizes_saturate_instead_of_wrapping)
+{
+    ag_cache *c = NULL;
+    ag_entry *big, *n, **v = NULL;
+    size_t nv = 0;
+    cr_assert_eq(ag_cache_new(&c, 100), 0);
+    big = loaded(c, "big", 1, INT64_MAX);
+    loaded(c, "big", 2, INT64_MAX);
+    cr_assert_eq(ag_cache_used(c), INT64_MAX);
+    n = ag_cache_add(c, "n", 1, 10);
+    cr_assert_eq(ag_cache_plan(&v, &nv, c, n), 0);
+    cr_assert_eq(nv, 2); /* both go: never a wrapped sum that looks small */
+    cr_assert(v[0] == big || v[1] == big);
+    seldon_free(v);
+    ag_cache_free(c);
 }
