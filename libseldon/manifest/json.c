@@ -124,21 +124,28 @@ static int convert(conv *c, const sdn_jv *v, sdn_mf_node **out)
 }
 
 /*
- * What libyaml reads otherwise than JSON does: UTF-16 surrogate escapes (it
- * refuses them) and raw NEL, LS and PS (line breaks to YAML, folded inside
- * quotes). Text holding them goes the YAML way; canonical JSON never does.
+ * What libyaml reads otherwise than JSON does: UTF-16 surrogate escapes and
+ * the characters its reader refuses (DEL, C1 controls, U+FFFE, U+FFFF), which
+ * JSON allows in strings; raw NEL, LS and PS, which are line breaks to YAML
+ * (folded inside quotes). Text holding them goes the YAML way; canonical JSON
+ * never holds them.
  */
 static int yaml_differs(const uint8_t *p, size_t len)
 {
     size_t i;
-    for (i = 0; i + 1 < len; i++) {
-        if (p[i] == '\\' && p[i + 1] == 'u' && i + 3 < len && (p[i + 2] | 0x20) == 'd' &&
-            strchr("89abAB", p[i + 3]) != NULL && p[i + 3] != '\0')
-            return 1;
-        if (p[i] == 0xC2 && p[i + 1] == 0x85)
-            return 1;
-        if (p[i] == 0xE2 && p[i + 1] == 0x80 && i + 2 < len &&
-            (p[i + 2] == 0xA8 || p[i + 2] == 0xA9))
+    for (i = 0; i < len; i++) {
+        uint8_t c = p[i], n1 = i + 1 < len ? p[i + 1] : 0, n2 = i + 2 < len ? p[i + 2] : 0;
+        uint8_t n3 = i + 3 < len ? p[i + 3] : 0;
+        if (c == '\\' && n1 == 'u' && (n2 | 0x20) == 'd' &&
+            ((n3 >= '8' && n3 <= '9') || ((n3 | 0x20) >= 'a' && (n3 | 0x20) <= 'b')))
+            return 1; /* \uD800-\uDBFF... */
+        if (c == '\\') {
+            i++; /* an escaped character, whatever it is, is not the start of another escape */
+            continue;
+        }
+        if (c == 0x7F || (c == 0xC2 && n1 >= 0x80 && n1 <= 0x9F) ||
+            (c == 0xE2 && n1 == 0x80 && (n2 == 0xA8 || n2 == 0xA9)) ||
+            (c == 0xEF && n1 == 0xBF && (n2 == 0xBE || n2 == 0xBF)))
             return 1;
     }
     return 0;

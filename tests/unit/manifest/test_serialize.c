@@ -315,9 +315,24 @@ Test(json, fast_path_and_libyaml_agree)
         "{\n\t\"apiVersion\":\t\"mlops.seldon.io/v1alpha1\",\n\t\"kind\": \"Model\",\n"
         "\t\"metadata\": {\"name\": \"iris\"},\n\t\"spec\": {\"storageUri\": \"x\"}\n}\n",
         "{\"kind\": \"Model\", \"spec\": {\"storageUri\": \"\\ud83d\\ude00\"}}",
-        J("{\"storageUri\": \"a\xe2\x80\xa8" "b\xc2\x85" "c\xef\xbb\xbf" "d\"}"),
-        J("{\"storageUri\": \"a\xe2\x80\xa9" "b\"}"),
-        J("{\"storageUri\": \"a\xc2\x85" "b\"}"),
+        J("{\"storageUri\": \"a\xe2\x80\xa8"
+          "b\xc2\x85"
+          "c\xef\xbb\xbf"
+          "d\"}"),
+        J("{\"storageUri\": \"a\xe2\x80\xa9"
+          "b\"}"),
+        J("{\"storageUri\": \"a\xc2\x85"
+          "b\"}"),
+        J("{\"storageUri\": \"a\x7f"
+          "b\"}"),
+        J("{\"storageUri\": \"a\xc2\x80"
+          "b\"}"),
+        J("{\"storageUri\": \"a\xef\xbf\xbe"
+          "b\"}"),
+        J("{\"storageUri\": \"a\xef\xbf\xbd\xef\xbb\xbf\xf0\x9f\x98\x80"
+          "b\"}"),
+        J("{\"storageUri\": \"a\\\\ud800\"}"),
+        J("{\"storageUri\": \"a\\uDBFF\\uDFFF\"}"),
         "{}",
     };
     size_t i;
