@@ -416,3 +416,25 @@ def test_one_scheduler_per_state_folder(scheduler):
     assert r.code == 0, r
     assert subprocess.run([SCHEDULER, "--help"], capture_output=True).stdout.startswith(
         b"usage: seldon-scheduler")
+
+
+def test_a_replica_that_never_comes_back_is_replaced_after_the_ready_timeout(stubs, tmp_path):
+    sched = Scheduler(tmp_path / "state", "--ready-timeout", "1")
+    caps = ["sklearn"]
+    a0 = FakeAgent(stubs, sched, "mlserver", 0, caps, GI, "127.0.0.1:19301", "127.0.0.1:19302")
+    a1 = FakeAgent(stubs, sched, "mlserver", 1, caps, GI, "127.0.0.1:19311", "127.0.0.1:19312")
+    load(sched, tmp_path, "iris", requirements=["sklearn"])
+    a0.report(expect_load(a0, "iris"), "LOADED")
+    wait_status(sched, "iris", "ModelAvailable")
+    sched.restart()
+    a0.close()
+    a1.close()
+    a1 = FakeAgent(stubs, sched, "mlserver", 1, caps, GI, "127.0.0.1:19311", "127.0.0.1:19312")
+    # Replica 0 never returns: once the timeout passes, iris goes to replica 1.
+    cmd = expect_load(a1, "iris")
+    assert sched.metric("seldon_scheduler_ready") == 1
+    a1.report(cmd, "LOADED")
+    doc = wait_status(sched, "iris", "ModelAvailable")
+    assert doc["versions"][0]["modelReplicaState"]["1"]["state"] == "Available", doc
+    a1.close()
+    sched.stop()
