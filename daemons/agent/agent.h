@@ -63,6 +63,7 @@ typedef struct agent {
     sdh_server *http;
     sdh_server *metrics_http;
     sd2_server *h2;
+    sd2_server *h2_draining; /* after SIGTERM, until its streams end */
     sd2_client *h2c;
     sdc_pool *pool; /* REST to the server */
     char srv_host[64];

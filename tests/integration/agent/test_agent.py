@@ -543,3 +543,39 @@ def test_server_lost_a_model_reloads_it(pair, g):
     # A model the agent never held is still a plain 404.
     status, _, _ = request(pair.agent.http, "POST", "/v2/models/other/infer", body={})
     assert status == 404
+
+
+def test_sigterm_lets_an_open_grpc_stream_finish(pair, g):
+    """On SIGTERM the gRPC side drains: a ModelStreamInfer stream already open keeps being
+    answered until the client ends it; then the agent exits 0."""
+    import queue as q
+    import signal
+    pair.sched.load("add10", 1, pair.source("add10", add(10)))
+    channel, stub = g.stub(pair.agent)
+    requests = q.Queue()
+
+    def gen():
+        while True:
+            item = requests.get()
+            if item is None:
+                return
+            yield item
+
+    try:
+        responses = stub.ModelStreamInfer(gen(), timeout=60)
+        requests.put(g.request("add10", {"x": np.array([1], dtype=np.float32)}))
+        first = next(responses)
+        assert g.outputs(first.infer_response)["x"].tolist() == [11]
+        pair.agent.proc.send_signal(signal.SIGTERM)
+        deadline = __import__("time").monotonic() + 30
+        while "SIGTERM" not in pair.agent.stderr():
+            assert __import__("time").monotonic() < deadline
+            __import__("time").sleep(0.01)
+        requests.put(g.request("add10", {"x": np.array([2], dtype=np.float32)}))
+        second = next(responses)
+        assert g.outputs(second.infer_response)["x"].tolist() == [12]
+        requests.put(None)
+        assert list(responses) == []
+    finally:
+        channel.close()
+    assert pair.agent.proc.wait(60) == 0, pair.agent.stderr()
