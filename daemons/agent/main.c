@@ -419,7 +419,9 @@ static int start_done;
 static void start_on_loop(void *arg)
 {
     agent *a = arg;
-    int rc = ag_control_start(a);
+    int rc;
+    ag_models_check_server(a);
+    rc = ag_control_start(a);
     pthread_mutex_lock(&start_mu);
     start_rc = rc;
     start_done = 1;
@@ -573,6 +575,8 @@ int main(int argc, char **argv)
     rc = setup_metrics(&a);
     if (rc == 0)
         rc = ag_cache_new(&a.cache, a.cfg.memory);
+    if (rc == 0)
+        rc = ag_models_restore(&a);
     if (rc == 0)
         rc = sdl_loops_new(&a.loops, 1);
     if (rc != 0) {
