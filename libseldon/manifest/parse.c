@@ -167,7 +167,7 @@ static int fields_of(mf_ctx *c, const sdn_mf_node *map, const char *const *names
             if (strcmp(k->s, names[i]) == 0 && strlen(names[i]) == k->len)
                 break;
         if (i == count) {
-            size_t best = 0, bestd = 99, old;
+            size_t best = 0, bestd = 99;
             for (i = 0; i < count; i++) {
                 size_t d = edit_distance(k->s, names[i]);
                 if (d < bestd) {
@@ -176,8 +176,7 @@ static int fields_of(mf_ctx *c, const sdn_mf_node *map, const char *const *names
                 }
             }
             sdn_mf_quote(q, sizeof(q), k->s, k->len);
-            old = enter_field(c, q);
-            (void)old;
+            enter_field(c, q);
             if (bestd <= 2 && bestd < k->len)
                 return fail(c, k->line, "unknown field (did you mean \"%s\"?)", names[best]);
             return fail(c, k->line, "unknown field");
@@ -549,15 +548,14 @@ static int join_field(mf_ctx *c, const sdn_mf_node *v, const char *field, const 
 }
 
 /* replicas, minReplicas, maxReplicas, with upstream's rules. */
-static int scaling(mf_ctx *c, const sdn_mf_node *spec, const sdn_mf_node *rep,
-                   const sdn_mf_node *min, const sdn_mf_node *max, int32_t *replicas,
-                   int32_t *min_replicas, int32_t *max_replicas)
+static int scaling(mf_ctx *c, const sdn_mf_node *rep, const sdn_mf_node *min,
+                   const sdn_mf_node *max, int32_t *replicas, int32_t *min_replicas,
+                   int32_t *max_replicas)
 {
     int has_rep, rc;
     *replicas = 1;
     *min_replicas = 0;
     *max_replicas = 0;
-    (void)spec;
     if ((rc = int32_field(c, rep, "replicas", 0, INT32_MAX, replicas)) < 0)
         return rc;
     has_rep = rc;
@@ -664,7 +662,7 @@ static int model_spec(mf_ctx *c, const sdn_mf_node *spec, seldon_model_spec *m)
         return rc;
     if ((rc = quantity_field(c, f[M_MEMORY], "memory", &m->memory_bytes)) < 0)
         return rc;
-    if ((rc = scaling(c, spec, f[M_REPLICAS], f[M_MIN_REPLICAS], f[M_MAX_REPLICAS], &m->replicas,
+    if ((rc = scaling(c, f[M_REPLICAS], f[M_MIN_REPLICAS], f[M_MAX_REPLICAS], &m->replicas,
                       &m->min_replicas, &m->max_replicas)) != 0)
         return rc;
     if ((rc = text_field(c, spec, f[M_SERVER], "server", F_NAME, &m->server)) != 0)
@@ -811,7 +809,7 @@ static int server_spec(mf_ctx *c, const sdn_mf_node *spec, seldon_server_spec *s
         (rc = list_field(c, f[S_EXTRA_CAPABILITIES], "extraCapabilities", 0, &s->extra_capabilities,
                          &s->extra_capabilities_count)) != 0)
         return rc;
-    if ((rc = scaling(c, spec, f[S_REPLICAS], f[S_MIN_REPLICAS], f[S_MAX_REPLICAS], &s->replicas,
+    if ((rc = scaling(c, f[S_REPLICAS], f[S_MIN_REPLICAS], f[S_MAX_REPLICAS], &s->replicas,
                       &s->min_replicas, &s->max_replicas)) != 0)
         return rc;
     if (f[S_POD_SPEC] != NULL && (rc = pod_memory(c, f[S_POD_SPEC], &s->memory_bytes)) != 0)
