@@ -13,7 +13,7 @@ packages=(
   libgrpc-dev librdkafka-dev libxgboost-dev libjansson-dev
   # tests
   libcriterion-dev python3 python3-pytest python3-numpy python3-grpcio
-  python3-grpc-tools python3-protobuf python3-xgboost curl kcat rclone
+  python3-grpc-tools python3-protobuf python3-xgboost python3-sklearn curl kcat rclone
   # benchmarks
   wrk nghttp2-client nginx prometheus
 )

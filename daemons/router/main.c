@@ -3,6 +3,7 @@
  * routed by the seldon-model header to the upstreams of a routes file.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,12 +23,26 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: seldon-router --routes FILE [options]\n"
+            "       seldon-router --scheduler-host HOST[:PORT] [--routes FILE] [options]\n"
             "\n"
             "The single ingress of the data plane: REST (HTTP/1.1) and gRPC (h2c) on one\n"
             "port, each request sent to an upstream of the route that its seldon-model\n"
             "header names (REST without the header: the model or pipeline of the path).\n"
             "\n"
-            "  --routes FILE          the routes file (YAML; see docs/router.md); required\n"
+            "  --routes FILE          the routes file (YAML; see docs/router.md); with\n"
+            "                         --scheduler-host: the defaults for the scheduler's\n"
+            "                         routes, and the routes to start on when none were\n"
+            "                         saved\n"
+            "  --scheduler-host HOST[:PORT]\n"
+            "                         take routes from the scheduler's RouteService (port\n"
+            "                         9002 by default; HOST an IP address or a name);\n"
+            "                         the last routes are kept and served while it is down\n"
+            "  --routes-cache FILE    where the scheduler's routes are saved, and read at\n"
+            "                         start (default: STATE_DIR/routes.yaml)\n"
+            "  --state-dir DIR        the router's own files (default ./.seldon-router)\n"
+            "  --name NAME            this router in the scheduler's logs (default: host name)\n"
+            "  --resubscribe-max MS   longest wait between subscription attempts (default\n"
+            "                         5000)\n"
             "  --port N               the port for REST and gRPC (default 9000; 0 picks one)\n"
             "  --metrics-port N       Prometheus /metrics (default 9003; 0 picks one; -1: off)\n"
             "  --host ADDR            address to listen on (default 0.0.0.0)\n"
@@ -42,8 +58,10 @@ static void usage(FILE *f)
             "  --help, --version\n"
             "\n"
             "Signals: SIGHUP reloads the routes file (a bad file is refused and the routes\n"
-            "in force stay); SIGTERM and SIGINT stop accepting, finish what is in flight\n"
-            "and exit 0. Prints 'listening port=P metrics=P' on stdout once serving.\n");
+            "in force stay; with --scheduler-host, the file's routes replace the\n"
+            "scheduler's only if none came yet, and its defaults apply from the next\n"
+            "table). SIGTERM and SIGINT stop accepting, finish what is in flight and\n"
+            "exit 0. Prints 'listening port=P metrics=P' on stdout once serving.\n");
 }
 
 static int parse_args(rt_config *c, int argc, char **argv)
@@ -60,6 +78,11 @@ static int parse_args(rt_config *c, int argc, char **argv)
         O_REPLAY,
         O_UCONNS,
         O_LOG,
+        O_SCHED,
+        O_CACHE,
+        O_STATE,
+        O_NAME,
+        O_RESUB,
         O_HELP,
         O_VERSION
     };
@@ -75,6 +98,11 @@ static int parse_args(rt_config *c, int argc, char **argv)
         {"replay-limit", required_argument, NULL, O_REPLAY},
         {"upstream-conns", required_argument, NULL, O_UCONNS},
         {"log-level", required_argument, NULL, O_LOG},
+        {"scheduler-host", required_argument, NULL, O_SCHED},
+        {"routes-cache", required_argument, NULL, O_CACHE},
+        {"state-dir", required_argument, NULL, O_STATE},
+        {"name", required_argument, NULL, O_NAME},
+        {"resubscribe-max", required_argument, NULL, O_RESUB},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -93,6 +121,8 @@ static int parse_args(rt_config *c, int argc, char **argv)
     c->replay_limit = 1u << 20;
     c->upstream_conns = 64;
     c->log_level = SELDON_LOG_INFO;
+    c->state_dir = "./.seldon-router";
+    c->resubscribe_max_ms = 5000;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         const char *bad = NULL;
         switch (o) {
@@ -152,6 +182,39 @@ static int parse_args(rt_config *c, int argc, char **argv)
             if (c->log_level < 0)
                 bad = "--log-level";
             break;
+        case O_SCHED: {
+            char host[256];
+            int port;
+            if (rt_sub_parse_host(host, sizeof(host), &port, optarg) != 0)
+                bad = "--scheduler-host";
+            else
+                c->scheduler_host = optarg;
+            break;
+        }
+        case O_CACHE:
+            if (optarg[0] == '\0' || strlen(optarg) > 4000)
+                bad = "--routes-cache";
+            else
+                c->routes_cache = optarg;
+            break;
+        case O_STATE:
+            if (optarg[0] == '\0' || strlen(optarg) > 3900)
+                bad = "--state-dir";
+            else
+                c->state_dir = optarg;
+            break;
+        case O_NAME:
+            if (strlen(optarg) > 256)
+                bad = "--name";
+            else
+                c->name = optarg;
+            break;
+        case O_RESUB:
+            if (sdd_parse_long(optarg, RT_SUB_BACKOFF_MIN_MS, 3600000, &v) < 0)
+                bad = "--resubscribe-max";
+            else
+                c->resubscribe_max_ms = (uint64_t)v;
+            break;
         case O_HELP:
         case 'h':
             usage(stdout);
@@ -172,8 +235,14 @@ static int parse_args(rt_config *c, int argc, char **argv)
         fprintf(stderr, "seldon-router: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (c->routes_path == NULL) {
-        fprintf(stderr, "seldon-router: --routes is required (see --help)\n");
+    if (c->name == NULL) {
+        static char host[256];
+        if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+            snprintf(host, sizeof(host), "seldon-router");
+        c->name = host;
+    }
+    if (c->routes_path == NULL && c->scheduler_host == NULL) {
+        fprintf(stderr, "seldon-router: --routes is required, or --scheduler-host (see --help)\n");
         return -1;
     }
     return 0;
@@ -295,10 +364,27 @@ static int adopt_h2(void *user_data, const sd_adopt *conn)
     return sd2_server_adopt(L->h2, conn);
 }
 
+/* One install: the loops left to swap, and what runs after the last one. */
+typedef struct swap_all {
+    atomic_int left;
+    void (*done)(void *arg);
+    void *arg;
+} swap_all;
+
 typedef struct swap_msg {
     rt_loop *L;
     seldon_routes *routes; /* one reference, dropped here */
+    swap_all *all;         /* shared by the install's messages, or NULL */
 } swap_msg;
+
+/* Counts one loop done with an install (swapped, or never to be); the last runs done. */
+static void swap_counted(swap_all *all)
+{
+    if (all == NULL || atomic_fetch_sub(&all->left, 1) != 1)
+        return;
+    all->done(all->arg);
+    sdd_free(all);
+}
 
 static void swap_on_loop(void *arg)
 {
@@ -306,77 +392,205 @@ static void swap_on_loop(void *arg)
     if (seldon_router_lb_swap(m->L->lb, m->routes) != 0)
         sdd_log(SELDON_LOG_ERROR, "loop %d: routes swap failed: %s", m->L->index,
                 seldon_last_error());
+    swap_counted(m->all);
     seldon_routes_release(m->routes);
     sdd_free(m);
 }
 
-static int numeric_host(const char *host)
+int rt_numeric_host(const char *host)
 {
     unsigned char buf[sizeof(struct in6_addr)];
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
+int rt_routes_check(const seldon_routes *t, const char *source)
+{
+    size_t i, j;
+    char msg[512];
+    for (i = 0; i < seldon_routes_count(t); i++) {
+        for (j = 0; j < seldon_routes_upstream_count(t, i); j++) {
+            const seldon_router_upstream *u = seldon_routes_upstream(t, i, j);
+            const char *bad = u->http_host != NULL && !rt_numeric_host(u->http_host)   ? u->http
+                              : u->grpc_host != NULL && !rt_numeric_host(u->grpc_host) ? u->grpc
+                                                                                       : NULL;
+            if (bad != NULL) {
+                snprintf(msg, sizeof(msg),
+                         "%s%sroute \"%s\", upstream %zu: \"%s\": host names are not "
+                         "resolved; give an IP address",
+                         source ? source : "", source ? ": " : "", seldon_routes_name(t, i), j,
+                         bad);
+                return seldon_set_error(SELDON_EINVAL, msg);
+            }
+        }
+    }
+    return 0;
+}
+
 /*
- * Loads the routes file, and refuses upstreams the transports cannot reach: they
+ * Loads a routes file, and refuses upstreams the transports cannot reach: they
  * connect to IP addresses and resolve no names (the scheduler pushes addresses).
  */
 static int load_routes(seldon_routes **out, const char *path)
 {
     seldon_routes *t = NULL;
-    size_t i, j;
-    char msg[512];
     int rc = seldon_routes_load(&t, path);
     if (rc != 0)
         return rc;
-    for (i = 0; i < seldon_routes_count(t); i++) {
-        for (j = 0; j < seldon_routes_upstream_count(t, i); j++) {
-            const seldon_router_upstream *u = seldon_routes_upstream(t, i, j);
-            const char *bad = u->http_host != NULL && !numeric_host(u->http_host)   ? u->http
-                              : u->grpc_host != NULL && !numeric_host(u->grpc_host) ? u->grpc
-                                                                                    : NULL;
-            if (bad != NULL) {
-                snprintf(msg, sizeof(msg),
-                         "%s: route \"%s\", upstream %zu: \"%s\": host names are not "
-                         "resolved; give an IP address",
-                         path, seldon_routes_name(t, i), j, bad);
-                seldon_routes_release(t);
-                return seldon_set_error(SELDON_EINVAL, msg);
-            }
-        }
+    if ((rc = rt_routes_check(t, path)) != 0) {
+        seldon_routes_release(t);
+        return rc;
     }
     *out = t;
     return 0;
 }
 
-/* Main thread: reads the routes file again; a bad one leaves the routes in force. */
+void rt_routes_install(router *r, seldon_routes *fresh, void (*done)(void *arg), void *arg)
+{
+    swap_all *all = NULL;
+    int i;
+    if (done != NULL) {
+        all = sdd_malloc(sizeof(*all));
+        if (all == NULL) {
+            done(arg); /* the swaps go out all the same; only the notice is early */
+        } else {
+            atomic_init(&all->left, r->nloops);
+            all->done = done;
+            all->arg = arg;
+        }
+    }
+    for (i = 0; i < r->nloops; i++) {
+        swap_msg *m = sdd_malloc(sizeof(*m));
+        if (m == NULL) {
+            swap_counted(all);
+            continue;
+        }
+        m->L = &r->per_loop[i];
+        m->routes = seldon_routes_retain(fresh);
+        m->all = all;
+        if (sdl_loops_post(r->loops, i, swap_on_loop, m) != 0) {
+            seldon_routes_release(m->routes);
+            sdd_free(m);
+            swap_counted(all);
+        }
+    }
+    seldon_routes_release(r->routes);
+    r->routes = fresh;
+}
+
+/*
+ * Main thread: reads the routes file again; a bad one leaves the routes in force.
+ * With a scheduler, the file gives the defaults of the tables it pushes from now
+ * on, and its routes are used only while the scheduler gave none.
+ */
 static void reload(router *r)
 {
     seldon_routes *fresh = NULL;
     seldon_series *s = NULL;
     const char *result = "ok";
-    int i;
+    size_t n;
+    if (r->cfg.routes_path == NULL) {
+        sdd_log(SELDON_LOG_WARN, "SIGHUP: no --routes file to reload: routes come from the "
+                                 "scheduler");
+        return;
+    }
     if (load_routes(&fresh, r->cfg.routes_path) != 0) {
         sdd_log(SELDON_LOG_ERROR, "SIGHUP: %s: the routes in force stay", seldon_last_error());
         result = "error";
     } else {
-        for (i = 0; i < r->nloops; i++) {
-            swap_msg *m = sdd_malloc(sizeof(*m));
-            if (m == NULL)
-                continue;
-            m->L = &r->per_loop[i];
-            m->routes = seldon_routes_retain(fresh);
-            if (sdl_loops_post(r->loops, i, swap_on_loop, m) != 0) {
-                seldon_routes_release(m->routes);
-                sdd_free(m);
-            }
+        n = seldon_routes_count(fresh);
+        pthread_mutex_lock(&r->routes_mu);
+        seldon_routes_get_defaults(&r->defaults, fresh);
+        if (r->from_scheduler) {
+            seldon_routes_release(fresh);
+            pthread_mutex_unlock(&r->routes_mu);
+            sdd_log(SELDON_LOG_INFO,
+                    "SIGHUP: %s reloaded: its defaults apply from the scheduler's next "
+                    "table; the scheduler's routes stay",
+                    r->cfg.routes_path);
+        } else {
+            rt_routes_install(r, fresh, NULL, NULL);
+            pthread_mutex_unlock(&r->routes_mu);
+            sdd_log(SELDON_LOG_INFO, "SIGHUP: %s reloaded: %zu route(s)", r->cfg.routes_path, n);
         }
-        seldon_routes_release(r->routes);
-        r->routes = fresh;
-        sdd_log(SELDON_LOG_INFO, "SIGHUP: %s reloaded: %zu route(s)", r->cfg.routes_path,
-                seldon_routes_count(fresh));
     }
     if (seldon_metric_series(&s, r->m_reloads, &result) == 0)
         seldon_series_add(s, 1);
+}
+
+/* Creates dir and its parents (mkdir -p). */
+static int make_dirs(const char *dir)
+{
+    char path[4096];
+    struct stat st;
+    size_t i, n = strlen(dir);
+    if (n == 0 || n >= sizeof(path))
+        return sdd_error(SELDON_EINVAL, "%s: bad folder name", dir);
+    memcpy(path, dir, n + 1);
+    for (i = 1; i <= n; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        path[i] = '\0';
+        if (mkdir(path, 0755) != 0 && errno != EEXIST)
+            return sdd_error(SELDON_EIO, "%s: %s", path, strerror(errno));
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            return sdd_error(SELDON_EIO, "%s: not a folder", path);
+        path[i] = i < n ? '/' : '\0';
+    }
+    return 0;
+}
+
+/*
+ * With --scheduler-host: where the scheduler's routes are saved, and the table to
+ * start on. The saved routes win when they load (the scheduler's word is newer than
+ * any file); else the --routes file; else no route until the scheduler gives some.
+ */
+static int scheduler_start_table(router *r, const char **source, uint64_t *generation)
+{
+    seldon_routes *t = NULL;
+    seldon_routes_builder *b = NULL;
+    const char *slash;
+    char dir[4096];
+    size_t n;
+    int rc;
+
+    n = r->cfg.routes_cache != NULL ? strlen(r->cfg.routes_cache)
+                                    : strlen(r->cfg.state_dir) + sizeof("/routes.yaml");
+    r->cache_path = sdd_malloc(n + 1);
+    if (r->cache_path == NULL)
+        return SELDON_ENOMEM;
+    if (r->cfg.routes_cache != NULL)
+        memcpy(r->cache_path, r->cfg.routes_cache, n + 1);
+    else
+        snprintf(r->cache_path, n + 1, "%s/routes.yaml", r->cfg.state_dir);
+    slash = strrchr(r->cache_path, '/');
+    if (slash != NULL && slash != r->cache_path) {
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - r->cache_path), r->cache_path);
+        if (make_dirs(dir) != 0) /* serving matters more than saving: go on */
+            sdd_log(SELDON_LOG_ERROR, "routes cache: %s: routes will not be saved",
+                    seldon_last_error());
+    }
+    if (access(r->cache_path, F_OK) == 0) {
+        if (load_routes(&t, r->cache_path) == 0) {
+            seldon_routes_release(r->routes);
+            r->routes = t;
+            r->from_scheduler = 1;
+            *source = r->cache_path;
+            *generation = rt_sub_cached_generation(r->cache_path);
+            sdd_log(SELDON_LOG_INFO,
+                    "starting on the scheduler's routes saved in %s (generation %llu)",
+                    r->cache_path, (unsigned long long)*generation);
+            return 0;
+        }
+        sdd_log(SELDON_LOG_ERROR, "routes cache: %s: not used", seldon_last_error());
+    }
+    if (r->routes != NULL)
+        return 0;
+    rc = seldon_routes_builder_new(&b, &r->defaults);
+    if (rc == 0)
+        rc = seldon_routes_builder_finish(&r->routes, b);
+    seldon_routes_builder_free(b);
+    *source = "nowhere yet (waiting for the scheduler)";
+    return rc;
 }
 
 /* ------------------------------------------------------------ /metrics */
@@ -411,6 +625,15 @@ static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *re
     sdh_respond_error(req, 404, "not found: the metrics port serves /metrics");
 }
 
+/* A family without labels, and its one series. */
+static int add_series(seldon_series **out, seldon_metrics *reg, int32_t type, const char *name,
+                      const char *help)
+{
+    seldon_metric *m = NULL;
+    int rc = seldon_metrics_add(&m, reg, type, name, help, NULL, 0, NULL, 0);
+    return rc != 0 ? rc : seldon_metric_series(out, m, NULL);
+}
+
 static int setup_metrics(router *r)
 {
     const char *labels[1] = {"result"};
@@ -421,6 +644,22 @@ static int setup_metrics(router *r)
         rc = seldon_metrics_add(&r->m_reloads, r->metrics, SELDON_METRIC_COUNTER,
                                 "seldon_router_reloads_total",
                                 "Routes file reloads (SIGHUP), by result.", labels, 1, NULL, 0);
+    if (rc == 0 && r->cfg.scheduler_host != NULL)
+        rc = add_series(&r->m_sub_connected, r->metrics, SELDON_METRIC_GAUGE,
+                        "seldon_router_scheduler_connected",
+                        "1 while the subscription to the scheduler's routes is up, else 0.");
+    if (rc == 0 && r->cfg.scheduler_host != NULL)
+        rc = add_series(&r->m_tables_received, r->metrics, SELDON_METRIC_COUNTER,
+                        "seldon_router_route_tables_received_total",
+                        "Route tables received from the scheduler, rejected ones included.");
+    if (rc == 0 && r->cfg.scheduler_host != NULL)
+        rc = add_series(&r->m_tables_rejected, r->metrics, SELDON_METRIC_COUNTER,
+                        "seldon_router_route_tables_rejected_total",
+                        "Route tables from the scheduler that could not be used (logged).");
+    if (rc == 0 && r->cfg.scheduler_host != NULL)
+        rc = add_series(&r->m_generation, r->metrics, SELDON_METRIC_GAUGE,
+                        "seldon_router_route_generation",
+                        "Generation of the scheduler's route table in force (0: none).");
     if (rc == 0)
         r->down_conns = seldon_router_metrics_connections(r->rmetrics, "downstream");
     if (rc == 0)
@@ -532,11 +771,14 @@ int main(int argc, char **argv)
     sigset_t sigs;
     struct rlimit rl;
     int sig = 0, rc, i, mport = -1;
+    const char *source;
+    uint64_t generation_at_start = 0;
 
     memset(&r, 0, sizeof(r));
     if (parse_args(&r.cfg, argc, argv) < 0)
         return 2;
     sdd_log_init("seldon-router", r.cfg.log_level);
+    source = r.cfg.routes_path;
 
     /* An ingress holds many idle keep-alive connections: take every descriptor allowed. */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -551,12 +793,26 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (load_routes(&r.routes, r.cfg.routes_path) != 0) {
+    pthread_mutex_init(&r.routes_mu, NULL);
+    if (r.cfg.routes_path != NULL && load_routes(&r.routes, r.cfg.routes_path) != 0) {
         sdd_log(SELDON_LOG_ERROR, "%s", seldon_last_error());
         fprintf(stderr, "seldon-router: %s\n", seldon_last_error());
         return 2;
     }
+    r.defaults = (seldon_routes_defaults)SELDON_ROUTES_DEFAULTS_INIT;
+    seldon_routes_get_defaults(&r.defaults, r.routes); /* the file's, when there is one */
+    if (r.cfg.scheduler_host != NULL &&
+        scheduler_start_table(&r, &source, &generation_at_start) != 0) {
+        sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
+        return 1;
+    }
     rc = setup_metrics(&r);
+    if (rc == 0 && r.cfg.scheduler_host != NULL) {
+        seldon_series_set(r.m_generation, (double)generation_at_start);
+        rc = sdl_loops_new(&r.ctl, 1);
+        if (rc == 0)
+            rc = rt_sub_new(&r.sub, &r, sdl_loops_loop(r.ctl, 0));
+    }
     if (rc == 0)
         rc = sdl_loops_new(&r.loops, r.cfg.io_threads);
     if (rc != 0) {
@@ -631,12 +887,19 @@ int main(int argc, char **argv)
         mport = sdh_server_port(r.metrics_http);
     }
     rc = sdl_loops_start(r.loops);
+    if (rc == 0 && r.ctl != NULL)
+        rc = sdl_loops_post(r.ctl, 0, rt_sub_start, r.sub);
+    if (rc == 0 && r.ctl != NULL)
+        rc = sdl_loops_start(r.ctl);
     if (rc != 0) {
         sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
         return 1;
     }
     sdd_log(SELDON_LOG_INFO, "routing %zu route(s) from %s: REST and gRPC on port %d, %d loop(s)",
-            seldon_routes_count(r.routes), r.cfg.routes_path, sdh_server_port(r.http), r.nloops);
+            seldon_routes_count(r.routes), source, sdh_server_port(r.http), r.nloops);
+    if (r.cfg.scheduler_host != NULL)
+        sdd_log(SELDON_LOG_INFO, "subscribing to routes from the scheduler at %s; saved to %s",
+                r.cfg.scheduler_host, r.cache_path);
     printf("listening port=%d metrics=%d\n", sdh_server_port(r.http), mport);
     fflush(stdout);
 
@@ -657,6 +920,13 @@ int main(int argc, char **argv)
     drain_h2_wait(&r);
     if (r.metrics_http != NULL)
         sdh_server_stop(r.metrics_http, 0);
+    /* The subscription first: it posts table swaps to the loops closed next. */
+    if (r.ctl != NULL) {
+        sdl_loops_post(r.ctl, 0, rt_sub_close, r.sub);
+        sdl_loops_stop(r.ctl);
+        sdl_loops_join(r.ctl);
+        sdl_loops_free(r.ctl);
+    }
     for (i = 0; i < r.nloops; i++)
         sdl_loops_post(r.loops, i, close_on_loop, &r.per_loop[i]);
     sdl_loops_stop(r.loops);
@@ -668,6 +938,8 @@ int main(int argc, char **argv)
     sdl_loops_free(r.loops);
     sdd_free(r.per_loop);
     seldon_routes_release(r.routes);
+    sdd_free(r.cache_path);
+    pthread_mutex_destroy(&r.routes_mu);
     seldon_router_metrics_free(r.rmetrics);
     seldon_metrics_free(r.metrics);
     sdd_log(SELDON_LOG_INFO, "stopped");

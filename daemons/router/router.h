@@ -3,16 +3,18 @@
  * (HTTP/1.1) and gRPC (h2c); each request goes to an upstream of the route its
  * seldon-model header (or REST path) names. Shared state of its parts:
  * main.c (flags, loops, signals, reloads, /metrics), rest.c (the HTTP/1.1
- * proxy) and grpc.c (the h2c proxy).
+ * proxy), grpc.c (the h2c proxy) and sub.c (routes pushed by the scheduler).
  *
  * Threads: the main thread owns the loops and takes signals. Everything about
  * a request happens on the loop that accepted it: its balancer, its upstream
  * connections and its timers are that loop's own (rt_loop), so the forwarding
- * path takes no lock and makes no cross-thread hop.
+ * path takes no lock and makes no cross-thread hop. The subscription to the
+ * scheduler runs on a control loop of its own, which serves no request.
  */
 #ifndef RT_ROUTER_H
 #define RT_ROUTER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -36,7 +38,16 @@ typedef struct rt_config {
     size_t replay_limit; /* request bytes kept to replay on another upstream */
     uint32_t upstream_conns;
     int32_t log_level;
+    const char *scheduler_host;  /* --scheduler-host "HOST:PORT", or NULL: no subscription */
+    const char *routes_cache;    /* --routes-cache, or NULL: <state_dir>/routes.yaml */
+    const char *state_dir;       /* --state-dir (default ./.seldon-router) */
+    const char *name;            /* --name: how the scheduler's logs call this router */
+    uint64_t resubscribe_max_ms; /* cap on the backoff between subscription attempts */
 } rt_config;
+
+typedef struct rt_sub rt_sub;
+
+#define RT_SUB_BACKOFF_MIN_MS 100 /* the first wait after a failed subscription attempt */
 
 typedef struct router router;
 
@@ -76,9 +87,54 @@ struct router {
     seldon_router_metrics *rmetrics;
     seldon_series *down_conns;
     seldon_series *up_conns;
-    seldon_metric *m_reloads; /* {result} */
-    seldon_routes *routes;    /* the table in force (main thread) */
+    seldon_metric *m_reloads;         /* {result} */
+    seldon_series *m_sub_connected;   /* seldon_router_scheduler_connected */
+    seldon_series *m_tables_received; /* seldon_router_route_tables_received_total */
+    seldon_series *m_tables_rejected; /* seldon_router_route_tables_rejected_total */
+    seldon_series *m_generation;      /* seldon_router_route_generation */
+    /* Guards routes, defaults and from_scheduler, and orders the swaps posted to the
+       loops: the main thread (SIGHUP) and the control loop (the scheduler) both install. */
+    pthread_mutex_t routes_mu;
+    seldon_routes *routes;           /* the table in force */
+    seldon_routes_defaults defaults; /* what the scheduler's tables are built with */
+    int from_scheduler;              /* routes came from the scheduler (or its cache) */
+    char *cache_path;                /* where the scheduler's routes are saved */
+    sdl_loops *ctl;                  /* the control loop (with --scheduler-host) */
+    rt_sub *sub;
 };
+
+/*
+ * Makes fresh (one reference, taken over) the table in force on every loop, as a
+ * SIGHUP reload does; requests in flight finish on the table they started with.
+ * Callers hold r->routes_mu, so that every loop sees the swaps in the same order.
+ * done (may be NULL) runs once every loop has swapped, on the thread of the last
+ * one (or of a loop that could not take the swap), with arg.
+ */
+void rt_routes_install(router *r, seldon_routes *fresh, void (*done)(void *arg), void *arg);
+
+/*
+ * Refuses a table whose upstreams the transports cannot reach: they connect to IP
+ * addresses and resolve no names. source (may be NULL) prefixes the error message.
+ */
+int rt_routes_check(const seldon_routes *t, const char *source);
+
+/* 1 when host is a numeric IPv4 or IPv6 address. */
+int rt_numeric_host(const char *host);
+
+/*
+ * sub.c: the subscription to the scheduler's RouteService. rt_sub_parse_host
+ * reads --scheduler-host ("HOST[:PORT]", port 9002 by default; HOST an IP address
+ * or a name, resolved at each attempt) and returns -1 for a bad one. rt_sub_new runs on the
+ * main thread before the control loop starts (loop: that loop), rt_sub_start and
+ * rt_sub_close on the control loop (post them); rt_sub_close frees the subscription
+ * once its handles are closed. The cache file's generation comment is read by
+ * rt_sub_cached_generation (0 when it has none).
+ */
+int rt_sub_parse_host(char *host, size_t cap, int *port, const char *spec);
+int rt_sub_new(rt_sub **out, router *r, uv_loop_t *loop);
+void rt_sub_start(void *sub);
+void rt_sub_close(void *sub);
+uint64_t rt_sub_cached_generation(const char *path);
 
 /* The loop state of the calling loop thread. */
 rt_loop *rt_current(router *r);

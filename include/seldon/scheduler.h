@@ -28,25 +28,39 @@ extern "C" {
 typedef struct seldon_sched seldon_sched;
 
 typedef struct seldon_sched_config {
-    uint32_t version;      /* SELDON_SCHED_CONFIG_VERSION */
+    uint32_t version;      /* SELDON_SCHED_CONFIG_VERSION (1 or 2) */
     const char *state_dir; /* LMDB folder, created if absent; NULL: memory only */
     int64_t
         ready_timeout_ms;   /* after a restart, wait this long for known replicas. Default 600000 */
     int64_t map_size_bytes; /* LMDB map size. Default 1 GiB */
     const seldon_routes_defaults *route_defaults; /* NULL: SELDON_ROUTES_DEFAULTS_INIT */
+    /* Since version 2 (version 1 takes the defaults): */
+    int64_t
+        load_timeout_ms;  /* a load or unload unanswered this long is sent again. Default 300000 */
+    int32_t load_retries; /* sends after the first before LoadFailed / UnloadFailed. Default 2 */
+    int64_t unload_grace_ms; /* a replica leaves the routes this long before its unload is sent,
+                                so routers stop using it first. Default 500 */
+    int32_t sync_writes; /* 1: every commit is flushed to disk; 0: to the OS page cache (survives
+                            the process dying, not the machine), flushed on close. Default 0 */
 } seldon_sched_config;
 
-#define SELDON_SCHED_CONFIG_VERSION 1
+#define SELDON_SCHED_CONFIG_VERSION 2
 #define SELDON_SCHED_CONFIG_INIT                                                                   \
     {                                                                                              \
-        SELDON_SCHED_CONFIG_VERSION, NULL, 600000, (int64_t)1 << 30, NULL                          \
+        SELDON_SCHED_CONFIG_VERSION, NULL, 600000, (int64_t)1 << 30, NULL, 300000, 2, 500, 0       \
     }
 
 /*
  * Opens a scheduler, reloading the state in cfg->state_dir when there is one.
- * After a reload it waits (seldon_sched_ready() is 0) until every replica it
- * knew has reconnected or ready_timeout_ms has passed; until then it moves
- * nothing and loads nothing. Caller owns *out.
+ * After a reload it waits (seldon_sched_ready() is 0) until every replica
+ * that was connected when the state was last written has reconnected, or
+ * ready_timeout_ms has passed (seldon_sched_tick() notices); until then it
+ * moves nothing and sends no command, while status and routes show the
+ * reloaded state (routers keep serving). When ready, replicas still missing
+ * are dropped and their models placed elsewhere. A damaged store is
+ * SELDON_EPARSE naming the record; a folder another scheduler has open is
+ * SELDON_EUNAVAIL. cfg NULL: the defaults, memory only.
+ * Caller owns *out.
  */
 SELDON_API int seldon_sched_open(seldon_sched **out, const seldon_sched_config *cfg,
                                  int64_t now_ns);
@@ -59,8 +73,11 @@ SELDON_API int32_t seldon_sched_ready(const seldon_sched *sched);
 
 /*
  * Applies every resource of a manifest, in one transaction: all of it or
- * none. A Model makes a new version when its spec changed (a replicas-only
- * change applies in place); a Server sets its desired replicas (and
+ * none (rules are checked before anything changes; should the store fail,
+ * SELDON_EIO or SELDON_ETOOBIG, the change stays in memory and is stored by
+ * the next call that writes). A Model makes a new version when its spec
+ * changed (a replicas-only change applies in place; the same spec again
+ * retries failed loads); a Server sets its desired replicas (and
  * capabilities for replicas that register without their own); Pipelines and
  * Experiments are stored. out_versions, when not NULL, has room for
  * seldon_manifest_count() entries and receives each model's version (0 for
@@ -93,14 +110,28 @@ typedef struct seldon_sched_loaded {
 } seldon_sched_loaded;
 
 /*
- * A replica (re)connected, holding the models listed. It replaces whatever
- * the scheduler knew of that replica; commands owed to it are sent again.
+ * A replica (re)connected, holding the models listed (loaded may be NULL
+ * when loaded_count is 0). It replaces whatever the scheduler knew of that
+ * replica (addresses, capabilities, memory); commands owed to it are sent
+ * again. A listed model placed there becomes Available without a load; a
+ * placed model it lacks is loaded again; a listed model not placed there is
+ * adopted when its version wants another replica on this server, else
+ * unloaded (once ready). Capabilities: the replica's own, else its Server
+ * resource's, else the defaults of a server named "mlserver" or "triton".
+ * SELDON_EINVAL naming the field for a bad replica.
  */
 SELDON_API int seldon_sched_agent_connect(seldon_sched *sched, const seldon_sched_replica *replica,
                                           const seldon_sched_loaded *loaded, size_t loaded_count,
                                           int64_t now_ns);
 
-/* A replica's stream ended: its models are placed elsewhere (once ready). */
+/*
+ * A replica's stream ended while the scheduler keeps running: its models are
+ * placed elsewhere (once ready), and a restart will not wait for it. A
+ * replica above its Server resource's replicas is forgotten. Do not call it
+ * when the scheduler itself shuts down: close it with the streams open, so
+ * the restart waits for those replicas and reloads nothing.
+ * SELDON_ENOTFOUND for an unknown replica.
+ */
 SELDON_API int seldon_sched_agent_disconnect(seldon_sched *sched, const char *server,
                                              uint32_t index, int64_t now_ns);
 
@@ -111,7 +142,15 @@ typedef enum seldon_sched_event_type {
     SELDON_SCHED_UNLOAD_FAILED = 4
 } seldon_sched_event_type;
 
-/* The outcome of a command (command_id from it) or a change the agent made (0). */
+/*
+ * The outcome of a command (command_id from it) or a change the agent made
+ * (0). LOADED for a model not placed there is treated as in agent_connect.
+ * UNLOADED with command_id 0 for a model still placed there is an eviction
+ * the agent made to stay within memory (overcommit): it stays placed and
+ * routed, the agent loads it again on demand. SELDON_ENOTFOUND for an
+ * unknown replica; an event about a model the replica does not hold is
+ * ignored.
+ */
 SELDON_API int seldon_sched_agent_event(seldon_sched *sched, const char *server, uint32_t index,
                                         uint64_t command_id, const char *model, uint32_t version,
                                         seldon_sched_event_type type, const char *reason,
@@ -134,18 +173,31 @@ typedef struct seldon_sched_command {
 } seldon_sched_command;
 
 /*
- * Takes the next command for a connected replica. SELDON_ENOTFOUND when none
- * is owed. Commands for a replica that is not connected wait for it.
+ * Takes the next command for a connected replica, round robin over the
+ * replicas. SELDON_ENOTFOUND when none is owed, and always before ready.
+ * Commands for a replica that is not connected wait for it. A command
+ * unanswered for load_timeout_ms (counted from the now_ns of the last call)
+ * is sent again (a new id) up to load_retries times, then fails: LoadFailed,
+ * or for an unload UnloadFailed and the replica is taken as free of it.
  */
 SELDON_API int seldon_sched_next_command(seldon_sched *sched, seldon_sched_command *out);
 
 /*
- * Advances time: ready timeout, load timeouts, retries. Returns the next
- * deadline (now_ns clock), or INT64_MAX when nothing is pending.
+ * Advances time: the ready timeout, unloads whose route grace ended, command
+ * timeouts and retries. Returns the next deadline (now_ns clock), or
+ * INT64_MAX when nothing is pending. Call it at that deadline and after any
+ * call that may have started one (apply, unload, agent calls).
  */
 SELDON_API int64_t seldon_sched_tick(seldon_sched *sched, int64_t now_ns);
 
-/* A state change, for event subscribers. Strings valid until the next call on the scheduler. */
+/*
+ * A state change, for event subscribers. Strings valid until the next call
+ * on the scheduler. Models: the version's state (server NULL, index -1) or
+ * one replica's (server and index set), plus "ModelReplicasChanged" for an
+ * in-place replicas change. Servers: "ServerReplicaConnected" and
+ * "ServerReplicaDisconnected". Pipelines and experiments: "Stored",
+ * "Deleted". At most 1,048,576 events wait; beyond that the oldest go.
+ */
 typedef struct seldon_sched_event {
     seldon_kind kind;
     const char *name;
@@ -165,8 +217,11 @@ SELDON_API int seldon_sched_next_event(seldon_sched *sched, seldon_sched_event *
 /*
  * The route table for the current state: a route per model with an available
  * version, named after the model, whose upstreams are the replicas serving it
- * (both versions' replicas during a rollout, so traffic splits by their
- * counts). Caller owns *out; release with seldon_routes_release().
+ * (Available or Draining; both versions' replicas during a rollout, so
+ * traffic splits by their counts; one upstream per replica). Replicas leave
+ * the table unload_grace_ms before they are told to unload. Built once per
+ * generation (later calls retain the same table). Caller owns *out; release
+ * with seldon_routes_release().
  */
 SELDON_API int seldon_sched_routes(seldon_routes **out, seldon_sched *sched);
 
