@@ -63,6 +63,7 @@ typedef struct agent {
     sdh_server *http;
     sdh_server *metrics_http;
     sd2_server *h2;
+    sd2_server *h2_draining; /* after SIGTERM, until its streams end */
     sd2_client *h2c;
     sdc_pool *pool; /* REST to the server */
     char srv_host[64];
@@ -137,6 +138,11 @@ void ag_waiter_cancel(ag_waiter *w);
  * restart). e becomes evicted, so the next ag_models_acquire() loads it again. */
 void ag_models_lost(agent *a, ag_entry *e);
 void ag_models_stop(agent *a);
+/* At start-up, before the loop runs: the model versions held before a restart (recorded
+ * under <models-dir>/.agent/) come back as held and evicted. 0 or SELDON_EIO. */
+int ag_models_restore(agent *a);
+/* On the loop: asks the server which restored versions it still has loaded. */
+void ag_models_check_server(agent *a);
 /* The metrics of one answered request. */
 void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method, int code,
                       int64_t started_ns);

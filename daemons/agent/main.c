@@ -62,10 +62,14 @@ static void usage(FILE *f)
             "  --reconnect-max MS     the cap of the reconnect backoff (default 5000)\n"
             "  --max-message BYTES    a gRPC request message read whole to rename its model\n"
             "                         (default 64 MiB)\n"
+            "  --grace MS             on SIGTERM, time left to requests in flight (default\n"
+            "                         10000)\n"
             "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
             "  --help, --version\n"
             "\n"
-            "Signals: SIGTERM and SIGINT stop it. Prints 'listening http=P grpc=P metrics=P'\n"
+            "Signals: SIGTERM and SIGINT stop it: requests waiting for a reload are answered,\n"
+            "a fetch in progress is stopped, requests and gRPC streams in flight finish\n"
+            "(--grace). Prints 'listening http=P grpc=P metrics=P'\n"
             "on stdout once serving.\n");
 }
 
@@ -109,6 +113,7 @@ static int parse_args(ag_config *c, int argc, char **argv)
         O_STIME,
         O_RECON,
         O_MAXMSG,
+        O_GRACE,
         O_LOG,
         O_HELP,
         O_VERSION
@@ -135,6 +140,7 @@ static int parse_args(ag_config *c, int argc, char **argv)
         {"server-timeout", required_argument, NULL, O_STIME},
         {"reconnect-max", required_argument, NULL, O_RECON},
         {"max-message", required_argument, NULL, O_MAXMSG},
+        {"grace", required_argument, NULL, O_GRACE},
         {"log-level", required_argument, NULL, O_LOG},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
@@ -248,6 +254,12 @@ static int parse_args(ag_config *c, int argc, char **argv)
                 bad = "--max-message";
             else
                 c->max_message = (size_t)v;
+            break;
+        case O_GRACE:
+            if (sdd_parse_long(optarg, 0, 86400000, &v) < 0)
+                bad = "--grace";
+            else
+                c->grace_ms = (uint64_t)v;
             break;
         case O_LOG:
             c->log_level = sdd_log_level_parse(optarg);
@@ -407,7 +419,9 @@ static int start_done;
 static void start_on_loop(void *arg)
 {
     agent *a = arg;
-    int rc = ag_control_start(a);
+    int rc;
+    ag_models_check_server(a);
+    rc = ag_control_start(a);
     pthread_mutex_lock(&start_mu);
     start_rc = rc;
     start_done = 1;
@@ -431,10 +445,57 @@ static void quiesce_on_loop(void *arg)
     ag_models_stop(arg);
 }
 
+/* Graceful h2c shutdown: GOAWAY on every connection, then wait for their streams. */
+static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
+static int drained;
+
+static void h2_drained(void *arg)
+{
+    agent *a = arg;
+    a->h2_draining = NULL; /* the server freed itself */
+    pthread_mutex_lock(&drain_mu);
+    drained = 1;
+    pthread_cond_signal(&drain_cv);
+    pthread_mutex_unlock(&drain_mu);
+}
+
+static void drain_on_loop(void *arg)
+{
+    agent *a = arg;
+    if (a->h2 == NULL) {
+        h2_drained(a);
+        return;
+    }
+    a->h2_draining = a->h2;
+    a->h2 = NULL; /* adopt_h2 refuses new connections now */
+    sd2_server_drain(a->h2_draining, h2_drained, a);
+}
+
+static void drain_wait(agent *a)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(a->cfg.grace_ms / 1000);
+    until.tv_nsec += (long)(a->cfg.grace_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&drain_mu);
+    while (!drained)
+        if (pthread_cond_timedwait(&drain_cv, &drain_mu, &until) != 0)
+            break;
+    pthread_mutex_unlock(&drain_mu);
+}
+
 static void stop_on_loop(void *arg)
 {
     agent *a = arg;
     ag_control_stop(a);
+    if (a->h2_draining != NULL) /* streams outlived the grace: cut them */
+        sd2_server_close(a->h2_draining, closed_cb, NULL);
+    a->h2_draining = NULL;
     if (a->h2 != NULL)
         sd2_server_close(a->h2, closed_cb, NULL);
     a->h2 = NULL;
@@ -514,6 +575,8 @@ int main(int argc, char **argv)
     rc = setup_metrics(&a);
     if (rc == 0)
         rc = ag_cache_new(&a.cache, a.cfg.memory);
+    if (rc == 0)
+        rc = ag_models_restore(&a);
     if (rc == 0)
         rc = sdl_loops_new(&a.loops, 1);
     if (rc != 0) {
@@ -611,7 +674,9 @@ int main(int argc, char **argv)
         ;
     sdd_log(SELDON_LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     sdl_loops_post(a.loops, 0, quiesce_on_loop, &a);
+    sdl_loops_post(a.loops, 0, drain_on_loop, &a);
     sdh_server_stop(a.http, a.cfg.grace_ms);
+    drain_wait(&a);
     if (a.metrics_http != NULL)
         sdh_server_stop(a.metrics_http, 0);
     sdl_loops_post(a.loops, 0, stop_on_loop, &a);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <ftw.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -158,8 +159,155 @@ static void wake(ag_entry *e, int ok, const char *reason)
     }
 }
 
+/* ------------------------------------------------------------ what survives a restart */
+
+/* <models-dir>/.agent/<model>_<version> says "model version memory": the agent holds it.
+ * The server skips dot folders. Written aside and renamed: never half a file. */
+static void state_path(char *out, size_t cap, agent *a, const char *vname)
+{
+    if (snprintf(out, cap, "%s/.agent/%s", a->cfg.models_dir, vname) >= (int)cap)
+        out[0] = '\0';
+}
+
+static void state_save(agent *a, const ag_entry *e)
+{
+    char path[4200], tmp[4300], line[400];
+    int fd, n;
+    state_path(path, sizeof(path), a, e->vname);
+    if (path[0] == '\0')
+        return;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    n = snprintf(line, sizeof(line), "%s %u %lld\n", e->model, e->version, (long long)e->memory);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || n <= 0 || n >= (int)sizeof(line) || write(fd, line, (size_t)n) != n ||
+        close(fd) != 0 || rename(tmp, path) != 0) {
+        sdd_log(SELDON_LOG_WARN, "%s: cannot record the model (%s): a restart forgets it", path,
+                strerror(errno));
+        if (fd >= 0)
+            unlink(tmp);
+    }
+}
+
+static void state_forget(agent *a, const ag_entry *e)
+{
+    char path[4200];
+    state_path(path, sizeof(path), a, e->vname);
+    if (path[0] != '\0')
+        unlink(path);
+}
+
+int ag_models_restore(agent *a)
+{
+    char dir[4200], path[4400], line[400], model[300], folder[4400];
+    struct dirent *de;
+    DIR *d;
+    size_t n = 0;
+    snprintf(dir, sizeof(dir), "%s/.agent", a->cfg.models_dir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return sdd_error(SELDON_EIO, "%s: %s", dir, strerror(errno));
+    d = opendir(dir);
+    if (d == NULL)
+        return sdd_error(SELDON_EIO, "%s: %s", dir, strerror(errno));
+    while ((de = readdir(d)) != NULL) {
+        FILE *f;
+        unsigned version = 0;
+        long long memory = 0;
+        ag_entry *e;
+        struct stat st;
+        if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp") != NULL)
+            continue;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
+            continue;
+        f = fopen(path, "re");
+        if (f == NULL)
+            continue;
+        line[0] = '\0';
+        if (fgets(line, sizeof(line), f) == NULL)
+            line[0] = '\0';
+        fclose(f);
+        if (sscanf(line, "%299s %u %lld", model, &version, &memory) != 3 || memory < 0) {
+            sdd_log(SELDON_LOG_WARN, "%s: not a model record: ignored", path);
+            continue;
+        }
+        if (snprintf(folder, sizeof(folder), "%s/%s_%u", a->cfg.models_dir, model, version) >=
+            (int)sizeof(folder))
+            continue;
+        if (stat(folder, &st) != 0 || ag_cache_find_version(a->cache, model, version) != NULL) {
+            unlink(path); /* its folder is gone: nothing to hold */
+            continue;
+        }
+        e = ag_cache_add(a->cache, model, version, memory);
+        if (e == NULL)
+            break;
+        /* Held, not loaded: the first request, or the scheduler's LOAD, loads it. */
+        e->state = AG_EVICTED;
+        e->held = 1;
+        n++;
+    }
+    closedir(d);
+    if (n > 0)
+        sdd_log(SELDON_LOG_INFO,
+                "%zu model version(s) held before the restart: reported to "
+                "the scheduler, loaded again on use",
+                n);
+    return 0;
+}
+
+/* The server's index: restored versions it still has loaded count as loaded again. */
+static void index_answered(void *arg, int32_t status, const char *message, const uint8_t *resp,
+                           size_t len)
+{
+    agent *a = arg;
+    Inference__RepositoryIndexResponse *r;
+    size_t i, n = 0;
+    if (status != 0) {
+        sdd_log(SELDON_LOG_WARN,
+                "the server's repository index: %d %s: restored models load "
+                "again on use",
+                status, message);
+        return;
+    }
+    r = inference__repository_index_response__unpack(NULL, len, resp);
+    if (r == NULL)
+        return;
+    for (i = 0; i < r->n_models; i++) {
+        const char *name = r->models[i]->name;
+        ag_entry *e = ag_cache_find(a->cache, name, strlen(name));
+        if (e == NULL || e->state != AG_EVICTED || strcmp(r->models[i]->state, "READY") != 0)
+            continue;
+        e->state = AG_LOADED;
+        series_set(a, a->m_loaded, e, 1, 0);
+        series_set(a, a->m_loaded_mem, e, (double)e->memory, 0);
+        n++;
+    }
+    inference__repository_index_response__free_unpacked(r, NULL);
+    if (n > 0)
+        sdd_log(SELDON_LOG_INFO, "%zu restored model version(s) still loaded on the server", n);
+}
+
+void ag_models_check_server(agent *a)
+{
+    Inference__RepositoryIndexRequest req = INFERENCE__REPOSITORY_INDEX_REQUEST__INIT;
+    uint8_t buf[64];
+    size_t len;
+    ag_entry *e;
+    for (e = ag_cache_first(a->cache); e != NULL; e = e->next)
+        if (e->state == AG_EVICTED)
+            break;
+    if (e == NULL)
+        return; /* nothing restored */
+    req.ready = 1;
+    len = inference__repository_index_request__pack(&req, buf);
+    if (ag_unary(a, a->srv_host, a->srv_grpc_port,
+                 "/inference.GRPCInferenceService/RepositoryIndex", buf, len,
+                 a->cfg.server_timeout_ms, index_answered, a) != 0)
+        sdd_log(SELDON_LOG_WARN, "the server cannot be reached: restored models load again on "
+                                 "use");
+}
+
 static void entry_drop(agent *a, ag_entry *e)
 {
+    state_forget(a, e);
     wake(e, 0, "the model was unloaded from this replica");
     sdd_free(e->user);
     e->user = NULL;
@@ -365,6 +513,8 @@ static void server_loaded(void *arg, int32_t status, const char *message, const 
         return;
     }
     e->state = AG_LOADED;
+    if (!e->held)
+        state_save(a, e);
     e->held = 1;
     ag_cache_touch(a->cache, e);
     note_loaded(a, e, 1);

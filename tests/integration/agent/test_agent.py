@@ -543,3 +543,74 @@ def test_server_lost_a_model_reloads_it(pair, g):
     # A model the agent never held is still a plain 404.
     status, _, _ = request(pair.agent.http, "POST", "/v2/models/other/infer", body={})
     assert status == 404
+
+
+def test_sigterm_lets_an_open_grpc_stream_finish(pair, g):
+    """On SIGTERM the gRPC side drains: a ModelStreamInfer stream already open keeps being
+    answered until the client ends it; then the agent exits 0."""
+    import queue as q
+    import signal
+    pair.sched.load("add10", 1, pair.source("add10", add(10)))
+    channel, stub = g.stub(pair.agent)
+    requests = q.Queue()
+
+    def gen():
+        while True:
+            item = requests.get()
+            if item is None:
+                return
+            yield item
+
+    try:
+        responses = stub.ModelStreamInfer(gen(), timeout=60)
+        requests.put(g.request("add10", {"x": np.array([1], dtype=np.float32)}))
+        first = next(responses)
+        assert g.outputs(first.infer_response)["x"].tolist() == [11]
+        pair.agent.proc.send_signal(signal.SIGTERM)
+        deadline = __import__("time").monotonic() + 30
+        while "SIGTERM" not in pair.agent.stderr():
+            assert __import__("time").monotonic() < deadline
+            __import__("time").sleep(0.01)
+        requests.put(g.request("add10", {"x": np.array([2], dtype=np.float32)}))
+        second = next(responses)
+        assert g.outputs(second.infer_response)["x"].tolist() == [12]
+        requests.put(None)
+        assert list(responses) == []
+    finally:
+        channel.close()
+    assert pair.agent.proc.wait(60) == 0, pair.agent.stderr()
+
+
+def test_agent_restart_keeps_what_it_held(pair):
+    """The versions an agent holds are recorded beside the models: a restarted agent
+    registers with them, and serves them (loading again on first use)."""
+    pair.sched.load("add10", 1, pair.source("add10", add(10)))
+    pair.sched.load("add20", 2, pair.source("add20", add(20)))
+    pair.sched.unload("add20", 2)
+    pair.sched.load("add20", 3, pair.source("add20", add(20)))
+    pair.agent.stop()
+    pair.agent = Agent(pair.server, pair.models, pair.sched)
+    reg = pair.sched.wait_subs(2)
+    assert sorted((m.name, m.version) for m in reg.loaded) == [("add10", 1), ("add20", 3)]
+    # The server still has them: they count as loaded, nothing is loaded again.
+    import time
+    deadline = time.monotonic() + 30
+    while pair.agent.count_log(r"2 restored model version\(s\) still loaded") == 0:
+        assert time.monotonic() < deadline, pair.agent.stderr()
+        time.sleep(0.01)
+    status, doc = infer_rest(pair.agent.http, "add20", [1])
+    assert status == 200 and doc["model_name"] == "add20_3" and doc["outputs"][0]["data"] == [21]
+    m = pair.agent.metrics()
+    assert metric(m, "seldon_loaded_model_gauge", model="add20") == 1
+    assert metric(m, "seldon_load_model_counter", model="add20") == 0
+    # The scheduler's LOAD for a version held is answered without fetching anything.
+    pair.sched.load("add10", 1, pair.source("add10", add(10)))
+    assert pair.agent.count_log(r"fetched into|already fetched") == 0, pair.agent.stderr()
+    status, doc = infer_rest(pair.agent.http, "add10", [1])
+    assert status == 200 and doc["outputs"][0]["data"] == [11]
+    # Unloaded for good: forgotten by the next restart.
+    pair.sched.unload("add10", 1)
+    pair.agent.stop()
+    pair.agent = Agent(pair.server, pair.models, pair.sched)
+    reg = pair.sched.wait_subs(3)
+    assert [(m.name, m.version) for m in reg.loaded] == [("add20", 3)]
