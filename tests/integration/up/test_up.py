@@ -187,3 +187,40 @@ def test_seldon_up_through_the_cli_and_ctrl_c(tmp_path):
     u.proc.stdout.close()
     u.errfile.close()
     assert "stopped" in u.stderr()
+
+
+def test_sigterm_lets_an_open_stream_finish(tmp_path, oip):
+    """SIGTERM with a gRPC stream open: the stream still gets its answers, then exit 0."""
+    import queue
+    u = Up(tmp_path)
+    try:
+        load(u, "examples/manifests/add10.yaml")
+        channel, stub = grpc_stub(oip, u.target)
+        q = queue.Queue()
+
+        def requests():
+            while True:
+                r = q.get()
+                if r is None:
+                    return
+                yield r
+
+        answers = stub.ModelStreamInfer(requests(), metadata=[("seldon-model", "add10")],
+                                        timeout=GUARD)
+        q.put(add_request(oip, "add10", values=(1, 1, 1, 1)))
+        first = next(answers)
+        assert first.error_message == ""
+        u.proc.send_signal(signal.SIGTERM)
+        u.wait_log(r"SIGTERM: finishing requests in flight")
+        q.put(add_request(oip, "add10", values=(2, 2, 2, 2)))
+        second = next(answers)
+        r = second.infer_response
+        assert (list(r.outputs[0].contents.fp32_contents) or
+                list(struct.unpack("<4f", r.raw_output_contents[0]))) == [12, 12, 12, 12]
+        q.put(None)
+        assert list(answers) == []  # the stream ends with OK
+        channel.close()
+        assert u.proc.wait(GUARD) == 0, u.stderr()
+    finally:
+        if u.proc.poll() is None:
+            u.kill()
