@@ -107,18 +107,82 @@ static up_model *newest(up_replica *r, const char *model)
 }
 
 /*
- * Builds the lookup table from the scheduler's routes and what the replicas
- * hold, and swaps it in. Once this returns no request can pick a version that
- * is no longer loaded here.
+ * Publishing a table, read-copy-update style. The ingress reads u->table without a
+ * lock; each request looks its target up and hands itself to the service (which takes
+ * its reference to the model instance) within one callback of its loop. So once every
+ * ingress loop has run a callback posted after the swap, no request can still reach
+ * what the new table left out: the old table is freed then, and only then does `then`
+ * run (an unload starts), on the control loop. run is 0 when stopping.
  */
-static void table_rebuild(up *u)
+typedef void (*up_then_fn)(void *arg, int run);
+
+typedef struct up_grace {
+    up *u;
+    atomic_int left;
+    up_table *old;
+    up_then_fn then;
+    void *arg;
+} up_grace;
+
+static void grace_end(void *arg)
+{
+    up_grace *g = arg;
+    up_table_free(g->old);
+    if (g->then != NULL)
+        g->then(g->arg, !g->u->stopping);
+    sdd_free(g);
+}
+
+/* On each ingress loop: it has passed the swap. */
+static void grace_tick(void *arg)
+{
+    up_grace *g = arg;
+    if (atomic_fetch_sub(&g->left, 1) != 1)
+        return;
+    if (sdl_loops_post(g->u->ctl_loops, 0, grace_end, g) != 0) { /* stopping */
+        up_table_free(g->old);
+        if (g->then != NULL)
+            g->then(g->arg, 0);
+        sdd_free(g);
+    }
+}
+
+static void publish(up *u, up_table *t, up_then_fn then, void *arg)
+{
+    up_grace *g = sdd_calloc(1, sizeof(*g));
+    up_table *old = t != NULL ? atomic_exchange(&u->table, t) : NULL;
+    int i, n = sdl_loops_count(u->loops);
+    if (g == NULL) { /* out of memory: the old table is kept for ever rather than freed early */
+        sdd_log(SELDON_LOG_ERROR, "lookup table: out of memory");
+        if (then != NULL)
+            then(arg, !u->stopping);
+        return;
+    }
+    g->u = u;
+    g->old = old;
+    g->then = then;
+    g->arg = arg;
+    atomic_store(&g->left, n + 1); /* one for this call: the loops may all answer first */
+    for (i = 0; i < n; i++)
+        if (sdl_loops_post(u->loops, i, grace_tick, g) != 0)
+            grace_tick(g);
+    if (atomic_fetch_sub(&g->left, 1) == 1)
+        grace_end(g);
+}
+
+/*
+ * Builds the lookup table from the scheduler's routes and what the replicas
+ * hold, and publishes it; then(arg) runs once no request can use the old one.
+ */
+static void table_rebuild_then(up *u, up_then_fn then, void *arg)
 {
     seldon_routes *routes = NULL;
-    up_table *t = NULL, *old;
+    up_table *t = NULL;
     size_t i, j, n, total = 0, k = 0;
     int rc = seldon_sched_routes(&routes, u->sched.sched);
     if (rc != 0) {
         sdd_log(SELDON_LOG_ERROR, "route table: %s", seldon_last_error());
+        publish(u, NULL, then, arg);
         return;
     }
     n = seldon_routes_count(routes);
@@ -137,6 +201,7 @@ static void table_rebuild(up *u)
             sdd_free(t);
         }
         seldon_routes_release(routes);
+        publish(u, NULL, then, arg);
         return;
     }
     t->routes = routes;
@@ -156,12 +221,13 @@ static void table_rebuild(up *u)
         }
     }
     t->first[n] = k;
-    pthread_rwlock_wrlock(&u->table_lock);
-    old = u->table;
-    u->table = t;
-    pthread_rwlock_unlock(&u->table_lock);
-    up_table_free(old);
     sdd_log(SELDON_LOG_DEBUG, "lookup table: %zu route(s), %zu target(s)", n, k);
+    publish(u, t, then, arg);
+}
+
+static void table_rebuild(up *u)
+{
+    table_rebuild_then(u, NULL, NULL);
 }
 
 void up_after_pump(void *user_data)
@@ -230,16 +296,16 @@ static void job_run(seldon_job *job)
         job_free(j); /* stopping: nobody waits for the report */
 }
 
-static int job_submit(up_replica *r, up_model *m, uint64_t id, int unload)
+static up_job *job_new(up_replica *r, up_model *m, uint64_t id, int unload)
 {
     size_t n = strlen(m->vname);
     up_job *j = sdd_calloc(1, sizeof(*j) + n + 1);
     if (j == NULL)
-        return SELDON_ENOMEM;
+        return NULL;
     j->model = sdd_strndup(m->model, strlen(m->model));
     if (j->model == NULL) {
         sdd_free(j);
-        return SELDON_ENOMEM;
+        return NULL;
     }
     memcpy(j->vname, m->vname, n + 1);
     j->r = r;
@@ -248,22 +314,45 @@ static int job_submit(up_replica *r, up_model *m, uint64_t id, int unload)
     j->version = m->version;
     j->job.run = job_run;
     j->job.next = NULL;
-    /* The replica's load executor (exec.c), the one its service uses. */
-    r->hooks.submit_load(r->hooks.host, &j->job);
+    return j;
+}
+
+/* To the replica's load executor (exec.c), the one its service uses. */
+static void job_push(up_job *j)
+{
+    j->r->hooks.submit_load(j->r->hooks.host, &j->job);
+}
+
+static int job_submit(up_replica *r, up_model *m, uint64_t id, int unload)
+{
+    up_job *j = job_new(r, m, id, unload);
+    if (j == NULL)
+        return SELDON_ENOMEM;
+    job_push(j);
     return 0;
+}
+
+/* The table without the version is in force everywhere: the unload may start. */
+static void unload_go(void *arg, int run)
+{
+    up_job *j = arg;
+    if (run)
+        job_push(j);
+    else
+        job_free(j);
 }
 
 static void unload_model(up_replica *r, up_model *m, uint64_t id)
 {
+    up_job *j = job_new(r, m, id, 1);
+    if (j == NULL) {
+        report(r, id, m->model, m->version, SELDON_SCHED_UNLOAD_FAILED, "out of memory");
+        return;
+    }
     m->state = UP_UNLOADING;
     m->command = id;
-    /* Out of the table first: after the swap no request can reach this version. */
-    table_rebuild(r->u);
-    if (job_submit(r, m, id, 1) != 0) {
-        report(r, id, m->model, m->version, SELDON_SCHED_UNLOAD_FAILED, "out of memory");
-        m->state = UP_LOADED;
-        table_rebuild(r->u);
-    }
+    /* Out of the table first; unloaded once no request can reach it any more. */
+    table_rebuild_then(r->u, unload_go, j);
 }
 
 static void job_finished(void *arg)

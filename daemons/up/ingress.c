@@ -48,13 +48,13 @@ static void count(up *u, const char *protocol, int code)
 }
 
 /*
- * Under the table's read lock: the target for route name, the least busy
+ * The target for route name in the table in force, the least busy
  * replica holding a version. 0; SELDON_ENOTFOUND (no such route) or
  * SELDON_EUNAVAIL (no replica has it loaded), with the message set.
  */
 static int pick(up_target *out, up *u, const char *name, size_t len)
 {
-    up_table *t = u->table;
+    up_table *t = atomic_load_explicit(&u->table, memory_order_acquire);
     size_t i, k, n, start, best = SIZE_MAX;
     long least = 0;
     int pipeline = len > 9 && memcmp(name + len - 9, ".pipeline", 9) == 0;
@@ -149,7 +149,6 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         t.r = &u->replicas[0];
         t.vname = "";
         t.vname_len = 0;
-        pthread_rwlock_rdlock(&u->table_lock);
         goto call;
     }
     rc = seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_HTTP, header, hlen,
@@ -166,10 +165,8 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         while (seg_end < r->path_len && r->path[seg_end] != '/')
             seg_end++;
     }
-    pthread_rwlock_rdlock(&u->table_lock);
     rc = pick(&t, u, name, name_len);
     if (rc != 0) {
-        pthread_rwlock_unlock(&u->table_lock);
         seldon_router_status(&status, NULL, rc);
         count(u, "rest", status);
         sdh_respond_error(req, status, seldon_last_error());
@@ -179,7 +176,6 @@ call:
     plen = seg ? r->path_len - (seg_end - seg) + t.vname_len : r->path_len;
     c = sdd_malloc(sizeof(*c) + plen + 1);
     if (c == NULL) {
-        pthread_rwlock_unlock(&u->table_lock);
         count(u, "rest", 500);
         sdh_respond_error(req, 500, "out of memory");
         return;
@@ -210,9 +206,8 @@ call:
     q.body = r->body;
     q.body_len = r->body_len;
     atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
-    /* The model is acquired inside this call: an unload waits for the table's write lock. */
+    /* The model is acquired inside this call, within this loop callback: see publish(). */
     rc = seldon_service_rest(t.r->s.svc, &q, rest_done, c);
-    pthread_rwlock_unlock(&u->table_lock);
     if (rc != 0) {
         atomic_fetch_sub_explicit(&t.r->in_flight, 1, memory_order_relaxed);
         sdd_free(c);
@@ -430,10 +425,8 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
         gdone(m, 8, "out of memory", NULL);
         return;
     }
-    pthread_rwlock_rdlock(&u->table_lock);
     rc = pick(&t, u, name, name_len);
     if (rc != 0) {
-        pthread_rwlock_unlock(&u->table_lock);
         seldon_buf_free(&copy);
         seldon_router_status(NULL, &grpc, rc);
         gdone(m, grpc, seldon_last_error(), NULL);
@@ -445,7 +438,6 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
     atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
     rc = seldon_service_grpc(t.r->s.svc, c->path, c->path_len, msg->data + off, msg->len - off,
                              gdone, m);
-    pthread_rwlock_unlock(&u->table_lock);
     msg->len = end; /* the service copied what it keeps */
     seldon_buf_free(&copy);
     if (rc != 0)

@@ -380,7 +380,6 @@ int main(int argc, char **argv)
 {
     static up u;
     seldon_sched_config scfg = SELDON_SCHED_CONFIG_INIT;
-    pthread_rwlockattr_t rwa;
     sdh_config hc;
     sd2_server_cbs h2cbs;
     sd2_opts h2o;
@@ -401,12 +400,6 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread started later inherits it */
     signal(SIGPIPE, SIG_IGN);
-
-    /* A writer waits for readers in flight but goes before new ones: tables swap promptly. */
-    pthread_rwlockattr_init(&rwa);
-    pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&u.table_lock, &rwa);
-    pthread_rwlockattr_destroy(&rwa);
 
     n = strlen(u.cfg.state_dir) + 16;
     u.artifacts_dir = sdd_malloc(n);
@@ -591,12 +584,11 @@ int main(int argc, char **argv)
             sdd_free(m);
         }
     }
-    up_table_free(u.table);
+    up_table_free(atomic_load(&u.table));
     seldon_sched_close(u.sched.sched); /* every change was committed when it was made */
     seldon_buf_free(&u.sched.route_frame);
     seldon_metrics_free(u.sched.metrics);
     seldon_metrics_free(u.metrics);
-    pthread_rwlock_destroy(&u.table_lock);
     sdd_free(u.replicas);
     sdd_free(u.h2);
     sdd_free(u.runtime_path);

@@ -17,9 +17,10 @@
  * sdl_loops) owns the scheduler, the client API, the agent stage and the
  * fetch children. The ingress loops (--io-threads) own their connections.
  * Each replica lends its service worker threads, one load thread and a timer
- * thread (exec.c). The lookup table is read by the ingress loops under a
- * read lock and replaced by the control loop under the write lock, so a
- * version leaves the table before its unload starts.
+ * thread (exec.c). The lookup table is read by the ingress loops without a
+ * lock and replaced by the control loop read-copy-update style (control.c,
+ * publish()): a version leaves the table, every ingress loop passes a
+ * quiescent point, and only then does its unload start.
  */
 #ifndef UP_H
 #define UP_H
@@ -130,8 +131,7 @@ struct up {
     sd2_server **h2; /* per ingress loop */
     sdh_server *http;
     sdh_server *metrics_http;
-    pthread_rwlock_t table_lock;
-    up_table *table; /* under table_lock */
+    _Atomic(up_table *) table; /* read by the ingress without a lock; see publish() */
     atomic_size_t rotate;
     seldon_metrics *metrics;
     seldon_metric *m_requests; /* {protocol, code} */

@@ -224,3 +224,20 @@ def test_sigterm_lets_an_open_stream_finish(tmp_path, oip):
     finally:
         if u.proc.poll() is None:
             u.kill()
+
+
+def test_pipelined_rest_requests(up):
+    """Many requests written at once on one connection: every answer comes, in order."""
+    import socket
+    body = ADD_REQUEST.encode()
+    one = (b"POST /v2/models/add10/infer HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+           b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    n = 64
+    with socket.create_connection(("127.0.0.1", up.port), timeout=GUARD) as s:
+        s.sendall(one * n)
+        data = b""
+        while data.count(b'"data":[11.0,12.0,13.0,14.0]') < n:
+            chunk = s.recv(65536)
+            assert chunk, data[-500:]
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == n == data.count(b"HTTP/1.1 ")
