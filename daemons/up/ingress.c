@@ -92,7 +92,7 @@ typedef struct rest_call {
     sdh_req *req;
     up_replica *r;
     size_t vname_len;
-    char route[SELDON_ROUTES_NAME_MAX + 8]; /* "x-seldon-route" value: ":<vname>:" */
+    char route[SELDON_ROUTES_NAME_MAX + 16]; /* "x-seldon-route": ":<name>_<version>:" */
     char path[];
 } rest_call;
 
