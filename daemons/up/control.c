@@ -249,8 +249,18 @@ static void report(up_replica *r, uint64_t id, const char *model, uint32_t versi
 {
     up *u = r->u;
     static const char *const names[] = {"", "loaded", "load failed", "unloaded", "unload failed"};
+    static const char *const outcomes[] = {"", "loaded", "load_failed", "unloaded",
+                                           "unload_failed"};
+    char idx[16];
+    const char *labels[2];
+    seldon_series *s = NULL;
     if (u->stopping)
         return;
+    snprintf(idx, sizeof(idx), "%u", r->index);
+    labels[0] = idx;
+    labels[1] = outcomes[type];
+    if (seldon_metric_series(&s, u->m_commands, labels) == 0)
+        seldon_series_add(s, 1);
     sdd_log(type == SELDON_SCHED_LOADED || type == SELDON_SCHED_UNLOADED ? SELDON_LOG_INFO
                                                                          : SELDON_LOG_WARN,
             "replica %u: %s_%u %s%s%s", r->index, model, version, names[type], reason ? ": " : "",

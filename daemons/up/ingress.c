@@ -623,6 +623,7 @@ int up_adopt_h2(void *user_data, const sd_adopt *conn)
 int up_metrics_setup(up *u)
 {
     const char *labels[2] = {"protocol", "code"};
+    const char *cmd_labels[2] = {"server_replica", "outcome"};
     int rc = seldon_metrics_new(&u->metrics);
     if (rc == 0)
         rc = seldon_metrics_add(&u->m_requests, u->metrics, SELDON_METRIC_COUNTER,
@@ -630,5 +631,12 @@ int up_metrics_setup(up *u)
                                 "Requests answered by the ingress, by protocol (rest, grpc) and "
                                 "code (HTTP status or gRPC status).",
                                 labels, 2, NULL, 0);
+    if (rc == 0)
+        rc = seldon_metrics_add(&u->m_commands, u->metrics, SELDON_METRIC_COUNTER,
+                                "seldon_up_model_commands_total",
+                                "Model loads and unloads the replicas carried out for the "
+                                "scheduler, by replica and outcome (loaded, load_failed, "
+                                "unloaded, unload_failed).",
+                                cmd_labels, 2, NULL, 0);
     return rc;
 }

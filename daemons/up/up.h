@@ -135,6 +135,7 @@ struct up {
     atomic_size_t rotate;
     seldon_metrics *metrics;
     seldon_metric *m_requests; /* {protocol, code} */
+    seldon_metric *m_commands; /* {server_replica, outcome}: the agent stage's reports */
 };
 
 int64_t up_mono_ns(void);

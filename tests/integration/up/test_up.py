@@ -129,6 +129,7 @@ def test_metrics_label_the_replica(up):
     assert text.count("# TYPE seldon_model_infer_total ") == 1
     assert 'seldon_up_requests_total{protocol="rest",code="200"}' in text
     assert 'seldon_scheduler_models{state="ModelAvailable"} 3' in text, text
+    assert 'seldon_up_model_commands_total{server_replica="0",outcome="loaded"} 3' in text
 
 
 def test_bad_storage_uri_fails_with_the_reason(tmp_path):
