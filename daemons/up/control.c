@@ -32,44 +32,29 @@ static up_replica *replica_of(up *u, const char *server, uint32_t index)
     return &u->replicas[index];
 }
 
-static up_model *model_find(up_replica *r, const char *model, uint32_t version)
+#define MD(e) ((up_mdata *)(e)->user)
+
+static ag_entry *model_find(up_replica *r, const char *model, uint32_t version)
 {
-    up_model *m;
-    for (m = r->models; m != NULL; m = m->next)
-        if (m->version == version && strcmp(m->model, model) == 0)
-            return m;
-    return NULL;
+    return ag_cache_find_version(r->cache, model, version);
 }
 
-static up_model *model_add(up_replica *r, const char *model, uint32_t version)
+static ag_entry *model_add(up_replica *r, const char *model, uint32_t version, int64_t memory)
 {
-    size_t n = strlen(model);
-    up_model *m = sdd_calloc(1, sizeof(*m) + n + 16);
-    if (m == NULL)
-        return NULL;
-    snprintf(m->vname, n + 16, "%s_%u", model, version);
-    m->model = sdd_strndup(model, n);
-    if (m->model == NULL) {
-        sdd_free(m);
+    up_mdata *md = sdd_calloc(1, sizeof(*md));
+    ag_entry *e = md != NULL ? ag_cache_add(r->cache, model, version, memory) : NULL;
+    if (e == NULL) {
+        sdd_free(md);
         return NULL;
     }
-    m->version = version;
-    m->state = UP_LOADING;
-    m->next = r->models;
-    r->models = m;
-    return m;
+    e->user = md;
+    return e;
 }
 
-static void model_remove(up_replica *r, up_model *m)
+static void model_remove(up_replica *r, ag_entry *e)
 {
-    up_model **pp;
-    for (pp = &r->models; *pp != NULL; pp = &(*pp)->next)
-        if (*pp == m) {
-            *pp = m->next;
-            break;
-        }
-    sdd_free(m->model);
-    sdd_free(m);
+    sdd_free(e->user);
+    ag_cache_remove(r->cache, e);
 }
 
 /* ---------------------------------------------------------------- the table */
@@ -96,13 +81,13 @@ static up_replica *replica_at(up *u, const char *addr)
 }
 
 /* The newest version of model loaded on r, or NULL. */
-static up_model *newest(up_replica *r, const char *model)
+static ag_entry *newest(up_replica *r, const char *model)
 {
-    up_model *m, *best = NULL;
-    for (m = r->models; m != NULL; m = m->next)
-        if (m->state == UP_LOADED && strcmp(m->model, model) == 0 &&
-            (best == NULL || m->version > best->version))
-            best = m;
+    ag_entry *e, *best = NULL;
+    for (e = ag_cache_first(r->cache); e != NULL; e = e->next)
+        if (e->state == AG_LOADED && strcmp(e->model, model) == 0 &&
+            (best == NULL || e->version > best->version))
+            best = e;
     return best;
 }
 
@@ -211,10 +196,11 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
         for (j = 0; j < seldon_routes_upstream_count(routes, i); j++) {
             const seldon_router_upstream *up_ = seldon_routes_upstream(routes, i, j);
             up_replica *r = replica_at(u, up_->http ? up_->http : up_->grpc);
-            up_model *m = r != NULL ? newest(r, name) : NULL;
+            ag_entry *m = r != NULL ? newest(r, name) : NULL;
             if (m == NULL)
                 continue;
             t->targets[k].r = r;
+            t->targets[k].md = MD(m);
             t->targets[k].vname = m->vname; /* freed only after a rebuild without it */
             t->targets[k].vname_len = strlen(m->vname);
             k++;
@@ -306,7 +292,7 @@ static void job_run(seldon_job *job)
         job_free(j); /* stopping: nobody waits for the report */
 }
 
-static up_job *job_new(up_replica *r, up_model *m, uint64_t id, int unload)
+static up_job *job_new(up_replica *r, ag_entry *m, uint64_t id, int unload)
 {
     size_t n = strlen(m->vname);
     up_job *j = sdd_calloc(1, sizeof(*j) + n + 1);
@@ -333,7 +319,7 @@ static void job_push(up_job *j)
     j->r->hooks.submit_load(j->r->hooks.host, &j->job);
 }
 
-static int job_submit(up_replica *r, up_model *m, uint64_t id, int unload)
+static int job_submit(up_replica *r, ag_entry *m, uint64_t id, int unload)
 {
     up_job *j = job_new(r, m, id, unload);
     if (j == NULL)
@@ -352,15 +338,15 @@ static void unload_go(void *arg, int run)
         job_free(j);
 }
 
-static void unload_model(up_replica *r, up_model *m, uint64_t id)
+static void unload_model(up_replica *r, ag_entry *m, uint64_t id)
 {
     up_job *j = job_new(r, m, id, 1);
     if (j == NULL) {
         report(r, id, m->model, m->version, SELDON_SCHED_UNLOAD_FAILED, "out of memory");
         return;
     }
-    m->state = UP_UNLOADING;
-    m->command = id;
+    m->state = AG_UNLOADING;
+    MD(m)->command = id;
     /* Out of the table first; unloaded once no request can reach it any more. */
     table_rebuild_then(r->u, unload_go, j);
 }
@@ -370,7 +356,7 @@ static void job_finished(void *arg)
     up_job *j = arg;
     up_replica *r = j->r;
     up *u = r->u;
-    up_model *m = model_find(r, j->model, j->version);
+    ag_entry *m = model_find(r, j->model, j->version);
     if (u->stopping || m == NULL) {
         job_free(j);
         return;
@@ -378,25 +364,25 @@ static void job_finished(void *arg)
     seldon_service_refresh(r->s.svc);
     if (j->unload) {
         if (j->rc != 0) {
-            m->state = UP_LOADED;
+            m->state = AG_LOADED;
             table_rebuild(u);
-            report(r, m->command, j->model, j->version, SELDON_SCHED_UNLOAD_FAILED, j->reason);
+            report(r, MD(m)->command, j->model, j->version, SELDON_SCHED_UNLOAD_FAILED, j->reason);
         } else {
-            uint64_t id = m->command;
+            uint64_t id = MD(m)->command;
             model_remove(r, m);
             report(r, id, j->model, j->version, SELDON_SCHED_UNLOADED, NULL);
         }
     } else if (j->rc != 0) {
-        uint64_t id = m->command;
+        uint64_t id = MD(m)->command;
         model_remove(r, m);
         report(r, id, j->model, j->version, SELDON_SCHED_LOAD_FAILED, j->reason);
-    } else if (m->unload_after) {
-        m->state = UP_LOADED;
-        unload_model(r, m, m->command);
+    } else if (MD(m)->unload_after) {
+        m->state = AG_LOADED;
+        unload_model(r, m, MD(m)->command);
     } else {
-        m->state = UP_LOADED;
+        m->state = AG_LOADED;
         table_rebuild(u); /* before the report: the route that follows finds it */
-        report(r, m->command, j->model, j->version, SELDON_SCHED_LOADED, NULL);
+        report(r, MD(m)->command, j->model, j->version, SELDON_SCHED_LOADED, NULL);
     }
     job_free(j);
 }
@@ -435,17 +421,17 @@ static void prep_next(up *u);
 
 static void artifact_ready(up_replica *r, const char *model, uint32_t version, const char *why)
 {
-    up_model *m = model_find(r, model, version);
-    if (r->u->stopping || m == NULL || m->state != UP_LOADING)
+    ag_entry *m = model_find(r, model, version);
+    if (r->u->stopping || m == NULL || m->state != AG_LOADING)
         return;
     if (why != NULL) {
-        uint64_t id = m->command;
+        uint64_t id = MD(m)->command;
         model_remove(r, m);
         report(r, id, model, version, SELDON_SCHED_LOAD_FAILED, why);
         return;
     }
-    if (job_submit(r, m, m->command, 0) != 0) {
-        uint64_t id = m->command;
+    if (job_submit(r, m, MD(m)->command, 0) != 0) {
+        uint64_t id = MD(m)->command;
         model_remove(r, m);
         report(r, id, model, version, SELDON_SCHED_LOAD_FAILED, "out of memory");
     }
@@ -564,7 +550,7 @@ static void prep_next(up *u)
 }
 
 /* Makes <state>/models/<vname> ready for r's load of m, then artifact_ready(). */
-static void artifact_get(up_replica *r, up_model *m, const char *spec_json)
+static void artifact_get(up_replica *r, ag_entry *m, const char *spec_json)
 {
     up *u = r->u;
     up_prep *p;
@@ -625,6 +611,7 @@ typedef struct up_cmd {
     uint64_t id;
     uint32_t index;
     uint32_t version;
+    int64_t memory;
     char *server;
     char *model;
     char *spec;
@@ -644,7 +631,7 @@ static void cmd_run(void *arg)
     up_cmd *c = arg;
     up *u = c->u;
     up_replica *r = replica_of(u, c->server, c->index);
-    up_model *m;
+    ag_entry *m;
     if (u->stopping || r == NULL) {
         if (!u->stopping)
             sdd_log(SELDON_LOG_WARN, "command %llu for %s/%u: no such embedded replica",
@@ -654,26 +641,26 @@ static void cmd_run(void *arg)
     }
     m = model_find(r, c->model, c->version);
     if (c->op == SELDON_SCHED_LOAD) {
-        if (m != NULL && m->state == UP_LOADED) {
+        if (m != NULL && m->state == AG_LOADED) {
             report(r, c->id, c->model, c->version, SELDON_SCHED_LOADED, NULL);
         } else if (m != NULL) { /* on its way: the newest command gets the answer */
-            m->command = c->id;
-            m->unload_after = 0;
-        } else if ((m = model_add(r, c->model, c->version)) == NULL) {
+            MD(m)->command = c->id;
+            MD(m)->unload_after = 0;
+        } else if ((m = model_add(r, c->model, c->version, c->memory)) == NULL) {
             report(r, c->id, c->model, c->version, SELDON_SCHED_LOAD_FAILED, "out of memory");
         } else {
-            m->command = c->id;
+            MD(m)->command = c->id;
             artifact_get(r, m, c->spec);
         }
     } else {
         if (m == NULL) {
             report(r, c->id, c->model, c->version, SELDON_SCHED_UNLOADED, NULL);
-        } else if (m->state == UP_LOADED) {
+        } else if (m->state == AG_LOADED) {
             unload_model(r, m, c->id);
         } else {
-            m->command = c->id;
-            if (m->state == UP_LOADING)
-                m->unload_after = 1;
+            MD(m)->command = c->id;
+            if (m->state == AG_LOADING)
+                MD(m)->unload_after = 1;
         }
     }
     cmd_free(c);
@@ -691,6 +678,7 @@ void up_command(void *user_data, const seldon_sched_command *cmd)
     c->id = cmd->id;
     c->index = cmd->index;
     c->version = cmd->version;
+    c->memory = cmd->memory_bytes;
     c->server = sdd_strndup(cmd->server, strlen(cmd->server));
     c->model = sdd_strndup(cmd->model, strlen(cmd->model));
     c->spec = cmd->spec ? sdd_strndup(cmd->spec, strlen(cmd->spec)) : NULL;

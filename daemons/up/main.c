@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "cache.h"
 #include "paths.h"
 #include "sdd.h"
 #include "up.h"
@@ -295,6 +296,9 @@ static int replica_start(up *u, up_replica *r, uint32_t index, int port)
     snprintf(r->addr, sizeof(r->addr), "%s-%u.seldon-up:%d", u->cfg.server_name, index,
              port > 0 ? port : 9000);
     r->s.cfg.workers = u->cfg.workers;
+    rc = ag_cache_new(&r->cache, 0);
+    if (rc != 0)
+        return rc;
     ro.root = u->models_dir;
     ro.runtime_path = u->runtime_path;
     ro.server_name = "seldon";
@@ -574,15 +578,14 @@ int main(int argc, char **argv)
     sdl_loops_free(u.ctl_loops);
     up_control_free(&u);
     for (i = 0; i < u.nreplicas; i++) {
-        up_model *m, *next;
+        ag_entry *e;
         seldon_service_free(u.replicas[i].s.svc);
         seldon_repo_free(u.replicas[i].s.repo);
         seldon_metrics_free(u.replicas[i].s.metrics);
-        for (m = u.replicas[i].models; m != NULL; m = next) {
-            next = m->next;
-            sdd_free(m->model);
-            sdd_free(m);
-        }
+        for (e = u.replicas[i].cache ? ag_cache_first(u.replicas[i].cache) : NULL; e != NULL;
+             e = e->next)
+            sdd_free(e->user);
+        ag_cache_free(u.replicas[i].cache);
     }
     up_table_free(atomic_load(&u.table));
     seldon_sched_close(u.sched.sched); /* every change was committed when it was made */

@@ -66,20 +66,16 @@ typedef struct up_config {
 
 typedef struct up up;
 
-/* A model version on a replica, as the agent stage knows it (control loop only). */
-#define UP_LOADING 1
-#define UP_LOADED 2
-#define UP_UNLOADING 3
-
-typedef struct up_model {
-    struct up_model *next;
-    char *model;
-    uint32_t version;
-    int state;
-    uint64_t command; /* the command the next report answers */
-    int unload_after; /* an unload came while loading */
-    char vname[];     /* "<model>_<version>" */
-} up_model;
+/*
+ * A model version on a replica, as the agent stage knows it: an entry of the replica's
+ * ag_cache (seldon-agent's cache.c: states, memory, least-recently-used eviction
+ * planning), with this in its user pointer. Control loop only, but for used.
+ */
+typedef struct up_mdata {
+    uint64_t command;      /* the command the next report answers */
+    int unload_after;      /* an unload came while loading */
+    _Atomic uint64_t used; /* the last request's tick (written by the ingress) */
+} up_mdata;
 
 /* One embedded server replica. */
 typedef struct up_replica {
@@ -88,13 +84,14 @@ typedef struct up_replica {
     char addr[160]; /* what the scheduler and the routes call it: "<server>-<i>.inproc:<port>" */
     srv s;          /* repo, service, executors: daemons/server/exec.c */
     seldon_service_hooks hooks; /* what exec.c lends the service, for the agent stage's jobs too */
-    up_model *models;           /* control loop */
+    struct ag_cache *cache;     /* control loop: the versions held (daemons/agent/cache.h) */
     atomic_long in_flight;
 } up_replica;
 
 /* Where a route's requests go on one replica: its newest version loaded there. */
 typedef struct up_target {
     up_replica *r;
+    up_mdata *md;
     const char *vname;
     size_t vname_len;
 } up_target;
