@@ -48,6 +48,9 @@ static ag_entry *model_add(up_replica *r, const char *model, uint32_t version, i
         return NULL;
     }
     e->user = md;
+    /* Not loaded, not counted against the replica's memory until its load starts. */
+    e->state = AG_EVICTED;
+    md->preparing = 1;
     return e;
 }
 
@@ -66,7 +69,30 @@ void up_table_free(up_table *t)
     seldon_routes_release(t->routes);
     sdd_free(t->first);
     sdd_free(t->targets);
+    sdd_free(t->names);
     sdd_free(t);
+}
+
+/*
+ * The ingress marks the target a request took with a tick (up_target.used); the
+ * table in force is folded into the entries' recency before it is replaced and
+ * before eviction planning. Control loop: the table in force cannot be freed here.
+ */
+static void recency_fold(up *u)
+{
+    up_table *t = atomic_load_explicit(&u->table, memory_order_acquire);
+    size_t k;
+    if (t == NULL)
+        return;
+    for (k = 0; k < t->first[seldon_routes_count(t->routes)]; k++) {
+        uint64_t used = atomic_load_explicit(&t->targets[k].used, memory_order_relaxed);
+        ag_entry *e;
+        if (used == 0)
+            continue;
+        e = ag_cache_find(t->targets[k].r->cache, t->targets[k].vname, t->targets[k].vname_len);
+        if (e != NULL && e->used < used)
+            e->used = used;
+    }
 }
 
 static up_replica *replica_at(up *u, const char *addr)
@@ -80,13 +106,16 @@ static up_replica *replica_at(up *u, const char *addr)
     return NULL;
 }
 
-/* The newest version of model loaded on r, or NULL. */
+/*
+ * The newest version of model that r serves: loaded, or held (loaded once) and evicted
+ * to make room, or on its way back; NULL when none. Unloading ones are left out.
+ */
 static ag_entry *newest(up_replica *r, const char *model)
 {
     ag_entry *e, *best = NULL;
     for (e = ag_cache_first(r->cache); e != NULL; e = e->next)
-        if (e->state == AG_LOADED && strcmp(e->model, model) == 0 &&
-            (best == NULL || e->version > best->version))
+        if ((e->state == AG_LOADED || (e->held && e->state != AG_UNLOADING)) &&
+            strcmp(e->model, model) == 0 && (best == NULL || e->version > best->version))
             best = e;
     return best;
 }
@@ -163,8 +192,8 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
 {
     seldon_routes *routes = NULL;
     up_table *t = NULL;
-    size_t i, j, n, total = 0, k = 0;
-    int rc = seldon_sched_routes(&routes, u->sched.sched);
+    size_t i, j, n, total = 0, k = 0, off = 0;
+    int pass, rc = seldon_sched_routes(&routes, u->sched.sched);
     if (rc != 0) {
         sdd_log(SELDON_LOG_ERROR, "route table: %s", seldon_last_error());
         publish(u, NULL, then, arg);
@@ -190,20 +219,41 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
         return;
     }
     t->routes = routes;
-    for (i = 0; i < n; i++) {
-        const char *name = seldon_routes_name(routes, i);
-        t->first[i] = k;
-        for (j = 0; j < seldon_routes_upstream_count(routes, i); j++) {
-            const seldon_router_upstream *up_ = seldon_routes_upstream(routes, i, j);
-            up_replica *r = replica_at(u, up_->http ? up_->http : up_->grpc);
-            ag_entry *m = r != NULL ? newest(r, name) : NULL;
-            if (m == NULL)
-                continue;
-            t->targets[k].r = r;
-            t->targets[k].md = MD(m);
-            t->targets[k].vname = m->vname; /* freed only after a rebuild without it */
-            t->targets[k].vname_len = strlen(m->vname);
-            k++;
+    recency_fold(u);
+    for (pass = 0; pass < 2; pass++) { /* sizes the names, then fills them in */
+        k = 0;
+        for (i = 0; i < n; i++) {
+            const char *name = seldon_routes_name(routes, i);
+            t->first[i] = k;
+            for (j = 0; j < seldon_routes_upstream_count(routes, i); j++) {
+                const seldon_router_upstream *up_ = seldon_routes_upstream(routes, i, j);
+                up_replica *r = replica_at(u, up_->http ? up_->http : up_->grpc);
+                ag_entry *m = r != NULL ? newest(r, name) : NULL;
+                size_t len = m != NULL ? strlen(m->vname) : 0;
+                if (m == NULL)
+                    continue;
+                if (pass == 1) {
+                    /* The table owns its copy: an entry may go while the table is read. */
+                    memcpy(t->names + off, m->vname, len + 1);
+                    t->targets[k].r = r;
+                    t->targets[k].evicted = m->state != AG_LOADED;
+                    t->targets[k].vname = t->names + off;
+                    t->targets[k].vname_len = len;
+                    atomic_init(&t->targets[k].used, 0);
+                }
+                off += len + 1;
+                k++;
+            }
+        }
+        if (pass == 0) {
+            t->names = sdd_malloc(off ? off : 1);
+            off = 0;
+            if (t->names == NULL) {
+                sdd_log(SELDON_LOG_ERROR, "route table: out of memory");
+                up_table_free(t);
+                publish(u, NULL, then, arg);
+                return;
+            }
         }
     }
     t->first[n] = k;
@@ -260,11 +310,15 @@ static void report(up_replica *r, uint64_t id, const char *model, uint32_t versi
 
 /* ---------------------------------------------------------------- load executor jobs */
 
+#define JOB_LOAD 0
+#define JOB_UNLOAD 1
+#define JOB_EVICT 2 /* an unload to make room: the version stays held */
+
 typedef struct up_job {
     seldon_job job; /* first: the executor hands it back */
     up_replica *r;
     uint64_t id;
-    int unload;
+    int unload; /* JOB_* */
     int rc;
     char *model;
     uint32_t version;
@@ -284,8 +338,8 @@ static void job_finished(void *arg);
 static void job_run(seldon_job *job)
 {
     up_job *j = (up_job *)(void *)job;
-    j->rc = j->unload ? seldon_repo_unload(j->r->s.repo, j->vname)
-                      : seldon_repo_load(j->r->s.repo, j->vname);
+    j->rc = j->unload != JOB_LOAD ? seldon_repo_unload(j->r->s.repo, j->vname)
+                                  : seldon_repo_load(j->r->s.repo, j->vname);
     if (j->rc != 0)
         snprintf(j->reason, sizeof(j->reason), "%s", seldon_last_error());
     if (sdl_loops_post(j->r->u->ctl_loops, 0, job_finished, j) != 0)
@@ -351,6 +405,207 @@ static void unload_model(up_replica *r, ag_entry *m, uint64_t id)
     table_rebuild_then(r->u, unload_go, j);
 }
 
+/* ---------------------------------------------------------------- room and reloads */
+
+/*
+ * Loads on a replica go one at a time (r->busy): each first makes room within the
+ * replica's memory (--server-memory) by evicting the least recently used versions, as
+ * seldon-agent does with the same planner (ag_cache_plan). An evicted version stays
+ * held: its route stays, and a request for it waits for it to be loaded again.
+ */
+static void kick(up_replica *r);
+
+static void per_model(seldon_metric *m, up_replica *r, const ag_entry *e)
+{
+    char idx[16];
+    const char *labels[4];
+    seldon_series *s = NULL;
+    snprintf(idx, sizeof(idx), "%u", r->index);
+    labels[0] = r->u->cfg.server_name;
+    labels[1] = idx;
+    labels[2] = e->model;
+    labels[3] = e->vname;
+    if (m != NULL && seldon_metric_series(&s, m, labels) == 0)
+        seldon_series_add(s, 1);
+}
+
+/* Answers every request waiting for e: resumed when it is loaded, else failed with why. */
+static void wake(ag_entry *e, int rc, const char *why)
+{
+    up_park *p = MD(e)->parked, *next;
+    MD(e)->parked = NULL;
+    for (; p != NULL; p = next) {
+        next = p->next;
+        if (rc == 0)
+            up_park_resume(p);
+        else
+            up_park_fail(p, rc, why);
+    }
+}
+
+/* Queues e for loading on r (in arrival order). */
+static void enqueue(up_replica *r, ag_entry *e)
+{
+    MD(e)->queued = ++r->seq;
+    kick(r);
+}
+
+static void load_done(up_replica *r, ag_entry *e, int rc, const char *why);
+
+/* Every eviction e waited for is done: load it. */
+static void load_now(up_replica *r, ag_entry *e)
+{
+    if (job_submit(r, e, MD(e)->command, JOB_LOAD) != 0)
+        load_done(r, e, SELDON_ENOMEM, "out of memory");
+}
+
+typedef struct evict_batch {
+    up_replica *r;
+    size_t n;
+    ag_entry *v[];
+} evict_batch;
+
+/* The table without the victims is in force: unload them. */
+static void evict_go(void *arg, int run)
+{
+    evict_batch *b = arg;
+    size_t i;
+    for (i = 0; run && i < b->n; i++)
+        if (job_submit(b->r, b->v[i], 0, JOB_EVICT) != 0)
+            sdd_log(SELDON_LOG_ERROR, "replica %u: evicting %s: out of memory", b->r->index,
+                    b->v[i]->vname);
+    sdd_free(b);
+}
+
+/* r->busy = e: evicts what must go for e to fit, then loads it. */
+static void make_room(up_replica *r, ag_entry *e)
+{
+    ag_entry **v = NULL;
+    evict_batch *b;
+    size_t n = 0, i;
+    e->state = AG_LOADING;
+    recency_fold(r->u);
+    if (ag_cache_plan(&v, &n, r->cache, e) != 0) {
+        char why[600];
+        snprintf(why, sizeof(why), "%s", seldon_last_error());
+        load_done(r, e, SELDON_ERANGE, why);
+        return;
+    }
+    if (n == 0) {
+        load_now(r, e);
+        return;
+    }
+    b = sdd_malloc(sizeof(*b) + n * sizeof(b->v[0]));
+    if (b == NULL) {
+        sdd_free(v);
+        load_done(r, e, SELDON_ENOMEM, "out of memory");
+        return;
+    }
+    b->r = r;
+    b->n = n;
+    MD(e)->evictions = n;
+    for (i = 0; i < n; i++) {
+        b->v[i] = v[i];
+        v[i]->state = AG_EVICTING;
+        per_model(r->u->m_evict, r, v[i]);
+        sdd_log(SELDON_LOG_INFO, "replica %u: evicting %s to make room for %s", r->index,
+                v[i]->vname, e->vname);
+    }
+    sdd_free(v);
+    /* Requests for the victims wait for a reload from now on; unloaded once none uses them. */
+    table_rebuild_then(r->u, evict_go, b);
+}
+
+/* Starts the oldest queued load unless one runs. */
+static void kick(up_replica *r)
+{
+    ag_entry *e, *next = NULL;
+    if (r->busy != NULL || r->u->stopping)
+        return;
+    for (e = ag_cache_first(r->cache); e != NULL; e = e->next)
+        if (MD(e)->queued && (next == NULL || MD(e)->queued < MD(next)->queued))
+            next = e;
+    if (next == NULL)
+        return;
+    MD(next)->queued = 0;
+    r->busy = next;
+    make_room(r, next);
+}
+
+/* A load (first or again) ended: rc 0, or why it failed. */
+static void load_done(up_replica *r, ag_entry *e, int rc, const char *why)
+{
+    up_mdata *md = MD(e);
+    uint64_t id = md->command;
+    int answer = md->answer;
+    if (r->busy == e)
+        r->busy = NULL;
+    md->answer = 0;
+    if (rc == 0) {
+        e->state = AG_LOADED;
+        e->held = 1;
+        md->reloading = 0;
+        table_rebuild(r->u); /* before the report: the route that follows finds it */
+        wake(e, 0, NULL);
+        if (answer)
+            report(r, id, e->model, e->version, SELDON_SCHED_LOADED, NULL);
+        if (md->unload_after)
+            unload_model(r, e, md->command);
+    } else if (e->held && !md->unload_after) { /* a reload: it stays evicted */
+        char msg[800];
+        e->state = AG_EVICTED;
+        md->reloading = 0;
+        snprintf(msg, sizeof(msg), "model %s could not be loaded again: %s", e->vname, why);
+        sdd_log(SELDON_LOG_WARN, "replica %u: %s", r->index, msg);
+        table_rebuild(r->u);
+        wake(e, SELDON_EUNAVAIL, msg);
+        if (answer)
+            report(r, id, e->model, e->version, SELDON_SCHED_LOAD_FAILED, why);
+    } else {
+        char model[300];
+        uint32_t version = e->version;
+        int unloading = md->unload_after;
+        snprintf(model, sizeof(model), "%s", e->model);
+        wake(e, SELDON_EUNAVAIL, why);
+        model_remove(r, e);
+        table_rebuild(r->u);
+        report(r, id, model, version, unloading ? SELDON_SCHED_UNLOADED : SELDON_SCHED_LOAD_FAILED,
+               unloading ? NULL : why);
+    }
+    kick(r);
+}
+
+/* On the control loop: a request for an evicted version (ingress.c, park()). */
+void up_park_arrive(void *arg)
+{
+    up_park *p = arg;
+    up_replica *r = p->r;
+    ag_entry *e = ag_cache_find(r->cache, p->vname, strlen(p->vname));
+    char why[400];
+    if (r->u->stopping) {
+        up_park_fail(p, SELDON_EUNAVAIL, "seldon up is stopping");
+        return;
+    }
+    if (e == NULL || e->state == AG_UNLOADING) {
+        snprintf(why, sizeof(why), "model %s was unloaded", p->vname);
+        up_park_fail(p, SELDON_ENOTFOUND, why);
+        return;
+    }
+    if (e->state == AG_LOADED) { /* loaded again meanwhile */
+        up_park_resume(p);
+        return;
+    }
+    p->next = MD(e)->parked;
+    MD(e)->parked = p;
+    if (e->state == AG_EVICTED && !MD(e)->queued && !MD(e)->reloading) {
+        per_model(r->u->m_miss, r, e);
+        sdd_log(SELDON_LOG_INFO, "replica %u: %s requested while evicted: loading it again",
+                r->index, e->vname);
+        MD(e)->reloading = 1;
+        enqueue(r, e);
+    }
+}
+
 static void job_finished(void *arg)
 {
     up_job *j = arg;
@@ -362,27 +617,41 @@ static void job_finished(void *arg)
         return;
     }
     seldon_service_refresh(r->s.svc);
-    if (j->unload) {
+    if (j->unload == JOB_EVICT) {
+        ag_entry *busy = r->busy;
+        if (j->rc != 0) { /* still loaded: it takes its room back */
+            sdd_log(SELDON_LOG_WARN, "replica %u: evicting %s failed: %s", r->index, m->vname,
+                    j->reason);
+            m->state = AG_LOADED;
+        } else {
+            m->state = AG_EVICTED;
+        }
+        table_rebuild(u);
+        if (MD(m)->unload_after) { /* unloaded for good meanwhile */
+            uint64_t id = MD(m)->command;
+            wake(m, SELDON_ENOTFOUND, "the model was unloaded");
+            model_remove(r, m);
+            table_rebuild(u);
+            report(r, id, j->model, j->version, SELDON_SCHED_UNLOADED, NULL);
+        } else if (MD(m)->parked != NULL && m->state == AG_EVICTED && !MD(m)->queued) {
+            MD(m)->reloading = 1; /* requests came meanwhile: back after the load under way */
+            MD(m)->queued = ++r->seq;
+        }
+        if (busy != NULL && MD(busy)->evictions > 0 && --MD(busy)->evictions == 0)
+            load_now(r, busy);
+    } else if (j->unload == JOB_UNLOAD) {
         if (j->rc != 0) {
             m->state = AG_LOADED;
             table_rebuild(u);
             report(r, MD(m)->command, j->model, j->version, SELDON_SCHED_UNLOAD_FAILED, j->reason);
         } else {
             uint64_t id = MD(m)->command;
+            wake(m, SELDON_ENOTFOUND, "the model was unloaded");
             model_remove(r, m);
             report(r, id, j->model, j->version, SELDON_SCHED_UNLOADED, NULL);
         }
-    } else if (j->rc != 0) {
-        uint64_t id = MD(m)->command;
-        model_remove(r, m);
-        report(r, id, j->model, j->version, SELDON_SCHED_LOAD_FAILED, j->reason);
-    } else if (MD(m)->unload_after) {
-        m->state = AG_LOADED;
-        unload_model(r, m, MD(m)->command);
     } else {
-        m->state = AG_LOADED;
-        table_rebuild(u); /* before the report: the route that follows finds it */
-        report(r, MD(m)->command, j->model, j->version, SELDON_SCHED_LOADED, NULL);
+        load_done(r, m, j->rc, j->rc ? j->reason : NULL);
     }
     job_free(j);
 }
@@ -422,19 +691,18 @@ static void prep_next(up *u);
 static void artifact_ready(up_replica *r, const char *model, uint32_t version, const char *why)
 {
     ag_entry *m = model_find(r, model, version);
-    if (r->u->stopping || m == NULL || m->state != AG_LOADING)
+    if (r->u->stopping || m == NULL || !MD(m)->preparing)
         return;
+    MD(m)->preparing = 0;
     if (why != NULL) {
         uint64_t id = MD(m)->command;
+        char name[300];
+        snprintf(name, sizeof(name), "%s", model); /* model may be m's own */
         model_remove(r, m);
-        report(r, id, model, version, SELDON_SCHED_LOAD_FAILED, why);
+        report(r, id, name, version, SELDON_SCHED_LOAD_FAILED, why);
         return;
     }
-    if (job_submit(r, m, MD(m)->command, 0) != 0) {
-        uint64_t id = MD(m)->command;
-        model_remove(r, m);
-        report(r, id, model, version, SELDON_SCHED_LOAD_FAILED, "out of memory");
-    }
+    enqueue(r, m); /* room is made when its turn comes */
 }
 
 static void prep_free(up_prep *p)
@@ -641,15 +909,19 @@ static void cmd_run(void *arg)
     }
     m = model_find(r, c->model, c->version);
     if (c->op == SELDON_SCHED_LOAD) {
-        if (m != NULL && m->state == AG_LOADED) {
+        if (m != NULL && (m->state == AG_LOADED || (m->state == AG_EVICTED && m->held))) {
+            /* Held: an evicted version is loaded again when a request comes. */
+            MD(m)->unload_after = 0;
             report(r, c->id, c->model, c->version, SELDON_SCHED_LOADED, NULL);
         } else if (m != NULL) { /* on its way: the newest command gets the answer */
             MD(m)->command = c->id;
+            MD(m)->answer = 1;
             MD(m)->unload_after = 0;
         } else if ((m = model_add(r, c->model, c->version, c->memory)) == NULL) {
             report(r, c->id, c->model, c->version, SELDON_SCHED_LOAD_FAILED, "out of memory");
         } else {
             MD(m)->command = c->id;
+            MD(m)->answer = 1;
             artifact_get(r, m, c->spec);
         }
     } else {
@@ -657,10 +929,21 @@ static void cmd_run(void *arg)
             report(r, c->id, c->model, c->version, SELDON_SCHED_UNLOADED, NULL);
         } else if (m->state == AG_LOADED) {
             unload_model(r, m, c->id);
+        } else if (m->state == AG_EVICTED && !MD(m)->queued && r->busy != m) {
+            wake(m, SELDON_ENOTFOUND, "the model was unloaded");
+            model_remove(r, m);
+            table_rebuild(u);
+            report(r, c->id, c->model, c->version, SELDON_SCHED_UNLOADED, NULL);
         } else {
             MD(m)->command = c->id;
-            if (m->state == AG_LOADING)
-                MD(m)->unload_after = 1;
+            MD(m)->unload_after = 1; /* once its load or eviction is over */
+            if (MD(m)->queued) {     /* not started: it goes now */
+                MD(m)->queued = 0;
+                wake(m, SELDON_ENOTFOUND, "the model was unloaded");
+                model_remove(r, m);
+                table_rebuild(u);
+                report(r, c->id, c->model, c->version, SELDON_SCHED_UNLOADED, NULL);
+            }
         }
     }
     cmd_free(c);
@@ -746,6 +1029,12 @@ void up_control_start(void *arg)
 void up_control_stop(void *arg)
 {
     up *u = arg;
+    int i;
+    for (i = 0; i < u->nreplicas; i++) { /* requests still waiting for a reload */
+        ag_entry *e;
+        for (e = ag_cache_first(u->replicas[i].cache); e != NULL; e = e->next)
+            wake(e, SELDON_EUNAVAIL, "seldon up is stopping");
+    }
     u->stopping = 1;
     if (u->child != NULL) /* a copy under way: its preparation fails once it exits */
         uv_process_kill(u->child, SIGTERM);

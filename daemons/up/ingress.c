@@ -57,6 +57,7 @@ static int pick(up_target *out, up *u, const char *name, size_t len)
     up_table *t = atomic_load_explicit(&u->table, memory_order_acquire);
     size_t i, k, n, start, best = SIZE_MAX;
     long least = 0;
+    int best_evicted = 1;
     int pipeline = len > 9 && memcmp(name + len - 9, ".pipeline", 9) == 0;
     if (t == NULL || seldon_routes_find(&i, t->routes, name, len) != 0) {
         if (pipeline)
@@ -68,18 +69,46 @@ static int pick(up_target *out, up *u, const char *name, size_t len)
     n = t->first[i + 1] - t->first[i];
     /* The least busy replica; among equals, a rotating start spreads the requests. */
     start = n > 1 ? atomic_fetch_add_explicit(&u->rotate, 1, memory_order_relaxed) % n : 0;
+    /* A replica that has the version loaded goes before one that must load it again. */
     for (k = 0; k < n; k++) {
         size_t j = t->first[i] + (start + k) % n;
         long busy = atomic_load_explicit(&t->targets[j].r->in_flight, memory_order_relaxed);
-        if (best == SIZE_MAX || busy < least) {
+        int evicted = t->targets[j].evicted;
+        if (best == SIZE_MAX || evicted < best_evicted ||
+            (evicted == best_evicted && busy < least)) {
             best = j;
             least = busy;
+            best_evicted = evicted;
         }
     }
     if (best == SIZE_MAX)
         return sdd_error(SELDON_EUNAVAIL, "model \"%.*s\" is not loaded on any replica yet",
                          (int)(len > 200 ? 200 : len), name);
-    *out = t->targets[best];
+    /* Recency, for the replica's eviction planning. */
+    atomic_store_explicit(&t->targets[best].used,
+                          atomic_fetch_add_explicit(&u->tick, 1, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    out->r = t->targets[best].r;
+    out->evicted = t->targets[best].evicted;
+    out->vname = t->targets[best].vname;
+    out->vname_len = t->targets[best].vname_len;
+    return 0;
+}
+
+/* Hands a request for an evicted version to the control loop, which loads it again. */
+static int park(up_target *t, void *call, int grpc)
+{
+    up_park *p = sdd_calloc(1, sizeof(*p) + t->vname_len + 1);
+    if (p == NULL)
+        return SELDON_ENOMEM;
+    p->r = t->r;
+    p->call = call;
+    p->grpc = grpc;
+    memcpy(p->vname, t->vname, t->vname_len);
+    if (sdl_loops_post(t->r->u->ctl_loops, 0, up_park_arrive, p) != 0) {
+        sdd_free(p);
+        return sdd_error(SELDON_EUNAVAIL, "seldon up is stopping");
+    }
     return 0;
 }
 
@@ -91,6 +120,7 @@ _Static_assert(sizeof(sdh_header) == sizeof(seldon_http_header), "header layouts
 typedef struct rest_call {
     sdh_req *req;
     up_replica *r;
+    seldon_rest_request q; /* views into the request, valid until it is answered */
     size_t vname_len;
     char route[SELDON_ROUTES_NAME_MAX + 16]; /* "x-seldon-route": ":<name>_<version>:" */
     char path[];
@@ -138,6 +168,7 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
     int32_t status = 500;
     int rc;
 
+    t.evicted = 0;
     if (header == NULL && (is_path(r, "/v2/health/live") || is_path(r, "/v2/health/ready"))) {
         int ready = is_path(r, "/v2/health/live") || atomic_load(&u->sched_ready);
         count(u, "rest", ready ? 200 : 503);
@@ -206,6 +237,18 @@ call:
     q.body = r->body;
     q.body_len = r->body_len;
     atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+    if (t.evicted) { /* answered once the version is loaded again */
+        c->q = q;
+        rc = park(&t, c, 0);
+        if (rc == 0)
+            return;
+        atomic_fetch_sub_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+        sdd_free(c);
+        seldon_router_status(&status, NULL, rc);
+        count(u, "rest", status);
+        sdh_respond_error(req, status, seldon_last_error());
+        return;
+    }
     /* The model is acquired inside this call, within this loop callback: see publish(). */
     rc = seldon_service_rest(t.r->s.svc, &q, rest_done, c);
     if (rc != 0) {
@@ -259,6 +302,7 @@ static void maybe_consume(gcall *c)
 typedef struct gmsg {
     gcall *c;
     up_replica *r;
+    seldon_buf parked; /* a parked call's message, versioned name included */
     int32_t status;
     char *message;
     seldon_buf resp;
@@ -314,6 +358,7 @@ static void deliver(gmsg *m)
         maybe_consume(c);
     c->refs++;
     seldon_buf_free(&m->resp);
+    seldon_buf_free(&m->parked);
     sdd_free(m->message);
     sdd_free(m);
     gcall_unref(c);
@@ -346,6 +391,7 @@ static void gdone(void *user_data, int32_t status, const char *message, seldon_b
     if (sdl_loops_post(u->loops, m->c->loop, deliver_posted, m) != 0) {
         /* The loops are stopping: the stream goes with them. */
         seldon_buf_free(&m->resp);
+        seldon_buf_free(&m->parked);
         sdd_free(m->message);
         sdd_free(m);
     }
@@ -436,6 +482,23 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
     pb_append_field1(msg, t.vname, t.vname_len);
     m->r = t.r;
     atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+    if (t.evicted) { /* sent once the version is loaded again: the message is kept */
+        if (seldon_buf_reserve(&m->parked, msg->len - off) == 0) {
+            memcpy(m->parked.data, msg->data + off, msg->len - off);
+            m->parked.len = msg->len - off;
+            rc = park(&t, m, 1);
+        } else {
+            rc = sdd_error(SELDON_ENOMEM, "out of memory");
+        }
+        msg->len = end;
+        seldon_buf_free(&copy);
+        if (rc != 0) {
+            seldon_buf_free(&m->parked);
+            seldon_router_status(NULL, &grpc, rc);
+            gdone(m, grpc, seldon_last_error(), NULL);
+        }
+        return;
+    }
     rc = seldon_service_grpc(t.r->s.svc, c->path, c->path_len, msg->data + off, msg->len - off,
                              gdone, m);
     msg->len = end; /* the service copied what it keeps */
@@ -611,6 +674,50 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
         g_end(s, c, NULL, 0);
 }
 
+/* On the control loop: the version is loaded again. */
+void up_park_resume(up_park *p)
+{
+    if (p->grpc) {
+        gmsg *m = p->call;
+        gcall *c = m->c;
+        seldon_buf msg = m->parked;
+        m->parked.data = NULL;
+        m->parked.len = m->parked.cap = 0;
+        if (seldon_service_grpc(p->r->s.svc, c->path, c->path_len, msg.data, msg.len, gdone, m) !=
+            0)
+            gdone(m, 13, seldon_last_error(), NULL);
+        seldon_buf_free(&msg); /* the service copied what it keeps */
+    } else {
+        rest_call *c = p->call;
+        if (seldon_service_rest(p->r->s.svc, &c->q, rest_done, c) != 0) {
+            atomic_fetch_sub_explicit(&c->r->in_flight, 1, memory_order_relaxed);
+            count(c->r->u, "rest", 500);
+            sdh_respond_error(c->req, 500, seldon_last_error());
+            sdd_free(c);
+        }
+    }
+    sdd_free(p);
+}
+
+/* On the control loop: the version could not be loaded again. */
+void up_park_fail(up_park *p, int rc, const char *why)
+{
+    int32_t http = 500, grpc = 13;
+    seldon_router_status(&http, &grpc, rc);
+    if (p->grpc) {
+        gmsg *m = p->call;
+        seldon_buf_free(&m->parked);
+        gdone(m, grpc, why, NULL);
+    } else {
+        rest_call *c = p->call;
+        atomic_fetch_sub_explicit(&c->r->in_flight, 1, memory_order_relaxed);
+        count(c->r->u, "rest", http);
+        sdh_respond_error(c->req, http, why);
+        sdd_free(c);
+    }
+    sdd_free(p);
+}
+
 int up_adopt_h2(void *user_data, const sd_adopt *conn)
 {
     up *u = user_data;
@@ -624,6 +731,7 @@ int up_metrics_setup(up *u)
 {
     const char *labels[2] = {"protocol", "code"};
     const char *cmd_labels[2] = {"server_replica", "outcome"};
+    const char *per_model[4] = {"server", "server_replica", "model", "model_internal"};
     int rc = seldon_metrics_new(&u->metrics);
     if (rc == 0)
         rc = seldon_metrics_add(&u->m_requests, u->metrics, SELDON_METRIC_COUNTER,
@@ -638,5 +746,15 @@ int up_metrics_setup(up *u)
                                 "scheduler, by replica and outcome (loaded, load_failed, "
                                 "unloaded, unload_failed).",
                                 cmd_labels, 2, NULL, 0);
+    if (rc == 0)
+        rc = seldon_metrics_add(
+            &u->m_evict, u->metrics, SELDON_METRIC_COUNTER, "seldon_cache_evict_count",
+            "Model versions unloaded from a replica to make room.", per_model, 4, NULL, 0);
+    if (rc == 0)
+        rc = seldon_metrics_add(&u->m_miss, u->metrics, SELDON_METRIC_COUNTER,
+                                "seldon_cache_miss_count",
+                                "Requests that found their model evicted and waited for it to "
+                                "load again.",
+                                per_model, 4, NULL, 0);
     return rc;
 }

@@ -296,7 +296,7 @@ static int replica_start(up *u, up_replica *r, uint32_t index, int port)
     snprintf(r->addr, sizeof(r->addr), "%s-%u.seldon-up:%d", u->cfg.server_name, index,
              port > 0 ? port : 9000);
     r->s.cfg.workers = u->cfg.workers;
-    rc = ag_cache_new(&r->cache, 0);
+    rc = ag_cache_new(&r->cache, u->cfg.server_memory); /* evictions keep loads within it */
     if (rc != 0)
         return rc;
     ro.root = u->models_dir;

@@ -69,13 +69,32 @@ typedef struct up up;
 /*
  * A model version on a replica, as the agent stage knows it: an entry of the replica's
  * ag_cache (seldon-agent's cache.c: states, memory, least-recently-used eviction
- * planning), with this in its user pointer. Control loop only, but for used.
+ * planning), with this in its user pointer. Control loop only.
  */
 typedef struct up_mdata {
-    uint64_t command;      /* the command the next report answers */
-    int unload_after;      /* an unload came while loading */
-    _Atomic uint64_t used; /* the last request's tick (written by the ingress) */
+    uint64_t command;       /* the command the next report answers */
+    int answer;             /* a command waits for this load's (or unload's) outcome */
+    int unload_after;       /* an unload came while loading or evicting */
+    int reloading;          /* loading again after an eviction */
+    int preparing;          /* its artifact is being fetched and placed */
+    size_t evictions;       /* evictions this load waits for */
+    uint64_t queued;        /* waiting for its turn to load (arrival order), or 0 */
+    struct up_park *parked; /* requests waiting for it to be loaded again */
 } up_mdata;
+
+/*
+ * A request for a version evicted to make room: it waits on the control loop for
+ * the version to be loaded again, then goes to the service from there (ingress.c
+ * builds, resumes and fails it; control.c queues it).
+ */
+typedef struct up_park up_park;
+struct up_park {
+    up_park *next;
+    struct up_replica *r;
+    void *call; /* ingress.c's: the REST call or the gRPC message */
+    int grpc;
+    char vname[];
+};
 
 /* One embedded server replica. */
 typedef struct up_replica {
@@ -85,13 +104,16 @@ typedef struct up_replica {
     srv s;          /* repo, service, executors: daemons/server/exec.c */
     seldon_service_hooks hooks; /* what exec.c lends the service, for the agent stage's jobs too */
     struct ag_cache *cache;     /* control loop: the versions held (daemons/agent/cache.h) */
+    struct ag_entry *busy;      /* control loop: the version being loaded (one at a time) */
+    uint64_t seq;               /* control loop: load queue order */
     atomic_long in_flight;
 } up_replica;
 
 /* Where a route's requests go on one replica: its newest version loaded there. */
 typedef struct up_target {
     up_replica *r;
-    up_mdata *md;
+    int evicted;           /* not loaded now: a request waits for its reload */
+    _Atomic uint64_t used; /* the last request's tick, for eviction (control.c) */
     const char *vname;
     size_t vname_len;
 } up_target;
@@ -130,9 +152,12 @@ struct up {
     sdh_server *metrics_http;
     _Atomic(up_table *) table; /* read by the ingress without a lock; see publish() */
     atomic_size_t rotate;
+    _Atomic uint64_t tick; /* recency of requests, for eviction */
     seldon_metrics *metrics;
     seldon_metric *m_requests; /* {protocol, code} */
     seldon_metric *m_commands; /* {server_replica, outcome}: the agent stage's reports */
+    seldon_metric *m_evict;    /* seldon_cache_evict_count, as seldon-agent's */
+    seldon_metric *m_miss;     /* seldon_cache_miss_count */
 };
 
 int64_t up_mono_ns(void);
@@ -141,6 +166,7 @@ int64_t up_mono_ns(void);
 void up_control_start(void *arg); /* registers the replicas, first pump */
 void up_control_stop(void *arg);  /* stops the services; nothing new is started */
 void up_command(void *user_data, const seldon_sched_command *cmd);
+void up_park_arrive(void *arg); /* posted by the ingress: a request for an evicted version */
 void up_after_pump(void *user_data);
 void up_table_free(up_table *t);
 void up_control_free(up *u); /* after the control loop ended */
@@ -150,6 +176,8 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *request);
 void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end);
 int up_adopt_h2(void *user_data, const sd_adopt *conn);
 int up_metrics_setup(up *u);
+void up_park_resume(up_park *p);                        /* loaded again: to the service */
+void up_park_fail(up_park *p, int rc, const char *why); /* answered with rc's status */
 
 /* metrics.c, on the control loop */
 void up_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);

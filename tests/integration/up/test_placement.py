@@ -180,3 +180,60 @@ def test_rclone_remote(tmp_path):
         u.wait_log(r"gone_1 load failed: storageUri bucket:models/nothing-here: rclone copy failed")
     finally:
         assert u.stop() == 0, u.stderr()
+
+
+def test_overcommit_evicts_and_reloads(tmp_path, oip):
+    """Three models of 600Ki on a 1Mi replica with 200% overcommit: the scheduler places all
+    three, the replica keeps one loaded at a time, and a request for an evicted one waits
+    for it to be loaded again (least recently used out) and gets its right answer."""
+    import struct
+    import threading
+    from conftest import SIMPLE_REQUEST, add_request, grpc_stub
+    u = Up(tmp_path, "--server-memory", "1Mi", "--overcommit-percent", "200")
+    try:
+        for name in ("add10", "mul10", "tfsimple1"):
+            (tmp_path / f"{name}.yaml").write_text(manifest(name, name, "  memory: 600Ki\n"))
+            load(u, f"{name}.yaml")
+        u.wait_log(r"evicting add10_1 to make room for mul10_1")
+        u.wait_log(r"evicting mul10_1 to make room for tfsimple1_1")
+        for name in ("add10", "mul10", "tfsimple1"):  # all placed, as the scheduler sees it
+            assert status(u, name)["versions"][0]["state"]["state"] == "ModelAvailable"
+        code, body, _ = u.curl("/v2/models/add10/infer", ADD_REQUEST)
+        assert code == 200 and outputs(body)["OUTPUT"] == [11, 12, 13, 14], body
+        u.wait_log(r"add10_1 requested while evicted: loading it again")
+        code, body, _ = u.curl("/v2/models/tfsimple1/infer", SIMPLE_REQUEST)
+        assert code == 200 and outputs(body)["OUTPUT0"][0] == 2, body
+        # gRPC to an evicted one (mul10 went first, add10 was used last but one).
+        channel, stub = grpc_stub(oip, u.target)
+        try:
+            resp = stub.ModelInfer(add_request(oip, "mul10"), timeout=60)
+            values = list(resp.outputs[0].contents.fp32_contents) or \
+                list(struct.unpack("<4f", resp.raw_output_contents[0]))
+            assert values == [10, 20, 30, 40]
+        finally:
+            channel.close()
+        # Requests for all three at once, over and over: every answer is right.
+        errors = []
+
+        def hammer(name, want):
+            for _ in range(10):
+                code, body, _ = u.curl(f"/v2/models/{name}/infer", ADD_REQUEST)
+                if code != 200 or outputs(body)["OUTPUT"] != want:
+                    errors.append((name, code, body))
+
+        threads = [threading.Thread(target=hammer, args=("add10", [11, 12, 13, 14])),
+                   threading.Thread(target=hammer, args=("mul10", [10, 20, 30, 40]))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == []
+        text = u.scrape()
+        evicts = [line for line in text.splitlines()
+                  if line.startswith("seldon_cache_evict_count{")]
+        misses = [line for line in text.splitlines()
+                  if line.startswith("seldon_cache_miss_count{")]
+        assert evicts and misses, text
+        assert any('model_internal="add10_1"' in line for line in misses)
+    finally:
+        assert u.stop() == 0, u.stderr()
