@@ -60,7 +60,7 @@ static void append(sdn_mf_node *parent, sdn_mf_node *child)
 }
 
 /* 0, 1 (take the YAML way) or SELDON_ENOMEM. Depth is bounded by the reader (64). */
-static int convert(conv *c, const sdn_jv *v, sdn_mf_node **out)
+static int convert(conv *c, const sdn_jv *v, size_t depth, sdn_mf_node **out)
 {
     uint32_t line = line_at(c, v->raw);
     sdn_mf_node *n = NULL;
@@ -87,6 +87,8 @@ static int convert(conv *c, const sdn_jv *v, sdn_mf_node **out)
         break;
     case SDN_JV_ARRAY:
     case SDN_JV_OBJECT:
+        if (depth >= SDN_MF_DEPTH_MAX)
+            return 1; /* libyaml's path says how deep is too deep */
         n = sdn_arena_calloc(c->a, sizeof(*n));
         if (n == NULL)
             break;
@@ -105,9 +107,9 @@ static int convert(conv *c, const sdn_jv *v, sdn_mf_node **out)
                 if (key == NULL)
                     return SELDON_ENOMEM;
                 append(n, key);
-                rc = convert(c, &m->value, &child);
+                rc = convert(c, &m->value, depth + 1, &child);
             } else {
-                rc = convert(c, &v->items[i], &child);
+                rc = convert(c, &v->items[i], depth + 1, &child);
             }
             if (rc != 0)
                 return rc;
@@ -123,23 +125,53 @@ static int convert(conv *c, const sdn_jv *v, sdn_mf_node **out)
     return 0;
 }
 
+/* The longest key libyaml takes: it looks 1024 characters ahead for the ':'. */
+#define YAML_KEY_SPAN_MAX 1000
+
 /*
- * What libyaml reads otherwise than JSON does: UTF-16 surrogate escapes (it
- * refuses them) and raw NEL, LS and PS (line breaks to YAML, folded inside
- * quotes). Text holding them goes the YAML way; canonical JSON never does.
+ * What libyaml reads otherwise than JSON does: UTF-16 surrogate escapes and
+ * the characters its reader refuses (DEL, C1 controls, U+FFFE, U+FFFF), which
+ * JSON allows in strings; raw NEL, LS and PS, which are line breaks to YAML
+ * (folded inside quotes); and keys it cannot see as keys: longer than it
+ * looks ahead, or with a line break before their ':'. Text holding any of
+ * them goes the YAML way; canonical JSON holds none.
  */
 static int yaml_differs(const uint8_t *p, size_t len)
 {
-    size_t i;
-    for (i = 0; i + 1 < len; i++) {
-        if (p[i] == '\\' && p[i + 1] == 'u' && i + 3 < len && (p[i + 2] | 0x20) == 'd' &&
-            strchr("89abAB", p[i + 3]) != NULL && p[i + 3] != '\0')
+    size_t i, start = 0;
+    int in_str = 0;
+    for (i = 0; i < len; i++) {
+        uint8_t c = p[i], n1 = i + 1 < len ? p[i + 1] : 0, n2 = i + 2 < len ? p[i + 2] : 0;
+        uint8_t n3 = i + 3 < len ? p[i + 3] : 0;
+        if (c == 0x7F || (c == 0xC2 && n1 >= 0x80 && n1 <= 0x9F) ||
+            (c == 0xE2 && n1 == 0x80 && (n2 == 0xA8 || n2 == 0xA9)) ||
+            (c == 0xEF && n1 == 0xBF && (n2 == 0xBE || n2 == 0xBF)))
             return 1;
-        if (p[i] == 0xC2 && p[i + 1] == 0x85)
-            return 1;
-        if (p[i] == 0xE2 && p[i + 1] == 0x80 && i + 2 < len &&
-            (p[i + 2] == 0xA8 || p[i + 2] == 0xA9))
-            return 1;
+        if (!in_str) {
+            if (c == '"') {
+                in_str = 1;
+                start = i;
+            }
+            continue;
+        }
+        if (c == '\\') {
+            if (n1 == 'u' && (n2 | 0x20) == 'd' &&
+                ((n3 >= '8' && n3 <= '9') || ((n3 | 0x20) >= 'a' && (n3 | 0x20) <= 'b')))
+                return 1; /* \uD800-\uDBFF */
+            i++;          /* the escaped character cannot start another escape */
+            continue;
+        }
+        if (c == '"') {
+            size_t j = i + 1;
+            int line_break = 0;
+            in_str = 0;
+            while (j < len && (p[j] == ' ' || p[j] == '\t' || p[j] == '\n' || p[j] == '\r')) {
+                line_break |= p[j] == '\n' || p[j] == '\r';
+                j++;
+            }
+            if (j < len && p[j] == ':' && (line_break || j - start > YAML_KEY_SPAN_MAX))
+                return 1;
+        }
     }
     return 0;
 }
@@ -168,5 +200,5 @@ int sdn_mf_json_tree(const char *data, size_t len, sdn_arena *scratch, sdn_mf_no
     c.a = scratch;
     c.text = c.pos = data;
     c.line = 1;
-    return convert(&c, v, root);
+    return convert(&c, v, 0, root);
 }

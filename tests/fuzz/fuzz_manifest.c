@@ -69,7 +69,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t bytes = -1;
     int rc = seldon_manifest_parse(&m, (const char *)data, size, "fuzz");
     if (rc == 0) {
+        seldon_manifest *y = NULL;
+        size_t i;
         check(m);
+        /* What the JSON fast path reads, libyaml reads the same. */
+        if (sdn_manifest_parse_ex(&y, (const char *)data, size, "fuzz", SDN_MF_YAML_ONLY) != 0)
+            fail("parsed, but not through libyaml");
+        if (seldon_manifest_count(y) != seldon_manifest_count(m))
+            fail("libyaml counts other resources");
+        for (i = 0; i < seldon_manifest_count(m); i++)
+            if (!seldon_resource_equal(seldon_manifest_at(m, i), seldon_manifest_at(y, i)) ||
+                seldon_manifest_at(m, i)->document != seldon_manifest_at(y, i)->document)
+                fail("libyaml reads another resource");
+        seldon_manifest_free(y);
         seldon_manifest_free(m);
     } else if (seldon_last_error()[0] == '\0' || m != NULL) {
         fail("a refusal without a message");

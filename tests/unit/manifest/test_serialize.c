@@ -283,6 +283,9 @@ static void same_both_ways(const char *text, size_t len)
     "{\"apiVersion\": \"mlops.seldon.io/v1alpha1\", \"kind\": \"Model\", \"metadata\": "           \
     "{\"name\": \"iris\"},\n \"spec\": " spec "}"
 
+#define KEY50 "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+#define LONG_KEY KEY50 KEY50 KEY50 KEY50 KEY50 KEY50 KEY50 KEY50 KEY50 KEY50 /* 500 bytes */
+
 Test(json, fast_path_and_libyaml_agree)
 {
     static const char *const texts[] = {
@@ -315,9 +318,32 @@ Test(json, fast_path_and_libyaml_agree)
         "{\n\t\"apiVersion\":\t\"mlops.seldon.io/v1alpha1\",\n\t\"kind\": \"Model\",\n"
         "\t\"metadata\": {\"name\": \"iris\"},\n\t\"spec\": {\"storageUri\": \"x\"}\n}\n",
         "{\"kind\": \"Model\", \"spec\": {\"storageUri\": \"\\ud83d\\ude00\"}}",
-        J("{\"storageUri\": \"a\xe2\x80\xa8" "b\xc2\x85" "c\xef\xbb\xbf" "d\"}"),
-        J("{\"storageUri\": \"a\xe2\x80\xa9" "b\"}"),
-        J("{\"storageUri\": \"a\xc2\x85" "b\"}"),
+        J("{\"storageUri\": \"a\xe2\x80\xa8"
+          "b\xc2\x85"
+          "c\xef\xbb\xbf"
+          "d\"}"),
+        J("{\"storageUri\": \"a\xe2\x80\xa9"
+          "b\"}"),
+        J("{\"storageUri\": \"a\xc2\x85"
+          "b\"}"),
+        J("{\"storageUri\": \"a\x7f"
+          "b\"}"),
+        J("{\"storageUri\": \"a\xc2\x80"
+          "b\"}"),
+        J("{\"storageUri\": \"a\xef\xbf\xbe"
+          "b\"}"),
+        J("{\"storageUri\": \"a\xef\xbf\xbd\xef\xbb\xbf\xf0\x9f\x98\x80"
+          "b\"}"),
+        J("{\"storageUri\": \"a\\\\ud800\"}"),
+        J("{\"storageUri\": \"a\\uDBFF\\uDFFF\"}"),
+        /* Keys libyaml does not see as keys: a line break before the ':', too long. */
+        J("{\"storageUri\"\n: \"x\"}"),
+        "{\"apiVersion\": \"mlops.seldon.io/v1alpha1\", \"kind\": \"Model\", \"metadata\": "
+        "{\"name\": \"iris\", \"labels\": {\"" LONG_KEY "\": \"v\"}},\n \"spec\": "
+        "{\"storageUri\": \"x\"}}",
+        "{\"apiVersion\": \"mlops.seldon.io/v1alpha1\", \"kind\": \"Model\", \"metadata\": "
+        "{\"name\": \"iris\", \"labels\": {\"" LONG_KEY LONG_KEY "\": \"v\"}},\n \"spec\": "
+        "{\"storageUri\": \"x\"}}",
         "{}",
     };
     size_t i;
@@ -343,4 +369,22 @@ Test(json, a_big_document_goes_through_libyaml)
     cr_assert_eq(seldon_manifest_at(m, 0)->spec.server.capabilities_count, n);
     seldon_manifest_free(m);
     free(text);
+}
+
+Test(json, nesting_limits_agree)
+{
+    size_t levels;
+    for (levels = 60; levels <= 68; levels++) {
+        char text[2048], *p = text;
+        size_t i;
+        p += sprintf(p, "{\"apiVersion\": \"mlops.seldon.io/v1alpha1\", \"kind\": \"Model\", "
+                        "\"metadata\": {\"name\": \"iris\", \"labels\": ");
+        for (i = 0; i < levels; i++)
+            p += sprintf(p, "{\"a\": ");
+        p += sprintf(p, "1");
+        for (i = 0; i < levels; i++)
+            *p++ = '}';
+        p += sprintf(p, "}, \"spec\": {\"storageUri\": \"x\"}}");
+        same_both_ways(text, (size_t)(p - text));
+    }
 }
