@@ -107,6 +107,10 @@ def test_unsatisfiable_requirements_give_schedule_failed(scheduler, stubs, tmp_p
     load(scheduler, tmp_path, "needs-gpu", requirements=["gpu"])
     doc = wait_status(scheduler, "needs-gpu", "ScheduleFailed")
     assert "gpu" in doc["versions"][0]["state"]["reason"], doc
+    # Waiting for it to be available ends with -t, saying where it is and why.
+    r = cli("model", "status", "needs-gpu", "-w", "ModelAvailable", "-t", "1",
+            scheduler=scheduler)
+    assert r.code == 1 and "ScheduleFailed" in r.err and "gpu" in r.err, r
     # Memory: sklearn is on mlserver only, which has 1 GiB.
     load(scheduler, tmp_path, "too-big", requirements=["sklearn"], memory="5Gi")
     doc = wait_status(scheduler, "too-big", "ScheduleFailed")
