@@ -1,84 +1,84 @@
 #!/usr/bin/env bash
-# Installs what is needed, builds, and runs the main job: seldon-server serving
-# the example models (examples/models) on REST 8080 and gRPC 8081, and
-# seldon-router in front of it on 9000 (REST and gRPC on one port, routed by
-# the seldon-model header or the REST path).
+# Installs what is needed, builds, and runs the main job on the embedded default:
+# `seldon up` (scheduler, a server replica and the ingress in one process, state in
+# ./.seldon), then loads the example manifests (examples/manifests: add10, mul10,
+# tfsimple1 and an xgboost iris classifier trained by examples/scripts) with the
+# `seldon` CLI, waits until they are available, and infers through the ingress on
+# :9000 over REST and gRPC, printing the answers.
 #
-# It answers a few requests to show it works, then serves until Ctrl-C.
-# SELDON_RUN_ONCE=1 stops after the demonstration (for scripts and CI).
+# Then it serves until Ctrl-C. SELDON_RUN_ONCE=1 stops after the demonstration (for
+# scripts and CI). Run it again: `seldon up` brings every model back from ./.seldon.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/install-deps.sh"
 "$top/scripts/build.sh" release >/dev/null
-http=${SELDON_HTTP_PORT:-8080}
-grpc=${SELDON_GRPC_PORT:-8081}
-port=${SELDON_ROUTER_PORT:-9000}
-metrics=${SELDON_ROUTER_METRICS_PORT:-9003}
+port=${SELDON_PORT:-9000}
+sched=${SELDON_SCHEDULER_PORT:-9004}
+metrics=${SELDON_METRICS_PORT:-9006}
+seldon="$top/build/daemons/cli/seldon"
+export SELDON_SCHEDULE_HOST="127.0.0.1:$sched"
+export SELDON_INFER_HOST="127.0.0.1:$port"
 
-work=$(mktemp -d)
-pids=()
+# Relative storageUris in examples/manifests resolve against the folder seldon up runs in.
+cd "$top"
+if [ ! -f examples/models/iris-xgb/model.json ]; then
+  /usr/bin/python3 examples/scripts/train_iris_xgboost.py examples/models/iris-xgb >/dev/null
+fi
+
+log=$(mktemp)
+up_pid=
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  if [ -n "$up_pid" ]; then
+    kill -INT "$up_pid" 2>/dev/null || true
+    wait "$up_pid" 2>/dev/null || true
+  fi
+  rm -f "$log"
 }
 trap cleanup EXIT
 
-wait_line() { # file pattern pid name
-  for _ in $(seq 200); do
-    grep -q "$2" "$1" && return 0
-    kill -0 "$3" 2>/dev/null || { echo "$4 failed to start" >&2; exit 1; }
-    sleep 0.05
-  done
-  echo "$4 did not start" >&2
-  exit 1
-}
-
-# Runtime plugins (xgboost) are found beside the binary: no flag needed.
-"$top/build/daemons/server/seldon-server" --model-repository "$top/examples/models" \
-  --http-port "$http" --grpc-port "$grpc" >"$work/server.out" &
-pids+=($!)
-wait_line "$work/server.out" listening $! seldon-server
-until curl -fs "http://127.0.0.1:$http/v2/health/ready" >/dev/null; do sleep 0.05; done
-
-{
-  echo "routes:"
-  for d in "$top"/examples/models/*/; do
-    echo "- name: $(basename "$d")"
-    echo "  upstreams:"
-    echo "  - {http: \"127.0.0.1:$http\", grpc: \"127.0.0.1:$grpc\"}"
-  done
-} >"$work/routes.yaml"
-"$top/build/daemons/router/seldon-router" --routes "$work/routes.yaml" --port "$port" \
-  --metrics-port "$metrics" >"$work/router.out" &
-pids+=($!)
-wait_line "$work/router.out" listening $! seldon-router
+"$seldon" up --port "$port" --scheduler-port "$sched" --metrics-port "$metrics" >"$log" 2>&1 &
+up_pid=$!
+until grep -q '^listening' "$log"; do
+  if ! kill -0 "$up_pid" 2>/dev/null; then
+    cat "$log" >&2
+    echo "seldon up failed to start" >&2
+    exit 1
+  fi
+  sleep 0.05
+done
+grep '^listening' "$log"
 
 show() {
   echo "\$ $*"
   "$@"
   echo
 }
-show curl -s "http://127.0.0.1:$http/v2/repository/index" -X POST
-echo "# through seldon-router: the model comes from the path, or from the seldon-model header"
-show curl -s "http://127.0.0.1:$port/v2/models/add10/infer" \
-  -d '{"inputs":[{"name":"INPUT","datatype":"FP32","shape":[4],"data":[1,2,3,4]}]}'
-show curl -s "http://127.0.0.1:$port/v2/models/tfsimple1/infer" -H "seldon-model: tfsimple1" \
-  -d '{"inputs":[{"name":"INPUT0","datatype":"INT32","shape":[1,16],"data":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]},{"name":"INPUT1","datatype":"INT32","shape":[1,16],"data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}'
-echo "# gRPC on the same port (grpcio, seldon-model metadata)"
-show /usr/bin/python3 -c "
-import grpc
-ch = grpc.insecure_channel('127.0.0.1:$port')
-live = ch.unary_unary('/inference.GRPCInferenceService/ServerLive')
-reply, call = live.with_call(b'', metadata=[('seldon-model', 'add10')], timeout=10)
-print('ServerLive through seldon-router:', reply == b'\x08\x01' and 'live' or reply,
-      dict(call.initial_metadata()))
-"
+
+echo "# load the example models and wait until each is available"
+show "$seldon" load -f examples/manifests/models.yaml
+show "$seldon" load -f examples/manifests/iris-xgb.yaml
+for m in add10 mul10 tfsimple1 iris-xgb; do
+  "$seldon" model status "$m" -w ModelAvailable -t 60 >/dev/null
+done
+show "$seldon" model list
+
+echo "# infer through the ingress (REST, then gRPC on the same port)"
+show "$seldon" model infer add10 \
+  '{"inputs":[{"name":"INPUT","datatype":"FP32","shape":[4],"data":[1,2,3,4]}]}'
+show "$seldon" model infer mul10 --inference-mode grpc \
+  '{"inputs":[{"name":"INPUT","datatype":"FP32","shape":[4],"data":[1,2,3,4]}]}'
+show "$seldon" model infer tfsimple1 \
+  '{"inputs":[{"name":"INPUT0","datatype":"INT32","shape":[1,16],"data":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16]},{"name":"INPUT1","datatype":"INT32","shape":[1,16],"data":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}]}'
+show "$seldon" model infer iris-xgb --inference-mode grpc \
+  '{"inputs":[{"name":"predict","datatype":"FP32","shape":[3,4],"data":[5.1,3.5,1.4,0.2,5.9,3.0,4.2,1.5,6.7,3.0,5.2,2.3]}]}'
+echo "# the same with curl: the model comes from the path (or the seldon-model header)"
+show curl -s "http://127.0.0.1:$port/v2/models/iris-xgb/infer" \
+  -d '{"inputs":[{"name":"predict","datatype":"FP32","shape":[1,4],"data":[6.7,3.0,5.2,2.3]}]}'
 
 if [ "${SELDON_RUN_ONCE:-0}" = 1 ]; then
   exit 0
 fi
-echo "seldon-server: REST http://127.0.0.1:$http, gRPC 127.0.0.1:$grpc"
-echo "seldon-router: REST and gRPC on 127.0.0.1:$port, metrics http://127.0.0.1:$metrics/metrics"
+echo "seldon up: inference (REST and gRPC) on 127.0.0.1:$port, CLI on 127.0.0.1:$sched,"
+echo "metrics http://127.0.0.1:$metrics/metrics. Try: $seldon model status add10"
 echo "Press Ctrl-C to stop."
-wait
+wait "$up_pid"
