@@ -265,6 +265,12 @@ class Loop:
             return next((i for i, a in list(self.answers) if a == want), None)
         return until(seen, lambda i: i is not None, _Noted(self), guard)
 
+    def wait_success_from(self, n, guard=GUARD):
+        """Waits for an answer to request n or a later one; returns its index."""
+        def seen():
+            return next((i for i, _ in list(self.answers) if i >= n), None)
+        return until(seen, lambda i: i is not None, _Noted(self), guard)
+
     def wait_sent(self, n, guard=GUARD * 2):
         until(lambda: self.sent, lambda s: s >= n, _Noted(self), guard)
 

@@ -285,3 +285,26 @@ def test_xgboost_iris(system):
     assert status == 200, body
     got = np.array(json.loads(body)["outputs"][0]["data"])
     assert round(float((got == iris.target).mean()), 4) == printed["accuracy"]
+
+
+def test_route_arriving_between_head_and_body(system):
+    """A REST request whose head came before its model's route and whose body came after:
+    a retriable 503 that says so (the router used to answer 'router out of memory')."""
+    body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1],
+                                   "data": [1]}]}).encode()
+    conn = sh.RawConn(system.port)
+    try:
+        conn.send(b"POST /v2/models/h-late/infer HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        sh.wait_server_read_all(system.port)
+        system.apply("late.yaml", model_doc("h-late", add_source(system.src, "h-late", 9),
+                                            ["sklearn"]))
+        system.wait_routed("h-late", [1.0], [10.0])
+        conn.send(body)
+        resp = conn.response()
+    finally:
+        conn.close()
+    assert resp.status == 503, resp.body
+    assert b'no route for model \\"h-late\\" when the request arrived' in resp.body, resp.body
+    assert rest_infer(system.port, "h-late", [1.0]) == (200, [10.0])
