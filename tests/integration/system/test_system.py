@@ -13,12 +13,13 @@ its 8Mi, whatever order they run in.
 """
 import json
 import os
+import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import (HOST, SOURCE, Loop, System, add_source, cli, curl_infer, grpc_infer,
+from conftest import (SOURCE, Loop, System, add_source, curl_infer, grpc_infer,
                       grpc_stub, model_doc, rest_infer, sh, until, wait_status, write)
 
 
@@ -249,6 +250,7 @@ def test_overcommit_eviction_and_lazy_reload(system, g):
         assert system.status(n)["versions"][0]["state"]["state"] == "ModelAvailable"
 
 
+@pytest.mark.skipif(shutil.which("rclone") is None, reason="rclone is not installed")
 def test_rclone_remote(system):
     """storageUri models:add7 names the alias remote of the agent's --rclone-config."""
     mlserver = system.replica("mlserver")
@@ -260,9 +262,14 @@ def test_rclone_remote(system):
     assert status == 200 and doc["outputs"][0]["data"] == [10, 11], doc
 
 
+@pytest.mark.skipif(not os.path.exists(os.path.join(sh.RUNTIME_PATH,
+                                                    "libseldon-runtime-xgboost.so")),
+                    reason="the xgboost runtime was not built")
 def test_xgboost_iris(system):
     """The iris classifier trained by examples/scripts/train_iris_xgboost.py, loaded with a
     Seldon manifest, answers the prediction the script prints, and its accuracy."""
+    pytest.importorskip("xgboost")
+    pytest.importorskip("sklearn")
     out = system.tmp / "iris-xgb"
     proc = subprocess.run(["/usr/bin/python3",
                            os.path.join(SOURCE, "examples", "scripts", "train_iris_xgboost.py"),
