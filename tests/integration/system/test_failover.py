@@ -96,4 +96,3 @@ def test_killed_replica_moves_its_models(system, g):
         "router_retries": {m: system.router.metric("seldon_router_retries_total", route=m)
                            for m in ("k-a", "k-b", "k-two")},
     })
-    print(f"\nfailover: {FAILOVER}")

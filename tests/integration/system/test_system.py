@@ -122,7 +122,7 @@ def test_schedule_failed_and_bad_manifest(system):
                "storageUri", "storageUrl"))
     r = system.cli("load", "-f", write(system.tmp, "bad.yaml", bad))
     assert r.code != 0, r
-    assert "storageUrl" in r.err, r
+    assert "storageUrl" in r.err and "document 2" in r.err, r
     assert "spec" in r.err, r
     assert system.cli("model", "status", "f-good").code != 0
     assert system.cli("model", "status", "f-bad").code != 0
