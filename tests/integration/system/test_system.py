@@ -66,7 +66,8 @@ def test_placement_by_requirements_memory_and_pin(system, g):
         assert placed(system, model) == (server, [0]), system.status(model)
         # The versioned folder is on that server's replica only.
         for rep in system.replicas:
-            assert os.path.isdir(rep.models / f"{model}_1") == (rep.name == server), (model, rep.name)
+            held = os.path.isdir(rep.models / f"{model}_1")
+            assert held == (rep.name == server), (model, rep.name)
     # `seldon server status` agrees: each replica lists its models.
     for server, models in (("triton", {"p-tf_1", "p-pin_1"}),
                            ("mlserver", {"p-sk_1", "p-big_1", "p-free_1"})):
