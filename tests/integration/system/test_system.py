@@ -199,10 +199,21 @@ def test_scheduler_restart_reloads_nothing(system):
     loads_before = _loads(system)
     assert all(a > 0 and s > 0 for a, s in loads_before), loads_before
 
-    system.scheduler.restart()
-    sched = system.scheduler
-    until(lambda: sched.metric("seldon_scheduler_ready"), lambda v: v == 1, sched)
-    until(lambda: sched.metric("seldon_scheduler_agents_connected"), lambda v: v == 2, sched)
+    # Requests through the router meanwhile: it serves on the routes it has.
+    loop = Loop(system.port, "s-sk", [1.0], least=300)
+    try:
+        loop.wait_answer([41.0])
+        system.scheduler.restart()
+        sched = system.scheduler
+        until(lambda: sched.metric("seldon_scheduler_ready"), lambda v: v == 1, sched)
+        until(lambda: sched.metric("seldon_scheduler_agents_connected"), lambda v: v == 2,
+              sched)
+        until(lambda: system.router.metric("seldon_router_scheduler_connected"),
+              lambda v: v == 1, system.router)
+        loop.wait_sent(loop.sent + 20)
+    finally:
+        loop.stop()
+    assert loop.failures == [] and loop.sent >= 300, loop.failures[:10]
     # Every resource is back, in the same state.
     models_after = _models(system)
     assert models_after == models_before
