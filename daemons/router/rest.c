@@ -578,5 +578,11 @@ void rt_rest_handler(void *user_data, sdh_req *req, const sdh_request *request)
         seldon_router_metrics_request(r->rmetrics, "", 404);
         return;
     }
-    sdh_respond_error(req, 503, "router out of memory");
+    /* The route exists now: it came with a table that arrived between the request's head
+       and its body (the usual case), or the head handler ran out of memory. Either way a
+       second try can be routed. */
+    snprintf(msg, sizeof(msg), "no route for model \"%s\" when the request arrived: try again",
+             name);
+    sdh_respond_error(req, 503, msg);
+    seldon_router_metrics_request(r->rmetrics, "", 503);
 }

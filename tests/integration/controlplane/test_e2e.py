@@ -6,114 +6,28 @@ through the router with the CLI, over REST and gRPC.
 Skipped when seldon-agent, or a seldon-router that takes --scheduler-host, is not
 built in this tree.
 """
-import importlib.util
 import json
 import os
-import re
-import signal
-import subprocess
-import tempfile
-import time
+import sys
 
 import pytest
 
-from conftest import GUARD, HOST, SOURCE, STARTED, cli, procs, wait_status, write
+from conftest import HOST, SOURCE, cli, wait_status, write
 
-_spec = importlib.util.spec_from_file_location(
-    "server_helpers", os.path.join(SOURCE, "tests", "integration", "server", "conftest.py"))
-sh = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sh)
-
-AGENT = os.environ.get("SELDON_AGENT") or os.path.join(
-    SOURCE, "build", "daemons", "agent", "seldon-agent")
-ROUTER = os.environ.get("SELDON_ROUTER") or os.path.join(
-    SOURCE, "build", "daemons", "router", "seldon-router")
-
-
-def _router_subscribes():
-    if not os.path.exists(ROUTER):
-        return False
-    out = subprocess.run([ROUTER, "--help"], capture_output=True, timeout=30).stdout.decode()
-    return "--scheduler-host" in out
-
+sys.path.insert(0, os.path.join(SOURCE, "tests", "integration", "lib"))
+import cluster  # noqa: E402
+from cluster import Replica, model_source, sh, start_router, until  # noqa: E402,F401
 
 pytestmark = pytest.mark.skipif(
-    not os.path.exists(AGENT) or not os.path.exists(sh.SERVER) or not _router_subscribes(),
+    not os.path.exists(cluster.AGENT) or not os.path.exists(sh.SERVER)
+    or not cluster.router_subscribes(),
     reason="needs seldon-agent, seldon-server and a seldon-router with --scheduler-host")
 
 
-class Daemon:
-    """A daemon that prints 'listening k=v ...' once serving."""
-
-    def __init__(self, name, cmd):
-        self.name = name
-        self.dir = tempfile.mkdtemp(prefix=f"{name}-")
-        self.errpath = os.path.join(self.dir, "stderr")
-        self.errfile = open(self.errpath, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.errfile)
-        STARTED.append(self.proc)
-        line = procs.first_line(self.proc, 60)
-        if not line.startswith("listening "):
-            self.kill()
-            raise AssertionError(f"{name} did not start: {line!r}\n{self.stderr()}")
-        self.ports = {k: int(v) for k, v in re.findall(r"(\w+)=(-?\d+)", line)}
-
-    def stderr(self):
-        with open(self.errpath, "rb") as f:
-            return f"--- {self.name} stderr ---\n" + f.read().decode(errors="replace")[-20000:]
-
-    def count(self, text):
-        with open(self.errpath, "rb") as f:
-            return f.read().decode(errors="replace").count(text)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.name} did not exit\n{self.stderr()}")
-        self.proc.stdout.close()
-        self.errfile.close()
-        assert rc == 0, f"{self.name} exited {rc}\n{self.stderr()}"
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
-        self.errfile.close()
-
-
-class Replica:
-    """A seldon-server and its seldon-agent, registered with the scheduler."""
-
-    def __init__(self, tmp, sched, server_name, capabilities, memory):
-        self.models = tmp / f"{server_name}-models"
-        self.models.mkdir()
-        self.server = sh.Server(self.models, "--no-load-all")
-        self.agent = Daemon(f"agent-{server_name}", [
-            AGENT, "--server-name", server_name, "--capabilities", ",".join(capabilities),
-            "--memory", memory, "--models-dir", str(self.models),
-            "--server-http", f"{HOST}:{self.server.http}",
-            "--server-grpc", f"{HOST}:{self.server.grpc}",
-            "--http-port", "0", "--grpc-port", "0", "--metrics-port", "-1", "--host", HOST,
-            "--advertise-host", HOST, "--scheduler-host", sched.agent_target,
-            "--reconnect-max", "200"])
-
-    def stop(self):
-        self.agent.stop()
-        self.server.stop()
-
-
-def model_source(tmp, name, constant):
-    path = tmp / "src" / name
-    path.mkdir(parents=True)
-    (path / "model-settings.json").write_text(json.dumps({
-        "name": name, "implementation": "builtin.add",
-        "parameters": {"extra": {"constant": constant}}}))
-    return str(path)
+@pytest.fixture(scope="module", autouse=True)
+def _no_leftover_daemons():
+    yield
+    cluster.kill_leftovers()
 
 
 def model_doc(name, uri, requirements):
@@ -127,27 +41,9 @@ REQUEST = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 
                                   "data": [1, 2, 3]}]})
 
 
-def until(action, done, daemon, guard=GUARD):
-    """Repeats action until done(result): the router takes new tables as they come."""
-    deadline = time.monotonic() + guard
-    while True:
-        r = action()
-        if done(r):
-            return r
-        assert time.monotonic() < deadline, f"{r}\n{daemon.stderr()}"
-        time.sleep(0.05)
-
-
 def answer(r):
     assert r.code == 0, r
     return r.json()["outputs"][0]["data"]
-
-
-def start_router(tmp_path, scheduler):
-    return Daemon("router", [ROUTER, "--scheduler-host", scheduler.route_target,
-                             "--state-dir", str(tmp_path / "router"), "--port", "0",
-                             "--metrics-port", "-1", "--host", HOST, "--io-threads", "1",
-                             "--resubscribe-max", "200"])
 
 
 def test_models_placed_loaded_and_routed(scheduler, tmp_path):
