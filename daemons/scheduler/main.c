@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,74 +15,53 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "flags.h"
 #include "loops.h"
 #include "log.h"
 #include "schedd.h"
 #include "sdd.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: seldon-scheduler [options]\n"
-               "\n"
-               "The control plane: places models on server replicas, tells their agents what\n"
-               "to load and unload, and pushes the route table to routers. Every resource and\n"
-               "its state is kept in LMDB under --state-dir; a restart brings it all back,\n"
-               "waits for the known agents to reconnect, and reloads nothing they still hold.\n"
-               "\n"
-               "  --state-dir DIR        LMDB folder (default ./.seldon-scheduler)\n"
-               "  --ready-timeout S      after a restart, wait this long for known agents\n"
-               "                         before moving their models (default 600)\n"
-               "  --client-port N        SchedulerService, for the seldon CLI (default 9004)\n"
-               "  --agent-port N         AgentService, for seldon-agent (default 9005)\n"
-               "  --route-port N         RouteService, for seldon-router (default 9002)\n"
-               "  --metrics-port N       Prometheus /metrics, /ready, /live (default 9006;\n"
-               "                         -1: off)\n"
-               "  --load-timeout S       a load or unload unanswered this long is sent again\n"
-               "                         (default 300)\n"
-               "  --fsync                flush every commit to disk (survives a machine crash,\n"
-               "                         not only the process; slower)\n"
-               "  --host ADDR            address to listen on (default 0.0.0.0)\n"
-               "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
-               "  --help, --version\n"
-               "\n"
-               "A port of 0 picks a free one. Prints 'listening client=P agent=P route=P\n"
-               "metrics=P' on stdout once serving. SIGTERM and SIGINT end every stream, close\n"
-               "the state store and exit 0.\n");
-}
+static const sdf_program program = {
+    "seldon-scheduler",
+    "usage: seldon-scheduler [options]\n"
+    "\n"
+    "The control plane: places models on server replicas, tells their agents what\n"
+    "to load and unload, and pushes the route table to routers. Every resource and\n"
+    "its state is kept in LMDB under --state-dir; a restart brings it all back,\n"
+    "waits for the known agents to reconnect, and reloads nothing they still hold.\n",
+    "A port of 0 picks a free one. Prints 'listening client=P agent=P route=P\n"
+    "metrics=P' on stdout once serving. SIGTERM and SIGINT end every stream, close\n"
+    "the state store and exit 0.\n",
+    25,
+};
 
 static int parse_args(sc_config *c, int argc, char **argv)
 {
-    enum {
-        O_STATE = 1,
-        O_READY,
-        O_CLIENT,
-        O_AGENT,
-        O_ROUTE,
-        O_MPORT,
-        O_HOST,
-        O_LOG,
-        OPT_LOADTO,
-        OPT_FSYNC,
-        O_HELP,
-        O_VER
+    const sdf_flag flags[] = {
+        SDF_FLAG("state-dir", SDF_STR, &c->state_dir, 0, 0, "DIR",
+                 "LMDB folder (default ./.seldon-scheduler)"),
+        SDF_FLAG("ready-timeout", SDF_LONG, &c->ready_timeout_s, 0, 86400 * 365, "S",
+                 "after a restart, wait this long for known agents\n"
+                 "before moving their models (default 600)"),
+        SDF_FLAG("client-port", SDF_INT, &c->ports[SC_SVC_CLIENT], 0, 65535, "N",
+                 "SchedulerService, for the seldon CLI (default 9004)"),
+        SDF_FLAG("agent-port", SDF_INT, &c->ports[SC_SVC_AGENT], 0, 65535, "N",
+                 "AgentService, for seldon-agent (default 9005)"),
+        SDF_FLAG("route-port", SDF_INT, &c->ports[SC_SVC_ROUTE], 0, 65535, "N",
+                 "RouteService, for seldon-router (default 9002)"),
+        SDF_FLAG("metrics-port", SDF_INT, &c->metrics_port, -1, 65535, "N",
+                 "Prometheus /metrics, /ready, /live (default 9006;\n"
+                 "-1: off)"),
+        SDF_FLAG("load-timeout", SDF_LONG, &c->load_timeout_s, 1, 86400, "S",
+                 "a load or unload unanswered this long is sent again\n"
+                 "(default 300)"),
+        SDF_FLAG("fsync", SDF_SET, &c->fsync, 1, 0, "",
+                 "flush every commit to disk (survives a machine crash,\n"
+                 "not only the process; slower)"),
+        SDF_FLAG("host", SDF_STR, &c->host, 0, 0, "ADDR", "address to listen on (default 0.0.0.0)"),
+        SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
+                 "error, warn, info (default), debug, trace"),
     };
-    static const struct option opts[] = {
-        {"state-dir", required_argument, NULL, O_STATE},
-        {"ready-timeout", required_argument, NULL, O_READY},
-        {"client-port", required_argument, NULL, O_CLIENT},
-        {"agent-port", required_argument, NULL, O_AGENT},
-        {"route-port", required_argument, NULL, O_ROUTE},
-        {"metrics-port", required_argument, NULL, O_MPORT},
-        {"host", required_argument, NULL, O_HOST},
-        {"load-timeout", required_argument, NULL, OPT_LOADTO},
-        {"fsync", no_argument, NULL, OPT_FSYNC},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VER},
-        {NULL, 0, NULL, 0},
-    };
-    long v;
-    int o;
     c->host = "0.0.0.0";
     c->ports[SC_SVC_CLIENT] = 9004;
     c->ports[SC_SVC_AGENT] = 9005;
@@ -93,73 +71,8 @@ static int parse_args(sc_config *c, int argc, char **argv)
     c->ready_timeout_s = 600;
     c->load_timeout_s = 300;
     c->log_level = SELDON_LOG_INFO;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        const char *bad = NULL;
-        switch (o) {
-        case O_STATE:
-            c->state_dir = optarg;
-            break;
-        case O_READY:
-            if (sdd_parse_long(optarg, 0, 86400 * 365, &v) < 0)
-                bad = "--ready-timeout";
-            else
-                c->ready_timeout_s = v;
-            break;
-        case O_CLIENT:
-        case O_AGENT:
-        case O_ROUTE:
-            if (sdd_parse_long(optarg, 0, 65535, &v) < 0)
-                bad = o == O_CLIENT  ? "--client-port"
-                      : o == O_AGENT ? "--agent-port"
-                                     : "--route-port";
-            else
-                c->ports[o == O_CLIENT  ? SC_SVC_CLIENT
-                         : o == O_AGENT ? SC_SVC_AGENT
-                                        : SC_SVC_ROUTE] = (int)v;
-            break;
-        case O_MPORT:
-            if (sdd_parse_long(optarg, -1, 65535, &v) < 0)
-                bad = "--metrics-port";
-            else
-                c->metrics_port = (int)v;
-            break;
-        case O_HOST:
-            c->host = optarg;
-            break;
-        case OPT_LOADTO:
-            if (sdd_parse_long(optarg, 1, 86400, &v) < 0)
-                bad = "--load-timeout";
-            else
-                c->load_timeout_s = v;
-            break;
-        case OPT_FSYNC:
-            c->fsync = 1;
-            break;
-        case O_LOG:
-            c->log_level = sdd_log_level_parse(optarg);
-            if (c->log_level < 0)
-                bad = "--log-level";
-            break;
-        case O_HELP:
-        case 'h':
-            usage(stdout);
-            exit(0);
-        case O_VER:
-            printf("seldon-scheduler %s\n", seldon_version());
-            exit(0);
-        default:
-            usage(stderr);
-            return -1;
-        }
-        if (bad != NULL) {
-            fprintf(stderr, "seldon-scheduler: %s: bad value '%s'\n", bad, optarg);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "seldon-scheduler: unexpected argument '%s'\n", argv[optind]);
+    if (sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv) < 0)
         return -1;
-    }
     if (*c->state_dir == '\0') {
         fprintf(stderr, "seldon-scheduler: --state-dir: must not be empty\n");
         return -1;
@@ -206,7 +119,6 @@ int main(int argc, char **argv)
     static sc_daemon d;
     seldon_sched_config scfg = SELDON_SCHED_CONFIG_INIT;
     sdl_loops *loops = NULL;
-    sdh_config hc;
     sigset_t sigs;
     int sig = 0, rc, mport = -1;
 
@@ -214,11 +126,7 @@ int main(int argc, char **argv)
         return 2;
     sdd_log_init("seldon-scheduler", d.cfg.log_level);
 
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    sdf_signals_block(&sigs, 0);
 
     if (lock_state_dir(d.cfg.state_dir) != 0)
         return 1;
@@ -248,16 +156,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (d.cfg.metrics_port >= 0) {
-        memset(&hc, 0, sizeof(hc));
-        hc.host = d.cfg.host;
-        hc.port = d.cfg.metrics_port;
-        hc.max_body = 4096;
-        hc.idle_timeout_ms = 60000;
-        hc.handler = sc_metrics_handler;
-        hc.user_data = &d;
-        rc = sdh_server_new(&d.metrics_http, &hc);
-        if (rc == 0)
-            rc = sdh_server_listen(d.metrics_http, d.loop);
+        rc = sdf_metrics_listen(&d.metrics_http, d.loop, d.cfg.host, d.cfg.metrics_port,
+                                sc_metrics_handler, &d);
         if (rc != 0) {
             fprintf(stderr, "seldon-scheduler: metrics port %d: %s\n", d.cfg.metrics_port,
                     seldon_last_error());
@@ -280,9 +180,8 @@ int main(int argc, char **argv)
            sd2_server_port(d.ports[SC_SVC_ROUTE].srv), mport);
     fflush(stdout);
 
-    while (sigwait(&sigs, &sig) != 0)
-        ;
-    sdd_log(SELDON_LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sig = sdf_signals_wait(&sigs);
+    sdd_log(SELDON_LOG_INFO, "%s: stopping", sdf_signal_name(sig));
     if (d.metrics_http != NULL)
         sdh_server_stop(d.metrics_http, 0);
     sdl_loops_post(loops, 0, stop_on_loop, &d);
