@@ -3,7 +3,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,64 +13,27 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "flags.h"
 #include "log.h"
 #include "sdd.h"
 #include "seldon/manifest.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: seldon-agent --server-name NAME --models-dir DIR [options]\n"
-            "\n"
-            "Runs beside one inference server (Open Inference Protocol with the repository\n"
-            "extension, such as seldon-server): registers it with seldon-scheduler as a\n"
-            "server replica, loads and unloads the models the scheduler places on it, keeps\n"
-            "them within --memory by evicting the least recently used (a request for an\n"
-            "evicted model loads it again), and proxies REST and gRPC to the server with the\n"
-            "model name mapped to its versioned name (iris -> iris_3).\n"
-            "\n"
-            "  --scheduler-host H:P   seldon-scheduler's AgentService (e.g. 127.0.0.1:9005);\n"
-            "                         without it no command ever comes\n"
-            "  --server-name NAME     the Server this replica belongs to (required)\n"
-            "  --replica-index N      this replica's index (default 0)\n"
-            "  --capabilities A,B     what the server can run (default mlserver,alibi-detect,\n"
-            "                         alibi-explain,huggingface,lightgbm,mlflow,python,sklearn,\n"
-            "                         spark-mlib,xgboost)\n"
-            "  --memory QTY           memory for loaded models: bytes, or 512Mi, 2Gi, 1G...\n"
-            "                         (default 0: no limit)\n"
-            "  --overcommit-percent N the scheduler may place up to memory*(100+N)/100\n"
-            "                         (default 10)\n"
-            "  --models-dir DIR       the folder the server serves models from (required)\n"
-            "  --artifacts-dir DIR    where fetched artifacts are kept, once per storageUri\n"
-            "                         and artifactVersion (default DIR/.artifacts; on the same\n"
-            "                         filesystem as --models-dir)\n"
-            "  --server-http H:P      the server's REST address (default 127.0.0.1:8080)\n"
-            "  --server-grpc H:P      the server's gRPC address (default 127.0.0.1:8081)\n"
-            "  --http-port N          the REST proxy (default 9999; 0 picks one); it takes\n"
-            "                         gRPC (h2c) too\n"
-            "  --grpc-port N          the gRPC proxy (default 9998; 0 picks one)\n"
-            "  --host ADDR            address to listen on (default 0.0.0.0)\n"
-            "  --advertise-host HOST  the address the scheduler gives routers (default\n"
-            "                         127.0.0.1)\n"
-            "  --metrics-port N       Prometheus /metrics (default 9006; 0 picks one; -1: off)\n"
-            "  --rclone-config FILE   rclone's config file, for storageUri remotes\n"
-            "  --rclone PATH          the rclone binary (default rclone, from PATH)\n"
-            "  --load-wait MS         how long a request waits for its evicted model to load\n"
-            "                         again (default 60000)\n"
-            "  --server-timeout MS    a load or unload call to the server (default 600000)\n"
-            "  --reconnect-max MS     the cap of the reconnect backoff (default 5000)\n"
-            "  --max-message BYTES    a gRPC request message read whole to rename its model\n"
-            "                         (default 64 MiB)\n"
-            "  --grace MS             on SIGTERM, time left to requests in flight (default\n"
-            "                         10000)\n"
-            "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
-            "  --help, --version\n"
-            "\n"
-            "Signals: SIGTERM and SIGINT stop it: requests waiting for a reload are answered,\n"
-            "a fetch in progress is stopped, requests and gRPC streams in flight finish\n"
-            "(--grace). Prints 'listening http=P grpc=P metrics=P'\n"
-            "on stdout once serving.\n");
-}
+static const sdf_program program = {
+    "seldon-agent",
+    "usage: seldon-agent --server-name NAME --models-dir DIR [options]\n"
+    "\n"
+    "Runs beside one inference server (Open Inference Protocol with the repository\n"
+    "extension, such as seldon-server): registers it with seldon-scheduler as a\n"
+    "server replica, loads and unloads the models the scheduler places on it, keeps\n"
+    "them within --memory by evicting the least recently used (a request for an\n"
+    "evicted model loads it again), and proxies REST and gRPC to the server with the\n"
+    "model name mapped to its versioned name (iris -> iris_3).\n",
+    "Signals: SIGTERM and SIGINT stop it: requests waiting for a reload are answered,\n"
+    "a fetch in progress is stopped, requests and gRPC streams in flight finish\n"
+    "(--grace). Prints 'listening http=P grpc=P metrics=P'\n"
+    "on stdout once serving.\n",
+    25,
+};
 
 static int parse_caps(ag_config *c, char *list)
 {
@@ -89,67 +51,75 @@ static int parse_caps(ag_config *c, char *list)
     return 0;
 }
 
+/* --capabilities: the list is split in place (argv's own string). */
+static int caps_flag(void *dest, const char *value)
+{
+    return parse_caps(dest, (char *)value);
+}
+
 static int parse_args(ag_config *c, int argc, char **argv)
 {
-    enum {
-        O_SCHED = 1,
-        O_NAME,
-        O_INDEX,
-        O_CAPS,
-        O_MEM,
-        O_OVER,
-        O_MODELS,
-        O_ARTS,
-        O_SHTTP,
-        O_SGRPC,
-        O_HPORT,
-        O_GPORT,
-        O_HOST,
-        O_ADV,
-        O_MPORT,
-        O_RCONF,
-        O_RCLONE,
-        O_WAIT,
-        O_STIME,
-        O_RECON,
-        O_MAXMSG,
-        O_GRACE,
-        O_LOG,
-        O_HELP,
-        O_VERSION
-    };
-    static const struct option opts[] = {
-        {"scheduler-host", required_argument, NULL, O_SCHED},
-        {"server-name", required_argument, NULL, O_NAME},
-        {"replica-index", required_argument, NULL, O_INDEX},
-        {"capabilities", required_argument, NULL, O_CAPS},
-        {"memory", required_argument, NULL, O_MEM},
-        {"overcommit-percent", required_argument, NULL, O_OVER},
-        {"models-dir", required_argument, NULL, O_MODELS},
-        {"artifacts-dir", required_argument, NULL, O_ARTS},
-        {"server-http", required_argument, NULL, O_SHTTP},
-        {"server-grpc", required_argument, NULL, O_SGRPC},
-        {"http-port", required_argument, NULL, O_HPORT},
-        {"grpc-port", required_argument, NULL, O_GPORT},
-        {"host", required_argument, NULL, O_HOST},
-        {"advertise-host", required_argument, NULL, O_ADV},
-        {"metrics-port", required_argument, NULL, O_MPORT},
-        {"rclone-config", required_argument, NULL, O_RCONF},
-        {"rclone", required_argument, NULL, O_RCLONE},
-        {"load-wait", required_argument, NULL, O_WAIT},
-        {"server-timeout", required_argument, NULL, O_STIME},
-        {"reconnect-max", required_argument, NULL, O_RECON},
-        {"max-message", required_argument, NULL, O_MAXMSG},
-        {"grace", required_argument, NULL, O_GRACE},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
+    const sdf_flag flags[] = {
+        SDF_FLAG("scheduler-host", SDF_STR, &c->scheduler_host, 0, 0, "H:P",
+                 "seldon-scheduler's AgentService (e.g. 127.0.0.1:9005);\n"
+                 "without it no command ever comes"),
+        SDF_FLAG("server-name", SDF_STR, &c->server_name, 0, 0, "NAME",
+                 "the Server this replica belongs to (required)"),
+        SDF_FLAG("replica-index", SDF_U32, &c->replica_index, 0, 1000000, "N",
+                 "this replica's index (default 0)"),
+        SDF_CHECK("capabilities", c, caps_flag, "comma-separated names, at most 64", "A,B",
+                  "what the server can run (default mlserver,alibi-detect,\n"
+                  "alibi-explain,huggingface,lightgbm,mlflow,python,sklearn,\n"
+                  "spark-mlib,xgboost)"),
+        SDF_FLAG("memory", SDF_QTY, &c->memory, 0, 0, "QTY",
+                 "memory for loaded models: bytes, or 512Mi, 2Gi, 1G...\n"
+                 "(default 0: no limit)"),
+        SDF_FLAG("overcommit-percent", SDF_U32, &c->overcommit, 0, 1000, "N",
+                 "the scheduler may place up to memory*(100+N)/100\n"
+                 "(default 10)"),
+        SDF_FLAG("models-dir", SDF_STR, &c->models_dir, 0, 0, "DIR",
+                 "the folder the server serves models from (required)"),
+        SDF_FLAG("artifacts-dir", SDF_STR, &c->artifacts_dir, 0, 0, "DIR",
+                 "where fetched artifacts are kept, once per storageUri\n"
+                 "and artifactVersion (default DIR/.artifacts; on the same\n"
+                 "filesystem as --models-dir)"),
+        SDF_FLAG("server-http", SDF_STR, &c->server_http, 0, 0, "H:P",
+                 "the server's REST address (default 127.0.0.1:8080)"),
+        SDF_FLAG("server-grpc", SDF_STR, &c->server_grpc, 0, 0, "H:P",
+                 "the server's gRPC address (default 127.0.0.1:8081)"),
+        SDF_FLAG("http-port", SDF_INT, &c->http_port, 0, 65535, "N",
+                 "the REST proxy (default 9999; 0 picks one); it takes\n"
+                 "gRPC (h2c) too"),
+        SDF_FLAG("grpc-port", SDF_INT, &c->grpc_port, 0, 65535, "N",
+                 "the gRPC proxy (default 9998; 0 picks one)"),
+        SDF_FLAG("host", SDF_STR, &c->host, 0, 0, "ADDR", "address to listen on (default 0.0.0.0)"),
+        SDF_FLAG("advertise-host", SDF_STR, &c->advertise_host, 0, 0, "HOST",
+                 "the address the scheduler gives routers (default\n"
+                 "127.0.0.1)"),
+        SDF_FLAG("metrics-port", SDF_INT, &c->metrics_port, -1, 65535, "N",
+                 "Prometheus /metrics (default 9006; 0 picks one; -1: off)"),
+        SDF_FLAG("rclone-config", SDF_STR, &c->rclone_config, 0, 0, "FILE",
+                 "rclone's config file, for storageUri remotes"),
+        SDF_FLAG("rclone", SDF_STR, &c->rclone, 0, 0, "PATH",
+                 "the rclone binary (default rclone, from PATH)"),
+        SDF_FLAG("load-wait", SDF_MS, &c->load_wait_ms, 1, 86400000, "MS",
+                 "how long a request waits for its evicted model to load\n"
+                 "again (default 60000)"),
+        SDF_FLAG("server-timeout", SDF_MS, &c->server_timeout_ms, 1, 86400000, "MS",
+                 "a load or unload call to the server (default 600000)"),
+        SDF_FLAG("reconnect-max", SDF_MS, &c->reconnect_max_ms, 1, 86400000, "MS",
+                 "the cap of the reconnect backoff (default 5000)"),
+        SDF_FLAG("max-message", SDF_SIZE, &c->max_message, 1024, 1L << 31, "BYTES",
+                 "a gRPC request message read whole to rename its model\n"
+                 "(default 64 MiB)"),
+        SDF_FLAG("grace", SDF_MS, &c->grace_ms, 0, 86400000, "MS",
+                 "on SIGTERM, time left to requests in flight (default\n"
+                 "10000)"),
+        SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
+                 "error, warn, info (default), debug, trace"),
     };
     static char default_caps[] = "mlserver,alibi-detect,alibi-explain,huggingface,lightgbm,"
                                  "mlflow,python,sklearn,spark-mlib,xgboost";
-    long v;
-    int o;
     c->replica_index = 0;
     c->overcommit = 10;
     c->server_http = "127.0.0.1:8080";
@@ -167,125 +137,8 @@ static int parse_args(ag_config *c, int argc, char **argv)
     c->grace_ms = 10000;
     c->log_level = SELDON_LOG_INFO;
     parse_caps(c, default_caps);
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        const char *bad = NULL;
-        switch (o) {
-        case O_SCHED:
-            c->scheduler_host = optarg;
-            break;
-        case O_NAME:
-            c->server_name = optarg;
-            break;
-        case O_INDEX:
-            if (sdd_parse_long(optarg, 0, 1000000, &v) < 0)
-                bad = "--replica-index";
-            else
-                c->replica_index = (uint32_t)v;
-            break;
-        case O_CAPS:
-            if (parse_caps(c, optarg) != 0)
-                bad = "--capabilities";
-            break;
-        case O_MEM:
-            if (seldon_parse_quantity(&c->memory, optarg, strlen(optarg)) != 0)
-                bad = "--memory";
-            break;
-        case O_OVER:
-            if (sdd_parse_long(optarg, 0, 1000, &v) < 0)
-                bad = "--overcommit-percent";
-            else
-                c->overcommit = (uint32_t)v;
-            break;
-        case O_MODELS:
-            c->models_dir = optarg;
-            break;
-        case O_ARTS:
-            c->artifacts_dir = optarg;
-            break;
-        case O_SHTTP:
-            c->server_http = optarg;
-            break;
-        case O_SGRPC:
-            c->server_grpc = optarg;
-            break;
-        case O_HPORT:
-        case O_GPORT:
-            if (sdd_parse_long(optarg, 0, 65535, &v) < 0)
-                bad = o == O_HPORT ? "--http-port" : "--grpc-port";
-            else if (o == O_HPORT)
-                c->http_port = (int)v;
-            else
-                c->grpc_port = (int)v;
-            break;
-        case O_HOST:
-            c->host = optarg;
-            break;
-        case O_ADV:
-            c->advertise_host = optarg;
-            break;
-        case O_MPORT:
-            if (sdd_parse_long(optarg, -1, 65535, &v) < 0)
-                bad = "--metrics-port";
-            else
-                c->metrics_port = (int)v;
-            break;
-        case O_RCONF:
-            c->rclone_config = optarg;
-            break;
-        case O_RCLONE:
-            c->rclone = optarg;
-            break;
-        case O_WAIT:
-        case O_STIME:
-        case O_RECON:
-            if (sdd_parse_long(optarg, 1, 86400000, &v) < 0)
-                bad = o == O_WAIT    ? "--load-wait"
-                      : o == O_STIME ? "--server-timeout"
-                                     : "--reconnect-max";
-            else if (o == O_WAIT)
-                c->load_wait_ms = (uint64_t)v;
-            else if (o == O_STIME)
-                c->server_timeout_ms = (uint64_t)v;
-            else
-                c->reconnect_max_ms = (uint64_t)v;
-            break;
-        case O_MAXMSG:
-            if (sdd_parse_long(optarg, 1024, 1L << 31, &v) < 0)
-                bad = "--max-message";
-            else
-                c->max_message = (size_t)v;
-            break;
-        case O_GRACE:
-            if (sdd_parse_long(optarg, 0, 86400000, &v) < 0)
-                bad = "--grace";
-            else
-                c->grace_ms = (uint64_t)v;
-            break;
-        case O_LOG:
-            c->log_level = sdd_log_level_parse(optarg);
-            if (c->log_level < 0)
-                bad = "--log-level";
-            break;
-        case O_HELP:
-        case 'h':
-            usage(stdout);
-            exit(0);
-        case O_VERSION:
-            printf("seldon-agent %s\n", seldon_version());
-            exit(0);
-        default:
-            usage(stderr);
-            return -1;
-        }
-        if (bad != NULL) {
-            fprintf(stderr, "seldon-agent: %s: bad value '%s'\n", bad, optarg);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "seldon-agent: unexpected argument '%s'\n", argv[optind]);
+    if (sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv) < 0)
         return -1;
-    }
     if (c->server_name == NULL || c->server_name[0] == '\0') {
         fprintf(stderr, "seldon-agent: --server-name is required (see --help)\n");
         return -1;
@@ -538,11 +391,7 @@ int main(int argc, char **argv)
         return 2;
     sdd_log_init("seldon-agent", a.cfg.log_level);
 
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    sdf_signals_block(&sigs, 0);
 
     if (ag_split_addr(a.cfg.server_grpc, a.srv_host, sizeof(a.srv_host), &a.srv_grpc_port) != 0) {
         fprintf(stderr, "seldon-agent: --server-grpc: '%s': expected IP:PORT\n", a.cfg.server_grpc);
@@ -625,16 +474,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (a.cfg.metrics_port >= 0) {
-        memset(&hc, 0, sizeof(hc));
-        hc.host = a.cfg.host;
-        hc.port = a.cfg.metrics_port;
-        hc.max_body = 4096;
-        hc.idle_timeout_ms = 60000;
-        hc.handler = metrics_handler;
-        hc.user_data = &a;
-        rc = sdh_server_new(&a.metrics_http, &hc);
-        if (rc == 0)
-            rc = sdh_server_listen(a.metrics_http, a.loop);
+        rc = sdf_metrics_listen(&a.metrics_http, a.loop, a.cfg.host, a.cfg.metrics_port,
+                                metrics_handler, &a);
         if (rc != 0) {
             sdd_log(SELDON_LOG_ERROR, "metrics port %d: %s", a.cfg.metrics_port,
                     seldon_last_error());
@@ -670,9 +511,8 @@ int main(int argc, char **argv)
     printf("listening http=%d grpc=%d metrics=%d\n", sdh_server_port(a.http), gport, mport);
     fflush(stdout);
 
-    while (sigwait(&sigs, &sig) != 0)
-        ;
-    sdd_log(SELDON_LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    sig = sdf_signals_wait(&sigs);
+    sdd_log(SELDON_LOG_INFO, "%s: stopping", sdf_signal_name(sig));
     sdl_loops_post(a.loops, 0, quiesce_on_loop, &a);
     sdl_loops_post(a.loops, 0, drain_on_loop, &a);
     sdh_server_stop(a.http, a.cfg.grace_ms);

@@ -158,7 +158,7 @@ void sdf_usage(FILE *f, const sdf_program *p, const sdf_flag *flags, size_t n)
 int sdf_parse(const sdf_program *p, const sdf_flag *flags, size_t n, int argc, char **argv)
 {
     struct option opts[SDF_MAX + 3];
-    char shorts[2 * SDF_MAX + 2], expected[160];
+    char shorts[2 * SDF_MAX + 2], expected[160], shown[1024];
     size_t i, ns = 0;
     int o;
     if (n > SDF_MAX) {
@@ -200,9 +200,11 @@ int sdf_parse(const sdf_program *p, const sdf_flag *flags, size_t n, int argc, c
             sdf_usage(stderr, p, flags, n);
             return -1;
         }
+        /* As given: an SDF_FUNC parser may split the value in place. */
+        snprintf(shown, sizeof(shown), "%s", f->kind == SDF_SET ? "" : optarg);
         if (set_value(f, f->kind == SDF_SET ? "" : optarg) != 0) {
             expectation(expected, sizeof(expected), f);
-            fprintf(stderr, "%s: --%s: bad value '%s' (expected %s)\n", p->name, f->name, optarg,
+            fprintf(stderr, "%s: --%s: bad value '%s' (expected %s)\n", p->name, f->name, shown,
                     expected);
             return -1;
         }
