@@ -4,7 +4,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,100 +14,85 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flags.h"
 #include "log.h"
 #include "router.h"
 #include "sdd.h"
 
-static void usage(FILE *f)
+static const sdf_program program = {
+    "seldon-router",
+    "usage: seldon-router --routes FILE [options]\n"
+    "       seldon-router --scheduler-host HOST[:PORT] [--routes FILE] [options]\n"
+    "\n"
+    "The single ingress of the data plane: REST (HTTP/1.1) and gRPC (h2c) on one\n"
+    "port, each request sent to an upstream of the route that its seldon-model\n"
+    "header names (REST without the header: the model or pipeline of the path).\n",
+    "Signals: SIGHUP reloads the routes file (a bad file is refused and the routes\n"
+    "in force stay; with --scheduler-host, the file's routes replace the\n"
+    "scheduler's only if none came yet, and its defaults apply from the next\n"
+    "table). SIGTERM and SIGINT stop accepting, finish what is in flight and\n"
+    "exit 0. Prints 'listening port=P metrics=P' on stdout once serving.\n",
+    25,
+};
+
+/* --scheduler-host: checked here, resolved by the subscription. */
+static int scheduler_host_flag(void *dest, const char *value)
 {
-    fprintf(f,
-            "usage: seldon-router --routes FILE [options]\n"
-            "       seldon-router --scheduler-host HOST[:PORT] [--routes FILE] [options]\n"
-            "\n"
-            "The single ingress of the data plane: REST (HTTP/1.1) and gRPC (h2c) on one\n"
-            "port, each request sent to an upstream of the route that its seldon-model\n"
-            "header names (REST without the header: the model or pipeline of the path).\n"
-            "\n"
-            "  --routes FILE          the routes file (YAML; see docs/router.md); with\n"
-            "                         --scheduler-host: the defaults for the scheduler's\n"
-            "                         routes, and the routes to start on when none were\n"
-            "                         saved\n"
-            "  --scheduler-host HOST[:PORT]\n"
-            "                         take routes from the scheduler's RouteService (port\n"
-            "                         9002 by default; HOST an IP address or a name);\n"
-            "                         the last routes are kept and served while it is down\n"
-            "  --routes-cache FILE    where the scheduler's routes are saved, and read at\n"
-            "                         start (default: STATE_DIR/routes.yaml)\n"
-            "  --state-dir DIR        the router's own files (default ./.seldon-router)\n"
-            "  --name NAME            this router in the scheduler's logs (default: host name)\n"
-            "  --resubscribe-max MS   longest wait between subscription attempts (default\n"
-            "                         5000)\n"
-            "  --port N               the port for REST and gRPC (default 9000; 0 picks one)\n"
-            "  --metrics-port N       Prometheus /metrics (default 9003; 0 picks one; -1: off)\n"
-            "  --host ADDR            address to listen on (default 0.0.0.0)\n"
-            "  --io-threads N         event loops, one thread each (default: half the cores,\n"
-            "                         at least 1)\n"
-            "  --max-body BYTES       largest REST request body (default 2 GiB)\n"
-            "  --idle-timeout MS      close idle client connections after MS (default 60000)\n"
-            "  --grace MS             on SIGTERM, time left to requests in flight (default 30000)\n"
-            "  --replay-limit BYTES   request bytes kept to retry on another upstream\n"
-            "                         (default 1 MiB; a larger body is not retried)\n"
-            "  --upstream-conns N     HTTP/1.1 connections per upstream per loop (default 64)\n"
-            "  --log-level LEVEL      error, warn, info (default), debug, trace\n"
-            "  --help, --version\n"
-            "\n"
-            "Signals: SIGHUP reloads the routes file (a bad file is refused and the routes\n"
-            "in force stay; with --scheduler-host, the file's routes replace the\n"
-            "scheduler's only if none came yet, and its defaults apply from the next\n"
-            "table). SIGTERM and SIGINT stop accepting, finish what is in flight and\n"
-            "exit 0. Prints 'listening port=P metrics=P' on stdout once serving.\n");
+    char host[256];
+    int port;
+    if (rt_sub_parse_host(host, sizeof(host), &port, value) != 0)
+        return -1;
+    *(const char **)dest = value;
+    return 0;
 }
 
 static int parse_args(rt_config *c, int argc, char **argv)
 {
-    enum {
-        O_ROUTES = 1,
-        O_PORT,
-        O_MPORT,
-        O_HOST,
-        O_IO,
-        O_BODY,
-        O_IDLE,
-        O_GRACE,
-        O_REPLAY,
-        O_UCONNS,
-        O_LOG,
-        O_SCHED,
-        O_CACHE,
-        O_STATE,
-        O_NAME,
-        O_RESUB,
-        O_HELP,
-        O_VERSION
+    const sdf_flag flags[] = {
+        SDF_FLAG("routes", SDF_STR, &c->routes_path, 0, 0, "FILE",
+                 "the routes file (YAML; see docs/router.md); with\n"
+                 "--scheduler-host: the defaults for the scheduler's\n"
+                 "routes, and the routes to start on when none were\n"
+                 "saved"),
+        SDF_CHECK("scheduler-host", &c->scheduler_host, scheduler_host_flag,
+                  "HOST or HOST:PORT, HOST an IP address or a name", "HOST[:PORT]",
+                  "take routes from the scheduler's RouteService (port\n"
+                  "9002 by default; HOST an IP address or a name);\n"
+                  "the last routes are kept and served while it is down"),
+        SDF_FLAG("routes-cache", SDF_STR, &c->routes_cache, 1, 4000, "FILE",
+                 "where the scheduler's routes are saved, and read at\n"
+                 "start (default: STATE_DIR/routes.yaml)"),
+        SDF_FLAG("state-dir", SDF_STR, &c->state_dir, 1, 3900, "DIR",
+                 "the router's own files (default ./.seldon-router)"),
+        SDF_FLAG("name", SDF_STR, &c->name, 0, 256, "NAME",
+                 "this router in the scheduler's logs (default: host name)"),
+        SDF_FLAG("resubscribe-max", SDF_MS, &c->resubscribe_max_ms, RT_SUB_BACKOFF_MIN_MS, 3600000,
+                 "MS",
+                 "longest wait between subscription attempts (default\n"
+                 "5000)"),
+        SDF_FLAG("port", SDF_INT, &c->port, 0, 65535, "N",
+                 "the port for REST and gRPC (default 9000; 0 picks one)"),
+        SDF_FLAG("metrics-port", SDF_INT, &c->metrics_port, -1, 65535, "N",
+                 "Prometheus /metrics (default 9003; 0 picks one; -1: off)"),
+        SDF_FLAG("host", SDF_STR, &c->host, 0, 0, "ADDR", "address to listen on (default 0.0.0.0)"),
+        SDF_FLAG("io-threads", SDF_INT, &c->io_threads, 1, 256, "N",
+                 "event loops, one thread each (default: half the cores,\n"
+                 "at least 1)"),
+        SDF_FLAG("max-body", SDF_SIZE, &c->max_body, 1024, 1L << 40, "BYTES",
+                 "largest REST request body (default 2 GiB)"),
+        SDF_FLAG("idle-timeout", SDF_MS, &c->idle_timeout_ms, 0, 86400000, "MS",
+                 "close idle client connections after MS (default 60000)"),
+        SDF_FLAG("grace", SDF_MS, &c->grace_ms, 0, 86400000, "MS",
+                 "on SIGTERM, time left to requests in flight (default 30000)"),
+        SDF_FLAG("replay-limit", SDF_SIZE, &c->replay_limit, 0, 1L << 30, "BYTES",
+                 "request bytes kept to retry on another upstream\n"
+                 "(default 1 MiB; a larger body is not retried)"),
+        SDF_FLAG("upstream-conns", SDF_U32, &c->upstream_conns, 1, 65536, "N",
+                 "HTTP/1.1 connections per upstream per loop (default 64)"),
+        SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
+                 "error, warn, info (default), debug, trace"),
     };
-    static const struct option opts[] = {
-        {"routes", required_argument, NULL, O_ROUTES},
-        {"port", required_argument, NULL, O_PORT},
-        {"metrics-port", required_argument, NULL, O_MPORT},
-        {"host", required_argument, NULL, O_HOST},
-        {"io-threads", required_argument, NULL, O_IO},
-        {"max-body", required_argument, NULL, O_BODY},
-        {"idle-timeout", required_argument, NULL, O_IDLE},
-        {"grace", required_argument, NULL, O_GRACE},
-        {"replay-limit", required_argument, NULL, O_REPLAY},
-        {"upstream-conns", required_argument, NULL, O_UCONNS},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"scheduler-host", required_argument, NULL, O_SCHED},
-        {"routes-cache", required_argument, NULL, O_CACHE},
-        {"state-dir", required_argument, NULL, O_STATE},
-        {"name", required_argument, NULL, O_NAME},
-        {"resubscribe-max", required_argument, NULL, O_RESUB},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    long cores = sysconf(_SC_NPROCESSORS_ONLN), v;
-    int o;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c->host = "0.0.0.0";
     c->port = 9000;
     c->metrics_port = 9003;
@@ -123,118 +107,8 @@ static int parse_args(rt_config *c, int argc, char **argv)
     c->log_level = SELDON_LOG_INFO;
     c->state_dir = "./.seldon-router";
     c->resubscribe_max_ms = 5000;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        const char *bad = NULL;
-        switch (o) {
-        case O_ROUTES:
-            c->routes_path = optarg;
-            break;
-        case O_PORT:
-            if (sdd_parse_long(optarg, 0, 65535, &v) < 0)
-                bad = "--port";
-            else
-                c->port = (int)v;
-            break;
-        case O_MPORT:
-            if (sdd_parse_long(optarg, -1, 65535, &v) < 0)
-                bad = "--metrics-port";
-            else
-                c->metrics_port = (int)v;
-            break;
-        case O_HOST:
-            c->host = optarg;
-            break;
-        case O_IO:
-            if (sdd_parse_long(optarg, 1, 256, &v) < 0)
-                bad = "--io-threads";
-            else
-                c->io_threads = (int)v;
-            break;
-        case O_BODY:
-            if (sdd_parse_long(optarg, 1024, 1L << 40, &v) < 0)
-                bad = "--max-body";
-            else
-                c->max_body = (size_t)v;
-            break;
-        case O_IDLE:
-        case O_GRACE:
-            if (sdd_parse_long(optarg, 0, 86400000, &v) < 0)
-                bad = o == O_IDLE ? "--idle-timeout" : "--grace";
-            else if (o == O_IDLE)
-                c->idle_timeout_ms = (uint64_t)v;
-            else
-                c->grace_ms = (uint64_t)v;
-            break;
-        case O_REPLAY:
-            if (sdd_parse_long(optarg, 0, 1L << 30, &v) < 0)
-                bad = "--replay-limit";
-            else
-                c->replay_limit = (size_t)v;
-            break;
-        case O_UCONNS:
-            if (sdd_parse_long(optarg, 1, 65536, &v) < 0)
-                bad = "--upstream-conns";
-            else
-                c->upstream_conns = (uint32_t)v;
-            break;
-        case O_LOG:
-            c->log_level = sdd_log_level_parse(optarg);
-            if (c->log_level < 0)
-                bad = "--log-level";
-            break;
-        case O_SCHED: {
-            char host[256];
-            int port;
-            if (rt_sub_parse_host(host, sizeof(host), &port, optarg) != 0)
-                bad = "--scheduler-host";
-            else
-                c->scheduler_host = optarg;
-            break;
-        }
-        case O_CACHE:
-            if (optarg[0] == '\0' || strlen(optarg) > 4000)
-                bad = "--routes-cache";
-            else
-                c->routes_cache = optarg;
-            break;
-        case O_STATE:
-            if (optarg[0] == '\0' || strlen(optarg) > 3900)
-                bad = "--state-dir";
-            else
-                c->state_dir = optarg;
-            break;
-        case O_NAME:
-            if (strlen(optarg) > 256)
-                bad = "--name";
-            else
-                c->name = optarg;
-            break;
-        case O_RESUB:
-            if (sdd_parse_long(optarg, RT_SUB_BACKOFF_MIN_MS, 3600000, &v) < 0)
-                bad = "--resubscribe-max";
-            else
-                c->resubscribe_max_ms = (uint64_t)v;
-            break;
-        case O_HELP:
-        case 'h':
-            usage(stdout);
-            exit(0);
-        case O_VERSION:
-            printf("seldon-router %s\n", seldon_version());
-            exit(0);
-        default:
-            usage(stderr);
-            return -1;
-        }
-        if (bad != NULL) {
-            fprintf(stderr, "seldon-router: %s: bad value '%s'\n", bad, optarg);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "seldon-router: unexpected argument '%s'\n", argv[optind]);
+    if (sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv) < 0)
         return -1;
-    }
     if (c->name == NULL) {
         static char host[256];
         if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
@@ -786,12 +660,7 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    sdf_signals_block(&sigs, 1);
 
     pthread_mutex_init(&r.routes_mu, NULL);
     if (r.cfg.routes_path != NULL && load_routes(&r.routes, r.cfg.routes_path) != 0) {
@@ -869,16 +738,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (r.cfg.metrics_port >= 0) {
-        memset(&hc, 0, sizeof(hc));
-        hc.host = r.cfg.host;
-        hc.port = r.cfg.metrics_port;
-        hc.max_body = 4096;
-        hc.idle_timeout_ms = 60000;
-        hc.handler = metrics_handler;
-        hc.user_data = &r;
-        rc = sdh_server_new(&r.metrics_http, &hc);
-        if (rc == 0)
-            rc = sdh_server_listen(r.metrics_http, sdl_loops_loop(r.loops, 0));
+        rc = sdf_metrics_listen(&r.metrics_http, sdl_loops_loop(r.loops, 0), r.cfg.host,
+                                r.cfg.metrics_port, metrics_handler, &r);
         if (rc != 0) {
             sdd_log(SELDON_LOG_ERROR, "metrics port %d: %s", r.cfg.metrics_port,
                     seldon_last_error());
@@ -904,8 +765,7 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     for (;;) {
-        if (sigwait(&sigs, &sig) != 0)
-            continue;
+        sig = sdf_signals_wait(&sigs);
         if (sig == SIGHUP) {
             reload(&r);
             continue;
@@ -913,7 +773,7 @@ int main(int argc, char **argv)
         break;
     }
     sdd_log(SELDON_LOG_INFO, "%s: finishing requests in flight, then exiting",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            sdf_signal_name(sig));
     /* Stop taking connections; let REST requests and gRPC streams in flight finish. */
     drain_h2_start(&r);
     sdh_server_stop(r.http, r.cfg.grace_ms);
