@@ -2,74 +2,63 @@
  * seldon-server: serves the models of a repository folder over the Open
  * Inference Protocol, REST and gRPC.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "flags.h"
 #include "log.h"
 #include "loops.h"
 #include "paths.h"
 #include "sdd.h"
 #include "server.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: seldon-server --model-repository DIR [options]\n"
-            "\n"
-            "Serves the models of DIR (one folder each, with an MLServer-style\n"
-            "model-settings.json) over the Open Inference Protocol, REST and gRPC.\n"
-            "\n"
-            "  --model-repository DIR  the model folder (required)\n"
-            "  --http-port N           REST port (default 8080; 0 picks one)\n"
-            "  --grpc-port N           gRPC port (default 8081; 0 picks one)\n"
-            "  --host ADDR             address to listen on (default 0.0.0.0)\n"
-            "  --io-threads N          HTTP I/O threads (default: half the cores, at least 1)\n"
-            "  --grpc-threads N        gRPC completion-queue threads (default: half the cores,\n"
-            "                          at least 1)\n"
-            "  --workers N             inference workers (default: the core count)\n"
-            "  --max-body BYTES        largest request body and gRPC message (default 64 MiB)\n"
-            "  --idle-timeout MS       close idle HTTP connections after MS (default 60000)\n"
-            "  --grace MS              on SIGTERM, time left to requests in flight (default 30000)\n"
-            "  --runtime-path DIRS     ':'-separated folders of runtime plugins, searched\n"
-            "                          before $SELDON_RUNTIME_PATH and the plugins that\n"
-            "                          ship with the server (found relative to this binary)\n"
-            "  --load-all / --no-load-all\n"
-            "                          load every model at start-up (default) or none\n"
-            "  --log-level LEVEL       error, warn, info (default), debug, trace\n"
-            "  --help, --version\n"
-            "\n"
-            "Prints 'listening http=PORT grpc=PORT' on stdout once serving.\n");
-}
+static const sdf_program program = {
+    "seldon-server",
+    "usage: seldon-server --model-repository DIR [options]\n"
+    "\n"
+    "Serves the models of DIR (one folder each, with an MLServer-style\n"
+    "model-settings.json) over the Open Inference Protocol, REST and gRPC.\n",
+    "Prints 'listening http=PORT grpc=PORT' on stdout once serving.\n",
+    26,
+};
 
 static int parse_args(srv_config *c, int argc, char **argv)
 {
-    enum { O_REPO = 1, O_HTTP, O_GRPC, O_HOST, O_IO, O_GT, O_W, O_BODY, O_IDLE, O_GRACE, O_RTP,
-           O_LOADALL, O_NOLOAD, O_LOG, O_HELP, O_VERSION };
-    static const struct option opts[] = {
-        {"model-repository", required_argument, NULL, O_REPO},
-        {"http-port", required_argument, NULL, O_HTTP},
-        {"grpc-port", required_argument, NULL, O_GRPC},
-        {"host", required_argument, NULL, O_HOST},
-        {"io-threads", required_argument, NULL, O_IO},
-        {"grpc-threads", required_argument, NULL, O_GT},
-        {"workers", required_argument, NULL, O_W},
-        {"max-body", required_argument, NULL, O_BODY},
-        {"idle-timeout", required_argument, NULL, O_IDLE},
-        {"grace", required_argument, NULL, O_GRACE},
-        {"runtime-path", required_argument, NULL, O_RTP},
-        {"load-all", no_argument, NULL, O_LOADALL},
-        {"no-load-all", no_argument, NULL, O_NOLOAD},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
+    const sdf_flag flags[] = {
+        SDF_FLAG("model-repository", SDF_STR, &c->repo_dir, 0, 0, "DIR",
+                 "the model folder (required)"),
+        SDF_FLAG("http-port", SDF_INT, &c->http_port, 0, 65535, "N",
+                 "REST port (default 8080; 0 picks one)"),
+        SDF_FLAG("grpc-port", SDF_INT, &c->grpc_port, 0, 65535, "N",
+                 "gRPC port (default 8081; 0 picks one)"),
+        SDF_FLAG("host", SDF_STR, &c->host, 0, 0, "ADDR", "address to listen on (default 0.0.0.0)"),
+        SDF_FLAG("io-threads", SDF_INT, &c->io_threads, 1, 256, "N",
+                 "HTTP I/O threads (default: half the cores, at least 1)"),
+        SDF_FLAG("grpc-threads", SDF_INT, &c->grpc_threads, 1, 256, "N",
+                 "gRPC completion-queue threads (default: half the cores,\n"
+                 "at least 1)"),
+        SDF_FLAG("workers", SDF_INT, &c->workers, 1, 256, "N",
+                 "inference workers (default: the core count)"),
+        SDF_FLAG("max-body", SDF_SIZE, &c->max_body, 1024, 1L << 31, "BYTES",
+                 "largest request body and gRPC message (default 64 MiB)"),
+        SDF_FLAG("idle-timeout", SDF_MS, &c->idle_timeout_ms, 0, 86400000, "MS",
+                 "close idle HTTP connections after MS (default 60000)"),
+        SDF_FLAG("grace", SDF_MS, &c->grace_ms, 0, 86400000, "MS",
+                 "on SIGTERM, time left to requests in flight (default 30000)"),
+        SDF_FLAG("runtime-path", SDF_STR, &c->runtime_path, 0, 0, "DIRS",
+                 "':'-separated folders of runtime plugins, searched\n"
+                 "before $SELDON_RUNTIME_PATH and the plugins that\n"
+                 "ship with the server (found relative to this binary)"),
+        SDF_FLAG("load-all", SDF_SET, &c->load_all, 1, 0, "/ --no-load-all",
+                 "load every model at start-up (default) or none"),
+        SDF_FLAG("no-load-all", SDF_SET, &c->load_all, 0, 0, "", NULL),
+        SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
+                 "error, warn, info (default), debug, trace"),
     };
-    long cores = sysconf(_SC_NPROCESSORS_ONLN), v;
-    int o;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1)
         cores = 1;
     c->http_port = 8080;
@@ -90,85 +79,8 @@ static int parse_args(srv_config *c, int argc, char **argv)
     c->runtime_path = getenv("SELDON_RUNTIME_PATH");
     c->load_all = 1;
     c->log_level = SELDON_LOG_INFO;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        const char *bad = NULL;
-        switch (o) {
-        case O_REPO:
-            c->repo_dir = optarg;
-            break;
-        case O_HTTP:
-        case O_GRPC:
-            if (sdd_parse_long(optarg, 0, 65535, &v) < 0)
-                bad = o == O_HTTP ? "--http-port" : "--grpc-port";
-            else if (o == O_HTTP)
-                c->http_port = (int)v;
-            else
-                c->grpc_port = (int)v;
-            break;
-        case O_HOST:
-            c->host = optarg;
-            break;
-        case O_IO:
-        case O_GT:
-        case O_W:
-            if (sdd_parse_long(optarg, 1, 256, &v) < 0)
-                bad = o == O_IO ? "--io-threads" : o == O_GT ? "--grpc-threads" : "--workers";
-            else if (o == O_IO)
-                c->io_threads = (int)v;
-            else if (o == O_GT)
-                c->grpc_threads = (int)v;
-            else
-                c->workers = (int)v;
-            break;
-        case O_BODY:
-            if (sdd_parse_long(optarg, 1024, 1L << 31, &v) < 0)
-                bad = "--max-body";
-            else
-                c->max_body = (size_t)v;
-            break;
-        case O_IDLE:
-        case O_GRACE:
-            if (sdd_parse_long(optarg, 0, 86400000, &v) < 0)
-                bad = o == O_IDLE ? "--idle-timeout" : "--grace";
-            else if (o == O_IDLE)
-                c->idle_timeout_ms = (uint64_t)v;
-            else
-                c->grace_ms = (uint64_t)v;
-            break;
-        case O_RTP:
-            c->runtime_path = optarg;
-            break;
-        case O_LOADALL:
-            c->load_all = 1;
-            break;
-        case O_NOLOAD:
-            c->load_all = 0;
-            break;
-        case O_LOG:
-            c->log_level = sdd_log_level_parse(optarg);
-            if (c->log_level < 0)
-                bad = "--log-level";
-            break;
-        case O_HELP:
-        case 'h':
-            usage(stdout);
-            exit(0);
-        case O_VERSION:
-            printf("seldon-server %s\n", seldon_version());
-            exit(0);
-        default:
-            usage(stderr);
-            return -1;
-        }
-        if (bad != NULL) {
-            fprintf(stderr, "seldon-server: %s: bad value '%s'\n", bad, optarg);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "seldon-server: unexpected argument '%s'\n", argv[optind]);
+    if (sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv) < 0)
         return -1;
-    }
     if (c->repo_dir == NULL) {
         fprintf(stderr, "seldon-server: --model-repository is required (see --help)\n");
         return -1;
@@ -196,11 +108,7 @@ int main(int argc, char **argv)
     sdd_log_init("seldon-server", s.cfg.log_level);
 
     /* Signals are taken synchronously by main; every thread started later inherits the mask. */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    sdf_signals_block(&sigs, 0);
 
     ro.root = s.cfg.repo_dir;
     /* Plugins beside the binary are found without flags; --runtime-path and the env add folders. */
@@ -282,9 +190,9 @@ int main(int argc, char **argv)
     seldon_service_set_ready(s.svc, 1);
     sdd_log(SELDON_LOG_INFO, "ready: %zu model(s) loaded", seldon_repo_ready_count(s.repo));
 
-    sigwait(&sigs, &sig);
+    sig = sdf_signals_wait(&sigs);
     sdd_log(SELDON_LOG_INFO, "%s: finishing requests in flight, then exiting",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            sdf_signal_name(sig));
     seldon_service_set_ready(s.svc, 0);
     sdh_server_stop(s.http, s.cfg.grace_ms);
     sdg_server_stop(s.grpc, s.cfg.grace_ms);
