@@ -3,7 +3,6 @@
  * the ingress in one process (see up.h).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flags.h"
 #include "log.h"
 #include "cache.h"
 #include "paths.h"
@@ -26,46 +26,23 @@ static const char *const default_caps[] = {
     "python",   "sklearn",      "spark-mlib",    "xgboost",     "triton",     "dali",
     "fil",      "onnx",         "openvino",      "pytorch",     "tensorflow", "tensorrt"};
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: seldon-up [options]   (also: seldon up [options])\n"
-            "\n"
-            "The whole system in one process: the scheduler (state in --state-dir), its\n"
-            "client API for the seldon CLI, N server replicas and the ingress, REST and gRPC\n"
-            "on one port. Models are loaded with the CLI (seldon model load -f FILE) and\n"
-            "placed on the replicas; requests are routed by the seldon-model header or\n"
-            "the REST path. Run again in the same folder, it brings every model back.\n"
-            "\n"
-            "  --state-dir DIR          scheduler state (LMDB) and fetched artifacts\n"
-            "                           (default ./.seldon)\n"
-            "  --port N                 inference, REST and gRPC (default 9000)\n"
-            "  --scheduler-port N       the scheduler's client API (default 9004)\n"
-            "  --metrics-port N         Prometheus /metrics (default 9006; -1: off)\n"
-            "  --host ADDR              address to listen on (default 0.0.0.0)\n"
-            "  --servers N              embedded server replicas (default 1, at most %d)\n"
-            "  --server-name NAME       their server's name (default mlserver)\n"
-            "  --server-memory QTY      memory of each replica: 512Mi, 2Gi... (default 1Gi)\n"
-            "  --capabilities A,B,...   what each replica offers models' requirements\n"
-            "                           (default: mlserver's and triton's capabilities)\n"
-            "  --overcommit-percent N   memory overcommit the scheduler allows (default 10)\n"
-            "  --workers N              inference workers per replica (default: the cores)\n"
-            "  --io-threads N           ingress event loops (default: half the cores)\n"
-            "  --max-body BYTES         largest request (default 64 MiB)\n"
-            "  --grace MS               on SIGTERM, time left to requests (default 10000)\n"
-            "  --ready-timeout S        after a restart, wait this long for the replicas\n"
-            "                           before moving models (default 600)\n"
-            "  --runtime-path DIRS      ':'-separated folders of runtime plugins\n"
-            "  --rclone PATH            the rclone binary for remote storageUri (default rclone)\n"
-            "  --rclone-config FILE     rclone's config file\n"
-            "  --log-level LEVEL        error, warn, info (default), debug, trace\n"
-            "  --help, --version\n"
-            "\n"
-            "A port of 0 picks a free one. Prints 'listening inference=P scheduler=P\n"
-            "metrics=P' on stdout once serving. SIGTERM and SIGINT finish requests in\n"
-            "flight, close the state store and exit 0.\n",
-            UP_MAX_SERVERS);
-}
+#define UP_STR_(x) #x
+#define UP_STR(x) UP_STR_(x)
+
+static const sdf_program program = {
+    "seldon-up",
+    "usage: seldon-up [options]   (also: seldon up [options])\n"
+    "\n"
+    "The whole system in one process: the scheduler (state in --state-dir), its\n"
+    "client API for the seldon CLI, N server replicas and the ingress, REST and gRPC\n"
+    "on one port. Models are loaded with the CLI (seldon model load -f FILE) and\n"
+    "placed on the replicas; requests are routed by the seldon-model header or\n"
+    "the REST path. Run again in the same folder, it brings every model back.\n",
+    "A port of 0 picks a free one. Prints 'listening inference=P scheduler=P\n"
+    "metrics=P' on stdout once serving. SIGTERM and SIGINT finish requests in\n"
+    "flight, close the state store and exit 0.\n",
+    27,
+};
 
 static int parse_caps(up_config *c, char *list)
 {
@@ -83,58 +60,57 @@ static int parse_caps(up_config *c, char *list)
     return 0;
 }
 
+/* --capabilities: the list is split in place (argv's own string). */
+static int caps_flag(void *dest, const char *value)
+{
+    return parse_caps(dest, (char *)value);
+}
+
 static int parse_args(up_config *c, int argc, char **argv)
 {
-    enum {
-        O_STATE = 1,
-        O_PORT,
-        O_SPORT,
-        O_MPORT,
-        O_HOST,
-        O_SERVERS,
-        O_NAME,
-        O_MEM,
-        O_CAPS,
-        O_OVER,
-        O_W,
-        O_IO,
-        O_BODY,
-        O_GRACE,
-        O_READY,
-        O_RTP,
-        O_RCLONE,
-        O_RCONF,
-        O_LOG,
-        O_HELP,
-        O_VERSION
+    const sdf_flag flags[] = {
+        SDF_FLAG("state-dir", SDF_STR, &c->state_dir, 1, 0, "DIR",
+                 "scheduler state (LMDB) and fetched artifacts\n"
+                 "(default ./.seldon)"),
+        SDF_FLAG("port", SDF_INT, &c->port, 0, 65535, "N",
+                 "inference, REST and gRPC (default 9000)"),
+        SDF_FLAG("scheduler-port", SDF_INT, &c->scheduler_port, 0, 65535, "N",
+                 "the scheduler's client API (default 9004)"),
+        SDF_FLAG("metrics-port", SDF_INT, &c->metrics_port, -1, 65535, "N",
+                 "Prometheus /metrics (default 9006; -1: off)"),
+        SDF_FLAG("host", SDF_STR, &c->host, 0, 0, "ADDR", "address to listen on (default 0.0.0.0)"),
+        SDF_FLAG("servers", SDF_INT, &c->servers, 1, UP_MAX_SERVERS, "N",
+                 "embedded server replicas (default 1, at most " UP_STR(UP_MAX_SERVERS) ")"),
+        SDF_FLAG("server-name", SDF_STR, &c->server_name, 1, 100, "NAME",
+                 "their server's name (default mlserver)"),
+        SDF_FLAG("server-memory", SDF_QTY, &c->server_memory, 1, 0, "QTY",
+                 "memory of each replica: 512Mi, 2Gi... (default 1Gi)"),
+        SDF_CHECK("capabilities", c, caps_flag, "comma-separated names, at most 64", "A,B,...",
+                  "what each replica offers models' requirements\n"
+                  "(default: mlserver's and triton's capabilities)"),
+        SDF_FLAG("overcommit-percent", SDF_U32, &c->overcommit, 0, 1000, "N",
+                 "memory overcommit the scheduler allows (default 10)"),
+        SDF_FLAG("workers", SDF_INT, &c->workers, 1, 256, "N",
+                 "inference workers per replica (default: the cores)"),
+        SDF_FLAG("io-threads", SDF_INT, &c->io_threads, 1, 256, "N",
+                 "ingress event loops (default: half the cores)"),
+        SDF_FLAG("max-body", SDF_SIZE, &c->max_body, 1024, 1L << 31, "BYTES",
+                 "largest request (default 64 MiB)"),
+        SDF_FLAG("grace", SDF_MS, &c->grace_ms, 0, 86400000, "MS",
+                 "on SIGTERM, time left to requests (default 10000)"),
+        SDF_FLAG("ready-timeout", SDF_LONG, &c->ready_timeout_s, 0, 86400 * 365, "S",
+                 "after a restart, wait this long for the replicas\n"
+                 "before moving models (default 600)"),
+        SDF_FLAG("runtime-path", SDF_STR, &c->runtime_path, 0, 0, "DIRS",
+                 "':'-separated folders of runtime plugins"),
+        SDF_FLAG("rclone", SDF_STR, &c->rclone, 0, 0, "PATH",
+                 "the rclone binary for remote storageUri (default rclone)"),
+        SDF_FLAG("rclone-config", SDF_STR, &c->rclone_config, 0, 0, "FILE", "rclone's config file"),
+        SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
+                 "error, warn, info (default), debug, trace"),
     };
-    static const struct option opts[] = {
-        {"state-dir", required_argument, NULL, O_STATE},
-        {"port", required_argument, NULL, O_PORT},
-        {"scheduler-port", required_argument, NULL, O_SPORT},
-        {"metrics-port", required_argument, NULL, O_MPORT},
-        {"host", required_argument, NULL, O_HOST},
-        {"servers", required_argument, NULL, O_SERVERS},
-        {"server-name", required_argument, NULL, O_NAME},
-        {"server-memory", required_argument, NULL, O_MEM},
-        {"capabilities", required_argument, NULL, O_CAPS},
-        {"overcommit-percent", required_argument, NULL, O_OVER},
-        {"workers", required_argument, NULL, O_W},
-        {"io-threads", required_argument, NULL, O_IO},
-        {"max-body", required_argument, NULL, O_BODY},
-        {"grace", required_argument, NULL, O_GRACE},
-        {"ready-timeout", required_argument, NULL, O_READY},
-        {"runtime-path", required_argument, NULL, O_RTP},
-        {"rclone", required_argument, NULL, O_RCLONE},
-        {"rclone-config", required_argument, NULL, O_RCONF},
-        {"log-level", required_argument, NULL, O_LOG},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    long cores = sysconf(_SC_NPROCESSORS_ONLN), v;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     size_t i;
-    int o;
     if (cores < 1)
         cores = 1;
     c->state_dir = "./.seldon";
@@ -157,120 +133,7 @@ static int parse_args(up_config *c, int argc, char **argv)
     c->runtime_path = getenv("SELDON_RUNTIME_PATH");
     c->rclone = "rclone";
     c->log_level = SELDON_LOG_INFO;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        const char *bad = NULL;
-        switch (o) {
-        case O_STATE:
-            c->state_dir = optarg;
-            if (*optarg == '\0')
-                bad = "--state-dir";
-            break;
-        case O_PORT:
-        case O_SPORT:
-            if (sdd_parse_long(optarg, 0, 65535, &v) < 0)
-                bad = o == O_PORT ? "--port" : "--scheduler-port";
-            else if (o == O_PORT)
-                c->port = (int)v;
-            else
-                c->scheduler_port = (int)v;
-            break;
-        case O_MPORT:
-            if (sdd_parse_long(optarg, -1, 65535, &v) < 0)
-                bad = "--metrics-port";
-            else
-                c->metrics_port = (int)v;
-            break;
-        case O_HOST:
-            c->host = optarg;
-            break;
-        case O_SERVERS:
-            if (sdd_parse_long(optarg, 1, UP_MAX_SERVERS, &v) < 0)
-                bad = "--servers";
-            else
-                c->servers = (int)v;
-            break;
-        case O_NAME:
-            c->server_name = optarg;
-            if (*optarg == '\0' || strlen(optarg) > 100)
-                bad = "--server-name";
-            break;
-        case O_MEM:
-            if (seldon_parse_quantity(&c->server_memory, optarg, strlen(optarg)) != 0 ||
-                c->server_memory <= 0)
-                bad = "--server-memory";
-            break;
-        case O_CAPS:
-            if (parse_caps(c, optarg) != 0)
-                bad = "--capabilities";
-            break;
-        case O_OVER:
-            if (sdd_parse_long(optarg, 0, 1000, &v) < 0)
-                bad = "--overcommit-percent";
-            else
-                c->overcommit = (uint32_t)v;
-            break;
-        case O_W:
-        case O_IO:
-            if (sdd_parse_long(optarg, 1, 256, &v) < 0)
-                bad = o == O_W ? "--workers" : "--io-threads";
-            else if (o == O_W)
-                c->workers = (int)v;
-            else
-                c->io_threads = (int)v;
-            break;
-        case O_BODY:
-            if (sdd_parse_long(optarg, 1024, 1L << 31, &v) < 0)
-                bad = "--max-body";
-            else
-                c->max_body = (size_t)v;
-            break;
-        case O_GRACE:
-            if (sdd_parse_long(optarg, 0, 86400000, &v) < 0)
-                bad = "--grace";
-            else
-                c->grace_ms = (uint64_t)v;
-            break;
-        case O_READY:
-            if (sdd_parse_long(optarg, 0, 86400 * 365, &v) < 0)
-                bad = "--ready-timeout";
-            else
-                c->ready_timeout_s = v;
-            break;
-        case O_RTP:
-            c->runtime_path = optarg;
-            break;
-        case O_RCLONE:
-            c->rclone = optarg;
-            break;
-        case O_RCONF:
-            c->rclone_config = optarg;
-            break;
-        case O_LOG:
-            c->log_level = sdd_log_level_parse(optarg);
-            if (c->log_level < 0)
-                bad = "--log-level";
-            break;
-        case O_HELP:
-        case 'h':
-            usage(stdout);
-            exit(0);
-        case O_VERSION:
-            printf("seldon-up %s\n", seldon_version());
-            exit(0);
-        default:
-            usage(stderr);
-            return -1;
-        }
-        if (bad != NULL) {
-            fprintf(stderr, "seldon-up: %s: bad value '%s'\n", bad, optarg);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "seldon-up: unexpected argument '%s'\n", argv[optind]);
-        return -1;
-    }
-    return 0;
+    return sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv);
 }
 
 int64_t up_mono_ns(void)
@@ -399,11 +262,7 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* every thread started later inherits it */
-    signal(SIGPIPE, SIG_IGN);
+    sdf_signals_block(&sigs, 0); /* every thread started later inherits it */
 
     n = strlen(u.cfg.state_dir) + 16;
     u.artifacts_dir = sdd_malloc(n);
@@ -508,16 +367,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (u.cfg.metrics_port >= 0) {
-        memset(&hc, 0, sizeof(hc));
-        hc.host = u.cfg.host;
-        hc.port = u.cfg.metrics_port;
-        hc.max_body = 4096;
-        hc.idle_timeout_ms = 60000;
-        hc.handler = up_metrics_handler;
-        hc.user_data = &u;
-        rc = sdh_server_new(&u.metrics_http, &hc);
-        if (rc == 0)
-            rc = sdh_server_listen(u.metrics_http, u.ctl);
+        rc = sdf_metrics_listen(&u.metrics_http, u.ctl, u.cfg.host, u.cfg.metrics_port,
+                                up_metrics_handler, &u);
         if (rc != 0) {
             fprintf(stderr, "seldon-up: --metrics-port %d: %s\n", u.cfg.metrics_port,
                     seldon_last_error());
@@ -541,10 +392,9 @@ int main(int argc, char **argv)
            sd2_server_port(u.sched.ports[SC_SVC_CLIENT].srv), mport);
     fflush(stdout);
 
-    while (sigwait(&sigs, &sig) != 0)
-        ;
+    sig = sdf_signals_wait(&sigs);
     sdd_log(SELDON_LOG_INFO, "%s: finishing requests in flight, then exiting",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            sdf_signal_name(sig));
 
     /* 1. The ingress stops taking requests and lets those in flight finish. */
     for (i = 0; i < u.cfg.io_threads && i < 1024; i++) {
