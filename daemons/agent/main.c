@@ -189,23 +189,7 @@ int ag_split_addr(const char *addr, char *host, size_t cap, int *port)
 static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *request)
 {
     agent *a = user_data;
-    static const sdh_header ctype = {"content-type", 12, "text/plain; version=0.0.4", 25};
-    seldon_buf b = SELDON_BUF_INIT;
-    if (request->path_len == 8 && memcmp(request->path, "/metrics", 8) == 0) {
-        if (seldon_metrics_render(&b, a->metrics) != 0) {
-            seldon_buf_free(&b);
-            sdh_respond_error(req, 500, seldon_last_error());
-            return;
-        }
-        sdh_respond(req, 200, &ctype, 1, &b);
-        return;
-    }
-    if ((request->path_len == 6 && memcmp(request->path, "/ready", 6) == 0) ||
-        (request->path_len == 5 && memcmp(request->path, "/live", 5) == 0)) {
-        sdh_respond(req, 200, NULL, 0, NULL);
-        return;
-    }
-    sdh_respond_error(req, 404, "not found: the metrics port serves /metrics");
+    sdf_metrics_respond(req, request, a->metrics);
 }
 
 static int setup_metrics(agent *a)
@@ -299,18 +283,13 @@ static void quiesce_on_loop(void *arg)
 }
 
 /* Graceful h2c shutdown: GOAWAY on every connection, then wait for their streams. */
-static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
-static int drained;
+static sdf_countdown draining = SDF_COUNTDOWN_INIT;
 
 static void h2_drained(void *arg)
 {
     agent *a = arg;
     a->h2_draining = NULL; /* the server freed itself */
-    pthread_mutex_lock(&drain_mu);
-    drained = 1;
-    pthread_cond_signal(&drain_cv);
-    pthread_mutex_unlock(&drain_mu);
+    sdf_countdown_done(&draining);
 }
 
 static void drain_on_loop(void *arg)
@@ -323,23 +302,6 @@ static void drain_on_loop(void *arg)
     a->h2_draining = a->h2;
     a->h2 = NULL; /* adopt_h2 refuses new connections now */
     sd2_server_drain(a->h2_draining, h2_drained, a);
-}
-
-static void drain_wait(agent *a)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(a->cfg.grace_ms / 1000);
-    until.tv_nsec += (long)(a->cfg.grace_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&drain_mu);
-    while (!drained)
-        if (pthread_cond_timedwait(&drain_cv, &drain_mu, &until) != 0)
-            break;
-    pthread_mutex_unlock(&drain_mu);
 }
 
 static void stop_on_loop(void *arg)
@@ -473,15 +435,11 @@ int main(int argc, char **argv)
         sdd_log(SELDON_LOG_ERROR, "port %d: %s", a.cfg.http_port, seldon_last_error());
         return 1;
     }
-    if (a.cfg.metrics_port >= 0) {
-        rc = sdf_metrics_listen(&a.metrics_http, a.loop, a.cfg.host, a.cfg.metrics_port,
-                                metrics_handler, &a);
-        if (rc != 0) {
-            sdd_log(SELDON_LOG_ERROR, "metrics port %d: %s", a.cfg.metrics_port,
-                    seldon_last_error());
-            return 1;
-        }
-        mport = sdh_server_port(a.metrics_http);
+    rc = sdf_metrics_listen(&a.metrics_http, &mport, a.loop, a.cfg.host, a.cfg.metrics_port,
+                            metrics_handler, &a);
+    if (rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "metrics port %d: %s", a.cfg.metrics_port, seldon_last_error());
+        return 1;
     }
     snprintf(a.http_addr, sizeof(a.http_addr), "%s:%d", a.cfg.advertise_host,
              sdh_server_port(a.http));
@@ -514,9 +472,10 @@ int main(int argc, char **argv)
     sig = sdf_signals_wait(&sigs);
     sdd_log(SELDON_LOG_INFO, "%s: stopping", sdf_signal_name(sig));
     sdl_loops_post(a.loops, 0, quiesce_on_loop, &a);
+    sdf_countdown_add(&draining, 1);
     sdl_loops_post(a.loops, 0, drain_on_loop, &a);
     sdh_server_stop(a.http, a.cfg.grace_ms);
-    drain_wait(&a);
+    sdf_countdown_wait(&draining, a.cfg.grace_ms);
     if (a.metrics_http != NULL)
         sdh_server_stop(a.metrics_http, 0);
     sdl_loops_post(a.loops, 0, stop_on_loop, &a);

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "sdd.h"
@@ -240,11 +241,14 @@ const char *sdf_signal_name(int sig)
     return sig == SIGTERM ? "SIGTERM" : "SIGINT";
 }
 
-int sdf_metrics_listen(sdh_server **out, uv_loop_t *loop, const char *host, int port,
+int sdf_metrics_listen(sdh_server **out, int *bound, uv_loop_t *loop, const char *host, int port,
                        sdh_handler_fn handler, void *user_data)
 {
     sdh_config hc;
     int rc;
+    *bound = -1;
+    if (port < 0)
+        return 0;
     memset(&hc, 0, sizeof(hc));
     hc.host = host;
     hc.port = port;
@@ -255,5 +259,60 @@ int sdf_metrics_listen(sdh_server **out, uv_loop_t *loop, const char *host, int 
     rc = sdh_server_new(out, &hc);
     if (rc == 0)
         rc = sdh_server_listen(*out, loop);
+    if (rc == 0)
+        *bound = sdh_server_port(*out);
     return rc;
+}
+
+void sdf_metrics_respond(sdh_req *req, const sdh_request *request, seldon_metrics *m)
+{
+    static const sdh_header ctype = {"content-type", 12, "text/plain; version=0.0.4", 25};
+    seldon_buf b = SELDON_BUF_INIT;
+    if (request->path_len == 8 && memcmp(request->path, "/metrics", 8) == 0) {
+        if (seldon_metrics_render(&b, m) != 0) {
+            seldon_buf_free(&b);
+            sdh_respond_error(req, 500, seldon_last_error());
+            return;
+        }
+        sdh_respond(req, 200, &ctype, 1, &b);
+        return;
+    }
+    if ((request->path_len == 6 && memcmp(request->path, "/ready", 6) == 0) ||
+        (request->path_len == 5 && memcmp(request->path, "/live", 5) == 0)) {
+        sdh_respond(req, 200, NULL, 0, NULL);
+        return;
+    }
+    sdh_respond_error(req, 404, "not found: the metrics port serves /metrics");
+}
+
+void sdf_countdown_add(sdf_countdown *c, int n)
+{
+    pthread_mutex_lock(&c->mu);
+    c->left += n;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void sdf_countdown_done(sdf_countdown *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->left--;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void sdf_countdown_wait(sdf_countdown *c, uint64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->left > 0)
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &until) != 0)
+            break;
+    pthread_mutex_unlock(&c->mu);
 }

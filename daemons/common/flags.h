@@ -13,12 +13,14 @@
 #ifndef SDF_FLAGS_H
 #define SDF_FLAGS_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "http_server.h"
+#include "seldon/metrics.h"
 
 /* What a flag's value is, and the type of what its dest points to. */
 enum {
@@ -93,11 +95,38 @@ int sdf_signals_wait(const sigset_t *sigs);
 /*
  * The /metrics listener every daemon has beside its service: a small HTTP/1.1
  * server (4 KiB bodies, 60 s idle) on host:port, on loop, answered by handler.
- * Returns 0, or a negative SELDON_E* (detail in seldon_last_error()); *out is
- * the caller's either way (free with sdh_server_free(); NULL ok).
+ * A port below 0 means none: *out stays NULL and *bound is -1. Else *bound is the
+ * port bound (port 0 picks one). Returns 0, or a negative SELDON_E* (detail in
+ * seldon_last_error()); *out is the caller's either way (sdh_server_free(); NULL ok).
  */
-int sdf_metrics_listen(sdh_server **out, uv_loop_t *loop, const char *host, int port,
+int sdf_metrics_listen(sdh_server **out, int *bound, uv_loop_t *loop, const char *host, int port,
                        sdh_handler_fn handler, void *user_data);
+
+/*
+ * The /metrics port's answers: /metrics renders m (500 if it cannot), /ready and
+ * /live are 200, anything else 404. For daemons whose readiness is their liveness.
+ */
+void sdf_metrics_respond(sdh_req *req, const sdh_request *request, seldon_metrics *m);
+
+/*
+ * What the main thread waits for at shutdown, within the grace: loops count down as
+ * their h2c servers finish draining. Any thread may call add and done.
+ */
+typedef struct sdf_countdown {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int left;
+} sdf_countdown;
+
+#define SDF_COUNTDOWN_INIT                                                                         \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0                                     \
+    }
+
+void sdf_countdown_add(sdf_countdown *c, int n);
+void sdf_countdown_done(sdf_countdown *c);
+/* Returns once the count is back to 0, or after ms. */
+void sdf_countdown_wait(sdf_countdown *c, uint64_t ms);
 
 /* "SIGTERM" for SIGTERM, else "SIGINT" (what the mains log on the way out). */
 const char *sdf_signal_name(int sig);

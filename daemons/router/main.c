@@ -472,8 +472,6 @@ static int scheduler_start_table(router *r, const char **source, uint64_t *gener
 static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *request)
 {
     router *r = user_data;
-    static const sdh_header ctype = {"content-type", 12, "text/plain; version=0.0.4", 25};
-    seldon_buf b = SELDON_BUF_INIT;
     if (request->path_len == 8 && memcmp(request->path, "/metrics", 8) == 0) {
         size_t down = 0, up = 0;
         int i;
@@ -483,20 +481,8 @@ static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *re
         }
         seldon_series_set(r->down_conns, (double)down);
         seldon_series_set(r->up_conns, (double)up);
-        if (seldon_metrics_render(&b, r->metrics) != 0) {
-            seldon_buf_free(&b);
-            sdh_respond_error(req, 500, seldon_last_error());
-            return;
-        }
-        sdh_respond(req, 200, &ctype, 1, &b);
-        return;
     }
-    if ((request->path_len == 6 && memcmp(request->path, "/ready", 6) == 0) ||
-        (request->path_len == 5 && memcmp(request->path, "/live", 5) == 0)) {
-        sdh_respond(req, 200, NULL, 0, NULL);
-        return;
-    }
-    sdh_respond_error(req, 404, "not found: the metrics port serves /metrics");
+    sdf_metrics_respond(req, request, r->metrics);
 }
 
 /* A family without labels, and its one series. */
@@ -580,19 +566,14 @@ static void close_on_loop(void *arg)
 }
 
 /* Graceful h2c shutdown: GOAWAY on every connection, then wait for their streams. */
-static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
-static int drain_left;
+static sdf_countdown draining = SDF_COUNTDOWN_INIT;
 
 static void h2_drained(void *arg)
 {
     rt_loop *L = arg;
     if (L != NULL)
         L->h2_draining = NULL; /* the server freed itself */
-    pthread_mutex_lock(&drain_mu);
-    drain_left--;
-    pthread_cond_signal(&drain_cv);
-    pthread_mutex_unlock(&drain_mu);
+    sdf_countdown_done(&draining);
 }
 
 static void drain_on_loop(void *arg)
@@ -611,29 +592,10 @@ static void drain_h2_start(router *r)
 {
     int i;
     for (i = 0; i < r->nloops; i++) {
-        pthread_mutex_lock(&drain_mu);
-        drain_left++;
-        pthread_mutex_unlock(&drain_mu);
+        sdf_countdown_add(&draining, 1);
         if (sdl_loops_post(r->loops, i, drain_on_loop, &r->per_loop[i]) != 0)
             h2_drained(NULL);
     }
-}
-
-static void drain_h2_wait(router *r)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(r->cfg.grace_ms / 1000);
-    until.tv_nsec += (long)(r->cfg.grace_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&drain_mu);
-    while (drain_left > 0)
-        if (pthread_cond_timedwait(&drain_cv, &drain_mu, &until) != 0)
-            break;
-    pthread_mutex_unlock(&drain_mu);
 }
 
 int main(int argc, char **argv)
@@ -737,15 +699,11 @@ int main(int argc, char **argv)
         sdd_log(SELDON_LOG_ERROR, "port %d: %s", r.cfg.port, seldon_last_error());
         return 1;
     }
-    if (r.cfg.metrics_port >= 0) {
-        rc = sdf_metrics_listen(&r.metrics_http, sdl_loops_loop(r.loops, 0), r.cfg.host,
-                                r.cfg.metrics_port, metrics_handler, &r);
-        if (rc != 0) {
-            sdd_log(SELDON_LOG_ERROR, "metrics port %d: %s", r.cfg.metrics_port,
-                    seldon_last_error());
-            return 1;
-        }
-        mport = sdh_server_port(r.metrics_http);
+    rc = sdf_metrics_listen(&r.metrics_http, &mport, sdl_loops_loop(r.loops, 0), r.cfg.host,
+                            r.cfg.metrics_port, metrics_handler, &r);
+    if (rc != 0) {
+        sdd_log(SELDON_LOG_ERROR, "metrics port %d: %s", r.cfg.metrics_port, seldon_last_error());
+        return 1;
     }
     rc = sdl_loops_start(r.loops);
     if (rc == 0 && r.ctl != NULL)
@@ -777,7 +735,7 @@ int main(int argc, char **argv)
     /* Stop taking connections; let REST requests and gRPC streams in flight finish. */
     drain_h2_start(&r);
     sdh_server_stop(r.http, r.cfg.grace_ms);
-    drain_h2_wait(&r);
+    sdf_countdown_wait(&draining, r.cfg.grace_ms);
     if (r.metrics_http != NULL)
         sdh_server_stop(r.metrics_http, 0);
     /* The subscription first: it posts table swaps to the loops closed next. */

@@ -155,15 +155,12 @@ int main(int argc, char **argv)
         sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
         return 1;
     }
-    if (d.cfg.metrics_port >= 0) {
-        rc = sdf_metrics_listen(&d.metrics_http, d.loop, d.cfg.host, d.cfg.metrics_port,
-                                sc_metrics_handler, &d);
-        if (rc != 0) {
-            fprintf(stderr, "seldon-scheduler: metrics port %d: %s\n", d.cfg.metrics_port,
-                    seldon_last_error());
-            return 1;
-        }
-        mport = sdh_server_port(d.metrics_http);
+    rc = sdf_metrics_listen(&d.metrics_http, &mport, d.loop, d.cfg.host, d.cfg.metrics_port,
+                            sc_metrics_handler, &d);
+    if (rc != 0) {
+        fprintf(stderr, "seldon-scheduler: metrics port %d: %s\n", d.cfg.metrics_port,
+                seldon_last_error());
+        return 1;
     }
     rc = sdl_loops_post(loops, 0, start_on_loop, &d);
     if (rc == 0)

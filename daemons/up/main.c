@@ -185,9 +185,7 @@ static int replica_start(up *u, up_replica *r, uint32_t index, int port)
 
 /* ------------------------------------------------------------------ shutdown of h2c */
 
-static pthread_mutex_t drain_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t drain_cv = PTHREAD_COND_INITIALIZER;
-static int drain_left;
+static sdf_countdown draining = SDF_COUNTDOWN_INIT;
 
 typedef struct h2_slot {
     up *u;
@@ -200,10 +198,7 @@ static void h2_done(void *arg)
 {
     h2_slot *s = arg;
     s->u->h2[s->i] = NULL;
-    pthread_mutex_lock(&drain_mu);
-    drain_left--;
-    pthread_cond_signal(&drain_cv);
-    pthread_mutex_unlock(&drain_mu);
+    sdf_countdown_done(&draining);
 }
 
 /* GOAWAY: streams in flight finish, then the connections close. */
@@ -222,23 +217,6 @@ static void close_on_loop(void *arg)
     h2_slot *s = arg;
     if (s->u->h2[s->i] != NULL)
         sd2_server_close(s->u->h2[s->i], NULL, NULL);
-}
-
-static void wait_drained(uint64_t grace_ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(grace_ms / 1000);
-    until.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&drain_mu);
-    while (drain_left > 0)
-        if (pthread_cond_timedwait(&drain_cv, &drain_mu, &until) != 0)
-            break;
-    pthread_mutex_unlock(&drain_mu);
 }
 
 /* ------------------------------------------------------------------ main */
@@ -366,15 +344,12 @@ int main(int argc, char **argv)
                 seldon_last_error());
         return 1;
     }
-    if (u.cfg.metrics_port >= 0) {
-        rc = sdf_metrics_listen(&u.metrics_http, u.ctl, u.cfg.host, u.cfg.metrics_port,
-                                up_metrics_handler, &u);
-        if (rc != 0) {
-            fprintf(stderr, "seldon-up: --metrics-port %d: %s\n", u.cfg.metrics_port,
-                    seldon_last_error());
-            return 1;
-        }
-        mport = sdh_server_port(u.metrics_http);
+    rc = sdf_metrics_listen(&u.metrics_http, &mport, u.ctl, u.cfg.host, u.cfg.metrics_port,
+                            up_metrics_handler, &u);
+    if (rc != 0) {
+        fprintf(stderr, "seldon-up: --metrics-port %d: %s\n", u.cfg.metrics_port,
+                seldon_last_error());
+        return 1;
     }
     rc = sdl_loops_post(u.ctl_loops, 0, up_control_start, &u);
     if (rc == 0)
@@ -400,14 +375,12 @@ int main(int argc, char **argv)
     for (i = 0; i < u.cfg.io_threads && i < 1024; i++) {
         slots[i].u = &u;
         slots[i].i = i;
-        pthread_mutex_lock(&drain_mu);
-        drain_left++;
-        pthread_mutex_unlock(&drain_mu);
+        sdf_countdown_add(&draining, 1);
         if (sdl_loops_post(u.loops, i, drain_on_loop, &slots[i]) != 0)
             h2_done(&slots[i]);
     }
     sdh_server_stop(u.http, u.cfg.grace_ms);
-    wait_drained(u.cfg.grace_ms);
+    sdf_countdown_wait(&draining, u.cfg.grace_ms);
     if (u.metrics_http != NULL)
         sdh_server_stop(u.metrics_http, 0);
     /* 2. The control loop: the client API closes, fetches are stopped, nothing new starts. */
