@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "proxy.h"
 #include "sdd.h"
 
 typedef struct gp {
@@ -123,19 +124,6 @@ static void fail(gp *p, int32_t status, const char *message)
     }
 }
 
-static int32_t status_of(const sd2_header *h, size_t n)
-{
-    const sd2_header *g = sd2_header_find(h, n, "grpc-status");
-    char num[12];
-    size_t m;
-    if (g == NULL)
-        return -1;
-    m = g->value_len < sizeof(num) - 1 ? g->value_len : sizeof(num) - 1;
-    memcpy(num, g->value, m);
-    num[m] = '\0';
-    return (int32_t)strtol(num, NULL, 10);
-}
-
 /* ------------------------------------------------------------ upstream */
 
 static void up_headers(sd2_stream *s, void *ud, const sd2_header *h, size_t n, int end)
@@ -143,12 +131,12 @@ static void up_headers(sd2_stream *s, void *ud, const sd2_header *h, size_t n, i
     gp *p = ud;
     if (s != p->up || p->down == NULL)
         return;
-    if (end && status_of(h, n) == 5 && retry_lost(p))
+    if (end && sdx_grpc_status(h, n) == 5 && retry_lost(p))
         return;
     sd2_send_headers(p->down, h, n, end);
     p->headers_sent = 1;
     if (end) {
-        int32_t st = status_of(h, n);
+        int32_t st = sdx_grpc_status(h, n);
         done(p, st >= 0 ? st : 2);
     }
 }
@@ -174,7 +162,7 @@ static void up_end(sd2_stream *s, void *ud, const sd2_header *t, size_t n)
     int32_t st;
     if (s != p->up || p->finished)
         return;
-    st = status_of(t, n);
+    st = sdx_grpc_status(t, n);
     if (p->down != NULL)
         sd2_end(p->down, t, n);
     done(p, st >= 0 ? st : 2);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "proxy.h"
 #include "sdd.h"
 
 typedef struct rp {
@@ -89,12 +90,6 @@ static void fail(rp *p, int status, const char *message)
 
 /* ------------------------------------------------------------ upstream */
 
-static int is_frame_header(const sdh_header *h)
-{
-    return sdh_header_is_hop_by_hop(h->name, h->name_len) ||
-           sdh_name_eq(h->name, h->name_len, "content-length");
-}
-
 /* Keeps the answer's head to send it with its body: 0, or -1 (then it streams). */
 static int hold(rp *p, const sdh_header *h, size_t n, int64_t length)
 {
@@ -111,7 +106,7 @@ static int hold(rp *p, const sdh_header *h, size_t n, int64_t length)
     }
     m = p->held_head.data;
     for (i = 0; i < n; i++) {
-        if (is_frame_header(&h[i]))
+        if (sdx_is_frame_header(&h[i]))
             continue;
         p->held_h[k].name = (const char *)m;
         p->held_h[k].name_len = h[i].name_len;
@@ -134,21 +129,12 @@ static int retry_lost(rp *p);
 static void up_head(sdc_request *req, int status, const sdh_header *h, size_t n, void *ud)
 {
     rp *p = ud;
-    const sdh_header *cl = sdh_header_find(h, n, "content-length");
-    int64_t length = -1;
+    int64_t length;
     if (req != p->up || p->down == NULL)
         return;
     if (status == 404 && retry_lost(p))
         return;
-    if (cl != NULL && !sdh_header_find(h, n, "transfer-encoding")) {
-        char num[24];
-        size_t m = cl->value_len < sizeof(num) - 1 ? cl->value_len : sizeof(num) - 1;
-        memcpy(num, cl->value, m);
-        num[m] = '\0';
-        length = strtoll(num, NULL, 10);
-    } else if (status == 204 || status == 304) {
-        length = 0;
-    }
+    length = sdx_content_length(status, h, n);
     if (length >= 0 && length <= AG_SMALL && hold(p, h, n, length) == 0) {
         p->status = status;
         return;
@@ -163,26 +149,10 @@ static void up_head(sdc_request *req, int status, const sdh_header *h, size_t n,
 static void up_body(sdc_request *req, const char *data, size_t len, void *ud)
 {
     rp *p = ud;
-    seldon_buf b = SELDON_BUF_INIT;
     if (req != p->up || p->down == NULL || len == 0)
         return;
-    if (p->holding) {
-        if (p->held_body.len + len <= p->held_body.cap) {
-            memcpy(p->held_body.data + p->held_body.len, data, len);
-            p->held_body.len += len;
-        }
-        return; /* more than announced: the client's parser ends the message */
-    }
-    if (seldon_buf_reserve(&b, len) != 0) {
+    if (sdx_body_forward(p->down, req, p->holding, &p->held_body, &p->up_paused, data, len) != 0)
         fail(p, 502, "agent out of memory");
-        return;
-    }
-    memcpy(b.data, data, len);
-    b.len = len;
-    if (sdh_stream_write(p->down, &b) == 1 && !p->up_paused) {
-        p->up_paused = 1;
-        sdc_request_pause(req, 1);
-    }
 }
 
 static void up_drain(sdc_request *req, void *ud)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy.h"
 #include "router.h"
 #include "sdd.h"
 
@@ -91,19 +92,6 @@ static void fail(gp *p, int32_t grpc_status, const char *message)
                         p->headers_sent ? 0 : 1);
 }
 
-static int32_t status_of(const sd2_header *h, size_t n)
-{
-    const sd2_header *g = sd2_header_find(h, n, "grpc-status");
-    char num[12];
-    size_t m;
-    if (g == NULL)
-        return -1;
-    m = g->value_len < sizeof(num) - 1 ? g->value_len : sizeof(num) - 1;
-    memcpy(num, g->value, m);
-    num[m] = '\0';
-    return (int32_t)strtol(num, NULL, 10);
-}
-
 /* ----------------------------------------------------------------- upstream side */
 
 static void up_headers(sd2_stream *s, void *user_data, const sd2_header *h, size_t n, int end)
@@ -116,7 +104,7 @@ static void up_headers(sd2_stream *s, void *user_data, const sd2_header *h, size
     if (s != p->up || p->down == NULL)
         return;
     if (end) { /* trailers-only: the whole answer is a status */
-        p->grpc_status = status_of(h, n);
+        p->grpc_status = sdx_grpc_status(h, n);
         seldon_router_attempt_end(&retry, NULL, p->rr, seldon_router_outcome(0, p->grpc_status),
                                   p->replay_ok, rt_now_ns());
         if (retry) {
@@ -164,7 +152,7 @@ static void up_end(sd2_stream *s, void *user_data, const sd2_header *trailers, s
     gp *p = user_data;
     if (s != p->up || p->finished)
         return; /* a trailers-only answer went out in up_headers */
-    p->grpc_status = status_of(trailers, n);
+    p->grpc_status = sdx_grpc_status(trailers, n);
     if (p->down != NULL)
         sd2_end(p->down, trailers, n);
     seldon_router_attempt_end(NULL, NULL, p->rr, seldon_router_outcome(0, p->grpc_status), 0,

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy.h"
 #include "router.h"
 #include "sdd.h"
 
@@ -143,12 +144,6 @@ static int outcome_of(int result)
     }
 }
 
-static int is_frame_header(const sdh_header *h)
-{
-    return sdh_header_is_hop_by_hop(h->name, h->name_len) ||
-           sdh_name_eq(h->name, h->name_len, "content-length");
-}
-
 /* Keeps the answer's head to send it with its body: 0, or -1 (then it streams). */
 static int hold(rp *p, const sdh_header *h, size_t n, int64_t length)
 {
@@ -186,9 +181,8 @@ static void up_head(sdc_request *req, int status, const sdh_header *headers, siz
     rp *p = user_data;
     sdh_header hs[64], *h = hs;
     size_t i, k = 0;
-    int64_t length = -1;
+    int64_t length;
     int32_t retry = 0;
-    const sdh_header *cl;
 
     if (req != p->up || p->down == NULL)
         return;
@@ -206,7 +200,7 @@ static void up_head(sdc_request *req, int status, const sdh_header *headers, siz
         return;
     }
     for (i = 0; i < n; i++) {
-        if (is_frame_header(&headers[i]))
+        if (sdx_is_frame_header(&headers[i]))
             continue;
         if (sdh_name_eq(headers[i].name, headers[i].name_len, "x-request-id"))
             p->rid_in_response = 1;
@@ -214,16 +208,7 @@ static void up_head(sdc_request *req, int status, const sdh_header *headers, siz
     }
     if (!p->rid_in_response)
         h[k++] = (sdh_header){"x-request-id", 12, p->rid_value, p->rid_len};
-    cl = sdh_header_find(headers, n, "content-length");
-    if (cl != NULL && !sdh_header_find(headers, n, "transfer-encoding")) {
-        char num[24];
-        size_t m = cl->value_len < sizeof(num) - 1 ? cl->value_len : sizeof(num) - 1;
-        memcpy(num, cl->value, m);
-        num[m] = '\0';
-        length = strtoll(num, NULL, 10);
-    } else if (status == 204 || status == 304) {
-        length = 0;
-    }
+    length = sdx_content_length(status, headers, n);
     p->status = status;
     if (length >= 0 && length <= RP_HOLD_MAX && hold(p, h, k, length) == 0) {
         if (h != hs)
@@ -244,26 +229,10 @@ static void up_head(sdc_request *req, int status, const sdh_header *headers, siz
 static void up_body(sdc_request *req, const char *data, size_t len, void *user_data)
 {
     rp *p = user_data;
-    seldon_buf b = SELDON_BUF_INIT;
     if (req != p->up || p->down == NULL || len == 0)
         return;
-    if (p->holding) {
-        if (p->held_body.len + len <= p->held_body.cap) {
-            memcpy(p->held_body.data + p->held_body.len, data, len);
-            p->held_body.len += len;
-        }
-        return; /* more than announced: the client's parser ends the message */
-    }
-    if (seldon_buf_reserve(&b, len) != 0) {
+    if (sdx_body_forward(p->down, req, p->holding, &p->held_body, &p->up_paused, data, len) != 0)
         fail(p, 502, "router out of memory");
-        return;
-    }
-    memcpy(b.data, data, len);
-    b.len = len;
-    if (sdh_stream_write(p->down, &b) == 1 && !p->up_paused) {
-        p->up_paused = 1;
-        sdc_request_pause(req, 1);
-    }
 }
 
 static void up_drain(sdc_request *req, void *user_data)
@@ -450,7 +419,7 @@ static int keep_head(rp *p, const sdh_request *h, const char *route, size_t rout
         const sdh_header *x = &h->headers[i];
         /* Host is the pool's; a 100-continue was answered here already, and the
            client swallows interim answers, so the upstream must not wait for one. */
-        if (is_frame_header(x) || sdh_name_eq(x->name, x->name_len, "host") ||
+        if (sdx_is_frame_header(x) || sdh_name_eq(x->name, x->name_len, "host") ||
             sdh_name_eq(x->name, x->name_len, "expect"))
             continue;
         hs[k].name = m;
