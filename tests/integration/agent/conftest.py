@@ -14,7 +14,6 @@ import json
 import os
 import queue
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,10 +50,7 @@ STARTED = []
 @pytest.fixture(scope="session", autouse=True)
 def _no_leftovers():
     yield
-    for proc in STARTED:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    sh.procs.kill_all(STARTED)
 
 
 def pytest_configure(config):
@@ -220,13 +216,7 @@ class Agent:
         return metrics(self.metrics_port)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"seldon-agent did not exit\n{self.stderr()}")
+        rc = sh.procs.sigterm(self.proc, "seldon-agent", self.stderr, self.kill)
         self.proc.stdout.close()
         assert rc == 0, f"seldon-agent exited {rc}\n{self.stderr()}"
 

@@ -13,7 +13,6 @@ import importlib.util
 import os
 import queue
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -40,18 +39,13 @@ STARTED = []
 
 
 def pytest_configure(config):
-    for path, var in ((SCHEDULER, "SELDON_SCHEDULER"), (CLI, "SELDON_CLI")):
-        if not os.path.exists(path):
-            raise pytest.UsageError(f"{path} not found: set {var}")
+    procs.require((SCHEDULER, "SELDON_SCHEDULER"), (CLI, "SELDON_CLI"))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_leftovers():
     yield
-    for proc in STARTED:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    procs.kill_all(STARTED)
 
 
 # --- grpcio stubs of proto/seldon_control.proto ------------------------------------
@@ -116,13 +110,7 @@ class Scheduler:
 
     def stop(self):
         """SIGTERM, then asserts a clean exit (a sanitizer report makes it non-zero)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"seldon-scheduler did not exit\n{self.stderr()}")
+        rc = procs.sigterm(self.proc, "seldon-scheduler", self.stderr, self.kill)
         self.proc.stdout.close()
         assert rc == 0, f"seldon-scheduler exited {rc}\n{self.stderr()}"
 

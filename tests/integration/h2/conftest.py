@@ -24,6 +24,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import oipstubs  # noqa: E402  (tests/integration/lib)
+import procs  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
@@ -42,18 +43,13 @@ STARTED = []
 
 
 def pytest_configure(config):
-    for path, var in ((TESTD, "H2_TESTD"), (SERVER, "SELDON_SERVER")):
-        if not os.path.exists(path):
-            raise pytest.UsageError(f"{path} not found: set {var}")
+    procs.require((TESTD, "H2_TESTD"), (SERVER, "SELDON_SERVER"))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_leftovers():
     yield
-    for proc in STARTED:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    procs.kill_all(STARTED)
 
 
 def free_port():

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,10 +38,7 @@ STARTED = []
 
 def kill_leftovers():
     """SIGKILLs every process started here (daemons and servers) that still runs."""
-    for proc in STARTED + sh.STARTED:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    procs.kill_all(STARTED + sh.STARTED)
 
 
 def router_subscribes():
@@ -96,13 +92,7 @@ class Daemon:
         return sh.metric(self.metrics(), name, **labels)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.name} did not exit\n{self.stderr()}")
+        rc = procs.sigterm(self.proc, self.name, self.stderr, self.kill)
         self.proc.stdout.close()
         self.errfile.close()
         assert rc == 0, f"{self.name} exited {rc}\n{self.stderr()}"

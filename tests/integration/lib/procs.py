@@ -1,7 +1,11 @@
 """Helpers for the daemons the integration tests start."""
 import os
 import select
+import signal
+import subprocess
 import time
+
+import pytest
 
 
 def first_line(proc, guard):
@@ -20,3 +24,32 @@ def first_line(proc, guard):
         elif proc.poll() is not None:
             break
     return data.decode(errors="replace")
+
+
+def require(*binaries):
+    """For pytest_configure: refuses to run without each (path, variable) binary,
+    naming the variable that points at it."""
+    for path, var in binaries:
+        if not os.path.exists(path):
+            raise pytest.UsageError(f"{path} not found: set {var}")
+
+
+def kill_all(started):
+    """SIGKILLs the processes of started that still run (a session's end)."""
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def sigterm(proc, name, stderr, kill, guard=60):
+    """SIGTERMs proc (when it still runs) and returns its exit status; one that does
+    not exit within guard seconds is killed (kill()) and fails the test with its
+    stderr()."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(guard)
+    except subprocess.TimeoutExpired:
+        kill()
+        raise AssertionError(f"{name} did not exit\n{stderr()}")

@@ -44,10 +44,7 @@ STARTED = []
 @pytest.fixture(scope="session", autouse=True)
 def _no_leftovers():
     yield
-    for proc in STARTED:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    sh.procs.kill_all(STARTED)
 
 
 def pytest_configure(config):

@@ -23,6 +23,7 @@ SOURCE = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "integration", "lib"))
 import cluster  # noqa: E402
 import oipstubs  # noqa: E402
+import procs  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location(
     "controlplane_helpers", os.path.join(SOURCE, "tests", "integration", "controlplane",
@@ -41,10 +42,8 @@ until = cluster.until
 
 
 def pytest_configure(config):
-    for path, var in ((cp.SCHEDULER, "SELDON_SCHEDULER"), (cp.CLI, "SELDON_CLI"),
-                      (cluster.AGENT, "SELDON_AGENT"), (sh.SERVER, "SELDON_SERVER")):
-        if not os.path.exists(path):
-            raise pytest.UsageError(f"{path} not found: set {var}")
+    procs.require((cp.SCHEDULER, "SELDON_SCHEDULER"), (cp.CLI, "SELDON_CLI"),
+                  (cluster.AGENT, "SELDON_AGENT"), (sh.SERVER, "SELDON_SERVER"))
     if not cluster.router_subscribes():
         raise pytest.UsageError(f"{cluster.ROUTER} does not take --scheduler-host: set "
                                 "SELDON_ROUTER")
@@ -54,10 +53,7 @@ def pytest_configure(config):
 def _no_leftovers():
     yield
     cluster.kill_leftovers()
-    for proc in cp.STARTED:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    procs.kill_all(cp.STARTED)
 
 
 def pytest_terminal_summary(terminalreporter):

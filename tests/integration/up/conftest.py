@@ -36,18 +36,13 @@ STARTED = []
 
 
 def pytest_configure(config):
-    for path, var in ((UP, "SELDON_UP"), (CLI, "SELDON_CLI")):
-        if not os.path.exists(path):
-            raise pytest.UsageError(f"{path} not found: set {var}")
+    procs.require((UP, "SELDON_UP"), (CLI, "SELDON_CLI"))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_leftovers():
     yield
-    for proc in STARTED:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    procs.kill_all(STARTED)
 
 
 class Up:
