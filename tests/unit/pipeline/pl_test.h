@@ -238,8 +238,10 @@ static inline void drain(seldon_pipeline_engine *e, run_result *r, int64_t now, 
         np = 0;
         while (seldon_pipeline_engine_poll(&ev, e) == 1) {
             if (ev.kind == SELDON_PIPELINE_EVENT_CALL) {
-                strcat(r->calls, ev.model);
-                strcat(r->calls, " ");
+                if (strlen(r->calls) + strlen(ev.model) + 2 < sizeof(r->calls)) {
+                    strcat(r->calls, ev.model);
+                    strcat(r->calls, " ");
+                }
                 pend[np] = ev.call_id;
                 pend_model[np] = ev.model;
                 pend_msg[np++] = ev.msg;
