@@ -513,6 +513,27 @@ static void req_quiesce(seldon_pipeline_engine *e, pl_req *q)
             gate_clear(e, &q->gates[i]);
 }
 
+/* Takes the request's queued (not yet sent) batch entries out: nobody waits for them now. */
+static void unbatch(seldon_pipeline_engine *e, pl_req *q)
+{
+    const pl_epipe *ep = &e->pipes[q->pipe];
+    uint32_t s, i, n;
+    for (s = 0; s < ep->p->nsteps; s++) {
+        pl_batch *b = &ep->batches[s];
+        for (i = 0, n = 0; i < b->n; i++) {
+            if (b->v[i].req == q) {
+                q->pending--;
+                b->rows -= b->v[i].rows;
+                continue;
+            }
+            b->v[n++] = b->v[i];
+        }
+        b->n = n;
+        if (n == 0)
+            timer_stop(e, &b->timer);
+    }
+}
+
 static void fail(seldon_pipeline_engine *e, pl_req *q, int32_t kind, int32_t code, const char *fmt,
                  ...)
 {
@@ -525,6 +546,7 @@ static void fail(seldon_pipeline_engine *e, pl_req *q, int32_t kind, int32_t cod
     q->failed = 1;
     age_unlink(e, q);
     req_quiesce(e, q);
+    unbatch(e, q);
     touch(e, q);
     if (kind == SELDON_PIPELINE_ERR_CANCELED)
         return;
@@ -920,6 +942,11 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
         nomem_fail(e, q);
         return;
     }
+    if ((st->batch_size > 0 || st->batch_window_ns > 0) && q->answered) {
+        /* Answered: a batched side branch would keep it waiting for other callers. */
+        publish(e, q, pl_stream_index(PL_S_STEP_IN, (int32_t)step), &sent, now);
+        return;
+    }
     q->pending++;
     if (st->batch_size > 0 || st->batch_window_ns > 0) {
         pl_batch *b = &e->pipes[q->pipe].batches[step];
@@ -998,6 +1025,8 @@ static void output(seldon_pipeline_engine *e, pl_req *q, const pl_rec *rec, int6
     q->answered = 1;
     age_unlink(e, q);
     timer_stop(e, &q->timer);
+    unbatch(e, q);
+    touch(e, q);
     v->kind = SELDON_PIPELINE_EVENT_OUTPUT;
     v->pipeline = e->pipes[q->pipe].p->name;
     v->request_id = q->id;
@@ -1139,26 +1168,30 @@ fail:
 static void flush(seldon_pipeline_engine *e, pl_batch *b)
 {
     const pl_step *st = &e->pipes[b->pipe].p->steps[b->step];
-    pl_bentry *live = NULL;
-    uint32_t i, n = 0;
+    pl_bentry *live = NULL, *v = b->v;
+    uint32_t i, n = 0, count = b->n, cap = b->cap;
     uint64_t rows = 0;
     pl_ref *m;
 
     timer_stop(e, &b->timer);
-    if (b->n == 0)
+    if (count == 0)
         return;
-    live = sdn_malloc(b->n * sizeof(*live));
+    /* Detached: failing a request below must not edit the queue being read. */
+    b->v = NULL;
+    b->n = b->cap = 0;
+    b->rows = 0;
+    live = sdn_malloc(count * sizeof(*live));
     if (live == NULL) {
-        for (i = 0; i < b->n; i++) {
-            b->v[i].req->pending--;
-            nomem_fail(e, b->v[i].req);
+        for (i = 0; i < count; i++) {
+            v[i].req->pending--;
+            nomem_fail(e, v[i].req);
         }
         goto out;
     }
-    for (i = 0; i < b->n; i++) {
-        pl_bentry *x = &b->v[i];
+    for (i = 0; i < count; i++) {
+        pl_bentry *x = &v[i];
         touch(e, x->req);
-        if (x->req->failed) {
+        if (x->req->failed || x->req->answered) {
             x->req->pending--;
             continue;
         }
@@ -1170,7 +1203,7 @@ static void flush(seldon_pipeline_engine *e, pl_batch *b)
                  e->pipes[b->pipe].p->name, st->name);
             continue;
         }
-        if (n == 0 && !batchable(x, x) && b->n > 1) {
+        if (n == 0 && !batchable(x, x) && count > 1) {
             x->req->pending--;
             fail(e, x->req, SELDON_PIPELINE_ERR_BATCH, SELDON_ESHAPE,
                  "pipeline \"%s\": step \"%s\": a batched request needs tensors of at least "
@@ -1199,8 +1232,12 @@ static void flush(seldon_pipeline_engine *e, pl_batch *b)
         }
     }
 out:
-    b->n = 0;
-    b->rows = 0;
+    if (b->v == NULL) { /* keep the storage */
+        b->v = v;
+        b->cap = cap;
+    } else {
+        sdn_free(v);
+    }
 }
 
 /* ---- answers ---- */
