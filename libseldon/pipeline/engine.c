@@ -158,6 +158,21 @@ struct seldon_pipeline_engine {
 
 #define NO_CALL UINT32_MAX
 
+/*
+ * Under AddressSanitizer nothing is pooled: a message, reference or request
+ * used after its release must be caught, not quietly reused.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define PL_POOL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PL_POOL 0
+#endif
+#endif
+#ifndef PL_POOL
+#define PL_POOL 1
+#endif
+
 /* ---- timers: an indexed binary min-heap ---- */
 
 static void heap_set(seldon_pipeline_engine *e, uint32_t i, pl_timer *t)
@@ -253,7 +268,7 @@ static void msg_recycle(seldon_pipeline_engine *e, seldon_msg *m)
 {
     if (m == NULL)
         return;
-    if (e->pool_n < e->opt.msg_pool) {
+    if (PL_POOL && e->pool_n < e->opt.msg_pool) {
         e->pool[e->pool_n++] = m;
     } else {
         seldon_msg_free(m);
@@ -282,6 +297,10 @@ static void ref_release(seldon_pipeline_engine *e, pl_ref *r)
         return;
     msg_recycle(e, r->msg);
     r->msg = NULL;
+    if (!PL_POOL) {
+        sdn_free(r);
+        return;
+    }
     r->next_free = e->free_refs;
     e->free_refs = r;
 }
@@ -483,8 +502,20 @@ nomem:
     return NULL;
 }
 
+/*
+ * Whether a join slot keeps its request alive while it waits: an outer join
+ * (it fires when the window closes), and the joins of external inputs (the
+ * other pipelines' records may come later, within the window).
+ */
+static int slot_waits(const seldon_pipeline *p, uint32_t jp, const pl_join *j)
+{
+    return j->type == PL_OUTER || jp >= PL_JP_INPUT(p);
+}
+
 static void gate_clear(seldon_pipeline_engine *e, pl_gate *g)
 {
+    if (g->held && g->step == e->pipes[g->req->pipe].p->nsteps)
+        g->req->pending--; /* the input's data waited for external triggers */
     timer_stop(e, &g->timer);
     g->held = 0;
     g->rec.n = 0;
@@ -493,7 +524,7 @@ static void gate_clear(seldon_pipeline_engine *e, pl_gate *g)
 static void slot_clear(seldon_pipeline_engine *e, pl_req *q, pl_slot *s)
 {
     const pl_join *j = pl_join_at(e->pipes[q->pipe].p, s->jp);
-    if (s->timer.pos != 0 && j->type == PL_OUTER)
+    if (s->timer.pos != 0 && slot_waits(e->pipes[q->pipe].p, s->jp, j))
         q->pending--;
     timer_stop(e, &s->timer);
     s->mask = 0;
@@ -644,6 +675,11 @@ static void req_free(seldon_pipeline_engine *e, pl_req *q)
     uint32_t i;
     for (i = 0; i < q->nrefs; i++)
         ref_release(e, q->refs[i]);
+    if (!PL_POOL) {
+        sdn_arena_release(&q->arena);
+        sdn_free(q);
+        return;
+    }
     sdn_arena_reset(&q->arena);
     q->tnext = e->free_reqs;
     e->free_reqs = q;
@@ -786,6 +822,22 @@ static void publish(seldon_pipeline_engine *e, pl_req *q, uint32_t stream, const
             continue;
         if (t->failed || t->retired)
             continue;
+        if (t != q) {
+            /* Another pipeline's request: it holds the messages too, it may outlive q. */
+            uint32_t k;
+            const pl_ref *last = NULL;
+            for (k = 0; k < rec->n; k++) {
+                if (rec->tv[k].ref == last)
+                    continue;
+                last = rec->tv[k].ref;
+                if (req_hold(t, rec->tv[k].ref) < 0) {
+                    nomem_fail(e, t);
+                    break;
+                }
+            }
+            if (t->failed)
+                continue;
+        }
         arrive(e, t, s->jp, s->src, rec, now);
         touch(e, t);
     }
@@ -843,7 +895,7 @@ static void arrive(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, uint32_t k
             nomem_fail(e, q);
             return;
         }
-        if (j->type == PL_OUTER)
+        if (slot_waits(e->pipes[q->pipe].p, jp, j))
             q->pending++;
     }
     s->recs[k] = sel;
@@ -1081,9 +1133,14 @@ static void emit(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, const pl_rec
         gated(e, q, g, rec, now);
         return;
     }
+    if (gt->held)
+        gate_clear(e, gt); /* newer data replaces what waited */
     gt->rec = *rec;
     gt->held = 1;
-    if (timer_start(e, &gt->timer, T_GATE, now + trig->window_ns) < 0)
+    if (g == p->nsteps)
+        q->pending++; /* external triggers may come later, within the window */
+    /* + 1: triggers completing as the window closes (an outer join's) still count. */
+    if (timer_start(e, &gt->timer, T_GATE, now + trig->window_ns + 1) < 0)
         nomem_fail(e, q);
 }
 
@@ -1547,6 +1604,8 @@ static void on_timer(seldon_pipeline_engine *e, pl_timer *t, int64_t now)
             else
                 emit(e, q, s->jp, &r, now);
         } else {
+            if (slot_waits(e->pipes[q->pipe].p, s->jp, j))
+                q->pending--;
             s->mask = 0; /* an inner join drops its partial record */
         }
         break;
@@ -1554,6 +1613,8 @@ static void on_timer(seldon_pipeline_engine *e, pl_timer *t, int64_t now)
     case T_GATE: {
         pl_gate *g = (pl_gate *)(void *)t;
         touch(e, g->req);
+        if (g->held && g->step == e->pipes[g->req->pipe].p->nsteps)
+            g->req->pending--;
         g->held = 0;
         break;
     }

@@ -65,15 +65,20 @@ Test(edges, external_triggers_gate_a_chained_pipeline)
     cr_assert_eq(pl_add(&s, HEAD "a\nspec:\n  steps:\n  - name: add10\n"
                                  "---\n" HEAD "b\nspec:\n  steps:\n  - name: mul10\n"
                                  "---\n" HEAD "c\nspec:\n  input:\n    externalInputs: [a.outputs]\n"
-                                 "    externalTriggers: [b.outputs]\n"
+                                 "    externalTriggers: [b.outputs]\n    joinWindowMs: 100\n"
                                  "    tensorMap: {a.outputs.OUTPUT: INPUT}\n  steps:\n  - name: identity\n"),
                  0, "%s", seldon_last_error());
     e = engine_of(&s);
-    /* a alone: c's input waits for its trigger, then ends without output when a is done. */
+    /* a alone: c's input waits for its trigger one window, then ends without output. */
     push(e, "a", "r1", input(e, "INPUT"), T0);
     drain(e, &r, T0, 1);
     cr_assert_str_eq(r.calls, "add10 ");
     cr_assert_eq(r.outputs, 1);
+    cr_assert_eq(r.errors, 0);
+    cr_assert_eq(seldon_pipeline_engine_requests(e), 1);
+    cr_assert_eq(seldon_pipeline_engine_deadline(e), T0 + 100 * MS + 1);
+    cr_assert_eq(seldon_pipeline_engine_advance(e, T0 + 100 * MS + 1), 0);
+    drain(e, &r, T0 + 100 * MS + 1, 1);
     cr_assert_eq(r.errors, 1);
     cr_assert_eq(r.error_kind, SELDON_PIPELINE_ERR_NO_OUTPUT);
     cr_assert_eq(seldon_pipeline_engine_requests(e), 0);
@@ -361,4 +366,60 @@ Test(edges, allocation_failures_anywhere)
         seldon_pipeline_engine_free(e);
         pl_set_free(&s);
     }
+}
+
+Test(edges, outer_triggers_open_the_gate_when_their_window_closes)
+{
+    pl_set s = {0};
+    run_result r = {0};
+    seldon_pipeline_engine *e;
+    seldon_msg *m;
+    float one = 1;
+    cr_assert_eq(pl_add(&s, HEAD "p\nspec:\n  steps:\n  - name: add10\n    inputs: [p.inputs.X]\n"
+                                 "    tensorMap: {p.inputs.X: INPUT}\n"
+                                 "  - name: mul10\n    inputs: [p.inputs.INPUT]\n"
+                                 "    triggers: [add10.outputs.OUTPUT, p.inputs.T]\n"
+                                 "    triggersJoinType: outer\n    joinWindowMs: 10\n"),
+                 0, "%s", seldon_last_error());
+    e = engine_of(&s);
+    m = input(e, "INPUT");
+    add_f32(m, "X", V4, 4);
+    add_f32(m, "T", &one, 1);
+    push(e, "p", "r", m, T0);
+    drain(e, &r, T0, 0); /* add10 is called and left unanswered */
+    cr_assert_str_eq(r.calls, "add10 ");
+    cr_assert_eq(seldon_pipeline_engine_advance(e, T0 + 10 * MS), 0);
+    drain(e, &r, T0 + 10 * MS, 0);
+    cr_assert_str_eq(r.calls, "add10 mul10 ");
+    run_free(&r);
+    seldon_pipeline_engine_free(e);
+    pl_set_free(&s);
+}
+
+Test(edges, two_external_inputs_joined_inner)
+{
+    pl_set s = {0};
+    run_result r = {0};
+    seldon_pipeline_engine *e;
+    cr_assert_eq(pl_add(&s, HEAD "a\nspec:\n  steps:\n  - name: add10\n"
+                                 "---\n" HEAD "b\nspec:\n  steps:\n  - name: mul10\n"
+                                 "---\n" HEAD "c\nspec:\n  input:\n    externalInputs: [a.outputs.OUTPUT, b]\n"
+                                 "    tensorMap: {a.outputs.OUTPUT: INPUT, b.outputs.OUTPUT: OTHER}\n"
+                                 "  steps:\n  - name: identity\n"),
+                 0, "%s", seldon_last_error());
+    e = engine_of(&s);
+    push(e, "a", "r", input(e, "INPUT"), T0);
+    drain(e, &r, T0, 1);
+    cr_assert_str_eq(r.calls, "add10 ");
+    cr_assert_eq(r.outputs, 1);
+    cr_assert_eq(seldon_pipeline_engine_requests(e), 1, "c waits for b");
+    push(e, "b", "r", input(e, "INPUT"), T0 + MS);
+    drain(e, &r, T0 + MS, 1);
+    cr_assert_str_eq(r.calls, "add10 mul10 identity ");
+    cr_assert_eq(r.outputs, 3, "%s", r.error);
+    cr_assert_float_eq(f32(r.out, "OUTPUT")[0], 11, 1e-6);
+    cr_assert_eq(seldon_pipeline_engine_requests(e), 0);
+    run_free(&r);
+    seldon_pipeline_engine_free(e);
+    pl_set_free(&s);
 }
