@@ -52,7 +52,8 @@ static seldon_pipeline *compile(const char *yaml, seldon_manifest **m)
     return p;
 }
 
-/* Runs n requests of pipeline name; answers every call with a copy of its first tensor as OUTPUT. */
+/* Runs n requests of pipeline name; answers every call with a copy of its first tensor as OUTPUT.
+ */
 static double run(seldon_pipeline *p, const char *name, const char *const *inputs, size_t ninputs,
                   long n, long *outputs, long *rss0, long *rss1)
 {
@@ -138,12 +139,13 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    join = compile("apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: j\n"
-                   "spec:\n  steps:\n  - name: a\n    inputs: [j.inputs.X]\n  - name: b\n"
-                   "    inputs: [j.inputs.Y]\n  - name: c\n    inputs: [a.outputs.OUTPUT, b.outputs.OUTPUT]\n"
-                   "    tensorMap: {a.outputs.OUTPUT: L, b.outputs.OUTPUT: R}\n"
-                   "  output:\n    steps: [a, b]\n",
-                   &m1);
+    join = compile(
+        "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: j\n"
+        "spec:\n  steps:\n  - name: a\n    inputs: [j.inputs.X]\n  - name: b\n"
+        "    inputs: [j.inputs.Y]\n  - name: c\n    inputs: [a.outputs.OUTPUT, b.outputs.OUTPUT]\n"
+        "    tensorMap: {a.outputs.OUTPUT: L, b.outputs.OUTPUT: R}\n"
+        "  output:\n    steps: [a, b]\n",
+        &m1);
     chain = compile("apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: c\n"
                     "spec:\n  steps:\n  - name: id1\n  - name: id2\n    inputs: [id1]\n"
                     "    tensorMap: {id1.outputs.OUTPUT: INPUT}\n  output:\n    steps: [id2]\n",

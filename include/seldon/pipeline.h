@@ -39,7 +39,7 @@ typedef struct seldon_pipeline seldon_pipeline;
 
 /* Defaults and limits. */
 #define SELDON_PIPELINE_JOIN_WINDOW_MS 60000 /* joinWindowMs when absent */
-#define SELDON_PIPELINE_MAX_REVISITS 10      /* maxStepRevisits when cycles are allowed and it is 0 */
+#define SELDON_PIPELINE_MAX_REVISITS 10 /* maxStepRevisits when cycles are allowed and it is 0 */
 #define SELDON_PIPELINE_MAX_STEPS 1024
 #define SELDON_PIPELINE_MAX_SOURCES 64 /* inputs (or triggers, or output steps) of one join */
 
@@ -119,7 +119,10 @@ typedef struct seldon_pipeline_options {
 } seldon_pipeline_options;
 
 #define SELDON_PIPELINE_OPTIONS_VERSION 1
-#define SELDON_PIPELINE_OPTIONS_INIT {SELDON_PIPELINE_OPTIONS_VERSION, 60000, 0, 0, 0}
+#define SELDON_PIPELINE_OPTIONS_INIT                                                               \
+    {                                                                                              \
+        SELDON_PIPELINE_OPTIONS_VERSION, 60000, 0, 0, 0                                            \
+    }
 
 /*
  * Creates an engine for pipelines[0..count): borrowed, they must outlive the
@@ -221,8 +224,8 @@ typedef struct seldon_pipeline_event {
     uint32_t batch;     /* CALL: requests batched into this call (1 without batching) */
     uint64_t call_id;   /* CALL: pass to _answer() or _fail() */
     const char *pipeline;
-    const char *step;  /* CALL: the step */
-    const char *model; /* CALL: the model to call (the step's name) */
+    const char *step;       /* CALL: the step */
+    const char *model;      /* CALL: the model to call (the step's name) */
     const char *request_id; /* CALL: the first batched request's id */
     size_t request_id_len;
     /*

@@ -110,8 +110,8 @@ static int parse_io(pc_ctx *c, pl_source *s, const char *ref, const char *io, in
     split(io, &io_len, &tensor);
     s->stream = io_kind(io, io_len, step);
     if (s->stream < 0)
-        return perr(c, "%s: \"%s\": expected \"inputs\" or \"outputs\" after \"%.*s\"", field,
-                    ref, (int)(io - ref - 1), ref);
+        return perr(c, "%s: \"%s\": expected \"inputs\" or \"outputs\" after \"%.*s\"", field, ref,
+                    (int)(io - ref - 1), ref);
     if (tensor != NULL) {
         if (*tensor == '\0')
             return perr(c, "%s: \"%s\": empty tensor name", field, ref);
@@ -170,8 +170,8 @@ static int add_dep(pc_ctx *c, const char *name, size_t len, const seldon_pipelin
             return (int)i;
     if (p->ndeps == c->deps_cap) {
         uint32_t cap = c->deps_cap ? c->deps_cap * 2 : 4;
-        void *a = sdn_arena_grow(&p->arena, p->deps, c->deps_cap * sizeof(char *),
-                                 cap * sizeof(char *));
+        void *a =
+            sdn_arena_grow(&p->arena, p->deps, c->deps_cap * sizeof(char *), cap * sizeof(char *));
         void *b = sdn_realloc(c->dep_objs, cap * sizeof(*c->dep_objs));
         if (a == NULL || b == NULL) {
             if (b != NULL)
@@ -361,8 +361,8 @@ static int check_known(pc_ctx *c, const pl_join *j, const char *what)
 }
 
 /* Cycle search: 0 white, 1 on the stack, 2 done. */
-static int dfs(const seldon_pipeline *p, uint32_t v, uint8_t *mark, uint32_t *stack,
-               uint32_t depth, uint32_t *cyc_from, uint32_t *cyc_depth)
+static int dfs(const seldon_pipeline *p, uint32_t v, uint8_t *mark, uint32_t *stack, uint32_t depth,
+               uint32_t *cyc_from, uint32_t *cyc_depth)
 {
     uint32_t w, k, i;
     mark[v] = 1;
@@ -413,8 +413,8 @@ static int check_cycles(pc_ctx *c)
         goto out;
     p->has_cycles = 1;
     if (c->spec->allow_cycles) {
-        p->max_revisits =
-            c->spec->max_step_revisits > 0 ? c->spec->max_step_revisits : SELDON_PIPELINE_MAX_REVISITS;
+        p->max_revisits = c->spec->max_step_revisits > 0 ? c->spec->max_step_revisits
+                                                         : SELDON_PIPELINE_MAX_REVISITS;
         goto out;
     }
     text[0] = '\0';
@@ -451,15 +451,16 @@ static int compile_step(pc_ctx *c, size_t i)
     for (b = 0; b < st->triggers.n; b++)
         for (a = 0; a < st->inputs.n; a++)
             if (same_source(&st->inputs.src[a], &st->triggers.src[b]))
-                return perr(c, "spec.steps[%zu].triggers[%u]: \"%s\" is also an input of step "
-                               "\"%s\": a source is either an input or a trigger",
+                return perr(c,
+                            "spec.steps[%zu].triggers[%u]: \"%s\" is also an input of step "
+                            "\"%s\": a source is either an input or a trigger",
                             i, b, ss->triggers[b], st->name);
     if (join_type(&st->inputs.type, ss->inputs_join_type) < 0)
         return perr(c, "spec.steps[%zu].inputsJoinType: \"%s\": expected inner, outer or any", i,
                     ss->inputs_join_type);
     if (join_type(&st->triggers.type, ss->triggers_join_type) < 0)
-        return perr(c, "spec.steps[%zu].triggersJoinType: \"%s\": expected inner, outer or any",
-                    i, ss->triggers_join_type);
+        return perr(c, "spec.steps[%zu].triggersJoinType: \"%s\": expected inner, outer or any", i,
+                    ss->triggers_join_type);
     st->inputs.window_ns = st->triggers.window_ns = window_ns(ss->join_window_ms);
     snprintf(what, sizeof(what), "spec.steps[%zu].tensorMap", i);
     if (apply_map(c, &st->inputs, ss->tensor_map, ss->tensor_map_count, what) < 0)
@@ -546,8 +547,8 @@ static int compile(pc_ctx *c)
     if (parse_list(c, &p->input, spec->external_inputs, spec->external_inputs_count, 1,
                    "spec.input.externalInputs") < 0)
         return -1;
-    if (parse_list(c, &p->input_triggers, spec->external_triggers, spec->external_triggers_count,
-                   1, "spec.input.externalTriggers") < 0)
+    if (parse_list(c, &p->input_triggers, spec->external_triggers, spec->external_triggers_count, 1,
+                   "spec.input.externalTriggers") < 0)
         return -1;
     for (k = 0; k < p->input_triggers.n; k++)
         for (i = 0; i < p->input.n; i++)
@@ -576,8 +577,9 @@ static int compile(pc_ctx *c)
         int known;
         if (s->stream == PL_S_STEP_IN && s->tensor != NULL &&
             !known_input(&q->steps[s->step], s->tensor, &known) && known)
-            return perr(c, "spec.input.externalInputs[%zu]: step \"%s\" of pipeline \"%s\" has no "
-                           "input tensor \"%s\"",
+            return perr(c,
+                        "spec.input.externalInputs[%zu]: step \"%s\" of pipeline \"%s\" has no "
+                        "input tensor \"%s\"",
                         i, q->steps[s->step].name, q->name, s->tensor);
     }
     return 0;

@@ -82,9 +82,9 @@ typedef struct pl_req {
     seldon_pipeline_header *hdr;
     uint32_t nhdr;
     pl_timer timer;
-    pl_slot **slots;   /* per join point, lazily */
-    pl_gate *gates;    /* per step + 1 (input), lazily */
-    uint32_t *visits;  /* per step */
+    pl_slot **slots;  /* per join point, lazily */
+    pl_gate *gates;   /* per step + 1 (input), lazily */
+    uint32_t *visits; /* per step */
     pl_ref **refs;
     uint32_t nrefs, refs_cap;
     sdn_arena arena;
@@ -115,8 +115,8 @@ typedef struct pl_batch {
 
 typedef struct pl_epipe {
     const seldon_pipeline *p;
-    pl_subs *subs;      /* per stream index (2 + 2 * nsteps) */
-    uint32_t *deps;     /* engine index of each dependency */
+    pl_subs *subs;        /* per stream index (2 + 2 * nsteps) */
+    uint32_t *deps;       /* engine index of each dependency */
     uint32_t *dependents; /* engine indexes of pipelines reading this one */
     uint32_t ndependents;
     pl_batch *batches; /* per step */
@@ -126,8 +126,8 @@ typedef struct pl_call {
     uint32_t gen;
     uint8_t live;
     uint32_t pipe, step;
-    pl_req *req;     /* unbatched */
-    pl_ref *msg;     /* the request sent */
+    pl_req *req;      /* unbatched */
+    pl_ref *msg;      /* the request sent */
     pl_bentry *batch; /* batched: the requests in it */
     uint32_t nbatch;
     uint32_t next_free;
@@ -467,8 +467,7 @@ static pl_req *req_new(seldon_pipeline_engine *e, uint32_t pipe, const char *id,
     for (i = 0; i < nhdr; i++) {
         seldon_pipeline_header *h = &q->hdr[i];
         h->name = sdn_arena_strndup(&q->arena, hdr[i].name ? hdr[i].name : "", hdr[i].name_len);
-        h->value =
-            sdn_arena_strndup(&q->arena, hdr[i].value ? hdr[i].value : "", hdr[i].value_len);
+        h->value = sdn_arena_strndup(&q->arena, hdr[i].value ? hdr[i].value : "", hdr[i].value_len);
         if (h->name == NULL || h->value == NULL)
             goto nomem;
         h->name_len = hdr[i].name_len;
@@ -798,8 +797,7 @@ fail:
 
 static void arrive(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, uint32_t k, const pl_rec *in,
                    int64_t now);
-static void emit(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, const pl_rec *rec,
-                 int64_t now);
+static void emit(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, const pl_rec *rec, int64_t now);
 
 static pl_req *chained(seldon_pipeline_engine *e, pl_req *src, uint32_t pipe, int64_t now)
 {
@@ -1051,8 +1049,7 @@ static pl_gate *gate_of(seldon_pipeline_engine *e, pl_req *q, uint32_t g)
 }
 
 /* The data of step g (g == nsteps: the pipeline's input) passes its gate. */
-static void gated(seldon_pipeline_engine *e, pl_req *q, uint32_t g, const pl_rec *rec,
-                  int64_t now)
+static void gated(seldon_pipeline_engine *e, pl_req *q, uint32_t g, const pl_rec *rec, int64_t now)
 {
     const seldon_pipeline *p = e->pipes[q->pipe].p;
     if (g == p->nsteps) {
@@ -1089,8 +1086,7 @@ static void output(seldon_pipeline_engine *e, pl_req *q, const pl_rec *rec, int6
     publish(e, q, pl_stream_index(PL_S_OUT, -1), rec, now);
 }
 
-static void emit(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, const pl_rec *rec,
-                 int64_t now)
+static void emit(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, const pl_rec *rec, int64_t now)
 {
     const seldon_pipeline *p = e->pipes[q->pipe].p;
     uint32_t g;
@@ -1299,8 +1295,7 @@ out:
 
 /* ---- answers ---- */
 
-static void answered(seldon_pipeline_engine *e, pl_req *q, uint32_t step, pl_ref *resp,
-                     int64_t now)
+static void answered(seldon_pipeline_engine *e, pl_req *q, uint32_t step, pl_ref *resp, int64_t now)
 {
     pl_rec rec;
     touch(e, q);
@@ -1467,8 +1462,8 @@ int seldon_pipeline_engine_answer(seldon_pipeline_engine *engine, uint64_t call_
     return 0;
 }
 
-int seldon_pipeline_engine_fail(seldon_pipeline_engine *engine, uint64_t call_id,
-                                const char *error, int64_t now_ns)
+int seldon_pipeline_engine_fail(seldon_pipeline_engine *engine, uint64_t call_id, const char *error,
+                                int64_t now_ns)
 {
     seldon_pipeline_engine *e = engine;
     pl_call *c;
@@ -1571,7 +1566,8 @@ int seldon_pipeline_engine_cancel(seldon_pipeline_engine *engine, const char *pi
         return sdn_error(SELDON_EINVAL, "pipeline_engine_cancel: NULL argument");
     begin(engine);
     pi = pipe_index(engine, pipeline, strlen(pipeline));
-    q = pi == UINT32_MAX ? NULL : req_find(engine, pi, request_id ? request_id : "", request_id_len);
+    q = pi == UINT32_MAX ? NULL
+                         : req_find(engine, pi, request_id ? request_id : "", request_id_len);
     if (q == NULL || q->failed || q->answered)
         return sdn_error(SELDON_ENOTFOUND, "pipeline: no such request in progress");
     fail(engine, q, SELDON_PIPELINE_ERR_CANCELED, SELDON_ECANCELED, "canceled");
@@ -1758,13 +1754,14 @@ int seldon_pipeline_engine_new(seldon_pipeline_engine **out,
                 uint32_t target = s->pipe < 0 ? i : e->pipes[i].deps[s->pipe];
                 const seldon_pipeline *tp = e->pipes[target].p;
                 if (s->step >= (int32_t)tp->nsteps) {
-                    rc = sdn_error(SELDON_EINVAL, "pipeline \"%s\": a source names step %d of "
-                                                  "\"%s\", which has changed",
+                    rc = sdn_error(SELDON_EINVAL,
+                                   "pipeline \"%s\": a source names step %d of "
+                                   "\"%s\", which has changed",
                                    p->name, s->step, tp->name);
                     goto fail;
                 }
-                if (add_sub(&e->pipes[target].subs[pl_stream_index(s->stream, s->step)], i, jp,
-                            k) < 0)
+                if (add_sub(&e->pipes[target].subs[pl_stream_index(s->stream, s->step)], i, jp, k) <
+                    0)
                     goto fail;
             }
         }

@@ -13,9 +13,9 @@
 #define PL_ANY 2
 
 /* Streams of a pipeline: what a source reads. */
-#define PL_S_IN 0      /* the pipeline's inputs */
-#define PL_S_OUT 1     /* the pipeline's outputs */
-#define PL_S_STEP_IN 2 /* a step's request */
+#define PL_S_IN 0       /* the pipeline's inputs */
+#define PL_S_OUT 1      /* the pipeline's outputs */
+#define PL_S_STEP_IN 2  /* a step's request */
 #define PL_S_STEP_OUT 3 /* a step's answer */
 
 /* The stream index of a pipeline: IN 0, OUT 1, step s's request 2+2s, its answer 3+2s. */
@@ -41,9 +41,9 @@ typedef struct pl_rename {
 } pl_rename;
 
 typedef struct pl_source {
-    int32_t pipe;   /* -1: this pipeline; else an index into seldon_pipeline.deps */
-    int32_t stream; /* PL_S_* */
-    int32_t step;   /* step index in that pipeline, -1 for the pipeline's streams */
+    int32_t pipe;       /* -1: this pipeline; else an index into seldon_pipeline.deps */
+    int32_t stream;     /* PL_S_* */
+    int32_t step;       /* step index in that pipeline, -1 for the pipeline's streams */
     const char *tensor; /* NULL: every tensor */
     uint32_t tensor_len;
     const char *canon; /* "s.outputs", "p.inputs", "q.step.s.outputs": the tensorMap prefix */

@@ -40,8 +40,7 @@ static int lookup(const seldon_pipeline **out, void *ud, const char *name)
     return SELDON_ENOTFOUND;
 }
 
-static void answer(seldon_pipeline_engine *e, const seldon_pipeline_event *ev, int64_t now,
-                   int k)
+static void answer(seldon_pipeline_engine *e, const seldon_pipeline_event *ev, int64_t now, int k)
 {
     seldon_msg *r = seldon_pipeline_engine_msg(e, SELDON_MSG_RESPONSE);
     size_t i;
@@ -85,8 +84,8 @@ static void run(fz_set *s)
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         seldon_msg_add_tensor(NULL, m, names[i], strlen(names[i]), SELDON_DT_INT32, shape, 2, v,
                               sizeof(v), SELDON_TENSOR_COPY);
-    if (seldon_pipeline_engine_push(e, seldon_pipeline_name(s->p[0]), "r", 1, NULL, 0, m, 0,
-                                    now) != 0)
+    if (seldon_pipeline_engine_push(e, seldon_pipeline_name(s->p[0]), "r", 1, NULL, 0, m, 0, now) !=
+        0)
         fail("push");
     for (rounds = 0; rounds < 200; rounds++) {
         seldon_pipeline_event calls[64];

@@ -220,8 +220,8 @@ static inline seldon_msg *msg_copy(const seldon_msg *m)
     for (i = 0; i < seldon_msg_tensor_count(m); i++) {
         seldon_tensor t;
         seldon_msg_tensor(&t, m, i);
-        cr_assert_eq(seldon_msg_add_tensor(NULL, c, t.name, t.name_len, t.datatype, t.shape,
-                                           t.ndim, t.data, t.nbytes, SELDON_TENSOR_COPY),
+        cr_assert_eq(seldon_msg_add_tensor(NULL, c, t.name, t.name_len, t.datatype, t.shape, t.ndim,
+                                           t.data, t.nbytes, SELDON_TENSOR_COPY),
                      0);
     }
     return c;
@@ -283,18 +283,17 @@ static inline seldon_msg *req_msg(seldon_pipeline_engine *e)
     return seldon_pipeline_engine_msg(e, SELDON_MSG_REQUEST);
 }
 
-static inline void push(seldon_pipeline_engine *e, const char *pipe, const char *id,
-                        seldon_msg *m, int64_t now)
+static inline void push(seldon_pipeline_engine *e, const char *pipe, const char *id, seldon_msg *m,
+                        int64_t now)
 {
-    cr_assert_eq(seldon_pipeline_engine_push(e, pipe, id, strlen(id), NULL, 0, m, 0, now), 0,
-                 "%s", seldon_last_error());
+    cr_assert_eq(seldon_pipeline_engine_push(e, pipe, id, strlen(id), NULL, 0, m, 0, now), 0, "%s",
+                 seldon_last_error());
 }
 
 static inline seldon_pipeline_engine *engine_of(pl_set *s)
 {
     seldon_pipeline_engine *e = NULL;
-    cr_assert_eq(seldon_pipeline_engine_new(&e, (const seldon_pipeline *const *)s->p, s->np,
-                                            NULL),
+    cr_assert_eq(seldon_pipeline_engine_new(&e, (const seldon_pipeline *const *)s->p, s->np, NULL),
                  0, "%s", seldon_last_error());
     return e;
 }

@@ -9,10 +9,11 @@ Test(compile, resolves_references_in_seldon_syntax)
 {
     pl_set s = {0};
     seldon_buf b = SELDON_BUF_INIT;
-    cr_assert_eq(pl_add(&s, HEAD "p\nspec:\n  steps:\n  - name: a\n  - name: b\n    inputs: [a]\n"
-                                 "  - name: c\n    inputs: [a.outputs.OUTPUT0, b.inputs.X, p.inputs.Y]\n"
-                                 "    tensorMap:\n      a.outputs.OUTPUT0: IN0\n"
-                                 "  output:\n    steps: [c]\n"),
+    cr_assert_eq(pl_add(&s, HEAD
+                        "p\nspec:\n  steps:\n  - name: a\n  - name: b\n    inputs: [a]\n"
+                        "  - name: c\n    inputs: [a.outputs.OUTPUT0, b.inputs.X, p.inputs.Y]\n"
+                        "    tensorMap:\n      a.outputs.OUTPUT0: IN0\n"
+                        "  output:\n    steps: [c]\n"),
                  0, "%s", seldon_last_error());
     cr_assert_eq(seldon_pipeline_step_count(s.p[0]), 3);
     cr_assert_str_eq(seldon_pipeline_step_name(s.p[0], 2), "c");
@@ -76,37 +77,47 @@ static const char *spec_err(const char *pname, const sstep *st, size_t n, int al
 
 Test(compile, refuses_with_the_field_named)
 {
-    sstep join[] = {{"a", {0}, {0}, {0}}, {"b", {0}, {0}, {0}}, {"c", {"a", "tfsimple9.outputs"}, {0}, {0}}};
+    sstep join[] = {
+        {"a", {0}, {0}, {0}}, {"b", {0}, {0}, {0}}, {"c", {"a", "tfsimple9.outputs"}, {0}, {0}}};
     sstep self[] = {{"iris", {0}, {0}, {0}}};
     sstep dup[] = {{"a", {0}, {0}, {0}}, {"a", {0}, {0}, {0}}};
     sstep cyc[] = {{"a", {"b"}, {0}, {0}}, {"b", {"a"}, {0}, {0}}};
     sstep both[] = {{"a", {0}, {0}, {0}}, {"b", {"p.inputs.X"}, {"p.inputs.X"}, {0}}};
-    sstep known[] = {{"a", {"p.inputs.X", "p.inputs.Y"}, {0}, {"p.inputs.X", "A", "p.inputs.Y", "B"}},
-                     {"b", {"a.inputs.C"}, {0}, {0}}};
+    sstep known[] = {
+        {"a", {"p.inputs.X", "p.inputs.Y"}, {0}, {"p.inputs.X", "A", "p.inputs.Y", "B"}},
+        {"b", {"a.inputs.C"}, {0}, {0}}};
     sstep io[] = {{"a", {"p.sideways"}, {0}, {0}}};
     sstep map[] = {{"a", {0}, {0}, {"b.outputs.X", "Y"}}};
     sstep out[] = {{"a", {"p.outputs"}, {0}, {0}}};
 
     cr_assert_str_eq(spec_err("join", join, 3, 0),
                      "pipeline \"join\": spec.steps[2].inputs[1]: unknown step \"tfsimple9\"");
-    cr_assert_str_eq(spec_err("iris", self, 1, 0),
-                     "pipeline \"iris\": spec.steps[0].name: a step cannot be named after its pipeline");
+    cr_assert_str_eq(
+        spec_err("iris", self, 1, 0),
+        "pipeline \"iris\": spec.steps[0].name: a step cannot be named after its pipeline");
     cr_assert(strstr(spec_err("p", dup, 2, 0), "spec.steps[1].name: duplicate step \"a\""));
-    cr_assert(strstr(spec_err("p", cyc, 2, 0), "spec.steps: a cycle (a -> b -> a): set allowCycles"),
-              "%s", seldon_last_error());
+    cr_assert(
+        strstr(spec_err("p", cyc, 2, 0), "spec.steps: a cycle (a -> b -> a): set allowCycles"),
+        "%s", seldon_last_error());
     cr_assert_str_eq(spec_err("p", cyc, 2, 1), "");
-    cr_assert(strstr(spec_err("p", both, 2, 0), "spec.steps[1].triggers[0]: \"p.inputs.X\" is also an input"));
-    cr_assert(strstr(spec_err("p", known, 2, 0), "spec.steps[1].inputs[0]: step \"a\" has no input tensor \"C\""),
+    cr_assert(strstr(spec_err("p", both, 2, 0),
+                     "spec.steps[1].triggers[0]: \"p.inputs.X\" is also an input"));
+    cr_assert(strstr(spec_err("p", known, 2, 0),
+                     "spec.steps[1].inputs[0]: step \"a\" has no input tensor \"C\""),
               "%s", seldon_last_error());
-    cr_assert(strstr(spec_err("p", io, 1, 0), "spec.steps[0].inputs[0]: \"p.sideways\": expected \"inputs\" or \"outputs\""),
+    cr_assert(strstr(spec_err("p", io, 1, 0),
+                     "spec.steps[0].inputs[0]: \"p.sideways\": expected \"inputs\" or \"outputs\""),
               "%s", seldon_last_error());
-    cr_assert(strstr(spec_err("p", map, 1, 0), "spec.steps[0].tensorMap[\"b.outputs.X\"]: no source"),
-              "%s", seldon_last_error());
-    cr_assert(strstr(spec_err("p", out, 1, 0), "its own pipeline's outputs"), "%s", seldon_last_error());
+    cr_assert(
+        strstr(spec_err("p", map, 1, 0), "spec.steps[0].tensorMap[\"b.outputs.X\"]: no source"),
+        "%s", seldon_last_error());
+    cr_assert(strstr(spec_err("p", out, 1, 0), "its own pipeline's outputs"), "%s",
+              seldon_last_error());
     /* Through YAML, as a user meets it (the manifest parser checks the names first). */
     cr_assert(strstr(compile_err(HEAD "p\nspec:\n  input:\n    externalInputs: [nope.outputs]\n"
                                       "  steps:\n  - name: a\n"),
-                     "spec.input.externalInputs[0]: unknown pipeline \"nope\""), "%s", seldon_last_error());
+                     "spec.input.externalInputs[0]: unknown pipeline \"nope\""),
+              "%s", seldon_last_error());
 }
 
 Test(compile, a_bad_name_is_refused)
@@ -129,20 +140,23 @@ Test(compile, a_bad_name_is_refused)
 Test(compile, cycles_allowed_and_external_steps)
 {
     pl_set s = {0};
-    cr_assert_eq(pl_add(&s, HEAD "p\nspec:\n  allowCycles: true\n  maxStepRevisits: 3\n  steps:\n"
-                                 "  - name: a\n    inputs: [p.inputs, b]\n    inputsJoinType: any\n"
-                                 "  - name: b\n    inputs: [a]\n"
-                                 "---\n" HEAD "q\nspec:\n  input:\n    externalInputs: [p.step.a.outputs.OUTPUT]\n"
-                                 "    tensorMap:\n      p.step.a.outputs.OUTPUT: INPUT\n"
-                                 "  steps:\n  - name: c\n"),
+    cr_assert_eq(pl_add(&s,
+                        HEAD "p\nspec:\n  allowCycles: true\n  maxStepRevisits: 3\n  steps:\n"
+                             "  - name: a\n    inputs: [p.inputs, b]\n    inputsJoinType: any\n"
+                             "  - name: b\n    inputs: [a]\n"
+                             "---\n" HEAD
+                             "q\nspec:\n  input:\n    externalInputs: [p.step.a.outputs.OUTPUT]\n"
+                             "    tensorMap:\n      p.step.a.outputs.OUTPUT: INPUT\n"
+                             "  steps:\n  - name: c\n"),
                  0, "%s", seldon_last_error());
     cr_assert_eq(seldon_pipeline_dependency_count(s.p[1]), 1);
     cr_assert_str_eq(seldon_pipeline_dependency(s.p[1], 0), "p");
     pl_set_free(&s);
-    cr_assert(strstr(compile_err(HEAD "p\nspec:\n  steps:\n  - name: a\n"
-                                      "---\n" HEAD "q\nspec:\n  input:\n    externalInputs: [p.step.zz]\n"
-                                      "  steps:\n  - name: c\n"),
-                     "spec.input.externalInputs[0]: pipeline \"p\" has no step \"zz\""));
+    cr_assert(
+        strstr(compile_err(HEAD "p\nspec:\n  steps:\n  - name: a\n"
+                                "---\n" HEAD "q\nspec:\n  input:\n    externalInputs: [p.step.zz]\n"
+                                "  steps:\n  - name: c\n"),
+               "spec.input.externalInputs[0]: pipeline \"p\" has no step \"zz\""));
 }
 
 /* Every sample pipeline of Seldon compiles, except the ones that are errors on purpose. */

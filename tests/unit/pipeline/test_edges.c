@@ -1,4 +1,5 @@
-/* More edges: headers, external triggers, output joins and maps, trigger windows, batch errors, allocation failures. */
+/* More edges: headers, external triggers, output joins and maps, trigger windows, batch errors,
+ * allocation failures. */
 #include "core/core.h"
 #include "pl_test.h"
 
@@ -20,9 +21,10 @@ Test(edges, headers_travel_to_every_call_the_output_and_chained_pipelines)
     seldon_pipeline_event ev;
     seldon_pipeline_header h[2] = {{"x-request-id", 12, "abc", 3}, {"x-tenant", 8, "t1", 2}};
     int outputs = 0, calls = 0;
-    cr_assert_eq(pl_add(&s, HEAD "p\nspec:\n  steps:\n  - name: add10\n"
-                                 "---\n" HEAD "q\nspec:\n  input:\n    externalInputs: [p]\n"
-                                 "    tensorMap: {p.outputs.OUTPUT: INPUT}\n  steps:\n  - name: mul10\n"),
+    cr_assert_eq(pl_add(&s, HEAD
+                        "p\nspec:\n  steps:\n  - name: add10\n"
+                        "---\n" HEAD "q\nspec:\n  input:\n    externalInputs: [p]\n"
+                        "    tensorMap: {p.outputs.OUTPUT: INPUT}\n  steps:\n  - name: mul10\n"),
                  0, "%s", seldon_last_error());
     e = engine_of(&s);
     cr_assert_eq(seldon_pipeline_engine_push(e, "p", "abc", 3, h, 2, input(e, "INPUT"), 0, T0), 0);
@@ -62,11 +64,12 @@ Test(edges, external_triggers_gate_a_chained_pipeline)
     pl_set s = {0};
     run_result r = {0};
     seldon_pipeline_engine *e;
-    cr_assert_eq(pl_add(&s, HEAD "a\nspec:\n  steps:\n  - name: add10\n"
-                                 "---\n" HEAD "b\nspec:\n  steps:\n  - name: mul10\n"
-                                 "---\n" HEAD "c\nspec:\n  input:\n    externalInputs: [a.outputs]\n"
-                                 "    externalTriggers: [b.outputs]\n    joinWindowMs: 100\n"
-                                 "    tensorMap: {a.outputs.OUTPUT: INPUT}\n  steps:\n  - name: identity\n"),
+    cr_assert_eq(pl_add(&s, HEAD
+                        "a\nspec:\n  steps:\n  - name: add10\n"
+                        "---\n" HEAD "b\nspec:\n  steps:\n  - name: mul10\n"
+                        "---\n" HEAD "c\nspec:\n  input:\n    externalInputs: [a.outputs]\n"
+                        "    externalTriggers: [b.outputs]\n    joinWindowMs: 100\n"
+                        "    tensorMap: {a.outputs.OUTPUT: INPUT}\n  steps:\n  - name: identity\n"),
                  0, "%s", seldon_last_error());
     e = engine_of(&s);
     /* a alone: c's input waits for its trigger one window, then ends without output. */
@@ -106,11 +109,13 @@ Test(edges, output_outer_join_and_output_tensor_map)
     seldon_pipeline_engine *e;
     seldon_pipeline_event ev[2];
     int i;
-    cr_assert_eq(pl_add(&s, HEAD "p\nspec:\n  steps:\n  - name: add10\n  - name: mul10\n"
-                                 "  output:\n    steps: [add10, mul10.outputs.OUTPUT]\n    stepsJoin: outer\n"
-                                 "    joinWindowMs: 20\n"
-                                 "    tensorMap: {add10.outputs.OUTPUT: SUM, mul10.outputs.OUTPUT: PRODUCT}\n"),
-                 0, "%s", seldon_last_error());
+    cr_assert_eq(
+        pl_add(&s,
+               HEAD "p\nspec:\n  steps:\n  - name: add10\n  - name: mul10\n"
+                    "  output:\n    steps: [add10, mul10.outputs.OUTPUT]\n    stepsJoin: outer\n"
+                    "    joinWindowMs: 20\n"
+                    "    tensorMap: {add10.outputs.OUTPUT: SUM, mul10.outputs.OUTPUT: PRODUCT}\n"),
+        0, "%s", seldon_last_error());
     e = engine_of(&s);
     push(e, "p", "r", input(e, "INPUT"), T0);
     for (i = 0; i < 2; i++)
@@ -142,10 +147,11 @@ Test(edges, output_outer_join_and_output_tensor_map)
 /* Triggers joined inner: both needed; data waits for them at most one window. */
 static seldon_pipeline_engine *inner_triggers(pl_set *s)
 {
-    cr_assert_eq(pl_add(s, HEAD "p\nspec:\n  steps:\n  - name: add10\n    inputs: [p.inputs.X]\n"
-                                "    tensorMap: {p.inputs.X: INPUT}\n"
-                                "  - name: mul10\n    inputs: [p.inputs.INPUT]\n"
-                                "    triggers: [add10.outputs.OUTPUT, p.inputs.T]\n    joinWindowMs: 10\n"),
+    cr_assert_eq(pl_add(s, HEAD
+                        "p\nspec:\n  steps:\n  - name: add10\n    inputs: [p.inputs.X]\n"
+                        "    tensorMap: {p.inputs.X: INPUT}\n"
+                        "  - name: mul10\n    inputs: [p.inputs.INPUT]\n"
+                        "    triggers: [add10.outputs.OUTPUT, p.inputs.T]\n    joinWindowMs: 10\n"),
                  0, "%s", seldon_last_error());
     return engine_of(s);
 }
@@ -218,8 +224,9 @@ static seldon_msg *rows(seldon_pipeline_engine *e, const char *name, int32_t dt,
     seldon_msg *m = req_msg(e);
     float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     int64_t shape[2] = {d0, 2};
-    cr_assert_eq(seldon_msg_add_tensor(NULL, m, name, strlen(name), dt, shape, 2, v,
-                                       (size_t)d0 * 2 * 4, 0), 0);
+    cr_assert_eq(
+        seldon_msg_add_tensor(NULL, m, name, strlen(name), dt, shape, 2, v, (size_t)d0 * 2 * 4, 0),
+        0);
     return m;
 }
 
@@ -230,7 +237,8 @@ Test(edges, batch_rows_of_several_and_a_mismatch)
     seldon_pipeline_engine *e;
     seldon_pipeline_event ev;
     seldon_tensor t;
-    cr_assert_eq(pl_add(&s, HEAD "b\nspec:\n  steps:\n  - name: add10\n    batch:\n      size: 4\n"), 0);
+    cr_assert_eq(
+        pl_add(&s, HEAD "b\nspec:\n  steps:\n  - name: add10\n    batch:\n      size: 4\n"), 0);
     e = engine_of(&s);
     push(e, "b", "two", rows(e, "INPUT", SELDON_DT_FP32, 2), T0);
     push(e, "b", "odd", rows(e, "INPUT", SELDON_DT_INT32, 1), T0);
@@ -271,7 +279,8 @@ Test(edges, a_batched_model_error_reaches_every_caller_and_a_short_answer_is_ref
     seldon_pipeline_engine *e;
     seldon_pipeline_event ev;
     int errors = 0;
-    cr_assert_eq(pl_add(&s, HEAD "b\nspec:\n  steps:\n  - name: add10\n    batch:\n      size: 2\n"), 0);
+    cr_assert_eq(
+        pl_add(&s, HEAD "b\nspec:\n  steps:\n  - name: add10\n    batch:\n      size: 2\n"), 0);
     e = engine_of(&s);
     push(e, "b", "r1", rows(e, "INPUT", SELDON_DT_FP32, 1), T0);
     push(e, "b", "r2", rows(e, "INPUT", SELDON_DT_FP32, 1), T0);
@@ -285,11 +294,13 @@ Test(edges, a_batched_model_error_reaches_every_caller_and_a_short_answer_is_ref
     push(e, "b", "r3", rows(e, "INPUT", SELDON_DT_FP32, 1), T0);
     push(e, "b", "r4", rows(e, "INPUT", SELDON_DT_FP32, 1), T0);
     cr_assert_eq(seldon_pipeline_engine_poll(&ev, e), 1);
-    cr_assert_eq(seldon_pipeline_engine_answer(e, ev.call_id, rows(e, "OUTPUT", SELDON_DT_FP32, 1), T0), 0);
+    cr_assert_eq(
+        seldon_pipeline_engine_answer(e, ev.call_id, rows(e, "OUTPUT", SELDON_DT_FP32, 1), T0), 0);
     errors = 0;
     while (seldon_pipeline_engine_poll(&ev, e) == 1) {
         cr_assert_eq(ev.error_kind, SELDON_PIPELINE_ERR_BATCH);
-        cr_assert(strstr(ev.error, "add10 : batched answer has an output without the batch's rows"), "%s", ev.error);
+        cr_assert(strstr(ev.error, "add10 : batched answer has an output without the batch's rows"),
+                  "%s", ev.error);
         errors++;
     }
     cr_assert_eq(errors, 2);
@@ -305,9 +316,12 @@ Test(edges, per_request_timeouts_and_a_silent_cancel)
     seldon_pipeline_event ev;
     cr_assert_eq(pl_add(&s, HEAD "p\nspec:\n  steps:\n  - name: add10\n"), 0);
     e = engine_of(&s);
-    cr_assert_eq(seldon_pipeline_engine_push(e, "p", "short", 5, NULL, 0, input(e, "INPUT"), 5, T0), 0);
-    cr_assert_eq(seldon_pipeline_engine_push(e, "p", "never", 5, NULL, 0, input(e, "INPUT"), -1, T0), 0);
-    cr_assert_eq(seldon_pipeline_engine_push(e, "p", "gone", 4, NULL, 0, input(e, "INPUT"), 0, T0), 0);
+    cr_assert_eq(seldon_pipeline_engine_push(e, "p", "short", 5, NULL, 0, input(e, "INPUT"), 5, T0),
+                 0);
+    cr_assert_eq(
+        seldon_pipeline_engine_push(e, "p", "never", 5, NULL, 0, input(e, "INPUT"), -1, T0), 0);
+    cr_assert_eq(seldon_pipeline_engine_push(e, "p", "gone", 4, NULL, 0, input(e, "INPUT"), 0, T0),
+                 0);
     cr_assert_eq(seldon_pipeline_engine_deadline(e), T0 + 5 * MS);
     while (seldon_pipeline_engine_poll(&ev, e) == 1)
         ;
@@ -332,10 +346,11 @@ Test(edges, allocation_failures_anywhere)
         seldon_pipeline_engine *e = NULL;
         seldon_msg *m = NULL;
         int k;
-        cr_assert_eq(pl_add(&s, HEAD "p\nspec:\n  steps:\n  - name: add10\n    inputs: [p.inputs.X]\n"
-                                    "    tensorMap: {p.inputs.X: INPUT}\n  - name: mul10\n"
-                                    "    inputs: [p.inputs.Y]\n    tensorMap: {p.inputs.Y: INPUT}\n"
-                                    "  output:\n    steps: [add10, mul10]\n"),
+        cr_assert_eq(pl_add(&s,
+                            HEAD "p\nspec:\n  steps:\n  - name: add10\n    inputs: [p.inputs.X]\n"
+                                 "    tensorMap: {p.inputs.X: INPUT}\n  - name: mul10\n"
+                                 "    inputs: [p.inputs.Y]\n    tensorMap: {p.inputs.Y: INPUT}\n"
+                                 "  output:\n    steps: [add10, mul10]\n"),
                      0);
         seldon_msg_new(&m, SELDON_MSG_REQUEST);
         add_f32(m, "X", V4, 4);
@@ -401,11 +416,13 @@ Test(edges, two_external_inputs_joined_inner)
     pl_set s = {0};
     run_result r = {0};
     seldon_pipeline_engine *e;
-    cr_assert_eq(pl_add(&s, HEAD "a\nspec:\n  steps:\n  - name: add10\n"
-                                 "---\n" HEAD "b\nspec:\n  steps:\n  - name: mul10\n"
-                                 "---\n" HEAD "c\nspec:\n  input:\n    externalInputs: [a.outputs.OUTPUT, b]\n"
-                                 "    tensorMap: {a.outputs.OUTPUT: INPUT, b.outputs.OUTPUT: OTHER}\n"
-                                 "  steps:\n  - name: identity\n"),
+    cr_assert_eq(pl_add(&s,
+                        HEAD "a\nspec:\n  steps:\n  - name: add10\n"
+                             "---\n" HEAD "b\nspec:\n  steps:\n  - name: mul10\n"
+                             "---\n" HEAD
+                             "c\nspec:\n  input:\n    externalInputs: [a.outputs.OUTPUT, b]\n"
+                             "    tensorMap: {a.outputs.OUTPUT: INPUT, b.outputs.OUTPUT: OTHER}\n"
+                             "  steps:\n  - name: identity\n"),
                  0, "%s", seldon_last_error());
     e = engine_of(&s);
     push(e, "a", "r", input(e, "INPUT"), T0);

@@ -1,4 +1,5 @@
-/* The engine's edges with a fake clock: join types and windows, timeouts, batches, cycles, limits. */
+/* The engine's edges with a fake clock: join types and windows, timeouts, batches, cycles, limits.
+ */
 #include "pl_test.h"
 
 #define HEAD "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: "
@@ -66,8 +67,9 @@ Test(engine, outer_join_emits_its_partial_record_when_the_window_closes)
     cr_assert_float_eq(f32(r.out, "OUTPUT")[0], 11, 1e-6);
     cr_assert(!has_tensor(r.out, "OTHER", NULL));
     /* mul10 answers late: the request has ended, its answer is dropped. */
-    cr_assert_eq(seldon_pipeline_engine_answer(e, mul, seldon_pipeline_engine_msg(e, SELDON_MSG_RESPONSE),
-                                               T0 + 200 * MS), 0);
+    cr_assert_eq(seldon_pipeline_engine_answer(
+                     e, mul, seldon_pipeline_engine_msg(e, SELDON_MSG_RESPONSE), T0 + 200 * MS),
+                 0);
     drain(e, &r, T0 + 200 * MS, 1);
     cr_assert_eq(r.outputs, 1);
     cr_assert_eq(seldon_pipeline_engine_requests(e), 0);
@@ -200,18 +202,24 @@ Test(engine, batch_concatenates_and_every_caller_gets_its_rows)
     seldon_pipeline_event ev;
     seldon_tensor t;
     int k;
-    cr_assert_eq(pl_add(&s, HEAD "b\nspec:\n  steps:\n  - name: add10\n    batch:\n      size: 3\n      windowMs: 50\n"), 0);
+    cr_assert_eq(
+        pl_add(
+            &s, HEAD
+            "b\nspec:\n  steps:\n  - name: add10\n    batch:\n      size: 3\n      windowMs: 50\n"),
+        0);
     e = engine_of(&s);
     for (k = 0; k < 3; k++) {
         float row[2] = {(float)k, (float)(k + 100)};
         int64_t shape[2] = {1, 2};
         seldon_msg *m = req_msg(e);
         char id[8];
-        cr_assert_eq(seldon_msg_add_tensor(NULL, m, "INPUT", 5, SELDON_DT_FP32, shape, 2, row, 8, 0), 0);
+        cr_assert_eq(
+            seldon_msg_add_tensor(NULL, m, "INPUT", 5, SELDON_DT_FP32, shape, 2, row, 8, 0), 0);
         snprintf(id, sizeof(id), "c%d", k);
         push(e, "b", id, m, T0 + k * MS);
         if (k < 2)
-            cr_assert_eq(seldon_pipeline_engine_poll(&ev, e), 0, "no call before the batch is full");
+            cr_assert_eq(seldon_pipeline_engine_poll(&ev, e), 0,
+                         "no call before the batch is full");
     }
     cr_assert_eq(seldon_pipeline_engine_poll(&ev, e), 1);
     cr_assert_eq(ev.batch, 3);
@@ -240,7 +248,8 @@ Test(engine, batch_concatenates_and_every_caller_gets_its_rows)
         seldon_msg *m = req_msg(e);
         float row[2] = {7, 8};
         int64_t shape[2] = {1, 2};
-        cr_assert_eq(seldon_msg_add_tensor(NULL, m, "INPUT", 5, SELDON_DT_FP32, shape, 2, row, 8, 0), 0);
+        cr_assert_eq(
+            seldon_msg_add_tensor(NULL, m, "INPUT", 5, SELDON_DT_FP32, shape, 2, row, 8, 0), 0);
         push(e, "b", "lone", m, T0 + 10 * MS);
         cr_assert_eq(seldon_pipeline_engine_poll(&ev, e), 0);
         cr_assert_eq(seldon_pipeline_engine_deadline(e), T0 + 60 * MS);
@@ -261,12 +270,13 @@ Test(engine, cycles_end_with_max_step_revisits)
     run_result r = {0};
     seldon_pipeline_engine *e;
     seldon_msg *m;
-    cr_assert_eq(pl_add(&s, HEAD "loop\nspec:\n  allowCycles: true\n  maxStepRevisits: 3\n  steps:\n"
-                                 "  - name: add10\n    inputs: [loop.inputs.INPUT, mul10.outputs.OUTPUT]\n"
-                                 "    inputsJoinType: any\n    tensorMap: {mul10.outputs.OUTPUT: INPUT}\n"
-                                 "  - name: mul10\n    inputs: [add10.outputs.OUTPUT]\n"
-                                 "    tensorMap: {add10.outputs.OUTPUT: INPUT}\n"
-                                 "  - name: identity\n    inputs: [loop.inputs.NEVER]\n"),
+    cr_assert_eq(pl_add(&s, HEAD
+                        "loop\nspec:\n  allowCycles: true\n  maxStepRevisits: 3\n  steps:\n"
+                        "  - name: add10\n    inputs: [loop.inputs.INPUT, mul10.outputs.OUTPUT]\n"
+                        "    inputsJoinType: any\n    tensorMap: {mul10.outputs.OUTPUT: INPUT}\n"
+                        "  - name: mul10\n    inputs: [add10.outputs.OUTPUT]\n"
+                        "    tensorMap: {add10.outputs.OUTPUT: INPUT}\n"
+                        "  - name: identity\n    inputs: [loop.inputs.NEVER]\n"),
                  0, "%s", seldon_last_error());
     e = engine_of(&s);
     m = req_msg(e);

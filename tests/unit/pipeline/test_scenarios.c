@@ -1,4 +1,5 @@
-/* Seldon's acceptance scenarios (seldon-core2-scenarios.md), at the engine level, with fake models. */
+/* Seldon's acceptance scenarios (seldon-core2-scenarios.md), at the engine level, with fake models.
+ */
 #include "pl_test.h"
 
 #define HEAD "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: "
@@ -75,11 +76,13 @@ Test(scenarios, join_of_two_steps_through_tensor_map)
     pl_set s = {0};
     run_result r = {0};
     seldon_pipeline_engine *e;
-    cr_assert_eq(pl_add(&s, HEAD "join-pipeline\nspec:\n  steps:\n  - name: tfsimple1\n  - name: tfsimple2\n"
-                                 "  - name: tfsimple3\n    inputs: [tfsimple1.outputs.OUTPUT0, tfsimple2.outputs.OUTPUT1]\n"
-                                 "    tensorMap:\n      tfsimple1.outputs.OUTPUT0: INPUT0\n"
-                                 "      tfsimple2.outputs.OUTPUT1: INPUT1\n"
-                                 "  output:\n    steps: [tfsimple3]\n"),
+    cr_assert_eq(pl_add(&s, HEAD
+                        "join-pipeline\nspec:\n  steps:\n  - name: tfsimple1\n  - name: tfsimple2\n"
+                        "  - name: tfsimple3\n    inputs: [tfsimple1.outputs.OUTPUT0, "
+                        "tfsimple2.outputs.OUTPUT1]\n"
+                        "    tensorMap:\n      tfsimple1.outputs.OUTPUT0: INPUT0\n"
+                        "      tfsimple2.outputs.OUTPUT1: INPUT1\n"
+                        "  output:\n    steps: [tfsimple3]\n"),
                  0, "%s", seldon_last_error());
     e = engine_of(&s);
     push(e, "join-pipeline", "r1", tfsimple_in(e), T0);
@@ -113,7 +116,8 @@ static void conditional(int choice, const char *calls, float want0)
     cr_assert_eq(pl_add(&s, COND), 0, "%s", seldon_last_error());
     e = engine_of(&s);
     m = req_msg(e);
-    cr_assert_eq(seldon_msg_add_tensor(NULL, m, "CHOICE", 6, SELDON_DT_INT32, &one, 1, &c, 4, 0), 0);
+    cr_assert_eq(seldon_msg_add_tensor(NULL, m, "CHOICE", 6, SELDON_DT_INT32, &one, 1, &c, 4, 0),
+                 0);
     add_f32(m, "INPUT0", V4, 4);
     add_f32(m, "INPUT1", V4, 4);
     push(e, "tfsimple-conditional", "r1", m, T0);
@@ -187,13 +191,14 @@ Test(scenarios, input_tensors_two_outputs_named_output_in_steps_order)
     pl_set_free(&s);
 }
 
-static const char *TRIG = HEAD "trigger-joins\nspec:\n  steps:\n  - name: mul10\n"
-                               "    inputs: [trigger-joins.inputs.INPUT]\n"
-                               "    triggers: [trigger-joins.inputs.ok1, trigger-joins.inputs.ok2]\n"
-                               "    triggersJoinType: any\n"
-                               "  - name: add10\n    inputs: [trigger-joins.inputs.INPUT]\n"
-                               "    triggers: [trigger-joins.inputs.ok3]\n"
-                               "  output:\n    steps: [mul10, add10]\n    stepsJoin: any\n";
+static const char *TRIG =
+    HEAD "trigger-joins\nspec:\n  steps:\n  - name: mul10\n"
+         "    inputs: [trigger-joins.inputs.INPUT]\n"
+         "    triggers: [trigger-joins.inputs.ok1, trigger-joins.inputs.ok2]\n"
+         "    triggersJoinType: any\n"
+         "  - name: add10\n    inputs: [trigger-joins.inputs.INPUT]\n"
+         "    triggers: [trigger-joins.inputs.ok3]\n"
+         "  output:\n    steps: [mul10, add10]\n    stepsJoin: any\n";
 
 static void trigger_case(const char *trig, const char *calls, float want3)
 {
@@ -240,12 +245,18 @@ static void join_node(const char *yaml, const char *pipe, int t1, int t2)
     cr_assert_eq(pl_add(&s, yaml), 0, "%s", seldon_last_error());
     e = engine_of(&s);
     m = req_msg(e);
-    cr_assert_eq(seldon_msg_add_tensor(NULL, m, "INPUT1", 6, SELDON_DT_INT64, &shape, 1, &one, 8, 0), 0);
-    cr_assert_eq(seldon_msg_add_tensor(NULL, m, "INPUT2", 6, SELDON_DT_INT64, &shape, 1, &one, 8, 0), 0);
+    cr_assert_eq(
+        seldon_msg_add_tensor(NULL, m, "INPUT1", 6, SELDON_DT_INT64, &shape, 1, &one, 8, 0), 0);
+    cr_assert_eq(
+        seldon_msg_add_tensor(NULL, m, "INPUT2", 6, SELDON_DT_INT64, &shape, 1, &one, 8, 0), 0);
     if (t1)
-        cr_assert_eq(seldon_msg_add_tensor(NULL, m, "TRIGGER1", 8, SELDON_DT_BOOL, &shape, 1, &yes, 1, 0), 0);
+        cr_assert_eq(
+            seldon_msg_add_tensor(NULL, m, "TRIGGER1", 8, SELDON_DT_BOOL, &shape, 1, &yes, 1, 0),
+            0);
     if (t2)
-        cr_assert_eq(seldon_msg_add_tensor(NULL, m, "TRIGGER2", 8, SELDON_DT_BOOL, &shape, 1, &yes, 1, 0), 0);
+        cr_assert_eq(
+            seldon_msg_add_tensor(NULL, m, "TRIGGER2", 8, SELDON_DT_BOOL, &shape, 1, &yes, 1, 0),
+            0);
     push(e, pipe, "r1", m, T0);
     drain(e, &r, T0, 1);
     cr_assert_eq(r.outputs, 1, "%s", r.error);
@@ -262,17 +273,20 @@ static void join_node(const char *yaml, const char *pipe, int t1, int t2)
 
 Test(scenarios, triggers_join_on_pipeline_inputs_and_internal)
 {
-    const char *inputs = HEAD "triggers-join-inputs\nspec:\n  steps:\n  - name: join_node\n"
-                              "    inputs: [triggers-join-inputs.inputs.INPUT1, triggers-join-inputs.inputs.INPUT2]\n"
-                              "    triggers: [triggers-join-inputs.inputs.TRIGGER1, triggers-join-inputs.inputs.TRIGGER2]\n"
-                              "    triggersJoinType: any\n  output:\n    steps: [join_node]\n";
-    const char *internal = HEAD "tji\nspec:\n  steps:\n  - name: id1_node\n    inputs: [tji.inputs.TRIGGER1]\n"
-                                "    tensorMap: {tji.inputs.TRIGGER1: INPUT1}\n"
-                                "  - name: id2_node\n    inputs: [tji.inputs.TRIGGER2]\n"
-                                "    tensorMap: {tji.inputs.TRIGGER2: INPUT1}\n"
-                                "  - name: join_node\n    inputs: [tji.inputs.INPUT1, tji.inputs.INPUT2]\n"
-                                "    triggers: [id1_node.outputs.OUTPUT1, id2_node.outputs.OUTPUT1]\n"
-                                "    triggersJoinType: any\n  output:\n    steps: [join_node]\n";
+    const char *inputs = HEAD
+        "triggers-join-inputs\nspec:\n  steps:\n  - name: join_node\n"
+        "    inputs: [triggers-join-inputs.inputs.INPUT1, triggers-join-inputs.inputs.INPUT2]\n"
+        "    triggers: [triggers-join-inputs.inputs.TRIGGER1, "
+        "triggers-join-inputs.inputs.TRIGGER2]\n"
+        "    triggersJoinType: any\n  output:\n    steps: [join_node]\n";
+    const char *internal =
+        HEAD "tji\nspec:\n  steps:\n  - name: id1_node\n    inputs: [tji.inputs.TRIGGER1]\n"
+             "    tensorMap: {tji.inputs.TRIGGER1: INPUT1}\n"
+             "  - name: id2_node\n    inputs: [tji.inputs.TRIGGER2]\n"
+             "    tensorMap: {tji.inputs.TRIGGER2: INPUT1}\n"
+             "  - name: join_node\n    inputs: [tji.inputs.INPUT1, tji.inputs.INPUT2]\n"
+             "    triggers: [id1_node.outputs.OUTPUT1, id2_node.outputs.OUTPUT1]\n"
+             "    triggersJoinType: any\n  output:\n    steps: [join_node]\n";
     join_node(inputs, "triggers-join-inputs", 1, 1);
     join_node(inputs, "triggers-join-inputs", 1, 0);
     join_node(inputs, "triggers-join-inputs", 0, 1);
@@ -286,15 +300,20 @@ Test(scenarios, pipeline_chaining_through_external_inputs)
     pl_set s = {0};
     run_result r = {0};
     seldon_pipeline_engine *e;
-    cr_assert_eq(pl_add(&s, HEAD "tfsimple\nspec:\n  steps:\n  - name: tfsimple1\n  output:\n    steps: [tfsimple1]\n"
-                                 "---\n" HEAD "tfsimple-extended\nspec:\n  input:\n    externalInputs: [tfsimple.outputs]\n"
-                                 "    tensorMap:\n      tfsimple.outputs.OUTPUT0: INPUT0\n      tfsimple.outputs.OUTPUT1: INPUT1\n"
-                                 "  steps:\n  - name: tfsimple2\n  output:\n    steps: [tfsimple2]\n"
-                                 "---\n" HEAD "tfsimple-extended-step\nspec:\n  input:\n    externalInputs: [tfsimple.step.tfsimple1.outputs]\n"
-                                 "    tensorMap:\n      tfsimple.step.tfsimple1.outputs.OUTPUT0: INPUT0\n"
-                                 "      tfsimple.step.tfsimple1.outputs.OUTPUT1: INPUT1\n"
-                                 "  steps:\n  - name: tfsimple3\n  output:\n    steps: [tfsimple3]\n"),
-                 0, "%s", seldon_last_error());
+    cr_assert_eq(
+        pl_add(&s, HEAD
+               "tfsimple\nspec:\n  steps:\n  - name: tfsimple1\n  output:\n    steps: [tfsimple1]\n"
+               "---\n" HEAD
+               "tfsimple-extended\nspec:\n  input:\n    externalInputs: [tfsimple.outputs]\n"
+               "    tensorMap:\n      tfsimple.outputs.OUTPUT0: INPUT0\n      "
+               "tfsimple.outputs.OUTPUT1: INPUT1\n"
+               "  steps:\n  - name: tfsimple2\n  output:\n    steps: [tfsimple2]\n"
+               "---\n" HEAD "tfsimple-extended-step\nspec:\n  input:\n    externalInputs: "
+                            "[tfsimple.step.tfsimple1.outputs]\n"
+               "    tensorMap:\n      tfsimple.step.tfsimple1.outputs.OUTPUT0: INPUT0\n"
+               "      tfsimple.step.tfsimple1.outputs.OUTPUT1: INPUT1\n"
+               "  steps:\n  - name: tfsimple3\n  output:\n    steps: [tfsimple3]\n"),
+        0, "%s", seldon_last_error());
     e = engine_of(&s);
     push(e, "tfsimple", "r1", tfsimple_in(e), T0);
     drain(e, &r, T0, 1);
@@ -313,10 +332,12 @@ Test(scenarios, a_failing_model_ends_the_request_with_model_colon_error)
     pl_set s = {0};
     run_result r = {0};
     seldon_pipeline_engine *e;
-    cr_assert_eq(pl_add(&s, HEAD "tfsimples\nspec:\n  steps:\n  - name: tfsimple1\n  - name: tfsimple2\n"
-                                 "    inputs: [tfsimple1]\n    tensorMap:\n      tfsimple1.outputs.OUTPUT0: INPUT0\n"
-                                 "      tfsimple1.outputs.OUTPUT1: INPUT1\n  output:\n    steps: [tfsimple2]\n"),
-                 0, "%s", seldon_last_error());
+    cr_assert_eq(
+        pl_add(&s, HEAD
+               "tfsimples\nspec:\n  steps:\n  - name: tfsimple1\n  - name: tfsimple2\n"
+               "    inputs: [tfsimple1]\n    tensorMap:\n      tfsimple1.outputs.OUTPUT0: INPUT0\n"
+               "      tfsimple1.outputs.OUTPUT1: INPUT1\n  output:\n    steps: [tfsimple2]\n"),
+        0, "%s", seldon_last_error());
     e = engine_of(&s);
     {
         seldon_msg *m = req_msg(e);
