@@ -154,7 +154,11 @@ struct seldon_pipeline_engine {
     pl_ref *free_refs;
     seldon_msg **pool;
     uint32_t pool_n;
+    uint32_t depth; /* steps fired inside one another (through step.inputs references) */
 };
+
+/* Steps that fire each other without a model call between them, at most (the C stack). */
+#define PL_MAX_DEPTH 256
 
 #define NO_CALL UINT32_MAX
 
@@ -986,6 +990,13 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
              p->max_revisits);
         return;
     }
+    if (e->depth >= PL_MAX_DEPTH) {
+        fail(e, q, SELDON_PIPELINE_ERR_REVISITS, SELDON_ETOOBIG,
+             "pipeline \"%s\": step \"%s\": more than %d steps fired one from another without a "
+             "model call between them (a cycle through step inputs)",
+             p->name, st->name, PL_MAX_DEPTH);
+        return;
+    }
     q->visits[step]++;
     m = build_msg(e, q, rec, SELDON_MSG_REQUEST, st->name, st->name_len);
     if (m == NULL || rec_of(q, &sent, m) < 0) {
@@ -994,7 +1005,9 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
     }
     if ((st->batch_size > 0 || st->batch_window_ns > 0) && q->answered) {
         /* Answered: a batched side branch would keep it waiting for other callers. */
+        e->depth++;
         publish(e, q, pl_stream_index(PL_S_STEP_IN, (int32_t)step), &sent, now);
+        e->depth--;
         return;
     }
     q->pending++;
@@ -1028,8 +1041,11 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
     } else {
         make_call(e, q->pipe, step, q, m, NULL, 0);
     }
-    if (!q->failed)
+    if (!q->failed) {
+        e->depth++;
         publish(e, q, pl_stream_index(PL_S_STEP_IN, (int32_t)step), &sent, now);
+        e->depth--;
+    }
 }
 
 static pl_gate *gate_of(seldon_pipeline_engine *e, pl_req *q, uint32_t g)

@@ -353,3 +353,29 @@ Test(engine, duplicate_ids_and_unknown_pipelines_are_refused)
     seldon_pipeline_engine_free(e);
     pl_set_free(&s);
 }
+
+Test(engine, a_cycle_through_step_inputs_is_stopped_before_the_stack)
+{
+    pl_set s = {0};
+    run_result r = {0};
+    seldon_pipeline_engine *e;
+    seldon_msg *m;
+    cr_assert_eq(
+        pl_add(&s, HEAD
+               "loop\nspec:\n  allowCycles: true\n  maxStepRevisits: 1000000\n"
+               "  steps:\n  - name: add10\n    inputs: [loop.inputs.INPUT, mul10.inputs.INPUT]\n"
+               "    inputsJoinType: any\n"
+               "  - name: mul10\n    inputs: [add10.inputs.INPUT]\n"),
+        0, "%s", seldon_last_error());
+    e = engine_of(&s);
+    m = req_msg(e);
+    add_f32(m, "INPUT", V4, 4);
+    push(e, "loop", "r", m, T0);
+    drain(e, &r, T0, 1); /* the calls made meanwhile are answered and dropped */
+    cr_assert_eq(r.errors, 1);
+    cr_assert(strstr(r.error, "more than 256 steps fired one from another"), "%s", r.error);
+    cr_assert_eq(seldon_pipeline_engine_requests(e), 0);
+    run_free(&r);
+    seldon_pipeline_engine_free(e);
+    pl_set_free(&s);
+}
