@@ -817,6 +817,14 @@ static void publish(seldon_pipeline_engine *e, pl_req *q, uint32_t stream, const
 {
     const pl_subs *ss = &e->pipes[q->pipe].subs[stream];
     uint32_t i;
+    if (ss->n > 0 && e->depth >= PL_MAX_DEPTH) {
+        fail(e, q, SELDON_PIPELINE_ERR_REVISITS, SELDON_ETOOBIG,
+             "pipeline \"%s\": more than %d records passed one to another without a model call "
+             "between them (a cycle through step or pipeline inputs)",
+             e->pipes[q->pipe].p->name, PL_MAX_DEPTH);
+        return;
+    }
+    e->depth++;
     for (i = 0; i < ss->n && !q->failed; i++) {
         const pl_sub *s = &ss->v[i];
         pl_req *t = s->pipe == q->pipe ? q : chained(e, q, s->pipe, now);
@@ -843,6 +851,7 @@ static void publish(seldon_pipeline_engine *e, pl_req *q, uint32_t stream, const
         arrive(e, t, s->jp, s->src, rec, now);
         touch(e, t);
     }
+    e->depth--;
 }
 
 static pl_rec concat(pl_req *q, const pl_slot *s, uint32_t n)
@@ -990,13 +999,6 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
              p->max_revisits);
         return;
     }
-    if (e->depth >= PL_MAX_DEPTH) {
-        fail(e, q, SELDON_PIPELINE_ERR_REVISITS, SELDON_ETOOBIG,
-             "pipeline \"%s\": step \"%s\": more than %d steps fired one from another without a "
-             "model call between them (a cycle through step inputs)",
-             p->name, st->name, PL_MAX_DEPTH);
-        return;
-    }
     q->visits[step]++;
     m = build_msg(e, q, rec, SELDON_MSG_REQUEST, st->name, st->name_len);
     if (m == NULL || rec_of(q, &sent, m) < 0) {
@@ -1005,9 +1007,7 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
     }
     if ((st->batch_size > 0 || st->batch_window_ns > 0) && q->answered) {
         /* Answered: a batched side branch would keep it waiting for other callers. */
-        e->depth++;
         publish(e, q, pl_stream_index(PL_S_STEP_IN, (int32_t)step), &sent, now);
-        e->depth--;
         return;
     }
     q->pending++;
@@ -1041,11 +1041,8 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
     } else {
         make_call(e, q->pipe, step, q, m, NULL, 0);
     }
-    if (!q->failed) {
-        e->depth++;
+    if (!q->failed)
         publish(e, q, pl_stream_index(PL_S_STEP_IN, (int32_t)step), &sent, now);
-        e->depth--;
-    }
 }
 
 static pl_gate *gate_of(seldon_pipeline_engine *e, pl_req *q, uint32_t g)

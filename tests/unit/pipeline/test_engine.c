@@ -373,7 +373,7 @@ Test(engine, a_cycle_through_step_inputs_is_stopped_before_the_stack)
     push(e, "loop", "r", m, T0);
     drain(e, &r, T0, 1); /* the calls made meanwhile are answered and dropped */
     cr_assert_eq(r.errors, 1);
-    cr_assert(strstr(r.error, "more than 256 steps fired one from another"), "%s", r.error);
+    cr_assert(strstr(r.error, "more than 256 records passed one to another"), "%s", r.error);
     cr_assert_eq(seldon_pipeline_engine_requests(e), 0);
     run_free(&r);
     seldon_pipeline_engine_free(e);

@@ -309,7 +309,7 @@ Test(scenarios, pipeline_chaining_through_external_inputs)
                "tfsimple.outputs.OUTPUT1: INPUT1\n"
                "  steps:\n  - name: tfsimple2\n  output:\n    steps: [tfsimple2]\n"
                "---\n" HEAD "tfsimple-extended-step\nspec:\n  input:\n    externalInputs: "
-                            "[tfsimple.step.tfsimple1.outputs]\n"
+               "[tfsimple.step.tfsimple1.outputs]\n"
                "    tensorMap:\n      tfsimple.step.tfsimple1.outputs.OUTPUT0: INPUT0\n"
                "      tfsimple.step.tfsimple1.outputs.OUTPUT1: INPUT1\n"
                "  steps:\n  - name: tfsimple3\n  output:\n    steps: [tfsimple3]\n"),
