@@ -68,7 +68,11 @@ SELDON_API int seldon_pipeline_compile(seldon_pipeline **out, const char *name,
                                        const seldon_pipeline_spec *spec,
                                        seldon_pipeline_lookup_fn lookup, void *user_data);
 
-/* NULL is allowed. Engines that run the pipeline must be freed first. */
+/*
+ * Releases the caller's reference; NULL is allowed. Engines running the
+ * pipeline hold their own: it goes when the last one lets it go. This (and
+ * only this) may be called from any thread.
+ */
 SELDON_API void seldon_pipeline_free(seldon_pipeline *pipeline);
 
 /* The pipeline's name: borrowed, valid while the pipeline lives. */
@@ -125,8 +129,8 @@ typedef struct seldon_pipeline_options {
     }
 
 /*
- * Creates an engine for pipelines[0..count): borrowed, they must outlive the
- * engine. Every pipeline that one of them reads through external inputs or
+ * Creates an engine for pipelines[0..count) (it holds a reference to each:
+ * the caller may free them). Every pipeline that one of them reads through external inputs or
  * triggers must be in the set (SELDON_EINVAL naming it otherwise), and names
  * must be distinct. options may be NULL (the defaults). Caller owns *out;
  * free with seldon_pipeline_engine_free().
@@ -137,6 +141,24 @@ SELDON_API int seldon_pipeline_engine_new(seldon_pipeline_engine **out,
 
 /* Frees the engine, every request in it and every message it holds. NULL is allowed. */
 SELDON_API void seldon_pipeline_engine_free(seldon_pipeline_engine *engine);
+
+/*
+ * Adds a pipeline to a running engine (a load). SELDON_EEXIST when one of
+ * that name runs (remove it first: a new version replaces an old one by
+ * remove + add), SELDON_EINVAL when a pipeline it reads is not in the engine.
+ * The engine holds a reference to it.
+ */
+SELDON_API int seldon_pipeline_engine_add(seldon_pipeline_engine *engine,
+                                          const seldon_pipeline *pipeline);
+
+/*
+ * Removes pipeline `name` (an unload): its live requests end with
+ * SELDON_PIPELINE_ERR_UNLOADED; the engine lets the pipeline go once the
+ * last of them is gone (their calls answered). SELDON_ENOTFOUND when absent,
+ * SELDON_ESTATE (naming it) while another pipeline in the engine reads it.
+ */
+SELDON_API int seldon_pipeline_engine_remove(seldon_pipeline_engine *engine, const char *name,
+                                             int64_t now_ns);
 
 /*
  * An empty message of kind SELDON_MSG_REQUEST or _RESPONSE from the engine's
@@ -211,6 +233,7 @@ SELDON_API size_t seldon_pipeline_engine_calls(const seldon_pipeline_engine *eng
 #define SELDON_PIPELINE_ERR_BATCH 6     /* requests or an answer that do not batch */
 #define SELDON_PIPELINE_ERR_INTERNAL 7  /* out of memory and the like */
 #define SELDON_PIPELINE_ERR_CANCELED 8  /* never emitted: cancel is silent */
+#define SELDON_PIPELINE_ERR_UNLOADED 9  /* its pipeline was removed from the engine */
 
 /*
  * One event. Every pointer is borrowed from the engine: a CALL's msg until

@@ -231,6 +231,10 @@ static int parse_external(pc_ctx *c, pl_source *s, const char *ref, const char *
             return perr(c, "%s: pipeline \"%s\" has no step \"%.*s\"", field, name, (int)shead,
                         rest + 5);
         s->step = idx;
+        s->step_name = q->steps[idx].name;
+        s->step_name = dup(c, s->step_name, strlen(s->step_name));
+        if (s->step_name == NULL)
+            return nomem();
         if (srest == NULL) {
             s->stream = PL_S_STEP_OUT;
             snprintf(canon, sizeof(canon), "%s.step.%.*s.outputs", name, (int)shead, rest + 5);
@@ -605,6 +609,7 @@ int seldon_pipeline_compile(seldon_pipeline **out, const char *name,
     if (p == NULL)
         return nomem();
     sdn_arena_init(&p->arena, NULL, 0);
+    atomic_init(&p->refs, 1);
     memset(&c, 0, sizeof(c));
     c.p = p;
     c.spec = spec;
@@ -631,7 +636,7 @@ out:
 
 void seldon_pipeline_free(seldon_pipeline *pipeline)
 {
-    if (pipeline == NULL)
+    if (pipeline == NULL || atomic_fetch_sub(&pipeline->refs, 1) > 1)
         return;
     sdn_arena_release(&pipeline->arena);
     sdn_free(pipeline);

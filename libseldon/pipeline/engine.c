@@ -114,10 +114,12 @@ typedef struct pl_batch {
 } pl_batch;
 
 typedef struct pl_epipe {
-    const seldon_pipeline *p;
-    pl_subs *subs;        /* per stream index (2 + 2 * nsteps) */
-    uint32_t *deps;       /* engine index of each dependency */
-    uint32_t *dependents; /* engine indexes of pipelines reading this one */
+    const seldon_pipeline *p; /* NULL: a free slot */
+    uint32_t nreq;            /* its requests, live or not yet freed */
+    uint8_t removing;         /* removed; the slot frees with its last request */
+    pl_subs *subs;            /* per stream index (2 + 2 * nsteps) */
+    uint32_t *deps;           /* engine index of each dependency */
+    uint32_t *dependents;     /* engine indexes of pipelines reading this one */
     uint32_t ndependents;
     pl_batch *batches; /* per step */
 } pl_epipe;
@@ -479,6 +481,7 @@ static pl_req *req_new(seldon_pipeline_engine *e, uint32_t pipe, const char *id,
     }
     q->nhdr = (uint32_t)nhdr;
     q->hash = hash_id(pipe, id, len);
+    e->pipes[pipe].nreq++;
     q->hnext = e->buckets[q->hash & (e->nbuckets - 1)];
     e->buckets[q->hash & (e->nbuckets - 1)] = q;
     e->nreq++;
@@ -673,9 +676,14 @@ static void settle(seldon_pipeline_engine *e)
     }
 }
 
+static void slot_release(seldon_pipeline_engine *e, uint32_t i);
+
 static void req_free(seldon_pipeline_engine *e, pl_req *q)
 {
     uint32_t i;
+    pl_epipe *ep = &e->pipes[q->pipe];
+    if (--ep->nreq == 0 && ep->removing)
+        slot_release(e, q->pipe);
     for (i = 0; i < q->nrefs; i++)
         ref_release(e, q->refs[i]);
     if (!PL_POOL) {
@@ -1509,7 +1517,8 @@ static uint32_t pipe_index(const seldon_pipeline_engine *e, const char *name, si
 {
     uint32_t i;
     for (i = 0; i < e->npipes; i++)
-        if (e->pipes[i].p->name_len == len && memcmp(e->pipes[i].p->name, name, len) == 0)
+        if (e->pipes[i].p != NULL && !e->pipes[i].removing && e->pipes[i].p->name_len == len &&
+            memcmp(e->pipes[i].p->name, name, len) == 0)
             return i;
     return UINT32_MAX;
 }
@@ -1683,12 +1692,139 @@ static int add_sub(pl_subs *ss, uint32_t pipe, uint32_t jp, uint32_t src)
     return 0;
 }
 
+/* Fills slot i for p: its subscription lists and batches (not yet wired). */
+static int slot_fill(seldon_pipeline_engine *e, uint32_t i, const seldon_pipeline *p)
+{
+    pl_epipe *ep = &e->pipes[i];
+    uint32_t k;
+    memset(ep, 0, sizeof(*ep));
+    ep->p = p;
+    pl_retain(p);
+    ep->subs = sdn_calloc(2 + 2 * p->nsteps, sizeof(pl_subs));
+    ep->deps = sdn_calloc(p->ndeps ? p->ndeps : 1, sizeof(uint32_t));
+    ep->batches = sdn_calloc(p->nsteps ? p->nsteps : 1, sizeof(pl_batch));
+    if (ep->subs == NULL || ep->deps == NULL || ep->batches == NULL)
+        return SELDON_ENOMEM;
+    for (k = 0; k < p->nsteps; k++) {
+        ep->batches[k].pipe = i;
+        ep->batches[k].step = k;
+    }
+    return 0;
+}
+
+/* Frees slot i (its pipeline released). */
+static void slot_release(seldon_pipeline_engine *e, uint32_t i)
+{
+    pl_epipe *ep = &e->pipes[i];
+    uint32_t k;
+    if (ep->p == NULL)
+        return;
+    if (ep->subs)
+        for (k = 0; k < 2 + 2 * ep->p->nsteps; k++)
+            sdn_free(ep->subs[k].v);
+    if (ep->batches)
+        for (k = 0; k < ep->p->nsteps; k++) {
+            timer_stop(e, &ep->batches[k].timer);
+            sdn_free(ep->batches[k].v);
+        }
+    sdn_free(ep->subs);
+    sdn_free(ep->deps);
+    sdn_free(ep->dependents);
+    sdn_free(ep->batches);
+    seldon_pipeline_free((seldon_pipeline *)(uintptr_t)ep->p);
+    memset(ep, 0, sizeof(*ep));
+}
+
+/* Takes slot i's subscriptions off every stream, and i out of every dependents list. */
+static void detach(seldon_pipeline_engine *e, uint32_t i)
+{
+    uint32_t t, k, a, n;
+    for (t = 0; t < e->npipes; t++) {
+        pl_epipe *ep = &e->pipes[t];
+        if (ep->p == NULL || t == i)
+            continue;
+        for (k = 0; k < 2 + 2 * ep->p->nsteps; k++) {
+            pl_subs *ss = &ep->subs[k];
+            for (a = 0, n = 0; a < ss->n; a++)
+                if (ss->v[a].pipe != i)
+                    ss->v[n++] = ss->v[a];
+            ss->n = n;
+        }
+        for (a = 0, n = 0; a < ep->ndependents; a++)
+            if (ep->dependents[a] != i)
+                ep->dependents[n++] = ep->dependents[a];
+        ep->ndependents = n;
+    }
+}
+
+static int step_by_name(const seldon_pipeline *p, const char *name)
+{
+    uint32_t k;
+    for (k = 0; k < p->nsteps; k++)
+        if (strcmp(p->steps[k].name, name) == 0)
+            return (int)k;
+    return -1;
+}
+
+/* Wires slot i: its dependencies by name, its sources onto the streams they read. */
+static int attach(seldon_pipeline_engine *e, uint32_t i)
+{
+    const seldon_pipeline *p = e->pipes[i].p;
+    uint32_t jp, k, d;
+
+    /* Check everything first, so a refusal changes nothing. */
+    for (d = 0; d < p->ndeps; d++) {
+        uint32_t di = pipe_index(e, p->deps[d], strlen(p->deps[d]));
+        if (di == UINT32_MAX || di == i)
+            return sdn_error(SELDON_EINVAL,
+                             "pipeline \"%s\" reads pipeline \"%s\", which is not in the engine",
+                             p->name, p->deps[d]);
+        e->pipes[i].deps[d] = di;
+    }
+    for (jp = 0; jp < PL_JP_COUNT(p); jp++) {
+        const pl_join *j = pl_join_at(p, jp);
+        for (k = 0; k < j->n; k++) {
+            const pl_source *s = &j->src[k];
+            if (s->pipe >= 0 && s->step_name != NULL &&
+                step_by_name(e->pipes[e->pipes[i].deps[s->pipe]].p, s->step_name) < 0)
+                return sdn_error(SELDON_EINVAL,
+                                 "pipeline \"%s\" reads step \"%s\" of pipeline \"%s\", which "
+                                 "has no such step in the engine",
+                                 p->name, s->step_name, p->deps[s->pipe]);
+        }
+    }
+    for (d = 0; d < p->ndeps; d++) {
+        pl_epipe *dep = &e->pipes[e->pipes[i].deps[d]];
+        uint32_t *v = sdn_realloc(dep->dependents, (dep->ndependents + 1) * sizeof(uint32_t));
+        if (v == NULL)
+            goto nomem;
+        v[dep->ndependents++] = i;
+        dep->dependents = v;
+    }
+    for (jp = 0; jp < PL_JP_COUNT(p); jp++) {
+        const pl_join *j = pl_join_at(p, jp);
+        for (k = 0; k < j->n; k++) {
+            const pl_source *s = &j->src[k];
+            uint32_t target = s->pipe < 0 ? i : e->pipes[i].deps[s->pipe];
+            int32_t step = s->step;
+            if (s->pipe >= 0 && s->step_name != NULL)
+                step = step_by_name(e->pipes[target].p, s->step_name);
+            if (add_sub(&e->pipes[target].subs[pl_stream_index(s->stream, step)], i, jp, k) < 0)
+                goto nomem;
+        }
+    }
+    return 0;
+nomem:
+    detach(e, i);
+    return sdn_error(SELDON_ENOMEM, "pipeline: out of memory");
+}
+
 int seldon_pipeline_engine_new(seldon_pipeline_engine **out,
                                const seldon_pipeline *const *pipelines, size_t count,
                                const seldon_pipeline_options *options)
 {
     seldon_pipeline_engine *e;
-    uint32_t i, jp, k, d;
+    uint32_t i;
     int rc = SELDON_ENOMEM;
 
     if (out == NULL || (pipelines == NULL && count > 0))
@@ -1722,62 +1858,20 @@ int seldon_pipeline_engine_new(seldon_pipeline_engine **out,
     e->pipes = sdn_calloc(count ? count : 1, sizeof(*e->pipes));
     if (e->buckets == NULL || e->pool == NULL || e->pipes == NULL)
         goto fail;
-    e->npipes = (uint32_t)count;
     for (i = 0; i < count; i++) {
         const seldon_pipeline *p = pipelines[i];
-        pl_epipe *ep = &e->pipes[i];
-        ep->p = p;
-        if (pipe_index(e, p->name, p->name_len) != i) {
+        if (pipe_index(e, p->name, p->name_len) != UINT32_MAX) {
             rc = sdn_error(SELDON_EINVAL, "pipeline_engine_new: pipeline \"%s\" twice", p->name);
             goto fail;
         }
-        ep->subs = sdn_calloc(2 + 2 * p->nsteps, sizeof(pl_subs));
-        ep->deps = sdn_calloc(p->ndeps ? p->ndeps : 1, sizeof(uint32_t));
-        ep->batches = sdn_calloc(p->nsteps, sizeof(pl_batch));
-        if (ep->subs == NULL || ep->deps == NULL || ep->batches == NULL)
+        e->npipes = i + 1;
+        if (slot_fill(e, i, p) < 0)
             goto fail;
-        for (k = 0; k < p->nsteps; k++) {
-            ep->batches[k].pipe = i;
-            ep->batches[k].step = k;
-        }
     }
     for (i = 0; i < count; i++) {
-        const seldon_pipeline *p = e->pipes[i].p;
-        for (d = 0; d < p->ndeps; d++) {
-            uint32_t di = pipe_index(e, p->deps[d], strlen(p->deps[d]));
-            uint32_t *v;
-            if (di == UINT32_MAX) {
-                rc = sdn_error(SELDON_EINVAL,
-                               "pipeline \"%s\" reads pipeline \"%s\", which is not in the engine",
-                               p->name, p->deps[d]);
-                goto fail;
-            }
-            e->pipes[i].deps[d] = di;
-            v = sdn_realloc(e->pipes[di].dependents,
-                            (e->pipes[di].ndependents + 1) * sizeof(uint32_t));
-            if (v == NULL)
-                goto fail;
-            v[e->pipes[di].ndependents++] = i;
-            e->pipes[di].dependents = v;
-        }
-        for (jp = 0; jp < PL_JP_COUNT(p); jp++) {
-            const pl_join *j = pl_join_at(p, jp);
-            for (k = 0; k < j->n; k++) {
-                const pl_source *s = &j->src[k];
-                uint32_t target = s->pipe < 0 ? i : e->pipes[i].deps[s->pipe];
-                const seldon_pipeline *tp = e->pipes[target].p;
-                if (s->step >= (int32_t)tp->nsteps) {
-                    rc = sdn_error(SELDON_EINVAL,
-                                   "pipeline \"%s\": a source names step %d of "
-                                   "\"%s\", which has changed",
-                                   p->name, s->step, tp->name);
-                    goto fail;
-                }
-                if (add_sub(&e->pipes[target].subs[pl_stream_index(s->stream, s->step)], i, jp, k) <
-                    0)
-                    goto fail;
-            }
-        }
+        rc = attach(e, i);
+        if (rc < 0)
+            goto fail;
     }
     *out = e;
     return 0;
@@ -1788,6 +1882,73 @@ fail:
     return rc;
 }
 
+int seldon_pipeline_engine_add(seldon_pipeline_engine *engine, const seldon_pipeline *pipeline)
+{
+    seldon_pipeline_engine *e = engine;
+    uint32_t i;
+    int rc;
+    if (e == NULL || pipeline == NULL)
+        return sdn_error(SELDON_EINVAL, "pipeline_engine_add: NULL argument");
+    begin(e);
+    if (pipe_index(e, pipeline->name, pipeline->name_len) != UINT32_MAX)
+        return sdn_error(SELDON_EEXIST, "pipeline \"%s\": already in the engine", pipeline->name);
+    for (i = 0; i < e->npipes; i++)
+        if (e->pipes[i].p == NULL)
+            break;
+    if (i == e->npipes) {
+        pl_epipe *v = sdn_realloc(e->pipes, (e->npipes + 1) * sizeof(*v));
+        if (v == NULL)
+            return sdn_error(SELDON_ENOMEM, "pipeline: out of memory");
+        e->pipes = v;
+        memset(&v[e->npipes], 0, sizeof(*v));
+        e->npipes++;
+    }
+    rc = slot_fill(e, i, pipeline);
+    if (rc == 0)
+        rc = attach(e, i);
+    if (rc < 0) {
+        if (rc == SELDON_ENOMEM)
+            sdn_error(SELDON_ENOMEM, "pipeline: out of memory");
+        slot_release(e, i);
+        return rc;
+    }
+    return 0;
+}
+
+int seldon_pipeline_engine_remove(seldon_pipeline_engine *engine, const char *name, int64_t now_ns)
+{
+    seldon_pipeline_engine *e = engine;
+    uint32_t i, b, k;
+    pl_epipe *ep;
+    (void)now_ns;
+    if (e == NULL || name == NULL)
+        return sdn_error(SELDON_EINVAL, "pipeline_engine_remove: NULL argument");
+    begin(e);
+    i = pipe_index(e, name, strlen(name));
+    if (i == UINT32_MAX)
+        return sdn_error(SELDON_ENOTFOUND, "pipeline \"%.200s\": not in the engine", name);
+    ep = &e->pipes[i];
+    for (k = 0; k < ep->ndependents; k++)
+        if (ep->dependents[k] != i)
+            return sdn_error(SELDON_ESTATE, "pipeline \"%s\": pipeline \"%s\" reads it",
+                             ep->p->name, e->pipes[ep->dependents[k]].p->name);
+    detach(e, i);
+    ep->removing = 1;
+    for (b = 0; b < e->nbuckets; b++) {
+        pl_req *q;
+        for (q = e->buckets[b]; q != NULL; q = q->hnext)
+            if (q->pipe == i) {
+                touch(e, q);
+                fail(e, q, SELDON_PIPELINE_ERR_UNLOADED, SELDON_EUNAVAIL,
+                     "pipeline \"%s\": unloaded", ep->p->name);
+            }
+    }
+    settle(e);
+    if (ep->nreq == 0)
+        slot_release(e, i);
+    return 0;
+}
+
 void seldon_pipeline_engine_free(seldon_pipeline_engine *engine)
 {
     seldon_pipeline_engine *e = engine;
@@ -1795,6 +1956,7 @@ void seldon_pipeline_engine_free(seldon_pipeline_engine *engine)
     pl_req *q, *next;
     if (e == NULL)
         return;
+    e->heap_n = 0; /* the timers go with their owners below */
     /* Every request, live or in the graveyard. */
     for (i = 0; i < e->nbuckets && e->buckets; i++)
         for (q = e->buckets[i]; q != NULL; q = next) {
@@ -1821,19 +1983,8 @@ void seldon_pipeline_engine_free(seldon_pipeline_engine *engine)
             ref_release(e, e->calls[i].msg);
             sdn_free(e->calls[i].batch);
         }
-    for (i = 0; i < e->npipes; i++) {
-        pl_epipe *ep = &e->pipes[i];
-        if (ep->subs)
-            for (k = 0; k < 2 + 2 * ep->p->nsteps; k++)
-                sdn_free(ep->subs[k].v);
-        sdn_free(ep->subs);
-        sdn_free(ep->deps);
-        sdn_free(ep->dependents);
-        if (ep->batches)
-            for (k = 0; k < ep->p->nsteps; k++)
-                sdn_free(ep->batches[k].v);
-        sdn_free(ep->batches);
-    }
+    for (i = 0; i < e->npipes; i++)
+        slot_release(e, i);
     while (e->free_refs != NULL) {
         pl_ref *r = e->free_refs;
         e->free_refs = r->next_free;

@@ -4,6 +4,8 @@
 #ifndef SDN_PIPELINE_PL_H
 #define SDN_PIPELINE_PL_H
 
+#include <stdatomic.h>
+
 #include "seldon/pipeline.h"
 #include "core/core.h"
 
@@ -47,6 +49,7 @@ typedef struct pl_source {
     const char *tensor; /* NULL: every tensor */
     uint32_t tensor_len;
     const char *canon; /* "s.outputs", "p.inputs", "q.step.s.outputs": the tensorMap prefix */
+    const char *step_name; /* another pipeline's step: found by name where the engine runs it */
     pl_rename *renames;
     uint32_t nrenames;
 } pl_source;
@@ -74,6 +77,7 @@ typedef struct pl_step {
 #define PL_JP_COUNT(p) (2 * (p)->nsteps + 3)
 
 struct seldon_pipeline {
+    _Atomic uint32_t refs; /* the caller's, plus one per engine running it */
     const char *name;
     uint32_t name_len;
     pl_step *steps;
@@ -87,6 +91,11 @@ struct seldon_pipeline {
     int32_t max_revisits; /* 0: unbounded (no cycles) */
     sdn_arena arena;      /* everything above lives here */
 };
+
+static inline void pl_retain(const seldon_pipeline *p)
+{
+    atomic_fetch_add(&((seldon_pipeline *)(uintptr_t)p)->refs, 1);
+}
 
 static inline const pl_join *pl_join_at(const seldon_pipeline *p, uint32_t jp)
 {

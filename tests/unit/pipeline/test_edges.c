@@ -440,3 +440,64 @@ Test(edges, two_external_inputs_joined_inner)
     seldon_pipeline_engine_free(e);
     pl_set_free(&s);
 }
+
+Test(edges, pipelines_added_and_removed_while_running)
+{
+    pl_set s = {0};
+    run_result r = {0};
+    seldon_pipeline_engine *e = NULL;
+    seldon_pipeline_event ev;
+    seldon_pipeline *p2 = NULL;
+    cr_assert_eq(pl_add(&s,
+                        HEAD "p\nspec:\n  steps:\n  - name: add10\n"
+                             "---\n" HEAD "q\nspec:\n  input:\n    externalInputs: [p.step.add10]\n"
+                             "    tensorMap: {p.step.add10.outputs.OUTPUT: INPUT}\n"
+                             "  steps:\n  - name: mul10\n"),
+                 0, "%s", seldon_last_error());
+    cr_assert_eq(seldon_pipeline_engine_new(&e, (const seldon_pipeline *const *)s.p, 1, NULL), 0);
+    cr_assert_eq(seldon_pipeline_engine_add(e, s.p[0]), SELDON_EEXIST);
+    cr_assert_eq(seldon_pipeline_engine_add(e, s.p[1]), 0, "%s", seldon_last_error());
+    push(e, "p", "r1", input(e, "INPUT"), T0);
+    drain(e, &r, T0, 1);
+    cr_assert_str_eq(r.calls, "add10 mul10 ");
+    cr_assert_eq(r.outputs, 2);
+    cr_assert_float_eq(f32(r.out, "OUTPUT")[0], 110, 1e-6);
+    cr_assert_eq(seldon_pipeline_engine_remove(e, "p", T0), SELDON_ESTATE);
+    cr_assert(strstr(seldon_last_error(), "pipeline \"q\" reads it"), "%s", seldon_last_error());
+    cr_assert_eq(seldon_pipeline_engine_remove(e, "q", T0), 0);
+    cr_assert_eq(seldon_pipeline_engine_remove(e, "q", T0), SELDON_ENOTFOUND);
+    /* p runs alone now; removed with a call out, its request ends as unloaded. */
+    push(e, "p", "r2", input(e, "INPUT"), T0);
+    cr_assert_eq(seldon_pipeline_engine_poll(&ev, e), 1);
+    cr_assert_eq(ev.kind, SELDON_PIPELINE_EVENT_CALL);
+    cr_assert_eq(seldon_pipeline_engine_remove(e, "p", T0), 0);
+    {
+        seldon_pipeline_event err;
+        uint64_t call = ev.call_id;
+        cr_assert_eq(seldon_pipeline_engine_poll(&err, e), 1);
+        cr_assert_eq(err.error_kind, SELDON_PIPELINE_ERR_UNLOADED);
+        cr_assert_str_eq(err.error, "pipeline \"p\": unloaded");
+        cr_assert_eq(seldon_msg_tensor_count(ev.msg), 1, "the call's message lives on");
+        cr_assert_eq(seldon_pipeline_engine_answer(
+                         e, call, seldon_pipeline_engine_msg(e, SELDON_MSG_RESPONSE), T0),
+                     0);
+    }
+    cr_assert_eq(seldon_pipeline_engine_requests(e), 0);
+    cr_assert_eq(seldon_pipeline_engine_push(e, "p", "r3", 2, NULL, 0, input(e, "INPUT"), 0, T0),
+                 SELDON_ENOTFOUND);
+    /* A new version under the same name, freed by its caller at once: the engine holds it. */
+    cr_assert_eq(seldon_pipeline_compile(&p2, "p", &seldon_manifest_at(s.m[0], 0)->spec.pipeline,
+                                         NULL, NULL),
+                 0);
+    cr_assert_eq(seldon_pipeline_engine_add(e, p2), 0);
+    seldon_pipeline_free(p2);
+    r.calls[0] = 0;
+    r.outputs = 0;
+    push(e, "p", "r4", input(e, "INPUT"), T0);
+    drain(e, &r, T0, 1);
+    cr_assert_str_eq(r.calls, "add10 ");
+    cr_assert_eq(r.outputs, 1);
+    run_free(&r);
+    seldon_pipeline_engine_free(e);
+    pl_set_free(&s);
+}
