@@ -107,6 +107,12 @@ static void run(fz_set *s)
     }
     if (rounds < 200 && seldon_pipeline_engine_requests(e) != 0)
         fail("a request left behind with nothing to wait for");
+    /* Unloaded from the last (the others cannot read it) to the first. */
+    for (i = s->n; i-- > 0;)
+        if (seldon_pipeline_engine_remove(e, seldon_pipeline_name(s->p[i]), now) != 0)
+            fail("remove");
+    while (seldon_pipeline_engine_poll(&ev, e) == 1)
+        ;
     seldon_pipeline_engine_free(e);
 }
 
@@ -124,8 +130,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const seldon_resource *r = seldon_manifest_at(m, i);
         seldon_pipeline *p = (seldon_pipeline *)1;
         seldon_buf b = SELDON_BUF_INIT;
-        if (r->kind != SELDON_KIND_PIPELINE)
-            continue;
+        const seldon_pipeline *same = NULL;
+        if (r->kind != SELDON_KIND_PIPELINE || lookup(&same, &s, r->name) == 0)
+            continue; /* an engine runs one pipeline of a name */
         if (seldon_pipeline_compile(&p, r->name, &r->spec.pipeline, lookup, &s) != 0) {
             if (p != NULL)
                 fail("a refusal left a pipeline");
