@@ -16,5 +16,6 @@
 #include "router.h"
 #include "manifest.h"
 #include "scheduler.h"
+#include "pipeline.h"
 
 #endif
