@@ -20,14 +20,15 @@ Three parts, each with real daemons and models loaded by the real `seldon` CLI:
    router. Target: p95 with overcommit at most 2x the p95 with everything loaded.
    Evictions and cache misses come from the agent's /metrics.
 
-Load is wrk (keep-alive, one request in flight per connection, a Lua script that
-picks the path and prints the percentiles). Prints one table (case, ours,
+Load is h2load --h1 (keep-alive, one request in flight per connection, every
+request's latency logged; percentiles computed here from the raw samples). Prints one table (case, ours,
 reference, ratio, target) and every raw figure; saves them under the build folder
 (benchmarks/e2e/bench_e2e.txt and .json). Targets are printed, never enforced.
 """
 import argparse
 import importlib.util
 import json
+import random
 import os
 import re
 import shutil
@@ -200,86 +201,129 @@ def metric_sum(port, name):
     return total
 
 
-# --- wrk ----------------------------------------------------------------------------
+# --- h2load ---------------------------------------------------------------------
 
 
-def wrk_script(workdir, label, paths, body):
-    """A Lua script: POST body to one of paths (uniformly at random when several), and
-    print the latency percentiles and counts when done."""
-    safe = re.sub(r"[^A-Za-z0-9]+", "_", label)
-    bpath = os.path.join(workdir, f"{safe}.body")
-    with open(bpath, "wb") as f:
-        f.write(body)
-    path = os.path.join(workdir, f"{safe}.lua")
-    plist = ", ".join(f'"{p}"' for p in paths)
-    with open(path, "w") as f:
-        f.write('wrk.method = "POST"\n'
-                'wrk.headers["Content-Type"] = "application/json"\n'
-                f'local f = assert(io.open([[{bpath}]], "rb"))\n'
-                'wrk.body = f:read("*a")\n'
-                'f:close()\n'
-                f'local paths = {{{plist}}}\n'
-                'local n = #paths\n'
-                'init = function(args)\n'
-                '  math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)\n'
-                'end\n'
-                'request = function()\n'
-                '  local p = paths[1]\n'
-                '  if n > 1 then p = paths[math.random(n)] end\n'
-                '  return wrk.format(nil, p)\n'
-                'end\n'
-                'done = function(s, latency, requests)\n'
-                '  local e = s.errors\n'
-                '  io.write(string.format("E2E requests=%d errors=%d status=%d p50=%d p90=%d '
-                'p95=%d p99=%d max=%d\\n", s.requests, e.connect + e.read + e.write + e.timeout,'
-                ' e.status, latency:percentile(50), latency:percentile(90), '
-                'latency:percentile(95), latency:percentile(99), latency.max))\n'
-                'end\n')
-    return path
+def percentile(sorted_lat, pct):
+    if not sorted_lat:
+        return float("nan")
+    return float(sorted_lat[min(len(sorted_lat) - 1, (len(sorted_lat) * pct) // 100)])
 
 
 class Bench:
+    """h2load --h1: keep-alive HTTP/1.1, one request in flight per connection, every
+    request's latency in its log file. The percentiles are computed here from those raw
+    samples (wrk would add coordinated-omission samples for every long stall, which turns
+    a few slow reloads into a slow median)."""
+
     def __init__(self, args, workdir):
         self.args = args
         self.workdir = workdir
         self.raw = []
+        self.seq = 0
 
-    def wrk(self, label, port, paths, body, conns, seconds=None, warmup=None):
+    def _once(self, port, paths, body_path, conns, seconds, logfile):
+        cmd = ["h2load", "--h1", "-t1", f"-c{conns}", "-m1", "-D", str(seconds), "-d",
+               body_path, "-H", "content-type: application/json"]
+        if len(paths) == 1:
+            cmd.append(f"http://{HOST}:{port}{paths[0]}")
+        else:
+            # Uniformly at random, the same sequence in every configuration (--seed).
+            rng = random.Random(self.args.seed)
+            urls = os.path.join(self.workdir, "urls.txt")
+            with open(urls, "w") as f:
+                for _ in range(max(1000, 400 * seconds * conns)):
+                    f.write(f"http://{HOST}:{port}{rng.choice(paths)}\n")
+            cmd += ["-i", urls]
+        if logfile:
+            cmd.append(f"--log-file={logfile}")
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 180).stdout
+
+    def measure(self, label, port, paths, body, conns, seconds=None, warmup=None, rounds=1,
+                record=True):
+        """rounds runs (each after its warm-up), their samples pooled into one figure."""
         seconds = seconds or self.args.seconds
         warmup = self.args.warmup if warmup is None else warmup
-        script = wrk_script(self.workdir, label, paths, body)
-        url = f"http://{HOST}:{port}{paths[0]}"
-
-        def cmd(secs):
-            return ["wrk", "-t1", f"-c{conns}", f"-d{secs}s", "--timeout", "60s", "-s", script,
-                    url]
-
-        if warmup > 0:
-            subprocess.run(cmd(warmup), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=warmup + 120, check=False)
-        out = subprocess.run(cmd(seconds), capture_output=True, text=True,
-                             timeout=seconds + 180).stdout
-        r = {"label": label, "conns": conns, "seconds": seconds, "rps": float("nan"),
-             "requests": 0, "errors": 0}
-        m = re.search(r"Requests/sec:\s*([\d.]+)", out)
-        if m:
-            r["rps"] = float(m.group(1))
-        m = re.search(r"E2E (.*)$", out, re.M)
-        if m:
-            for k, v in re.findall(r"(\w+)=(\d+)", m.group(1)):
-                r[k] = int(v)
-            r["errors"] += r.pop("status", 0)
-            for k in ("p50", "p90", "p95", "p99", "max"):
-                r[k + "_us"] = float(r.pop(k))
-        else:
-            r["errors"] += 1
-            log(f"wrk produced no figures for {label}:\n{out}")
+        self.seq += 1
+        body_path = os.path.join(self.workdir, f"body{self.seq}.json")
+        with open(body_path, "wb") as f:
+            f.write(body)
+        r = {"label": label, "conns": conns, "seconds": seconds * rounds, "rps": float("nan"),
+             "requests": 0, "errors": 0, "round_p50_us": []}
+        lat = []
+        rps = []
+        for _ in range(rounds):
+            if warmup > 0:
+                self._once(port, paths, body_path, conns, warmup, None)
+            logfile = os.path.join(self.workdir, "h2load.log")
+            out = self._once(port, paths, body_path, conns, seconds, logfile)
+            m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+            if m:
+                rps.append(float(m.group(1)))
+            m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                          r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+            if m:
+                r["requests"] += int(m.group(3))
+                r["errors"] += int(m.group(4)) + int(m.group(5)) + int(m.group(6))
+            else:
+                r["errors"] += 1
+                log(f"h2load produced no figures for {label}:\n{out}")
+            m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+            if m:
+                r["errors"] += sum(int(x) for x in m.groups()[1:])
+            try:
+                with open(logfile) as f:
+                    one = [int(line.split("\t")[2]) for line in f if line.count("\t") == 2]
+                os.unlink(logfile)
+            except OSError:
+                one = []
+            r["round_p50_us"].append(percentile(sorted(one), 50))
+            lat += one
+        lat.sort()
+        if rps:
+            r["rps"] = sum(rps) / len(rps)
+        for pct in (50, 90, 95, 99):
+            r[f"p{pct}_us"] = percentile(lat, pct)
+        r["max_us"] = float(lat[-1]) if lat else float("nan")
+        if not record:
+            r["_lat"] = lat
+            return r
         self.raw.append(r)
-        log(f"  {label}: {r['rps']:,.0f} rps, p50 {r.get('p50_us', float('nan')):.0f} us, "
-            f"p95 {r.get('p95_us', float('nan')):.0f} us, p99 "
-            f"{r.get('p99_us', float('nan')):.0f} us"
+        log(f"  {label}: {r['rps']:,.0f} rps, p50 {r['p50_us']:.0f} us, p95 {r['p95_us']:.0f} "
+            f"us, p99 {r['p99_us']:.0f} us"
+            + (f" (p50 by round {', '.join(f'{x:.0f}' for x in r['round_p50_us'])})"
+               if rounds > 1 else "")
             + (f", {r['errors']} errors" if r["errors"] else ""))
         return r
+
+    def interleaved(self, cases, conns):
+        """cases: (label, port, path). --rounds rounds, each measuring every case in turn,
+        so that a change of the machine's load (or of which core the scheduler puts the
+        client and the server on: at one connection that moves the p50 between about 20
+        and 60 us here) falls on every case alike. Each case's samples are pooled."""
+        parts = {label: [] for label, _, _ in cases}
+        for k in range(self.args.rounds):
+            for label, port, path in cases:
+                parts[label].append(self.measure(f"{label} (round {k + 1})", port, [path],
+                                                 ADD10_BODY, conns, record=False))
+        out = {}
+        for label, _, _ in cases:
+            rs = parts[label]
+            lat = sorted(x for r in rs for x in r.pop("_lat"))
+            r = {"label": f"{label}: add10 REST c{conns}", "conns": conns,
+                 "seconds": sum(x["seconds"] for x in rs),
+                 "rps": sum(x["rps"] for x in rs) / len(rs),
+                 "requests": sum(x["requests"] for x in rs),
+                 "errors": sum(x["errors"] for x in rs),
+                 "round_p50_us": [x["p50_us"] for x in rs]}
+            for pct in (50, 90, 95, 99):
+                r[f"p{pct}_us"] = percentile(lat, pct)
+            r["max_us"] = float(lat[-1]) if lat else float("nan")
+            self.raw.append(r)
+            log(f"  {r['label']}: p50 {r['p50_us']:.0f} us pooled (by round "
+                f"{', '.join(f'{x:.0f}' for x in r['round_p50_us'])}), p99 {r['p99_us']:.0f} us")
+            out[label] = r
+        return out
 
 
 # --- xgboost models -----------------------------------------------------------------
@@ -353,10 +397,11 @@ def part_chain(args, bins, workdir, bench, start, add10_src, figures):
         want = want or got
         if got != want or got[0][1] != [11.0, 12.0, 13.0, 14.0]:
             raise RuntimeError(f"{name} answered {got}, expected add10's {want}")
+    c1 = bench.interleaved(cases, 1)
     chain = {}
     for name, port, path in cases:
-        chain[name] = {c: bench.wrk(f"{name}: add10 REST c{c}", port, [path], ADD10_BODY, c)
-                       for c in (1, 16)}
+        chain[name] = {1: c1[name], 16: bench.measure(f"{name}: add10 REST c16", port, [path],
+                                                      ADD10_BODY, 16)}
     figures["chain"] = chain
     return sched, router
 
@@ -384,11 +429,13 @@ def part_up(args, bins, workdir, bench, start, add10_src, figures):
     u = outputs(infer(up.ports["inference"], path, ADD10_BODY))
     if a != u:
         raise RuntimeError(f"seldon-up answered {u}, seldon-server {a}")
+    cases = [("seldon-server alone", alone.ports["http"], path),
+             ("seldon up", up.ports["inference"], path)]
+    c1 = bench.interleaved(cases, 1)
     res = {}
-    for name, port in (("seldon-server alone", alone.ports["http"]),
-                       ("seldon up", up.ports["inference"])):
-        res[name] = {c: bench.wrk(f"{name}: add10 REST c{c}", port, [path], ADD10_BODY, c)
-                     for c in (1, 16)}
+    for name, port, _ in cases:
+        res[name] = {1: c1[name], 16: bench.measure(f"{name}: add10 REST c16", port, [path],
+                                                    ADD10_BODY, 16)}
     figures["up"] = res
     alone.stop()
     up.stop()
@@ -442,14 +489,13 @@ def part_overcommit(args, bins, workdir, bench, start, sched, router, figures):
         paths = [f"/v2/models/{cfg}-xgb-{i}/infer" for i in range(n)]
         # The warm-up is the same uniform load: the measured run starts in the steady state.
         if args.warmup:
-            bench.wrk(f"{cfg}: warm-up", router.ports["port"], paths, body, args.oc_conns,
-                      seconds=args.warmup, warmup=0)
-            bench.raw.pop()
+            bench.measure(f"{cfg}: warm-up", router.ports["port"], paths, body, args.oc_conns,
+                          seconds=args.warmup, warmup=0, record=False)
         ev0 = metric_sum(ag.ports["metrics"], "seldon_cache_evict_count")
         mi0 = metric_sum(ag.ports["metrics"], "seldon_cache_miss_count")
-        r = bench.wrk(f"{cfg}: {n} xgboost models, uniform, c{args.oc_conns}",
-                      router.ports["port"], paths, body, args.oc_conns,
-                      seconds=args.oc_seconds, warmup=0)
+        r = bench.measure(f"{cfg}: {n} xgboost models, uniform, c{args.oc_conns}",
+                          router.ports["port"], paths, body, args.oc_conns,
+                          seconds=args.oc_seconds, warmup=0)
         r["evictions"] = metric_sum(ag.ports["metrics"], "seldon_cache_evict_count") - ev0
         r["misses"] = metric_sum(ag.ports["metrics"], "seldon_cache_miss_count") - mi0
         r["memory"] = pairs[cfg][2]
@@ -508,7 +554,8 @@ def table(args, figures, raw, load_start, elapsed):
     lines = [f"end-to-end benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}, {bs.CORES} cores, "
              f"load average {load_start:.2f} at start, {bs.load_average():.2f} at end, "
              f"{elapsed:.0f} s",
-             f"{args.seconds} s per measurement ({args.warmup} s warm-up), wrk -t1; add10 = "
+             f"{args.seconds} s per measurement ({args.warmup} s warm-up), c1 cases in {args.rounds} "
+             f"interleaved rounds, h2load --h1 -t1; add10 = "
              f"REST, 4 FP32 in and out; overcommit: {args.models} xgboost models of "
              f"{figures.get('xgb_file_bytes', 0) / 1e6:.1f} MB (spec.memory "
              f"{MODEL_MEMORY_MI}Mi), {args.oc_seconds} s at c{args.oc_conns} through the router"
@@ -521,7 +568,7 @@ def table(args, figures, raw, load_start, elapsed):
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                for i, (c, w) in enumerate(zip(x, widths))).rstrip())
     lines.append("")
-    lines.append("measurements: rps; latency percentiles in us (wrk, per request)")
+    lines.append("measurements: rps; latency percentiles in us (h2load, every request)")
     for m in raw:
         err = f"  ERRORS {m['errors']}" if m["errors"] else ""
         lines.append(f"  {m['label']:<46} {m['rps']:>9,.0f} rps  p50 {m.get('p50_us', 0):>7,.0f}"
@@ -608,6 +655,8 @@ def main():
     p.add_argument("--smoke", action="store_true", help="1 s per measurement: checks the harness")
     p.add_argument("--seconds", type=int, help="seconds per latency measurement")
     p.add_argument("--warmup", type=int)
+    p.add_argument("--rounds", type=int, help="interleaved rounds of the 1-connection cases")
+    p.add_argument("--seed", type=int, default=12, help="the overcommit part's request order")
     p.add_argument("--models", type=int, default=11,
                    help="xgboost models per configuration (default 11: one over 10)")
     p.add_argument("--oc-seconds", type=int, help="seconds per overcommit measurement")
@@ -616,8 +665,9 @@ def main():
                    help="comma-separated: chain, up, overcommit")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     args = p.parse_args()
-    preset = (1, 0, 2) if args.smoke else (3, 1, 10) if args.quick else (8, 1, 20)
+    preset = (1, 0, 2, 1) if args.smoke else (3, 1, 10, 2) if args.quick else (5, 1, 30, 3)
     args.seconds = args.seconds or preset[0]
+    args.rounds = args.rounds or preset[3]
     args.warmup = preset[1] if args.warmup is None else args.warmup
     args.oc_seconds = args.oc_seconds or preset[2]
     args.build_dir = os.path.abspath(args.build_dir)
