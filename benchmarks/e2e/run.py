@@ -573,7 +573,9 @@ def table(args, figures, raw, load_start, elapsed):
         err = f"  ERRORS {m['errors']}" if m["errors"] else ""
         lines.append(f"  {m['label']:<46} {m['rps']:>9,.0f} rps  p50 {m.get('p50_us', 0):>7,.0f}"
                      f"  p90 {m.get('p90_us', 0):>7,.0f}  p95 {m.get('p95_us', 0):>7,.0f}"
-                     f"  p99 {m.get('p99_us', 0):>7,.0f}  max {m.get('max_us', 0):>8,.0f}{err}")
+                     f"  p99 {m.get('p99_us', 0):>7,.0f}  max {m.get('max_us', 0):>8,.0f}{err}"
+                     + (f"  (p50 by round: {', '.join(f'{x:.0f}' for x in m['round_p50_us'])})"
+                        if len(m.get("round_p50_us", [])) > 1 else ""))
     return rows, "\n".join(lines) + "\n"
 
 
