@@ -1,6 +1,7 @@
 /* Pipelines in a host program: YAML in, models attached, requests pushed, results out. */
 #include <criterion/criterion.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -534,4 +535,99 @@ Test(pipeline_host, a_runtime_of_another_abi_is_refused)
     cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "twice", &bad, &f), SELDON_EVERSION);
     cr_assert_eq(f.loads, 0);
     seldon_pipeline_host_free(h);
+}
+
+/* A runtime that completes on a thread of its own, as a GPU or remote model would. */
+typedef struct threaded {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int woken;
+    pthread_t worker;
+    int started;
+} threaded;
+
+static void *complete_later(void *arg)
+{
+    seldon_infer *inf = arg;
+    fake f = {0};
+    f.mul = 3;
+    fake_one(&f, inf);
+    return NULL;
+}
+
+static int threaded_execute(seldon_model *m, seldon_infer *const *infers, size_t count)
+{
+    threaded *t = seldon_model_state(m);
+    cr_assert_eq(count, 1);
+    cr_assert_eq(pthread_create(&t->worker, NULL, complete_later, infers[0]), 0);
+    t->started = 1;
+    return 0;
+}
+
+static int threaded_load(seldon_model *m)
+{
+    (void)m;
+    return 0;
+}
+
+/* The callbacks' user data: results first (on_result reads it as a got). */
+typedef struct threaded_ctx {
+    got g;
+    threaded *t;
+} threaded_ctx;
+
+static void threaded_wake(void *ud)
+{
+    threaded *t = ((threaded_ctx *)ud)->t;
+    pthread_mutex_lock(&t->lock);
+    t->woken = 1;
+    pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+}
+
+static const seldon_runtime THREADED = {SELDON_RUNTIME_ABI_MAJOR, SELDON_RUNTIME_ABI_MINOR,
+                                        "test.threaded", SELDON_RUNTIME_CONCURRENT,
+                                        threaded_load, NULL, threaded_execute, NULL};
+
+Test(pipeline_host, a_model_that_completes_on_another_thread)
+{
+    seldon_pipeline_host_options o = SELDON_PIPELINE_HOST_OPTIONS_INIT;
+    seldon_pipeline_host *h = NULL;
+    threaded t;
+    fake plus1 = {0};
+    const float in[2] = {1, 2};
+    static const float want[2] = {4, 7};
+    threaded_ctx ctx;
+
+    memset(&ctx, 0, sizeof(ctx));
+    memset(&t, 0, sizeof(t));
+    pthread_mutex_init(&t.lock, NULL);
+    pthread_cond_init(&t.cond, NULL);
+    ctx.t = &t;
+    plus1.mul = 1;
+    plus1.add = 1;
+    o.on_result = on_result;
+    o.user_data = &ctx;
+    o.wake = threaded_wake;
+    cr_assert_eq(seldon_pipeline_host_new(&h, CHAIN, strlen(CHAIN), &o), 0);
+    cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "twice", &THREADED, &t), 0);
+    cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "plus1", &FAKE, &plus1), 0);
+    cr_assert_eq(seldon_pipeline_host_push(h, NULL, "t", 1, NULL, 0, floats_input("X", in, 2), 0,
+                                           T0),
+                 0);
+    cr_assert(t.started);
+    /* Wait for the wake hook (the event), then drain on this thread. */
+    pthread_mutex_lock(&t.lock);
+    while (!t.woken)
+        pthread_cond_wait(&t.cond, &t.lock);
+    pthread_mutex_unlock(&t.lock);
+    pthread_join(t.worker, NULL);
+    cr_assert_eq(ctx.g.n, 0, "results arrive on the host's thread, in run");
+    cr_assert_eq(seldon_pipeline_host_run(h, T0 + MS), 0);
+    cr_assert_eq(ctx.g.n, 1);
+    cr_assert_eq(ctx.g.status, 0, "%s", ctx.g.error);
+    expect_floats(ctx.g.out, ctx.g.nout, want, 2);
+    seldon_pipeline_host_free(h);
+    pthread_cond_destroy(&t.cond);
+    pthread_mutex_destroy(&t.lock);
 }
