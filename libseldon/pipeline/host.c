@@ -53,8 +53,6 @@ struct seldon_pipeline_host {
 
     pthread_mutex_t lock; /* guards done */
     hcall *done;          /* completed calls, newest first */
-    atomic_int pumping;   /* the driving thread is inside a pump */
-    pthread_t pump_thread;
 
     /* seldon_pipeline_host_infer()'s request, caught before on_result. */
     int cap_active, cap_done;
@@ -216,11 +214,13 @@ int seldon_pipeline_host_check(seldon_pipeline_host *host)
 
 /* ---- calls ---- */
 
+/* The host this thread is pumping, if any: completions made inside a pump need no wake. */
+static _Thread_local seldon_pipeline_host *pumping;
+
 static void call_done(void *user_data, seldon_infer *infer, int32_t status, const char *message)
 {
     hcall *c = user_data;
     seldon_pipeline_host *h = c->host;
-    int remote;
     (void)infer;
     c->status = status;
     if (status < 0 && message != NULL)
@@ -229,8 +229,7 @@ static void call_done(void *user_data, seldon_infer *infer, int32_t status, cons
     c->next = h->done;
     h->done = c;
     pthread_mutex_unlock(&h->lock);
-    remote = !atomic_load(&h->pumping) || !pthread_equal(h->pump_thread, pthread_self());
-    if (remote && h->wake != NULL)
+    if (pumping != h && h->wake != NULL)
         h->wake(h->user_data);
 }
 
@@ -372,8 +371,8 @@ static void pump(seldon_pipeline_host *h, int64_t now_ns)
 {
     seldon_pipeline_event ev;
     hcall *c;
-    h->pump_thread = pthread_self();
-    atomic_store(&h->pumping, 1);
+    seldon_pipeline_host *outer = pumping;
+    pumping = h;
     for (;;) {
         while (seldon_pipeline_engine_poll(&ev, h->engine) == 1) {
             if (ev.kind == SELDON_PIPELINE_EVENT_CALL)
@@ -398,7 +397,7 @@ static void pump(seldon_pipeline_host *h, int64_t now_ns)
             c = n;
         }
     }
-    atomic_store(&h->pumping, 0);
+    pumping = outer;
 }
 
 /* ---- the host ---- */
@@ -452,7 +451,6 @@ int seldon_pipeline_host_new(seldon_pipeline_host **out, const char *text, size_
         goto out;
     }
     pthread_mutex_init(&h->lock, NULL);
-    atomic_init(&h->pumping, 0);
     for (i = 0; i < n; i++) {
         const seldon_resource *r = seldon_manifest_at(man, i);
         if (r->kind == SELDON_KIND_PIPELINE)
