@@ -73,11 +73,11 @@ static int fill_inputs(seldon_msg *m, int32_t choice)
     int rc = seldon_msg_add_tensor(NULL, m, "CHOICE", 6, SELDON_DT_INT32, &one, 1, &choice,
                                    sizeof(choice), SELDON_TENSOR_COPY);
     if (rc == 0)
-        rc = seldon_msg_add_tensor(NULL, m, "INPUT0", 6, SELDON_DT_FP32, &four, 1, in0,
-                                   sizeof(in0), SELDON_TENSOR_COPY);
+        rc = seldon_msg_add_tensor(NULL, m, "INPUT0", 6, SELDON_DT_FP32, &four, 1, in0, sizeof(in0),
+                                   SELDON_TENSOR_COPY);
     if (rc == 0)
-        rc = seldon_msg_add_tensor(NULL, m, "INPUT1", 6, SELDON_DT_FP32, &four, 1, in1,
-                                   sizeof(in1), SELDON_TENSOR_COPY);
+        rc = seldon_msg_add_tensor(NULL, m, "INPUT1", 6, SELDON_DT_FP32, &four, 1, in1, sizeof(in1),
+                                   SELDON_TENSOR_COPY);
     return rc;
 }
 

@@ -106,8 +106,10 @@ static double run_direct(seldon_repo *repo, long n, long *failed, float *last)
     if (seldon_repo_acquire(&add, repo, "add10", 5, NULL, 0) < 0 ||
         seldon_repo_acquire(&mul, repo, "mul10", 5, NULL, 0) < 0)
         die("acquire");
-    if (seldon_msg_new(&req, SELDON_MSG_REQUEST) < 0 || seldon_msg_new(&mid, SELDON_MSG_RESPONSE) < 0 ||
-        seldon_msg_new(&req2, SELDON_MSG_REQUEST) < 0 || seldon_msg_new(&out, SELDON_MSG_RESPONSE) < 0)
+    if (seldon_msg_new(&req, SELDON_MSG_REQUEST) < 0 ||
+        seldon_msg_new(&mid, SELDON_MSG_RESPONSE) < 0 ||
+        seldon_msg_new(&req2, SELDON_MSG_REQUEST) < 0 ||
+        seldon_msg_new(&out, SELDON_MSG_RESPONSE) < 0)
         die("messages");
     t0 = now_s();
     for (i = 0; i < n; i++) {
@@ -183,14 +185,16 @@ int main(int argc, char **argv)
                 t.ok, t.failed, (double)t.last[0], (double)t.last[3]);
         return 1;
     }
-    printf("pipeline (add10 -> mul10) through the host API: %ld requests in %.3f s: %.0f requests/s "
-           "(target >= 500,000), %.3f us each\n",
-           n, tp, (double)n / tp, tp * 1e6 / (double)n);
+    printf(
+        "pipeline (add10 -> mul10) through the host API: %ld requests in %.3f s: %.0f requests/s "
+        "(target >= 500,000), %.3f us each\n",
+        n, tp, (double)n / tp, tp * 1e6 / (double)n);
     printf("the same two models called directly:           %ld pairs in %.3f s: %.0f pairs/s, "
            "%.3f us each\n",
            n, td, (double)n / td, td * 1e6 / (double)n);
-    printf("ratio pipeline/direct time: %.2f; pipeline cost per step over the direct call: %.3f us\n",
-           tp / td, (tp - td) * 1e6 / (double)n / 2);
+    printf(
+        "ratio pipeline/direct time: %.2f; pipeline cost per step over the direct call: %.3f us\n",
+        tp / td, (tp - td) * 1e6 / (double)n / 2);
     seldon_repo_free(repo);
     return 0;
 }

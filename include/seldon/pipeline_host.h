@@ -190,8 +190,7 @@ SELDON_API int seldon_pipeline_host_push(seldon_pipeline_host *host, const char 
  * canceled.
  */
 SELDON_API int seldon_pipeline_host_infer(seldon_msg **out, seldon_pipeline_host *host,
-                                          const char *pipeline, seldon_msg *inputs,
-                                          int64_t now_ns);
+                                          const char *pipeline, seldon_msg *inputs, int64_t now_ns);
 
 /*
  * Does what is due: feeds the answers of models that completed on other

@@ -106,7 +106,8 @@ static int model_put(seldon_pipeline_host *h, const char *name, seldon_model *mo
     return 0;
 }
 
-/* The model of step `name`: attached, else acquired from the repository. NULL with the error set. */
+/* The model of step `name`: attached, else acquired from the repository. NULL with the error set.
+ */
 static seldon_model *model_find(seldon_pipeline_host *h, const char *name)
 {
     hmodel *s = model_slot(h, name);
@@ -328,7 +329,8 @@ static void deliver(seldon_pipeline_host *h, const seldon_pipeline_event *ev)
                 h->cap_error = sdn_strndup(seldon_last_error(), strlen(seldon_last_error()));
         } else {
             h->cap_status = ev->code < 0 ? ev->code : SELDON_EINTERNAL;
-            h->cap_error = sdn_strndup(ev->error ? ev->error : "", ev->error ? strlen(ev->error) : 0);
+            h->cap_error =
+                sdn_strndup(ev->error ? ev->error : "", ev->error ? strlen(ev->error) : 0);
         }
         return;
     }
@@ -478,8 +480,8 @@ int seldon_pipeline_host_new(seldon_pipeline_host **out, const char *text, size_
             rc = seldon_pipeline_compile(&b.pipes[i], b.res[i]->name, &b.res[i]->spec.pipeline,
                                          lookup, &b);
             if (rc == 0)
-                rc = sdn_error(SELDON_EINVAL, "pipeline \"%s\": cannot be compiled",
-                               b.res[i]->name);
+                rc =
+                    sdn_error(SELDON_EINVAL, "pipeline \"%s\": cannot be compiled", b.res[i]->name);
             goto out;
         }
     eo.timeout_ms = opts->timeout_ms;

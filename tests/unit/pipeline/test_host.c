@@ -11,14 +11,14 @@
 #define MS 1000000LL
 #define T0 (1000 * MS)
 
-static const char *COND =
-    "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: tfsimple-conditional\n"
-    "spec:\n  steps:\n  - name: conditional\n"
-    "  - name: mul10\n    inputs: [conditional.outputs.OUTPUT0]\n"
-    "    tensorMap: {conditional.outputs.OUTPUT0: INPUT}\n"
-    "  - name: add10\n    inputs: [conditional.outputs.OUTPUT1]\n"
-    "    tensorMap: {conditional.outputs.OUTPUT1: INPUT}\n"
-    "  output:\n    steps: [mul10, add10]\n    stepsJoin: any\n";
+static const char *COND = "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  "
+                          "name: tfsimple-conditional\n"
+                          "spec:\n  steps:\n  - name: conditional\n"
+                          "  - name: mul10\n    inputs: [conditional.outputs.OUTPUT0]\n"
+                          "    tensorMap: {conditional.outputs.OUTPUT0: INPUT}\n"
+                          "  - name: add10\n    inputs: [conditional.outputs.OUTPUT1]\n"
+                          "    tensorMap: {conditional.outputs.OUTPUT1: INPUT}\n"
+                          "  output:\n    steps: [mul10, add10]\n    stepsJoin: any\n";
 
 static const char *CHAIN =
     "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: chain\n"
@@ -166,8 +166,14 @@ static int fake_execute(seldon_model *m, seldon_infer *const *infers, size_t cou
     return 0;
 }
 
-static const seldon_runtime FAKE = {SELDON_RUNTIME_ABI_MAJOR, SELDON_RUNTIME_ABI_MINOR,
-                                    "test.fake", 0, fake_load, NULL, fake_execute, fake_unload};
+static const seldon_runtime FAKE = {SELDON_RUNTIME_ABI_MAJOR,
+                                    SELDON_RUNTIME_ABI_MINOR,
+                                    "test.fake",
+                                    0,
+                                    fake_load,
+                                    NULL,
+                                    fake_execute,
+                                    fake_unload};
 
 static seldon_msg *floats_input(const char *name, const float *v, int64_t n)
 {
@@ -322,9 +328,8 @@ Test(pipeline_host, a_model_error_ends_the_request)
     cr_assert_eq(seldon_pipeline_host_new(&h, CHAIN, strlen(CHAIN), &o), 0);
     cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "twice", &FAKE, &twice), 0);
     cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "plus1", &FAKE, &plus1), 0);
-    cr_assert_eq(seldon_pipeline_host_push(h, NULL, "e", 1, &hd, 1, floats_input("X", in, 2), 0,
-                                           T0),
-                 0);
+    cr_assert_eq(
+        seldon_pipeline_host_push(h, NULL, "e", 1, &hd, 1, floats_input("X", in, 2), 0, T0), 0);
     cr_assert_eq(g.n, 1);
     cr_assert_lt(g.status, 0);
     cr_assert_eq(g.error_kind, SELDON_PIPELINE_ERR_MODEL);
@@ -335,9 +340,8 @@ Test(pipeline_host, a_model_error_ends_the_request)
     plus1.fail = NULL;
     plus1.mul = 1;
     plus1.add = 1;
-    cr_assert_eq(seldon_pipeline_host_push(h, NULL, "e", 1, NULL, 0, floats_input("X", in, 2), 0,
-                                           T0),
-                 0);
+    cr_assert_eq(
+        seldon_pipeline_host_push(h, NULL, "e", 1, NULL, 0, floats_input("X", in, 2), 0, T0), 0);
     cr_assert_eq(g.n, 2);
     cr_assert_eq(g.status, 0, "%s", g.error);
     {
@@ -377,9 +381,8 @@ Test(pipeline_host, asynchronous_models_timeouts_and_run)
     cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "twice", &FAKE, &twice), 0);
     cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "plus1", &FAKE, &plus1), 0);
 
-    cr_assert_eq(seldon_pipeline_host_push(h, NULL, "a", 1, NULL, 0, floats_input("X", in, 2), 0,
-                                           T0),
-                 0);
+    cr_assert_eq(
+        seldon_pipeline_host_push(h, NULL, "a", 1, NULL, 0, floats_input("X", in, 2), 0, T0), 0);
     cr_assert_eq(g.n, 0);
     cr_assert_eq(twice.nheld, 1);
     cr_assert_eq(seldon_pipeline_host_requests(h), 1);
@@ -442,18 +445,17 @@ Test(pipeline_host, missing_models_are_named)
     cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "twice", &FAKE, &twice), 0);
     cr_assert_eq(seldon_pipeline_host_check(h), SELDON_ENOTFOUND);
     cr_assert(strstr(seldon_last_error(), "step \"plus1\"") != NULL, "%s", seldon_last_error());
-    cr_assert_eq(seldon_pipeline_host_push(h, NULL, "m", 1, NULL, 0, floats_input("X", in, 1), 0,
-                                           T0),
-                 0);
+    cr_assert_eq(
+        seldon_pipeline_host_push(h, NULL, "m", 1, NULL, 0, floats_input("X", in, 1), 0, T0), 0);
     cr_assert_eq(g.n, 1);
     cr_assert_eq(g.error_kind, SELDON_PIPELINE_ERR_MODEL);
     cr_assert(strncmp(g.error, "plus1 : model plus1 is not attached", 35) == 0, "%s", g.error);
 
     cr_assert_eq(seldon_pipeline_host_detach(h, "twice"), 0);
     cr_assert_eq(seldon_pipeline_host_detach(h, "twice"), SELDON_ENOTFOUND);
-    cr_assert_eq(seldon_pipeline_host_push(h, "nope", "m", 1, NULL, 0, floats_input("X", in, 1), 0,
-                                           T0),
-                 SELDON_ENOTFOUND);
+    cr_assert_eq(
+        seldon_pipeline_host_push(h, "nope", "m", 1, NULL, 0, floats_input("X", in, 1), 0, T0),
+        SELDON_ENOTFOUND);
     seldon_pipeline_host_free(h);
 }
 
@@ -487,9 +489,8 @@ Test(pipeline_host, chained_pipelines_in_any_order)
     cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "plus1", &FAKE, &plus1), 0);
     cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "twice2", &FAKE, &twice), 0);
     cr_assert_eq(seldon_pipeline_host_check(h), 0, "%s", seldon_last_error());
-    cr_assert_eq(seldon_pipeline_host_push(h, "chain", "c", 1, NULL, 0, floats_input("X", in, 1),
-                                           0, T0),
-                 0);
+    cr_assert_eq(
+        seldon_pipeline_host_push(h, "chain", "c", 1, NULL, 0, floats_input("X", in, 1), 0, T0), 0);
     /* chain answers 7, and second (fed by chain's output) answers 14. */
     cr_assert_eq(g.n, 2);
     cr_assert_eq(g.status, 0, "%s", g.error);
@@ -513,11 +514,11 @@ Test(pipeline_host, bad_manifests_are_refused)
 
     cr_assert_eq(seldon_pipeline_host_new(&h, "{ not: [yaml", 12, NULL), SELDON_EPARSE);
     cr_assert_null(h);
-    cr_assert_eq(seldon_pipeline_host_new(&h, MODEL_ONLY, strlen(MODEL_ONLY), NULL),
-                 SELDON_EINVAL);
+    cr_assert_eq(seldon_pipeline_host_new(&h, MODEL_ONLY, strlen(MODEL_ONLY), NULL), SELDON_EINVAL);
     cr_assert(strstr(seldon_last_error(), "no Pipeline") != NULL, "%s", seldon_last_error());
     cr_assert_eq(seldon_pipeline_host_new(&h, UNKNOWN, strlen(UNKNOWN), NULL), SELDON_EINVAL);
-    cr_assert(strstr(seldon_last_error(), "pipeline \"p\": spec.steps: a cycle") != NULL, "%s", seldon_last_error());
+    cr_assert(strstr(seldon_last_error(), "pipeline \"p\": spec.steps: a cycle") != NULL, "%s",
+              seldon_last_error());
     o.version = 99;
     cr_assert_eq(seldon_pipeline_host_new(&h, CHAIN, strlen(CHAIN), &o), SELDON_EVERSION);
     cr_assert_eq(seldon_pipeline_host_new(NULL, CHAIN, strlen(CHAIN), NULL), SELDON_EINVAL);
@@ -585,9 +586,14 @@ static void threaded_wake(void *ud)
     pthread_mutex_unlock(&t->lock);
 }
 
-static const seldon_runtime THREADED = {SELDON_RUNTIME_ABI_MAJOR, SELDON_RUNTIME_ABI_MINOR,
-                                        "test.threaded", SELDON_RUNTIME_CONCURRENT,
-                                        threaded_load, NULL, threaded_execute, NULL};
+static const seldon_runtime THREADED = {SELDON_RUNTIME_ABI_MAJOR,
+                                        SELDON_RUNTIME_ABI_MINOR,
+                                        "test.threaded",
+                                        SELDON_RUNTIME_CONCURRENT,
+                                        threaded_load,
+                                        NULL,
+                                        threaded_execute,
+                                        NULL};
 
 Test(pipeline_host, a_model_that_completes_on_another_thread)
 {
@@ -612,9 +618,8 @@ Test(pipeline_host, a_model_that_completes_on_another_thread)
     cr_assert_eq(seldon_pipeline_host_new(&h, CHAIN, strlen(CHAIN), &o), 0);
     cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "twice", &THREADED, &t), 0);
     cr_assert_eq(seldon_pipeline_host_attach_runtime(h, "plus1", &FAKE, &plus1), 0);
-    cr_assert_eq(seldon_pipeline_host_push(h, NULL, "t", 1, NULL, 0, floats_input("X", in, 2), 0,
-                                           T0),
-                 0);
+    cr_assert_eq(
+        seldon_pipeline_host_push(h, NULL, "t", 1, NULL, 0, floats_input("X", in, 2), 0, T0), 0);
     cr_assert(t.started);
     /* Wait for the wake hook (the event), then drain on this thread. */
     pthread_mutex_lock(&t.lock);
@@ -622,7 +627,11 @@ Test(pipeline_host, a_model_that_completes_on_another_thread)
         pthread_cond_wait(&t.cond, &t.lock);
     pthread_mutex_unlock(&t.lock);
     pthread_join(t.worker, NULL);
-    cr_assert_eq(ctx.g.n, 0, "results arrive on the host's thread, in run");
+    /*
+     * The worker may even finish before the push's own pump drains the completions (then the
+     * result came in push); otherwise run delivers it. Either way, on this thread, once.
+     */
+    cr_assert_leq(ctx.g.n, 1);
     cr_assert_eq(seldon_pipeline_host_run(h, T0 + MS), 0);
     cr_assert_eq(ctx.g.n, 1);
     cr_assert_eq(ctx.g.status, 0, "%s", ctx.g.error);
