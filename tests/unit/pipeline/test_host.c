@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/core.h"
 #include "seldon/seldon.h"
 
 #define MS 1000000LL
@@ -639,4 +640,46 @@ Test(pipeline_host, a_model_that_completes_on_another_thread)
     seldon_pipeline_host_free(h);
     pthread_cond_destroy(&t.cond);
     pthread_mutex_destroy(&t.lock);
+}
+
+/* Every allocation may fail: the host reports it or ends the request, and leaks nothing (ASan). */
+Test(pipeline_host, allocation_failures_anywhere)
+{
+    seldon_repo *repo = repo_open();
+    int64_t n;
+    int completed = 0;
+    for (n = 0; n < 600; n++) {
+        seldon_pipeline_host_options o = SELDON_PIPELINE_HOST_OPTIONS_INIT;
+        seldon_pipeline_host *h = NULL;
+        seldon_msg *in0 = NULL, *in1 = NULL, *out = NULL;
+        fake add = {0};
+        got g;
+        memset(&g, 0, sizeof(g));
+        add.mul = 1;
+        add.add = 10;
+        o.repo = repo;
+        o.on_result = on_result;
+        o.user_data = &g;
+        in0 = cond_input(NULL, 0);
+        in1 = cond_input(NULL, 1);
+        sdn_alloc_fail_after(n);
+        if (seldon_pipeline_host_new(&h, COND, strlen(COND), &o) == 0) {
+            seldon_pipeline_host_attach_runtime(h, "add10", &FAKE, &add);
+            seldon_pipeline_host_push(h, NULL, "a", 1, NULL, 0, in1, 0, T0);
+            in1 = NULL;
+            if (seldon_pipeline_host_infer(&out, h, NULL, in0, T0) == 0) {
+                cr_assert_eq(seldon_msg_tensor_count(out), 1);
+                completed++;
+            }
+            in0 = NULL;
+            seldon_pipeline_host_run(h, T0 + 1000 * MS);
+        }
+        sdn_alloc_fail_after(-1);
+        seldon_msg_free(out);
+        seldon_msg_free(in0);
+        seldon_msg_free(in1);
+        seldon_pipeline_host_free(h);
+    }
+    cr_assert_gt(completed, 0, "the last runs had allocations enough to answer");
+    seldon_repo_free(repo);
 }
