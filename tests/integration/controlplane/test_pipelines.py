@@ -89,6 +89,8 @@ def test_ready_only_while_its_models_are_available(scheduler, stubs, tmp_path):
     assert st["status"] == "PipelineReady" and st["modelsReady"] is True
     assert st["waitingFor"] == [] and st["reason"] == ""
 
+    assert scheduler.metric("seldon_scheduler_pipelines", state="PipelineReady") == 1
+    assert scheduler.metric("seldon_scheduler_pipelines", state="PipelineCreating") == 0
     lst = cli("pipeline", "list", scheduler=scheduler)
     assert lst.code == 0, lst
     assert lst.json()["pipelines"] == [
