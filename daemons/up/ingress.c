@@ -95,6 +95,25 @@ static int pick(up_target *out, up *u, const char *name, size_t len)
     return 0;
 }
 
+int up_pick(up_target *out, up *u, const char *name, size_t len)
+{
+    return pick(out, u, name, len);
+}
+
+void up_count(up *u, const char *protocol, int code)
+{
+    count(u, protocol, code);
+}
+
+int up_route_available(up *u, const char *name, size_t len)
+{
+    up_table *t = atomic_load_explicit(&u->table, memory_order_acquire);
+    size_t i;
+    if (t == NULL || seldon_routes_find(&i, t->routes, name, len) != 0)
+        return 0;
+    return t->first[i + 1] > t->first[i];
+}
+
 /* Hands a request for an evicted version to the control loop, which loads it again. */
 static int park(up_target *t, void *call, int grpc)
 {
@@ -190,6 +209,10 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         sdh_respond_error(req, status, seldon_last_error());
         return;
     }
+    if (name_len > 9 && memcmp(name + name_len - 9, ".pipeline", 9) == 0) {
+        up_pl_rest(u, req, r, name, name_len - 9);
+        return;
+    }
     /* The model segment of /v2/models/<m>/..., replaced by the versioned name. */
     if (r->path_len > 11 && memcmp(r->path, "/v2/models/", 11) == 0) {
         seg = seg_end = 11;
@@ -279,6 +302,8 @@ struct gcall {
     int headers;  /* response headers sent */
     char *header; /* the seldon-model metadata, or NULL */
     size_t header_len;
+    int64_t timeout_ms; /* grpc-timeout, or 0 */
+    char rid[80];       /* x-request-id metadata, or "" */
     seldon_buf in; /* bytes of messages not yet whole */
     size_t max;
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
@@ -397,6 +422,11 @@ static void gdone(void *user_data, int32_t status, const char *message, seldon_b
     }
 }
 
+void up_grpc_answer(void *msg, int32_t status, const char *message, seldon_buf *response)
+{
+    gdone(msg, status, message, response);
+}
+
 /* Appends field 1 = name to the message that ends b. */
 static int pb_append_field1(seldon_buf *b, const char *name, size_t len)
 {
@@ -455,6 +485,22 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
     if (rc != 0) {
         seldon_router_status(NULL, &grpc, rc);
         gdone(m, grpc, seldon_last_error(), NULL);
+        return;
+    }
+    if (name_len > 9 && memcmp(name + name_len - 9, ".pipeline", 9) == 0) {
+        if (strcmp(c->path, "/inference.GRPCInferenceService/ModelInfer") != 0) {
+            gdone(m, 12, "pipelines answer ModelInfer", NULL);
+            return;
+        }
+        rc = up_pl_grpc(u, m, name, name_len - 9, b->data + off, len, c->timeout_ms, c->rid,
+                        strlen(c->rid));
+        if (rc != 0) {
+            seldon_router_status(NULL, &grpc, rc);
+            if (rc == SELDON_EPARSE || rc == SELDON_ESHAPE || rc == SELDON_EDATATYPE ||
+                rc == SELDON_ERANGE)
+                grpc = 3;
+            gdone(m, grpc, seldon_last_error(), NULL);
+        }
         return;
     }
     if (c->streaming || off + len != b->len) {
@@ -654,6 +700,21 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
         c->kind = G_SERVER;
     else
         c->kind = G_MODEL;
+    {
+        const sd2_header *tm = sd2_header_find(h, n, "grpc-timeout");
+        const sd2_header *xr = sd2_header_find(h, n, "x-request-id");
+        const sd2_header *st = sd2_header_find(h, n, "seldon-timeout-ms");
+        if (tm != NULL)
+            c->timeout_ms = up_grpc_timeout_ms(tm->value, tm->value_len);
+        if (st != NULL) { /* the header wins over the deadline, as for REST */
+            char num[24];
+            snprintf(num, sizeof(num), "%.*sm", (int)(st->value_len < 20 ? st->value_len : 20),
+                     st->value);
+            c->timeout_ms = up_grpc_timeout_ms(num, strlen(num));
+        }
+        if (xr != NULL && xr->value_len < sizeof(c->rid))
+            snprintf(c->rid, sizeof(c->rid), "%.*s", (int)xr->value_len, xr->value);
+    }
     if (model != NULL) {
         c->header = sdd_strndup(model->value, model->value_len);
         c->header_len = model->value_len;

@@ -62,6 +62,11 @@ typedef struct up_config {
     uint64_t grace_ms;
     long ready_timeout_s;
     int32_t log_level;
+    const char *pipelines;        /* --pipelines FILE: Pipeline manifests served from start-up */
+    uint64_t pipeline_timeout_ms; /* a pipeline request's default timeout */
+    uint32_t pipeline_max_requests;
+    uint32_t pipeline_async_max; /* asynchronous results kept */
+    uint64_t pipeline_async_ttl_ms;
 } up_config;
 
 typedef struct up up;
@@ -158,6 +163,11 @@ struct up {
     seldon_metric *m_commands; /* {server_replica, outcome}: the agent stage's reports */
     seldon_metric *m_evict;    /* seldon_cache_evict_count, as seldon-agent's */
     seldon_metric *m_miss;     /* seldon_cache_miss_count */
+
+    /* pipelines (pipes.c) */
+    struct seldon_pipeline **pipelines; /* compiled at start-up; immutable after */
+    size_t npipelines;
+    struct up_pl **pl; /* per ingress loop: its engine */
 };
 
 int64_t up_mono_ns(void);
@@ -178,6 +188,21 @@ int up_adopt_h2(void *user_data, const sd_adopt *conn);
 int up_metrics_setup(up *u);
 void up_park_resume(up_park *p);                        /* loaded again: to the service */
 void up_park_fail(up_park *p, int rc, const char *why); /* answered with rc's status */
+
+/* ingress.c, for pipes.c */
+int up_pick(up_target *out, up *u, const char *name, size_t len);
+void up_count(up *u, const char *protocol, int code);
+int up_route_available(up *u, const char *name, size_t len);
+void up_grpc_answer(void *msg, int32_t status, const char *message, seldon_buf *response);
+
+/* pipes.c: pipelines on the ingress loops */
+int up_pl_setup(up *u); /* before the loops start */
+void up_pl_rest(up *u, sdh_req *req, const sdh_request *r, const char *name, size_t name_len);
+int up_pl_grpc(up *u, void *msg, const char *name, size_t name_len, const uint8_t *data,
+               size_t len, int64_t timeout_ms, const char *rid, size_t rid_len);
+int64_t up_grpc_timeout_ms(const char *value, size_t len);
+void up_pl_close(up *u, int i); /* on loop i, at shutdown */
+void up_pl_free(up *u);         /* after the loops ended */
 
 /* metrics.c, on the control loop */
 void up_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);
