@@ -19,6 +19,7 @@
 
 #include "common.h"
 #include "manifest.h"
+#include "pipeline.h"
 #include "router.h"
 
 #ifdef __cplusplus
@@ -195,8 +196,9 @@ SELDON_API int64_t seldon_sched_tick(seldon_sched *sched, int64_t now_ns);
  * on the scheduler. Models: the version's state (server NULL, index -1) or
  * one replica's (server and index set), plus "ModelReplicasChanged" for an
  * in-place replicas change. Servers: "ServerReplicaConnected" and
- * "ServerReplicaDisconnected". Pipelines and experiments: "Stored",
- * "Deleted". At most 1,048,576 events wait; beyond that the oldest go.
+ * "ServerReplicaDisconnected". Pipelines: their states (see Pipelines
+ * below). Experiments: "Stored", "Deleted". At most 1,048,576 events wait; beyond that the oldest
+ * go.
  */
 typedef struct seldon_sched_event {
     seldon_kind kind;
@@ -298,6 +300,79 @@ seldon_sched_status_model(const seldon_sched_status *status, size_t i);
 SELDON_API const seldon_sched_server_status *
 seldon_sched_status_server(const seldon_sched_status *status, size_t i);
 SELDON_API void seldon_sched_status_free(seldon_sched_status *status);
+
+/* --- Pipelines --------------------------------------------------------------- */
+
+/*
+ * A Pipeline applied through seldon_sched_apply() is compiled first
+ * (seldon_pipeline_compile(); externalInputs and externalTriggers resolve to
+ * the other pipelines of the same manifest, then to the stored ones); a
+ * pipeline that does not compile refuses the whole apply, before anything
+ * changes, with the compiler's message (SELDON_EINVAL naming the document
+ * and the field). A changed spec makes version N+1; the same spec again
+ * changes nothing. out_versions receives pipelines' versions too.
+ *
+ * States, Seldon's names: "PipelineCreate" (applied), "PipelineCreating"
+ * (waiting for models), "PipelineReady" (every model its steps call, a
+ * step's model being the step's name, has an available version),
+ * "PipelineFailed" (stored but no longer compiles, e.g. after a restart
+ * without a pipeline it reads), "PipelineTerminating" and
+ * "PipelineTerminated" (unloaded). A Ready pipeline whose model stops being
+ * available goes back to PipelineCreating, naming the model in its reason,
+ * and to PipelineReady when the model returns. Each change is an event of
+ * kind SELDON_KIND_PIPELINE (name, version, state, reason).
+ *
+ * seldon_sched_unload(SELDON_KIND_PIPELINE) refuses (SELDON_ESTATE, naming
+ * it) a pipeline that another live pipeline reads; an unloaded pipeline
+ * stays in status as PipelineTerminated until it is applied again (its
+ * next version) or the scheduler restarts. Pipelines are stored with their
+ * version and come back, compiled again, after a restart.
+ */
+typedef struct seldon_sched_pipeline_status {
+    const char *name;
+    uint32_t version;
+    const char *state;  /* "PipelineReady", ... */
+    const char *reason; /* why not ready, or NULL */
+    int32_t deleted;    /* unloaded: PipelineTerminated */
+    int32_t models_ready;
+    const char *const *models; /* the models its steps call, in step order */
+    size_t models_count;
+    const char *const *waiting; /* those not available */
+    size_t waiting_count;
+    int64_t last_change_ns;
+    const char *spec; /* canonical JSON of the Pipeline */
+} seldon_sched_pipeline_status;
+
+/* Pipelines: the one named, or all (name NULL). SELDON_ENOTFOUND for an unknown name. */
+SELDON_API int seldon_sched_pipelines(seldon_sched_status **out, seldon_sched *sched,
+                                      const char *name);
+/* The i-th entry of a pipeline snapshot; NULL past the end or for another snapshot. */
+SELDON_API const seldon_sched_pipeline_status *
+seldon_sched_status_pipeline(const seldon_sched_status *status, size_t i);
+
+/*
+ * For a host running pipelines in process (seldon up): the live pipeline
+ * `name`, as canonical JSON (*out_spec, *out_len; borrowed, valid until the
+ * next call that changes the scheduler), its version and whether it is
+ * Ready (1) or not (0). Any out-param may be NULL. SELDON_ENOTFOUND when no
+ * live pipeline has that name (never applied, unloaded, or failed to
+ * compile after a restart).
+ */
+SELDON_API int seldon_sched_pipeline_spec(const char **out_spec, size_t *out_len,
+                                          uint32_t *out_version, int32_t *out_ready,
+                                          seldon_sched *sched, const char *name);
+
+/*
+ * The same pipeline compiled (*out borrowed, valid until the next call that
+ * changes the scheduler; seldon_pipeline_engine_add() takes its own
+ * reference, so an engine may keep running it after that). A host keeps its
+ * engine in step by reading SELDON_KIND_PIPELINE events: on PipelineReady
+ * (or a new version) it adds the pipeline (removing an older version first),
+ * on PipelineTerminated it removes it; whether it serves a pipeline that is
+ * not Ready is its choice (Seldon answers such requests with an error).
+ */
+SELDON_API int seldon_sched_pipeline_get(const seldon_pipeline **out, uint32_t *out_version,
+                                         int32_t *out_ready, seldon_sched *sched, const char *name);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,7 @@
 #include "sched/sched.h"
 
 #define REC_FORMAT 1
+#define PIPELINE_FORMAT 2 /* first byte of a pipeline record; JSON starts with '{' */
 
 /* --- Writer ---------------------------------------------------------------- */
 
@@ -229,7 +230,17 @@ int sdn_sch_persist(seldon_sched *s)
     }
     for (i = 0; i < s->ndirty_resources; i++) {
         const sch_resource *res = s->dirty_resources[i];
-        if (res->live)
+        const sch_pipeline *p = res->key[0] == 'P' ? sdn_sch_pipeline_find(s, res->key + 2) : NULL;
+        if (res->live && p != NULL) {
+            /* A pipeline: its version, then its JSON (a record from before versions is JSON). */
+            b->len = 0;
+            if (put_u8(b, PIPELINE_FORMAT) != 0 || put_var(b, p->version) != 0 ||
+                sdn_buf_append(b, res->json, res->json_len) != 0) {
+                rc = SELDON_ENOMEM;
+                goto fail;
+            }
+            rc = sdn_store_put(txn, SCH_DB_RESOURCES, res->key, strlen(res->key), b->data, b->len);
+        } else if (res->live)
             rc = sdn_store_put(txn, SCH_DB_RESOURCES, res->key, strlen(res->key), res->json,
                                res->json_len);
         else
@@ -485,6 +496,21 @@ static int load_resource(void *ud, const void *key, size_t klen, const void *val
     int rc;
     if (key_name(name, sizeof(name), key, klen) != 0 || klen < 3 || name[1] != ':')
         return bad_record(NULL, "resource", key, klen);
+    if (name[0] == 'P') {
+        rd r = {(const uint8_t *)val, (const uint8_t *)val + vlen, 0};
+        uint64_t version = 1;
+        if (vlen > 0 && ((const uint8_t *)val)[0] == PIPELINE_FORMAT) {
+            get_u8(&r);
+            version = get_var(&r);
+            if (r.bad || version == 0 || version > UINT32_MAX)
+                return bad_record(&r, "pipeline", key, klen);
+            vlen = (size_t)(r.end - r.p);
+            val = r.p;
+        }
+        if ((rc = sdn_sch_resource_put(s, name, val, vlen, 1)) != 0)
+            return rc;
+        return sdn_sch_pipeline_loaded(s, name + 2, val, vlen, (uint32_t)version);
+    }
     if ((rc = sdn_sch_resource_put(s, name, val, vlen, 1)) != 0)
         return rc;
     if (name[0] == 'E') {
@@ -520,6 +546,7 @@ int sdn_sch_reload(seldon_sched *s)
         (rc = sdn_store_walk(s->store, SCH_DB_MODELS, load_model, s)) != 0 ||
         (rc = sdn_store_walk(s->store, SCH_DB_RESOURCES, load_resource, s)) != 0)
         return rc;
+    sdn_sch_pipelines_reload_all(s);
     s->routes_changed = 0;
     s->ndirty_resources = 0;
     return 0;

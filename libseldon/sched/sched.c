@@ -619,6 +619,8 @@ static void version_state(seldon_sched *s, sch_version *v, int state, const char
     if (v->state == state && ((reason == NULL && v->reason == NULL) ||
                               (reason && v->reason && !strcmp(reason, v->reason))))
         return;
+    if ((v->state == SCH_M_AVAILABLE) != (state == SCH_M_AVAILABLE))
+        s->pl_check = 1;
     v->state = (uint8_t)state;
     sdn_sch_set_reason(&v->reason, reason);
     v->last_change = s->now;
@@ -769,6 +771,8 @@ static int finish(seldon_sched *s)
     s->retry = 0;
     for (i = 0; i < s->ndirty_models; i++)
         model_prune(s, s->dirty_models[i]);
+    if (s->pl_check)
+        sdn_sch_pipelines_refresh(s);
     if (s->store != NULL && (rc = sdn_sch_persist(s)) != 0) {
         /* Kept dirty: the next call that writes retries them, so the store catches up. */
         sdn_log(SELDON_LOG_ERROR, "scheduler: state not stored: %s", seldon_last_error());
@@ -923,6 +927,7 @@ void seldon_sched_close(seldon_sched *sched)
         sdn_free(sched->resources[i]->exp_default);
         sdn_free(sched->resources[i]);
     }
+    sdn_sch_pipelines_free(sched);
     for (i = 0; i < sched->ncaps; i++)
         sdn_free(sched->caps[i]);
     for (; sched->ev_len > 0; sched->ev_len--) {
@@ -1341,6 +1346,7 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest, uin
 {
     size_t i, n;
     int rc = 0;
+    seldon_pipeline **compiled = NULL;
 
     if (sched == NULL || manifest == NULL)
         return sdn_error(SELDON_EINVAL, "sched_apply: NULL argument");
@@ -1348,6 +1354,13 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest, uin
     n = seldon_manifest_count(manifest);
     if ((rc = check_manifest(sched, manifest)) != 0)
         return rc;
+    /* Pipelines compile before anything changes: one that does not refuses the manifest. */
+    if (n > 0 && (compiled = sdn_calloc(n, sizeof(*compiled))) == NULL)
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+    if ((rc = sdn_sch_pipelines_prepare(sched, manifest, compiled)) != 0) {
+        sdn_free(compiled);
+        return rc;
+    }
     for (i = 0; i < n; i++) {
         const seldon_resource *res = seldon_manifest_at(manifest, i);
         uint32_t version = 0;
@@ -1359,6 +1372,9 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest, uin
             rc = apply_server(sched, res);
             break;
         case SELDON_KIND_PIPELINE:
+            rc = sdn_sch_pipeline_apply(sched, res, compiled[i], &version);
+            compiled[i] = NULL;
+            break;
         case SELDON_KIND_EXPERIMENT: {
             char key[SELDON_MANIFEST_NAME_MAX + 8];
             if ((rc = resource_key(key, sizeof(key), res->kind, res->name)) != 0)
@@ -1388,6 +1404,9 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest, uin
         if (out_versions != NULL)
             out_versions[i] = version;
     }
+    for (i = 0; i < n; i++)
+        seldon_pipeline_free(compiled[i]);
+    sdn_free(compiled);
     {
         int frc = finish(sched);
         if (rc == 0)
@@ -1434,6 +1453,9 @@ int seldon_sched_unload(seldon_sched *sched, seldon_kind kind, const char *name,
         break;
     }
     case SELDON_KIND_PIPELINE:
+        if ((rc = sdn_sch_pipeline_unload(sched, name)) != 0)
+            return rc;
+        break;
     case SELDON_KIND_EXPERIMENT: {
         char key[SELDON_MANIFEST_NAME_MAX + 8];
         sch_resource *res;

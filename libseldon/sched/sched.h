@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/core.h"
+#include "seldon/pipeline.h"
 #include "seldon/scheduler.h"
 #include "store/store.h"
 
@@ -181,6 +182,33 @@ typedef struct sch_resource { /* Pipelines and Experiments: stored as written */
     char *exp_default;    /* an experiment's spec.default, or NULL */
 } sch_resource;
 
+/* Pipeline states, Seldon's names. */
+enum {
+    SCH_P_CREATE = 0,
+    SCH_P_CREATING,
+    SCH_P_READY,
+    SCH_P_FAILED,
+    SCH_P_TERMINATING,
+    SCH_P_TERMINATED,
+    SCH_P__COUNT
+};
+
+/* A pipeline (pipelines.c); its record is the sch_resource "P:<name>". */
+typedef struct sch_pipeline {
+    char *name;
+    uint32_t version; /* current (0 before the first apply) */
+    uint8_t state;    /* SCH_P_* */
+    uint8_t deleted;
+    uint8_t models_ready;
+    char *reason;
+    char *spec; /* canonical JSON */
+    size_t spec_len;
+    seldon_pipeline *compiled; /* NULL when deleted or failed */
+    char **waiting;            /* models not available */
+    uint32_t nwaiting;
+    int64_t last_change;
+} sch_pipeline;
+
 typedef struct sch_event {
     seldon_kind kind;
     const char *name; /* borrowed from a model or server, which live as long as the scheduler */
@@ -246,6 +274,11 @@ struct seldon_sched {
     seldon_routes *routes_cache; /* built for routes_cache_gen */
     uint64_t routes_cache_gen;
 
+    sch_map pipelines_by_name;
+    sch_pipeline **pipelines;
+    uint32_t npipelines, cappipelines;
+    uint8_t pl_check; /* a model's availability changed: pipelines look again */
+
     uint32_t epoch;       /* placement scratch marks */
     uint32_t touch_epoch; /* touched-list marks */
     seldon_buf scratch;
@@ -303,6 +336,25 @@ int sdn_sch_version_new(sch_version **out, seldon_sched *s, sch_model *m, uint32
 int sdn_sch_resource_put(seldon_sched *s, const char *key, const char *json, size_t len, int live);
 /* Records an experiment's default (for the one-default-per-model rule). */
 int sdn_sch_resource_experiment(seldon_sched *s, const char *key, const seldon_resource *res);
+
+/* Pipelines (pipelines.c). */
+const char *sdn_sched_pipeline_state_name(int state);
+/* Compiles every Pipeline of the manifest (out[i] for resource i, NULL for other kinds). */
+int sdn_sch_pipelines_prepare(seldon_sched *s, const seldon_manifest *mf, seldon_pipeline **out);
+/* Applies one compiled Pipeline (takes compiled in every case). */
+int sdn_sch_pipeline_apply(seldon_sched *s, const seldon_resource *res, seldon_pipeline *compiled,
+                           uint32_t *out_version);
+int sdn_sch_pipeline_unload(seldon_sched *s, const char *name);
+/* A pipeline record read back (its version; the spec is compiled by _reload_all). */
+int sdn_sch_pipeline_loaded(seldon_sched *s, const char *name, const char *json, size_t len,
+                            uint32_t version);
+void sdn_sch_pipelines_reload_all(seldon_sched *s);
+/* Looks again at which models pipelines wait for (after a call that changed availability). */
+void sdn_sch_pipelines_refresh(seldon_sched *s);
+sch_pipeline *sdn_sch_pipeline_find(const seldon_sched *s, const char *name);
+void sdn_sch_pipelines_free(seldon_sched *s);
+/* 1 when the model has an available version. */
+int sdn_sch_model_available(const seldon_sched *s, const char *name);
 
 /* Persistence (persist.c). */
 #define SCH_DB_MODELS 0

@@ -77,10 +77,11 @@ uint64_t seldon_sched_routes_generation(const seldon_sched *sched)
 
 struct seldon_sched_status {
     sdn_arena arena;
-    int servers; /* 1: a server snapshot */
+    int servers; /* 1: a server snapshot, 2: a pipeline snapshot */
     size_t n;
     seldon_sched_model_status *models;
     seldon_sched_server_status *srv;
+    seldon_sched_pipeline_status *pls;
 };
 
 static const char *dup(seldon_sched_status *st, const char *s, int *bad)
@@ -287,7 +288,7 @@ const seldon_sched_model_status *seldon_sched_status_model(const seldon_sched_st
 const seldon_sched_server_status *seldon_sched_status_server(const seldon_sched_status *status,
                                                              size_t i)
 {
-    if (status == NULL || !status->servers || i >= status->n)
+    if (status == NULL || status->servers != 1 || i >= status->n)
         return NULL;
     return &status->srv[i];
 }
@@ -298,4 +299,75 @@ void seldon_sched_status_free(seldon_sched_status *status)
         return;
     sdn_arena_release(&status->arena);
     sdn_free(status);
+}
+
+/* --- Pipelines --------------------------------------------------------------- */
+
+static void fill_pipeline(seldon_sched_status *st, seldon_sched_pipeline_status *out,
+                          const sch_pipeline *p, int *bad)
+{
+    const char **v;
+    size_t i, n = p->compiled ? seldon_pipeline_step_count(p->compiled) : 0;
+    out->name = dup(st, p->name, bad);
+    out->version = p->version;
+    out->state = sdn_sched_pipeline_state_name(p->state);
+    out->reason = dup(st, p->reason, bad);
+    out->deleted = p->deleted;
+    out->models_ready = p->models_ready;
+    out->last_change_ns = p->last_change;
+    out->spec = dup(st, p->spec, bad);
+    v = alloc(st, n, sizeof(char *), bad);
+    for (i = 0; v && i < n; i++)
+        v[i] = dup(st, seldon_pipeline_step_name(p->compiled, i), bad);
+    out->models = v;
+    out->models_count = v ? n : 0;
+    v = alloc(st, p->nwaiting, sizeof(char *), bad);
+    for (i = 0; v && i < p->nwaiting; i++)
+        v[i] = dup(st, p->waiting[i], bad);
+    out->waiting = v;
+    out->waiting_count = v ? p->nwaiting : 0;
+}
+
+int seldon_sched_pipelines(seldon_sched_status **out, seldon_sched *sched, const char *name)
+{
+    seldon_sched_status *st;
+    sch_pipeline *one = NULL;
+    uint32_t i;
+    int bad = 0;
+    if (out == NULL || sched == NULL)
+        return sdn_error(SELDON_EINVAL, "sched_pipelines: NULL argument");
+    *out = NULL;
+    if (name != NULL && (one = sdn_sch_pipeline_find(sched, name)) == NULL)
+        return sdn_error(SELDON_ENOTFOUND, "Pipeline \"%s\" not found", name);
+    st = sdn_calloc(1, sizeof(*st));
+    if (st == NULL)
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+    sdn_arena_init(&st->arena, NULL, 0);
+    st->servers = 2;
+    if (one != NULL) {
+        st->pls = alloc(st, 1, sizeof(*st->pls), &bad);
+        if (st->pls) {
+            st->n = 1;
+            fill_pipeline(st, st->pls, one, &bad);
+        }
+    } else {
+        st->pls = alloc(st, sched->npipelines, sizeof(*st->pls), &bad);
+        for (i = 0; st->pls && i < sched->npipelines; i++)
+            fill_pipeline(st, &st->pls[i], sched->pipelines[i], &bad);
+        st->n = st->pls ? sched->npipelines : 0;
+    }
+    if (bad) {
+        seldon_sched_status_free(st);
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+    }
+    *out = st;
+    return 0;
+}
+
+const seldon_sched_pipeline_status *seldon_sched_status_pipeline(const seldon_sched_status *status,
+                                                                 size_t i)
+{
+    if (status == NULL || status->servers != 2 || i >= status->n)
+        return NULL;
+    return &status->pls[i];
 }

@@ -1,0 +1,484 @@
+/*
+ * Pipelines as resources of the scheduler: compiled on apply (refused with
+ * the compiler's error before anything changes), versioned, stored, and
+ * Ready only while every model their steps call is available. The rules are
+ * in docs/scheduler.md ("Pipelines").
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "sched/sched.h"
+
+static const char *const pipeline_states[SCH_P__COUNT] = {
+    "PipelineCreate", "PipelineCreating",    "PipelineReady",
+    "PipelineFailed", "PipelineTerminating", "PipelineTerminated"};
+
+const char *sdn_sched_pipeline_state_name(int state)
+{
+    return state >= 0 && state < SCH_P__COUNT ? pipeline_states[state] : pipeline_states[0];
+}
+
+sch_pipeline *sdn_sch_pipeline_find(const seldon_sched *s, const char *name)
+{
+    return sdn_sch_map_get(&s->pipelines_by_name, name);
+}
+
+int sdn_sch_model_available(const seldon_sched *s, const char *name)
+{
+    const sch_model *m = sdn_sch_map_get(&s->models_by_name, name);
+    uint32_t i;
+    if (m == NULL || m->deleted)
+        return 0;
+    for (i = 0; i < m->nversions; i++)
+        if (m->versions[i]->state == SCH_M_AVAILABLE)
+            return 1;
+    return 0;
+}
+
+static int pipeline_get(sch_pipeline **out, seldon_sched *s, const char *name)
+{
+    sch_pipeline *p = sdn_sch_pipeline_find(s, name);
+    int rc;
+    *out = p;
+    if (p != NULL)
+        return 0;
+    if ((rc = sdn_sch_grow((void **)&s->pipelines, &s->cappipelines, s->npipelines + 1,
+                           sizeof(void *))) != 0)
+        return rc;
+    p = sdn_calloc(1, sizeof(*p));
+    if (p == NULL || (p->name = sdn_strndup(name, strlen(name))) == NULL) {
+        sdn_free(p);
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+    }
+    p->deleted = 1;
+    if ((rc = sdn_sch_map_put(&s->pipelines_by_name, p->name, p)) != 0) {
+        sdn_free(p->name);
+        sdn_free(p);
+        return rc;
+    }
+    s->pipelines[s->npipelines++] = p;
+    *out = p;
+    return 0;
+}
+
+static void waiting_clear(sch_pipeline *p)
+{
+    uint32_t i;
+    for (i = 0; i < p->nwaiting; i++)
+        sdn_free(p->waiting[i]);
+    sdn_free(p->waiting);
+    p->waiting = NULL;
+    p->nwaiting = 0;
+}
+
+static void pipeline_state(seldon_sched *s, sch_pipeline *p, int state, const char *reason)
+{
+    if (p->state == state && ((reason == NULL && p->reason == NULL) ||
+                              (reason && p->reason && strcmp(reason, p->reason) == 0)))
+        return;
+    p->state = (uint8_t)state;
+    sdn_sch_set_reason(&p->reason, reason);
+    p->last_change = s->now;
+    sdn_sch_event(s, SELDON_KIND_PIPELINE, p->name, p->version,
+                  sdn_sched_pipeline_state_name(state), reason, NULL, -1);
+}
+
+/* Which of its models the pipeline waits for; its state follows. */
+static void pipeline_refresh(seldon_sched *s, sch_pipeline *p)
+{
+    size_t i, j, n;
+    char **w = NULL;
+    uint32_t nw = 0;
+    seldon_buf b = {0};
+
+    if (p->deleted || p->compiled == NULL)
+        return;
+    n = seldon_pipeline_step_count(p->compiled);
+    for (i = 0; i < n; i++) {
+        const char *m = seldon_pipeline_step_name(p->compiled, i);
+        if (sdn_sch_model_available(s, m))
+            continue;
+        for (j = 0; j < i; j++)
+            if (strcmp(seldon_pipeline_step_name(p->compiled, j), m) == 0)
+                break;
+        if (j < i)
+            continue; /* named twice: listed once */
+        if (w == NULL && (w = sdn_calloc(n, sizeof(char *))) == NULL)
+            return; /* looked at again on the next change */
+        if ((w[nw] = sdn_strndup(m, strlen(m))) == NULL)
+            break;
+        nw++;
+    }
+    waiting_clear(p);
+    p->waiting = w;
+    p->nwaiting = nw;
+    p->models_ready = nw == 0;
+    if (nw == 0) {
+        pipeline_state(s, p, SCH_P_READY, NULL);
+        return;
+    }
+    sdn_buf_append(&b, nw == 1 ? "waiting for model " : "waiting for models ", nw == 1 ? 18 : 19);
+    for (i = 0; i < nw; i++) {
+        if (i > 0)
+            sdn_buf_append(&b, ", ", 2);
+        sdn_buf_append(&b, "\"", 1);
+        sdn_buf_append(&b, w[i], strlen(w[i]));
+        sdn_buf_append(&b, "\"", 1);
+    }
+    if (sdn_buf_append(&b, "", 1) == 0)
+        pipeline_state(s, p, SCH_P_CREATING, (const char *)b.data);
+    else
+        pipeline_state(s, p, SCH_P_CREATING, "waiting for models");
+    seldon_buf_free(&b);
+}
+
+void sdn_sch_pipelines_refresh(seldon_sched *s)
+{
+    uint32_t i;
+    s->pl_check = 0;
+    for (i = 0; i < s->npipelines; i++)
+        pipeline_refresh(s, s->pipelines[i]);
+}
+
+/* --- Compiling ---------------------------------------------------------------- */
+
+typedef struct prep_ctx {
+    seldon_sched *s;
+    const seldon_manifest *mf;
+    seldon_pipeline **out;
+} prep_ctx;
+
+static int stored_lookup(const seldon_pipeline **out, void *ud, const char *name)
+{
+    const sch_pipeline *p = sdn_sch_pipeline_find(ud, name);
+    if (p == NULL || p->deleted || p->compiled == NULL)
+        return SELDON_ENOTFOUND;
+    *out = p->compiled;
+    return 0;
+}
+
+/* The manifest's pipelines first (one not compiled yet is not found: a later pass retries). */
+static int prep_lookup(const seldon_pipeline **out, void *ud, const char *name)
+{
+    prep_ctx *c = ud;
+    size_t i, n = seldon_manifest_count(c->mf);
+    for (i = 0; i < n; i++) {
+        const seldon_resource *r = seldon_manifest_at(c->mf, i);
+        if (r->kind == SELDON_KIND_PIPELINE && strcmp(r->name, name) == 0) {
+            if (c->out[i] == NULL)
+                return SELDON_ENOTFOUND;
+            *out = c->out[i];
+            return 0;
+        }
+    }
+    return stored_lookup(out, c->s, name);
+}
+
+int sdn_sch_pipelines_prepare(seldon_sched *s, const seldon_manifest *mf, seldon_pipeline **out)
+{
+    prep_ctx c = {s, mf, out};
+    size_t i, n = seldon_manifest_count(mf), todo = 0;
+    int progress = 1, rc = 0;
+
+    for (i = 0; i < n; i++) {
+        out[i] = NULL;
+        todo += seldon_manifest_at(mf, i)->kind == SELDON_KIND_PIPELINE;
+    }
+    /* Passes until nothing more compiles: a pipeline may read one later in the manifest. */
+    while (todo > 0 && progress) {
+        progress = 0;
+        for (i = 0; i < n; i++) {
+            const seldon_resource *r = seldon_manifest_at(mf, i);
+            if (r->kind != SELDON_KIND_PIPELINE || out[i] != NULL)
+                continue;
+            if (seldon_pipeline_compile(&out[i], r->name, &r->spec.pipeline, prep_lookup, &c) ==
+                0) {
+                todo--;
+                progress = 1;
+            } else {
+                out[i] = NULL;
+            }
+        }
+    }
+    if (todo == 0)
+        return 0;
+    /* The first that does not compile, again for its message. */
+    for (i = 0; i < n; i++) {
+        const seldon_resource *r = seldon_manifest_at(mf, i);
+        seldon_pipeline *tmp = NULL;
+        if (r->kind != SELDON_KIND_PIPELINE || out[i] != NULL)
+            continue;
+        rc = seldon_pipeline_compile(&tmp, r->name, &r->spec.pipeline, prep_lookup, &c);
+        seldon_pipeline_free(tmp);
+        if (rc == 0)
+            rc = sdn_error(SELDON_EINVAL, "pipeline \"%s\": reads a pipeline that does not compile",
+                           r->name);
+        sdn_error_prefix(rc, "document %zu (Pipeline \"%s\")", r->document, r->name);
+        break;
+    }
+    for (i = 0; i < n; i++) {
+        seldon_pipeline_free(out[i]);
+        out[i] = NULL;
+    }
+    return rc;
+}
+
+/* --- Apply and unload ----------------------------------------------------------- */
+
+static int resource_put(seldon_sched *s, sch_pipeline *p, int live)
+{
+    char key[SELDON_MANIFEST_NAME_MAX + 8];
+    snprintf(key, sizeof(key), "P:%s", p->name);
+    return sdn_sch_resource_put(s, key, live ? p->spec : NULL, live ? p->spec_len : 0, live);
+}
+
+/* Compiles again the live pipelines that read p (its steps may have changed). */
+static void dependents_recompile(seldon_sched *s, const sch_pipeline *p)
+{
+    uint32_t i;
+    size_t k;
+    for (i = 0; i < s->npipelines; i++) {
+        sch_pipeline *q = s->pipelines[i];
+        seldon_manifest *mf = NULL;
+        seldon_pipeline *c = NULL;
+        int reads = 0;
+        if (q == p || q->deleted || q->compiled == NULL)
+            continue;
+        for (k = 0; k < seldon_pipeline_dependency_count(q->compiled); k++)
+            reads |= strcmp(seldon_pipeline_dependency(q->compiled, k), p->name) == 0;
+        if (!reads)
+            continue;
+        if (seldon_manifest_parse(&mf, q->spec, q->spec_len, "state") == 0 &&
+            seldon_manifest_count(mf) == 1 &&
+            seldon_pipeline_compile(&c, q->name, &seldon_manifest_at(mf, 0)->spec.pipeline,
+                                    stored_lookup, s) == 0) {
+            seldon_pipeline_free(q->compiled);
+            q->compiled = c;
+        } else {
+            seldon_pipeline_free(q->compiled);
+            q->compiled = NULL;
+            waiting_clear(q);
+            q->models_ready = 0;
+            pipeline_state(s, q, SCH_P_FAILED, seldon_last_error());
+        }
+        seldon_manifest_free(mf);
+    }
+}
+
+int sdn_sch_pipeline_apply(seldon_sched *s, const seldon_resource *res, seldon_pipeline *compiled,
+                           uint32_t *out_version)
+{
+    sch_pipeline *p = NULL;
+    char *spec = NULL;
+    size_t len;
+    int rc;
+
+    *out_version = 0;
+    if ((rc = pipeline_get(&p, s, res->name)) != 0)
+        goto fail;
+    s->scratch.len = 0;
+    if ((rc = seldon_resource_serialize(&s->scratch, res)) != 0)
+        goto fail;
+    len = s->scratch.len;
+    if (!p->deleted && p->compiled != NULL && p->spec_len == len &&
+        memcmp(p->spec, s->scratch.data, len) == 0) {
+        /* The same spec: nothing changes. */
+        seldon_pipeline_free(compiled);
+        *out_version = p->version;
+        return 0;
+    }
+    if ((spec = sdn_strndup((const char *)s->scratch.data, len)) == NULL) {
+        rc = sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+        goto fail;
+    }
+    sdn_free(p->spec);
+    p->spec = spec;
+    p->spec_len = len;
+    seldon_pipeline_free(p->compiled);
+    p->compiled = compiled;
+    p->deleted = 0;
+    p->version++;
+    p->models_ready = 0;
+    waiting_clear(p);
+    if ((rc = resource_put(s, p, 1)) != 0)
+        return rc;
+    *out_version = p->version;
+    p->state = SCH_P__COUNT; /* so that Create is an event even when it was the state */
+    pipeline_state(s, p, SCH_P_CREATE, NULL);
+    dependents_recompile(s, p);
+    pipeline_refresh(s, p);
+    return 0;
+fail:
+    seldon_pipeline_free(compiled);
+    return rc;
+}
+
+int sdn_sch_pipeline_unload(seldon_sched *s, const char *name)
+{
+    sch_pipeline *p = sdn_sch_pipeline_find(s, name);
+    uint32_t i;
+    size_t k;
+    int rc;
+    if (p == NULL || p->deleted)
+        return sdn_error(SELDON_ENOTFOUND, "Pipeline \"%s\" not found", name);
+    for (i = 0; i < s->npipelines; i++) {
+        const sch_pipeline *q = s->pipelines[i];
+        if (q == p || q->deleted || q->compiled == NULL)
+            continue;
+        for (k = 0; k < seldon_pipeline_dependency_count(q->compiled); k++)
+            if (strcmp(seldon_pipeline_dependency(q->compiled, k), name) == 0)
+                return sdn_error(SELDON_ESTATE,
+                                 "Pipeline \"%s\": pipeline \"%s\" reads it "
+                                 "(spec.input.externalInputs or externalTriggers): unload that "
+                                 "one first",
+                                 name, q->name);
+    }
+    if ((rc = resource_put(s, p, 0)) != 0)
+        return rc;
+    pipeline_state(s, p, SCH_P_TERMINATING, NULL);
+    p->deleted = 1;
+    p->models_ready = 0;
+    waiting_clear(p);
+    seldon_pipeline_free(p->compiled);
+    p->compiled = NULL;
+    pipeline_state(s, p, SCH_P_TERMINATED, NULL);
+    return 0;
+}
+
+/* --- Reload ------------------------------------------------------------------- */
+
+int sdn_sch_pipeline_loaded(seldon_sched *s, const char *name, const char *json, size_t len,
+                            uint32_t version)
+{
+    sch_pipeline *p = NULL;
+    char *spec;
+    int rc;
+    if ((rc = pipeline_get(&p, s, name)) != 0)
+        return rc;
+    if ((spec = sdn_strndup(json, len)) == NULL)
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+    sdn_free(p->spec);
+    p->spec = spec;
+    p->spec_len = len;
+    p->version = version;
+    p->deleted = 0;
+    p->state = SCH_P_CREATE;
+    return 0;
+}
+
+static int compile_stored(seldon_pipeline **out, seldon_sched *s, const sch_pipeline *p)
+{
+    seldon_manifest *mf = NULL;
+    int rc = seldon_manifest_parse(&mf, p->spec, p->spec_len, "state store");
+    *out = NULL;
+    if (rc == 0 && (seldon_manifest_count(mf) != 1 ||
+                    seldon_manifest_at(mf, 0)->kind != SELDON_KIND_PIPELINE ||
+                    strcmp(seldon_manifest_at(mf, 0)->name, p->name) != 0))
+        rc = sdn_error(SELDON_EPARSE, "state store: record \"P:%s\" is not that Pipeline", p->name);
+    if (rc == 0)
+        rc = seldon_pipeline_compile(out, p->name, &seldon_manifest_at(mf, 0)->spec.pipeline,
+                                     stored_lookup, s);
+    seldon_manifest_free(mf);
+    return rc;
+}
+
+void sdn_sch_pipelines_reload_all(seldon_sched *s)
+{
+    uint32_t i;
+    int progress = 1;
+    while (progress) {
+        progress = 0;
+        for (i = 0; i < s->npipelines; i++) {
+            sch_pipeline *p = s->pipelines[i];
+            seldon_pipeline *c = NULL;
+            if (p->deleted || p->compiled != NULL)
+                continue;
+            if (compile_stored(&c, s, p) == 0) {
+                p->compiled = c;
+                progress = 1;
+            }
+        }
+    }
+    for (i = 0; i < s->npipelines; i++) {
+        sch_pipeline *p = s->pipelines[i];
+        seldon_pipeline *c = NULL;
+        if (p->deleted)
+            continue;
+        if (p->compiled == NULL) {
+            compile_stored(&c, s, p);
+            seldon_pipeline_free(c);
+            sdn_log(SELDON_LOG_ERROR, "scheduler: pipeline \"%s\" does not compile: %s", p->name,
+                    seldon_last_error());
+            pipeline_state(s, p, SCH_P_FAILED, seldon_last_error());
+            continue;
+        }
+        pipeline_refresh(s, p);
+    }
+    s->pl_check = 0;
+}
+
+void sdn_sch_pipelines_free(seldon_sched *s)
+{
+    uint32_t i;
+    for (i = 0; i < s->npipelines; i++) {
+        sch_pipeline *p = s->pipelines[i];
+        waiting_clear(p);
+        seldon_pipeline_free(p->compiled);
+        sdn_free(p->spec);
+        sdn_free(p->reason);
+        sdn_free(p->name);
+        sdn_free(p);
+    }
+    sdn_free(s->pipelines);
+    s->pipelines = NULL;
+    s->npipelines = 0;
+    sdn_sch_map_free(&s->pipelines_by_name);
+}
+
+/* --- For hosts ------------------------------------------------------------------- */
+
+static int live(sch_pipeline **out, seldon_sched *sched, const char *name)
+{
+    sch_pipeline *p;
+    if (sched == NULL || name == NULL)
+        return sdn_error(SELDON_EINVAL, "sched_pipeline: NULL argument");
+    p = sdn_sch_pipeline_find(sched, name);
+    if (p == NULL || p->deleted || p->compiled == NULL)
+        return sdn_error(SELDON_ENOTFOUND, "Pipeline \"%s\" not found", name);
+    *out = p;
+    return 0;
+}
+
+int seldon_sched_pipeline_spec(const char **out_spec, size_t *out_len, uint32_t *out_version,
+                               int32_t *out_ready, seldon_sched *sched, const char *name)
+{
+    sch_pipeline *p = NULL;
+    int rc = live(&p, sched, name);
+    if (rc != 0)
+        return rc;
+    if (out_spec)
+        *out_spec = p->spec;
+    if (out_len)
+        *out_len = p->spec_len;
+    if (out_version)
+        *out_version = p->version;
+    if (out_ready)
+        *out_ready = p->state == SCH_P_READY;
+    return 0;
+}
+
+int seldon_sched_pipeline_get(const seldon_pipeline **out, uint32_t *out_version,
+                              int32_t *out_ready, seldon_sched *sched, const char *name)
+{
+    sch_pipeline *p = NULL;
+    int rc = live(&p, sched, name);
+    if (rc != 0)
+        return rc;
+    if (out)
+        *out = p->compiled;
+    if (out_version)
+        *out_version = p->version;
+    if (out_ready)
+        *out_ready = p->state == SCH_P_READY;
+    return 0;
+}
