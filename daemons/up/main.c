@@ -106,8 +106,6 @@ static int parse_args(up_config *c, int argc, char **argv)
         SDF_FLAG("rclone", SDF_STR, &c->rclone, 0, 0, "PATH",
                  "the rclone binary for remote storageUri (default rclone)"),
         SDF_FLAG("rclone-config", SDF_STR, &c->rclone_config, 0, 0, "FILE", "rclone's config file"),
-        SDF_FLAG("pipelines", SDF_STR, &c->pipelines, 0, 0, "FILE",
-                 "Pipeline manifests to serve from start-up"),
         SDF_FLAG("pipeline-timeout", SDF_MS, &c->pipeline_timeout_ms, 1, 86400000, "MS",
                  "a pipeline request's timeout unless it sets\n"
                  "seldon-timeout-ms or a gRPC deadline (default 60000)"),
@@ -300,8 +298,7 @@ int main(int argc, char **argv)
     }
     rc = up_pl_setup(&u);
     if (rc != 0) {
-        fprintf(stderr, "seldon-up: --pipelines %s: %s\n", u.cfg.pipelines ? u.cfg.pipelines : "",
-                seldon_last_error());
+        fprintf(stderr, "seldon-up: pipelines: %s\n", seldon_last_error());
         return 1;
     }
     memset(&h2o, 0, sizeof(h2o));

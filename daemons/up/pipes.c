@@ -71,7 +71,19 @@ struct up_pl {
     uint64_t seq;
     plc *done_head, *done_tail;
     int pumping;
+    const seldon_pipeline **pls; /* the pipelines this loop's engine runs (the engine holds them) */
+    size_t npls, cap;
 };
+
+/* The control loop's view: the pipelines published to the loops, with a reference each. */
+typedef struct ctl_ent {
+    char *name;
+    uint32_t version;
+    seldon_pipeline *pl;
+} ctl_ent;
+
+static ctl_ent *ctl_tab;
+static size_t ctl_n, ctl_cap;
 
 /* ------------------------------------------------------------ async store */
 
@@ -155,13 +167,16 @@ static void async_finish(up *u, const char *pipeline, const char *id, int status
 
 /* --------------------------------------------------------------- helpers */
 
+/* The pipeline name served on the current ingress loop, or NULL. */
 static const seldon_pipeline *find_pipeline(up *u, const char *name, size_t len)
 {
+    int loop = sdl_loops_current(u->loops);
+    up_pl *p = loop >= 0 && loop < u->cfg.io_threads && u->pl != NULL ? u->pl[loop] : NULL;
     size_t i;
-    for (i = 0; i < u->npipelines; i++) {
-        const char *n = seldon_pipeline_name(u->pipelines[i]);
+    for (i = 0; p != NULL && i < p->npls; i++) {
+        const char *n = seldon_pipeline_name(p->pls[i]);
         if (strlen(n) == len && memcmp(n, name, len) == 0)
-            return u->pipelines[i];
+            return p->pls[i];
     }
     return NULL;
 }
@@ -840,97 +855,270 @@ int up_pl_grpc(up *u, void *gmsg, const char *name, size_t name_len, const uint8
 
 static int lookup(const seldon_pipeline **out, void *user_data, const char *name)
 {
-    up *u = user_data;
-    const seldon_pipeline *p = find_pipeline(u, name, strlen(name));
-    if (p == NULL)
-        return SELDON_ENOTFOUND;
-    *out = p;
-    return 0;
+    size_t i;
+    (void)user_data;
+    for (i = 0; i < ctl_n; i++)
+        if (strcmp(ctl_tab[i].name, name) == 0) {
+            *out = ctl_tab[i].pl;
+            return 0;
+        }
+    return SELDON_ENOTFOUND;
+}
+
+/*
+ * A change of the pipelines served, posted to every ingress loop in turn (in order:
+ * each loop's posts run first in, first out). The last loop through frees the
+ * references the control loop gave up.
+ */
+typedef struct pl_change {
+    up *u;
+    atomic_int left;
+    char **remove;
+    size_t nremove;
+    seldon_pipeline **add; /* borrowed from the control registry, which holds them */
+    size_t nadd;
+    seldon_pipeline **drop; /* references released once every loop is through */
+    size_t ndrop;
+} pl_change;
+
+static void change_free(pl_change *c)
+{
+    size_t i;
+    for (i = 0; i < c->nremove; i++)
+        sdd_free(c->remove[i]);
+    for (i = 0; i < c->ndrop; i++)
+        seldon_pipeline_free(c->drop[i]);
+    sdd_free(c->remove);
+    sdd_free(c->add);
+    sdd_free(c->drop);
+    sdd_free(c);
+}
+
+static void change_release(pl_change *c)
+{
+    if (atomic_fetch_sub(&c->left, 1) == 1)
+        change_free(c);
+}
+
+static void loop_forget(up_pl *p, const char *name)
+{
+    size_t i;
+    for (i = 0; i < p->npls; i++)
+        if (strcmp(seldon_pipeline_name(p->pls[i]), name) == 0) {
+            p->pls[i] = p->pls[--p->npls];
+            return;
+        }
+}
+
+/* On an ingress loop: removals (readers first), then additions (what they read first). */
+static void change_apply(void *arg)
+{
+    pl_change *c = arg;
+    int loop = sdl_loops_current(c->u->loops);
+    up_pl *p = loop >= 0 ? c->u->pl[loop] : NULL;
+    size_t i, done, left;
+    char *dn = NULL;
+    if (p == NULL) {
+        change_release(c);
+        return;
+    }
+    dn = sdd_calloc(c->nremove + c->nadd + 1, 1);
+    if (dn == NULL) {
+        change_release(c);
+        return;
+    }
+    for (left = c->nremove, done = 1; left > 0 && done;) {
+        done = 0;
+        for (i = 0; i < c->nremove; i++) {
+            int rc;
+            if (dn[i])
+                continue;
+            rc = seldon_pipeline_engine_remove(p->eng, c->remove[i], up_mono_ns());
+            if (rc == SELDON_ESTATE)
+                continue;
+            loop_forget(p, c->remove[i]);
+            dn[i] = 1;
+            done = 1;
+            left--;
+        }
+    }
+    memset(dn, 0, c->nremove + c->nadd + 1);
+    if (p->npls + c->nadd > p->cap) {
+        size_t cap = (p->npls + c->nadd) * 2 + 8;
+        const seldon_pipeline **n = sdd_realloc(p->pls, cap * sizeof(*n));
+        if (n != NULL) {
+            p->pls = n;
+            p->cap = cap;
+        }
+    }
+    for (left = c->nadd, done = 1; left > 0 && done && p->npls + c->nadd <= p->cap;) {
+        done = 0;
+        for (i = 0; i < c->nadd; i++) {
+            int rc;
+            if (dn[i])
+                continue;
+            rc = seldon_pipeline_engine_add(p->eng, c->add[i]);
+            if (rc == SELDON_EINVAL)
+                continue; /* what it reads comes later in this change */
+            if (rc == 0)
+                p->pls[p->npls++] = c->add[i];
+            else if (loop == 0)
+                sdd_log(SELDON_LOG_WARN, "pipeline %s: %s", seldon_pipeline_name(c->add[i]),
+                        seldon_last_error());
+            dn[i] = 1;
+            done = 1;
+            left--;
+        }
+    }
+    if (left > 0 && loop == 0)
+        sdd_log(SELDON_LOG_WARN, "%zu pipeline(s) could not be added: %s", left,
+                seldon_last_error());
+    sdd_free(dn);
+    pump(p);
+    change_release(c);
+}
+
+static ctl_ent *ctl_find(const char *name)
+{
+    size_t i;
+    for (i = 0; i < ctl_n; i++)
+        if (strcmp(ctl_tab[i].name, name) == 0)
+            return &ctl_tab[i];
+    return NULL;
+}
+
+/*
+ * On the control loop, after every pump: the scheduler's live pipelines against those
+ * published; new versions are compiled (from the stored spec) and published, removed
+ * ones withdrawn.
+ */
+void up_pl_sync(up *u)
+{
+    seldon_sched_status *st = NULL;
+    const seldon_sched_pipeline_status *ps;
+    pl_change *c = NULL;
+    size_t i, k, n = 0, progress;
+    char *seen = NULL;
+    int changed = 0;
+
+    if (u->pl == NULL || seldon_sched_pipelines(&st, u->sched.sched, NULL) != 0)
+        return;
+    while (seldon_sched_status_pipeline(st, n) != NULL)
+        n++;
+    c = sdd_calloc(1, sizeof(*c));
+    seen = sdd_calloc(ctl_n + 1, 1);
+    if (c == NULL || seen == NULL)
+        goto out;
+    c->u = u;
+    c->remove = sdd_calloc(n + ctl_n + 1, sizeof(*c->remove));
+    c->add = sdd_calloc(n + 1, sizeof(*c->add));
+    c->drop = sdd_calloc(n + ctl_n + 1, sizeof(*c->drop));
+    if (c->remove == NULL || c->add == NULL || c->drop == NULL)
+        goto out;
+    if (ctl_cap < ctl_n + n) {
+        size_t cap = ctl_n + n + 8;
+        ctl_ent *t = sdd_realloc(ctl_tab, cap * sizeof(*t));
+        if (t == NULL)
+            goto out;
+        ctl_tab = t;
+        ctl_cap = cap;
+    }
+    /* Withdrawn: gone from the scheduler, unloaded, or replaced by a new version. */
+    for (k = 0; k < ctl_n;) {
+        int keep = 0;
+        for (i = 0; i < n; i++) {
+            ps = seldon_sched_status_pipeline(st, i);
+            if (!ps->deleted && strcmp(ps->name, ctl_tab[k].name) == 0 &&
+                ps->version == ctl_tab[k].version)
+                keep = 1;
+        }
+        if (keep) {
+            k++;
+            continue;
+        }
+        sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: withdrawn from the ingress", ctl_tab[k].name,
+                ctl_tab[k].version);
+        c->remove[c->nremove++] = ctl_tab[k].name;
+        c->drop[c->ndrop++] = ctl_tab[k].pl;
+        ctl_tab[k] = ctl_tab[--ctl_n];
+        changed = 1;
+    }
+    /* New: compiled here, in the order of what they read. */
+    for (progress = 1; progress;) {
+        progress = 0;
+        for (i = 0; i < n; i++) {
+            const char *spec = NULL;
+            size_t len = 0;
+            seldon_manifest *m = NULL;
+            seldon_pipeline *pl = NULL;
+            const seldon_resource *res;
+            ps = seldon_sched_status_pipeline(st, i);
+            if (ps->deleted || ctl_find(ps->name) != NULL)
+                continue;
+            if (seldon_sched_pipeline_spec(&spec, &len, NULL, NULL, u->sched.sched, ps->name) != 0 ||
+                seldon_manifest_parse(&m, spec, len, ps->name) != 0)
+                continue;
+            res = seldon_manifest_at(m, 0);
+            if (res != NULL && res->kind == SELDON_KIND_PIPELINE &&
+                seldon_pipeline_compile(&pl, res->name, &res->spec.pipeline, lookup, u) == 0) {
+                ctl_tab[ctl_n].name = sdd_strndup(ps->name, strlen(ps->name));
+                ctl_tab[ctl_n].version = ps->version;
+                ctl_tab[ctl_n].pl = pl;
+                if (ctl_tab[ctl_n].name == NULL) {
+                    seldon_pipeline_free(pl);
+                } else {
+                    c->add[c->nadd++] = pl;
+                    ctl_n++;
+                    progress = 1;
+                    changed = 1;
+                    sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: served (%zu step(s))", ps->name,
+                            ps->version, seldon_pipeline_step_count(pl));
+                }
+            }
+            seldon_manifest_free(m);
+        }
+    }
+    if (!changed)
+        goto out;
+    atomic_store(&c->left, u->cfg.io_threads);
+    for (i = 0; i < (size_t)u->cfg.io_threads; i++)
+        if (sdl_loops_post(u->loops, (int)i, change_apply, c) != 0)
+            change_release(c);
+    c = NULL;
+out:
+    if (c != NULL)
+        change_free(c); /* nothing was withdrawn: a failure comes before that */
+    sdd_free(seen);
+    seldon_sched_status_free(st);
 }
 
 int up_pl_setup(up *u)
 {
-    seldon_manifest *m = NULL;
     seldon_pipeline_options o = SELDON_PIPELINE_OPTIONS_INIT;
-    size_t i, n = 0, done = 0, progress = 1;
-    char *compiled = NULL;
     int rc = 0, i_loop;
 
-    if (u->cfg.pipelines != NULL) {
-        rc = seldon_manifest_load(&m, u->cfg.pipelines);
-        if (rc != 0)
-            return rc;
-        n = seldon_manifest_count(m);
-        u->pipelines = sdd_calloc(n + 1, sizeof(*u->pipelines));
-        compiled = sdd_calloc(n + 1, 1);
-        if (u->pipelines == NULL || compiled == NULL) {
-            rc = SELDON_ENOMEM;
-            goto out;
-        }
-        /* In dependency order: a pipeline reading another compiles once that one is in. */
-        while (progress) {
-            progress = 0;
-            for (i = 0; i < n; i++) {
-                const seldon_resource *res = seldon_manifest_at(m, i);
-                seldon_pipeline *pl = NULL;
-                if (compiled[i] || res->kind != SELDON_KIND_PIPELINE)
-                    continue;
-                if (seldon_pipeline_compile(&pl, res->name, &res->spec.pipeline, lookup, u) == 0) {
-                    u->pipelines[u->npipelines++] = pl;
-                    compiled[i] = 1;
-                    done++;
-                    progress = 1;
-                }
-            }
-        }
-        for (i = 0; i < n; i++) {
-            const seldon_resource *res = seldon_manifest_at(m, i);
-            if (res->kind == SELDON_KIND_PIPELINE && !compiled[i]) {
-                seldon_pipeline *pl = NULL;
-                rc = seldon_pipeline_compile(&pl, res->name, &res->spec.pipeline, lookup, u);
-                if (rc == 0) {
-                    seldon_pipeline_free(pl);
-                    rc = sdd_error(SELDON_EINVAL, "pipeline \"%s\" could not be compiled",
-                                   res->name);
-                }
-                goto out;
-            }
-        }
-        for (i = 0; i < u->npipelines; i++)
-            sdd_log(SELDON_LOG_INFO, "pipeline %s: %zu step(s)", seldon_pipeline_name(u->pipelines[i]),
-                    seldon_pipeline_step_count(u->pipelines[i]));
-    }
     async_cap = u->cfg.pipeline_async_max;
     async_tab = sdd_calloc(async_cap ? async_cap : 1, sizeof(*async_tab));
     u->pl = sdd_calloc((size_t)u->cfg.io_threads, sizeof(*u->pl));
-    if (async_tab == NULL || u->pl == NULL) {
-        rc = SELDON_ENOMEM;
-        goto out;
-    }
+    if (async_tab == NULL || u->pl == NULL)
+        return SELDON_ENOMEM;
     o.timeout_ms = (int64_t)u->cfg.pipeline_timeout_ms;
     o.max_requests = u->cfg.pipeline_max_requests;
     for (i_loop = 0; i_loop < u->cfg.io_threads; i_loop++) {
         up_pl *p = sdd_calloc(1, sizeof(*p));
-        if (p == NULL) {
-            rc = SELDON_ENOMEM;
-            goto out;
-        }
+        if (p == NULL)
+            return SELDON_ENOMEM;
         u->pl[i_loop] = p;
         p->u = u;
         p->loop = i_loop;
         p->armed = INT64_MAX;
-        rc = seldon_pipeline_engine_new(&p->eng, (const seldon_pipeline *const *)u->pipelines,
-                                        u->npipelines, &o);
+        rc = seldon_pipeline_engine_new(&p->eng, NULL, 0, &o);
         if (rc != 0)
-            goto out;
+            return rc;
         uv_timer_init(sdl_loops_loop(u->loops, i_loop), &p->timer);
         p->timer.data = p;
     }
-out:
-    (void)done;
-    sdd_free(compiled);
-    seldon_manifest_free(m);
-    return rc;
+    return 0;
 }
 
 /* On loop i, at shutdown: requests left end; the timer closes. */
@@ -957,12 +1145,15 @@ void up_pl_free(up *u)
                 sdd_free(w);
             }
         seldon_pipeline_engine_free(p->eng);
+        sdd_free(p->pls);
         sdd_free(p);
     }
     sdd_free(u->pl);
-    for (k = 0; k < u->npipelines; k++)
-        seldon_pipeline_free(u->pipelines[k]);
-    sdd_free(u->pipelines);
+    for (k = 0; k < ctl_n; k++) {
+        seldon_pipeline_free(ctl_tab[k].pl);
+        sdd_free(ctl_tab[k].name);
+    }
+    sdd_free(ctl_tab);
     for (k = 0; k < async_cap; k++)
         seldon_buf_free(&async_tab[k].body);
     sdd_free(async_tab);

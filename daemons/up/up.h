@@ -62,7 +62,6 @@ typedef struct up_config {
     uint64_t grace_ms;
     long ready_timeout_s;
     int32_t log_level;
-    const char *pipelines;        /* --pipelines FILE: Pipeline manifests served from start-up */
     uint64_t pipeline_timeout_ms; /* a pipeline request's default timeout */
     uint32_t pipeline_max_requests;
     uint32_t pipeline_async_max; /* asynchronous results kept */
@@ -165,8 +164,6 @@ struct up {
     seldon_metric *m_miss;     /* seldon_cache_miss_count */
 
     /* pipelines (pipes.c) */
-    struct seldon_pipeline **pipelines; /* compiled at start-up; immutable after */
-    size_t npipelines;
     struct up_pl **pl; /* per ingress loop: its engine */
 };
 
@@ -197,6 +194,7 @@ void up_grpc_answer(void *msg, int32_t status, const char *message, seldon_buf *
 
 /* pipes.c: pipelines on the ingress loops */
 int up_pl_setup(up *u); /* before the loops start */
+void up_pl_sync(up *u);  /* control loop: the scheduler's pipelines to the engines */
 void up_pl_rest(up *u, sdh_req *req, const sdh_request *r, const char *name, size_t name_len);
 int up_pl_grpc(up *u, void *msg, const char *name, size_t name_len, const uint8_t *data,
                size_t len, int64_t timeout_ms, const char *rid, size_t rid_len);

@@ -1,9 +1,11 @@
 """seldon up runs pipelines in process: Seldon Core 2's pipeline scenario families with the
 builtin models, through the one inference port over REST (curl) and gRPC (grpcio).
 
-The pipelines are tests/integration/up/pipelines/pipelines.yaml (served with --pipelines),
+The pipelines are tests/integration/up/pipelines/pipelines.yaml,
 the models pipelines/models.yaml (loaded with the seldon CLI). No assertion depends on time:
 the timeout case uses a model that holds requests far longer than the timeout asked for.
+The pipelines are loaded with `seldon load -f` (the scheduler stores and compiles them; seldon up
+serves what the scheduler holds).
 """
 import base64
 import json
@@ -11,6 +13,7 @@ import os
 import re
 import struct
 import threading
+import time
 
 import pytest
 
@@ -35,12 +38,29 @@ def choice(c):
 def pup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pipelines")
     os.symlink(os.path.join(HERE, "pipelines"), os.path.join(str(folder), "pipelines"))
-    u = Up(folder, "--pipelines", "pipelines/pipelines.yaml", "--pipeline-async-ttl", "600000")
+    u = Up(folder, "--pipeline-async-ttl", "600000")
     load(u, "pipelines/models.yaml")
+    rc, out, err = u.cli("load", "-f", "pipelines/pipelines.yaml")
+    assert rc == 0, err
+    for name in ("chain", "join", "cond", "inputs", "triggers", "chained", "batched", "cycle",
+                 "failing", "slowpipe", "ident"):
+        wait_ready(u, name, 200)
+    wait_ready(u, "unready", 424)
     yield u
     if u.proc.poll() is None:
         rc = u.stop()
         assert rc == 0, u.stderr()
+
+
+def wait_ready(up, name, want):
+    """Polls the pipeline's ready endpoint (answered by the ingress loop) until it says want."""
+    deadline = time.monotonic() + GUARD
+    while True:
+        code = up.curl(f"/v2/pipelines/{name}/ready")[0]
+        if code == want:
+            return
+        assert time.monotonic() < deadline, f"{name}: ready says {code}\n{up.stderr()}"
+        time.sleep(0.02)
 
 
 def infer_count(up, model):
