@@ -70,7 +70,8 @@ int cli_rest(cli *c, cli_result *out, const char *method, const char *target, co
 void cli_sleep(cli *c, uint64_t ms);
 
 /* infer.c */
-int cli_infer(cli *c, const char *model, const char *json);
+/* pipeline: 1 to ask for pipeline `model` (seldon-model: <model>.pipeline). */
+int cli_infer(cli *c, const char *model, const char *json, int pipeline);
 int cli_metadata(cli *c, const char *model);
 
 /* print.c: JSON on f */

@@ -14,9 +14,12 @@
 #include "sdd.h"
 #include "seldon/oip.h"
 
-/* One attempt; the response JSON (REST body, or the decoded gRPC answer) in out->body. */
-static int infer_once(cli *c, cli_result *out, const char *model, const char *json,
-                      const seldon_buf *pb)
+/*
+ * One attempt; the response JSON (REST body, or the decoded gRPC answer) in
+ * out->body. route: the seldon-model header ("<model>", or "<p>.pipeline").
+ */
+static int infer_once(cli *c, cli_result *out, const char *model, const char *route,
+                      const char *json, const seldon_buf *pb)
 {
     if (strcmp(c->o.mode, "grpc") == 0) {
         sd2_header h[CLI_HEADERS_MAX + 1];
@@ -25,7 +28,7 @@ static int infer_once(cli *c, cli_result *out, const char *model, const char *js
         seldon_buf js = SELDON_BUF_INIT;
         int rc;
         uint64_t timeout = c->o.timeout_s > 0 ? (uint64_t)c->o.timeout_s * 1000 : 60000;
-        h[n++] = (sd2_header){"seldon-model", 12, model, strlen(model)};
+        h[n++] = (sd2_header){"seldon-model", 12, route, strlen(route)};
         for (i = 0; i < c->o.nheaders; i++) {
             const char *eq = strchr(c->o.headers[i], '=');
             h[n++] = (sd2_header){c->o.headers[i], (size_t)(eq - c->o.headers[i]), eq + 1,
@@ -57,7 +60,7 @@ static int infer_once(cli *c, cli_result *out, const char *model, const char *js
     } else {
         char target[600];
         snprintf(target, sizeof(target), "/v2/models/%s/infer", model);
-        return cli_rest(c, out, "POST", target, json, strlen(json), model);
+        return cli_rest(c, out, "POST", target, json, strlen(json), route);
     }
 }
 
@@ -66,8 +69,9 @@ typedef struct route_count {
     long n;
 } route_count;
 
-int cli_infer(cli *c, const char *model, const char *json)
+int cli_infer(cli *c, const char *model, const char *json, int pipeline)
 {
+    char route[400];
     seldon_buf pb = SELDON_BUF_INIT;
     seldon_msg *req = NULL;
     cli_result r;
@@ -78,6 +82,8 @@ int cli_infer(cli *c, const char *model, const char *json)
     char sticky[300];
     int rc = 0, stuck = 0;
 
+    /* A pipeline is asked for through the models' endpoint, as Seldon's CLI does. */
+    snprintf(route, sizeof(route), "%s%s", model, pipeline ? ".pipeline" : "");
     if (strcmp(c->o.mode, "grpc") == 0) {
         rc = seldon_msg_new(&req, SELDON_MSG_REQUEST);
         if (rc == 0)
@@ -94,7 +100,7 @@ int cli_infer(cli *c, const char *model, const char *json)
         }
     }
     if (c->o.iterations <= 1) {
-        rc = infer_once(c, &r, model, json, &pb);
+        rc = infer_once(c, &r, model, route, json, &pb);
         if (c->o.show_headers && r.headers.len > 0)
             fprintf(stderr, "%s", (const char *)r.headers.data);
         if (rc == 0) {
@@ -110,7 +116,7 @@ int cli_infer(cli *c, const char *model, const char *json)
         return rc == 0 ? 0 : 1;
     }
     for (it = 0; it < c->o.iterations; it++) {
-        rc = infer_once(c, &r, model, json, &pb);
+        rc = infer_once(c, &r, model, route, json, &pb);
         if (rc == 0 && c->o.sticky && !stuck && r.route[0] != '\0' &&
             c->o.nheaders < CLI_HEADERS_MAX) {
             /* Pinned to the route that answered first, as Seldon's -s does. */

@@ -22,6 +22,11 @@ typedef Seldon__Control__V1__ModelStatus ModelStatus;
 typedef Seldon__Control__V1__ModelStatusResponse ModelStatusResponse;
 typedef Seldon__Control__V1__ServerStatus ServerStatus;
 typedef Seldon__Control__V1__ServerStatusResponse ServerStatusResponse;
+typedef Seldon__Control__V1__PipelineStatus PipelineStatus;
+typedef Seldon__Control__V1__PipelineVersionStatus PipelineVersionStatus;
+typedef Seldon__Control__V1__PipelineStatusResponse PipelineStatusResponse;
+
+static int waits_pipelines(const struct cli *c);
 
 static void usage(FILE *f)
 {
@@ -36,6 +41,14 @@ static void usage(FILE *f)
         "  model list                  every model and its state\n"
         "  model infer NAME 'JSON'     an inference request (Open Inference Protocol JSON)\n"
         "  model metadata NAME         a model's metadata\n"
+        "  pipeline load -f FILE       apply the file's pipelines (compiled by the scheduler:\n"
+        "                              a bad one is refused naming the field)\n"
+        "  pipeline unload NAME | -f FILE   unload pipelines\n"
+        "  pipeline status NAME | -f FILE   a pipeline's status (version, state, the models\n"
+        "                              it waits for)\n"
+        "  pipeline list               every pipeline and its state\n"
+        "  pipeline infer NAME 'JSON'  an inference request to a pipeline (seldon-model:\n"
+        "                              NAME.pipeline on /v2/models/NAME/infer, or gRPC)\n"
         "  server status NAME          a server's replicas, memory and models\n"
         "  server list                 every server\n"
         "  load -f FILE                apply every resource of the file (any kind)\n"
@@ -47,7 +60,8 @@ static void usage(FILE *f)
         "  -f, --file-path FILE        a manifest (YAML, several documents allowed); checked\n"
         "                              here first: an error names the field and nothing is sent\n"
         "  -w, --wait STATE            wait until the models reach STATE (ModelAvailable,\n"
-        "                              ModelTerminated, ...)\n"
+        "                              ModelTerminated, ...) or the pipelines do\n"
+        "                              (PipelineReady, PipelineTerminated, ...)\n"
         "  -t, --timeout-secs N        bound on calls and waits (default 60)\n"
         "  --scheduler-host HOST:PORT  default $SELDON_SCHEDULE_HOST or 0.0.0.0:9004\n"
         "  --inference-host HOST:PORT  default $SELDON_INFER_HOST or 0.0.0.0:9000\n"
@@ -240,7 +254,8 @@ static int model_status(cli *c, const char *name)
     ModelStatusResponse *resp = NULL;
     int nf = 0;
     size_t i;
-    if (c->o.wait_state != NULL && wait_model(c, name, 0, c->o.wait_state) != 0)
+    if (c->o.wait_state != NULL && !waits_pipelines(c) &&
+        wait_model(c, name, 0, c->o.wait_state) != 0)
         return 1;
     if (get_models(c, name, &resp, &nf) != 0)
         return 1;
@@ -317,6 +332,156 @@ static int server_status(cli *c, const char *name, int list)
     }
     seldon__control__v1__server_status_response__free_unpacked(resp, NULL);
     return 0;
+}
+
+/* --------------------------------------------------------------- pipelines */
+
+static void print_pipeline(const PipelineStatus *p)
+{
+    size_t i, j;
+    printf("{\"pipelineName\":");
+    json_str(stdout, p->name);
+    printf(",\"versions\":[");
+    for (i = 0; i < p->n_versions; i++) {
+        const PipelineVersionStatus *v = p->versions[i];
+        printf("%s{", i ? "," : "");
+        if (*v->spec == '{') {
+            const char *q;
+            printf("\"pipeline\":");
+            for (q = v->spec; *q; q++)
+                if (*q != '\n' && *q != '\r')
+                    fputc(*q, stdout);
+            printf(",");
+        }
+        printf("\"state\":{\"pipelineVersion\":%u,\"status\":", v->version);
+        json_str(stdout, v->state);
+        printf(",\"reason\":");
+        json_str(stdout, v->reason);
+        printf(",\"lastChangeTimestamp\":");
+        json_time(stdout, v->last_change_unix_ms);
+        printf(",\"modelsReady\":%s,\"waitingFor\":[", v->models_ready ? "true" : "false");
+        for (j = 0; j < v->n_waiting_for; j++) {
+            if (j)
+                fputc(',', stdout);
+            json_str(stdout, v->waiting_for[j]);
+        }
+        printf("]}}");
+    }
+    printf("],\"deleted\":%s}\n", p->deleted ? "true" : "false");
+}
+
+/* PipelineStatus; *out NULL with NOT_FOUND. Returns 0, or 1 after printing the failure. */
+static int get_pipelines(cli *c, const char *name, PipelineStatusResponse **out, int *not_found)
+{
+    Seldon__Control__V1__StatusRequest req = SELDON__CONTROL__V1__STATUS_REQUEST__INIT;
+    cli_result r;
+    *out = NULL;
+    *not_found = 0;
+    req.name = (char *)(name != NULL ? name : "");
+    if (cli_sched(c, &r, "PipelineStatus", &req.base) != 0) {
+        int rc = 1;
+        if (r.status == SDR_NOT_FOUND) {
+            *not_found = 1;
+            rc = 0;
+        } else {
+            fail("PipelineStatus", &r);
+        }
+        cli_result_free(&r);
+        return rc;
+    }
+    *out = seldon__control__v1__pipeline_status_response__unpack(NULL, r.body.len, r.body.data);
+    cli_result_free(&r);
+    if (*out == NULL) {
+        fprintf(stderr, "seldon: PipelineStatus: the answer is not a PipelineStatusResponse\n");
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Polls the pipeline's status until its version (0: any) is in state. A
+ * pipeline that is gone counts as PipelineTerminated.
+ */
+static int wait_pipeline(cli *c, const char *name, uint32_t version, const char *state)
+{
+    int64_t deadline = mono_ms() + (c->o.timeout_s > 0 ? c->o.timeout_s : 60) * 1000;
+    char last[1100] = "not found";
+    for (;;) {
+        PipelineStatusResponse *resp = NULL;
+        int nf = 0, done = 0;
+        if (get_pipelines(c, name, &resp, &nf) != 0)
+            return 1;
+        if (nf) {
+            done = strcmp(state, "PipelineTerminated") == 0;
+        } else if (resp->n_pipelines > 0 && resp->pipelines[0]->n_versions > 0) {
+            const PipelineVersionStatus *v = resp->pipelines[0]->versions[0];
+            if (version == 0 || v->version >= version) {
+                done = strcmp(v->state, state) == 0 && (version == 0 || v->version == version);
+                snprintf(last, sizeof(last), "version %u is %s%s%.1000s", v->version, v->state,
+                         *v->reason ? ": " : "", v->reason);
+            }
+        }
+        if (resp != NULL)
+            seldon__control__v1__pipeline_status_response__free_unpacked(resp, NULL);
+        if (done)
+            return 0;
+        if (mono_ms() >= deadline) {
+            fprintf(stderr, "seldon: pipeline %s: not %s after %lds: %s\n", name, state,
+                    c->o.timeout_s > 0 ? c->o.timeout_s : 60L, last);
+            return 1;
+        }
+        cli_sleep(c, 100);
+    }
+}
+
+static int pipeline_status(cli *c, const char *name)
+{
+    PipelineStatusResponse *resp = NULL;
+    int nf = 0;
+    size_t i;
+    if (waits_pipelines(c) && wait_pipeline(c, name, 0, c->o.wait_state) != 0)
+        return 1;
+    if (get_pipelines(c, name, &resp, &nf) != 0)
+        return 1;
+    if (nf) {
+        fprintf(stderr, "seldon: pipeline %s: NOT_FOUND: no such pipeline\n", name);
+        return 1;
+    }
+    for (i = 0; i < resp->n_pipelines; i++)
+        print_pipeline(resp->pipelines[i]);
+    seldon__control__v1__pipeline_status_response__free_unpacked(resp, NULL);
+    return 0;
+}
+
+static int pipeline_list(cli *c)
+{
+    PipelineStatusResponse *resp = NULL;
+    int nf = 0;
+    size_t i;
+    if (get_pipelines(c, NULL, &resp, &nf) != 0)
+        return 1;
+    printf("{\"pipelines\":[");
+    for (i = 0; resp != NULL && i < resp->n_pipelines; i++) {
+        const PipelineStatus *p = resp->pipelines[i];
+        const PipelineVersionStatus *v = p->n_versions ? p->versions[0] : NULL;
+        printf("%s{\"name\":", i ? "," : "");
+        json_str(stdout, p->name);
+        printf(",\"version\":%u,\"state\":", v ? v->version : 0);
+        json_str(stdout, v ? v->state : "");
+        printf(",\"reason\":");
+        json_str(stdout, v ? v->reason : "");
+        printf("}");
+    }
+    printf("]}\n");
+    if (resp != NULL)
+        seldon__control__v1__pipeline_status_response__free_unpacked(resp, NULL);
+    return 0;
+}
+
+/* 1 when -w names a pipeline state: the wait is on pipelines, not models. */
+static int waits_pipelines(const struct cli *c)
+{
+    return c->o.wait_state != NULL && strncmp(c->o.wait_state, "Pipeline", 8) == 0;
 }
 
 /* --------------------------------------------------------------- manifests */
@@ -398,11 +563,15 @@ static int apply_file(cli *c, const char *path, seldon_kind only)
         goto out;
     }
     if (c->o.wait_state != NULL) {
-        for (i = 0; i < resp->n_resources; i++)
-            if (strcmp(resp->resources[i]->kind, "Model") == 0 &&
-                wait_model(c, resp->resources[i]->name, resp->resources[i]->version,
-                           c->o.wait_state) != 0)
+        const char *kind = waits_pipelines(c) ? "Pipeline" : "Model";
+        for (i = 0; i < resp->n_resources; i++) {
+            const Seldon__Control__V1__ResourceRef *ref = resp->resources[i];
+            if (strcmp(ref->kind, kind) != 0)
+                continue;
+            if ((kind[0] == 'M' ? wait_model : wait_pipeline)(c, ref->name, ref->version,
+                                                              c->o.wait_state) != 0)
                 goto out;
+        }
     }
     printf("{\"resources\":[");
     for (i = 0; i < resp->n_resources; i++) {
@@ -436,8 +605,11 @@ static int unload_one(cli *c, const char *kind, const char *name)
         return 1;
     }
     cli_result_free(&r);
-    if (c->o.wait_state != NULL && strcmp(kind, "Model") == 0 &&
+    if (c->o.wait_state != NULL && strcmp(kind, "Model") == 0 && !waits_pipelines(c) &&
         wait_model(c, name, 0, c->o.wait_state) != 0)
+        return 1;
+    if (c->o.wait_state != NULL && strcmp(kind, "Pipeline") == 0 && waits_pipelines(c) &&
+        wait_pipeline(c, name, 0, c->o.wait_state) != 0)
         return 1;
     printf("{\"kind\":");
     json_str(stdout, kind);
@@ -465,6 +637,8 @@ static int file_each(cli *c, const char *path, seldon_kind only, int status)
             rc = model_status(c, res->name);
         } else if (res->kind == SELDON_KIND_SERVER) {
             rc = server_status(c, res->name, 0);
+        } else if (res->kind == SELDON_KIND_PIPELINE) {
+            rc = pipeline_status(c, res->name);
         } else {
             printf("{\"kind\":");
             json_str(stdout, seldon_kind_name(res->kind));
@@ -614,10 +788,35 @@ static int run(cli *c, int nargs, char **args)
             return need("model list takes no argument", nargs == 2) ? model_list(c) : 2;
         if (strcmp(verb, "infer") == 0)
             return need("model infer needs NAME and a JSON request", nargs == 4)
-                       ? cli_infer(c, name, args[3])
+                       ? cli_infer(c, name, args[3], 0)
                        : 2;
         if (strcmp(verb, "metadata") == 0)
             return need("model metadata needs NAME", nargs == 3) ? cli_metadata(c, name) : 2;
+    } else if (strcmp(noun, "pipeline") == 0) {
+        if (strcmp(verb, "load") == 0)
+            return need("pipeline load needs -f FILE", c->o.file != NULL && nargs == 2)
+                       ? apply_file(c, c->o.file, SELDON_KIND_PIPELINE)
+                       : 2;
+        if (strcmp(verb, "unload") == 0) {
+            if (c->o.file != NULL && nargs == 2)
+                return file_each(c, c->o.file, SELDON_KIND_PIPELINE, 0);
+            return need("pipeline unload needs NAME or -f FILE", name != NULL && nargs == 3)
+                       ? unload_one(c, "Pipeline", name)
+                       : 2;
+        }
+        if (strcmp(verb, "status") == 0) {
+            if (c->o.file != NULL && nargs == 2)
+                return file_each(c, c->o.file, SELDON_KIND_PIPELINE, 1);
+            return need("pipeline status needs NAME or -f FILE", name != NULL && nargs == 3)
+                       ? pipeline_status(c, name)
+                       : 2;
+        }
+        if (strcmp(verb, "list") == 0)
+            return need("pipeline list takes no argument", nargs == 2) ? pipeline_list(c) : 2;
+        if (strcmp(verb, "infer") == 0)
+            return need("pipeline infer needs NAME and a JSON request", nargs == 4)
+                       ? cli_infer(c, name, args[3], 1)
+                       : 2;
     } else if (strcmp(noun, "server") == 0) {
         if (strcmp(verb, "status") == 0) {
             if (c->o.file != NULL && nargs == 2)

@@ -29,6 +29,9 @@ typedef Seldon__Control__V1__ModelStatusResponse ModelStatusResponse;
 typedef Seldon__Control__V1__ServerReplica ServerReplica;
 typedef Seldon__Control__V1__ServerStatus ServerStatus;
 typedef Seldon__Control__V1__ServerStatusResponse ServerStatusResponse;
+typedef Seldon__Control__V1__PipelineVersionStatus PipelineVersionStatus;
+typedef Seldon__Control__V1__PipelineStatus PipelineStatus;
+typedef Seldon__Control__V1__PipelineStatusResponse PipelineStatusResponse;
 typedef Seldon__Control__V1__Event Event;
 typedef Seldon__Control__V1__AgentSubscribeRequest AgentSubscribeRequest;
 typedef Seldon__Control__V1__AgentCommand AgentCommand;
@@ -53,7 +56,8 @@ enum {
     M_EVENTS,
     M_AGENT_SUBSCRIBE,
     M_AGENT_REPORT,
-    M_ROUTE_SUBSCRIBE
+    M_ROUTE_SUBSCRIBE,
+    M_PIPELINE_STATUS
 };
 
 static const struct method {
@@ -68,6 +72,7 @@ static const struct method {
     [M_AGENT_SUBSCRIBE] = {SC_SVC_AGENT, "/seldon.control.v1.AgentService/Subscribe"},
     [M_AGENT_REPORT] = {SC_SVC_AGENT, "/seldon.control.v1.AgentService/Report"},
     [M_ROUTE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/Subscribe"},
+    [M_PIPELINE_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/PipelineStatus"},
 };
 
 /* The list a streaming call sits in while it is open. */
@@ -692,6 +697,72 @@ out:
     seldon__control__v1__status_request__free_unpacked(req, NULL);
 }
 
+static void do_pipeline_status(sc_call *c, const uint8_t *msg, size_t len)
+{
+    StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
+    PipelineStatusResponse resp = SELDON__CONTROL__V1__PIPELINE_STATUS_RESPONSE__INIT;
+    seldon_sched_status *st = NULL;
+    arena a = {NULL, 0, 0};
+    size_t i, n;
+    int rc;
+    char why[512];
+    if (req == NULL) {
+        finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
+        return;
+    }
+    rc = seldon_sched_pipelines(&st, c->d->sched, *req->name ? req->name : NULL);
+    if (rc != 0) {
+        if (rc == SELDON_ENOTFOUND && *seldon_last_error() == '\0') {
+            snprintf(why, sizeof(why), "pipeline \"%.300s\" not found", req->name);
+            finish(c, SDR_NOT_FOUND, why);
+        } else {
+            fail_last(c, rc);
+        }
+        goto out;
+    }
+    n = seldon_sched_status_count(st);
+    resp.n_pipelines = n;
+    resp.pipelines = arena_alloc(&a, n * sizeof(*resp.pipelines));
+    if (resp.pipelines == NULL && n > 0)
+        goto nomem;
+    for (i = 0; i < n; i++) {
+        const seldon_sched_pipeline_status *ps = seldon_sched_status_pipeline(st, i);
+        PipelineStatus *pp = arena_alloc(&a, sizeof(*pp));
+        PipelineVersionStatus *pv = arena_alloc(&a, sizeof(*pv));
+        if (pp == NULL || pv == NULL || ps == NULL)
+            goto nomem;
+        seldon__control__v1__pipeline_status__init(pp);
+        seldon__control__v1__pipeline_version_status__init(pv);
+        pp->name = (char *)nz(ps->name);
+        pp->deleted = ps->deleted != 0;
+        pp->n_versions = 1;
+        pp->versions = arena_alloc(&a, sizeof(*pp->versions));
+        if (pp->versions == NULL)
+            goto nomem;
+        pp->versions[0] = pv;
+        pv->version = ps->version;
+        pv->state = (char *)nz(ps->state);
+        pv->reason = (char *)nz(ps->reason);
+        pv->last_change_unix_ms = ps->last_change_ns / 1000000;
+        pv->models_ready = ps->models_ready != 0;
+        pv->spec = (char *)nz(ps->spec);
+        /* The snapshot's string arrays live as long as st, which outlives the reply. */
+        pv->n_waiting_for = ps->waiting_count;
+        pv->waiting_for = (char **)ps->waiting;
+        pv->n_models = ps->models_count;
+        pv->models = (char **)ps->models;
+        resp.pipelines[i] = pp;
+    }
+    reply(c, &resp.base);
+    goto out;
+nomem:
+    finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    arena_free(&a);
+    seldon_sched_status_free(st);
+    seldon__control__v1__status_request__free_unpacked(req, NULL);
+}
+
 static void do_server_status(sc_call *c, const uint8_t *msg, size_t len)
 {
     StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
@@ -950,6 +1021,9 @@ static int on_message(void *user_data, const uint8_t *msg, size_t len)
         break;
     case M_ROUTE_SUBSCRIBE:
         do_route_subscribe(c, msg, len);
+        break;
+    case M_PIPELINE_STATUS:
+        do_pipeline_status(c, msg, len);
         break;
     }
     return 0;
