@@ -346,3 +346,30 @@ def test_grpc_raw_contents_pass_unchanged(pup, oip):
         assert resp.raw_output_contents[0] == payload
     finally:
         channel.close()
+
+
+# ------------------------------------------------------------------ the CLI
+
+def test_seldon_pipeline_infer(pup):
+    rc, out, err = pup.cli("pipeline", "infer", "cond", choice(0))
+    assert rc == 0, err
+    assert outputs(out)["OUTPUT"] == [10, 20, 30, 40]
+    rc, out, err = pup.cli("pipeline", "infer", "chain", json.dumps(SIMPLE))
+    assert rc == 0, err
+    assert outputs(out)["OUTPUT0"] == [2 * i for i in range(1, 17)]
+    rc, out, err = pup.cli("pipeline", "status", "cond")
+    assert rc == 0 and "PipelineReady" in out, out + err
+
+
+def test_unload_and_load_again(pup):
+    assert pup.curl("/v2/pipelines/ident/ready")[0] == 200
+    rc, out, err = pup.cli("pipeline", "unload", "ident")
+    assert rc == 0, err
+    wait_ready(pup, "ident", 404)
+    code, body, _ = pup.curl("/v2/pipelines/ident/infer", json.dumps({"inputs": [f32("INPUT", V4)]}))
+    assert code == 404 and "ident" in body
+    rc, out, err = pup.cli("pipeline", "load", "-f", "pipelines/pipelines.yaml")
+    assert rc == 0, err
+    wait_ready(pup, "ident", 200)
+    code, body, _ = pup.curl("/v2/pipelines/ident/infer", json.dumps({"inputs": [f32("INPUT", V4)]}))
+    assert code == 200 and outputs(body) == {"INPUT": V4}, body
