@@ -585,6 +585,14 @@ static int start(up *u, plw *w, const plreq *q, seldon_msg *inputs, char *rid_ou
     rc = seldon_pipeline_engine_push(p->eng, w->pipeline, id, strlen(id), hs, n, inputs,
                                      q->timeout_ms, up_mono_ns());
     if (rc != 0) {
+        if (w->kind == W_ASYNC) { /* its place in the store goes with it */
+            async_entry *e;
+            pthread_mutex_lock(&async_mu);
+            e = async_find(w->pipeline, w->rid, strlen(w->rid));
+            if (e != NULL)
+                e->used = 0;
+            pthread_mutex_unlock(&async_mu);
+        }
         sdd_free(w);
         return rc;
     }
@@ -998,7 +1006,6 @@ void up_pl_sync(up *u)
     const seldon_sched_pipeline_status *ps;
     pl_change *c = NULL;
     size_t i, k, n = 0, progress;
-    char *seen = NULL;
     int changed = 0;
 
     if (u->pl == NULL || seldon_sched_pipelines(&st, u->sched.sched, NULL) != 0)
@@ -1006,8 +1013,7 @@ void up_pl_sync(up *u)
     while (seldon_sched_status_pipeline(st, n) != NULL)
         n++;
     c = sdd_calloc(1, sizeof(*c));
-    seen = sdd_calloc(ctl_n + 1, 1);
-    if (c == NULL || seen == NULL)
+    if (c == NULL)
         goto out;
     c->u = u;
     c->remove = sdd_calloc(n + ctl_n + 1, sizeof(*c->remove));
@@ -1088,7 +1094,6 @@ void up_pl_sync(up *u)
 out:
     if (c != NULL)
         change_free(c); /* nothing was withdrawn: a failure comes before that */
-    sdd_free(seen);
     seldon_sched_status_free(st);
 }
 
