@@ -362,7 +362,8 @@ static void deliver(gmsg *m)
         } else {
             if (!c->headers) {
                 c->headers = 1;
-                sd2_grpc_send_headers(c->s, NULL, 0);
+                sd2_header xr = {"x-request-id", 12, c->rid, strlen(c->rid)};
+                sd2_grpc_send_headers(c->s, &xr, c->rid[0] != '\0' ? 1 : 0);
             }
             pre[0] = 0;
             pre[1] = (uint8_t)(m->resp.len >> 24);
@@ -425,6 +426,13 @@ static void gdone(void *user_data, int32_t status, const char *message, seldon_b
 void up_grpc_answer(void *msg, int32_t status, const char *message, seldon_buf *response)
 {
     gdone(msg, status, message, response);
+}
+
+void up_grpc_request_id(void *msg, const char *rid)
+{
+    gcall *c = ((gmsg *)msg)->c;
+    if (c->rid[0] == '\0')
+        snprintf(c->rid, sizeof(c->rid), "%s", rid);
 }
 
 /* Appends field 1 = name to the message that ends b. */

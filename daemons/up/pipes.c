@@ -437,6 +437,7 @@ static void finish(up_pl *p, const seldon_pipeline_event *ev)
         seldon_msg_set_id(m, w->rid, strlen(w->rid));
         seldon_msg_set_model(m, w->pipeline, strlen(w->pipeline), NULL, 0);
         if (w->kind == W_GRPC) {
+            up_grpc_request_id(w->gmsg, w->rid);
             if (seldon_msg_encode_pb(&body, m, 0) != 0) {
                 up_grpc_answer(w->gmsg, 13, seldon_last_error(), NULL);
             } else {

@@ -191,6 +191,7 @@ int up_pick(up_target *out, up *u, const char *name, size_t len);
 void up_count(up *u, const char *protocol, int code);
 int up_route_available(up *u, const char *name, size_t len);
 void up_grpc_answer(void *msg, int32_t status, const char *message, seldon_buf *response);
+void up_grpc_request_id(void *msg, const char *rid); /* returned as x-request-id */
 
 /* pipes.c: pipelines on the ingress loops */
 int up_pl_setup(up *u); /* before the loops start */

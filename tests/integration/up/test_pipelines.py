@@ -287,9 +287,14 @@ def test_grpc_pipelines(pup, oip):
         md = [("seldon-model", "chain.pipeline")]
         req = grpc_request(oip, [("INPUT0", "INT32", [1, 16], list(range(1, 17))),
                                  ("INPUT1", "INT32", [1, 16], [1] * 16)])
-        resp = stub.ModelInfer(req, metadata=md, timeout=GUARD)
+        resp, call = stub.ModelInfer.with_call(req, metadata=md, timeout=GUARD)
         assert grpc_values(resp, 0) == [2 * i for i in range(1, 17)]
         assert resp.model_name == "chain"
+        rid = dict(call.initial_metadata())["x-request-id"]
+        assert rid and resp.id == rid
+        resp, call = stub.ModelInfer.with_call(req, metadata=md + [("x-request-id", "g-1")],
+                                               timeout=GUARD)
+        assert resp.id == "g-1" and dict(call.initial_metadata())["x-request-id"] == "g-1"
 
         # Two outputs named OUTPUT, in output.steps order (upstream's input_tensors scenario).
         req = grpc_request(oip, [("INPUT0", "FP32", [4], V4), ("INPUT1", "FP32", [4], V4)])
@@ -373,3 +378,46 @@ def test_unload_and_load_again(pup):
     wait_ready(pup, "ident", 200)
     code, body, _ = pup.curl("/v2/pipelines/ident/infer", json.dumps({"inputs": [f32("INPUT", V4)]}))
     assert code == 200 and outputs(body) == {"INPUT": V4}, body
+
+
+def test_restart_brings_the_pipelines_back(pup):
+    """Last in this module: the scheduler stored the pipelines; seldon up serves them again."""
+    pup.restart()
+    wait_ready(pup, "cond", 200)
+    code, body, _ = pup.curl("/v2/pipelines/cond/infer", choice(1))
+    assert code == 200 and outputs(body)["OUTPUT"] == [11, 12, 13, 14], body
+
+
+def test_several_ingress_loops(tmp_path_factory):
+    """--io-threads 3: every loop's engine serves the pipelines; async results are read from
+    whichever loop takes the GET (every curl is a new connection)."""
+    folder = tmp_path_factory.mktemp("loops")
+    os.symlink(os.path.join(HERE, "pipelines"), os.path.join(str(folder), "pipelines"))
+    u = Up(folder, "--io-threads", "3")
+    try:
+        load(u, "pipelines/models.yaml")
+        rc, out, err = u.cli("pipeline", "load", "-f", "pipelines/pipelines.yaml")
+        assert rc == 0, err
+        for _ in range(6):  # enough connections to reach every loop
+            wait_ready(u, "cond", 200)
+        ids = []
+        for k in range(6):
+            code, body, _ = u.curl("/v2/pipelines/cond/infer", choice(k % 2))
+            assert code == 200, body
+            assert outputs(body)["OUTPUT"] == ([10, 20, 30, 40] if k % 2 == 0 else
+                                               [11, 12, 13, 14])
+            code, body, _ = u.curl("/v2/pipelines/cond/infer", choice(k % 2),
+                                   headers=["seldon-async: true"])
+            assert code == 202, body
+            ids.append((k, json.loads(body)["id"]))
+        for k, rid in ids:
+            while True:
+                code, body, _ = u.curl(f"/v2/pipelines/cond/requests/{rid}")
+                if code != 202:
+                    break
+            assert code == 200, body
+            assert outputs(body)["OUTPUT"] == ([10, 20, 30, 40] if k % 2 == 0 else
+                                               [11, 12, 13, 14])
+    finally:
+        if u.proc.poll() is None:
+            assert u.stop() == 0, u.stderr()
