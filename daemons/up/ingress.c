@@ -115,6 +115,13 @@ int up_route_available(up *u, const char *name, size_t len)
 }
 
 /* Hands a request for an evicted version to the control loop, which loads it again. */
+static int park(up_target *t, void *call, int grpc);
+
+int up_park_step(up_target *t, void *call)
+{
+    return park(t, call, UP_PARK_STEP);
+}
+
 static int park(up_target *t, void *call, int grpc)
 {
     up_park *p = sdd_calloc(1, sizeof(*p) + t->vname_len + 1);
@@ -746,7 +753,9 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
 /* On the control loop: the version is loaded again. */
 void up_park_resume(up_park *p)
 {
-    if (p->grpc) {
+    if (p->grpc == UP_PARK_STEP) {
+        up_pl_step_resume(p->call, p->r);
+    } else if (p->grpc) {
         gmsg *m = p->call;
         gcall *c = m->c;
         seldon_buf msg = m->parked;
@@ -773,7 +782,9 @@ void up_park_fail(up_park *p, int rc, const char *why)
 {
     int32_t http = 500, grpc = 13;
     seldon_router_status(&http, &grpc, rc);
-    if (p->grpc) {
+    if (p->grpc == UP_PARK_STEP) {
+        up_pl_step_fail(p->call, rc, why);
+    } else if (p->grpc) {
         gmsg *m = p->call;
         seldon_buf_free(&m->parked);
         gdone(m, grpc, why, NULL);

@@ -56,6 +56,7 @@ struct plc {
     struct up_pl *p;
     up_replica *r;
     uint64_t call_id;
+    const seldon_msg *msg; /* the engine's, until the call is answered */
     seldon_msg *resp;
     int32_t status;
     char *message;
@@ -336,6 +337,23 @@ static void call_done(void *user_data, int32_t status, const char *message)
     }
 }
 
+/*
+ * Control loop: a parked step call's model is loaded again. The engine's message is only
+ * read (the engine leaves it alone until the call is answered, and the post to the
+ * control loop ordered its writes before these reads).
+ */
+void up_pl_step_resume(void *call, up_replica *r)
+{
+    plc *c = call;
+    if (seldon_service_infer(r->s.svc, c->msg, c->resp, call_done, c) != 0)
+        call_done(c, SELDON_EINTERNAL, seldon_last_error());
+}
+
+void up_pl_step_fail(void *call, int rc, const char *why)
+{
+    call_done(call, rc, why);
+}
+
 static void call_fail(up_pl *p, plc *c, const char *why)
 {
     c->status = SELDON_EUNAVAIL;
@@ -364,10 +382,6 @@ static void do_call(up_pl *p, const seldon_pipeline_event *ev)
         call_fail(p, c, seldon_last_error());
         return;
     }
-    if (t.evicted) {
-        call_fail(p, c, "the model is evicted from its replica: load it again");
-        return;
-    }
     /* The engine built this call's message: it gets the versioned name the replica knows. */
     if (seldon_msg_set_model((seldon_msg *)(uintptr_t)ev->msg, t.vname, t.vname_len, NULL, 0) <
         0) {
@@ -380,7 +394,19 @@ static void do_call(up_pl *p, const seldon_pipeline_event *ev)
         return;
     }
     c->r = t.r;
+    c->msg = ev->msg;
     atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+    if (t.evicted) { /* sent once the version is loaded again, from the control loop */
+        rc = up_park_step(&t, c);
+        if (rc != 0) {
+            atomic_fetch_sub_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+            c->r = NULL;
+            seldon_msg_free(c->resp);
+            c->resp = NULL;
+            call_fail(p, c, seldon_last_error());
+        }
+        return;
+    }
     rc = seldon_service_infer(t.r->s.svc, ev->msg, c->resp, call_done, c);
     if (rc != 0) {
         atomic_fetch_sub_explicit(&t.r->in_flight, 1, memory_order_relaxed);

@@ -95,10 +95,12 @@ typedef struct up_park up_park;
 struct up_park {
     up_park *next;
     struct up_replica *r;
-    void *call; /* ingress.c's: the REST call or the gRPC message */
-    int grpc;
+    void *call; /* ingress.c's: the REST call or the gRPC message; pipes.c's step call */
+    int grpc;   /* 0: REST, 1: gRPC, UP_PARK_STEP: a pipeline step */
     char vname[];
 };
+
+#define UP_PARK_STEP 2
 
 /* One embedded server replica. */
 typedef struct up_replica {
@@ -192,6 +194,7 @@ void up_count(up *u, const char *protocol, int code);
 int up_route_available(up *u, const char *name, size_t len);
 void up_grpc_answer(void *msg, int32_t status, const char *message, seldon_buf *response);
 void up_grpc_request_id(void *msg, const char *rid); /* returned as x-request-id */
+int up_park_step(up_target *t, void *call); /* a step call waits for its model's reload */
 
 /* pipes.c: pipelines on the ingress loops */
 int up_pl_setup(up *u); /* before the loops start */
@@ -201,6 +204,8 @@ int up_pl_grpc(up *u, void *msg, const char *name, size_t name_len, const uint8_
                size_t len, int64_t timeout_ms, const char *rid, size_t rid_len);
 int64_t up_grpc_timeout_ms(const char *value, size_t len);
 void up_pl_close(up *u, int i); /* on loop i, at shutdown */
+void up_pl_step_resume(void *call, up_replica *r);           /* control loop: reloaded */
+void up_pl_step_fail(void *call, int rc, const char *why);   /* control loop: not reloaded */
 void up_pl_free(up *u);         /* after the loops ended */
 
 /* metrics.c, on the control loop */

@@ -421,3 +421,31 @@ def test_several_ingress_loops(tmp_path_factory):
     finally:
         if u.proc.poll() is None:
             assert u.stop() == 0, u.stderr()
+
+
+def test_steps_wait_for_evicted_models(tmp_path_factory):
+    """Overcommit: conditional, mul10 and add10 of 600Ki each on a 1Mi replica, one loaded at
+    a time. Each step whose model was evicted waits for its reload, as model requests do."""
+    folder = tmp_path_factory.mktemp("evict")
+    os.symlink(os.path.join(HERE, "pipelines"), os.path.join(str(folder), "pipelines"))
+    u = Up(folder, "--server-memory", "1Mi", "--overcommit-percent", "200")
+    try:
+        for name in ("conditional", "mul10", "add10"):
+            (folder / f"{name}.yaml").write_text(
+                "apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata:\n"
+                f"  name: {name}\nspec:\n  storageUri: ./examples/models/{name}\n"
+                "  memory: 600Ki\n")
+            load(u, f"{name}.yaml")
+        u.wait_log(r"evicting mul10_1 to make room for add10_1")
+        rc, out, err = u.cli("pipeline", "load", "-f", "pipelines/pipelines.yaml")
+        assert rc == 0, err
+        wait_ready(u, "cond", 200)
+        for c in (0, 1, 0, 1):
+            code, body, _ = u.curl("/v2/pipelines/cond/infer", choice(c))
+            assert code == 200, body
+            assert outputs(body)["OUTPUT"] == ([10, 20, 30, 40] if c == 0 else [11, 12, 13, 14])
+        u.wait_log(r"conditional_1 requested while evicted: loading it again")
+        u.wait_log(r"mul10_1 requested while evicted: loading it again")
+    finally:
+        if u.proc.poll() is None:
+            assert u.stop() == 0, u.stderr()
