@@ -1076,6 +1076,30 @@ void up_pl_sync(up *u)
         ctl_tab[k] = ctl_tab[--ctl_n];
         changed = 1;
     }
+    /*
+     * Readers of a withdrawn pipeline go too: they were compiled against it, and are
+     * compiled again below against its new version (when there is one).
+     */
+    for (progress = 1; progress;) {
+        progress = 0;
+        for (k = 0; k < ctl_n;) {
+            size_t d, r;
+            int reads = 0;
+            for (d = 0; d < seldon_pipeline_dependency_count(ctl_tab[k].pl) && !reads; d++)
+                for (r = 0; r < c->nremove && !reads; r++)
+                    reads = strcmp(seldon_pipeline_dependency(ctl_tab[k].pl, d), c->remove[r]) == 0;
+            if (!reads) {
+                k++;
+                continue;
+            }
+            sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: withdrawn, to read the new %s",
+                    ctl_tab[k].name, ctl_tab[k].version, c->remove[r - 1]);
+            c->remove[c->nremove++] = ctl_tab[k].name;
+            c->drop[c->ndrop++] = ctl_tab[k].pl;
+            ctl_tab[k] = ctl_tab[--ctl_n];
+            progress = 1;
+        }
+    }
     /* New: compiled here, in the order of what they read. */
     for (progress = 1; progress;) {
         progress = 0;

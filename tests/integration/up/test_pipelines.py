@@ -380,6 +380,40 @@ def test_unload_and_load_again(pup):
     assert code == 200 and outputs(body) == {"INPUT": V4}, body
 
 
+def test_a_new_version_of_a_chained_pipeline(pup, tmp_path):
+    """Pipeline "inputs" v2 swaps its tensors; "chained", which reads it, follows."""
+    spec = open(os.path.join(HERE, "pipelines", "pipelines.yaml")).read()
+    doc = [d for d in spec.split("\n---\n") if "name: inputs\n" in d][0]
+    v2 = doc.replace("inputs.inputs.INPUT0", "@").replace("inputs.inputs.INPUT1",
+                                                           "inputs.inputs.INPUT0")
+    v2 = v2.replace("@", "inputs.inputs.INPUT1")
+    path = os.path.join(pup.folder, "inputs-v2.yaml")
+    with open(path, "w") as f:
+        f.write(v2)
+    rc, out, err = pup.cli("pipeline", "load", "-f", "inputs-v2.yaml")
+    assert rc == 0, err
+    pup.wait_log(r"pipeline inputs v2: served")
+    pup.wait_log(r"pipeline chained v\d+: served")
+    req = json.dumps({"inputs": [f32("INPUT0", V4), f32("INPUT1", [2, 4, 6, 8])]})
+    v1 = [[10, 20, 30, 40], [12, 14, 16, 18]]
+    v2 = [[20, 40, 60, 80], [11, 12, 13, 14]]
+    deadline = time.monotonic() + GUARD
+    while True:  # the ingress loop has v2 once the control loop's post reached it
+        code, body, _ = pup.curl("/v2/pipelines/inputs/infer", req)
+        got = [o["data"] for o in json.loads(body)["outputs"]] if code == 200 else None
+        if got == v2:
+            break
+        assert got == v1 or code == 404, body
+        assert time.monotonic() < deadline, body
+    code, body, _ = pup.curl("/v2/pipelines/inputs/infer", req, headers=["x-request-id: v2-b"])
+    assert code == 200, body
+    while True:
+        code, body, _ = pup.curl("/v2/pipelines/chained/requests/v2-b")
+        if code != 202:
+            break
+    assert code == 200 and outputs(body) == {"OUTPUT": [31, 32, 33, 34]}, body
+
+
 def test_restart_brings_the_pipelines_back(pup):
     """Last in this module: the scheduler stored the pipelines; seldon up serves them again."""
     pup.restart()
