@@ -424,10 +424,11 @@ def test_restart_brings_the_pipelines_back(pup):
 
 def test_several_ingress_loops(tmp_path_factory):
     """--io-threads 3: every loop's engine serves the pipelines; async results are read from
-    whichever loop takes the GET (every curl is a new connection)."""
+    whichever loop takes the GET (every curl is a new connection). --pipeline-timeout sets
+    the timeout of requests that ask for none."""
     folder = tmp_path_factory.mktemp("loops")
     os.symlink(os.path.join(HERE, "pipelines"), os.path.join(str(folder), "pipelines"))
-    u = Up(folder, "--io-threads", "3")
+    u = Up(folder, "--io-threads", "3", "--pipeline-timeout", "150")
     try:
         load(u, "pipelines/models.yaml")
         rc, out, err = u.cli("pipeline", "load", "-f", "pipelines/pipelines.yaml")
@@ -452,6 +453,10 @@ def test_several_ingress_loops(tmp_path_factory):
             assert code == 200, body
             assert outputs(body)["OUTPUT"] == ([10, 20, 30, 40] if k % 2 == 0 else
                                                [11, 12, 13, 14])
+        wait_ready(u, "slowpipe", 200)
+        code, body, _ = u.curl("/v2/pipelines/slowpipe/infer",
+                               json.dumps({"inputs": [f32("INPUT", V4)]}))
+        assert code == 504 and "timed out" in body, body
     finally:
         if u.proc.poll() is None:
             assert u.stop() == 0, u.stderr()
