@@ -20,6 +20,12 @@ int sc_metrics_setup(sc_daemon *d)
                                 "seldon_scheduler_models",
                                 "Models by the state of their newest version.", state, 1, NULL, 0);
     if (rc == 0)
+        rc = seldon_metrics_add(&d->m_pipelines, d->metrics, SELDON_METRIC_GAUGE,
+                                "seldon_scheduler_pipelines",
+                                "Pipelines by state (PipelineReady, PipelineCreating: waiting "
+                                "for models, ...); unloaded ones not counted.",
+                                state, 1, NULL, 0);
+    if (rc == 0)
         rc = seldon_metrics_add(
             &d->m_servers, d->metrics, SELDON_METRIC_GAUGE, "seldon_scheduler_servers",
             "Servers by state (Ready: every desired replica connected).", state, 1, NULL, 0);
@@ -109,14 +115,24 @@ int sc_metrics_render(seldon_buf *out, sc_daemon *d)
                                                "ScheduleFailed"};
     static const char *const server_states[] = {"Ready", "NotReady"};
     static const char *const replica_states[] = {"connected", "disconnected"};
-    seldon_sched_status *ms = NULL, *ss = NULL;
-    tally tm, ts, tr;
+    static const char *const pipeline_states[] = {"PipelineReady", "PipelineCreating",
+                                                  "PipelineFailed"};
+    seldon_sched_status *ms = NULL, *ss = NULL, *ps = NULL;
+    tally tm, ts, tr, tp;
     size_t i, j;
     int rc;
 
     memset(&tm, 0, sizeof(tm));
     memset(&ts, 0, sizeof(ts));
     memset(&tr, 0, sizeof(tr));
+    memset(&tp, 0, sizeof(tp));
+    if (d->sched != NULL && !d->closing && seldon_sched_pipelines(&ps, d->sched, NULL) == 0) {
+        for (i = 0; i < seldon_sched_status_count(ps); i++) {
+            const seldon_sched_pipeline_status *p = seldon_sched_status_pipeline(ps, i);
+            if (p != NULL && !p->deleted)
+                tally_add(&tp, p->state);
+        }
+    }
     if (d->sched != NULL && !d->closing && seldon_sched_models(&ms, d->sched, NULL) == 0) {
         for (i = 0; i < seldon_sched_status_count(ms); i++) {
             const seldon_sched_model_status *m = seldon_sched_status_model(ms, i);
@@ -137,6 +153,7 @@ int sc_metrics_render(seldon_buf *out, sc_daemon *d)
         }
     }
     tally_set(d->m_models, &tm, model_states, 4);
+    tally_set(d->m_pipelines, &tp, pipeline_states, 3);
     tally_set(d->m_servers, &ts, server_states, 2);
     tally_set(d->m_replicas, &tr, replica_states, 2);
     set_gauge(d->m_agents, (double)d->nagents);
@@ -147,6 +164,7 @@ int sc_metrics_render(seldon_buf *out, sc_daemon *d)
     rc = seldon_metrics_render(out, d->metrics);
     seldon_sched_status_free(ms);
     seldon_sched_status_free(ss);
+    seldon_sched_status_free(ps);
     return rc;
 }
 

@@ -65,6 +65,7 @@ struct sc_daemon {
     /* metrics */
     seldon_metrics *metrics;
     sdh_server *metrics_http;
+    seldon_metric *m_pipelines; /* pipelines by state */
     seldon_metric *m_models, *m_servers, *m_replicas, *m_commands, *m_apply, *m_agents, *m_routers,
         *m_watchers, *m_ready;
     /* Embedding (seldon-up): commands for replicas with no AgentService stream go to
@@ -84,7 +85,7 @@ void sc_pump(sc_daemon *d);          /* runs what the scheduler owes: commands, 
 void sc_timers_init(sc_daemon *d);   /* the deadline and route timers (sc_services_start too) */
 void sc_timers_close(sc_daemon *d);
 void sc_routes_now(sc_daemon *d);
-    /* builds and sends a route table now if one is due */ /* (sc_services_stop too) */
+/* builds and sends a route table now if one is due */ /* (sc_services_stop too) */
 void sc_services_stop(sc_daemon *d); /* finishes every stream and closes the servers */
 int sc_metrics_setup(sc_daemon *d);
 

@@ -58,12 +58,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         seldon_sched_close(s);
         return 0;
     }
+    /* As sdn_sch_reload ends: stored pipelines compiled again. */
+    sdn_sch_pipelines_reload_all(s);
     /* As seldon_sched_open does after a reload with replicas to wait for. */
     s->ready = 0;
     s->ready_deadline = 1000 * 1000000LL;
     if (seldon_sched_models(&st, s, NULL) == 0)
         seldon_sched_status_free(st);
     if (seldon_sched_servers(&st, s, NULL) == 0)
+        seldon_sched_status_free(st);
+    if (seldon_sched_pipelines(&st, s, NULL) == 0)
         seldon_sched_status_free(st);
     if (seldon_sched_routes(&rt, s) == 0)
         seldon_routes_release(rt);

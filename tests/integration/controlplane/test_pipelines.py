@@ -89,6 +89,8 @@ def test_ready_only_while_its_models_are_available(scheduler, stubs, tmp_path):
     assert st["status"] == "PipelineReady" and st["modelsReady"] is True
     assert st["waitingFor"] == [] and st["reason"] == ""
 
+    assert scheduler.metric("seldon_scheduler_pipelines", state="PipelineReady") == 1
+    assert scheduler.metric("seldon_scheduler_pipelines", state="PipelineCreating") == 0
     lst = cli("pipeline", "list", scheduler=scheduler)
     assert lst.code == 0, lst
     assert lst.json()["pipelines"] == [
@@ -132,14 +134,32 @@ def test_ready_only_while_its_models_are_available(scheduler, stubs, tmp_path):
 def test_unload_with_kind_pipeline_over_grpc(scheduler, stubs, tmp_path):
     ch = stubs.grpc.insecure_channel(scheduler.client_target)
     stub = stubs.rpc.SchedulerServiceStub(ch)
+    events = stub.SubscribeEvents(stubs.pb.EventsRequest())
+    events.initial_metadata()  # subscribed
     resp = stub.Apply(stubs.pb.ApplyRequest(manifest=CHAIN, source="chain.yaml"), timeout=GUARD)
     assert [(r.kind, r.name, r.version) for r in resp.resources] == [("Pipeline", "chain", 1)]
+    seen = [next(events) for _ in range(2)]
+    assert [(e.kind, e.name, e.version, e.state) for e in seen] == [
+        ("Pipeline", "chain", 1, "PipelineCreate"), ("Pipeline", "chain", 1, "PipelineCreating")]
+    assert '"m1"' in seen[1].reason
+    events.cancel()
     st = stub.PipelineStatus(stubs.pb.StatusRequest(name="chain"), timeout=GUARD)
     p = st.pipelines[0]
     assert p.name == "chain" and not p.deleted
     assert p.versions[0].state == "PipelineCreating"
     assert list(p.versions[0].waiting_for) == ["m1", "m2"]
     assert list(p.versions[0].models) == ["m1", "m2"]
+    # A pipeline that another one reads is not unloaded first.
+    nxt = ("apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: next}\n"
+           "spec:\n  input: {externalInputs: [chain.outputs]}\n  steps: [{name: m3}]\n")
+    stub.Apply(stubs.pb.ApplyRequest(manifest=nxt, source="next.yaml"), timeout=GUARD)
+    try:
+        stub.Unload(stubs.pb.UnloadRequest(kind="Pipeline", name="chain"), timeout=GUARD)
+        raise AssertionError("a pipeline read by another was unloaded")
+    except stubs.grpc.RpcError as e:
+        assert e.code() == stubs.grpc.StatusCode.FAILED_PRECONDITION
+        assert 'pipeline "next" reads it' in e.details(), e.details()
+    stub.Unload(stubs.pb.UnloadRequest(kind="Pipeline", name="next"), timeout=GUARD)
     stub.Unload(stubs.pb.UnloadRequest(kind="Pipeline", name="chain"), timeout=GUARD)
     st = stub.PipelineStatus(stubs.pb.StatusRequest(name="chain"), timeout=GUARD)
     assert st.pipelines[0].versions[0].state == "PipelineTerminated"

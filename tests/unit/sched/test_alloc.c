@@ -13,7 +13,13 @@ static const char *const MODELS =
     "spec: {serverConfig: mlserver, replicas: 3}\n"
     "---\n"
     "apiVersion: mlops.seldon.io/v1alpha1\nkind: Experiment\nmetadata: {name: e}\n"
-    "spec: {default: a, candidates: [{name: a, weight: 1}, {name: b, weight: 1}]}\n";
+    "spec: {default: a, candidates: [{name: a, weight: 1}, {name: b, weight: 1}]}\n"
+    "---\n"
+    "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: q}\n"
+    "spec: {input: {externalInputs: [p.outputs]}, steps: [{name: b}], output: {steps: [b]}}\n"
+    "---\n"
+    "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\n"
+    "spec: {steps: [{name: a}, {name: b, inputs: [a]}], output: {steps: [b]}}\n";
 
 static const char *const V2 =
     "apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata: {name: a}\n"
@@ -71,6 +77,9 @@ static int run(const char *dir, const seldon_manifest *m1, const seldon_manifest
     STEP(seldon_sched_servers(&st, s, NULL));
     seldon_sched_status_free(st);
     st = NULL;
+    STEP(seldon_sched_pipelines(&st, s, NULL));
+    seldon_sched_status_free(st);
+    st = NULL;
     STEP(seldon_sched_unload(s, SELDON_KIND_MODEL, "a", T0));
     STEP(seldon_sched_unload(s, SELDON_KIND_EXPERIMENT, "e", T0));
     while (seldon_sched_next_event(s, &e) == 0)
@@ -84,6 +93,11 @@ static int run(const char *dir, const seldon_manifest *m1, const seldon_manifest
         seldon_sched_tick(s, T0 + 100 * MS);
         STEP(seldon_sched_models(&st, s, NULL));
         seldon_sched_status_free(st);
+        st = NULL;
+        STEP(seldon_sched_pipelines(&st, s, "q"));
+        seldon_sched_status_free(st);
+        STEP(seldon_sched_unload(s, SELDON_KIND_PIPELINE, "q", T0));
+        STEP(seldon_sched_unload(s, SELDON_KIND_PIPELINE, "p", T0));
         seldon_sched_close(s);
     }
     return first;
