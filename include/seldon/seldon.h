@@ -17,5 +17,6 @@
 #include "manifest.h"
 #include "scheduler.h"
 #include "pipeline.h"
+#include "pipeline_host.h"
 
 #endif

@@ -9,6 +9,10 @@ full path of libseldon.so), then ctypes.util.find_library("seldon").
     out = seldon.Message.response()
     out.add_tensor("output-0", x * 2)
     body = out.encode_json()
+
+    # A pipeline in process (seldon.pipeline): numpy in, numpy out.
+    pipe = seldon.Pipeline(yaml_text, steps={"double": lambda t: {"OUT": t["IN"] * 2}})
+    pipe.infer({"IN": np.arange(4.0)})["OUT"]
 """
 
 from . import _lib
@@ -24,6 +28,7 @@ from .oip import (
     version,
     version_number,
 )
+from .pipeline import Pipeline, PipelineResult, Repository
 
 # Datatype numbers (SELDON_DT_*), for datatype_name() / datatype_size().
 DT_INVALID = _lib.DT_INVALID
@@ -48,6 +53,9 @@ DATATYPES = (
 
 __all__ = [
     "Message",
+    "Pipeline",
+    "PipelineResult",
+    "Repository",
     "Tensor",
     "RequestedOutput",
     "SeldonError",

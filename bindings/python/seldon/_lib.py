@@ -110,6 +110,82 @@ class seldon_msg(Structure):
     """Opaque."""
 
 
+# repository.h, runtime.h, pipeline.h, pipeline_host.h
+
+RUNTIME_ABI_MAJOR = 1
+RUNTIME_ABI_MINOR = 0
+EINVAL = -1
+ESTATE = -11
+PIPELINE_HOST_OPTIONS_VERSION = 1
+REPO_OPTIONS_VERSION = 1
+
+
+class seldon_repo_options(Structure):
+    _fields_ = [
+        ("version", c_uint32),
+        ("root", c_char_p),
+        ("runtime_path", c_char_p),
+        ("server_name", c_char_p),
+    ]
+
+
+RUNTIME_LOAD_FN = ctypes.CFUNCTYPE(c_int, c_void_p)
+RUNTIME_EXECUTE_FN = ctypes.CFUNCTYPE(c_int, c_void_p, POINTER(c_void_p), c_size_t)
+RUNTIME_UNLOAD_FN = ctypes.CFUNCTYPE(None, c_void_p)
+
+
+class seldon_runtime(Structure):
+    _fields_ = [
+        ("abi_major", c_uint32),
+        ("abi_minor", c_uint32),
+        ("name", c_char_p),
+        ("flags", c_uint32),
+        ("load", RUNTIME_LOAD_FN),
+        ("metadata", RUNTIME_LOAD_FN),
+        ("execute", RUNTIME_EXECUTE_FN),
+        ("unload", RUNTIME_UNLOAD_FN),
+    ]
+
+
+class seldon_pipeline_header(Structure):
+    _fields_ = [
+        ("name", POINTER(c_char)),
+        ("name_len", c_size_t),
+        ("value", POINTER(c_char)),
+        ("value_len", c_size_t),
+    ]
+
+
+class seldon_pipeline_result(Structure):
+    _fields_ = [
+        ("pipeline", c_char_p),
+        ("request_id", POINTER(c_char)),
+        ("request_id_len", c_size_t),
+        ("status", c_int32),
+        ("error_kind", c_int32),
+        ("error", c_char_p),
+        ("response", POINTER(seldon_msg)),
+        ("headers", POINTER(seldon_pipeline_header)),
+        ("headers_count", c_size_t),
+    ]
+
+
+PIPELINE_RESULT_FN = ctypes.CFUNCTYPE(None, c_void_p, POINTER(seldon_pipeline_result))
+WAKE_FN = ctypes.CFUNCTYPE(None, c_void_p)
+
+
+class seldon_pipeline_host_options(Structure):
+    _fields_ = [
+        ("version", c_uint32),
+        ("repo", c_void_p),
+        ("on_result", PIPELINE_RESULT_FN),
+        ("user_data", c_void_p),
+        ("wake", WAKE_FN),
+        ("timeout_ms", c_int64),
+        ("max_requests", c_uint32),
+    ]
+
+
 # --- Loading ----------------------------------------------------------------
 
 
@@ -203,6 +279,47 @@ _PROTOTYPES = {
     "seldon_msg_set_binary": (c_int, [_MSG_P, c_size_t, c_int32]),
     "seldon_msg_add_output": (c_int, [POINTER(c_size_t), _MSG_P, c_char_p, c_size_t]),
     "seldon_msg_add_param": (c_int, [_MSG_P, c_int32, c_size_t, POINTER(seldon_param)]),
+    # repository.h
+    "seldon_repo_new": (c_int, [POINTER(c_void_p), POINTER(seldon_repo_options)]),
+    "seldon_repo_free": (None, [c_void_p]),
+    "seldon_repo_load": (c_int, [c_void_p, c_char_p]),
+    "seldon_repo_unload": (c_int, [c_void_p, c_char_p]),
+    # runtime.h (for host runtimes written in Python)
+    "seldon_infer_request": (_MSG_P, [c_void_p]),
+    "seldon_infer_response": (_MSG_P, [c_void_p]),
+    "seldon_infer_complete": (None, [c_void_p, c_int32, c_char_p]),
+    # pipeline_host.h
+    "seldon_pipeline_host_new": (
+        c_int,
+        [POINTER(c_void_p), c_char_p, c_size_t, POINTER(seldon_pipeline_host_options)],
+    ),
+    "seldon_pipeline_host_free": (None, [c_void_p]),
+    "seldon_pipeline_host_pipeline_count": (c_size_t, [c_void_p]),
+    "seldon_pipeline_host_pipeline_name": (c_char_p, [c_void_p, c_size_t]),
+    "seldon_pipeline_host_attach_runtime": (
+        c_int,
+        [c_void_p, c_char_p, POINTER(seldon_runtime), c_void_p],
+    ),
+    "seldon_pipeline_host_detach": (c_int, [c_void_p, c_char_p]),
+    "seldon_pipeline_host_check": (c_int, [c_void_p]),
+    "seldon_pipeline_host_push": (
+        c_int,
+        [
+            c_void_p,
+            c_char_p,
+            c_char_p,
+            c_size_t,
+            POINTER(seldon_pipeline_header),
+            c_size_t,
+            _MSG_P,
+            c_int64,
+            c_int64,
+        ],
+    ),
+    "seldon_pipeline_host_infer": (c_int, [POINTER(_MSG_P), c_void_p, c_char_p, _MSG_P, c_int64]),
+    "seldon_pipeline_host_run": (c_int, [c_void_p, c_int64]),
+    "seldon_pipeline_host_deadline": (c_int64, [c_void_p]),
+    "seldon_pipeline_host_requests": (c_size_t, [c_void_p]),
 }
 
 for _name, (_res, _args) in _PROTOTYPES.items():
