@@ -276,6 +276,7 @@ void up_after_pump(void *user_data)
         u->table_gen = gen;
         table_rebuild(u);
     }
+    up_pl_sync(u);
 }
 
 /* ---------------------------------------------------------------- reports */

@@ -95,7 +95,33 @@ static int pick(up_target *out, up *u, const char *name, size_t len)
     return 0;
 }
 
+int up_pick(up_target *out, up *u, const char *name, size_t len)
+{
+    return pick(out, u, name, len);
+}
+
+void up_count(up *u, const char *protocol, int code)
+{
+    count(u, protocol, code);
+}
+
+int up_route_available(up *u, const char *name, size_t len)
+{
+    up_table *t = atomic_load_explicit(&u->table, memory_order_acquire);
+    size_t i;
+    if (t == NULL || seldon_routes_find(&i, t->routes, name, len) != 0)
+        return 0;
+    return t->first[i + 1] > t->first[i];
+}
+
 /* Hands a request for an evicted version to the control loop, which loads it again. */
+static int park(up_target *t, void *call, int grpc);
+
+int up_park_step(up_target *t, void *call)
+{
+    return park(t, call, UP_PARK_STEP);
+}
+
 static int park(up_target *t, void *call, int grpc)
 {
     up_park *p = sdd_calloc(1, sizeof(*p) + t->vname_len + 1);
@@ -190,6 +216,10 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         sdh_respond_error(req, status, seldon_last_error());
         return;
     }
+    if (name_len > 9 && memcmp(name + name_len - 9, ".pipeline", 9) == 0) {
+        up_pl_rest(u, req, r, name, name_len - 9);
+        return;
+    }
     /* The model segment of /v2/models/<m>/..., replaced by the versioned name. */
     if (r->path_len > 11 && memcmp(r->path, "/v2/models/", 11) == 0) {
         seg = seg_end = 11;
@@ -279,6 +309,8 @@ struct gcall {
     int headers;  /* response headers sent */
     char *header; /* the seldon-model metadata, or NULL */
     size_t header_len;
+    int64_t timeout_ms; /* grpc-timeout, or 0 */
+    char rid[80];       /* x-request-id metadata, or "" */
     seldon_buf in; /* bytes of messages not yet whole */
     size_t max;
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
@@ -337,7 +369,8 @@ static void deliver(gmsg *m)
         } else {
             if (!c->headers) {
                 c->headers = 1;
-                sd2_grpc_send_headers(c->s, NULL, 0);
+                sd2_header xr = {"x-request-id", 12, c->rid, strlen(c->rid)};
+                sd2_grpc_send_headers(c->s, &xr, c->rid[0] != '\0' ? 1 : 0);
             }
             pre[0] = 0;
             pre[1] = (uint8_t)(m->resp.len >> 24);
@@ -395,6 +428,18 @@ static void gdone(void *user_data, int32_t status, const char *message, seldon_b
         sdd_free(m->message);
         sdd_free(m);
     }
+}
+
+void up_grpc_answer(void *msg, int32_t status, const char *message, seldon_buf *response)
+{
+    gdone(msg, status, message, response);
+}
+
+void up_grpc_request_id(void *msg, const char *rid)
+{
+    gcall *c = ((gmsg *)msg)->c;
+    if (c->rid[0] == '\0')
+        snprintf(c->rid, sizeof(c->rid), "%s", rid);
 }
 
 /* Appends field 1 = name to the message that ends b. */
@@ -455,6 +500,22 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
     if (rc != 0) {
         seldon_router_status(NULL, &grpc, rc);
         gdone(m, grpc, seldon_last_error(), NULL);
+        return;
+    }
+    if (name_len > 9 && memcmp(name + name_len - 9, ".pipeline", 9) == 0) {
+        if (strcmp(c->path, "/inference.GRPCInferenceService/ModelInfer") != 0) {
+            gdone(m, 12, "pipelines answer ModelInfer", NULL);
+            return;
+        }
+        rc = up_pl_grpc(u, m, name, name_len - 9, b->data + off, len, c->timeout_ms, c->rid,
+                        strlen(c->rid));
+        if (rc != 0) {
+            seldon_router_status(NULL, &grpc, rc);
+            if (rc == SELDON_EPARSE || rc == SELDON_ESHAPE || rc == SELDON_EDATATYPE ||
+                rc == SELDON_ERANGE)
+                grpc = 3;
+            gdone(m, grpc, seldon_last_error(), NULL);
+        }
         return;
     }
     if (c->streaming || off + len != b->len) {
@@ -654,6 +715,21 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
         c->kind = G_SERVER;
     else
         c->kind = G_MODEL;
+    {
+        const sd2_header *tm = sd2_header_find(h, n, "grpc-timeout");
+        const sd2_header *xr = sd2_header_find(h, n, "x-request-id");
+        const sd2_header *st = sd2_header_find(h, n, "seldon-timeout-ms");
+        if (tm != NULL)
+            c->timeout_ms = up_grpc_timeout_ms(tm->value, tm->value_len);
+        if (st != NULL) { /* the header wins over the deadline, as for REST */
+            char num[24];
+            snprintf(num, sizeof(num), "%.*sm", (int)(st->value_len < 20 ? st->value_len : 20),
+                     st->value);
+            c->timeout_ms = up_grpc_timeout_ms(num, strlen(num));
+        }
+        if (xr != NULL && xr->value_len < sizeof(c->rid))
+            snprintf(c->rid, sizeof(c->rid), "%.*s", (int)xr->value_len, xr->value);
+    }
     if (model != NULL) {
         c->header = sdd_strndup(model->value, model->value_len);
         c->header_len = model->value_len;
@@ -677,7 +753,9 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
 /* On the control loop: the version is loaded again. */
 void up_park_resume(up_park *p)
 {
-    if (p->grpc) {
+    if (p->grpc == UP_PARK_STEP) {
+        up_pl_step_resume(p->call, p->r);
+    } else if (p->grpc) {
         gmsg *m = p->call;
         gcall *c = m->c;
         seldon_buf msg = m->parked;
@@ -704,7 +782,9 @@ void up_park_fail(up_park *p, int rc, const char *why)
 {
     int32_t http = 500, grpc = 13;
     seldon_router_status(&http, &grpc, rc);
-    if (p->grpc) {
+    if (p->grpc == UP_PARK_STEP) {
+        up_pl_step_fail(p->call, rc, why);
+    } else if (p->grpc) {
         gmsg *m = p->call;
         seldon_buf_free(&m->parked);
         gdone(m, grpc, why, NULL);

@@ -106,6 +106,15 @@ static int parse_args(up_config *c, int argc, char **argv)
         SDF_FLAG("rclone", SDF_STR, &c->rclone, 0, 0, "PATH",
                  "the rclone binary for remote storageUri (default rclone)"),
         SDF_FLAG("rclone-config", SDF_STR, &c->rclone_config, 0, 0, "FILE", "rclone's config file"),
+        SDF_FLAG("pipeline-timeout", SDF_MS, &c->pipeline_timeout_ms, 1, 86400000, "MS",
+                 "a pipeline request's timeout unless it sets\n"
+                 "seldon-timeout-ms or a gRPC deadline (default 60000)"),
+        SDF_FLAG("pipeline-max-requests", SDF_U32, &c->pipeline_max_requests, 1, 1u << 24, "N",
+                 "pipeline requests alive per ingress loop (default 65536)"),
+        SDF_FLAG("pipeline-async-max", SDF_U32, &c->pipeline_async_max, 1, 1u << 20, "N",
+                 "asynchronous pipeline results kept (default 1024)"),
+        SDF_FLAG("pipeline-async-ttl", SDF_MS, &c->pipeline_async_ttl_ms, 1, 86400000, "MS",
+                 "how long an asynchronous result is kept (default 60000)"),
         SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
                  "error, warn, info (default), debug, trace"),
     };
@@ -133,6 +142,10 @@ static int parse_args(up_config *c, int argc, char **argv)
     c->runtime_path = getenv("SELDON_RUNTIME_PATH");
     c->rclone = "rclone";
     c->log_level = SELDON_LOG_INFO;
+    c->pipeline_timeout_ms = 60000;
+    c->pipeline_max_requests = 65536;
+    c->pipeline_async_max = 1024;
+    c->pipeline_async_ttl_ms = 60000;
     return sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv);
 }
 
@@ -217,6 +230,7 @@ static void close_on_loop(void *arg)
     h2_slot *s = arg;
     if (s->u->h2[s->i] != NULL)
         sd2_server_close(s->u->h2[s->i], NULL, NULL);
+    up_pl_close(s->u, s->i);
 }
 
 /* ------------------------------------------------------------------ main */
@@ -280,6 +294,11 @@ int main(int argc, char **argv)
     u.h2 = sdd_calloc((size_t)u.cfg.io_threads, sizeof(*u.h2));
     if (rc != 0 || u.h2 == NULL) {
         sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
+        return 1;
+    }
+    rc = up_pl_setup(&u);
+    if (rc != 0) {
+        fprintf(stderr, "seldon-up: pipelines: %s\n", seldon_last_error());
         return 1;
     }
     memset(&h2o, 0, sizeof(h2o));
@@ -399,6 +418,7 @@ int main(int argc, char **argv)
     sdh_server_free(u.metrics_http);
     sdl_loops_free(u.loops);
     sdl_loops_free(u.ctl_loops);
+    up_pl_free(&u);
     up_control_free(&u);
     for (i = 0; i < u.nreplicas; i++) {
         ag_entry *e;

@@ -62,6 +62,10 @@ typedef struct up_config {
     uint64_t grace_ms;
     long ready_timeout_s;
     int32_t log_level;
+    uint64_t pipeline_timeout_ms; /* a pipeline request's default timeout */
+    uint32_t pipeline_max_requests;
+    uint32_t pipeline_async_max; /* asynchronous results kept */
+    uint64_t pipeline_async_ttl_ms;
 } up_config;
 
 typedef struct up up;
@@ -91,10 +95,12 @@ typedef struct up_park up_park;
 struct up_park {
     up_park *next;
     struct up_replica *r;
-    void *call; /* ingress.c's: the REST call or the gRPC message */
-    int grpc;
+    void *call; /* ingress.c's: the REST call or the gRPC message; pipes.c's step call */
+    int grpc;   /* 0: REST, 1: gRPC, UP_PARK_STEP: a pipeline step */
     char vname[];
 };
+
+#define UP_PARK_STEP 2
 
 /* One embedded server replica. */
 typedef struct up_replica {
@@ -158,6 +164,9 @@ struct up {
     seldon_metric *m_commands; /* {server_replica, outcome}: the agent stage's reports */
     seldon_metric *m_evict;    /* seldon_cache_evict_count, as seldon-agent's */
     seldon_metric *m_miss;     /* seldon_cache_miss_count */
+
+    /* pipelines (pipes.c) */
+    struct up_pl **pl; /* per ingress loop: its engine */
 };
 
 int64_t up_mono_ns(void);
@@ -178,6 +187,26 @@ int up_adopt_h2(void *user_data, const sd_adopt *conn);
 int up_metrics_setup(up *u);
 void up_park_resume(up_park *p);                        /* loaded again: to the service */
 void up_park_fail(up_park *p, int rc, const char *why); /* answered with rc's status */
+
+/* ingress.c, for pipes.c */
+int up_pick(up_target *out, up *u, const char *name, size_t len);
+void up_count(up *u, const char *protocol, int code);
+int up_route_available(up *u, const char *name, size_t len);
+void up_grpc_answer(void *msg, int32_t status, const char *message, seldon_buf *response);
+void up_grpc_request_id(void *msg, const char *rid); /* returned as x-request-id */
+int up_park_step(up_target *t, void *call); /* a step call waits for its model's reload */
+
+/* pipes.c: pipelines on the ingress loops */
+int up_pl_setup(up *u); /* before the loops start */
+void up_pl_sync(up *u);  /* control loop: the scheduler's pipelines to the engines */
+void up_pl_rest(up *u, sdh_req *req, const sdh_request *r, const char *name, size_t name_len);
+int up_pl_grpc(up *u, void *msg, const char *name, size_t name_len, const uint8_t *data,
+               size_t len, int64_t timeout_ms, const char *rid, size_t rid_len);
+int64_t up_grpc_timeout_ms(const char *value, size_t len);
+void up_pl_close(up *u, int i); /* on loop i, at shutdown */
+void up_pl_step_resume(void *call, up_replica *r);           /* control loop: reloaded */
+void up_pl_step_fail(void *call, int rc, const char *why);   /* control loop: not reloaded */
+void up_pl_free(up *u);         /* after the loops ended */
 
 /* metrics.c, on the control loop */
 void up_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);
