@@ -75,6 +75,7 @@ struct conn {
     size_t wr_n, wr_bytes; /* the write in flight */
     uint8_t dedicated, writing, write_failed, reading, resp_bytes, head_done, msg_done,
         informational, bad;
+    uint8_t finishing; /* answered; goes idle once the request's last write completes */
 };
 
 struct sdc_pool {
@@ -452,11 +453,24 @@ static void on_write(uv_write_t *w, int status)
         /* EPIPE or a reset: stop writing and let the read side tell what happened
          * (the server may have answered before closing, e.g. 413). */
         c->write_failed = 1;
+        if (c->finishing) {
+            c->finishing = 0;
+            conn_close(c); /* answered already: nobody is left to tell */
+        }
         return;
     }
     if (c->state == C_CLOSING || r == NULL)
         return;
     write_done(c, r);
+    if (c->finishing && !c->writing) {
+        /* The answer came before the kernel took the request's last bytes: the
+         * connection is reusable now that they are sent. */
+        c->finishing = 0;
+        c->held = NULL;
+        req_release(r);
+        conn_to_idle(c);
+        dispatch(c->pool);
+    }
 }
 
 /*
@@ -563,12 +577,20 @@ static void conn_complete(conn *c, int no_reuse)
 {
     sdc_request *r = c->req;
     sdc_pool *p = c->pool;
-    int keep = http_should_keep_alive(&c->parser) && !no_reuse && r->ended && r->unsent == 0 &&
-               !c->writing && !c->write_failed && !r->says_close;
+    int keep = http_should_keep_alive(&c->parser) && !no_reuse && r->ended && !c->write_failed &&
+               !r->says_close;
+    /* Everything was handed to the kernel but the last write's callback is still to
+     * come (a loaded machine): the connection goes idle from on_write. */
+    int later = keep && c->writing && r->unsent == c->wr_bytes;
+    keep = keep && r->unsent == 0 && !c->writing;
     c->served++;
     c->req = NULL;
     r->conn = NULL;
-    if (keep) {
+    if (later) {
+        c->finishing = 1; /* busy without a request: on_read closes it on any byte */
+        if (p->o.idle_timeout_ms > 0)
+            uv_timer_start(&c->timer, conn_idle_timeout, p->o.idle_timeout_ms, 0);
+    } else if (keep) {
         c->held = NULL;
         req_release(r);
         conn_to_idle(c);
