@@ -37,6 +37,7 @@ GUARD = sh.GUARD
 request = sh.request
 metrics = sh.metrics
 metric = sh.metric
+wait_until = sh.procs.wait_until
 write_model = sh.write_model
 Server = sh.Server
 

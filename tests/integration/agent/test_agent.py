@@ -6,7 +6,8 @@ import subprocess
 
 import numpy as np
 
-from conftest import (AGENT, HOST, Agent, FakeScheduler, add, infer_rest, metric, request)
+from conftest import (AGENT, HOST, Agent, FakeScheduler, add, infer_rest, metric, request,
+                      wait_until)
 
 
 def test_help():
@@ -306,10 +307,7 @@ def test_stop_while_fetching(ctl, tmp_path):
         p.sched.command("LOAD", "slow", 1, {
             "apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model",
             "metadata": {"name": "slow"}, "spec": {"storageUri": "remote:slow"}})
-        deadline = __import__("time").monotonic() + 30
-        while not marker.exists():
-            assert __import__("time").monotonic() < deadline, p.agent.stderr()
-            __import__("time").sleep(0.01)
+        wait_until(marker.exists, 30, p.agent.stderr)
         # Serving goes on while the fetch runs: the loop never waits on it.
         assert request(p.agent.http, "GET", "/v2/health/ready")[0] == 200
     finally:
@@ -476,7 +474,6 @@ def test_large_rest_bodies_stream_both_ways(ctl, tmp_path):
 def test_reload_does_not_wait_for_a_long_fetch(ctl, tmp_path):
     """While a LOAD's fetch takes long, a request for an evicted model is answered: the
     reload takes the server lane beside the fetch. The LOAD completes afterwards."""
-    import time
     from conftest import GUARD, Pair
     started, release = tmp_path / "started", tmp_path / "release"
     fake = tmp_path / "gated-rclone"
@@ -495,10 +492,7 @@ exec cp -R "${{src#gated:}}/." "$dst"
         cid = p.sched.command("LOAD", "c", 1, {
             "apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model", "metadata": {"name": "c"},
             "spec": {"storageUri": "gated:" + p.source("c", add(3)), "memory": "30"}})
-        deadline = time.monotonic() + GUARD
-        while not started.exists():
-            assert time.monotonic() < deadline, p.agent.stderr()
-            time.sleep(0.01)
+        wait_until(started.exists, GUARD, p.agent.stderr)
         status, doc = infer_rest(p.agent.http, "a", [0])  # reloads a, evicting b
         assert status == 200 and doc["outputs"][0]["data"] == [1], doc
         assert not release.exists()  # answered while the fetch still waited
@@ -567,10 +561,7 @@ def test_sigterm_lets_an_open_grpc_stream_finish(pair, g):
         first = next(responses)
         assert g.outputs(first.infer_response)["x"].tolist() == [11]
         pair.agent.proc.send_signal(signal.SIGTERM)
-        deadline = __import__("time").monotonic() + 30
-        while "SIGTERM" not in pair.agent.stderr():
-            assert __import__("time").monotonic() < deadline
-            __import__("time").sleep(0.01)
+        wait_until(lambda: "SIGTERM" in pair.agent.stderr(), 30, pair.agent.stderr)
         requests.put(g.request("add10", {"x": np.array([2], dtype=np.float32)}))
         second = next(responses)
         assert g.outputs(second.infer_response)["x"].tolist() == [12]
@@ -593,11 +584,8 @@ def test_agent_restart_keeps_what_it_held(pair):
     reg = pair.sched.wait_subs(2)
     assert sorted((m.name, m.version) for m in reg.loaded) == [("add10", 1), ("add20", 3)]
     # The server still has them: they count as loaded, nothing is loaded again.
-    import time
-    deadline = time.monotonic() + 30
-    while pair.agent.count_log(r"2 restored model version\(s\) still loaded") == 0:
-        assert time.monotonic() < deadline, pair.agent.stderr()
-        time.sleep(0.01)
+    wait_until(lambda: pair.agent.count_log(r"2 restored model version\(s\) still loaded") > 0,
+               30, pair.agent.stderr)
     status, doc = infer_rest(pair.agent.http, "add20", [1])
     assert status == 200 and doc["model_name"] == "add20_3" and doc["outputs"][0]["data"] == [21]
     m = pair.agent.metrics()

@@ -53,3 +53,13 @@ def sigterm(proc, name, stderr, kill, guard=60):
     except subprocess.TimeoutExpired:
         kill()
         raise AssertionError(f"{name} did not exit\n{stderr()}")
+
+
+def wait_until(cond, guard, why):
+    """Waits for an event that only polling observes (a file appearing, a log line):
+    checks cond() until it holds; past guard seconds fails with why() (a callable, so
+    the daemon's stderr is read only on failure)."""
+    deadline = time.monotonic() + guard
+    while not cond():
+        assert time.monotonic() < deadline, why()
+        time.sleep(0.01)
