@@ -581,6 +581,19 @@ static int kind_of(const char *name, seldon_kind *out)
     return -1;
 }
 
+/* A failed lookup of a named resource: NOT_FOUND naming it when the library said
+ * nothing more, else the library's own error. */
+static void fail_lookup(sc_call *c, int rc, const char *what, const char *name)
+{
+    char why[512];
+    if (rc == SELDON_ENOTFOUND && *seldon_last_error() == '\0') {
+        snprintf(why, sizeof(why), "%s \"%.300s\" not found", what, name);
+        finish(c, SDR_NOT_FOUND, why);
+    } else {
+        fail_last(c, rc);
+    }
+}
+
 static void do_unload(sc_call *c, const uint8_t *msg, size_t len)
 {
     UnloadRequest *req = seldon__control__v1__unload_request__unpack(NULL, len, msg);
@@ -599,13 +612,7 @@ static void do_unload(sc_call *c, const uint8_t *msg, size_t len)
     } else if (*req->name == '\0') {
         finish(c, SDR_INVALID_ARGUMENT, "name: required");
     } else if ((rc = seldon_sched_unload(c->d->sched, kind, req->name, sc_now_ns())) != 0) {
-        if (rc == SELDON_ENOTFOUND && *seldon_last_error() == '\0') {
-            snprintf(why, sizeof(why), "%s \"%.300s\" not found", seldon_kind_name(kind),
-                     req->name);
-            finish(c, SDR_NOT_FOUND, why);
-        } else {
-            fail_last(c, rc);
-        }
+        fail_lookup(c, rc, seldon_kind_name(kind), req->name);
     } else {
         sdd_log(SELDON_LOG_INFO, "unload %s %s", seldon_kind_name(kind), req->name);
         reply(c, &resp.base);
@@ -622,19 +629,13 @@ static void do_model_status(sc_call *c, const uint8_t *msg, size_t len)
     arena a = {NULL, 0, 0};
     size_t i, j, k, n;
     int rc;
-    char why[512];
     if (req == NULL) {
         finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
         return;
     }
     rc = seldon_sched_models(&st, c->d->sched, *req->name ? req->name : NULL);
     if (rc != 0) {
-        if (rc == SELDON_ENOTFOUND && *seldon_last_error() == '\0') {
-            snprintf(why, sizeof(why), "model \"%.300s\" not found", req->name);
-            finish(c, SDR_NOT_FOUND, why);
-        } else {
-            fail_last(c, rc);
-        }
+        fail_lookup(c, rc, "model", req->name);
         goto out;
     }
     n = seldon_sched_status_count(st);
@@ -705,19 +706,13 @@ static void do_pipeline_status(sc_call *c, const uint8_t *msg, size_t len)
     arena a = {NULL, 0, 0};
     size_t i, n;
     int rc;
-    char why[512];
     if (req == NULL) {
         finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
         return;
     }
     rc = seldon_sched_pipelines(&st, c->d->sched, *req->name ? req->name : NULL);
     if (rc != 0) {
-        if (rc == SELDON_ENOTFOUND && *seldon_last_error() == '\0') {
-            snprintf(why, sizeof(why), "pipeline \"%.300s\" not found", req->name);
-            finish(c, SDR_NOT_FOUND, why);
-        } else {
-            fail_last(c, rc);
-        }
+        fail_lookup(c, rc, "pipeline", req->name);
         goto out;
     }
     n = seldon_sched_status_count(st);
@@ -771,19 +766,13 @@ static void do_server_status(sc_call *c, const uint8_t *msg, size_t len)
     arena a = {NULL, 0, 0};
     size_t i, j, n;
     int rc;
-    char why[512];
     if (req == NULL) {
         finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
         return;
     }
     rc = seldon_sched_servers(&st, c->d->sched, *req->name ? req->name : NULL);
     if (rc != 0) {
-        if (rc == SELDON_ENOTFOUND && *seldon_last_error() == '\0') {
-            snprintf(why, sizeof(why), "server \"%.300s\" not found", req->name);
-            finish(c, SDR_NOT_FOUND, why);
-        } else {
-            fail_last(c, rc);
-        }
+        fail_lookup(c, rc, "server", req->name);
         goto out;
     }
     n = seldon_sched_status_count(st);
