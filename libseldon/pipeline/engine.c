@@ -1,6 +1,6 @@
 /*
- * The dataflow engine: requests, joins, triggers, batches and timers over
- * compiled pipelines, as a deterministic state machine.
+ * The dataflow engine: requests, joins, triggers and timers over compiled
+ * pipelines, as a deterministic state machine (batches are in batch.c).
  *
  * Every request of a pipeline (keyed by its id, hashed with xxhash) holds
  * the messages its tensors live in (the input, the models' answers, the
@@ -17,147 +17,6 @@
 
 #include "oip/msg.h"
 #include "pipeline/pl.h"
-
-/* ---- types ---- */
-
-typedef struct pl_ref {
-    seldon_msg *msg;
-    uint32_t refs;
-    struct pl_ref *next_free;
-} pl_ref;
-
-typedef struct pl_tv {
-    pl_ref *ref;
-    uint32_t idx;
-    uint32_t name_len;
-    const char *name;
-} pl_tv;
-
-typedef struct pl_rec {
-    pl_tv *tv;
-    uint32_t n;
-} pl_rec;
-
-#define T_REQ 1
-#define T_SLOT 2
-#define T_GATE 3
-#define T_BATCH 4
-
-typedef struct pl_timer {
-    int64_t at;
-    uint32_t pos; /* heap index + 1; 0 when not armed */
-    uint32_t kind;
-} pl_timer;
-
-struct pl_req;
-
-typedef struct pl_slot {
-    pl_timer timer;
-    struct pl_req *req;
-    uint32_t jp;
-    uint64_t mask;
-    pl_rec recs[]; /* one per source */
-} pl_slot;
-
-/* A step (or the pipeline's input) gated by triggers: its data waits here for them. */
-typedef struct pl_gate {
-    pl_timer timer;
-    struct pl_req *req;
-    uint32_t step; /* nsteps: the pipeline's input */
-    uint8_t open;
-    uint8_t held;
-    pl_rec rec;
-} pl_gate;
-
-typedef struct pl_req {
-    struct pl_req *hnext;
-    struct pl_req *prev, *next; /* the age list of active requests */
-    struct pl_req *tnext;       /* touched list / graveyard / free list */
-    uint64_t hash;
-    uint32_t pipe;
-    uint32_t pending; /* calls, batch entries and outer windows that may still move it */
-    uint8_t answered, failed, retired, touched, active;
-    char *id;
-    uint32_t id_len;
-    seldon_pipeline_header *hdr;
-    uint32_t nhdr;
-    pl_timer timer;
-    pl_slot **slots;  /* per join point, lazily */
-    pl_gate *gates;   /* per step + 1 (input), lazily */
-    uint32_t *visits; /* per step */
-    pl_ref **refs;
-    uint32_t nrefs, refs_cap;
-    sdn_arena arena;
-} pl_req;
-
-typedef struct pl_sub {
-    uint32_t pipe, jp, src;
-} pl_sub;
-
-typedef struct pl_subs {
-    pl_sub *v;
-    uint32_t n;
-} pl_subs;
-
-typedef struct pl_bentry {
-    pl_req *req;
-    pl_ref *msg;
-    uint32_t rows;
-} pl_bentry;
-
-typedef struct pl_batch {
-    pl_timer timer;
-    uint32_t pipe, step;
-    pl_bentry *v;
-    uint32_t n, cap;
-    uint64_t rows;
-} pl_batch;
-
-typedef struct pl_epipe {
-    const seldon_pipeline *p; /* NULL: a free slot */
-    uint32_t nreq;            /* its requests, live or not yet freed */
-    uint8_t removing;         /* removed; the slot frees with its last request */
-    pl_subs *subs;            /* per stream index (2 + 2 * nsteps) */
-    uint32_t *deps;           /* engine index of each dependency */
-    uint32_t *dependents;     /* engine indexes of pipelines reading this one */
-    uint32_t ndependents;
-    pl_batch *batches; /* per step */
-} pl_epipe;
-
-typedef struct pl_call {
-    uint32_t gen;
-    uint8_t live;
-    uint32_t pipe, step;
-    pl_req *req;      /* unbatched */
-    pl_ref *msg;      /* the request sent */
-    pl_bentry *batch; /* batched: the requests in it */
-    uint32_t nbatch;
-    uint32_t next_free;
-} pl_call;
-
-struct seldon_pipeline_engine {
-    seldon_pipeline_options opt;
-    pl_epipe *pipes;
-    uint32_t npipes;
-    pl_req **buckets;
-    uint32_t nbuckets;
-    uint32_t nreq;
-    uint32_t nactive;
-    pl_req *oldest, *newest;
-    pl_timer **heap;
-    uint32_t heap_n, heap_cap;
-    pl_call *calls;
-    uint32_t calls_cap, calls_free, ncalls;
-    seldon_pipeline_event *ev;
-    uint32_t ev_head, ev_n, ev_cap;
-    pl_req *touched;
-    pl_req *grave;
-    pl_req *free_reqs;
-    pl_ref *free_refs;
-    seldon_msg **pool;
-    uint32_t pool_n;
-    uint32_t depth; /* steps fired inside one another (through step.inputs references) */
-};
 
 /* Steps that fire each other without a model call between them, at most (the C stack). */
 #define PL_MAX_DEPTH 256
@@ -220,7 +79,7 @@ static void heap_down(seldon_pipeline_engine *e, uint32_t i)
     heap_set(e, i, t);
 }
 
-static void timer_stop(seldon_pipeline_engine *e, pl_timer *t)
+void sdn_pl_timer_stop(seldon_pipeline_engine *e, pl_timer *t)
 {
     uint32_t i;
     if (t->pos == 0)
@@ -237,7 +96,7 @@ static void timer_stop(seldon_pipeline_engine *e, pl_timer *t)
 
 static int timer_start(seldon_pipeline_engine *e, pl_timer *t, uint32_t kind, int64_t at)
 {
-    timer_stop(e, t);
+    sdn_pl_timer_stop(e, t);
     if (e->heap_n == e->heap_cap) {
         uint32_t cap = e->heap_cap ? e->heap_cap * 2 : 64;
         pl_timer **h = sdn_realloc(e->heap, cap * sizeof(*h));
@@ -270,7 +129,7 @@ seldon_msg *seldon_pipeline_engine_msg(seldon_pipeline_engine *engine, int32_t k
     return m;
 }
 
-static void msg_recycle(seldon_pipeline_engine *e, seldon_msg *m)
+void sdn_pl_msg_recycle(seldon_pipeline_engine *e, seldon_msg *m)
 {
     if (m == NULL)
         return;
@@ -282,13 +141,13 @@ static void msg_recycle(seldon_pipeline_engine *e, seldon_msg *m)
 }
 
 /* Wraps msg (taking it) in a reference with one holder; NULL (msg recycled) when out of memory. */
-static pl_ref *ref_new(seldon_pipeline_engine *e, seldon_msg *m)
+pl_ref *sdn_pl_ref_new(seldon_pipeline_engine *e, seldon_msg *m)
 {
     pl_ref *r = e->free_refs;
     if (r != NULL)
         e->free_refs = r->next_free;
     else if ((r = sdn_malloc(sizeof(*r))) == NULL) {
-        msg_recycle(e, m);
+        sdn_pl_msg_recycle(e, m);
         return NULL;
     }
     r->msg = m;
@@ -301,7 +160,7 @@ static void ref_release(seldon_pipeline_engine *e, pl_ref *r)
 {
     if (r == NULL || --r->refs > 0)
         return;
-    msg_recycle(e, r->msg);
+    sdn_pl_msg_recycle(e, r->msg);
     r->msg = NULL;
     if (!PL_POOL) {
         sdn_free(r);
@@ -382,7 +241,7 @@ static pl_req *req_find(seldon_pipeline_engine *e, uint32_t pipe, const char *id
     return NULL;
 }
 
-static void touch(seldon_pipeline_engine *e, pl_req *q)
+void sdn_pl_touch(seldon_pipeline_engine *e, pl_req *q)
 {
     if (q->touched || q->retired)
         return;
@@ -428,9 +287,6 @@ static int grow_buckets(seldon_pipeline_engine *e)
     return 0;
 }
 
-static void fail(seldon_pipeline_engine *e, pl_req *q, int32_t kind, int32_t code, const char *fmt,
-                 ...) SDN_PRINTF(5, 6);
-
 static pl_req *req_new(seldon_pipeline_engine *e, uint32_t pipe, const char *id, size_t len,
                        const seldon_pipeline_header *hdr, size_t nhdr, int64_t timeout_ms,
                        int64_t now)
@@ -441,9 +297,9 @@ static pl_req *req_new(seldon_pipeline_engine *e, uint32_t pipe, const char *id,
 
     if (e->nactive >= e->opt.max_requests && e->oldest != NULL) {
         pl_req *old = e->oldest;
-        fail(e, old, SELDON_PIPELINE_ERR_OVERFLOW, SELDON_ETOOBIG,
-             "pipeline \"%s\": request dropped: more than %u requests in progress",
-             e->pipes[old->pipe].p->name, e->opt.max_requests);
+        sdn_pl_fail(e, old, SELDON_PIPELINE_ERR_OVERFLOW, SELDON_ETOOBIG,
+                    "pipeline \"%s\": request dropped: more than %u requests in progress",
+                    e->pipes[old->pipe].p->name, e->opt.max_requests);
     }
     if (e->nreq >= e->nbuckets && grow_buckets(e) < 0)
         return NULL;
@@ -496,8 +352,8 @@ static pl_req *req_new(seldon_pipeline_engine *e, uint32_t pipe, const char *id,
     if (timeout_ms == 0)
         timeout_ms = e->opt.timeout_ms;
     if (timeout_ms > 0 && timer_start(e, &q->timer, T_REQ, now + timeout_ms * 1000000) < 0) {
-        touch(e, q);
-        fail(e, q, SELDON_PIPELINE_ERR_INTERNAL, SELDON_ENOMEM, "pipeline: out of memory");
+        sdn_pl_touch(e, q);
+        sdn_pl_fail(e, q, SELDON_PIPELINE_ERR_INTERNAL, SELDON_ENOMEM, "pipeline: out of memory");
         return NULL;
     }
     return q;
@@ -522,7 +378,7 @@ static void gate_clear(seldon_pipeline_engine *e, pl_gate *g)
 {
     if (g->held && g->step == e->pipes[g->req->pipe].p->nsteps)
         g->req->pending--; /* the input's data waited for external triggers */
-    timer_stop(e, &g->timer);
+    sdn_pl_timer_stop(e, &g->timer);
     g->held = 0;
     g->rec.n = 0;
 }
@@ -532,7 +388,7 @@ static void slot_clear(seldon_pipeline_engine *e, pl_req *q, pl_slot *s)
     const pl_join *j = pl_join_at(e->pipes[q->pipe].p, s->jp);
     if (s->timer.pos != 0 && slot_waits(e->pipes[q->pipe].p, s->jp, j))
         q->pending--;
-    timer_stop(e, &s->timer);
+    sdn_pl_timer_stop(e, &s->timer);
     s->mask = 0;
 }
 
@@ -541,7 +397,7 @@ static void req_quiesce(seldon_pipeline_engine *e, pl_req *q)
 {
     const seldon_pipeline *p = e->pipes[q->pipe].p;
     uint32_t i;
-    timer_stop(e, &q->timer);
+    sdn_pl_timer_stop(e, &q->timer);
     for (i = 0; i < PL_JP_COUNT(p); i++)
         if (q->slots[i])
             slot_clear(e, q, q->slots[i]);
@@ -567,11 +423,11 @@ static void unbatch(seldon_pipeline_engine *e, pl_req *q)
         }
         b->n = n;
         if (n == 0)
-            timer_stop(e, &b->timer);
+            sdn_pl_timer_stop(e, &b->timer);
     }
 }
 
-static void fail(seldon_pipeline_engine *e, pl_req *q, int32_t kind, int32_t code, const char *fmt,
+void sdn_pl_fail(seldon_pipeline_engine *e, pl_req *q, int32_t kind, int32_t code, const char *fmt,
                  ...)
 {
     va_list ap;
@@ -584,7 +440,7 @@ static void fail(seldon_pipeline_engine *e, pl_req *q, int32_t kind, int32_t cod
     age_unlink(e, q);
     req_quiesce(e, q);
     unbatch(e, q);
-    touch(e, q);
+    sdn_pl_touch(e, q);
     if (kind == SELDON_PIPELINE_ERR_CANCELED)
         return;
     va_start(ap, fmt);
@@ -606,10 +462,10 @@ static void fail(seldon_pipeline_engine *e, pl_req *q, int32_t kind, int32_t cod
         v->error = "pipeline: out of memory";
 }
 
-static void nomem_fail(seldon_pipeline_engine *e, pl_req *q)
+void sdn_pl_nomem_fail(seldon_pipeline_engine *e, pl_req *q)
 {
-    fail(e, q, SELDON_PIPELINE_ERR_INTERNAL, SELDON_ENOMEM, "pipeline \"%s\": out of memory",
-         e->pipes[q->pipe].p->name);
+    sdn_pl_fail(e, q, SELDON_PIPELINE_ERR_INTERNAL, SELDON_ENOMEM, "pipeline \"%s\": out of memory",
+                e->pipes[q->pipe].p->name);
 }
 
 static void req_unhash(seldon_pipeline_engine *e, pl_req *q)
@@ -645,7 +501,7 @@ static void retire(seldon_pipeline_engine *e, pl_req *q)
     for (i = 0; i < ep->ndependents; i++) {
         pl_req *d = req_find(e, ep->dependents[i], q->id, q->id_len);
         if (d != NULL)
-            touch(e, d);
+            sdn_pl_touch(e, d);
     }
 }
 
@@ -661,11 +517,12 @@ static void settle(seldon_pipeline_engine *e)
         if (!q->answered && !q->failed) {
             if (feeders_alive(e, q))
                 continue;
-            fail(e, q, SELDON_PIPELINE_ERR_NO_OUTPUT, SELDON_ENOTFOUND,
-                 "pipeline \"%s\": no output: nothing left to run (a branch was not taken, or "
-                 "a join or trigger never completed)",
-                 e->pipes[q->pipe].p->name);
-            if (e->touched == q) { /* fail() touched it again */
+            sdn_pl_fail(
+                e, q, SELDON_PIPELINE_ERR_NO_OUTPUT, SELDON_ENOTFOUND,
+                "pipeline \"%s\": no output: nothing left to run (a branch was not taken, or "
+                "a join or trigger never completed)",
+                e->pipes[q->pipe].p->name);
+            if (e->touched == q) { /* sdn_pl_fail() touched it again */
                 e->touched = q->tnext;
                 q->touched = 0;
             }
@@ -791,7 +648,7 @@ static pl_ref *build_msg(seldon_pipeline_engine *e, pl_req *q, const pl_rec *rec
         t->params = src->params;
         t->params.cap = t->params.n; /* a parameter added later must not write into src */
     }
-    r = ref_new(e, m);
+    r = sdn_pl_ref_new(e, m);
     if (r == NULL)
         return NULL;
     if (req_hold(q, r) < 0) {
@@ -801,7 +658,7 @@ static pl_ref *build_msg(seldon_pipeline_engine *e, pl_req *q, const pl_rec *rec
     r->refs--; /* the request is its one holder */
     return r;
 fail:
-    msg_recycle(e, m);
+    sdn_pl_msg_recycle(e, m);
     return NULL;
 }
 
@@ -826,10 +683,11 @@ static void publish(seldon_pipeline_engine *e, pl_req *q, uint32_t stream, const
     const pl_subs *ss = &e->pipes[q->pipe].subs[stream];
     uint32_t i;
     if (ss->n > 0 && e->depth >= PL_MAX_DEPTH) {
-        fail(e, q, SELDON_PIPELINE_ERR_REVISITS, SELDON_ETOOBIG,
-             "pipeline \"%s\": more than %d records passed one to another without a model call "
-             "between them (a cycle through step or pipeline inputs)",
-             e->pipes[q->pipe].p->name, PL_MAX_DEPTH);
+        sdn_pl_fail(
+            e, q, SELDON_PIPELINE_ERR_REVISITS, SELDON_ETOOBIG,
+            "pipeline \"%s\": more than %d records passed one to another without a model call "
+            "between them (a cycle through step or pipeline inputs)",
+            e->pipes[q->pipe].p->name, PL_MAX_DEPTH);
         return;
     }
     e->depth++;
@@ -849,7 +707,7 @@ static void publish(seldon_pipeline_engine *e, pl_req *q, uint32_t stream, const
                     continue;
                 last = rec->tv[k].ref;
                 if (req_hold(t, rec->tv[k].ref) < 0) {
-                    nomem_fail(e, t);
+                    sdn_pl_nomem_fail(e, t);
                     break;
                 }
             }
@@ -857,7 +715,7 @@ static void publish(seldon_pipeline_engine *e, pl_req *q, uint32_t stream, const
                 continue;
         }
         arrive(e, t, s->jp, s->src, rec, now);
-        touch(e, t);
+        sdn_pl_touch(e, t);
     }
     e->depth--;
 }
@@ -889,7 +747,7 @@ static void arrive(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, uint32_t k
     uint64_t full;
 
     if (select_rec(q, &sel, &j->src[k], in) < 0) {
-        nomem_fail(e, q);
+        sdn_pl_nomem_fail(e, q);
         return;
     }
     if (sel.n == 0)
@@ -902,7 +760,7 @@ static void arrive(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, uint32_t k
     if (s == NULL) {
         s = sdn_arena_calloc(&q->arena, sizeof(pl_slot) + j->n * sizeof(pl_rec));
         if (s == NULL) {
-            nomem_fail(e, q);
+            sdn_pl_nomem_fail(e, q);
             return;
         }
         s->req = q;
@@ -911,7 +769,7 @@ static void arrive(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, uint32_t k
     }
     if (s->mask == 0) {
         if (timer_start(e, &s->timer, T_SLOT, now + j->window_ns) < 0) {
-            nomem_fail(e, q);
+            sdn_pl_nomem_fail(e, q);
             return;
         }
         if (slot_waits(e->pipes[q->pipe].p, jp, j))
@@ -924,14 +782,14 @@ static void arrive(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, uint32_t k
         pl_rec r = concat(q, s, j->n);
         slot_clear(e, q, s);
         if (r.tv == NULL) {
-            nomem_fail(e, q);
+            sdn_pl_nomem_fail(e, q);
             return;
         }
         emit(e, q, jp, &r, now);
     }
 }
 
-static void make_call(seldon_pipeline_engine *e, uint32_t pipe, uint32_t step, pl_req *q,
+void sdn_pl_make_call(seldon_pipeline_engine *e, uint32_t pipe, uint32_t step, pl_req *q,
                       pl_ref *msg, pl_bentry *batch, uint32_t nbatch)
 {
     const pl_step *st = &e->pipes[pipe].p->steps[step];
@@ -982,17 +840,15 @@ nomem:
     if (nbatch) {
         for (i = 0; i < nbatch; i++) {
             batch[i].req->pending--;
-            nomem_fail(e, batch[i].req);
+            sdn_pl_nomem_fail(e, batch[i].req);
         }
         sdn_free(batch);
         ref_release(e, msg);
     } else {
         q->pending--;
-        nomem_fail(e, q);
+        sdn_pl_nomem_fail(e, q);
     }
 }
-
-static void flush(seldon_pipeline_engine *e, pl_batch *b);
 
 static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_rec *rec,
                  int64_t now)
@@ -1003,14 +859,14 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
     pl_rec sent;
 
     if (p->max_revisits > 0 && q->visits[step] > (uint32_t)p->max_revisits) {
-        fail(e, q, SELDON_PIPELINE_ERR_REVISITS, SELDON_ETOOBIG, "Max step revisits (%d) exceeded",
-             p->max_revisits);
+        sdn_pl_fail(e, q, SELDON_PIPELINE_ERR_REVISITS, SELDON_ETOOBIG,
+                    "Max step revisits (%d) exceeded", p->max_revisits);
         return;
     }
     q->visits[step]++;
     m = build_msg(e, q, rec, SELDON_MSG_REQUEST, st->name, st->name_len);
     if (m == NULL || rec_of(q, &sent, m) < 0) {
-        nomem_fail(e, q);
+        sdn_pl_nomem_fail(e, q);
         return;
     }
     if ((st->batch_size > 0 || st->batch_window_ns > 0) && q->answered) {
@@ -1028,7 +884,7 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
             pl_bentry *a = sdn_realloc(b->v, cap * sizeof(*a));
             if (a == NULL) {
                 q->pending--;
-                nomem_fail(e, q);
+                sdn_pl_nomem_fail(e, q);
                 return;
             }
             b->v = a;
@@ -1041,13 +897,13 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
         b->rows += be->rows;
         if (b->n == 1 && st->batch_window_ns > 0 &&
             timer_start(e, &b->timer, T_BATCH, now + st->batch_window_ns) < 0) {
-            flush(e, b);
+            sdn_pl_flush(e, b);
         } else if ((st->batch_size > 0 && b->rows >= (uint64_t)st->batch_size) ||
                    b->n >= e->opt.max_batch) {
-            flush(e, b);
+            sdn_pl_flush(e, b);
         }
     } else {
-        make_call(e, q->pipe, step, q, m, NULL, 0);
+        sdn_pl_make_call(e, q->pipe, step, q, m, NULL, 0);
     }
     if (!q->failed)
         publish(e, q, pl_stream_index(PL_S_STEP_IN, (int32_t)step), &sent, now);
@@ -1089,14 +945,14 @@ static void output(seldon_pipeline_engine *e, pl_req *q, const pl_rec *rec, int6
     m = build_msg(e, q, rec, SELDON_MSG_RESPONSE, NULL, 0);
     v = m ? ev_push(e) : NULL;
     if (v == NULL) {
-        nomem_fail(e, q);
+        sdn_pl_nomem_fail(e, q);
         return;
     }
     q->answered = 1;
     age_unlink(e, q);
-    timer_stop(e, &q->timer);
+    sdn_pl_timer_stop(e, &q->timer);
     unbatch(e, q);
-    touch(e, q);
+    sdn_pl_touch(e, q);
     v->kind = SELDON_PIPELINE_EVENT_OUTPUT;
     v->pipeline = e->pipes[q->pipe].p->name;
     v->request_id = q->id;
@@ -1133,7 +989,7 @@ static void emit(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, const pl_rec
     }
     gt = gate_of(e, q, g);
     if (gt == NULL) {
-        nomem_fail(e, q);
+        sdn_pl_nomem_fail(e, q);
         return;
     }
     if ((jp < 2 * p->nsteps && (jp & 1)) || jp == PL_JP_INPUT_TRIG(p)) {
@@ -1158,160 +1014,7 @@ static void emit(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, const pl_rec
         q->pending++; /* external triggers may come later, within the window */
     /* + 1: triggers completing as the window closes (an outer join's) still count. */
     if (timer_start(e, &gt->timer, T_GATE, now + trig->window_ns + 1) < 0)
-        nomem_fail(e, q);
-}
-
-/* ---- batches ---- */
-
-static int same_tail(const sdn_tensor *a, const sdn_tensor *b)
-{
-    uint32_t d;
-    if (a->datatype != b->datatype || a->ndim != b->ndim || a->ndim == 0 ||
-        a->name.len != b->name.len || memcmp(a->name.p, b->name.p, a->name.len) != 0)
-        return 0;
-    for (d = 1; d < a->ndim; d++)
-        if (a->shape[d] != b->shape[d])
-            return 0;
-    return 1;
-}
-
-/* Whether entry x batches with the first: the same tensors, each with rows x.rows. */
-static int batchable(const pl_bentry *first, const pl_bentry *x)
-{
-    const seldon_msg *a = first->msg->msg, *b = x->msg->msg;
-    uint32_t i;
-    if (a->ntensors != b->ntensors || a->ntensors == 0)
-        return 0;
-    for (i = 0; i < a->ntensors; i++)
-        if (!same_tail(&a->tensors[i], &b->tensors[i]) ||
-            b->tensors[i].shape[0] != (int64_t)x->rows)
-            return 0;
-    return 1;
-}
-
-static pl_ref *concat_batch(seldon_pipeline_engine *e, pl_bentry *v, uint32_t n, uint64_t rows,
-                            const pl_step *st)
-{
-    seldon_msg *m = seldon_pipeline_engine_msg(e, SELDON_MSG_REQUEST);
-    const seldon_msg *a;
-    uint32_t i, k;
-    if (m == NULL)
-        return NULL;
-    a = v[0].msg->msg;
-    if (seldon_msg_set_id(m, v[0].req->id, v[0].req->id_len) < 0 ||
-        seldon_msg_set_model(m, st->name, st->name_len, NULL, 0) < 0)
-        goto fail;
-    for (i = 0; i < a->ntensors; i++) {
-        const sdn_tensor *t0 = &a->tensors[i];
-        size_t nbytes = 0, off = 0;
-        uint64_t count = 0;
-        sdn_tensor *t;
-        for (k = 0; k < n; k++) {
-            nbytes += v[k].msg->msg->tensors[i].nbytes;
-            count += v[k].msg->msg->tensors[i].count;
-        }
-        t = sdn_msg_push_tensor(m);
-        if (t == NULL)
-            goto fail;
-        t->name.p = sdn_arena_strndup(&m->arena, t0->name.p, t0->name.len);
-        t->name.len = t0->name.len;
-        t->shape = sdn_arena_alloc(&m->arena, t0->ndim * sizeof(int64_t));
-        t->data = sdn_arena_alloc(&m->arena, nbytes ? nbytes : 1);
-        if (t->name.p == NULL || t->shape == NULL || t->data == NULL)
-            goto fail;
-        memcpy(t->shape, t0->shape, t0->ndim * sizeof(int64_t));
-        t->shape[0] = (int64_t)rows;
-        t->ndim = t0->ndim;
-        t->datatype = t0->datatype;
-        t->nbytes = nbytes;
-        t->count = count;
-        t->flags = t0->flags & SDN_TENSOR_BINARY;
-        for (k = 0; k < n; k++) {
-            const sdn_tensor *x = &v[k].msg->msg->tensors[i];
-            if (x->nbytes)
-                memcpy(t->data + off, x->data, x->nbytes);
-            off += x->nbytes;
-        }
-    }
-    return ref_new(e, m);
-fail:
-    msg_recycle(e, m);
-    return NULL;
-}
-
-static void flush(seldon_pipeline_engine *e, pl_batch *b)
-{
-    const pl_step *st = &e->pipes[b->pipe].p->steps[b->step];
-    pl_bentry *live = NULL, *v = b->v;
-    uint32_t i, n = 0, count = b->n, cap = b->cap;
-    uint64_t rows = 0;
-    pl_ref *m;
-
-    timer_stop(e, &b->timer);
-    if (count == 0)
-        return;
-    /* Detached: failing a request below must not edit the queue being read. */
-    b->v = NULL;
-    b->n = b->cap = 0;
-    b->rows = 0;
-    live = sdn_malloc(count * sizeof(*live));
-    if (live == NULL) {
-        for (i = 0; i < count; i++) {
-            v[i].req->pending--;
-            nomem_fail(e, v[i].req);
-        }
-        goto out;
-    }
-    for (i = 0; i < count; i++) {
-        pl_bentry *x = &v[i];
-        touch(e, x->req);
-        if (x->req->failed || x->req->answered) {
-            x->req->pending--;
-            continue;
-        }
-        if (n > 0 && !batchable(&live[0], x)) {
-            x->req->pending--;
-            fail(e, x->req, SELDON_PIPELINE_ERR_BATCH, SELDON_ESHAPE,
-                 "pipeline \"%s\": step \"%s\": this request does not batch with the first in "
-                 "its batch (tensors, datatypes and shapes past dimension 0 must agree)",
-                 e->pipes[b->pipe].p->name, st->name);
-            continue;
-        }
-        if (n == 0 && !batchable(x, x) && count > 1) {
-            x->req->pending--;
-            fail(e, x->req, SELDON_PIPELINE_ERR_BATCH, SELDON_ESHAPE,
-                 "pipeline \"%s\": step \"%s\": a batched request needs tensors of at least "
-                 "one dimension, all with the same dimension 0",
-                 e->pipes[b->pipe].p->name, st->name);
-            continue;
-        }
-        live[n++] = *x;
-        rows += x->rows;
-    }
-    if (n == 0) {
-        sdn_free(live);
-    } else if (n == 1) {
-        make_call(e, b->pipe, b->step, live[0].req, live[0].msg, NULL, 0);
-        sdn_free(live);
-    } else {
-        m = concat_batch(e, live, n, rows, st);
-        if (m == NULL) {
-            for (i = 0; i < n; i++) {
-                live[i].req->pending--;
-                nomem_fail(e, live[i].req);
-            }
-            sdn_free(live);
-        } else {
-            make_call(e, b->pipe, b->step, live[0].req, m, live, n);
-        }
-    }
-out:
-    if (b->v == NULL) { /* keep the storage */
-        b->v = v;
-        b->cap = cap;
-    } else {
-        sdn_free(v);
-    }
+        sdn_pl_nomem_fail(e, q);
 }
 
 /* ---- answers ---- */
@@ -1319,12 +1022,12 @@ out:
 static void answered(seldon_pipeline_engine *e, pl_req *q, uint32_t step, pl_ref *resp, int64_t now)
 {
     pl_rec rec;
-    touch(e, q);
+    sdn_pl_touch(e, q);
     q->pending--;
     if (q->failed || q->retired)
         return;
     if (req_hold(q, resp) < 0 || rec_of(q, &rec, resp) < 0) {
-        nomem_fail(e, q);
+        sdn_pl_nomem_fail(e, q);
         return;
     }
     publish(e, q, pl_stream_index(PL_S_STEP_OUT, (int32_t)step), &rec, now);
@@ -1355,9 +1058,9 @@ static void split_answer(seldon_pipeline_engine *e, pl_call *c, pl_ref *resp, in
         pl_ref *ref;
         if (why != NULL || q->failed) {
             if (why != NULL && !q->failed)
-                fail(e, q, SELDON_PIPELINE_ERR_BATCH, SELDON_ESHAPE, "%s : batched answer has %s",
-                     st->name, why);
-            touch(e, q);
+                sdn_pl_fail(e, q, SELDON_PIPELINE_ERR_BATCH, SELDON_ESHAPE,
+                            "%s : batched answer has %s", st->name, why);
+            sdn_pl_touch(e, q);
             q->pending--;
             continue;
         }
@@ -1397,7 +1100,7 @@ static void split_answer(seldon_pipeline_engine *e, pl_call *c, pl_ref *resp, in
             t->flags = (src->flags & SDN_TENSOR_BINARY) | SDN_TENSOR_BORROWED;
             off[i] += len;
         }
-        ref = ref_new(e, m);
+        ref = sdn_pl_ref_new(e, m);
         m = NULL;
         if (ref == NULL || req_hold(q, resp) < 0)
             goto nomem_ref;
@@ -1406,13 +1109,13 @@ static void split_answer(seldon_pipeline_engine *e, pl_call *c, pl_ref *resp, in
         row0 += rows;
         continue;
     nomem:
-        msg_recycle(e, m);
+        sdn_pl_msg_recycle(e, m);
         ref = NULL;
     nomem_ref:
         ref_release(e, ref);
-        touch(e, q);
+        sdn_pl_touch(e, q);
         q->pending--;
-        nomem_fail(e, q);
+        sdn_pl_nomem_fail(e, q);
     }
     (void)row0;
     sdn_free(off);
@@ -1455,22 +1158,22 @@ int seldon_pipeline_engine_answer(seldon_pipeline_engine *engine, uint64_t call_
     begin(e);
     c = call_get(e, call_id);
     if (c == NULL) {
-        msg_recycle(e, response);
+        sdn_pl_msg_recycle(e, response);
         return sdn_error(SELDON_ENOTFOUND, "pipeline: no call %llu waits for an answer",
                          (unsigned long long)call_id);
     }
-    resp = response ? ref_new(e, response) : NULL;
+    resp = response ? sdn_pl_ref_new(e, response) : NULL;
     if (resp == NULL) {
         if (c->nbatch) {
             uint32_t k;
             for (k = 0; k < c->nbatch; k++) {
                 c->batch[k].req->pending--;
-                nomem_fail(e, c->batch[k].req);
+                sdn_pl_nomem_fail(e, c->batch[k].req);
             }
         } else {
             c->req->pending--;
-            fail(e, c->req, SELDON_PIPELINE_ERR_MODEL, SELDON_EINVAL, "%s : no response",
-                 e->pipes[c->pipe].p->steps[c->step].name);
+            sdn_pl_fail(e, c->req, SELDON_PIPELINE_ERR_MODEL, SELDON_EINVAL, "%s : no response",
+                        e->pipes[c->pipe].p->steps[c->step].name);
         }
     } else if (c->nbatch) {
         split_answer(e, c, resp, now_ns);
@@ -1502,9 +1205,9 @@ int seldon_pipeline_engine_fail(seldon_pipeline_engine *engine, uint64_t call_id
     for (k = 0; k < (c->nbatch ? c->nbatch : 1); k++) {
         pl_req *q = c->nbatch ? c->batch[k].req : c->req;
         q->pending--;
-        touch(e, q);
-        fail(e, q, SELDON_PIPELINE_ERR_MODEL, SELDON_EIO, "%s : %s", model,
-             error ? error : "error");
+        sdn_pl_touch(e, q);
+        sdn_pl_fail(e, q, SELDON_PIPELINE_ERR_MODEL, SELDON_EIO, "%s : %s", model,
+                    error ? error : "error");
     }
     call_done(e, c, (uint32_t)call_id);
     settle(e);
@@ -1543,35 +1246,35 @@ int seldon_pipeline_engine_push(seldon_pipeline_engine *engine, const char *pipe
     begin(e);
     pi = pipe_index(e, pipeline, strlen(pipeline));
     if (pi == UINT32_MAX) {
-        msg_recycle(e, inputs);
+        sdn_pl_msg_recycle(e, inputs);
         return sdn_error(SELDON_ENOTFOUND, "pipeline \"%.200s\": not in this engine", pipeline);
     }
     if (request_id == NULL)
         request_id = "";
     if (req_find(e, pi, request_id, request_id_len) != NULL) {
-        msg_recycle(e, inputs);
+        sdn_pl_msg_recycle(e, inputs);
         return sdn_error(SELDON_EEXIST, "pipeline \"%s\": request \"%.*s\" is already running",
                          e->pipes[pi].p->name, (int)(request_id_len > 200 ? 200 : request_id_len),
                          request_id);
     }
     q = req_new(e, pi, request_id, request_id_len, headers, headers_count, timeout_ms, now_ns);
-    r = q ? ref_new(e, inputs) : NULL;
+    r = q ? sdn_pl_ref_new(e, inputs) : NULL;
     if (r == NULL) {
         if (q == NULL)
-            msg_recycle(e, inputs);
+            sdn_pl_msg_recycle(e, inputs);
         else
-            nomem_fail(e, q);
+            sdn_pl_nomem_fail(e, q);
         rc = sdn_error(SELDON_ENOMEM, "pipeline: out of memory");
         goto out;
     }
     if (req_hold(q, r) < 0 || rec_of(q, &rec, r) < 0) {
         ref_release(e, r);
-        nomem_fail(e, q);
+        sdn_pl_nomem_fail(e, q);
         rc = sdn_error(SELDON_ENOMEM, "pipeline: out of memory");
         goto out;
     }
     ref_release(e, r);
-    touch(e, q);
+    sdn_pl_touch(e, q);
     publish(e, q, pl_stream_index(PL_S_IN, -1), &rec, now_ns);
 out:
     settle(e);
@@ -1592,7 +1295,7 @@ int seldon_pipeline_engine_cancel(seldon_pipeline_engine *engine, const char *pi
                          : req_find(engine, pi, request_id ? request_id : "", request_id_len);
     if (q == NULL || q->failed || q->answered)
         return sdn_error(SELDON_ENOTFOUND, "pipeline: no such request in progress");
-    fail(engine, q, SELDON_PIPELINE_ERR_CANCELED, SELDON_ECANCELED, "canceled");
+    sdn_pl_fail(engine, q, SELDON_PIPELINE_ERR_CANCELED, SELDON_ECANCELED, "canceled");
     settle(engine);
     return 0;
 }
@@ -1602,23 +1305,23 @@ static void on_timer(seldon_pipeline_engine *e, pl_timer *t, int64_t now)
     switch (t->kind) {
     case T_REQ: {
         pl_req *q = (pl_req *)(void *)((char *)t - offsetof(pl_req, timer));
-        touch(e, q);
-        fail(e, q, SELDON_PIPELINE_ERR_TIMEOUT, SELDON_ETIMEDOUT,
-             "pipeline \"%s\": request timed out", e->pipes[q->pipe].p->name);
+        sdn_pl_touch(e, q);
+        sdn_pl_fail(e, q, SELDON_PIPELINE_ERR_TIMEOUT, SELDON_ETIMEDOUT,
+                    "pipeline \"%s\": request timed out", e->pipes[q->pipe].p->name);
         break;
     }
     case T_SLOT: {
         pl_slot *s = (pl_slot *)(void *)t;
         pl_req *q = s->req;
         const pl_join *j = pl_join_at(e->pipes[q->pipe].p, s->jp);
-        touch(e, q);
+        sdn_pl_touch(e, q);
         if (j->type == PL_OUTER) {
             /* The window closed: an outer join sends what it has. */
             pl_rec r = concat(q, s, j->n);
             q->pending--;
             s->mask = 0;
             if (r.tv == NULL)
-                nomem_fail(e, q);
+                sdn_pl_nomem_fail(e, q);
             else
                 emit(e, q, s->jp, &r, now);
         } else {
@@ -1630,14 +1333,14 @@ static void on_timer(seldon_pipeline_engine *e, pl_timer *t, int64_t now)
     }
     case T_GATE: {
         pl_gate *g = (pl_gate *)(void *)t;
-        touch(e, g->req);
+        sdn_pl_touch(e, g->req);
         if (g->held && g->step == e->pipes[g->req->pipe].p->nsteps)
             g->req->pending--;
         g->held = 0;
         break;
     }
     case T_BATCH:
-        flush(e, (pl_batch *)(void *)t);
+        sdn_pl_flush(e, (pl_batch *)(void *)t);
         break;
     default:
         break;
@@ -1652,7 +1355,7 @@ int seldon_pipeline_engine_advance(seldon_pipeline_engine *engine, int64_t now_n
     begin(e);
     while (e->heap_n > 0 && e->heap[0]->at <= now_ns) {
         pl_timer *t = e->heap[0];
-        timer_stop(e, t);
+        sdn_pl_timer_stop(e, t);
         on_timer(e, t, now_ns);
         settle(e);
     }
@@ -1724,7 +1427,7 @@ static void slot_release(seldon_pipeline_engine *e, uint32_t i)
             sdn_free(ep->subs[k].v);
     if (ep->batches)
         for (k = 0; k < ep->p->nsteps; k++) {
-            timer_stop(e, &ep->batches[k].timer);
+            sdn_pl_timer_stop(e, &ep->batches[k].timer);
             sdn_free(ep->batches[k].v);
         }
     sdn_free(ep->subs);
@@ -1938,9 +1641,9 @@ int seldon_pipeline_engine_remove(seldon_pipeline_engine *engine, const char *na
         pl_req *q;
         for (q = e->buckets[b]; q != NULL; q = q->hnext)
             if (q->pipe == i) {
-                touch(e, q);
-                fail(e, q, SELDON_PIPELINE_ERR_UNLOADED, SELDON_EUNAVAIL,
-                     "pipeline \"%s\": unloaded", ep->p->name);
+                sdn_pl_touch(e, q);
+                sdn_pl_fail(e, q, SELDON_PIPELINE_ERR_UNLOADED, SELDON_EUNAVAIL,
+                            "pipeline \"%s\": unloaded", ep->p->name);
             }
     }
     settle(e);
