@@ -16,7 +16,22 @@ typedef struct sdn_rt_route {
     int32_t retries;    /* -1: the default */
     uint32_t first;     /* into seldon_routes.route_ups */
     uint32_t nups;
+    /* An experiment in front (docs/experiments.md): candidates[cfirst .. +ncands). */
+    uint32_t cfirst, ncands;
+    uint64_t total_weight;
+    char *mirror_name; /* arena; NULL: no mirror */
+    size_t mirror_name_len;
+    int64_t mirror; /* the mirror's route index once built, else -1 */
+    uint32_t mirror_percent;
+    uint8_t versioned; /* an upstream of the route has a version */
 } sdn_rt_route;
+
+typedef struct sdn_rt_cand {
+    char *name; /* arena */
+    size_t name_len;
+    uint32_t route; /* the candidate's route index once built */
+    uint32_t weight;
+} sdn_rt_cand;
 
 struct seldon_routes {
     int refs; /* __atomic */
@@ -24,7 +39,10 @@ struct seldon_routes {
     sdn_rt_route *routes;
     size_t nroutes, routes_cap;
     uint32_t *route_ups; /* upstream indices of every route, route after route */
+    uint32_t *route_vers; /* parallel: the model version each upstream serves (0: none) */
     size_t nroute_ups, route_ups_cap;
+    sdn_rt_cand *cands; /* experiment candidates of every route, route after route */
+    size_t ncands, cands_cap;
     seldon_router_upstream *ups; /* distinct upstreams */
     char **keys;                 /* "http|grpc" of each, the identity a balancer keeps state by */
     size_t *key_lens;
@@ -55,6 +73,11 @@ int sdn_rt_builder_route(seldon_routes_builder *b, const char *name, size_t len,
                          int32_t retries);
 int sdn_rt_builder_upstream(seldon_routes_builder *b, const char *http, size_t http_len,
                             const char *grpc, size_t grpc_len);
+/* Sets the version of the last upstream added. */
+void sdn_rt_builder_version(seldon_routes_builder *b, uint32_t version);
+int sdn_rt_builder_candidate(seldon_routes_builder *b, const char *name, size_t len,
+                             uint32_t weight);
+int sdn_rt_builder_mirror(seldon_routes_builder *b, const char *name, size_t len, uint32_t percent);
 /* The index of a route already added under that name, or -1. */
 int64_t sdn_rt_builder_find(const seldon_routes_builder *b, const char *name, size_t len);
 void sdn_rt_builder_set_defaults(seldon_routes_builder *b, const seldon_routes_defaults *d);
