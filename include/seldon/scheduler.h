@@ -374,6 +374,55 @@ SELDON_API int seldon_sched_pipeline_spec(const char **out_spec, size_t *out_len
 SELDON_API int seldon_sched_pipeline_get(const seldon_pipeline **out, uint32_t *out_version,
                                          int32_t *out_ready, seldon_sched *sched, const char *name);
 
+/* --- Experiments ------------------------------------------------------------- */
+
+/*
+ * An Experiment applied through seldon_sched_apply() is checked as upstream
+ * (the manifest parser: the default is a candidate, at least one candidate
+ * or a mirror, no repeated names; the scheduler: a model is the default of
+ * at most one experiment, stored ones included) and stored; applying it
+ * again replaces it; seldon_sched_unload(SELDON_KIND_EXPERIMENT) stops it.
+ * Experiments come back after a restart. resourceType is kept: "model" or
+ * "pipeline" (the candidates' routes are "<p>.pipeline").
+ *
+ * It is active while every candidate and the mirror have a route (a model
+ * with a serving replica; a pipeline Ready). While active the route table
+ * holds "<name>.experiment", a weighted split over the candidates (and the
+ * mirror with its percent), and the route of its default model splits the
+ * same way, so clients calling the default by name are split; when it stops
+ * or stops being active, the default's route is plain again. Each change is
+ * an event of kind SELDON_KIND_EXPERIMENT: "Stored" (applied),
+ * "ExperimentActive", "ExperimentWaiting" (reason names the target waited
+ * for), "Deleted" (stopped). Experiments over pipelines get routes once the
+ * pipelines' own routes are in the table.
+ */
+typedef struct seldon_sched_experiment_status {
+    const char *name;
+    const char *default_name;  /* spec.default, or NULL */
+    const char *resource_type; /* "model" or "pipeline" */
+    const char *const *candidates;
+    const uint32_t *weights; /* parallel to candidates */
+    size_t candidates_count;
+    const char *mirror; /* or NULL */
+    uint32_t mirror_percent;
+    int32_t active;           /* candidates and mirror ready: the routes split */
+    int32_t candidates_ready; /* every candidate has a route */
+    int32_t mirror_ready;     /* the mirror has a route, or there is none */
+    int32_t deleted;
+    const char *state;       /* "ExperimentActive", "ExperimentWaiting" */
+    const char *reason;      /* "experiment active", "waiting for candidate model \"iris2\"" */
+    const char *waiting_for; /* the first target without a route, or NULL */
+    int64_t last_change_ns;
+    const char *spec; /* canonical JSON of the Experiment */
+} seldon_sched_experiment_status;
+
+/* Experiments: the one named, or all (name NULL). SELDON_ENOTFOUND for an unknown name. */
+SELDON_API int seldon_sched_experiments(seldon_sched_status **out, seldon_sched *sched,
+                                        const char *name);
+/* The i-th entry of an experiment snapshot; NULL past the end or for another snapshot. */
+SELDON_API const seldon_sched_experiment_status *
+seldon_sched_status_experiment(const seldon_sched_status *status, size_t i);
+
 #ifdef __cplusplus
 }
 #endif

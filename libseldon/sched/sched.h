@@ -173,6 +173,19 @@ typedef struct sch_server {
     uint32_t nreplicas;
 } sch_server;
 
+/* An experiment's spec as the routes and the status need it (experiments.c). */
+typedef struct sch_exp {
+    char **cands; /* candidate names as written (models, or pipelines without ".pipeline") */
+    uint32_t *weights;
+    uint32_t ncands;
+    char *mirror; /* or NULL */
+    uint32_t mirror_percent;
+    uint8_t active, cands_ready, mirror_ready; /* as last reported in an event */
+    uint8_t reported;                         /* a state event was sent */
+    char *reason;
+    int64_t last_change;
+} sch_exp;
+
 typedef struct sch_resource { /* Pipelines and Experiments: stored as written */
     char *key;                /* "<kind byte>:<name>" */
     char *json;
@@ -180,6 +193,7 @@ typedef struct sch_resource { /* Pipelines and Experiments: stored as written */
     uint8_t live;
     uint8_t exp_pipeline; /* an experiment over pipelines */
     char *exp_default;    /* an experiment's spec.default, or NULL */
+    sch_exp *exp;         /* an experiment's spec, or NULL */
 } sch_resource;
 
 /* Pipeline states, Seldon's names. */
@@ -336,6 +350,16 @@ int sdn_sch_version_new(sch_version **out, seldon_sched *s, sch_model *m, uint32
 int sdn_sch_resource_put(seldon_sched *s, const char *key, const char *json, size_t len, int live);
 /* Records an experiment's default (for the one-default-per-model rule). */
 int sdn_sch_resource_experiment(seldon_sched *s, const char *key, const seldon_resource *res);
+
+/* Experiments (experiments.c). */
+void sdn_sch_exp_free(sch_exp *e);
+/* 1 when target (a candidate or the mirror of r) has a route to serve it. */
+int sdn_sch_exp_target_ready(const seldon_sched *s, const sch_resource *r, const char *target);
+/* The experiment's readiness now: cands_ready, mirror_ready; the first target waited for. */
+int sdn_sch_exp_ready(const seldon_sched *s, const sch_resource *r, int *cands_ready,
+                      int *mirror_ready, const char **waiting_for);
+/* Sends an event for each experiment whose readiness changed, and marks the routes. */
+void sdn_sch_experiments_refresh(seldon_sched *s);
 
 /* Pipelines (pipelines.c). */
 const char *sdn_sched_pipeline_state_name(int state);
