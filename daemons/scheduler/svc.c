@@ -41,6 +41,10 @@ typedef Seldon__Control__V1__RouteSubscribeRequest RouteSubscribeRequest;
 typedef Seldon__Control__V1__RouteUpstream RouteUpstream;
 typedef Seldon__Control__V1__Route Route;
 typedef Seldon__Control__V1__RouteTable RouteTable;
+typedef Seldon__Control__V1__RouteCandidate RouteCandidate;
+typedef Seldon__Control__V1__ExperimentStatus ExperimentStatus;
+typedef Seldon__Control__V1__ExperimentStatusResponse ExperimentStatusResponse;
+typedef Seldon__Control__V1__ExperimentCandidate ExperimentCandidate;
 
 #define SDR_ABORTED 10
 /* The shortest time between two route tables. */
@@ -57,7 +61,8 @@ enum {
     M_AGENT_SUBSCRIBE,
     M_AGENT_REPORT,
     M_ROUTE_SUBSCRIBE,
-    M_PIPELINE_STATUS
+    M_PIPELINE_STATUS,
+    M_EXPERIMENT_STATUS
 };
 
 static const struct method {
@@ -73,6 +78,8 @@ static const struct method {
     [M_AGENT_REPORT] = {SC_SVC_AGENT, "/seldon.control.v1.AgentService/Report"},
     [M_ROUTE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/Subscribe"},
     [M_PIPELINE_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/PipelineStatus"},
+    [M_EXPERIMENT_STATUS] = {SC_SVC_CLIENT,
+                             "/seldon.control.v1.SchedulerService/ExperimentStatus"},
 };
 
 /* The list a streaming call sits in while it is open. */
@@ -346,6 +353,33 @@ static void send_event(sc_daemon *d, const seldon_sched_event *ev)
     seldon_buf_free(&b);
 }
 
+/* A route's experiment: its candidates and mirror, by route name. */
+static int route_split(Route *r, arena *a, const seldon_routes *t, size_t i)
+{
+    size_t nc = seldon_routes_candidate_count(t, i), j, to;
+    uint32_t w;
+    if (nc > 0) {
+        r->candidates = arena_alloc(a, nc * sizeof(*r->candidates));
+        if (r->candidates == NULL)
+            return SELDON_ENOMEM;
+        for (j = 0; j < nc; j++) {
+            RouteCandidate *rc = arena_alloc(a, sizeof(*rc));
+            if (rc == NULL || seldon_routes_candidate(&to, &w, t, i, j) != 0)
+                return SELDON_ENOMEM;
+            seldon__control__v1__route_candidate__init(rc);
+            rc->name = (char *)nz(seldon_routes_name(t, to));
+            rc->weight = w;
+            r->candidates[j] = rc;
+        }
+        r->n_candidates = nc;
+    }
+    if (seldon_routes_mirror(&to, &w, t, i) == 0) {
+        r->mirror = (char *)nz(seldon_routes_name(t, to));
+        r->mirror_percent = w;
+    }
+    return 0;
+}
+
 /* Builds the framed RouteTable for the scheduler's routes now. */
 static int build_routes(sc_daemon *d)
 {
@@ -373,11 +407,13 @@ static int build_routes(sc_daemon *d)
         r->timeout_ms = seldon_routes_timeout_ms(t, i);
         r->retries = seldon_routes_retries(t, i);
         r->n_upstreams = nu;
-        r->upstreams = arena_alloc(&a, nu * sizeof(*r->upstreams));
-        if (r->upstreams == NULL) {
+        r->upstreams = nu > 0 ? arena_alloc(&a, nu * sizeof(*r->upstreams)) : NULL;
+        if (nu > 0 && r->upstreams == NULL) {
             rc = SELDON_ENOMEM;
             break;
         }
+        if ((rc = route_split(r, &a, t, i)) != 0)
+            break;
         for (j = 0; j < nu; j++) {
             const seldon_router_upstream *u = seldon_routes_upstream(t, i, j);
             RouteUpstream *ru = arena_alloc(&a, sizeof(*ru));
@@ -388,6 +424,7 @@ static int build_routes(sc_daemon *d)
             seldon__control__v1__route_upstream__init(ru);
             ru->http = (char *)nz(u->http);
             ru->grpc = (char *)nz(u->grpc);
+            ru->version = seldon_routes_upstream_version(t, i, j);
             r->upstreams[j] = ru;
         }
         m.routes[i] = r;
@@ -758,6 +795,73 @@ out:
     seldon__control__v1__status_request__free_unpacked(req, NULL);
 }
 
+static void do_experiment_status(sc_call *c, const uint8_t *msg, size_t len)
+{
+    StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
+    ExperimentStatusResponse resp = SELDON__CONTROL__V1__EXPERIMENT_STATUS_RESPONSE__INIT;
+    seldon_sched_status *st = NULL;
+    arena a = {NULL, 0, 0};
+    size_t i, j, n;
+    int rc;
+    if (req == NULL) {
+        finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
+        return;
+    }
+    rc = seldon_sched_experiments(&st, c->d->sched, *req->name ? req->name : NULL);
+    if (rc != 0) {
+        fail_lookup(c, rc, "experiment", req->name);
+        goto out;
+    }
+    n = seldon_sched_status_count(st);
+    resp.n_experiments = n;
+    resp.experiments = n > 0 ? arena_alloc(&a, n * sizeof(*resp.experiments)) : NULL;
+    if (resp.experiments == NULL && n > 0)
+        goto nomem;
+    for (i = 0; i < n; i++) {
+        const seldon_sched_experiment_status *es = seldon_sched_status_experiment(st, i);
+        ExperimentStatus *ep = arena_alloc(&a, sizeof(*ep));
+        if (ep == NULL || es == NULL)
+            goto nomem;
+        seldon__control__v1__experiment_status__init(ep);
+        ep->name = (char *)nz(es->name);
+        ep->default_ = (char *)nz(es->default_name);
+        ep->resource_type = (char *)nz(es->resource_type);
+        ep->mirror = (char *)nz(es->mirror);
+        ep->mirror_percent = es->mirror_percent;
+        ep->active = es->active != 0;
+        ep->candidates_ready = es->candidates_ready != 0;
+        ep->mirror_ready = es->mirror_ready != 0;
+        ep->state = (char *)nz(es->state);
+        ep->reason = (char *)nz(es->reason);
+        ep->last_change_unix_ms = es->last_change_ns / 1000000;
+        ep->spec = (char *)nz(es->spec);
+        if (es->candidates_count > 0) {
+            ep->candidates = arena_alloc(&a, es->candidates_count * sizeof(*ep->candidates));
+            if (ep->candidates == NULL)
+                goto nomem;
+            for (j = 0; j < es->candidates_count; j++) {
+                ExperimentCandidate *ec = arena_alloc(&a, sizeof(*ec));
+                if (ec == NULL)
+                    goto nomem;
+                seldon__control__v1__experiment_candidate__init(ec);
+                ec->name = (char *)nz(es->candidates[j]);
+                ec->weight = es->weights[j];
+                ep->candidates[j] = ec;
+            }
+            ep->n_candidates = es->candidates_count;
+        }
+        resp.experiments[i] = ep;
+    }
+    reply(c, &resp.base);
+    goto out;
+nomem:
+    finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    arena_free(&a);
+    seldon_sched_status_free(st);
+    seldon__control__v1__status_request__free_unpacked(req, NULL);
+}
+
 static void do_server_status(sc_call *c, const uint8_t *msg, size_t len)
 {
     StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
@@ -1013,6 +1117,9 @@ static int on_message(void *user_data, const uint8_t *msg, size_t len)
         break;
     case M_PIPELINE_STATUS:
         do_pipeline_status(c, msg, len);
+        break;
+    case M_EXPERIMENT_STATUS:
+        do_experiment_status(c, msg, len);
         break;
     }
     return 0;
