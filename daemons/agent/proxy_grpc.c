@@ -385,7 +385,9 @@ static int emit(gp *p, const uint8_t *msg, size_t len)
     }
     if (rc == 0) {
         const char *given = (const char *)msg + off;
-        if (flen == 0 || (flen == strlen(p->model) && memcmp(given, p->model, flen) == 0) ||
+        /* A seldon-internal-model header (a router's experiment split) decides the model. */
+        if (p->internal[0] != '\0' || flen == 0 ||
+            (flen == strlen(p->model) && memcmp(given, p->model, flen) == 0) ||
             (flen == strlen(p->vname) && memcmp(given, p->vname, flen) == 0)) {
             name = p->vname;
             name_len = strlen(p->vname);
