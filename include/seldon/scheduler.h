@@ -393,8 +393,9 @@ SELDON_API int seldon_sched_pipeline_get(const seldon_pipeline **out, uint32_t *
  * or stops being active, the default's route is plain again. Each change is
  * an event of kind SELDON_KIND_EXPERIMENT: "Stored" (applied),
  * "ExperimentActive", "ExperimentWaiting" (reason names the target waited
- * for), "Deleted" (stopped). Experiments over pipelines get routes once the
- * pipelines' own routes are in the table.
+ * for), "Deleted" (stopped). Experiments over pipelines are routed the same
+ * way over the routes "<p>.pipeline" once the table holds them (with
+ * upstreams); until then they have no route.
  */
 typedef struct seldon_sched_experiment_status {
     const char *name;

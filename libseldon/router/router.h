@@ -31,6 +31,7 @@ typedef struct sdn_rt_cand {
     size_t name_len;
     uint32_t route; /* the candidate's route index once built */
     uint32_t weight;
+    uint32_t owner; /* the route whose experiment it belongs to */
 } sdn_rt_cand;
 
 struct seldon_routes {
@@ -78,6 +79,17 @@ void sdn_rt_builder_version(seldon_routes_builder *b, uint32_t version);
 int sdn_rt_builder_candidate(seldon_routes_builder *b, const char *name, size_t len,
                              uint32_t weight);
 int sdn_rt_builder_mirror(seldon_routes_builder *b, const char *name, size_t len, uint32_t percent);
+/*
+ * The same for any route already added (route: its index), so that an experiment
+ * can take over a route that another part of the table added (the scheduler's
+ * pipelines, say). Bare reasons.
+ */
+int sdn_rt_builder_candidate_at(seldon_routes_builder *b, size_t route, const char *name,
+                                size_t len, uint32_t weight);
+int sdn_rt_builder_mirror_at(seldon_routes_builder *b, size_t route, const char *name, size_t len,
+                             uint32_t percent);
+/* The index of the route name if it is in the builder with upstreams of its own, else -1. */
+int64_t sdn_rt_builder_routable(const seldon_routes_builder *b, const char *name, size_t len);
 /* The index of a route already added under that name, or -1. */
 int64_t sdn_rt_builder_find(const seldon_routes_builder *b, const char *name, size_t len);
 void sdn_rt_builder_set_defaults(seldon_routes_builder *b, const seldon_routes_defaults *d);

@@ -555,26 +555,42 @@ void sdn_rt_builder_version(seldon_routes_builder *b, uint32_t version)
         t->routes[t->nroutes - 1].versioned = 1;
 }
 
+int64_t sdn_rt_builder_routable(const seldon_routes_builder *b, const char *name, size_t len)
+{
+    int64_t k = find_name(b->t, name, len, sdn_rt_hash(name, len));
+    return k >= 0 && b->t->routes[k].nups > 0 ? k : -1;
+}
+
 int sdn_rt_builder_candidate(seldon_routes_builder *b, const char *name, size_t len,
                              uint32_t weight)
+{
+    if (b->t->nroutes == 0)
+        return sdn_error(SELDON_ESTATE, "a candidate needs a route first");
+    return sdn_rt_builder_candidate_at(b, b->t->nroutes - 1, name, len, weight);
+}
+
+int sdn_rt_builder_candidate_at(seldon_routes_builder *b, size_t route, const char *name,
+                                size_t len, uint32_t weight)
 {
     seldon_routes *t = b->t;
     sdn_rt_route *r;
     sdn_rt_cand *c;
-    uint32_t i;
+    size_t i;
     int rc;
-    if (t->nroutes == 0)
+    if (route >= t->nroutes)
         return sdn_error(SELDON_ESTATE, "a candidate needs a route first");
-    r = &t->routes[t->nroutes - 1];
+    r = &t->routes[route];
     if ((rc = sdn_rt_check_name(name, len)) != 0)
         return rc;
     if (weight > INT32_MAX)
         return sdn_error(SELDON_EPARSE, "weight: expected 0 to %d", INT32_MAX);
     if (r->ncands >= SELDON_ROUTES_CANDIDATES_MAX)
         return sdn_error(SELDON_ETOOBIG, "more than %d candidates", SELDON_ROUTES_CANDIDATES_MAX);
-    for (i = 0; i < r->ncands; i++) {
-        const sdn_rt_cand *o = &t->cands[r->cfirst + i];
-        if (o->name_len == len && memcmp(o->name, name, len) == 0) {
+    if (r->ncands == 0)
+        r->cfirst = (uint32_t)t->ncands; /* its candidates are at or after here until built */
+    for (i = r->cfirst; r->ncands > 0 && i < t->ncands; i++) {
+        const sdn_rt_cand *o = &t->cands[i];
+        if (o->owner == route && o->name_len == len && memcmp(o->name, name, len) == 0) {
             char q[280];
             sdn_rt_quote(q, sizeof(q), name, len);
             return sdn_error(SELDON_EEXIST, "duplicate candidate \"%s\"", q);
@@ -594,6 +610,7 @@ int sdn_rt_builder_candidate(seldon_routes_builder *b, const char *name, size_t 
         return sdn_error(SELDON_ENOMEM, "out of memory");
     c->name_len = len;
     c->weight = weight;
+    c->owner = (uint32_t)route;
     t->ncands++;
     r->ncands++;
     r->total_weight += weight;
@@ -602,12 +619,20 @@ int sdn_rt_builder_candidate(seldon_routes_builder *b, const char *name, size_t 
 
 int sdn_rt_builder_mirror(seldon_routes_builder *b, const char *name, size_t len, uint32_t percent)
 {
+    if (b->t->nroutes == 0)
+        return sdn_error(SELDON_ESTATE, "a mirror needs a route first");
+    return sdn_rt_builder_mirror_at(b, b->t->nroutes - 1, name, len, percent);
+}
+
+int sdn_rt_builder_mirror_at(seldon_routes_builder *b, size_t route, const char *name, size_t len,
+                             uint32_t percent)
+{
     seldon_routes *t = b->t;
     sdn_rt_route *r;
     int rc;
-    if (t->nroutes == 0)
+    if (route >= t->nroutes)
         return sdn_error(SELDON_ESTATE, "a mirror needs a route first");
-    r = &t->routes[t->nroutes - 1];
+    r = &t->routes[route];
     if ((rc = sdn_rt_check_name(name, len)) != 0)
         return rc;
     if (percent > 100)
@@ -621,11 +646,52 @@ int sdn_rt_builder_mirror(seldon_routes_builder *b, const char *name, size_t len
     return 0;
 }
 
+/*
+ * Candidates added to earlier routes (sdn_rt_builder_candidate_at) are moved
+ * next to their route's others: each route's candidates end up contiguous, in
+ * the order they were added. Nothing moves in the usual case (route by route).
+ */
+static int group_candidates(seldon_routes *t)
+{
+    sdn_rt_cand *sorted;
+    size_t i, pos = 0, *next;
+    int grouped = 1;
+    for (i = 1; i < t->ncands && grouped; i++)
+        grouped = t->cands[i].owner >= t->cands[i - 1].owner;
+    if (grouped) {
+        for (i = 0; i < t->ncands; i++)
+            if (i == 0 || t->cands[i].owner != t->cands[i - 1].owner)
+                t->routes[t->cands[i].owner].cfirst = (uint32_t)i;
+        return 0;
+    }
+    sorted = sdn_malloc(t->ncands * sizeof(*sorted));
+    next = sdn_calloc(t->nroutes, sizeof(*next));
+    if (sorted == NULL || next == NULL) {
+        sdn_free(sorted);
+        sdn_free(next);
+        return sdn_error(SELDON_ENOMEM, "out of memory");
+    }
+    for (i = 0; i < t->nroutes; i++) {
+        t->routes[i].cfirst = (uint32_t)pos;
+        next[i] = pos;
+        pos += t->routes[i].ncands;
+    }
+    for (i = 0; i < t->ncands; i++)
+        sorted[next[t->cands[i].owner]++] = t->cands[i];
+    memcpy(t->cands, sorted, t->ncands * sizeof(*sorted));
+    sdn_free(sorted);
+    sdn_free(next);
+    return 0;
+}
+
 /* Resolves candidates and mirrors to route indices; bare reason naming the route on failure. */
 static int resolve_splits(seldon_routes *t)
 {
     size_t i;
     uint32_t j;
+    int rc;
+    if ((rc = group_candidates(t)) != 0)
+        return rc;
     for (i = 0; i < t->nroutes; i++) {
         sdn_rt_route *r = &t->routes[i];
         int64_t k;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "router/router.h"
 #include "sched/sched.h"
 
 /* --- Routes ---------------------------------------------------------------- */
@@ -43,46 +44,61 @@ static int add_upstreams(seldon_routes_builder *b, seldon_sched *sched, const sc
     return 0;
 }
 
-/* An experiment's candidates and mirror on the route being built (route names: models, or
-   "<p>.pipeline"). */
-static int add_split(seldon_routes_builder *b, const sch_resource *r)
+/* A target's route name: the model's, or "<p>.pipeline". */
+static void target_route(char *out, size_t cap, const sch_resource *r, const char *target)
+{
+    snprintf(out, cap, "%s%s", target, r->exp_pipeline ? SELDON_ROUTER_PIPELINE_SUFFIX : "");
+}
+
+/* An experiment's candidates and mirror on route (an index of the builder). */
+static int add_split(seldon_routes_builder *b, size_t route, const sch_resource *r)
 {
     const sch_exp *e = r->exp;
     char name[SELDON_MANIFEST_NAME_MAX + 16];
     uint32_t i;
     int rc;
     for (i = 0; i < e->ncands; i++) {
-        snprintf(name, sizeof(name), "%s%s", e->cands[i], r->exp_pipeline ? ".pipeline" : "");
-        if ((rc = seldon_routes_builder_add_candidate(b, name, e->weights[i])) != 0)
+        target_route(name, sizeof(name), r, e->cands[i]);
+        if ((rc = sdn_rt_builder_candidate_at(b, route, name, strlen(name), e->weights[i])) != 0)
             return rc;
     }
     if (e->mirror != NULL && e->mirror_percent > 0) {
-        snprintf(name, sizeof(name), "%s%s", e->mirror, r->exp_pipeline ? ".pipeline" : "");
-        if ((rc = seldon_routes_builder_set_mirror(b, name, e->mirror_percent)) != 0)
+        target_route(name, sizeof(name), r, e->mirror);
+        if ((rc = sdn_rt_builder_mirror_at(b, route, name, strlen(name), e->mirror_percent)) != 0)
             return rc;
     }
     return 0;
 }
 
-/* A ready experiment with candidates: it has routes (pipelines: once their routes exist). */
-static int exp_routed(const seldon_sched *s, const sch_resource *r)
+/*
+ * An active experiment whose every target is a route of the table being built: models
+ * with a serving replica, pipelines once their "<p>.pipeline" routes are in the table.
+ */
+static int exp_routed(const seldon_sched *s, const seldon_routes_builder *b,
+                      const sch_resource *r)
 {
+    char name[SELDON_MANIFEST_NAME_MAX + 16];
     int cr, mr;
     const char *w;
-    if (r->key[0] != 'E' || !r->live || r->exp == NULL || r->exp->ncands == 0)
+    uint32_t i;
+    if (r->key[0] != 'E' || !r->live || r->exp == NULL || r->exp->ncands == 0 ||
+        !sdn_sch_exp_ready(s, r, &cr, &mr, &w))
         return 0;
-    /* Pipelines are served in process (seldon up) or by a gateway whose routes are not in
-       this table yet: an experiment over them gets routes once they are. */
-    if (r->exp_pipeline)
-        return 0;
-    return sdn_sch_exp_ready(s, r, &cr, &mr, &w);
+    for (i = 0; i <= r->exp->ncands; i++) {
+        const char *t = i < r->exp->ncands ? r->exp->cands[i] : r->exp->mirror;
+        if (t == NULL || (i == r->exp->ncands && r->exp->mirror_percent == 0))
+            continue;
+        target_route(name, sizeof(name), r, t);
+        if (sdn_rt_builder_routable(b, name, strlen(name)) < 0)
+            return 0;
+    }
+    return 1;
 }
 
 int seldon_sched_routes(seldon_routes **out, seldon_sched *sched)
 {
     seldon_routes_builder *b = NULL;
     seldon_routes *t = NULL;
-    sch_map taken = {0}; /* model -> the experiment that takes its endpoint over */
     uint32_t i;
     int rc;
 
@@ -95,34 +111,31 @@ int seldon_sched_routes(seldon_routes **out, seldon_sched *sched)
     }
     if ((rc = seldon_routes_builder_new(&b, &sched->route_defaults)) != 0)
         return rc;
-    for (i = 0; i < sched->nresources; i++) {
-        const sch_resource *r = sched->resources[i];
-        if (exp_routed(sched, r) && r->exp_default != NULL &&
-            (rc = sdn_sch_map_put(&taken, r->exp_default, (void *)r)) != 0)
-            goto out;
-    }
     for (i = 0; i < sched->nmodels; i++) {
         const sch_model *m = sched->models[i];
-        const sch_resource *r;
         int started = 0;
         if (m->deleted)
             continue;
         if ((rc = add_upstreams(b, sched, m, &started)) != 0)
             goto out;
-        /* The default's own endpoint splits while its experiment is active. */
-        if (started && (r = sdn_sch_map_get(&taken, m->name)) != NULL &&
-            (rc = add_split(b, r)) != 0)
-            goto out;
     }
-    /* Every experiment is reachable as "<name>.experiment" too. */
+    /* Routes of other kinds (pipelines) go above: experiments split over what is here. */
     for (i = 0; i < sched->nresources; i++) {
         const sch_resource *r = sched->resources[i];
         char name[SELDON_MANIFEST_NAME_MAX + 16];
-        if (!exp_routed(sched, r))
+        int64_t def;
+        if (!exp_routed(sched, b, r))
             continue;
+        /* Reachable as "<name>.experiment", and through its default's own endpoint. */
         snprintf(name, sizeof(name), "%s%s", r->key + 2, SELDON_ROUTER_EXPERIMENT_SUFFIX);
         if ((rc = seldon_routes_builder_add_route(b, name, -1, -1)) != 0 ||
-            (rc = add_split(b, r)) != 0)
+            (rc = add_split(b, (size_t)sdn_rt_builder_find(b, name, strlen(name)), r)) != 0)
+            goto out;
+        if (r->exp_default == NULL)
+            continue;
+        target_route(name, sizeof(name), r, r->exp_default);
+        def = sdn_rt_builder_routable(b, name, strlen(name));
+        if (def >= 0 && (rc = add_split(b, (size_t)def, r)) != 0)
             goto out;
     }
     if ((rc = seldon_routes_builder_finish(&t, b)) != 0)
@@ -132,7 +145,6 @@ int seldon_sched_routes(seldon_routes **out, seldon_sched *sched)
     sched->routes_cache_gen = sched->routes_gen;
     *out = t;
 out:
-    sdn_sch_map_free(&taken);
     seldon_routes_builder_free(b);
     return rc;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "router/router.h" /* the builder's internal calls, for the scheduler's use */
 #include "seldon/router.h"
 
 static seldon_routes *table(const char *text)
@@ -252,4 +253,51 @@ Test(split, builder_checks_candidates)
     cr_assert(strstr(seldon_last_error(), "mirror \"ghost\" is not a route"), "%s",
               seldon_last_error());
     seldon_routes_builder_free(b);
+}
+
+Test(split, an_earlier_route_can_be_taken_over)
+{
+    /* As the scheduler does for a default whose route another part of the table added. */
+    seldon_routes_builder *b = NULL;
+    seldon_routes *rt = NULL, *back = NULL;
+    seldon_buf text = SELDON_BUF_INIT;
+    size_t a, e, to;
+    uint32_t w, pct;
+    cr_assert_eq(seldon_routes_builder_new(&b, NULL), 0);
+    cr_assert_eq(seldon_routes_builder_add_route(b, "a.pipeline", -1, -1), 0);
+    cr_assert_eq(seldon_routes_builder_add_upstream(b, NULL, "127.0.0.1:1"), 0);
+    cr_assert_eq(seldon_routes_builder_add_route(b, "b.pipeline", -1, -1), 0);
+    cr_assert_eq(seldon_routes_builder_add_upstream(b, NULL, "127.0.0.1:2"), 0);
+    cr_assert_eq(seldon_routes_builder_add_route(b, "e.experiment", -1, -1), 0);
+    cr_assert_eq(seldon_routes_builder_add_candidate(b, "a.pipeline", 1), 0);
+    cr_assert_eq(seldon_routes_builder_add_candidate(b, "b.pipeline", 3), 0);
+    cr_assert_eq(sdn_rt_builder_routable(b, "a.pipeline", 10), 0);
+    cr_assert_eq(sdn_rt_builder_routable(b, "e.experiment", 12), -1); /* no upstreams */
+    cr_assert_eq(sdn_rt_builder_routable(b, "nope", 4), -1);
+    cr_assert_eq(sdn_rt_builder_candidate_at(b, 0, "a.pipeline", 10, 1), 0);
+    cr_assert_eq(sdn_rt_builder_candidate_at(b, 0, "b.pipeline", 10, 3), 0);
+    cr_assert_eq(sdn_rt_builder_candidate_at(b, 0, "b.pipeline", 10, 3), SELDON_EEXIST);
+    cr_assert_eq(sdn_rt_builder_mirror_at(b, 0, "b.pipeline", 10, 5), 0);
+    cr_assert_eq(sdn_rt_builder_candidate_at(b, 9, "b.pipeline", 10, 3), SELDON_ESTATE);
+    cr_assert_eq(seldon_routes_builder_finish(&rt, b), 0, "%s", seldon_last_error());
+    seldon_routes_builder_free(b);
+    a = idx(rt, "a.pipeline");
+    e = idx(rt, "e.experiment");
+    cr_assert_eq(seldon_routes_candidate_count(rt, a), 2);
+    cr_assert_eq(seldon_routes_candidate_count(rt, e), 2);
+    cr_assert_eq(seldon_routes_candidate_count(rt, idx(rt, "b.pipeline")), 0);
+    cr_assert_eq(seldon_routes_candidate(&to, &w, rt, a, 1), 0);
+    cr_assert_eq(to, idx(rt, "b.pipeline"));
+    cr_assert_eq(w, 3);
+    cr_assert_eq(seldon_routes_candidate(&to, &w, rt, e, 0), 0);
+    cr_assert_eq(to, a);
+    cr_assert_eq(seldon_routes_mirror(&to, &pct, rt, a), 0);
+    cr_assert_eq(pct, 5);
+    cr_assert_eq(seldon_routes_serialize(&text, rt), 0);
+    cr_assert_eq(seldon_routes_parse(&back, (const char *)text.data, text.len, "back"), 0, "%s",
+                 seldon_last_error());
+    cr_assert(seldon_routes_equal(rt, back));
+    seldon_buf_free(&text);
+    seldon_routes_release(back);
+    seldon_routes_release(rt);
 }
