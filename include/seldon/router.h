@@ -197,6 +197,7 @@ typedef struct seldon_router_metrics seldon_router_metrics;
 /*
  * Adds the router's families to registry:
  *   seldon_router_requests_total{route,code}            counter (code: HTTP status, or gRPC code)
+ *   seldon_router_mirrored_total{route}                 counter: mirror copies (their first pick)
  *   seldon_router_upstream_seconds{route}               histogram of each attempt's time
  *   seldon_router_retries_total{route}                  counter
  *   seldon_router_ejections_total{upstream}             counter

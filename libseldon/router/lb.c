@@ -29,6 +29,7 @@ typedef struct host {
 #define CODES_CACHED 8
 
 typedef struct route_series {
+    seldon_series *mirrored; /* made on the first copy */
     seldon_series *retries;
     seldon_series *seconds;
     int32_t codes[CODES_CACHED];
@@ -64,6 +65,7 @@ struct seldon_router_req {
     uint32_t version;  /* of the upstream last picked */
     uint8_t split;     /* the route asked for has candidates */
     uint8_t picked;    /* a pick happened */
+    uint8_t is_copy;   /* a mirror copy: its first pick counts in seldon_router_mirrored_total */
 };
 
 static uint64_t rnd(seldon_router_lb *lb)
@@ -409,6 +411,7 @@ int seldon_router_req_mirror_new(seldon_router_req **out, seldon_router_req *req
     m->retries_max = 0;
     m->deadline = req->deadline;
     m->mirror = -1;
+    m->is_copy = 1;
     (void)now_ns;
     *out = m;
     return 0;
@@ -571,6 +574,14 @@ int seldon_router_pick(const seldon_router_upstream **out, seldon_router_req *re
     req->open = h;
     req->attempt_start = now_ns;
     req->tried[req->attempts++] = (uint32_t)u;
+    if (req->is_copy && !req->picked) {
+        route_series *rs = series_of(req);
+        const char *name = req->v->rt->routes[req->route].name;
+        if (rs != NULL && rs->mirrored == NULL)
+            seldon_metric_series(&rs->mirrored, req->lb->metrics->mirrored, &name);
+        if (rs != NULL && rs->mirrored != NULL)
+            seldon_series_add(rs->mirrored, 1);
+    }
     req->picked = 1;
     req->version = 0;
     {

@@ -111,6 +111,7 @@ struct seldon_router_metrics {
     seldon_metric *retries;
     seldon_metric *ejections;
     seldon_metric *connections;
+    seldon_metric *mirrored; /* {route}: copies picked an upstream of the mirror's route */
 };
 
 #endif

@@ -1345,6 +1345,19 @@ static int check_manifest(const seldon_sched *s, const seldon_manifest *mf)
         }
         if ((rc = sdn_sch_map_put(&seen[b->kind], b->name, (void *)b)) != 0)
             break;
+        if (b->kind == SELDON_KIND_EXPERIMENT && b->spec.experiment.mirror_name != NULL) {
+            /* No repeated names, as upstream: the mirror is not a candidate too. */
+            const seldon_experiment_spec *x = &b->spec.experiment;
+            size_t c;
+            for (c = 0; c < x->candidates_count && rc == 0; c++)
+                if (strcmp(x->candidates[c].name, x->mirror_name) == 0)
+                    rc = sdn_error(SELDON_EINVAL,
+                                   "document %zu (Experiment \"%s\"): spec.mirror.name: \"%s\" "
+                                   "is already a candidate",
+                                   b->document, b->name, x->mirror_name);
+            if (rc != 0)
+                break;
+        }
         if (b->kind == SELDON_KIND_EXPERIMENT && b->spec.experiment.default_name != NULL) {
             sch_map *d = &defaults[is_model_experiment(b)];
             const char *def = b->spec.experiment.default_name;

@@ -179,6 +179,10 @@ Test(experiment, validation_names_the_field)
     refused(s,
             EXPERIMENT("e", "  candidates: [{name: a, weight: 1}, {name: a, weight: 2}]\n"),
             "spec.candidates[1].name: \"a\" is already a candidate");
+    refused(s,
+            EXPERIMENT("e", "  candidates: [{name: a, weight: 1}]\n"
+                            "  mirror: {name: a, percent: 10}\n"),
+            "document 1 (Experiment \"e\"): spec.mirror.name: \"a\" is already a candidate");
     apply_ok(s, EXPERIMENT("e1", "  default: a\n  candidates: [{name: a, weight: 1}]\n"), T0);
     refused(s, EXPERIMENT("e2", "  default: a\n  candidates: [{name: a, weight: 1}]\n"),
             "spec.default: \"a\" is already the default of experiment \"e1\"");
