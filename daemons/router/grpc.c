@@ -298,6 +298,7 @@ static void served_as(gp *p)
 
 /* A mirror copy: its answer is read and dropped; the caller never waits for it. */
 typedef struct mirror_call {
+    rt_loop *L;
     seldon_router_req *rr;
     int32_t grpc_status;
     uint8_t ended;
@@ -332,6 +333,7 @@ static void mirror_close(sd2_stream *s, void *user_data, int err, uint32_t h2_co
                                                        : outcome_of(err),
                               0, rt_now_ns());
     seldon_router_req_finish(m->rr, m->ended && m->grpc_status >= 0 ? m->grpc_status : 14);
+    m->L->mirrors--;
     seldon_router_req_free(m->rr);
     sdd_free(m);
 }
@@ -358,9 +360,15 @@ static void mirror(gp *p)
     if (m == NULL)
         return;
     m->grpc_status = -1;
+    m->L = p->L;
     if (seldon_router_req_mirror_new(&m->rr, p->rr, now) != 0) {
         sdd_free(m);
         return;
+    }
+    if (p->L->mirrors >= RT_MIRRORS_MAX(p->L->r)) {
+        sdd_log(SELDON_LOG_DEBUG, "mirror copy to %s skipped: too many copies in flight",
+                seldon_router_req_route_name(m->rr));
+        goto drop;
     }
     if (!p->replay_ok || seldon_router_pick(&u, m->rr, now) != 0 || u->grpc == NULL ||
         sd2_upstream_get(&pool, p->L->h2c, u->grpc_host, u->grpc_port) != 0)
@@ -375,9 +383,16 @@ static void mirror(gp *p)
     if (seldon_router_req_version(m->rr) != 0 &&
         seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
         hs[k++] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
-    rc = sd2_request(&up, pool, hs, k, p->replay.len == 0, &mirror_cbs, m, 0);
+    {
+        int64_t deadline = seldon_router_req_deadline(m->rr);
+        uint64_t timeout_ms = deadline <= 0  ? 0
+                              : deadline > now ? (uint64_t)(deadline - now) / 1000000 + 1
+                                               : 1;
+        rc = sd2_request(&up, pool, hs, k, p->replay.len == 0, &mirror_cbs, m, timeout_ms);
+    }
     sdd_free(hs);
     if (rc == 0) {
+        p->L->mirrors++;
         if (p->replay.len > 0) {
             sd2_write(up, p->replay.data, p->replay.len);
             sd2_end(up, NULL, 0);

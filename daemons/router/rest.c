@@ -334,6 +334,7 @@ static void served_as(rp *p)
 
 /* A mirror copy: its answer is read and dropped; the caller never waits for it. */
 typedef struct mirror_call {
+    rt_loop *L;
     seldon_router_req *rr;
     int status;
 } mirror_call;
@@ -359,6 +360,7 @@ static void mirror_done(sdc_request *req, int result, void *user_data)
     if (result != SDC_OK)
         sdd_log(SELDON_LOG_DEBUG, "mirror copy to %s: %s", seldon_router_req_route_name(m->rr),
                 sdc_strerror(result));
+    m->L->mirrors--;
     seldon_router_req_free(m->rr);
     sdd_free(m);
 }
@@ -384,13 +386,15 @@ static void mirror(rp *p)
     m = sdd_calloc(1, sizeof(*m));
     if (m == NULL)
         return;
+    m->L = p->L;
     if (seldon_router_req_mirror_new(&m->rr, p->rr, now) != 0) {
         sdd_free(m); /* not mirrored: the usual case */
         return;
     }
-    if (!p->replay_ok) {
-        sdd_log(SELDON_LOG_DEBUG, "mirror copy to %s skipped: the body is past --replay-limit",
-                seldon_router_req_route_name(m->rr));
+    if (!p->replay_ok || p->L->mirrors >= RT_MIRRORS_MAX(p->L->r)) {
+        sdd_log(SELDON_LOG_DEBUG, "mirror copy to %s skipped: %s",
+                seldon_router_req_route_name(m->rr),
+                p->replay_ok ? "too many copies in flight" : "the body is past --replay-limit");
         goto drop;
     }
     if (seldon_router_pick(&u, m->rr, now) != 0 || u->http == NULL ||
@@ -416,8 +420,14 @@ static void mirror(rp *p)
         rc = sdc_request_start_body(&up, pool, &head, p->replay.data, p->replay.len, &mirror_cbs,
                                     m);
     sdd_free(hs);
-    if (rc == 0)
+    if (rc == 0) {
+        int64_t deadline = seldon_router_req_deadline(m->rr);
+        p->L->mirrors++;
+        if (deadline > 0) /* the route's timeout bounds the copy too */
+            sdc_request_set_timeout(up, deadline > now ? (uint64_t)(deadline - now) / 1000000 + 1
+                                                        : 1);
         return;
+    }
     {
         int32_t retry = 0;
         seldon_router_attempt_end(&retry, NULL, m->rr, SELDON_ROUTER_CONNECT_FAILED, 0, now);

@@ -74,7 +74,14 @@ typedef struct rt_loop {
     _Atomic size_t conns_down, conns_up; /* read by /metrics on another loop */
     int closing;                         /* the loop's clients are being closed */
     sd2_server *h2_draining;             /* after SIGTERM, until its streams end */
+    int mirrors;                         /* experiment mirror copies in flight on this loop */
 } rt_loop;
+
+/*
+ * Mirror copies in flight on one loop, at most: past it a copy is not sent, so that a
+ * slow mirror never takes the connections the callers' requests need.
+ */
+#define RT_MIRRORS_MAX(r) ((int)((r)->cfg.upstream_conns / 4 > 0 ? (r)->cfg.upstream_conns / 4 : 1))
 
 struct router {
     rt_config cfg;

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(cluster.ROUTER), reason="need
 
 class Upstream:
     """An HTTP/1.1 upstream answering {"who": name}; route: its own x-seldon-route, or None.
-    hang: never answers (holds every request until release())."""
+    hang: holds every request until release(), then answers."""
 
     def __init__(self, name, route=None, hang=False):
         self.name, self.route, self.hang = name, route, hang
@@ -42,7 +42,6 @@ class Upstream:
                                     body))
                 if up.hang:
                     up.gate.wait(GUARD * 4)
-                    return
                 out = json.dumps({"who": up.name}).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
@@ -95,9 +94,10 @@ def setup(tmp_path):
 - name: mir
   upstreams: [{{http: "{HOST}:{mirror.port}", version: 7}}]
 """)
+    # --upstream-conns 8: at most 8 / 4 = 2 mirror copies in flight on the loop
     router = cluster.Daemon("router", [cluster.ROUTER, "--routes", str(tmp_path / "routes.yaml"),
-                                       "--port", "0", "--metrics-port", "-1", "--host", HOST,
-                                       "--io-threads", "1"])
+                                       "--port", "0", "--metrics-port", "0", "--host", HOST,
+                                       "--io-threads", "1", "--upstream-conns", "8"])
     yield router, a, b, mirror
     mirror.release()
     router.stop()
@@ -119,12 +119,22 @@ def test_split_headers_accumulate_and_a_hanging_mirror_holds_nobody(setup):
     assert {h["seldon-internal-model"] for _, h, _ in a.seen} == {"m_3"}
     assert {h["seldon-internal-model"] for _, h, _ in b.seen} == {"b_1"}
     assert {h["seldon-model"] for _, h, _ in b.seen} == {"m"}  # the client's route, as sent
-    # The mirror received a copy of each of the 40 (same path and body, its own model),
-    # and answered none of them: every caller was answered all the same.
-    procs.wait_until(lambda: mirror.count() == 40, GUARD,
+    # The mirror holds its copies unanswered: two of them are in flight (the bound), the
+    # others were not sent, and every caller was answered all the same.
+    procs.wait_until(lambda: mirror.count() == 2, GUARD,
                      lambda: f"{mirror.count()} copies\n{router.stderr()}")
+    assert router.metric("seldon_router_mirrored_total", route="mir") == 2
     assert {h["seldon-internal-model"] for _, h, _ in mirror.seen} == {"mir_7"}
     assert {(p, body) for p, _, body in mirror.seen} == {("/v2/models/m/infer", b'{"inputs":[]}')}
+    # Once the mirror answers, copies flow again: one per request.
+    mirror.release()
+    procs.wait_until(lambda: router.metric("seldon_router_requests_total", route="mir") == 2,
+                     GUARD, router.stderr)
+    for _ in range(10):
+        post(port, "/v2/models/m/infer")
+    procs.wait_until(lambda: mirror.count() == 12, GUARD,
+                     lambda: f"{mirror.count()} copies\n{router.stderr()}")
+    assert router.metric("seldon_router_mirrored_total", route="mir") == 12
     # Sticky: a value naming a candidate, anywhere among accumulated ones, pins it.
     for value, who in ((":b_1:", "b"), (":x_2: :m_3:", "a"), (":m:", "a")):
         for _ in range(10):
