@@ -219,6 +219,25 @@ static void rest_done(void *user_data, seldon_rest_response *resp)
     sdd_free(c);
 }
 
+/* Mirror copies in flight in the process, at most: past it a request gets no copy, so a
+   slow mirror cannot pile work up behind the callers'. */
+#define UP_MIRRORS_MAX 64
+static atomic_int mirrors_in_flight;
+
+static int mirror_take(void)
+{
+    if (atomic_fetch_add_explicit(&mirrors_in_flight, 1, memory_order_relaxed) < UP_MIRRORS_MAX)
+        return 1;
+    atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
+    sdd_log(SELDON_LOG_DEBUG, "mirror copy skipped: %d copies in flight", UP_MIRRORS_MAX);
+    return 0;
+}
+
+static void mirror_give(void)
+{
+    atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
+}
+
 /* A mirror copy of a REST request: its own copy of everything, its answer dropped. */
 typedef struct rest_mirror_call {
     up_replica *r;
@@ -230,6 +249,7 @@ static void rest_mirror_done(void *user_data, seldon_rest_response *resp)
     rest_mirror_call *m = user_data;
     (void)resp;
     atomic_fetch_sub_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+    mirror_give();
     sdd_free(m);
 }
 
@@ -244,9 +264,13 @@ static void rest_mirror(const up_target *mt, const sdh_request *r, size_t seg, s
     need += r->nheaders * sizeof(*hs) + plen + r->method_len + r->query_len + r->body_len + 8;
     for (i = 0; i < r->nheaders; i++)
         need += r->headers[i].name_len + r->headers[i].value_len;
-    m = sdd_malloc(need);
-    if (m == NULL)
+    if (!mirror_take())
         return;
+    m = sdd_malloc(need);
+    if (m == NULL) {
+        mirror_give();
+        return;
+    }
     m->r = mt->r;
     hs = (seldon_http_header *)(m + 1);
     p = (char *)(hs + r->nheaders);
@@ -290,6 +314,7 @@ static void rest_mirror(const up_target *mt, const sdh_request *r, size_t seg, s
     atomic_fetch_add_explicit(&m->r->in_flight, 1, memory_order_relaxed);
     if (seldon_service_rest(m->r->s.svc, &m->q, rest_mirror_done, m) != 0) {
         atomic_fetch_sub_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+        mirror_give();
         sdd_free(m);
     }
 }
@@ -598,21 +623,28 @@ static void grpc_mirror_done(void *user_data, int32_t status, const char *messag
     up_replica *r = user_data;
     (void)status, (void)message, (void)response; /* the service frees what is left */
     atomic_fetch_sub_explicit(&r->in_flight, 1, memory_order_relaxed);
+    mirror_give();
 }
 
 /* Sends a copy of the message (before the caller's versioned name goes in) to mt. */
 static void grpc_mirror(gcall *c, const up_target *mt, const uint8_t *msg, size_t len)
 {
     seldon_buf b = SELDON_BUF_INIT;
-    if (seldon_buf_reserve(&b, len + mt->vname_len + 16) != 0)
+    if (!mirror_take())
         return;
+    if (seldon_buf_reserve(&b, len + mt->vname_len + 16) != 0) {
+        mirror_give();
+        return;
+    }
     memcpy(b.data, msg, len);
     b.len = len;
     pb_append_field1(&b, mt->vname, mt->vname_len);
     atomic_fetch_add_explicit(&mt->r->in_flight, 1, memory_order_relaxed);
     if (seldon_service_grpc(mt->r->s.svc, c->path, c->path_len, b.data, b.len, grpc_mirror_done,
-                            mt->r) != 0)
+                            mt->r) != 0) {
         atomic_fetch_sub_explicit(&mt->r->in_flight, 1, memory_order_relaxed);
+        mirror_give();
+    }
     seldon_buf_free(&b); /* the service copied what it keeps */
 }
 
