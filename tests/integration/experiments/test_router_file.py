@@ -126,15 +126,17 @@ def test_split_headers_accumulate_and_a_hanging_mirror_holds_nobody(setup):
     assert router.metric("seldon_router_mirrored_total", route="mir") == 2
     assert {h["seldon-internal-model"] for _, h, _ in mirror.seen} == {"mir_7"}
     assert {(p, body) for p, _, body in mirror.seen} == {("/v2/models/m/infer", b'{"inputs":[]}')}
-    # Once the mirror answers, copies flow again: one per request.
+    # Once the mirror answers, copies flow again (up to 2 at a time), and each one the
+    # router sent arrives.
     mirror.release()
     procs.wait_until(lambda: router.metric("seldon_router_requests_total", route="mir") == 2,
                      GUARD, router.stderr)
     for _ in range(10):
         post(port, "/v2/models/m/infer")
-    procs.wait_until(lambda: mirror.count() == 12, GUARD,
-                     lambda: f"{mirror.count()} copies\n{router.stderr()}")
-    assert router.metric("seldon_router_mirrored_total", route="mir") == 12
+    sent = lambda: router.metric("seldon_router_mirrored_total", route="mir")
+    procs.wait_until(lambda: mirror.count() == sent(), GUARD,
+                     lambda: f"{mirror.count()} copies of {sent()}\n{router.stderr()}")
+    assert 2 < mirror.count() <= 12, mirror.count()
     # Sticky: a value naming a candidate, anywhere among accumulated ones, pins it.
     for value, who in ((":b_1:", "b"), (":x_2: :m_3:", "a"), (":m:", "a")):
         for _ in range(10):
