@@ -236,7 +236,7 @@ void sdn_pl_batch_add(seldon_pipeline_engine *e, pl_batch *b, pl_req *q, pl_ref 
 void sdn_pl_flush(seldon_pipeline_engine *e, pl_batch *b, int64_t now)
 {
     const pl_step *st = &e->pipes[b->pipe].p->steps[b->step];
-    pl_bentry *live = NULL, *v = b->v;
+    pl_bentry *live = NULL, *base = NULL, *v = b->v;
     uint32_t i, n = 0, count = b->n, cap = b->cap, h = 0, nh = 0;
     uint64_t rows = 0, hrows = 0;
     pl_ref *m;
@@ -251,15 +251,15 @@ void sdn_pl_flush(seldon_pipeline_engine *e, pl_batch *b, int64_t now)
     b->n = b->cap = 0;
     b->rows = 0;
     /* Room for the earlier rows of a rolling batch in front of the requests. */
-    live = sdn_malloc((count + (b->hn - b->h0)) * sizeof(*live));
-    if (live == NULL) {
+    base = sdn_malloc((count + (b->hn - b->h0)) * sizeof(*base));
+    if (base == NULL) {
         for (i = 0; i < count; i++) {
             v[i].req->pending--;
             sdn_pl_nomem_fail(e, v[i].req);
         }
         goto out;
     }
-    live += b->hn - b->h0;
+    live = base + (b->hn - b->h0);
     for (i = 0; i < count; i++) {
         pl_bentry *x = &v[i];
         sdn_pl_touch(e, x->req);
@@ -299,14 +299,14 @@ void sdn_pl_flush(seldon_pipeline_engine *e, pl_batch *b, int64_t now)
         }
     }
     if (n == 0) {
-        sdn_free(live - (b->hn - b->h0));
+        sdn_free(base);
     } else if (n == 1 && nh == 0) {
         if (st->batch_rolling)
             hist_keep(e, b, st, live, 1, now);
         sdn_pl_make_call(e, b->pipe, b->step, live[0].req, live[0].msg, NULL, 0);
-        sdn_free(live - (b->hn - b->h0));
+        sdn_free(base);
     } else {
-        pl_bentry *all = live - nh, *base = live - (b->hn - b->h0);
+        pl_bentry *all = live - nh;
         m = concat_batch(e, live[0].req, all, n + nh, rows + hrows, st);
         if (m == NULL) {
             for (i = 0; i < n; i++) {
