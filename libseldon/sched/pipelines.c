@@ -257,6 +257,68 @@ static int prep_lookup(const seldon_pipeline **out, void *ud, const char *name)
     return stored_lookup(out, c->s, name);
 }
 
+/*
+ * Whether pipeline p, by what it reads, reads itself: pipelines reading each
+ * other in a ring would pass every record round it for ever. The path, when
+ * one is found, goes in ring ("p -> q -> p").
+ */
+static int reads_itself(prep_ctx *c, const seldon_pipeline *p, char *ring, size_t cap)
+{
+    const seldon_pipeline **stack = NULL, **seen = NULL;
+    uint32_t *from = NULL;
+    size_t ns = 0, nseen = 0, max = 1 + c->s->npipelines + seldon_manifest_count(c->mf), i, k;
+    int found = 0;
+    stack = sdn_calloc(max, sizeof(*stack));
+    seen = sdn_calloc(max, sizeof(*seen));
+    from = sdn_calloc(max, sizeof(*from));
+    if (stack == NULL || seen == NULL || from == NULL)
+        goto out; /* the engine's own guards remain */
+    /* A search over what p reads, keeping for each pipeline seen where it was reached from. */
+    seen[nseen] = p;
+    from[nseen++] = UINT32_MAX;
+    stack[ns++] = p;
+    while (ns > 0 && !found) {
+        const seldon_pipeline *q = stack[--ns];
+        size_t qi = 0;
+        while (qi < nseen && seen[qi] != q)
+            qi++;
+        for (k = 0; k < seldon_pipeline_dependency_count(q) && !found; k++) {
+            const char *dn = seldon_pipeline_dependency(q, k);
+            const seldon_pipeline *d = NULL;
+            if (strcmp(dn, seldon_pipeline_name(p)) == 0) {
+                /* Found: the path back from q to p, written p -> ... -> q -> p. */
+                const char *names[64];
+                size_t nn = 0, at = qi, len = 0;
+                while (at != UINT32_MAX && nn < 64) {
+                    names[nn++] = seldon_pipeline_name(seen[at]);
+                    at = from[at];
+                }
+                ring[0] = '\0';
+                for (i = nn; i > 0 && len < cap; i--)
+                    len += (size_t)snprintf(ring + len, cap - len, "%s -> ", names[i - 1]);
+                if (len < cap)
+                    snprintf(ring + len, cap - len, "%s", seldon_pipeline_name(p));
+                found = 1;
+                break;
+            }
+            if (prep_lookup(&d, c, dn) != 0 || d == NULL)
+                continue;
+            for (i = 0; i < nseen && seen[i] != d; i++)
+                ;
+            if (i < nseen || nseen == max)
+                continue;
+            seen[nseen] = d;
+            from[nseen++] = (uint32_t)qi;
+            stack[ns++] = d;
+        }
+    }
+out:
+    sdn_free(stack);
+    sdn_free(seen);
+    sdn_free(from);
+    return found;
+}
+
 int sdn_sch_pipelines_prepare(seldon_sched *s, const seldon_manifest *mf, seldon_pipeline **out)
 {
     prep_ctx c = {s, mf, out};
@@ -283,8 +345,25 @@ int sdn_sch_pipelines_prepare(seldon_sched *s, const seldon_manifest *mf, seldon
             }
         }
     }
-    if (todo == 0)
-        return 0;
+    if (todo == 0) {
+        char ring[256];
+        for (i = 0; i < n && rc == 0; i++) {
+            const seldon_resource *r = seldon_manifest_at(mf, i);
+            if (r->kind != SELDON_KIND_PIPELINE || !reads_itself(&c, out[i], ring, sizeof(ring)))
+                continue;
+            rc = sdn_error(SELDON_EINVAL,
+                           "document %zu (Pipeline \"%s\"): pipeline \"%s\": spec.input: "
+                           "pipelines would read each other in a ring (%s)",
+                           r->document, r->name, r->name, ring);
+        }
+        if (rc == 0)
+            return 0;
+        for (i = 0; i < n; i++) {
+            seldon_pipeline_free(out[i]);
+            out[i] = NULL;
+        }
+        return rc;
+    }
     /* The first that does not compile, again for its message. */
     for (i = 0; i < n; i++) {
         const seldon_resource *r = seldon_manifest_at(mf, i);

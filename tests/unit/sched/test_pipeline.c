@@ -414,3 +414,29 @@ Test(pipeline, a_reader_is_ready_only_while_the_pipelines_it_reads_are)
     seldon_sched_close(s);
     rm_dir(dir);
 }
+
+/* Pipelines reading each other in a ring are refused: records would go round for ever. */
+Test(pipeline, a_ring_of_pipelines_is_refused)
+{
+    seldon_sched *s = open_mem();
+    pst p;
+    apply_ok(s, pl("a", "  steps:\n  - name: m1\n  output: {steps: [m1]}\n"), T0);
+    apply_ok(s,
+             pl("b", "  input: {externalInputs: [a.outputs]}\n"
+                     "  steps:\n  - name: m1\n  output: {steps: [m1]}\n"),
+             T0);
+    apply_ok(s,
+             pl("c", "  input: {externalInputs: [b.outputs]}\n"
+                     "  steps:\n  - name: m1\n  output: {steps: [m1]}\n"),
+             T0);
+    cr_assert_eq(try_apply(s, pl("a", "  input: {externalTriggers: [c.outputs], externalInputs: "
+                                      "[c.inputs]}\n  steps:\n  - name: m1\n"
+                                      "  output: {steps: [m1]}\n")),
+                 SELDON_EINVAL);
+    cr_assert_str_eq(seldon_last_error(),
+                     "document 1 (Pipeline \"a\"): pipeline \"a\": spec.input: pipelines would "
+                     "read each other in a ring (a -> c -> b -> a)");
+    cr_assert_eq(pstatus(&p, s, "a"), 0);
+    cr_assert_eq(p.version, 1, "nothing changed");
+    seldon_sched_close(s);
+}
