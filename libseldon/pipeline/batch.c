@@ -118,9 +118,8 @@ void sdn_pl_batch_forget(seldon_pipeline_engine *e, pl_batch *b, int64_t now)
         return;
     }
     st = &e->pipes[b->pipe].p->steps[b->step];
-    while (b->h0 < b->hn &&
-           (now == INT64_MAX ||
-            (st->batch_window_ns > 0 && b->h[b->h0].at <= now - st->batch_window_ns)))
+    while (b->h0 < b->hn && (now == INT64_MAX || (st->batch_window_ns > 0 &&
+                                                  b->h[b->h0].at <= now - st->batch_window_ns)))
         hist_drop_front(e, b);
     if (now == INT64_MAX) {
         sdn_free(b->h);

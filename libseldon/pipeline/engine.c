@@ -1059,7 +1059,8 @@ static void split_answer(seldon_pipeline_engine *e, pl_call *c, pl_ref *resp, in
         pl_ref *ref;
         if (why == NULL && (q == NULL || q->failed)) {
             for (i = 0; i < r->ntensors; i++)
-                off[i] += elems_len(&r->tensors[i], off[i], (total ? r->tensors[i].count / total : 0) * rows);
+                off[i] += elems_len(&r->tensors[i], off[i],
+                                    (total ? r->tensors[i].count / total : 0) * rows);
         }
         if (q == NULL)
             continue;
@@ -1105,7 +1106,8 @@ static void split_answer(seldon_pipeline_engine *e, pl_call *c, pl_ref *resp, in
     nomem:
         /* Skip this caller's rows in the tensors not yet sliced (none were advanced). */
         for (i = 0; i < r->ntensors; i++)
-            off[i] += elems_len(&r->tensors[i], off[i], (total ? r->tensors[i].count / total : 0) * rows);
+            off[i] +=
+                elems_len(&r->tensors[i], off[i], (total ? r->tensors[i].count / total : 0) * rows);
         sdn_pl_msg_recycle(e, m);
         ref = NULL;
     nomem_ref:

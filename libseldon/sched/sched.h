@@ -279,7 +279,7 @@ struct seldon_sched {
     sch_map pipelines_by_name;
     sch_pipeline **pipelines;
     uint32_t npipelines, cappipelines;
-    uint8_t pl_check; /* a model's availability changed: pipelines look again */
+    uint8_t pl_check;    /* a model's availability changed: pipelines look again */
     uint32_t pl_changes; /* pipeline state changes so far (readers look again) */
 
     uint32_t epoch;       /* placement scratch marks */

@@ -961,8 +961,9 @@ Test(pipelines, timeout_ms)
     refused(PIPELINE "  steps: [{name: a}]\n  timeoutMs: 4294967296\n",
             "document 1 (Pipeline \"flow\"): spec.timeoutMs: 4294967296 is out of range (1 to "
             "4294967295) (line 7)");
-    refused(PIPELINE "  steps: [{name: a}]\n  timeoutMs: \"5s\"\n",
-            "document 1 (Pipeline \"flow\"): spec.timeoutMs: expected an integer, got text (line 7)");
+    refused(
+        PIPELINE "  steps: [{name: a}]\n  timeoutMs: \"5s\"\n",
+        "document 1 (Pipeline \"flow\"): spec.timeoutMs: expected an integer, got text (line 7)");
     refused(PIPELINE "  steps: [{name: a}]\n  timeoutMS: 5\n",
             "document 1 (Pipeline \"flow\"): spec.timeoutMS: unknown field (did you mean "
             "\"timeoutMs\"?) (line 7)");

@@ -396,8 +396,9 @@ Test(json, nesting_limits_agree)
 /* spec.timeoutMs, our extension: written last in spec, read back, left out when absent. */
 Test(serialize, a_pipeline_timeout)
 {
-    const char *y = "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\n"
-                    "spec:\n  timeoutMs: 2500\n  steps: [{name: a, batch: {size: 4, rolling: true}}]\n";
+    const char *y =
+        "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\n"
+        "spec:\n  timeoutMs: 2500\n  steps: [{name: a, batch: {size: 4, rolling: true}}]\n";
     const char *bare = "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\n"
                        "spec:\n  steps: [{name: a}]\n";
     seldon_manifest *m = parse(y, strlen(y)), *mb = parse(bare, strlen(bare));

@@ -332,7 +332,7 @@ Test(timeout, spec_timeout_ms_is_the_pipelines_default)
     seldon_pipeline_event ev;
     seldon_buf b = SELDON_BUF_INIT;
     cr_assert_eq(pl_add(&s, HEAD "slow\nspec:\n  timeoutMs: 20\n  steps:\n  - name: add10\n"
-                                  "---\n" HEAD "plain\nspec:\n  steps:\n  - name: add10\n"),
+                                 "---\n" HEAD "plain\nspec:\n  steps:\n  - name: add10\n"),
                  0, "%s", seldon_last_error());
     cr_assert_eq(seldon_pipeline_timeout_ms(s.p[0]), 20);
     cr_assert_eq(seldon_pipeline_timeout_ms(s.p[1]), 0);
@@ -347,8 +347,8 @@ Test(timeout, spec_timeout_ms_is_the_pipelines_default)
     /* The request's own wins over the pipeline's. */
     cr_assert_eq(seldon_pipeline_engine_push(e, "slow", "r2", 2, NULL, 0, rows_of(e, 1, 1), 5, T0),
                  0);
-    cr_assert_eq(
-        seldon_pipeline_engine_push(e, "slow", "r3", 2, NULL, 0, rows_of(e, 1, 1), -1, T0), 0);
+    cr_assert_eq(seldon_pipeline_engine_push(e, "slow", "r3", 2, NULL, 0, rows_of(e, 1, 1), -1, T0),
+                 0);
     /* Without one in its spec: the engine's. */
     push(e, "plain", "r4", rows_of(e, 1, 1), T0);
     while (seldon_pipeline_engine_poll(&ev, e) == 1)

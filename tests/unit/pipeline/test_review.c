@@ -61,8 +61,8 @@ Test(review, max_batch_sends_a_batch_before_its_size)
     seldon_pipeline_event ev;
     run_result r = {0};
     o.max_batch = 2;
-    cr_assert_eq(
-        pl_add(&s, HEAD "b\nspec:\n  steps:\n  - name: add10\n    batch: {size: 100}\n"), 0);
+    cr_assert_eq(pl_add(&s, HEAD "b\nspec:\n  steps:\n  - name: add10\n    batch: {size: 100}\n"),
+                 0);
     cr_assert_eq(seldon_pipeline_engine_new(&e, (const seldon_pipeline *const *)s.p, 1, &o), 0);
     push(e, "b", "r1", input(e, "INPUT"), T0);
     cr_assert_eq(seldon_pipeline_engine_poll(&ev, e), 0);
@@ -120,7 +120,8 @@ Test(review, external_inputs_joined_outer_fire_when_the_window_closes)
     pl_set_free(&s);
 }
 
-/* Output stepsJoin inner waits for both steps (tensors in output.steps order); any takes the first. */
+/* Output stepsJoin inner waits for both steps (tensors in output.steps order); any takes the first.
+ */
 Test(review, output_steps_join_inner_and_any)
 {
     pl_set s = {0};
