@@ -140,6 +140,8 @@ static void hist_keep(seldon_pipeline_engine *e, pl_batch *b, const pl_step *st,
     uint32_t k;
     for (k = 0; k < n; k++) {
         pl_ref *copy;
+        if (!batchable(&live[k], &live[k]))
+            continue; /* no rows to carry (a tensor without dimension 0) */
         if (b->hn == b->hcap) {
             if (b->h0 > 0) { /* slide down before growing */
                 memmove(b->h, b->h + b->h0, (b->hn - b->h0) * sizeof(*b->h));
@@ -275,7 +277,7 @@ void sdn_pl_flush(seldon_pipeline_engine *e, pl_batch *b, int64_t now)
                 e->pipes[b->pipe].p->name, st->name);
             continue;
         }
-        if (n == 0 && !batchable(x, x) && (count > 1 || b->hn > b->h0)) {
+        if (n == 0 && !batchable(x, x) && count > 1) {
             x->req->pending--;
             sdn_pl_fail(e, x->req, SELDON_PIPELINE_ERR_BATCH, SELDON_ESHAPE,
                         "pipeline \"%s\": step \"%s\": a batched request needs tensors of at least "
