@@ -205,8 +205,8 @@ int main(int argc, char **argv)
            "+ 1000 ns)\n",
            reps, n);
     printf("%-44s %9.1f ns\n", "plain route (req_new, pick, end, free)", best_plain);
-    printf("%-44s %9.1f ns  +%.1f ns  (x%.2f)\n", "experiment 75/25 + 10% mirror (+ tag)",
-           best_exp, best_exp - best_plain, best_exp / best_plain);
+    printf("%-44s %9.1f ns  +%.1f ns  (x%.2f)\n", "experiment 75/25 + 10% mirror (+ tag)", best_exp,
+           best_exp - best_plain, best_exp / best_plain);
     printf("%-44s %9.1f ns  +%.1f ns  (x%.2f)\n", "experiment, sticky x-seldon-route", best_sticky,
            best_sticky - best_plain, best_sticky / best_plain);
     printf("within 1 us: %s\n",

@@ -544,8 +544,7 @@ static void print_experiment(const ExperimentStatus *e, int brief)
 }
 
 /* ExperimentStatus; *out NULL with NOT_FOUND. Returns 0, or 1 after printing the failure. */
-static int get_experiments(cli *c, const char *name, ExperimentStatusResponse **out,
-                           int *not_found)
+static int get_experiments(cli *c, const char *name, ExperimentStatusResponse **out, int *not_found)
 {
     Seldon__Control__V1__StatusRequest req = SELDON__CONTROL__V1__STATUS_REQUEST__INIT;
     cli_result r;
@@ -566,7 +565,8 @@ static int get_experiments(cli *c, const char *name, ExperimentStatusResponse **
     *out = seldon__control__v1__experiment_status_response__unpack(NULL, r.body.len, r.body.data);
     cli_result_free(&r);
     if (*out == NULL) {
-        fprintf(stderr, "seldon: ExperimentStatus: the answer is not an ExperimentStatusResponse\n");
+        fprintf(stderr,
+                "seldon: ExperimentStatus: the answer is not an ExperimentStatusResponse\n");
         return 1;
     }
     return 0;
@@ -1009,8 +1009,7 @@ static int run(cli *c, int nargs, char **args)
                        : 2;
         }
         if (strcmp(verb, "list") == 0)
-            return need("experiment list takes no argument", nargs == 2) ? experiment_list(c)
-                                                                         : 2;
+            return need("experiment list takes no argument", nargs == 2) ? experiment_list(c) : 2;
     } else if (strcmp(noun, "server") == 0) {
         if (strcmp(verb, "status") == 0) {
             if (c->o.file != NULL && nargs == 2)

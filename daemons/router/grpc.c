@@ -328,9 +328,9 @@ static void mirror_close(sd2_stream *s, void *user_data, int err, uint32_t h2_co
     int32_t retry = 0;
     (void)s, (void)h2_code;
     seldon_router_attempt_end(&retry, NULL, m->rr,
-                              m->ended ? seldon_router_outcome(0, m->grpc_status)
-                                       : err == SD2_OK ? SELDON_ROUTER_RESET
-                                                       : outcome_of(err),
+                              m->ended        ? seldon_router_outcome(0, m->grpc_status)
+                              : err == SD2_OK ? SELDON_ROUTER_RESET
+                                              : outcome_of(err),
                               0, rt_now_ns());
     seldon_router_req_finish(m->rr, m->ended && m->grpc_status >= 0 ? m->grpc_status : 14);
     m->L->mirrors--;
@@ -385,7 +385,7 @@ static void mirror(gp *p)
         hs[k++] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
     {
         int64_t deadline = seldon_router_req_deadline(m->rr);
-        uint64_t timeout_ms = deadline <= 0  ? 0
+        uint64_t timeout_ms = deadline <= 0    ? 0
                               : deadline > now ? (uint64_t)(deadline - now) / 1000000 + 1
                                                : 1;
         rc = sd2_request(&up, pool, hs, k, p->replay.len == 0, &mirror_cbs, m, timeout_ms);

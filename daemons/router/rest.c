@@ -41,10 +41,10 @@ typedef struct rp {
     size_t rid_len;
     char rid_value[128];
     /* Experiments: the served model's tag, where it goes in the head, the mirror copy. */
-    size_t nh_base;        /* headers kept from the client (and ours), without the internal one */
-    int64_t internal_at;   /* the client's seldon-internal-model header's index, or -1 */
-    sdh_header internal;   /* its original value */
-    uint8_t mirrored;      /* the mirror copy was sent (or given up) */
+    size_t nh_base;      /* headers kept from the client (and ours), without the internal one */
+    int64_t internal_at; /* the client's seldon-internal-model header's index, or -1 */
+    sdh_header internal; /* its original value */
+    uint8_t mirrored;    /* the mirror copy was sent (or given up) */
     char tag[SELDON_ROUTES_NAME_MAX + 16]; /* "<route>_<version>" of the attempt's upstream */
     char route_hdr[1024];                  /* x-seldon-route sent back */
 } rp;
@@ -417,15 +417,15 @@ static void mirror(rp *p)
     if (head.content_length == SDH_BODY_NONE)
         rc = sdc_request_start(&up, pool, &head, &mirror_cbs, m);
     else
-        rc = sdc_request_start_body(&up, pool, &head, p->replay.data, p->replay.len, &mirror_cbs,
-                                    m);
+        rc =
+            sdc_request_start_body(&up, pool, &head, p->replay.data, p->replay.len, &mirror_cbs, m);
     sdd_free(hs);
     if (rc == 0) {
         int64_t deadline = seldon_router_req_deadline(m->rr);
         p->L->mirrors++;
         if (deadline > 0) /* the route's timeout bounds the copy too */
-            sdc_request_set_timeout(up, deadline > now ? (uint64_t)(deadline - now) / 1000000 + 1
-                                                        : 1);
+            sdc_request_set_timeout(up,
+                                    deadline > now ? (uint64_t)(deadline - now) / 1000000 + 1 : 1);
         return;
     }
     {

@@ -78,8 +78,7 @@ static const struct method {
     [M_AGENT_REPORT] = {SC_SVC_AGENT, "/seldon.control.v1.AgentService/Report"},
     [M_ROUTE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/Subscribe"},
     [M_PIPELINE_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/PipelineStatus"},
-    [M_EXPERIMENT_STATUS] = {SC_SVC_CLIENT,
-                             "/seldon.control.v1.SchedulerService/ExperimentStatus"},
+    [M_EXPERIMENT_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/ExperimentStatus"},
 };
 
 /* The list a streaming call sits in while it is open. */

@@ -463,7 +463,7 @@ struct gcall {
     char rid[80];       /* x-request-id metadata, or "" */
     char sticky[256];   /* x-seldon-route metadata (pins an experiment's candidate), or "" */
     char route[SELDON_ROUTES_NAME_MAX + 16]; /* x-seldon-route sent back: ":<vname>:" */
-    seldon_buf in; /* bytes of messages not yet whole */
+    seldon_buf in;                           /* bytes of messages not yet whole */
     size_t max;
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
 };
@@ -526,8 +526,8 @@ static void deliver(gmsg *m)
                 if (c->rid[0] != '\0')
                     xr[nx++] = (sd2_header){"x-request-id", 12, c->rid, strlen(c->rid)};
                 if (c->route[0] != '\0') /* the model version that answered, as for REST */
-                    xr[nx++] = (sd2_header){SELDON_ROUTER_ROUTE_HEADER, 14, c->route,
-                                            strlen(c->route)};
+                    xr[nx++] =
+                        (sd2_header){SELDON_ROUTER_ROUTE_HEADER, 14, c->route, strlen(c->route)};
                 sd2_grpc_send_headers(c->s, xr, nx);
             }
             pre[0] = 0;
@@ -723,8 +723,7 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
         gdone(m, 8, "out of memory", NULL);
         return;
     }
-    rc = pick_split(&t, &mt, u, name, name_len, c->sticky[0] ? c->sticky : NULL,
-                    strlen(c->sticky));
+    rc = pick_split(&t, &mt, u, name, name_len, c->sticky[0] ? c->sticky : NULL, strlen(c->sticky));
     if (rc != 0) {
         seldon_buf_free(&copy);
         seldon_router_status(NULL, &grpc, rc);

@@ -374,8 +374,8 @@ SELDON_API int seldon_routes_builder_add_version(seldon_routes_builder *builder,
  * mirror that is not a route of the table or has no upstreams of its own,
  * and candidates whose weights add up to 0.
  */
-SELDON_API int seldon_routes_builder_add_candidate(seldon_routes_builder *builder,
-                                                   const char *name, uint32_t weight);
+SELDON_API int seldon_routes_builder_add_candidate(seldon_routes_builder *builder, const char *name,
+                                                   uint32_t weight);
 
 /* Gives the last route a mirror: percent (0-100) of its requests are copied to route name. */
 SELDON_API int seldon_routes_builder_set_mirror(seldon_routes_builder *builder, const char *name,

@@ -61,11 +61,11 @@ struct seldon_router_req {
     int64_t attempt_start;
     host *open; /* the host of the open attempt */
     uint32_t tried[SELDON_ROUTES_RETRIES_MAX + 1];
-    int64_t mirror;    /* the mirror route chosen for a copy, or -1 */
-    uint32_t version;  /* of the upstream last picked */
-    uint8_t split;     /* the route asked for has candidates */
-    uint8_t picked;    /* a pick happened */
-    uint8_t is_copy;   /* a mirror copy: its first pick counts in seldon_router_mirrored_total */
+    int64_t mirror;   /* the mirror route chosen for a copy, or -1 */
+    uint32_t version; /* of the upstream last picked */
+    uint8_t split;    /* the route asked for has candidates */
+    uint8_t picked;   /* a pick happened */
+    uint8_t is_copy;  /* a mirror copy: its first pick counts in seldon_router_mirrored_total */
 };
 
 static uint64_t rnd(seldon_router_lb *lb)
@@ -364,8 +364,8 @@ int seldon_router_req_new(seldon_router_req **out, seldon_router_lb *lb, const c
 }
 
 int seldon_router_req_new_split(seldon_router_req **out, seldon_router_lb *lb, const char *name,
-                                size_t len, const char *sticky, size_t sticky_len,
-                                int32_t protocol, int64_t now_ns)
+                                size_t len, const char *sticky, size_t sticky_len, int32_t protocol,
+                                int64_t now_ns)
 {
     size_t idx, chosen;
     int64_t mirror = -1;

@@ -419,8 +419,8 @@ static int parse_route(parser *p, size_t index)
                 if (p->ev.type == YAML_SEQUENCE_END_EVENT)
                     break;
                 if (ncands == SELDON_ROUTES_CANDIDATES_MAX)
-                    return fail(p, SELDON_ETOOBIG, line_of(&p->ev), sub,
-                                "more than %d candidates", SELDON_ROUTES_CANDIDATES_MAX);
+                    return fail(p, SELDON_ETOOBIG, line_of(&p->ev), sub, "more than %d candidates",
+                                SELDON_ROUTES_CANDIDATES_MAX);
                 if (snprintf(cpath, sizeof(cpath), "%s[%zu]", sub, ncands) < 0)
                     cpath[0] = '\0';
                 if ((rc = parse_target(p, cpath, &cands[ncands], "weight", INT32_MAX)) != 0)
@@ -519,8 +519,8 @@ static int parse_route(parser *p, size_t index)
             return place(p, rc, cands[i].line, sub);
         }
     }
-    if (has_mirror && (rc = sdn_rt_builder_mirror(p->b, mirror.name, mirror.len,
-                                                  mirror.weight)) != 0) {
+    if (has_mirror &&
+        (rc = sdn_rt_builder_mirror(p->b, mirror.name, mirror.len, mirror.weight)) != 0) {
         join(sub, sizeof(sub), path, "mirror");
         return place(p, rc, mirror.line, sub);
     }

@@ -39,7 +39,7 @@ struct seldon_routes {
     seldon_routes_defaults d;
     sdn_rt_route *routes;
     size_t nroutes, routes_cap;
-    uint32_t *route_ups; /* upstream indices of every route, route after route */
+    uint32_t *route_ups;  /* upstream indices of every route, route after route */
     uint32_t *route_vers; /* parallel: the model version each upstream serves (0: none) */
     size_t nroute_ups, route_ups_cap;
     sdn_rt_cand *cands; /* experiment candidates of every route, route after route */

@@ -718,8 +718,8 @@ static int resolve_splits(seldon_routes *t)
                                  r->name, r->mirror_name);
             if (t->routes[k].nups == 0)
                 return sdn_error(SELDON_EPARSE,
-                                 "route \"%s\": mirror \"%s\" has no upstreams of its own",
-                                 r->name, r->mirror_name);
+                                 "route \"%s\": mirror \"%s\" has no upstreams of its own", r->name,
+                                 r->mirror_name);
             r->mirror = k;
         }
     }

@@ -181,7 +181,7 @@ typedef struct sch_exp {
     char *mirror; /* or NULL */
     uint32_t mirror_percent;
     uint8_t active, cands_ready, mirror_ready; /* as last reported in an event */
-    uint8_t reported;                         /* a state event was sent */
+    uint8_t reported;                          /* a state event was sent */
     char *reason;
     int64_t last_change;
 } sch_exp;

@@ -74,8 +74,7 @@ static int add_split(seldon_routes_builder *b, size_t route, const sch_resource 
  * An active experiment whose every target is a route of the table being built: models
  * with a serving replica, pipelines once their "<p>.pipeline" routes are in the table.
  */
-static int exp_routed(const seldon_sched *s, const seldon_routes_builder *b,
-                      const sch_resource *r)
+static int exp_routed(const seldon_sched *s, const seldon_routes_builder *b, const sch_resource *r)
 {
     char name[SELDON_MANIFEST_NAME_MAX + 16];
     int cr, mr;
@@ -501,8 +500,9 @@ static void fill_experiment(seldon_sched_status *st, seldon_sched_experiment_sta
     else
         snprintf(why, sizeof(why), "waiting for %s %s \"%.253s\"", cr ? "mirror" : "candidate",
                  r->exp_pipeline ? "pipeline" : "model", waiting ? waiting : "");
-    out->state = !r->live ? "ExperimentTerminated" : active ? "ExperimentActive"
-                                                             : "ExperimentWaiting";
+    out->state = !r->live ? "ExperimentTerminated"
+                 : active ? "ExperimentActive"
+                          : "ExperimentWaiting";
     out->reason = dup(st, why, bad);
     out->waiting_for = dup(st, waiting, bad);
 }

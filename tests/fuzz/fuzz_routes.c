@@ -51,8 +51,8 @@ static void check_table(seldon_routes *rt, const uint8_t *data, size_t size)
             int64_t mirror;
             int32_t sticky;
             uint64_t rnd = size >= 8 ? (uint64_t)data[0] << 56 | (uint64_t)data[size - 1] : size;
-            if (seldon_routes_decide(&to, &mirror, &sticky, rt, i, (const char *)data, size,
-                                     rnd) != 0)
+            if (seldon_routes_decide(&to, &mirror, &sticky, rt, i, (const char *)data, size, rnd) !=
+                0)
                 fail("decide");
             if (to >= seldon_routes_count(rt) || seldon_routes_upstream_count(rt, to) == 0)
                 fail("decided for a route without upstreams");

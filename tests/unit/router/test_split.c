@@ -14,21 +14,22 @@ static seldon_routes *table(const char *text)
     return rt;
 }
 
-static const char *const AB = "routes:\n"
-                              "- name: iris\n"
-                              "  candidates:\n"
-                              "  - {name: iris, weight: 75}\n"
-                              "  - {name: iris2, weight: 25}\n"
-                              "  mirror: {name: iris3, percent: 10}\n"
-                              "  upstreams:\n"
-                              "  - {http: \"127.0.0.1:1001\", version: 1}\n"
-                              "- name: iris2\n"
-                              "  upstreams:\n"
-                              "  - {http: \"127.0.0.1:1002\", grpc: \"127.0.0.1:2002\", version: 3}\n"
-                              "- name: iris3\n"
-                              "  upstreams: [{http: \"127.0.0.1:1003\"}]\n"
-                              "- name: ab.experiment\n"
-                              "  candidates: [{name: iris, weight: 1}, {name: iris2, weight: 1}]\n";
+static const char *const AB =
+    "routes:\n"
+    "- name: iris\n"
+    "  candidates:\n"
+    "  - {name: iris, weight: 75}\n"
+    "  - {name: iris2, weight: 25}\n"
+    "  mirror: {name: iris3, percent: 10}\n"
+    "  upstreams:\n"
+    "  - {http: \"127.0.0.1:1001\", version: 1}\n"
+    "- name: iris2\n"
+    "  upstreams:\n"
+    "  - {http: \"127.0.0.1:1002\", grpc: \"127.0.0.1:2002\", version: 3}\n"
+    "- name: iris3\n"
+    "  upstreams: [{http: \"127.0.0.1:1003\"}]\n"
+    "- name: ab.experiment\n"
+    "  candidates: [{name: iris, weight: 1}, {name: iris2, weight: 1}]\n";
 
 static size_t idx(const seldon_routes *rt, const char *name)
 {
@@ -121,7 +122,7 @@ Test(split, sticky_header_names_a_candidate)
     size_t r = idx(rt, "iris"), iris2 = idx(rt, "iris2"), out;
     int32_t sticky = 0;
     static const char *const to2[] = {":iris2_3:", ":iris2:", ":x_1: :iris2_1:", ":iris2_12:,:y:"};
-    static const char *const not_sticky[] = {":iris22_1:", "iris2", ":iris2_:", ":iris2_1",
+    static const char *const not_sticky[] = {":iris22_1:", "iris2",  ":iris2_:", ":iris2_1",
                                              ":iris2_a:",  ":ris2:", ""};
     size_t i;
     for (i = 0; i < sizeof(to2) / sizeof(to2[0]); i++) {
@@ -180,9 +181,9 @@ Test(split, requests_follow_the_decision)
     cr_assert_eq(seldon_router_lb_new(&lb, rt, NULL, 7), 0);
     seldon_routes_release(rt);
     for (i = 0; i < 4000; i++) {
-        cr_assert_eq(seldon_router_req_new_split(&req, lb, "iris", 4, NULL, 0, SELDON_ROUTER_HTTP,
-                                                 0),
-                     0, "%s", seldon_last_error());
+        cr_assert_eq(
+            seldon_router_req_new_split(&req, lb, "iris", 4, NULL, 0, SELDON_ROUTER_HTTP, 0), 0,
+            "%s", seldon_last_error());
         cr_assert_eq(seldon_router_req_split(req), 1);
         cr_assert_eq(seldon_router_req_tag(tag, &len, sizeof(tag), req), SELDON_ESTATE);
         cr_assert_eq(seldon_router_pick(&u, req, 0), 0);
@@ -214,22 +215,20 @@ Test(split, requests_follow_the_decision)
     cr_assert(n2 > 850 && n2 < 1150, "%d of 4000", n2);
     cr_assert(copies > 300 && copies < 500, "%d copies of 4000", copies);
     /* sticky through the balancer; a plain route stays plain */
-    cr_assert_eq(seldon_router_req_new_split(&req, lb, "iris", 4, ":iris2_3:", 9,
-                                             SELDON_ROUTER_GRPC, 0),
-                 0);
+    cr_assert_eq(
+        seldon_router_req_new_split(&req, lb, "iris", 4, ":iris2_3:", 9, SELDON_ROUTER_GRPC, 0), 0);
     cr_assert_eq(seldon_router_pick(&u, req, 0), 0);
     cr_assert_eq(u->grpc_port, 2002);
     seldon_router_req_free(req);
-    cr_assert_eq(seldon_router_req_new_split(&req, lb, "iris2", 5, ":iris_1:", 8,
-                                             SELDON_ROUTER_HTTP, 0),
-                 0);
+    cr_assert_eq(
+        seldon_router_req_new_split(&req, lb, "iris2", 5, ":iris_1:", 8, SELDON_ROUTER_HTTP, 0), 0);
     cr_assert_eq(seldon_router_req_split(req), 0);
     cr_assert_eq(seldon_router_req_mirror_new(&m, req, 0), SELDON_ENOTFOUND);
     seldon_router_req_free(req);
     /* an experiment without a default of its own */
-    cr_assert_eq(seldon_router_req_new_split(&req, lb, "ab.experiment", 13, NULL, 0,
-                                             SELDON_ROUTER_HTTP, 0),
-                 0);
+    cr_assert_eq(
+        seldon_router_req_new_split(&req, lb, "ab.experiment", 13, NULL, 0, SELDON_ROUTER_HTTP, 0),
+        0);
     cr_assert_eq(seldon_router_pick(&u, req, 0), 0);
     cr_assert(u->http_port == 1001 || u->http_port == 1002);
     seldon_router_req_free(req);

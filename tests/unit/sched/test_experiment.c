@@ -140,9 +140,9 @@ Test(experiment, no_default_is_an_experiment_route_only)
     seldon_routes *rt;
     size_t r;
     three_models(s);
-    apply_ok(s,
-             EXPERIMENT("ab", "  candidates: [{name: iris, weight: 1}, {name: iris2, weight: 3}]\n"),
-             T0);
+    apply_ok(
+        s, EXPERIMENT("ab", "  candidates: [{name: iris, weight: 1}, {name: iris2, weight: 3}]\n"),
+        T0);
     rt = routes(s);
     cr_assert_eq(seldon_routes_find(&r, rt, "iris", 4), 0);
     cr_assert_eq(seldon_routes_candidate_count(rt, r), 0);
@@ -170,14 +170,12 @@ Test(experiment, validation_names_the_field)
 {
     seldon_sched *s = open_mem();
     seldon_sched_status *st = NULL;
-    refused(s,
-            EXPERIMENT("e", "  default: iris\n  candidates: [{name: iris2, weight: 1}]\n"),
+    refused(s, EXPERIMENT("e", "  default: iris\n  candidates: [{name: iris2, weight: 1}]\n"),
             "spec.default: \"iris\" is not one of the candidates");
     refused(s, EXPERIMENT("e", "  default: iris\n"), "spec");
     refused(s, EXPERIMENT("e", "  resourceType: model\n"),
             "an experiment needs at least one candidate or a mirror");
-    refused(s,
-            EXPERIMENT("e", "  candidates: [{name: a, weight: 1}, {name: a, weight: 2}]\n"),
+    refused(s, EXPERIMENT("e", "  candidates: [{name: a, weight: 1}, {name: a, weight: 2}]\n"),
             "spec.candidates[1].name: \"a\" is already a candidate");
     refused(s,
             EXPERIMENT("e", "  candidates: [{name: a, weight: 1}]\n"
@@ -223,8 +221,9 @@ Test(experiment, survives_a_restart)
     seldon_routes *rt;
     size_t r;
     three_models(s);
-    apply_ok(s, EXPERIMENT("ab", "  default: iris\n  candidates: [{name: iris, weight: 3}, "
-                                 "{name: iris2, weight: 1}]\n"),
+    apply_ok(s,
+             EXPERIMENT("ab", "  default: iris\n  candidates: [{name: iris, weight: 3}, "
+                              "{name: iris2, weight: 1}]\n"),
              T0);
     seldon_sched_close(s);
     s = open_dir(dir, T0 + 1000 * MS, 60000);
