@@ -66,6 +66,7 @@ struct sc_daemon {
     seldon_metrics *metrics;
     sdh_server *metrics_http;
     seldon_metric *m_pipelines; /* pipelines by state */
+    seldon_metric *m_experiments; /* experiments by state */
     seldon_metric *m_models, *m_servers, *m_replicas, *m_commands, *m_apply, *m_agents, *m_routers,
         *m_watchers, *m_ready;
     /* Embedding (seldon-up): commands for replicas with no AgentService stream go to

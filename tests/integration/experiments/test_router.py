@@ -117,6 +117,7 @@ def test_split_75_25_and_endpoint_back_on_stop(system):
     assert status["experimentName"] == "ab" and status["active"] is True, status
     assert status["candidatesReady"] is True and status["statusDescription"] == \
         "experiment active", status
+    assert system.sched.metric("seldon_scheduler_experiments", state="ExperimentActive") == 1
     # The router has the split once a few requests reach iris2 through the default's name.
     system.until_routes("iris", 20, lambda c: ":iris2_1:" in c)
     counts = system.routes("iris", 2000)
@@ -139,6 +140,7 @@ def test_split_75_25_and_endpoint_back_on_stop(system):
     system.until_routes("iris", 50, lambda c: c == {":iris_1:": 50})
     r = system.cli("experiment", "status", "ab")
     assert r.code == 1 and "NOT_FOUND" in r.err, r
+    assert system.sched.metric("seldon_scheduler_experiments", state="ExperimentActive") == 0
 
 
 def test_sticky_sessions_hold(system):
@@ -266,3 +268,20 @@ def test_a_model_is_the_default_of_one_experiment(system):
     assert system.cli("experiment", "stop", "first").code == 0
     assert system.start("second", AB).code == 0
     assert system.cli("experiment", "stop", "second").code == 0
+
+
+def test_experiment_survives_a_scheduler_restart(system):
+    assert system.start("kept", AB, "-w").code == 0
+    system.until_routes("iris", 20, lambda c: ":iris2_1:" in c)
+    system.sched.restart()
+    # The router split on meanwhile (its table is the last it had) ...
+    counts = system.routes("iris", 40)
+    assert set(counts) <= {":iris_1:", ":iris2_1:"}, counts
+    # ... and the scheduler brought the experiment back from its store: active once the
+    # agent is back, and the routes it sends split as before.
+    r = system.cli("experiment", "status", "kept", "-w")
+    assert r.code == 0 and r.json()["active"] is True, f"{r}\n{system.sched.stderr()}"
+    system.router.wait_log("subscribed again")  # a table from the restarted scheduler
+    system.until_routes("iris", 40, lambda c: len(c) == 2)
+    assert system.cli("experiment", "stop", "kept").code == 0
+    system.until_routes("iris", 20, lambda c: c == {":iris_1:": 20})
