@@ -353,18 +353,20 @@ static void mirror(gp *p)
     size_t len = 0, i, k = 0;
     int64_t now = rt_now_ns();
     int rc;
-    if (p->mirrored)
-        return;
+    seldon_router_req *rr = NULL;
+    if (p->mirrored || !seldon_router_req_mirrored(p->rr))
+        return; /* not mirrored: the usual case */
     p->mirrored = 1;
-    m = sdd_calloc(1, sizeof(*m));
-    if (m == NULL)
+    if (seldon_router_req_mirror_new(&rr, p->rr, now) != 0)
         return;
-    m->grpc_status = -1;
-    m->L = p->L;
-    if (seldon_router_req_mirror_new(&m->rr, p->rr, now) != 0) {
-        sdd_free(m);
+    m = sdd_calloc(1, sizeof(*m));
+    if (m == NULL) {
+        seldon_router_req_free(rr);
         return;
     }
+    m->grpc_status = -1;
+    m->L = p->L;
+    m->rr = rr;
     if (p->L->mirrors >= RT_MIRRORS_MAX(p->L->r)) {
         sdd_log(SELDON_LOG_DEBUG, "mirror copy to %s skipped: too many copies in flight",
                 seldon_router_req_route_name(m->rr));

@@ -426,6 +426,9 @@ SELDON_API int seldon_router_req_new_split(seldon_router_req **out, seldon_route
 /* 1 when the request went through an experiment (its route has candidates), else 0. */
 SELDON_API int32_t seldon_router_req_split(const seldon_router_req *req);
 
+/* 1 when the decision chose to copy the request to its route's mirror, else 0. */
+SELDON_API int32_t seldon_router_req_mirrored(const seldon_router_req *req);
+
 /*
  * A request for the mirror copy of req, on the same table, without retries:
  * pick, attempt_end, finish and free it as any request. SELDON_ENOTFOUND when

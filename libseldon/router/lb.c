@@ -333,20 +333,12 @@ static void count_ejection(seldon_router_lb *lb, host *h)
 
 /* --- Requests ------------------------------------------------------------ */
 
-int seldon_router_req_new(seldon_router_req **out, seldon_router_lb *lb, const char *name,
-                          size_t len, int32_t protocol, int64_t now_ns)
+/* A request on route idx of the current table. */
+static int req_at(seldon_router_req **out, seldon_router_lb *lb, size_t idx, int32_t protocol,
+                  int64_t now_ns)
 {
     seldon_router_req *req;
-    size_t idx;
     int64_t timeout;
-    int rc;
-    if (out == NULL || lb == NULL || (name == NULL && len > 0))
-        return sdn_error(SELDON_EINVAL, "router_req_new: NULL argument");
-    *out = NULL;
-    if (protocol != SELDON_ROUTER_HTTP && protocol != SELDON_ROUTER_GRPC)
-        return sdn_error(SELDON_EINVAL, "router_req_new: unknown protocol %d", (int)protocol);
-    if ((rc = seldon_routes_find(&idx, lb->cur->rt, name ? name : "", len)) != 0)
-        return rc;
     req = sdn_calloc(1, sizeof(*req));
     if (req == NULL)
         return sdn_error(SELDON_ENOMEM, "router_req_new: out of memory");
@@ -363,33 +355,55 @@ int seldon_router_req_new(seldon_router_req **out, seldon_router_lb *lb, const c
     return 0;
 }
 
+int seldon_router_req_new(seldon_router_req **out, seldon_router_lb *lb, const char *name,
+                          size_t len, int32_t protocol, int64_t now_ns)
+{
+    size_t idx;
+    int rc;
+    if (out == NULL || lb == NULL || (name == NULL && len > 0))
+        return sdn_error(SELDON_EINVAL, "router_req_new: NULL argument");
+    *out = NULL;
+    if (protocol != SELDON_ROUTER_HTTP && protocol != SELDON_ROUTER_GRPC)
+        return sdn_error(SELDON_EINVAL, "router_req_new: unknown protocol %d", (int)protocol);
+    if ((rc = seldon_routes_find(&idx, lb->cur->rt, name ? name : "", len)) != 0)
+        return rc;
+    return req_at(out, lb, idx, protocol, now_ns);
+}
+
 int seldon_router_req_new_split(seldon_router_req **out, seldon_router_lb *lb, const char *name,
                                 size_t len, const char *sticky, size_t sticky_len, int32_t protocol,
                                 int64_t now_ns)
 {
+    const sdn_rt_route *r;
     size_t idx, chosen;
     int64_t mirror = -1;
     int rc;
     if (out == NULL || lb == NULL || (name == NULL && len > 0) || (sticky == NULL && sticky_len))
         return sdn_error(SELDON_EINVAL, "router_req_new_split: NULL argument");
     *out = NULL;
+    if (protocol != SELDON_ROUTER_HTTP && protocol != SELDON_ROUTER_GRPC)
+        return sdn_error(SELDON_EINVAL, "router_req_new: unknown protocol %d", (int)protocol);
     if ((rc = seldon_routes_find(&idx, lb->cur->rt, name ? name : "", len)) != 0)
         return rc;
-    if (lb->cur->rt->routes[idx].ncands == 0 && lb->cur->rt->routes[idx].mirror < 0)
-        return seldon_router_req_new(out, lb, name, len, protocol, now_ns);
+    r = &lb->cur->rt->routes[idx];
+    if (r->ncands == 0 && r->mirror < 0)
+        return req_at(out, lb, idx, protocol, now_ns);
     seldon_routes_decide(&chosen, &mirror, NULL, lb->cur->rt, idx, sticky, sticky_len, rnd(lb));
-    rc = seldon_router_req_new(out, lb, lb->cur->rt->routes[chosen].name,
-                               lb->cur->rt->routes[chosen].name_len, protocol, now_ns);
-    if (rc != 0)
+    if ((rc = req_at(out, lb, chosen, protocol, now_ns)) != 0)
         return rc;
     (*out)->mirror = mirror;
-    (*out)->split = lb->cur->rt->routes[idx].ncands > 0;
+    (*out)->split = r->ncands > 0;
     return 0;
 }
 
 int32_t seldon_router_req_split(const seldon_router_req *req)
 {
     return req ? req->split : 0;
+}
+
+int32_t seldon_router_req_mirrored(const seldon_router_req *req)
+{
+    return req != NULL && req->mirror >= 0;
 }
 
 int seldon_router_req_mirror_new(seldon_router_req **out, seldon_router_req *req, int64_t now_ns)

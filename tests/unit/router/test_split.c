@@ -197,6 +197,7 @@ Test(split, requests_follow_the_decision)
             cr_assert_str_eq(seldon_router_req_route_name(req), "iris");
         }
         if (seldon_router_req_mirror_new(&m, req, 0) == 0) {
+            cr_assert_eq(seldon_router_req_mirrored(req), 1);
             copies++;
             cr_assert_eq(seldon_router_pick(&u, m, 0), 0);
             cr_assert_eq(u->http_port, 1003);
@@ -208,6 +209,7 @@ Test(split, requests_follow_the_decision)
             seldon_router_req_free(m);
         } else {
             cr_assert_null(m);
+            cr_assert_eq(seldon_router_req_mirrored(req), 0);
         }
         seldon_router_attempt_end(&retry, NULL, req, SELDON_ROUTER_OK, 1, 0);
         seldon_router_req_free(req);
