@@ -681,6 +681,20 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     int32_t streaming = 0;
     const char *m = NULL;
 
+    if (model != NULL && model->value_len > 9 &&
+        memcmp(model->value + model->value_len - 9, ".pipeline", 9) == 0) {
+        /* A pipeline's call, unary or streamed, is served whole by plserve (pipes.c). */
+        char name[SELDON_ROUTES_NAME_MAX + 16];
+        size_t name_len = 0;
+        if (seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_GRPC,
+                                     model->value, model->value_len, NULL, 0) != 0) {
+            count(u, "grpc", 3);
+            sd2_grpc_finish(s, 3, seldon_last_error(), NULL, 0);
+            return;
+        }
+        up_pl_grpc_stream(u, s, h, n, end, name, name_len - 9);
+        return;
+    }
     for (i = 0; path != NULL && i < count_m; i++) {
         const char *p = seldon_service_grpc_method(i, &streaming);
         if (strlen(p) == path->value_len && memcmp(p, path->value, path->value_len) == 0) {
