@@ -148,6 +148,7 @@ typedef struct ctl_ent {
 typedef struct async_entry {
     int used;
     int done;
+    int chained; /* a chained pipeline's result to come (or not: it expires all the same) */
     int status; /* HTTP */
     int64_t expires_ns;
     char id[80];
@@ -192,7 +193,8 @@ static void async_expire(sdp *s, int64_t now)
 {
     size_t i;
     for (i = 0; i < s->async_cap; i++)
-        if (s->async_tab[i].used && s->async_tab[i].done && s->async_tab[i].expires_ns <= now) {
+        if (s->async_tab[i].used && (s->async_tab[i].done || s->async_tab[i].chained) &&
+            s->async_tab[i].expires_ns <= now) {
             seldon_buf_free(&s->async_tab[i].body);
             s->async_tab[i].used = 0;
         }
@@ -210,7 +212,7 @@ static async_entry *async_find(sdp *s, const char *pipeline, const char *id, siz
 }
 
 /* A pending entry for id; SELDON_ETOOBIG when the store is full, SELDON_EEXIST for a known id. */
-static int async_add(sdp *s, const char *pipeline, const char *id)
+static int async_add(sdp *s, const char *pipeline, const char *id, int chained)
 {
     size_t i;
     int rc = sdd_error(SELDON_ETOOBIG,
@@ -226,6 +228,8 @@ static int async_add(sdp *s, const char *pipeline, const char *id)
         if (!s->async_tab[i].used) {
             memset(&s->async_tab[i], 0, sizeof(s->async_tab[i]));
             s->async_tab[i].used = 1;
+            s->async_tab[i].chained = chained;
+            s->async_tab[i].expires_ns = sdp_mono_ns() + (int64_t)s->cfg.async_ttl_ms * 1000000;
             snprintf(s->async_tab[i].id, sizeof(s->async_tab[i].id), "%s", id);
             snprintf(s->async_tab[i].pipeline, sizeof(s->async_tab[i].pipeline), "%s", pipeline);
             rc = 0;
@@ -757,7 +761,9 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev)
                 ev->headers[i].value_len < sizeof(w->rid))
                 snprintf(w->rid, sizeof(w->rid), "%.*s", (int)ev->headers[i].value_len,
                          ev->headers[i].value);
-        if (w->rid[0] == '\0' || async_add(p->s, w->pipeline, w->rid) != 0) {
+        if (w->rid[0] == '\0' ||
+            (async_add(p->s, w->pipeline, w->rid, 1) != 0 &&
+             seldon_last_error_code() != SELDON_EEXIST)) {
             waiter_free(w);
             return;
         }
@@ -839,6 +845,13 @@ static void pump(sdp_loop *p)
             break;
         c = p->done_head;
         p->done_head = p->done_tail = NULL;
+        {
+            /* Timeouts due first: a step that failed because its request's time ran out
+               (its call carried that deadline) ends the request as a timeout. */
+            int64_t now = sdp_mono_ns();
+            if (seldon_pipeline_engine_deadline(p->eng) <= now)
+                seldon_pipeline_engine_advance(p->eng, now);
+        }
         for (; c != NULL; c = next) {
             next = c->next;
             if (c->nah > 0) {
@@ -918,7 +931,7 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
                                            w->xh[i].value_len};
     snprintf(id, sizeof(id), "%" PRIu64, w->seq);
     if (w->kind == W_ASYNC) {
-        rc = async_add(s, w->pipeline, w->rid);
+        rc = async_add(s, w->pipeline, w->rid, 0);
         if (rc != 0) {
             seldon_msg_free(inputs);
             waiter_free(w);
@@ -934,6 +947,16 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
             async_drop(s, w->pipeline, w->rid);
         waiter_free(w);
         return rc;
+    }
+    /* Pipelines reading this one answer later under the same id: their results are
+       announced now, so that a GET before they end says 202 rather than 404. */
+    for (i = 0; i < p->npls; i++) {
+        size_t d;
+        for (d = 0; d < seldon_pipeline_dependency_count(p->pls[i]); d++)
+            if (strcmp(seldon_pipeline_dependency(p->pls[i], d), w->pipeline) == 0) {
+                async_add(s, seldon_pipeline_name(p->pls[i]), w->rid, 1);
+                break;
+            }
     }
     w->next = *slot(p, w->seq);
     *slot(p, w->seq) = w;

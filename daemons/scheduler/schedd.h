@@ -73,6 +73,16 @@ struct sc_daemon {
     void (*local_command)(void *user_data, const seldon_sched_command *cmd);
     void (*after_pump)(void *user_data);
     void *local_data;
+    /* Pipeline gateways (RouteService/SubscribePipelines, svc.c). pipelines_in_process: the
+       embedding host serves pipelines itself (seldon-up): no "<p>.pipeline" routes, and no
+       gateway is waited for. */
+    int pipelines_in_process;
+    sc_call *gateways;
+    size_t ngateways;
+    uint64_t gw_gen;      /* bumped when the gateways or the pipelines' names change */
+    uint64_t pl_gen;      /* the PipelineSet's generation */
+    uint64_t pl_hash;     /* of the PipelineSet last sent */
+    uint64_t pl_names;    /* of the pipelines' names in the route table */
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */

@@ -41,6 +41,9 @@ typedef Seldon__Control__V1__RouteSubscribeRequest RouteSubscribeRequest;
 typedef Seldon__Control__V1__RouteUpstream RouteUpstream;
 typedef Seldon__Control__V1__Route Route;
 typedef Seldon__Control__V1__RouteTable RouteTable;
+typedef Seldon__Control__V1__PipelineSubscribeRequest PipelineSubscribeRequest;
+typedef Seldon__Control__V1__PipelineSpec PipelineSpec;
+typedef Seldon__Control__V1__PipelineSet PipelineSet;
 
 #define SDR_ABORTED 10
 /* The shortest time between two route tables. */
@@ -57,7 +60,8 @@ enum {
     M_AGENT_SUBSCRIBE,
     M_AGENT_REPORT,
     M_ROUTE_SUBSCRIBE,
-    M_PIPELINE_STATUS
+    M_PIPELINE_STATUS,
+    M_PIPELINE_SUBSCRIBE
 };
 
 static const struct method {
@@ -73,10 +77,11 @@ static const struct method {
     [M_AGENT_REPORT] = {SC_SVC_AGENT, "/seldon.control.v1.AgentService/Report"},
     [M_ROUTE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/Subscribe"},
     [M_PIPELINE_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/PipelineStatus"},
+    [M_PIPELINE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/SubscribePipelines"},
 };
 
 /* The list a streaming call sits in while it is open. */
-enum { L_NONE, L_AGENTS, L_ROUTERS, L_WATCHERS };
+enum { L_NONE, L_AGENTS, L_ROUTERS, L_WATCHERS, L_GATEWAYS };
 
 struct sc_call {
     sc_daemon *d;
@@ -92,6 +97,7 @@ struct sc_call {
     char *server; /* agents: the replica's server and index; routers: their name */
     uint32_t index;
     uint64_t route_gen_sent;
+    char *gw_http, *gw_grpc; /* gateways: where routers reach them */
 };
 
 int64_t sc_now_ns(void)
@@ -124,6 +130,9 @@ static sc_call **list_head(sc_daemon *d, int list, size_t **count)
     case L_ROUTERS:
         *count = &d->nrouters;
         return &d->routers;
+    case L_GATEWAYS:
+        *count = &d->ngateways;
+        return &d->gateways;
     default:
         *count = &d->nwatchers;
         return &d->watchers;
@@ -346,6 +355,14 @@ static void send_event(sc_daemon *d, const seldon_sched_event *ev)
     seldon_buf_free(&b);
 }
 
+/* The route table's generation: the scheduler's, plus the gateways' changes. */
+static uint64_t route_gen_now(const sc_daemon *d)
+{
+    return seldon_sched_routes_generation(d->sched) + d->gw_gen;
+}
+
+static int add_pipeline_routes(sc_daemon *d, RouteTable *m, arena *a);
+
 /* Builds the framed RouteTable for the scheduler's routes now. */
 static int build_routes(sc_daemon *d)
 {
@@ -357,7 +374,7 @@ static int build_routes(sc_daemon *d)
     if (rc != 0)
         return rc;
     n = seldon_routes_count(t);
-    m.generation = seldon_sched_routes_generation(d->sched);
+    m.generation = route_gen_now(d);
     m.n_routes = n;
     m.routes = arena_alloc(&a, n * sizeof(*m.routes));
     rc = m.routes == NULL ? SELDON_ENOMEM : 0;
@@ -392,6 +409,8 @@ static int build_routes(sc_daemon *d)
         }
         m.routes[i] = r;
     }
+    if (rc == 0 && !d->pipelines_in_process)
+        rc = add_pipeline_routes(d, &m, &a);
     if (rc == 0) {
         d->route_frame.len = 0;
         if (frame(&d->route_frame, &m.base) != 0)
@@ -401,7 +420,7 @@ static int build_routes(sc_daemon *d)
         d->route_gen = m.generation;
         d->route_built = 1;
         sdd_log(SELDON_LOG_INFO, "route table %llu: %zu route(s)", (unsigned long long)m.generation,
-                n);
+                m.n_routes);
     }
     arena_free(&a);
     seldon_routes_release(t);
@@ -435,7 +454,7 @@ void sc_routes_now(sc_daemon *d)
         uv_timer_stop(&d->route_timer);
     d->route_pending = 0;
     d->route_last_ms = uv_now(d->loop);
-    if (d->closing || (d->route_built && seldon_sched_routes_generation(d->sched) == d->route_gen))
+    if (d->closing || (d->route_built && route_gen_now(d) == d->route_gen))
         return;
     if (build_routes(d) != 0) {
         sdd_log(SELDON_LOG_ERROR, "route table: %s", seldon_last_error());
@@ -461,6 +480,8 @@ void sc_timers_close(sc_daemon *d)
     uv_close((uv_handle_t *)&d->route_timer, NULL);
 }
 
+static void gw_sync(sc_daemon *d);
+
 void sc_pump(sc_daemon *d)
 {
     seldon_sched_command cmd;
@@ -480,7 +501,8 @@ void sc_pump(sc_daemon *d)
         d->was_ready = 1;
         sdd_log(SELDON_LOG_INFO, "ready: placing and loading models");
     }
-    if ((!d->route_built || seldon_sched_routes_generation(d->sched) != d->route_gen) &&
+    gw_sync(d);
+    if ((!d->route_built || route_gen_now(d) != d->route_gen) &&
         !d->route_pending) {
         /* Changes that come close together (a burst of loads) make one table: at most one
            build per ROUTE_INTERVAL_MS, and none until this loop iteration's work is done. */
@@ -738,6 +760,12 @@ static void do_pipeline_status(sc_call *c, const uint8_t *msg, size_t len)
         pv->version = ps->version;
         pv->state = (char *)nz(ps->state);
         pv->reason = (char *)nz(ps->reason);
+        if (!c->d->pipelines_in_process && c->d->ngateways == 0 && !ps->deleted &&
+            strcmp(pv->state, "PipelineReady") == 0) {
+            /* Ready means served: nothing serves it until a gateway connects. */
+            pv->state = "PipelineCreating";
+            pv->reason = "waiting for a pipeline gateway (seldon-pipelinegateway) to connect";
+        }
         pv->last_change_unix_ms = ps->last_change_ns / 1000000;
         pv->models_ready = ps->models_ready != 0;
         pv->spec = (char *)nz(ps->spec);
@@ -978,6 +1006,207 @@ static void do_route_subscribe(sc_call *c, const uint8_t *msg, size_t len)
             (unsigned long long)c->d->route_gen);
 }
 
+
+/* ---------------------------------------------------------- pipeline gateways */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    size_t i;
+    for (i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Every live pipeline's route "<p>.pipeline", its upstreams the connected gateways. */
+static int add_pipeline_routes(sc_daemon *d, RouteTable *m, arena *a)
+{
+    seldon_sched_status *st = NULL;
+    const seldon_sched_pipeline_status *ps;
+    RouteUpstream **ups = NULL;
+    Route **routes;
+    size_t n = 0, i, k = 0, nu = 0;
+    sc_call *g;
+    if (seldon_sched_pipelines(&st, d->sched, NULL) != 0)
+        return 0; /* none yet */
+    while (seldon_sched_status_pipeline(st, n) != NULL)
+        n++;
+    ups = arena_alloc(a, (d->ngateways + 1) * sizeof(*ups));
+    routes = arena_alloc(a, (m->n_routes + n + 1) * sizeof(*routes));
+    if (ups == NULL || routes == NULL)
+        goto nomem;
+    for (g = d->gateways; g != NULL; g = g->next) {
+        RouteUpstream *u = arena_alloc(a, sizeof(*u));
+        if (u == NULL)
+            goto nomem;
+        seldon__control__v1__route_upstream__init(u);
+        u->http = g->gw_http;
+        u->grpc = g->gw_grpc;
+        ups[nu++] = u;
+    }
+    if (m->n_routes > 0)
+        memcpy(routes, m->routes, m->n_routes * sizeof(*routes));
+    for (i = 0; i < n; i++) {
+        Route *r;
+        char *name;
+        ps = seldon_sched_status_pipeline(st, i);
+        if (ps->deleted)
+            continue;
+        r = arena_alloc(a, sizeof(*r));
+        name = arena_alloc(a, strlen(ps->name) + 10);
+        if (r == NULL || name == NULL)
+            goto nomem;
+        seldon__control__v1__route__init(r);
+        snprintf(name, strlen(ps->name) + 10, "%s.pipeline", ps->name);
+        r->name = name;
+        r->timeout_ms = 0;  /* the gateway keeps the pipeline's timeouts */
+        r->retries = 0;     /* a pipeline request is not replayed: its steps may have run */
+        r->n_upstreams = nu;
+        r->upstreams = ups;
+        routes[m->n_routes + k++] = r;
+    }
+    m->routes = routes;
+    m->n_routes += k;
+    seldon_sched_status_free(st);
+    return 0;
+nomem:
+    seldon_sched_status_free(st);
+    return sdd_error(SELDON_ENOMEM, "out of memory");
+}
+
+/* The PipelineSet now, framed into out; *names: a hash of the live pipelines' names. */
+static int build_pipeline_set(sc_daemon *d, seldon_buf *out, uint64_t *names, uint64_t *hash)
+{
+    PipelineSet m = SELDON__CONTROL__V1__PIPELINE_SET__INIT;
+    seldon_sched_status *st = NULL;
+    arena a = {NULL, 0, 0};
+    size_t n = 0, i;
+    sc_call *g;
+    int rc = 0;
+    *names = *hash = 0xcbf29ce484222325ull;
+    if (seldon_sched_pipelines(&st, d->sched, NULL) == 0)
+        while (seldon_sched_status_pipeline(st, n) != NULL)
+            n++;
+    m.pipelines = arena_alloc(&a, (n + 1) * sizeof(*m.pipelines));
+    m.gateways = arena_alloc(&a, (d->ngateways + 1) * sizeof(*m.gateways));
+    if (m.pipelines == NULL || m.gateways == NULL) {
+        rc = SELDON_ENOMEM;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        const seldon_sched_pipeline_status *ps = seldon_sched_status_pipeline(st, i);
+        PipelineSpec *p;
+        if (ps->deleted)
+            continue;
+        p = arena_alloc(&a, sizeof(*p));
+        if (p == NULL) {
+            rc = SELDON_ENOMEM;
+            goto out;
+        }
+        seldon__control__v1__pipeline_spec__init(p);
+        p->name = (char *)nz(ps->name);
+        p->version = ps->version;
+        p->spec = (char *)nz(ps->spec);
+        p->state = (char *)nz(ps->state);
+        p->ready = strcmp(p->state, "PipelineReady") == 0;
+        m.pipelines[m.n_pipelines++] = p;
+        *names = fnv(*names, p->name, strlen(p->name) + 1);
+        *hash = fnv(*hash, p->name, strlen(p->name) + 1);
+        *hash = fnv(*hash, &p->version, sizeof(p->version));
+        *hash = fnv(*hash, p->state, strlen(p->state) + 1);
+    }
+    for (g = d->gateways; g != NULL; g = g->next) {
+        RouteUpstream *u = arena_alloc(&a, sizeof(*u));
+        if (u == NULL) {
+            rc = SELDON_ENOMEM;
+            goto out;
+        }
+        seldon__control__v1__route_upstream__init(u);
+        u->http = g->gw_http;
+        u->grpc = g->gw_grpc;
+        m.gateways[m.n_gateways++] = u;
+        *hash = fnv(*hash, u->http, strlen(u->http) + 1);
+    }
+    m.generation = d->pl_gen + 1;
+    if (frame(out, &m.base) != 0)
+        rc = SELDON_ENOMEM;
+out:
+    arena_free(&a);
+    seldon_sched_status_free(st);
+    return rc;
+}
+
+/* After every pump: a changed set of pipelines goes to every gateway. */
+static void gw_sync(sc_daemon *d)
+{
+    seldon_buf b = SELDON_BUF_INIT;
+    uint64_t h, names;
+    sc_call *g, *next;
+    if (d->pipelines_in_process || d->closing)
+        return;
+    if (build_pipeline_set(d, &b, &names, &h) != 0 || b.len < 5) {
+        seldon_buf_free(&b);
+        return;
+    }
+    if (names != d->pl_names) { /* a route appears or goes */
+        d->pl_names = names;
+        d->gw_gen++;
+    }
+    if (h != d->pl_hash) {
+        d->pl_hash = h;
+        d->pl_gen++;
+        for (g = d->gateways; g != NULL; g = next) {
+            next = g->next;
+            stream_write(g, b.data, b.len);
+        }
+    }
+    seldon_buf_free(&b);
+}
+
+static void do_pipeline_subscribe(sc_call *c, const uint8_t *msg, size_t len)
+{
+    sc_daemon *d = c->d;
+    PipelineSubscribeRequest *req =
+        seldon__control__v1__pipeline_subscribe_request__unpack(NULL, len, msg);
+    seldon_buf b = SELDON_BUF_INIT;
+    uint64_t names, h;
+    if (req == NULL) {
+        finish(c, SDR_INVALID_ARGUMENT, "PipelineSubscribeRequest: not a valid protobuf message");
+        return;
+    }
+    if (d->pipelines_in_process) {
+        finish(c, SDR_FAILED_PRECONDITION, "this scheduler's host serves pipelines itself");
+        goto out;
+    }
+    if (*req->http == '\0' && *req->grpc == '\0') {
+        finish(c, SDR_INVALID_ARGUMENT,
+               "PipelineSubscribeRequest: http or grpc: the gateway's address is required");
+        goto out;
+    }
+    c->server = sdd_strndup(*req->gateway ? req->gateway : "(unnamed)",
+                            strlen(*req->gateway ? req->gateway : "(unnamed)"));
+    c->gw_http = sdd_strndup(req->http, strlen(req->http));
+    c->gw_grpc = sdd_strndup(req->grpc, strlen(req->grpc));
+    if (c->server == NULL || c->gw_http == NULL || c->gw_grpc == NULL) {
+        finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    send_headers(c);
+    list_add(c, L_GATEWAYS);
+    d->gw_gen++; /* its address joins the pipelines' routes */
+    sdd_log(SELDON_LOG_INFO, "pipeline gateway %s (%s) connected", c->server, c->gw_http);
+    /* The set now goes to every gateway (the list of gateways changed); this one gets it
+       even when nothing else changed. */
+    d->pl_hash = 0;
+    gw_sync(d);
+    if (d->pl_hash == 0 && build_pipeline_set(d, &b, &names, &h) == 0)
+        stream_write(c, b.data, b.len);
+    seldon_buf_free(&b);
+    sc_pump(d);
+out:
+    seldon__control__v1__pipeline_subscribe_request__free_unpacked(req, NULL);
+}
+
 /* --------------------------------------------------------------- streams */
 
 static int on_message(void *user_data, const uint8_t *msg, size_t len)
@@ -1013,6 +1242,9 @@ static int on_message(void *user_data, const uint8_t *msg, size_t len)
         break;
     case M_PIPELINE_STATUS:
         do_pipeline_status(c, msg, len);
+        break;
+    case M_PIPELINE_SUBSCRIBE:
+        do_pipeline_subscribe(c, msg, len);
         break;
     }
     return 0;
@@ -1065,8 +1297,17 @@ static void st_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
         }
     } else if (c->method == M_ROUTE_SUBSCRIBE && c->server != NULL) {
         sdd_log(SELDON_LOG_INFO, "router %s unsubscribed", c->server);
+    } else if (c->method == M_PIPELINE_SUBSCRIBE && c->gw_http != NULL) {
+        sdd_log(SELDON_LOG_INFO, "pipeline gateway %s (%s) disconnected", nz(c->server),
+                c->gw_http);
+        if (!d->closing) {
+            d->gw_gen++;
+            sc_pump(d);
+        }
     }
     sdr_reader_free(&c->reader);
+    sdd_free(c->gw_http);
+    sdd_free(c->gw_grpc);
     sdd_free(c->server);
     sdd_free(c);
 }
@@ -1225,6 +1466,7 @@ void sc_services_stop(sc_daemon *d)
     finish_list(d->agents);
     finish_list(d->routers);
     finish_list(d->watchers);
+    finish_list(d->gateways);
     uv_timer_init(d->loop, &d->stop_timer);
     d->stop_timer.data = d;
     uv_timer_start(&d->stop_timer, stop_timer_fired, 1000, 0);
