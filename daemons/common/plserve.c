@@ -922,11 +922,19 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
         if (!is_x(q->headers[i].name, q->headers[i].name_len) ||
             name_is(q->headers[i].name, q->headers[i].name_len, "x-request-id"))
             continue;
+        if (name_is(q->headers[i].name, q->headers[i].name_len, "x-seldon-route")) {
+            if (n >= SDP_MAX_XHEADERS)
+                continue;
+            /* A sticky session's routes go to the steps; the answer says this request's. */
+            hs[n++] = (seldon_pipeline_header){q->headers[i].name, q->headers[i].name_len,
+                                               q->headers[i].value, q->headers[i].value_len};
+            continue;
+        }
         if (oh_set(&w->xh[w->nxh], q->headers[i].name, q->headers[i].name_len,
                    q->headers[i].value, q->headers[i].value_len) == 0)
             w->nxh++;
     }
-    for (i = 0; i < w->nxh; i++)
+    for (i = 0; i < w->nxh && n < SDP_MAX_XHEADERS; i++)
         hs[n++] = (seldon_pipeline_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value,
                                            w->xh[i].value_len};
     snprintf(id, sizeof(id), "%" PRIu64, w->seq);

@@ -293,6 +293,114 @@ def test_seldon_pipeline_infer(sysm):
         [10, 20, 30, 40]
 
 
+class FakeModels:
+    """A gRPC model server in this process, behind a FakeAgent replica ("fake" capability):
+    its models answer their inputs back, say x-model-<name>: seen in their headers and
+    x-seldon-route: :<name>: in their trailers, and keep the metadata each call brought."""
+
+    def __init__(self, g, stubs, scheduler):
+        import concurrent.futures
+        import queue
+        import threading
+        self.g, self.seen = g, []
+        grpc = g.grpc
+        handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+            "ModelInfer": grpc.unary_unary_rpc_method_handler(
+                self.infer, request_deserializer=g.pb2.ModelInferRequest.FromString,
+                response_serializer=g.pb2.ModelInferResponse.SerializeToString)})
+        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(4))
+        self.server.add_generic_rpc_handlers((handler,))
+        self.port = self.server.add_insecure_port(f"{HOST}:0")
+        self.server.start()
+        self.agent = cp.FakeAgent(stubs, scheduler, "fake", 0, ["fake"], 1 << 30,
+                                  f"{HOST}:{self.port}", f"{HOST}:{self.port}")
+        self.stopping = threading.Event()
+        self.acker = threading.Thread(target=self.ack, daemon=True)
+        self.acker.start()
+        self._queue = queue
+
+    def ack(self):
+        while not self.stopping.is_set():
+            try:
+                cmd = self.agent.commands.get(timeout=0.1)
+            except Exception:
+                continue
+            if isinstance(cmd, Exception):
+                return
+            self.agent.report(cmd, "LOADED" if cmd.op == cmd.LOAD else "UNLOADED")
+
+    def infer(self, req, ctx):
+        md = dict(ctx.invocation_metadata())
+        self.seen.append((req.model_name, md))
+        resp = self.g.pb2.ModelInferResponse(model_name=req.model_name, id=req.id)
+        for t in req.inputs:
+            o = resp.outputs.add()
+            o.name, o.datatype = t.name, t.datatype
+            o.shape.extend(t.shape)
+            o.contents.CopyFrom(t.contents)
+        resp.raw_output_contents.extend(req.raw_input_contents)
+        ctx.send_initial_metadata([(f"x-model-{req.model_name}", "seen")])
+        ctx.set_trailing_metadata([("x-seldon-route", f":{req.model_name}:")])
+        return resp
+
+    def close(self):
+        self.stopping.set()
+        self.agent.close()
+        self.server.stop(0)
+
+
+def test_x_headers_pass_every_step_and_merge_back(sysm, g, tmp_path):
+    """The request's x-* headers reach every step's model; the models' x-* answer headers
+    come back on the pipeline's answer, x-seldon-route accumulating in step order."""
+    (tmp_path / "stubs").mkdir()
+    fake = FakeModels(g, cp.Stubs(tmp_path / "stubs"), sysm.scheduler)
+    try:
+        docs = [cp.model_yaml(n, requirements=["fake"], uri="gs://fake/any") for n in
+                ("xh1", "xh2")]
+        sysm.load("xh-models.yaml", "---\n".join(docs), "-w", "ModelAvailable")
+        sysm.load("xh-pipeline.yaml", """apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata:
+  name: xhp
+spec:
+  steps:
+  - name: xh1
+  - name: xh2
+    inputs:
+    - xh1
+  output:
+    steps:
+    - xh2
+""")
+        sysm.wait_ready("xhp", 200)
+        code, head, body = sysm.request("POST", "/v2/pipelines/xhp/infer",
+                                        {"inputs": [f32("INPUT", V4)]},
+                                        headers={"x-tenant": "blue", "x-request-id": "xh-1"})
+        assert code == 200 and outputs(body) == {"INPUT": V4}, body
+        assert head["x-tenant"] == "blue" and head["x-request-id"] == "xh-1"
+        assert head["x-seldon-route"] == ":xh1::xh2:", head
+        assert head["x-model-xh1"] == "seen" and head["x-model-xh2"] == "seen"
+        calls = [(m, md) for m, md in fake.seen if md.get("x-request-id") == "xh-1"]
+        assert [m for m, _ in calls] == ["xh1", "xh2"]
+        assert all(md.get("x-tenant") == "blue" for _, md in calls)
+
+        # gRPC: metadata in, metadata out.
+        channel, stub = grpc_stub(g, sysm.port)
+        try:
+            req = grpc_request(g, [("INPUT", "FP32", [4], V4)])
+            resp, call = stub.ModelInfer.with_call(
+                req, metadata=[("seldon-model", "xhp.pipeline"), ("x-tenant", "red")],
+                timeout=GUARD)
+            meta = dict(call.initial_metadata())
+            assert meta["x-tenant"] == "red" and meta["x-seldon-route"] == ":xh1::xh2:", meta
+            assert resp.id == meta["x-request-id"]
+            assert [md.get("x-tenant") for m, md in fake.seen[-2:]] == ["red", "red"]
+        finally:
+            channel.close()
+    finally:
+        fake.close()
+
+
 def gateway_requests(gw):
     return gw.metric("seldon_pipelinegateway_requests_total", protocol="rest", code="200")
 
