@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import GUARD, HOST, UP_PIPELINES, System, cp, models_yaml, outputs
+from conftest import GUARD, HOST, UP_PIPELINES, System, cp, models_yaml, outputs, sh
 
 SIMPLE = {"inputs": [
     {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": list(range(1, 17))},
@@ -407,7 +407,7 @@ def gateway_requests(gw):
 
 def test_two_gateways_share_the_load(sysm):
     gw1 = sysm.gateways[0]
-    gw2 = sysm.add_gateway("gw2")
+    gw2 = sysm.add_gateway("gw2", "--pipeline-timeout", "150")
     gw2.wait_log("2 gateway(s)")
     gw1.wait_log("2 gateway(s)")
     sysm.router.wait_log("route table", n=1)
@@ -433,6 +433,23 @@ def test_two_gateways_share_the_load(sysm):
         code, body = poll_result(sysm, "cond", rid)
         assert code == 200, body
         assert outputs(body)["OUTPUT"] == ([10, 20, 30, 40] if k % 2 == 0 else [11, 12, 13, 14])
+    # Deterministically: kept by gw1, asked of gw2 (which asks gw1).
+    code, head, body = sh.request(gw1.ports["port"], "POST", "/v2/pipelines/chain/infer", SIMPLE,
+                                  headers={"seldon-async": "true", "x-request-id": "on-gw1"})
+    assert code == 202, body
+    deadline = time.monotonic() + GUARD
+    while True:
+        code, _, body = sh.request(gw2.ports["port"], "GET", "/v2/pipelines/chain/requests/on-gw1")
+        if code != 202:
+            break
+        assert time.monotonic() < deadline, body
+    assert code == 200 and outputs(body)["OUTPUT0"] == [2 * i for i in range(1, 17)], body
+    code, _, body = sh.request(gw2.ports["port"], "GET", "/v2/pipelines/chain/requests/nowhere")
+    assert code == 404, body
+    # --pipeline-timeout: gw2's requests that ask for no timeout end after 150 ms.
+    code, _, body = sh.request(gw2.ports["port"], "POST", "/v2/pipelines/slowpipe/infer",
+                               {"inputs": [f32("INPUT", V4)]})
+    assert code == 504 and b"timed out" in body, body
 
 
 def test_serving_goes_on_while_the_scheduler_is_down(sysm, g):
