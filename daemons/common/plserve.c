@@ -96,9 +96,9 @@ struct plw {
     plw *next;
     uint64_t seq;
     int kind;
-    sdh_req *req;  /* W_REST */
-    void *ctx;     /* W_GRPC: the host's, answered with hooks.grpc_answer */
-    scall *sc;     /* W_STREAM */
+    sdh_req *req; /* W_REST */
+    void *ctx;    /* W_GRPC: the host's, answered with hooks.grpc_answer */
+    scall *sc;    /* W_STREAM */
     int64_t deadline;
     char pipeline[SELDON_ROUTES_NAME_MAX + 1];
     char rid[80]; /* x-request-id */
@@ -149,7 +149,7 @@ typedef struct async_entry {
     int used;
     int done;
     int chained; /* a chained pipeline's result to come (or not: it expires all the same) */
-    int status; /* HTTP */
+    int status;  /* HTTP */
     int64_t expires_ns;
     char id[80];
     char pipeline[SELDON_ROUTES_NAME_MAX + 1];
@@ -251,8 +251,7 @@ static void async_drop(sdp *s, const char *pipeline, const char *id)
 }
 
 /* The result of id: takes body. */
-static void async_finish(sdp *s, const char *pipeline, const char *id, int status,
-                         seldon_buf *body)
+static void async_finish(sdp *s, const char *pipeline, const char *id, int status, seldon_buf *body)
 {
     async_entry *e;
     pthread_mutex_lock(&s->async_mu);
@@ -658,7 +657,8 @@ void sdp_call_done(sdp_call *c, int32_t status, const char *message, const sdp_h
     size_t i;
     c->status = status;
     if (status != 0)
-        c->message = sdd_strndup(message ? message : "failed", strlen(message ? message : "failed"));
+        c->message =
+            sdd_strndup(message ? message : "failed", strlen(message ? message : "failed"));
     for (i = 0; status == 0 && i < nheaders && c->nah < SDP_MAX_XHEADERS; i++) {
         if (!is_x(headers[i].name, headers[i].name_len))
             continue;
@@ -726,8 +726,7 @@ static void reply_rest(sdp_loop *p, plw *w, int status, seldon_buf *body, size_t
     size_t n = 0, i;
     char jl[32];
     for (i = 0; i < w->nxh && n < SDP_MAX_XHEADERS; i++)
-        h[n++] = (sdh_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value,
-                              w->xh[i].value_len};
+        h[n++] = (sdh_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value, w->xh[i].value_len};
     h[n++] = (sdh_header){"content-type", 12, "application/json", 16};
     if (json_len > 0 && json_len < body->len) {
         snprintf(jl, sizeof(jl), "%zu", json_len);
@@ -761,9 +760,8 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev)
                 ev->headers[i].value_len < sizeof(w->rid))
                 snprintf(w->rid, sizeof(w->rid), "%.*s", (int)ev->headers[i].value_len,
                          ev->headers[i].value);
-        if (w->rid[0] == '\0' ||
-            (async_add(p->s, w->pipeline, w->rid, 1) != 0 &&
-             seldon_last_error_code() != SELDON_EEXIST)) {
+        if (w->rid[0] == '\0' || (async_add(p->s, w->pipeline, w->rid, 1) != 0 &&
+                                  seldon_last_error_code() != SELDON_EEXIST)) {
             waiter_free(w);
             return;
         }
@@ -930,8 +928,8 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
                                                q->headers[i].value, q->headers[i].value_len};
             continue;
         }
-        if (oh_set(&w->xh[w->nxh], q->headers[i].name, q->headers[i].name_len,
-                   q->headers[i].value, q->headers[i].value_len) == 0)
+        if (oh_set(&w->xh[w->nxh], q->headers[i].name, q->headers[i].name_len, q->headers[i].value,
+                   q->headers[i].value_len) == 0)
             w->nxh++;
     }
     for (i = 0; i < w->nxh && n < SDP_MAX_XHEADERS; i++)
@@ -1158,8 +1156,8 @@ void sdp_rest(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size
     }
     for (i = 0; i < r->nheaders && nx < SDP_MAX_XHEADERS; i++)
         if (is_x(r->headers[i].name, r->headers[i].name_len))
-            xs[nx++] = (sdp_header){r->headers[i].name, r->headers[i].name_len,
-                                    r->headers[i].value, r->headers[i].value_len};
+            xs[nx++] = (sdp_header){r->headers[i].name, r->headers[i].name_len, r->headers[i].value,
+                                    r->headers[i].value_len};
     q.headers = xs;
     q.nheaders = nx;
     in = seldon_pipeline_engine_msg(cur(s)->eng, SELDON_MSG_REQUEST);
@@ -1203,7 +1201,10 @@ void sdp_rest(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size
         }
         rc = start(s, w, &q, in);
         if (rc != 0) {
-            rest_err(s, req, rc == SELDON_ETOOBIG ? 503 : rc == SELDON_EEXIST ? 409 : 500,
+            rest_err(s, req,
+                     rc == SELDON_ETOOBIG  ? 503
+                     : rc == SELDON_EEXIST ? 409
+                                           : 500,
                      seldon_last_error());
             return;
         }
@@ -1312,8 +1313,8 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
             int rid = name_is(c->meta[i].name, c->meta[i].name_len, "x-request-id");
             if (rid && (idl > 0 || (c->streaming && c->nreq > 0)))
                 continue;
-            xs[q.nheaders++] = (sdp_header){c->meta[i].name, c->meta[i].name_len,
-                                            c->meta[i].value, c->meta[i].value_len};
+            xs[q.nheaders++] = (sdp_header){c->meta[i].name, c->meta[i].name_len, c->meta[i].value,
+                                            c->meta[i].value_len};
         }
         if (id != NULL && idl > 0 && q.nheaders < SDP_MAX_XHEADERS)
             xs[q.nheaders++] = (sdp_header){"x-request-id", 12, id, idl};
@@ -1478,8 +1479,7 @@ void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int 
     c->meta = sdd_calloc(SDP_MAX_XHEADERS, sizeof(*c->meta));
     for (i = 0; c->meta != NULL && i < n && c->nmeta < SDP_MAX_XHEADERS; i++)
         if (is_x(h[i].name, h[i].name_len) &&
-            oh_set(&c->meta[c->nmeta], h[i].name, h[i].name_len, h[i].value, h[i].value_len) ==
-                0)
+            oh_set(&c->meta[c->nmeta], h[i].name, h[i].name_len, h[i].value, h[i].value_len) == 0)
             c->nmeta++;
     sd2_stream_bind(st, &sg_cbs, c);
     if (end)
@@ -1560,8 +1560,7 @@ static void change_apply(void *arg)
         for (i = 0; i < c->nremove; i++) {
             if (dn[i])
                 continue;
-            if (seldon_pipeline_engine_remove(p->eng, c->remove[i], sdp_mono_ns()) ==
-                SELDON_ESTATE)
+            if (seldon_pipeline_engine_remove(p->eng, c->remove[i], sdp_mono_ns()) == SELDON_ESTATE)
                 continue;
             loop_forget(p, c->remove[i]);
             dn[i] = 1;
@@ -1672,8 +1671,8 @@ int sdp_sync(sdp *s, const sdp_spec *specs, size_t n, sdp_spec_fn spec_fn, void 
             k++;
             continue;
         }
-        sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: withdrawn from the ingress",
-                s->ctl_tab[k].name, s->ctl_tab[k].version);
+        sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: withdrawn from the ingress", s->ctl_tab[k].name,
+                s->ctl_tab[k].version);
         c->remove[c->nremove++] = s->ctl_tab[k].name;
         c->drop[c->ndrop++] = s->ctl_tab[k].pl;
         s->ctl_tab[k] = s->ctl_tab[--s->ctl_n];
@@ -1687,8 +1686,8 @@ int sdp_sync(sdp *s, const sdp_spec *specs, size_t n, sdp_spec_fn spec_fn, void 
             int reads = 0;
             for (d = 0; d < seldon_pipeline_dependency_count(s->ctl_tab[k].pl) && !reads; d++)
                 for (r = 0; r < c->nremove && !reads; r++)
-                    reads = strcmp(seldon_pipeline_dependency(s->ctl_tab[k].pl, d),
-                                   c->remove[r]) == 0;
+                    reads =
+                        strcmp(seldon_pipeline_dependency(s->ctl_tab[k].pl, d), c->remove[r]) == 0;
             if (!reads) {
                 k++;
                 continue;
@@ -1730,8 +1729,8 @@ int sdp_sync(sdp *s, const sdp_spec *specs, size_t n, sdp_spec_fn spec_fn, void 
                     s->ctl_n++;
                     progress = 1;
                     changed = 1;
-                    sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: served (%zu step(s))",
-                            specs[i].name, specs[i].version, seldon_pipeline_step_count(pl));
+                    sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: served (%zu step(s))", specs[i].name,
+                            specs[i].version, seldon_pipeline_step_count(pl));
                 }
             }
             seldon_manifest_free(m);

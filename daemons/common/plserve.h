@@ -100,7 +100,7 @@ void sdp_free(sdp *s);
 typedef struct sdp_spec {
     const char *name;
     uint32_t version;
-    int32_t ready; /* 1 ready, 0 not, -1 unknown: /ready asks the model_available hook */
+    int32_t ready;    /* 1 ready, 0 not, -1 unknown: /ready asks the model_available hook */
     const char *spec; /* its Pipeline manifest (YAML or JSON), or NULL: spec_fn gives it */
     size_t spec_len;
 } sdp_spec;

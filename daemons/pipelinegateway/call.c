@@ -146,8 +146,8 @@ static void on_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
             (mlen = ((size_t)sc->in.data[1] << 24) | ((size_t)sc->in.data[2] << 16) |
                     ((size_t)sc->in.data[3] << 8) | sc->in.data[4]) != sc->in.len - 5) {
             gw_count_step(sc->g, 13);
-            sdp_call_done(sc->c, SELDON_EPARSE, "the model's answer is not one gRPC message",
-                          NULL, 0);
+            sdp_call_done(sc->c, SELDON_EPARSE, "the model's answer is not one gRPC message", NULL,
+                          0);
         } else {
             rc = seldon_msg_decode_pb(sdp_call_response(sc->c), sc->in.data + 5, mlen, 0);
             gw_count_step(sc->g, rc == 0 ? 0 : 13);
@@ -164,8 +164,8 @@ static void on_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
                      err != SD2_OK ? sd2_strerror(err) : "failed");
         gw_count_step(sc->g, sc->grpc_status);
         sdp_call_done(sc->c,
-                      sc->grpc_status == 4   ? SELDON_ETIMEDOUT
-                      : sc->grpc_status == 5 ? SELDON_ENOTFOUND
+                      sc->grpc_status == 4    ? SELDON_ETIMEDOUT
+                      : sc->grpc_status == 5  ? SELDON_ENOTFOUND
                       : sc->grpc_status == 14 ? SELDON_EUNAVAIL
                                               : SELDON_EINVAL,
                       sc->message, NULL, 0);
@@ -270,6 +270,7 @@ typedef struct peerq {
     char peers[GW_MAX_PEERS][64];
     size_t npeers, next;
     int status;
+    int truncated;
     char ctype[64];
     seldon_buf body;
 } peerq;
@@ -316,28 +317,41 @@ static void peer_head(sdc_request *r, int status, const sdh_header *h, size_t n,
     size_t i;
     (void)r;
     q->status = status;
+    q->truncated = 0;
     q->ctype[0] = '\0';
     q->body.len = 0;
     for (i = 0; i < n; i++)
         if (sdh_name_eq(h[i].name, h[i].name_len, "content-type"))
-            snprintf(q->ctype, sizeof(q->ctype), "%.*s", (int)(h[i].value_len > 60 ? 60 : h[i].value_len),
-                     h[i].value);
+            snprintf(q->ctype, sizeof(q->ctype), "%.*s",
+                     (int)(h[i].value_len > 60 ? 60 : h[i].value_len), h[i].value);
 }
 
 static void peer_body(sdc_request *r, const char *data, size_t len, void *ud)
 {
     peerq *q = ud;
     (void)r;
-    if (q->body.len + len <= q->g->cfg.max_body && seldon_buf_reserve(&q->body, len) == 0) {
-        memcpy(q->body.data + q->body.len, data, len);
-        q->body.len += len;
+    if (q->truncated)
+        return;
+    if (q->body.len + len > q->g->cfg.max_body || seldon_buf_reserve(&q->body, len) != 0) {
+        q->truncated = 1; /* answered 502 once done, rather than cut short */
+        return;
     }
+    memcpy(q->body.data + q->body.len, data, len);
+    q->body.len += len;
 }
 
 static void peer_done(sdc_request *r, int result, void *ud)
 {
     peerq *q = ud;
     (void)r;
+    if (result == 0 && q->truncated) {
+        gw_count(q->g, "rest", 502);
+        sdh_respond_error(q->req, 502,
+                          "the result kept by another gateway is larger than --max-body");
+        seldon_buf_free(&q->body);
+        sdd_free(q);
+        return;
+    }
     if (result == 0 && q->status != 404) {
         sdh_header h = {"content-type", 12, q->ctype, strlen(q->ctype)};
         gw_count(q->g, "rest", q->status);
@@ -376,8 +390,9 @@ static void ask_next(peerq *q)
             return;
     }
     gw_count(q->g, "rest", 404);
-    sdh_respond_error(q->req, 404, q->path[0] ? "request not found or expired on any gateway"
-                                              : "request not found");
+    sdh_respond_error(q->req, 404,
+                      q->path[0] ? "request not found or expired on any gateway"
+                                 : "request not found");
     seldon_buf_free(&q->body);
     sdd_free(q);
 }

@@ -61,8 +61,8 @@ typedef struct gw_loop {
     uv_loop_t *loop;
     sd2_server *h2;
     sd2_server *h2_draining;
-    sd2_client *h2c;     /* to the router */
-    sd2_upstream *up;    /* the router's pool */
+    sd2_client *h2c;            /* to the router */
+    sd2_upstream *up;           /* the router's pool */
     struct gw_peer_pool *peers; /* HTTP/1.1 pools to other gateways (async results) */
     int closing;
 } gw_loop;

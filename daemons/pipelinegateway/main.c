@@ -79,8 +79,8 @@ static int addr_flag(void *dest, const char *value)
 {
     char host[256];
     int port;
-    if (strchr(value, ':') == NULL ||
-        gw_parse_hostport(host, sizeof(host), &port, value, 0) != 0 || !numeric(host))
+    if (strchr(value, ':') == NULL || gw_parse_hostport(host, sizeof(host), &port, value, 0) != 0 ||
+        !numeric(host))
         return -1;
     *(const char **)dest = value;
     return 0;
@@ -149,9 +149,8 @@ static int parse_args(gw_config *c, int argc, char **argv)
         c->name = host;
     }
     if (c->scheduler_host == NULL || c->router == NULL) {
-        fprintf(stderr,
-                "seldon-pipelinegateway: --scheduler-host and --router are required (see "
-                "--help)\n");
+        fprintf(stderr, "seldon-pipelinegateway: --scheduler-host and --router are required (see "
+                        "--help)\n");
         return -1;
     }
     return 0;
@@ -473,9 +472,8 @@ int main(int argc, char **argv)
         snprintf(g.advertise, sizeof(g.advertise), "%s", g.cfg.advertise);
     else
         snprintf(g.advertise, sizeof(g.advertise), "%s:%d",
-                 strcmp(g.cfg.host, "0.0.0.0") == 0 || strcmp(g.cfg.host, "::") == 0
-                     ? "127.0.0.1"
-                     : g.cfg.host,
+                 strcmp(g.cfg.host, "0.0.0.0") == 0 || strcmp(g.cfg.host, "::") == 0 ? "127.0.0.1"
+                                                                                     : g.cfg.host,
                  sdh_server_port(g.http));
     rc = sdl_loops_start(g.loops);
     if (rc == 0)

@@ -79,10 +79,10 @@ struct sc_daemon {
     int pipelines_in_process;
     sc_call *gateways;
     size_t ngateways;
-    uint64_t gw_gen;      /* bumped when the gateways or the pipelines' names change */
-    uint64_t pl_gen;      /* the PipelineSet's generation */
-    uint64_t pl_hash;     /* of the PipelineSet last sent */
-    uint64_t pl_names;    /* of the pipelines' names in the route table */
+    uint64_t gw_gen;   /* bumped when the gateways or the pipelines' names change */
+    uint64_t pl_gen;   /* the PipelineSet's generation */
+    uint64_t pl_hash;  /* of the PipelineSet last sent */
+    uint64_t pl_names; /* of the pipelines' names in the route table */
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */

@@ -502,8 +502,7 @@ void sc_pump(sc_daemon *d)
         sdd_log(SELDON_LOG_INFO, "ready: placing and loading models");
     }
     gw_sync(d);
-    if ((!d->route_built || route_gen_now(d) != d->route_gen) &&
-        !d->route_pending) {
+    if ((!d->route_built || route_gen_now(d) != d->route_gen) && !d->route_pending) {
         /* Changes that come close together (a burst of loads) make one table: at most one
            build per ROUTE_INTERVAL_MS, and none until this loop iteration's work is done. */
         uint64_t at = d->route_last_ms + ROUTE_INTERVAL_MS, t = uv_now(d->loop);
@@ -1006,7 +1005,6 @@ static void do_route_subscribe(sc_call *c, const uint8_t *msg, size_t len)
             (unsigned long long)c->d->route_gen);
 }
 
-
 /* ---------------------------------------------------------- pipeline gateways */
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
@@ -1059,8 +1057,8 @@ static int add_pipeline_routes(sc_daemon *d, RouteTable *m, arena *a)
         seldon__control__v1__route__init(r);
         snprintf(name, strlen(ps->name) + 10, "%s.pipeline", ps->name);
         r->name = name;
-        r->timeout_ms = 0;  /* the gateway keeps the pipeline's timeouts */
-        r->retries = 0;     /* a pipeline request is not replayed: its steps may have run */
+        r->timeout_ms = 0; /* the gateway keeps the pipeline's timeouts */
+        r->retries = 0;    /* a pipeline request is not replayed: its steps may have run */
         r->n_upstreams = nu;
         r->upstreams = ups;
         routes[m->n_routes + k++] = r;

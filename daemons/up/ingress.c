@@ -311,7 +311,7 @@ struct gcall {
     size_t header_len;
     int64_t timeout_ms; /* grpc-timeout, or 0 */
     char rid[80];       /* x-request-id metadata, or "" */
-    seldon_buf in; /* bytes of messages not yet whole */
+    seldon_buf in;      /* bytes of messages not yet whole */
     size_t max;
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
 };

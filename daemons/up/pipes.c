@@ -26,8 +26,8 @@ static void call_done(void *user_data, int32_t status, const char *message)
     if (r != NULL)
         atomic_fetch_sub_explicit(&r->in_flight, 1, memory_order_relaxed);
     /* The version that answered, as the ingress says it for models; the steps' accumulate. */
-    h.value_len = (size_t)snprintf(route, sizeof(route), ":%.*s:",
-                                   (int)(len < SELDON_ROUTES_NAME_MAX ? len : 0),
+    h.value_len = (size_t)snprintf(route, sizeof(route),
+                                   ":%.*s:", (int)(len < SELDON_ROUTES_NAME_MAX ? len : 0),
                                    vname != NULL ? vname : "");
     sdp_call_done(c, status, message, &h, status == 0 && len > 0 ? 1 : 0);
 }
