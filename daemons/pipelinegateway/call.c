@@ -368,7 +368,7 @@ static const sdc_callbacks peer_cbs = {peer_head, peer_body, NULL, peer_done};
 static void ask_next(peerq *q)
 {
     gw_loop *L = gw_current();
-    while (L != NULL && q->next < q->npeers) {
+    while (L != NULL && !L->closing && q->next < q->npeers) {
         const char *addr = q->peers[q->next++];
         sdh_header h = {GW_PEER_HEADER, sizeof(GW_PEER_HEADER) - 1, "1", 1};
         sdh_request_head head;

@@ -1050,6 +1050,13 @@ static int add_pipeline_routes(sc_daemon *d, RouteTable *m, arena *a)
         ps = seldon_sched_status_pipeline(st, i);
         if (ps->deleted)
             continue;
+        if (strlen(ps->name) + 9 > SELDON_ROUTES_NAME_MAX) {
+            /* A router refuses a whole table with a name it cannot hold. */
+            sdd_log(SELDON_LOG_WARN,
+                    "pipeline %s: no route: \"<name>.pipeline\" is longer than %d bytes",
+                    ps->name, SELDON_ROUTES_NAME_MAX);
+            continue;
+        }
         r = arena_alloc(a, sizeof(*r));
         name = arena_alloc(a, strlen(ps->name) + 10);
         if (r == NULL || name == NULL)
