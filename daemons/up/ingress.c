@@ -311,7 +311,11 @@ struct gcall {
     size_t header_len;
     int64_t timeout_ms; /* grpc-timeout, or 0 */
     char rid[80];       /* x-request-id metadata, or "" */
-    seldon_buf in;      /* bytes of messages not yet whole */
+    /* Other x-* metadata (a pipeline named by the message passes it to its steps), and the
+       x-* metadata to answer with; name and value pairs in one block each, or NULL. */
+    sd2_header *xmd, *reply_md;
+    size_t nxmd, nreply_md;
+    seldon_buf in; /* bytes of messages not yet whole */
     size_t max;
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
 };
@@ -344,6 +348,8 @@ static void gcall_unref(gcall *c)
 {
     if (--c->refs > 0)
         return;
+    sdd_free(c->xmd);
+    sdd_free(c->reply_md);
     sdd_free(c->header);
     seldon_buf_free(&c->in);
     sdd_free(c);
@@ -370,7 +376,10 @@ static void deliver(gmsg *m)
             if (!c->headers) {
                 c->headers = 1;
                 sd2_header xr = {"x-request-id", 12, c->rid, strlen(c->rid)};
-                sd2_grpc_send_headers(c->s, &xr, c->rid[0] != '\0' ? 1 : 0);
+                if (c->reply_md != NULL) /* a pipeline's: x-request-id among them */
+                    sd2_grpc_send_headers(c->s, c->reply_md, c->nreply_md);
+                else
+                    sd2_grpc_send_headers(c->s, &xr, c->rid[0] != '\0' ? 1 : 0);
             }
             pre[0] = 0;
             pre[1] = (uint8_t)(m->resp.len >> 24);
@@ -442,6 +451,40 @@ void up_grpc_request_id(void *msg, const char *rid)
         snprintf(c->rid, sizeof(c->rid), "%s", rid);
 }
 
+/* A copy of h[0..n) in one block: the header array, then the names and values. */
+static sd2_header *md_copy(const sd2_header *h, size_t n)
+{
+    size_t i, bytes = n * sizeof(sd2_header);
+    sd2_header *out;
+    char *p;
+    for (i = 0; i < n; i++)
+        bytes += h[i].name_len + h[i].value_len;
+    out = sdd_malloc(bytes ? bytes : 1);
+    if (out == NULL)
+        return NULL;
+    p = (char *)(out + n);
+    for (i = 0; i < n; i++) {
+        memcpy(p, h[i].name, h[i].name_len);
+        out[i].name = p;
+        out[i].name_len = h[i].name_len;
+        p += h[i].name_len;
+        memcpy(p, h[i].value, h[i].value_len);
+        out[i].value = p;
+        out[i].value_len = h[i].value_len;
+        p += h[i].value_len;
+    }
+    return out;
+}
+
+void up_grpc_reply_metadata(void *msg, const sd2_header *h, size_t n)
+{
+    gcall *c = ((gmsg *)msg)->c;
+    if (c->reply_md != NULL || n == 0)
+        return;
+    c->reply_md = md_copy(h, n);
+    c->nreply_md = c->reply_md != NULL ? n : 0;
+}
+
 /* Appends field 1 = name to the message that ends b. */
 static int pb_append_field1(seldon_buf *b, const char *name, size_t len)
 {
@@ -508,7 +551,7 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
             return;
         }
         rc = up_pl_grpc(u, m, name, name_len - 9, b->data + off, len, c->timeout_ms, c->rid,
-                        strlen(c->rid));
+                        strlen(c->rid), c->xmd, c->nxmd);
         if (rc != 0) {
             seldon_router_status(NULL, &grpc, rc);
             if (rc == SELDON_EPARSE || rc == SELDON_ESHAPE || rc == SELDON_EDATATYPE ||
@@ -743,6 +786,17 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
         }
         if (xr != NULL && xr->value_len < sizeof(c->rid))
             snprintf(c->rid, sizeof(c->rid), "%.*s", (int)xr->value_len, xr->value);
+    }
+    if (model == NULL && c->kind == G_MODEL) {
+        /* The message may name a pipeline: its x-* metadata is kept for the steps. */
+        sd2_header xs[32];
+        size_t k = 0;
+        for (i = 0; i < n && k < 32; i++)
+            if (h[i].name_len > 2 && memcmp(h[i].name, "x-", 2) == 0 &&
+                !(h[i].name_len == 12 && memcmp(h[i].name, "x-request-id", 12) == 0))
+                xs[k++] = h[i];
+        if (k > 0 && (c->xmd = md_copy(xs, k)) != NULL)
+            c->nxmd = k;
     }
     if (model != NULL) {
         c->header = sdd_strndup(model->value, model->value_len);

@@ -89,14 +89,20 @@ static void count_hook(void *user_data, const char *protocol, int code)
 static void grpc_answer(void *ctx, int32_t status, const char *message, seldon_buf *response,
                         const sdp_header *headers, size_t nheaders)
 {
-    size_t i;
+    sd2_header h[SDP_MAX_XHEADERS];
+    size_t i, n = 0;
     char rid[80];
-    for (i = 0; i < nheaders; i++)
+    for (i = 0; i < nheaders && n < SDP_MAX_XHEADERS; i++) {
         if (headers[i].name_len == 12 && memcmp(headers[i].name, "x-request-id", 12) == 0 &&
             headers[i].value_len < sizeof(rid)) {
             snprintf(rid, sizeof(rid), "%.*s", (int)headers[i].value_len, headers[i].value);
             up_grpc_request_id(ctx, rid);
         }
+        h[n++] = (sd2_header){headers[i].name, headers[i].name_len, headers[i].value,
+                              headers[i].value_len};
+    }
+    if (status == 0)
+        up_grpc_reply_metadata(ctx, h, n);
     up_grpc_answer(ctx, status, message, response);
 }
 
@@ -106,11 +112,16 @@ void up_pl_rest(up *u, sdh_req *req, const sdh_request *r, const char *name, siz
 }
 
 int up_pl_grpc(up *u, void *gmsg, const char *name, size_t name_len, const uint8_t *data,
-               size_t len, int64_t timeout_ms, const char *rid, size_t rid_len)
+               size_t len, int64_t timeout_ms, const char *rid, size_t rid_len,
+               const sd2_header *xmd, size_t nxmd)
 {
-    sdp_header h = {"x-request-id", 12, rid, rid_len};
-    return sdp_grpc(u->pls, gmsg, name, name_len, data, len, timeout_ms, &h,
-                    rid != NULL && rid_len > 0 ? 1 : 0);
+    sdp_header h[SDP_MAX_XHEADERS];
+    size_t n = 0, i;
+    if (rid != NULL && rid_len > 0)
+        h[n++] = (sdp_header){"x-request-id", 12, rid, rid_len};
+    for (i = 0; i < nxmd && n < SDP_MAX_XHEADERS; i++)
+        h[n++] = (sdp_header){xmd[i].name, xmd[i].name_len, xmd[i].value, xmd[i].value_len};
+    return sdp_grpc(u->pls, gmsg, name, name_len, data, len, timeout_ms, h, n);
 }
 
 void up_pl_grpc_stream(up *u, sd2_stream *s, const sd2_header *h, size_t n, int end,

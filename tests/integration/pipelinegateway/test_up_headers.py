@@ -80,6 +80,15 @@ def test_grpc_x_metadata_and_stream(up, g):
         meta = dict(call.initial_metadata())
         assert meta["x-tenant"] == "green" and meta["x-request-id"] == resp.id
         assert meta["x-seldon-route"] == ":conditional_1::add10_1:", meta
+        # No seldon-model: the message's model name says the pipeline; metadata all the same.
+        named = g.pb2.ModelInferRequest()
+        named.CopyFrom(req)
+        named.model_name = "cond.pipeline"
+        resp, call = stub.ModelInfer.with_call(named, metadata=[("x-tenant", "violet")],
+                                               timeout=GUARD)
+        meta = dict(call.initial_metadata())
+        assert meta["x-tenant"] == "violet" and meta["x-request-id"] == resp.id, meta
+        assert meta["x-seldon-route"] == ":conditional_1::add10_1:", meta
         reqs = []
         for k in range(3):
             r = g.pb2.ModelInferRequest()
