@@ -83,6 +83,7 @@ struct sc_daemon {
     uint64_t pl_gen;   /* the PipelineSet's generation */
     uint64_t pl_hash;  /* of the PipelineSet last sent */
     uint64_t pl_names; /* of the pipelines' names in the route table */
+    seldon_metric *m_gateways;
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */

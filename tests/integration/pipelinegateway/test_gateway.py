@@ -482,3 +482,5 @@ def test_help_and_metrics(sysm):
     assert gw.metric("seldon_pipelinegateway_pipelines") >= len(PIPELINES)
     assert gw.metric("seldon_pipelinegateway_scheduler_connected") == 1
     assert gw.metric("seldon_pipelinegateway_step_calls_total", code="0") > 0
+    assert sysm.scheduler.metric("seldon_scheduler_pipeline_gateways_connected") == \
+        len(sysm.gateways)
