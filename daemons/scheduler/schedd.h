@@ -84,6 +84,12 @@ struct sc_daemon {
     uint64_t pl_hash;  /* of the PipelineSet last sent */
     uint64_t pl_names; /* of the pipelines' names in the route table */
     seldon_metric *m_gateways;
+    /* After a start, route tables wait (at most SC_GATEWAY_HOLD_MS) for a gateway while
+       pipelines exist: routers keep serving their last pipelines' routes meanwhile, rather
+       than take them without upstreams. */
+    uv_timer_t hold_timer;
+    int64_t hold_until_ns;
+    int hold_armed;
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */

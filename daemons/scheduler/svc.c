@@ -48,6 +48,8 @@ typedef Seldon__Control__V1__PipelineSet PipelineSet;
 #define SDR_ABORTED 10
 /* The shortest time between two route tables. */
 #define ROUTE_INTERVAL_MS 20
+/* How long after a start route tables wait for a pipeline gateway (see schedd.h). */
+#define SC_GATEWAY_HOLD_MS 2000
 /* A subscriber whose unsent output passes this is cut: it does not read. */
 #define SUBSCRIBER_QUEUE_MAX ((size_t)16 << 20)
 
@@ -427,11 +429,42 @@ static int build_routes(sc_daemon *d)
     return rc;
 }
 
+static void hold_over(uv_timer_t *t);
+
+/* 1 while route tables wait for a gateway: just started, pipelines stored, none connected. */
+static int routes_held(sc_daemon *d)
+{
+    seldon_sched_status *st = NULL;
+    const seldon_sched_pipeline_status *ps;
+    int64_t now;
+    size_t i;
+    int live = 0;
+    if (d->pipelines_in_process || d->ngateways > 0 || d->closing || d->hold_until_ns == 0)
+        return 0;
+    now = sc_mono_ns();
+    if (now >= d->hold_until_ns)
+        return 0;
+    if (seldon_sched_pipelines(&st, d->sched, NULL) == 0)
+        for (i = 0; (ps = seldon_sched_status_pipeline(st, i)) != NULL && !live; i++)
+            live = !ps->deleted;
+    seldon_sched_status_free(st);
+    if (live && !d->hold_armed) {
+        d->hold_armed = 1;
+        uv_timer_start(&d->hold_timer, hold_over,
+                       (uint64_t)((d->hold_until_ns - now) / 1000000 + 1), 0);
+    }
+    return live;
+}
+
 static void send_routes(sc_call *c)
 {
     sc_daemon *d = c->d;
     if (c->s == NULL || c->finished)
         return;
+    if (routes_held(d)) {
+        c->route_stale = 1; /* sent when a gateway connects, or when the hold is over */
+        return;
+    }
     if (c->blocked) {
         c->route_stale = 1; /* only the newest table matters: sent once the queue drains */
         return;
@@ -440,6 +473,20 @@ static void send_routes(sc_call *c)
     c->route_gen_sent = d->route_gen;
     if (sd2_write(c->s, d->route_frame.data, d->route_frame.len) == 1)
         c->blocked = 1;
+}
+
+/* The hold is over: routers that wait for a table get the one in force. */
+static void hold_over(uv_timer_t *t)
+{
+    sc_daemon *d = t->data;
+    sc_call *c, *next;
+    d->hold_armed = 0;
+    d->hold_until_ns = 0;
+    for (c = d->routers; c != NULL; c = next) {
+        next = c->next;
+        if (c->route_stale && !c->blocked)
+            send_routes(c);
+    }
 }
 
 static void routes_due(uv_timer_t *t)
@@ -472,12 +519,16 @@ void sc_timers_init(sc_daemon *d)
     d->timer.data = d;
     uv_timer_init(d->loop, &d->route_timer);
     d->route_timer.data = d;
+    uv_timer_init(d->loop, &d->hold_timer);
+    d->hold_timer.data = d;
+    d->hold_until_ns = sc_mono_ns() + (int64_t)SC_GATEWAY_HOLD_MS * 1000000;
 }
 
 void sc_timers_close(sc_daemon *d)
 {
     uv_close((uv_handle_t *)&d->timer, NULL);
     uv_close((uv_handle_t *)&d->route_timer, NULL);
+    uv_close((uv_handle_t *)&d->hold_timer, NULL);
 }
 
 static void gw_sync(sc_daemon *d);
@@ -1053,8 +1104,8 @@ static int add_pipeline_routes(sc_daemon *d, RouteTable *m, arena *a)
         if (strlen(ps->name) + 9 > SELDON_ROUTES_NAME_MAX) {
             /* A router refuses a whole table with a name it cannot hold. */
             sdd_log(SELDON_LOG_WARN,
-                    "pipeline %s: no route: \"<name>.pipeline\" is longer than %d bytes",
-                    ps->name, SELDON_ROUTES_NAME_MAX);
+                    "pipeline %s: no route: \"<name>.pipeline\" is longer than %d bytes", ps->name,
+                    SELDON_ROUTES_NAME_MAX);
             continue;
         }
         r = arena_alloc(a, sizeof(*r));
