@@ -145,6 +145,12 @@ typedef struct seldon_pipeline_spec {
     int32_t allow_cycles;           /* 0 or 1 */
     int32_t max_step_revisits;      /* 0 when absent */
     int32_t clean_topics_on_delete; /* spec.dataflow.cleanTopicsOnDelete: 0 or 1 */
+    /*
+     * spec.timeoutMs, our extension (Seldon has none): how long a synchronous
+     * call of this pipeline may wait for its answer, in ms; 0 when absent
+     * (the gateway's or engine's default applies).
+     */
+    int64_t timeout_ms;
 } seldon_pipeline_spec;
 
 /* One document of a manifest. */

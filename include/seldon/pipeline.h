@@ -90,6 +90,15 @@ SELDON_API size_t seldon_pipeline_dependency_count(const seldon_pipeline *pipeli
 SELDON_API const char *seldon_pipeline_dependency(const seldon_pipeline *pipeline, size_t i);
 
 /*
+ * The pipeline's own timeout for a request, in ms: spec.timeoutMs (our
+ * extension of the Pipeline spec, docs/manifests.md), or 0 when the spec
+ * sets none. The engine applies it to a request pushed without a timeout of
+ * its own (timeout_ms 0), before the engine's setting; a gateway may read it
+ * to arm its own deadline.
+ */
+SELDON_API int64_t seldon_pipeline_timeout_ms(const seldon_pipeline *pipeline);
+
+/*
  * Appends a one-line description of the compiled graph (steps in order, each
  * with its resolved sources and join types), for status and debugging.
  */
@@ -173,7 +182,8 @@ SELDON_API seldon_msg *seldon_pipeline_engine_msg(seldon_pipeline_engine *engine
  * the pipeline's live requests: SELDON_EEXIST otherwise) whose input tensors
  * are inputs' tensors. Takes ownership of inputs (a request message) in every
  * case. headers (copied) travel with the request to every step call and to
- * the output. timeout_ms: 0 for the engine's setting, < 0 for none.
+ * the output. timeout_ms: 0 for the pipeline's (seldon_pipeline_timeout_ms())
+ * or, when it has none, the engine's setting; < 0 for none.
  * SELDON_ENOTFOUND for an unknown pipeline.
  */
 SELDON_API int seldon_pipeline_engine_push(seldon_pipeline_engine *engine, const char *pipeline,

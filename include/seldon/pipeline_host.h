@@ -82,7 +82,10 @@ typedef struct seldon_pipeline_host_options {
      * calls: the host should call seldon_pipeline_host_run() soon.
      */
     void (*wake)(void *user_data);
-    /* A request not answered after this long ends with a timeout; 0: never. */
+    /*
+     * A request not answered after this long ends with a timeout; 0: never.
+     * A pipeline's spec.timeoutMs takes its place for that pipeline.
+     */
     int64_t timeout_ms;
     uint32_t max_requests; /* the engine's limit on live requests; 0: 65536 */
 } seldon_pipeline_host_options;
@@ -167,7 +170,8 @@ SELDON_API seldon_msg *seldon_pipeline_host_msg(seldon_pipeline_host *host);
  * host takes ownership of it in every case). request_id must be unique among
  * the live requests of that pipeline (SELDON_EEXIST otherwise). headers
  * (copied; may be NULL) travel to every step and to the result. timeout_ms:
- * 0 for the host's setting, < 0 for none. The steps whose models complete at
+ * 0 for the pipeline's spec.timeoutMs or, without one, the host's setting;
+ * < 0 for none. The steps whose models complete at
  * once run now, and so may the result callback. Returns 0 once the request
  * is started, or SELDON_ENOTFOUND (unknown pipeline), SELDON_EINVAL...: the
  * callback is then not called.

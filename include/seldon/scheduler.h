@@ -313,13 +313,17 @@ SELDON_API void seldon_sched_status_free(seldon_sched_status *status);
  * changes nothing. out_versions receives pipelines' versions too.
  *
  * States, Seldon's names: "PipelineCreate" (applied), "PipelineCreating"
- * (waiting for models), "PipelineReady" (every model its steps call, a
- * step's model being the step's name, has an available version),
+ * (waiting for models or pipelines), "PipelineReady" (every model its steps
+ * call, a step's model being the step's name, has an available version, and
+ * every pipeline it reads through externalInputs or externalTriggers is
+ * PipelineReady),
  * "PipelineFailed" (stored but no longer compiles, e.g. after a restart
  * without a pipeline it reads), "PipelineTerminating" and
  * "PipelineTerminated" (unloaded). A Ready pipeline whose model stops being
  * available goes back to PipelineCreating, naming the model in its reason,
- * and to PipelineReady when the model returns. Each change is an event of
+ * and to PipelineReady when the model returns; so does a pipeline whose
+ * pipeline it reads stops being Ready (its reason names that pipeline and
+ * its state: `waiting for pipeline "a" (PipelineCreating)`). Each change is an event of
  * kind SELDON_KIND_PIPELINE (name, version, state, reason).
  *
  * seldon_sched_unload(SELDON_KIND_PIPELINE) refuses (SELDON_ESTATE, naming
@@ -341,6 +345,9 @@ typedef struct seldon_sched_pipeline_status {
     size_t waiting_count;
     int64_t last_change_ns;
     const char *spec; /* canonical JSON of the Pipeline */
+    /* The pipelines it reads (spec.input) that are not PipelineReady. */
+    const char *const *waiting_pipelines;
+    size_t waiting_pipelines_count;
 } seldon_sched_pipeline_status;
 
 /* Pipelines: the one named, or all (name NULL). SELDON_ENOTFOUND for an unknown name. */

@@ -1046,12 +1046,12 @@ static int pipeline_step(mf_ctx *c, const sdn_mf_node *node, seldon_pipeline_ste
 static int pipeline_spec(mf_ctx *c, const sdn_mf_node *spec, const char *self,
                          seldon_pipeline_spec *p)
 {
-    static const char *const names[] = {"steps",       "input",           "output",
-                                        "allowCycles", "maxStepRevisits", "dataflow"};
+    static const char *const names[] = {"steps",           "input",    "output",   "allowCycles",
+                                        "maxStepRevisits", "dataflow", "timeoutMs"};
     static const char *const in_names[] = {"externalInputs", "externalTriggers", "joinWindowMs",
                                            "joinType",       "triggersJoinType", "tensorMap"};
     static const char *const out_names[] = {"steps", "joinWindowMs", "stepsJoin", "tensorMap"};
-    const sdn_mf_node *f[6], *it, *in[6], *out[4], **lists = NULL;
+    const sdn_mf_node *f[7], *it, *in[6], *out[4], **lists = NULL;
     seldon_pipeline_step *steps;
     steps_index ix = {NULL, 0};
     size_t old, i, rep;
@@ -1059,7 +1059,7 @@ static int pipeline_spec(mf_ctx *c, const sdn_mf_node *spec, const char *self,
 
     p->input_join_type = p->input_triggers_join_type = p->output_steps_join = JOIN_TYPES[0];
     p->input_join_window_ms = p->output_join_window_ms = -1;
-    if ((rc = fields_of(c, spec, names, 6, f)) != 0)
+    if ((rc = fields_of(c, spec, names, 7, f)) != 0)
         return rc;
     if ((it = f[0]) == NULL)
         return missing(c, spec, "steps");
@@ -1146,6 +1146,9 @@ static int pipeline_spec(mf_ctx *c, const sdn_mf_node *spec, const char *self,
     }
     if ((rc = bool_field(c, f[3], "allowCycles", &p->allow_cycles)) < 0 ||
         (rc = int32_field(c, f[4], "maxStepRevisits", 0, INT32_MAX, &p->max_step_revisits)) < 0)
+        return rc;
+    /* Our extension: 0 would read as "no timeout" to some and "absent" to others; refused. */
+    if ((rc = int_field(c, f[6], "timeoutMs", 1, UINT32_MAX, &p->timeout_ms)) < 0)
         return rc;
     if (f[5] != NULL) {
         static const char *const df_names[] = {"cleanTopicsOnDelete"};

@@ -341,6 +341,8 @@ static void pipeline(writer *w, const seldon_pipeline_spec *p)
         f_bool(w, "cleanTopicsOnDelete", 1);
         close_obj(w);
     }
+    if (p->timeout_ms > 0)
+        f_int(w, "timeoutMs", p->timeout_ms);
 }
 
 int seldon_resource_serialize(seldon_buf *out, const seldon_resource *r)
@@ -507,7 +509,8 @@ static int pipeline_eq(const seldon_pipeline_spec *a, const seldon_pipeline_spec
            kv_eq(a->output_tensor_map, a->output_tensor_map_count, b->output_tensor_map,
                  b->output_tensor_map_count) &&
            !a->allow_cycles == !b->allow_cycles && a->max_step_revisits == b->max_step_revisits &&
-           !a->clean_topics_on_delete == !b->clean_topics_on_delete;
+           !a->clean_topics_on_delete == !b->clean_topics_on_delete &&
+           a->timeout_ms == b->timeout_ms;
 }
 
 int32_t seldon_resource_equal(const seldon_resource *a, const seldon_resource *b)

@@ -471,8 +471,14 @@ static int compile_step(pc_ctx *c, size_t i)
         return -1;
     if (ss->batch.size < 0 || ss->batch.window_ms < 0)
         return perr(c, "spec.steps[%zu].batch: size and windowMs must be >= 0", i);
+    if (ss->batch.rolling && ss->batch.size == 0 && ss->batch.window_ms == 0)
+        return perr(c,
+                    "spec.steps[%zu].batch.rolling: a rolling batch needs batch.size or "
+                    "batch.windowMs",
+                    i);
     st->batch_size = ss->batch.size;
     st->batch_window_ns = ss->batch.window_ms * 1000000;
+    st->batch_rolling = ss->batch.rolling != 0;
     return 0;
 }
 
@@ -488,6 +494,10 @@ static int compile(pc_ctx *c)
                     SELDON_PIPELINE_MAX_STEPS);
     if (spec->steps_count == 0)
         return perr(c, "spec.steps: a pipeline needs at least one step");
+    if (spec->timeout_ms < 0 || spec->timeout_ms > UINT32_MAX)
+        return perr(c, "spec.timeoutMs: %lld is out of range (1 to 4294967295, 0: absent)",
+                    (long long)spec->timeout_ms);
+    p->timeout_ms = spec->timeout_ms;
     p->steps = sdn_arena_calloc(&p->arena, spec->steps_count * sizeof(pl_step));
     if (p->steps == NULL)
         return nomem();
@@ -657,6 +667,11 @@ const char *seldon_pipeline_step_name(const seldon_pipeline *pipeline, size_t i)
     return pipeline && i < pipeline->nsteps ? pipeline->steps[i].name : NULL;
 }
 
+int64_t seldon_pipeline_timeout_ms(const seldon_pipeline *pipeline)
+{
+    return pipeline ? pipeline->timeout_ms : 0;
+}
+
 size_t seldon_pipeline_dependency_count(const seldon_pipeline *pipeline)
 {
     return pipeline ? pipeline->ndeps : 0;
@@ -723,6 +738,13 @@ int seldon_pipeline_describe(seldon_buf *out, const seldon_pipeline *pipeline)
             rc |= put(out, " triggers ");
             rc |= describe_join(out, p, &p->steps[i].triggers);
         }
+        if (p->steps[i].batch_size > 0 || p->steps[i].batch_window_ns > 0) {
+            char tmp[96];
+            snprintf(tmp, sizeof(tmp), " batch %d rows %lldms%s", p->steps[i].batch_size,
+                     (long long)(p->steps[i].batch_window_ns / 1000000),
+                     p->steps[i].batch_rolling ? " rolling" : "");
+            rc |= put(out, tmp);
+        }
         rc |= put(out, ";");
     }
     if (p->input.n) {
@@ -732,5 +754,10 @@ int seldon_pipeline_describe(seldon_buf *out, const seldon_pipeline *pipeline)
     }
     rc |= put(out, " output <- ");
     rc |= describe_join(out, p, &p->output);
+    if (p->timeout_ms > 0) {
+        char tmp[48];
+        snprintf(tmp, sizeof(tmp), "; timeout %lldms", (long long)p->timeout_ms);
+        rc |= put(out, tmp);
+    }
     return rc ? sdn_error(SELDON_ENOMEM, "pipeline_describe: out of memory") : 0;
 }

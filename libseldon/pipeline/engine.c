@@ -94,7 +94,7 @@ void sdn_pl_timer_stop(seldon_pipeline_engine *e, pl_timer *t)
     heap_up(e, e->heap[i]->pos - 1);
 }
 
-static int timer_start(seldon_pipeline_engine *e, pl_timer *t, uint32_t kind, int64_t at)
+int sdn_pl_timer_start(seldon_pipeline_engine *e, pl_timer *t, uint32_t kind, int64_t at)
 {
     sdn_pl_timer_stop(e, t);
     if (e->heap_n == e->heap_cap) {
@@ -156,7 +156,7 @@ pl_ref *sdn_pl_ref_new(seldon_pipeline_engine *e, seldon_msg *m)
     return r;
 }
 
-static void ref_release(seldon_pipeline_engine *e, pl_ref *r)
+void sdn_pl_ref_release(seldon_pipeline_engine *e, pl_ref *r)
 {
     if (r == NULL || --r->refs > 0)
         return;
@@ -350,8 +350,8 @@ static pl_req *req_new(seldon_pipeline_engine *e, uint32_t pipe, const char *id,
         e->oldest = q;
     e->newest = q;
     if (timeout_ms == 0)
-        timeout_ms = e->opt.timeout_ms;
-    if (timeout_ms > 0 && timer_start(e, &q->timer, T_REQ, now + timeout_ms * 1000000) < 0) {
+        timeout_ms = p->timeout_ms > 0 ? p->timeout_ms : e->opt.timeout_ms;
+    if (timeout_ms > 0 && sdn_pl_timer_start(e, &q->timer, T_REQ, now + timeout_ms * 1000000) < 0) {
         sdn_pl_touch(e, q);
         sdn_pl_fail(e, q, SELDON_PIPELINE_ERR_INTERNAL, SELDON_ENOMEM, "pipeline: out of memory");
         return NULL;
@@ -542,7 +542,7 @@ static void req_free(seldon_pipeline_engine *e, pl_req *q)
     if (--ep->nreq == 0 && ep->removing)
         slot_release(e, q->pipe);
     for (i = 0; i < q->nrefs; i++)
-        ref_release(e, q->refs[i]);
+        sdn_pl_ref_release(e, q->refs[i]);
     if (!PL_POOL) {
         sdn_arena_release(&q->arena);
         sdn_free(q);
@@ -652,7 +652,7 @@ static pl_ref *build_msg(seldon_pipeline_engine *e, pl_req *q, const pl_rec *rec
     if (r == NULL)
         return NULL;
     if (req_hold(q, r) < 0) {
-        ref_release(e, r);
+        sdn_pl_ref_release(e, r);
         return NULL;
     }
     r->refs--; /* the request is its one holder */
@@ -768,7 +768,7 @@ static void arrive(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, uint32_t k
         q->slots[jp] = s;
     }
     if (s->mask == 0) {
-        if (timer_start(e, &s->timer, T_SLOT, now + j->window_ns) < 0) {
+        if (sdn_pl_timer_start(e, &s->timer, T_SLOT, now + j->window_ns) < 0) {
             sdn_pl_nomem_fail(e, q);
             return;
         }
@@ -839,11 +839,13 @@ void sdn_pl_make_call(seldon_pipeline_engine *e, uint32_t pipe, uint32_t step, p
 nomem:
     if (nbatch) {
         for (i = 0; i < nbatch; i++) {
+            if (batch[i].req == NULL)
+                continue; /* rows of a rolling batch that went before */
             batch[i].req->pending--;
             sdn_pl_nomem_fail(e, batch[i].req);
         }
         sdn_free(batch);
-        ref_release(e, msg);
+        sdn_pl_ref_release(e, msg);
     } else {
         q->pending--;
         sdn_pl_nomem_fail(e, q);
@@ -876,32 +878,7 @@ static void fire(seldon_pipeline_engine *e, pl_req *q, uint32_t step, const pl_r
     }
     q->pending++;
     if (st->batch_size > 0 || st->batch_window_ns > 0) {
-        pl_batch *b = &e->pipes[q->pipe].batches[step];
-        const sdn_tensor *t0 = m->msg->ntensors ? &m->msg->tensors[0] : NULL;
-        pl_bentry *be;
-        if (b->n == b->cap) {
-            uint32_t cap = b->cap ? b->cap * 2 : 8;
-            pl_bentry *a = sdn_realloc(b->v, cap * sizeof(*a));
-            if (a == NULL) {
-                q->pending--;
-                sdn_pl_nomem_fail(e, q);
-                return;
-            }
-            b->v = a;
-            b->cap = cap;
-        }
-        be = &b->v[b->n++];
-        be->req = q;
-        be->msg = m;
-        be->rows = t0 && t0->ndim > 0 ? (uint32_t)t0->shape[0] : 1;
-        b->rows += be->rows;
-        if (b->n == 1 && st->batch_window_ns > 0 &&
-            timer_start(e, &b->timer, T_BATCH, now + st->batch_window_ns) < 0) {
-            sdn_pl_flush(e, b);
-        } else if ((st->batch_size > 0 && b->rows >= (uint64_t)st->batch_size) ||
-                   b->n >= e->opt.max_batch) {
-            sdn_pl_flush(e, b);
-        }
+        sdn_pl_batch_add(e, &e->pipes[q->pipe].batches[step], q, m, now);
     } else {
         sdn_pl_make_call(e, q->pipe, step, q, m, NULL, 0);
     }
@@ -1013,7 +990,7 @@ static void emit(seldon_pipeline_engine *e, pl_req *q, uint32_t jp, const pl_rec
     if (g == p->nsteps)
         q->pending++; /* external triggers may come later, within the window */
     /* + 1: triggers completing as the window closes (an outer join's) still count. */
-    if (timer_start(e, &gt->timer, T_GATE, now + trig->window_ns + 1) < 0)
+    if (sdn_pl_timer_start(e, &gt->timer, T_GATE, now + trig->window_ns + 1) < 0)
         sdn_pl_nomem_fail(e, q);
 }
 
@@ -1033,12 +1010,36 @@ static void answered(seldon_pipeline_engine *e, pl_req *q, uint32_t step, pl_ref
     publish(e, q, pl_stream_index(PL_S_STEP_OUT, (int32_t)step), &rec, now);
 }
 
-/* Splits a batched answer back: each request gets its own rows, borrowed from the answer. */
+/* The bytes of count elements of t from byte off (BYTES elements are length-prefixed). */
+static size_t elems_len(const sdn_tensor *t, size_t off, uint64_t count)
+{
+    size_t len = 0;
+    if (t->datatype == SELDON_DT_BYTES) {
+        uint64_t el;
+        for (el = 0; el < count && off + len + 4 <= t->nbytes; el++) {
+            uint32_t l;
+            memcpy(&l, t->data + off + len, 4);
+            len += 4 + (size_t)l;
+        }
+    } else {
+        len = (size_t)count * sdn_dt_size[t->datatype];
+    }
+    if (off > t->nbytes)
+        return 0;
+    return off + len > t->nbytes ? t->nbytes - off : len;
+}
+
+/*
+ * Splits a batched answer back: each request gets its own rows, borrowed from
+ * the answer. Rows whose caller has gone meanwhile (failed, timed out,
+ * cancelled) and a rolling batch's earlier rows are skipped, never handed to
+ * the next caller.
+ */
 static void split_answer(seldon_pipeline_engine *e, pl_call *c, pl_ref *resp, int64_t now)
 {
     const seldon_msg *r = resp->msg;
     const pl_step *st = &e->pipes[c->pipe].p->steps[c->step];
-    uint64_t total = 0, row0 = 0;
+    uint64_t total = 0;
     uint32_t i, k;
     size_t *off = NULL;
     const char *why = NULL;
@@ -1056,6 +1057,13 @@ static void split_answer(seldon_pipeline_engine *e, pl_call *c, pl_ref *resp, in
         uint64_t rows = c->batch[k].rows;
         seldon_msg *m;
         pl_ref *ref;
+        if (why == NULL && (q == NULL || q->failed)) {
+            for (i = 0; i < r->ntensors; i++)
+                off[i] += elems_len(&r->tensors[i], off[i],
+                                    (total ? r->tensors[i].count / total : 0) * rows);
+        }
+        if (q == NULL)
+            continue;
         if (why != NULL || q->failed) {
             if (why != NULL && !q->failed)
                 sdn_pl_fail(e, q, SELDON_PIPELINE_ERR_BATCH, SELDON_ESHAPE,
@@ -1070,8 +1078,7 @@ static void split_answer(seldon_pipeline_engine *e, pl_call *c, pl_ref *resp, in
         for (i = 0; i < r->ntensors; i++) {
             const sdn_tensor *src = &r->tensors[i];
             sdn_tensor *t = sdn_msg_push_tensor(m);
-            size_t len;
-            uint64_t per = src->count / total;
+            uint64_t per = total ? src->count / total : 0;
             if (t == NULL)
                 goto nomem;
             *t = *src;
@@ -1082,42 +1089,33 @@ static void split_answer(seldon_pipeline_engine *e, pl_call *c, pl_ref *resp, in
             t->shape[0] = (int64_t)rows;
             t->count = per * rows;
             t->params.cap = t->params.n;
-            if (src->datatype == SELDON_DT_BYTES) {
-                uint64_t el;
-                len = 0;
-                for (el = 0; el < t->count && off[i] + len + 4 <= src->nbytes; el++) {
-                    uint32_t l;
-                    memcpy(&l, src->data + off[i] + len, 4);
-                    len += 4 + (size_t)l;
-                }
-            } else {
-                len = (size_t)t->count * sdn_dt_size[src->datatype];
-            }
-            if (off[i] + len > src->nbytes)
-                len = src->nbytes - off[i];
             t->data = src->data + off[i];
-            t->nbytes = len;
+            t->nbytes = elems_len(src, off[i], t->count);
             t->flags = (src->flags & SDN_TENSOR_BINARY) | SDN_TENSOR_BORROWED;
-            off[i] += len;
         }
+        /* The next caller's rows start after these, whatever happens to this one. */
+        for (i = 0; i < r->ntensors; i++)
+            off[i] += m->tensors[i].nbytes;
         ref = sdn_pl_ref_new(e, m);
         m = NULL;
         if (ref == NULL || req_hold(q, resp) < 0)
             goto nomem_ref;
         answered(e, q, c->step, ref, now);
-        ref_release(e, ref); /* answered() holds it */
-        row0 += rows;
+        sdn_pl_ref_release(e, ref); /* answered() holds it */
         continue;
     nomem:
+        /* Skip this caller's rows in the tensors not yet sliced (none were advanced). */
+        for (i = 0; i < r->ntensors; i++)
+            off[i] +=
+                elems_len(&r->tensors[i], off[i], (total ? r->tensors[i].count / total : 0) * rows);
         sdn_pl_msg_recycle(e, m);
         ref = NULL;
     nomem_ref:
-        ref_release(e, ref);
+        sdn_pl_ref_release(e, ref);
         sdn_pl_touch(e, q);
         q->pending--;
         sdn_pl_nomem_fail(e, q);
     }
-    (void)row0;
     sdn_free(off);
 }
 
@@ -1132,7 +1130,7 @@ static pl_call *call_get(seldon_pipeline_engine *e, uint64_t id)
 static void call_done(seldon_pipeline_engine *e, pl_call *c, uint32_t i)
 {
     if (c->nbatch) {
-        ref_release(e, c->msg); /* the batched request is the call's own */
+        sdn_pl_ref_release(e, c->msg); /* the batched request is the call's own */
         sdn_free(c->batch);
     }
     c->batch = NULL;
@@ -1167,6 +1165,8 @@ int seldon_pipeline_engine_answer(seldon_pipeline_engine *engine, uint64_t call_
         if (c->nbatch) {
             uint32_t k;
             for (k = 0; k < c->nbatch; k++) {
+                if (c->batch[k].req == NULL)
+                    continue;
                 c->batch[k].req->pending--;
                 sdn_pl_nomem_fail(e, c->batch[k].req);
             }
@@ -1180,7 +1180,7 @@ int seldon_pipeline_engine_answer(seldon_pipeline_engine *engine, uint64_t call_
     } else {
         answered(e, c->req, c->step, resp, now_ns);
     }
-    ref_release(e, resp);
+    sdn_pl_ref_release(e, resp);
     call_done(e, c, (uint32_t)call_id);
     settle(e);
     return 0;
@@ -1204,6 +1204,8 @@ int seldon_pipeline_engine_fail(seldon_pipeline_engine *engine, uint64_t call_id
     model = e->pipes[c->pipe].p->steps[c->step].name;
     for (k = 0; k < (c->nbatch ? c->nbatch : 1); k++) {
         pl_req *q = c->nbatch ? c->batch[k].req : c->req;
+        if (q == NULL)
+            continue; /* rows of a rolling batch that went before */
         q->pending--;
         sdn_pl_touch(e, q);
         sdn_pl_fail(e, q, SELDON_PIPELINE_ERR_MODEL, SELDON_EIO, "%s : %s", model,
@@ -1268,12 +1270,12 @@ int seldon_pipeline_engine_push(seldon_pipeline_engine *engine, const char *pipe
         goto out;
     }
     if (req_hold(q, r) < 0 || rec_of(q, &rec, r) < 0) {
-        ref_release(e, r);
+        sdn_pl_ref_release(e, r);
         sdn_pl_nomem_fail(e, q);
         rc = sdn_error(SELDON_ENOMEM, "pipeline: out of memory");
         goto out;
     }
-    ref_release(e, r);
+    sdn_pl_ref_release(e, r);
     sdn_pl_touch(e, q);
     publish(e, q, pl_stream_index(PL_S_IN, -1), &rec, now_ns);
 out:
@@ -1340,7 +1342,7 @@ static void on_timer(seldon_pipeline_engine *e, pl_timer *t, int64_t now)
         break;
     }
     case T_BATCH:
-        sdn_pl_flush(e, (pl_batch *)(void *)t);
+        sdn_pl_flush(e, (pl_batch *)(void *)t, now);
         break;
     default:
         break;
@@ -1429,6 +1431,7 @@ static void slot_release(seldon_pipeline_engine *e, uint32_t i)
         for (k = 0; k < ep->p->nsteps; k++) {
             sdn_pl_timer_stop(e, &ep->batches[k].timer);
             sdn_free(ep->batches[k].v);
+            sdn_pl_batch_forget(e, &ep->batches[k], INT64_MAX);
         }
     sdn_free(ep->subs);
     sdn_free(ep->deps);
@@ -1665,14 +1668,14 @@ void seldon_pipeline_engine_free(seldon_pipeline_engine *engine)
         for (q = e->buckets[i]; q != NULL; q = next) {
             next = q->hnext;
             for (k = 0; k < q->nrefs; k++)
-                ref_release(e, q->refs[k]);
+                sdn_pl_ref_release(e, q->refs[k]);
             sdn_arena_release(&q->arena);
             sdn_free(q);
         }
     for (q = e->grave; q != NULL; q = next) {
         next = q->tnext;
         for (k = 0; k < q->nrefs; k++)
-            ref_release(e, q->refs[k]);
+            sdn_pl_ref_release(e, q->refs[k]);
         sdn_arena_release(&q->arena);
         sdn_free(q);
     }
@@ -1683,7 +1686,7 @@ void seldon_pipeline_engine_free(seldon_pipeline_engine *engine)
     }
     for (i = 0; i < e->calls_cap; i++)
         if (e->calls[i].live && e->calls[i].nbatch) {
-            ref_release(e, e->calls[i].msg);
+            sdn_pl_ref_release(e, e->calls[i].msg);
             sdn_free(e->calls[i].batch);
         }
     for (i = 0; i < e->npipes; i++)

@@ -69,6 +69,7 @@ typedef struct pl_step {
     pl_join triggers; /* n == 0: none */
     int32_t batch_size;
     int64_t batch_window_ns;
+    int32_t batch_rolling; /* a sliding batch: each call carries the rows before it (batch.c) */
 } pl_step;
 
 /* Join points: step s's inputs 2s, its triggers 2s+1, then output, input, input triggers. */
@@ -90,6 +91,7 @@ struct seldon_pipeline {
     uint32_t ndeps;
     int32_t has_cycles;
     int32_t max_revisits; /* 0: unbounded (no cycles) */
+    int64_t timeout_ms;   /* spec.timeoutMs; 0: absent */
     sdn_arena arena;      /* everything above lives here */
 };
 
@@ -191,17 +193,27 @@ typedef struct pl_subs {
 } pl_subs;
 
 typedef struct pl_bentry {
-    pl_req *req;
+    pl_req *req; /* NULL in a call: rows of a rolling batch that went before */
     pl_ref *msg;
     uint32_t rows;
 } pl_bentry;
 
+/* Rows a rolling batch sent, kept to go again: a copy of one request's tensors. */
+typedef struct pl_hentry {
+    pl_ref *msg;
+    uint32_t rows;
+    int64_t at; /* when it was sent */
+} pl_hentry;
+
 typedef struct pl_batch {
     pl_timer timer;
     uint32_t pipe, step;
-    pl_bentry *v;
+    pl_bentry *v; /* queued, not yet sent */
     uint32_t n, cap;
     uint64_t rows;
+    pl_hentry *h; /* rolling: sent before, oldest first (h[h0..hn)) */
+    uint32_t h0, hn, hcap;
+    uint64_t hrows;
 } pl_batch;
 
 typedef struct pl_epipe {
@@ -250,8 +262,10 @@ struct seldon_pipeline_engine {
     uint32_t depth; /* steps fired inside one another (through step.inputs references) */
 };
 
-/* Shared by the engine's files: engine.c defines these, batch.c defines sdn_pl_flush. */
+/* Shared by the engine's files: engine.c defines these, batch.c the sdn_pl_batch and flush ones. */
 pl_ref *sdn_pl_ref_new(seldon_pipeline_engine *e, seldon_msg *m);
+void sdn_pl_ref_release(seldon_pipeline_engine *e, pl_ref *r);
+int sdn_pl_timer_start(seldon_pipeline_engine *e, pl_timer *t, uint32_t kind, int64_t at);
 void sdn_pl_msg_recycle(seldon_pipeline_engine *e, seldon_msg *m);
 void sdn_pl_timer_stop(seldon_pipeline_engine *e, pl_timer *t);
 void sdn_pl_touch(seldon_pipeline_engine *e, pl_req *q);
@@ -260,6 +274,11 @@ void sdn_pl_fail(seldon_pipeline_engine *e, pl_req *q, int32_t kind, int32_t cod
 void sdn_pl_nomem_fail(seldon_pipeline_engine *e, pl_req *q);
 void sdn_pl_make_call(seldon_pipeline_engine *e, uint32_t pipe, uint32_t step, pl_req *q,
                       pl_ref *msg, pl_bentry *batch, uint32_t nbatch);
-void sdn_pl_flush(seldon_pipeline_engine *e, pl_batch *b);
+/* Queues q's step request m (q->pending counted) in step b's batch; flushes it when due. */
+void sdn_pl_batch_add(seldon_pipeline_engine *e, pl_batch *b, pl_req *q, pl_ref *m, int64_t now);
+/* Sends b's queued requests as one call (with a rolling batch's earlier rows). */
+void sdn_pl_flush(seldon_pipeline_engine *e, pl_batch *b, int64_t now);
+/* Drops a rolling batch's earlier rows: all (now 0), or those older than its window. */
+void sdn_pl_batch_forget(seldon_pipeline_engine *e, pl_batch *b, int64_t now);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * Pipelines as resources of the scheduler: compiled on apply (refused with
  * the compiler's error before anything changes), versioned, stored, and
- * Ready only while every model their steps call is available. The rules are
- * in docs/scheduler.md ("Pipelines").
+ * Ready only while every model their steps call is available and every
+ * pipeline they read is Ready. The rules are in docs/scheduler.md
+ * ("Pipelines").
  */
 #include <stdio.h>
 #include <string.h>
@@ -61,14 +62,20 @@ static int pipeline_get(sch_pipeline **out, seldon_sched *s, const char *name)
     return 0;
 }
 
-static void waiting_clear(sch_pipeline *p)
+static void names_free(char ***v, uint32_t *n)
 {
     uint32_t i;
-    for (i = 0; i < p->nwaiting; i++)
-        sdn_free(p->waiting[i]);
-    sdn_free(p->waiting);
-    p->waiting = NULL;
-    p->nwaiting = 0;
+    for (i = 0; i < *n; i++)
+        sdn_free((*v)[i]);
+    sdn_free(*v);
+    *v = NULL;
+    *n = 0;
+}
+
+static void waiting_clear(sch_pipeline *p)
+{
+    names_free(&p->waiting, &p->nwaiting);
+    names_free(&p->waiting_pl, &p->nwaiting_pl);
 }
 
 static void pipeline_state(seldon_sched *s, sch_pipeline *p, int state, const char *reason)
@@ -79,57 +86,132 @@ static void pipeline_state(seldon_sched *s, sch_pipeline *p, int state, const ch
     p->state = (uint8_t)state;
     sdn_sch_set_reason(&p->reason, reason);
     p->last_change = s->now;
+    s->pl_changes++;
     sdn_sch_event(s, SELDON_KIND_PIPELINE, p->name, p->version,
                   sdn_sched_pipeline_state_name(state), reason, NULL, -1);
 }
 
-/* Which of its models the pipeline waits for; its state follows. */
-static void pipeline_refresh(seldon_sched *s, sch_pipeline *p)
+/* The names in list (n of them) not passing ok(s, name), each once; -1 when out of memory. */
+static int not_ok(char ***out, uint32_t *out_n, seldon_sched *s, size_t n,
+                  const char *(*at)(const seldon_pipeline *, size_t), const seldon_pipeline *c,
+                  int (*ok)(const seldon_sched *, const char *))
 {
-    size_t i, j, n;
     char **w = NULL;
     uint32_t nw = 0;
-    seldon_buf b = {0};
-
-    if (p->deleted || p->compiled == NULL)
-        return;
-    n = seldon_pipeline_step_count(p->compiled);
+    size_t i, j;
+    *out = NULL;
+    *out_n = 0;
     for (i = 0; i < n; i++) {
-        const char *m = seldon_pipeline_step_name(p->compiled, i);
-        if (sdn_sch_model_available(s, m))
+        const char *m = at(c, i);
+        if (ok(s, m))
             continue;
         for (j = 0; j < i; j++)
-            if (strcmp(seldon_pipeline_step_name(p->compiled, j), m) == 0)
+            if (strcmp(at(c, j), m) == 0)
                 break;
         if (j < i)
             continue; /* named twice: listed once */
         if (w == NULL && (w = sdn_calloc(n, sizeof(char *))) == NULL)
-            return; /* looked at again on the next change */
-        if ((w[nw] = sdn_strndup(m, strlen(m))) == NULL)
-            break;
+            return -1;
+        if ((w[nw] = sdn_strndup(m, strlen(m))) == NULL) {
+            names_free(&w, &nw);
+            return -1;
+        }
         nw++;
+    }
+    *out = w;
+    *out_n = nw;
+    return 0;
+}
+
+static int pipeline_ready(const seldon_sched *s, const char *name)
+{
+    const sch_pipeline *q = sdn_sch_pipeline_find(s, name);
+    return q != NULL && !q->deleted && q->compiled != NULL && q->state == SCH_P_READY;
+}
+
+static void append_names(seldon_buf *b, const char *one, const char *many, char **v, uint32_t n,
+                         const seldon_sched *s)
+{
+    uint32_t i;
+    if (b->len > 0)
+        sdn_buf_append(b, "; ", 2);
+    sdn_buf_append(b, n == 1 ? one : many, strlen(n == 1 ? one : many));
+    for (i = 0; i < n; i++) {
+        if (i > 0)
+            sdn_buf_append(b, ", ", 2);
+        sdn_buf_append(b, "\"", 1);
+        sdn_buf_append(b, v[i], strlen(v[i]));
+        sdn_buf_append(b, "\"", 1);
+        if (s != NULL) { /* a pipeline: its state says why */
+            const sch_pipeline *q = sdn_sch_pipeline_find(s, v[i]);
+            const char *st = q == NULL || q->deleted ? "PipelineTerminated"
+                                                     : sdn_sched_pipeline_state_name(q->state);
+            sdn_buf_append(b, " (", 2);
+            sdn_buf_append(b, st, strlen(st));
+            sdn_buf_append(b, ")", 1);
+        }
+    }
+}
+
+/* Which of its models and of the pipelines it reads the pipeline waits for; its state follows. */
+static void pipeline_refresh(seldon_sched *s, sch_pipeline *p)
+{
+    char **w = NULL, **wp = NULL;
+    uint32_t nw = 0, nwp = 0;
+    seldon_buf b = {0};
+
+    if (p->deleted || p->compiled == NULL)
+        return;
+    if (not_ok(&w, &nw, s, seldon_pipeline_step_count(p->compiled), seldon_pipeline_step_name,
+               p->compiled, sdn_sch_model_available) < 0)
+        return; /* looked at again on the next change */
+    if (not_ok(&wp, &nwp, s, seldon_pipeline_dependency_count(p->compiled),
+               seldon_pipeline_dependency, p->compiled, pipeline_ready) < 0) {
+        names_free(&w, &nw);
+        return;
     }
     waiting_clear(p);
     p->waiting = w;
     p->nwaiting = nw;
+    p->waiting_pl = wp;
+    p->nwaiting_pl = nwp;
     p->models_ready = nw == 0;
-    if (nw == 0) {
+    if (nw == 0 && nwp == 0) {
         pipeline_state(s, p, SCH_P_READY, NULL);
         return;
     }
-    sdn_buf_append(&b, nw == 1 ? "waiting for model " : "waiting for models ", nw == 1 ? 18 : 19);
-    for (i = 0; i < nw; i++) {
-        if (i > 0)
-            sdn_buf_append(&b, ", ", 2);
-        sdn_buf_append(&b, "\"", 1);
-        sdn_buf_append(&b, w[i], strlen(w[i]));
-        sdn_buf_append(&b, "\"", 1);
-    }
+    if (nw > 0)
+        append_names(&b, "waiting for model ", "waiting for models ", w, nw, NULL);
+    if (nwp > 0)
+        append_names(&b, "waiting for pipeline ", "waiting for pipelines ", wp, nwp, s);
     if (sdn_buf_append(&b, "", 1) == 0)
         pipeline_state(s, p, SCH_P_CREATING, (const char *)b.data);
     else
-        pipeline_state(s, p, SCH_P_CREATING, "waiting for models");
+        pipeline_state(s, p, SCH_P_CREATING, nw ? "waiting for models" : "waiting for pipelines");
     seldon_buf_free(&b);
+}
+
+/*
+ * The pipelines that read others look again until nothing changes: a
+ * pipeline's state may change its readers', theirs their readers'. Pipelines
+ * may read each other in a ring (a new version can close one), so the passes
+ * are bounded: a ring never becomes Ready by itself, and each pass settles at
+ * least one more link of a chain.
+ */
+static void readers_settle(seldon_sched *s)
+{
+    uint32_t pass, i;
+    for (pass = 0; pass <= s->npipelines; pass++) {
+        uint32_t before = s->pl_changes;
+        for (i = 0; i < s->npipelines; i++) {
+            sch_pipeline *p = s->pipelines[i];
+            if (!p->deleted && p->compiled != NULL &&
+                seldon_pipeline_dependency_count(p->compiled) > 0)
+                pipeline_refresh(s, p);
+        }
+        if (s->pl_changes == before)
+            return;
+    }
 }
 
 void sdn_sch_pipelines_refresh(seldon_sched *s)
@@ -138,6 +220,7 @@ void sdn_sch_pipelines_refresh(seldon_sched *s)
     s->pl_check = 0;
     for (i = 0; i < s->npipelines; i++)
         pipeline_refresh(s, s->pipelines[i]);
+    readers_settle(s);
 }
 
 /* --- Compiling ---------------------------------------------------------------- */
@@ -174,6 +257,68 @@ static int prep_lookup(const seldon_pipeline **out, void *ud, const char *name)
     return stored_lookup(out, c->s, name);
 }
 
+/*
+ * Whether pipeline p, by what it reads, reads itself: pipelines reading each
+ * other in a ring would pass every record round it for ever. The path, when
+ * one is found, goes in ring ("p -> q -> p").
+ */
+static int reads_itself(prep_ctx *c, const seldon_pipeline *p, char *ring, size_t cap)
+{
+    const seldon_pipeline **stack = NULL, **seen = NULL;
+    uint32_t *from = NULL;
+    size_t ns = 0, nseen = 0, max = 1 + c->s->npipelines + seldon_manifest_count(c->mf), i, k;
+    int found = 0;
+    stack = sdn_calloc(max, sizeof(*stack));
+    seen = sdn_calloc(max, sizeof(*seen));
+    from = sdn_calloc(max, sizeof(*from));
+    if (stack == NULL || seen == NULL || from == NULL)
+        goto out; /* the engine's own guards remain */
+    /* A search over what p reads, keeping for each pipeline seen where it was reached from. */
+    seen[nseen] = p;
+    from[nseen++] = UINT32_MAX;
+    stack[ns++] = p;
+    while (ns > 0 && !found) {
+        const seldon_pipeline *q = stack[--ns];
+        size_t qi = 0;
+        while (qi < nseen && seen[qi] != q)
+            qi++;
+        for (k = 0; k < seldon_pipeline_dependency_count(q) && !found; k++) {
+            const char *dn = seldon_pipeline_dependency(q, k);
+            const seldon_pipeline *d = NULL;
+            if (strcmp(dn, seldon_pipeline_name(p)) == 0) {
+                /* Found: the path back from q to p, written p -> ... -> q -> p. */
+                const char *names[64];
+                size_t nn = 0, at = qi, len = 0;
+                while (at != UINT32_MAX && nn < 64) {
+                    names[nn++] = seldon_pipeline_name(seen[at]);
+                    at = from[at];
+                }
+                ring[0] = '\0';
+                for (i = nn; i > 0 && len < cap; i--)
+                    len += (size_t)snprintf(ring + len, cap - len, "%s -> ", names[i - 1]);
+                if (len < cap)
+                    snprintf(ring + len, cap - len, "%s", seldon_pipeline_name(p));
+                found = 1;
+                break;
+            }
+            if (prep_lookup(&d, c, dn) != 0 || d == NULL)
+                continue;
+            for (i = 0; i < nseen && seen[i] != d; i++)
+                ;
+            if (i < nseen || nseen == max)
+                continue;
+            seen[nseen] = d;
+            from[nseen++] = (uint32_t)qi;
+            stack[ns++] = d;
+        }
+    }
+out:
+    sdn_free(stack);
+    sdn_free(seen);
+    sdn_free(from);
+    return found;
+}
+
 int sdn_sch_pipelines_prepare(seldon_sched *s, const seldon_manifest *mf, seldon_pipeline **out)
 {
     prep_ctx c = {s, mf, out};
@@ -200,8 +345,25 @@ int sdn_sch_pipelines_prepare(seldon_sched *s, const seldon_manifest *mf, seldon
             }
         }
     }
-    if (todo == 0)
-        return 0;
+    if (todo == 0) {
+        char ring[256];
+        for (i = 0; i < n && rc == 0; i++) {
+            const seldon_resource *r = seldon_manifest_at(mf, i);
+            if (r->kind != SELDON_KIND_PIPELINE || !reads_itself(&c, out[i], ring, sizeof(ring)))
+                continue;
+            rc = sdn_error(SELDON_EINVAL,
+                           "document %zu (Pipeline \"%s\"): pipeline \"%s\": spec.input: "
+                           "pipelines would read each other in a ring (%s)",
+                           r->document, r->name, r->name, ring);
+        }
+        if (rc == 0)
+            return 0;
+        for (i = 0; i < n; i++) {
+            seldon_pipeline_free(out[i]);
+            out[i] = NULL;
+        }
+        return rc;
+    }
     /* The first that does not compile, again for its message. */
     for (i = 0; i < n; i++) {
         const seldon_resource *r = seldon_manifest_at(mf, i);
@@ -307,6 +469,7 @@ int sdn_sch_pipeline_apply(seldon_sched *s, const seldon_resource *res, seldon_p
     pipeline_state(s, p, SCH_P_CREATE, NULL);
     dependents_recompile(s, p);
     pipeline_refresh(s, p);
+    readers_settle(s);
     return 0;
 fail:
     seldon_pipeline_free(compiled);
@@ -342,6 +505,7 @@ int sdn_sch_pipeline_unload(seldon_sched *s, const char *name)
     seldon_pipeline_free(p->compiled);
     p->compiled = NULL;
     pipeline_state(s, p, SCH_P_TERMINATED, NULL);
+    readers_settle(s);
     return 0;
 }
 
@@ -414,6 +578,7 @@ void sdn_sch_pipelines_reload_all(seldon_sched *s)
         }
         pipeline_refresh(s, p);
     }
+    readers_settle(s);
     s->pl_check = 0;
 }
 

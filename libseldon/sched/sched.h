@@ -206,6 +206,8 @@ typedef struct sch_pipeline {
     seldon_pipeline *compiled; /* NULL when deleted or failed */
     char **waiting;            /* models not available */
     uint32_t nwaiting;
+    char **waiting_pl; /* pipelines it reads (external inputs, triggers) that are not Ready */
+    uint32_t nwaiting_pl;
     int64_t last_change;
 } sch_pipeline;
 
@@ -277,7 +279,8 @@ struct seldon_sched {
     sch_map pipelines_by_name;
     sch_pipeline **pipelines;
     uint32_t npipelines, cappipelines;
-    uint8_t pl_check; /* a model's availability changed: pipelines look again */
+    uint8_t pl_check;    /* a model's availability changed: pipelines look again */
+    uint32_t pl_changes; /* pipeline state changes so far (readers look again) */
 
     uint32_t epoch;       /* placement scratch marks */
     uint32_t touch_epoch; /* touched-list marks */

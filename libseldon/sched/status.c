@@ -326,6 +326,11 @@ static void fill_pipeline(seldon_sched_status *st, seldon_sched_pipeline_status 
         v[i] = dup(st, p->waiting[i], bad);
     out->waiting = v;
     out->waiting_count = v ? p->nwaiting : 0;
+    v = alloc(st, p->nwaiting_pl, sizeof(char *), bad);
+    for (i = 0; v && i < p->nwaiting_pl; i++)
+        v[i] = dup(st, p->waiting_pl[i], bad);
+    out->waiting_pipelines = v;
+    out->waiting_pipelines_count = v ? p->nwaiting_pl : 0;
 }
 
 int seldon_sched_pipelines(seldon_sched_status **out, seldon_sched *sched, const char *name)

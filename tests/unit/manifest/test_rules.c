@@ -942,3 +942,31 @@ Test(bounds, too_big_a_file)
                  "manifest may hold");
     free(text);
 }
+
+/* spec.timeoutMs: our extension, strict like every field. */
+Test(pipelines, timeout_ms)
+{
+    seldon_manifest *m = ok(PIPELINE "  steps: [{name: a}]\n  timeoutMs: 1500\n");
+    cr_assert_eq(first(m)->spec.pipeline.timeout_ms, 1500);
+    seldon_manifest_free(m);
+    m = ok(PIPELINE "  steps: [{name: a}]\n  timeoutMs: ~\n");
+    cr_assert_eq(first(m)->spec.pipeline.timeout_ms, 0, "null is absent");
+    seldon_manifest_free(m);
+    refused(PIPELINE "  steps: [{name: a}]\n  timeoutMs: 0\n",
+            "document 1 (Pipeline \"flow\"): spec.timeoutMs: 0 is out of range (1 to 4294967295) "
+            "(line 7)");
+    refused(PIPELINE "  steps: [{name: a}]\n  timeoutMs: -5\n",
+            "document 1 (Pipeline \"flow\"): spec.timeoutMs: -5 is out of range (1 to 4294967295) "
+            "(line 7)");
+    refused(PIPELINE "  steps: [{name: a}]\n  timeoutMs: 4294967296\n",
+            "document 1 (Pipeline \"flow\"): spec.timeoutMs: 4294967296 is out of range (1 to "
+            "4294967295) (line 7)");
+    refused(
+        PIPELINE "  steps: [{name: a}]\n  timeoutMs: \"5s\"\n",
+        "document 1 (Pipeline \"flow\"): spec.timeoutMs: expected an integer, got text (line 7)");
+    refused(PIPELINE "  steps: [{name: a}]\n  timeoutMS: 5\n",
+            "document 1 (Pipeline \"flow\"): spec.timeoutMS: unknown field (did you mean "
+            "\"timeoutMs\"?) (line 7)");
+    refused(PIPELINE "  steps: [{name: a, timeoutMs: 5}]\n",
+            "document 1 (Pipeline \"flow\"): spec.steps[0].timeoutMs: unknown field (line 6)");
+}

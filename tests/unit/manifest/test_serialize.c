@@ -199,6 +199,10 @@ Test(equal, field_by_field)
     differ(H("Model") "  storageUri: a\n", H("Server") "  serverConfig: a\n");
     differ(H("Pipeline") "  steps: [{name: a}]\n",
            H("Pipeline") "  steps: [{name: a}]\n  dataflow: {cleanTopicsOnDelete: true}\n");
+    differ(H("Pipeline") "  steps: [{name: a}]\n",
+           H("Pipeline") "  steps: [{name: a}]\n  timeoutMs: 500\n");
+    differ(H("Pipeline") "  steps: [{name: a}]\n  timeoutMs: 501\n",
+           H("Pipeline") "  steps: [{name: a}]\n  timeoutMs: 500\n");
     /* The same resource written two ways is equal, whatever its document position. */
     {
         const char *a = "---\n---\n" H("Pipeline") "  steps: [{name: a, inputsJoinType: inner}]\n";
@@ -387,4 +391,28 @@ Test(json, nesting_limits_agree)
         p += sprintf(p, "}, \"spec\": {\"storageUri\": \"x\"}}");
         same_both_ways(text, (size_t)(p - text));
     }
+}
+
+/* spec.timeoutMs, our extension: written last in spec, read back, left out when absent. */
+Test(serialize, a_pipeline_timeout)
+{
+    const char *y =
+        "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\n"
+        "spec:\n  timeoutMs: 2500\n  steps: [{name: a, batch: {size: 4, rolling: true}}]\n";
+    const char *bare = "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\n"
+                       "spec:\n  steps: [{name: a}]\n";
+    seldon_manifest *m = parse(y, strlen(y)), *mb = parse(bare, strlen(bare));
+    char *text = round_trip(seldon_manifest_at(m, 0));
+    cr_assert_eq(seldon_manifest_at(m, 0)->spec.pipeline.timeout_ms, 2500);
+    cr_assert_str_eq(text, "{\"apiVersion\":\"mlops.seldon.io/v1alpha1\",\"kind\":\"Pipeline\","
+                           "\"metadata\":{\"name\":\"p\"},\"spec\":{\"steps\":[{\"name\":\"a\","
+                           "\"inputsJoinType\":\"inner\",\"triggersJoinType\":\"inner\","
+                           "\"batch\":{\"size\":4,\"rolling\":true}}],\"timeoutMs\":2500}}\n");
+    free(text);
+    cr_assert_eq(seldon_manifest_at(mb, 0)->spec.pipeline.timeout_ms, 0);
+    text = round_trip(seldon_manifest_at(mb, 0));
+    cr_assert_null(strstr(text, "timeoutMs"), "%s", text);
+    free(text);
+    seldon_manifest_free(m);
+    seldon_manifest_free(mb);
 }

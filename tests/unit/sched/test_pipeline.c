@@ -27,6 +27,8 @@ typedef struct pst {
     int ready, deleted;
     size_t nwaiting;
     char waiting0[64];
+    size_t nwaiting_pl;
+    char waiting_pl0[64];
 } pst;
 
 static int pstatus(pst *out, seldon_sched *s, const char *name)
@@ -51,6 +53,9 @@ static int pstatus(pst *out, seldon_sched *s, const char *name)
     out->nwaiting = p->waiting_count;
     if (p->waiting_count > 0)
         snprintf(out->waiting0, sizeof(out->waiting0), "%s", p->waiting[0]);
+    out->nwaiting_pl = p->waiting_pipelines_count;
+    if (p->waiting_pipelines_count > 0)
+        snprintf(out->waiting_pl0, sizeof(out->waiting_pl0), "%s", p->waiting_pipelines[0]);
     seldon_sched_status_free(st);
     return 0;
 }
@@ -309,4 +314,129 @@ Test(pipeline, pipelines_come_back_after_a_restart)
     cr_assert_eq(apply_ok(s, pl("a", "  steps:\n  - name: m2\n  output: {steps: [m2]}\n"), t1), 3);
     seldon_sched_close(s);
     rm_dir(dir);
+}
+
+/* A pipeline reading others (externalInputs, externalTriggers) is Ready only while they are. */
+Test(pipeline, a_reader_is_ready_only_while_the_pipelines_it_reads_are)
+{
+    char *dir = temp_dir();
+    seldon_sched *s = open_dir(dir, T0, 60000);
+    seldon_sched_loaded l[1];
+    pst p;
+    int64_t t1 = T0 + 1000 * MS;
+
+    connect_ok(s, "mlserver", 0, CAPS, GIB, T0);
+    load_model(s, "m1", "sklearn", NULL, 1, NULL, T0);
+    ack_all(s, T0);
+    /* b reads a, c is triggered by b: a chain a <- b <- c. */
+    apply_ok(s, pl("a", "  steps:\n  - name: m1\n  output: {steps: [m1]}\n"), T0);
+    apply_ok(s,
+             pl("b", "  input: {externalInputs: [a.outputs]}\n"
+                     "  steps:\n  - name: m1\n  output: {steps: [m1]}\n"),
+             T0);
+    apply_ok(s,
+             pl("c", "  input: {externalInputs: [a.outputs], externalTriggers: [b.outputs]}\n"
+                     "  steps:\n  - name: m1\n  output: {steps: [m1]}\n"),
+             T0);
+    cr_assert_eq(pstatus(&p, s, "c"), 0);
+    cr_assert_str_eq(p.state, "PipelineReady", "%s", p.reason);
+    cr_assert_eq(p.nwaiting_pl, 0);
+    drain(s);
+
+    /* a's next version calls a model that is not there: a waits, and so do b and c. */
+    apply_ok(s, pl("a", "  steps:\n  - name: m2\n  output: {steps: [m2]}\n"), T0);
+    cr_assert_eq(pstatus(&p, s, "a"), 0);
+    cr_assert_str_eq(p.state, "PipelineCreating");
+    cr_assert_eq(pstatus(&p, s, "b"), 0);
+    cr_assert_str_eq(p.state, "PipelineCreating");
+    cr_assert_str_eq(p.reason, "waiting for pipeline \"a\" (PipelineCreating)");
+    cr_assert_eq(p.ready, 1, "its models are there");
+    cr_assert_eq(p.nwaiting, 0);
+    cr_assert_eq(p.nwaiting_pl, 1);
+    cr_assert_str_eq(p.waiting_pl0, "a");
+    cr_assert_eq(pstatus(&p, s, "c"), 0);
+    cr_assert_str_eq(p.state, "PipelineCreating");
+    cr_assert_str_eq(p.reason, "waiting for pipelines \"a\" (PipelineCreating), \"b\" "
+                               "(PipelineCreating)");
+    cr_assert_eq(pevents(s, "b", "PipelineCreating"), 1);
+
+    /* m2 comes: the whole chain is Ready again, readers after what they read. */
+    load_model(s, "m2", "sklearn", NULL, 1, NULL, T0);
+    ack_all(s, T0);
+    {
+        seldon_sched_event e;
+        int order = 0, a_at = 0, b_at = 0, c_at = 0;
+        while (seldon_sched_next_event(s, &e) == 0)
+            if (e.kind == SELDON_KIND_PIPELINE && strcmp(e.state, "PipelineReady") == 0) {
+                order++;
+                a_at = strcmp(e.name, "a") == 0 ? order : a_at;
+                b_at = strcmp(e.name, "b") == 0 ? order : b_at;
+                c_at = strcmp(e.name, "c") == 0 ? order : c_at;
+            }
+        cr_assert(a_at > 0 && a_at < b_at && b_at < c_at, "Ready events a %d, b %d, c %d", a_at,
+                  b_at, c_at);
+    }
+    cr_assert_eq(pstatus(&p, s, "c"), 0);
+    cr_assert_str_eq(p.state, "PipelineReady");
+    cr_assert_str_eq(p.reason, "");
+    cr_assert_eq(p.nwaiting_pl, 0);
+
+    /* A reader that waits for a model and a pipeline names both. */
+    apply_ok(s,
+             pl("d", "  input: {externalInputs: [b.outputs]}\n"
+                     "  steps:\n  - name: m9\n  output: {steps: [m9]}\n"),
+             T0);
+    cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_MODEL, "m2", T0), 0);
+    cr_assert_eq(pstatus(&p, s, "d"), 0);
+    cr_assert_str_eq(p.reason, "waiting for model \"m9\"; waiting for pipeline \"b\" "
+                               "(PipelineCreating)");
+    cr_assert_eq(pstatus(&p, s, "b"), 0);
+    cr_assert_str_eq(p.reason, "waiting for pipeline \"a\" (PipelineCreating)");
+    cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_PIPELINE, "d", T0), 0);
+    seldon_sched_close(s);
+
+    /* After a restart: the replica comes back without m2, so a waits and its readers too. */
+    s = open_dir(dir, t1, 60000);
+    l[0].model = "m1";
+    l[0].version = 1;
+    cr_assert_eq(connect_r(s, "mlserver", 0, CAPS, GIB, 0, l, 1, t1), 0);
+    cr_assert_eq(pstatus(&p, s, "a"), 0);
+    cr_assert_str_eq(p.state, "PipelineCreating");
+    cr_assert_eq(pstatus(&p, s, "c"), 0);
+    cr_assert_str_eq(p.state, "PipelineCreating");
+    cr_assert_eq(p.nwaiting_pl, 2);
+    load_model(s, "m2", "sklearn", NULL, 1, NULL, t1);
+    ack_all(s, t1);
+    cr_assert_eq(pstatus(&p, s, "c"), 0);
+    cr_assert_str_eq(p.state, "PipelineReady", "%s", p.reason);
+    cr_assert_eq(pstatus(&p, s, "b"), 0);
+    cr_assert_str_eq(p.state, "PipelineReady", "%s", p.reason);
+    seldon_sched_close(s);
+    rm_dir(dir);
+}
+
+/* Pipelines reading each other in a ring are refused: records would go round for ever. */
+Test(pipeline, a_ring_of_pipelines_is_refused)
+{
+    seldon_sched *s = open_mem();
+    pst p;
+    apply_ok(s, pl("a", "  steps:\n  - name: m1\n  output: {steps: [m1]}\n"), T0);
+    apply_ok(s,
+             pl("b", "  input: {externalInputs: [a.outputs]}\n"
+                     "  steps:\n  - name: m1\n  output: {steps: [m1]}\n"),
+             T0);
+    apply_ok(s,
+             pl("c", "  input: {externalInputs: [b.outputs]}\n"
+                     "  steps:\n  - name: m1\n  output: {steps: [m1]}\n"),
+             T0);
+    cr_assert_eq(try_apply(s, pl("a", "  input: {externalTriggers: [c.outputs], externalInputs: "
+                                      "[c.inputs]}\n  steps:\n  - name: m1\n"
+                                      "  output: {steps: [m1]}\n")),
+                 SELDON_EINVAL);
+    cr_assert_str_eq(seldon_last_error(),
+                     "document 1 (Pipeline \"a\"): pipeline \"a\": spec.input: pipelines would "
+                     "read each other in a ring (a -> c -> b -> a)");
+    cr_assert_eq(pstatus(&p, s, "a"), 0);
+    cr_assert_eq(p.version, 1, "nothing changed");
+    seldon_sched_close(s);
 }
