@@ -944,7 +944,15 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
             return rc;
         }
     }
-    tmo = q->timeout_ms > 0 ? q->timeout_ms : (int64_t)s->cfg.timeout_ms;
+    /* The deadline the engine applies (the request's, the pipeline's spec.timeoutMs, the
+       default), for the step calls to carry. */
+    tmo = q->timeout_ms;
+    if (tmo <= 0) {
+        const seldon_pipeline *pl = find_pipeline(s, w->pipeline, strlen(w->pipeline));
+        tmo = pl != NULL ? seldon_pipeline_timeout_ms(pl) : 0;
+    }
+    if (tmo <= 0)
+        tmo = (int64_t)s->cfg.timeout_ms;
     w->deadline = tmo > 0 ? sdp_mono_ns() + tmo * 1000000 : 0;
     rc = seldon_pipeline_engine_push(p->eng, w->pipeline, id, strlen(id), hs, n, inputs,
                                      q->timeout_ms, sdp_mono_ns());

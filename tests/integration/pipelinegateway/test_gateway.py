@@ -141,6 +141,23 @@ def test_failing_model_and_timeout(sysm):
                                  {"inputs": [f32("INPUT", V4)]},
                                  headers={"seldon-timeout-ms": "soon"})
     assert code == 400 and b"seldon-timeout-ms" in body
+    # The pipeline's own timeout (spec.timeoutMs) applies to requests that ask for none.
+    sysm.load("slowspec.yaml", """apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata:
+  name: slowspec
+spec:
+  timeoutMs: 150
+  steps:
+  - name: slow
+  output:
+    steps:
+    - slow
+""")
+    sysm.wait_ready("slowspec", 200)
+    code, _, body = sysm.request("POST", "/v2/pipelines/slowspec/infer",
+                                 {"inputs": [f32("INPUT", V4)]})
+    assert code == 504 and b"timed out" in body, body
 
 
 def poll_result(s, pipeline, rid):
@@ -453,6 +470,28 @@ def test_two_gateways_share_the_load(sysm):
     code, _, body = sh.request(gw2.ports["port"], "POST", "/v2/pipelines/slowpipe/infer",
                                {"inputs": [f32("INPUT", V4)]})
     assert code == 504 and b"timed out" in body, body
+    # A pipeline's own timeout wins over --pipeline-timeout, its step calls included: slow
+    # answers after its 3 s batch window, within slowlong's 60 s.
+    sysm.load("slowlong.yaml", """apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata:
+  name: slowlong
+spec:
+  timeoutMs: 60000
+  steps:
+  - name: slow
+  output:
+    steps:
+    - slow
+""")
+    sysm.wait_ready("slowlong", 200)
+    deadline = time.monotonic() + GUARD
+    while sh.request(gw2.ports["port"], "GET", "/v2/pipelines/slowlong/ready")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    code, _, body = sh.request(gw2.ports["port"], "POST", "/v2/pipelines/slowlong/infer",
+                               {"inputs": [f32("INPUT", V4)]})
+    assert code == 200 and outputs(body) == {"INPUT": V4}, body
 
 
 def test_serving_goes_on_while_the_scheduler_is_down(sysm, g):
