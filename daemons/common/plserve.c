@@ -1830,6 +1830,8 @@ void sdp_free(sdp *s)
             while (p->buckets[k] != NULL) {
                 plw *w = p->buckets[k];
                 p->buckets[k] = w->next;
+                if (w->kind == W_STREAM) /* its stream closed with the loop: our reference */
+                    scall_unref(w->sc);
                 waiter_free(w);
             }
         seldon_pipeline_engine_free(p->eng);

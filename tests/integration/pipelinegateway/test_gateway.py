@@ -309,8 +309,12 @@ def test_grpc_stream_infer(sysm, g):
 def test_seldon_pipeline_infer(sysm):
     r = sysm.cli("pipeline", "infer", "cond", json.dumps(choice(0)))
     assert r.code == 0, r
-    assert outputs(r.out.encode() if isinstance(r.out, str) else r.out)["OUTPUT"] == \
-        [10, 20, 30, 40]
+    assert outputs(r.out)["OUTPUT"] == [10, 20, 30, 40]
+    r = sysm.cli("--inference-mode", "grpc", "pipeline", "infer", "cond", json.dumps(choice(1)))
+    assert r.code == 0, r
+    assert outputs(r.out)["OUTPUT"] == [11, 12, 13, 14]
+    r = sysm.cli("pipeline", "infer", "failing", json.dumps({"inputs": [f32("INPUT", V4)]}))
+    assert r.code != 0 and "conditional : " in r.err, r
 
 
 class FakeModels:
