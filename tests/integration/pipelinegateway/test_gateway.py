@@ -306,6 +306,35 @@ def test_grpc_stream_infer(sysm, g):
         channel.close()
 
 
+def test_clients_that_go_away(sysm, g):
+    """A REST client and a gRPC stream leave while their requests wait in slow's batch; the
+    answers that come later find no one, and the gateway goes on serving (the request sent
+    last joins the same batch window, so its answer comes with theirs)."""
+    import http.client
+    conn = http.client.HTTPConnection(HOST, sysm.port, timeout=0.3)
+    conn.request("POST", "/v2/pipelines/slowpipe/infer",
+                 body=json.dumps({"inputs": [f32("INPUT", V4)]}),
+                 headers={"Content-Type": "application/json"})
+    with pytest.raises(OSError):
+        conn.getresponse()
+    conn.close()
+    channel, stub = grpc_stub(g, sysm.port)
+    try:
+        reqs = [grpc_request(g, [("INPUT", "FP32", [4], V4)], rid=f"gone-{k}") for k in range(3)]
+        with pytest.raises(g.grpc.RpcError) as e:
+            for _ in stub.ModelStreamInfer(iter(reqs),
+                                           metadata=[("seldon-model", "slowpipe.pipeline")],
+                                           timeout=0.3):
+                pass
+        assert e.value.code() == g.grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        channel.close()
+    code, _, body = sysm.request("POST", "/v2/pipelines/slowpipe/infer",
+                                 {"inputs": [f32("INPUT", V4)]},
+                                 headers={"seldon-timeout-ms": "30000"})
+    assert code == 200 and outputs(body) == {"INPUT": V4}, body
+
+
 def test_seldon_pipeline_infer(sysm):
     r = sysm.cli("pipeline", "infer", "cond", json.dumps(choice(0)))
     assert r.code == 0, r
