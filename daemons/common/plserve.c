@@ -466,7 +466,8 @@ static void scall_finish(scall *c, int32_t status, const char *message)
     if (c->st == NULL || c->finished)
         return;
     c->finished = 1;
-    count(c->s, "grpc", status);
+    if (!c->streaming || status != 0) /* a stream's answers were counted one by one */
+        count(c->s, "grpc", status);
     sd2_grpc_finish(c->st, status, message, NULL, 0);
 }
 
