@@ -1130,7 +1130,8 @@ nomem:
     return sdd_error(SELDON_ENOMEM, "out of memory");
 }
 
-/* The PipelineSet now, framed into out; *names: a hash of the live pipelines' names. */
+/* The PipelineSet now, framed into out (unless NULL); *names: a hash of the live pipelines'
+   names, *hash: of what a gateway is told (names, versions, states, the gateways). */
 static int build_pipeline_set(sc_daemon *d, seldon_buf *out, uint64_t *names, uint64_t *hash)
 {
     PipelineSet m = SELDON__CONTROL__V1__PIPELINE_SET__INIT;
@@ -1184,7 +1185,7 @@ static int build_pipeline_set(sc_daemon *d, seldon_buf *out, uint64_t *names, ui
         *hash = fnv(*hash, u->http, strlen(u->http) + 1);
     }
     m.generation = d->pl_gen + 1;
-    if (frame(out, &m.base) != 0)
+    if (out != NULL && frame(out, &m.base) != 0)
         rc = SELDON_ENOMEM;
 out:
     arena_free(&a);
@@ -1200,7 +1201,8 @@ static void gw_sync(sc_daemon *d)
     sc_call *g, *next;
     if (d->pipelines_in_process || d->closing)
         return;
-    if (build_pipeline_set(d, &b, &names, &h) != 0 || b.len < 5) {
+    /* Framed only for gateways to send it to; the hashes say what changed either way. */
+    if (build_pipeline_set(d, d->gateways != NULL ? &b : NULL, &names, &h) != 0) {
         seldon_buf_free(&b);
         return;
     }
