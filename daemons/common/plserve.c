@@ -1455,9 +1455,31 @@ void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int 
     } else if (path != NULL && path->value_len == 48 &&
                memcmp(path->value, "/inference.GRPCInferenceService/ModelStreamInfer", 48) == 0) {
         streaming = 1;
+    } else if (path != NULL && path->value_len == 42 &&
+               memcmp(path->value, "/inference.GRPCInferenceService/ModelReady", 42) == 0) {
+        /* ModelReadyResponse { ready = 1 }, as GET /v2/pipelines/<p>/ready */
+        const seldon_pipeline *pl = find_pipeline(s, name, name_len);
+        uint8_t msg[GRPC_HDR + 2];
+        char why[300];
+        if (pl == NULL) {
+            snprintf(why, sizeof(why), "pipeline \"%.*s\" not found",
+                     (int)(name_len > 200 ? 200 : name_len), name);
+            count(s, "grpc", 5);
+            sd2_grpc_finish(st, 5, why, NULL, 0);
+            return;
+        }
+        frame_prefix(msg, 2);
+        msg[GRPC_HDR] = 0x08;
+        msg[GRPC_HDR + 1] = (uint8_t)(pipeline_ready(s, pl, 0) ? 1 : 0);
+        sd2_grpc_send_headers(st, NULL, 0);
+        sd2_write(st, msg, sizeof(msg));
+        count(s, "grpc", 0);
+        sd2_grpc_finish(st, 0, NULL, NULL, 0);
+        return;
     } else {
         count(s, "grpc", 12);
-        sd2_grpc_finish(st, 12, "pipelines answer ModelInfer and ModelStreamInfer", NULL, 0);
+        sd2_grpc_finish(st, 12, "pipelines answer ModelInfer, ModelStreamInfer and ModelReady",
+                        NULL, 0);
         return;
     }
     if (name_len > SELDON_ROUTES_NAME_MAX || (c = sdd_calloc(1, sizeof(*c))) == NULL) {

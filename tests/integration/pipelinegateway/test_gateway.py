@@ -264,6 +264,13 @@ def test_grpc_through_the_router(sysm, g):
         with pytest.raises(grpc.RpcError) as e:
             stub.ModelInfer(req, metadata=[("seldon-model", "slowpipe.pipeline")], timeout=0.2)
         assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+        # ModelReady answers for a pipeline as /ready does.
+        ready = g.pb2.ModelReadyRequest(name="cond")
+        assert stub.ModelReady(ready, metadata=[("seldon-model", "cond.pipeline")],
+                               timeout=GUARD).ready is True
+        assert stub.ModelReady(ready, metadata=[("seldon-model", "unready.pipeline")],
+                               timeout=GUARD).ready is False
     finally:
         channel.close()
 

@@ -95,6 +95,9 @@ def test_grpc_x_metadata_and_stream(up, g):
             r.CopyFrom(req)
             r.id = f"st-{k}"
             reqs.append(r)
+        assert stub.ModelReady(g.pb2.ModelReadyRequest(name="cond"),
+                               metadata=[("seldon-model", "cond.pipeline")],
+                               timeout=GUARD).ready is True
         ids = sorted(a.infer_response.id for a in stub.ModelStreamInfer(
             iter(reqs), metadata=[("seldon-model", "cond.pipeline")], timeout=GUARD))
         assert ids == ["st-0", "st-1", "st-2"]
