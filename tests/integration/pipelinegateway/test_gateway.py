@@ -467,7 +467,7 @@ def gateway_requests(gw):
 
 def test_two_gateways_share_the_load(sysm):
     gw1 = sysm.gateways[0]
-    gw2 = sysm.add_gateway("gw2", "--pipeline-timeout", "150")
+    gw2 = sysm.add_gateway("gw2", "--pipeline-timeout", "150", "--io-threads", "2")
     gw2.wait_log("2 gateway(s)")
     gw1.wait_log("2 gateway(s)")
     sysm.router.wait_log("route table", n=1)
