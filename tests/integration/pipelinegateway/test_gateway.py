@@ -314,12 +314,29 @@ def test_grpc_stream_infer(sysm, g):
 
 
 def test_clients_that_go_away(sysm, g):
-    """A REST client and a gRPC stream leave while their requests wait in slow's batch; the
-    answers that come later find no one, and the gateway goes on serving (the request sent
-    last joins the same batch window, so its answer comes with theirs)."""
+    """A REST client and a gRPC stream leave while their requests wait in a batch window;
+    the answers that come later find no one, and the gateway goes on serving. The model is
+    this test's own (slow's artifact: every request waits for a 3 s batch window that the
+    first one opens), so nothing else opened its window; the request sent last joins it, and
+    its answer comes with theirs."""
     import http.client
+    slow = sysm.tmp / "src" / "slow"
+    sysm.load("gone-model.yaml", cp.model_yaml("slowgone", uri=str(slow)), "-w",
+              "ModelAvailable")
+    sysm.load("gone.yaml", """apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata:
+  name: gone
+spec:
+  steps:
+  - name: slowgone
+  output:
+    steps:
+    - slowgone
+""")
+    sysm.wait_ready("gone", 200)
     conn = http.client.HTTPConnection(HOST, sysm.port, timeout=0.3)
-    conn.request("POST", "/v2/pipelines/slowpipe/infer",
+    conn.request("POST", "/v2/pipelines/gone/infer",
                  body=json.dumps({"inputs": [f32("INPUT", V4)]}),
                  headers={"Content-Type": "application/json"})
     with pytest.raises(OSError):
@@ -329,14 +346,13 @@ def test_clients_that_go_away(sysm, g):
     try:
         reqs = [grpc_request(g, [("INPUT", "FP32", [4], V4)], rid=f"gone-{k}") for k in range(3)]
         with pytest.raises(g.grpc.RpcError) as e:
-            for _ in stub.ModelStreamInfer(iter(reqs),
-                                           metadata=[("seldon-model", "slowpipe.pipeline")],
+            for _ in stub.ModelStreamInfer(iter(reqs), metadata=[("seldon-model", "gone.pipeline")],
                                            timeout=0.3):
                 pass
         assert e.value.code() == g.grpc.StatusCode.DEADLINE_EXCEEDED
     finally:
         channel.close()
-    code, _, body = sysm.request("POST", "/v2/pipelines/slowpipe/infer",
+    code, _, body = sysm.request("POST", "/v2/pipelines/gone/infer",
                                  {"inputs": [f32("INPUT", V4)]},
                                  headers={"seldon-timeout-ms": "30000"})
     assert code == 200 and outputs(body) == {"INPUT": V4}, body
