@@ -162,6 +162,10 @@ class Replica(cluster.Replica):
         self.agent = Daemon(f"agent-{self.name}-{self.index}",
                             self.agent_cmd(ports["http"], ports["grpc"]))
 
+    def loads(self):
+        """Models this agent process loaded on its server (not those it found loaded)."""
+        return self.agent.count(": loaded on the server (")
+
     def infers(self, model):
         """Inference requests this replica's server answered OK for model (any version)."""
         total = 0.0
