@@ -335,20 +335,16 @@ class Volume:
 
     def fill(self):
         """Writes a file until the volume has no byte left."""
-        with open(self.filler, "wb") as f:
-            chunk = b"\0" * 65536
-            try:
-                while True:
-                    f.write(chunk)
-                    f.flush()
-            except OSError:
-                pass
-            try:
-                while True:
-                    f.write(b"\0" * 512)
-                    f.flush()
-            except OSError:
-                pass
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for size in (65536, 4096, 512):
+                try:
+                    while True:
+                        os.write(fd, b"\0" * size)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
 
     def free(self):
         os.unlink(self.filler)
@@ -376,12 +372,13 @@ def test_state_volume_full(tmp_path, oip):
         grpc = Load(port, "add10", 300, accept=(11,), oip=oip)
         vol.fill()
         path = tmp_path / "add20.yaml"
-        path.write_text(model_doc("add20", source(tmp_path, "add20", 20)))
+        src20 = source(tmp_path, "add20", 20)
+        path.write_text(model_doc("add20", src20))
         r = cli("load", "-f", str(path), scheduler=sched)
         assert r.code != 0, r
         assert "No space left on device" in r.err, r
         r = cli("model", "status", "add20", scheduler=sched)
-        assert r.code != 0 and "not found" in r.err, r  # refused means not applied
+        assert r.code != 0 and "NOT_FOUND" in r.err, r  # refused means not applied
         r = cli("model", "unload", "add10", scheduler=sched)
         assert r.code != 0 and "No space left on device" in r.err, r
         doc = status(sched, "add10")
@@ -390,7 +387,7 @@ def test_state_volume_full(tmp_path, oip):
         assert sum(rp.loads() for rp in reps) == 1  # add20 went nowhere
         rest.at(rest.done + 100)
         vol.free()
-        apply(sched, tmp_path, model_doc("add20", source(tmp_path, "add20", 20)))
+        apply(sched, tmp_path, model_doc("add20", src20))
         wait_routed(router, "add20")
         sched.sigkill()
         sched.start_again()
