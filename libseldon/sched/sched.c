@@ -812,7 +812,7 @@ static int store_ready(seldon_sched *s, size_t documents)
     if (s->ndirty_models != 0 || s->ndirty_servers != 0 || s->ndirty_resources != 0)
         rc = finish(s);
     if (rc == 0)
-        rc = sdn_sch_store_probe(s, 65536 + documents * 16384);
+        rc = sdn_sch_store_probe(s, 65536 + documents * 4096);
     if (rc != 0)
         sdn_error_prefix(rc, "the state store cannot take the change, nothing was changed");
     return rc;
