@@ -5,7 +5,6 @@ import collections
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 
