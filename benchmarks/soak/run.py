@@ -177,8 +177,17 @@ class Churn:
             self.steps["experiment start+stop"] += 1
 
     def pause(self):
-        """Returns once the change in progress is done; none starts until resume()."""
+        """Returns once the change in progress is done and the system is in the state a
+        sample is taken in (scaled to one replica); none starts until resume()."""
         self.lock.acquire()
+        self.settle()
+
+    def settle(self):
+        if self.replicas != 1:
+            self._step(2)
+        f.wait_model(self.sched, "scaled", lambda d: len(f.available_replicas(d).get(
+            d["versions"][0]["version"], [])) == 1 and len(d["versions"]) == 1,
+            "scaled never back to one replica")
 
     def resume(self):
         self.lock.release()
@@ -187,6 +196,7 @@ class Churn:
         self.stopping = True
         self.wakeup.set()
         self.thread.join(600)
+        self.settle()
 
 
 # --- the run ----------------------------------------------------------------------------

@@ -245,6 +245,9 @@ int ag_models_restore(agent *a)
         n++;
     }
     closedir(d);
+    /* Until the server's index answers (ag_models_check_server), a request for one of them
+       waits rather than loading it again: the proxy may serve before that call goes out. */
+    a->index_pending = n > 0;
     if (n > 0)
         sdd_log(SELDON_LOG_INFO,
                 "%zu model version(s) held before the restart: reported to "
@@ -315,17 +318,19 @@ void ag_models_check_server(agent *a)
     for (e = ag_cache_first(a->cache); e != NULL; e = e->next)
         if (e->state == AG_EVICTED)
             break;
-    if (e == NULL)
-        return; /* nothing restored */
+    if (e == NULL) {
+        index_done(a); /* nothing restored */
+        return;
+    }
     req.ready = 1;
     len = inference__repository_index_request__pack(&req, buf);
     if (ag_unary(a, a->srv_host, a->srv_grpc_port,
                  "/inference.GRPCInferenceService/RepositoryIndex", buf, len,
-                 a->cfg.server_timeout_ms, index_answered, a) != 0)
+                 a->cfg.server_timeout_ms, index_answered, a) != 0) {
         sdd_log(SELDON_LOG_WARN, "the server cannot be reached: restored models load again on "
                                  "use");
-    else
-        a->index_pending = 1; /* a request for a restored version waits for the answer */
+        index_done(a);
+    }
 }
 
 static void entry_drop(agent *a, ag_entry *e)

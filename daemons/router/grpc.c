@@ -288,7 +288,11 @@ static void attempt(gp *p)
     for (;;) {
         rc = seldon_router_pick(&u, p->rr, now);
         if (rc != 0) {
-            park(p, GRPC_UNAVAILABLE, seldon_last_error());
+            if (rt_route_serves(p->L, p->name, p->name_len, SELDON_ROUTER_GRPC))
+                park(p, GRPC_UNAVAILABLE, seldon_last_error());
+            else
+                fail(p, GRPC_UNAVAILABLE,
+                     seldon_last_error()); /* this protocol has no upstream here */
             return;
         }
         deadline = seldon_router_req_deadline(p->rr);
@@ -376,7 +380,8 @@ static void wake(rt_held *h, int expired)
         return;
     }
     if (p->deadline > 0 && now >= p->deadline) {
-        fail(p, GRPC_DEADLINE_EXCEEDED, "the route's timeout passed before an upstream took the call");
+        fail(p, GRPC_DEADLINE_EXCEEDED,
+             "the route's timeout passed before an upstream took the call");
         return;
     }
     if (expired || !p->replay_ok || p->L->closing) {
@@ -408,8 +413,8 @@ static void park(gp *p, int32_t grpc_status, const char *message)
         if (p->hold_until != 0 && p->deadline > 0 && p->deadline < p->hold_until)
             p->hold_until = p->deadline;
     }
-    if (p->down == NULL || p->headers_sent || p->finished || !p->replay_ok ||
-        p->hold_until == 0 || now >= p->hold_until || p->L->closing) {
+    if (p->down == NULL || p->headers_sent || p->finished || !p->replay_ok || p->hold_until == 0 ||
+        now >= p->hold_until || p->L->closing) {
         fail(p, grpc_status, message);
         return;
     }

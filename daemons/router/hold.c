@@ -142,6 +142,21 @@ int rt_route_gone(rt_loop *L, const char *name, size_t len)
     return 0;
 }
 
+int rt_route_serves(rt_loop *L, const char *name, size_t len, int32_t protocol)
+{
+    const seldon_routes *t = seldon_router_lb_routes(L->lb);
+    size_t idx, i, n;
+    if (seldon_routes_find(&idx, t, name, len) != 0)
+        return 0;
+    n = seldon_routes_upstream_count(t, idx);
+    for (i = 0; i < n; i++) {
+        const seldon_router_upstream *u = seldon_routes_upstream(t, idx, i);
+        if (u != NULL && (protocol == SELDON_ROUTER_GRPC ? u->grpc : u->http) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
 void rt_hold_close(rt_loop *L)
 {
     int i;

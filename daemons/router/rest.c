@@ -316,7 +316,10 @@ static void attempt(rp *p)
     for (;;) {
         rc = seldon_router_pick(&u, p->rr, now);
         if (rc != 0) {
-            park(p, 503, seldon_last_error());
+            if (rt_route_serves(p->L, p->name, p->name_len, SELDON_ROUTER_HTTP))
+                park(p, 503, seldon_last_error());
+            else
+                fail(p, 503, seldon_last_error()); /* this protocol has no upstream here */
             return;
         }
         pool = rt_pool_get(p->L, u);

@@ -180,7 +180,9 @@ void rt_note_h2_upstream(rt_loop *L, sd2_upstream *u);
  * rt_unhold takes it off (no-op when not parked). After a table swap on a loop,
  * rt_hold_swapped keeps the old table (takes its reference) and rt_hold_wake retries
  * every held request. rt_route_gone: 1 when a table swapped out within the hold had the
- * route. rt_hold_close fails what is held and closes the timer.
+ * route. A route in force with no upstream for the request's protocol is a
+ * misconfiguration, not a move: such requests fail at once (rt_route_serves). rt_hold_close fails
+ * what is held and closes the timer.
  */
 void rt_hold_init(rt_loop *L);
 int64_t rt_hold_until(rt_loop *L, int64_t now_ns);
@@ -189,6 +191,8 @@ void rt_unhold(rt_held *h);
 void rt_hold_swapped(rt_loop *L, seldon_routes *old);
 void rt_hold_wake(rt_loop *L);
 int rt_route_gone(rt_loop *L, const char *name, size_t len);
+/* 1 when the route in force has an upstream for protocol (SELDON_ROUTER_HTTP or _GRPC). */
+int rt_route_serves(rt_loop *L, const char *name, size_t len, int32_t protocol);
 void rt_hold_close(rt_loop *L);
 
 /* rest.c: the HTTP/1.1 server's head and whole-body handlers. */

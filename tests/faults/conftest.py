@@ -183,12 +183,12 @@ def replicas(tmp_path, sched, n):
 # --- the router ----------------------------------------------------------------------
 
 
-def start_router(tmp_path, sched, timeout_ms=None, state="router"):
+def start_router(tmp_path, sched, timeout_ms=None, state="router", extra=()):
     """seldon-router subscribed to the scheduler, /metrics on; its routes' defaults from a
     --routes file when timeout_ms is given."""
     cmd = [cluster.ROUTER, "--scheduler-host", sched.route_target,
            "--state-dir", str(tmp_path / state), "--port", "0", "--metrics-port", "0",
-           "--host", HOST, "--io-threads", "1", "--resubscribe-max", "200"]
+           "--host", HOST, "--io-threads", "1", "--resubscribe-max", "200", *extra]
     if timeout_ms is not None:
         path = tmp_path / "router-defaults.yaml"
         path.write_text(f"defaults:\n  timeoutMs: {timeout_ms}\nroutes: []\n")
@@ -202,6 +202,15 @@ def wait_routed(router, model, n=1):
         return all(sh.request(router.ports["port"], "POST", f"/v2/models/{model}/infer",
                               body=BODY)[0] == 200 for _ in range(n))
     procs.wait_until(ok, GUARD, lambda: f"{model} never routed\n{router.stderr()}")
+
+
+def serves(router, model, cond, why):
+    """Sends requests for model through the router until cond() holds (a replica's count
+    moved): the traffic that shows it does not depend on a loop still running."""
+    def check():
+        sh.request(router.ports["port"], "POST", f"/v2/models/{model}/infer", body=BODY)
+        return cond()
+    procs.wait_until(check, GUARD, lambda: f"{why}\n{router.stderr()}")
 
 
 # --- request loops -------------------------------------------------------------------

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from conftest import (BODY, GUARD, HOST, Load, Replica, Scheduler, apply, available_replicas,
-                      cli, model_doc, procs, replicas, sh, sigcont, sigstop, source,
+                      cli, model_doc, procs, replicas, serves, sh, sigcont, sigstop, source,
                       start_router, status, stop_all, wait_model, wait_routed)
 
 
@@ -94,8 +94,8 @@ def test_replica_killed_while_another_holds_the_model(scheduler, tmp_path, oip):
                          "add10 never rescheduled onto the spare replica")
         assert doc["versions"][0]["state"]["availableReplicas"] == 2
         # Traffic reaches the new replica once it is routed.
-        procs.wait_until(lambda: reps[spare].infers("add10") > 0, GUARD,
-                         lambda: f"the spare replica never served\n{router.stderr()}")
+        serves(router, "add10", lambda: reps[spare].infers("add10") > 0,
+               "the spare replica never served")
         no_failures(rest, grpc)
     finally:
         stop_all(router, *reps)
@@ -117,9 +117,41 @@ def test_single_replica_model_moved_when_its_server_dies(scheduler, tmp_path, oi
         reps[where].kill()
         other = 1 - where
         wait_model(scheduler, "add10", lambda d: held(d) == [other], "add10 never moved")
-        procs.wait_until(lambda: reps[other].infers("add10") > 0, GUARD,
-                         lambda: f"the other replica never served\n{router.stderr()}")
+        serves(router, "add10", lambda: reps[other].infers("add10") > 0,
+               "the other replica never served")
         no_failures(rest, grpc)
+    finally:
+        stop_all(router, *reps)
+
+
+def test_holds_are_bounded(scheduler, tmp_path, oip):
+    """What the router does not hold: a name no table had is a 404 at once, and a model
+    that was unloaded is a 404 (NOT_FOUND) once the hold since its route left has passed."""
+    import grpc
+    reps = replicas(tmp_path, scheduler, 1)
+    router = start_router(tmp_path, scheduler, extra=("--hold", "300"))
+    port = router.ports["port"]
+    try:
+        status, _, out = sh.request(port, "POST", "/v2/models/nosuch/infer", body=BODY)
+        assert status == 404 and b"no route" in out, out
+        apply(scheduler, tmp_path, model_doc("add10", source(tmp_path, "add10", 10)))
+        wait_routed(router, "add10")
+        r = cli("model", "unload", "add10", "-w", "ModelTerminated", scheduler=scheduler)
+        assert r.code == 0, r
+        procs.wait_until(
+            lambda: sh.request(port, "POST", "/v2/models/add10/infer", body=BODY)[0] == 404,
+            GUARD, lambda: router.stderr())
+        pb, rpc = oip
+        ch = grpc.insecure_channel(f"{HOST}:{port}")
+        try:
+            rpc.GRPCInferenceServiceStub(ch).ModelInfer(
+                pb.ModelInferRequest(model_name="add10"), metadata=(("seldon-model", "add10"),),
+                timeout=GUARD)
+            raise AssertionError("answered")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND, e
+        finally:
+            ch.close()
     finally:
         stop_all(router, *reps)
 
@@ -146,8 +178,8 @@ def test_agent_restarted_registers_its_models_without_reloading(scheduler, tmp_p
         assert reps[0].loads() == 0, reps[0].agent.stderr()  # the new agent loaded nothing
         assert reps[0].server_loads() == server_loads
         served = reps[0].infers("add10")
-        procs.wait_until(lambda: reps[0].infers("add10") > served, GUARD,
-                         lambda: f"replica 0 never served again\n{router.stderr()}")
+        serves(router, "add10", lambda: reps[0].infers("add10") > served,
+               "replica 0 never served again")
         no_failures(rest, grpc)
         assert reps[1].loads() == 1 and reps[1].server_loads() == 1
     finally:
@@ -200,8 +232,8 @@ def test_model_scaled_1_3_1_under_load(scheduler, tmp_path, oip):
         assert r.json()["resources"][0]["version"] == 1  # a replica count is no new version
         wait_model(scheduler, "add10", lambda d: held(d) == [0, 1, 2], "never 3 replicas")
         served = [rp.infers("add10") for rp in reps]
-        procs.wait_until(lambda: all(rp.infers("add10") > s for rp, s in zip(reps, served)),
-                         GUARD, lambda: f"not every replica served\n{router.stderr()}")
+        serves(router, "add10", lambda: all(rp.infers("add10") > s for rp, s in zip(reps, served)),
+               "not every replica served")
         apply(scheduler, tmp_path, model_doc("add10", src, replicas=1))
         doc = wait_model(scheduler, "add10", lambda d: len(held(d)) == 1, "never back to 1")
         (keep,) = held(doc)
