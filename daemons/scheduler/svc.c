@@ -370,11 +370,13 @@ static int build_routes(sc_daemon *d)
 {
     seldon_routes *t = NULL;
     RouteTable m = SELDON__CONTROL__V1__ROUTE_TABLE__INIT;
+    seldon_routes_defaults defs = SELDON_ROUTES_DEFAULTS_INIT;
     arena a = {NULL, 0, 0};
     size_t i, j, n;
     int rc = seldon_sched_routes(&t, d->sched);
     if (rc != 0)
         return rc;
+    seldon_routes_get_defaults(&defs, t);
     n = seldon_routes_count(t);
     m.generation = route_gen_now(d);
     m.n_routes = n;
@@ -389,8 +391,14 @@ static int build_routes(sc_daemon *d)
         }
         seldon__control__v1__route__init(r);
         r->name = (char *)nz(seldon_routes_name(t, i));
+        /* A route on the table's defaults says -1, so that each router applies its own
+           (seldon-router --routes FILE); a route's own value goes as it is. */
         r->timeout_ms = seldon_routes_timeout_ms(t, i);
         r->retries = seldon_routes_retries(t, i);
+        if (r->timeout_ms == defs.timeout_ms)
+            r->timeout_ms = -1;
+        if (r->retries == defs.retries)
+            r->retries = -1;
         r->n_upstreams = nu;
         r->upstreams = arena_alloc(&a, nu * sizeof(*r->upstreams));
         if (r->upstreams == NULL) {
