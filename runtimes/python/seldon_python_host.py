@@ -81,7 +81,12 @@ _DATATYPES = {v: k for k, v in _DTYPES.items()}
 
 
 def _log_exception(name, what):
-    _seldon.log(1, f"model {name}: {what}:\n{traceback.format_exc().rstrip()}")
+    """The traceback into the server's log, from the model's own frames on."""
+    etype, exc, tb = sys.exc_info()
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(etype, exc, tb)).rstrip()
+    _seldon.log(1, f"model {name}: {what}:\n{text}")
 
 
 def _describe(exc):
