@@ -237,7 +237,7 @@ static void py_start(void)
 fail: {
     char why[768];
     take_exception(why, sizeof(why));
-    snprintf(start_error, sizeof(start_error), "python: cannot start the host module from %s: %s",
+    snprintf(start_error, sizeof(start_error), "python: cannot start the host module from %.300s: %.600s",
              dir, why);
     start_rc = SELDON_EINTERNAL;
 }
@@ -281,7 +281,7 @@ static int py_load(seldon_model *model)
     } else if (PyLong_AsLong(PyTuple_GET_ITEM(res, 0)) != 0) {
         const char *m = PyUnicode_AsUTF8(PyTuple_GET_ITEM(res, 1));
         rc = (int)PyLong_AsLong(PyTuple_GET_ITEM(res, 0));
-        snprintf(why, sizeof(why), "%s", m ? m : "load failed");
+        snprintf(why, sizeof(why), "%.2000s", m ? m : "load failed");
         PyErr_Clear();
     } else {
         st->handle = PyTuple_GET_ITEM(res, 1);

@@ -38,13 +38,13 @@ def _column(tensor):
 
 def _output(name, series):
     values = series.to_numpy()
+    if values.dtype.kind == "O" and len(values) and isinstance(values[0], np.ndarray):
+        values = np.stack(values)  # a column of rows: one tensor [N, ...]
     if values.dtype.kind in ("O", "U", "S"):
         out = StringCodec.encode_output(name, [v if isinstance(v, (str, bytes)) else str(v)
                                                for v in values])
         out.shape = [len(values), 1]
         return out
-    if values.dtype.kind == "O" and len(values) and isinstance(values[0], np.ndarray):
-        values = np.stack(values)
     return ResponseOutput(name=str(name), datatype=to_datatype(values.dtype),
                           shape=[len(values)] + list(values.shape[1:]) + ([1] if values.ndim == 1 else []),
                           data=values.reshape(-1))
