@@ -57,8 +57,31 @@ static PyObject *dt_names[SELDON_DT_BYTES + 1]; /* interned "FP32"... */
 /* Whether this thread holds a Python thread state of its own (see gil_take). */
 static _Thread_local int thread_ready;
 
+/*
+ * LeakSanitizer, when the process has it (sanitizer builds): the interpreter
+ * is never finalized, by design, so what Python allocates stays allocated at
+ * exit, much of it referenced only from pymalloc's arenas, which the leak
+ * checker does not scan. Allocations made while Python runs are not ours to
+ * check: they are left out, the plugin's own are still checked.
+ */
+extern void __lsan_disable(void) __attribute__((weak));
+extern void __lsan_enable(void) __attribute__((weak));
+
+static void lsan_off(void)
+{
+    if (__lsan_disable)
+        __lsan_disable();
+}
+
+static void lsan_on(void)
+{
+    if (__lsan_enable)
+        __lsan_enable();
+}
+
 static PyGILState_STATE gil_take(void)
 {
+    lsan_off();
     if (!thread_ready) {
         /* A thread state that lives as long as the thread: created here, GIL dropped at once. */
         (void)PyGILState_Ensure();
@@ -71,6 +94,7 @@ static PyGILState_STATE gil_take(void)
 static void gil_give(PyGILState_STATE s)
 {
     PyGILState_Release(s);
+    lsan_on();
 }
 
 /* --- The _seldon module: what Python code calls back ---------------------- */
@@ -206,7 +230,11 @@ static void py_start(void)
     strcat(dir, "/python");
 
     /* A host that already runs Python (an application embedding libseldon) keeps its own. */
-    if (!Py_IsInitialized() && (start_rc = start_interpreter()) < 0)
+    lsan_off();
+    if (!Py_IsInitialized())
+        start_rc = start_interpreter();
+    lsan_on();
+    if (start_rc < 0)
         return;
 
     g = gil_take();

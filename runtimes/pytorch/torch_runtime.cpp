@@ -40,7 +40,31 @@
 
 #define TORCHRT_VISIBLE __attribute__((visibility("default")))
 
+/*
+ * LeakSanitizer, when the process has it (sanitizer builds): libtorch keeps
+ * process-wide caches (kernels, graph executors, thread pools) that it never
+ * frees. What libtorch allocates while it loads or runs a model is left out
+ * of the leak check; this file's own allocations are still checked.
+ */
+extern "C" void __lsan_disable(void) __attribute__((weak));
+extern "C" void __lsan_enable(void) __attribute__((weak));
+
 namespace {
+
+struct LsanOff {
+    LsanOff()
+    {
+        if (__lsan_disable)
+            __lsan_disable();
+    }
+    ~LsanOff()
+    {
+        if (__lsan_enable)
+            __lsan_enable();
+    }
+    LsanOff(const LsanOff &) = delete;
+    LsanOff &operator=(const LsanOff &) = delete;
+};
 
 struct TorchModel {
     torch::jit::script::Module module;
@@ -208,6 +232,7 @@ int torch_load(seldon_model *model)
             delete m;
             return seldon_model_set_error(model, ("pytorch: " + why).c_str());
         }
+        LsanOff lsan;
         m->module = torch::jit::load(file, torch::kCPU);
         m->module.eval();
     } catch (const std::exception &e) {
@@ -265,6 +290,7 @@ int run_one(TorchModel &m, seldon_infer *infer, const char *model_name, std::str
 
     c10::IValue result;
     {
+        LsanOff lsan;
         c10::InferenceMode guard;
         result = m.module.forward(args);
     }
