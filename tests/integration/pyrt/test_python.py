@@ -66,6 +66,29 @@ class Joiner(MLModel):
         return [w * int(c) for w, c in zip(words, counts.reshape(-1))]
 '''
 
+FRAMES = '''
+from mlserver import MLModel
+from mlserver.codecs import StringCodec
+from mlserver.types import InferenceResponse
+
+
+class Frame(MLModel):
+    """The request as a DataFrame (content type pd from the settings), a DataFrame back."""
+    async def predict(self, payload):
+        df = self.decode_request(payload)
+        df["total"] = df["a"] + df["b"]
+        df["shout"] = [n.upper() + "!" for n in df["name"]]
+        return self.encode_response(df)
+
+
+class Words(MLModel):
+    """Content type str declared for the input in the settings."""
+    async def predict(self, payload):
+        words = self.decode(payload.inputs[0])
+        return InferenceResponse(model_name=self.name, outputs=[
+            StringCodec.encode_output("seen", [type(words).__name__] + words)])
+'''
+
 PLAIN = '''
 import numpy as np
 
@@ -187,6 +210,14 @@ def world(tmp_path_factory):
     # Same module name, another folder: each model gets its own models.py.
     srv.write_model(root, "joiner", {"implementation": "models.Joiner"},
                     files={"models.py": DECODED})
+    srv.write_model(root, "frame", {"implementation": "frames.Frame",
+                                    "parameters": {"content_type": "pd"}},
+                    files={"frames.py": FRAMES})
+    srv.write_model(root, "words", {
+        "implementation": "frames.Words",
+        "inputs": [{"name": "w", "datatype": "BYTES", "shape": [-1],
+                    "parameters": {"content_type": "str"}}]},
+        files={"frames.py": FRAMES})
     srv.write_model(root, "doubler", {"implementation": "plain.Doubler"},
                     files={"plain.py": PLAIN})
     srv.write_model(root, "pyidentity", {"implementation": "plain.Identity"},
@@ -336,6 +367,24 @@ def test_decode_args_and_a_coroutine_that_waits(world, g):
     assert status == 200, doc
     assert doc["outputs"][0]["data"] == ["abab", "ccc"]
     assert doc["outputs"][0]["name"] == "output-0"
+
+
+def test_pandas_codec_both_ways_and_declared_content_types(world):
+    status, doc = rest(world, "frame", [
+        srv.tensor("a", np.array([[1], [2]], dtype=np.int64)),
+        srv.tensor("b", np.array([[0.5], [0.25]], dtype=np.float64)),
+        {"name": "name", "datatype": "BYTES", "shape": [2, 1], "data": ["ada", "bob"]}])
+    assert status == 200, doc
+    out = {o["name"]: o for o in doc["outputs"]}
+    assert list(out) == ["a", "b", "name", "total", "shout"]
+    assert out["total"]["datatype"] == "FP64" and out["total"]["shape"] == [2, 1]
+    assert out["total"]["data"] == [1.5, 2.25]
+    assert out["shout"]["data"] == ["ADA!", "BOB!"]
+    assert out["shout"]["datatype"] == "BYTES"
+    status, doc = rest(world, "words", [{"name": "w", "datatype": "BYTES", "shape": [2],
+                                         "data": ["x", "yz"]}])
+    assert status == 200, doc
+    assert doc["outputs"][0]["data"] == ["list", "x", "yz"]
 
 
 def test_plain_contract(world, g):
