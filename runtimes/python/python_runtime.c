@@ -106,9 +106,12 @@ static PyObject *mod_log(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "is", &level, &message))
         return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    seldon_log(level, message);
-    Py_END_ALLOW_THREADS
+    {
+        /* The log callback may block on stderr: not with the GIL held. */
+        PyThreadState *ts = PyEval_SaveThread();
+        seldon_log(level, message);
+        PyEval_RestoreThread(ts);
+    }
     Py_RETURN_NONE;
 }
 
@@ -128,8 +131,15 @@ static PyMethodDef mod_methods[] = {
 };
 
 static struct PyModuleDef mod_def = {
-    PyModuleDef_HEAD_INIT, "_seldon", "The server, as seen from Python models.", -1, mod_methods,
-    NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT,
+    "_seldon",
+    "The server, as seen from Python models.",
+    -1,
+    mod_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 /* --- Starting the interpreter -------------------------------------------- */
@@ -202,7 +212,7 @@ static int start_interpreter(void)
 static void py_start(void)
 {
     Dl_info info;
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], why[768];
     PyGILState_STATE g;
     PyObject *sys_path = NULL, *p = NULL, *host = NULL, *mod = NULL, *modules;
     int i;
@@ -262,13 +272,11 @@ static void py_start(void)
     Py_DECREF(mod);
     gil_give(g);
     return;
-fail: {
-    char why[768];
+fail:
     take_exception(why, sizeof(why));
-    snprintf(start_error, sizeof(start_error), "python: cannot start the host module from %.300s: %.600s",
-             dir, why);
+    snprintf(start_error, sizeof(start_error),
+             "python: cannot start the host module from %.300s: %.600s", dir, why);
     start_rc = SELDON_EINTERNAL;
-}
     Py_XDECREF(p);
     Py_XDECREF(host);
     Py_XDECREF(mod);
@@ -491,7 +499,8 @@ static int add_output(seldon_msg *resp, PyObject *o)
     int rc;
 
     if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != 5) {
-        PyErr_SetString(PyExc_TypeError, "an output must be (name, datatype, shape, data, content_type)");
+        PyErr_SetString(PyExc_TypeError,
+                        "an output must be (name, datatype, shape, data, content_type)");
         return -1;
     }
     name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(o, 0), &name_len);
@@ -673,7 +682,13 @@ done:
 }
 
 static const seldon_runtime python_runtime = {
-    SELDON_RUNTIME_ABI_MAJOR, SELDON_RUNTIME_ABI_MINOR, "python", 0, py_load, NULL, py_execute,
+    SELDON_RUNTIME_ABI_MAJOR,
+    SELDON_RUNTIME_ABI_MINOR,
+    "python",
+    0,
+    py_load,
+    NULL,
+    py_execute,
     py_unload,
 };
 

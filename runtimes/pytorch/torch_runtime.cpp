@@ -49,7 +49,8 @@
 extern "C" void __lsan_disable(void) __attribute__((weak));
 extern "C" void __lsan_enable(void) __attribute__((weak));
 
-namespace {
+namespace
+{
 
 struct LsanOff {
     LsanOff()
@@ -174,32 +175,61 @@ long suffix_index(const char *name)
 bool to_torch(int32_t dt, c10::ScalarType &out)
 {
     switch (dt) {
-    case SELDON_DT_BOOL: out = torch::kBool; return true;
-    case SELDON_DT_UINT8: out = torch::kUInt8; return true;
-    case SELDON_DT_INT8: out = torch::kInt8; return true;
-    case SELDON_DT_INT16: out = torch::kInt16; return true;
-    case SELDON_DT_INT32: out = torch::kInt32; return true;
-    case SELDON_DT_INT64: out = torch::kInt64; return true;
-    case SELDON_DT_FP16: out = torch::kFloat16; return true;
-    case SELDON_DT_FP32: out = torch::kFloat32; return true;
-    case SELDON_DT_FP64: out = torch::kFloat64; return true;
-    default: return false;
+    case SELDON_DT_BOOL:
+        out = torch::kBool;
+        return true;
+    case SELDON_DT_UINT8:
+        out = torch::kUInt8;
+        return true;
+    case SELDON_DT_INT8:
+        out = torch::kInt8;
+        return true;
+    case SELDON_DT_INT16:
+        out = torch::kInt16;
+        return true;
+    case SELDON_DT_INT32:
+        out = torch::kInt32;
+        return true;
+    case SELDON_DT_INT64:
+        out = torch::kInt64;
+        return true;
+    case SELDON_DT_FP16:
+        out = torch::kFloat16;
+        return true;
+    case SELDON_DT_FP32:
+        out = torch::kFloat32;
+        return true;
+    case SELDON_DT_FP64:
+        out = torch::kFloat64;
+        return true;
+    default:
+        return false;
     }
 }
 
 int32_t from_torch(c10::ScalarType t)
 {
     switch (t) {
-    case torch::kBool: return SELDON_DT_BOOL;
-    case torch::kUInt8: return SELDON_DT_UINT8;
-    case torch::kInt8: return SELDON_DT_INT8;
-    case torch::kInt16: return SELDON_DT_INT16;
-    case torch::kInt32: return SELDON_DT_INT32;
-    case torch::kInt64: return SELDON_DT_INT64;
-    case torch::kFloat16: return SELDON_DT_FP16;
-    case torch::kFloat32: return SELDON_DT_FP32;
-    case torch::kFloat64: return SELDON_DT_FP64;
-    default: return SELDON_DT_INVALID;
+    case torch::kBool:
+        return SELDON_DT_BOOL;
+    case torch::kUInt8:
+        return SELDON_DT_UINT8;
+    case torch::kInt8:
+        return SELDON_DT_INT8;
+    case torch::kInt16:
+        return SELDON_DT_INT16;
+    case torch::kInt32:
+        return SELDON_DT_INT32;
+    case torch::kInt64:
+        return SELDON_DT_INT64;
+    case torch::kFloat16:
+        return SELDON_DT_FP16;
+    case torch::kFloat32:
+        return SELDON_DT_FP32;
+    case torch::kFloat64:
+        return SELDON_DT_FP64;
+    default:
+        return SELDON_DT_INVALID;
     }
 }
 
@@ -211,8 +241,7 @@ int torch_load(seldon_model *model)
         seldon_param p;
         int64_t nthread = 1;
         int rc = seldon_model_extra(&p, model, "nthread");
-        if (rc == 0 && p.type == SELDON_PARAM_INT64 && p.int64_value >= 0 &&
-            p.int64_value <= 4096)
+        if (rc == 0 && p.type == SELDON_PARAM_INT64 && p.int64_value >= 0 && p.int64_value <= 4096)
             nthread = p.int64_value;
         else if (rc != SELDON_ENOTFOUND)
             return seldon_model_set_error(
@@ -223,10 +252,10 @@ int torch_load(seldon_model *model)
         });
         std::string file = find_model_file(seldon_model_uri(model));
         if (file.empty())
-            return seldon_model_set_error(
-                model, ("pytorch: no model.pt at " + std::string(seldon_model_uri(model)) +
-                        " (nor in a version folder such as 1/model.pt)")
-                           .c_str());
+            return seldon_model_set_error(model, ("pytorch: no model.pt at " +
+                                                  std::string(seldon_model_uri(model)) +
+                                                  " (nor in a version folder such as 1/model.pt)")
+                                                     .c_str());
         m = new TorchModel();
         if (!read_settings(*m, seldon_model_dir(model), why)) {
             delete m;
@@ -237,9 +266,8 @@ int torch_load(seldon_model *model)
         m->module.eval();
     } catch (const std::exception &e) {
         delete m;
-        return seldon_model_set_error(model, ("pytorch: cannot load the TorchScript model: " +
-                                              first_line(e))
-                                                 .c_str());
+        return seldon_model_set_error(
+            model, ("pytorch: cannot load the TorchScript model: " + first_line(e)).c_str());
     }
     seldon_model_set_state(model, m);
     return 0;
@@ -300,7 +328,8 @@ int run_one(TorchModel &m, seldon_infer *infer, const char *model_name, std::str
     } else if (result.isTuple()) {
         for (const auto &v : result.toTupleRef().elements()) {
             if (!v.isTensor()) {
-                why = "model " + std::string(model_name) + ": forward() returned a tuple holding "
+                why = "model " + std::string(model_name) +
+                      ": forward() returned a tuple holding "
                       "something other than tensors";
                 return SELDON_EINTERNAL;
             }
@@ -368,8 +397,14 @@ void torch_unload(seldon_model *model)
 }
 
 const seldon_runtime torch_runtime = {
-    SELDON_RUNTIME_ABI_MAJOR, SELDON_RUNTIME_ABI_MINOR, "pytorch", 0, torch_load, NULL,
-    torch_execute, torch_unload,
+    SELDON_RUNTIME_ABI_MAJOR,
+    SELDON_RUNTIME_ABI_MINOR,
+    "pytorch",
+    0,
+    torch_load,
+    NULL,
+    torch_execute,
+    torch_unload,
 };
 
 } // namespace
