@@ -165,6 +165,11 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                 : level <= LOG_WARNING ? SELDON_LOG_WARN
                 : level <= LOG_INFO    ? SELDON_LOG_INFO
                                        : SELDON_LOG_DEBUG;
+    /* One configuration serves both roles: the other role's properties are expected. */
+    if (strcmp(fac, "CONFWARN") == 0 &&
+        (strstr(buf, "is a consumer property") != NULL ||
+         strstr(buf, "is a producer property") != NULL))
+        l = SELDON_LOG_DEBUG;
     sdd_log(l, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
 }
 

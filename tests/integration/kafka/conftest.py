@@ -113,8 +113,11 @@ class ModelGateway(Daemon):
     name = "seldon-modelgateway"
 
     def __init__(self, router, *args, broker=None, env=None, expect_fail=False):
+        # The development broker's rebalances wait up to session.timeout.ms for every
+        # member (45 s by default): short sessions keep the tests short.
         cmd = [MODELGATEWAY, "--router-host", f"{HOST}:{router.port}", "--metrics-port", "0",
-               "--host", HOST, "--grace", "20000"]
+               "--host", HOST, "--grace", "20000", "--kafka-config", "session.timeout.ms=6000",
+               "--kafka-config", "heartbeat.interval.ms=500"]
         if broker is not None:
             cmd += ["--kafka-broker", broker]
         cmd += [str(a) for a in args]
