@@ -189,7 +189,9 @@ int sdk_conf_build(rd_kafka_conf_t **out, const sdk_config *c, int consumer)
         static const char *const d[] = {"enable.auto.commit", "false",
                                         "enable.auto.offset.store", "false",
                                         "auto.offset.reset", "earliest",
-                                        "partition.assignment.strategy", "roundrobin"};
+                                        "partition.assignment.strategy", "roundrobin",
+                                        /* the development broker has no CreateTopics */
+                                        "allow.auto.create.topics", "true"};
         for (i = 0; i < sizeof(d) / sizeof(d[0]) && rc == 0; i += 2)
             rc = conf_put(conf, d[i], d[i + 1]);
     } else if (rc == 0) {

@@ -80,6 +80,34 @@ int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
     return fn(fd, addr, len);
 }
 
+/*
+ * Whether ports [first, first+n) can be bound on 127.0.0.1 now. librdkafka 2.0.2
+ * aborts (an assertion in rd_kafka_mock_cluster_destroy) when a listener cannot
+ * bind, so a port in use is caught here first.
+ */
+static int ports_free(int first, int n, int *busy)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        struct sockaddr_in in;
+        int one = 1, rc, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return 0;
+        memset(&in, 0, sizeof(in));
+        in.sin_family = AF_INET;
+        in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        in.sin_port = htons((uint16_t)(first + i));
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        rc = bind(fd, (const struct sockaddr *)&in, (socklen_t)sizeof(in));
+        close(fd);
+        if (rc != 0) {
+            *busy = first + i;
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------------ flags */
 
 static int topic_flag(void *dest, const char *value)
@@ -163,7 +191,7 @@ int main(int argc, char **argv)
     rd_kafka_mock_cluster_t *mc = NULL;
     sigset_t sigs;
     char err[512];
-    int sig, i;
+    int sig, i, busy = 0;
 
     if (parse_args(argc, argv) < 0)
         return 2;
@@ -179,13 +207,23 @@ int main(int argc, char **argv)
         sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", err);
         return 1;
     }
+    if (cfg.port > 0 && cfg.port + cfg.brokers - 1 > 65535) {
+        sdd_log(SELDON_LOG_ERROR, "--port %d with %d brokers passes port 65535", cfg.port,
+                cfg.brokers);
+        rd_kafka_destroy(rk);
+        return 2;
+    }
+    if (cfg.port > 0 && !ports_free(cfg.port, cfg.brokers, &busy)) {
+        sdd_log(SELDON_LOG_ERROR, "start-up failed: port %d is in use on 127.0.0.1", busy);
+        rd_kafka_destroy(rk);
+        return 1;
+    }
     fixed_next = cfg.port;
     mc = rd_kafka_mock_cluster_new(rk, cfg.brokers);
     fixed_next = 0;
     if (mc == NULL) {
         sdd_log(SELDON_LOG_ERROR,
-                "start-up failed: no mock cluster (ports %d..%d in use?)", cfg.port,
-                cfg.port + cfg.brokers - 1);
+                "start-up failed: no mock cluster");
         rd_kafka_destroy(rk);
         return 1;
     }
