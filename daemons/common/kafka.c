@@ -585,6 +585,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             e = rd_kafka_incremental_assign(rk, l);
         else
             rd_kafka_assign(rk, l);
+        /* A partition paused by its last owner here fetches again. */
+        rd_kafka_resume_partitions(rk, l);
     } else {
         revoked(c, l);
         if (coop)

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "http_client.h"
 #include "mg.h"
 #include "sdd.h"
 #include "seldon/kafka.h"
@@ -52,6 +53,9 @@ typedef struct job {
     int status_seen;
     int32_t grpc_status;
     int failed;        /* the record to produce is an error record */
+    int rest;          /* called over REST: the answer is the whole body, no gRPC frame */
+    int http_status;
+    sdc_request *rq;
     char err[512];
     int64_t t0;
     struct job *next; /* waiting list, or retry list */
@@ -65,6 +69,7 @@ struct mg {
     char authority[300];
     sd2_client *h2c;
     sd2_upstream *up;
+    sdc_pool *pool; /* REST, for records that are JSON rather than protobuf */
     sdk_consumer *consumer;
     sdk_producer *producer;
     mg_sub *sub;
@@ -88,6 +93,7 @@ static void start(job *j);
 static void retry_due(uv_timer_t *t);
 static void produce(job *j);
 static void close_all(mg *g);
+static void grace_over(uv_timer_t *t);
 
 static int64_t now_ns(void)
 {
@@ -162,8 +168,9 @@ static void finish(job *j)
     seldon_series_add(g->m_inflight, -1);
     if (!g->hard)
         pump(g, p);
+    /* Not from here: this may run inside a client's callback, which must not close it. */
     if (g->stopping && !g->hard && g->jobs == 0)
-        close_all(g);
+        uv_timer_start(&g->grace_timer, grace_over, 0, 0);
 }
 
 /* Waiting jobs of p are dropped (not started: whoever consumes p next does them). */
@@ -322,6 +329,121 @@ static void on_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
 
 static const sd2_stream_cbs call_cbs = {on_headers, on_data, on_end, on_drain, on_close};
 
+
+/* ------------------------------------------------------------ REST */
+
+/* As upstream: a value that is not protobuf but JSON goes over REST, as it is. */
+static int json_value(const void *v, size_t len)
+{
+    const unsigned char *s = v;
+    size_t i;
+    for (i = 0; i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'); i++)
+        ;
+    return i < len && s[i] == '{';
+}
+
+static void rest_head(sdc_request *rq, int status, const sdh_header *h, size_t n, void *user_data)
+{
+    job *j = user_data;
+    size_t i;
+    (void)rq;
+    j->http_status = status;
+    for (i = 0; i < n; i++) {
+        char name[128];
+        sd2_header lh;
+        size_t c;
+        if (h[i].name_len >= sizeof(name))
+            continue;
+        for (c = 0; c < h[i].name_len; c++)
+            name[c] = (char)(h[i].name[c] >= 'A' && h[i].name[c] <= 'Z' ? h[i].name[c] + 32
+                                                                         : h[i].name[c]);
+        lh = (sd2_header){name, h[i].name_len, h[i].value, h[i].value_len};
+        keep_answer_header(j, &lh);
+    }
+}
+
+static void rest_body(sdc_request *rq, const char *data, size_t len, void *user_data)
+{
+    job *j = user_data;
+    if (j->failed)
+        return;
+    if (j->buf.len + len > j->g->cfg.max_message) {
+        fail(j, "the answer is larger than --max-message (%zu bytes)", j->g->cfg.max_message);
+        sdc_request_cancel(rq);
+        return;
+    }
+    if (seldon_buf_reserve(&j->buf, len) != 0) {
+        fail(j, "out of memory");
+        sdc_request_cancel(rq);
+        return;
+    }
+    memcpy(j->buf.data + j->buf.len, data, len);
+    j->buf.len += len;
+}
+
+static void rest_done(sdc_request *rq, int result, void *user_data)
+{
+    job *j = user_data;
+    mg *g = j->g;
+    (void)rq;
+    j->rq = NULL;
+    if (g->hard) {
+        finish(j);
+        return;
+    }
+    seldon_series_observe(g->m_seconds, (double)(now_ns() - j->t0) / 1e9);
+    if (result == SDC_ETIMEOUT)
+        fail(j, "no answer from the model within --timeout (%llu ms)",
+             (unsigned long long)g->cfg.timeout_ms);
+    else if (result != SDC_OK)
+        fail(j, "router %s: %s", g->authority, sdc_strerror(result));
+    else if (j->http_status != 200)
+        fail(j, "HTTP %d: %.*s", j->http_status, (int)(j->buf.len > 400 ? 400 : j->buf.len),
+             j->buf.data ? (const char *)j->buf.data : "");
+    produce(j);
+}
+
+static void start_rest(job *j)
+{
+    static const sdc_callbacks cbs = {rest_head, rest_body, NULL, rest_done};
+    mg *g = j->g;
+    rd_kafka_headers_t *kh = NULL;
+    sdh_header h[2 + MAX_FWD_HEADERS];
+    char target[SELDON_KAFKA_TOPIC_MAX + 32];
+    sdh_request_head head;
+    size_t n = 0, idx, vlen;
+    const char *name;
+    const void *val;
+    int rc, tl;
+
+    j->rest = 1;
+    j->buf.len = 0;
+    tl = snprintf(target, sizeof(target), "/v2/models/%s/infer", j->model);
+    h[n++] = (sdh_header){"content-type", 12, "application/json", 16};
+    h[n++] = (sdh_header){"seldon-model", 12, j->model, strlen(j->model)};
+    if (rd_kafka_message_headers(j->m, &kh) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (idx = 0; n < 2 + MAX_FWD_HEADERS &&
+                      rd_kafka_header_get_all(kh, idx, &name, &val, &vlen) ==
+                          RD_KAFKA_RESP_ERR_NO_ERROR;
+             idx++)
+            if (seldon_kafka_header_from_answer(name, strlen(name)) && val != NULL &&
+                printable(val, vlen))
+                h[n++] = (sdh_header){name, strlen(name), val, vlen};
+    memset(&head, 0, sizeof(head));
+    head.method = "POST";
+    head.method_len = 4;
+    head.target = target;
+    head.target_len = (size_t)tl;
+    head.headers = h;
+    head.n_headers = n;
+    head.content_length = (int64_t)j->m->len;
+    rc = sdc_request_start_body(&j->rq, g->pool, &head, j->m->payload, j->m->len, &cbs, j);
+    if (rc != 0) {
+        fail(j, "router %s: %s", g->authority, sdc_strerror(rc));
+        produce(j);
+    }
+}
+
 static void start(job *j)
 {
     mg *g = j->g;
@@ -345,8 +467,12 @@ static void start(job *j)
     }
     j->buf.len = 5;
     rc = seldon_kafka_request_set_model(&j->buf, j->m->payload, j->m->len, j->model);
+    if (rc != 0 && json_value(j->m->payload, j->m->len)) {
+        start_rest(j);
+        return;
+    }
     if (rc != 0) {
-        fail(j, "the record is not a ModelInferRequest: %s", seldon_last_error());
+        fail(j, "the record is neither a ModelInferRequest (%s) nor JSON", seldon_last_error());
         produce(j);
         return;
     }
@@ -451,8 +577,9 @@ static void produce(job *j)
         rc = sdk_produce(g->producer, topic, -1, j->m->key, j->m->key_len, j->err, strlen(j->err),
                          h, n, j);
     else
-        rc = sdk_produce(g->producer, topic, -1, j->m->key, j->m->key_len, j->buf.data + 5,
-                         j->buf.len - 5, h, n, j);
+        rc = sdk_produce(g->producer, topic, -1, j->m->key, j->m->key_len,
+                         j->buf.data + (j->rest ? 0 : 5), j->buf.len - (j->rest ? 0 : 5), h, n,
+                         j);
     if (rc != 0) {
         seldon_series_add(g->m_retries, 1);
         sdd_log(SELDON_LOG_WARN, "%s: %s: producing again in %d ms", topic, seldon_last_error(),
@@ -781,6 +908,11 @@ void mg_start(void *arg)
     rc = sd2_client_new(&g->h2c, g->loop, &o);
     if (rc == 0)
         rc = sd2_upstream_get(&g->up, g->h2c, g->router_addr, g->router_port);
+    if (rc == 0) {
+        sdc_pool_options po = SDC_POOL_OPTIONS_INIT;
+        po.request_timeout_ms = g->cfg.timeout_ms;
+        rc = sdc_pool_new(&g->pool, g->loop, g->authority, &po) == 0 ? 0 : SELDON_ENOMEM;
+    }
     if (rc == 0)
         rc = sdk_producer_new(&g->producer, g->loop, &g->cfg.kafka, delivered, g);
     if (rc == 0)
@@ -833,9 +965,10 @@ static void close_all(mg *g)
                 "%zu record(s) unfinished at the end of the grace: not committed, they will be "
                 "consumed again",
                 g->jobs);
-    g->closing_left = 6;
+    g->closing_left = 7;
     /* Calls in flight end here (not done: consumed again by the next owner). */
     sd2_client_close(g->h2c, one_closed, g);
+    sdc_pool_free(g->pool, one_closed, g);
     sdk_consumer_close(g->consumer, one_closed, g);
     g->consumer = NULL;
     while (g->retry_head != NULL) {

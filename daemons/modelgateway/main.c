@@ -26,10 +26,11 @@ static const sdf_program program = {
     "Serves the model steps of pipelines over Kafka: consumes\n"
     "<prefix>.<namespace>.model.<m>.inputs for every model the scheduler routes (and\n"
     "every --model), calls the model through seldon-router (gRPC ModelInfer,\n"
-    "seldon-model: <m>), and produces the answer to ...model.<m>.outputs with the\n"
-    "record's key and headers, or an error record (header seldon-pipeline-errors:\n"
-    "<m>) to ...errors.errors. Offsets are committed only once what depends on them\n"
-    "is acknowledged by the broker: a crash repeats records, never loses one.\n",
+    "seldon-model: <m>; REST for JSON values), and produces the answer to\n"
+    "...model.<m>.outputs with the record's key and headers, or an error record\n"
+    "(header seldon-pipeline-errors: <m>) to ...errors.errors. Offsets are\n"
+    "committed only once what depends on them is acknowledged by the broker: a\n"
+    "crash repeats records, never loses one.\n",
     "The Kafka broker: --kafka-broker, else bootstrap.servers from --kafka-config or\n"
     "--kafka-config-file, else $SELDON_KAFKA_BROKER, else localhost:9092. Any\n"
     "librdkafka property may be set the same way (SASL, TLS, ...). Prints\n"

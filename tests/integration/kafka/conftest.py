@@ -212,3 +212,14 @@ def consume_all(broker, topic):
     p = subprocess.run(cmd, capture_output=True, timeout=GUARD * 2)
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     return _parse(p.stdout)
+
+
+def wait_record(broker, topic, key):
+    """The record keyed key in topic, once kcat sees it there (topics shared by tests)."""
+    found = []
+
+    def seen():
+        found[:] = [r for r in consume_all(broker, topic) if r.key == key]
+        return bool(found)
+    procs.wait_until(seen, GUARD, lambda: f"no record {key} in {topic}")
+    return found[0]

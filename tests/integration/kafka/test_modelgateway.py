@@ -1,9 +1,11 @@
 """seldon-modelgateway over seldon-kafka-dev: records in, the model called through
 the router, answers and error records out, read back by kcat."""
+import json
+
 import numpy as np
 import pytest
 
-from conftest import (HOST, KafkaDev, ModelGateway, consume, consume_all, g, produce, rh,  # noqa: F401
+from conftest import (HOST, KafkaDev, ModelGateway, consume, consume_all, g, produce, rh, wait_record,  # noqa: F401
                       sh)
 
 IN = "seldon.default.model.{}.inputs"
@@ -99,9 +101,37 @@ def test_failing_model_gives_an_error_record(g, broker, router):
         assert recs[0].header("pipeline") == "p"
         assert recs[0].header("x-request-id") == "e1"
         assert b"missing" in recs[0].value  # the server's refusal, passed on
-        assert b"not a ModelInferRequest" in recs[1].value
+        assert b"neither a ModelInferRequest" in recs[1].value
         assert consume_all(broker.bootstrap, OUT.format("missing")) == []
         m = sh.metric(gw.metrics(), "seldon_modelgateway_records_total", result="error")
         assert m == 2
+    finally:
+        gw.stop()
+
+
+def test_json_values_go_over_rest(broker, router):
+    """As upstream: a value that is JSON rather than protobuf is sent to the router over
+    REST and the JSON answer is produced as it is; a failure is an error record."""
+    gw = ModelGateway(router, "--model", "identity", "--model", "missing", "--group", "rest",
+                      broker=broker.bootstrap)
+    try:
+        gw.wait_log(r"assigned seldon\.default\.model\.(identity|missing)\.inputs", count=8)
+        body = json.dumps({"id": "j1", "inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [3, 4]}]}).encode()
+        produce(broker.bootstrap, IN.format("identity"), body, key="2.p.json1",
+                headers=[("x-request-id", "json1")])
+        rec = wait_record(broker.bootstrap, OUT.format("identity"), "2.p.json1")
+        assert rec.key == "2.p.json1"
+        assert rec.partition == 2
+        assert rec.header("x-request-id") == "json1"
+        doc = json.loads(rec.value)
+        assert doc["model_name"] == "identity"
+        assert doc["id"] == "j1"
+        assert doc["outputs"][0]["data"] == [3, 4]
+        produce(broker.bootstrap, IN.format("missing"), body, key="0.p.json2")
+        rec = wait_record(broker.bootstrap, ERRORS, "0.p.json2")
+        assert rec.key == "0.p.json2"
+        assert rec.header("seldon-pipeline-errors") == "missing"
+        assert rec.value.startswith(b"HTTP 404")
     finally:
         gw.stop()
