@@ -261,7 +261,7 @@ static void on_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t 
 {
     job *j = user_data;
     sd2_consume(s, len);
-    if (j->failed)
+    if (j->failed || len == 0)
         return;
     if (j->buf.len + len > j->g->cfg.max_message + 5) {
         char lim[32];
@@ -365,7 +365,7 @@ static void rest_head(sdc_request *rq, int status, const sdh_header *h, size_t n
 static void rest_body(sdc_request *rq, const char *data, size_t len, void *user_data)
 {
     job *j = user_data;
-    if (j->failed)
+    if (j->failed || len == 0)
         return;
     if (j->buf.len + len > j->g->cfg.max_message) {
         fail(j, "the answer is larger than --max-message (%zu bytes)", j->g->cfg.max_message);
@@ -722,7 +722,8 @@ static void resubscribe(mg *g)
         if (t[k] != NULL)
             k++;
     }
-    qsort(t, k, sizeof(char *), cmp_str);
+    if (k > 1)
+        qsort(t, k, sizeof(char *), cmp_str);
     for (i = 0; i < k; i++) /* unique */
         if (out == 0 || strcmp(t[out - 1], t[i]) != 0)
             t[out++] = t[i];

@@ -104,6 +104,8 @@ static void on_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t 
     mg_sub *sub = user_data;
     size_t at = 0;
     sd2_consume(s, len);
+    if (len == 0)
+        return;
     if (seldon_buf_reserve(&sub->in, len) != 0) {
         sd2_reset(s, SD2_H2_CANCEL);
         return;
