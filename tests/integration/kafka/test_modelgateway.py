@@ -26,7 +26,8 @@ def server(tmp_path_factory):
 def router(server):
     ups = [rh.upstream_of(server)]
     # "missing" is routed to a server that does not have it: the model call fails.
-    r = rh.Router(rh.routes_yaml([(n, ups, None) for n in ["identity", "add10", "missing"]]))
+    r = rh.Router(rh.routes_yaml([(n, ups, None)
+                                  for n in ["identity", "add10", "missing", "slow"]]))
     yield r
     r.stop()
 
@@ -133,5 +134,21 @@ def test_json_values_go_over_rest(broker, router):
         assert rec.key == "0.p.json2"
         assert rec.header("seldon-pipeline-errors") == "missing"
         assert rec.value.startswith(b"HTTP 404")
+    finally:
+        gw.stop()
+
+
+def test_a_call_past_its_timeout_is_an_error_record(g, broker, router):
+    # "slow" holds a lone request 0.3 s for company: longer than this gateway waits.
+    gw = ModelGateway(router, "--model", "slow", "--timeout", "50", broker=broker.bootstrap)
+    try:
+        gw.wait_log(r"assigned seldon\.default\.model\.slow\.inputs")
+        produce(broker.bootstrap, IN.format("slow"), request_bytes(g, "", [[1]]), key="1.p.late",
+                headers=[("x-request-id", "late")])
+        rec = wait_record(broker.bootstrap, ERRORS, "1.p.late")
+        assert rec.header("seldon-pipeline-errors") == "slow"
+        assert rec.header("x-request-id") == "late"
+        assert b"--timeout (50 ms)" in rec.value
+        assert consume_all(broker.bootstrap, OUT.format("slow")) == []
     finally:
         gw.stop()
