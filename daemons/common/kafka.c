@@ -14,8 +14,8 @@
 #include "sdd.h"
 #include "seldon/kafka.h"
 
-#define SERVE_BATCH 256      /* events served per wake-up before yielding to the loop */
-#define SAFETY_POLL_MS 100   /* the queues are served this often whatever the pipe says */
+#define SERVE_BATCH 256    /* events served per wake-up before yielding to the loop */
+#define SAFETY_POLL_MS 100 /* the queues are served this often whatever the pipe says */
 #define DEFAULT_BROKERS "localhost:9092"
 
 /* ------------------------------------------------------------ configuration */
@@ -166,9 +166,8 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
                 : level <= LOG_INFO    ? SELDON_LOG_INFO
                                        : SELDON_LOG_DEBUG;
     /* One configuration serves both roles: the other role's properties are expected. */
-    if (strcmp(fac, "CONFWARN") == 0 &&
-        (strstr(buf, "is a consumer property") != NULL ||
-         strstr(buf, "is a producer property") != NULL))
+    if (strcmp(fac, "CONFWARN") == 0 && (strstr(buf, "is a consumer property") != NULL ||
+                                         strstr(buf, "is a producer property") != NULL))
         l = SELDON_LOG_DEBUG;
     sdd_log(l, "librdkafka %s %s: %s", rd_kafka_name(rk), fac, buf);
 }
@@ -186,9 +185,8 @@ int sdk_conf_build(rd_kafka_conf_t **out, const sdk_config *c, int consumer)
     if (rc == 0 && env != NULL && env[0] != '\0')
         rc = conf_put(conf, "bootstrap.servers", env);
     if (rc == 0 && consumer) {
-        static const char *const d[] = {"enable.auto.commit", "false",
-                                        "enable.auto.offset.store", "false",
-                                        "auto.offset.reset", "earliest",
+        static const char *const d[] = {"enable.auto.commit", "false", "enable.auto.offset.store",
+                                        "false", "auto.offset.reset", "earliest",
                                         "partition.assignment.strategy", "roundrobin",
                                         /* the development broker has no CreateTopics */
                                         "allow.auto.create.topics", "true"};
@@ -315,8 +313,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     sdk_producer *p = opaque;
     (void)rk;
     p->pending--;
-    p->delivered(p->user_data, m->_private, (int)m->err,
-                 m->err ? rd_kafka_err2str(m->err) : NULL, m->partition, m->offset);
+    p->delivered(p->user_data, m->_private, (int)m->err, m->err ? rd_kafka_err2str(m->err) : NULL,
+                 m->partition, m->offset);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -327,8 +325,8 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                 rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
     else
         sdd_log(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? SELDON_LOG_WARN : SELDON_LOG_INFO,
-                "kafka %s: %s: %s", rd_kafka_name(rk),
-                rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+                "kafka %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err),
+                reason);
 }
 
 static void producer_serve(waker *w)
@@ -379,8 +377,8 @@ int sdk_producer_new(sdk_producer **out, uv_loop_t *loop, const sdk_config *c,
 }
 
 int sdk_produce(sdk_producer *p, const char *topic, int32_t partition, const void *key,
-                size_t key_len, const void *value, size_t value_len, const sdk_header *h,
-                size_t nh, void *msg_opaque)
+                size_t key_len, const void *value, size_t value_len, const sdk_header *h, size_t nh,
+                void *msg_opaque)
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(nh ? nh : 1);
     rd_kafka_resp_err_t e;
@@ -491,7 +489,8 @@ static rd_kafka_topic_partition_list_t *to_commit(sdk_consumer *c,
     for (p = c->parts; p != NULL; p = p->next) {
         if (p->commit < 0 || p->commit == p->committed)
             continue;
-        if (only != NULL && rd_kafka_topic_partition_list_find(only, p->topic, p->partition) == NULL)
+        if (only != NULL &&
+            rd_kafka_topic_partition_list_find(only, p->topic, p->partition) == NULL)
             continue;
         if (l == NULL)
             l = rd_kafka_topic_partition_list_new(4);
@@ -614,8 +613,8 @@ static void consumer_serve(waker *w)
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 sdd_log(SELDON_LOG_WARN, "kafka: consumer: %s%s%s",
-                        m->rkt ? rd_kafka_topic_name(m->rkt) : "",
-                        m->rkt ? ": " : "", rd_kafka_message_errstr(m));
+                        m->rkt ? rd_kafka_topic_name(m->rkt) : "", m->rkt ? ": " : "",
+                        rd_kafka_message_errstr(m));
             rd_kafka_message_destroy(m);
             continue;
         }

@@ -39,11 +39,11 @@
 /* --- Configuration ----------------------------------------------------------- */
 
 typedef struct sdk_config {
-    char **props;       /* key, value, key, value...; owned */
-    size_t n, cap;      /* strings in props */
-    const char *broker; /* --kafka-broker, argv's; NULL: none given */
-    const char *prefix; /* topic prefix (NULL: "seldon") */
-    const char *ns;     /* topic namespace (NULL: "default") */
+    char **props;                /* key, value, key, value...; owned */
+    size_t n, cap;               /* strings in props */
+    const char *broker;          /* --kafka-broker, argv's; NULL: none given */
+    const char *prefix;          /* topic prefix (NULL: "seldon") */
+    const char *ns;              /* topic namespace (NULL: "default") */
     uint64_t commit_interval_ms; /* 0: 1000 */
 } sdk_config;
 
@@ -63,15 +63,15 @@ int sdk_config_file(sdk_config *c, const char *path);
 void sdk_config_free(sdk_config *c);
 
 /* SDF_FUNC parsers (flags.h) for the shared flags; dest is the sdk_config. */
-int sdk_flag_property(void *dest, const char *value);    /* --kafka-config KEY=VALUE */
-int sdk_flag_file(void *dest, const char *value);        /* --kafka-config-file FILE */
-int sdk_flag_broker(void *dest, const char *value);      /* --kafka-broker HOST:PORT[,...] */
-int sdk_flag_topic_part(void *dest, const char *value);  /* --kafka-prefix, --kafka-namespace:
-                                                            dest is the const char * */
+int sdk_flag_property(void *dest, const char *value);   /* --kafka-config KEY=VALUE */
+int sdk_flag_file(void *dest, const char *value);       /* --kafka-config-file FILE */
+int sdk_flag_broker(void *dest, const char *value);     /* --kafka-broker HOST:PORT[,...] */
+int sdk_flag_topic_part(void *dest, const char *value); /* --kafka-prefix, --kafka-namespace:
+                                                           dest is the const char * */
 
 /* The rows of the shared flags, for a daemon's flag table. */
 #define SDK_FLAGS(cfgp)                                                                            \
-    SDF_CHECK("kafka-broker", (cfgp), sdk_flag_broker, "HOST:PORT[,HOST:PORT...]", "HOSTS",      \
+    SDF_CHECK("kafka-broker", (cfgp), sdk_flag_broker, "HOST:PORT[,HOST:PORT...]", "HOSTS",        \
               "Kafka bootstrap servers (default: $SELDON_KAFKA_BROKER,\n"                          \
               "else localhost:9092)"),                                                             \
         SDF_CHECK("kafka-config", (cfgp), sdk_flag_property, "KEY=VALUE", "KEY=VALUE",             \
@@ -80,8 +80,7 @@ int sdk_flag_topic_part(void *dest, const char *value);  /* --kafka-prefix, --ka
                   "a readable file of KEY=VALUE lines", "FILE",                                    \
                   "librdkafka properties, one KEY=VALUE a line"),                                  \
         SDF_CHECK("kafka-prefix", &(cfgp)->prefix, sdk_flag_topic_part,                            \
-                  "1 to 249 of A-Z a-z 0-9 . _ -", "PREFIX",                                       \
-                  "topic prefix (default seldon)"),                                                \
+                  "1 to 249 of A-Z a-z 0-9 . _ -", "PREFIX", "topic prefix (default seldon)"),     \
         SDF_CHECK("kafka-namespace", &(cfgp)->ns, sdk_flag_topic_part,                             \
                   "1 to 249 of A-Z a-z 0-9 . _ -", "NS", "topic namespace (default default)"),     \
         SDF_FLAG("kafka-commit-interval", SDF_MS, &(cfgp)->commit_interval_ms, 10, 3600000, "MS",  \
@@ -133,8 +132,8 @@ int sdk_producer_new(sdk_producer **out, uv_loop_t *loop, const sdk_config *c,
  * delivered() follows.
  */
 int sdk_produce(sdk_producer *p, const char *topic, int32_t partition, const void *key,
-                size_t key_len, const void *value, size_t value_len, const sdk_header *h,
-                size_t nh, void *msg_opaque);
+                size_t key_len, const void *value, size_t value_len, const sdk_header *h, size_t nh,
+                void *msg_opaque);
 
 /* Records queued and not yet reported. */
 size_t sdk_producer_pending(const sdk_producer *p);
@@ -166,8 +165,8 @@ typedef struct sdk_consumer_cbs {
  * override them. Returns 0 or a negative SELDON_E*. Caller owns *out:
  * sdk_consumer_close.
  */
-int sdk_consumer_new(sdk_consumer **out, uv_loop_t *loop, const sdk_config *c,
-                     const char *group_id, const sdk_consumer_cbs *cbs, void *user_data);
+int sdk_consumer_new(sdk_consumer **out, uv_loop_t *loop, const sdk_config *c, const char *group_id,
+                     const sdk_consumer_cbs *cbs, void *user_data);
 
 /* Replaces the subscription with topics (n may be 0: none). Returns 0 or SELDON_E*. */
 int sdk_consumer_subscribe(sdk_consumer *c, const char *const *topics, size_t n);

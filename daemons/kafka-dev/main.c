@@ -152,7 +152,8 @@ static int parse_args(int argc, char **argv)
                  "the first broker's port; broker i listens on N+i-1\n"
                  "(default 9092; 0 picks free ports, which change\n"
                  "with every start)"),
-        SDF_FLAG("brokers", SDF_INT, &cfg.brokers, 1, 16, "N", "brokers in the cluster (default 1)"),
+        SDF_FLAG("brokers", SDF_INT, &cfg.brokers, 1, 16, "N",
+                 "brokers in the cluster (default 1)"),
         SDF_FLAG("partitions", SDF_INT, &cfg.partitions, 1, 10000, "N",
                  "partitions of a --topic given without a count\n"
                  "(default 4, as the mock cluster gives topics it\n"
@@ -222,8 +223,7 @@ int main(int argc, char **argv)
     mc = rd_kafka_mock_cluster_new(rk, cfg.brokers);
     fixed_next = 0;
     if (mc == NULL) {
-        sdd_log(SELDON_LOG_ERROR,
-                "start-up failed: no mock cluster");
+        sdd_log(SELDON_LOG_ERROR, "start-up failed: no mock cluster");
         rd_kafka_destroy(rk);
         return 1;
     }

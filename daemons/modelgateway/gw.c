@@ -47,13 +47,13 @@ typedef struct job {
     mg_part *part;
     char model[SELDON_KAFKA_TOPIC_MAX + 1];
     sd2_stream *s;
-    seldon_buf buf; /* the request frame, then the response bytes */
+    seldon_buf buf;                      /* the request frame, then the response bytes */
     char *ans_h[MAX_ANSWER_HEADERS * 2]; /* x-* headers of the answer: name, value */
     size_t nans;
     int status_seen;
     int32_t grpc_status;
-    int failed;        /* the record to produce is an error record */
-    int rest;          /* called over REST: the answer is the whole body, no gRPC frame */
+    int failed; /* the record to produce is an error record */
+    int rest;   /* called over REST: the answer is the whole body, no gRPC frame */
     int http_status;
     sdc_request *rq;
     char err[512];
@@ -233,7 +233,8 @@ static void grpc_status(job *j, const sd2_header *h, size_t n)
     snprintf(code, sizeof(code), "%.*s", (int)(st->value_len > 8 ? 8 : st->value_len), st->value);
     j->grpc_status = (int32_t)atoi(code);
     if (j->grpc_status != 0) {
-        snprintf(text, sizeof(text), "%.*s", msg ? (int)(msg->value_len > 380 ? 380 : msg->value_len) : 0,
+        snprintf(text, sizeof(text), "%.*s",
+                 msg ? (int)(msg->value_len > 380 ? 380 : msg->value_len) : 0,
                  msg ? msg->value : "");
         fail(j, "%s (grpc-status %s)", text[0] ? text : "the model failed", code);
     }
@@ -329,7 +330,6 @@ static void on_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
 
 static const sd2_stream_cbs call_cbs = {on_headers, on_data, on_end, on_drain, on_close};
 
-
 /* ------------------------------------------------------------ REST */
 
 /* As upstream: a value that is not protobuf but JSON goes over REST, as it is. */
@@ -356,7 +356,7 @@ static void rest_head(sdc_request *rq, int status, const sdh_header *h, size_t n
             continue;
         for (c = 0; c < h[i].name_len; c++)
             name[c] = (char)(h[i].name[c] >= 'A' && h[i].name[c] <= 'Z' ? h[i].name[c] + 32
-                                                                         : h[i].name[c]);
+                                                                        : h[i].name[c]);
         lh = (sd2_header){name, h[i].name_len, h[i].value, h[i].value_len};
         keep_answer_header(j, &lh);
     }
@@ -422,9 +422,9 @@ static void start_rest(job *j)
     h[n++] = (sdh_header){"content-type", 12, "application/json", 16};
     h[n++] = (sdh_header){"seldon-model", 12, j->model, strlen(j->model)};
     if (rd_kafka_message_headers(j->m, &kh) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        for (idx = 0; n < 2 + MAX_FWD_HEADERS &&
-                      rd_kafka_header_get_all(kh, idx, &name, &val, &vlen) ==
-                          RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (idx = 0;
+             n < 2 + MAX_FWD_HEADERS &&
+             rd_kafka_header_get_all(kh, idx, &name, &val, &vlen) == RD_KAFKA_RESP_ERR_NO_ERROR;
              idx++)
             if (seldon_kafka_header_from_answer(name, strlen(name)) && val != NULL &&
                 printable(val, vlen))
@@ -493,9 +493,8 @@ static void start(job *j)
     /* The record's x-* headers go along as metadata (HTTP/2 wants lower-case names). */
     if (rd_kafka_message_headers(j->m, &kh) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         size_t k = 0;
-        for (idx = 0; k < MAX_FWD_HEADERS &&
-                      rd_kafka_header_get_all(kh, idx, &name, &val, &vlen) ==
-                          RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (idx = 0; k < MAX_FWD_HEADERS && rd_kafka_header_get_all(kh, idx, &name, &val, &vlen) ==
+                                                 RD_KAFKA_RESP_ERR_NO_ERROR;
              idx++) {
             size_t nl = strlen(name), c;
             if (!seldon_kafka_header_from_answer(name, nl) || nl >= sizeof(lower[0]) ||
@@ -562,15 +561,15 @@ static void produce(job *j)
         return;
     }
     if (rd_kafka_message_headers(j->m, &kh) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        for (idx = 0; n < MAX_FWD_HEADERS &&
-                      rd_kafka_header_get_all(kh, idx, &name, &val, &vlen) ==
-                          RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (idx = 0; n < MAX_FWD_HEADERS && rd_kafka_header_get_all(kh, idx, &name, &val, &vlen) ==
+                                                 RD_KAFKA_RESP_ERR_NO_ERROR;
              idx++)
             if (seldon_kafka_header_propagates(name, strlen(name)))
                 h[n++] = (sdk_header){name, val, val ? vlen : 0};
     for (i = 0; i < j->nans; i++)
         if (!header_present(h, n, j->ans_h[i * 2]))
-            h[n++] = (sdk_header){j->ans_h[i * 2], j->ans_h[i * 2 + 1], strlen(j->ans_h[i * 2 + 1])};
+            h[n++] =
+                (sdk_header){j->ans_h[i * 2], j->ans_h[i * 2 + 1], strlen(j->ans_h[i * 2 + 1])};
     if (j->failed)
         h[n++] = (sdk_header){SELDON_KAFKA_H_ERRORS, j->model, strlen(j->model)};
     if (j->failed)
@@ -578,8 +577,7 @@ static void produce(job *j)
                          h, n, j);
     else
         rc = sdk_produce(g->producer, topic, -1, j->m->key, j->m->key_len,
-                         j->buf.data + (j->rest ? 0 : 5), j->buf.len - (j->rest ? 0 : 5), h, n,
-                         j);
+                         j->buf.data + (j->rest ? 0 : 5), j->buf.len - (j->rest ? 0 : 5), h, n, j);
     if (rc != 0) {
         seldon_series_add(g->m_retries, 1);
         sdd_log(SELDON_LOG_WARN, "%s: %s: producing again in %d ms", topic, seldon_last_error(),
@@ -610,10 +608,10 @@ static void delivered(void *user_data, void *msg_opaque, int err, const char *wh
     (void)offset;
     if (err != 0 && !g->hard) {
         seldon_series_add(g->m_retries, 1);
-        sdd_log(SELDON_LOG_WARN, "%s [%d] offset %lld: the output was not delivered (%s): "
+        sdd_log(SELDON_LOG_WARN,
+                "%s [%d] offset %lld: the output was not delivered (%s): "
                 "producing it again",
-                rd_kafka_topic_name(j->m->rkt), (int)j->m->partition, (long long)j->m->offset,
-                why);
+                rd_kafka_topic_name(j->m->rkt), (int)j->m->partition, (long long)j->m->offset, why);
         retry_later(j);
         return;
     }
@@ -852,25 +850,24 @@ int mg_new(mg **out, const mg_config *cfg, uv_loop_t *loop, seldon_metrics *metr
     g->cfg = *cfg;
     g->loop = loop;
     g->router_port = 9000;
-    if (mg_parse_host(g->router_addr, sizeof(g->router_addr), &g->router_port,
-                      cfg->router_host) != 0) {
+    if (mg_parse_host(g->router_addr, sizeof(g->router_addr), &g->router_port, cfg->router_host) !=
+        0) {
         sdd_free(g);
         return sdd_error(SELDON_EINVAL, "--router-host: '%s' does not resolve", cfg->router_host);
     }
     snprintf(g->authority, sizeof(g->authority), strchr(g->router_addr, ':') ? "[%s]:%d" : "%s:%d",
              g->router_addr, g->router_port);
-    rc = seldon_metrics_add(&rec, metrics, SELDON_METRIC_COUNTER,
-                            "seldon_modelgateway_records_total",
-                            "Records answered: result=ok (an output) or error (an error record)",
-                            ln, 1, NULL, 0);
+    rc = seldon_metrics_add(
+        &rec, metrics, SELDON_METRIC_COUNTER, "seldon_modelgateway_records_total",
+        "Records answered: result=ok (an output) or error (an error record)", ln, 1, NULL, 0);
     if (rc == 0)
         rc = seldon_metric_series(&g->m_ok, rec, ok);
     if (rc == 0)
         rc = seldon_metric_series(&g->m_err, rec, er);
     if (rc == 0)
-        rc = add_series(&g->m_inflight, metrics, SELDON_METRIC_GAUGE,
-                        "seldon_modelgateway_inflight", "Records called and not yet delivered",
-                        NULL, NULL);
+        rc =
+            add_series(&g->m_inflight, metrics, SELDON_METRIC_GAUGE, "seldon_modelgateway_inflight",
+                       "Records called and not yet delivered", NULL, NULL);
     if (rc == 0)
         rc = add_series(&g->m_partitions, metrics, SELDON_METRIC_GAUGE,
                         "seldon_modelgateway_partitions", "Input partitions assigned", NULL, NULL);
@@ -880,12 +877,11 @@ int mg_new(mg **out, const mg_config *cfg, uv_loop_t *loop, seldon_metrics *metr
     if (rc == 0)
         rc = add_series(&g->m_retries, metrics, SELDON_METRIC_COUNTER,
                         "seldon_modelgateway_produce_retries_total",
-                        "Outputs produced again after a refusal or a failed delivery", NULL,
-                        NULL);
+                        "Outputs produced again after a refusal or a failed delivery", NULL, NULL);
     if (rc == 0)
         rc = add_series(&g->m_seconds, metrics, SELDON_METRIC_HISTOGRAM,
-                        "seldon_modelgateway_call_seconds", "Model calls through the router",
-                        NULL, NULL);
+                        "seldon_modelgateway_call_seconds", "Model calls through the router", NULL,
+                        NULL);
     if (rc != 0) {
         sdd_free(g);
         return rc;

@@ -24,10 +24,10 @@ typedef struct mg_config {
     const char **models;        /* --model, argv's */
     size_t nmodels;
     const char *group;
-    int max_inflight;       /* per partition */
-    uint64_t timeout_ms;    /* per call */
-    uint64_t grace_ms;      /* on SIGTERM */
-    size_t max_message;     /* bytes of a response */
+    int max_inflight;    /* per partition */
+    uint64_t timeout_ms; /* per call */
+    uint64_t grace_ms;   /* on SIGTERM */
+    size_t max_message;  /* bytes of a response */
     int metrics_port;
     const char *host;
     int32_t log_level;

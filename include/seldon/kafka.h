@@ -83,8 +83,8 @@ SELDON_API int seldon_kafka_key(char *out, size_t cap, size_t *out_len, int32_t 
 
 /* A key taken apart. Spans point into the parsed key (borrowed). */
 typedef struct seldon_kafka_key_parts {
-    int32_t partition;      /* 0 .. INT32_MAX */
-    const char *resource;   /* up to the last '.' before the request id */
+    int32_t partition;    /* 0 .. INT32_MAX */
+    const char *resource; /* up to the last '.' before the request id */
     size_t resource_len;
     const char *request_id; /* after the last '.' */
     size_t request_id_len;
@@ -164,8 +164,7 @@ SELDON_API int seldon_kafka_offsets_add(seldon_kafka_offsets *o, int64_t offset)
  * the leading run of done records), or -1 when it did not move. Returns 0, or
  * SELDON_ENOTFOUND for an offset not added or already done.
  */
-SELDON_API int seldon_kafka_offsets_done(int64_t *commit, seldon_kafka_offsets *o,
-                                         int64_t offset);
+SELDON_API int seldon_kafka_offsets_done(int64_t *commit, seldon_kafka_offsets *o, int64_t offset);
 
 /* Records added and not yet done. */
 SELDON_API size_t seldon_kafka_offsets_pending(const seldon_kafka_offsets *o);

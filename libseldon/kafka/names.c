@@ -11,8 +11,8 @@
 
 static int part_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 int seldon_kafka_name_ok(const char *s, size_t len)
@@ -73,8 +73,9 @@ int seldon_kafka_topic(char *out, size_t cap, size_t *out_len, const char *prefi
     if (n < 0 || (size_t)n >= cap || n > SELDON_KAFKA_TOPIC_MAX) {
         out[0] = '\0';
         return sdn_error(SELDON_ETOOBIG, "topic: %d bytes, more than %d", n,
-                         (size_t)n >= cap && cap <= SELDON_KAFKA_TOPIC_MAX ? (int)cap - 1
-                                                                            : SELDON_KAFKA_TOPIC_MAX);
+                         (size_t)n >= cap && cap <= SELDON_KAFKA_TOPIC_MAX
+                             ? (int)cap - 1
+                             : SELDON_KAFKA_TOPIC_MAX);
     }
     if (out_len != NULL)
         *out_len = (size_t)n;
@@ -165,7 +166,7 @@ int seldon_kafka_key(char *out, size_t cap, size_t *out_len, int32_t partition,
         out[0] = '\0';
         return sdn_error(SELDON_ETOOBIG, "key: %d bytes, more than %d", n,
                          (size_t)n >= cap && cap <= SELDON_KAFKA_KEY_MAX ? (int)cap - 1
-                                                                          : SELDON_KAFKA_KEY_MAX);
+                                                                         : SELDON_KAFKA_KEY_MAX);
     }
     if (out_len != NULL)
         *out_len = (size_t)n;

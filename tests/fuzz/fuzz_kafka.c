@@ -22,7 +22,8 @@ static void fail(const char *what)
 static void key(const char *s, size_t n)
 {
     seldon_kafka_key_parts k;
-    char res[SELDON_KAFKA_KEY_MAX + 1], id[SELDON_KAFKA_KEY_MAX + 1], back[SELDON_KAFKA_KEY_MAX + 1];
+    char res[SELDON_KAFKA_KEY_MAX + 1], id[SELDON_KAFKA_KEY_MAX + 1],
+        back[SELDON_KAFKA_KEY_MAX + 1];
     size_t len;
     if (seldon_kafka_key_parse(&k, s, n) != 0) {
         if (seldon_last_error()[0] == '\0')

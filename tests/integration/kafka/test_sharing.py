@@ -134,3 +134,24 @@ def test_bad_kafka_property_is_refused(router):
     assert gw.proc.wait(60) == 2
     gw.errfile.close()
     assert "no.such.property" in gw.stderr()
+
+
+def test_prefix_and_namespace(g, router):
+    broker = KafkaDev()
+    try:
+        gw = ModelGateway(router, "--model", "identity", "--kafka-prefix", "acme",
+                          "--kafka-namespace", "ns1", broker=broker.bootstrap)
+        try:
+            gw.wait_log(r"assigned acme\.ns1\.model\.identity\.inputs")
+            produce(broker.bootstrap, "acme.ns1.model.identity.inputs", req(g, 3), key="0.p.ns")
+            [rec] = consume(broker.bootstrap, "acme.ns1.model.identity.outputs", 1)
+            assert rec.key == "0.p.ns"
+        finally:
+            gw.stop()
+        bad = ModelGateway(router, "--model", "identity", "--kafka-prefix", "a/b",
+                           expect_fail=True)
+        assert bad.proc.wait(60) == 2
+        bad.errfile.close()
+        assert "--kafka-prefix" in bad.stderr()
+    finally:
+        broker.stop()

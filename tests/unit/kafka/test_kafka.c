@@ -9,11 +9,13 @@ Test(topics, defaults)
     char t[256];
     size_t n;
     cr_assert_eq(seldon_kafka_topic(t, sizeof(t), &n, NULL, NULL, SELDON_KAFKA_MODEL, "iris",
-                                    SELDON_KAFKA_INPUTS), 0);
+                                    SELDON_KAFKA_INPUTS),
+                 0);
     cr_assert_str_eq(t, "seldon.default.model.iris.inputs");
     cr_assert_eq(n, strlen(t));
     cr_assert_eq(seldon_kafka_topic(t, sizeof(t), NULL, NULL, NULL, SELDON_KAFKA_PIPELINE,
-                                    "tfsimples", SELDON_KAFKA_OUTPUTS), 0);
+                                    "tfsimples", SELDON_KAFKA_OUTPUTS),
+                 0);
     cr_assert_str_eq(t, "seldon.default.pipeline.tfsimples.outputs");
     cr_assert_eq(seldon_kafka_topic(t, sizeof(t), NULL, NULL, NULL, SELDON_KAFKA_ERRORS, NULL, 0),
                  0);
@@ -24,7 +26,8 @@ Test(topics, configured)
 {
     char t[256];
     cr_assert_eq(seldon_kafka_topic(t, sizeof(t), NULL, "acme", "ns1", SELDON_KAFKA_MODEL, "m.v2",
-                                    SELDON_KAFKA_OUTPUTS), 0);
+                                    SELDON_KAFKA_OUTPUTS),
+                 0);
     cr_assert_str_eq(t, "acme.ns1.model.m.v2.outputs");
 }
 
@@ -32,26 +35,31 @@ Test(topics, refusals)
 {
     char t[256], small[16];
     char big[300];
-    cr_assert_eq(seldon_kafka_topic(t, sizeof(t), NULL, "bad prefix", NULL, SELDON_KAFKA_MODEL,
-                                    "m", SELDON_KAFKA_INPUTS), SELDON_EINVAL);
+    cr_assert_eq(seldon_kafka_topic(t, sizeof(t), NULL, "bad prefix", NULL, SELDON_KAFKA_MODEL, "m",
+                                    SELDON_KAFKA_INPUTS),
+                 SELDON_EINVAL);
     cr_assert(strstr(seldon_last_error(), "prefix") != NULL);
     cr_assert_eq(seldon_kafka_topic(t, sizeof(t), NULL, NULL, "", SELDON_KAFKA_MODEL, "m",
-                                    SELDON_KAFKA_INPUTS), SELDON_EINVAL);
+                                    SELDON_KAFKA_INPUTS),
+                 SELDON_EINVAL);
     cr_assert(strstr(seldon_last_error(), "namespace") != NULL);
     cr_assert_eq(seldon_kafka_topic(t, sizeof(t), NULL, NULL, NULL, SELDON_KAFKA_MODEL, "a/b",
-                                    SELDON_KAFKA_INPUTS), SELDON_EINVAL);
+                                    SELDON_KAFKA_INPUTS),
+                 SELDON_EINVAL);
     cr_assert(strstr(seldon_last_error(), "model") != NULL);
     cr_assert_eq(seldon_kafka_topic(t, sizeof(t), NULL, NULL, NULL, 9, "m", SELDON_KAFKA_INPUTS),
                  SELDON_EINVAL);
     cr_assert_eq(seldon_kafka_topic(t, sizeof(t), NULL, NULL, NULL, SELDON_KAFKA_MODEL, "m", 7),
                  SELDON_EINVAL);
     cr_assert_eq(seldon_kafka_topic(small, sizeof(small), NULL, NULL, NULL, SELDON_KAFKA_MODEL,
-                                    "iris", SELDON_KAFKA_INPUTS), SELDON_ETOOBIG);
+                                    "iris", SELDON_KAFKA_INPUTS),
+                 SELDON_ETOOBIG);
     cr_assert_str_eq(small, "");
     memset(big, 'a', 240);
     big[240] = '\0';
     cr_assert_eq(seldon_kafka_topic(t, sizeof(t), NULL, NULL, NULL, SELDON_KAFKA_MODEL, big,
-                                    SELDON_KAFKA_INPUTS), SELDON_ETOOBIG);
+                                    SELDON_KAFKA_INPUTS),
+                 SELDON_ETOOBIG);
 }
 
 Test(topics, parse)
@@ -102,8 +110,8 @@ Test(keys, refusals)
 {
     char k[16];
     seldon_kafka_key_parts p;
-    const char *bad[] = {"", "3", "3.", "3.p", "3.p.", ".p.id", "a.p.id", "3..id",
-                         "99999999999.p.id", "3.p q.id"};
+    const char *bad[] = {
+        "", "3", "3.", "3.p", "3.p.", ".p.id", "a.p.id", "3..id", "99999999999.p.id", "3.p q.id"};
     size_t i;
     cr_assert_eq(seldon_kafka_key(k, sizeof(k), NULL, -1, "p", "id"), SELDON_EINVAL);
     cr_assert_eq(seldon_kafka_key(k, sizeof(k), NULL, 0, "p", "a.b"), SELDON_EINVAL);
@@ -111,8 +119,7 @@ Test(keys, refusals)
     cr_assert_eq(seldon_kafka_key(k, sizeof(k), NULL, 0, "p", ""), SELDON_EINVAL);
     cr_assert_eq(seldon_kafka_key(k, sizeof(k), NULL, 0, "p p", "id"), SELDON_EINVAL);
     cr_assert(strstr(seldon_last_error(), "resource") != NULL);
-    cr_assert_eq(seldon_kafka_key(k, sizeof(k), NULL, 0, "pipeline", "0123456789"),
-                 SELDON_ETOOBIG);
+    cr_assert_eq(seldon_kafka_key(k, sizeof(k), NULL, 0, "pipeline", "0123456789"), SELDON_ETOOBIG);
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_eq(seldon_kafka_key_parse(&p, bad[i], strlen(bad[i])), SELDON_EPARSE, "%s",
                      bad[i]);
@@ -133,14 +140,14 @@ Test(headers, propagation)
 }
 
 /* A request: model_name "old", id "r1", raw contents bytes, model_version "2". */
-static const uint8_t REQ[] = {0x0a, 3, 'o', 'l', 'd', 0x12, 1, '2', 0x1a, 2, 'r', '1',
-                              0x3a, 3, 1, 2, 3};
+static const uint8_t REQ[] = {0x0a, 3,   'o', 'l',  'd', 0x12, 1, '2', 0x1a,
+                              2,    'r', '1', 0x3a, 3,   1,    2, 3};
 
 Test(values, set_model)
 {
     seldon_buf b = SELDON_BUF_INIT;
-    static const uint8_t want[] = {0x0a, 4, 'i', 'r', 'i', 's', 0x12, 1, '2', 0x1a, 2, 'r', '1',
-                                   0x3a, 3, 1, 2, 3};
+    static const uint8_t want[] = {0x0a, 4, 'i', 'r', 'i',  's', 0x12, 1, '2',
+                                   0x1a, 2, 'r', '1', 0x3a, 3,   1,    2, 3};
     cr_assert_eq(seldon_kafka_request_set_model(&b, REQ, sizeof(REQ), "iris"), 0);
     cr_assert_eq(b.len, sizeof(want));
     cr_assert(memcmp(b.data, want, sizeof(want)) == 0);
