@@ -152,3 +152,20 @@ def test_a_call_past_its_timeout_is_an_error_record(g, broker, router):
         assert consume_all(broker.bootstrap, OUT.format("slow")) == []
     finally:
         gw.stop()
+
+
+def test_router_away_gives_error_records(g, broker):
+    """Nothing listens at --router-host: each record is answered by an error record that
+    says so, and the gateway goes on."""
+    class Away:
+        port = 1
+    gw = ModelGateway(Away, "--model", "add10", "--group", "away", broker=broker.bootstrap)
+    try:
+        gw.wait_log(r"assigned seldon\.default\.model\.add10\.inputs", count=4)
+        produce(broker.bootstrap, IN.format("add10"), request_bytes(g, "", [[1]]), key="3.p.away")
+        rec = wait_record(broker.bootstrap, ERRORS, "3.p.away")
+        assert rec.partition == 3
+        assert rec.header("seldon-pipeline-errors") == "add10"
+        assert b"router 127.0.0.1:1: " in rec.value
+    finally:
+        gw.stop()
