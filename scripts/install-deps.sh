@@ -11,9 +11,13 @@ packages=(
   libuv1-dev libhttp-parser-dev libnghttp2-dev liblmdb-dev libxxhash-dev libyaml-dev
   libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
   libgrpc-dev librdkafka-dev libxgboost-dev libjansson-dev
+  # runtime plugins: embedded CPython (runtimes/python) and TorchScript (runtimes/pytorch)
+  libpython3-dev libtorch-dev
   # tests
   libcriterion-dev python3 python3-pytest python3-numpy python3-grpcio
   python3-grpc-tools python3-protobuf python3-xgboost python3-sklearn curl kcat rclone
+  # Python and PyTorch runtime tests: DataFrame models, joblib files, traced TorchScript models
+  python3-pandas python3-joblib python3-torch
   # benchmarks
   wrk nghttp2-client nginx prometheus
 )

@@ -87,6 +87,7 @@ typedef struct agent {
     ag_job *fetching, *serving, *parked; /* parked: fetched, waiting for the server lane */
     uv_process_t *child;                 /* the fetch or copy running, if any */
     int stopping;
+    int index_pending; /* restored versions wait for the server's index before a reload */
     /* metrics */
     seldon_metrics *metrics;
     seldon_metric *m_infer, *m_infer_secs, *m_infer_secs_total, *m_agg_infer, *m_agg_secs,

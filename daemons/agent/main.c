@@ -70,7 +70,7 @@ static int parse_args(ag_config *c, int argc, char **argv)
         SDF_CHECK("capabilities", c, caps_flag, "comma-separated names, at most 64", "A,B",
                   "what the server can run (default mlserver,alibi-detect,\n"
                   "alibi-explain,huggingface,lightgbm,mlflow,python,sklearn,\n"
-                  "spark-mlib,xgboost)"),
+                  "spark-mlib,xgboost,pytorch)"),
         SDF_FLAG("memory", SDF_QTY, &c->memory, 0, 0, "QTY",
                  "memory for loaded models: bytes, or 512Mi, 2Gi, 1G...\n"
                  "(default 0: no limit)"),
@@ -119,7 +119,7 @@ static int parse_args(ag_config *c, int argc, char **argv)
                  "error, warn, info (default), debug, trace"),
     };
     static char default_caps[] = "mlserver,alibi-detect,alibi-explain,huggingface,lightgbm,"
-                                 "mlflow,python,sklearn,spark-mlib,xgboost";
+                                 "mlflow,python,sklearn,spark-mlib,xgboost,pytorch";
     c->replica_index = 0;
     c->overcommit = 10;
     c->server_http = "127.0.0.1:8080";

@@ -245,12 +245,31 @@ int ag_models_restore(agent *a)
         n++;
     }
     closedir(d);
+    /* Until the server's index answers (ag_models_check_server), a request for one of them
+       waits rather than loading it again: the proxy may serve before that call goes out. */
+    a->index_pending = n > 0;
     if (n > 0)
         sdd_log(SELDON_LOG_INFO,
                 "%zu model version(s) held before the restart: reported to "
                 "the scheduler, loaded again on use",
                 n);
     return 0;
+}
+
+static int queue_reload(agent *a, ag_entry *e);
+
+/* Requests that came for restored versions before the server's index answered: those
+   still evicted now are loaded again. */
+static void index_done(agent *a)
+{
+    ag_entry *e;
+    a->index_pending = 0;
+    for (e = ag_cache_first(a->cache); e != NULL; e = e->next) {
+        mdata *m = e->user;
+        if (e->state == AG_EVICTED && m != NULL && m->waiters.next != &m->waiters &&
+            !m->reload_queued && queue_reload(a, e) != 0)
+            wake(e, 0, "out of memory");
+    }
 }
 
 /* The server's index: restored versions it still has loaded count as loaded again. */
@@ -265,11 +284,14 @@ static void index_answered(void *arg, int32_t status, const char *message, const
                 "the server's repository index: %d %s: restored models load "
                 "again on use",
                 status, message);
+        index_done(a);
         return;
     }
     r = inference__repository_index_response__unpack(NULL, len, resp);
-    if (r == NULL)
+    if (r == NULL) {
+        index_done(a);
         return;
+    }
     for (i = 0; i < r->n_models; i++) {
         const char *name = r->models[i]->name;
         ag_entry *e = ag_cache_find(a->cache, name, strlen(name));
@@ -278,9 +300,11 @@ static void index_answered(void *arg, int32_t status, const char *message, const
         e->state = AG_LOADED;
         series_set(a, a->m_loaded, e, 1, 0);
         series_set(a, a->m_loaded_mem, e, (double)e->memory, 0);
+        wake(e, 1, NULL); /* requests that came meanwhile go on: nothing to load */
         n++;
     }
     inference__repository_index_response__free_unpacked(r, NULL);
+    index_done(a);
     if (n > 0)
         sdd_log(SELDON_LOG_INFO, "%zu restored model version(s) still loaded on the server", n);
 }
@@ -294,15 +318,19 @@ void ag_models_check_server(agent *a)
     for (e = ag_cache_first(a->cache); e != NULL; e = e->next)
         if (e->state == AG_EVICTED)
             break;
-    if (e == NULL)
-        return; /* nothing restored */
+    if (e == NULL) {
+        index_done(a); /* nothing restored */
+        return;
+    }
     req.ready = 1;
     len = inference__repository_index_request__pack(&req, buf);
     if (ag_unary(a, a->srv_host, a->srv_grpc_port,
                  "/inference.GRPCInferenceService/RepositoryIndex", buf, len,
-                 a->cfg.server_timeout_ms, index_answered, a) != 0)
+                 a->cfg.server_timeout_ms, index_answered, a) != 0) {
         sdd_log(SELDON_LOG_WARN, "the server cannot be reached: restored models load again on "
                                  "use");
+        index_done(a);
+    }
 }
 
 static void entry_drop(agent *a, ag_entry *e)
@@ -402,17 +430,25 @@ int ag_models_acquire(agent *a, ag_entry *e, ag_waiter *w)
     m->waiters.prev->next = w;
     m->waiters.prev = w;
     w->linked = 1;
-    if ((e->state == AG_EVICTED || e->state == AG_EVICTING) && !m->reload_queued) {
-        ag_job *j = job_new(a, J_RELOAD, 0, e->model, e->version);
-        if (j == NULL) {
-            ag_waiter_cancel(w);
-            return sdd_error(SELDON_ENOMEM, "out of memory");
-        }
-        m->reload_queued = 1;
-        series_set(a, a->m_miss, e, 1, 1);
-        sdd_log(SELDON_LOG_INFO, "model %s: requested while evicted: loading it again", e->vname);
-        job_push(a, j, 1); /* ahead of the queue: a request waits for it */
+    /* Right after a restart the server may still hold it: its index says, soon. */
+    if ((e->state == AG_EVICTED || e->state == AG_EVICTING) && !m->reload_queued &&
+        !a->index_pending && queue_reload(a, e) != 0) {
+        ag_waiter_cancel(w);
+        return sdd_error(SELDON_ENOMEM, "out of memory");
     }
+    return 0;
+}
+
+static int queue_reload(agent *a, ag_entry *e)
+{
+    mdata *m = md_of(e);
+    ag_job *j = job_new(a, J_RELOAD, 0, e->model, e->version);
+    if (j == NULL || m == NULL)
+        return -1;
+    m->reload_queued = 1;
+    series_set(a, a->m_miss, e, 1, 1);
+    sdd_log(SELDON_LOG_INFO, "model %s: requested while evicted: loading it again", e->vname);
+    job_push(a, j, 1); /* ahead of the queue: a request waits for it */
     return 0;
 }
 

@@ -11,7 +11,12 @@
  * Retries: until response headers reach the client, a connect failure, a reset,
  * a GOAWAY or a trailers-only UNAVAILABLE is retried on another upstream, with
  * the request's messages replayed (kept up to --replay-limit).
+ *
+ * Holding (hold.c): a call that finds no upstream to take it (none left in the route,
+ * every one refusing connections, or a route that left a table moments ago) waits for
+ * the next table, within --hold and the route's timeout, while it can be replayed.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,17 +52,29 @@ typedef struct gp {
     uint8_t mirrored;
     char tag[SELDON_ROUTES_NAME_MAX + 16];
     char route_hdr[1024];
+    char sticky[256]; /* the request's x-seldon-route (sticky), for a fresh decision */
+    size_t sticky_len;
+    rt_held held;       /* parked while no upstream can take it */
+    int64_t hold_until; /* set at the first park */
+    int64_t deadline;   /* the route's, from the first table that had it (0: none) */
+    int32_t fail_status;
+    uint8_t resets;
+    char fail_msg[160];
+    char name[SELDON_ROUTES_NAME_MAX + 1];
+    size_t name_len;
 } gp;
 
 static const sd2_stream_cbs down_cbs;
 static const sd2_stream_cbs up_cbs;
 static const sd2_stream_cbs quiet_cbs;
 static void attempt(gp *p);
+static void park(gp *p, int32_t grpc_status, const char *message);
 
 static void maybe_free(gp *p)
 {
     if (p->down != NULL || p->up != NULL)
         return;
+    rt_unhold(&p->held);
     seldon_router_req_free(p->rr);
     seldon_buf_free(&p->replay);
     sdd_free(p->mem);
@@ -70,6 +87,8 @@ static void done(gp *p, int32_t grpc_status)
     if (p->finished)
         return;
     p->finished = 1;
+    if (p->rr == NULL) /* a route that never came back */
+        seldon_router_metrics_request(p->L->r->rmetrics, "", grpc_status);
     seldon_router_req_finish(p->rr, grpc_status);
 }
 
@@ -231,9 +250,13 @@ static void up_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
                  "the route's timeout passed before the upstream "
                  "answered");
         else if (outcome_of(err) == SELDON_ROUTER_CONNECT_FAILED)
-            fail(p, GRPC_UNAVAILABLE, "no upstream could be reached");
+            park(p, GRPC_UNAVAILABLE, "no upstream could be reached");
+        else if (!p->headers_sent && p->resets++ == 0)
+            park(p, GRPC_UNAVAILABLE, sd2_strerror(err)); /* the upstream died under it */
         else
             fail(p, GRPC_UNAVAILABLE, sd2_strerror(err));
+        if (p->held.linked)
+            return;
     }
     maybe_free(p);
 }
@@ -419,10 +442,18 @@ static void attempt(gp *p)
     int32_t retry = 0;
     int rc;
 
+    if (p->rr == NULL) {
+        park(p, 5, "no route"); /* NOT_FOUND */
+        return;
+    }
     for (;;) {
         rc = seldon_router_pick(&u, p->rr, now);
         if (rc != 0) {
-            fail(p, GRPC_UNAVAILABLE, seldon_last_error());
+            if (rt_route_serves(p->L, p->name, p->name_len, SELDON_ROUTER_GRPC))
+                park(p, GRPC_UNAVAILABLE, seldon_last_error());
+            else
+                fail(p, GRPC_UNAVAILABLE,
+                     seldon_last_error()); /* this protocol has no upstream here */
             return;
         }
         deadline = seldon_router_req_deadline(p->rr);
@@ -440,7 +471,7 @@ static void attempt(gp *p)
         p->up = NULL;
         seldon_router_attempt_end(&retry, NULL, p->rr, SELDON_ROUTER_CONNECT_FAILED, 1, now);
         if (!retry) {
-            fail(p, GRPC_UNAVAILABLE, "no upstream could take the call");
+            park(p, GRPC_UNAVAILABLE, "no upstream could take the call");
             return;
         }
     }
@@ -493,6 +524,7 @@ static void down_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code
     (void)s;
     (void)h2_code;
     p->down = NULL;
+    rt_unhold(&p->held);
     if (err != SD2_OK || !p->finished) {
         drop_up(p);
         done(p, 1); /* CANCELLED: the client went away */
@@ -502,6 +534,62 @@ static void down_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code
 }
 
 static const sd2_stream_cbs down_cbs = {NULL, down_data, down_end, down_drain, down_close};
+
+/* ----------------------------------------------------------------- holding */
+
+static void wake(rt_held *h, int expired)
+{
+    gp *p = (gp *)((char *)h - offsetof(gp, held));
+    int64_t now = rt_now_ns();
+    if (p->down == NULL) {
+        maybe_free(p);
+        return;
+    }
+    if (p->deadline > 0 && now >= p->deadline) {
+        fail(p, GRPC_DEADLINE_EXCEEDED,
+             "the route's timeout passed before an upstream took the call");
+        return;
+    }
+    if (expired || !p->replay_ok || p->L->closing) {
+        fail(p, p->fail_status, p->fail_msg);
+        return;
+    }
+    /* A fresh request on the table in force: its upstreams, its retry budget. */
+    seldon_router_req_free(p->rr);
+    p->rr = NULL;
+    if (seldon_router_req_new_split(&p->rr, p->L->lb, p->name, p->name_len, p->sticky,
+                                    p->sticky_len, SELDON_ROUTER_GRPC, now) != 0) {
+        p->rr = NULL;
+        rt_hold(p->L, &p->held); /* still no route: wait on */
+        return;
+    }
+    if (p->deadline == 0)
+        p->deadline = seldon_router_req_deadline(p->rr);
+    attempt(p);
+}
+
+/* No upstream can take the call now: it waits for the next table (or the tick), while
+   it can be replayed and within the hold and the route's timeout; else it fails. */
+static void park(gp *p, int32_t grpc_status, const char *message)
+{
+    int64_t now = rt_now_ns();
+    drop_up(p);
+    if (p->hold_until == 0) {
+        p->hold_until = rt_hold_until(p->L, now);
+        if (p->hold_until != 0 && p->deadline > 0 && p->deadline < p->hold_until)
+            p->hold_until = p->deadline;
+    }
+    if (p->down == NULL || p->headers_sent || p->finished || !p->replay_ok || p->hold_until == 0 ||
+        now >= p->hold_until || p->L->closing) {
+        fail(p, grpc_status, message);
+        return;
+    }
+    p->fail_status = grpc_status;
+    snprintf(p->fail_msg, sizeof(p->fail_msg), "%s", message);
+    p->held.until_ns = p->hold_until;
+    p->held.wake = wake;
+    rt_hold(p->L, &p->held);
+}
 
 /* ----------------------------------------------------------------- a new call */
 
@@ -579,11 +667,18 @@ void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     p->grpc_status = -1;
     {
         const sd2_header *sticky = sd2_header_find(h, n, SELDON_ROUTER_ROUTE_HEADER);
-        rc = seldon_router_req_new_split(&p->rr, L->lb, name, len, sticky ? sticky->value : NULL,
-                                         sticky ? sticky->value_len : 0, SELDON_ROUTER_GRPC,
-                                         rt_now_ns());
+        if (sticky != NULL && sticky->value_len < sizeof(p->sticky)) { /* kept for a hold */
+            memcpy(p->sticky, sticky->value, sticky->value_len);
+            p->sticky_len = sticky->value_len;
+        }
     }
-    if (rc != 0) {
+    rc = seldon_router_req_new_split(&p->rr, L->lb, name, len, p->sticky, p->sticky_len,
+                                     SELDON_ROUTER_GRPC, rt_now_ns());
+    if (rc != 0)
+        p->rr = NULL;
+    /* An unknown route is NOT_FOUND at once, unless the model was routed moments ago
+       (it is moving): then the call is held. */
+    if (rc != 0 && !(rc == SELDON_ENOTFOUND && rt_route_gone(L, name, len))) {
         seldon_router_status(NULL, &grpc_status, rc);
         sd2_grpc_finish(s, grpc_status, seldon_last_error(), NULL, 0);
         seldon_router_metrics_request(L->r->rmetrics, "", grpc_status);
@@ -596,9 +691,17 @@ void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
         sd2_grpc_finish(s, 13, "router out of memory", NULL, 0);
         return;
     }
+    memcpy(p->name, name, len);
+    p->name_len = len;
+    p->deadline = p->rr != NULL ? seldon_router_req_deadline(p->rr) : 0;
     p->replay_ok = 1;
     p->body_done = end != 0;
     p->down = s;
     sd2_stream_bind(s, &down_cbs, p);
-    attempt(p);
+    if (p->rr == NULL) {
+        char msg[SELDON_ROUTES_NAME_MAX + 32];
+        snprintf(msg, sizeof(msg), "no route for model \"%s\"", name);
+        park(p, 5, msg);
+    } else
+        attempt(p);
 }

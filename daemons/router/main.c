@@ -89,6 +89,10 @@ static int parse_args(rt_config *c, int argc, char **argv)
                  "(default 1 MiB; a larger body is not retried)"),
         SDF_FLAG("upstream-conns", SDF_U32, &c->upstream_conns, 1, 65536, "N",
                  "HTTP/1.1 connections per upstream per loop (default 64)"),
+        SDF_FLAG("hold", SDF_MS, &c->hold_ms, 0, 3600000, "MS",
+                 "how long a request waits for its route's upstreams\n"
+                 "when they are momentarily gone (a model moving),\n"
+                 "within the route's timeout (default 10000; 0: never)"),
         SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
                  "error, warn, info (default), debug, trace"),
     };
@@ -107,6 +111,7 @@ static int parse_args(rt_config *c, int argc, char **argv)
     c->log_level = SELDON_LOG_INFO;
     c->state_dir = "./.seldon-router";
     c->resubscribe_max_ms = 5000;
+    c->hold_ms = 10000;
     if (sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv) < 0)
         return -1;
     if (c->name == NULL) {
@@ -226,6 +231,7 @@ static void loop_init(void *arg)
     uv_timer_init(L->loop, &L->gauge_timer);
     L->gauge_timer.data = L;
     uv_timer_start(&L->gauge_timer, count_connections, 0, 250);
+    rt_hold_init(L);
 }
 
 /* Runs on the connection's loop: hands an h2c connection to that loop's h2 server. */
@@ -263,9 +269,15 @@ static void swap_counted(swap_all *all)
 static void swap_on_loop(void *arg)
 {
     swap_msg *m = arg;
-    if (seldon_router_lb_swap(m->L->lb, m->routes) != 0)
+    seldon_routes *old = seldon_routes_retain(seldon_router_lb_routes(m->L->lb));
+    if (seldon_router_lb_swap(m->L->lb, m->routes) != 0) {
         sdd_log(SELDON_LOG_ERROR, "loop %d: routes swap failed: %s", m->L->index,
                 seldon_last_error());
+        seldon_routes_release(old);
+    } else {
+        rt_hold_swapped(m->L, old);
+        rt_hold_wake(m->L); /* requests waiting for upstreams try the new table */
+    }
     swap_counted(m->all);
     seldon_routes_release(m->routes);
     sdd_free(m);
@@ -547,6 +559,7 @@ static void close_on_loop(void *arg)
     rt_pool *p, *next;
     L->closing = 1;
     uv_close((uv_handle_t *)&L->gauge_timer, NULL);
+    rt_hold_close(L);
     for (p = L->pools; p != NULL; p = next) {
         next = p->next;
         sdc_pool_free(p->pool, NULL, NULL);

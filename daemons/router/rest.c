@@ -8,7 +8,13 @@
  * on another upstream. A larger body streams without a copy and is not retried
  * once its first bytes went out. Everything runs on the loop that accepted the
  * request.
+ *
+ * Holding (hold.c): a request that finds no upstream to take it (none left in the
+ * route, every one refusing connections, or a route that left a table moments ago)
+ * waits for the next table, within --hold and the route's timeout, while it can still
+ * be replayed whole.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,11 +53,22 @@ typedef struct rp {
     uint8_t mirrored;    /* the mirror copy was sent (or given up) */
     char tag[SELDON_ROUTES_NAME_MAX + 16]; /* "<route>_<version>" of the attempt's upstream */
     char route_hdr[1024];                  /* x-seldon-route sent back */
+    char sticky[256]; /* the request's x-seldon-route (sticky), for a fresh decision */
+    size_t sticky_len;
+    rt_held held;       /* parked while no upstream can take it */
+    int64_t hold_until; /* set at the first park */
+    int fail_status;    /* what a hold that runs out answers */
+    uint8_t resets;     /* resets that led to a hold (one is held, not more) */
+    char fail_msg[160];
+    char name[SELDON_ROUTES_NAME_MAX + 1];
+    size_t name_len;
 } rp;
 
 static const sdh_stream_ops down_ops;
 static const sdc_callbacks up_cbs;
 static void attempt(rp *p);
+static void park(rp *p, int status, const char *message);
+static void arm_deadline(rp *p);
 
 /* --------------------------------------------------------------- endings */
 
@@ -63,6 +80,9 @@ static void timer_closed(uv_handle_t *h)
 /* Frees p once neither side needs it (down answered or gone, up done). */
 static void finish(rp *p, int code)
 {
+    rt_unhold(&p->held);
+    if (p->rr == NULL) /* a route that never came back */
+        seldon_router_metrics_request(p->L->r->rmetrics, "", code);
     if (p->timer != NULL) {
         uv_timer_stop(p->timer);
         uv_close((uv_handle_t *)p->timer, timer_closed);
@@ -294,8 +314,11 @@ static void up_done(sdc_request *req, int result, void *user_data)
     }
     if (result == SDC_ETIMEOUT)
         fail(p, 504, "upstream timed out");
-    else if (result == SDC_EREFUSED || result == SDC_ECONNECT || result == SDC_ECONNECT_TIMEOUT)
-        fail(p, 503, "no upstream could be reached");
+    else if (result == SDC_EREFUSED || result == SDC_ECONNECT || result == SDC_ECONNECT_TIMEOUT ||
+             result == SDC_EQUEUEFULL)
+        park(p, 503, "no upstream could be reached");
+    else if (!p->head_sent && p->resets++ == 0)
+        park(p, 502, sdc_strerror(result)); /* the upstream died under it: once */
     else
         fail(p, 502, sdc_strerror(result));
 }
@@ -447,10 +470,17 @@ static void attempt(rp *p)
     int32_t retry = 0;
     int rc;
 
+    if (p->rr == NULL) {
+        park(p, 404, "no route");
+        return;
+    }
     for (;;) {
         rc = seldon_router_pick(&u, p->rr, now);
         if (rc != 0) {
-            fail(p, 503, seldon_last_error());
+            if (rt_route_serves(p->L, p->name, p->name_len, SELDON_ROUTER_HTTP))
+                park(p, 503, seldon_last_error());
+            else
+                fail(p, 503, seldon_last_error()); /* this protocol has no upstream here */
             return;
         }
         pool = rt_pool_get(p->L, u);
@@ -467,7 +497,7 @@ static void attempt(rp *p)
         p->up = NULL;
         seldon_router_attempt_end(&retry, NULL, p->rr, SELDON_ROUTER_CONNECT_FAILED, 1, now);
         if (!retry) {
-            fail(p, 503, "no upstream could take the request");
+            park(p, 503, "no upstream could take the request");
             return;
         }
     }
@@ -509,7 +539,8 @@ static void down_end(void *user_data, sdh_req *req)
     p->body_done = 1;
     if (p->deferred) {
         p->deferred = 0;
-        attempt(p);
+        if (!p->held.linked) /* a held request goes once it is woken */
+            attempt(p);
         return;
     }
     if (p->down != NULL)
@@ -543,8 +574,72 @@ static void on_deadline(uv_timer_t *t)
 {
     rp *p = t->data;
     drop_up(p);
-    seldon_router_attempt_end(NULL, NULL, p->rr, SELDON_ROUTER_TIMEOUT, 0, rt_now_ns());
+    rt_unhold(&p->held);
+    if (p->rr != NULL)
+        seldon_router_attempt_end(NULL, NULL, p->rr, SELDON_ROUTER_TIMEOUT, 0, rt_now_ns());
     fail(p, 504, "the route's timeout passed before the upstream answered");
+}
+
+/* --------------------------------------------------------------- holding */
+
+static void arm_deadline(rp *p)
+{
+    int64_t deadline = p->rr != NULL ? seldon_router_req_deadline(p->rr) : 0, ms;
+    if (deadline <= 0 || p->timer != NULL)
+        return;
+    ms = (deadline - rt_now_ns()) / 1000000;
+    p->timer = sdd_malloc(sizeof(*p->timer));
+    if (p->timer != NULL) {
+        uv_timer_init(p->L->loop, p->timer);
+        p->timer->data = p;
+        uv_timer_start(p->timer, on_deadline, ms > 0 ? (uint64_t)ms : 0, 0);
+    }
+}
+
+static void wake(rt_held *h, int expired)
+{
+    rp *p = (rp *)((char *)h - offsetof(rp, held));
+    if (p->down == NULL) {
+        finish(p, 499);
+        return;
+    }
+    if (expired || !p->replay_ok || p->L->closing) {
+        fail(p, p->fail_status, p->fail_msg);
+        return;
+    }
+    /* A fresh request on the table in force: its upstreams, its retry budget. */
+    seldon_router_req_free(p->rr);
+    p->rr = NULL;
+    if (seldon_router_req_new_split(&p->rr, p->L->lb, p->name, p->name_len, p->sticky,
+                                    p->sticky_len, SELDON_ROUTER_HTTP, rt_now_ns()) != 0) {
+        p->rr = NULL;
+        rt_hold(p->L, &p->held); /* still no route: wait on */
+        return;
+    }
+    arm_deadline(p);
+    if (p->deferred && !p->body_done)
+        return; /* the body's end sends it */
+    attempt(p);
+}
+
+/* No upstream can take the request now: it waits for the next table (or the tick),
+   while it can be replayed and within the hold; else it fails with status, message. */
+static void park(rp *p, int status, const char *message)
+{
+    int64_t now = rt_now_ns();
+    drop_up(p);
+    if (p->hold_until == 0)
+        p->hold_until = rt_hold_until(p->L, now);
+    if (p->down == NULL || p->head_sent || !p->replay_ok || p->hold_until == 0 ||
+        now >= p->hold_until || p->L->closing) {
+        fail(p, status, message);
+        return;
+    }
+    p->fail_status = status;
+    snprintf(p->fail_msg, sizeof(p->fail_msg), "%s", message);
+    p->held.until_ns = p->hold_until;
+    p->held.wake = wake;
+    rt_hold(p->L, &p->held);
 }
 
 /* --------------------------------------------------------------- the head */
@@ -646,7 +741,8 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
     char name[SELDON_ROUTES_NAME_MAX + 1];
     size_t len = 0, sticky_len = 0;
     const char *sticky;
-    int64_t declared, deadline;
+    int64_t declared;
+    int routed;
     rp *p;
 
     if (L == NULL || L->closing || route_of(name, &len, sizeof(name), head) != 0)
@@ -656,9 +752,17 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
         return;
     p->L = L;
     sticky = sdh_request_header(head, SELDON_ROUTER_ROUTE_HEADER, &sticky_len);
-    if (seldon_router_req_new_split(&p->rr, L->lb, name, len, sticky, sticky ? sticky_len : 0,
-                                    SELDON_ROUTER_HTTP, rt_now_ns()) != 0 ||
-        keep_head(p, head, name, len) != 0) {
+    if (sticky != NULL && sticky_len < sizeof(p->sticky)) { /* kept for a held request */
+        memcpy(p->sticky, sticky, sticky_len);
+        p->sticky_len = sticky_len;
+    }
+    routed = seldon_router_req_new_split(&p->rr, L->lb, name, len, p->sticky, p->sticky_len,
+                                         SELDON_ROUTER_HTTP, rt_now_ns()) == 0;
+    if (!routed)
+        p->rr = NULL;
+    /* An unknown route is the whole-body handler's 404, unless the model was routed
+       moments ago (it is moving): then the request is held. */
+    if ((!routed && !rt_route_gone(L, name, len)) || keep_head(p, head, name, len) != 0) {
         seldon_router_req_free(p->rr);
         sdd_free(p->mem);
         sdd_free(p);
@@ -672,6 +776,8 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
         p->head.content_length = SDH_BODY_NONE;
     else
         p->head.content_length = declared;
+    memcpy(p->name, name, len);
+    p->name_len = len;
     p->replay_ok = 1;
     p->body_done = declared == 0;
     p->deferred =
@@ -683,17 +789,12 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
         return;
     }
     p->down = req;
-    deadline = seldon_router_req_deadline(p->rr);
-    if (deadline > 0) {
-        int64_t ms = (deadline - rt_now_ns()) / 1000000;
-        p->timer = sdd_malloc(sizeof(*p->timer));
-        if (p->timer != NULL) {
-            uv_timer_init(L->loop, p->timer);
-            p->timer->data = p;
-            uv_timer_start(p->timer, on_deadline, ms > 0 ? (uint64_t)ms : 0, 0);
-        }
-    }
-    if (!p->deferred)
+    arm_deadline(p);
+    if (p->rr == NULL) {
+        char msg[SELDON_ROUTES_NAME_MAX + 32];
+        snprintf(msg, sizeof(msg), "no route for model \"%s\"", name);
+        park(p, 404, msg);
+    } else if (!p->deferred)
         attempt(p);
 }
 

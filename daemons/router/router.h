@@ -43,6 +43,7 @@ typedef struct rt_config {
     const char *state_dir;       /* --state-dir (default ./.seldon-router) */
     const char *name;            /* --name: how the scheduler's logs call this router */
     uint64_t resubscribe_max_ms; /* cap on the backoff between subscription attempts */
+    uint64_t hold_ms;            /* --hold: how long a request waits for a route's upstreams */
 } rt_config;
 
 typedef struct rt_sub rt_sub;
@@ -50,6 +51,17 @@ typedef struct rt_sub rt_sub;
 #define RT_SUB_BACKOFF_MIN_MS 100 /* the first wait after a failed subscription attempt */
 
 typedef struct router router;
+
+/* A request held until its route has an upstream again (hold.c). */
+typedef struct rt_held {
+    struct rt_held *prev, *next;
+    int64_t until_ns; /* then it fails */
+    /* Called off the list: try again, or fail when expired (park again to wait on). */
+    void (*wake)(struct rt_held *h, int expired);
+    int linked;
+} rt_held;
+
+#define RT_GONE_MAX 8 /* tables swapped out within --hold, kept to know a route moved */
 
 /* One upstream HTTP/1.1 pool of one loop, keyed by "host:port". */
 typedef struct rt_pool {
@@ -74,7 +86,12 @@ typedef struct rt_loop {
     _Atomic size_t conns_down, conns_up; /* read by /metrics on another loop */
     int closing;                         /* the loop's clients are being closed */
     sd2_server *h2_draining;             /* after SIGTERM, until its streams end */
-    int mirrors;                         /* experiment mirror copies in flight on this loop */
+    rt_held held;                        /* requests waiting for upstreams (hold.c) */
+    uv_timer_t hold_timer;
+    seldon_routes *gone[RT_GONE_MAX]; /* tables swapped out lately, oldest first */
+    int64_t gone_at[RT_GONE_MAX];
+    int ngone;
+    int mirrors; /* experiment mirror copies in flight on this loop */
 } rt_loop;
 
 /*
@@ -163,6 +180,27 @@ void rt_replay_keep(router *r, seldon_buf *replay, uint8_t *ok, const uint8_t *d
 
 /* Remembers an h2c pool for the connections gauge. */
 void rt_note_h2_upstream(rt_loop *L, sd2_upstream *u);
+
+/*
+ * hold.c, on the loop's thread. rt_hold_until: when a request starting its hold now
+ * must give up (0: holding is off). rt_hold parks h (its until_ns and wake set);
+ * rt_unhold takes it off (no-op when not parked). After a table swap on a loop,
+ * rt_hold_swapped keeps the old table (takes its reference) and rt_hold_wake retries
+ * every held request. rt_route_gone: 1 when a table swapped out within the hold had the
+ * route. A route in force with no upstream for the request's protocol is a
+ * misconfiguration, not a move: such requests fail at once (rt_route_serves). rt_hold_close fails
+ * what is held and closes the timer.
+ */
+void rt_hold_init(rt_loop *L);
+int64_t rt_hold_until(rt_loop *L, int64_t now_ns);
+void rt_hold(rt_loop *L, rt_held *h);
+void rt_unhold(rt_held *h);
+void rt_hold_swapped(rt_loop *L, seldon_routes *old);
+void rt_hold_wake(rt_loop *L);
+int rt_route_gone(rt_loop *L, const char *name, size_t len);
+/* 1 when the route in force has an upstream for protocol (SELDON_ROUTER_HTTP or _GRPC). */
+int rt_route_serves(rt_loop *L, const char *name, size_t len, int32_t protocol);
+void rt_hold_close(rt_loop *L);
 
 /* rest.c: the HTTP/1.1 server's head and whole-body handlers. */
 void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head);

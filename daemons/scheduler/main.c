@@ -127,6 +127,9 @@ int main(int argc, char **argv)
     sdd_log_init("seldon-scheduler", d.cfg.log_level);
 
     sdf_signals_block(&sigs, 0);
+    /* A file size limit (RLIMIT_FSIZE) makes a state write fail with EFBIG, which is
+       refused like a full volume, instead of killing the process. */
+    signal(SIGXFSZ, SIG_IGN);
 
     if (lock_state_dir(d.cfg.state_dir) != 0)
         return 1;

@@ -52,6 +52,11 @@ int sc_metrics_setup(sc_daemon *d)
             &d->m_watchers, d->metrics, SELDON_METRIC_GAUGE, "seldon_scheduler_event_subscribers",
             "Clients subscribed to events (SubscribeEvents).", NULL, 0, NULL, 0);
     if (rc == 0)
+        rc = seldon_metrics_add(&d->m_gateways, d->metrics, SELDON_METRIC_GAUGE,
+                                "seldon_scheduler_pipeline_gateways_connected",
+                                "Pipeline gateways subscribed (RouteService.SubscribePipelines).",
+                                NULL, 0, NULL, 0);
+    if (rc == 0)
         rc = seldon_metrics_add(&d->m_ready, d->metrics, SELDON_METRIC_GAUGE,
                                 "seldon_scheduler_ready",
                                 "1 once the scheduler acts on its state (after a restart: every "
@@ -175,6 +180,7 @@ int sc_metrics_render(seldon_buf *out, sc_daemon *d)
     set_gauge(d->m_agents, (double)d->nagents);
     set_gauge(d->m_routers, (double)d->nrouters);
     set_gauge(d->m_watchers, (double)d->nwatchers);
+    set_gauge(d->m_gateways, (double)d->ngateways);
     set_gauge(d->m_ready, d->sched != NULL && seldon_sched_ready(d->sched) ? 1 : 0);
     /* The tallies borrow state names from the snapshots: render before freeing them. */
     rc = seldon_metrics_render(out, d->metrics);

@@ -74,6 +74,23 @@ struct sc_daemon {
     void (*local_command)(void *user_data, const seldon_sched_command *cmd);
     void (*after_pump)(void *user_data);
     void *local_data;
+    /* Pipeline gateways (RouteService/SubscribePipelines, svc.c). pipelines_in_process: the
+       embedding host serves pipelines itself (seldon-up): no "<p>.pipeline" routes, and no
+       gateway is waited for. */
+    int pipelines_in_process;
+    sc_call *gateways;
+    size_t ngateways;
+    uint64_t gw_gen;   /* bumped when the gateways or the pipelines' names change */
+    uint64_t pl_gen;   /* the PipelineSet's generation */
+    uint64_t pl_hash;  /* of the PipelineSet last sent */
+    uint64_t pl_names; /* of the pipelines' names in the route table */
+    seldon_metric *m_gateways;
+    /* After a start, route tables wait (at most SC_GATEWAY_HOLD_MS) for a gateway while
+       pipelines exist: routers keep serving their last pipelines' routes meanwhile, rather
+       than take them without upstreams. */
+    uv_timer_t hold_timer;
+    int64_t hold_until_ns;
+    int hold_armed;
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */

@@ -45,10 +45,15 @@ typedef Seldon__Control__V1__RouteCandidate RouteCandidate;
 typedef Seldon__Control__V1__ExperimentStatus ExperimentStatus;
 typedef Seldon__Control__V1__ExperimentStatusResponse ExperimentStatusResponse;
 typedef Seldon__Control__V1__ExperimentCandidate ExperimentCandidate;
+typedef Seldon__Control__V1__PipelineSubscribeRequest PipelineSubscribeRequest;
+typedef Seldon__Control__V1__PipelineSpec PipelineSpec;
+typedef Seldon__Control__V1__PipelineSet PipelineSet;
 
 #define SDR_ABORTED 10
 /* The shortest time between two route tables. */
 #define ROUTE_INTERVAL_MS 20
+/* How long after a start route tables wait for a pipeline gateway (see schedd.h). */
+#define SC_GATEWAY_HOLD_MS 2000
 /* A subscriber whose unsent output passes this is cut: it does not read. */
 #define SUBSCRIBER_QUEUE_MAX ((size_t)16 << 20)
 
@@ -62,6 +67,7 @@ enum {
     M_AGENT_REPORT,
     M_ROUTE_SUBSCRIBE,
     M_PIPELINE_STATUS,
+    M_PIPELINE_SUBSCRIBE,
     M_EXPERIMENT_STATUS
 };
 
@@ -78,11 +84,12 @@ static const struct method {
     [M_AGENT_REPORT] = {SC_SVC_AGENT, "/seldon.control.v1.AgentService/Report"},
     [M_ROUTE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/Subscribe"},
     [M_PIPELINE_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/PipelineStatus"},
+    [M_PIPELINE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/SubscribePipelines"},
     [M_EXPERIMENT_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/ExperimentStatus"},
 };
 
 /* The list a streaming call sits in while it is open. */
-enum { L_NONE, L_AGENTS, L_ROUTERS, L_WATCHERS };
+enum { L_NONE, L_AGENTS, L_ROUTERS, L_WATCHERS, L_GATEWAYS };
 
 struct sc_call {
     sc_daemon *d;
@@ -98,6 +105,7 @@ struct sc_call {
     char *server; /* agents: the replica's server and index; routers: their name */
     uint32_t index;
     uint64_t route_gen_sent;
+    char *gw_http, *gw_grpc; /* gateways: where routers reach them */
 };
 
 int64_t sc_now_ns(void)
@@ -130,6 +138,9 @@ static sc_call **list_head(sc_daemon *d, int list, size_t **count)
     case L_ROUTERS:
         *count = &d->nrouters;
         return &d->routers;
+    case L_GATEWAYS:
+        *count = &d->ngateways;
+        return &d->gateways;
     default:
         *count = &d->nwatchers;
         return &d->watchers;
@@ -379,18 +390,28 @@ static int route_split(Route *r, arena *a, const seldon_routes *t, size_t i)
     return 0;
 }
 
+/* The route table's generation: the scheduler's, plus the gateways' changes. */
+static uint64_t route_gen_now(const sc_daemon *d)
+{
+    return seldon_sched_routes_generation(d->sched) + d->gw_gen;
+}
+
+static int add_pipeline_routes(sc_daemon *d, RouteTable *m, arena *a);
+
 /* Builds the framed RouteTable for the scheduler's routes now. */
 static int build_routes(sc_daemon *d)
 {
     seldon_routes *t = NULL;
     RouteTable m = SELDON__CONTROL__V1__ROUTE_TABLE__INIT;
+    seldon_routes_defaults defs = SELDON_ROUTES_DEFAULTS_INIT;
     arena a = {NULL, 0, 0};
     size_t i, j, n;
     int rc = seldon_sched_routes(&t, d->sched);
     if (rc != 0)
         return rc;
+    seldon_routes_get_defaults(&defs, t);
     n = seldon_routes_count(t);
-    m.generation = seldon_sched_routes_generation(d->sched);
+    m.generation = route_gen_now(d);
     m.n_routes = n;
     m.routes = arena_alloc(&a, n * sizeof(*m.routes));
     rc = m.routes == NULL ? SELDON_ENOMEM : 0;
@@ -403,8 +424,14 @@ static int build_routes(sc_daemon *d)
         }
         seldon__control__v1__route__init(r);
         r->name = (char *)nz(seldon_routes_name(t, i));
+        /* A route on the table's defaults says -1, so that each router applies its own
+           (seldon-router --routes FILE); a route's own value goes as it is. */
         r->timeout_ms = seldon_routes_timeout_ms(t, i);
         r->retries = seldon_routes_retries(t, i);
+        if (r->timeout_ms == defs.timeout_ms)
+            r->timeout_ms = -1;
+        if (r->retries == defs.retries)
+            r->retries = -1;
         r->n_upstreams = nu;
         r->upstreams = nu > 0 ? arena_alloc(&a, nu * sizeof(*r->upstreams)) : NULL;
         if (nu > 0 && r->upstreams == NULL) {
@@ -428,6 +455,8 @@ static int build_routes(sc_daemon *d)
         }
         m.routes[i] = r;
     }
+    if (rc == 0 && !d->pipelines_in_process)
+        rc = add_pipeline_routes(d, &m, &a);
     if (rc == 0) {
         d->route_frame.len = 0;
         if (frame(&d->route_frame, &m.base) != 0)
@@ -437,11 +466,38 @@ static int build_routes(sc_daemon *d)
         d->route_gen = m.generation;
         d->route_built = 1;
         sdd_log(SELDON_LOG_INFO, "route table %llu: %zu route(s)", (unsigned long long)m.generation,
-                n);
+                m.n_routes);
     }
     arena_free(&a);
     seldon_routes_release(t);
     return rc;
+}
+
+static void hold_over(uv_timer_t *t);
+
+/* 1 while route tables wait for a gateway: just started, pipelines stored, none connected. */
+static int routes_held(sc_daemon *d)
+{
+    seldon_sched_status *st = NULL;
+    const seldon_sched_pipeline_status *ps;
+    int64_t now;
+    size_t i;
+    int live = 0;
+    if (d->pipelines_in_process || d->ngateways > 0 || d->closing || d->hold_until_ns == 0)
+        return 0;
+    now = sc_mono_ns();
+    if (now >= d->hold_until_ns)
+        return 0;
+    if (seldon_sched_pipelines(&st, d->sched, NULL) == 0)
+        for (i = 0; (ps = seldon_sched_status_pipeline(st, i)) != NULL && !live; i++)
+            live = !ps->deleted;
+    seldon_sched_status_free(st);
+    if (live && !d->hold_armed) {
+        d->hold_armed = 1;
+        uv_timer_start(&d->hold_timer, hold_over,
+                       (uint64_t)((d->hold_until_ns - now) / 1000000 + 1), 0);
+    }
+    return live;
 }
 
 static void send_routes(sc_call *c)
@@ -449,6 +505,10 @@ static void send_routes(sc_call *c)
     sc_daemon *d = c->d;
     if (c->s == NULL || c->finished)
         return;
+    if (routes_held(d)) {
+        c->route_stale = 1; /* sent when a gateway connects, or when the hold is over */
+        return;
+    }
     if (c->blocked) {
         c->route_stale = 1; /* only the newest table matters: sent once the queue drains */
         return;
@@ -457,6 +517,20 @@ static void send_routes(sc_call *c)
     c->route_gen_sent = d->route_gen;
     if (sd2_write(c->s, d->route_frame.data, d->route_frame.len) == 1)
         c->blocked = 1;
+}
+
+/* The hold is over: routers that wait for a table get the one in force. */
+static void hold_over(uv_timer_t *t)
+{
+    sc_daemon *d = t->data;
+    sc_call *c, *next;
+    d->hold_armed = 0;
+    d->hold_until_ns = 0;
+    for (c = d->routers; c != NULL; c = next) {
+        next = c->next;
+        if (c->route_stale && !c->blocked)
+            send_routes(c);
+    }
 }
 
 static void routes_due(uv_timer_t *t)
@@ -471,7 +545,7 @@ void sc_routes_now(sc_daemon *d)
         uv_timer_stop(&d->route_timer);
     d->route_pending = 0;
     d->route_last_ms = uv_now(d->loop);
-    if (d->closing || (d->route_built && seldon_sched_routes_generation(d->sched) == d->route_gen))
+    if (d->closing || (d->route_built && route_gen_now(d) == d->route_gen))
         return;
     if (build_routes(d) != 0) {
         sdd_log(SELDON_LOG_ERROR, "route table: %s", seldon_last_error());
@@ -489,13 +563,19 @@ void sc_timers_init(sc_daemon *d)
     d->timer.data = d;
     uv_timer_init(d->loop, &d->route_timer);
     d->route_timer.data = d;
+    uv_timer_init(d->loop, &d->hold_timer);
+    d->hold_timer.data = d;
+    d->hold_until_ns = sc_mono_ns() + (int64_t)SC_GATEWAY_HOLD_MS * 1000000;
 }
 
 void sc_timers_close(sc_daemon *d)
 {
     uv_close((uv_handle_t *)&d->timer, NULL);
     uv_close((uv_handle_t *)&d->route_timer, NULL);
+    uv_close((uv_handle_t *)&d->hold_timer, NULL);
 }
+
+static void gw_sync(sc_daemon *d);
 
 void sc_pump(sc_daemon *d)
 {
@@ -516,8 +596,8 @@ void sc_pump(sc_daemon *d)
         d->was_ready = 1;
         sdd_log(SELDON_LOG_INFO, "ready: placing and loading models");
     }
-    if ((!d->route_built || seldon_sched_routes_generation(d->sched) != d->route_gen) &&
-        !d->route_pending) {
+    gw_sync(d);
+    if ((!d->route_built || route_gen_now(d) != d->route_gen) && !d->route_pending) {
         /* Changes that come close together (a burst of loads) make one table: at most one
            build per ROUTE_INTERVAL_MS, and none until this loop iteration's work is done. */
         uint64_t at = d->route_last_ms + ROUTE_INTERVAL_MS, t = uv_now(d->loop);
@@ -774,6 +854,12 @@ static void do_pipeline_status(sc_call *c, const uint8_t *msg, size_t len)
         pv->version = ps->version;
         pv->state = (char *)nz(ps->state);
         pv->reason = (char *)nz(ps->reason);
+        if (!c->d->pipelines_in_process && c->d->ngateways == 0 && !ps->deleted &&
+            strcmp(pv->state, "PipelineReady") == 0) {
+            /* Ready means served: nothing serves it until a gateway connects. */
+            pv->state = "PipelineCreating";
+            pv->reason = "waiting for a pipeline gateway (seldon-pipelinegateway) to connect";
+        }
         pv->last_change_unix_ms = ps->last_change_ns / 1000000;
         pv->models_ready = ps->models_ready != 0;
         pv->spec = (char *)nz(ps->spec);
@@ -1081,6 +1167,215 @@ static void do_route_subscribe(sc_call *c, const uint8_t *msg, size_t len)
             (unsigned long long)c->d->route_gen);
 }
 
+/* ---------------------------------------------------------- pipeline gateways */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    size_t i;
+    for (i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Every live pipeline's route "<p>.pipeline", its upstreams the connected gateways. */
+static int add_pipeline_routes(sc_daemon *d, RouteTable *m, arena *a)
+{
+    seldon_sched_status *st = NULL;
+    const seldon_sched_pipeline_status *ps;
+    RouteUpstream **ups = NULL;
+    Route **routes;
+    size_t n = 0, i, k = 0, nu = 0;
+    sc_call *g;
+    if (seldon_sched_pipelines(&st, d->sched, NULL) != 0)
+        return 0; /* none yet */
+    while (seldon_sched_status_pipeline(st, n) != NULL)
+        n++;
+    ups = arena_alloc(a, (d->ngateways + 1) * sizeof(*ups));
+    routes = arena_alloc(a, (m->n_routes + n + 1) * sizeof(*routes));
+    if (ups == NULL || routes == NULL)
+        goto nomem;
+    for (g = d->gateways; g != NULL; g = g->next) {
+        RouteUpstream *u = arena_alloc(a, sizeof(*u));
+        if (u == NULL)
+            goto nomem;
+        seldon__control__v1__route_upstream__init(u);
+        u->http = g->gw_http;
+        u->grpc = g->gw_grpc;
+        ups[nu++] = u;
+    }
+    if (m->n_routes > 0)
+        memcpy(routes, m->routes, m->n_routes * sizeof(*routes));
+    for (i = 0; i < n; i++) {
+        Route *r;
+        char *name;
+        ps = seldon_sched_status_pipeline(st, i);
+        if (ps->deleted)
+            continue;
+        if (strlen(ps->name) + 9 > SELDON_ROUTES_NAME_MAX) {
+            /* A router refuses a whole table with a name it cannot hold. */
+            sdd_log(SELDON_LOG_WARN,
+                    "pipeline %s: no route: \"<name>.pipeline\" is longer than %d bytes", ps->name,
+                    SELDON_ROUTES_NAME_MAX);
+            continue;
+        }
+        r = arena_alloc(a, sizeof(*r));
+        name = arena_alloc(a, strlen(ps->name) + 10);
+        if (r == NULL || name == NULL)
+            goto nomem;
+        seldon__control__v1__route__init(r);
+        snprintf(name, strlen(ps->name) + 10, "%s.pipeline", ps->name);
+        r->name = name;
+        r->timeout_ms = 0; /* the gateway keeps the pipeline's timeouts */
+        r->retries = 0;    /* a pipeline request is not replayed: its steps may have run */
+        r->n_upstreams = nu;
+        r->upstreams = ups;
+        routes[m->n_routes + k++] = r;
+    }
+    m->routes = routes;
+    m->n_routes += k;
+    seldon_sched_status_free(st);
+    return 0;
+nomem:
+    seldon_sched_status_free(st);
+    return sdd_error(SELDON_ENOMEM, "out of memory");
+}
+
+/* The PipelineSet now, framed into out (unless NULL); *names: a hash of the live pipelines'
+   names, *hash: of what a gateway is told (names, versions, states, the gateways). */
+static int build_pipeline_set(sc_daemon *d, seldon_buf *out, uint64_t *names, uint64_t *hash)
+{
+    PipelineSet m = SELDON__CONTROL__V1__PIPELINE_SET__INIT;
+    seldon_sched_status *st = NULL;
+    arena a = {NULL, 0, 0};
+    size_t n = 0, i;
+    sc_call *g;
+    int rc = 0;
+    *names = *hash = 0xcbf29ce484222325ull;
+    if (seldon_sched_pipelines(&st, d->sched, NULL) == 0)
+        while (seldon_sched_status_pipeline(st, n) != NULL)
+            n++;
+    m.pipelines = arena_alloc(&a, (n + 1) * sizeof(*m.pipelines));
+    m.gateways = arena_alloc(&a, (d->ngateways + 1) * sizeof(*m.gateways));
+    if (m.pipelines == NULL || m.gateways == NULL) {
+        rc = SELDON_ENOMEM;
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        const seldon_sched_pipeline_status *ps = seldon_sched_status_pipeline(st, i);
+        PipelineSpec *p;
+        if (ps->deleted)
+            continue;
+        p = arena_alloc(&a, sizeof(*p));
+        if (p == NULL) {
+            rc = SELDON_ENOMEM;
+            goto out;
+        }
+        seldon__control__v1__pipeline_spec__init(p);
+        p->name = (char *)nz(ps->name);
+        p->version = ps->version;
+        p->spec = (char *)nz(ps->spec);
+        p->state = (char *)nz(ps->state);
+        p->ready = strcmp(p->state, "PipelineReady") == 0;
+        m.pipelines[m.n_pipelines++] = p;
+        *names = fnv(*names, p->name, strlen(p->name) + 1);
+        *hash = fnv(*hash, p->name, strlen(p->name) + 1);
+        *hash = fnv(*hash, &p->version, sizeof(p->version));
+        *hash = fnv(*hash, p->state, strlen(p->state) + 1);
+    }
+    for (g = d->gateways; g != NULL; g = g->next) {
+        RouteUpstream *u = arena_alloc(&a, sizeof(*u));
+        if (u == NULL) {
+            rc = SELDON_ENOMEM;
+            goto out;
+        }
+        seldon__control__v1__route_upstream__init(u);
+        u->http = g->gw_http;
+        u->grpc = g->gw_grpc;
+        m.gateways[m.n_gateways++] = u;
+        *hash = fnv(*hash, u->http, strlen(u->http) + 1);
+    }
+    m.generation = d->pl_gen + 1;
+    if (out != NULL && frame(out, &m.base) != 0)
+        rc = SELDON_ENOMEM;
+out:
+    arena_free(&a);
+    seldon_sched_status_free(st);
+    return rc;
+}
+
+/* After every pump: a changed set of pipelines goes to every gateway. */
+static void gw_sync(sc_daemon *d)
+{
+    seldon_buf b = SELDON_BUF_INIT;
+    uint64_t h, names;
+    sc_call *g, *next;
+    if (d->pipelines_in_process || d->closing)
+        return;
+    /* Framed only for gateways to send it to; the hashes say what changed either way. */
+    if (build_pipeline_set(d, d->gateways != NULL ? &b : NULL, &names, &h) != 0) {
+        seldon_buf_free(&b);
+        return;
+    }
+    if (names != d->pl_names) { /* a route appears or goes */
+        d->pl_names = names;
+        d->gw_gen++;
+    }
+    if (h != d->pl_hash) {
+        d->pl_hash = h;
+        d->pl_gen++;
+        for (g = d->gateways; g != NULL; g = next) {
+            next = g->next;
+            stream_write(g, b.data, b.len);
+        }
+    }
+    seldon_buf_free(&b);
+}
+
+static void do_pipeline_subscribe(sc_call *c, const uint8_t *msg, size_t len)
+{
+    sc_daemon *d = c->d;
+    PipelineSubscribeRequest *req =
+        seldon__control__v1__pipeline_subscribe_request__unpack(NULL, len, msg);
+    seldon_buf b = SELDON_BUF_INIT;
+    uint64_t names, h;
+    if (req == NULL) {
+        finish(c, SDR_INVALID_ARGUMENT, "PipelineSubscribeRequest: not a valid protobuf message");
+        return;
+    }
+    if (d->pipelines_in_process) {
+        finish(c, SDR_FAILED_PRECONDITION, "this scheduler's host serves pipelines itself");
+        goto out;
+    }
+    if (*req->http == '\0' && *req->grpc == '\0') {
+        finish(c, SDR_INVALID_ARGUMENT,
+               "PipelineSubscribeRequest: http or grpc: the gateway's address is required");
+        goto out;
+    }
+    c->server = sdd_strndup(*req->gateway ? req->gateway : "(unnamed)",
+                            strlen(*req->gateway ? req->gateway : "(unnamed)"));
+    c->gw_http = sdd_strndup(req->http, strlen(req->http));
+    c->gw_grpc = sdd_strndup(req->grpc, strlen(req->grpc));
+    if (c->server == NULL || c->gw_http == NULL || c->gw_grpc == NULL) {
+        finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    send_headers(c);
+    list_add(c, L_GATEWAYS);
+    d->gw_gen++; /* its address joins the pipelines' routes */
+    sdd_log(SELDON_LOG_INFO, "pipeline gateway %s (%s) connected", c->server, c->gw_http);
+    /* The set now goes to every gateway (the list of gateways changed); this one gets it
+       even when nothing else changed. */
+    d->pl_hash = 0;
+    gw_sync(d);
+    if (d->pl_hash == 0 && build_pipeline_set(d, &b, &names, &h) == 0)
+        stream_write(c, b.data, b.len);
+    seldon_buf_free(&b);
+    sc_pump(d);
+out:
+    seldon__control__v1__pipeline_subscribe_request__free_unpacked(req, NULL);
+}
+
 /* --------------------------------------------------------------- streams */
 
 static int on_message(void *user_data, const uint8_t *msg, size_t len)
@@ -1116,6 +1411,9 @@ static int on_message(void *user_data, const uint8_t *msg, size_t len)
         break;
     case M_PIPELINE_STATUS:
         do_pipeline_status(c, msg, len);
+        break;
+    case M_PIPELINE_SUBSCRIBE:
+        do_pipeline_subscribe(c, msg, len);
         break;
     case M_EXPERIMENT_STATUS:
         do_experiment_status(c, msg, len);
@@ -1171,8 +1469,17 @@ static void st_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
         }
     } else if (c->method == M_ROUTE_SUBSCRIBE && c->server != NULL) {
         sdd_log(SELDON_LOG_INFO, "router %s unsubscribed", c->server);
+    } else if (c->method == M_PIPELINE_SUBSCRIBE && c->gw_http != NULL) {
+        sdd_log(SELDON_LOG_INFO, "pipeline gateway %s (%s) disconnected", nz(c->server),
+                c->gw_http);
+        if (!d->closing) {
+            d->gw_gen++;
+            sc_pump(d);
+        }
     }
     sdr_reader_free(&c->reader);
+    sdd_free(c->gw_http);
+    sdd_free(c->gw_grpc);
     sdd_free(c->server);
     sdd_free(c);
 }
@@ -1331,6 +1638,7 @@ void sc_services_stop(sc_daemon *d)
     finish_list(d->agents);
     finish_list(d->routers);
     finish_list(d->watchers);
+    finish_list(d->gateways);
     uv_timer_init(d->loop, &d->stop_timer);
     d->stop_timer.data = d;
     uv_timer_start(&d->stop_timer, stop_timer_fired, 1000, 0);

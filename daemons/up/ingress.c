@@ -463,7 +463,11 @@ struct gcall {
     char rid[80];       /* x-request-id metadata, or "" */
     char sticky[256];   /* x-seldon-route metadata (pins an experiment's candidate), or "" */
     char route[SELDON_ROUTES_NAME_MAX + 16]; /* x-seldon-route sent back: ":<vname>:" */
-    seldon_buf in;                           /* bytes of messages not yet whole */
+    /* Other x-* metadata (a pipeline named by the message passes it to its steps), and the
+       x-* metadata to answer with; name and value pairs in one block each, or NULL. */
+    sd2_header *xmd, *reply_md;
+    size_t nxmd, nreply_md;
+    seldon_buf in; /* bytes of messages not yet whole */
     size_t max;
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
 };
@@ -496,6 +500,8 @@ static void gcall_unref(gcall *c)
 {
     if (--c->refs > 0)
         return;
+    sdd_free(c->xmd);
+    sdd_free(c->reply_md);
     sdd_free(c->header);
     seldon_buf_free(&c->in);
     sdd_free(c);
@@ -528,7 +534,10 @@ static void deliver(gmsg *m)
                 if (c->route[0] != '\0') /* the model version that answered, as for REST */
                     xr[nx++] =
                         (sd2_header){SELDON_ROUTER_ROUTE_HEADER, 14, c->route, strlen(c->route)};
-                sd2_grpc_send_headers(c->s, xr, nx);
+                if (c->reply_md != NULL) /* a pipeline's: x-request-id among them */
+                    sd2_grpc_send_headers(c->s, c->reply_md, c->nreply_md);
+                else
+                    sd2_grpc_send_headers(c->s, xr, nx);
             }
             pre[0] = 0;
             pre[1] = (uint8_t)(m->resp.len >> 24);
@@ -598,6 +607,40 @@ void up_grpc_request_id(void *msg, const char *rid)
     gcall *c = ((gmsg *)msg)->c;
     if (c->rid[0] == '\0')
         snprintf(c->rid, sizeof(c->rid), "%s", rid);
+}
+
+/* A copy of h[0..n) in one block: the header array, then the names and values. */
+static sd2_header *md_copy(const sd2_header *h, size_t n)
+{
+    size_t i, bytes = n * sizeof(sd2_header);
+    sd2_header *out;
+    char *p;
+    for (i = 0; i < n; i++)
+        bytes += h[i].name_len + h[i].value_len;
+    out = sdd_malloc(bytes ? bytes : 1);
+    if (out == NULL)
+        return NULL;
+    p = (char *)(out + n);
+    for (i = 0; i < n; i++) {
+        memcpy(p, h[i].name, h[i].name_len);
+        out[i].name = p;
+        out[i].name_len = h[i].name_len;
+        p += h[i].name_len;
+        memcpy(p, h[i].value, h[i].value_len);
+        out[i].value = p;
+        out[i].value_len = h[i].value_len;
+        p += h[i].value_len;
+    }
+    return out;
+}
+
+void up_grpc_reply_metadata(void *msg, const sd2_header *h, size_t n)
+{
+    gcall *c = ((gmsg *)msg)->c;
+    if (c->reply_md != NULL || n == 0)
+        return;
+    c->reply_md = md_copy(h, n);
+    c->nreply_md = c->reply_md != NULL ? n : 0;
 }
 
 /* Appends field 1 = name to the message that ends b. */
@@ -699,7 +742,7 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
             return;
         }
         rc = up_pl_grpc(u, m, name, name_len - 9, b->data + off, len, c->timeout_ms, c->rid,
-                        strlen(c->rid));
+                        strlen(c->rid), c->xmd, c->nxmd);
         if (rc != 0) {
             seldon_router_status(NULL, &grpc, rc);
             if (rc == SELDON_EPARSE || rc == SELDON_ESHAPE || rc == SELDON_EDATATYPE ||
@@ -876,6 +919,20 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     int32_t streaming = 0;
     const char *m = NULL;
 
+    if (model != NULL && model->value_len > 9 &&
+        memcmp(model->value + model->value_len - 9, ".pipeline", 9) == 0) {
+        /* A pipeline's call, unary or streamed, is served whole by plserve (pipes.c). */
+        char name[SELDON_ROUTES_NAME_MAX + 16];
+        size_t name_len = 0;
+        if (seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_GRPC,
+                                     model->value, model->value_len, NULL, 0) != 0) {
+            count(u, "grpc", 3);
+            sd2_grpc_finish(s, 3, seldon_last_error(), NULL, 0);
+            return;
+        }
+        up_pl_grpc_stream(u, s, h, n, end, name, name_len - 9);
+        return;
+    }
     for (i = 0; path != NULL && i < count_m; i++) {
         const char *p = seldon_service_grpc_method(i, &streaming);
         if (strlen(p) == path->value_len && memcmp(p, path->value, path->value_len) == 0) {
@@ -927,6 +984,17 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
         xr = sd2_header_find(h, n, SELDON_ROUTER_ROUTE_HEADER);
         if (xr != NULL && xr->value_len < sizeof(c->sticky))
             snprintf(c->sticky, sizeof(c->sticky), "%.*s", (int)xr->value_len, xr->value);
+    }
+    if (model == NULL && c->kind == G_MODEL) {
+        /* The message may name a pipeline: its x-* metadata is kept for the steps. */
+        sd2_header xs[32];
+        size_t k = 0;
+        for (i = 0; i < n && k < 32; i++)
+            if (h[i].name_len > 2 && memcmp(h[i].name, "x-", 2) == 0 &&
+                !(h[i].name_len == 12 && memcmp(h[i].name, "x-request-id", 12) == 0))
+                xs[k++] = h[i];
+        if (k > 0 && (c->xmd = md_copy(xs, k)) != NULL)
+            c->nxmd = k;
     }
     if (model != NULL) {
         c->header = sdd_strndup(model->value, model->value_len);

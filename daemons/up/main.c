@@ -349,6 +349,7 @@ int main(int argc, char **argv)
     u.sched.cfg.log_level = u.cfg.log_level;
     u.sched.local_command = up_command;
     u.sched.after_pump = up_after_pump;
+    u.sched.pipelines_in_process = 1; /* pipes.c serves them: no gateway, no pipeline routes */
     u.sched.local_data = &u;
     rc = sc_metrics_setup(&u.sched);
     if (rc == 0)

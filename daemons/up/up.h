@@ -165,8 +165,8 @@ struct up {
     seldon_metric *m_evict;    /* seldon_cache_evict_count, as seldon-agent's */
     seldon_metric *m_miss;     /* seldon_cache_miss_count */
 
-    /* pipelines (pipes.c) */
-    struct up_pl **pl; /* per ingress loop: its engine */
+    /* pipelines (pipes.c on daemons/common/plserve.c): an engine per ingress loop */
+    struct sdp *pls;
 };
 
 int64_t up_mono_ns(void);
@@ -194,19 +194,23 @@ void up_count(up *u, const char *protocol, int code);
 int up_route_available(up *u, const char *name, size_t len);
 void up_grpc_answer(void *msg, int32_t status, const char *message, seldon_buf *response);
 void up_grpc_request_id(void *msg, const char *rid); /* returned as x-request-id */
+void up_grpc_reply_metadata(void *msg, const sd2_header *h, size_t n); /* the x-* answered */
 int up_park_step(up_target *t, void *call); /* a step call waits for its model's reload */
 
 /* pipes.c: pipelines on the ingress loops */
 int up_pl_setup(up *u); /* before the loops start */
-void up_pl_sync(up *u);  /* control loop: the scheduler's pipelines to the engines */
+void up_pl_sync(up *u); /* control loop: the scheduler's pipelines to the engines */
 void up_pl_rest(up *u, sdh_req *req, const sdh_request *r, const char *name, size_t name_len);
-int up_pl_grpc(up *u, void *msg, const char *name, size_t name_len, const uint8_t *data,
-               size_t len, int64_t timeout_ms, const char *rid, size_t rid_len);
+int up_pl_grpc(up *u, void *msg, const char *name, size_t name_len, const uint8_t *data, size_t len,
+               int64_t timeout_ms, const char *rid, size_t rid_len, const sd2_header *xmd,
+               size_t nxmd);
+void up_pl_grpc_stream(up *u, sd2_stream *s, const sd2_header *h, size_t n, int end,
+                       const char *name, size_t name_len); /* a whole call to a pipeline */
 int64_t up_grpc_timeout_ms(const char *value, size_t len);
-void up_pl_close(up *u, int i); /* on loop i, at shutdown */
-void up_pl_step_resume(void *call, up_replica *r);           /* control loop: reloaded */
-void up_pl_step_fail(void *call, int rc, const char *why);   /* control loop: not reloaded */
-void up_pl_free(up *u);         /* after the loops ended */
+void up_pl_close(up *u, int i);                            /* on loop i, at shutdown */
+void up_pl_step_resume(void *call, up_replica *r);         /* control loop: reloaded */
+void up_pl_step_fail(void *call, int rc, const char *why); /* control loop: not reloaded */
+void up_pl_free(up *u);                                    /* after the loops ended */
 
 /* metrics.c, on the control loop */
 void up_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);

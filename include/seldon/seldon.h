@@ -18,5 +18,6 @@
 #include "scheduler.h"
 #include "pipeline.h"
 #include "pipeline_host.h"
+#include "kafka.h"
 
 #endif

@@ -57,7 +57,35 @@ static const struct {
 } plugin_aliases[] = {
     {"xgboost", "libseldon-runtime-xgboost.so"},
     {"mlserver_xgboost.XGBoostModel", "libseldon-runtime-xgboost.so"},
+    {"sklearn", "libseldon-runtime-python.so"},
+    {"mlserver_sklearn.SKLearnModel", "libseldon-runtime-python.so"},
+    {"pytorch", "libseldon-runtime-pytorch.so"},
+    {"pytorch_libtorch", "libseldon-runtime-pytorch.so"},
 };
+
+/* Python's "module.ClassName" (MLServer custom models): identifiers joined by dots. */
+static int python_class_name(const char *impl)
+{
+    const char *p = impl;
+    int dots = 0, start = 1;
+    if (strncmp(impl, "builtin.", 8) == 0)
+        return 0;
+    for (; *p; p++) {
+        char c = *p;
+        if (c == '.') {
+            if (start)
+                return 0;
+            dots++;
+            start = 1;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                   (!start && c >= '0' && c <= '9')) {
+            start = 0;
+        } else {
+            return 0;
+        }
+    }
+    return dots > 0 && !start;
+}
 
 static char *dup_str(const char *s)
 {
@@ -527,6 +555,10 @@ static int resolve_runtime(seldon_model *m)
     if (strchr(impl, '/') != NULL || strstr(impl, "..") != NULL ||
         (len > 3 && strcmp(impl + len - 3, ".so") == 0))
         return open_plugin(m, impl);
+    /* MLServer custom models name their class: the Python runtime imports it. */
+    if (python_class_name(impl) &&
+        find_plugin(r, "libseldon-runtime-python.so", path, sizeof(path)))
+        return open_plugin(m, "libseldon-runtime-python.so");
     /* A plain name "x" stands for libseldon-runtime-x.so when the runtime path has one. */
     if (plugin_name_ok(impl) &&
         (size_t)snprintf(file, sizeof(file), "libseldon-runtime-%s.so", impl) < sizeof(file) &&
@@ -534,8 +566,9 @@ static int resolve_runtime(seldon_model *m)
         return open_plugin(m, file);
     return sdn_error(SELDON_ENOTFOUND,
                      "implementation '%.128s' is not available: use a builtin (builtin.identity, "
-                     "builtin.simple, builtin.add, builtin.mul, builtin.conditional), xgboost, or "
-                     "a runtime plugin file name (.so) found in the runtime path",
+                     "builtin.simple, builtin.add, builtin.mul, builtin.conditional), xgboost, "
+                     "sklearn, pytorch, a Python module.ClassName, or a runtime plugin file "
+                     "name (.so) found in the runtime path",
                      impl);
 }
 

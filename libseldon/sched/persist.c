@@ -256,6 +256,46 @@ fail:
     return rc;
 }
 
+/* One write transaction putting key = val in SCH_DB_META. */
+static int meta_put(seldon_sched *s, const char *key, const void *val, size_t len)
+{
+    sdn_store_txn *txn = NULL;
+    int rc = sdn_store_begin(&txn, s->store);
+    if (rc != 0)
+        return rc;
+    if ((rc = sdn_store_put(txn, SCH_DB_META, key, strlen(key), val, len)) != 0) {
+        sdn_store_abort(txn);
+        return rc;
+    }
+    return sdn_store_commit(txn);
+}
+
+int sdn_sch_store_probe(seldon_sched *s, size_t bytes)
+{
+    static const char key[] = "write-probe";
+    uint8_t *ballast = sdn_calloc(1, bytes ? bytes : 1);
+    int rc;
+    if (ballast == NULL)
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+    /*
+     * The ballast is committed (the volume had room for it), then replaced by a byte,
+     * twice: LMDB reuses a page only once the transaction that freed it is older than
+     * the last one committed, so after the second small write the ballast's pages are
+     * free for the write that follows, which then needs no room the volume lacks.
+     */
+    rc = meta_put(s, key, ballast, bytes);
+    if (rc == 0) {
+        ballast[0] = 1;
+        rc = meta_put(s, key, ballast, 1);
+    }
+    if (rc == 0) {
+        ballast[0] = 2;
+        rc = meta_put(s, key, ballast, 1);
+    }
+    sdn_free(ballast);
+    return rc;
+}
+
 /* --- Reload ---------------------------------------------------------------- */
 
 static int bad_record(const rd *r, const char *what, const void *key, size_t klen)

@@ -831,6 +831,26 @@ static int finish(seldon_sched *s)
 
 static void become_ready(seldon_sched *s);
 
+/*
+ * Before a client's change: the store must be able to take it, or the change is refused
+ * before anything moves (an error and no effect, rather than an effect the store lost).
+ * State that an earlier write could not store goes first; then a probe about the size of
+ * what the change writes (a few records per document).
+ */
+static int store_ready(seldon_sched *s, size_t documents)
+{
+    int rc = 0;
+    if (s->store == NULL)
+        return 0;
+    if (s->ndirty_models != 0 || s->ndirty_servers != 0 || s->ndirty_resources != 0)
+        rc = finish(s);
+    if (rc == 0)
+        rc = sdn_sch_store_probe(s, 65536 + documents * 4096);
+    if (rc != 0)
+        sdn_error_prefix(rc, "the state store cannot take the change, nothing was changed");
+    return rc;
+}
+
 int seldon_sched_open(seldon_sched **out, const seldon_sched_config *cfg, int64_t now_ns)
 {
     seldon_sched_config def = SELDON_SCHED_CONFIG_INIT;
@@ -1401,6 +1421,8 @@ int seldon_sched_apply(seldon_sched *sched, const seldon_manifest *manifest, uin
     n = seldon_manifest_count(manifest);
     if ((rc = check_manifest(sched, manifest)) != 0)
         return rc;
+    if ((rc = store_ready(sched, n)) != 0)
+        return rc;
     /* Pipelines compile before anything changes: one that does not refuses the manifest. */
     if (n > 0 && (compiled = sdn_calloc(n, sizeof(*compiled))) == NULL)
         return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
@@ -1469,6 +1491,8 @@ int seldon_sched_unload(seldon_sched *sched, seldon_kind kind, const char *name,
     if (sched == NULL || name == NULL)
         return sdn_error(SELDON_EINVAL, "sched_unload: NULL argument");
     sched->now = now_ns;
+    if ((rc = store_ready(sched, 1)) != 0)
+        return rc;
     switch (kind) {
     case SELDON_KIND_MODEL: {
         sch_model *m = sdn_sch_map_get(&sched->models_by_name, name);

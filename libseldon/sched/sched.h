@@ -390,6 +390,9 @@ int sdn_sch_model_available(const seldon_sched *s, const char *name);
 #define SCH_DB_META 3
 #define SCH_DB_COUNT 4
 int sdn_sch_persist(seldon_sched *s);
+/* Commits and deletes a scratch record of bytes in SCH_DB_META: 0 when the store can take
+   a write that size now, else the store's error (nothing else written). */
+int sdn_sch_store_probe(seldon_sched *s, size_t bytes);
 int sdn_sch_reload(seldon_sched *s);
 /* Decodes one record of db into the scheduler, as the reload does (for the fuzz target). */
 int sdn_sch_decode(seldon_sched *s, int db, const void *key, size_t klen, const void *val,

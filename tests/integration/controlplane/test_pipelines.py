@@ -37,12 +37,27 @@ def agent(stubs, sched, loaded=()):
     return FakeAgent(stubs, sched, server, index, caps, mem, http_addr, grpc_addr, loaded=loaded)
 
 
+def gateway(stubs, sched):
+    """A pipeline gateway's subscription (RouteService/SubscribePipelines): while one is
+    open, pipelines are served, and Ready once their models are available."""
+    ch = stubs.grpc.insecure_channel(sched.route_target)
+    call = stubs.rpc.RouteServiceStub(ch).SubscribePipelines(stubs.pb.PipelineSubscribeRequest(
+        gateway="test", http="127.0.0.1:19110", grpc="127.0.0.1:19110"))
+    call.initial_metadata()
+    return ch, call
+
+
 def load_model(sched, tmp_path, a, name):
     r = cli("model", "load", "-f",
             write(tmp_path, f"{name}.yaml", model_yaml(name, requirements=["sklearn"])),
             scheduler=sched)
     assert r.code == 0, r
     cmd = a.next_command()
+    if (cmd.op, cmd.model) == (cmd.UNLOAD, name):
+        # The model was unloaded just before: its unload went out once the 500 ms unload
+        # grace passed (a slow machine), ahead of this load.
+        a.report(cmd, "UNLOADED")
+        cmd = a.next_command()
     assert (cmd.op, cmd.model) == (cmd.LOAD, name), cmd
     return cmd
 
@@ -59,6 +74,7 @@ def state_of(doc):
 
 def test_ready_only_while_its_models_are_available(scheduler, stubs, tmp_path):
     a = agent(stubs, scheduler)
+    gw = gateway(stubs, scheduler)
     path = write(tmp_path, "chain.yaml", CHAIN)
     r = cli("pipeline", "load", "-f", path, scheduler=scheduler)
     assert r.code == 0, r
@@ -129,6 +145,8 @@ def test_ready_only_while_its_models_are_available(scheduler, stubs, tmp_path):
     r = cli("pipeline", "unload", "chain", scheduler=scheduler)
     assert r.code == 1 and "NOT_FOUND" in r.err, r
     a.close()
+    gw[1].cancel()
+    gw[0].close()
 
 
 def test_unload_with_kind_pipeline_over_grpc(scheduler, stubs, tmp_path):
@@ -223,6 +241,7 @@ def test_bad_pipelines_are_refused_naming_the_field(scheduler, stubs, tmp_path):
 
 def test_pipelines_come_back_after_a_restart(scheduler, stubs, tmp_path):
     a = agent(stubs, scheduler)
+    gw = gateway(stubs, scheduler)
     c1 = load_model(scheduler, tmp_path, a, "m1")
     a.report(c1, "LOADED")
     c2 = load_model(scheduler, tmp_path, a, "m2")
@@ -236,6 +255,8 @@ def test_pipelines_come_back_after_a_restart(scheduler, stubs, tmp_path):
     assert r.json()["resources"][0]["version"] == 2, r
     scheduler.restart()  # SIGTERM; the same --state-dir
     a.close()
+    gw[0].close()
+    gw = gateway(stubs, scheduler)
 
     doc = pstatus(scheduler, "chain")
     assert state_of(doc)["pipelineVersion"] == 2
@@ -252,6 +273,8 @@ def test_pipelines_come_back_after_a_restart(scheduler, stubs, tmp_path):
     st = state_of(pstatus(scheduler, "chain", "-w", "PipelineReady"))
     assert st["status"] == "PipelineReady" and st["pipelineVersion"] == 2
     a.close()
+    gw[1].cancel()
+    gw[0].close()
 
 
 # --- pipeline infer: what reaches the inference host -----------------------------------

@@ -171,8 +171,12 @@ Test(repo, settings_errors_name_the_field, .init = setup, .fini = teardown)
     write_settings("d", "{\"name\": \"d\", \"implementation\": \"builtin.identity\",,}");
     CHECK_ERR(seldon_repo_load(r, "d"), SELDON_EPARSE, "model-settings.json: at byte");
     write_settings("e", "{\"name\": \"e\", \"implementation\": \"mlserver_sklearn.SKLearnModel\"}");
+    /* MLServer's sklearn runtime is the Python plugin, absent from this runtime path. */
     CHECK_ERR(seldon_repo_load(r, "e"), SELDON_ENOTFOUND,
-              "implementation 'mlserver_sklearn.SKLearnModel' is not available");
+              "runtime libseldon-runtime-python.so: not found in the runtime path");
+    write_settings("f", "{\"name\": \"f\", \"implementation\": \"my_models.Custom\"}");
+    CHECK_ERR(seldon_repo_load(r, "f"), SELDON_ENOTFOUND,
+              "implementation 'my_models.Custom' is not available");
     CHECK_ERR(seldon_repo_load(r, "../etc"), SELDON_EINVAL, "model name '../etc'");
     CHECK_ERR(seldon_repo_load(r, "nothere"), SELDON_ENOTFOUND, "no model-settings.json");
     seldon_repo_free(r);

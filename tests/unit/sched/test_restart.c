@@ -272,7 +272,7 @@ Test(restart, one_scheduler_per_state_folder)
     rm_dir(dir);
 }
 
-Test(restart, a_full_store_is_an_error_and_the_state_stays_in_memory)
+Test(restart, a_full_store_refuses_the_change_and_keeps_what_was_stored)
 {
     char *dir = temp_dir();
     seldon_sched *s = NULL;
@@ -290,10 +290,20 @@ Test(restart, a_full_store_is_an_error_and_the_state_stays_in_memory)
     cfg.state_dir = dir;
     cfg.map_size_bytes = 1 << 20;
     cr_assert_eq(seldon_sched_open(&s, &cfg, T0), 0);
+    load_model(s, "kept", "sklearn", NULL, 1, NULL, T0);
+    /* Refused before anything moves: an error, and no effect. */
     rc = seldon_sched_apply(s, m, NULL, T0);
     cr_assert_eq(rc, SELDON_ETOOBIG, "%d %s", rc, seldon_last_error());
     cr_assert(strstr(seldon_last_error(), "state store"), "%s", seldon_last_error());
-    cr_assert_str_eq(vstate(s, "m3999", 1, NULL, 0), "ScheduleFailed");
+    cr_assert(strstr(seldon_last_error(), "nothing was changed"), "%s", seldon_last_error());
+    cr_assert_str_eq(vstate(s, "m3999", 1, NULL, 0), "");
+    cr_assert_str_eq(vstate(s, "m0", 1, NULL, 0), "");
+    cr_assert_str_eq(vstate(s, "kept", 1, NULL, 0), "ScheduleFailed");
+    seldon_sched_close(s);
+    /* What was acknowledged is stored. */
+    cr_assert_eq(seldon_sched_open(&s, &cfg, T0), 0);
+    cr_assert_str_eq(vstate(s, "kept", 1, NULL, 0), "ScheduleFailed");
+    cr_assert_str_eq(vstate(s, "m0", 1, NULL, 0), "");
     seldon_sched_close(s);
     seldon_manifest_free(m);
     free(text);

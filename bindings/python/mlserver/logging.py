@@ -1,0 +1,4 @@
+"""mlserver.logging.logger: records reach the server's log."""
+import logging as _logging
+
+logger = _logging.getLogger("mlserver")

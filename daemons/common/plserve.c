@@ -1,0 +1,1877 @@
+/*
+ * Pipelines served on ingress loops (plserve.h): the engine per loop, its
+ * timer and its pump; the waiters (the callers of requests in flight); the
+ * asynchronous results store; REST, gRPC and the pipelines' set.
+ *
+ * The asynchronous store is shared by the loops (a GET may arrive on any
+ * loop) behind one lock, bounded by async_max and expired after
+ * async_ttl_ms; it is off the synchronous path.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "plserve.h"
+#include "sdd.h"
+
+#define NBUCKETS 1024
+#define GRPC_HDR 5
+#define STREAM_PENDING_MAX 32
+#define STREAM_QUEUE_MAX ((size_t)256 << 10)
+
+enum { W_REST, W_GRPC, W_STREAM, W_ASYNC };
+
+typedef struct sdp_loop sdp_loop;
+typedef struct scall scall;
+
+static void buf_add(seldon_buf *b, const void *p, size_t n)
+{
+    if (n == 0 || seldon_buf_reserve(b, n) != 0)
+        return;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+int64_t sdp_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* An owned header (name and value in one allocation). */
+typedef struct oh {
+    char *name;
+    size_t name_len;
+    char *value;
+    size_t value_len;
+} oh;
+
+static int oh_set(oh *h, const char *name, size_t nl, const char *value, size_t vl)
+{
+    char *m = sdd_malloc(nl + vl + 2);
+    if (m == NULL)
+        return SELDON_ENOMEM;
+    memcpy(m, name, nl);
+    m[nl] = '\0';
+    memcpy(m + nl + 1, value, vl);
+    m[nl + 1 + vl] = '\0';
+    sdd_free(h->name);
+    h->name = m;
+    h->name_len = nl;
+    h->value = m + nl + 1;
+    h->value_len = vl;
+    return 0;
+}
+
+static int is_x(const char *name, size_t len)
+{
+    return len > 2 && (name[0] == 'x' || name[0] == 'X') && name[1] == '-';
+}
+
+static int name_is(const char *name, size_t len, const char *lit)
+{
+    size_t n = strlen(lit), i;
+    if (len != n)
+        return 0;
+    for (i = 0; i < n; i++) {
+        char c = name[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (c != lit[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* A request waiting for its pipeline's answer, on its loop. */
+typedef struct plw plw;
+struct plw {
+    plw *next;
+    uint64_t seq;
+    int kind;
+    sdh_req *req; /* W_REST */
+    void *ctx;    /* W_GRPC: the host's, answered with hooks.grpc_answer */
+    scall *sc;    /* W_STREAM */
+    int64_t deadline;
+    char pipeline[SELDON_ROUTES_NAME_MAX + 1];
+    char rid[80]; /* x-request-id */
+    oh *xh;       /* the x-* headers to answer with: the request's, then the models' merged */
+    size_t nxh;
+};
+
+/* A step call, from the engine's event to its answer on the loop. */
+struct sdp_call {
+    sdp_call *next;
+    sdp_loop *p;
+    uint64_t call_id;
+    uint64_t seq; /* the (first batched) request's waiter */
+    char *model;
+    char *pipeline;
+    seldon_msg *msg; /* the engine's, until the call is answered */
+    seldon_msg *resp;
+    const seldon_pipeline_event *ev; /* during the hook only */
+    int64_t deadline;
+    void *host;
+    int32_t status;
+    char *message;
+    oh *ah; /* the model's x-* answer headers */
+    size_t nah;
+};
+
+struct sdp_loop {
+    sdp *s;
+    int loop;
+    seldon_pipeline_engine *eng;
+    uv_timer_t timer;
+    int64_t armed; /* the deadline the timer is set for, INT64_MAX when none */
+    plw *buckets[NBUCKETS];
+    uint64_t seq;
+    sdp_call *done_head, *done_tail;
+    int pumping;
+    const seldon_pipeline **pls; /* the pipelines this loop's engine runs (the engine holds them) */
+    size_t npls, cap;
+};
+
+typedef struct ctl_ent {
+    char *name;
+    uint32_t version;
+    seldon_pipeline *pl;
+} ctl_ent;
+
+typedef struct async_entry {
+    int used;
+    int done;
+    int chained; /* a chained pipeline's result to come (or not: it expires all the same) */
+    int status;  /* HTTP */
+    int64_t expires_ns;
+    char id[80];
+    char pipeline[SELDON_ROUTES_NAME_MAX + 1];
+    seldon_buf body;
+} async_entry;
+
+typedef struct ready_ent {
+    char name[SELDON_ROUTES_NAME_MAX + 1];
+    int32_t ready;
+} ready_ent;
+
+struct sdp {
+    sdl_loops *loops;
+    int nloops;
+    sdp_config cfg;
+    sdp_hooks hooks;
+    void *ud;
+    sdp_loop **pl;
+    /* control side */
+    ctl_ent *ctl_tab;
+    size_t ctl_n, ctl_cap;
+    /* readiness given by sdp_sync, read by the loops */
+    pthread_mutex_t ready_mu;
+    ready_ent *ready;
+    size_t nready;
+    /* asynchronous results */
+    pthread_mutex_t async_mu;
+    async_entry *async_tab;
+    size_t async_cap;
+};
+
+static void count(sdp *s, const char *protocol, int code)
+{
+    if (s->hooks.count != NULL)
+        s->hooks.count(s->ud, protocol, code);
+}
+
+/* ------------------------------------------------------------ async store */
+
+static void async_expire(sdp *s, int64_t now)
+{
+    size_t i;
+    for (i = 0; i < s->async_cap; i++)
+        if (s->async_tab[i].used && (s->async_tab[i].done || s->async_tab[i].chained) &&
+            s->async_tab[i].expires_ns <= now) {
+            seldon_buf_free(&s->async_tab[i].body);
+            s->async_tab[i].used = 0;
+        }
+}
+
+static async_entry *async_find(sdp *s, const char *pipeline, const char *id, size_t id_len)
+{
+    size_t i;
+    for (i = 0; i < s->async_cap; i++)
+        if (s->async_tab[i].used && strlen(s->async_tab[i].id) == id_len &&
+            memcmp(s->async_tab[i].id, id, id_len) == 0 &&
+            strcmp(s->async_tab[i].pipeline, pipeline) == 0)
+            return &s->async_tab[i];
+    return NULL;
+}
+
+/* A pending entry for id; SELDON_ETOOBIG when the store is full, SELDON_EEXIST for a known id. */
+static int async_add(sdp *s, const char *pipeline, const char *id, int chained)
+{
+    size_t i;
+    int rc = sdd_error(SELDON_ETOOBIG,
+                       "too many asynchronous requests kept (--pipeline-async-max): fetch or let "
+                       "some expire");
+    pthread_mutex_lock(&s->async_mu);
+    async_expire(s, sdp_mono_ns());
+    if (async_find(s, pipeline, id, strlen(id)) != NULL) {
+        rc = sdd_error(SELDON_EEXIST, "request id \"%s\" is already kept", id);
+        goto out;
+    }
+    for (i = 0; i < s->async_cap; i++)
+        if (!s->async_tab[i].used) {
+            memset(&s->async_tab[i], 0, sizeof(s->async_tab[i]));
+            s->async_tab[i].used = 1;
+            s->async_tab[i].chained = chained;
+            s->async_tab[i].expires_ns = sdp_mono_ns() + (int64_t)s->cfg.async_ttl_ms * 1000000;
+            snprintf(s->async_tab[i].id, sizeof(s->async_tab[i].id), "%s", id);
+            snprintf(s->async_tab[i].pipeline, sizeof(s->async_tab[i].pipeline), "%s", pipeline);
+            rc = 0;
+            break;
+        }
+out:
+    pthread_mutex_unlock(&s->async_mu);
+    return rc;
+}
+
+static void async_drop(sdp *s, const char *pipeline, const char *id)
+{
+    async_entry *e;
+    pthread_mutex_lock(&s->async_mu);
+    e = async_find(s, pipeline, id, strlen(id));
+    if (e != NULL)
+        e->used = 0;
+    pthread_mutex_unlock(&s->async_mu);
+}
+
+/* The result of id: takes body. */
+static void async_finish(sdp *s, const char *pipeline, const char *id, int status, seldon_buf *body)
+{
+    async_entry *e;
+    pthread_mutex_lock(&s->async_mu);
+    e = async_find(s, pipeline, id, strlen(id));
+    if (e != NULL) {
+        e->done = 1;
+        e->status = status;
+        e->body = *body;
+        *body = (seldon_buf)SELDON_BUF_INIT;
+        e->expires_ns = sdp_mono_ns() + (int64_t)s->cfg.async_ttl_ms * 1000000;
+    }
+    pthread_mutex_unlock(&s->async_mu);
+    seldon_buf_free(body);
+}
+
+/* --------------------------------------------------------------- helpers */
+
+static sdp_loop *cur(sdp *s)
+{
+    int loop = sdl_loops_current(s->loops);
+    return loop >= 0 && loop < s->nloops && s->pl != NULL ? s->pl[loop] : NULL;
+}
+
+static const seldon_pipeline *find_pipeline(sdp *s, const char *name, size_t len)
+{
+    sdp_loop *p = cur(s);
+    size_t i;
+    for (i = 0; p != NULL && i < p->npls; i++) {
+        const char *n = seldon_pipeline_name(p->pls[i]);
+        if (strlen(n) == len && memcmp(n, name, len) == 0)
+            return p->pls[i];
+    }
+    return NULL;
+}
+
+static void new_rid(char *out, size_t cap, sdp_loop *p, uint64_t seq)
+{
+    static _Atomic uint64_t salt;
+    uint64_t s = atomic_load(&salt);
+    if (s == 0) {
+        s = ((uint64_t)sdp_mono_ns() * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)getpid() << 32);
+        atomic_store(&salt, s | 1);
+    }
+    snprintf(out, cap, "%016" PRIx64 "%02x%010" PRIx64, s, (unsigned)p->loop & 0xff, seq);
+}
+
+static plw **slot(sdp_loop *p, uint64_t seq)
+{
+    return &p->buckets[seq % NBUCKETS];
+}
+
+static uint64_t seq_of(const char *id, size_t len)
+{
+    char buf[32];
+    if (len == 0 || len >= sizeof(buf))
+        return 0;
+    memcpy(buf, id, len);
+    buf[len] = '\0';
+    return strtoull(buf, NULL, 10);
+}
+
+static plw *find_waiter(sdp_loop *p, uint64_t seq, const char *pipeline, int take)
+{
+    plw **pp;
+    for (pp = slot(p, seq); *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->seq == seq && (pipeline == NULL || strcmp((*pp)->pipeline, pipeline) == 0)) {
+            plw *w = *pp;
+            if (take)
+                *pp = w->next;
+            return w;
+        }
+    return NULL;
+}
+
+static void waiter_free(plw *w)
+{
+    size_t i;
+    if (w == NULL)
+        return;
+    for (i = 0; i < w->nxh; i++)
+        sdd_free(w->xh[i].name);
+    sdd_free(w->xh);
+    sdd_free(w);
+}
+
+/*
+ * A model's x-* answer header into the waiter's: x-seldon-route values accumulate across
+ * steps (as Seldon's gateway does), others take the latest value; x-request-id stays ours.
+ */
+static void merge_header(plw *w, const char *name, size_t nl, const char *value, size_t vl)
+{
+    size_t i;
+    if (!is_x(name, nl) || name_is(name, nl, "x-request-id"))
+        return;
+    for (i = 0; i < w->nxh; i++)
+        if (w->xh[i].name_len == nl && strncasecmp(w->xh[i].name, name, nl) == 0)
+            break;
+    if (i < w->nxh) {
+        if (name_is(name, nl, "x-seldon-route")) {
+            char *m = sdd_malloc(w->xh[i].value_len + vl + 1);
+            if (m == NULL)
+                return;
+            memcpy(m, w->xh[i].value, w->xh[i].value_len);
+            memcpy(m + w->xh[i].value_len, value, vl);
+            oh_set(&w->xh[i], name, nl, m, w->xh[i].value_len + vl);
+            sdd_free(m);
+            return;
+        }
+        oh_set(&w->xh[i], name, nl, value, vl);
+        return;
+    }
+    if (w->nxh >= SDP_MAX_XHEADERS)
+        return;
+    {
+        oh *n = sdd_realloc(w->xh, (w->nxh + 1) * sizeof(*n));
+        if (n == NULL)
+            return;
+        w->xh = n;
+        memset(&w->xh[w->nxh], 0, sizeof(oh));
+        if (oh_set(&w->xh[w->nxh], name, nl, value, vl) == 0)
+            w->nxh++;
+    }
+}
+
+static int status_http(const seldon_pipeline_event *ev)
+{
+    switch (ev->error_kind) {
+    case SELDON_PIPELINE_ERR_MODEL:
+    case SELDON_PIPELINE_ERR_REVISITS:
+    case SELDON_PIPELINE_ERR_BATCH:
+        return 400;
+    case SELDON_PIPELINE_ERR_TIMEOUT:
+        return 504;
+    case SELDON_PIPELINE_ERR_OVERFLOW:
+    case SELDON_PIPELINE_ERR_UNLOADED:
+        return 503;
+    default:
+        return 500;
+    }
+}
+
+static int32_t status_grpc(const seldon_pipeline_event *ev)
+{
+    switch (ev->error_kind) {
+    case SELDON_PIPELINE_ERR_MODEL:
+    case SELDON_PIPELINE_ERR_REVISITS:
+    case SELDON_PIPELINE_ERR_BATCH:
+        return 2; /* UNKNOWN, as Seldon's pipeline gateway */
+    case SELDON_PIPELINE_ERR_TIMEOUT:
+        return 4; /* DEADLINE_EXCEEDED */
+    case SELDON_PIPELINE_ERR_OVERFLOW:
+    case SELDON_PIPELINE_ERR_UNLOADED:
+        return 14; /* UNAVAILABLE */
+    default:
+        return 13;
+    }
+}
+
+static void json_error(seldon_buf *b, const char *msg)
+{
+    size_t i;
+    seldon_buf_reserve(b, strlen(msg) * 2 + 16);
+    buf_add(b, "{\"error\":\"", 10);
+    for (i = 0; msg[i] != '\0'; i++) {
+        char c = msg[i];
+        if (c == '"' || c == '\\') {
+            buf_add(b, "\\", 1);
+            buf_add(b, &c, 1);
+        } else if ((unsigned char)c < 0x20) {
+            char e[8];
+            snprintf(e, sizeof(e), "\\u%04x", (unsigned char)c);
+            buf_add(b, e, 6);
+        } else {
+            buf_add(b, &c, 1);
+        }
+    }
+    buf_add(b, "\"}", 2);
+}
+
+/* ------------------------------------------------------- gRPC streams (own) */
+
+struct scall {
+    sdp *s;
+    sd2_stream *st; /* NULL once closed */
+    int streaming;
+    int refs; /* the stream's own, and one per request in the engine */
+    int ended, finished, headers;
+    uint64_t nreq; /* requests dispatched */
+    int64_t timeout_ms;
+    oh *meta; /* x-* metadata of the call */
+    size_t nmeta;
+    char rid[80];
+    char pipeline[SELDON_ROUTES_NAME_MAX + 1];
+    seldon_buf in;
+    size_t unconsumed;
+};
+
+static void scall_unref(scall *c)
+{
+    size_t i;
+    if (--c->refs > 0)
+        return;
+    for (i = 0; i < c->nmeta; i++)
+        sdd_free(c->meta[i].name);
+    sdd_free(c->meta);
+    seldon_buf_free(&c->in);
+    sdd_free(c);
+}
+
+static void scall_finish(scall *c, int32_t status, const char *message)
+{
+    if (c->st == NULL || c->finished)
+        return;
+    c->finished = 1;
+    if (!c->streaming || status != 0) /* a stream's answers were counted one by one */
+        count(c->s, "grpc", status);
+    sd2_grpc_finish(c->st, status, message, NULL, 0);
+}
+
+static void maybe_consume(scall *c)
+{
+    if (c->st == NULL || c->unconsumed == 0 || c->refs - 1 >= STREAM_PENDING_MAX ||
+        sd2_queued(c->st) >= STREAM_QUEUE_MAX)
+        return;
+    sd2_consume(c->st, c->unconsumed);
+    c->unconsumed = 0;
+}
+
+static void frame_prefix(uint8_t pre[GRPC_HDR], size_t n)
+{
+    pre[0] = 0;
+    pre[1] = (uint8_t)(n >> 24);
+    pre[2] = (uint8_t)(n >> 16);
+    pre[3] = (uint8_t)(n >> 8);
+    pre[4] = (uint8_t)n;
+}
+
+static size_t varint(uint8_t *out, size_t n)
+{
+    size_t k = 0;
+    do {
+        out[k++] = (uint8_t)((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
+        n >>= 7;
+    } while (n);
+    return k;
+}
+
+/* One answer of the call: body (a ModelInferResponse) or an error. */
+static void scall_answer(scall *c, plw *w, int32_t status, const char *message, seldon_buf *body)
+{
+    uint8_t pre[GRPC_HDR + 11];
+    size_t k;
+    if (c->st != NULL && !c->finished) {
+        if (!c->streaming && status != 0) {
+            scall_finish(c, status, message);
+        } else {
+            if (!c->headers) {
+                sd2_header h[SDP_MAX_XHEADERS + 1];
+                size_t n = 0, i;
+                for (i = 0; w != NULL && i < w->nxh && n < SDP_MAX_XHEADERS; i++)
+                    h[n++] = (sd2_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value,
+                                          w->xh[i].value_len};
+                c->headers = 1;
+                sd2_grpc_send_headers(c->st, h, n);
+            }
+            if (!c->streaming) {
+                frame_prefix(pre, body->len);
+                sd2_write(c->st, pre, GRPC_HDR);
+                sd2_write(c->st, body->data, body->len);
+                scall_finish(c, 0, NULL);
+            } else if (status != 0) {
+                /* ModelStreamInferResponse { error_message = 1 } */
+                size_t ml = strlen(message != NULL ? message : "failed");
+                k = varint(pre + GRPC_HDR + 1, ml);
+                frame_prefix(pre, 1 + k + ml);
+                pre[GRPC_HDR] = 0x0a;
+                sd2_write(c->st, pre, GRPC_HDR + 1 + k);
+                sd2_write(c->st, message != NULL ? message : "failed", ml);
+                count(c->s, "grpc", status);
+            } else {
+                /* ModelStreamInferResponse { infer_response = 2 } */
+                k = varint(pre + GRPC_HDR + 1, body->len);
+                frame_prefix(pre, 1 + k + body->len);
+                pre[GRPC_HDR] = 0x12;
+                sd2_write(c->st, pre, GRPC_HDR + 1 + k);
+                sd2_write(c->st, body->data, body->len);
+                count(c->s, "grpc", 0);
+            }
+        }
+    }
+    if (c->streaming && c->ended && c->refs == 2)
+        scall_finish(c, 0, NULL);
+    c->refs--;
+    if (c->streaming)
+        maybe_consume(c);
+    c->refs++;
+    scall_unref(c);
+}
+
+/* ----------------------------------------------------------------- engine */
+
+static void pump(sdp_loop *p);
+
+static void on_timer(uv_timer_t *t)
+{
+    sdp_loop *p = t->data;
+    p->armed = INT64_MAX;
+    seldon_pipeline_engine_advance(p->eng, sdp_mono_ns());
+    pump(p);
+}
+
+static void arm(sdp_loop *p)
+{
+    int64_t d = seldon_pipeline_engine_deadline(p->eng), now;
+    if (d == p->armed)
+        return;
+    p->armed = d;
+    if (d == INT64_MAX) {
+        uv_timer_stop(&p->timer);
+        return;
+    }
+    now = sdp_mono_ns();
+    uv_timer_start(&p->timer, on_timer, d > now ? (uint64_t)((d - now + 999999) / 1000000) : 0, 0);
+}
+
+static void call_free(sdp_call *c)
+{
+    size_t i;
+    for (i = 0; i < c->nah; i++)
+        sdd_free(c->ah[i].name);
+    sdd_free(c->ah);
+    sdd_free(c->message);
+    sdd_free(c->model);
+    sdd_free(c->pipeline);
+    sdd_free(c);
+}
+
+static void completion_arrive(sdp_loop *p, sdp_call *c)
+{
+    c->next = NULL;
+    if (p->done_tail != NULL)
+        p->done_tail->next = c;
+    else
+        p->done_head = c;
+    p->done_tail = c;
+}
+
+static void completion_posted(void *arg)
+{
+    sdp_call *c = arg;
+    completion_arrive(c->p, c);
+    pump(c->p);
+}
+
+const char *sdp_call_model(const sdp_call *c)
+{
+    return c->model;
+}
+
+const char *sdp_call_pipeline(const sdp_call *c)
+{
+    return c->pipeline;
+}
+
+seldon_msg *sdp_call_msg(sdp_call *c)
+{
+    return c->msg;
+}
+
+seldon_msg *sdp_call_response(sdp_call *c)
+{
+    return c->resp;
+}
+
+size_t sdp_call_headers(const sdp_call *c, const sdp_header **out)
+{
+    if (c->ev == NULL) {
+        *out = NULL;
+        return 0;
+    }
+    *out = (const sdp_header *)c->ev->headers; /* the same layout */
+    return c->ev->headers_count;
+}
+
+int64_t sdp_call_deadline(const sdp_call *c)
+{
+    return c->deadline;
+}
+
+void sdp_call_set_host(sdp_call *c, void *host)
+{
+    c->host = host;
+}
+
+void *sdp_call_host(const sdp_call *c)
+{
+    return c->host;
+}
+
+void sdp_call_done(sdp_call *c, int32_t status, const char *message, const sdp_header *headers,
+                   size_t nheaders)
+{
+    sdp_loop *p = c->p;
+    size_t i;
+    c->status = status;
+    if (status != 0)
+        c->message =
+            sdd_strndup(message ? message : "failed", strlen(message ? message : "failed"));
+    for (i = 0; status == 0 && i < nheaders && c->nah < SDP_MAX_XHEADERS; i++) {
+        if (!is_x(headers[i].name, headers[i].name_len))
+            continue;
+        if (c->ah == NULL && (c->ah = sdd_calloc(SDP_MAX_XHEADERS, sizeof(*c->ah))) == NULL)
+            break;
+        if (oh_set(&c->ah[c->nah], headers[i].name, headers[i].name_len, headers[i].value,
+                   headers[i].value_len) == 0)
+            c->nah++;
+    }
+    if (sdl_loops_current(p->s->loops) == p->loop) {
+        completion_arrive(p, c);
+        if (!p->pumping)
+            pump(p);
+        return;
+    }
+    if (sdl_loops_post(p->s->loops, p->loop, completion_posted, c) != 0) {
+        /* The loops are stopping: the engine goes with them. */
+        seldon_msg_free(c->resp);
+        call_free(c);
+    }
+}
+
+static void do_call(sdp_loop *p, const seldon_pipeline_event *ev)
+{
+    sdp_call *c = sdd_calloc(1, sizeof(*c));
+    plw *w;
+    int rc;
+    if (c == NULL) {
+        seldon_pipeline_engine_fail(p->eng, ev->call_id, "out of memory", sdp_mono_ns());
+        return;
+    }
+    c->p = p;
+    c->call_id = ev->call_id;
+    c->seq = seq_of(ev->request_id, ev->request_id_len);
+    c->model = sdd_strndup(ev->model, strlen(ev->model));
+    c->pipeline = sdd_strndup(ev->pipeline, strlen(ev->pipeline));
+    c->msg = (seldon_msg *)(uintptr_t)ev->msg;
+    c->resp = seldon_pipeline_engine_msg(p->eng, SELDON_MSG_RESPONSE);
+    w = find_waiter(p, c->seq, NULL, 0);
+    c->deadline = w != NULL ? w->deadline : 0;
+    if (c->model == NULL || c->pipeline == NULL || c->resp == NULL) {
+        seldon_msg_free(c->resp);
+        c->resp = NULL;
+        c->status = SELDON_ENOMEM;
+        c->message = sdd_strndup("out of memory", 13);
+        completion_arrive(p, c);
+        return;
+    }
+    c->ev = ev;
+    rc = p->s->hooks.call(p->s->ud, c);
+    c->ev = NULL;
+    if (rc != 0) {
+        const char *why = seldon_last_error();
+        seldon_msg_free(c->resp);
+        c->resp = NULL;
+        c->status = rc;
+        c->message = sdd_strndup(why, strlen(why));
+        completion_arrive(p, c);
+    }
+}
+
+static void reply_rest(sdp_loop *p, plw *w, int status, seldon_buf *body, size_t json_len)
+{
+    sdh_header h[SDP_MAX_XHEADERS + 3];
+    size_t n = 0, i;
+    char jl[32];
+    for (i = 0; i < w->nxh && n < SDP_MAX_XHEADERS; i++)
+        h[n++] = (sdh_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value, w->xh[i].value_len};
+    h[n++] = (sdh_header){"content-type", 12, "application/json", 16};
+    if (json_len > 0 && json_len < body->len) {
+        snprintf(jl, sizeof(jl), "%zu", json_len);
+        h[n - 1].value = "application/octet-stream";
+        h[n - 1].value_len = 24;
+        h[n++] = (sdh_header){"inference-header-content-length", 31, jl, strlen(jl)};
+    }
+    count(p->s, "rest", status);
+    sdh_respond(w->req, status, h, n, body);
+}
+
+static void finish(sdp_loop *p, const seldon_pipeline_event *ev)
+{
+    plw *w = find_waiter(p, seq_of(ev->request_id, ev->request_id_len), ev->pipeline, 1);
+    seldon_buf body = SELDON_BUF_INIT;
+    size_t json_len = 0, i;
+    int status = 200;
+    if (w == NULL) {
+        /*
+         * A chained pipeline's answer (another pipeline's request fed it): kept in the
+         * results store under its pipeline and the request's x-request-id, for
+         * GET /v2/pipelines/<p>/requests/<id>.
+         */
+        w = sdd_calloc(1, sizeof(*w));
+        if (w == NULL)
+            return;
+        w->kind = W_ASYNC;
+        snprintf(w->pipeline, sizeof(w->pipeline), "%s", ev->pipeline);
+        for (i = 0; i < ev->headers_count; i++)
+            if (name_is(ev->headers[i].name, ev->headers[i].name_len, "x-request-id") &&
+                ev->headers[i].value_len < sizeof(w->rid))
+                snprintf(w->rid, sizeof(w->rid), "%.*s", (int)ev->headers[i].value_len,
+                         ev->headers[i].value);
+        if (w->rid[0] == '\0' || (async_add(p->s, w->pipeline, w->rid, 1) != 0 &&
+                                  seldon_last_error_code() != SELDON_EEXIST)) {
+            waiter_free(w);
+            return;
+        }
+    }
+    if (ev->kind == SELDON_PIPELINE_EVENT_OUTPUT) {
+        seldon_msg *m = (seldon_msg *)(uintptr_t)ev->msg; /* the engine's answer, ours to finish */
+        seldon_msg_set_id(m, w->rid, strlen(w->rid));
+        seldon_msg_set_model(m, w->pipeline, strlen(w->pipeline), NULL, 0);
+        if (w->kind == W_GRPC || w->kind == W_STREAM) {
+            int32_t gs = 0;
+            const char *why = NULL;
+            if (seldon_msg_encode_pb(&body, m, 0) != 0) {
+                gs = 13;
+                why = seldon_last_error();
+            }
+            if (w->kind == W_STREAM) {
+                scall_answer(w->sc, w, gs, why, &body);
+            } else {
+                sdp_header xs[SDP_MAX_XHEADERS];
+                for (i = 0; i < w->nxh; i++)
+                    xs[i] = (sdp_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value,
+                                         w->xh[i].value_len};
+                p->s->hooks.grpc_answer(w->ctx, gs, why, gs == 0 ? &body : NULL, xs, w->nxh);
+            }
+            seldon_buf_free(&body);
+            waiter_free(w);
+            return;
+        }
+        if (seldon_msg_encode_json(&body, &json_len, m, 0) != 0) {
+            status = 500;
+            body.len = 0;
+            json_error(&body, seldon_last_error());
+            json_len = 0;
+        }
+    } else {
+        if (w->kind == W_STREAM) {
+            scall_answer(w->sc, w, status_grpc(ev), ev->error, NULL);
+            waiter_free(w);
+            return;
+        }
+        if (w->kind == W_GRPC) {
+            sdp_header xs[SDP_MAX_XHEADERS];
+            for (i = 0; i < w->nxh; i++)
+                xs[i] = (sdp_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value,
+                                     w->xh[i].value_len};
+            p->s->hooks.grpc_answer(w->ctx, status_grpc(ev), ev->error, NULL, xs, w->nxh);
+            waiter_free(w);
+            return;
+        }
+        status = status_http(ev);
+        json_error(&body, ev->error);
+    }
+    if (w->kind == W_ASYNC) {
+        async_finish(p->s, w->pipeline, w->rid, status, &body);
+        count(p->s, "async", status);
+        waiter_free(w);
+        return;
+    }
+    reply_rest(p, w, status, &body, json_len);
+    seldon_buf_free(&body);
+    waiter_free(w);
+}
+
+static void pump(sdp_loop *p)
+{
+    seldon_pipeline_event ev;
+    if (p->pumping)
+        return;
+    p->pumping = 1;
+    for (;;) {
+        sdp_call *c, *next;
+        while (seldon_pipeline_engine_poll(&ev, p->eng) == 1) {
+            if (ev.kind == SELDON_PIPELINE_EVENT_CALL)
+                do_call(p, &ev);
+            else
+                finish(p, &ev);
+        }
+        if (p->done_head == NULL)
+            break;
+        c = p->done_head;
+        p->done_head = p->done_tail = NULL;
+        {
+            /* Timeouts due first: a step that failed because its request's time ran out
+               (its call carried that deadline) ends the request as a timeout. */
+            int64_t now = sdp_mono_ns();
+            if (seldon_pipeline_engine_deadline(p->eng) <= now)
+                seldon_pipeline_engine_advance(p->eng, now);
+        }
+        for (; c != NULL; c = next) {
+            next = c->next;
+            if (c->nah > 0) {
+                plw *w = find_waiter(p, c->seq, c->pipeline, 0);
+                size_t i;
+                for (i = 0; w != NULL && i < c->nah; i++)
+                    merge_header(w, c->ah[i].name, c->ah[i].name_len, c->ah[i].value,
+                                 c->ah[i].value_len);
+            }
+            if (c->status == 0) {
+                seldon_pipeline_engine_answer(p->eng, c->call_id, c->resp, sdp_mono_ns());
+            } else {
+                seldon_msg_free(c->resp);
+                seldon_pipeline_engine_fail(p->eng, c->call_id, c->message ? c->message : "failed",
+                                            sdp_mono_ns());
+            }
+            call_free(c);
+        }
+    }
+    p->pumping = 0;
+    arm(p);
+}
+
+/* -------------------------------------------------------------- requests */
+
+typedef struct plreq {
+    const char *pipeline;
+    size_t pipeline_len;
+    const sdp_header *headers; /* x-* headers of the request */
+    size_t nheaders;
+    int64_t timeout_ms; /* 0: the default */
+} plreq;
+
+/*
+ * Starts a request on the current loop's engine: inputs (taken) with a waiter w (taken;
+ * its kind and answer set). The waiter's pipeline, rid and headers are filled here.
+ */
+static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
+{
+    sdp_loop *p = cur(s);
+    seldon_pipeline_header hs[SDP_MAX_XHEADERS + 1];
+    char id[24];
+    size_t n = 0, i;
+    int64_t tmo;
+    int rc;
+    if (p == NULL) {
+        seldon_msg_free(inputs);
+        waiter_free(w);
+        return sdd_error(SELDON_EINTERNAL, "not on an ingress loop");
+    }
+    w->seq = ++p->seq;
+    snprintf(w->pipeline, sizeof(w->pipeline), "%.*s", (int)q->pipeline_len, q->pipeline);
+    for (i = 0; i < q->nheaders; i++)
+        if (name_is(q->headers[i].name, q->headers[i].name_len, "x-request-id") &&
+            q->headers[i].value_len > 0 && q->headers[i].value_len < sizeof(w->rid))
+            snprintf(w->rid, sizeof(w->rid), "%.*s", (int)q->headers[i].value_len,
+                     q->headers[i].value);
+    if (w->rid[0] == '\0')
+        new_rid(w->rid, sizeof(w->rid), p, w->seq);
+    w->xh = sdd_calloc(SDP_MAX_XHEADERS, sizeof(*w->xh));
+    if (w->xh == NULL) {
+        seldon_msg_free(inputs);
+        waiter_free(w);
+        return sdd_error(SELDON_ENOMEM, "out of memory");
+    }
+    oh_set(&w->xh[w->nxh++], "x-request-id", 12, w->rid, strlen(w->rid));
+    for (i = 0; i < q->nheaders && w->nxh < SDP_MAX_XHEADERS; i++) {
+        if (!is_x(q->headers[i].name, q->headers[i].name_len) ||
+            name_is(q->headers[i].name, q->headers[i].name_len, "x-request-id"))
+            continue;
+        if (name_is(q->headers[i].name, q->headers[i].name_len, "x-seldon-route")) {
+            if (n >= SDP_MAX_XHEADERS)
+                continue;
+            /* A sticky session's routes go to the steps; the answer says this request's. */
+            hs[n++] = (seldon_pipeline_header){q->headers[i].name, q->headers[i].name_len,
+                                               q->headers[i].value, q->headers[i].value_len};
+            continue;
+        }
+        if (oh_set(&w->xh[w->nxh], q->headers[i].name, q->headers[i].name_len, q->headers[i].value,
+                   q->headers[i].value_len) == 0)
+            w->nxh++;
+    }
+    for (i = 0; i < w->nxh && n < SDP_MAX_XHEADERS; i++)
+        hs[n++] = (seldon_pipeline_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value,
+                                           w->xh[i].value_len};
+    snprintf(id, sizeof(id), "%" PRIu64, w->seq);
+    if (w->kind == W_ASYNC) {
+        rc = async_add(s, w->pipeline, w->rid, 0);
+        if (rc != 0) {
+            seldon_msg_free(inputs);
+            waiter_free(w);
+            return rc;
+        }
+    }
+    /* The deadline the engine applies (the request's, the pipeline's spec.timeoutMs, the
+       default), for the step calls to carry. */
+    tmo = q->timeout_ms;
+    if (tmo <= 0) {
+        const seldon_pipeline *pl = find_pipeline(s, w->pipeline, strlen(w->pipeline));
+        tmo = pl != NULL ? seldon_pipeline_timeout_ms(pl) : 0;
+    }
+    if (tmo <= 0)
+        tmo = (int64_t)s->cfg.timeout_ms;
+    w->deadline = tmo > 0 ? sdp_mono_ns() + tmo * 1000000 : 0;
+    rc = seldon_pipeline_engine_push(p->eng, w->pipeline, id, strlen(id), hs, n, inputs,
+                                     q->timeout_ms, sdp_mono_ns());
+    if (rc != 0) {
+        if (w->kind == W_ASYNC) /* its place in the store goes with it */
+            async_drop(s, w->pipeline, w->rid);
+        waiter_free(w);
+        return rc;
+    }
+    /* Pipelines reading this one answer later under the same id: their results are
+       announced now, so that a GET before they end says 202 rather than 404. */
+    for (i = 0; i < p->npls; i++) {
+        size_t d;
+        for (d = 0; d < seldon_pipeline_dependency_count(p->pls[i]); d++)
+            if (strcmp(seldon_pipeline_dependency(p->pls[i], d), w->pipeline) == 0) {
+                async_add(s, seldon_pipeline_name(p->pls[i]), w->rid, 1);
+                break;
+            }
+    }
+    w->next = *slot(p, w->seq);
+    *slot(p, w->seq) = w;
+    pump(p);
+    return 0;
+}
+
+/* A number of milliseconds; -1 when malformed. */
+static int64_t parse_ms(const char *v, size_t len)
+{
+    int64_t x = 0;
+    size_t i;
+    for (i = 0; i < len && v[i] >= '0' && v[i] <= '9' && x < INT64_MAX / 100; i++)
+        x = x * 10 + (v[i] - '0');
+    return i == len && len > 0 ? x : -1;
+}
+
+int64_t sdp_grpc_timeout_ms(const char *v, size_t len)
+{
+    int64_t x;
+    if (len < 2)
+        return 0;
+    x = parse_ms(v, len - 1);
+    if (x < 0)
+        return 0;
+    switch (v[len - 1]) {
+    case 'H':
+        return x * 3600000;
+    case 'M':
+        return x * 60000;
+    case 'S':
+        return x * 1000;
+    case 'm':
+        return x > 0 ? x : 1;
+    case 'u':
+        return x / 1000 > 0 ? x / 1000 : 1;
+    case 'n':
+        return x / 1000000 > 0 ? x / 1000000 : 1;
+    default:
+        return 0;
+    }
+}
+
+static void rest_err(sdp *s, sdh_req *req, int status, const char *msg)
+{
+    count(s, "rest", status);
+    sdh_respond_error(req, status, msg);
+}
+
+static int has_suffix(const char *p, size_t len, const char *sfx)
+{
+    size_t n = strlen(sfx);
+    return len >= n && memcmp(p + len - n, sfx, n) == 0;
+}
+
+static int32_t ready_given(sdp *s, const char *name)
+{
+    size_t i;
+    int32_t r = -1;
+    pthread_mutex_lock(&s->ready_mu);
+    for (i = 0; i < s->nready; i++)
+        if (strcmp(s->ready[i].name, name) == 0) {
+            r = s->ready[i].ready;
+            break;
+        }
+    pthread_mutex_unlock(&s->ready_mu);
+    return r;
+}
+
+/* 1 when the pipeline can answer: the scheduler says so, or every step's model is available. */
+static int pipeline_ready(sdp *s, const seldon_pipeline *pl, int depth)
+{
+    size_t i, n = seldon_pipeline_step_count(pl);
+    int32_t given = ready_given(s, seldon_pipeline_name(pl));
+    if (given >= 0)
+        return given;
+    if (depth > 64)
+        return 0;
+    for (i = 0; i < n; i++) {
+        const char *m = seldon_pipeline_step_name(pl, i);
+        if (s->hooks.model_available != NULL && !s->hooks.model_available(s->ud, m))
+            return 0;
+    }
+    for (i = 0; i < seldon_pipeline_dependency_count(pl); i++) {
+        const char *d = seldon_pipeline_dependency(pl, i);
+        const seldon_pipeline *dp = find_pipeline(s, d, strlen(d));
+        if (dp == NULL || !pipeline_ready(s, dp, depth + 1))
+            return 0;
+    }
+    return 1;
+}
+
+static void rest_result(sdp *s, sdh_req *req, const sdh_request *r, const seldon_pipeline *pl,
+                        const char *id, size_t idlen)
+{
+    async_entry *e;
+    seldon_buf body = SELDON_BUF_INIT;
+    int status;
+    char msg[300];
+    sdh_header h = {"content-type", 12, "application/json", 16};
+    pthread_mutex_lock(&s->async_mu);
+    async_expire(s, sdp_mono_ns());
+    e = async_find(s, seldon_pipeline_name(pl), id, idlen);
+    if (e == NULL) {
+        pthread_mutex_unlock(&s->async_mu);
+        if (s->hooks.async_miss != NULL &&
+            s->hooks.async_miss(s->ud, req, r, seldon_pipeline_name(pl), id, idlen))
+            return;
+        snprintf(msg, sizeof(msg), "request \"%.*s\" of pipeline \"%s\" not found or expired",
+                 (int)(idlen > 100 ? 100 : idlen), id, seldon_pipeline_name(pl));
+        rest_err(s, req, 404, msg);
+        return;
+    }
+    if (!e->done) {
+        status = 202;
+        snprintf(msg, sizeof(msg), "{\"id\":\"%s\",\"status\":\"pending\"}", e->id);
+        buf_add(&body, msg, strlen(msg));
+    } else {
+        status = e->status;
+        buf_add(&body, e->body.data, e->body.len);
+    }
+    pthread_mutex_unlock(&s->async_mu);
+    count(s, "rest", status);
+    sdh_respond(req, status, &h, 1, &body);
+    seldon_buf_free(&body);
+}
+
+void sdp_rest(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size_t name_len)
+{
+    const seldon_pipeline *pl = find_pipeline(s, name, name_len);
+    const char *async_h, *tmo, *jl;
+    size_t alen = 0, tlen = 0, jlen = 0, i, nx = 0;
+    sdp_header xs[SDP_MAX_XHEADERS];
+    char msg[400];
+    seldon_msg *in;
+    plreq q;
+    plw *w;
+    int rc, is_async = 0;
+    int64_t jv;
+
+    if (pl == NULL) {
+        snprintf(msg, sizeof(msg), "pipeline \"%.*s\" not found",
+                 (int)(name_len > 200 ? 200 : name_len), name);
+        rest_err(s, req, 404, msg);
+        return;
+    }
+    /* /v2/pipelines/<p>/ready and /requests/<id> */
+    if (r->path_len > 14 && memcmp(r->path, "/v2/pipelines/", 14) == 0 &&
+        has_suffix(r->path, r->path_len, "/ready")) {
+        int ok = pipeline_ready(s, pl, 0);
+        count(s, "rest", ok ? 200 : 424);
+        if (ok)
+            sdh_respond(req, 200, NULL, 0, NULL);
+        else
+            sdh_respond_error(req, 424, "pipeline is not ready: a model it needs is not available");
+        return;
+    }
+    if (r->path_len > 14 && memcmp(r->path, "/v2/pipelines/", 14) == 0 &&
+        r->path_len >= 14 + name_len) {
+        const char *rq = r->path + 14 + name_len;
+        size_t rqlen = r->path_len - 14 - name_len;
+        if (rqlen > 10 && memcmp(rq, "/requests/", 10) == 0) {
+            rest_result(s, req, r, pl, rq + 10, rqlen - 10);
+            return;
+        }
+    }
+    if (!has_suffix(r->path, r->path_len, "/infer")) {
+        rest_err(s, req, 404, "pipelines answer /infer, /ready and /requests/<id>");
+        return;
+    }
+    if (r->method_len != 4 || memcmp(r->method, "POST", 4) != 0) {
+        rest_err(s, req, 405, "use POST for infer");
+        return;
+    }
+    async_h = sdh_request_header(r, "seldon-async", &alen);
+    if ((async_h != NULL && alen == 4 && memcmp(async_h, "true", 4) == 0) ||
+        (r->query != NULL && r->query_len >= 10 &&
+         memmem(r->query, r->query_len, "async=true", 10) != NULL))
+        is_async = 1;
+    tmo = sdh_request_header(r, "seldon-timeout-ms", &tlen);
+    jl = sdh_request_header(r, "inference-header-content-length", &jlen);
+    memset(&q, 0, sizeof(q));
+    q.pipeline = name;
+    q.pipeline_len = name_len;
+    if (tmo != NULL) {
+        q.timeout_ms = parse_ms(tmo, tlen);
+        if (q.timeout_ms <= 0) {
+            rest_err(s, req, 400, "seldon-timeout-ms: expected a positive number of milliseconds");
+            return;
+        }
+    }
+    for (i = 0; i < r->nheaders && nx < SDP_MAX_XHEADERS; i++)
+        if (is_x(r->headers[i].name, r->headers[i].name_len))
+            xs[nx++] = (sdp_header){r->headers[i].name, r->headers[i].name_len, r->headers[i].value,
+                                    r->headers[i].value_len};
+    q.headers = xs;
+    q.nheaders = nx;
+    in = seldon_pipeline_engine_msg(cur(s)->eng, SELDON_MSG_REQUEST);
+    if (in == NULL) {
+        rest_err(s, req, 500, "out of memory");
+        return;
+    }
+    jv = jl != NULL ? parse_ms(jl, jlen) : 0;
+    rc = seldon_msg_decode_json(in, r->body, r->body_len, jv > 0 ? (size_t)jv : 0, 0);
+    if (rc != 0) {
+        seldon_msg_free(in);
+        rest_err(s, req, 400, seldon_last_error());
+        return;
+    }
+    w = sdd_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        seldon_msg_free(in);
+        rest_err(s, req, 500, "out of memory");
+        return;
+    }
+    w->kind = is_async ? W_ASYNC : W_REST;
+    w->req = is_async ? NULL : req;
+    if (is_async) {
+        char ridbuf[80], pname[SELDON_ROUTES_NAME_MAX + 1];
+        seldon_buf body = SELDON_BUF_INIT;
+        sdh_header h[2] = {{"content-type", 12, "application/json", 16},
+                           {"x-request-id", 12, ridbuf, 0}};
+        /* start() may finish (and free) w at once: what the answer needs is kept first. */
+        snprintf(pname, sizeof(pname), "%.*s", (int)name_len, name);
+        ridbuf[0] = '\0';
+        for (i = 0; i < nx; i++)
+            if (name_is(xs[i].name, xs[i].name_len, "x-request-id") && xs[i].value_len > 0 &&
+                xs[i].value_len < sizeof(ridbuf))
+                snprintf(ridbuf, sizeof(ridbuf), "%.*s", (int)xs[i].value_len, xs[i].value);
+        if (ridbuf[0] == '\0') { /* the id start() would make: chosen here */
+            sdp_loop *p = cur(s);
+            new_rid(ridbuf, sizeof(ridbuf), p, p->seq + 1);
+            if (nx < SDP_MAX_XHEADERS)
+                xs[nx++] = (sdp_header){"x-request-id", 12, ridbuf, strlen(ridbuf)};
+            q.nheaders = nx;
+        }
+        rc = start(s, w, &q, in);
+        if (rc != 0) {
+            rest_err(s, req,
+                     rc == SELDON_ETOOBIG  ? 503
+                     : rc == SELDON_EEXIST ? 409
+                                           : 500,
+                     seldon_last_error());
+            return;
+        }
+        h[1].value_len = strlen(ridbuf);
+        snprintf(msg, sizeof(msg), "{\"id\":\"%.80s\",\"pipeline\":\"%.200s\"}", ridbuf, pname);
+        buf_add(&body, msg, strlen(msg));
+        count(s, "rest", 202);
+        sdh_respond(req, 202, h, 2, &body);
+        seldon_buf_free(&body);
+        return;
+    }
+    rc = start(s, w, &q, in);
+    if (rc != 0)
+        rest_err(s, req, rc == SELDON_ENOTFOUND ? 404 : 500, seldon_last_error());
+}
+
+int sdp_grpc(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t *data, size_t len,
+             int64_t timeout_ms, const sdp_header *metadata, size_t nmetadata)
+{
+    const seldon_pipeline *pl = find_pipeline(s, name, name_len);
+    sdp_loop *p = cur(s);
+    seldon_msg *in;
+    plreq q;
+    plw *w;
+    int rc;
+    if (pl == NULL)
+        return sdd_error(SELDON_ENOTFOUND, "pipeline \"%.*s\" not found",
+                         (int)(name_len > 200 ? 200 : name_len), name);
+    if (p == NULL)
+        return sdd_error(SELDON_EINTERNAL, "not on an ingress loop");
+    in = seldon_pipeline_engine_msg(p->eng, SELDON_MSG_REQUEST);
+    if (in == NULL)
+        return sdd_error(SELDON_ENOMEM, "out of memory");
+    rc = seldon_msg_decode_pb(in, data, len, 0);
+    if (rc != 0) {
+        seldon_msg_free(in);
+        return rc;
+    }
+    w = sdd_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        seldon_msg_free(in);
+        return sdd_error(SELDON_ENOMEM, "out of memory");
+    }
+    w->kind = W_GRPC;
+    w->ctx = ctx;
+    memset(&q, 0, sizeof(q));
+    q.pipeline = name;
+    q.pipeline_len = name_len;
+    q.timeout_ms = timeout_ms;
+    q.headers = metadata;
+    q.nheaders = nmetadata;
+    return start(s, w, &q, in);
+}
+
+/* One whole request message of an own stream. */
+static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
+{
+    sdp *s = c->s;
+    sdp_loop *p = cur(s);
+    sdp_header xs[SDP_MAX_XHEADERS];
+    seldon_msg *in;
+    plreq q;
+    plw *w;
+    size_t i;
+    int rc;
+    int32_t gs;
+    if (p == NULL) {
+        scall_finish(c, 13, "not on an ingress loop");
+        return;
+    }
+    if (find_pipeline(s, c->pipeline, strlen(c->pipeline)) == NULL) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "pipeline \"%s\" not found", c->pipeline);
+        scall_finish(c, 5, msg);
+        return;
+    }
+    in = seldon_pipeline_engine_msg(p->eng, SELDON_MSG_REQUEST);
+    w = sdd_calloc(1, sizeof(*w));
+    if (in == NULL || w == NULL) {
+        seldon_msg_free(in);
+        sdd_free(w);
+        scall_finish(c, 8, "out of memory");
+        return;
+    }
+    rc = seldon_msg_decode_pb(in, data, len, 0);
+    if (rc != 0) {
+        seldon_msg_free(in);
+        sdd_free(w);
+        scall_finish(c, 3, seldon_last_error());
+        return;
+    }
+    memset(&q, 0, sizeof(q));
+    q.pipeline = c->pipeline;
+    q.pipeline_len = strlen(c->pipeline);
+    q.timeout_ms = c->timeout_ms;
+    q.headers = xs;
+    /*
+     * The request's x-request-id: a stream's requests each have their own, the message's id
+     * when it has one (answers are matched by it); else the call's (the first request of a
+     * stream), else a new one.
+     */
+    {
+        size_t idl = 0;
+        const char *id = c->streaming ? seldon_msg_id(in, &idl) : NULL;
+        for (i = 0; i < c->nmeta; i++) {
+            int rid = name_is(c->meta[i].name, c->meta[i].name_len, "x-request-id");
+            if (rid && (idl > 0 || (c->streaming && c->nreq > 0)))
+                continue;
+            xs[q.nheaders++] = (sdp_header){c->meta[i].name, c->meta[i].name_len, c->meta[i].value,
+                                            c->meta[i].value_len};
+        }
+        if (id != NULL && idl > 0 && q.nheaders < SDP_MAX_XHEADERS)
+            xs[q.nheaders++] = (sdp_header){"x-request-id", 12, id, idl};
+    }
+    c->nreq++;
+    w->kind = W_STREAM;
+    w->sc = c;
+    c->refs++;
+    rc = start(s, w, &q, in);
+    if (rc != 0) {
+        seldon_router_status(NULL, &gs, rc);
+        c->refs--;
+        scall_finish(c, gs, seldon_last_error());
+    }
+}
+
+static int stream_drain(scall *c)
+{
+    size_t off = 0;
+    while (c->in.len - off >= GRPC_HDR) {
+        const uint8_t *b = c->in.data + off;
+        size_t n = ((size_t)b[1] << 24) | ((size_t)b[2] << 16) | ((size_t)b[3] << 8) | b[4];
+        if (b[0] != 0) {
+            scall_finish(c, 12, "compressed messages are not supported");
+            return -1;
+        }
+        if (n > c->s->cfg.max_body) {
+            scall_finish(c, 8, "request message larger than --max-body");
+            return -1;
+        }
+        if (c->in.len - off - GRPC_HDR < n)
+            break;
+        if (!c->streaming && off > 0) {
+            scall_finish(c, 12, "a unary call takes one request message");
+            return -1;
+        }
+        c->refs++; /* the dispatch may answer at once */
+        stream_dispatch(c, b + GRPC_HDR, n);
+        off += GRPC_HDR + n;
+        if (c->st == NULL || c->finished) {
+            scall_unref(c);
+            return -1;
+        }
+        c->refs--;
+    }
+    if (off > 0) {
+        memmove(c->in.data, c->in.data + off, c->in.len - off);
+        c->in.len -= off;
+    }
+    return 0;
+}
+
+static void sg_data(sd2_stream *st, void *user_data, const uint8_t *data, size_t len)
+{
+    scall *c = user_data;
+    if (c->streaming && !c->finished)
+        c->unconsumed += len;
+    else
+        sd2_consume(st, len);
+    if (c->finished)
+        return;
+    if (c->in.len + len > c->s->cfg.max_body + GRPC_HDR) {
+        scall_finish(c, 8, "request message larger than --max-body");
+        return;
+    }
+    buf_add(&c->in, data, len);
+    if (c->streaming && stream_drain(c) == 0)
+        maybe_consume(c);
+}
+
+static void sg_end(sd2_stream *st, void *user_data, const sd2_header *trailers, size_t n)
+{
+    scall *c = user_data;
+    (void)st;
+    (void)trailers;
+    (void)n;
+    c->ended = 1;
+    if (c->finished)
+        return;
+    if (!c->streaming) {
+        if (c->in.len == 0) {
+            scall_finish(c, 13, "the call carried no request message");
+            return;
+        }
+        if (stream_drain(c) != 0)
+            return;
+        if (c->in.len > 0 && !c->finished)
+            scall_finish(c, 13, "the request ended inside a message");
+        return;
+    }
+    if (c->in.len > 0) {
+        scall_finish(c, 13, "the request ended inside a message");
+        return;
+    }
+    if (c->refs == 1)
+        scall_finish(c, 0, NULL);
+}
+
+static void sg_close(sd2_stream *st, void *user_data, int err, uint32_t h2_code)
+{
+    scall *c = user_data;
+    (void)st;
+    (void)err;
+    (void)h2_code;
+    c->st = NULL;
+    scall_unref(c);
+}
+
+static void sg_drain(sd2_stream *st, void *user_data)
+{
+    (void)st;
+    maybe_consume(user_data);
+}
+
+static const sd2_stream_cbs sg_cbs = {NULL, sg_data, sg_end, sg_drain, sg_close};
+
+void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int end,
+                     const char *name, size_t name_len)
+{
+    const sd2_header *path = sd2_header_find(h, n, ":path");
+    const sd2_header *tm = sd2_header_find(h, n, "grpc-timeout");
+    const sd2_header *stm = sd2_header_find(h, n, "seldon-timeout-ms");
+    scall *c;
+    size_t i;
+    int streaming;
+    if (path != NULL && path->value_len == 42 &&
+        memcmp(path->value, "/inference.GRPCInferenceService/ModelInfer", 42) == 0) {
+        streaming = 0;
+    } else if (path != NULL && path->value_len == 48 &&
+               memcmp(path->value, "/inference.GRPCInferenceService/ModelStreamInfer", 48) == 0) {
+        streaming = 1;
+    } else if (path != NULL && path->value_len == 42 &&
+               memcmp(path->value, "/inference.GRPCInferenceService/ModelReady", 42) == 0) {
+        /* ModelReadyResponse { ready = 1 }, as GET /v2/pipelines/<p>/ready */
+        const seldon_pipeline *pl = find_pipeline(s, name, name_len);
+        uint8_t msg[GRPC_HDR + 2];
+        char why[300];
+        if (pl == NULL) {
+            snprintf(why, sizeof(why), "pipeline \"%.*s\" not found",
+                     (int)(name_len > 200 ? 200 : name_len), name);
+            count(s, "grpc", 5);
+            sd2_grpc_finish(st, 5, why, NULL, 0);
+            return;
+        }
+        frame_prefix(msg, 2);
+        msg[GRPC_HDR] = 0x08;
+        msg[GRPC_HDR + 1] = (uint8_t)(pipeline_ready(s, pl, 0) ? 1 : 0);
+        sd2_grpc_send_headers(st, NULL, 0);
+        sd2_write(st, msg, sizeof(msg));
+        count(s, "grpc", 0);
+        sd2_grpc_finish(st, 0, NULL, NULL, 0);
+        return;
+    } else {
+        count(s, "grpc", 12);
+        sd2_grpc_finish(st, 12, "pipelines answer ModelInfer, ModelStreamInfer and ModelReady",
+                        NULL, 0);
+        return;
+    }
+    if (name_len > SELDON_ROUTES_NAME_MAX || (c = sdd_calloc(1, sizeof(*c))) == NULL) {
+        sd2_grpc_finish(st, name_len > SELDON_ROUTES_NAME_MAX ? 3 : 8,
+                        name_len > SELDON_ROUTES_NAME_MAX ? "pipeline name too long"
+                                                          : "out of memory",
+                        NULL, 0);
+        return;
+    }
+    c->s = s;
+    c->st = st;
+    c->streaming = streaming;
+    c->refs = 1;
+    memcpy(c->pipeline, name, name_len);
+    if (tm != NULL)
+        c->timeout_ms = sdp_grpc_timeout_ms(tm->value, tm->value_len);
+    if (stm != NULL) { /* the header wins over the deadline, as for REST */
+        int64_t v = parse_ms(stm->value, stm->value_len);
+        if (v <= 0) {
+            sdd_free(c);
+            count(s, "grpc", 3);
+            sd2_grpc_finish(st, 3, "seldon-timeout-ms: expected a positive number of milliseconds",
+                            NULL, 0);
+            return;
+        }
+        c->timeout_ms = v;
+    }
+    c->meta = sdd_calloc(SDP_MAX_XHEADERS, sizeof(*c->meta));
+    for (i = 0; c->meta != NULL && i < n && c->nmeta < SDP_MAX_XHEADERS; i++)
+        if (is_x(h[i].name, h[i].name_len) &&
+            oh_set(&c->meta[c->nmeta], h[i].name, h[i].name_len, h[i].value, h[i].value_len) == 0)
+            c->nmeta++;
+    sd2_stream_bind(st, &sg_cbs, c);
+    if (end)
+        sg_end(st, c, NULL, 0);
+}
+
+/* ----------------------------------------------------------------- set-up */
+
+static int lookup(const seldon_pipeline **out, void *user_data, const char *name)
+{
+    sdp *s = user_data;
+    size_t i;
+    for (i = 0; i < s->ctl_n; i++)
+        if (strcmp(s->ctl_tab[i].name, name) == 0) {
+            *out = s->ctl_tab[i].pl;
+            return 0;
+        }
+    return SELDON_ENOTFOUND;
+}
+
+/*
+ * A change of the pipelines served, posted to every ingress loop in turn. The last loop
+ * through frees the references the control side gave up.
+ */
+typedef struct pl_change {
+    sdp *s;
+    atomic_int left;
+    char **remove;
+    size_t nremove;
+    seldon_pipeline **add; /* borrowed from the control registry, which holds them */
+    size_t nadd;
+    seldon_pipeline **drop; /* references released once every loop is through */
+    size_t ndrop;
+} pl_change;
+
+static void change_free(pl_change *c)
+{
+    size_t i;
+    for (i = 0; i < c->nremove; i++)
+        sdd_free(c->remove[i]);
+    for (i = 0; i < c->ndrop; i++)
+        seldon_pipeline_free(c->drop[i]);
+    sdd_free(c->remove);
+    sdd_free(c->add);
+    sdd_free(c->drop);
+    sdd_free(c);
+}
+
+static void change_release(pl_change *c)
+{
+    if (atomic_fetch_sub(&c->left, 1) == 1)
+        change_free(c);
+}
+
+static void loop_forget(sdp_loop *p, const char *name)
+{
+    size_t i;
+    for (i = 0; i < p->npls; i++)
+        if (strcmp(seldon_pipeline_name(p->pls[i]), name) == 0) {
+            p->pls[i] = p->pls[--p->npls];
+            return;
+        }
+}
+
+/* On an ingress loop: removals (readers first), then additions (what they read first). */
+static void change_apply(void *arg)
+{
+    pl_change *c = arg;
+    sdp_loop *p = cur(c->s);
+    size_t i, done, left;
+    char *dn = NULL;
+    if (p == NULL || (dn = sdd_calloc(c->nremove + c->nadd + 1, 1)) == NULL) {
+        change_release(c);
+        return;
+    }
+    for (left = c->nremove, done = 1; left > 0 && done;) {
+        done = 0;
+        for (i = 0; i < c->nremove; i++) {
+            if (dn[i])
+                continue;
+            if (seldon_pipeline_engine_remove(p->eng, c->remove[i], sdp_mono_ns()) == SELDON_ESTATE)
+                continue;
+            loop_forget(p, c->remove[i]);
+            dn[i] = 1;
+            done = 1;
+            left--;
+        }
+    }
+    memset(dn, 0, c->nremove + c->nadd + 1);
+    if (p->npls + c->nadd > p->cap) {
+        size_t cap = (p->npls + c->nadd) * 2 + 8;
+        const seldon_pipeline **np = sdd_realloc(p->pls, cap * sizeof(*np));
+        if (np != NULL) {
+            p->pls = np;
+            p->cap = cap;
+        }
+    }
+    for (left = c->nadd, done = 1; left > 0 && done && p->npls + c->nadd <= p->cap;) {
+        done = 0;
+        for (i = 0; i < c->nadd; i++) {
+            int rc;
+            if (dn[i])
+                continue;
+            rc = seldon_pipeline_engine_add(p->eng, c->add[i]);
+            if (rc == SELDON_EINVAL)
+                continue; /* what it reads comes later in this change */
+            if (rc == 0)
+                p->pls[p->npls++] = c->add[i];
+            else if (p->loop == 0)
+                sdd_log(SELDON_LOG_WARN, "pipeline %s: %s", seldon_pipeline_name(c->add[i]),
+                        seldon_last_error());
+            dn[i] = 1;
+            done = 1;
+            left--;
+        }
+    }
+    if (left > 0 && p->loop == 0)
+        sdd_log(SELDON_LOG_WARN, "%zu pipeline(s) could not be added: %s", left,
+                seldon_last_error());
+    sdd_free(dn);
+    pump(p);
+    change_release(c);
+}
+
+static ctl_ent *ctl_find(sdp *s, const char *name)
+{
+    size_t i;
+    for (i = 0; i < s->ctl_n; i++)
+        if (strcmp(s->ctl_tab[i].name, name) == 0)
+            return &s->ctl_tab[i];
+    return NULL;
+}
+
+static void set_ready(sdp *s, const sdp_spec *specs, size_t n)
+{
+    ready_ent *r = n > 0 ? sdd_calloc(n, sizeof(*r)) : NULL;
+    size_t i, k = 0;
+    for (i = 0; r != NULL && i < n; i++)
+        if (specs[i].ready >= 0 && strlen(specs[i].name) <= SELDON_ROUTES_NAME_MAX) {
+            snprintf(r[k].name, sizeof(r[k].name), "%s", specs[i].name);
+            r[k++].ready = specs[i].ready;
+        }
+    pthread_mutex_lock(&s->ready_mu);
+    sdd_free(s->ready);
+    s->ready = r;
+    s->nready = k;
+    pthread_mutex_unlock(&s->ready_mu);
+}
+
+size_t sdp_count(const sdp *s)
+{
+    return s->ctl_n;
+}
+
+int sdp_sync(sdp *s, const sdp_spec *specs, size_t n, sdp_spec_fn spec_fn, void *spec_data)
+{
+    pl_change *c = NULL;
+    size_t i, k, progress;
+    int changed = 0, has_ready = 0;
+
+    for (i = 0; i < n; i++)
+        has_ready |= specs[i].ready >= 0;
+    if (has_ready || s->nready > 0)
+        set_ready(s, specs, n);
+    c = sdd_calloc(1, sizeof(*c));
+    if (c == NULL)
+        goto out;
+    c->s = s;
+    c->remove = sdd_calloc(n + s->ctl_n + 1, sizeof(*c->remove));
+    c->add = sdd_calloc(n + 1, sizeof(*c->add));
+    c->drop = sdd_calloc(n + s->ctl_n + 1, sizeof(*c->drop));
+    if (c->remove == NULL || c->add == NULL || c->drop == NULL)
+        goto out;
+    if (s->ctl_cap < s->ctl_n + n) {
+        size_t cap = s->ctl_n + n + 8;
+        ctl_ent *t = sdd_realloc(s->ctl_tab, cap * sizeof(*t));
+        if (t == NULL)
+            goto out;
+        s->ctl_tab = t;
+        s->ctl_cap = cap;
+    }
+    /* Withdrawn: gone, or replaced by a new version. */
+    for (k = 0; k < s->ctl_n;) {
+        int keep = 0;
+        for (i = 0; i < n && !keep; i++)
+            keep = strcmp(specs[i].name, s->ctl_tab[k].name) == 0 &&
+                   specs[i].version == s->ctl_tab[k].version;
+        if (keep) {
+            k++;
+            continue;
+        }
+        sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: withdrawn from the ingress", s->ctl_tab[k].name,
+                s->ctl_tab[k].version);
+        c->remove[c->nremove++] = s->ctl_tab[k].name;
+        c->drop[c->ndrop++] = s->ctl_tab[k].pl;
+        s->ctl_tab[k] = s->ctl_tab[--s->ctl_n];
+        changed = 1;
+    }
+    /* Readers of a withdrawn pipeline go too: compiled again below against its new version. */
+    for (progress = 1; progress;) {
+        progress = 0;
+        for (k = 0; k < s->ctl_n;) {
+            size_t d, r = 0;
+            int reads = 0;
+            for (d = 0; d < seldon_pipeline_dependency_count(s->ctl_tab[k].pl) && !reads; d++)
+                for (r = 0; r < c->nremove && !reads; r++)
+                    reads =
+                        strcmp(seldon_pipeline_dependency(s->ctl_tab[k].pl, d), c->remove[r]) == 0;
+            if (!reads) {
+                k++;
+                continue;
+            }
+            sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: withdrawn, to read the new %s",
+                    s->ctl_tab[k].name, s->ctl_tab[k].version, c->remove[r - 1]);
+            c->remove[c->nremove++] = s->ctl_tab[k].name;
+            c->drop[c->ndrop++] = s->ctl_tab[k].pl;
+            s->ctl_tab[k] = s->ctl_tab[--s->ctl_n];
+            progress = 1;
+        }
+    }
+    /* New: compiled here, in the order of what they read. */
+    for (progress = 1; progress;) {
+        progress = 0;
+        for (i = 0; i < n; i++) {
+            const char *spec = specs[i].spec;
+            size_t len = specs[i].spec_len;
+            seldon_manifest *m = NULL;
+            seldon_pipeline *pl = NULL;
+            const seldon_resource *res;
+            if (ctl_find(s, specs[i].name) != NULL)
+                continue;
+            if (spec == NULL &&
+                (spec_fn == NULL || spec_fn(spec_data, specs[i].name, &spec, &len) != 0))
+                continue;
+            if (seldon_manifest_parse(&m, spec, len, specs[i].name) != 0)
+                continue;
+            res = seldon_manifest_at(m, 0);
+            if (res != NULL && res->kind == SELDON_KIND_PIPELINE &&
+                seldon_pipeline_compile(&pl, res->name, &res->spec.pipeline, lookup, s) == 0) {
+                s->ctl_tab[s->ctl_n].name = sdd_strndup(specs[i].name, strlen(specs[i].name));
+                s->ctl_tab[s->ctl_n].version = specs[i].version;
+                s->ctl_tab[s->ctl_n].pl = pl;
+                if (s->ctl_tab[s->ctl_n].name == NULL) {
+                    seldon_pipeline_free(pl);
+                } else {
+                    c->add[c->nadd++] = pl;
+                    s->ctl_n++;
+                    progress = 1;
+                    changed = 1;
+                    sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: served (%zu step(s))", specs[i].name,
+                            specs[i].version, seldon_pipeline_step_count(pl));
+                }
+            }
+            seldon_manifest_free(m);
+        }
+    }
+    if (!changed)
+        goto out;
+    atomic_store(&c->left, s->nloops);
+    for (i = 0; i < (size_t)s->nloops; i++)
+        if (sdl_loops_post(s->loops, (int)i, change_apply, c) != 0)
+            change_release(c);
+    c = NULL;
+out:
+    if (c != NULL)
+        change_free(c);
+    return changed;
+}
+
+int sdp_new(sdp **out, sdl_loops *loops, const sdp_config *cfg, const sdp_hooks *hooks,
+            void *user_data)
+{
+    seldon_pipeline_options o = SELDON_PIPELINE_OPTIONS_INIT;
+    sdp *s = sdd_calloc(1, sizeof(*s));
+    int rc = 0, i;
+    *out = NULL;
+    if (s == NULL)
+        return SELDON_ENOMEM;
+    s->loops = loops;
+    s->nloops = sdl_loops_count(loops);
+    s->cfg = *cfg;
+    s->hooks = *hooks;
+    s->ud = user_data;
+    pthread_mutex_init(&s->async_mu, NULL);
+    pthread_mutex_init(&s->ready_mu, NULL);
+    s->async_cap = cfg->async_max;
+    s->async_tab = sdd_calloc(s->async_cap ? s->async_cap : 1, sizeof(*s->async_tab));
+    s->pl = sdd_calloc((size_t)s->nloops, sizeof(*s->pl));
+    if (s->async_tab == NULL || s->pl == NULL) {
+        rc = SELDON_ENOMEM;
+        goto out;
+    }
+    o.timeout_ms = (int64_t)cfg->timeout_ms;
+    o.max_requests = cfg->max_requests;
+    for (i = 0; i < s->nloops; i++) {
+        sdp_loop *p = sdd_calloc(1, sizeof(*p));
+        if (p == NULL) {
+            rc = SELDON_ENOMEM;
+            goto out;
+        }
+        s->pl[i] = p;
+        p->s = s;
+        p->loop = i;
+        p->armed = INT64_MAX;
+        rc = seldon_pipeline_engine_new(&p->eng, NULL, 0, &o);
+        if (rc != 0)
+            goto out;
+        uv_timer_init(sdl_loops_loop(loops, i), &p->timer);
+        p->timer.data = p;
+    }
+out:
+    if (rc != 0) {
+        for (i = 0; s->pl != NULL && i < s->nloops; i++)
+            if (s->pl[i] != NULL && s->pl[i]->eng != NULL) /* its timer closes with its loop */
+                uv_close((uv_handle_t *)&s->pl[i]->timer, NULL);
+        return rc; /* freed by sdp_free() once the loops closed the timers */
+    }
+    *out = s;
+    return 0;
+}
+
+void sdp_close_loop(sdp *s, int i)
+{
+    if (s == NULL || i < 0 || i >= s->nloops || s->pl[i] == NULL)
+        return;
+    uv_close((uv_handle_t *)&s->pl[i]->timer, NULL);
+}
+
+void sdp_free(sdp *s)
+{
+    int i;
+    size_t k;
+    if (s == NULL)
+        return;
+    for (i = 0; s->pl != NULL && i < s->nloops; i++) {
+        sdp_loop *p = s->pl[i];
+        if (p == NULL)
+            continue;
+        for (k = 0; k < NBUCKETS; k++)
+            while (p->buckets[k] != NULL) {
+                plw *w = p->buckets[k];
+                p->buckets[k] = w->next;
+                if (w->kind == W_STREAM) /* its stream closed with the loop: our reference */
+                    scall_unref(w->sc);
+                waiter_free(w);
+            }
+        seldon_pipeline_engine_free(p->eng);
+        sdd_free(p->pls);
+        sdd_free(p);
+    }
+    sdd_free(s->pl);
+    for (k = 0; k < s->ctl_n; k++) {
+        seldon_pipeline_free(s->ctl_tab[k].pl);
+        sdd_free(s->ctl_tab[k].name);
+    }
+    sdd_free(s->ctl_tab);
+    for (k = 0; k < s->async_cap; k++)
+        seldon_buf_free(&s->async_tab[k].body);
+    sdd_free(s->async_tab);
+    sdd_free(s->ready);
+    pthread_mutex_destroy(&s->async_mu);
+    pthread_mutex_destroy(&s->ready_mu);
+    sdd_free(s);
+}
