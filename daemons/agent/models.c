@@ -665,6 +665,60 @@ static void make_room(agent *a, ag_job *j)
 
 /* ------------------------------------------------------------ UNLOAD */
 
+static void unload_done(agent *a, ag_job *j, int32_t status, const char *message);
+
+static void drain_timer_closed(uv_handle_t *h)
+{
+    sdd_free(h);
+}
+
+static void drain_stop_timer(agent *a)
+{
+    if (a->drain_timer != NULL) {
+        uv_timer_stop(a->drain_timer);
+        uv_close((uv_handle_t *)a->drain_timer, drain_timer_closed);
+        a->drain_timer = NULL;
+    }
+}
+
+/* The requests in flight ended (or --grace passed): the unload goes on. */
+static void drain_finish(agent *a)
+{
+    ag_job *j = a->drain_job;
+    if (j == NULL)
+        return;
+    a->drain_job = NULL;
+    drain_stop_timer(a);
+    if (j->e->inflight > 0)
+        sdd_log(SELDON_LOG_WARN, "model %s: %u requests still in flight after --grace: unloading",
+                j->e->vname, j->e->inflight);
+    server_unload(a, j, j->e, unload_done);
+}
+
+static void drain_expired(uv_timer_t *t)
+{
+    drain_finish(t->data);
+}
+
+void ag_models_begin(agent *a, const char *vname)
+{
+    ag_entry *e = ag_cache_find(a->cache, vname, strlen(vname));
+    if (e != NULL)
+        e->inflight++;
+}
+
+void ag_models_end(agent *a, const char *vname)
+{
+    ag_entry *e = ag_cache_find(a->cache, vname, strlen(vname));
+    if (e == NULL || e->inflight == 0)
+        return;
+    if (--e->inflight == 0) {
+        e->idle_since = ag_now_ns();
+        if (a->drain_job != NULL && a->drain_job->e == e)
+            drain_finish(a);
+    }
+}
+
 static void unload_done(agent *a, ag_job *j, int32_t status, const char *message)
 {
     char dir[4200];
@@ -795,7 +849,21 @@ static void job_next(agent *a)
         }
         j->e = e;
         a->serving = j;
-        if (e->state == AG_LOADED) {
+        if (e->state == AG_LOADED && e->inflight > 0) {
+            /* The scheduler took it out of the routes first; what is in flight ends here. */
+            e->state = AG_UNLOADING;
+            sdd_log(SELDON_LOG_INFO, "model %s: unload waits for %u requests in flight",
+                    e->vname, e->inflight);
+            a->drain_job = j;
+            a->drain_timer = sdd_malloc(sizeof(*a->drain_timer));
+            if (a->drain_timer != NULL) {
+                uv_timer_init(a->loop, a->drain_timer);
+                a->drain_timer->data = a;
+                uv_timer_start(a->drain_timer, drain_expired, a->cfg.grace_ms, 0);
+            } else {
+                drain_finish(a);
+            }
+        } else if (e->state == AG_LOADED) {
             e->state = AG_UNLOADING;
             server_unload(a, j, e, unload_done);
         } else {
@@ -854,6 +922,13 @@ void ag_models_stop(agent *a)
     ag_job *j, *next;
     ag_entry *e;
     a->stopping = 1;
+    if (a->drain_job != NULL) { /* nothing will unload it now */
+        drain_stop_timer(a);
+        if (a->serving == a->drain_job)
+            a->serving = NULL;
+        job_free(a->drain_job);
+        a->drain_job = NULL;
+    }
     if (a->child != NULL) /* its job ends as failed once it exits */
         uv_process_kill(a->child, SIGTERM);
     for (j = a->jobs; j != NULL; j = next) {
