@@ -81,6 +81,19 @@ static void note_loaded(agent *a, const ag_entry *e, int loaded)
     series_set(a, loaded ? a->m_load : a->m_unload, e, 1, 1);
 }
 
+/* A version unloaded for good: its series go (label 3 is model_internal), so an agent that
+   serves many versions over its life keeps only the live ones' (docs/autoscaling.md). The
+   loop thread is the only one that updates them. */
+static void series_forget(agent *a, const char *vname)
+{
+    seldon_metric *const fams[] = {a->m_infer, a->m_infer_secs, a->m_infer_secs_total,
+                                   a->m_loaded, a->m_loaded_mem, a->m_evict,
+                                   a->m_miss,  a->m_load,     a->m_unload};
+    size_t i;
+    for (i = 0; i < sizeof(fams) / sizeof(fams[0]); i++)
+        seldon_metric_remove(fams[i], 3, vname);
+}
+
 void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method, int code,
                       int64_t started_ns)
 {
@@ -732,6 +745,7 @@ static void unload_done(agent *a, ag_job *j, int32_t status, const char *message
         return;
     }
     note_loaded(a, e, 0);
+    series_forget(a, e->vname);
     snprintf(dir, sizeof(dir), "%s/%s", a->cfg.models_dir, e->vname);
     ag_rm_tree(dir);
     entry_drop(a, e);

@@ -51,6 +51,18 @@ SELDON_API void seldon_series_observe(seldon_series *series, double value);
 /* The current value of a counter or gauge, or a histogram's count. */
 SELDON_API double seldon_series_value(const seldon_series *series);
 
+/*
+ * Removes every series of the family whose label label_index has this value
+ * (a model version unloaded: its series go, so a long-lived process does not
+ * keep one per version it ever served). Returns how many went. The removed
+ * series are freed: a pointer to one must not be used afterwards, so call it
+ * where nothing can still update them (the thread that does, or once the
+ * holder of the cached pointers is gone). A later seldon_metric_series() for
+ * the same labels starts a new series at zero.
+ */
+SELDON_API size_t seldon_metric_remove(seldon_metric *metric, size_t label_index,
+                                       const char *value);
+
 /* Appends every family, in the order added, as Prometheus text (version 0.0.4). */
 SELDON_API int seldon_metrics_render(seldon_buf *out, seldon_metrics *registry);
 

@@ -225,6 +225,27 @@ int seldon_metric_series(seldon_series **out, seldon_metric *metric, const char 
     return 0;
 }
 
+size_t seldon_metric_remove(seldon_metric *metric, size_t label_index, const char *value)
+{
+    seldon_series **pp, *s;
+    size_t n = 0;
+    if (metric == NULL || value == NULL || label_index >= metric->nlabels)
+        return 0;
+    pthread_mutex_lock(&metric->registry->lock);
+    for (pp = &metric->series; (s = *pp) != NULL;) {
+        if (strcmp(s->values[label_index], value) == 0) {
+            *pp = s->next;
+            series_free(s, metric->nlabels);
+            metric->nseries--;
+            n++;
+        } else {
+            pp = &s->next;
+        }
+    }
+    pthread_mutex_unlock(&metric->registry->lock);
+    return n;
+}
+
 void seldon_series_add(seldon_series *series, double amount)
 {
     if (series == NULL || (series->family->type == SELDON_METRIC_COUNTER && !(amount >= 0)))
