@@ -207,7 +207,7 @@ static int64_t scale_server(seldon_sched *s, sch_server *sv, const int32_t *need
         want = sv->max_replicas;
     if (want < 1)
         want = 1;
-    cur = sv->scale_want > 0 ? sv->scale_want : (uint32_t)sv->desired;
+    cur = (uint32_t)sdn_sch_server_size(sv);
     if ((uint32_t)want > cur) {
         snprintf(why, sizeof(why), "models want %d replicas (maxReplicas %d)", *need,
                  sv->max_replicas);

@@ -212,3 +212,45 @@ Test(autoscale, server_without_max_is_not_scaled)
     cr_assert_eq(seldon_sched_next_scale(s, &rq), SELDON_ENOTFOUND);
     seldon_sched_close(s);
 }
+
+Test(autoscale, a_restart_keeps_the_replicas_a_server_was_scaled_to)
+{
+    char *dir = temp_dir();
+    seldon_sched *s = open_dir(dir, T0, 60000);
+    seldon_sched_scale_request rq;
+    seldon_sched_loaded held = {"iris", 1};
+    seldon_sched_autoscale as = SELDON_SCHED_AUTOSCALE_INIT;
+    int64_t now = T0;
+    cmd c[16];
+    apply_ok(s,
+             "apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata:\n  name: mlserver\n"
+             "spec:\n  serverConfig: mlserver\n  replicas: 1\n  maxReplicas: 2\n",
+             now);
+    connect_ok(s, "mlserver", 0, "sklearn", GIB, now);
+    load_model(s, "iris", "sklearn", NULL, 2, "  minReplicas: 1\n", now);
+    seldon_sched_tick(s, now);
+    cr_assert_eq(seldon_sched_next_scale(s, &rq), 0);
+    cr_assert_eq(rq.replicas, 2);
+    connect_ok(s, "mlserver", 1, "sklearn", GIB, now);
+    seldon_sched_tick(s, now);
+    ack_all(s, now);
+    cr_assert_str_eq(placement(s, "iris", 0), "mlserver:0,1");
+    seldon_sched_close(s);
+
+    /* Back with both replicas holding the model (the scale request is not stored: the
+       first tick asks again, the same count): nothing moves, nothing loads. */
+    now += 1000 * MS;
+    s = open_dir(dir, now, 60000);
+    as.server_cooldown_ms = 3000;
+    cr_assert_eq(seldon_sched_set_autoscale(s, &as), 0);
+    cr_assert_eq(connect_r(s, "mlserver", 0, "sklearn", GIB, 0, &held, 1, now), 0);
+    cr_assert_eq(connect_r(s, "mlserver", 1, "sklearn", GIB, 0, &held, 1, now), 0);
+    seldon_sched_tick(s, now);
+    cr_assert_eq(take_cmds(s, c, 16), 0, "a restart moved a model");
+    cr_assert_eq(seldon_sched_next_scale(s, &rq), 0);
+    cr_assert_eq(rq.replicas, 2);
+    cr_assert_str_eq(placement(s, "iris", 0), "mlserver:0,1");
+    cr_assert_eq(route_upstreams(s, "iris"), 2);
+    seldon_sched_close(s);
+    rm_dir(dir);
+}
