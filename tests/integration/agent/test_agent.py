@@ -8,6 +8,7 @@ import numpy as np
 
 from conftest import (AGENT, HOST, Agent, FakeScheduler, add, infer_rest, metric, request,
                       wait_until)
+from conftest import metrics as sh_metrics
 
 
 def test_help():
@@ -132,6 +133,12 @@ def test_versions_and_internal_header(pair, g):
     assert not [s for s in m if s[1].get("model_internal") == "m_2"], m
     assert metric(m, "seldon_model_infer_total", model_internal="m_1") >= 1
     assert metric(m, "seldon_loaded_model_gauge", model_internal="m_1") == 1
+    # The server's too, once its instance of m_2 is gone (the last call let it go).
+    wait_until(lambda: not [s for s in sh_metrics(pair.server.http)
+                            if s[1].get("model") == "m_2"], 30,
+               lambda: f"seldon-server kept m_2's series: {sh_metrics(pair.server.http)}")
+    assert metric(sh_metrics(pair.server.http), "seldon_model_infer_total", model="m_1",
+                  code="200") >= 1
     pair.sched.unload("m", 1)
     status, doc = infer_rest(pair.agent.http, "m", [0])
     assert status == 404, doc

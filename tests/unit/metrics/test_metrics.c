@@ -151,3 +151,40 @@ Test(metrics, remove_drops_the_series_of_a_label_value)
     cr_assert_eq(seldon_series_value(s), 0);
     seldon_metrics_free(r);
 }
+
+Test(metrics, held_series_go_with_their_last_holder)
+{
+    seldon_metrics *r = NULL;
+    seldon_metric *req = NULL;
+    seldon_series *a = NULL, *b = NULL, *p = NULL;
+    const char *labels[1] = {"model"};
+    const char *v1[1] = {"iris_1"}, *v2[1] = {"iris_2"};
+
+    CHECK_OK(seldon_metrics_new(&r));
+    CHECK_OK(seldon_metrics_add(&req, r, SELDON_METRIC_COUNTER, "seldon_requests_total", "R.",
+                                labels, 1, NULL, 0));
+    /* Two holders of iris_1 (an old instance and its reload): one release keeps it. */
+    CHECK_OK(seldon_metric_series_hold(&a, req, v1));
+    CHECK_OK(seldon_metric_series_hold(&b, req, v1));
+    cr_assert_eq(a, b);
+    seldon_series_add(a, 2);
+    cr_assert_eq(seldon_metric_remove(req, 0, "iris_1"), 0, "a held series is not removed");
+    seldon_series_release(a);
+    seldon_series_add(b, 1);
+    cr_assert_str_eq(render(r), "# HELP seldon_requests_total R.\n"
+                                "# TYPE seldon_requests_total counter\n"
+                                "seldon_requests_total{model=\"iris_1\"} 3\n");
+    seldon_series_release(b);
+    cr_assert_str_eq(render(r), "# HELP seldon_requests_total R.\n"
+                                "# TYPE seldon_requests_total counter\n");
+    /* Asked for plainly too: permanent, releases do not free it. */
+    CHECK_OK(seldon_metric_series_hold(&a, req, v2));
+    CHECK_OK(seldon_metric_series(&p, req, v2));
+    seldon_series_release(a);
+    seldon_series_add(p, 5);
+    cr_assert_str_eq(render(r), "# HELP seldon_requests_total R.\n"
+                                "# TYPE seldon_requests_total counter\n"
+                                "seldon_requests_total{model=\"iris_2\"} 5\n");
+    seldon_series_release(NULL);
+    seldon_metrics_free(r);
+}
