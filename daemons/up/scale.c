@@ -74,8 +74,8 @@ void up_scale(void *user_data, const seldon_sched_scale_request *rq)
             r->removed = 0;
             announce(u, r);
             started++;
-            sdd_log(SELDON_LOG_INFO, "replica %s/%u: back (scaled up to %u)", u->cfg.server_name,
-                    i, rq->replicas);
+            sdd_log(SELDON_LOG_INFO, "replica %s/%u: back (scaled up to %u)", u->cfg.server_name, i,
+                    rq->replicas);
         }
     }
     while ((uint32_t)u->nreplicas < rq->replicas && u->nreplicas < UP_MAX_SERVERS) {
@@ -106,8 +106,7 @@ void up_scale_check(up *u)
         up_replica *r = &u->replicas[i];
         if (r->removed || ag_cache_first(r->cache) != NULL)
             continue; /* gone already, or its models have not moved yet */
-        if (seldon_sched_agent_disconnect(u->sched.sched, u->cfg.server_name, i, sc_now_ns()) !=
-            0)
+        if (seldon_sched_agent_disconnect(u->sched.sched, u->cfg.server_name, i, sc_now_ns()) != 0)
             continue;
         r->removed = 1;
         removed++;

@@ -31,8 +31,8 @@ int seldon_sched_set_autoscale(seldon_sched *sched, const seldon_sched_autoscale
 }
 
 int seldon_sched_model_load(seldon_sched *sched, const char *server, uint32_t index,
-                            const char *model, uint32_t version, uint32_t inflight,
-                            int64_t idle_ms, int64_t now_ns)
+                            const char *model, uint32_t version, uint32_t inflight, int64_t idle_ms,
+                            int64_t now_ns)
 {
     sch_server *sv;
     sch_replica *r;
@@ -303,8 +303,8 @@ int seldon_sched_next_scale(seldon_sched *sched, seldon_sched_scale_request *out
     return SELDON_ENOTFOUND;
 }
 
-int seldon_sched_server_scale(uint32_t *out_replicas, const char **out_reason,
-                              seldon_sched *sched, const char *server)
+int seldon_sched_server_scale(uint32_t *out_replicas, const char **out_reason, seldon_sched *sched,
+                              const char *server)
 {
     sch_server *sv;
     if (sched == NULL || server == NULL)

@@ -29,8 +29,8 @@ static void report(seldon_sched *s, const char *model, uint32_t n, uint32_t infl
 {
     uint32_t i;
     for (i = 0; i < n; i++)
-        cr_assert_eq(seldon_sched_model_load(s, "mlserver", i, model, 1, inflight, idle_ms, now),
-                     0, "%s", seldon_last_error());
+        cr_assert_eq(seldon_sched_model_load(s, "mlserver", i, model, 1, inflight, idle_ms, now), 0,
+                     "%s", seldon_last_error());
 }
 
 Test(autoscale, defaults_and_bad_values)
