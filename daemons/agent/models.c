@@ -86,9 +86,9 @@ static void note_loaded(agent *a, const ag_entry *e, int loaded)
    loop thread is the only one that updates them. */
 static void series_forget(agent *a, const char *vname)
 {
-    seldon_metric *const fams[] = {a->m_infer, a->m_infer_secs, a->m_infer_secs_total,
+    seldon_metric *const fams[] = {a->m_infer,  a->m_infer_secs, a->m_infer_secs_total,
                                    a->m_loaded, a->m_loaded_mem, a->m_evict,
-                                   a->m_miss,  a->m_load,     a->m_unload};
+                                   a->m_miss,   a->m_load,       a->m_unload};
     size_t i;
     for (i = 0; i < sizeof(fams) / sizeof(fams[0]); i++)
         seldon_metric_remove(fams[i], 3, vname);
@@ -866,8 +866,8 @@ static void job_next(agent *a)
         if (e->state == AG_LOADED && e->inflight > 0) {
             /* The scheduler took it out of the routes first; what is in flight ends here. */
             e->state = AG_UNLOADING;
-            sdd_log(SELDON_LOG_INFO, "model %s: unload waits for %u requests in flight",
-                    e->vname, e->inflight);
+            sdd_log(SELDON_LOG_INFO, "model %s: unload waits for %u requests in flight", e->vname,
+                    e->inflight);
             a->drain_job = j;
             a->drain_timer = sdd_malloc(sizeof(*a->drain_timer));
             if (a->drain_timer != NULL) {

@@ -235,7 +235,8 @@ static int series_get(seldon_series **out, seldon_metric *metric, const char *co
     return 0;
 }
 
-int seldon_metric_series(seldon_series **out, seldon_metric *metric, const char *const *label_values)
+int seldon_metric_series(seldon_series **out, seldon_metric *metric,
+                         const char *const *label_values)
 {
     return series_get(out, metric, label_values, 0);
 }

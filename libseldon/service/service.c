@@ -280,8 +280,7 @@ static sdn_svc_model *ext_of(seldon_service *svc, seldon_model *model)
     for (k = 0; k < 3; k++) {
         int ok = kinds[k] == SDN_SVC_REST ? 200 : 0;
         mine->ok_total[k] = held3(svc->m_infer_total, name, sdn_svc_method_label(kinds[k]), ok);
-        mine->ok_seconds[k] =
-            held3(svc->m_infer_seconds, name, sdn_svc_method_label(kinds[k]), ok);
+        mine->ok_seconds[k] = held3(svc->m_infer_seconds, name, sdn_svc_method_label(kinds[k]), ok);
     }
     if (mine->batcher != NULL && svc->m_batch_size != NULL) {
         const char *labels[1] = {name};

@@ -115,7 +115,8 @@ Test(metrics, remove_drops_the_series_of_a_label_value)
     seldon_metric *req = NULL;
     seldon_series *s = NULL;
     const char *labels[2] = {"model", "method"};
-    const char *v1[2] = {"iris_1", "rest"}, *v1g[2] = {"iris_1", "grpc"}, *v2[2] = {"iris_2", "rest"};
+    const char *v1[2] = {"iris_1", "rest"}, *v1g[2] = {"iris_1", "grpc"},
+               *v2[2] = {"iris_2", "rest"};
     int i;
 
     CHECK_OK(seldon_metrics_new(&r));
