@@ -168,7 +168,12 @@ static void print_server(const ServerStatus *s)
         }
         printf("]}");
     }
-    printf("]}\n");
+    printf("]");
+    if (s->requested_replicas > 0) { /* a scale request (docs/autoscaling.md) */
+        printf(",\"requestedReplicas\":%u,\"scaleReason\":", s->requested_replicas);
+        json_str(stdout, s->scale_reason);
+    }
+    printf("}\n");
 }
 
 static int fail(const char *what, const cli_result *r)

@@ -68,7 +68,8 @@ enum {
     M_ROUTE_SUBSCRIBE,
     M_PIPELINE_STATUS,
     M_PIPELINE_SUBSCRIBE,
-    M_EXPERIMENT_STATUS
+    M_EXPERIMENT_STATUS,
+    M_AGENT_LOAD
 };
 
 static const struct method {
@@ -86,6 +87,7 @@ static const struct method {
     [M_PIPELINE_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/PipelineStatus"},
     [M_PIPELINE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/SubscribePipelines"},
     [M_EXPERIMENT_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/ExperimentStatus"},
+    [M_AGENT_LOAD] = {SC_SVC_AGENT, "/seldon.control.v1.AgentService/ReportLoad"},
 };
 
 /* The list a streaming call sits in while it is open. */
@@ -592,6 +594,7 @@ void sc_pump(sc_daemon *d)
         send_command(d, &cmd);
     for (guard = 0; guard < 1000000 && seldon_sched_next_event(d->sched, &ev) == 0; guard++)
         send_event(d, &ev);
+    sc_scale_pump(d);
     if (!d->was_ready && seldon_sched_ready(d->sched)) {
         d->was_ready = 1;
         sdd_log(SELDON_LOG_INFO, "ready: placing and loading models");
@@ -982,6 +985,11 @@ static void do_server_status(sc_call *c, const uint8_t *msg, size_t len)
         ps->state = ss->connected_replicas >= ss->desired_replicas && ss->connected_replicas > 0
                         ? "Ready"
                         : "NotReady";
+        {
+            const char *why = NULL;
+            seldon_sched_server_scale(&ps->requested_replicas, &why, c->d->sched, ss->name);
+            ps->scale_reason = (char *)nz(why);
+        }
         ps->n_replicas = ss->replicas_count;
         ps->replicas = arena_alloc(&a, ss->replicas_count * sizeof(*ps->replicas));
         if (ps->replicas == NULL)
@@ -1140,6 +1148,34 @@ static void do_agent_report(sc_call *c, const uint8_t *msg, size_t len)
     sc_pump(c->d);
 out:
     seldon__control__v1__agent_event__free_unpacked(req, NULL);
+}
+
+/* The load of an agent's models, for the autoscaler (docs/autoscaling.md). */
+static void do_agent_load(sc_call *c, const uint8_t *msg, size_t len)
+{
+    Seldon__Control__V1__AgentLoadReport *req =
+        seldon__control__v1__agent_load_report__unpack(NULL, len, msg);
+    AgentEventResponse resp = SELDON__CONTROL__V1__AGENT_EVENT_RESPONSE__INIT;
+    int64_t now = sc_now_ns();
+    size_t i;
+    int rc = 0;
+    if (req == NULL) {
+        finish(c, SDR_INVALID_ARGUMENT, "AgentLoadReport: not a valid protobuf message");
+        return;
+    }
+    for (i = 0; i < req->n_models && rc == 0; i++) {
+        const Seldon__Control__V1__ModelLoad *ml = req->models[i];
+        if (ml->model == NULL || *ml->model == '\0')
+            continue;
+        rc = seldon_sched_model_load(c->d->sched, req->server, req->index, ml->model, ml->version,
+                                     ml->inflight, ml->idle_ms, now);
+    }
+    if (rc != 0)
+        fail_last(c, rc);
+    else
+        reply(c, &resp.base);
+    sc_pump(c->d);
+    seldon__control__v1__agent_load_report__free_unpacked(req, NULL);
 }
 
 /* ------------------------------------------------------------- RouteService */
@@ -1417,6 +1453,9 @@ static int on_message(void *user_data, const uint8_t *msg, size_t len)
         break;
     case M_EXPERIMENT_STATUS:
         do_experiment_status(c, msg, len);
+        break;
+    case M_AGENT_LOAD:
+        do_agent_load(c, msg, len);
         break;
     }
     return 0;

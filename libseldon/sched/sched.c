@@ -898,6 +898,10 @@ int seldon_sched_open(seldon_sched **out, const seldon_sched_config *cfg, int64_
     s->next_cmd_id = 1;
     s->ready = 1;
     s->routes_gen = 1;
+    {
+        seldon_sched_autoscale as = SELDON_SCHED_AUTOSCALE_INIT;
+        s->autoscale = as;
+    }
     if (def.state_dir != NULL) {
         static const char *const dbs[SCH_DB_COUNT] = {"models", "servers", "resources", "meta"};
         if ((rc = sdn_store_open(&s->store, def.state_dir, def.map_size_bytes, dbs, SCH_DB_COUNT,
@@ -971,6 +975,7 @@ void seldon_sched_close(seldon_sched *sched)
         sdn_free(sv->replicas);
         sdn_free(sv->caps);
         sdn_free(sv->spec);
+        sdn_free(sv->scale_reason);
         sdn_free(sv->name);
         sdn_free(sv);
     }
@@ -1287,6 +1292,8 @@ static int apply_server(seldon_sched *s, const seldon_resource *res)
     sv->has_resource = 1;
     sv->deleted = 0;
     sv->desired = ss->replicas;
+    sv->min_replicas = ss->min_replicas;
+    sv->max_replicas = ss->max_replicas;
     /* capabilities replace the serverConfig's defaults; extraCapabilities add to them. */
     if (ss->capabilities_count > 0) {
         d = ss->capabilities;
@@ -1974,6 +1981,8 @@ int64_t seldon_sched_tick(seldon_sched *sched, int64_t now_ns)
         }
     }
     touched_finish(sched, &t, 0);
+    if (sched->ready)
+        next = sdn_sch_autoscale(sched, now_ns);
     finish(sched);
     if (!sched->ready && sched->ready_deadline < next)
         next = sched->ready_deadline;

@@ -101,6 +101,10 @@ typedef struct sch_slot {
     char *reason;
     struct sch_slot *q_prev, *q_next; /* the replica's command queue */
     struct sch_slot *l_prev, *l_next; /* the in-flight list or the grace list */
+    /* Autoscaling (autoscale.c): the agent's last load report. */
+    uint32_t as_inflight;
+    uint8_t as_reported;
+    int64_t as_idle_since; /* no request since then; 0: busy */
 } sch_slot;
 
 typedef struct sch_version {
@@ -124,6 +128,9 @@ typedef struct sch_version {
     uint32_t nslots, capslots;
     uint32_t pend_pos;
     uint32_t mark; /* touched-list scratch */
+    /* Autoscaling (autoscale.c). */
+    int64_t as_above_since; /* load per replica above the threshold since; 0: not */
+    int64_t as_last_scale;  /* last change the autoscaler made */
 } sch_version;
 
 typedef struct sch_model {
@@ -171,6 +178,13 @@ typedef struct sch_server {
     uint32_t ncaps;
     sch_replica **replicas; /* by index; NULL holes */
     uint32_t nreplicas;
+    /* Server scaling (autoscale.c). */
+    int32_t min_replicas, max_replicas; /* of the Server resource; 0 when absent */
+    uint32_t scale_want;                /* replicas requested; 0: never asked */
+    uint8_t scale_owed;                 /* a request waits for seldon_sched_next_scale() */
+    int64_t scale_low_since;            /* fewer wanted since; 0: not */
+    char *scale_reason;
+    uint32_t as_pos; /* scratch: index in sched->servers */
 } sch_server;
 
 /* An experiment's spec as the routes and the status need it (experiments.c). */
@@ -299,6 +313,9 @@ struct seldon_sched {
     uint32_t epoch;       /* placement scratch marks */
     uint32_t touch_epoch; /* touched-list marks */
     seldon_buf scratch;
+
+    seldon_sched_autoscale autoscale; /* autoscale.c */
+    uint32_t scale_pos;               /* round robin of seldon_sched_next_scale() */
 };
 
 /* Growth of a pointer array. */
@@ -382,6 +399,11 @@ sch_pipeline *sdn_sch_pipeline_find(const seldon_sched *s, const char *name);
 void sdn_sch_pipelines_free(seldon_sched *s);
 /* 1 when the model has an available version. */
 int sdn_sch_model_available(const seldon_sched *s, const char *name);
+
+/* Autoscaling (autoscale.c): decisions at tick; the next deadline, or INT64_MAX. */
+int64_t sdn_sch_autoscale(seldon_sched *s, int64_t now);
+/* Replicas a server takes placements on (its resource's replicas or what was requested). */
+int32_t sdn_sch_server_size(const sch_server *sv);
 
 /* Persistence (persist.c). */
 #define SCH_DB_MODELS 0
