@@ -45,11 +45,14 @@ typedef struct dcall dcall;
 /* A live request: where its input record sits, and its step calls. */
 typedef struct dreq {
     char *pipeline;
-    char *key;
+    char *key; /* the record's key */
     size_t key_len;
+    char *eid; /* the engine's request id: "<key>/<run>" */
+    size_t eid_len;
     char *topic;
     int32_t partition;
     int64_t offset;
+    uint64_t gen; /* the assignment of its partition it was consumed in */
     dcall *calls;
     struct dreq *next; /* hash chain */
 } dreq;
@@ -84,8 +87,17 @@ typedef struct dout {
     char *in_topic;
     int32_t in_partition;
     int64_t in_offset;
+    uint64_t in_gen;
     struct dout *next; /* retry list */
 } dout;
+
+/* An assignment of a partition: records done from an earlier one are not ours to mark. */
+typedef struct dpart {
+    char *topic;
+    int32_t partition;
+    uint64_t gen; /* 0: not assigned now */
+    struct dpart *next;
+} dpart;
 
 typedef struct dpl {
     char *name;
@@ -103,6 +115,8 @@ struct df {
     dreq *reqs[NBUCKETS];
     dcall *calls[NBUCKETS];
     size_t nreqs;
+    uint64_t runs, gens;
+    dpart *parts;
     sdk_consumer *consumer;
     sdk_producer *producer;
     uv_timer_t timer;       /* the engine's deadline */
@@ -155,6 +169,39 @@ static size_t call_bucket(const char *model, size_t model_len, const char *pipel
 static int span_is(const char *s, size_t len, const char *z)
 {
     return strlen(z) == len && memcmp(s, z, len) == 0;
+}
+
+/* The record key within an engine request id ("<key>/<run>"). */
+static size_t key_of(const char *eid, size_t len)
+{
+    size_t i = len;
+    while (i > 0 && eid[i - 1] != '/')
+        i--;
+    return i > 0 ? i - 1 : len;
+}
+
+static dpart *part_get(df *d, const char *topic, int32_t partition, int create)
+{
+    dpart *p;
+    for (p = d->parts; p != NULL; p = p->next)
+        if (p->partition == partition && strcmp(p->topic, topic) == 0)
+            return p;
+    if (!create || (p = sdd_calloc(1, sizeof(*p))) == NULL)
+        return NULL;
+    if ((p->topic = sdd_strndup(topic, strlen(topic))) == NULL) {
+        sdd_free(p);
+        return NULL;
+    }
+    p->partition = partition;
+    p->next = d->parts;
+    d->parts = p;
+    return p;
+}
+
+static uint64_t part_gen(df *d, const char *topic, int32_t partition)
+{
+    dpart *p = part_get(d, topic, partition, 0);
+    return p != NULL ? p->gen : 0;
 }
 
 /* ------------------------------------------------------------ tables */
@@ -232,6 +279,7 @@ static void req_free(df *d, dreq *r)
     }
     sdd_free(r->pipeline);
     sdd_free(r->key);
+    sdd_free(r->eid);
     sdd_free(r->topic);
     sdd_free(r);
 }
@@ -349,7 +397,8 @@ static void delivered(void *user_data, void *msg_opaque, int err, const char *wh
     }
     if (err == 0 && o->kind == OUT_ANSWER) {
         seldon_series_add(o->error ? d->m_err : d->m_ok, 1);
-        if (o->in_topic != NULL && d->consumer != NULL)
+        if (o->in_topic != NULL && d->consumer != NULL && o->in_gen != 0 &&
+            part_gen(d, o->in_topic, o->in_partition) == o->in_gen)
             sdk_consumer_done(d->consumer, o->in_topic, o->in_partition, o->in_offset);
     }
     dout_free(o);
@@ -380,7 +429,8 @@ static int topic_of(df *d, char *out, int32_t kind, const char *name, int32_t io
 static void do_call(df *d, const seldon_pipeline_event *ev)
 {
     char topic[SELDON_KAFKA_TOPIC_MAX + 1];
-    dreq *r = req_find(d, ev->pipeline, ev->request_id, ev->request_id_len, 0);
+    size_t kl = key_of(ev->request_id, ev->request_id_len);
+    dreq *r = req_find(d, ev->pipeline, ev->request_id, kl, 0);
     dcall *c = NULL;
     dout *o = NULL;
     size_t i;
@@ -389,7 +439,10 @@ static void do_call(df *d, const seldon_pipeline_event *ev)
         why = seldon_last_error();
         goto fail;
     }
-    o = dout_new(OUT_STEP, topic, ev->request_id, ev->request_id_len);
+    if (r != NULL && (r->eid_len != ev->request_id_len ||
+                      memcmp(r->eid, ev->request_id, r->eid_len) != 0))
+        r = NULL; /* another run's */
+    o = dout_new(OUT_STEP, topic, ev->request_id, kl);
     c = sdd_calloc(1, sizeof(*c));
     if (o == NULL || c == NULL)
         goto fail;
@@ -407,10 +460,10 @@ static void do_call(df *d, const seldon_pipeline_event *ev)
             goto fail;
     c->model = sdd_strndup(ev->model, strlen(ev->model));
     c->pipeline = sdd_strndup(ev->pipeline, strlen(ev->pipeline));
-    c->key = sdd_strndup(ev->request_id, ev->request_id_len);
+    c->key = sdd_strndup(ev->request_id, kl);
     if (c->model == NULL || c->pipeline == NULL || c->key == NULL)
         goto fail;
-    c->key_len = ev->request_id_len;
+    c->key_len = kl;
     c->call_id = ev->call_id;
     c->r = r;
     {
@@ -459,18 +512,25 @@ static const char *error_kind_name(int32_t k)
 static void do_end(df *d, const seldon_pipeline_event *ev)
 {
     char topic[SELDON_KAFKA_TOPIC_MAX + 1];
-    dreq *r = req_find(d, ev->pipeline, ev->request_id, ev->request_id_len, 1);
+    size_t kl = key_of(ev->request_id, ev->request_id_len);
+    dreq *r = req_find(d, ev->pipeline, ev->request_id, kl, 0);
     dout *o = NULL;
     size_t i;
     int rc = SELDON_ENOMEM;
+    if (r != NULL && r->eid_len == ev->request_id_len &&
+        memcmp(r->eid, ev->request_id, r->eid_len) == 0)
+        req_find(d, ev->pipeline, ev->request_id, kl, 1);
+    else
+        r = NULL; /* a chained pipeline's answer, or another run's */
     if (topic_of(d, topic, SELDON_KAFKA_PIPELINE, ev->pipeline, SELDON_KAFKA_OUTPUTS) != 0 ||
-        (o = dout_new(OUT_ANSWER, topic, ev->request_id, ev->request_id_len)) == NULL)
+        (o = dout_new(OUT_ANSWER, topic, ev->request_id, kl)) == NULL)
         goto out;
     if (r != NULL) {
         o->in_topic = r->topic;
         r->topic = NULL;
         o->in_partition = r->partition;
         o->in_offset = r->offset;
+        o->in_gen = r->gen;
     }
     rc = dout_header(o, SELDON_KAFKA_H_PIPELINE, strlen(SELDON_KAFKA_H_PIPELINE), ev->pipeline,
                      strlen(ev->pipeline));
@@ -503,8 +563,8 @@ static void do_end(df *d, const seldon_pipeline_event *ev)
             memcpy(o->value.data, ev->error, strlen(ev->error));
             o->value.len = strlen(ev->error);
         }
-        sdd_log(SELDON_LOG_INFO, "%s: %.*s: %s", ev->pipeline, (int)ev->request_id_len,
-                ev->request_id, ev->error);
+        sdd_log(SELDON_LOG_INFO, "%s: %.*s: %s", ev->pipeline, (int)kl, ev->request_id,
+                ev->error);
     }
     if (rc != 0)
         goto out;
@@ -514,7 +574,7 @@ out:
     if (rc != 0)
         sdd_log(SELDON_LOG_ERROR, "%s: %.*s: the answer could not be produced (%s): the input "
                                   "stays uncommitted",
-                ev->pipeline, (int)ev->request_id_len, ev->request_id, seldon_last_error());
+                ev->pipeline, (int)kl, ev->request_id, seldon_last_error());
     if (o != NULL)
         dout_free(o);
     if (r != NULL)
@@ -589,6 +649,7 @@ static void reject(df *d, rd_kafka_message_t *m, const char *pipeline, const cha
     }
     o->in_partition = m->partition;
     o->in_offset = m->offset;
+    o->in_gen = part_gen(d, o->in_topic, m->partition);
     o->error = 1;
     {
         rd_kafka_headers_t *kh = NULL;
@@ -653,9 +714,18 @@ static void on_request(df *d, rd_kafka_message_t *m, const char *topic, dpl *p)
                 !span_is(name, nl, SELDON_KAFKA_H_PIPELINE))
                 h[nh++] = (seldon_pipeline_header){name, nl, val, vl};
         }
+    if (req_find(d, p->name, m->key, m->key_len, 0) != NULL) {
+        /* The same request is live here (consumed again): its run answers it. */
+        sdd_log(SELDON_LOG_DEBUG, "%s: %.*s is running already", p->name, (int)m->key_len,
+                (const char *)m->key);
+        seldon_msg_free(in);
+        sdk_consumer_done(d->consumer, topic, m->partition, m->offset);
+        return;
+    }
     r = sdd_calloc(1, sizeof(*r));
     if (r == NULL || (r->pipeline = sdd_strndup(p->name, strlen(p->name))) == NULL ||
         (r->key = sdd_strndup(m->key, m->key_len)) == NULL ||
+        (r->eid = sdd_malloc(m->key_len + 24)) == NULL ||
         (r->topic = sdd_strndup(topic, strlen(topic))) == NULL) {
         seldon_msg_free(in);
         if (r != NULL)
@@ -663,17 +733,15 @@ static void on_request(df *d, rd_kafka_message_t *m, const char *topic, dpl *p)
         return;
     }
     r->key_len = m->key_len;
+    /* A run of its own in the engine: a cancelled run of the same key may linger there
+       until its calls are answered. */
+    memcpy(r->eid, m->key, m->key_len);
+    r->eid_len = m->key_len + (size_t)snprintf(r->eid + m->key_len, 24, "/%llu",
+                                               (unsigned long long)++d->runs);
     r->partition = m->partition;
     r->offset = m->offset;
-    rc = seldon_pipeline_engine_push(d->eng, p->name, r->key, r->key_len, h, nh, in, 0, now_ns());
-    if (rc == SELDON_EEXIST) {
-        /* The same request is live (consumed again): its run answers it. */
-        sdd_log(SELDON_LOG_DEBUG, "%s: %.*s is running already", p->name, (int)m->key_len,
-                (const char *)m->key);
-        sdk_consumer_done(d->consumer, topic, m->partition, m->offset);
-        req_free(d, r);
-        return;
-    }
+    r->gen = part_gen(d, topic, m->partition);
+    rc = seldon_pipeline_engine_push(d->eng, p->name, r->eid, r->eid_len, h, nh, in, 0, now_ns());
     if (rc != 0) {
         snprintf(why, sizeof(why), "%s: %s", p->name, seldon_last_error());
         req_free(d, r);
@@ -766,8 +834,9 @@ static void on_message(void *user_data, rd_kafka_message_t *m)
 static void on_assigned(void *user_data, const char *topic, int32_t partition)
 {
     df *d = user_data;
-    (void)topic;
-    (void)partition;
+    dpart *p = part_get(d, topic, partition, 1);
+    if (p != NULL)
+        p->gen = ++d->gens;
     seldon_series_set(d->m_partitions, (double)sdk_consumer_assigned(d->consumer));
 }
 
@@ -779,8 +848,11 @@ static void on_assigned(void *user_data, const char *topic, int32_t partition)
 static void on_revoked(void *user_data, const char *topic, int32_t partition)
 {
     df *d = user_data;
+    dpart *p = part_get(d, topic, partition, 0);
     size_t b, n = 0;
     int64_t now = now_ns();
+    if (p != NULL)
+        p->gen = 0;
     seldon_series_set(d->m_partitions, (double)sdk_consumer_assigned(d->consumer));
     for (b = 0; b < NBUCKETS; b++) {
         dreq **pp = &d->reqs[b];
@@ -792,7 +864,7 @@ static void on_revoked(void *user_data, const char *topic, int32_t partition)
             }
             *pp = r->next;
             d->nreqs--;
-            seldon_pipeline_engine_cancel(d->eng, r->pipeline, r->key, r->key_len, now);
+            seldon_pipeline_engine_cancel(d->eng, r->pipeline, r->eid, r->eid_len, now);
             req_free(d, r);
             n++;
         }
@@ -1052,6 +1124,12 @@ void df_free(df *d)
             d->calls[i] = c->next;
             call_free(c);
         }
+    while (d->parts != NULL) {
+        dpart *p = d->parts;
+        d->parts = p->next;
+        sdd_free(p->topic);
+        sdd_free(p);
+    }
     seldon_pipeline_engine_free(d->eng);
     for (i = 0; i < d->npls; i++) {
         sdd_free(d->pls[i].name);

@@ -293,7 +293,10 @@ def test_two_workers_one_killed(broker, router, manifests, g):
                 break
             time.sleep(0.2)
         seen = {r.key for r in recs}
-        assert seen == set(keys), f"lost: {set(keys) - seen}\n{d1.stderr()}"
+        def logs(d):
+            return "\n".join(l for l in d.stderr().splitlines() if "kafka: " not in l)
+        assert seen == set(keys), (f"lost: {set(keys) - seen}\n{d1.metrics()}\n{logs(d1)}\n"
+                                   f"{logs(mg1)}")
         for r in recs:
             i = int(r.key.rsplit("kill", 1)[1])
             np.testing.assert_array_equal(g.outputs(response(g, r))["x"], [i + 30])
