@@ -305,3 +305,53 @@ def test_two_workers_one_killed(broker, router, manifests, g):
         d2.kill()
         mg1.stop()
         mg2.kill()
+
+
+def test_broker_restart_resumes(router, manifests, g):
+    """The broker is stopped and started again on its port (everything it held is gone):
+    the workers reconnect and rejoin by themselves, and the next requests are answered."""
+    import socket
+    with socket.socket() as s:
+        s.bind((kh.HOST, 0))
+        port = s.getsockname()[1]
+    b = kh.KafkaDev(port=port)
+    mgw = kh.ModelGateway(router, "--model", "add10", "--model", "add20", "--group", "mg-rs",
+                          broker=b.bootstrap)
+    df = Dataflow(b.bootstrap, [manifests], "--timeout", "5000", group="df-rs")
+    try:
+        rec = infer(b, "chain", "1.chain.before", {"x": f32([1])})
+        np.testing.assert_array_equal(g.outputs(response(g, rec))["x"], [31])
+        b.stop()
+        b = kh.KafkaDev(port=port)
+        deadline = time.monotonic() + 3 * kh.GUARD
+        answered = None
+        k = 0
+        while answered is None:
+            assert time.monotonic() < deadline, f"no answer after the restart\n{df.stderr()}"
+            key = f"2.chain.after{k}"
+            k += 1
+            try:
+                kh.produce(b.bootstrap, PIN.format("chain"), request(g, {"x": f32([2])}),
+                           key=key)
+            except AssertionError:
+                continue
+            end = time.monotonic() + 15
+            while answered is None and time.monotonic() < end:
+                recs = [r for r in kh.consume_all(b.bootstrap, POUT.format("chain"))
+                        if r.key == key]
+                if recs:
+                    answered = recs[0]
+                time.sleep(0.2)
+        # Requests in flight across the restart may end with a clear error (a timeout);
+        # once the groups rejoined, requests are answered again.
+        while answered.header("seldon-pipeline-errors") is not None:
+            assert b"timed out" in answered.value or b"time" in answered.value, answered
+            assert time.monotonic() < deadline, f"no answer after the restart\n{df.stderr()}"
+            key = f"2.chain.after{k}"
+            k += 1
+            answered = infer(b, "chain", key, {"x": f32([2])})
+        np.testing.assert_array_equal(g.outputs(response(g, answered))["x"], [32])
+    finally:
+        df.stop()
+        mgw.stop()
+        b.stop()
