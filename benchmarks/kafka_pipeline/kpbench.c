@@ -54,18 +54,30 @@ int main(int argc, char **argv)
     int64_t *sent, *lat, t0, t_end;
     long next = 0, done = 0, cap, measured_from;
     for (i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--broker")) broker = argv[i + 1];
-        else if (!strcmp(argv[i], "--in")) in = argv[i + 1];
-        else if (!strcmp(argv[i], "--out")) out = argv[i + 1];
-        else if (!strcmp(argv[i], "--resource")) res = argv[i + 1];
-        else if (!strcmp(argv[i], "--value-file")) vfile = argv[i + 1];
-        else if (!strcmp(argv[i], "--partitions")) partitions = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--concurrency")) conc = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--requests")) requests = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--warmup")) warm = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--fetch-wait")) fetch_wait = argv[i + 1];
-        else usage();
+        if (!strcmp(argv[i], "--broker"))
+            broker = argv[i + 1];
+        else if (!strcmp(argv[i], "--in"))
+            in = argv[i + 1];
+        else if (!strcmp(argv[i], "--out"))
+            out = argv[i + 1];
+        else if (!strcmp(argv[i], "--resource"))
+            res = argv[i + 1];
+        else if (!strcmp(argv[i], "--value-file"))
+            vfile = argv[i + 1];
+        else if (!strcmp(argv[i], "--partitions"))
+            partitions = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--concurrency"))
+            conc = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--requests"))
+            requests = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seconds"))
+            seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--warmup"))
+            warm = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--fetch-wait"))
+            fetch_wait = argv[i + 1];
+        else
+            usage();
     }
     if (!broker || !in || !out || !res || !vfile || partitions < 1 || conc < 1)
         usage();
@@ -113,11 +125,11 @@ int main(int argc, char **argv)
                (seconds > 0 ? (t_end == 0 || now_ns() < t_end) : next < requests + warm)) {
             int kl = snprintf(key, sizeof(key), "%ld.%s.%ld", next % partitions, res, next);
             sent[next] = now_ns();
-            if (rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(in), RD_KAFKA_V_PARTITION(next % partitions),
+            if (rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(in),
+                                  RD_KAFKA_V_PARTITION(next % partitions),
                                   RD_KAFKA_V_KEY(key, (size_t)kl), RD_KAFKA_V_VALUE(value, vlen),
                                   RD_KAFKA_V_HEADER("pipeline", res, -1),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_END) != 0) {
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) != 0) {
                 rd_kafka_poll(prod, 10);
                 break;
             }

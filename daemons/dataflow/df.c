@@ -226,8 +226,8 @@ static dreq *req_find(df *d, const char *pipeline, const char *key, size_t key_l
 
 static void call_unlink(df *d, dcall *c)
 {
-    dcall **pp = &d->calls[call_bucket(c->model, strlen(c->model), c->pipeline,
-                                       strlen(c->pipeline), c->key, c->key_len)];
+    dcall **pp = &d->calls[call_bucket(c->model, strlen(c->model), c->pipeline, strlen(c->pipeline),
+                                       c->key, c->key_len)];
     for (; *pp != NULL; pp = &(*pp)->next)
         if (*pp == c) {
             *pp = c->next;
@@ -439,8 +439,8 @@ static void do_call(df *d, const seldon_pipeline_event *ev)
         why = seldon_last_error();
         goto fail;
     }
-    if (r != NULL && (r->eid_len != ev->request_id_len ||
-                      memcmp(r->eid, ev->request_id, r->eid_len) != 0))
+    if (r != NULL &&
+        (r->eid_len != ev->request_id_len || memcmp(r->eid, ev->request_id, r->eid_len) != 0))
         r = NULL; /* another run's */
     o = dout_new(OUT_STEP, topic, ev->request_id, kl);
     c = sdd_calloc(1, sizeof(*c));
@@ -467,8 +467,8 @@ static void do_call(df *d, const seldon_pipeline_event *ev)
     c->call_id = ev->call_id;
     c->r = r;
     {
-        size_t b = call_bucket(c->model, strlen(c->model), c->pipeline, strlen(c->pipeline),
-                               c->key, c->key_len);
+        size_t b = call_bucket(c->model, strlen(c->model), c->pipeline, strlen(c->pipeline), c->key,
+                               c->key_len);
         c->next = d->calls[b];
         d->calls[b] = c;
     }
@@ -549,9 +549,8 @@ static void do_end(df *d, const seldon_pipeline_event *ev)
         size_t wl = ev->error_kind == SELDON_PIPELINE_ERR_MODEL && sep != NULL
                         ? (size_t)(sep - ev->error)
                         : strlen(ev->pipeline);
-        const char *who = ev->error_kind == SELDON_PIPELINE_ERR_MODEL && sep != NULL
-                              ? ev->error
-                              : ev->pipeline;
+        const char *who =
+            ev->error_kind == SELDON_PIPELINE_ERR_MODEL && sep != NULL ? ev->error : ev->pipeline;
         const char *kind = error_kind_name(ev->error_kind);
         o->error = 1;
         rc = dout_header(o, SELDON_KAFKA_H_ERRORS, strlen(SELDON_KAFKA_H_ERRORS), who, wl);
@@ -563,8 +562,7 @@ static void do_end(df *d, const seldon_pipeline_event *ev)
             memcpy(o->value.data, ev->error, strlen(ev->error));
             o->value.len = strlen(ev->error);
         }
-        sdd_log(SELDON_LOG_INFO, "%s: %.*s: %s", ev->pipeline, (int)kl, ev->request_id,
-                ev->error);
+        sdd_log(SELDON_LOG_INFO, "%s: %.*s: %s", ev->pipeline, (int)kl, ev->request_id, ev->error);
     }
     if (rc != 0)
         goto out;
@@ -572,8 +570,9 @@ static void do_end(df *d, const seldon_pipeline_event *ev)
     o = NULL;
 out:
     if (rc != 0)
-        sdd_log(SELDON_LOG_ERROR, "%s: %.*s: the answer could not be produced (%s): the input "
-                                  "stays uncommitted",
+        sdd_log(SELDON_LOG_ERROR,
+                "%s: %.*s: the answer could not be produced (%s): the input "
+                "stays uncommitted",
                 ev->pipeline, (int)kl, ev->request_id, seldon_last_error());
     if (o != NULL)
         dout_free(o);
@@ -657,8 +656,8 @@ static void reject(df *d, rd_kafka_message_t *m, const char *pipeline, const cha
         const void *val;
         size_t idx, vl;
         if (rd_kafka_message_headers(m, &kh) == RD_KAFKA_RESP_ERR_NO_ERROR)
-            for (idx = 0; rd_kafka_header_get_all(kh, idx, &name, &val, &vl) ==
-                          RD_KAFKA_RESP_ERR_NO_ERROR;
+            for (idx = 0;
+                 rd_kafka_header_get_all(kh, idx, &name, &val, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR;
                  idx++)
                 if (seldon_kafka_header_propagates(name, strlen(name)))
                     dout_header(o, name, strlen(name), val, vl);
@@ -736,8 +735,8 @@ static void on_request(df *d, rd_kafka_message_t *m, const char *topic, dpl *p)
     /* A run of its own in the engine: a cancelled run of the same key may linger there
        until its calls are answered. */
     memcpy(r->eid, m->key, m->key_len);
-    r->eid_len = m->key_len + (size_t)snprintf(r->eid + m->key_len, 24, "/%llu",
-                                               (unsigned long long)++d->runs);
+    r->eid_len = m->key_len +
+                 (size_t)snprintf(r->eid + m->key_len, 24, "/%llu", (unsigned long long)++d->runs);
     r->partition = m->partition;
     r->offset = m->offset;
     r->gen = part_gen(d, topic, m->partition);
@@ -966,8 +965,8 @@ static int load(df *d)
     for (i = 0; rc == 0 && i < d->npls; i++) {
         rc = add_topic(d, &cap, SELDON_KAFKA_PIPELINE, d->pls[i].name, SELDON_KAFKA_INPUTS);
         for (k = 0; rc == 0 && k < seldon_pipeline_step_count(d->pls[i].pl); k++)
-            rc = add_topic(d, &cap, SELDON_KAFKA_MODEL,
-                           seldon_pipeline_step_name(d->pls[i].pl, k), SELDON_KAFKA_OUTPUTS);
+            rc = add_topic(d, &cap, SELDON_KAFKA_MODEL, seldon_pipeline_step_name(d->pls[i].pl, k),
+                           SELDON_KAFKA_OUTPUTS);
     }
     if (rc == 0)
         rc = add_topic(d, &cap, SELDON_KAFKA_ERRORS, NULL, 0);
@@ -1087,8 +1086,9 @@ void df_stop(df *d, void (*done)(void *), void *arg)
 {
     d->done = done;
     d->done_arg = arg;
-    sdd_log(SELDON_LOG_INFO, "stopping: %zu request(s) in progress (not committed: run again by "
-                             "the next owner of their partitions)",
+    sdd_log(SELDON_LOG_INFO,
+            "stopping: %zu request(s) in progress (not committed: run again by "
+            "the next owner of their partitions)",
             d->nreqs);
     d->closing_left = 4;
     d->hard = 1; /* from here, nothing new is produced */
