@@ -96,6 +96,7 @@ typedef struct dpart {
     char *topic;
     int32_t partition;
     uint64_t gen; /* 0: not assigned now */
+    int inputs;   /* a pipeline inputs topic: paused while too many requests live */
     struct dpart *next;
 } dpart;
 
@@ -117,6 +118,7 @@ struct df {
     size_t nreqs;
     uint64_t runs, gens;
     dpart *parts;
+    int paused; /* the inputs partitions, while nreqs >= max_live */
     sdk_consumer *consumer;
     sdk_producer *producer;
     uv_timer_t timer;       /* the engine's deadline */
@@ -202,6 +204,25 @@ static uint64_t part_gen(df *d, const char *topic, int32_t partition)
 {
     dpart *p = part_get(d, topic, partition, 0);
     return p != NULL ? p->gen : 0;
+}
+
+/*
+ * Back-pressure: the inputs partitions stop fetching while --max-live requests run, and
+ * fetch again below three quarters of it. Records fetched before the pause still come.
+ */
+static void throttle(df *d)
+{
+    dpart *p;
+    int want = d->paused ? d->nreqs * 4 >= (size_t)d->cfg.max_live * 3
+                         : d->nreqs >= (size_t)d->cfg.max_live;
+    if (want == d->paused || d->consumer == NULL)
+        return;
+    d->paused = want;
+    for (p = d->parts; p != NULL; p = p->next)
+        if (p->inputs && p->gen != 0)
+            sdk_consumer_pause(d->consumer, p->topic, p->partition, want);
+    sdd_log(SELDON_LOG_DEBUG, "%zu request(s) live: inputs %s", d->nreqs,
+            want ? "paused" : "resumed");
 }
 
 /* ------------------------------------------------------------ tables */
@@ -600,6 +621,7 @@ static void pump(df *d)
         else
             do_end(d, &ev);
     }
+    throttle(d);
     dl = seldon_pipeline_engine_deadline(d->eng);
     if (dl == INT64_MAX) {
         uv_timer_stop(&d->timer);
@@ -834,8 +856,15 @@ static void on_assigned(void *user_data, const char *topic, int32_t partition)
 {
     df *d = user_data;
     dpart *p = part_get(d, topic, partition, 1);
-    if (p != NULL)
+    seldon_kafka_topic_parts tp;
+    if (p != NULL) {
         p->gen = ++d->gens;
+        p->inputs = seldon_kafka_topic_parse(&tp, topic, strlen(topic), d->cfg.kafka.prefix,
+                                             d->cfg.kafka.ns) == 0 &&
+                    tp.kind == SELDON_KAFKA_PIPELINE && tp.io == SELDON_KAFKA_INPUTS;
+        if (p->inputs && d->paused) /* a new assignment fetches: not while paused */
+            sdk_consumer_pause(d->consumer, topic, partition, 1);
+    }
     seldon_series_set(d->m_partitions, (double)sdk_consumer_assigned(d->consumer));
 }
 
@@ -869,6 +898,8 @@ static void on_revoked(void *user_data, const char *topic, int32_t partition)
         }
     }
     seldon_series_set(d->m_live, (double)d->nreqs);
+    if (n > 0 && !d->hard) /* the back-pressure is judged again, outside this callback */
+        uv_timer_start(&d->timer, deadline_due, 0, 0);
     if (n > 0)
         sdd_log(SELDON_LOG_INFO,
                 "%s [%d] revoked: %zu request(s) in progress handed over (their next owner runs "

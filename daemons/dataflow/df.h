@@ -21,6 +21,7 @@ typedef struct df_config {
     const char *group;
     uint64_t timeout_ms; /* a request's default timeout in the engine */
     uint32_t max_requests;
+    uint32_t max_live; /* inputs paused while this many requests live */
     uint64_t grace_ms;
     int metrics_port;
     const char *host;

@@ -64,6 +64,9 @@ static int parse_args(df_config *c, int argc, char **argv)
                  "(default 60000; 0: none)"),
         SDF_FLAG("max-requests", SDF_U32, &c->max_requests, 1, 10000000, "N",
                  "requests alive at once (default 65536)"),
+        SDF_FLAG("max-live", SDF_U32, &c->max_live, 1, 10000000, "N",
+                 "stop fetching requests while N run (default 4096;\n"
+                 "fetch again below 3/4 of it)"),
         SDF_FLAG("grace", SDF_MS, &c->grace_ms, 0, 86400000, "MS",
                  "on SIGTERM, time left to deliver the answers in flight\n"
                  "(default 10000)"),
@@ -80,6 +83,7 @@ static int parse_args(df_config *c, int argc, char **argv)
     c->group = "seldon-dataflow";
     c->timeout_ms = 60000;
     c->max_requests = 65536;
+    c->max_live = 4096;
     c->grace_ms = 10000;
     c->metrics_port = 9007;
     c->host = "0.0.0.0";

@@ -355,3 +355,27 @@ def test_broker_restart_resumes(router, manifests, g):
         df.stop()
         mgw.stop()
         b.stop()
+
+
+def test_back_pressure_max_live(broker, router, g, tmp_path):
+    """--max-live 1: the inputs pause while a request runs and resume after it; every
+    request of a burst is answered."""
+    manifest = tmp_path / "chain2.yaml"
+    manifest.write_text(PIPELINES.split("---")[0].replace("name: chain", "name: chain2"))
+    mgw = kh.ModelGateway(router, "--model", "add10", "--model", "add20", "--group", "mg-bp",
+                          broker=broker.bootstrap)
+    df = Dataflow(broker.bootstrap, [manifest], "--max-live", "1", "--log-level", "debug",
+                  group="df-bp")
+    try:
+        keys = [f"{i % 4}.chain2.bp{i}" for i in range(6)]
+        for i, key in enumerate(keys):
+            kh.produce(broker.bootstrap, PIN.format("chain2"), request(g, {"x": f32([i])}),
+                       key=key)
+        for i, key in enumerate(keys):
+            rec = kh.wait_record(broker.bootstrap, POUT.format("chain2"), key)
+            np.testing.assert_array_equal(g.outputs(response(g, rec))["x"], [i + 30])
+        df.wait_log(r"inputs paused")
+        df.wait_log(r"inputs resumed")
+    finally:
+        df.stop()
+        mgw.stop()
