@@ -740,45 +740,36 @@ static void do_unload(sc_call *c, const uint8_t *msg, size_t len)
     seldon__control__v1__unload_request__free_unpacked(req, NULL);
 }
 
-static void do_model_status(sc_call *c, const uint8_t *msg, size_t len)
+static ProtobufCMessage *fill_model_status(sc_daemon *d, arena *a, const seldon_sched_status *st,
+                                           size_t n)
 {
-    StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
-    ModelStatusResponse resp = SELDON__CONTROL__V1__MODEL_STATUS_RESPONSE__INIT;
-    seldon_sched_status *st = NULL;
-    arena a = {NULL, 0, 0};
-    size_t i, j, k, n;
-    int rc;
-    if (req == NULL) {
-        finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
-        return;
-    }
-    rc = seldon_sched_models(&st, c->d->sched, *req->name ? req->name : NULL);
-    if (rc != 0) {
-        fail_lookup(c, rc, "model", req->name);
-        goto out;
-    }
-    n = seldon_sched_status_count(st);
-    resp.n_models = n;
-    resp.models = arena_alloc(&a, n * sizeof(*resp.models));
-    if (resp.models == NULL)
-        goto nomem;
+    ModelStatusResponse *resp = arena_alloc(a, sizeof(*resp));
+    size_t i, j, k;
+    (void)d;
+    if (resp == NULL)
+        return NULL;
+    seldon__control__v1__model_status_response__init(resp);
+    resp->n_models = n;
+    resp->models = arena_alloc(a, n * sizeof(*resp->models));
+    if (resp->models == NULL)
+        return NULL;
     for (i = 0; i < n; i++) {
         const seldon_sched_model_status *ms = seldon_sched_status_model(st, i);
-        ModelStatus *pm = arena_alloc(&a, sizeof(*pm));
+        ModelStatus *pm = arena_alloc(a, sizeof(*pm));
         if (pm == NULL || ms == NULL)
-            goto nomem;
+            return NULL;
         seldon__control__v1__model_status__init(pm);
         pm->name = (char *)nz(ms->name);
         pm->deleted = ms->deleted != 0;
         pm->n_versions = ms->versions_count;
-        pm->versions = arena_alloc(&a, ms->versions_count * sizeof(*pm->versions));
+        pm->versions = arena_alloc(a, ms->versions_count * sizeof(*pm->versions));
         if (pm->versions == NULL)
-            goto nomem;
+            return NULL;
         for (j = 0; j < ms->versions_count; j++) {
             const seldon_sched_version_status *vs = &ms->versions[j];
-            ModelVersionStatus *pv = arena_alloc(&a, sizeof(*pv));
+            ModelVersionStatus *pv = arena_alloc(a, sizeof(*pv));
             if (pv == NULL)
-                goto nomem;
+                return NULL;
             seldon__control__v1__model_version_status__init(pv);
             pv->version = vs->version;
             pv->server = (char *)nz(vs->server);
@@ -789,13 +780,13 @@ static void do_model_status(sc_call *c, const uint8_t *msg, size_t len)
             pv->last_change_unix_ms = vs->last_change_ns / 1000000;
             pv->spec = (char *)nz(vs->spec);
             pv->n_replicas = vs->replicas_count;
-            pv->replicas = arena_alloc(&a, vs->replicas_count * sizeof(*pv->replicas));
+            pv->replicas = arena_alloc(a, vs->replicas_count * sizeof(*pv->replicas));
             if (pv->replicas == NULL)
-                goto nomem;
+                return NULL;
             for (k = 0; k < vs->replicas_count; k++) {
-                ReplicaStatus *pr = arena_alloc(&a, sizeof(*pr));
+                ReplicaStatus *pr = arena_alloc(a, sizeof(*pr));
                 if (pr == NULL)
-                    goto nomem;
+                    return NULL;
                 seldon__control__v1__replica_status__init(pr);
                 pr->server_index = vs->replicas[k].server_index;
                 pr->state = (char *)nz(vs->replicas[k].state);
@@ -805,59 +796,42 @@ static void do_model_status(sc_call *c, const uint8_t *msg, size_t len)
             }
             pm->versions[j] = pv;
         }
-        resp.models[i] = pm;
+        resp->models[i] = pm;
     }
-    reply(c, &resp.base);
-    goto out;
-nomem:
-    finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
-out:
-    arena_free(&a);
-    seldon_sched_status_free(st);
-    seldon__control__v1__status_request__free_unpacked(req, NULL);
+    return &resp->base;
 }
 
-static void do_pipeline_status(sc_call *c, const uint8_t *msg, size_t len)
+static ProtobufCMessage *fill_pipeline_status(sc_daemon *d, arena *a, const seldon_sched_status *st,
+                                              size_t n)
 {
-    StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
-    PipelineStatusResponse resp = SELDON__CONTROL__V1__PIPELINE_STATUS_RESPONSE__INIT;
-    seldon_sched_status *st = NULL;
-    arena a = {NULL, 0, 0};
-    size_t i, n;
-    int rc;
-    if (req == NULL) {
-        finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
-        return;
-    }
-    rc = seldon_sched_pipelines(&st, c->d->sched, *req->name ? req->name : NULL);
-    if (rc != 0) {
-        fail_lookup(c, rc, "pipeline", req->name);
-        goto out;
-    }
-    n = seldon_sched_status_count(st);
-    resp.n_pipelines = n;
-    resp.pipelines = arena_alloc(&a, n * sizeof(*resp.pipelines));
-    if (resp.pipelines == NULL && n > 0)
-        goto nomem;
+    PipelineStatusResponse *resp = arena_alloc(a, sizeof(*resp));
+    size_t i;
+    if (resp == NULL)
+        return NULL;
+    seldon__control__v1__pipeline_status_response__init(resp);
+    resp->n_pipelines = n;
+    resp->pipelines = arena_alloc(a, n * sizeof(*resp->pipelines));
+    if (resp->pipelines == NULL && n > 0)
+        return NULL;
     for (i = 0; i < n; i++) {
         const seldon_sched_pipeline_status *ps = seldon_sched_status_pipeline(st, i);
-        PipelineStatus *pp = arena_alloc(&a, sizeof(*pp));
-        PipelineVersionStatus *pv = arena_alloc(&a, sizeof(*pv));
+        PipelineStatus *pp = arena_alloc(a, sizeof(*pp));
+        PipelineVersionStatus *pv = arena_alloc(a, sizeof(*pv));
         if (pp == NULL || pv == NULL || ps == NULL)
-            goto nomem;
+            return NULL;
         seldon__control__v1__pipeline_status__init(pp);
         seldon__control__v1__pipeline_version_status__init(pv);
         pp->name = (char *)nz(ps->name);
         pp->deleted = ps->deleted != 0;
         pp->n_versions = 1;
-        pp->versions = arena_alloc(&a, sizeof(*pp->versions));
+        pp->versions = arena_alloc(a, sizeof(*pp->versions));
         if (pp->versions == NULL)
-            goto nomem;
+            return NULL;
         pp->versions[0] = pv;
         pv->version = ps->version;
         pv->state = (char *)nz(ps->state);
         pv->reason = (char *)nz(ps->reason);
-        if (!c->d->pipelines_in_process && c->d->ngateways == 0 && !ps->deleted &&
+        if (!d->pipelines_in_process && d->ngateways == 0 && !ps->deleted &&
             strcmp(pv->state, "PipelineReady") == 0) {
             /* Ready means served: nothing serves it until a gateway connects. */
             pv->state = "PipelineCreating";
@@ -871,45 +845,29 @@ static void do_pipeline_status(sc_call *c, const uint8_t *msg, size_t len)
         pv->waiting_for = (char **)ps->waiting;
         pv->n_models = ps->models_count;
         pv->models = (char **)ps->models;
-        resp.pipelines[i] = pp;
+        resp->pipelines[i] = pp;
     }
-    reply(c, &resp.base);
-    goto out;
-nomem:
-    finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
-out:
-    arena_free(&a);
-    seldon_sched_status_free(st);
-    seldon__control__v1__status_request__free_unpacked(req, NULL);
+    return &resp->base;
 }
 
-static void do_experiment_status(sc_call *c, const uint8_t *msg, size_t len)
+static ProtobufCMessage *fill_experiment_status(sc_daemon *d, arena *a,
+                                                const seldon_sched_status *st, size_t n)
 {
-    StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
-    ExperimentStatusResponse resp = SELDON__CONTROL__V1__EXPERIMENT_STATUS_RESPONSE__INIT;
-    seldon_sched_status *st = NULL;
-    arena a = {NULL, 0, 0};
-    size_t i, j, n;
-    int rc;
-    if (req == NULL) {
-        finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
-        return;
-    }
-    rc = seldon_sched_experiments(&st, c->d->sched, *req->name ? req->name : NULL);
-    if (rc != 0) {
-        fail_lookup(c, rc, "experiment", req->name);
-        goto out;
-    }
-    n = seldon_sched_status_count(st);
-    resp.n_experiments = n;
-    resp.experiments = n > 0 ? arena_alloc(&a, n * sizeof(*resp.experiments)) : NULL;
-    if (resp.experiments == NULL && n > 0)
-        goto nomem;
+    ExperimentStatusResponse *resp = arena_alloc(a, sizeof(*resp));
+    size_t i, j;
+    (void)d;
+    if (resp == NULL)
+        return NULL;
+    seldon__control__v1__experiment_status_response__init(resp);
+    resp->n_experiments = n;
+    resp->experiments = n > 0 ? arena_alloc(a, n * sizeof(*resp->experiments)) : NULL;
+    if (resp->experiments == NULL && n > 0)
+        return NULL;
     for (i = 0; i < n; i++) {
         const seldon_sched_experiment_status *es = seldon_sched_status_experiment(st, i);
-        ExperimentStatus *ep = arena_alloc(&a, sizeof(*ep));
+        ExperimentStatus *ep = arena_alloc(a, sizeof(*ep));
         if (ep == NULL || es == NULL)
-            goto nomem;
+            return NULL;
         seldon__control__v1__experiment_status__init(ep);
         ep->name = (char *)nz(es->name);
         ep->default_ = (char *)nz(es->default_name);
@@ -924,13 +882,13 @@ static void do_experiment_status(sc_call *c, const uint8_t *msg, size_t len)
         ep->last_change_unix_ms = es->last_change_ns / 1000000;
         ep->spec = (char *)nz(es->spec);
         if (es->candidates_count > 0) {
-            ep->candidates = arena_alloc(&a, es->candidates_count * sizeof(*ep->candidates));
+            ep->candidates = arena_alloc(a, es->candidates_count * sizeof(*ep->candidates));
             if (ep->candidates == NULL)
-                goto nomem;
+                return NULL;
             for (j = 0; j < es->candidates_count; j++) {
-                ExperimentCandidate *ec = arena_alloc(&a, sizeof(*ec));
+                ExperimentCandidate *ec = arena_alloc(a, sizeof(*ec));
                 if (ec == NULL)
-                    goto nomem;
+                    return NULL;
                 seldon__control__v1__experiment_candidate__init(ec);
                 ec->name = (char *)nz(es->candidates[j]);
                 ec->weight = es->weights[j];
@@ -938,45 +896,28 @@ static void do_experiment_status(sc_call *c, const uint8_t *msg, size_t len)
             }
             ep->n_candidates = es->candidates_count;
         }
-        resp.experiments[i] = ep;
+        resp->experiments[i] = ep;
     }
-    reply(c, &resp.base);
-    goto out;
-nomem:
-    finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
-out:
-    arena_free(&a);
-    seldon_sched_status_free(st);
-    seldon__control__v1__status_request__free_unpacked(req, NULL);
+    return &resp->base;
 }
 
-static void do_server_status(sc_call *c, const uint8_t *msg, size_t len)
+static ProtobufCMessage *fill_server_status(sc_daemon *d, arena *a, const seldon_sched_status *st,
+                                            size_t n)
 {
-    StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
-    ServerStatusResponse resp = SELDON__CONTROL__V1__SERVER_STATUS_RESPONSE__INIT;
-    seldon_sched_status *st = NULL;
-    arena a = {NULL, 0, 0};
-    size_t i, j, n;
-    int rc;
-    if (req == NULL) {
-        finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
-        return;
-    }
-    rc = seldon_sched_servers(&st, c->d->sched, *req->name ? req->name : NULL);
-    if (rc != 0) {
-        fail_lookup(c, rc, "server", req->name);
-        goto out;
-    }
-    n = seldon_sched_status_count(st);
-    resp.n_servers = n;
-    resp.servers = arena_alloc(&a, n * sizeof(*resp.servers));
-    if (resp.servers == NULL)
-        goto nomem;
+    ServerStatusResponse *resp = arena_alloc(a, sizeof(*resp));
+    size_t i, j;
+    if (resp == NULL)
+        return NULL;
+    seldon__control__v1__server_status_response__init(resp);
+    resp->n_servers = n;
+    resp->servers = arena_alloc(a, n * sizeof(*resp->servers));
+    if (resp->servers == NULL)
+        return NULL;
     for (i = 0; i < n; i++) {
         const seldon_sched_server_status *ss = seldon_sched_status_server(st, i);
-        ServerStatus *ps = arena_alloc(&a, sizeof(*ps));
+        ServerStatus *ps = arena_alloc(a, sizeof(*ps));
         if (ps == NULL || ss == NULL)
-            goto nomem;
+            return NULL;
         seldon__control__v1__server_status__init(ps);
         ps->name = (char *)nz(ss->name);
         ps->desired_replicas = ss->desired_replicas;
@@ -987,18 +928,18 @@ static void do_server_status(sc_call *c, const uint8_t *msg, size_t len)
                         : "NotReady";
         {
             const char *why = NULL;
-            seldon_sched_server_scale(&ps->requested_replicas, &why, c->d->sched, ss->name);
+            seldon_sched_server_scale(&ps->requested_replicas, &why, d->sched, ss->name);
             ps->scale_reason = (char *)nz(why);
         }
         ps->n_replicas = ss->replicas_count;
-        ps->replicas = arena_alloc(&a, ss->replicas_count * sizeof(*ps->replicas));
+        ps->replicas = arena_alloc(a, ss->replicas_count * sizeof(*ps->replicas));
         if (ps->replicas == NULL)
-            goto nomem;
+            return NULL;
         for (j = 0; j < ss->replicas_count; j++) {
             const seldon_sched_server_replica_status *rs = &ss->replicas[j];
-            ServerReplica *pr = arena_alloc(&a, sizeof(*pr));
+            ServerReplica *pr = arena_alloc(a, sizeof(*pr));
             if (pr == NULL)
-                goto nomem;
+                return NULL;
             seldon__control__v1__server_replica__init(pr);
             pr->index = rs->index;
             pr->http = (char *)nz(rs->http);
@@ -1014,12 +955,39 @@ static void do_server_status(sc_call *c, const uint8_t *msg, size_t len)
             pr->draining = rs->draining != 0;
             ps->replicas[j] = pr;
         }
-        resp.servers[i] = ps;
+        resp->servers[i] = ps;
     }
-    reply(c, &resp.base);
-    goto out;
-nomem:
-    finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
+    return &resp->base;
+}
+
+/* The four status calls differ only in the query and in how its snapshot becomes the
+ * reply: fill builds the reply on the arena, or returns NULL when out of memory. */
+typedef int (*status_query)(seldon_sched_status **out, seldon_sched *sched, const char *name);
+typedef ProtobufCMessage *(*status_fill)(sc_daemon *d, arena *a, const seldon_sched_status *st,
+                                         size_t n);
+
+static void do_status(sc_call *c, const uint8_t *msg, size_t len, const char *what,
+                      status_query query, status_fill fill)
+{
+    StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
+    seldon_sched_status *st = NULL;
+    ProtobufCMessage *resp;
+    arena a = {NULL, 0, 0};
+    int rc;
+    if (req == NULL) {
+        finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
+        return;
+    }
+    rc = query(&st, c->d->sched, *req->name ? req->name : NULL);
+    if (rc != 0) {
+        fail_lookup(c, rc, what, req->name);
+        goto out;
+    }
+    resp = fill(c->d, &a, st, seldon_sched_status_count(st));
+    if (resp == NULL)
+        finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
+    else
+        reply(c, resp);
 out:
     arena_free(&a);
     seldon_sched_status_free(st);
@@ -1428,10 +1396,10 @@ static int on_message(void *user_data, const uint8_t *msg, size_t len)
         do_unload(c, msg, len);
         break;
     case M_MODEL_STATUS:
-        do_model_status(c, msg, len);
+        do_status(c, msg, len, "model", seldon_sched_models, fill_model_status);
         break;
     case M_SERVER_STATUS:
-        do_server_status(c, msg, len);
+        do_status(c, msg, len, "server", seldon_sched_servers, fill_server_status);
         break;
     case M_EVENTS:
         do_events(c);
@@ -1446,13 +1414,13 @@ static int on_message(void *user_data, const uint8_t *msg, size_t len)
         do_route_subscribe(c, msg, len);
         break;
     case M_PIPELINE_STATUS:
-        do_pipeline_status(c, msg, len);
+        do_status(c, msg, len, "pipeline", seldon_sched_pipelines, fill_pipeline_status);
         break;
     case M_PIPELINE_SUBSCRIBE:
         do_pipeline_subscribe(c, msg, len);
         break;
     case M_EXPERIMENT_STATUS:
-        do_experiment_status(c, msg, len);
+        do_status(c, msg, len, "experiment", seldon_sched_experiments, fill_experiment_status);
         break;
     case M_AGENT_LOAD:
         do_agent_load(c, msg, len);
