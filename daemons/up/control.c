@@ -1007,20 +1007,7 @@ void up_control_start(void *arg)
     forget_absent(u);
     for (i = 0; i < u->nreplicas; i++) {
         up_replica *r = &u->replicas[i];
-        seldon_sched_replica rep;
-        memset(&rep, 0, sizeof(rep));
-        rep.server = u->cfg.server_name;
-        rep.index = r->index;
-        rep.http = r->addr;
-        rep.grpc = r->addr;
-        rep.capabilities = u->cfg.caps;
-        rep.capabilities_count = u->cfg.ncaps;
-        rep.memory_bytes = u->cfg.server_memory;
-        rep.overcommit_percent = u->cfg.overcommit;
-        if (seldon_sched_agent_connect(u->sched.sched, &rep, NULL, 0, sc_now_ns()) != 0)
-            sdd_log(SELDON_LOG_ERROR, "replica %s/%u: %s", u->cfg.server_name, r->index,
-                    seldon_last_error());
-        else
+        if (up_announce(u, r) == 0)
             sdd_log(SELDON_LOG_INFO, "replica %s/%u registered (%lld bytes, overcommit %u%%)",
                     u->cfg.server_name, r->index, (long long)u->cfg.server_memory,
                     u->cfg.overcommit);

@@ -16,7 +16,8 @@
 #include "sdd.h"
 #include "up.h"
 
-static void announce(up *u, up_replica *r)
+/* Registers replica r with the scheduler as its agent would; 0 on success, else logged. */
+int up_announce(up *u, up_replica *r)
 {
     seldon_sched_replica rep;
     memset(&rep, 0, sizeof(rep));
@@ -28,9 +29,11 @@ static void announce(up *u, up_replica *r)
     rep.capabilities_count = u->cfg.ncaps;
     rep.memory_bytes = u->cfg.server_memory;
     rep.overcommit_percent = u->cfg.overcommit;
-    if (seldon_sched_agent_connect(u->sched.sched, &rep, NULL, 0, sc_now_ns()) != 0)
-        sdd_log(SELDON_LOG_ERROR, "replica %s/%u: %s", u->cfg.server_name, r->index,
-                seldon_last_error());
+    if (seldon_sched_agent_connect(u->sched.sched, &rep, NULL, 0, sc_now_ns()) == 0)
+        return 0;
+    sdd_log(SELDON_LOG_ERROR, "replica %s/%u: %s", u->cfg.server_name, r->index,
+            seldon_last_error());
+    return -1;
 }
 
 static void pump_soon_cb(uv_timer_t *t)
@@ -72,7 +75,7 @@ void up_scale(void *user_data, const seldon_sched_scale_request *rq)
         up_replica *r = &u->replicas[i];
         if (r->removed) {
             r->removed = 0;
-            announce(u, r);
+            up_announce(u, r);
             started++;
             sdd_log(SELDON_LOG_INFO, "replica %s/%u: back (scaled up to %u)", u->cfg.server_name, i,
                     rq->replicas);
@@ -86,7 +89,7 @@ void up_scale(void *user_data, const seldon_sched_scale_request *rq)
             break;
         }
         u->nreplicas++;
-        announce(u, r);
+        up_announce(u, r);
         started++;
         sdd_log(SELDON_LOG_INFO, "replica %s/%u: started (scaled up to %u)", u->cfg.server_name,
                 r->index, rq->replicas);

@@ -229,6 +229,7 @@ int up_replica_start(up *u, up_replica *r, uint32_t index, int port);
 void up_scale(void *user_data, const seldon_sched_scale_request *rq); /* sc_daemon's hook */
 void up_scale_check(up *u); /* after every pump: removes drained extra replicas */
 void up_scale_stop(up *u);
+int up_announce(up *u, up_replica *r); /* registers r with the scheduler; 0 or logged -1 */
 
 /* metrics.c, on the control loop */
 void up_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);

@@ -180,40 +180,29 @@ const char *sdn_svc_method_label(int kind)
     }
 }
 
-/* The series of a {name, method_type, code} family (held: released by the caller), NULL
-   when it cannot be had. */
-static seldon_series *held3(seldon_metric *m, const char *name, const char *method, int code)
+/* The series of a {name, method_type, code} family, NULL when it cannot be had; with hold,
+   held (released by the caller). */
+static seldon_series *series3(seldon_metric *m, const char *name, const char *method, int code,
+                              int hold)
 {
     char codebuf[16];
     const char *labels[3];
     seldon_series *series = NULL;
+    int rc;
     if (m == NULL)
         return NULL;
     snprintf(codebuf, sizeof(codebuf), "%d", code);
     labels[0] = name;
     labels[1] = method;
     labels[2] = codebuf;
-    return seldon_metric_series_hold(&series, m, labels) == 0 ? series : NULL;
-}
-
-/* The series of a {name, method_type, code} family; NULL when it cannot be had. */
-static seldon_series *series3(seldon_metric *m, const char *name, const char *method, int code)
-{
-    char codebuf[16];
-    const char *labels[3];
-    seldon_series *series = NULL;
-    if (m == NULL)
-        return NULL;
-    snprintf(codebuf, sizeof(codebuf), "%d", code);
-    labels[0] = name;
-    labels[1] = method;
-    labels[2] = codebuf;
-    return seldon_metric_series(&series, m, labels) == 0 ? series : NULL;
+    rc = hold ? seldon_metric_series_hold(&series, m, labels)
+              : seldon_metric_series(&series, m, labels);
+    return rc == 0 ? series : NULL;
 }
 
 void sdn_svc_count_request(seldon_service *svc, const char *endpoint, int kind, int code)
 {
-    seldon_series *s = series3(svc->m_requests, endpoint, sdn_svc_method_label(kind), code);
+    seldon_series *s = series3(svc->m_requests, endpoint, sdn_svc_method_label(kind), code, 0);
     if (s != NULL)
         seldon_series_add(s, 1);
 }
@@ -279,8 +268,10 @@ static sdn_svc_model *ext_of(seldon_service *svc, seldon_model *model)
     }
     for (k = 0; k < 3; k++) {
         int ok = kinds[k] == SDN_SVC_REST ? 200 : 0;
-        mine->ok_total[k] = held3(svc->m_infer_total, name, sdn_svc_method_label(kinds[k]), ok);
-        mine->ok_seconds[k] = held3(svc->m_infer_seconds, name, sdn_svc_method_label(kinds[k]), ok);
+        mine->ok_total[k] =
+            series3(svc->m_infer_total, name, sdn_svc_method_label(kinds[k]), ok, 1);
+        mine->ok_seconds[k] =
+            series3(svc->m_infer_seconds, name, sdn_svc_method_label(kinds[k]), ok, 1);
     }
     if (mine->batcher != NULL && svc->m_batch_size != NULL) {
         const char *labels[1] = {name};
@@ -308,9 +299,9 @@ void sdn_svc_count_infer(seldon_service *svc, seldon_model *model, int kind, int
         seldon_series_observe(x->ok_seconds[k], seconds);
         return;
     }
-    if ((s = series3(svc->m_infer_total, model ? seldon_model_name(model) : "", method, code)))
+    if ((s = series3(svc->m_infer_total, model ? seldon_model_name(model) : "", method, code, 0)))
         seldon_series_add(s, 1);
-    if ((s = series3(svc->m_infer_seconds, model ? seldon_model_name(model) : "", method, code)))
+    if ((s = series3(svc->m_infer_seconds, model ? seldon_model_name(model) : "", method, code, 0)))
         seldon_series_observe(s, seconds);
 }
 

@@ -1,6 +1,7 @@
 """grpcio stubs for the Open Inference Protocol, generated from our own proto at test time."""
 import importlib
 import os
+import struct
 import subprocess
 import sys
 
@@ -18,3 +19,32 @@ def compile_stubs(out, proto_dir):
                 importlib.import_module("grpc_predict_v2_pb2_grpc"))
     finally:
         sys.path.remove(str(out))
+
+
+def infer_request(stubs, tensors, raw=False, rid=""):
+    """A ModelInferRequest from (name, datatype, shape, values) tuples, values in the typed
+    contents or, with raw, packed little-endian in raw_input_contents. stubs has .pb2."""
+    req = stubs.pb2.ModelInferRequest(id=rid)
+    for name, dt, shape, values in tensors:
+        t = req.inputs.add()
+        t.name = name
+        t.datatype = dt
+        t.shape.extend(shape)
+        if raw:
+            fmt = {"FP32": "f", "INT32": "i"}[dt]
+            req.raw_input_contents.append(struct.pack(f"<{len(values)}{fmt}", *values))
+        elif dt == "FP32":
+            t.contents.fp32_contents.extend(values)
+        else:
+            t.contents.int_contents.extend(values)
+    return req
+
+
+def output_values(resp, i):
+    """Output i of a ModelInferResponse as a list, from raw_output_contents when it has them."""
+    o = resp.outputs[i]
+    if len(resp.raw_output_contents) > i:
+        fmt = {"FP32": "f", "INT32": "i"}[o.datatype]
+        raw = resp.raw_output_contents[i]
+        return list(struct.unpack(f"<{len(raw) // 4}{fmt}", raw))
+    return list(o.contents.fp32_contents) or list(o.contents.int_contents)

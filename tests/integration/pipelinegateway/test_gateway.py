@@ -10,7 +10,6 @@ than the timeout asked for.
 import json
 import os
 import re
-import struct
 import subprocess
 import time
 
@@ -18,6 +17,7 @@ import pytest
 
 from conftest import GUARD, HOST, UP_PIPELINES, System, cp, models_yaml, outputs, sh
 from conftest import cluster
+from oipstubs import infer_request, output_values
 
 cluster_until = cluster.until
 
@@ -206,53 +206,27 @@ def grpc_stub(g, port):
     return channel, g.pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
-def grpc_request(g, tensors, raw=False, rid=""):
-    req = g.pb2.ModelInferRequest(id=rid)
-    for name, dt, shape, values in tensors:
-        t = req.inputs.add()
-        t.name = name
-        t.datatype = dt
-        t.shape.extend(shape)
-        if raw:
-            fmt = {"FP32": "f", "INT32": "i"}[dt]
-            req.raw_input_contents.append(struct.pack(f"<{len(values)}{fmt}", *values))
-        elif dt == "FP32":
-            t.contents.fp32_contents.extend(values)
-        else:
-            t.contents.int_contents.extend(values)
-    return req
-
-
-def grpc_values(resp, i):
-    o = resp.outputs[i]
-    if len(resp.raw_output_contents) > i:
-        fmt = {"FP32": "f", "INT32": "i"}[o.datatype]
-        raw = resp.raw_output_contents[i]
-        return list(struct.unpack(f"<{len(raw) // 4}{fmt}", raw))
-    return list(o.contents.fp32_contents) or list(o.contents.int_contents)
-
-
 def test_grpc_through_the_router(sysm, g):
     channel, stub = grpc_stub(g, sysm.port)
     grpc = g.grpc
     try:
         md = [("seldon-model", "chain.pipeline"), ("x-tenant", "green")]
-        req = grpc_request(g, [("INPUT0", "INT32", [1, 16], list(range(1, 17))),
+        req = infer_request(g, [("INPUT0", "INT32", [1, 16], list(range(1, 17))),
                                ("INPUT1", "INT32", [1, 16], [1] * 16)])
         resp, call = stub.ModelInfer.with_call(req, metadata=md + [("x-request-id", "g-1")],
                                                timeout=GUARD)
-        assert grpc_values(resp, 0) == [2 * i for i in range(1, 17)]
+        assert output_values(resp, 0) == [2 * i for i in range(1, 17)]
         assert resp.model_name == "chain" and resp.id == "g-1"
         meta = dict(call.initial_metadata())
         assert meta["x-request-id"] == "g-1" and meta["x-tenant"] == "green"
 
-        req = grpc_request(g, [("CHOICE", "INT32", [1], [0]), ("INPUT0", "FP32", [4], V4),
+        req = infer_request(g, [("CHOICE", "INT32", [1], [0]), ("INPUT0", "FP32", [4], V4),
                                ("INPUT1", "FP32", [4], V4)])
         resp = stub.ModelInfer(req, metadata=[("seldon-model", "cond.pipeline")], timeout=GUARD)
         assert [o.name for o in resp.outputs] == ["OUTPUT"]
-        assert grpc_values(resp, 0) == [10, 20, 30, 40]
+        assert output_values(resp, 0) == [10, 20, 30, 40]
 
-        req = grpc_request(g, [("INPUT", "FP32", [4], V4)])
+        req = infer_request(g, [("INPUT", "FP32", [4], V4)])
         with pytest.raises(grpc.RpcError) as e:
             stub.ModelInfer(req, metadata=[("seldon-model", "failing.pipeline")], timeout=GUARD)
         assert e.value.code() == grpc.StatusCode.UNKNOWN
@@ -296,16 +270,16 @@ def test_grpc_stream_infer(sysm, g):
     """ModelStreamInfer to a pipeline answers each request of the stream (by its id)."""
     channel, stub = grpc_stub(g, sysm.port)
     try:
-        reqs = [grpc_request(g, [("CHOICE", "INT32", [1], [k % 2]), ("INPUT0", "FP32", [4], V4),
+        reqs = [infer_request(g, [("CHOICE", "INT32", [1], [k % 2]), ("INPUT0", "FP32", [4], V4),
                                  ("INPUT1", "FP32", [4], V4)], rid=f"s-{k}") for k in range(4)]
-        reqs.append(grpc_request(g, [("INPUT0", "FP32", [4], V4)], rid="s-bad"))
+        reqs.append(infer_request(g, [("INPUT0", "FP32", [4], V4)], rid="s-bad"))
         answers = {}
         for r in stub.ModelStreamInfer(iter(reqs), metadata=[("seldon-model", "cond.pipeline")],
                                        timeout=GUARD):
             if r.error_message:
                 answers["error"] = r.error_message
             else:
-                answers[r.infer_response.id] = grpc_values(r.infer_response, 0)
+                answers[r.infer_response.id] = output_values(r.infer_response, 0)
         for k in range(4):
             assert answers[f"s-{k}"] == ([10, 20, 30, 40] if k % 2 == 0 else [11, 12, 13, 14])
         assert answers["error"].startswith("conditional : "), answers
@@ -344,7 +318,7 @@ spec:
     conn.close()
     channel, stub = grpc_stub(g, sysm.port)
     try:
-        reqs = [grpc_request(g, [("INPUT", "FP32", [4], V4)], rid=f"gone-{k}") for k in range(3)]
+        reqs = [infer_request(g, [("INPUT", "FP32", [4], V4)], rid=f"gone-{k}") for k in range(3)]
         with pytest.raises(g.grpc.RpcError) as e:
             for _ in stub.ModelStreamInfer(iter(reqs), metadata=[("seldon-model", "gone.pipeline")],
                                            timeout=0.3):
@@ -464,7 +438,7 @@ spec:
         # gRPC: metadata in, metadata out.
         channel, stub = grpc_stub(g, sysm.port)
         try:
-            req = grpc_request(g, [("INPUT", "FP32", [4], V4)])
+            req = infer_request(g, [("INPUT", "FP32", [4], V4)])
             resp, call = stub.ModelInfer.with_call(
                 req, metadata=[("seldon-model", "xhp.pipeline"), ("x-tenant", "red")],
                 timeout=GUARD)

@@ -11,13 +11,13 @@ import base64
 import json
 import os
 import re
-import struct
 import threading
 import time
 
 import pytest
 
 from conftest import GUARD, HERE, Up, grpc_stub, load, outputs
+from oipstubs import infer_request, output_values
 
 SIMPLE = {"inputs": [
     {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": list(range(1, 17))},
@@ -70,32 +70,6 @@ def infer_count(up, model):
         if line.startswith("seldon_model_infer_total{") and f'model="{model}_1"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def grpc_request(oip, tensors, raw=False):
-    req = oip.pb2.ModelInferRequest()
-    for name, dt, shape, values in tensors:
-        t = req.inputs.add()
-        t.name = name
-        t.datatype = dt
-        t.shape.extend(shape)
-        if raw:
-            fmt = {"FP32": "f", "INT32": "i"}[dt]
-            req.raw_input_contents.append(struct.pack(f"<{len(values)}{fmt}", *values))
-        elif dt == "FP32":
-            t.contents.fp32_contents.extend(values)
-        else:
-            t.contents.int_contents.extend(values)
-    return req
-
-
-def grpc_values(resp, i):
-    o = resp.outputs[i]
-    if len(resp.raw_output_contents) > i:
-        fmt = {"FP32": "f", "INT32": "i"}[o.datatype]
-        raw = resp.raw_output_contents[i]
-        return list(struct.unpack(f"<{len(raw) // 4}{fmt}", raw))
-    return list(o.contents.fp32_contents) or list(o.contents.int_contents)
 
 
 # ------------------------------------------------------------------ REST
@@ -285,10 +259,10 @@ def test_grpc_pipelines(pup, oip):
     grpc = oip.grpc
     try:
         md = [("seldon-model", "chain.pipeline")]
-        req = grpc_request(oip, [("INPUT0", "INT32", [1, 16], list(range(1, 17))),
+        req = infer_request(oip, [("INPUT0", "INT32", [1, 16], list(range(1, 17))),
                                  ("INPUT1", "INT32", [1, 16], [1] * 16)])
         resp, call = stub.ModelInfer.with_call(req, metadata=md, timeout=GUARD)
-        assert grpc_values(resp, 0) == [2 * i for i in range(1, 17)]
+        assert output_values(resp, 0) == [2 * i for i in range(1, 17)]
         assert resp.model_name == "chain"
         rid = dict(call.initial_metadata())["x-request-id"]
         assert rid and resp.id == rid
@@ -297,15 +271,15 @@ def test_grpc_pipelines(pup, oip):
         assert resp.id == "g-1" and dict(call.initial_metadata())["x-request-id"] == "g-1"
 
         # Two outputs named OUTPUT, in output.steps order (upstream's input_tensors scenario).
-        req = grpc_request(oip, [("INPUT0", "FP32", [4], V4), ("INPUT1", "FP32", [4], V4)])
+        req = infer_request(oip, [("INPUT0", "FP32", [4], V4), ("INPUT1", "FP32", [4], V4)])
         resp = stub.ModelInfer(req, metadata=[("seldon-model", "inputs.pipeline")],
                                timeout=GUARD)
         assert [o.name for o in resp.outputs] == ["OUTPUT", "OUTPUT"]
-        assert grpc_values(resp, 0) == [10, 20, 30, 40]
-        assert grpc_values(resp, 1) == [11, 12, 13, 14]
+        assert output_values(resp, 0) == [10, 20, 30, 40]
+        assert output_values(resp, 1) == [11, 12, 13, 14]
 
         # Conditional, upstream's payload and answer.
-        req = grpc_request(oip, [("CHOICE", "INT32", [1], [0]), ("INPUT0", "FP32", [4], V4),
+        req = infer_request(oip, [("CHOICE", "INT32", [1], [0]), ("INPUT0", "FP32", [4], V4),
                                  ("INPUT1", "FP32", [4], V4)])
         resp = stub.ModelInfer(req, metadata=[("seldon-model", "cond.pipeline")], timeout=GUARD)
         assert [(o.name, o.datatype, list(o.shape)) for o in resp.outputs] == \
@@ -313,7 +287,7 @@ def test_grpc_pipelines(pup, oip):
         assert base64.b64encode(resp.raw_output_contents[0]) == b"AAAgQQAAoEEAAPBBAAAgQg=="
 
         # A model error: UNKNOWN with "<model> : <error>".
-        req = grpc_request(oip, [("INPUT", "FP32", [4], V4)])
+        req = infer_request(oip, [("INPUT", "FP32", [4], V4)])
         with pytest.raises(grpc.RpcError) as e:
             stub.ModelInfer(req, metadata=[("seldon-model", "failing.pipeline")], timeout=GUARD)
         assert e.value.code() == grpc.StatusCode.UNKNOWN
