@@ -377,10 +377,7 @@ static void mirror(gp *p)
     int64_t now = rt_now_ns();
     int rc;
     seldon_router_req *rr = NULL;
-    if (p->mirrored || !seldon_router_req_mirrored(p->rr))
-        return; /* not mirrored: the usual case */
-    p->mirrored = 1;
-    if (seldon_router_req_mirror_new(&rr, p->rr, now) != 0)
+    if ((rr = rt_mirror_req(&p->mirrored, p->rr, now)) == NULL)
         return;
     m = sdd_calloc(1, sizeof(*m));
     if (m == NULL) {
@@ -408,13 +405,8 @@ static void mirror(gp *p)
     if (seldon_router_req_version(m->rr) != 0 &&
         seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
         hs[k++] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
-    {
-        int64_t deadline = seldon_router_req_deadline(m->rr);
-        uint64_t timeout_ms = deadline <= 0    ? 0
-                              : deadline > now ? (uint64_t)(deadline - now) / 1000000 + 1
-                                               : 1;
-        rc = sd2_request(&up, pool, hs, k, p->replay.len == 0, &mirror_cbs, m, timeout_ms);
-    }
+    rc = sd2_request(&up, pool, hs, k, p->replay.len == 0, &mirror_cbs, m,
+                     rt_timeout_ms(seldon_router_req_deadline(m->rr), now));
     sdd_free(hs);
     if (rc == 0) {
         p->L->mirrors++;
@@ -437,8 +429,8 @@ static void attempt(gp *p)
 {
     const seldon_router_upstream *u = NULL;
     sd2_upstream *pool = NULL;
-    int64_t now = rt_now_ns(), deadline;
-    uint64_t timeout_ms = 0;
+    int64_t now = rt_now_ns();
+    uint64_t timeout_ms;
     int32_t retry = 0;
     int rc;
 
@@ -456,9 +448,7 @@ static void attempt(gp *p)
                      seldon_last_error()); /* this protocol has no upstream here */
             return;
         }
-        deadline = seldon_router_req_deadline(p->rr);
-        if (deadline > 0)
-            timeout_ms = deadline > now ? (uint64_t)((deadline - now) / 1000000) + 1 : 1;
+        timeout_ms = rt_timeout_ms(seldon_router_req_deadline(p->rr), now);
         rc = sd2_upstream_get(&pool, p->L->h2c, u->grpc_host, u->grpc_port);
         if (rc == 0)
             rt_note_h2_upstream(p->L, pool);

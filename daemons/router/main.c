@@ -190,6 +190,22 @@ void rt_replay_keep(router *r, seldon_buf *replay, uint8_t *ok, const uint8_t *d
     seldon_buf_free(replay);
 }
 
+seldon_router_req *rt_mirror_req(uint8_t *sent, seldon_router_req *rr, int64_t now_ns)
+{
+    seldon_router_req *copy = NULL;
+    if (*sent || !seldon_router_req_mirrored(rr))
+        return NULL; /* not mirrored: the usual case */
+    *sent = 1;
+    return seldon_router_req_mirror_new(&copy, rr, now_ns) == 0 ? copy : NULL;
+}
+
+uint64_t rt_timeout_ms(int64_t deadline, int64_t now_ns)
+{
+    if (deadline <= 0)
+        return 0;
+    return deadline > now_ns ? (uint64_t)(deadline - now_ns) / 1000000 + 1 : 1;
+}
+
 void rt_note_h2_upstream(rt_loop *L, sd2_upstream *u)
 {
     size_t i;

@@ -404,10 +404,7 @@ static void mirror(rp *p)
     int64_t now = rt_now_ns();
     int rc;
     seldon_router_req *rr = NULL;
-    if (p->mirrored || !seldon_router_req_mirrored(p->rr))
-        return; /* not mirrored: the usual case */
-    p->mirrored = 1;
-    if (seldon_router_req_mirror_new(&rr, p->rr, now) != 0)
+    if ((rr = rt_mirror_req(&p->mirrored, p->rr, now)) == NULL)
         return;
     m = sdd_calloc(1, sizeof(*m));
     if (m == NULL) {
@@ -446,11 +443,10 @@ static void mirror(rp *p)
             sdc_request_start_body(&up, pool, &head, p->replay.data, p->replay.len, &mirror_cbs, m);
     sdd_free(hs);
     if (rc == 0) {
-        int64_t deadline = seldon_router_req_deadline(m->rr);
+        uint64_t timeout_ms = rt_timeout_ms(seldon_router_req_deadline(m->rr), now);
         p->L->mirrors++;
-        if (deadline > 0) /* the route's timeout bounds the copy too */
-            sdc_request_set_timeout(up,
-                                    deadline > now ? (uint64_t)(deadline - now) / 1000000 + 1 : 1);
+        if (timeout_ms > 0) /* the route's timeout bounds the copy too */
+            sdc_request_set_timeout(up, timeout_ms);
         return;
     }
     {

@@ -177,6 +177,12 @@ sdc_pool *rt_pool_get(rt_loop *L, const seldon_router_upstream *u);
  * *ok cleared, and the request can no longer be replayed.
  */
 void rt_replay_keep(router *r, seldon_buf *replay, uint8_t *ok, const uint8_t *data, size_t len);
+/* The copy of rr for its mirror, once per request (*sent set): NULL when rr is not
+ * mirrored, its copy went already, or the copy cannot be made. Caller owns the copy. */
+seldon_router_req *rt_mirror_req(uint8_t *sent, seldon_router_req *rr, int64_t now_ns);
+/* An upstream timeout for a deadline on the monotonic clock: 0 without one (deadline <= 0),
+ * else the milliseconds left rounded up, at least 1. */
+uint64_t rt_timeout_ms(int64_t deadline, int64_t now_ns);
 
 /* Remembers an h2c pool for the connections gauge. */
 void rt_note_h2_upstream(rt_loop *L, sd2_upstream *u);
