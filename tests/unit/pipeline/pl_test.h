@@ -10,6 +10,10 @@
 
 #define MS 1000000LL
 #define T0 (1000 * MS)
+/* A Pipeline manifest up to its name. */
+#define HEAD "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: "
+
+static const float V4[4] = {1, 2, 3, 4};
 
 /* Parses YAML holding Pipeline documents; keeps the manifest for the specs' lifetime. */
 typedef struct pl_set {
@@ -284,6 +288,14 @@ static inline seldon_msg *req_msg(seldon_pipeline_engine *e)
     return seldon_pipeline_engine_msg(e, SELDON_MSG_REQUEST);
 }
 
+/* A request with one FP32 tensor name holding V4. */
+static inline seldon_msg *input(seldon_pipeline_engine *e, const char *name)
+{
+    seldon_msg *m = req_msg(e);
+    add_f32(m, name, V4, 4);
+    return m;
+}
+
 static inline void push(seldon_pipeline_engine *e, const char *pipe, const char *id, seldon_msg *m,
                         int64_t now)
 {
@@ -296,6 +308,30 @@ static inline seldon_pipeline_engine *engine_of(pl_set *s)
     seldon_pipeline_engine *e = NULL;
     cr_assert_eq(seldon_pipeline_engine_new(&e, (const seldon_pipeline *const *)s->p, s->np, NULL),
                  0, "%s", seldon_last_error());
+    return e;
+}
+
+/* Pipelines a (add10) and b (mul10), and c reading a's output and b's input as external
+ * inputs with join (extra input: lines, "" for the default inner join); a's request r is
+ * pushed and answered at T0, so c waits on b. r is the caller's. */
+static inline seldon_pipeline_engine *a_and_b_into_c(pl_set *s, run_result *r, const char *join)
+{
+    char yaml[1024];
+    seldon_pipeline_engine *e;
+    snprintf(yaml, sizeof(yaml),
+             HEAD "a\nspec:\n  steps:\n  - name: add10\n"
+                  "---\n" HEAD "b\nspec:\n  steps:\n  - name: mul10\n"
+                  "---\n" HEAD "c\nspec:\n  input:\n    externalInputs: [a.outputs.OUTPUT, b]\n"
+                  "%s"
+                  "    tensorMap: {a.outputs.OUTPUT: INPUT, b.outputs.OUTPUT: OTHER}\n"
+                  "  steps:\n  - name: identity\n",
+             join);
+    cr_assert_eq(pl_add(s, yaml), 0, "%s", seldon_last_error());
+    e = engine_of(s);
+    push(e, "a", "r", input(e, "INPUT"), T0);
+    drain(e, r, T0, 1);
+    cr_assert_str_eq(r->calls, "add10 ");
+    cr_assert_eq(r->outputs, 1, "a's own answer");
     return e;
 }
 

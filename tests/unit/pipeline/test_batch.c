@@ -6,8 +6,6 @@
 #include "core/core.h"
 #include "pl_test.h"
 
-#define HEAD "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: "
-
 /* A request of `rows` rows of INPUT [rows, 2]: row i holds {base + i, base + i + 0.5}. */
 static seldon_msg *rows_of(seldon_pipeline_engine *e, float base, int64_t rows)
 {

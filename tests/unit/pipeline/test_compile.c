@@ -3,8 +3,6 @@
 
 #include "pl_test.h"
 
-#define HEAD "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: "
-
 Test(compile, resolves_references_in_seldon_syntax)
 {
     pl_set s = {0};

@@ -3,17 +3,6 @@
 #include "core/core.h"
 #include "pl_test.h"
 
-#define HEAD "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: "
-
-static const float V4[4] = {1, 2, 3, 4};
-
-static seldon_msg *input(seldon_pipeline_engine *e, const char *name)
-{
-    seldon_msg *m = req_msg(e);
-    add_f32(m, name, V4, 4);
-    return m;
-}
-
 Test(edges, headers_travel_to_every_call_the_output_and_chained_pipelines)
 {
     pl_set s = {0};
@@ -415,20 +404,7 @@ Test(edges, two_external_inputs_joined_inner)
 {
     pl_set s = {0};
     run_result r = {0};
-    seldon_pipeline_engine *e;
-    cr_assert_eq(pl_add(&s,
-                        HEAD "a\nspec:\n  steps:\n  - name: add10\n"
-                             "---\n" HEAD "b\nspec:\n  steps:\n  - name: mul10\n"
-                             "---\n" HEAD
-                             "c\nspec:\n  input:\n    externalInputs: [a.outputs.OUTPUT, b]\n"
-                             "    tensorMap: {a.outputs.OUTPUT: INPUT, b.outputs.OUTPUT: OTHER}\n"
-                             "  steps:\n  - name: identity\n"),
-                 0, "%s", seldon_last_error());
-    e = engine_of(&s);
-    push(e, "a", "r", input(e, "INPUT"), T0);
-    drain(e, &r, T0, 1);
-    cr_assert_str_eq(r.calls, "add10 ");
-    cr_assert_eq(r.outputs, 1);
+    seldon_pipeline_engine *e = a_and_b_into_c(&s, &r, "");
     cr_assert_eq(seldon_pipeline_engine_requests(e), 1, "c waits for b");
     push(e, "b", "r", input(e, "INPUT"), T0 + MS);
     drain(e, &r, T0 + MS, 1);

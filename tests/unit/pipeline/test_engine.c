@@ -2,10 +2,6 @@
  */
 #include "pl_test.h"
 
-#define HEAD "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: "
-
-static const float V4[4] = {1, 2, 3, 4};
-
 /* p: a (add10 on X) and b (mul10 on Y) joined into identity c by joinType. */
 static seldon_pipeline_engine *joined(pl_set *s, const char *type, const seldon_pipeline_options *o)
 {

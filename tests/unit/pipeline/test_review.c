@@ -7,17 +7,6 @@
  */
 #include "pl_test.h"
 
-#define HEAD "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: "
-
-static const float V4[4] = {1, 2, 3, 4};
-
-static seldon_msg *input(seldon_pipeline_engine *e, const char *name)
-{
-    seldon_msg *m = req_msg(e);
-    add_f32(m, name, V4, 4);
-    return m;
-}
-
 Test(review, an_overflow_fails_the_oldest_request_by_name)
 {
     pl_set s = {0};
@@ -88,21 +77,8 @@ Test(review, external_inputs_joined_outer_fire_when_the_window_closes)
 {
     pl_set s = {0};
     run_result r = {0};
-    seldon_pipeline_engine *e;
-    cr_assert_eq(pl_add(&s,
-                        HEAD "a\nspec:\n  steps:\n  - name: add10\n"
-                             "---\n" HEAD "b\nspec:\n  steps:\n  - name: mul10\n"
-                             "---\n" HEAD
-                             "c\nspec:\n  input:\n    externalInputs: [a.outputs.OUTPUT, b]\n"
-                             "    joinType: outer\n    joinWindowMs: 40\n"
-                             "    tensorMap: {a.outputs.OUTPUT: INPUT, b.outputs.OUTPUT: OTHER}\n"
-                             "  steps:\n  - name: identity\n"),
-                 0, "%s", seldon_last_error());
-    e = engine_of(&s);
-    push(e, "a", "r", input(e, "INPUT"), T0);
-    drain(e, &r, T0, 1);
-    cr_assert_str_eq(r.calls, "add10 ");
-    cr_assert_eq(r.outputs, 1, "a's own answer");
+    seldon_pipeline_engine *e =
+        a_and_b_into_c(&s, &r, "    joinType: outer\n    joinWindowMs: 40\n");
     cr_assert_eq(seldon_pipeline_engine_deadline(e), T0 + 40 * MS);
     cr_assert_eq(seldon_pipeline_engine_advance(e, T0 + 39 * MS), 0);
     drain(e, &r, T0 + 39 * MS, 1);

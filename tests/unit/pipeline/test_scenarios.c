@@ -2,11 +2,7 @@
  */
 #include "pl_test.h"
 
-#define HEAD "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: "
-
 static const int32_t A[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-static const float V4[4] = {1, 2, 3, 4};
-
 static seldon_msg *tfsimple_in(seldon_pipeline_engine *e)
 {
     seldon_msg *m = req_msg(e);

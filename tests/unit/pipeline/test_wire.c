@@ -7,8 +7,6 @@
  */
 #include "pl_test.h"
 
-#define HEAD "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n  name: "
-
 static size_t b64d(uint8_t *out, const char *s)
 {
     static const char *abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
