@@ -23,14 +23,17 @@ def compile_stubs(out, proto_dir):
 
 def infer_request(stubs, tensors, raw=False, rid=""):
     """A ModelInferRequest from (name, datatype, shape, values) tuples, values in the typed
-    contents or, with raw, packed little-endian in raw_input_contents. stubs has .pb2."""
+    contents or, with raw, packed little-endian in raw_input_contents (values already bytes go
+    there unchanged). stubs has .pb2."""
     req = stubs.pb2.ModelInferRequest(id=rid)
     for name, dt, shape, values in tensors:
         t = req.inputs.add()
         t.name = name
         t.datatype = dt
         t.shape.extend(shape)
-        if raw:
+        if isinstance(values, bytes):
+            req.raw_input_contents.append(values)  # sent as they are
+        elif raw:
             fmt = {"FP32": "f", "INT32": "i"}[dt]
             req.raw_input_contents.append(struct.pack(f"<{len(values)}{fmt}", *values))
         elif dt == "FP32":

@@ -253,12 +253,7 @@ def test_grpc_raw_contents_pass_unchanged(sysm, g):
     channel, stub = grpc_stub(g, sysm.port)
     try:
         payload = bytes(range(256)) * 4  # any bit patterns, NaNs included
-        req = g.pb2.ModelInferRequest()
-        t = req.inputs.add()
-        t.name = "INPUT"
-        t.datatype = "FP32"
-        t.shape.extend([1, len(payload) // 4])
-        req.raw_input_contents.append(payload)
+        req = infer_request(g, [("INPUT", "FP32", [1, len(payload) // 4], payload)])
         resp = stub.ModelInfer(req, metadata=[("seldon-model", "ident.pipeline")], timeout=GUARD)
         assert list(resp.outputs[0].shape) == [1, len(payload) // 4]
         assert resp.raw_output_contents[0] == payload

@@ -313,12 +313,7 @@ def test_grpc_raw_contents_pass_unchanged(pup, oip):
     channel, stub = grpc_stub(oip, pup.target)
     try:
         payload = bytes(range(256)) * 4  # any bit patterns, NaNs included
-        req = oip.pb2.ModelInferRequest()
-        t = req.inputs.add()
-        t.name = "INPUT"
-        t.datatype = "FP32"
-        t.shape.extend([1, len(payload) // 4])
-        req.raw_input_contents.append(payload)
+        req = infer_request(oip, [("INPUT", "FP32", [1, len(payload) // 4], payload)])
         resp = stub.ModelInfer(req, metadata=[("seldon-model", "ident.pipeline")], timeout=GUARD)
         assert resp.outputs[0].name == "INPUT"
         assert list(resp.outputs[0].shape) == [1, len(payload) // 4]
