@@ -4,6 +4,7 @@ import os
 import struct
 import subprocess
 import sys
+import types
 
 
 def compile_stubs(out, proto_dir):
@@ -20,6 +21,13 @@ def compile_stubs(out, proto_dir):
     finally:
         sys.path.remove(str(out))
 
+
+
+def grpc_stubs(out, proto_dir):
+    """grpcio and the compiled stubs together: .grpc, .pb2 and .pb2_grpc."""
+    import grpc
+    pb2, pb2_grpc = compile_stubs(out, proto_dir)
+    return types.SimpleNamespace(grpc=grpc, pb2=pb2, pb2_grpc=pb2_grpc)
 
 def infer_request(stubs, tensors, raw=False, rid=""):
     """A ModelInferRequest from (name, datatype, shape, values) tuples, values in the typed

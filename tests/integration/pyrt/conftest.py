@@ -51,14 +51,7 @@ def _no_leftover_servers():
 
 @pytest.fixture(scope="session")
 def g(tmp_path_factory):
-    import grpc
-    pb2, pb2_grpc = oipstubs.compile_stubs(tmp_path_factory.mktemp("stubs"), srv.PROTO_DIR)
-
-    class G:
-        pass
-    out = G()
-    out.grpc, out.pb2, out.pb2_grpc = grpc, pb2, pb2_grpc
-    return out
+    return oipstubs.grpc_stubs(tmp_path_factory.mktemp("stubs"), srv.PROTO_DIR)
 
 
 def grpc_stub(g, server):

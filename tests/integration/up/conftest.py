@@ -175,14 +175,7 @@ def outputs(body):
 
 @pytest.fixture(scope="session")
 def oip(tmp_path_factory):
-    import grpc
-    pb2, pb2_grpc = oipstubs.compile_stubs(tmp_path_factory.mktemp("oip_stubs"), PROTO_DIR)
-
-    class G:
-        pass
-    g = G()
-    g.grpc, g.pb2, g.pb2_grpc = grpc, pb2, pb2_grpc
-    return g
+    return oipstubs.grpc_stubs(tmp_path_factory.mktemp("oip_stubs"), PROTO_DIR)
 
 
 def grpc_stub(g, target):
