@@ -343,3 +343,18 @@ def test_broker_away_ends_within_the_timeout():
               check=False)
     assert out.returncode == 1
     assert f"Kafka at {HOST}:1" in out.stderr
+
+
+def test_prefix_and_namespace(g, world):
+    b = world["broker"]
+    topic = f"acme.ns1.pipeline.{P}.outputs"
+    produce(b, topic, response(g, "pn1", "", [1, 2, 3, 4]).SerializeToString(),
+            key=f"0.{P}.pn1", headers=headers("pn1"))
+    out = cli("pipeline", "inspect", f"{P}.outputs", "--kafka-broker", b, "--kafka-prefix", "acme",
+              "--kafka-namespace", "ns1")
+    [(t, key, value, _)] = inspect_lines(out.stdout)
+    assert (t, key) == (topic, f"0.{P}.pn1")
+    assert value == expected(msg_of(g, topic, consume_all(b, topic)[0].value))
+    out = cli("pipeline", "inspect", f"{P}.outputs", "--kafka-broker", b, "--kafka-prefix", "a/b",
+              check=False)
+    assert out.returncode == 2 and "--kafka-prefix" in out.stderr
