@@ -81,8 +81,8 @@ static int add_topic(inspect *in, int32_t kind, const char *name, int32_t io)
     char t[SELDON_KAFKA_TOPIC_MAX + 1];
     if (in->ntopics == MAX_TOPICS)
         return 0;
-    if (seldon_kafka_topic(t, sizeof(t), NULL, in->c->o.kafka_prefix, in->c->o.kafka_ns, kind,
-                           name, io) != 0) {
+    if (seldon_kafka_topic(t, sizeof(t), NULL, in->c->o.kafka_prefix, in->c->o.kafka_ns, kind, name,
+                           io) != 0) {
         fprintf(stderr, "seldon: pipeline inspect: %s\n", seldon_last_error());
         return -1;
     }
@@ -103,7 +103,8 @@ static int steps_of(cli *c, const char *pipeline, seldon_manifest **m, char *why
     req.name = (char *)pipeline;
     if (cli_sched(c, &r, "PipelineStatus", &req.base) != 0) {
         if (r.status == SDR_NOT_FOUND) {
-            fprintf(stderr, "seldon: pipeline inspect: pipeline %s: not found on the scheduler at %s\n",
+            fprintf(stderr,
+                    "seldon: pipeline inspect: pipeline %s: not found on the scheduler at %s\n",
                     pipeline, c->o.sched_host);
             rc = -1;
         } else {
@@ -154,7 +155,7 @@ static int has_step(const seldon_manifest *m, const char *step)
 
 static int io_of(const char *s)
 {
-    return strcmp(s, "inputs") == 0 ? SELDON_KAFKA_INPUTS
+    return strcmp(s, "inputs") == 0    ? SELDON_KAFKA_INPUTS
            : strcmp(s, "outputs") == 0 ? SELDON_KAFKA_OUTPUTS
                                        : 0;
 }
@@ -197,8 +198,9 @@ static int plan(inspect *in, const char *expr, int *step_unchecked, char *why, s
         if (np == 3)
             in->tensor = expr + (parts[2] - buf);
         if (np == 4) {
-            fprintf(stderr, "seldon: pipeline inspect: '%s': a pipeline topic is %s.%s[.<tensor>]\n",
-                    expr, parts[0], parts[1]);
+            fprintf(stderr,
+                    "seldon: pipeline inspect: '%s': a pipeline topic is %s.%s[.<tensor>]\n", expr,
+                    parts[0], parts[1]);
             return 1;
         }
         return add_topic(in, SELDON_KAFKA_PIPELINE, parts[0], io_of(parts[1])) != 0;
@@ -287,7 +289,8 @@ static int wanted_id(const char *rid, const rd_kafka_message_t *m, rd_kafka_head
         kp.request_id_len == n && memcmp(kp.request_id, rid, n) == 0)
         return 1;
     if (h != NULL &&
-        rd_kafka_header_get_last(h, SELDON_KAFKA_H_REQUEST_ID, &v, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(h, SELDON_KAFKA_H_REQUEST_ID, &v, &vl) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
         v != NULL && vl == n && memcmp(v, rid, n) == 0)
         return 1;
     return 0;
@@ -306,7 +309,8 @@ static int keep(inspect *in, size_t topic, const rd_kafka_message_t *m)
         h = NULL;
     /* Model topics are shared by the pipelines using the model. */
     if (h == NULL ||
-        rd_kafka_header_get_last(h, SELDON_KAFKA_H_PIPELINE, &v, &vl) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(h, SELDON_KAFKA_H_PIPELINE, &v, &vl) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
         v == NULL || vl != plen || memcmp(v, in->pipeline, plen) != 0)
         return 0;
     if (in->c->o.request_id != NULL && !wanted_id(in->c->o.request_id, m, h))
@@ -347,7 +351,7 @@ static int keep(inspect *in, size_t topic, const rd_kafka_message_t *m)
         return -1;
     }
     k = cli_pbjson_value(f, m->payload, m->len, ends_with(in->topics[topic], ".outputs"),
-                          in->tensor);
+                         in->tensor);
     if (k < 0)
         fwrite(m->payload, 1, m->len, f);
     fclose(f);
@@ -507,8 +511,8 @@ static int read_topics(inspect *in, rd_kafka_t *rk, int64_t deadline, const char
             e = rd_kafka_query_watermark_offsets(rk, in->topics[t], part, &lo, &hi,
                                                  remaining(deadline));
             if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                fprintf(stderr, "seldon: pipeline inspect: %s [%d]: %s\n", in->topics[t],
-                        (int)part, rd_kafka_err2str(e));
+                fprintf(stderr, "seldon: pipeline inspect: %s [%d]: %s\n", in->topics[t], (int)part,
+                        rd_kafka_err2str(e));
                 goto out;
             }
             if (hi <= lo)
@@ -557,6 +561,7 @@ static int read_topics(inspect *in, rd_kafka_t *rk, int64_t deadline, const char
                     "seldon: pipeline inspect: %zu partition(s) not read to their end within "
                     "%lds (--timeout)\n",
                     left, in->c->o.timeout_s);
+            qsort(in->recs, in->nrecs, sizeof(*in->recs), cmp_rec);
             print_all(in);
             goto out;
         }
@@ -567,7 +572,8 @@ static int read_topics(inspect *in, rd_kafka_t *rk, int64_t deadline, const char
             if (spans[i].done || m->rkt == NULL || spans[i].partition != m->partition ||
                 strcmp(in->topics[spans[i].topic], rd_kafka_topic_name(m->rkt)) != 0)
                 continue;
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || (m->err == 0 && m->offset + 1 >= spans[i].end)) {
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+                (m->err == 0 && m->offset + 1 >= spans[i].end)) {
                 if (m->err == 0 && keep(in, spans[i].topic, m) < 0) {
                     rd_kafka_message_destroy(m);
                     fprintf(stderr, "seldon: pipeline inspect: out of memory\n");

@@ -237,9 +237,9 @@ static int dt_width(const char *dt)
     static const struct {
         const char *name;
         int width;
-    } t[] = {{"BOOL", 1},  {"UINT8", 1}, {"UINT16", 2}, {"UINT32", 4}, {"UINT64", 8},
-             {"INT8", 1},  {"INT16", 2}, {"INT32", 4},  {"INT64", 8},  {"FP16", 2},
-             {"BF16", 2},  {"FP32", 4},  {"FP64", 8},   {"BYTES", 0}};
+    } t[] = {{"BOOL", 1}, {"UINT8", 1}, {"UINT16", 2}, {"UINT32", 4}, {"UINT64", 8},
+             {"INT8", 1}, {"INT16", 2}, {"INT32", 4},  {"INT64", 8},  {"FP16", 2},
+             {"BF16", 2}, {"FP32", 4},  {"FP64", 8},   {"BYTES", 0}};
     size_t i;
     for (i = 0; dt != NULL && i < sizeof(t) / sizeof(t[0]); i++)
         if (strcmp(dt, t[i].name) == 0)
@@ -315,13 +315,13 @@ static void put_raw_contents(FILE *f, const char *dt, const ProtobufCBinaryData 
         fputs("{}", f);
         return;
     }
-    name = strcmp(dt, "BOOL") == 0                                ? "boolContents"
-           : strncmp(dt, "UINT64", 6) == 0                        ? "uint64Contents"
-           : strncmp(dt, "UINT", 4) == 0                          ? "uintContents"
-           : strcmp(dt, "INT64") == 0                             ? "int64Contents"
-           : strncmp(dt, "INT", 3) == 0                           ? "intContents"
-           : strcmp(dt, "FP64") == 0                              ? "fp64Contents"
-                                                                  : "fp32Contents";
+    name = strcmp(dt, "BOOL") == 0         ? "boolContents"
+           : strncmp(dt, "UINT64", 6) == 0 ? "uint64Contents"
+           : strncmp(dt, "UINT", 4) == 0   ? "uintContents"
+           : strcmp(dt, "INT64") == 0      ? "int64Contents"
+           : strncmp(dt, "INT", 3) == 0    ? "intContents"
+           : strcmp(dt, "FP64") == 0       ? "fp64Contents"
+                                           : "fp32Contents";
     fprintf(f, "{\"%s\":[", name);
     for (i = 0; i < n; i++) {
         uint64_t v = le(p + i * (size_t)w, w);
@@ -361,10 +361,10 @@ static void put_raw_contents(FILE *f, const char *dt, const ProtobufCBinaryData 
 
 static int contents_empty(const Contents *c)
 {
-    return c == NULL || (c->n_bool_contents == 0 && c->n_int_contents == 0 &&
-                         c->n_int64_contents == 0 && c->n_uint_contents == 0 &&
-                         c->n_uint64_contents == 0 && c->n_fp32_contents == 0 &&
-                         c->n_fp64_contents == 0 && c->n_bytes_contents == 0);
+    return c == NULL ||
+           (c->n_bool_contents == 0 && c->n_int_contents == 0 && c->n_int64_contents == 0 &&
+            c->n_uint_contents == 0 && c->n_uint64_contents == 0 && c->n_fp32_contents == 0 &&
+            c->n_fp64_contents == 0 && c->n_bytes_contents == 0);
 }
 
 /*
@@ -592,4 +592,3 @@ int cli_pbjson_value(FILE *f, const uint8_t *value, size_t len, int outputs, con
     sdd_free(cs);
     return found ? 1 : 0;
 }
-

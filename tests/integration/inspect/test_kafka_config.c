@@ -97,8 +97,7 @@ Test(kafka_config, refused_property_is_named)
     cr_assert_eq(sdk_flag_property(&c, "no.such.property=1"), 0);
     cr_assert_eq(sdk_conf_build(&conf, &c, 1), SELDON_EINVAL);
     cr_assert_null(conf);
-    cr_assert(strstr(seldon_last_error(), "no.such.property") != NULL, "%s",
-              seldon_last_error());
+    cr_assert(strstr(seldon_last_error(), "no.such.property") != NULL, "%s", seldon_last_error());
     sdk_config_free(&c);
     /* A known property with a bad value: named too. */
     cr_assert_eq(sdk_flag_property(&c, "linger.ms=soon"), 0);

@@ -96,7 +96,8 @@ Test(pbjson, raw_of_every_datatype)
         o.name = "t";
         o.datatype = (char *)cases[i].dt;
         t = one_output(&o, &raw, 1);
-        snprintf(want, sizeof(want), "{\"outputs\":[{\"name\":\"t\",\"datatype\":\"%s\",\"contents\":{%s}}]}",
+        snprintf(want, sizeof(want),
+                 "{\"outputs\":[{\"name\":\"t\",\"datatype\":\"%s\",\"contents\":{%s}}]}",
                  cases[i].dt, cases[i].want);
         cr_assert_str_eq(t, want, "%s", cases[i].dt);
         free(t);
