@@ -561,7 +561,8 @@ static int read_topics(inspect *in, rd_kafka_t *rk, int64_t deadline, const char
                     "seldon: pipeline inspect: %zu partition(s) not read to their end within "
                     "%lds (--timeout)\n",
                     left, in->c->o.timeout_s);
-            qsort(in->recs, in->nrecs, sizeof(*in->recs), cmp_rec);
+            if (in->nrecs > 1)
+                qsort(in->recs, in->nrecs, sizeof(*in->recs), cmp_rec);
             print_all(in);
             goto out;
         }
@@ -593,7 +594,8 @@ static int read_topics(inspect *in, rd_kafka_t *rk, int64_t deadline, const char
         }
         rd_kafka_message_destroy(m);
     }
-    qsort(in->recs, in->nrecs, sizeof(*in->recs), cmp_rec);
+    if (in->nrecs > 1) /* recs is NULL without records */
+        qsort(in->recs, in->nrecs, sizeof(*in->recs), cmp_rec);
     print_all(in);
     rc = 0;
 out:
