@@ -52,6 +52,7 @@ typedef struct ag_config {
     size_t max_message; /* a gRPC message the proxy reads whole to rename its model */
     uint64_t grace_ms;
     int32_t log_level;
+    uint64_t load_report_ms; /* how often the models' load goes to the scheduler */
 } ag_config;
 
 typedef struct ag_job ag_job;
@@ -92,6 +93,12 @@ typedef struct agent {
     seldon_metrics *metrics;
     seldon_metric *m_infer, *m_infer_secs, *m_infer_secs_total, *m_agg_infer, *m_agg_secs,
         *m_loaded, *m_loaded_mem, *m_evict, *m_miss, *m_load, *m_unload, *m_capacity;
+    /* Autoscaling: the load report (control.c) and an unload waiting for the requests in
+       flight to end (models.c), at most --grace. */
+    uv_timer_t load_timer;
+    int load_timer_on;
+    ag_job *drain_job;
+    uv_timer_t *drain_timer;
 } agent;
 
 /* A request waiting for its model to be loaded again. */
@@ -144,6 +151,12 @@ void ag_models_stop(agent *a);
 int ag_models_restore(agent *a);
 /* On the loop: asks the server which restored versions it still has loaded. */
 void ag_models_check_server(agent *a);
+/* A request for vname starts, or ends (in-flight counts, for the autoscaler; an unload
+ * waits for them). ag_models_end for a version no longer held does nothing. */
+void ag_models_begin(agent *a, const char *vname);
+void ag_models_end(agent *a, const char *vname);
+/* control.c: starts the periodic load report (after the first registration). */
+void ag_load_report_start(agent *a);
 /* The metrics of one answered request. */
 void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method, int code,
                       int64_t started_ns);

@@ -32,6 +32,9 @@ typedef struct ag_entry {
     uint64_t used;  /* recency tick */
     int held;       /* was loaded once: an eviction or a reload keeps it served by name */
     void *user;     /* the agent's per-model data (waiters...) */
+    /* Load, for the scheduler's autoscaler (the agent's models.c keeps them). */
+    uint32_t inflight;  /* requests for it being proxied now */
+    int64_t idle_since; /* monotonic ns the last one ended; 0: not known yet */
 } ag_entry;
 
 typedef struct ag_cache ag_cache;

@@ -432,6 +432,70 @@ static void schedule_reconnect(agent *a)
     uv_timer_start(&a->reconnect, on_reconnect, a->backoff_ms, 0);
 }
 
+/* ------------------------------------------------------------ the load report */
+
+static int load_report_busy; /* one report in flight at a time (one agent per process) */
+
+static void load_report_done(void *arg, int32_t status, const char *message, const uint8_t *resp,
+                             size_t len)
+{
+    (void)arg, (void)resp, (void)len;
+    load_report_busy = 0;
+    if (status != 0)
+        sdd_log(SELDON_LOG_DEBUG, "load report: not delivered (%d %s)", status, message);
+}
+
+/* Every --load-report: requests in flight and idle time of each model version held. */
+static void on_load_report(uv_timer_t *t)
+{
+    agent *a = t->data;
+    Seldon__Control__V1__AgentLoadReport rep = SELDON__CONTROL__V1__AGENT_LOAD_REPORT__INIT;
+    Seldon__Control__V1__ModelLoad *ml = NULL, **pml = NULL;
+    ag_entry *e;
+    size_t n = 0, i = 0, len;
+    uint8_t *buf = NULL;
+    int64_t now = ag_now_ns();
+    if (!a->registered || a->stopping || load_report_busy)
+        return;
+    for (e = ag_cache_first(a->cache); e != NULL; e = e->next)
+        n++;
+    if (n > 0) {
+        ml = sdd_calloc(n, sizeof(*ml));
+        pml = sdd_calloc(n, sizeof(*pml));
+        if (ml == NULL || pml == NULL)
+            goto out;
+    }
+    for (e = ag_cache_first(a->cache); e != NULL && i < n; e = e->next) {
+        if (e->state == AG_UNLOADING)
+            continue;
+        seldon__control__v1__model_load__init(&ml[i]);
+        ml[i].model = e->model;
+        ml[i].version = e->version;
+        ml[i].inflight = e->inflight;
+        if (e->inflight == 0 && e->idle_since == 0)
+            e->idle_since = now; /* first seen idle now */
+        ml[i].idle_ms = e->inflight > 0 ? 0 : (now - e->idle_since) / 1000000;
+        pml[i] = &ml[i];
+        i++;
+    }
+    rep.server = (char *)a->cfg.server_name;
+    rep.index = a->cfg.replica_index;
+    rep.n_models = i;
+    rep.models = pml;
+    len = seldon__control__v1__agent_load_report__get_packed_size(&rep);
+    buf = sdd_malloc(len ? len : 1);
+    if (buf == NULL)
+        goto out;
+    seldon__control__v1__agent_load_report__pack(&rep, buf);
+    if (ag_unary(a, a->sched_ip, a->sched_port, "/seldon.control.v1.AgentService/ReportLoad", buf,
+                 len, 10000, load_report_done, NULL) == 0)
+        load_report_busy = 1;
+out:
+    sdd_free(buf);
+    sdd_free(ml);
+    sdd_free(pml);
+}
+
 int ag_control_start(agent *a)
 {
     uv_timer_init(a->loop, &a->reconnect);
@@ -439,6 +503,13 @@ int ag_control_start(agent *a)
     if (a->sched_port == 0)
         return 0;
     uv_timer_start(&a->reconnect, on_reconnect, 0, 0);
+    if (a->cfg.load_report_ms > 0) {
+        uv_timer_init(a->loop, &a->load_timer);
+        a->load_timer.data = a;
+        a->load_timer_on = 1;
+        uv_timer_start(&a->load_timer, on_load_report, a->cfg.load_report_ms,
+                       a->cfg.load_report_ms);
+    }
     return 0;
 }
 
@@ -447,6 +518,11 @@ void ag_control_stop(agent *a)
     a->stopping = 1;
     uv_timer_stop(&a->reconnect);
     uv_close((uv_handle_t *)&a->reconnect, NULL);
+    if (a->load_timer_on) {
+        a->load_timer_on = 0;
+        uv_timer_stop(&a->load_timer);
+        uv_close((uv_handle_t *)&a->load_timer, NULL);
+    }
     if (a->sub != NULL) {
         sd2_stream *s = a->sub;
         a->sub = NULL;

@@ -114,7 +114,11 @@ static int parse_args(ag_config *c, int argc, char **argv)
                  "(default 64 MiB)"),
         SDF_FLAG("grace", SDF_MS, &c->grace_ms, 0, 86400000, "MS",
                  "on SIGTERM, time left to requests in flight (default\n"
-                 "10000)"),
+                 "10000); also how long an unload waits for them"),
+        SDF_FLAG("load-report", SDF_MS, &c->load_report_ms, 0, 86400000, "MS",
+                 "how often the requests in flight and idle time of\n"
+                 "each model go to the scheduler, for autoscaling\n"
+                 "(default 5000; 0: never)"),
         SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
                  "error, warn, info (default), debug, trace"),
     };
@@ -135,6 +139,7 @@ static int parse_args(ag_config *c, int argc, char **argv)
     c->reconnect_max_ms = 5000;
     c->max_message = (size_t)64 << 20;
     c->grace_ms = 10000;
+    c->load_report_ms = 5000;
     c->log_level = SELDON_LOG_INFO;
     parse_caps(c, default_caps);
     if (sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv) < 0)

@@ -81,6 +81,19 @@ static void note_loaded(agent *a, const ag_entry *e, int loaded)
     series_set(a, loaded ? a->m_load : a->m_unload, e, 1, 1);
 }
 
+/* A version unloaded for good: its series go (label 3 is model_internal), so an agent that
+   serves many versions over its life keeps only the live ones' (docs/autoscaling.md). The
+   loop thread is the only one that updates them. */
+static void series_forget(agent *a, const char *vname)
+{
+    seldon_metric *const fams[] = {a->m_infer,  a->m_infer_secs, a->m_infer_secs_total,
+                                   a->m_loaded, a->m_loaded_mem, a->m_evict,
+                                   a->m_miss,   a->m_load,       a->m_unload};
+    size_t i;
+    for (i = 0; i < sizeof(fams) / sizeof(fams[0]); i++)
+        seldon_metric_remove(fams[i], 3, vname);
+}
+
 void ag_metrics_infer(agent *a, const char *model, const char *vname, const char *method, int code,
                       int64_t started_ns)
 {
@@ -665,6 +678,60 @@ static void make_room(agent *a, ag_job *j)
 
 /* ------------------------------------------------------------ UNLOAD */
 
+static void unload_done(agent *a, ag_job *j, int32_t status, const char *message);
+
+static void drain_timer_closed(uv_handle_t *h)
+{
+    sdd_free(h);
+}
+
+static void drain_stop_timer(agent *a)
+{
+    if (a->drain_timer != NULL) {
+        uv_timer_stop(a->drain_timer);
+        uv_close((uv_handle_t *)a->drain_timer, drain_timer_closed);
+        a->drain_timer = NULL;
+    }
+}
+
+/* The requests in flight ended (or --grace passed): the unload goes on. */
+static void drain_finish(agent *a)
+{
+    ag_job *j = a->drain_job;
+    if (j == NULL)
+        return;
+    a->drain_job = NULL;
+    drain_stop_timer(a);
+    if (j->e->inflight > 0)
+        sdd_log(SELDON_LOG_WARN, "model %s: %u requests still in flight after --grace: unloading",
+                j->e->vname, j->e->inflight);
+    server_unload(a, j, j->e, unload_done);
+}
+
+static void drain_expired(uv_timer_t *t)
+{
+    drain_finish(t->data);
+}
+
+void ag_models_begin(agent *a, const char *vname)
+{
+    ag_entry *e = ag_cache_find(a->cache, vname, strlen(vname));
+    if (e != NULL)
+        e->inflight++;
+}
+
+void ag_models_end(agent *a, const char *vname)
+{
+    ag_entry *e = ag_cache_find(a->cache, vname, strlen(vname));
+    if (e == NULL || e->inflight == 0)
+        return;
+    if (--e->inflight == 0) {
+        e->idle_since = ag_now_ns();
+        if (a->drain_job != NULL && a->drain_job->e == e)
+            drain_finish(a);
+    }
+}
+
 static void unload_done(agent *a, ag_job *j, int32_t status, const char *message)
 {
     char dir[4200];
@@ -678,6 +745,7 @@ static void unload_done(agent *a, ag_job *j, int32_t status, const char *message
         return;
     }
     note_loaded(a, e, 0);
+    series_forget(a, e->vname);
     snprintf(dir, sizeof(dir), "%s/%s", a->cfg.models_dir, e->vname);
     ag_rm_tree(dir);
     entry_drop(a, e);
@@ -795,7 +863,21 @@ static void job_next(agent *a)
         }
         j->e = e;
         a->serving = j;
-        if (e->state == AG_LOADED) {
+        if (e->state == AG_LOADED && e->inflight > 0) {
+            /* The scheduler took it out of the routes first; what is in flight ends here. */
+            e->state = AG_UNLOADING;
+            sdd_log(SELDON_LOG_INFO, "model %s: unload waits for %u requests in flight", e->vname,
+                    e->inflight);
+            a->drain_job = j;
+            a->drain_timer = sdd_malloc(sizeof(*a->drain_timer));
+            if (a->drain_timer != NULL) {
+                uv_timer_init(a->loop, a->drain_timer);
+                a->drain_timer->data = a;
+                uv_timer_start(a->drain_timer, drain_expired, a->cfg.grace_ms, 0);
+            } else {
+                drain_finish(a);
+            }
+        } else if (e->state == AG_LOADED) {
             e->state = AG_UNLOADING;
             server_unload(a, j, e, unload_done);
         } else {
@@ -854,6 +936,13 @@ void ag_models_stop(agent *a)
     ag_job *j, *next;
     ag_entry *e;
     a->stopping = 1;
+    if (a->drain_job != NULL) { /* nothing will unload it now */
+        drain_stop_timer(a);
+        if (a->serving == a->drain_job)
+            a->serving = NULL;
+        job_free(a->drain_job);
+        a->drain_job = NULL;
+    }
     if (a->child != NULL) /* its job ends as failed once it exits */
         uv_process_kill(a->child, SIGTERM);
     for (j = a->jobs; j != NULL; j = next) {

@@ -35,6 +35,7 @@ typedef struct gp {
     int64_t started;
     int32_t grpc_status;
     uint8_t rewrite, resolved, waiting, body_done, finished, up_full, headers_sent, is_infer;
+    uint8_t counted; /* in its model's in-flight count */
     uint8_t replay_ok, retried;
     char model[256];
     char vname[300];
@@ -83,6 +84,8 @@ static void maybe_free(gp *p)
         return;
     stop_timer(p);
     ag_waiter_cancel(&p->w);
+    if (p->counted)
+        ag_models_end(p->a, p->vname);
     seldon_buf_free(&p->msg);
     seldon_buf_free(&p->pend);
     seldon_buf_free(&p->sent);
@@ -97,6 +100,10 @@ static void done(gp *p, int32_t status)
     p->finished = 1;
     if (p->resolved && p->is_infer)
         ag_metrics_infer(p->a, p->model, p->vname, "grpc", status, p->started);
+    if (p->counted) {
+        p->counted = 0;
+        ag_models_end(p->a, p->vname);
+    }
 }
 
 static void drop_up(gp *p)
@@ -342,6 +349,10 @@ static int resolve(gp *p, const char *given, size_t flen)
     snprintf(p->model, sizeof(p->model), "%s", e->model);
     snprintf(p->vname, sizeof(p->vname), "%s", e->vname);
     p->resolved = 1;
+    if (!p->counted) {
+        ag_models_begin(a, p->vname);
+        p->counted = 1;
+    }
     acq = ag_models_acquire(a, e, &p->w);
     if (acq < 0) {
         fail(p, 14, seldon_last_error());
@@ -385,7 +396,9 @@ static int emit(gp *p, const uint8_t *msg, size_t len)
     }
     if (rc == 0) {
         const char *given = (const char *)msg + off;
-        if (flen == 0 || (flen == strlen(p->model) && memcmp(given, p->model, flen) == 0) ||
+        /* A seldon-internal-model header (a router's experiment split) decides the model. */
+        if (p->internal[0] != '\0' || flen == 0 ||
+            (flen == strlen(p->model) && memcmp(given, p->model, flen) == 0) ||
             (flen == strlen(p->vname) && memcmp(given, p->vname, flen) == 0)) {
             name = p->vname;
             name_len = strlen(p->vname);

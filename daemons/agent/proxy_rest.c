@@ -31,6 +31,7 @@ typedef struct rp {
     seldon_buf held_body;
     uint8_t body_done, up_paused, waiting, is_infer, has_body, deferred, holding;
     uint8_t replayable, retried; /* the whole request is kept: a 404 can be retried once */
+    uint8_t counted;             /* in its model's in-flight count */
     char model[256];
     char vname[300];
 } rp;
@@ -57,6 +58,8 @@ static void finish(rp *p, int code)
     ag_waiter_cancel(&p->w);
     if (p->model[0] != '\0' && p->is_infer)
         ag_metrics_infer(p->a, p->model, p->vname, "rest", code, p->started);
+    if (p->counted)
+        ag_models_end(p->a, p->vname);
     seldon_buf_free(&p->pend);
     seldon_buf_free(&p->held_head);
     seldon_buf_free(&p->held_body);
@@ -455,10 +458,14 @@ void ag_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
         snprintf(p->model, sizeof(p->model), "%.*s", (int)(e->model ? strlen(e->model) : 0),
                  e->model);
         snprintf(p->vname, sizeof(p->vname), "%s", e->vname);
+        ag_models_begin(a, p->vname);
+        p->counted = 1;
         p->is_infer =
             head->path_len >= 6 && memcmp(head->path + head->path_len - 6, "/infer", 6) == 0;
     }
     if (keep_head(p, head, off, e != NULL ? len : 0) != 0) {
+        if (p->counted)
+            ag_models_end(a, p->vname);
         sdd_free(p);
         return;
     }
@@ -474,6 +481,8 @@ void ag_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
     p->body_done = declared == 0;
     p->deferred = declared > 0 && declared <= AG_SMALL;
     if (sdh_stream_take(req, &down_ops, p) != 0) {
+        if (p->counted)
+            ag_models_end(a, p->vname);
         sdd_free(p->mem);
         sdd_free(p);
         return;

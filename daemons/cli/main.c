@@ -29,8 +29,13 @@ typedef Seldon__Control__V1__ServerStatusResponse ServerStatusResponse;
 typedef Seldon__Control__V1__PipelineStatus PipelineStatus;
 typedef Seldon__Control__V1__PipelineVersionStatus PipelineVersionStatus;
 typedef Seldon__Control__V1__PipelineStatusResponse PipelineStatusResponse;
+typedef Seldon__Control__V1__ExperimentStatus ExperimentStatus;
+typedef Seldon__Control__V1__ExperimentStatusResponse ExperimentStatusResponse;
 
 static int waits_pipelines(const struct cli *c);
+static int waits_experiments(const struct cli *c);
+static int wait_experiment(cli *c, const char *name);
+static int experiment_status(cli *c, const char *name);
 
 static void usage(FILE *f)
 {
@@ -59,6 +64,11 @@ static void usage(FILE *f)
         "                              TOPIC<tab>KEY<tab>VALUE\n"
         "  pipeline infer NAME 'JSON'  an inference request to a pipeline (seldon-model:\n"
         "                              NAME.pipeline on /v2/models/NAME/infer, or gRPC)\n"
+        "  experiment start -f FILE    start the file's experiments (-w: wait until active)\n"
+        "  experiment stop NAME | -f FILE   stop experiments (the default model's endpoint\n"
+        "                              is its own again)\n"
+        "  experiment status NAME | -f FILE an experiment's status (-w: wait until active)\n"
+        "  experiment list             every experiment and whether it is active\n"
         "  server status NAME          a server's replicas, memory and models\n"
         "  server list                 every server\n"
         "  load -f FILE                apply every resource of the file (any kind)\n"
@@ -71,7 +81,8 @@ static void usage(FILE *f)
         "                              here first: an error names the field and nothing is sent\n"
         "  -w, --wait STATE            wait until the models reach STATE (ModelAvailable,\n"
         "                              ModelTerminated, ...) or the pipelines do\n"
-        "                              (PipelineReady, PipelineTerminated, ...)\n"
+        "                              (PipelineReady, PipelineTerminated, ...); with\n"
+        "                              experiment commands -w alone waits until active\n"
         "  -t, --timeout-secs N        bound on calls and waits (default 60)\n"
         "  --scheduler-host HOST:PORT  default $SELDON_SCHEDULE_HOST or 0.0.0.0:9004\n"
         "  --inference-host HOST:PORT  default $SELDON_INFER_HOST or 0.0.0.0:9000\n"
@@ -180,7 +191,12 @@ static void print_server(const ServerStatus *s)
         }
         printf("]}");
     }
-    printf("]}\n");
+    printf("]");
+    if (s->requested_replicas > 0) { /* a scale request (docs/autoscaling.md) */
+        printf(",\"requestedReplicas\":%u,\"scaleReason\":", s->requested_replicas);
+        json_str(stdout, s->scale_reason);
+    }
+    printf("}\n");
 }
 
 static int fail(const char *what, const cli_result *r)
@@ -507,6 +523,151 @@ static int waits_pipelines(const struct cli *c)
     return c->o.wait_state != NULL && strncmp(c->o.wait_state, "Pipeline", 8) == 0;
 }
 
+/* ------------------------------------------------------------- experiments */
+
+/* 1 when -w names the experiment state (a bare -w on an experiment command). */
+static int waits_experiments(const struct cli *c)
+{
+    return c->o.wait_state != NULL && strncmp(c->o.wait_state, "Experiment", 10) == 0;
+}
+
+/* As Seldon's CLI prints it, plus the spec's split and the state. */
+static void print_experiment(const ExperimentStatus *e, int brief)
+{
+    size_t i;
+    printf("{\"experimentName\":");
+    json_str(stdout, e->name);
+    printf(",\"active\":%s,\"candidatesReady\":%s,\"mirrorReady\":%s,\"statusDescription\":",
+           e->active ? "true" : "false", e->candidates_ready ? "true" : "false",
+           e->mirror_ready ? "true" : "false");
+    json_str(stdout, e->reason);
+    if (!brief) {
+        printf(",\"state\":");
+        json_str(stdout, e->state);
+        printf(",\"resourceType\":");
+        json_str(stdout, e->resource_type);
+        printf(",\"default\":");
+        if (*e->default_)
+            json_str(stdout, e->default_);
+        else
+            printf("null");
+        printf(",\"candidates\":[");
+        for (i = 0; i < e->n_candidates; i++) {
+            printf("%s{\"name\":", i ? "," : "");
+            json_str(stdout, e->candidates[i]->name);
+            printf(",\"weight\":%u}", e->candidates[i]->weight);
+        }
+        printf("],\"mirror\":");
+        if (*e->mirror) {
+            printf("{\"name\":");
+            json_str(stdout, e->mirror);
+            printf(",\"percent\":%u}", e->mirror_percent);
+        } else {
+            printf("null");
+        }
+        printf(",\"lastChangeTimestamp\":");
+        json_time(stdout, e->last_change_unix_ms);
+    }
+    printf(",\"kubernetesMeta\":{}}\n");
+}
+
+/* ExperimentStatus; *out NULL with NOT_FOUND. Returns 0, or 1 after printing the failure. */
+static int get_experiments(cli *c, const char *name, ExperimentStatusResponse **out, int *not_found)
+{
+    Seldon__Control__V1__StatusRequest req = SELDON__CONTROL__V1__STATUS_REQUEST__INIT;
+    cli_result r;
+    *out = NULL;
+    *not_found = 0;
+    req.name = (char *)(name != NULL ? name : "");
+    if (cli_sched(c, &r, "ExperimentStatus", &req.base) != 0) {
+        int rc = 1;
+        if (r.status == SDR_NOT_FOUND) {
+            *not_found = 1;
+            rc = 0;
+        } else {
+            fail("ExperimentStatus", &r);
+        }
+        cli_result_free(&r);
+        return rc;
+    }
+    *out = seldon__control__v1__experiment_status_response__unpack(NULL, r.body.len, r.body.data);
+    cli_result_free(&r);
+    if (*out == NULL) {
+        fprintf(stderr,
+                "seldon: ExperimentStatus: the answer is not an ExperimentStatusResponse\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* Polls the experiment until it is active (every candidate and the mirror routed). */
+static int wait_experiment(cli *c, const char *name)
+{
+    int64_t deadline = mono_ms() + (c->o.timeout_s > 0 ? c->o.timeout_s : 60) * 1000;
+    char last[1100] = "not found";
+    for (;;) {
+        ExperimentStatusResponse *resp = NULL;
+        int nf = 0, done = 0;
+        if (get_experiments(c, name, &resp, &nf) != 0)
+            return 1;
+        if (!nf && resp->n_experiments > 0) {
+            done = resp->experiments[0]->active;
+            snprintf(last, sizeof(last), "%.1000s", resp->experiments[0]->reason);
+        }
+        if (resp != NULL)
+            seldon__control__v1__experiment_status_response__free_unpacked(resp, NULL);
+        if (done)
+            return 0;
+        if (mono_ms() >= deadline) {
+            fprintf(stderr, "seldon: experiment %s: not active after %lds: %s\n", name,
+                    c->o.timeout_s > 0 ? c->o.timeout_s : 60L, last);
+            return 1;
+        }
+        cli_sleep(c, 100);
+    }
+}
+
+static int experiment_status(cli *c, const char *name)
+{
+    ExperimentStatusResponse *resp = NULL;
+    int nf = 0;
+    size_t i;
+    if (waits_experiments(c) && wait_experiment(c, name) != 0)
+        return 1;
+    if (get_experiments(c, name, &resp, &nf) != 0)
+        return 1;
+    if (nf) {
+        fprintf(stderr, "seldon: experiment %s: NOT_FOUND: no such experiment\n", name);
+        return 1;
+    }
+    for (i = 0; i < resp->n_experiments; i++)
+        print_experiment(resp->experiments[i], 0);
+    seldon__control__v1__experiment_status_response__free_unpacked(resp, NULL);
+    return 0;
+}
+
+static int experiment_list(cli *c)
+{
+    ExperimentStatusResponse *resp = NULL;
+    int nf = 0;
+    size_t i;
+    if (get_experiments(c, NULL, &resp, &nf) != 0)
+        return 1;
+    printf("{\"experiments\":[");
+    for (i = 0; resp != NULL && i < resp->n_experiments; i++) {
+        const ExperimentStatus *e = resp->experiments[i];
+        printf("%s{\"name\":", i ? "," : "");
+        json_str(stdout, e->name);
+        printf(",\"active\":%s,\"statusDescription\":", e->active ? "true" : "false");
+        json_str(stdout, e->reason);
+        printf("}");
+    }
+    printf("]}\n");
+    if (resp != NULL)
+        seldon__control__v1__experiment_status_response__free_unpacked(resp, NULL);
+    return 0;
+}
+
 /* --------------------------------------------------------------- manifests */
 
 static int read_file(char **out, size_t *len, const char *path)
@@ -586,13 +747,16 @@ static int apply_file(cli *c, const char *path, seldon_kind only)
         goto out;
     }
     if (c->o.wait_state != NULL) {
-        const char *kind = waits_pipelines(c) ? "Pipeline" : "Model";
+        const char *kind = waits_experiments(c) ? "Experiment"
+                           : waits_pipelines(c) ? "Pipeline"
+                                                : "Model";
         for (i = 0; i < resp->n_resources; i++) {
             const Seldon__Control__V1__ResourceRef *ref = resp->resources[i];
             if (strcmp(ref->kind, kind) != 0)
                 continue;
-            if ((kind[0] == 'M' ? wait_model : wait_pipeline)(c, ref->name, ref->version,
-                                                              c->o.wait_state) != 0)
+            if (kind[0] == 'E' ? wait_experiment(c, ref->name) != 0
+                               : (kind[0] == 'M' ? wait_model : wait_pipeline)(
+                                     c, ref->name, ref->version, c->o.wait_state) != 0)
                 goto out;
         }
     }
@@ -662,6 +826,8 @@ static int file_each(cli *c, const char *path, seldon_kind only, int status)
             rc = server_status(c, res->name, 0);
         } else if (res->kind == SELDON_KIND_PIPELINE) {
             rc = pipeline_status(c, res->name);
+        } else if (res->kind == SELDON_KIND_EXPERIMENT) {
+            rc = experiment_status(c, res->name);
         } else {
             printf("{\"kind\":");
             json_str(stdout, seldon_kind_name(res->kind));
@@ -736,6 +902,17 @@ static int parse_args(cli_opts *o, int argc, char **argv)
     o->timeout_s = 60;
     o->iterations = 1;
     o->offset = 1;
+    /* Experiment commands take -w alone, as Seldon's CLI does: it waits until active. */
+    for (opt = 1; opt < argc; opt++)
+        if (strcmp(argv[opt], "experiment") == 0)
+            break;
+    if (opt < argc) {
+        int i;
+        for (i = 1; i < argc; i++)
+            if ((strcmp(argv[i], "-w") == 0 || strcmp(argv[i], "--wait") == 0) &&
+                (i + 1 == argc || argv[i + 1][0] == '-'))
+                argv[i] = (char *)"--wait=ExperimentActive";
+    }
     while ((opt = getopt_long(argc, argv, "f:w:t:i:shv", opts, NULL)) != -1) {
         switch (opt) {
         case 'f':
@@ -933,6 +1110,27 @@ static int run(cli *c, int nargs, char **args)
             return 1;
 #endif
         }
+    } else if (strcmp(noun, "experiment") == 0) {
+        if (strcmp(verb, "start") == 0)
+            return need("experiment start needs -f FILE", c->o.file != NULL && nargs == 2)
+                       ? apply_file(c, c->o.file, SELDON_KIND_EXPERIMENT)
+                       : 2;
+        if (strcmp(verb, "stop") == 0) {
+            if (c->o.file != NULL && nargs == 2)
+                return file_each(c, c->o.file, SELDON_KIND_EXPERIMENT, 0);
+            return need("experiment stop needs NAME or -f FILE", name != NULL && nargs == 3)
+                       ? unload_one(c, "Experiment", name)
+                       : 2;
+        }
+        if (strcmp(verb, "status") == 0) {
+            if (c->o.file != NULL && nargs == 2)
+                return file_each(c, c->o.file, SELDON_KIND_EXPERIMENT, 1);
+            return need("experiment status needs NAME or -f FILE", name != NULL && nargs == 3)
+                       ? experiment_status(c, name)
+                       : 2;
+        }
+        if (strcmp(verb, "list") == 0)
+            return need("experiment list takes no argument", nargs == 2) ? experiment_list(c) : 2;
     } else if (strcmp(noun, "server") == 0) {
         if (strcmp(verb, "status") == 0) {
             if (c->o.file != NULL && nargs == 2)

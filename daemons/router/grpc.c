@@ -45,6 +45,15 @@ typedef struct gp {
     char rid[37];
     const char *rid_value;
     size_t rid_len;
+    /* Experiments: as rest.c's. */
+    size_t nh_base;
+    int64_t internal_at;
+    sd2_header internal;
+    uint8_t mirrored;
+    char tag[SELDON_ROUTES_NAME_MAX + 16];
+    char route_hdr[1024];
+    char sticky[256]; /* the request's x-seldon-route (sticky), for a fresh decision */
+    size_t sticky_len;
     rt_held held;       /* parked while no upstream can take it */
     int64_t hold_until; /* set at the first park */
     int64_t deadline;   /* the route's, from the first table that had it (0: none) */
@@ -130,17 +139,30 @@ static void up_headers(sd2_stream *s, void *user_data, const sd2_header *h, size
             return;
         }
     }
-    if (n + 1 > sizeof(hs) / sizeof(hs[0]) && (out = sdd_malloc((n + 1) * sizeof(*out))) == NULL) {
+    if (n + 2 > sizeof(hs) / sizeof(hs[0]) && (out = sdd_malloc((n + 2) * sizeof(*out))) == NULL) {
         fail(p, 13, "router out of memory");
         return;
     }
     for (i = 0; i < n; i++) {
         if (h[i].name_len == 12 && memcmp(h[i].name, "x-request-id", 12) == 0)
             p->rid_in_response = 1;
+        if (p->tag[0] != '\0' && h[i].name_len == 14 &&
+            memcmp(h[i].name, SELDON_ROUTER_ROUTE_HEADER, 14) == 0 &&
+            h[i].value_len + strlen(p->tag) + 4 <= sizeof(p->route_hdr)) {
+            memcpy(p->route_hdr, h[i].value, h[i].value_len);
+            snprintf(p->route_hdr + h[i].value_len, sizeof(p->route_hdr) - h[i].value_len,
+                     " :%s:", p->tag);
+            continue;
+        }
         out[k++] = h[i];
     }
     if (!p->rid_in_response)
         out[k++] = (sd2_header){"x-request-id", 12, p->rid_value, p->rid_len};
+    if (p->tag[0] != '\0') {
+        if (p->route_hdr[0] == '\0')
+            snprintf(p->route_hdr, sizeof(p->route_hdr), ":%s:", p->tag);
+        out[k++] = (sd2_header){SELDON_ROUTER_ROUTE_HEADER, 14, p->route_hdr, strlen(p->route_hdr)};
+    }
     sd2_send_headers(p->down, out, k, end);
     if (out != hs)
         sdd_free(out);
@@ -272,6 +294,145 @@ static void quiet_close(sd2_stream *s, void *user_data, int err, uint32_t h2_cod
 static const sd2_stream_cbs quiet_cbs = {quiet_headers, quiet_data, quiet_end, quiet_drain,
                                          quiet_close};
 
+/* As rest.c's served_as(): seldon-internal-model to the upstream, x-seldon-route back. */
+static void served_as(gp *p)
+{
+    size_t len = 0;
+    p->tag[0] = '\0';
+    p->route_hdr[0] = '\0';
+    p->nh = p->nh_base;
+    if (p->internal_at >= 0)
+        p->h[p->internal_at] = p->internal;
+    if (seldon_router_req_version(p->rr) == 0 && !seldon_router_req_split(p->rr))
+        return;
+    if (seldon_router_req_tag(p->tag, &len, sizeof(p->tag), p->rr) != 0) {
+        p->tag[0] = '\0';
+        return;
+    }
+    if (seldon_router_req_version(p->rr) == 0)
+        return;
+    if (p->internal_at >= 0) {
+        p->h[p->internal_at] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, p->tag, len};
+    } else {
+        p->h[p->nh_base] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, p->tag, len};
+        p->nh = p->nh_base + 1;
+    }
+}
+
+/* A mirror copy: its answer is read and dropped; the caller never waits for it. */
+typedef struct mirror_call {
+    rt_loop *L;
+    seldon_router_req *rr;
+    int32_t grpc_status;
+    uint8_t ended;
+} mirror_call;
+
+static void mirror_headers(sd2_stream *s, void *user_data, const sd2_header *h, size_t n, int end)
+{
+    mirror_call *m = user_data;
+    (void)s;
+    if (end) {
+        m->grpc_status = sdx_grpc_status(h, n);
+        m->ended = 1;
+    }
+}
+
+static void mirror_end(sd2_stream *s, void *user_data, const sd2_header *h, size_t n)
+{
+    mirror_call *m = user_data;
+    (void)s;
+    m->grpc_status = sdx_grpc_status(h, n);
+    m->ended = 1;
+}
+
+static void mirror_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
+{
+    mirror_call *m = user_data;
+    int32_t retry = 0;
+    (void)s, (void)h2_code;
+    seldon_router_attempt_end(&retry, NULL, m->rr,
+                              m->ended        ? seldon_router_outcome(0, m->grpc_status)
+                              : err == SD2_OK ? SELDON_ROUTER_RESET
+                                              : outcome_of(err),
+                              0, rt_now_ns());
+    seldon_router_req_finish(m->rr, m->ended && m->grpc_status >= 0 ? m->grpc_status : 14);
+    m->L->mirrors--;
+    seldon_router_req_free(m->rr);
+    sdd_free(m);
+}
+
+static const sd2_stream_cbs mirror_cbs = {mirror_headers, quiet_data, mirror_end, quiet_drain,
+                                          mirror_close};
+
+/* Sends the mirror copy once the whole call is held (past --replay-limit: none). */
+static void mirror(gp *p)
+{
+    mirror_call *m;
+    const seldon_router_upstream *u = NULL;
+    sd2_upstream *pool = NULL;
+    sd2_stream *up = NULL;
+    sd2_header *hs;
+    char tag[SELDON_ROUTES_NAME_MAX + 16];
+    size_t len = 0, i, k = 0;
+    int64_t now = rt_now_ns();
+    int rc;
+    seldon_router_req *rr = NULL;
+    if (p->mirrored || !seldon_router_req_mirrored(p->rr))
+        return; /* not mirrored: the usual case */
+    p->mirrored = 1;
+    if (seldon_router_req_mirror_new(&rr, p->rr, now) != 0)
+        return;
+    m = sdd_calloc(1, sizeof(*m));
+    if (m == NULL) {
+        seldon_router_req_free(rr);
+        return;
+    }
+    m->grpc_status = -1;
+    m->L = p->L;
+    m->rr = rr;
+    if (p->L->mirrors >= RT_MIRRORS_MAX(p->L->r)) {
+        sdd_log(SELDON_LOG_DEBUG, "mirror copy to %s skipped: too many copies in flight",
+                seldon_router_req_route_name(m->rr));
+        goto drop;
+    }
+    if (!p->replay_ok || seldon_router_pick(&u, m->rr, now) != 0 || u->grpc == NULL ||
+        sd2_upstream_get(&pool, p->L->h2c, u->grpc_host, u->grpc_port) != 0)
+        goto drop;
+    rt_note_h2_upstream(p->L, pool);
+    hs = sdd_malloc((p->nh_base + 1) * sizeof(*hs));
+    if (hs == NULL)
+        goto drop;
+    for (i = 0; i < p->nh_base; i++)
+        if ((int64_t)i != p->internal_at)
+            hs[k++] = p->h[i];
+    if (seldon_router_req_version(m->rr) != 0 &&
+        seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
+        hs[k++] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
+    {
+        int64_t deadline = seldon_router_req_deadline(m->rr);
+        uint64_t timeout_ms = deadline <= 0    ? 0
+                              : deadline > now ? (uint64_t)(deadline - now) / 1000000 + 1
+                                               : 1;
+        rc = sd2_request(&up, pool, hs, k, p->replay.len == 0, &mirror_cbs, m, timeout_ms);
+    }
+    sdd_free(hs);
+    if (rc == 0) {
+        p->L->mirrors++;
+        if (p->replay.len > 0) {
+            sd2_write(up, p->replay.data, p->replay.len);
+            sd2_end(up, NULL, 0);
+        }
+        return;
+    }
+    {
+        int32_t retry = 0;
+        seldon_router_attempt_end(&retry, NULL, m->rr, SELDON_ROUTER_CONNECT_FAILED, 0, now);
+    }
+drop:
+    seldon_router_req_free(m->rr);
+    sdd_free(m);
+}
+
 static void attempt(gp *p)
 {
     const seldon_router_upstream *u = NULL;
@@ -301,6 +462,7 @@ static void attempt(gp *p)
         rc = sd2_upstream_get(&pool, p->L->h2c, u->grpc_host, u->grpc_port);
         if (rc == 0)
             rt_note_h2_upstream(p->L, pool);
+        served_as(p);
         if (rc == 0)
             rc = sd2_request(&p->up, pool, p->h, p->nh, p->body_done && p->replay.len == 0, &up_cbs,
                              p, timeout_ms);
@@ -317,6 +479,8 @@ static void attempt(gp *p)
         sd2_write(p->up, p->replay.data, p->replay.len);
     if (p->body_done && p->replay.len > 0)
         sd2_end(p->up, NULL, 0);
+    if (p->body_done)
+        mirror(p);
 }
 
 /* ----------------------------------------------------------------- client side */
@@ -340,6 +504,8 @@ static void down_end(sd2_stream *s, void *user_data, const sd2_header *trailers,
     p->body_done = 1;
     if (p->up != NULL)
         sd2_end(p->up, NULL, 0);
+    if (p->down != NULL)
+        mirror(p);
 }
 
 static void down_drain(sd2_stream *s, void *user_data)
@@ -391,8 +557,8 @@ static void wake(rt_held *h, int expired)
     /* A fresh request on the table in force: its upstreams, its retry budget. */
     seldon_router_req_free(p->rr);
     p->rr = NULL;
-    if (seldon_router_req_new(&p->rr, p->L->lb, p->name, p->name_len, SELDON_ROUTER_GRPC, now) !=
-        0) {
+    if (seldon_router_req_new_split(&p->rr, p->L->lb, p->name, p->name_len, p->sticky,
+                                    p->sticky_len, SELDON_ROUTER_GRPC, now) != 0) {
         p->rr = NULL;
         rt_hold(p->L, &p->held); /* still no route: wait on */
         return;
@@ -435,11 +601,12 @@ static int keep_headers(gp *p, const sd2_header *h, size_t n)
     const sd2_header *rid = sd2_header_find(h, n, "x-request-id");
     for (i = 0; i < n; i++)
         need += h[i].name_len + h[i].value_len;
-    p->mem = sdd_malloc((n + 1) * sizeof(sd2_header) + need);
+    p->internal_at = -1;
+    p->mem = sdd_malloc((n + 2) * sizeof(sd2_header) + need);
     if (p->mem == NULL)
         return -1;
     p->h = (sd2_header *)p->mem;
-    m = p->mem + (n + 1) * sizeof(sd2_header);
+    m = p->mem + (n + 2) * sizeof(sd2_header);
     for (i = 0; i < n; i++) {
         p->h[k].name = m;
         p->h[k].name_len = h[i].name_len;
@@ -453,6 +620,11 @@ static int keep_headers(gp *p, const sd2_header *h, size_t n)
             p->rid_value = p->h[k].value;
             p->rid_len = p->h[k].value_len;
         }
+        if (p->internal_at < 0 && h[i].name_len == 21 &&
+            memcmp(h[i].name, SELDON_ROUTER_INTERNAL_HEADER, 21) == 0) {
+            p->internal_at = (int64_t)k;
+            p->internal = p->h[k];
+        }
         k++;
     }
     if (rid == NULL) {
@@ -462,6 +634,7 @@ static int keep_headers(gp *p, const sd2_header *h, size_t n)
         p->h[k++] = (sd2_header){"x-request-id", 12, p->rid, p->rid_len};
     }
     p->nh = k;
+    p->nh_base = k;
     return 0;
 }
 
@@ -492,7 +665,15 @@ void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     }
     p->L = L;
     p->grpc_status = -1;
-    rc = seldon_router_req_new(&p->rr, L->lb, name, len, SELDON_ROUTER_GRPC, rt_now_ns());
+    {
+        const sd2_header *sticky = sd2_header_find(h, n, SELDON_ROUTER_ROUTE_HEADER);
+        if (sticky != NULL && sticky->value_len < sizeof(p->sticky)) { /* kept for a hold */
+            memcpy(p->sticky, sticky->value, sticky->value_len);
+            p->sticky_len = sticky->value_len;
+        }
+    }
+    rc = seldon_router_req_new_split(&p->rr, L->lb, name, len, p->sticky, p->sticky_len,
+                                     SELDON_ROUTER_GRPC, rt_now_ns());
     if (rc != 0)
         p->rr = NULL;
     /* An unknown route is NOT_FOUND at once, unless the model was routed moments ago

@@ -46,6 +46,15 @@ typedef struct rp {
     char rid[37];
     size_t rid_len;
     char rid_value[128];
+    /* Experiments: the served model's tag, where it goes in the head, the mirror copy. */
+    size_t nh_base;      /* headers kept from the client (and ours), without the internal one */
+    int64_t internal_at; /* the client's seldon-internal-model header's index, or -1 */
+    sdh_header internal; /* its original value */
+    uint8_t mirrored;    /* the mirror copy was sent (or given up) */
+    char tag[SELDON_ROUTES_NAME_MAX + 16]; /* "<route>_<version>" of the attempt's upstream */
+    char route_hdr[1024];                  /* x-seldon-route sent back */
+    char sticky[256]; /* the request's x-seldon-route (sticky), for a fresh decision */
+    size_t sticky_len;
     rt_held held;       /* parked while no upstream can take it */
     int64_t hold_until; /* set at the first park */
     int fail_status;    /* what a hold that runs out answers */
@@ -213,7 +222,7 @@ static void up_head(sdc_request *req, int status, const sdh_header *headers, siz
             return;
         }
     }
-    if (n + 1 > sizeof(hs) / sizeof(hs[0]) && (h = sdd_malloc((n + 1) * sizeof(*h))) == NULL) {
+    if (n + 2 > sizeof(hs) / sizeof(hs[0]) && (h = sdd_malloc((n + 2) * sizeof(*h))) == NULL) {
         fail(p, 502, "router out of memory");
         return;
     }
@@ -222,10 +231,25 @@ static void up_head(sdc_request *req, int status, const sdh_header *headers, siz
             continue;
         if (sdh_name_eq(headers[i].name, headers[i].name_len, "x-request-id"))
             p->rid_in_response = 1;
+        if (p->tag[0] != '\0' &&
+            sdh_name_eq(headers[i].name, headers[i].name_len, SELDON_ROUTER_ROUTE_HEADER)) {
+            /* the hops behind the upstream said theirs: ours goes after, as Envoy appends */
+            size_t tl = strlen(p->tag), vl = headers[i].value_len;
+            if (vl + tl + 4 <= sizeof(p->route_hdr)) {
+                memcpy(p->route_hdr, headers[i].value, vl);
+                snprintf(p->route_hdr + vl, sizeof(p->route_hdr) - vl, " :%s:", p->tag);
+                continue;
+            }
+        }
         h[k++] = headers[i];
     }
     if (!p->rid_in_response)
         h[k++] = (sdh_header){"x-request-id", 12, p->rid_value, p->rid_len};
+    if (p->tag[0] != '\0') {
+        if (p->route_hdr[0] == '\0')
+            snprintf(p->route_hdr, sizeof(p->route_hdr), ":%s:", p->tag);
+        h[k++] = (sdh_header){SELDON_ROUTER_ROUTE_HEADER, 14, p->route_hdr, strlen(p->route_hdr)};
+    }
     length = sdx_content_length(status, headers, n);
     p->status = status;
     if (length >= 0 && length <= RP_HOLD_MAX && hold(p, h, k, length) == 0) {
@@ -301,6 +325,143 @@ static void up_done(sdc_request *req, int result, void *user_data)
 
 static const sdc_callbacks up_cbs = {up_head, up_body, up_drain, up_done};
 
+/*
+ * What the attempt's upstream serves: "<model>_<version>" goes to it as
+ * seldon-internal-model (the agent serves that version, whatever the path says:
+ * a split to another candidate) and back to the client in x-seldon-route.
+ */
+static void served_as(rp *p)
+{
+    sdh_header *hs = (sdh_header *)p->head.headers;
+    size_t len = 0;
+    p->tag[0] = '\0';
+    p->route_hdr[0] = '\0';
+    p->head.n_headers = p->nh_base;
+    if (p->internal_at >= 0)
+        hs[p->internal_at] = p->internal;
+    if (seldon_router_req_version(p->rr) == 0 && !seldon_router_req_split(p->rr))
+        return;
+    if (seldon_router_req_tag(p->tag, &len, sizeof(p->tag), p->rr) != 0) {
+        p->tag[0] = '\0';
+        return;
+    }
+    if (seldon_router_req_version(p->rr) == 0)
+        return; /* no version: the route's name says it all (x-seldon-route only) */
+    if (p->internal_at >= 0) {
+        hs[p->internal_at] = (sdh_header){SELDON_ROUTER_INTERNAL_HEADER, 21, p->tag, len};
+    } else {
+        hs[p->nh_base] = (sdh_header){SELDON_ROUTER_INTERNAL_HEADER, 21, p->tag, len};
+        p->head.n_headers = p->nh_base + 1;
+    }
+}
+
+/* A mirror copy: its answer is read and dropped; the caller never waits for it. */
+typedef struct mirror_call {
+    rt_loop *L;
+    seldon_router_req *rr;
+    int status;
+} mirror_call;
+
+static void mirror_head(sdc_request *req, int status, const sdh_header *headers, size_t n,
+                        void *user_data)
+{
+    mirror_call *m = user_data;
+    (void)req, (void)headers, (void)n;
+    m->status = status;
+}
+
+static void mirror_done(sdc_request *req, int result, void *user_data)
+{
+    mirror_call *m = user_data;
+    int32_t retry = 0;
+    (void)req;
+    seldon_router_attempt_end(&retry, NULL, m->rr,
+                              result == SDC_OK ? seldon_router_outcome(m->status, -1)
+                                               : outcome_of(result),
+                              0, rt_now_ns());
+    seldon_router_req_finish(m->rr, result == SDC_OK ? m->status : 502);
+    if (result != SDC_OK)
+        sdd_log(SELDON_LOG_DEBUG, "mirror copy to %s: %s", seldon_router_req_route_name(m->rr),
+                sdc_strerror(result));
+    m->L->mirrors--;
+    seldon_router_req_free(m->rr);
+    sdd_free(m);
+}
+
+static const sdc_callbacks mirror_cbs = {mirror_head, NULL, NULL, mirror_done};
+
+/* Sends the mirror copy once the whole request is held (bodies past --replay-limit: none). */
+static void mirror(rp *p)
+{
+    mirror_call *m;
+    const seldon_router_upstream *u = NULL;
+    sdh_request_head head;
+    sdh_header *hs;
+    sdc_request *up = NULL;
+    sdc_pool *pool;
+    char tag[SELDON_ROUTES_NAME_MAX + 16];
+    size_t len = 0, i, k = 0;
+    int64_t now = rt_now_ns();
+    int rc;
+    seldon_router_req *rr = NULL;
+    if (p->mirrored || !seldon_router_req_mirrored(p->rr))
+        return; /* not mirrored: the usual case */
+    p->mirrored = 1;
+    if (seldon_router_req_mirror_new(&rr, p->rr, now) != 0)
+        return;
+    m = sdd_calloc(1, sizeof(*m));
+    if (m == NULL) {
+        seldon_router_req_free(rr);
+        return;
+    }
+    m->L = p->L;
+    m->rr = rr;
+    if (!p->replay_ok || p->L->mirrors >= RT_MIRRORS_MAX(p->L->r)) {
+        sdd_log(SELDON_LOG_DEBUG, "mirror copy to %s skipped: %s",
+                seldon_router_req_route_name(m->rr),
+                p->replay_ok ? "too many copies in flight" : "the body is past --replay-limit");
+        goto drop;
+    }
+    if (seldon_router_pick(&u, m->rr, now) != 0 || u->http == NULL ||
+        (pool = rt_pool_get(p->L, u)) == NULL)
+        goto drop;
+    hs = sdd_malloc((p->nh_base + 1) * sizeof(*hs));
+    if (hs == NULL)
+        goto drop;
+    for (i = 0; i < p->nh_base; i++)
+        if ((int64_t)i != p->internal_at)
+            hs[k++] = p->head.headers[i];
+    if (seldon_router_req_version(m->rr) != 0 &&
+        seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
+        hs[k++] = (sdh_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
+    head = p->head;
+    head.headers = hs;
+    head.n_headers = k;
+    if (head.content_length == SDH_BODY_CHUNKED)
+        head.content_length = (int64_t)p->replay.len;
+    if (head.content_length == SDH_BODY_NONE)
+        rc = sdc_request_start(&up, pool, &head, &mirror_cbs, m);
+    else
+        rc =
+            sdc_request_start_body(&up, pool, &head, p->replay.data, p->replay.len, &mirror_cbs, m);
+    sdd_free(hs);
+    if (rc == 0) {
+        int64_t deadline = seldon_router_req_deadline(m->rr);
+        p->L->mirrors++;
+        if (deadline > 0) /* the route's timeout bounds the copy too */
+            sdc_request_set_timeout(up,
+                                    deadline > now ? (uint64_t)(deadline - now) / 1000000 + 1 : 1);
+        return;
+    }
+    {
+        int32_t retry = 0;
+        seldon_router_attempt_end(&retry, NULL, m->rr, SELDON_ROUTER_CONNECT_FAILED, 0, now);
+    }
+drop:
+    seldon_router_req_free(m->rr);
+    sdd_free(m);
+}
+
 static void attempt(rp *p)
 {
     const seldon_router_upstream *u = NULL;
@@ -323,6 +484,7 @@ static void attempt(rp *p)
             return;
         }
         pool = rt_pool_get(p->L, u);
+        served_as(p);
         if (pool == NULL)
             rc = SDC_ENOMEM;
         else if (p->body_done && p->replay_ok && p->head.content_length >= 0)
@@ -340,6 +502,8 @@ static void attempt(rp *p)
         }
     }
     p->up_paused = 0;
+    if (p->body_done)
+        mirror(p);
     if (p->head.content_length == 0 || p->head.content_length == SDH_BODY_NONE ||
         (p->body_done && p->replay_ok && p->head.content_length >= 0))
         return; /* no body, or all of it went with the head */
@@ -379,6 +543,8 @@ static void down_end(void *user_data, sdh_req *req)
             attempt(p);
         return;
     }
+    if (p->down != NULL)
+        mirror(p);
     if (p->up != NULL && p->head.content_length != 0 && p->head.content_length != SDH_BODY_NONE)
         sdc_request_write(p->up, NULL, 0, 1);
 }
@@ -444,8 +610,8 @@ static void wake(rt_held *h, int expired)
     /* A fresh request on the table in force: its upstreams, its retry budget. */
     seldon_router_req_free(p->rr);
     p->rr = NULL;
-    if (seldon_router_req_new(&p->rr, p->L->lb, p->name, p->name_len, SELDON_ROUTER_HTTP,
-                              rt_now_ns()) != 0) {
+    if (seldon_router_req_new_split(&p->rr, p->L->lb, p->name, p->name_len, p->sticky,
+                                    p->sticky_len, SELDON_ROUTER_HTTP, rt_now_ns()) != 0) {
         p->rr = NULL;
         rt_hold(p->L, &p->held); /* still no route: wait on */
         return;
@@ -482,11 +648,12 @@ static void park(rp *p, int status, const char *message)
 static int keep_head(rp *p, const sdh_request *h, const char *route, size_t route_len)
 {
     size_t need = h->method_len + h->path_len + 1 + h->query_len + route_len + 1, i, k = 0;
-    size_t nh = h->nheaders + 2;
+    size_t nh = h->nheaders + 3;
     char *m;
     sdh_header *hs;
     const sdh_header *rid = sdh_header_find(h->headers, h->nheaders, "x-request-id");
     int has_model = sdh_header_find(h->headers, h->nheaders, "seldon-model") != NULL;
+    p->internal_at = -1;
 
     for (i = 0; i < h->nheaders; i++)
         need += h->headers[i].name_len + h->headers[i].value_len;
@@ -523,6 +690,11 @@ static int keep_head(rp *p, const sdh_request *h, const char *route, size_t rout
         hs[k].value_len = x->value_len;
         memcpy(m, x->value, x->value_len);
         m += x->value_len;
+        if (p->internal_at < 0 &&
+            sdh_name_eq(x->name, x->name_len, SELDON_ROUTER_INTERNAL_HEADER)) {
+            p->internal_at = (int64_t)k;
+            p->internal = hs[k];
+        }
         k++;
     }
     if (rid != NULL && rid->value_len > 0 && rid->value_len <= sizeof(p->rid_value)) {
@@ -531,8 +703,11 @@ static int keep_head(rp *p, const sdh_request *h, const char *route, size_t rout
     } else {
         if (rid != NULL) /* too long to echo: replaced */
             for (i = 0; i < k; i++)
-                if (sdh_name_eq(hs[i].name, hs[i].name_len, "x-request-id"))
+                if (sdh_name_eq(hs[i].name, hs[i].name_len, "x-request-id")) {
                     hs[i] = hs[--k];
+                    if (p->internal_at == (int64_t)k)
+                        p->internal_at = (int64_t)i;
+                }
         rt_request_id(p->L, p->rid);
         p->rid_len = strlen(p->rid);
         memcpy(p->rid_value, p->rid, p->rid_len);
@@ -545,6 +720,7 @@ static int keep_head(rp *p, const sdh_request *h, const char *route, size_t rout
     }
     p->head.headers = hs;
     p->head.n_headers = k;
+    p->nh_base = k;
     p->head.host = NULL;
     p->head.host_len = 0;
     return 0;
@@ -563,7 +739,8 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
     router *r = user_data;
     rt_loop *L = rt_current(r);
     char name[SELDON_ROUTES_NAME_MAX + 1];
-    size_t len = 0;
+    size_t len = 0, sticky_len = 0;
+    const char *sticky;
     int64_t declared;
     int routed;
     rp *p;
@@ -574,7 +751,13 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
     if (p == NULL)
         return;
     p->L = L;
-    routed = seldon_router_req_new(&p->rr, L->lb, name, len, SELDON_ROUTER_HTTP, rt_now_ns()) == 0;
+    sticky = sdh_request_header(head, SELDON_ROUTER_ROUTE_HEADER, &sticky_len);
+    if (sticky != NULL && sticky_len < sizeof(p->sticky)) { /* kept for a held request */
+        memcpy(p->sticky, sticky, sticky_len);
+        p->sticky_len = sticky_len;
+    }
+    routed = seldon_router_req_new_split(&p->rr, L->lb, name, len, p->sticky, p->sticky_len,
+                                         SELDON_ROUTER_HTTP, rt_now_ns()) == 0;
     if (!routed)
         p->rr = NULL;
     /* An unknown route is the whole-body handler's 404, unless the model was routed

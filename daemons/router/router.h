@@ -91,7 +91,14 @@ typedef struct rt_loop {
     seldon_routes *gone[RT_GONE_MAX]; /* tables swapped out lately, oldest first */
     int64_t gone_at[RT_GONE_MAX];
     int ngone;
+    int mirrors; /* experiment mirror copies in flight on this loop */
 } rt_loop;
+
+/*
+ * Mirror copies in flight on one loop, at most: past it a copy is not sent, so that a
+ * slow mirror never takes the connections the callers' requests need.
+ */
+#define RT_MIRRORS_MAX(r) ((int)((r)->cfg.upstream_conns / 4 > 0 ? (r)->cfg.upstream_conns / 4 : 1))
 
 struct router {
     rt_config cfg;

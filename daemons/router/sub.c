@@ -184,9 +184,14 @@ static int build_table(seldon_routes **out, router *r, const Seldon__Control__V1
         rc = seldon_routes_builder_add_route(b, rt->name, rt->timeout_ms, rt->retries);
         for (j = 0; j < rt->n_upstreams && rc == 0; j++) {
             const Seldon__Control__V1__RouteUpstream *u = rt->upstreams[j];
-            rc = seldon_routes_builder_add_upstream(b, u->http[0] ? u->http : NULL,
-                                                    u->grpc[0] ? u->grpc : NULL);
+            rc = seldon_routes_builder_add_version(b, u->http[0] ? u->http : NULL,
+                                                   u->grpc[0] ? u->grpc : NULL, u->version);
         }
+        for (j = 0; j < rt->n_candidates && rc == 0; j++)
+            rc = seldon_routes_builder_add_candidate(b, rt->candidates[j]->name,
+                                                     rt->candidates[j]->weight);
+        if (rc == 0 && rt->mirror[0] != '\0')
+            rc = seldon_routes_builder_set_mirror(b, rt->mirror, rt->mirror_percent);
     }
     if (rc == 0)
         rc = seldon_routes_builder_finish(out, b);

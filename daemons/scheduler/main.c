@@ -61,6 +61,24 @@ static int parse_args(sc_config *c, int argc, char **argv)
         SDF_FLAG("host", SDF_STR, &c->host, 0, 0, "ADDR", "address to listen on (default 0.0.0.0)"),
         SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
                  "error, warn, info (default), debug, trace"),
+        SDF_FLAG("scale-up-inflight", SDF_U32, &c->scale_up_inflight, 1, 1000000, "N",
+                 "autoscaling: a model (with minReplicas/maxReplicas)\n"
+                 "gains a replica when its requests in flight per\n"
+                 "replica stay above N (default 30)"),
+        SDF_FLAG("scale-up-period", SDF_MS, &c->scale_up_period_ms, 1, 86400000, "MS",
+                 "... for this long (default 20000)"),
+        SDF_FLAG("scale-down-idle", SDF_MS, &c->scale_down_idle_ms, 1, 86400000 * 30L, "MS",
+                 "it loses one when a replica has had no request for\n"
+                 "this long (default 600000)"),
+        SDF_FLAG("server-cooldown", SDF_MS, &c->server_cooldown_ms, 1, 86400000 * 30L, "MS",
+                 "a server (with maxReplicas) is asked for fewer\n"
+                 "replicas once its models need fewer for this long\n"
+                 "(default 600000)"),
+        SDF_FLAG("scale-command", SDF_STR, &c->scale_command, 1, 0, "CMD",
+                 "run for a server scale request, as /bin/sh -c CMD\n"
+                 "with $1 the server, $2 the replicas wanted (also\n"
+                 "SELDON_SERVER, SELDON_REPLICAS, SELDON_SCALE_REASON);\n"
+                 "see docs/autoscaling.md"),
     };
     c->host = "0.0.0.0";
     c->ports[SC_SVC_CLIENT] = 9004;
@@ -147,6 +165,8 @@ int main(int argc, char **argv)
             d.was_ready ? "" : ": reloaded; waiting for known agents to reconnect");
 
     rc = sc_metrics_setup(&d);
+    if (rc == 0)
+        rc = sc_autoscale_setup(&d);
     if (rc == 0)
         rc = sdl_loops_new(&loops, 1);
     if (rc == 0) {

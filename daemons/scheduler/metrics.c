@@ -26,6 +26,12 @@ int sc_metrics_setup(sc_daemon *d)
                                 "for models, ...); unloaded ones not counted.",
                                 state, 1, NULL, 0);
     if (rc == 0)
+        rc = seldon_metrics_add(&d->m_experiments, d->metrics, SELDON_METRIC_GAUGE,
+                                "seldon_scheduler_experiments",
+                                "Experiments by state (ExperimentActive: its routes split; "
+                                "ExperimentWaiting: for a candidate or the mirror).",
+                                state, 1, NULL, 0);
+    if (rc == 0)
         rc = seldon_metrics_add(
             &d->m_servers, d->metrics, SELDON_METRIC_GAUGE, "seldon_scheduler_servers",
             "Servers by state (Ready: every desired replica connected).", state, 1, NULL, 0);
@@ -122,8 +128,9 @@ int sc_metrics_render(seldon_buf *out, sc_daemon *d)
     static const char *const replica_states[] = {"connected", "disconnected"};
     static const char *const pipeline_states[] = {"PipelineReady", "PipelineCreating",
                                                   "PipelineFailed"};
-    seldon_sched_status *ms = NULL, *ss = NULL, *ps = NULL;
-    tally tm, ts, tr, tp;
+    static const char *const experiment_states[] = {"ExperimentActive", "ExperimentWaiting"};
+    seldon_sched_status *ms = NULL, *ss = NULL, *ps = NULL, *es = NULL;
+    tally tm, ts, tr, tp, te;
     size_t i, j;
     int rc;
 
@@ -131,6 +138,14 @@ int sc_metrics_render(seldon_buf *out, sc_daemon *d)
     memset(&ts, 0, sizeof(ts));
     memset(&tr, 0, sizeof(tr));
     memset(&tp, 0, sizeof(tp));
+    memset(&te, 0, sizeof(te));
+    if (d->sched != NULL && !d->closing && seldon_sched_experiments(&es, d->sched, NULL) == 0) {
+        for (i = 0; i < seldon_sched_status_count(es); i++) {
+            const seldon_sched_experiment_status *e = seldon_sched_status_experiment(es, i);
+            if (e != NULL)
+                tally_add(&te, e->state);
+        }
+    }
     if (d->sched != NULL && !d->closing && seldon_sched_pipelines(&ps, d->sched, NULL) == 0) {
         for (i = 0; i < seldon_sched_status_count(ps); i++) {
             const seldon_sched_pipeline_status *p = seldon_sched_status_pipeline(ps, i);
@@ -159,6 +174,7 @@ int sc_metrics_render(seldon_buf *out, sc_daemon *d)
     }
     tally_set(d->m_models, &tm, model_states, 4);
     tally_set(d->m_pipelines, &tp, pipeline_states, 3);
+    tally_set(d->m_experiments, &te, experiment_states, 2);
     tally_set(d->m_servers, &ts, server_states, 2);
     tally_set(d->m_replicas, &tr, replica_states, 2);
     set_gauge(d->m_agents, (double)d->nagents);
@@ -171,6 +187,7 @@ int sc_metrics_render(seldon_buf *out, sc_daemon *d)
     seldon_sched_status_free(ms);
     seldon_sched_status_free(ss);
     seldon_sched_status_free(ps);
+    seldon_sched_status_free(es);
     return rc;
 }
 

@@ -38,6 +38,10 @@ typedef struct sc_config {
     long load_timeout_s;
     int32_t fsync;
     int32_t log_level;
+    /* Autoscaling (docs/autoscaling.md). */
+    uint32_t scale_up_inflight;
+    uint64_t scale_up_period_ms, scale_down_idle_ms, server_cooldown_ms;
+    const char *scale_command;
 } sc_config;
 
 struct sc_daemon {
@@ -66,6 +70,7 @@ struct sc_daemon {
     seldon_metrics *metrics;
     sdh_server *metrics_http;
     seldon_metric *m_pipelines; /* pipelines by state */
+    seldon_metric *m_experiments; /* experiments by state */
     seldon_metric *m_models, *m_servers, *m_replicas, *m_commands, *m_apply, *m_agents, *m_routers,
         *m_watchers, *m_ready;
     /* Embedding (seldon-up): commands for replicas with no AgentService stream go to
@@ -90,6 +95,11 @@ struct sc_daemon {
     uv_timer_t hold_timer;
     int64_t hold_until_ns;
     int hold_armed;
+    /* Server scaling (scale.c): a request goes to scale_hook when set (seldon-up), else
+       --scale-command runs (none: it is logged and shown in the server's status). */
+    const char *scale_command;
+    void (*scale_hook)(void *user_data, const seldon_sched_scale_request *rq);
+    seldon_metric *m_scale;
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */
@@ -105,6 +115,10 @@ void sc_routes_now(sc_daemon *d);
 /* builds and sends a route table now if one is due */ /* (sc_services_stop too) */
 void sc_services_stop(sc_daemon *d); /* finishes every stream and closes the servers */
 int sc_metrics_setup(sc_daemon *d);
+/* scale.c: hands out the scheduler's server scale requests (after every pump). */
+void sc_scale_pump(sc_daemon *d);
+/* Applies cfg's autoscaling flags to d->sched. */
+int sc_autoscale_setup(sc_daemon *d);
 
 /*
  * Calls without a stream, for tests and fuzzing: the same handlers, whose answers

@@ -41,6 +41,10 @@ typedef Seldon__Control__V1__RouteSubscribeRequest RouteSubscribeRequest;
 typedef Seldon__Control__V1__RouteUpstream RouteUpstream;
 typedef Seldon__Control__V1__Route Route;
 typedef Seldon__Control__V1__RouteTable RouteTable;
+typedef Seldon__Control__V1__RouteCandidate RouteCandidate;
+typedef Seldon__Control__V1__ExperimentStatus ExperimentStatus;
+typedef Seldon__Control__V1__ExperimentStatusResponse ExperimentStatusResponse;
+typedef Seldon__Control__V1__ExperimentCandidate ExperimentCandidate;
 typedef Seldon__Control__V1__PipelineSubscribeRequest PipelineSubscribeRequest;
 typedef Seldon__Control__V1__PipelineSpec PipelineSpec;
 typedef Seldon__Control__V1__PipelineSet PipelineSet;
@@ -63,7 +67,9 @@ enum {
     M_AGENT_REPORT,
     M_ROUTE_SUBSCRIBE,
     M_PIPELINE_STATUS,
-    M_PIPELINE_SUBSCRIBE
+    M_PIPELINE_SUBSCRIBE,
+    M_EXPERIMENT_STATUS,
+    M_AGENT_LOAD
 };
 
 static const struct method {
@@ -80,6 +86,8 @@ static const struct method {
     [M_ROUTE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/Subscribe"},
     [M_PIPELINE_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/PipelineStatus"},
     [M_PIPELINE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/SubscribePipelines"},
+    [M_EXPERIMENT_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/ExperimentStatus"},
+    [M_AGENT_LOAD] = {SC_SVC_AGENT, "/seldon.control.v1.AgentService/ReportLoad"},
 };
 
 /* The list a streaming call sits in while it is open. */
@@ -357,6 +365,33 @@ static void send_event(sc_daemon *d, const seldon_sched_event *ev)
     seldon_buf_free(&b);
 }
 
+/* A route's experiment: its candidates and mirror, by route name. */
+static int route_split(Route *r, arena *a, const seldon_routes *t, size_t i)
+{
+    size_t nc = seldon_routes_candidate_count(t, i), j, to;
+    uint32_t w;
+    if (nc > 0) {
+        r->candidates = arena_alloc(a, nc * sizeof(*r->candidates));
+        if (r->candidates == NULL)
+            return SELDON_ENOMEM;
+        for (j = 0; j < nc; j++) {
+            RouteCandidate *rc = arena_alloc(a, sizeof(*rc));
+            if (rc == NULL || seldon_routes_candidate(&to, &w, t, i, j) != 0)
+                return SELDON_ENOMEM;
+            seldon__control__v1__route_candidate__init(rc);
+            rc->name = (char *)nz(seldon_routes_name(t, to));
+            rc->weight = w;
+            r->candidates[j] = rc;
+        }
+        r->n_candidates = nc;
+    }
+    if (seldon_routes_mirror(&to, &w, t, i) == 0) {
+        r->mirror = (char *)nz(seldon_routes_name(t, to));
+        r->mirror_percent = w;
+    }
+    return 0;
+}
+
 /* The route table's generation: the scheduler's, plus the gateways' changes. */
 static uint64_t route_gen_now(const sc_daemon *d)
 {
@@ -400,11 +435,13 @@ static int build_routes(sc_daemon *d)
         if (r->retries == defs.retries)
             r->retries = -1;
         r->n_upstreams = nu;
-        r->upstreams = arena_alloc(&a, nu * sizeof(*r->upstreams));
-        if (r->upstreams == NULL) {
+        r->upstreams = nu > 0 ? arena_alloc(&a, nu * sizeof(*r->upstreams)) : NULL;
+        if (nu > 0 && r->upstreams == NULL) {
             rc = SELDON_ENOMEM;
             break;
         }
+        if ((rc = route_split(r, &a, t, i)) != 0)
+            break;
         for (j = 0; j < nu; j++) {
             const seldon_router_upstream *u = seldon_routes_upstream(t, i, j);
             RouteUpstream *ru = arena_alloc(&a, sizeof(*ru));
@@ -415,6 +452,7 @@ static int build_routes(sc_daemon *d)
             seldon__control__v1__route_upstream__init(ru);
             ru->http = (char *)nz(u->http);
             ru->grpc = (char *)nz(u->grpc);
+            ru->version = seldon_routes_upstream_version(t, i, j);
             r->upstreams[j] = ru;
         }
         m.routes[i] = r;
@@ -556,6 +594,7 @@ void sc_pump(sc_daemon *d)
         send_command(d, &cmd);
     for (guard = 0; guard < 1000000 && seldon_sched_next_event(d->sched, &ev) == 0; guard++)
         send_event(d, &ev);
+    sc_scale_pump(d);
     if (!d->was_ready && seldon_sched_ready(d->sched)) {
         d->was_ready = 1;
         sdd_log(SELDON_LOG_INFO, "ready: placing and loading models");
@@ -844,6 +883,73 @@ out:
     seldon__control__v1__status_request__free_unpacked(req, NULL);
 }
 
+static void do_experiment_status(sc_call *c, const uint8_t *msg, size_t len)
+{
+    StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
+    ExperimentStatusResponse resp = SELDON__CONTROL__V1__EXPERIMENT_STATUS_RESPONSE__INIT;
+    seldon_sched_status *st = NULL;
+    arena a = {NULL, 0, 0};
+    size_t i, j, n;
+    int rc;
+    if (req == NULL) {
+        finish(c, SDR_INVALID_ARGUMENT, "StatusRequest: not a valid protobuf message");
+        return;
+    }
+    rc = seldon_sched_experiments(&st, c->d->sched, *req->name ? req->name : NULL);
+    if (rc != 0) {
+        fail_lookup(c, rc, "experiment", req->name);
+        goto out;
+    }
+    n = seldon_sched_status_count(st);
+    resp.n_experiments = n;
+    resp.experiments = n > 0 ? arena_alloc(&a, n * sizeof(*resp.experiments)) : NULL;
+    if (resp.experiments == NULL && n > 0)
+        goto nomem;
+    for (i = 0; i < n; i++) {
+        const seldon_sched_experiment_status *es = seldon_sched_status_experiment(st, i);
+        ExperimentStatus *ep = arena_alloc(&a, sizeof(*ep));
+        if (ep == NULL || es == NULL)
+            goto nomem;
+        seldon__control__v1__experiment_status__init(ep);
+        ep->name = (char *)nz(es->name);
+        ep->default_ = (char *)nz(es->default_name);
+        ep->resource_type = (char *)nz(es->resource_type);
+        ep->mirror = (char *)nz(es->mirror);
+        ep->mirror_percent = es->mirror_percent;
+        ep->active = es->active != 0;
+        ep->candidates_ready = es->candidates_ready != 0;
+        ep->mirror_ready = es->mirror_ready != 0;
+        ep->state = (char *)nz(es->state);
+        ep->reason = (char *)nz(es->reason);
+        ep->last_change_unix_ms = es->last_change_ns / 1000000;
+        ep->spec = (char *)nz(es->spec);
+        if (es->candidates_count > 0) {
+            ep->candidates = arena_alloc(&a, es->candidates_count * sizeof(*ep->candidates));
+            if (ep->candidates == NULL)
+                goto nomem;
+            for (j = 0; j < es->candidates_count; j++) {
+                ExperimentCandidate *ec = arena_alloc(&a, sizeof(*ec));
+                if (ec == NULL)
+                    goto nomem;
+                seldon__control__v1__experiment_candidate__init(ec);
+                ec->name = (char *)nz(es->candidates[j]);
+                ec->weight = es->weights[j];
+                ep->candidates[j] = ec;
+            }
+            ep->n_candidates = es->candidates_count;
+        }
+        resp.experiments[i] = ep;
+    }
+    reply(c, &resp.base);
+    goto out;
+nomem:
+    finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
+out:
+    arena_free(&a);
+    seldon_sched_status_free(st);
+    seldon__control__v1__status_request__free_unpacked(req, NULL);
+}
+
 static void do_server_status(sc_call *c, const uint8_t *msg, size_t len)
 {
     StatusRequest *req = seldon__control__v1__status_request__unpack(NULL, len, msg);
@@ -879,6 +985,11 @@ static void do_server_status(sc_call *c, const uint8_t *msg, size_t len)
         ps->state = ss->connected_replicas >= ss->desired_replicas && ss->connected_replicas > 0
                         ? "Ready"
                         : "NotReady";
+        {
+            const char *why = NULL;
+            seldon_sched_server_scale(&ps->requested_replicas, &why, c->d->sched, ss->name);
+            ps->scale_reason = (char *)nz(why);
+        }
         ps->n_replicas = ss->replicas_count;
         ps->replicas = arena_alloc(&a, ss->replicas_count * sizeof(*ps->replicas));
         if (ps->replicas == NULL)
@@ -1037,6 +1148,34 @@ static void do_agent_report(sc_call *c, const uint8_t *msg, size_t len)
     sc_pump(c->d);
 out:
     seldon__control__v1__agent_event__free_unpacked(req, NULL);
+}
+
+/* The load of an agent's models, for the autoscaler (docs/autoscaling.md). */
+static void do_agent_load(sc_call *c, const uint8_t *msg, size_t len)
+{
+    Seldon__Control__V1__AgentLoadReport *req =
+        seldon__control__v1__agent_load_report__unpack(NULL, len, msg);
+    AgentEventResponse resp = SELDON__CONTROL__V1__AGENT_EVENT_RESPONSE__INIT;
+    int64_t now = sc_now_ns();
+    size_t i;
+    int rc = 0;
+    if (req == NULL) {
+        finish(c, SDR_INVALID_ARGUMENT, "AgentLoadReport: not a valid protobuf message");
+        return;
+    }
+    for (i = 0; i < req->n_models && rc == 0; i++) {
+        const Seldon__Control__V1__ModelLoad *ml = req->models[i];
+        if (ml->model == NULL || *ml->model == '\0')
+            continue;
+        rc = seldon_sched_model_load(c->d->sched, req->server, req->index, ml->model, ml->version,
+                                     ml->inflight, ml->idle_ms, now);
+    }
+    if (rc != 0)
+        fail_last(c, rc);
+    else
+        reply(c, &resp.base);
+    sc_pump(c->d);
+    seldon__control__v1__agent_load_report__free_unpacked(req, NULL);
 }
 
 /* ------------------------------------------------------------- RouteService */
@@ -1311,6 +1450,12 @@ static int on_message(void *user_data, const uint8_t *msg, size_t len)
         break;
     case M_PIPELINE_SUBSCRIBE:
         do_pipeline_subscribe(c, msg, len);
+        break;
+    case M_EXPERIMENT_STATUS:
+        do_experiment_status(c, msg, len);
+        break;
+    case M_AGENT_LOAD:
+        do_agent_load(c, msg, len);
         break;
     }
     return 0;

@@ -269,6 +269,7 @@ static void table_rebuild(up *u)
 void up_after_pump(void *user_data)
 {
     up *u = user_data;
+    up_scale_check(u);
     uint64_t gen = seldon_sched_routes_generation(u->sched.sched);
     atomic_store(&u->sched_ready, seldon_sched_ready(u->sched.sched) != 0);
     if (!u->table_built || gen != u->table_gen) {
@@ -1037,6 +1038,7 @@ void up_control_stop(void *arg)
             wake(e, SELDON_EUNAVAIL, "seldon up is stopping");
     }
     u->stopping = 1;
+    up_scale_stop(u);
     if (u->child != NULL) /* a copy under way: its preparation fails once it exits */
         uv_process_kill(u->child, SIGTERM);
     sc_services_stop(&u->sched);

@@ -47,25 +47,24 @@ static void count(up *u, const char *protocol, int code)
     seldon_series_add(s, 1);
 }
 
-/*
- * The target for route name in the table in force, the least busy
- * replica holding a version. 0; SELDON_ENOTFOUND (no such route) or
- * SELDON_EUNAVAIL (no replica has it loaded), with the message set.
- */
-static int pick(up_target *out, up *u, const char *name, size_t len)
+/* 64 random bits for experiment decisions: a generator per thread (xorshift64*). */
+static uint64_t rand64(void)
 {
-    up_table *t = atomic_load_explicit(&u->table, memory_order_acquire);
-    size_t i, k, n, start, best = SIZE_MAX;
+    static _Thread_local uint64_t x;
+    if (x == 0)
+        x = ((uint64_t)(uintptr_t)&x ^ (uint64_t)up_mono_ns()) | 1;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* The least busy replica holding a version of route i of t (named name in errors). */
+static int pick_at(up_target *out, up *u, up_table *t, size_t i, const char *name, size_t len)
+{
+    size_t k, n, start, best = SIZE_MAX;
     long least = 0;
     int best_evicted = 1;
-    int pipeline = len > 9 && memcmp(name + len - 9, ".pipeline", 9) == 0;
-    if (t == NULL || seldon_routes_find(&i, t->routes, name, len) != 0) {
-        if (pipeline)
-            return sdd_error(SELDON_ENOTFOUND, "pipeline \"%.*s\" not found",
-                             (int)(len - 9 > 200 ? 200 : len - 9), name);
-        return sdd_error(SELDON_ENOTFOUND, "model \"%.*s\" not found", (int)(len > 200 ? 200 : len),
-                         name);
-    }
     n = t->first[i + 1] - t->first[i];
     /* The least busy replica; among equals, a rotating start spreads the requests. */
     start = n > 1 ? atomic_fetch_add_explicit(&u->rotate, 1, memory_order_relaxed) % n : 0;
@@ -93,6 +92,50 @@ static int pick(up_target *out, up *u, const char *name, size_t len)
     out->vname = t->targets[best].vname;
     out->vname_len = t->targets[best].vname_len;
     return 0;
+}
+
+/*
+ * The target for route name in the table in force: the route itself, or the
+ * candidate its experiment chooses (sticky: the request's x-seldon-route value,
+ * NULL when absent). mirror (may be NULL) receives the target of the mirror copy
+ * when the request is to be copied, else its r is NULL. 0; SELDON_ENOTFOUND (no
+ * such route) or SELDON_EUNAVAIL (no replica has it loaded), with the message set.
+ */
+static int pick_split(up_target *out, up_target *mirror, up *u, const char *name, size_t len,
+                      const char *sticky, size_t sticky_len)
+{
+    up_table *t = atomic_load_explicit(&u->table, memory_order_acquire);
+    size_t i, chosen;
+    int64_t mi = -1;
+    int pipeline = len > 9 && memcmp(name + len - 9, ".pipeline", 9) == 0;
+    if (mirror != NULL)
+        mirror->r = NULL;
+    if (t == NULL || seldon_routes_find(&i, t->routes, name, len) != 0) {
+        if (pipeline)
+            return sdd_error(SELDON_ENOTFOUND, "pipeline \"%.*s\" not found",
+                             (int)(len - 9 > 200 ? 200 : len - 9), name);
+        return sdd_error(SELDON_ENOTFOUND, "model \"%.*s\" not found", (int)(len > 200 ? 200 : len),
+                         name);
+    }
+    chosen = i;
+    if (seldon_routes_candidate_count(t->routes, i) > 0 ||
+        seldon_routes_mirror(NULL, NULL, t->routes, i) == 0) {
+        seldon_routes_decide(&chosen, &mi, NULL, t->routes, i, sticky, sticky ? sticky_len : 0,
+                             rand64());
+        name = seldon_routes_name(t->routes, chosen);
+        len = strlen(name);
+    }
+    if (mirror != NULL && mi >= 0) {
+        const char *mn = seldon_routes_name(t->routes, (size_t)mi);
+        if (pick_at(mirror, u, t, (size_t)mi, mn, strlen(mn)) != 0 || mirror->evicted)
+            mirror->r = NULL; /* a copy never waits for a reload */
+    }
+    return pick_at(out, u, t, chosen, name, len);
+}
+
+static int pick(up_target *out, up *u, const char *name, size_t len)
+{
+    return pick_split(out, NULL, u, name, len, NULL, 0);
 }
 
 int up_pick(up_target *out, up *u, const char *name, size_t len)
@@ -176,6 +219,106 @@ static void rest_done(void *user_data, seldon_rest_response *resp)
     sdd_free(c);
 }
 
+/* Mirror copies in flight in the process, at most: past it a request gets no copy, so a
+   slow mirror cannot pile work up behind the callers'. */
+#define UP_MIRRORS_MAX 64
+static atomic_int mirrors_in_flight;
+
+static int mirror_take(void)
+{
+    if (atomic_fetch_add_explicit(&mirrors_in_flight, 1, memory_order_relaxed) < UP_MIRRORS_MAX)
+        return 1;
+    atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
+    sdd_log(SELDON_LOG_DEBUG, "mirror copy skipped: %d copies in flight", UP_MIRRORS_MAX);
+    return 0;
+}
+
+static void mirror_give(void)
+{
+    atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
+}
+
+/* A mirror copy of a REST request: its own copy of everything, its answer dropped. */
+typedef struct rest_mirror_call {
+    up_replica *r;
+    seldon_rest_request q;
+} rest_mirror_call;
+
+static void rest_mirror_done(void *user_data, seldon_rest_response *resp)
+{
+    rest_mirror_call *m = user_data;
+    (void)resp;
+    atomic_fetch_sub_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+    mirror_give();
+    sdd_free(m);
+}
+
+/* Sends the copy to the mirror's target mt; the path's model segment [seg, seg_end) is its. */
+static void rest_mirror(const up_target *mt, const sdh_request *r, size_t seg, size_t seg_end)
+{
+    size_t i, need = sizeof(rest_mirror_call), plen;
+    rest_mirror_call *m;
+    seldon_http_header *hs;
+    char *p;
+    plen = seg ? r->path_len - (seg_end - seg) + mt->vname_len : r->path_len;
+    need += r->nheaders * sizeof(*hs) + plen + r->method_len + r->query_len + r->body_len + 8;
+    for (i = 0; i < r->nheaders; i++)
+        need += r->headers[i].name_len + r->headers[i].value_len;
+    if (!mirror_take())
+        return;
+    m = sdd_malloc(need);
+    if (m == NULL) {
+        mirror_give();
+        return;
+    }
+    m->r = mt->r;
+    hs = (seldon_http_header *)(m + 1);
+    p = (char *)(hs + r->nheaders);
+    memset(&m->q, 0, sizeof(m->q));
+    m->q.method = p;
+    m->q.method_len = r->method_len;
+    memcpy(p, r->method, r->method_len);
+    p += r->method_len;
+    m->q.path = p;
+    m->q.path_len = plen;
+    if (seg) {
+        memcpy(p, r->path, seg);
+        memcpy(p + seg, mt->vname, mt->vname_len);
+        memcpy(p + seg + mt->vname_len, r->path + seg_end, r->path_len - seg_end);
+    } else {
+        memcpy(p, r->path, r->path_len);
+    }
+    p += plen;
+    m->q.query = p;
+    m->q.query_len = r->query_len;
+    if (r->query_len > 0)
+        memcpy(p, r->query, r->query_len);
+    p += r->query_len;
+    for (i = 0; i < r->nheaders; i++) {
+        hs[i].name = p;
+        hs[i].name_len = r->headers[i].name_len;
+        memcpy(p, r->headers[i].name, r->headers[i].name_len);
+        p += r->headers[i].name_len;
+        hs[i].value = p;
+        hs[i].value_len = r->headers[i].value_len;
+        if (r->headers[i].value_len > 0)
+            memcpy(p, r->headers[i].value, r->headers[i].value_len);
+        p += r->headers[i].value_len;
+    }
+    m->q.headers = hs;
+    m->q.nheaders = r->nheaders;
+    m->q.body = (const uint8_t *)p;
+    m->q.body_len = r->body_len;
+    if (r->body_len > 0)
+        memcpy(p, r->body, r->body_len);
+    atomic_fetch_add_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+    if (seldon_service_rest(m->r->s.svc, &m->q, rest_mirror_done, m) != 0) {
+        atomic_fetch_sub_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+        mirror_give();
+        sdd_free(m);
+    }
+}
+
 static int is_path(const sdh_request *r, const char *p)
 {
     size_t n = strlen(p);
@@ -189,12 +332,13 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
     size_t name_len = 0, hlen = 0, seg = 0, seg_end = 0, plen;
     const char *header = sdh_request_header(r, SELDON_ROUTER_HEADER, &hlen);
     seldon_rest_request q;
-    up_target t;
+    up_target t, mt;
     rest_call *c;
     int32_t status = 500;
     int rc;
 
     t.evicted = 0;
+    mt.r = NULL;
     if (header == NULL && (is_path(r, "/v2/health/live") || is_path(r, "/v2/health/ready"))) {
         int ready = is_path(r, "/v2/health/live") || atomic_load(&u->sched_ready);
         count(u, "rest", ready ? 200 : 503);
@@ -226,13 +370,19 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         while (seg_end < r->path_len && r->path[seg_end] != '/')
             seg_end++;
     }
-    rc = pick(&t, u, name, name_len);
+    {
+        size_t sl = 0;
+        const char *sticky = sdh_request_header(r, SELDON_ROUTER_ROUTE_HEADER, &sl);
+        rc = pick_split(&t, &mt, u, name, name_len, sticky, sl);
+    }
     if (rc != 0) {
         seldon_router_status(&status, NULL, rc);
         count(u, "rest", status);
         sdh_respond_error(req, status, seldon_last_error());
         return;
     }
+    if (mt.r != NULL)
+        rest_mirror(&mt, r, seg, seg_end);
 call:
     plen = seg ? r->path_len - (seg_end - seg) + t.vname_len : r->path_len;
     c = sdd_malloc(sizeof(*c) + plen + 1);
@@ -311,6 +461,8 @@ struct gcall {
     size_t header_len;
     int64_t timeout_ms; /* grpc-timeout, or 0 */
     char rid[80];       /* x-request-id metadata, or "" */
+    char sticky[256];   /* x-seldon-route metadata (pins an experiment's candidate), or "" */
+    char route[SELDON_ROUTES_NAME_MAX + 16]; /* x-seldon-route sent back: ":<vname>:" */
     /* Other x-* metadata (a pipeline named by the message passes it to its steps), and the
        x-* metadata to answer with; name and value pairs in one block each, or NULL. */
     sd2_header *xmd, *reply_md;
@@ -374,12 +526,18 @@ static void deliver(gmsg *m)
             gfinish(c, m->status, m->message ? m->message : "");
         } else {
             if (!c->headers) {
+                sd2_header xr[2];
+                size_t nx = 0;
                 c->headers = 1;
-                sd2_header xr = {"x-request-id", 12, c->rid, strlen(c->rid)};
+                if (c->rid[0] != '\0')
+                    xr[nx++] = (sd2_header){"x-request-id", 12, c->rid, strlen(c->rid)};
+                if (c->route[0] != '\0') /* the model version that answered, as for REST */
+                    xr[nx++] =
+                        (sd2_header){SELDON_ROUTER_ROUTE_HEADER, 14, c->route, strlen(c->route)};
                 if (c->reply_md != NULL) /* a pipeline's: x-request-id among them */
                     sd2_grpc_send_headers(c->s, c->reply_md, c->nreply_md);
                 else
-                    sd2_grpc_send_headers(c->s, &xr, c->rid[0] != '\0' ? 1 : 0);
+                    sd2_grpc_send_headers(c->s, xr, nx);
             }
             pre[0] = 0;
             pre[1] = (uint8_t)(m->resp.len >> 24);
@@ -501,6 +659,38 @@ static int pb_append_field1(seldon_buf *b, const char *name, size_t len)
     return 0;
 }
 
+/* A mirror copy's answer: dropped. */
+static void grpc_mirror_done(void *user_data, int32_t status, const char *message,
+                             seldon_buf *response)
+{
+    up_replica *r = user_data;
+    (void)status, (void)message, (void)response; /* the service frees what is left */
+    atomic_fetch_sub_explicit(&r->in_flight, 1, memory_order_relaxed);
+    mirror_give();
+}
+
+/* Sends a copy of the message (before the caller's versioned name goes in) to mt. */
+static void grpc_mirror(gcall *c, const up_target *mt, const uint8_t *msg, size_t len)
+{
+    seldon_buf b = SELDON_BUF_INIT;
+    if (!mirror_take())
+        return;
+    if (seldon_buf_reserve(&b, len + mt->vname_len + 16) != 0) {
+        mirror_give();
+        return;
+    }
+    memcpy(b.data, msg, len);
+    b.len = len;
+    pb_append_field1(&b, mt->vname, mt->vname_len);
+    atomic_fetch_add_explicit(&mt->r->in_flight, 1, memory_order_relaxed);
+    if (seldon_service_grpc(mt->r->s.svc, c->path, c->path_len, b.data, b.len, grpc_mirror_done,
+                            mt->r) != 0) {
+        atomic_fetch_sub_explicit(&mt->r->in_flight, 1, memory_order_relaxed);
+        mirror_give();
+    }
+    seldon_buf_free(&b); /* the service copied what it keeps */
+}
+
 /*
  * One whole request message, b->data[off .. off + len). A unary call's message ends its
  * buffer: the versioned name is appended there, in place; a stream's goes to a copy.
@@ -513,9 +703,10 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
     char name[SELDON_ROUTES_NAME_MAX + 16];
     size_t name_len = 0, foff = 0, flen = 0, end = b->len;
     int32_t grpc = 13;
-    up_target t;
+    up_target t, mt;
     int rc;
 
+    mt.r = NULL;
     if (m == NULL) {
         gfinish(c, 8, "out of memory");
         return;
@@ -575,13 +766,17 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
         gdone(m, 8, "out of memory", NULL);
         return;
     }
-    rc = pick(&t, u, name, name_len);
+    rc = pick_split(&t, &mt, u, name, name_len, c->sticky[0] ? c->sticky : NULL, strlen(c->sticky));
     if (rc != 0) {
         seldon_buf_free(&copy);
         seldon_router_status(NULL, &grpc, rc);
         gdone(m, grpc, seldon_last_error(), NULL);
         return;
     }
+    if (c->route[0] == '\0' && t.vname_len + 3 <= sizeof(c->route))
+        snprintf(c->route, sizeof(c->route), ":%.*s:", (int)t.vname_len, t.vname);
+    if (mt.r != NULL)
+        grpc_mirror(c, &mt, msg->data + off, msg->len - off);
     /* The versioned name as a last field 1: protobuf keeps the last value of a field. */
     pb_append_field1(msg, t.vname, t.vname_len);
     m->r = t.r;
@@ -786,6 +981,9 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
         }
         if (xr != NULL && xr->value_len < sizeof(c->rid))
             snprintf(c->rid, sizeof(c->rid), "%.*s", (int)xr->value_len, xr->value);
+        xr = sd2_header_find(h, n, SELDON_ROUTER_ROUTE_HEADER);
+        if (xr != NULL && xr->value_len < sizeof(c->sticky))
+            snprintf(c->sticky, sizeof(c->sticky), "%.*s", (int)xr->value_len, xr->value);
     }
     if (model == NULL && c->kind == G_MODEL) {
         /* The message may name a pipeline: its x-* metadata is kept for the steps. */

@@ -115,6 +115,11 @@ static int parse_args(up_config *c, int argc, char **argv)
                  "asynchronous pipeline results kept (default 1024)"),
         SDF_FLAG("pipeline-async-ttl", SDF_MS, &c->pipeline_async_ttl_ms, 1, 86400000, "MS",
                  "how long an asynchronous result is kept (default 60000)"),
+        SDF_FLAG("server-cooldown", SDF_MS, &c->server_cooldown_ms, 1, 86400000 * 30L, "MS",
+                 "a Server resource with maxReplicas gets more embedded\n"
+                 "replicas when its models want them; the extra ones go\n"
+                 "once fewer are wanted for this long (default 600000;\n"
+                 "docs/autoscaling.md)"),
         SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
                  "error, warn, info (default), debug, trace"),
     };
@@ -162,7 +167,7 @@ static int make_dir(const char *path)
 }
 
 /* An embedded replica: a seldon-server core over the artifacts folder. */
-static int replica_start(up *u, up_replica *r, uint32_t index, int port)
+int up_replica_start(up *u, up_replica *r, uint32_t index, int port)
 {
     seldon_repo_options ro = SELDON_REPO_OPTIONS_INIT;
     seldon_service_options so = SELDON_SERVICE_OPTIONS_INIT;
@@ -329,11 +334,12 @@ int main(int argc, char **argv)
 
     /* The replicas. */
     u.nreplicas = u.cfg.servers;
-    u.replicas = sdd_calloc((size_t)u.nreplicas, sizeof(*u.replicas));
+    /* Room for every replica a scale request may start (pointers to them stay valid). */
+    u.replicas = sdd_calloc(UP_MAX_SERVERS, sizeof(*u.replicas));
     if (u.replicas == NULL)
         return 1;
     for (i = 0; i < u.nreplicas; i++) {
-        rc = replica_start(&u, &u.replicas[i], (uint32_t)i, port);
+        rc = up_replica_start(&u, &u.replicas[i], (uint32_t)i, port);
         if (rc != 0) {
             fprintf(stderr, "seldon-up: replica %d: %s\n", i, seldon_last_error());
             return 1;
@@ -351,7 +357,11 @@ int main(int argc, char **argv)
     u.sched.after_pump = up_after_pump;
     u.sched.pipelines_in_process = 1; /* pipes.c serves them: no gateway, no pipeline routes */
     u.sched.local_data = &u;
+    u.sched.scale_hook = up_scale;
+    u.sched.cfg.server_cooldown_ms = u.cfg.server_cooldown_ms;
     rc = sc_metrics_setup(&u.sched);
+    if (rc == 0)
+        rc = sc_autoscale_setup(&u.sched);
     if (rc == 0)
         rc = sdl_loops_new(&u.ctl_loops, 1);
     if (rc == 0) {

@@ -66,6 +66,8 @@ typedef struct up_config {
     uint32_t pipeline_max_requests;
     uint32_t pipeline_async_max; /* asynchronous results kept */
     uint64_t pipeline_async_ttl_ms;
+    /* Server scaling (docs/autoscaling.md): the scheduler's autoscaling flags. */
+    uint64_t server_cooldown_ms;
 } up_config;
 
 typedef struct up up;
@@ -113,6 +115,7 @@ typedef struct up_replica {
     struct ag_entry *busy;      /* control loop: the version being loaded (one at a time) */
     uint64_t seq;               /* control loop: load queue order */
     atomic_long in_flight;
+    int removed; /* control loop: scaled down, disconnected from the scheduler (kept idle) */
 } up_replica;
 
 /* Where a route's requests go on one replica: its newest version loaded there. */
@@ -167,6 +170,12 @@ struct up {
 
     /* pipelines (pipes.c on daemons/common/plserve.c): an engine per ingress loop */
     struct sdp *pls;
+
+    /* Server scaling (scale.c, control loop): replicas[] has room for UP_MAX_SERVERS; the
+       scheduler's requests start more (nreplicas grows) or remove the extra ones. */
+    uint32_t scale_want; /* 0: never asked */
+    uv_timer_t scale_timer;
+    int scale_timer_on;
 };
 
 int64_t up_mono_ns(void);
@@ -211,6 +220,15 @@ void up_pl_close(up *u, int i);                            /* on loop i, at shut
 void up_pl_step_resume(void *call, up_replica *r);         /* control loop: reloaded */
 void up_pl_step_fail(void *call, int rc, const char *why); /* control loop: not reloaded */
 void up_pl_free(up *u);                                    /* after the loops ended */
+
+/* main.c: builds and starts a replica's server core (any thread before the loops run;
+   the control loop after). */
+int up_replica_start(up *u, up_replica *r, uint32_t index, int port);
+
+/* scale.c, on the control loop */
+void up_scale(void *user_data, const seldon_sched_scale_request *rq); /* sc_daemon's hook */
+void up_scale_check(up *u); /* after every pump: removes drained extra replicas */
+void up_scale_stop(up *u);
 
 /* metrics.c, on the control loop */
 void up_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);

@@ -51,6 +51,33 @@ SELDON_API void seldon_series_observe(seldon_series *series, double value);
 /* The current value of a counter or gauge, or a histogram's count. */
 SELDON_API double seldon_series_value(const seldon_series *series);
 
+/*
+ * Removes every series of the family whose label label_index has this value
+ * (a model version unloaded: its series go, so a long-lived process does not
+ * keep one per version it ever served). Returns how many went; a series held
+ * (seldon_metric_series_hold) stays until released. The removed
+ * series are freed: a pointer to one must not be used afterwards, so call it
+ * where nothing can still update them (the thread that does, or once the
+ * holder of the cached pointers is gone). A later seldon_metric_series() for
+ * the same labels starts a new series at zero.
+ */
+SELDON_API size_t seldon_metric_remove(seldon_metric *metric, size_t label_index,
+                                       const char *value);
+
+/*
+ * A series held while something uses it: as seldon_metric_series(), but the
+ * call takes a reference, given back with seldon_series_release(); when the
+ * last one goes, the series leaves the registry and is freed (a series of a
+ * model instance goes with the instance). A series also asked for through
+ * seldon_metric_series() becomes permanent (references are then ignored), so
+ * a pointer from that call stays valid until the registry is freed.
+ * Borrowed until released; the registry must outlive every holder.
+ */
+SELDON_API int seldon_metric_series_hold(seldon_series **out, seldon_metric *metric,
+                                         const char *const *label_values);
+/* Gives back a reference from seldon_metric_series_hold(); NULL does nothing. */
+SELDON_API void seldon_series_release(seldon_series *series);
+
 /* Appends every family, in the order added, as Prometheus text (version 0.0.4). */
 SELDON_API int seldon_metrics_render(seldon_buf *out, seldon_metrics *registry);
 

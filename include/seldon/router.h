@@ -197,6 +197,7 @@ typedef struct seldon_router_metrics seldon_router_metrics;
 /*
  * Adds the router's families to registry:
  *   seldon_router_requests_total{route,code}            counter (code: HTTP status, or gRPC code)
+ *   seldon_router_mirrored_total{route}                 counter: mirror copies (their first pick)
  *   seldon_router_upstream_seconds{route}               histogram of each attempt's time
  *   seldon_router_retries_total{route}                  counter
  *   seldon_router_ejections_total{upstream}             counter
@@ -341,6 +342,112 @@ SELDON_API int32_t seldon_router_outcome(int32_t http_status, int32_t grpc_statu
  * last attempt; no-op without metrics.
  */
 SELDON_API void seldon_router_req_finish(seldon_router_req *req, int32_t code);
+
+/* --- Experiments: weighted splits, sticky sessions, mirrors ------------- */
+
+/*
+ * A route may put an experiment in front of its requests (docs/experiments.md):
+ * candidates, each another route of the table (or the route itself) with a
+ * weight, and a mirror route that receives a copy of a share of the requests.
+ * A route with candidates needs no upstreams of its own ("<e>.experiment").
+ * Candidates and the mirror are served by their own upstreams: an experiment
+ * in front of a candidate is not followed (one level, as Seldon Core 2).
+ * Upstreams may carry the model version they serve, which names the answer
+ * in x-seldon-route (":<route>_<version>:") and the upstream's model in
+ * seldon-internal-model ("<route>_<version>").
+ */
+
+#define SELDON_ROUTES_CANDIDATES_MAX 64
+#define SELDON_ROUTER_ROUTE_HEADER "x-seldon-route"
+#define SELDON_ROUTER_INTERNAL_HEADER "seldon-internal-model"
+#define SELDON_ROUTER_EXPERIMENT_SUFFIX ".experiment"
+
+/* As seldon_routes_builder_add_upstream(), with the model version it serves (0: none). */
+SELDON_API int seldon_routes_builder_add_version(seldon_routes_builder *builder, const char *http,
+                                                 const char *grpc, uint32_t version);
+
+/*
+ * Adds a candidate to the last route: the route named name (copied; it may
+ * come later in the table, or be the route itself) takes weight (0 to
+ * INT32_MAX) parts of the requests. SELDON_EEXIST for a repeated candidate.
+ * seldon_routes_builder_finish() refuses (SELDON_EPARSE) a candidate or a
+ * mirror that is not a route of the table or has no upstreams of its own,
+ * and candidates whose weights add up to 0.
+ */
+SELDON_API int seldon_routes_builder_add_candidate(seldon_routes_builder *builder, const char *name,
+                                                   uint32_t weight);
+
+/* Gives the last route a mirror: percent (0-100) of its requests are copied to route name. */
+SELDON_API int seldon_routes_builder_set_mirror(seldon_routes_builder *builder, const char *name,
+                                                uint32_t percent);
+
+/* The version the i-th upstream of a route serves; 0 when it has none (or a bad index). */
+SELDON_API uint32_t seldon_routes_upstream_version(const seldon_routes *routes, size_t route,
+                                                   size_t i);
+
+/* The number of candidates of a route (0: no experiment, or a bad index). */
+SELDON_API size_t seldon_routes_candidate_count(const seldon_routes *routes, size_t route);
+
+/* The i-th candidate of a route: its route index and weight (either may be NULL). */
+SELDON_API int seldon_routes_candidate(size_t *out_route, uint32_t *out_weight,
+                                       const seldon_routes *routes, size_t route, size_t i);
+
+/* A route's mirror: its route index and percent; SELDON_ENOTFOUND when it has none. */
+SELDON_API int seldon_routes_mirror(size_t *out_route, uint32_t *out_percent,
+                                    const seldon_routes *routes, size_t route);
+
+/*
+ * The routing decision for a request on route: pure, and deterministic given
+ * random (64 random bits; the balancer passes its own). *out_route is the
+ * route that serves it: route itself when it has no candidates; else the
+ * candidate that the request's x-seldon-route value (sticky, sticky_len;
+ * NULL or empty when absent) names, as a ":<candidate>:" or
+ * ":<candidate>_<version>:" token, checked in candidate order (*out_sticky
+ * 1); else a candidate drawn with the weights. *out_mirror is the mirror's
+ * route index when this request is to be copied (percent of requests, drawn
+ * independently of the split), else -1. out_mirror and out_sticky may be NULL.
+ */
+SELDON_API int seldon_routes_decide(size_t *out_route, int64_t *out_mirror, int32_t *out_sticky,
+                                    const seldon_routes *routes, size_t route, const char *sticky,
+                                    size_t sticky_len, uint64_t random);
+
+/*
+ * seldon_router_req_new() with the experiment decision applied: the request
+ * is made on the route seldon_routes_decide() chooses (random bits from the
+ * balancer) for the route named name, given the request's x-seldon-route
+ * value (sticky; NULL when absent). seldon_router_req_route() is then the
+ * serving route; the mirror chosen, if any, is kept for
+ * seldon_router_req_mirror_new().
+ */
+SELDON_API int seldon_router_req_new_split(seldon_router_req **out, seldon_router_lb *lb,
+                                           const char *name, size_t len, const char *sticky,
+                                           size_t sticky_len, int32_t protocol, int64_t now_ns);
+
+/* 1 when the request went through an experiment (its route has candidates), else 0. */
+SELDON_API int32_t seldon_router_req_split(const seldon_router_req *req);
+
+/* 1 when the decision chose to copy the request to its route's mirror, else 0. */
+SELDON_API int32_t seldon_router_req_mirrored(const seldon_router_req *req);
+
+/*
+ * A request for the mirror copy of req, on the same table, without retries:
+ * pick, attempt_end, finish and free it as any request. SELDON_ENOTFOUND when
+ * req is not to be mirrored. Caller owns *out; free it before the balancer.
+ */
+SELDON_API int seldon_router_req_mirror_new(seldon_router_req **out, seldon_router_req *req,
+                                            int64_t now_ns);
+
+/* The version served by the upstream of the last pick (0: none, or no pick yet). */
+SELDON_API uint32_t seldon_router_req_version(const seldon_router_req *req);
+
+/*
+ * What served the last pick, as Seldon names it: "<route>_<version>", or the
+ * route name alone when the upstream has no version. Written to out (cap
+ * bytes, NUL-terminated), its length in *out_len (may be NULL). SELDON_ESTATE
+ * before the first pick, SELDON_ETOOBIG when cap is too small.
+ */
+SELDON_API int seldon_router_req_tag(char *out, size_t *out_len, size_t cap,
+                                     const seldon_router_req *req);
 
 #ifdef __cplusplus
 }

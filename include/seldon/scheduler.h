@@ -381,6 +381,126 @@ SELDON_API int seldon_sched_pipeline_spec(const char **out_spec, size_t *out_len
 SELDON_API int seldon_sched_pipeline_get(const seldon_pipeline **out, uint32_t *out_version,
                                          int32_t *out_ready, seldon_sched *sched, const char *name);
 
+/* --- Experiments ------------------------------------------------------------- */
+
+/*
+ * An Experiment applied through seldon_sched_apply() is checked as upstream
+ * (the manifest parser: the default is a candidate, at least one candidate
+ * or a mirror, no repeated names; the scheduler: a model is the default of
+ * at most one experiment, stored ones included) and stored; applying it
+ * again replaces it; seldon_sched_unload(SELDON_KIND_EXPERIMENT) stops it.
+ * Experiments come back after a restart. resourceType is kept: "model" or
+ * "pipeline" (the candidates' routes are "<p>.pipeline").
+ *
+ * It is active while every candidate and the mirror have a route (a model
+ * with a serving replica; a pipeline Ready). While active the route table
+ * holds "<name>.experiment", a weighted split over the candidates (and the
+ * mirror with its percent), and the route of its default model splits the
+ * same way, so clients calling the default by name are split; when it stops
+ * or stops being active, the default's route is plain again. Each change is
+ * an event of kind SELDON_KIND_EXPERIMENT: "Stored" (applied),
+ * "ExperimentActive", "ExperimentWaiting" (reason names the target waited
+ * for), "Deleted" (stopped). Experiments over pipelines are routed the same
+ * way over the routes "<p>.pipeline" once the table holds them (with
+ * upstreams); until then they have no route.
+ */
+typedef struct seldon_sched_experiment_status {
+    const char *name;
+    const char *default_name;  /* spec.default, or NULL */
+    const char *resource_type; /* "model" or "pipeline" */
+    const char *const *candidates;
+    const uint32_t *weights; /* parallel to candidates */
+    size_t candidates_count;
+    const char *mirror; /* or NULL */
+    uint32_t mirror_percent;
+    int32_t active;           /* candidates and mirror ready: the routes split */
+    int32_t candidates_ready; /* every candidate has a route */
+    int32_t mirror_ready;     /* the mirror has a route, or there is none */
+    int32_t deleted;
+    const char *state;       /* "ExperimentActive", "ExperimentWaiting" */
+    const char *reason;      /* "experiment active", "waiting for candidate model \"iris2\"" */
+    const char *waiting_for; /* the first target without a route, or NULL */
+    int64_t last_change_ns;
+    const char *spec; /* canonical JSON of the Experiment */
+} seldon_sched_experiment_status;
+
+/* Experiments: the one named, or all (name NULL). SELDON_ENOTFOUND for an unknown name. */
+SELDON_API int seldon_sched_experiments(seldon_sched_status **out, seldon_sched *sched,
+                                        const char *name);
+/* The i-th entry of an experiment snapshot; NULL past the end or for another snapshot. */
+SELDON_API const seldon_sched_experiment_status *
+seldon_sched_status_experiment(const seldon_sched_status *status, size_t i);
+
+/* --- Autoscaling -------------------------------------------------------------- */
+
+/*
+ * Model autoscaling (docs/autoscaling.md). A model version whose spec has
+ * minReplicas or maxReplicas scales on the load its agents report through
+ * seldon_sched_model_load(): seldon_sched_tick() adds a replica when the
+ * in-flight requests per available replica have stayed above
+ * scale_up_inflight for scale_up_period_ms (and every replica it wants is
+ * loaded, so one step at a time), up to maxReplicas; it removes one when a
+ * replica has been idle (no request in flight, none finished) for
+ * scale_down_idle_ms, and at most one per scale_down_idle_ms, down to
+ * minReplicas (at least 1). A change is applied in place, as a replicas-only
+ * apply, with the event "ModelReplicasChanged" whose reason says why. The
+ * replica added takes traffic once loaded; the one removed leaves the routes
+ * unload_grace_ms before its unload is sent.
+ *
+ * Server scaling: a Server resource with maxReplicas above its replicas
+ * grows when a model placed on it wants more replicas than the server has:
+ * the scheduler requests max(replicas, the largest model's replicas), at
+ * most maxReplicas (seldon_sched_next_scale()), and places on replicas up to
+ * that count. When fewer are needed for server_cooldown_ms it requests
+ * fewer again; the extra replicas drain first (their models move).
+ */
+typedef struct seldon_sched_autoscale {
+    uint32_t version;           /* SELDON_SCHED_AUTOSCALE_VERSION */
+    uint32_t scale_up_inflight; /* requests in flight per replica. Default 30 (upstream's lag
+                                   threshold) */
+    int64_t scale_up_period_ms; /* Default 20000 (upstream's scaling stats period) */
+    int64_t scale_down_idle_ms; /* Default 600000 (upstream's inactive seconds threshold) */
+    int64_t server_cooldown_ms; /* Default 600000 */
+} seldon_sched_autoscale;
+
+#define SELDON_SCHED_AUTOSCALE_VERSION 1
+#define SELDON_SCHED_AUTOSCALE_INIT                                                                \
+    {                                                                                              \
+        SELDON_SCHED_AUTOSCALE_VERSION, 30, 20000, 600000, 600000                                  \
+    }
+
+/* Sets the thresholds (the defaults until called). SELDON_EINVAL for a value out of range. */
+SELDON_API int seldon_sched_set_autoscale(seldon_sched *sched, const seldon_sched_autoscale *cfg);
+
+/*
+ * The load of one model version on one replica, as its agent measured it:
+ * requests in flight now, and for how long it has had none (idle_ms; 0 while
+ * busy). A report for a version or replica the scheduler does not know is
+ * ignored (0); SELDON_ENOTFOUND for an unknown replica. Call
+ * seldon_sched_tick() after a batch of them.
+ */
+SELDON_API int seldon_sched_model_load(seldon_sched *sched, const char *server, uint32_t index,
+                                       const char *model, uint32_t version, uint32_t inflight,
+                                       int64_t idle_ms, int64_t now_ns);
+
+/* A server scale request: the replicas the server should run now. */
+typedef struct seldon_sched_scale_request {
+    const char *server; /* valid until the next call on the scheduler */
+    uint32_t replicas;
+    const char *reason; /* why, e.g. "model \"iris\" wants 3 replicas"; same lifetime */
+} seldon_sched_scale_request;
+
+/* Takes the next server scale request owed. SELDON_ENOTFOUND when none. */
+SELDON_API int seldon_sched_next_scale(seldon_sched *sched, seldon_sched_scale_request *out);
+
+/*
+ * The replicas a server was last asked to run (0: never asked), and why
+ * (borrowed, valid until the next call on the scheduler; NULL when never).
+ * SELDON_ENOTFOUND for an unknown server.
+ */
+SELDON_API int seldon_sched_server_scale(uint32_t *out_replicas, const char **out_reason,
+                                         seldon_sched *sched, const char *server);
+
 #ifdef __cplusplus
 }
 #endif

@@ -94,7 +94,8 @@ typedef struct seldon_service_options {
     /*
      * Borrowed, may be NULL. The service adds its families (inference totals
      * and latency, batch sizes, other requests, loaded models) and serves
-     * the registry as Prometheus text on GET /metrics.
+     * the registry as Prometheus text on GET /metrics. A model instance holds
+     * its series until it is freed: free the registry after the repository.
      */
     seldon_metrics *metrics;
     const char *server_name;    /* for server metadata; copied; NULL: "seldon" */

@@ -24,6 +24,8 @@ struct seldon_series {
     _Atomic uint64_t count; /* histogram observations */
     _Atomic uint64_t *buckets; /* histogram cumulative counts are computed at render */
     seldon_series *next;
+    uint32_t refs; /* under the registry lock: holders of a held series */
+    uint8_t held;  /* freed when the last holder releases it (else permanent) */
 };
 
 struct seldon_metric {
@@ -187,7 +189,8 @@ static seldon_series *find_series(seldon_metric *m, const char *const *values)
     return NULL;
 }
 
-int seldon_metric_series(seldon_series **out, seldon_metric *metric, const char *const *label_values)
+static int series_get(seldon_series **out, seldon_metric *metric, const char *const *label_values,
+                      int hold)
 {
     seldon_series *s;
     size_t i;
@@ -198,7 +201,12 @@ int seldon_metric_series(seldon_series **out, seldon_metric *metric, const char 
             return sdn_error(SELDON_EINVAL, "metric_series %s: label %zu is NULL", metric->name, i);
     pthread_mutex_lock(&metric->registry->lock);
     s = find_series(metric, label_values);
-    if (s == NULL) {
+    if (s != NULL) {
+        if (!hold)
+            s->held = 0; /* a plain pointer to it may be kept: permanent now */
+        else if (s->held)
+            s->refs++;
+    } else {
         s = sdn_calloc(1, sizeof(*s));
         if (s != NULL) {
             s->family = metric;
@@ -212,6 +220,8 @@ int seldon_metric_series(seldon_series **out, seldon_metric *metric, const char 
                 series_free(s, metric->nlabels);
                 s = NULL;
             } else {
+                s->held = (uint8_t)(hold != 0);
+                s->refs = hold ? 1 : 0;
                 s->next = metric->series;
                 metric->series = s;
                 metric->nseries++;
@@ -223,6 +233,60 @@ int seldon_metric_series(seldon_series **out, seldon_metric *metric, const char 
         return sdn_error(SELDON_ENOMEM, "metric_series %s: out of memory", metric->name);
     *out = s;
     return 0;
+}
+
+int seldon_metric_series(seldon_series **out, seldon_metric *metric,
+                         const char *const *label_values)
+{
+    return series_get(out, metric, label_values, 0);
+}
+
+int seldon_metric_series_hold(seldon_series **out, seldon_metric *metric,
+                              const char *const *label_values)
+{
+    return series_get(out, metric, label_values, 1);
+}
+
+void seldon_series_release(seldon_series *series)
+{
+    seldon_metric *m;
+    seldon_series **pp;
+    if (series == NULL)
+        return;
+    m = series->family;
+    pthread_mutex_lock(&m->registry->lock);
+    if (series->held && --series->refs == 0) {
+        for (pp = &m->series; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == series) {
+                *pp = series->next;
+                m->nseries--;
+                series_free(series, m->nlabels);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->registry->lock);
+}
+
+size_t seldon_metric_remove(seldon_metric *metric, size_t label_index, const char *value)
+{
+    seldon_series **pp, *s;
+    size_t n = 0;
+    if (metric == NULL || value == NULL || label_index >= metric->nlabels)
+        return 0;
+    pthread_mutex_lock(&metric->registry->lock);
+    for (pp = &metric->series; (s = *pp) != NULL;) {
+        if (strcmp(s->values[label_index], value) == 0 && !(s->held && s->refs > 0)) {
+            *pp = s->next;
+            series_free(s, metric->nlabels);
+            metric->nseries--;
+            n++;
+        } else {
+            pp = &s->next;
+        }
+    }
+    pthread_mutex_unlock(&metric->registry->lock);
+    return n;
 }
 
 void seldon_series_add(seldon_series *series, double amount)

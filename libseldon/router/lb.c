@@ -29,6 +29,7 @@ typedef struct host {
 #define CODES_CACHED 8
 
 typedef struct route_series {
+    seldon_series *mirrored; /* made on the first copy */
     seldon_series *retries;
     seldon_series *seconds;
     int32_t codes[CODES_CACHED];
@@ -60,6 +61,11 @@ struct seldon_router_req {
     int64_t attempt_start;
     host *open; /* the host of the open attempt */
     uint32_t tried[SELDON_ROUTES_RETRIES_MAX + 1];
+    int64_t mirror;   /* the mirror route chosen for a copy, or -1 */
+    uint32_t version; /* of the upstream last picked */
+    uint8_t split;    /* the route asked for has candidates */
+    uint8_t picked;   /* a pick happened */
+    uint8_t is_copy;  /* a mirror copy: its first pick counts in seldon_router_mirrored_total */
 };
 
 static uint64_t rnd(seldon_router_lb *lb)
@@ -327,20 +333,12 @@ static void count_ejection(seldon_router_lb *lb, host *h)
 
 /* --- Requests ------------------------------------------------------------ */
 
-int seldon_router_req_new(seldon_router_req **out, seldon_router_lb *lb, const char *name,
-                          size_t len, int32_t protocol, int64_t now_ns)
+/* A request on route idx of the current table. */
+static int req_at(seldon_router_req **out, seldon_router_lb *lb, size_t idx, int32_t protocol,
+                  int64_t now_ns)
 {
     seldon_router_req *req;
-    size_t idx;
     int64_t timeout;
-    int rc;
-    if (out == NULL || lb == NULL || (name == NULL && len > 0))
-        return sdn_error(SELDON_EINVAL, "router_req_new: NULL argument");
-    *out = NULL;
-    if (protocol != SELDON_ROUTER_HTTP && protocol != SELDON_ROUTER_GRPC)
-        return sdn_error(SELDON_EINVAL, "router_req_new: unknown protocol %d", (int)protocol);
-    if ((rc = seldon_routes_find(&idx, lb->cur->rt, name ? name : "", len)) != 0)
-        return rc;
     req = sdn_calloc(1, sizeof(*req));
     if (req == NULL)
         return sdn_error(SELDON_ENOMEM, "router_req_new: out of memory");
@@ -352,7 +350,112 @@ int seldon_router_req_new(seldon_router_req **out, seldon_router_lb *lb, const c
     req->retries_max = seldon_routes_retries(lb->cur->rt, idx);
     timeout = seldon_routes_timeout_ms(lb->cur->rt, idx);
     req->deadline = timeout > 0 ? now_ns + timeout * 1000000 : 0;
+    req->mirror = -1;
     *out = req;
+    return 0;
+}
+
+int seldon_router_req_new(seldon_router_req **out, seldon_router_lb *lb, const char *name,
+                          size_t len, int32_t protocol, int64_t now_ns)
+{
+    size_t idx;
+    int rc;
+    if (out == NULL || lb == NULL || (name == NULL && len > 0))
+        return sdn_error(SELDON_EINVAL, "router_req_new: NULL argument");
+    *out = NULL;
+    if (protocol != SELDON_ROUTER_HTTP && protocol != SELDON_ROUTER_GRPC)
+        return sdn_error(SELDON_EINVAL, "router_req_new: unknown protocol %d", (int)protocol);
+    if ((rc = seldon_routes_find(&idx, lb->cur->rt, name ? name : "", len)) != 0)
+        return rc;
+    return req_at(out, lb, idx, protocol, now_ns);
+}
+
+int seldon_router_req_new_split(seldon_router_req **out, seldon_router_lb *lb, const char *name,
+                                size_t len, const char *sticky, size_t sticky_len, int32_t protocol,
+                                int64_t now_ns)
+{
+    const sdn_rt_route *r;
+    size_t idx, chosen;
+    int64_t mirror = -1;
+    int rc;
+    if (out == NULL || lb == NULL || (name == NULL && len > 0) || (sticky == NULL && sticky_len))
+        return sdn_error(SELDON_EINVAL, "router_req_new_split: NULL argument");
+    *out = NULL;
+    if (protocol != SELDON_ROUTER_HTTP && protocol != SELDON_ROUTER_GRPC)
+        return sdn_error(SELDON_EINVAL, "router_req_new: unknown protocol %d", (int)protocol);
+    if ((rc = seldon_routes_find(&idx, lb->cur->rt, name ? name : "", len)) != 0)
+        return rc;
+    r = &lb->cur->rt->routes[idx];
+    if (r->ncands == 0 && r->mirror < 0)
+        return req_at(out, lb, idx, protocol, now_ns);
+    seldon_routes_decide(&chosen, &mirror, NULL, lb->cur->rt, idx, sticky, sticky_len, rnd(lb));
+    if ((rc = req_at(out, lb, chosen, protocol, now_ns)) != 0)
+        return rc;
+    (*out)->mirror = mirror;
+    (*out)->split = r->ncands > 0;
+    return 0;
+}
+
+int32_t seldon_router_req_split(const seldon_router_req *req)
+{
+    return req ? req->split : 0;
+}
+
+int32_t seldon_router_req_mirrored(const seldon_router_req *req)
+{
+    return req != NULL && req->mirror >= 0;
+}
+
+int seldon_router_req_mirror_new(seldon_router_req **out, seldon_router_req *req, int64_t now_ns)
+{
+    seldon_router_req *m;
+    if (out == NULL || req == NULL)
+        return sdn_error(SELDON_EINVAL, "router_req_mirror_new: NULL argument");
+    *out = NULL;
+    if (req->mirror < 0)
+        return sdn_error(SELDON_ENOTFOUND, "the request is not mirrored");
+    m = sdn_calloc(1, sizeof(*m));
+    if (m == NULL)
+        return sdn_error(SELDON_ENOMEM, "router_req_mirror_new: out of memory");
+    m->lb = req->lb;
+    m->v = req->v;
+    m->v->refs++;
+    m->route = (size_t)req->mirror;
+    m->protocol = req->protocol;
+    m->retries_max = 0;
+    m->deadline = req->deadline;
+    m->mirror = -1;
+    m->is_copy = 1;
+    (void)now_ns;
+    *out = m;
+    return 0;
+}
+
+uint32_t seldon_router_req_version(const seldon_router_req *req)
+{
+    return req ? req->version : 0;
+}
+
+int seldon_router_req_tag(char *out, size_t *out_len, size_t cap, const seldon_router_req *req)
+{
+    const sdn_rt_route *r;
+    char num[16];
+    size_t nl = 0, need;
+    if (out == NULL || req == NULL)
+        return sdn_error(SELDON_EINVAL, "router_req_tag: NULL argument");
+    if (!req->picked)
+        return sdn_error(SELDON_ESTATE, "router_req_tag: no pick yet");
+    r = &req->v->rt->routes[req->route];
+    if (req->version != 0)
+        nl = (size_t)snprintf(num, sizeof(num), "_%u", (unsigned)req->version);
+    need = r->name_len + nl;
+    if (need + 1 > cap)
+        return sdn_error(SELDON_ETOOBIG, "router_req_tag: %zu bytes needed", need + 1);
+    memcpy(out, r->name, r->name_len);
+    memcpy(out + r->name_len, num, nl);
+    out[need] = '\0';
+    if (out_len != NULL)
+        *out_len = need;
     return 0;
 }
 
@@ -485,6 +588,27 @@ int seldon_router_pick(const seldon_router_upstream **out, seldon_router_req *re
     req->open = h;
     req->attempt_start = now_ns;
     req->tried[req->attempts++] = (uint32_t)u;
+    if (req->is_copy && !req->picked) {
+        route_series *rs = series_of(req);
+        const char *name = req->v->rt->routes[req->route].name;
+        if (rs != NULL && rs->mirrored == NULL)
+            seldon_metric_series(&rs->mirrored, req->lb->metrics->mirrored, &name);
+        if (rs != NULL && rs->mirrored != NULL)
+            seldon_series_add(rs->mirrored, 1);
+    }
+    req->picked = 1;
+    req->version = 0;
+    {
+        const seldon_routes *rt = req->v->rt;
+        const sdn_rt_route *r = &rt->routes[req->route];
+        uint32_t i;
+        if (r->versioned)
+            for (i = 0; i < r->nups; i++)
+                if (rt->route_ups[r->first + i] == (uint32_t)u) {
+                    req->version = rt->route_vers[r->first + i];
+                    break;
+                }
+    }
     *out = &req->v->rt->ups[u];
     return 0;
 }

@@ -40,7 +40,11 @@ int seldon_router_metrics_new(seldon_router_metrics **out, seldon_metrics *regis
              "Upstreams ejected after consecutive failures", upstream, 1, NULL, 0)) != 0 ||
         (rc = seldon_metrics_add(
              &m->connections, registry, SELDON_METRIC_GAUGE, "seldon_router_open_connections",
-             "Open connections, downstream (clients) and upstream", side, 1, NULL, 0)) != 0) {
+             "Open connections, downstream (clients) and upstream", side, 1, NULL, 0)) != 0 ||
+        (rc = seldon_metrics_add(&m->mirrored, registry, SELDON_METRIC_COUNTER,
+                                 "seldon_router_mirrored_total",
+                                 "Copies sent to an experiment's mirror, by the mirror's route",
+                                 route, 1, NULL, 0)) != 0) {
         sdn_free(m);
         return rc;
     }

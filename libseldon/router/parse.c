@@ -16,7 +16,15 @@ typedef struct ups_tmp {
     char *http, *grpc; /* arena copies, NULL when absent */
     size_t http_len, grpc_len;
     size_t line;
+    uint32_t version;
 } ups_tmp;
+
+typedef struct cand_tmp {
+    char *name;
+    size_t len;
+    size_t line;
+    uint32_t weight;
+} cand_tmp;
 
 typedef struct parser {
     yaml_parser_t y;
@@ -286,7 +294,7 @@ static int parse_defaults(parser *p)
 
 static int parse_upstream(parser *p, const char *path, ups_tmp *u)
 {
-    static const char *const fields[] = {"http", "grpc"};
+    static const char *const fields[] = {"http", "grpc", "version"};
     uint32_t seen = 0;
     size_t f;
     char key[16], sub[PATH_MAX_LEN + 64];
@@ -294,15 +302,22 @@ static int parse_upstream(parser *p, const char *path, ups_tmp *u)
     size_t len;
     uint16_t port;
     const char *host;
+    int64_t v;
     int rc;
     memset(u, 0, sizeof(*u));
     u->line = line_of(&p->ev);
     if ((rc = expect(p, YAML_MAPPING_START_EVENT, path, "a mapping with http and/or grpc")) != 0)
         return rc;
-    while ((rc = map_key(p, path, key, sizeof(key), &seen, fields, 2, &f)) == 1) {
+    while ((rc = map_key(p, path, key, sizeof(key), &seen, fields, 3, &f)) == 1) {
         join(sub, sizeof(sub), path, key);
         if ((rc = next(p)) != 0)
             return rc;
+        if (f == 2) {
+            if ((rc = read_int(p, sub, 0, UINT32_MAX, &v)) != 0)
+                return rc;
+            u->version = (uint32_t)v;
+            continue;
+        }
         if ((rc = read_str(p, sub, &s, &len)) != 0)
             return rc;
         if ((rc = sdn_rt_parse_addr(s, len, &host, &port, NULL)) != 0)
@@ -318,6 +333,43 @@ static int parse_upstream(parser *p, const char *path, ups_tmp *u)
     if (rc == 0 && u->http == NULL && u->grpc == NULL)
         return fail(p, SELDON_EPARSE, u->line, path, "needs http or grpc");
     return rc;
+}
+
+/* {name, weight} or {name, percent}: a candidate or the mirror. */
+static int parse_target(parser *p, const char *path, cand_tmp *c, const char *amount, int64_t hi)
+{
+    const char *fields[2];
+    uint32_t seen = 0;
+    size_t f;
+    char key[16], sub[PATH_MAX_LEN + 64];
+    int64_t v;
+    int rc;
+    fields[0] = "name";
+    fields[1] = amount;
+    memset(c, 0, sizeof(*c));
+    c->line = line_of(&p->ev);
+    if ((rc = expect(p, YAML_MAPPING_START_EVENT, path, "a mapping with name and a number")) != 0)
+        return rc;
+    while ((rc = map_key(p, path, key, sizeof(key), &seen, fields, 2, &f)) == 1) {
+        join(sub, sizeof(sub), path, key);
+        if ((rc = next(p)) != 0)
+            return rc;
+        if (f == 0) {
+            if ((rc = read_str(p, sub, &c->name, &c->len)) != 0)
+                return rc;
+            if ((rc = sdn_rt_check_name(c->name, c->len)) != 0)
+                return place(p, rc, line_of(&p->ev), sub);
+        } else {
+            if ((rc = read_int(p, sub, 0, hi, &v)) != 0)
+                return rc;
+            c->weight = (uint32_t)v;
+        }
+    }
+    if (rc != 0)
+        return rc;
+    if (seen != 3u)
+        return fail(p, SELDON_EPARSE, c->line, path, "needs name and %s", amount);
+    return 0;
 }
 
 static int note_route_line(parser *p, size_t line)
@@ -336,12 +388,15 @@ static int note_route_line(parser *p, size_t line)
 
 static int parse_route(parser *p, size_t index)
 {
-    static const char *const fields[] = {"name", "upstreams", "timeoutMs", "retries"};
+    static const char *const fields[] = {"name",    "upstreams",  "timeoutMs",
+                                         "retries", "candidates", "mirror"};
     uint32_t seen = 0;
     size_t f, line = line_of(&p->ev), name_line = 0, name_len = 0, nups = 0, cap = 0, i;
-    size_t ups_line = 0;
+    size_t ups_line = 0, ncands = 0;
     char key[16], path[PATH_MAX_LEN], sub[PATH_MAX_LEN + 64], *name = NULL;
     ups_tmp *ups = NULL;
+    cand_tmp cands[SELDON_ROUTES_CANDIDATES_MAX], mirror;
+    int has_mirror = 0;
     int64_t timeout = -1, retries = -1, v, dup;
     int rc;
 
@@ -349,11 +404,35 @@ static int parse_route(parser *p, size_t index)
     snprintf(path, sizeof(path), "routes[%zu]", index);
     if ((rc = expect(p, YAML_MAPPING_START_EVENT, path, "a mapping")) != 0)
         return rc;
-    while ((rc = map_key(p, path, key, sizeof(key), &seen, fields, 4, &f)) == 1) {
+    while ((rc = map_key(p, path, key, sizeof(key), &seen, fields, 6, &f)) == 1) {
         join(sub, sizeof(sub), path, key);
         if ((rc = next(p)) != 0)
             return rc;
         switch (f) {
+        case 4:
+            if ((rc = expect(p, YAML_SEQUENCE_START_EVENT, sub, "a list of candidates")) != 0)
+                return rc;
+            for (;;) {
+                char cpath[PATH_MAX_LEN + 64];
+                if ((rc = next(p)) != 0)
+                    return rc;
+                if (p->ev.type == YAML_SEQUENCE_END_EVENT)
+                    break;
+                if (ncands == SELDON_ROUTES_CANDIDATES_MAX)
+                    return fail(p, SELDON_ETOOBIG, line_of(&p->ev), sub, "more than %d candidates",
+                                SELDON_ROUTES_CANDIDATES_MAX);
+                if (snprintf(cpath, sizeof(cpath), "%s[%zu]", sub, ncands) < 0)
+                    cpath[0] = '\0';
+                if ((rc = parse_target(p, cpath, &cands[ncands], "weight", INT32_MAX)) != 0)
+                    return rc;
+                ncands++;
+            }
+            break;
+        case 5:
+            if ((rc = parse_target(p, sub, &mirror, "percent", 100)) != 0)
+                return rc;
+            has_mirror = 1;
+            break;
         case 0:
             name_line = line_of(&p->ev);
             if ((rc = read_str(p, sub, &name, &name_len)) != 0)
@@ -406,9 +485,9 @@ static int parse_route(parser *p, size_t index)
         return rc;
     if (name == NULL)
         return fail(p, SELDON_EPARSE, line, path, "name is required");
-    if (!(seen & 2u))
+    if (!(seen & 2u) && ncands == 0)
         return fail(p, SELDON_EPARSE, line, path, "upstreams is required");
-    if (nups == 0) {
+    if (nups == 0 && ncands == 0) {
         join(sub, sizeof(sub), path, "upstreams");
         return fail(p, SELDON_EPARSE, ups_line, sub, "expected at least one upstream");
     }
@@ -431,6 +510,19 @@ static int parse_route(parser *p, size_t index)
             snprintf(sub, sizeof(sub), "%s.upstreams[%zu]", path, i);
             return place(p, rc, ups[i].line, sub);
         }
+        sdn_rt_builder_version(p->b, ups[i].version);
+    }
+    for (i = 0; i < ncands; i++) {
+        rc = sdn_rt_builder_candidate(p->b, cands[i].name, cands[i].len, cands[i].weight);
+        if (rc != 0) {
+            snprintf(sub, sizeof(sub), "%s.candidates[%zu]", path, i);
+            return place(p, rc, cands[i].line, sub);
+        }
+    }
+    if (has_mirror &&
+        (rc = sdn_rt_builder_mirror(p->b, mirror.name, mirror.len, mirror.weight)) != 0) {
+        join(sub, sizeof(sub), path, "mirror");
+        return place(p, rc, mirror.line, sub);
     }
     return 0;
 }
@@ -520,6 +612,8 @@ int seldon_routes_parse(seldon_routes **out, const char *data, size_t len, const
     if (rc == 0) {
         sdn_rt_builder_set_defaults(p.b, &p.d);
         rc = seldon_routes_builder_finish(out, p.b);
+        if (rc == SELDON_EPARSE)
+            rc = sdn_error_prefix(rc, "%s", p.src);
     }
     if (p.have)
         yaml_event_delete(&p.ev);

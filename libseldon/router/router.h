@@ -16,15 +16,34 @@ typedef struct sdn_rt_route {
     int32_t retries;    /* -1: the default */
     uint32_t first;     /* into seldon_routes.route_ups */
     uint32_t nups;
+    /* An experiment in front (docs/experiments.md): candidates[cfirst .. +ncands). */
+    uint32_t cfirst, ncands;
+    uint64_t total_weight;
+    char *mirror_name; /* arena; NULL: no mirror */
+    size_t mirror_name_len;
+    int64_t mirror; /* the mirror's route index once built, else -1 */
+    uint32_t mirror_percent;
+    uint8_t versioned; /* an upstream of the route has a version */
 } sdn_rt_route;
+
+typedef struct sdn_rt_cand {
+    char *name; /* arena */
+    size_t name_len;
+    uint32_t route; /* the candidate's route index once built */
+    uint32_t weight;
+    uint32_t owner; /* the route whose experiment it belongs to */
+} sdn_rt_cand;
 
 struct seldon_routes {
     int refs; /* __atomic */
     seldon_routes_defaults d;
     sdn_rt_route *routes;
     size_t nroutes, routes_cap;
-    uint32_t *route_ups; /* upstream indices of every route, route after route */
+    uint32_t *route_ups;  /* upstream indices of every route, route after route */
+    uint32_t *route_vers; /* parallel: the model version each upstream serves (0: none) */
     size_t nroute_ups, route_ups_cap;
+    sdn_rt_cand *cands; /* experiment candidates of every route, route after route */
+    size_t ncands, cands_cap;
     seldon_router_upstream *ups; /* distinct upstreams */
     char **keys;                 /* "http|grpc" of each, the identity a balancer keeps state by */
     size_t *key_lens;
@@ -55,6 +74,22 @@ int sdn_rt_builder_route(seldon_routes_builder *b, const char *name, size_t len,
                          int32_t retries);
 int sdn_rt_builder_upstream(seldon_routes_builder *b, const char *http, size_t http_len,
                             const char *grpc, size_t grpc_len);
+/* Sets the version of the last upstream added. */
+void sdn_rt_builder_version(seldon_routes_builder *b, uint32_t version);
+int sdn_rt_builder_candidate(seldon_routes_builder *b, const char *name, size_t len,
+                             uint32_t weight);
+int sdn_rt_builder_mirror(seldon_routes_builder *b, const char *name, size_t len, uint32_t percent);
+/*
+ * The same for any route already added (route: its index), so that an experiment
+ * can take over a route that another part of the table added (the scheduler's
+ * pipelines, say). Bare reasons.
+ */
+int sdn_rt_builder_candidate_at(seldon_routes_builder *b, size_t route, const char *name,
+                                size_t len, uint32_t weight);
+int sdn_rt_builder_mirror_at(seldon_routes_builder *b, size_t route, const char *name, size_t len,
+                             uint32_t percent);
+/* The index of the route name if it is in the builder with upstreams of its own, else -1. */
+int64_t sdn_rt_builder_routable(const seldon_routes_builder *b, const char *name, size_t len);
 /* The index of a route already added under that name, or -1. */
 int64_t sdn_rt_builder_find(const seldon_routes_builder *b, const char *name, size_t len);
 void sdn_rt_builder_set_defaults(seldon_routes_builder *b, const seldon_routes_defaults *d);
@@ -76,6 +111,7 @@ struct seldon_router_metrics {
     seldon_metric *retries;
     seldon_metric *ejections;
     seldon_metric *connections;
+    seldon_metric *mirrored; /* {route}: copies picked an upstream of the mirror's route */
 };
 
 #endif

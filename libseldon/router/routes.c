@@ -292,6 +292,8 @@ static void table_free(seldon_routes *t)
         return;
     sdn_free(t->routes);
     sdn_free(t->route_ups);
+    sdn_free(t->route_vers);
+    sdn_free(t->cands);
     sdn_free(t->ups);
     sdn_free(t->keys);
     sdn_free(t->key_lens);
@@ -375,7 +377,8 @@ int sdn_rt_builder_route(seldon_routes_builder *b, const char *name, size_t len,
         return sdn_error(SELDON_EPARSE, "timeoutMs: expected 0 to 86400000");
     if (retries < -1 || retries > SELDON_ROUTES_RETRIES_MAX)
         return sdn_error(SELDON_EPARSE, "retries: expected 0 to %d", SELDON_ROUTES_RETRIES_MAX);
-    if (t->nroutes > 0 && t->routes[t->nroutes - 1].nups == 0)
+    if (t->nroutes > 0 && t->routes[t->nroutes - 1].nups == 0 &&
+        t->routes[t->nroutes - 1].ncands == 0)
         return sdn_error(SELDON_EPARSE, "route \"%s\" has no upstreams",
                          t->routes[t->nroutes - 1].name);
     if (t->nroutes >= SELDON_ROUTES_ROUTES_MAX)
@@ -406,6 +409,8 @@ int sdn_rt_builder_route(seldon_routes_builder *b, const char *name, size_t len,
     r->timeout_ms = timeout_ms;
     r->retries = retries;
     r->first = (uint32_t)t->nroute_ups;
+    r->cfirst = (uint32_t)t->ncands;
+    r->mirror = -1;
     t->nroutes++;
     s = (size_t)h & (t->name_cap - 1);
     while (t->name_index[s] != 0)
@@ -524,15 +529,236 @@ int sdn_rt_builder_upstream(seldon_routes_builder *b, const char *http, size_t h
     t->stamp[idx] = (uint32_t)t->nroutes;
     if (t->nroute_ups == t->route_ups_cap) {
         size_t ncap = t->route_ups_cap ? t->route_ups_cap * 2 : 16;
-        uint32_t *n = sdn_realloc(t->route_ups, ncap * sizeof(*n));
+        uint32_t *n = sdn_realloc(t->route_ups, ncap * sizeof(*n)), *vs;
         if (n == NULL)
             return sdn_error(SELDON_ENOMEM, "out of memory");
         t->route_ups = n;
+        vs = sdn_realloc(t->route_vers, ncap * sizeof(*vs));
+        if (vs == NULL)
+            return sdn_error(SELDON_ENOMEM, "out of memory");
+        t->route_vers = vs;
         t->route_ups_cap = ncap;
     }
+    t->route_vers[t->nroute_ups] = 0;
     t->route_ups[t->nroute_ups++] = (uint32_t)idx;
     r->nups++;
     return 0;
+}
+
+void sdn_rt_builder_version(seldon_routes_builder *b, uint32_t version)
+{
+    seldon_routes *t = b->t;
+    if (t->nroutes == 0 || t->routes[t->nroutes - 1].nups == 0)
+        return;
+    t->route_vers[t->nroute_ups - 1] = version;
+    if (version != 0)
+        t->routes[t->nroutes - 1].versioned = 1;
+}
+
+int64_t sdn_rt_builder_routable(const seldon_routes_builder *b, const char *name, size_t len)
+{
+    int64_t k = find_name(b->t, name, len, sdn_rt_hash(name, len));
+    return k >= 0 && b->t->routes[k].nups > 0 ? k : -1;
+}
+
+int sdn_rt_builder_candidate(seldon_routes_builder *b, const char *name, size_t len,
+                             uint32_t weight)
+{
+    if (b->t->nroutes == 0)
+        return sdn_error(SELDON_ESTATE, "a candidate needs a route first");
+    return sdn_rt_builder_candidate_at(b, b->t->nroutes - 1, name, len, weight);
+}
+
+int sdn_rt_builder_candidate_at(seldon_routes_builder *b, size_t route, const char *name,
+                                size_t len, uint32_t weight)
+{
+    seldon_routes *t = b->t;
+    sdn_rt_route *r;
+    sdn_rt_cand *c;
+    size_t i;
+    int rc;
+    if (route >= t->nroutes)
+        return sdn_error(SELDON_ESTATE, "a candidate needs a route first");
+    r = &t->routes[route];
+    if ((rc = sdn_rt_check_name(name, len)) != 0)
+        return rc;
+    if (weight > INT32_MAX)
+        return sdn_error(SELDON_EPARSE, "weight: expected 0 to %d", INT32_MAX);
+    if (r->ncands >= SELDON_ROUTES_CANDIDATES_MAX)
+        return sdn_error(SELDON_ETOOBIG, "more than %d candidates", SELDON_ROUTES_CANDIDATES_MAX);
+    if (r->ncands == 0)
+        r->cfirst = (uint32_t)t->ncands; /* its candidates are at or after here until built */
+    for (i = r->cfirst; r->ncands > 0 && i < t->ncands; i++) {
+        const sdn_rt_cand *o = &t->cands[i];
+        if (o->owner == route && o->name_len == len && memcmp(o->name, name, len) == 0) {
+            char q[280];
+            sdn_rt_quote(q, sizeof(q), name, len);
+            return sdn_error(SELDON_EEXIST, "duplicate candidate \"%s\"", q);
+        }
+    }
+    if (t->ncands == t->cands_cap) {
+        size_t ncap = t->cands_cap ? t->cands_cap * 2 : 8;
+        sdn_rt_cand *n = sdn_realloc(t->cands, ncap * sizeof(*n));
+        if (n == NULL)
+            return sdn_error(SELDON_ENOMEM, "out of memory");
+        t->cands = n;
+        t->cands_cap = ncap;
+    }
+    c = &t->cands[t->ncands];
+    memset(c, 0, sizeof(*c));
+    if ((c->name = sdn_arena_strndup(&t->arena, name, len)) == NULL)
+        return sdn_error(SELDON_ENOMEM, "out of memory");
+    c->name_len = len;
+    c->weight = weight;
+    c->owner = (uint32_t)route;
+    t->ncands++;
+    r->ncands++;
+    r->total_weight += weight;
+    return 0;
+}
+
+int sdn_rt_builder_mirror(seldon_routes_builder *b, const char *name, size_t len, uint32_t percent)
+{
+    if (b->t->nroutes == 0)
+        return sdn_error(SELDON_ESTATE, "a mirror needs a route first");
+    return sdn_rt_builder_mirror_at(b, b->t->nroutes - 1, name, len, percent);
+}
+
+int sdn_rt_builder_mirror_at(seldon_routes_builder *b, size_t route, const char *name, size_t len,
+                             uint32_t percent)
+{
+    seldon_routes *t = b->t;
+    sdn_rt_route *r;
+    int rc;
+    if (route >= t->nroutes)
+        return sdn_error(SELDON_ESTATE, "a mirror needs a route first");
+    r = &t->routes[route];
+    if ((rc = sdn_rt_check_name(name, len)) != 0)
+        return rc;
+    if (percent > 100)
+        return sdn_error(SELDON_EPARSE, "percent: expected 0 to 100");
+    if (r->mirror_name != NULL)
+        return sdn_error(SELDON_EEXIST, "the route has a mirror already");
+    if ((r->mirror_name = sdn_arena_strndup(&t->arena, name, len)) == NULL)
+        return sdn_error(SELDON_ENOMEM, "out of memory");
+    r->mirror_name_len = len;
+    r->mirror_percent = percent;
+    return 0;
+}
+
+/*
+ * Candidates added to earlier routes (sdn_rt_builder_candidate_at) are moved
+ * next to their route's others: each route's candidates end up contiguous, in
+ * the order they were added. Nothing moves in the usual case (route by route).
+ */
+static int group_candidates(seldon_routes *t)
+{
+    sdn_rt_cand *sorted;
+    size_t i, pos = 0, *next;
+    int grouped = 1;
+    for (i = 1; i < t->ncands && grouped; i++)
+        grouped = t->cands[i].owner >= t->cands[i - 1].owner;
+    if (grouped) {
+        for (i = 0; i < t->ncands; i++)
+            if (i == 0 || t->cands[i].owner != t->cands[i - 1].owner)
+                t->routes[t->cands[i].owner].cfirst = (uint32_t)i;
+        return 0;
+    }
+    sorted = sdn_malloc(t->ncands * sizeof(*sorted));
+    next = sdn_calloc(t->nroutes, sizeof(*next));
+    if (sorted == NULL || next == NULL) {
+        sdn_free(sorted);
+        sdn_free(next);
+        return sdn_error(SELDON_ENOMEM, "out of memory");
+    }
+    for (i = 0; i < t->nroutes; i++) {
+        t->routes[i].cfirst = (uint32_t)pos;
+        next[i] = pos;
+        pos += t->routes[i].ncands;
+    }
+    for (i = 0; i < t->ncands; i++)
+        sorted[next[t->cands[i].owner]++] = t->cands[i];
+    memcpy(t->cands, sorted, t->ncands * sizeof(*sorted));
+    sdn_free(sorted);
+    sdn_free(next);
+    return 0;
+}
+
+/* Resolves candidates and mirrors to route indices; bare reason naming the route on failure. */
+static int resolve_splits(seldon_routes *t)
+{
+    size_t i;
+    uint32_t j;
+    int rc;
+    if ((rc = group_candidates(t)) != 0)
+        return rc;
+    for (i = 0; i < t->nroutes; i++) {
+        sdn_rt_route *r = &t->routes[i];
+        int64_t k;
+        if (r->ncands > 0 && r->total_weight == 0)
+            return sdn_error(SELDON_EPARSE, "route \"%s\": the candidates' weights add up to 0",
+                             r->name);
+        for (j = 0; j < r->ncands; j++) {
+            sdn_rt_cand *c = &t->cands[r->cfirst + j];
+            k = find_name(t, c->name, c->name_len, sdn_rt_hash(c->name, c->name_len));
+            if (k < 0)
+                return sdn_error(SELDON_EPARSE, "route \"%s\": candidate \"%s\" is not a route",
+                                 r->name, c->name);
+            if (t->routes[k].nups == 0)
+                return sdn_error(SELDON_EPARSE,
+                                 "route \"%s\": candidate \"%s\" has no upstreams of its own",
+                                 r->name, c->name);
+            c->route = (uint32_t)k;
+        }
+        if (r->mirror_name != NULL) {
+            k = find_name(t, r->mirror_name, r->mirror_name_len,
+                          sdn_rt_hash(r->mirror_name, r->mirror_name_len));
+            if (k < 0)
+                return sdn_error(SELDON_EPARSE, "route \"%s\": mirror \"%s\" is not a route",
+                                 r->name, r->mirror_name);
+            if (t->routes[k].nups == 0)
+                return sdn_error(SELDON_EPARSE,
+                                 "route \"%s\": mirror \"%s\" has no upstreams of its own", r->name,
+                                 r->mirror_name);
+            r->mirror = k;
+        }
+    }
+    return 0;
+}
+
+int seldon_routes_builder_add_version(seldon_routes_builder *builder, const char *http,
+                                      const char *grpc, uint32_t version)
+{
+    int rc = seldon_routes_builder_add_upstream(builder, http, grpc);
+    if (rc == 0)
+        sdn_rt_builder_version(builder, version);
+    return rc;
+}
+
+int seldon_routes_builder_add_candidate(seldon_routes_builder *builder, const char *name,
+                                        uint32_t weight)
+{
+    int rc;
+    if (builder == NULL || name == NULL)
+        return sdn_error(SELDON_EINVAL, "routes_builder_add_candidate: NULL argument");
+    rc = sdn_rt_builder_candidate(builder, name, strlen(name), weight);
+    if (rc != 0 && builder->t->nroutes > 0)
+        return sdn_error_prefix(rc, "route \"%s\"",
+                                builder->t->routes[builder->t->nroutes - 1].name);
+    return rc;
+}
+
+int seldon_routes_builder_set_mirror(seldon_routes_builder *builder, const char *name,
+                                     uint32_t percent)
+{
+    int rc;
+    if (builder == NULL || name == NULL)
+        return sdn_error(SELDON_EINVAL, "routes_builder_set_mirror: NULL argument");
+    rc = sdn_rt_builder_mirror(builder, name, strlen(name), percent);
+    if (rc != 0 && builder->t->nroutes > 0)
+        return sdn_error_prefix(rc, "route \"%s\"",
+                                builder->t->routes[builder->t->nroutes - 1].name);
+    return rc;
 }
 
 int seldon_routes_builder_add_route(seldon_routes_builder *builder, const char *name,
@@ -565,9 +791,15 @@ int seldon_routes_builder_finish(seldon_routes **out, seldon_routes_builder *bui
     if (out == NULL || builder == NULL)
         return sdn_error(SELDON_EINVAL, "routes_builder_finish: NULL argument");
     *out = NULL;
-    if (builder->t->nroutes > 0 && builder->t->routes[builder->t->nroutes - 1].nups == 0)
+    if (builder->t->nroutes > 0 && builder->t->routes[builder->t->nroutes - 1].nups == 0 &&
+        builder->t->routes[builder->t->nroutes - 1].ncands == 0)
         return sdn_error(SELDON_EPARSE, "route \"%s\" has no upstreams",
                          builder->t->routes[builder->t->nroutes - 1].name);
+    {
+        int rc = resolve_splits(builder->t);
+        if (rc != 0)
+            return rc;
+    }
     fresh = table_new(&builder->t->d);
     if (fresh == NULL)
         return sdn_error(SELDON_ENOMEM, "out of memory");
@@ -656,10 +888,19 @@ int32_t seldon_routes_equal(const seldon_routes *a, const seldon_routes *b)
     for (i = 0; i < a->nroutes; i++) {
         const sdn_rt_route *ra = &a->routes[i], *rb = &b->routes[i];
         if (ra->name_len != rb->name_len || memcmp(ra->name, rb->name, ra->name_len) != 0 ||
-            ra->timeout_ms != rb->timeout_ms || ra->retries != rb->retries || ra->nups != rb->nups)
+            ra->timeout_ms != rb->timeout_ms || ra->retries != rb->retries ||
+            ra->nups != rb->nups || ra->ncands != rb->ncands || ra->mirror != rb->mirror ||
+            ra->mirror_percent != rb->mirror_percent)
             return 0;
+        for (j = 0; j < ra->ncands; j++) {
+            const sdn_rt_cand *ca = &a->cands[ra->cfirst + j], *cb = &b->cands[rb->cfirst + j];
+            if (ca->route != cb->route || ca->weight != cb->weight)
+                return 0;
+        }
         for (j = 0; j < ra->nups; j++) {
             uint32_t ua = a->route_ups[ra->first + j], ub = b->route_ups[rb->first + j];
+            if (a->route_vers[ra->first + j] != b->route_vers[rb->first + j])
+                return 0;
             if (a->key_lens[ua] != b->key_lens[ub] ||
                 memcmp(a->keys[ua], b->keys[ub], a->key_lens[ua]) != 0)
                 return 0;
@@ -712,15 +953,29 @@ int seldon_routes_serialize(seldon_buf *out, const seldon_routes *routes)
             rc |= putf(out, "  timeoutMs: %lld\n", (long long)r->timeout_ms);
         if (r->retries >= 0)
             rc |= putf(out, "  retries: %d\n", (int)r->retries);
-        rc |= put(out, "  upstreams:\n");
+        if (r->ncands > 0) {
+            rc |= put(out, "  candidates:\n");
+            for (j = 0; j < r->ncands; j++) {
+                const sdn_rt_cand *c = &routes->cands[r->cfirst + j];
+                rc |= putf(out, "  - {name: \"%s\", weight: %u}\n", c->name, (unsigned)c->weight);
+            }
+        }
+        if (r->mirror_name != NULL)
+            rc |= putf(out, "  mirror: {name: \"%s\", percent: %u}\n", r->mirror_name,
+                       (unsigned)r->mirror_percent);
+        rc |= put(out, r->nups ? "  upstreams:\n" : "  upstreams: []\n");
         for (j = 0; j < r->nups; j++) {
             const seldon_router_upstream *u = &routes->ups[routes->route_ups[r->first + j]];
+            char ver[32] = "";
+            if (routes->route_vers[r->first + j] != 0)
+                snprintf(ver, sizeof(ver), ", version: %u",
+                         (unsigned)routes->route_vers[r->first + j]);
             if (u->http && u->grpc)
-                rc |= putf(out, "  - {http: \"%s\", grpc: \"%s\"}\n", u->http, u->grpc);
+                rc |= putf(out, "  - {http: \"%s\", grpc: \"%s\"%s}\n", u->http, u->grpc, ver);
             else if (u->http)
-                rc |= putf(out, "  - {http: \"%s\"}\n", u->http);
+                rc |= putf(out, "  - {http: \"%s\"%s}\n", u->http, ver);
             else
-                rc |= putf(out, "  - {grpc: \"%s\"}\n", u->grpc);
+                rc |= putf(out, "  - {grpc: \"%s\"%s}\n", u->grpc, ver);
         }
     }
     if (rc != 0)
@@ -775,4 +1030,52 @@ out:
     sdn_free(tmp);
     seldon_buf_free(&b);
     return rc;
+}
+
+/* --- Experiments: reading a table ----------------------------------------- */
+
+uint32_t seldon_routes_upstream_version(const seldon_routes *routes, size_t route, size_t i)
+{
+    const sdn_rt_route *r;
+    if (routes == NULL || route >= routes->nroutes)
+        return 0;
+    r = &routes->routes[route];
+    return i < r->nups ? routes->route_vers[r->first + i] : 0;
+}
+
+size_t seldon_routes_candidate_count(const seldon_routes *routes, size_t route)
+{
+    return routes && route < routes->nroutes ? routes->routes[route].ncands : 0;
+}
+
+int seldon_routes_candidate(size_t *out_route, uint32_t *out_weight, const seldon_routes *routes,
+                            size_t route, size_t i)
+{
+    const sdn_rt_route *r;
+    if (routes == NULL || route >= routes->nroutes)
+        return sdn_error(SELDON_EINVAL, "routes_candidate: bad route");
+    r = &routes->routes[route];
+    if (i >= r->ncands)
+        return sdn_error(SELDON_ENOTFOUND, "route \"%s\" has no candidate %zu", r->name, i);
+    if (out_route != NULL)
+        *out_route = routes->cands[r->cfirst + i].route;
+    if (out_weight != NULL)
+        *out_weight = routes->cands[r->cfirst + i].weight;
+    return 0;
+}
+
+int seldon_routes_mirror(size_t *out_route, uint32_t *out_percent, const seldon_routes *routes,
+                         size_t route)
+{
+    const sdn_rt_route *r;
+    if (routes == NULL || route >= routes->nroutes)
+        return sdn_error(SELDON_EINVAL, "routes_mirror: bad route");
+    r = &routes->routes[route];
+    if (r->mirror < 0)
+        return sdn_error(SELDON_ENOTFOUND, "route \"%s\" has no mirror", r->name);
+    if (out_route != NULL)
+        *out_route = (size_t)r->mirror;
+    if (out_percent != NULL)
+        *out_percent = r->mirror_percent;
+    return 0;
 }

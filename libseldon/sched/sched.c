@@ -318,11 +318,43 @@ int sdn_sch_resource_put(seldon_sched *s, const char *key, const char *json, siz
 int sdn_sch_resource_experiment(seldon_sched *s, const char *key, const seldon_resource *res)
 {
     sch_resource *r = sdn_sch_map_get(&s->resources_by_key, key);
-    const char *t = res->spec.experiment.resource_type;
+    const seldon_experiment_spec *x = &res->spec.experiment;
+    const char *t = x->resource_type;
+    sch_exp *e;
+    size_t i;
     if (r == NULL)
         return SELDON_ENOTFOUND;
     r->exp_pipeline = t != NULL && strcmp(t, "pipeline") == 0;
-    return sdn_sch_set_reason(&r->exp_default, res->spec.experiment.default_name);
+    e = sdn_calloc(1, sizeof(*e));
+    if (e == NULL)
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+    if (x->candidates_count > 0 &&
+        ((e->cands = sdn_calloc(x->candidates_count, sizeof(*e->cands))) == NULL ||
+         (e->weights = sdn_calloc(x->candidates_count, sizeof(*e->weights))) == NULL))
+        goto oom;
+    for (i = 0; i < x->candidates_count; i++) {
+        if ((e->cands[i] = sdn_strndup(x->candidates[i].name, strlen(x->candidates[i].name))) ==
+            NULL)
+            goto oom;
+        e->ncands++;
+        e->weights[i] = x->candidates[i].weight > 0 ? (uint32_t)x->candidates[i].weight : 0;
+    }
+    if (x->mirror_name != NULL &&
+        (e->mirror = sdn_strndup(x->mirror_name, strlen(x->mirror_name))) == NULL)
+        goto oom;
+    e->mirror_percent = x->mirror_percent > 0 ? (uint32_t)x->mirror_percent : 0;
+    e->last_change = s->now;
+    if (r->exp != NULL) { /* a new spec: its readiness is reported again */
+        e->active = r->exp->active;
+        e->reported = 0;
+    }
+    sdn_sch_exp_free(r->exp);
+    r->exp = e;
+    s->routes_changed = 1;
+    return sdn_sch_set_reason(&r->exp_default, x->default_name);
+oom:
+    sdn_sch_exp_free(e);
+    return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
 }
 
 /* --- Lists ----------------------------------------------------------------- */
@@ -773,6 +805,7 @@ static int finish(seldon_sched *s)
         model_prune(s, s->dirty_models[i]);
     if (s->pl_check)
         sdn_sch_pipelines_refresh(s);
+    sdn_sch_experiments_refresh(s);
     if (s->store != NULL && (rc = sdn_sch_persist(s)) != 0) {
         /* Kept dirty: the next call that writes retries them, so the store catches up. */
         sdn_log(SELDON_LOG_ERROR, "scheduler: state not stored: %s", seldon_last_error());
@@ -865,6 +898,10 @@ int seldon_sched_open(seldon_sched **out, const seldon_sched_config *cfg, int64_
     s->next_cmd_id = 1;
     s->ready = 1;
     s->routes_gen = 1;
+    {
+        seldon_sched_autoscale as = SELDON_SCHED_AUTOSCALE_INIT;
+        s->autoscale = as;
+    }
     if (def.state_dir != NULL) {
         static const char *const dbs[SCH_DB_COUNT] = {"models", "servers", "resources", "meta"};
         if ((rc = sdn_store_open(&s->store, def.state_dir, def.map_size_bytes, dbs, SCH_DB_COUNT,
@@ -938,6 +975,7 @@ void seldon_sched_close(seldon_sched *sched)
         sdn_free(sv->replicas);
         sdn_free(sv->caps);
         sdn_free(sv->spec);
+        sdn_free(sv->scale_reason);
         sdn_free(sv->name);
         sdn_free(sv);
     }
@@ -945,6 +983,7 @@ void seldon_sched_close(seldon_sched *sched)
         sdn_free(sched->resources[i]->key);
         sdn_free(sched->resources[i]->json);
         sdn_free(sched->resources[i]->exp_default);
+        sdn_sch_exp_free(sched->resources[i]->exp);
         sdn_free(sched->resources[i]);
     }
     sdn_sch_pipelines_free(sched);
@@ -1253,6 +1292,8 @@ static int apply_server(seldon_sched *s, const seldon_resource *res)
     sv->has_resource = 1;
     sv->deleted = 0;
     sv->desired = ss->replicas;
+    sv->min_replicas = ss->min_replicas;
+    sv->max_replicas = ss->max_replicas;
     /* capabilities replace the serverConfig's defaults; extraCapabilities add to them. */
     if (ss->capabilities_count > 0) {
         d = ss->capabilities;
@@ -1331,6 +1372,19 @@ static int check_manifest(const seldon_sched *s, const seldon_manifest *mf)
         }
         if ((rc = sdn_sch_map_put(&seen[b->kind], b->name, (void *)b)) != 0)
             break;
+        if (b->kind == SELDON_KIND_EXPERIMENT && b->spec.experiment.mirror_name != NULL) {
+            /* No repeated names, as upstream: the mirror is not a candidate too. */
+            const seldon_experiment_spec *x = &b->spec.experiment;
+            size_t c;
+            for (c = 0; c < x->candidates_count && rc == 0; c++)
+                if (strcmp(x->candidates[c].name, x->mirror_name) == 0)
+                    rc = sdn_error(SELDON_EINVAL,
+                                   "document %zu (Experiment \"%s\"): spec.mirror.name: \"%s\" "
+                                   "is already a candidate",
+                                   b->document, b->name, x->mirror_name);
+            if (rc != 0)
+                break;
+        }
         if (b->kind == SELDON_KIND_EXPERIMENT && b->spec.experiment.default_name != NULL) {
             sch_map *d = &defaults[is_model_experiment(b)];
             const char *def = b->spec.experiment.default_name;
@@ -1488,6 +1542,9 @@ int seldon_sched_unload(seldon_sched *sched, seldon_kind kind, const char *name,
             return sdn_error(SELDON_ENOTFOUND, "%s \"%s\" not found", seldon_kind_name(kind), name);
         if ((rc = sdn_sch_resource_put(sched, key, NULL, 0, 0)) != 0)
             return rc;
+        sched->routes_changed = 1; /* the default's endpoint goes back to it */
+        if (res->exp != NULL)
+            res->exp->reported = 0;
         sdn_sch_event(sched, kind, res->key + 2, 0, "Deleted", NULL, NULL, -1);
         break;
     }
@@ -1924,6 +1981,8 @@ int64_t seldon_sched_tick(seldon_sched *sched, int64_t now_ns)
         }
     }
     touched_finish(sched, &t, 0);
+    if (sched->ready)
+        next = sdn_sch_autoscale(sched, now_ns);
     finish(sched);
     if (!sched->ready && sched->ready_deadline < next)
         next = sched->ready_deadline;

@@ -101,6 +101,10 @@ typedef struct sch_slot {
     char *reason;
     struct sch_slot *q_prev, *q_next; /* the replica's command queue */
     struct sch_slot *l_prev, *l_next; /* the in-flight list or the grace list */
+    /* Autoscaling (autoscale.c): the agent's last load report. */
+    uint32_t as_inflight;
+    uint8_t as_reported;
+    int64_t as_idle_since; /* no request since then; 0: busy */
 } sch_slot;
 
 typedef struct sch_version {
@@ -124,6 +128,9 @@ typedef struct sch_version {
     uint32_t nslots, capslots;
     uint32_t pend_pos;
     uint32_t mark; /* touched-list scratch */
+    /* Autoscaling (autoscale.c). */
+    int64_t as_above_since; /* load per replica above the threshold since; 0: not */
+    int64_t as_last_scale;  /* last change the autoscaler made */
 } sch_version;
 
 typedef struct sch_model {
@@ -171,7 +178,27 @@ typedef struct sch_server {
     uint32_t ncaps;
     sch_replica **replicas; /* by index; NULL holes */
     uint32_t nreplicas;
+    /* Server scaling (autoscale.c). */
+    int32_t min_replicas, max_replicas; /* of the Server resource; 0 when absent */
+    uint32_t scale_want;                /* replicas requested; 0: never asked */
+    uint8_t scale_owed;                 /* a request waits for seldon_sched_next_scale() */
+    int64_t scale_low_since;            /* fewer wanted since; 0: not */
+    char *scale_reason;
+    uint32_t as_pos; /* scratch: index in sched->servers */
 } sch_server;
+
+/* An experiment's spec as the routes and the status need it (experiments.c). */
+typedef struct sch_exp {
+    char **cands; /* candidate names as written (models, or pipelines without ".pipeline") */
+    uint32_t *weights;
+    uint32_t ncands;
+    char *mirror; /* or NULL */
+    uint32_t mirror_percent;
+    uint8_t active, cands_ready, mirror_ready; /* as last reported in an event */
+    uint8_t reported;                          /* a state event was sent */
+    char *reason;
+    int64_t last_change;
+} sch_exp;
 
 typedef struct sch_resource { /* Pipelines and Experiments: stored as written */
     char *key;                /* "<kind byte>:<name>" */
@@ -180,6 +207,7 @@ typedef struct sch_resource { /* Pipelines and Experiments: stored as written */
     uint8_t live;
     uint8_t exp_pipeline; /* an experiment over pipelines */
     char *exp_default;    /* an experiment's spec.default, or NULL */
+    sch_exp *exp;         /* an experiment's spec, or NULL */
 } sch_resource;
 
 /* Pipeline states, Seldon's names. */
@@ -285,6 +313,9 @@ struct seldon_sched {
     uint32_t epoch;       /* placement scratch marks */
     uint32_t touch_epoch; /* touched-list marks */
     seldon_buf scratch;
+
+    seldon_sched_autoscale autoscale; /* autoscale.c */
+    uint32_t scale_pos;               /* round robin of seldon_sched_next_scale() */
 };
 
 /* Growth of a pointer array. */
@@ -340,6 +371,16 @@ int sdn_sch_resource_put(seldon_sched *s, const char *key, const char *json, siz
 /* Records an experiment's default (for the one-default-per-model rule). */
 int sdn_sch_resource_experiment(seldon_sched *s, const char *key, const seldon_resource *res);
 
+/* Experiments (experiments.c). */
+void sdn_sch_exp_free(sch_exp *e);
+/* 1 when target (a candidate or the mirror of r) has a route to serve it. */
+int sdn_sch_exp_target_ready(const seldon_sched *s, const sch_resource *r, const char *target);
+/* The experiment's readiness now: cands_ready, mirror_ready; the first target waited for. */
+int sdn_sch_exp_ready(const seldon_sched *s, const sch_resource *r, int *cands_ready,
+                      int *mirror_ready, const char **waiting_for);
+/* Sends an event for each experiment whose readiness changed, and marks the routes. */
+void sdn_sch_experiments_refresh(seldon_sched *s);
+
 /* Pipelines (pipelines.c). */
 const char *sdn_sched_pipeline_state_name(int state);
 /* Compiles every Pipeline of the manifest (out[i] for resource i, NULL for other kinds). */
@@ -358,6 +399,11 @@ sch_pipeline *sdn_sch_pipeline_find(const seldon_sched *s, const char *name);
 void sdn_sch_pipelines_free(seldon_sched *s);
 /* 1 when the model has an available version. */
 int sdn_sch_model_available(const seldon_sched *s, const char *name);
+
+/* Autoscaling (autoscale.c): decisions at tick; the next deadline, or INT64_MAX. */
+int64_t sdn_sch_autoscale(seldon_sched *s, int64_t now);
+/* Replicas a server takes placements on (its resource's replicas or what was requested). */
+int32_t sdn_sch_server_size(const sch_server *sv);
 
 /* Persistence (persist.c). */
 #define SCH_DB_MODELS 0

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "router/router.h"
 #include "sched/sched.h"
 
 /* --- Routes ---------------------------------------------------------------- */
@@ -15,11 +16,89 @@ static int routed(const sch_slot *sl)
            (sl->r->http != NULL || sl->r->grpc != NULL);
 }
 
+/* The model's replicas as upstreams of the route being built, newest version first. */
+static int add_upstreams(seldon_routes_builder *b, seldon_sched *sched, const sch_model *m,
+                         int *started)
+{
+    uint32_t j, k, ep = ++sched->epoch;
+    int rc;
+    for (j = m->nversions; j-- > 0;) {
+        const sch_version *v = m->versions[j];
+        for (k = 0; k < v->nslots; k++) {
+            sch_slot *sl = v->slots[k];
+            if (!routed(sl) || sl->r->mark_m == ep)
+                continue;
+            sl->r->mark_m = ep;
+            if (!*started) {
+                if ((rc = seldon_routes_builder_add_route(b, m->name, -1, -1)) != 0)
+                    return rc;
+                *started = 1;
+            }
+            rc = seldon_routes_builder_add_version(b, sl->r->http, sl->r->grpc, v->number);
+            if (rc == SELDON_EEXIST)
+                rc = 0; /* two replicas at one address: one upstream */
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* A target's route name: the model's, or "<p>.pipeline". */
+static void target_route(char *out, size_t cap, const sch_resource *r, const char *target)
+{
+    snprintf(out, cap, "%s%s", target, r->exp_pipeline ? SELDON_ROUTER_PIPELINE_SUFFIX : "");
+}
+
+/* An experiment's candidates and mirror on route (an index of the builder). */
+static int add_split(seldon_routes_builder *b, size_t route, const sch_resource *r)
+{
+    const sch_exp *e = r->exp;
+    char name[SELDON_MANIFEST_NAME_MAX + 16];
+    uint32_t i;
+    int rc;
+    for (i = 0; i < e->ncands; i++) {
+        target_route(name, sizeof(name), r, e->cands[i]);
+        if ((rc = sdn_rt_builder_candidate_at(b, route, name, strlen(name), e->weights[i])) != 0)
+            return rc;
+    }
+    if (e->mirror != NULL && e->mirror_percent > 0) {
+        target_route(name, sizeof(name), r, e->mirror);
+        if ((rc = sdn_rt_builder_mirror_at(b, route, name, strlen(name), e->mirror_percent)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * An active experiment whose every target is a route of the table being built: models
+ * with a serving replica, pipelines once their "<p>.pipeline" routes are in the table.
+ */
+static int exp_routed(const seldon_sched *s, const seldon_routes_builder *b, const sch_resource *r)
+{
+    char name[SELDON_MANIFEST_NAME_MAX + 16];
+    int cr, mr;
+    const char *w;
+    uint32_t i;
+    if (r->key[0] != 'E' || !r->live || r->exp == NULL || r->exp->ncands == 0 ||
+        !sdn_sch_exp_ready(s, r, &cr, &mr, &w))
+        return 0;
+    for (i = 0; i <= r->exp->ncands; i++) {
+        const char *t = i < r->exp->ncands ? r->exp->cands[i] : r->exp->mirror;
+        if (t == NULL || (i == r->exp->ncands && r->exp->mirror_percent == 0))
+            continue;
+        target_route(name, sizeof(name), r, t);
+        if (sdn_rt_builder_routable(b, name, strlen(name)) < 0)
+            return 0;
+    }
+    return 1;
+}
+
 int seldon_sched_routes(seldon_routes **out, seldon_sched *sched)
 {
     seldon_routes_builder *b = NULL;
     seldon_routes *t = NULL;
-    uint32_t i, j, k, ep;
+    uint32_t i;
     int rc;
 
     if (out == NULL || sched == NULL)
@@ -36,26 +115,27 @@ int seldon_sched_routes(seldon_routes **out, seldon_sched *sched)
         int started = 0;
         if (m->deleted)
             continue;
-        ep = ++sched->epoch;
-        for (j = m->nversions; j-- > 0;) {
-            const sch_version *v = m->versions[j];
-            for (k = 0; k < v->nslots; k++) {
-                sch_slot *sl = v->slots[k];
-                if (!routed(sl) || sl->r->mark_m == ep)
-                    continue;
-                sl->r->mark_m = ep;
-                if (!started) {
-                    if ((rc = seldon_routes_builder_add_route(b, m->name, -1, -1)) != 0)
-                        goto out;
-                    started = 1;
-                }
-                rc = seldon_routes_builder_add_upstream(b, sl->r->http, sl->r->grpc);
-                if (rc == SELDON_EEXIST)
-                    rc = 0; /* two replicas at one address: one upstream */
-                if (rc != 0)
-                    goto out;
-            }
-        }
+        if ((rc = add_upstreams(b, sched, m, &started)) != 0)
+            goto out;
+    }
+    /* Routes of other kinds (pipelines) go above: experiments split over what is here. */
+    for (i = 0; i < sched->nresources; i++) {
+        const sch_resource *r = sched->resources[i];
+        char name[SELDON_MANIFEST_NAME_MAX + 16];
+        int64_t def;
+        if (!exp_routed(sched, b, r))
+            continue;
+        /* Reachable as "<name>.experiment", and through its default's own endpoint. */
+        snprintf(name, sizeof(name), "%s%s", r->key + 2, SELDON_ROUTER_EXPERIMENT_SUFFIX);
+        if ((rc = seldon_routes_builder_add_route(b, name, -1, -1)) != 0 ||
+            (rc = add_split(b, (size_t)sdn_rt_builder_find(b, name, strlen(name)), r)) != 0)
+            goto out;
+        if (r->exp_default == NULL)
+            continue;
+        target_route(name, sizeof(name), r, r->exp_default);
+        def = sdn_rt_builder_routable(b, name, strlen(name));
+        if (def >= 0 && (rc = add_split(b, (size_t)def, r)) != 0)
+            goto out;
     }
     if ((rc = seldon_routes_builder_finish(&t, b)) != 0)
         goto out;
@@ -82,6 +162,7 @@ struct seldon_sched_status {
     seldon_sched_model_status *models;
     seldon_sched_server_status *srv;
     seldon_sched_pipeline_status *pls;
+    seldon_sched_experiment_status *exps;
 };
 
 static const char *dup(seldon_sched_status *st, const char *s, int *bad)
@@ -375,4 +456,95 @@ const seldon_sched_pipeline_status *seldon_sched_status_pipeline(const seldon_sc
     if (status == NULL || status->servers != 2 || i >= status->n)
         return NULL;
     return &status->pls[i];
+}
+
+/* --- Experiments ------------------------------------------------------------- */
+
+static void fill_experiment(seldon_sched_status *st, seldon_sched_experiment_status *out,
+                            const seldon_sched *s, const sch_resource *r, int *bad)
+{
+    const sch_exp *e = r->exp;
+    const char *waiting = NULL, **names;
+    uint32_t *weights;
+    char why[SELDON_MANIFEST_NAME_MAX + 64];
+    int cr = 0, mr = 0, active = 0;
+    uint32_t i;
+    out->name = dup(st, r->key + 2, bad);
+    out->default_name = dup(st, r->exp_default, bad);
+    out->resource_type = r->exp_pipeline ? "pipeline" : "model";
+    out->spec = dup(st, r->json, bad);
+    out->deleted = !r->live;
+    if (e == NULL)
+        return;
+    names = alloc(st, e->ncands, sizeof(char *), bad);
+    weights = alloc(st, e->ncands, sizeof(uint32_t), bad);
+    for (i = 0; names && weights && i < e->ncands; i++) {
+        names[i] = dup(st, e->cands[i], bad);
+        weights[i] = e->weights[i];
+    }
+    out->candidates = names;
+    out->weights = weights;
+    out->candidates_count = names && weights ? e->ncands : 0;
+    out->mirror = dup(st, e->mirror, bad);
+    out->mirror_percent = e->mirror_percent;
+    out->last_change_ns = e->last_change;
+    if (r->live)
+        active = sdn_sch_exp_ready(s, r, &cr, &mr, &waiting);
+    out->active = active;
+    out->candidates_ready = cr;
+    out->mirror_ready = mr;
+    if (!r->live)
+        snprintf(why, sizeof(why), "experiment stopped");
+    else if (active)
+        snprintf(why, sizeof(why), "experiment active");
+    else
+        snprintf(why, sizeof(why), "waiting for %s %s \"%.253s\"", cr ? "mirror" : "candidate",
+                 r->exp_pipeline ? "pipeline" : "model", waiting ? waiting : "");
+    out->state = !r->live ? "ExperimentTerminated"
+                 : active ? "ExperimentActive"
+                          : "ExperimentWaiting";
+    out->reason = dup(st, why, bad);
+    out->waiting_for = dup(st, waiting, bad);
+}
+
+int seldon_sched_experiments(seldon_sched_status **out, seldon_sched *sched, const char *name)
+{
+    seldon_sched_status *st;
+    uint32_t i, n = 0;
+    int bad = 0;
+    if (out == NULL || sched == NULL)
+        return sdn_error(SELDON_EINVAL, "sched_experiments: NULL argument");
+    *out = NULL;
+    for (i = 0; i < sched->nresources; i++) {
+        const sch_resource *r = sched->resources[i];
+        if (r->key[0] == 'E' && r->live && (name == NULL || strcmp(r->key + 2, name) == 0))
+            n++;
+    }
+    if (name != NULL && n == 0)
+        return sdn_error(SELDON_ENOTFOUND, "Experiment \"%s\" not found", name);
+    st = sdn_calloc(1, sizeof(*st));
+    if (st == NULL)
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+    sdn_arena_init(&st->arena, NULL, 0);
+    st->servers = 3;
+    st->exps = alloc(st, n, sizeof(*st->exps), &bad);
+    for (i = 0; st->exps && i < sched->nresources; i++) {
+        const sch_resource *r = sched->resources[i];
+        if (r->key[0] == 'E' && r->live && (name == NULL || strcmp(r->key + 2, name) == 0))
+            fill_experiment(st, &st->exps[st->n++], sched, r, &bad);
+    }
+    if (bad) {
+        seldon_sched_status_free(st);
+        return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+    }
+    *out = st;
+    return 0;
+}
+
+const seldon_sched_experiment_status *
+seldon_sched_status_experiment(const seldon_sched_status *status, size_t i)
+{
+    if (status == NULL || status->servers != 3 || i >= status->n)
+        return NULL;
+    return &status->exps[i];
 }

@@ -183,7 +183,7 @@ int sdn_sch_draining(const sch_replica *r)
     const sch_server *sv = r->s;
     if (sv->deleted)
         return 1;
-    return sv->has_resource && sv->desired >= 0 && r->index >= (uint32_t)sv->desired;
+    return sv->has_resource && sv->desired >= 0 && r->index >= (uint32_t)sdn_sch_server_size(sv);
 }
 
 int sdn_sch_set_reason(char **dst, const char *reason)

@@ -180,6 +180,22 @@ const char *sdn_svc_method_label(int kind)
     }
 }
 
+/* The series of a {name, method_type, code} family (held: released by the caller), NULL
+   when it cannot be had. */
+static seldon_series *held3(seldon_metric *m, const char *name, const char *method, int code)
+{
+    char codebuf[16];
+    const char *labels[3];
+    seldon_series *series = NULL;
+    if (m == NULL)
+        return NULL;
+    snprintf(codebuf, sizeof(codebuf), "%d", code);
+    labels[0] = name;
+    labels[1] = method;
+    labels[2] = codebuf;
+    return seldon_metric_series_hold(&series, m, labels) == 0 ? series : NULL;
+}
+
 /* The series of a {name, method_type, code} family; NULL when it cannot be had. */
 static seldon_series *series3(seldon_metric *m, const char *name, const char *method, int code)
 {
@@ -216,14 +232,23 @@ struct sdn_svc_model {
     /* Under the service's lock. */
     sdn_svc_model *next;
     seldon_model *model; /* a reference of the list's own while listed */
-    /* The success series, by method label (rest, grpc, local), found once per instance. */
+    /* The success series, by method label (rest, grpc, local), found once per instance and
+       held by it: they leave the registry with the last instance of the model's name, so a
+       server that loads many versions keeps only the live ones' (docs/autoscaling.md). */
     seldon_series *ok_total[3];
     seldon_series *ok_seconds[3];
+    seldon_series *batch_size; /* held too; NULL without batching */
 };
 
 static void svc_model_free(void *p)
 {
     sdn_svc_model *x = p;
+    int k;
+    for (k = 0; k < 3; k++) {
+        seldon_series_release(x->ok_total[k]);
+        seldon_series_release(x->ok_seconds[k]);
+    }
+    seldon_series_release(x->batch_size);
     pthread_mutex_destroy(&x->lock);
     seldon_batcher_free(x->batcher);
     sdn_free(x);
@@ -254,9 +279,13 @@ static sdn_svc_model *ext_of(seldon_service *svc, seldon_model *model)
     }
     for (k = 0; k < 3; k++) {
         int ok = kinds[k] == SDN_SVC_REST ? 200 : 0;
-        mine->ok_total[k] = series3(svc->m_infer_total, name, sdn_svc_method_label(kinds[k]), ok);
-        mine->ok_seconds[k] =
-            series3(svc->m_infer_seconds, name, sdn_svc_method_label(kinds[k]), ok);
+        mine->ok_total[k] = held3(svc->m_infer_total, name, sdn_svc_method_label(kinds[k]), ok);
+        mine->ok_seconds[k] = held3(svc->m_infer_seconds, name, sdn_svc_method_label(kinds[k]), ok);
+    }
+    if (mine->batcher != NULL && svc->m_batch_size != NULL) {
+        const char *labels[1] = {name};
+        if (seldon_metric_series_hold(&mine->batch_size, svc->m_batch_size, labels) != 0)
+            mine->batch_size = NULL;
     }
     x = seldon_model_host_data(model, mine, svc_model_free);
     if (x != mine)
@@ -274,7 +303,7 @@ void sdn_svc_count_infer(seldon_service *svc, seldon_model *model, int kind, int
     if (svc->metrics == NULL)
         return;
     if (model != NULL && code == (kind == SDN_SVC_REST ? 200 : 0) &&
-        (x = ext_of(svc, model)) != NULL && x->ok_total[k] != NULL) {
+        (x = ext_of(svc, model)) != NULL && x->ok_total[k] != NULL && x->ok_seconds[k] != NULL) {
         seldon_series_add(x->ok_total[k], 1);
         seldon_series_observe(x->ok_seconds[k], seconds);
         return;
@@ -324,6 +353,11 @@ static void observe_batch(seldon_service *svc, seldon_model *model, size_t count
 {
     const char *labels[1] = {seldon_model_name(model)};
     seldon_series *series = NULL;
+    sdn_svc_model *x = seldon_model_host_data(model, NULL, NULL);
+    if (x != NULL && x->batch_size != NULL) { /* batching: its instance holds the series */
+        seldon_series_observe(x->batch_size, (double)count);
+        return;
+    }
     if (svc->m_batch_size != NULL && seldon_metric_series(&series, svc->m_batch_size, labels) == 0)
         seldon_series_observe(series, (double)count);
 }

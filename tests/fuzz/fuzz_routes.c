@@ -19,7 +19,7 @@ static void fail(const char *what)
     abort();
 }
 
-static void check_table(seldon_routes *rt)
+static void check_table(seldon_routes *rt, const uint8_t *data, size_t size)
 {
     seldon_buf one = SELDON_BUF_INIT, two = SELDON_BUF_INIT;
     seldon_routes *back = NULL;
@@ -43,9 +43,27 @@ static void check_table(seldon_routes *rt)
         int32_t retry = 1;
         if (seldon_routes_find(&idx, rt, name, strlen(name)) != 0 || idx != i)
             fail("a route is not found by its name");
-        if (seldon_routes_upstream_count(rt, i) == 0)
-            fail("a route without upstreams");
-        if (seldon_router_req_new(&req, lb, name, strlen(name), SELDON_ROUTER_HTTP, 0) != 0)
+        if (seldon_routes_upstream_count(rt, i) == 0 && seldon_routes_candidate_count(rt, i) == 0)
+            fail("a route without upstreams or candidates");
+        {
+            /* The experiment's decision, with the input as an x-seldon-route value. */
+            size_t to;
+            int64_t mirror;
+            int32_t sticky;
+            uint64_t rnd = size >= 8 ? (uint64_t)data[0] << 56 | (uint64_t)data[size - 1] : size;
+            if (seldon_routes_decide(&to, &mirror, &sticky, rt, i, (const char *)data, size, rnd) !=
+                0)
+                fail("decide");
+            if (to >= seldon_routes_count(rt) || seldon_routes_upstream_count(rt, to) == 0)
+                fail("decided for a route without upstreams");
+            if (mirror >= 0 && ((size_t)mirror >= seldon_routes_count(rt) ||
+                                seldon_routes_upstream_count(rt, (size_t)mirror) == 0))
+                fail("mirrored to a route without upstreams");
+            if (sticky && seldon_routes_candidate_count(rt, i) == 0)
+                fail("sticky without candidates");
+        }
+        if (seldon_router_req_new_split(&req, lb, name, strlen(name), (const char *)data, size,
+                                        SELDON_ROUTER_HTTP, 0) != 0)
             fail("req_new");
         while (retry && seldon_router_pick(&u, req, 0) == 0) {
             if (u->http == NULL || u->http_port == 0)
@@ -69,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len;
     int rc = seldon_routes_parse(&rt, (const char *)data, size, "fuzz");
     if (rc == 0) {
-        check_table(rt);
+        check_table(rt, data, size);
         seldon_routes_release(rt);
     } else if (seldon_last_error()[0] == '\0' || rt != NULL) {
         fail("a refusal without a message");

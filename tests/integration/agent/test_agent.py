@@ -8,6 +8,7 @@ import numpy as np
 
 from conftest import (AGENT, HOST, Agent, FakeScheduler, add, infer_rest, metric, request,
                       wait_until)
+from conftest import metrics as sh_metrics
 
 
 def test_help():
@@ -126,11 +127,23 @@ def test_versions_and_internal_header(pair, g):
     assert not (pair.models / "m_2").exists()
     status, doc = infer_rest(pair.agent.http, "m", [0])
     assert status == 200 and doc["model_name"] == "m_1"
+    # An unloaded version's series go (so a long-lived agent does not grow with every
+    # version it ever served: docs/autoscaling.md); the live version's stay.
+    m = pair.agent.metrics()
+    assert not [s for s in m if s[1].get("model_internal") == "m_2"], m
+    assert metric(m, "seldon_model_infer_total", model_internal="m_1") >= 1
+    assert metric(m, "seldon_loaded_model_gauge", model_internal="m_1") == 1
+    # The server's too, once its instance of m_2 is gone (the last call let it go).
+    wait_until(lambda: not [s for s in sh_metrics(pair.server.http)
+                            if s[1].get("model") == "m_2"], 30,
+               lambda: f"seldon-server kept m_2's series: {sh_metrics(pair.server.http)}")
+    assert metric(sh_metrics(pair.server.http), "seldon_model_infer_total", model="m_1",
+                  code="200") >= 1
     pair.sched.unload("m", 1)
     status, doc = infer_rest(pair.agent.http, "m", [0])
     assert status == 404, doc
     m = pair.agent.metrics()
-    assert metric(m, "seldon_unload_model_counter", model="m") == 2
+    assert not [s for s in m if s[1].get("model") == "m"], m
     # Unloading what is not held is not an error.
     pair.sched.unload("m", 7)
 

@@ -454,7 +454,8 @@ spec:
                                         headers={"x-tenant": "blue", "x-request-id": "xh-1"})
         assert code == 200 and outputs(body) == {"INPUT": V4}, body
         assert head["x-tenant"] == "blue" and head["x-request-id"] == "xh-1"
-        assert head["x-seldon-route"] == ":xh1::xh2:", head
+        # each step's router names the model version (:xh1_1:) beside the model's own value
+        assert head["x-seldon-route"] == ":xh1_1::xh1::xh2_1::xh2:", head
         assert head["x-model-xh1"] == "seen" and head["x-model-xh2"] == "seen"
         calls = [(m, md) for m, md in fake.seen if md.get("x-request-id") == "xh-1"]
         assert [m for m, _ in calls] == ["xh1", "xh2"]
@@ -468,7 +469,8 @@ spec:
                 req, metadata=[("seldon-model", "xhp.pipeline"), ("x-tenant", "red")],
                 timeout=GUARD)
             meta = dict(call.initial_metadata())
-            assert meta["x-tenant"] == "red" and meta["x-seldon-route"] == ":xh1::xh2:", meta
+            assert meta["x-tenant"] == "red" and meta["x-seldon-route"] == \
+                ":xh1_1::xh1::xh2_1::xh2:", meta
             assert resp.id == meta["x-request-id"]
             assert [md.get("x-tenant") for m, md in fake.seen[-2:]] == ["red", "red"]
         finally:

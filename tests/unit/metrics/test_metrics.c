@@ -1,6 +1,7 @@
 /* Prometheus metrics: families, series, concurrency, and the text format. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "seldon/metrics.h"
@@ -105,5 +106,86 @@ Test(metrics, concurrent_updates_lose_nothing)
     for (i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     cr_assert_eq(seldon_series_value(shared), 400000.0);
+    seldon_metrics_free(r);
+}
+
+Test(metrics, remove_drops_the_series_of_a_label_value)
+{
+    seldon_metrics *r = NULL;
+    seldon_metric *req = NULL;
+    seldon_series *s = NULL;
+    const char *labels[2] = {"model", "method"};
+    const char *v1[2] = {"iris_1", "rest"}, *v1g[2] = {"iris_1", "grpc"},
+               *v2[2] = {"iris_2", "rest"};
+    int i;
+
+    CHECK_OK(seldon_metrics_new(&r));
+    CHECK_OK(seldon_metrics_add(&req, r, SELDON_METRIC_COUNTER, "seldon_requests_total", "R.",
+                                labels, 2, NULL, 0));
+    CHECK_OK(seldon_metric_series(&s, req, v1));
+    seldon_series_add(s, 1);
+    CHECK_OK(seldon_metric_series(&s, req, v2));
+    seldon_series_add(s, 2);
+    CHECK_OK(seldon_metric_series(&s, req, v1g));
+    seldon_series_add(s, 3);
+    cr_assert_eq(seldon_metric_remove(req, 0, "iris_1"), 2);
+    cr_assert_eq(seldon_metric_remove(req, 0, "iris_1"), 0);
+    cr_assert_eq(seldon_metric_remove(req, 2, "iris_1"), 0, "no such label");
+    cr_assert_eq(seldon_metric_remove(NULL, 0, "x"), 0);
+    cr_assert_str_eq(render(r), "# HELP seldon_requests_total R.\n"
+                                "# TYPE seldon_requests_total counter\n"
+                                "seldon_requests_total{model=\"iris_2\",method=\"rest\"} 2\n");
+    /* Many versions come and go: nothing stays behind. */
+    for (i = 0; i < 1000; i++) {
+        char name[32];
+        const char *v[2] = {name, "rest"};
+        snprintf(name, sizeof(name), "m_%d", i);
+        CHECK_OK(seldon_metric_series(&s, req, v));
+        seldon_series_add(s, 1);
+        cr_assert_eq(seldon_metric_remove(req, 0, name), 1);
+    }
+    cr_assert_str_eq(render(r), "# HELP seldon_requests_total R.\n"
+                                "# TYPE seldon_requests_total counter\n"
+                                "seldon_requests_total{model=\"iris_2\",method=\"rest\"} 2\n");
+    /* A series asked for again starts from zero. */
+    CHECK_OK(seldon_metric_series(&s, req, v1));
+    cr_assert_eq(seldon_series_value(s), 0);
+    seldon_metrics_free(r);
+}
+
+Test(metrics, held_series_go_with_their_last_holder)
+{
+    seldon_metrics *r = NULL;
+    seldon_metric *req = NULL;
+    seldon_series *a = NULL, *b = NULL, *p = NULL;
+    const char *labels[1] = {"model"};
+    const char *v1[1] = {"iris_1"}, *v2[1] = {"iris_2"};
+
+    CHECK_OK(seldon_metrics_new(&r));
+    CHECK_OK(seldon_metrics_add(&req, r, SELDON_METRIC_COUNTER, "seldon_requests_total", "R.",
+                                labels, 1, NULL, 0));
+    /* Two holders of iris_1 (an old instance and its reload): one release keeps it. */
+    CHECK_OK(seldon_metric_series_hold(&a, req, v1));
+    CHECK_OK(seldon_metric_series_hold(&b, req, v1));
+    cr_assert_eq(a, b);
+    seldon_series_add(a, 2);
+    cr_assert_eq(seldon_metric_remove(req, 0, "iris_1"), 0, "a held series is not removed");
+    seldon_series_release(a);
+    seldon_series_add(b, 1);
+    cr_assert_str_eq(render(r), "# HELP seldon_requests_total R.\n"
+                                "# TYPE seldon_requests_total counter\n"
+                                "seldon_requests_total{model=\"iris_1\"} 3\n");
+    seldon_series_release(b);
+    cr_assert_str_eq(render(r), "# HELP seldon_requests_total R.\n"
+                                "# TYPE seldon_requests_total counter\n");
+    /* Asked for plainly too: permanent, releases do not free it. */
+    CHECK_OK(seldon_metric_series_hold(&a, req, v2));
+    CHECK_OK(seldon_metric_series(&p, req, v2));
+    seldon_series_release(a);
+    seldon_series_add(p, 5);
+    cr_assert_str_eq(render(r), "# HELP seldon_requests_total R.\n"
+                                "# TYPE seldon_requests_total counter\n"
+                                "seldon_requests_total{model=\"iris_2\"} 5\n");
+    seldon_series_release(NULL);
     seldon_metrics_free(r);
 }

@@ -196,10 +196,10 @@ Test(routes, errors_name_line_and_field)
             "routes.yaml:1: route: unknown field (expected one of defaults, routes)");
     refused("routes:\n- name: a\n  weight: 3\n  upstreams: [{http: \"h:1\"}]\n", SELDON_EPARSE,
             "routes.yaml:3: routes[0].weight: unknown field (expected one of name, upstreams, "
-            "timeoutMs, retries)");
+            "timeoutMs, retries, candidates, mirror)");
     refused("routes:\n- name: a\n  upstreams: [{http: \"h:1\", https: \"h:2\"}]\n", SELDON_EPARSE,
             "routes.yaml:3: routes[0].upstreams[0].https: unknown field (expected one of http, "
-            "grpc)");
+            "grpc, version)");
     refused("defaults:\n  timeout: 3\nroutes: []\n", SELDON_EPARSE,
             "routes.yaml:2: defaults.timeout: unknown field (expected one of timeoutMs, retries, "
             "connectTimeoutMs, ejection)");
