@@ -18,7 +18,7 @@ fi
 cmake -S "$top" -B "$dir" "${opts[@]}" >/dev/null
 if [ "$variant" = fuzz ]; then
   # Only the fuzz targets: plugins and daemons do not link against clang's sanitizer runtimes.
-  cmake --build "$dir" -j "$jobs" --target fuzz_json fuzz_pb fuzz_routes fuzz_settings fuzz_manifest fuzz_http fuzz_http_response fuzz_h2 fuzz_pipeline fuzz_sched_store fuzz_agent fuzz_control fuzz_kafka
+  cmake --build "$dir" -j "$jobs" --target fuzz_json fuzz_pb fuzz_routes fuzz_settings fuzz_manifest fuzz_http fuzz_http_response fuzz_h2 fuzz_pipeline fuzz_sched_store fuzz_agent fuzz_control fuzz_kafka fuzz_pbjson
 else
   cmake --build "$dir" -j "$jobs"
 fi

@@ -16,6 +16,7 @@
 #include "seldon/common.h"
 
 #define CLI_HEADERS_MAX 32
+#define CLI_KAFKA_ARGS_MAX 64
 
 typedef struct cli_opts {
     const char *file;
@@ -29,6 +30,17 @@ typedef struct cli_opts {
     long iterations;
     int show_headers;
     int sticky; /* -s: send the first answer's x-seldon-route back on later requests */
+    int timeout_given; /* -t was given (pipeline inspect has its own default) */
+    /* pipeline inspect */
+    long offset;            /* --offset: records per partition (default 1) */
+    const char *request_id; /* --request-id */
+    int json;               /* --format json */
+    int verbose;            /* -v: headers too */
+    /* --kafka-config KEY=VALUE ('p') and --kafka-config-file FILE ('f'), in order */
+    const char *kafka_args[CLI_KAFKA_ARGS_MAX];
+    char kafka_kinds[CLI_KAFKA_ARGS_MAX];
+    size_t nkafka;
+    const char *kafka_broker, *kafka_prefix, *kafka_ns;
 } cli_opts;
 
 typedef struct cli {

@@ -15,8 +15,12 @@
 #include "cli.h"
 #include "rpc.h"
 #include "sdd.h"
+#include "seldon/kafka.h"
 #include "seldon/manifest.h"
 #include "seldon_control.pb-c.h"
+#ifdef SELDON_CLI_KAFKA
+#include "inspect.h"
+#endif
 
 typedef Seldon__Control__V1__ModelStatus ModelStatus;
 typedef Seldon__Control__V1__ModelStatusResponse ModelStatusResponse;
@@ -52,6 +56,12 @@ static void usage(FILE *f)
         "  pipeline status NAME | -f FILE   a pipeline's status (version, state, the models\n"
         "                              it waits for)\n"
         "  pipeline list               every pipeline and its state\n"
+        "  pipeline inspect P[.STEP[.inputs|.outputs[.TENSOR]]]\n"
+        "                              the last records of the pipeline's Kafka topics (P:\n"
+        "                              every step's and the pipeline's; P.inputs|outputs;\n"
+        "                              a step's model topics, kept when their pipeline\n"
+        "                              header is P); values decoded as JSON, one a line:\n"
+        "                              TOPIC<tab>KEY<tab>VALUE\n"
         "  pipeline infer NAME 'JSON'  an inference request to a pipeline (seldon-model:\n"
         "                              NAME.pipeline on /v2/models/NAME/infer, or gRPC)\n"
         "  experiment start -f FILE    start the file's experiments (-w: wait until active)\n"
@@ -83,6 +93,19 @@ static void usage(FILE *f)
         "  -s, --sticky-session        with -i: send the first answer's x-seldon-route\n"
         "                              back on the later requests (pins an experiment)\n"
         "  --show-headers              print the response headers on stderr\n"
+        "\n"
+        "pipeline inspect:\n"
+        "  --offset N                  the last N records of each partition (default 1)\n"
+        "  --request-id ID             only records of this request (the key, the key's\n"
+        "                              request id, or the x-request-id header)\n"
+        "  --format raw|json           raw: one record a line (default); json: one document\n"
+        "  -v, --verbose               the headers too\n"
+        "  -t, --timeout-secs N        bound on the whole read (default 10 here)\n"
+        "  --kafka-broker HOSTS        default $SELDON_KAFKA_BROKER or localhost:9092\n"
+        "  --kafka-config KEY=VALUE    a librdkafka property (repeatable; SASL, TLS, ...)\n"
+        "  --kafka-config-file FILE    librdkafka properties, one KEY=VALUE a line\n"
+        "  --kafka-prefix P            topic prefix (default seldon)\n"
+        "  --kafka-namespace NS        topic namespace (default default; --namespace too)\n"
         "  -h, --help, --version\n"
         "\n"
         "Exit status: 0 on success, 1 when the command failed (the reason on stderr),\n"
@@ -822,7 +845,22 @@ static int file_each(cli *c, const char *path, seldon_kind only, int status)
 
 static int parse_args(cli_opts *o, int argc, char **argv)
 {
-    enum { O_SCHED = 256, O_INFER, O_MODE, O_HEADER, O_SHOW, O_VERSION };
+    enum {
+        O_SCHED = 256,
+        O_INFER,
+        O_MODE,
+        O_HEADER,
+        O_SHOW,
+        O_VERSION,
+        O_OFFSET,
+        O_RID,
+        O_FORMAT,
+        O_KBROKER,
+        O_KCONFIG,
+        O_KFILE,
+        O_KPREFIX,
+        O_KNS
+    };
     static const struct option opts[] = {
         {"file-path", required_argument, NULL, 'f'},
         {"file", required_argument, NULL, 'f'},
@@ -838,6 +876,17 @@ static int parse_args(cli_opts *o, int argc, char **argv)
         {"sticky-session", no_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
+        {"offset", required_argument, NULL, O_OFFSET},
+        {"request-id", required_argument, NULL, O_RID},
+        {"format", required_argument, NULL, O_FORMAT},
+        {"verbose", no_argument, NULL, 'v'},
+        {"kafka-broker", required_argument, NULL, O_KBROKER},
+        {"kafka-config", required_argument, NULL, O_KCONFIG},
+        {"kafka-config-file", required_argument, NULL, O_KFILE},
+        {"kafka-config-path", required_argument, NULL, O_KFILE},
+        {"kafka-prefix", required_argument, NULL, O_KPREFIX},
+        {"kafka-namespace", required_argument, NULL, O_KNS},
+        {"namespace", required_argument, NULL, O_KNS},
         {NULL, 0, NULL, 0},
     };
     const char *env;
@@ -852,6 +901,7 @@ static int parse_args(cli_opts *o, int argc, char **argv)
     o->mode = "rest";
     o->timeout_s = 60;
     o->iterations = 1;
+    o->offset = 1;
     /* Experiment commands take -w alone, as Seldon's CLI does: it waits until active. */
     for (opt = 1; opt < argc; opt++)
         if (strcmp(argv[opt], "experiment") == 0)
@@ -863,7 +913,7 @@ static int parse_args(cli_opts *o, int argc, char **argv)
                 (i + 1 == argc || argv[i + 1][0] == '-'))
                 argv[i] = (char *)"--wait=ExperimentActive";
     }
-    while ((opt = getopt_long(argc, argv, "f:w:t:i:sh", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "f:w:t:i:shv", opts, NULL)) != -1) {
         switch (opt) {
         case 'f':
             o->file = optarg;
@@ -877,6 +927,7 @@ static int parse_args(cli_opts *o, int argc, char **argv)
                 return -1;
             }
             o->timeout_s = v;
+            o->timeout_given = 1;
             break;
         case 'i':
             if (sdd_parse_long(optarg, 1, 100000000, &v) < 0) {
@@ -914,6 +965,60 @@ static int parse_args(cli_opts *o, int argc, char **argv)
             break;
         case 's':
             o->sticky = 1;
+            break;
+        case O_OFFSET:
+            if (sdd_parse_long(optarg, 1, 1000000, &v) < 0) {
+                fprintf(stderr, "seldon: --offset: bad value '%s' (1 to 1000000)\n", optarg);
+                return -1;
+            }
+            o->offset = v;
+            break;
+        case O_RID:
+            o->request_id = optarg;
+            break;
+        case O_FORMAT:
+            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "raw") != 0 &&
+                strcmp(optarg, "text") != 0) {
+                fprintf(stderr, "seldon: --format: '%s' is not raw or json\n", optarg);
+                return -1;
+            }
+            o->json = strcmp(optarg, "json") == 0;
+            break;
+        case 'v':
+            o->verbose = 1;
+            break;
+        case O_KBROKER:
+            if (optarg[0] == '\0' || strchr(optarg, ' ') != NULL) {
+                fprintf(stderr, "seldon: --kafka-broker: bad value '%s' (HOST:PORT[,...])\n",
+                        optarg);
+                return -1;
+            }
+            o->kafka_broker = optarg;
+            break;
+        case O_KCONFIG:
+        case O_KFILE:
+            if (o->nkafka == CLI_KAFKA_ARGS_MAX) {
+                fprintf(stderr, "seldon: --kafka-config(-file): at most %d\n", CLI_KAFKA_ARGS_MAX);
+                return -1;
+            }
+            if (opt == O_KCONFIG && (strchr(optarg, '=') == NULL || optarg[0] == '=')) {
+                fprintf(stderr, "seldon: --kafka-config: '%s' is not KEY=VALUE\n", optarg);
+                return -1;
+            }
+            o->kafka_kinds[o->nkafka] = opt == O_KCONFIG ? 'p' : 'f';
+            o->kafka_args[o->nkafka++] = optarg;
+            break;
+        case O_KPREFIX:
+        case O_KNS:
+            if (!seldon_kafka_name_ok(optarg, strlen(optarg))) {
+                fprintf(stderr, "seldon: --%s: bad value '%s' (1 to 249 of A-Z a-z 0-9 . _ -)\n",
+                        opt == O_KPREFIX ? "kafka-prefix" : "kafka-namespace", optarg);
+                return -1;
+            }
+            if (opt == O_KPREFIX)
+                o->kafka_prefix = optarg;
+            else
+                o->kafka_ns = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -994,6 +1099,17 @@ static int run(cli *c, int nargs, char **args)
             return need("pipeline infer needs NAME and a JSON request", nargs == 4)
                        ? cli_infer(c, name, args[3], 1)
                        : 2;
+        if (strcmp(verb, "inspect") == 0) {
+#ifdef SELDON_CLI_KAFKA
+            return need("pipeline inspect needs PIPELINE[.STEP[.inputs|.outputs[.TENSOR]]]",
+                        nargs == 3)
+                       ? cli_inspect(c, name)
+                       : 2;
+#else
+            fprintf(stderr, "seldon: pipeline inspect: built without librdkafka\n");
+            return 1;
+#endif
+        }
     } else if (strcmp(noun, "experiment") == 0) {
         if (strcmp(verb, "start") == 0)
             return need("experiment start needs -f FILE", c->o.file != NULL && nargs == 2)
