@@ -478,8 +478,8 @@ int gw_kafka_spec(seldon_buf *out, const char *pipeline)
     char tmp[600];
     int n = snprintf(tmp, sizeof(tmp),
                      "{\"apiVersion\":\"mlops.seldon.io/v1alpha1\",\"kind\":\"Pipeline\","
-                     "\"metadata\":{\"name\":\"%s\"},\"spec\":{\"steps\":[{\"name\":\"%s\"}],"
-                     "\"output\":{\"steps\":[\"%s\"]}}}",
+                     "\"metadata\":{\"name\":\"%s\"},\"spec\":{\"steps\":[{\"name\":\"%s-kafka\"}],"
+                     "\"output\":{\"steps\":[\"%s-kafka\"]}}}",
                      pipeline, pipeline, pipeline);
     out->len = 0;
     if (n < 0 || (size_t)n >= sizeof(tmp) || seldon_buf_reserve(out, (size_t)n + 1) != 0)
