@@ -194,7 +194,7 @@ static void submit_on_ctl(void *arg)
     size_t i, nh = 0, kl = 0, n;
     char *opaque;
     int rc;
-    if (k->closing) {
+    if (k == NULL || k->closing) {
         fail_wait(w, SELDON_PIPELINE_ERR_UNLOADED, "%s: %s", w->pipeline,
                   "the gateway is stopping");
         return;
@@ -460,6 +460,7 @@ void gw_kafka_close(void *arg)
     gw_kafka *k = arg;
     size_t i;
     k->closing = 1;
+    k->g->kafka = NULL; /* calls posted from now on fail (submit_on_ctl) */
     for (i = 0; i < GK_BUCKETS; i++)
         while (k->buckets[i] != NULL) {
             gk_wait *w = k->buckets[i];
