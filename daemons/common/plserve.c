@@ -104,6 +104,8 @@ struct plw {
     char rid[80]; /* x-request-id */
     oh *xh;       /* the x-* headers to answer with: the request's, then the models' merged */
     size_t nxh;
+    int32_t err_kind; /* with err_msg: the error the host gave (sdp_call_fail_as) */
+    char *err_msg;
 };
 
 /* A step call, from the engine's event to its answer on the loop. */
@@ -123,6 +125,7 @@ struct sdp_call {
     char *message;
     oh *ah; /* the model's x-* answer headers */
     size_t nah;
+    int32_t as_kind; /* sdp_call_fail_as: the request's error kind, message as is */
 };
 
 struct sdp_loop {
@@ -334,6 +337,7 @@ static void waiter_free(plw *w)
     for (i = 0; i < w->nxh; i++)
         sdd_free(w->xh[i].name);
     sdd_free(w->xh);
+    sdd_free(w->err_msg);
     sdd_free(w);
 }
 
@@ -682,6 +686,12 @@ void sdp_call_done(sdp_call *c, int32_t status, const char *message, const sdp_h
     }
 }
 
+void sdp_call_fail_as(sdp_call *c, int32_t kind, const char *message)
+{
+    c->as_kind = kind > 0 ? kind : SELDON_PIPELINE_ERR_INTERNAL;
+    sdp_call_done(c, SELDON_EINVAL, message, NULL, 0);
+}
+
 static void do_call(sdp_loop *p, const seldon_pipeline_event *ev)
 {
     sdp_call *c = sdd_calloc(1, sizeof(*c));
@@ -739,12 +749,22 @@ static void reply_rest(sdp_loop *p, plw *w, int status, seldon_buf *body, size_t
     sdh_respond(w->req, status, h, n, body);
 }
 
-static void finish(sdp_loop *p, const seldon_pipeline_event *ev)
+static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
 {
-    plw *w = find_waiter(p, seq_of(ev->request_id, ev->request_id_len), ev->pipeline, 1);
+    plw *w = find_waiter(p, seq_of(ev0->request_id, ev0->request_id_len), ev0->pipeline, 1);
     seldon_buf body = SELDON_BUF_INIT;
     size_t json_len = 0, i;
     int status = 200;
+    seldon_pipeline_event own;
+    const seldon_pipeline_event *ev = ev0;
+    if (w != NULL && w->err_msg != NULL && ev0->kind != SELDON_PIPELINE_EVENT_OUTPUT &&
+        ev0->error_kind != SELDON_PIPELINE_ERR_TIMEOUT) {
+        /* The host's error (sdp_call_fail_as), as it gave it. */
+        own = *ev0;
+        own.error_kind = w->err_kind;
+        own.error = w->err_msg;
+        ev = &own;
+    }
     if (w == NULL) {
         /*
          * A chained pipeline's answer (another pipeline's request fed it): kept in the
@@ -863,6 +883,14 @@ static void pump(sdp_loop *p)
             if (c->status == 0) {
                 seldon_pipeline_engine_answer(p->eng, c->call_id, c->resp, sdp_mono_ns());
             } else {
+                if (c->as_kind > 0) {
+                    plw *w = find_waiter(p, c->seq, c->pipeline, 0);
+                    if (w != NULL && w->err_msg == NULL) {
+                        w->err_kind = c->as_kind;
+                        w->err_msg = sdd_strndup(c->message ? c->message : "failed",
+                                                 strlen(c->message ? c->message : "failed"));
+                    }
+                }
                 seldon_msg_free(c->resp);
                 seldon_pipeline_engine_fail(p->eng, c->call_id, c->message ? c->message : "failed",
                                             sdp_mono_ns());

@@ -170,5 +170,13 @@ void *sdp_call_host(const sdp_call *c);
  */
 void sdp_call_done(sdp_call *c, int32_t status, const char *message, const sdp_header *headers,
                    size_t nheaders);
+/*
+ * The call failed and so does its request, with kind (a SELDON_PIPELINE_ERR_*)
+ * and message as they are, rather than as a step's error "<model> : <message>":
+ * for a host whose "model" is a whole pipeline run elsewhere (the gateway's
+ * Kafka mode), whose error names its own model. A timeout of the request
+ * itself still ends it as a timeout. Any thread; instead of sdp_call_done.
+ */
+void sdp_call_fail_as(sdp_call *c, int32_t kind, const char *message);
 
 #endif

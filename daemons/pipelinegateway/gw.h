@@ -24,6 +24,7 @@
 #include "h2.h"
 #include "http_client.h"
 #include "http_server.h"
+#include "kafka.h"
 #include "loops.h"
 #include "plserve.h"
 #include "seldon/seldon.h"
@@ -46,10 +47,13 @@ typedef struct gw_config {
     uint32_t pipeline_async_max;
     uint64_t pipeline_async_ttl_ms;
     int32_t log_level;
+    int kafka;               /* --kafka: pipelines run on seldon-dataflow, over Kafka */
+    const char *kafka_group; /* the gateways' consumer group */
 } gw_config;
 
 typedef struct gw gw;
 typedef struct gw_sub gw_sub;
+typedef struct gw_kafka gw_kafka;
 
 #define GW_MAX_PEERS 64
 #define GW_PEER_HEADER "seldon-gateway-peer" /* a result asked by another gateway */
@@ -81,6 +85,8 @@ struct gw {
     sdp *pls;
     sdl_loops *ctl;
     gw_sub *sub;
+    sdk_config kcfg; /* --kafka-* */
+    gw_kafka *kafka; /* Kafka mode: on the control loop */
     /* the other gateways (from the scheduler), for async results kept there */
     pthread_mutex_t peers_mu;
     char peers[GW_MAX_PEERS][64];
@@ -110,5 +116,16 @@ void gw_peers_close(gw_loop *L);
 int gw_sub_new(gw_sub **out, gw *g, uv_loop_t *loop);
 void gw_sub_start(void *sub);
 void gw_sub_close(void *sub);
+
+/*
+ * kafka.c, Kafka mode: the call hook (produce the request, wait for its record),
+ * on the control loop the client (new, subscribe to the pipelines' outputs
+ * topics, close) and the one-step spec a pipeline is served as here.
+ */
+int gw_kafka_call(void *user_data, sdp_call *c);
+int gw_kafka_new(gw_kafka **out, gw *g, uv_loop_t *loop);
+void gw_kafka_subscribe(gw_kafka *k, const char *const *pipelines, size_t n);
+void gw_kafka_close(void *k);
+int gw_kafka_spec(seldon_buf *out, const char *pipeline);
 
 #endif

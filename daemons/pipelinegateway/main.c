@@ -31,6 +31,11 @@ static const sdf_program program = {
     "request id, whose result GET /v2/pipelines/<p>/requests/<id> gives (asked of\n"
     "the other gateways when not kept here). x-* headers go to every step and come\n"
     "back with the models' x-* answer headers.\n"
+    "Kafka mode (--kafka): the pipelines run on seldon-dataflow workers; each request\n"
+    "goes to <prefix>.<ns>.pipeline.<p>.inputs keyed <partition>.<p>.<request id>\n"
+    "(a partition of the outputs topic this gateway consumes) and is answered from\n"
+    "the record of that key on <prefix>.<ns>.pipeline.<p>.outputs, with the same\n"
+    "statuses, timeouts and asynchronous mode.\n"
     "Signals: SIGTERM and SIGINT stop accepting, finish what is in flight and exit\n"
     "0. Prints 'listening port=P metrics=P' on stdout once serving.\n",
     27,
@@ -86,7 +91,7 @@ static int addr_flag(void *dest, const char *value)
     return 0;
 }
 
-static int parse_args(gw_config *c, int argc, char **argv)
+static int parse_args(gw_config *c, sdk_config *kcfg, int argc, char **argv)
 {
     const sdf_flag flags[] = {
         SDF_CHECK("scheduler-host", &c->scheduler_host, hostport_flag, "HOST or HOST:PORT",
@@ -127,6 +132,14 @@ static int parse_args(gw_config *c, int argc, char **argv)
                  "longest wait between subscription attempts (default 5000)"),
         SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
                  "error, warn, info (default), debug, trace"),
+        SDF_FLAG("kafka", SDF_SET, &c->kafka, 1, 0, "",
+                 "Kafka mode: produce each request to the pipeline's\n"
+                 "inputs topic and answer from its outputs topic; the\n"
+                 "pipelines run on seldon-dataflow (see --kafka-*)"),
+        SDF_FLAG("kafka-group", SDF_STR, &c->kafka_group, 0, 256, "GROUP",
+                 "the gateways' consumer group (default\n"
+                 "seldon-pipelinegateway)"),
+        SDK_FLAGS(kcfg),
     };
     c->host = "0.0.0.0";
     c->port = 9010;
@@ -140,6 +153,7 @@ static int parse_args(gw_config *c, int argc, char **argv)
     c->grace_ms = 30000;
     c->resubscribe_max_ms = 5000;
     c->log_level = SELDON_LOG_INFO;
+    c->kafka_group = "seldon-pipelinegateway";
     if (sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv) < 0)
         return -1;
     if (c->name == NULL) {
@@ -274,6 +288,18 @@ static void loop_init(void *arg)
     tls_loop = arg;
 }
 
+static void kafka_start(void *arg)
+{
+    gw *g = arg;
+    int rc = gw_kafka_new(&g->kafka, g, sdl_loops_loop(g->ctl, 0));
+    if (rc != 0)
+        sdd_log(SELDON_LOG_ERROR, "kafka (%s): %s: requests fail until restarted",
+                sdk_config_brokers(&g->kcfg), seldon_last_error());
+    else
+        sdd_log(SELDON_LOG_INFO, "kafka mode: brokers %s, group %s", sdk_config_brokers(&g->kcfg),
+                g->cfg.kafka_group);
+}
+
 /* ------------------------------------------------------------ /metrics */
 
 static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *request)
@@ -380,7 +406,7 @@ int main(int argc, char **argv)
     int sig, rc, i, mport = -1;
 
     memset(&g, 0, sizeof(g));
-    if (parse_args(&g.cfg, argc, argv) < 0)
+    if (parse_args(&g.cfg, &g.kcfg, argc, argv) < 0)
         return 2;
     sdd_log_init("seldon-pipelinegateway", g.cfg.log_level);
     if (gw_parse_hostport(g.router_host, sizeof(g.router_host), &g.router_port, g.cfg.router, 0) !=
@@ -414,7 +440,7 @@ int main(int argc, char **argv)
     pc.async_ttl_ms = g.cfg.pipeline_async_ttl_ms;
     pc.max_body = g.cfg.max_body;
     memset(&hooks, 0, sizeof(hooks));
-    hooks.call = gw_step_call;
+    hooks.call = g.cfg.kafka ? gw_kafka_call : gw_step_call;
     hooks.count = count_hook;
     hooks.grpc_answer = grpc_unused; /* every gRPC call is a whole stream (sdp_grpc_stream) */
     hooks.async_miss = gw_async_miss;
@@ -476,6 +502,8 @@ int main(int argc, char **argv)
                                                                                      : g.cfg.host,
                  sdh_server_port(g.http));
     rc = sdl_loops_start(g.loops);
+    if (rc == 0 && g.cfg.kafka)
+        rc = sdl_loops_post(g.ctl, 0, kafka_start, &g);
     if (rc == 0)
         rc = sdl_loops_post(g.ctl, 0, gw_sub_start, g.sub);
     if (rc == 0)
@@ -497,6 +525,8 @@ int main(int argc, char **argv)
             sdf_signal_name(sig));
     /* The subscription first: the scheduler drops this gateway from the routes. */
     sdl_loops_post(g.ctl, 0, gw_sub_close, g.sub);
+    if (g.kafka != NULL)
+        sdl_loops_post(g.ctl, 0, gw_kafka_close, g.kafka);
     sdl_loops_stop(g.ctl);
     sdl_loops_join(g.ctl);
     sdl_loops_free(g.ctl);
@@ -520,6 +550,7 @@ int main(int argc, char **argv)
     sdd_free(g.per_loop);
     pthread_mutex_destroy(&g.peers_mu);
     seldon_metrics_free(g.metrics);
+    sdk_config_free(&g.kcfg);
     sdd_log(SELDON_LOG_INFO, "stopped");
     return 0;
 }

@@ -52,6 +52,8 @@ static void on_set(gw_sub *sub, const uint8_t *data, size_t len)
     Seldon__Control__V1__PipelineSet *m =
         seldon__control__v1__pipeline_set__unpack(NULL, len, data);
     sdp_spec *specs;
+    seldon_buf *kspecs;
+    const char **names;
     size_t i;
     if (m == NULL) {
         sdd_log(SELDON_LOG_ERROR, "scheduler %s: a message of %zu bytes is not a PipelineSet",
@@ -63,14 +65,29 @@ static void on_set(gw_sub *sub, const uint8_t *data, size_t len)
         seldon__control__v1__pipeline_set__free_unpacked(m, NULL);
         return;
     }
+    kspecs = g->kafka != NULL ? sdd_calloc(m->n_pipelines + 1, sizeof(*kspecs)) : NULL;
+    names = sdd_calloc(m->n_pipelines + 1, sizeof(*names));
     for (i = 0; i < m->n_pipelines; i++) {
         specs[i].name = m->pipelines[i]->name;
         specs[i].version = m->pipelines[i]->version;
         specs[i].ready = m->pipelines[i]->ready ? 1 : 0;
         specs[i].spec = m->pipelines[i]->spec;
         specs[i].spec_len = strlen(m->pipelines[i]->spec);
+        if (names != NULL)
+            names[i] = m->pipelines[i]->name;
+        /* Kafka mode: served as one step, the pipeline run by seldon-dataflow. */
+        if (kspecs != NULL && gw_kafka_spec(&kspecs[i], m->pipelines[i]->name) == 0) {
+            specs[i].spec = (const char *)kspecs[i].data;
+            specs[i].spec_len = kspecs[i].len;
+        }
     }
     sdp_sync(g->pls, specs, m->n_pipelines, NULL, NULL);
+    if (g->kafka != NULL && names != NULL)
+        gw_kafka_subscribe(g->kafka, names, m->n_pipelines);
+    for (i = 0; kspecs != NULL && i < m->n_pipelines; i++)
+        seldon_buf_free(&kspecs[i]);
+    sdd_free(kspecs);
+    sdd_free(names);
     seldon_series_set(g->m_pipelines, (double)sdp_count(g->pls));
     pthread_mutex_lock(&g->peers_mu);
     g->npeers = 0;
