@@ -354,14 +354,18 @@ static void merge_header(plw *w, const char *name, size_t nl, const char *value,
         if (w->xh[i].name_len == nl && strncasecmp(w->xh[i].name, name, nl) == 0)
             break;
     if (i < w->nxh) {
-        if (name_is(name, nl, "x-seldon-route")) {
-            char *m = sdd_malloc(w->xh[i].value_len + vl + 1);
+        if (name_is(name, nl, "x-seldon-route")) { /* one new block: name, old value, value */
+            size_t ol = w->xh[i].value_len;
+            char *m = sdd_malloc(nl + ol + vl + 2);
             if (m == NULL)
                 return;
-            memcpy(m, w->xh[i].value, w->xh[i].value_len);
-            memcpy(m + w->xh[i].value_len, value, vl);
-            oh_set(&w->xh[i], name, nl, m, w->xh[i].value_len + vl);
-            sdd_free(m);
+            memcpy(m, name, nl);
+            m[nl] = '\0';
+            memcpy(m + nl + 1, w->xh[i].value, ol);
+            memcpy(m + nl + 1 + ol, value, vl);
+            m[nl + 1 + ol + vl] = '\0';
+            sdd_free(w->xh[i].name);
+            w->xh[i] = (oh){m, nl, m + nl + 1, ol + vl};
             return;
         }
         oh_set(&w->xh[i], name, nl, value, vl);
@@ -588,9 +592,7 @@ static void call_free(sdp_call *c)
         sdd_free(c->ah[i].name);
     sdd_free(c->ah);
     sdd_free(c->message);
-    sdd_free(c->model);
-    sdd_free(c->pipeline);
-    sdd_free(c);
+    sdd_free(c); /* its names with it */
 }
 
 static void completion_arrive(sdp_loop *p, sdp_call *c)
@@ -667,8 +669,15 @@ void sdp_call_done(sdp_call *c, int32_t status, const char *message, const sdp_h
     for (i = 0; status == 0 && i < nheaders && c->nah < SDP_MAX_XHEADERS; i++) {
         if (!is_x(headers[i].name, headers[i].name_len))
             continue;
-        if (c->ah == NULL && (c->ah = sdd_calloc(SDP_MAX_XHEADERS, sizeof(*c->ah))) == NULL)
-            break;
+        if (c->ah == NULL) {
+            /* As many as there are: a fixed SDP_MAX_XHEADERS (1 KiB) per step made glibc
+               consolidate its fast bins on every call (benchmarks/pipeline_up). */
+            size_t k, nx = 0;
+            for (k = i; k < nheaders && nx < SDP_MAX_XHEADERS; k++)
+                nx += is_x(headers[k].name, headers[k].name_len) ? 1 : 0;
+            if ((c->ah = sdd_calloc(nx, sizeof(*c->ah))) == NULL)
+                break;
+        }
         if (oh_set(&c->ah[c->nah], headers[i].name, headers[i].name_len, headers[i].value,
                    headers[i].value_len) == 0)
             c->nah++;
@@ -694,7 +703,9 @@ void sdp_call_fail_as(sdp_call *c, int32_t kind, const char *message)
 
 static void do_call(sdp_loop *p, const seldon_pipeline_event *ev)
 {
-    sdp_call *c = sdd_calloc(1, sizeof(*c));
+    /* The call, its model and pipeline names in one block: one allocation per step. */
+    size_t ml = strlen(ev->model), pl = strlen(ev->pipeline);
+    sdp_call *c = sdd_calloc(1, sizeof(*c) + ml + pl + 2);
     plw *w;
     int rc;
     if (c == NULL) {
@@ -704,13 +715,15 @@ static void do_call(sdp_loop *p, const seldon_pipeline_event *ev)
     c->p = p;
     c->call_id = ev->call_id;
     c->seq = seq_of(ev->request_id, ev->request_id_len);
-    c->model = sdd_strndup(ev->model, strlen(ev->model));
-    c->pipeline = sdd_strndup(ev->pipeline, strlen(ev->pipeline));
+    c->model = (char *)(c + 1);
+    memcpy(c->model, ev->model, ml + 1);
+    c->pipeline = c->model + ml + 1;
+    memcpy(c->pipeline, ev->pipeline, pl + 1);
     c->msg = (seldon_msg *)(uintptr_t)ev->msg;
     c->resp = seldon_pipeline_engine_msg(p->eng, SELDON_MSG_RESPONSE);
     w = find_waiter(p, c->seq, NULL, 0);
     c->deadline = w != NULL ? w->deadline : 0;
-    if (c->model == NULL || c->pipeline == NULL || c->resp == NULL) {
+    if (c->resp == NULL) {
         seldon_msg_free(c->resp);
         c->resp = NULL;
         c->status = SELDON_ENOMEM;
@@ -921,7 +934,7 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
     sdp_loop *p = cur(s);
     seldon_pipeline_header hs[SDP_MAX_XHEADERS + 1];
     char id[24];
-    size_t n = 0, i;
+    size_t n = 0, i, nx;
     int64_t tmo;
     int rc;
     if (p == NULL) {
@@ -938,7 +951,11 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
                      q->headers[i].value);
     if (w->rid[0] == '\0')
         new_rid(w->rid, sizeof(w->rid), p, w->seq);
-    w->xh = sdd_calloc(SDP_MAX_XHEADERS, sizeof(*w->xh));
+    /* Room for the request's own; merge_header() grows it for the models' (a fixed
+       SDP_MAX_XHEADERS, 1 KiB, made glibc consolidate its fast bins on every request). */
+    for (i = 0, nx = 1; i < q->nheaders && nx < SDP_MAX_XHEADERS; i++)
+        nx += is_x(q->headers[i].name, q->headers[i].name_len) ? 1 : 0;
+    w->xh = sdd_calloc(nx, sizeof(*w->xh));
     if (w->xh == NULL) {
         seldon_msg_free(inputs);
         waiter_free(w);
@@ -1475,7 +1492,7 @@ void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int 
     const sd2_header *tm = sd2_header_find(h, n, "grpc-timeout");
     const sd2_header *stm = sd2_header_find(h, n, "seldon-timeout-ms");
     scall *c;
-    size_t i;
+    size_t i, nx;
     int streaming;
     if (path != NULL && path->value_len == 42 &&
         memcmp(path->value, "/inference.GRPCInferenceService/ModelInfer", 42) == 0) {
@@ -1535,8 +1552,10 @@ void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int 
         }
         c->timeout_ms = v;
     }
-    c->meta = sdd_calloc(SDP_MAX_XHEADERS, sizeof(*c->meta));
-    for (i = 0; c->meta != NULL && i < n && c->nmeta < SDP_MAX_XHEADERS; i++)
+    for (i = 0, nx = 0; i < n && nx < SDP_MAX_XHEADERS; i++)
+        nx += is_x(h[i].name, h[i].name_len) ? 1 : 0;
+    c->meta = nx > 0 ? sdd_calloc(nx, sizeof(*c->meta)) : NULL; /* as for w->xh in start() */
+    for (i = 0; c->meta != NULL && i < n && c->nmeta < nx; i++)
         if (is_x(h[i].name, h[i].name_len) &&
             oh_set(&c->meta[c->nmeta], h[i].name, h[i].name_len, h[i].value, h[i].value_len) == 0)
             c->nmeta++;
