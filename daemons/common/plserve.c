@@ -123,7 +123,7 @@ struct sdp_call {
     void *host;
     int32_t status;
     char *message;
-    oh *ah; /* the model's x-* answer headers */
+    oh *ah; /* the model's x-* answer headers, with their strings (one block) */
     size_t nah;
     int32_t as_kind; /* sdp_call_fail_as: the request's error kind, message as is */
 };
@@ -587,10 +587,7 @@ static void arm(sdp_loop *p)
 
 static void call_free(sdp_call *c)
 {
-    size_t i;
-    for (i = 0; i < c->nah; i++)
-        sdd_free(c->ah[i].name);
-    sdd_free(c->ah);
+    sdd_free(c->ah); /* names and values with it */
     sdd_free(c->message);
     sdd_free(c); /* its names with it */
 }
@@ -666,21 +663,36 @@ void sdp_call_done(sdp_call *c, int32_t status, const char *message, const sdp_h
     if (status != 0)
         c->message =
             sdd_strndup(message ? message : "failed", strlen(message ? message : "failed"));
-    for (i = 0; status == 0 && i < nheaders && c->nah < SDP_MAX_XHEADERS; i++) {
-        if (!is_x(headers[i].name, headers[i].name_len))
-            continue;
-        if (c->ah == NULL) {
-            /* As many as there are: a fixed SDP_MAX_XHEADERS (1 KiB) per step made glibc
-               consolidate its fast bins on every call (benchmarks/pipeline_up). */
-            size_t k, nx = 0;
-            for (k = i; k < nheaders && nx < SDP_MAX_XHEADERS; k++)
-                nx += is_x(headers[k].name, headers[k].name_len) ? 1 : 0;
-            if ((c->ah = sdd_calloc(nx, sizeof(*c->ah))) == NULL)
-                break;
+    if (status == 0 && nheaders > 0) {
+        /* The x-* ones, array and strings in one block (names and values NUL-terminated):
+           one allocation per step, none without headers. */
+        size_t nx = 0, bytes = 0;
+        char *q;
+        for (i = 0; i < nheaders && nx < SDP_MAX_XHEADERS; i++)
+            if (is_x(headers[i].name, headers[i].name_len)) {
+                nx++;
+                bytes += headers[i].name_len + headers[i].value_len + 2;
+            }
+        if (nx > 0 && (c->ah = sdd_malloc(nx * sizeof(*c->ah) + bytes)) != NULL) {
+            q = (char *)(c->ah + nx);
+            for (i = 0; i < nheaders && c->nah < nx; i++) {
+                oh *h = &c->ah[c->nah];
+                if (!is_x(headers[i].name, headers[i].name_len))
+                    continue;
+                h->name = q;
+                h->name_len = headers[i].name_len;
+                memcpy(q, headers[i].name, h->name_len);
+                q[h->name_len] = '\0';
+                q += h->name_len + 1;
+                h->value = q;
+                h->value_len = headers[i].value_len;
+                if (h->value_len > 0)
+                    memcpy(q, headers[i].value, h->value_len);
+                q[h->value_len] = '\0';
+                q += h->value_len + 1;
+                c->nah++;
+            }
         }
-        if (oh_set(&c->ah[c->nah], headers[i].name, headers[i].name_len, headers[i].value,
-                   headers[i].value_len) == 0)
-            c->nah++;
     }
     if (sdl_loops_current(p->s->loops) == p->loop) {
         completion_arrive(p, c);

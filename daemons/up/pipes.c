@@ -21,14 +21,18 @@ static void call_done(void *user_data, int32_t status, const char *message)
     up_replica *r = sdp_call_host(c);
     char route[SELDON_ROUTES_NAME_MAX + 24];
     sdp_header h = {"x-seldon-route", 14, route, 0};
-    size_t len = 0;
+    size_t len = 0, vl;
     const char *vname = seldon_msg_model_name(sdp_call_msg(c), &len);
     if (r != NULL)
         atomic_fetch_sub_explicit(&r->in_flight, 1, memory_order_relaxed);
-    /* The version that answered, as the ingress says it for models; the steps' accumulate. */
-    h.value_len = (size_t)snprintf(route, sizeof(route),
-                                   ":%.*s:", (int)(len < SELDON_ROUTES_NAME_MAX ? len : 0),
-                                   vname != NULL ? vname : "");
+    /* The version that answered, as the ingress says it for models; the steps' accumulate
+       (":<vname>:", built without snprintf: this runs once per step). */
+    vl = vname != NULL && len < SELDON_ROUTES_NAME_MAX ? len : 0;
+    route[0] = ':';
+    if (vl > 0)
+        memcpy(route + 1, vname, vl);
+    route[vl + 1] = ':';
+    h.value_len = vl + 2;
     sdp_call_done(c, status, message, &h, status == 0 && len > 0 ? 1 : 0);
 }
 
