@@ -9,7 +9,6 @@ than the timeout asked for.
 """
 import json
 import os
-import re
 import subprocess
 import time
 
@@ -18,6 +17,7 @@ import pytest
 from conftest import GUARD, HOST, UP_PIPELINES, System, cp, models_yaml, outputs, sh
 from conftest import cluster
 from oipstubs import infer_request, output_values
+from procs import wait_until
 
 cluster_until = cluster.until
 
@@ -59,13 +59,13 @@ def sysm(tmp_path_factory):
 
 
 def wait_state(s, name, state):
-    deadline = time.monotonic() + GUARD
-    while True:
-        st = pipeline_status(s, name)
-        if st["pipelineVersion"] and st["status"] == state:
-            return st
-        assert time.monotonic() < deadline, f"{name}: {st}\n{s.logs()}"
-        time.sleep(0.05)
+    last = {}
+
+    def reached():
+        last["st"] = st = pipeline_status(s, name)
+        return st["pipelineVersion"] and st["status"] == state
+    wait_until(reached, GUARD, lambda: f"{name}: {last['st']}\n{s.logs()}")
+    return last["st"]
 
 
 def test_a_pipeline_waits_for_a_gateway(sysm):
@@ -161,13 +161,14 @@ spec:
 
 
 def poll_result(s, pipeline, rid):
-    deadline = time.monotonic() + GUARD
-    while True:
+    last = {}
+
+    def done():
         code, _, body = s.request("GET", f"/v2/pipelines/{pipeline}/requests/{rid}")
-        if code != 202:
-            return code, body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.02)
+        last["r"] = (code, body)
+        return code != 202
+    wait_until(done, GUARD, lambda: last["r"][1])
+    return last["r"]
 
 
 def test_async_mode(sysm):
@@ -512,10 +513,9 @@ spec:
     - slow
 """)
     sysm.wait_ready("slowlong", 200)
-    deadline = time.monotonic() + GUARD
-    while sh.request(gw2.ports["port"], "GET", "/v2/pipelines/slowlong/ready")[0] != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: sh.request(gw2.ports["port"], "GET",
+                                  "/v2/pipelines/slowlong/ready")[0] == 200,
+               GUARD, lambda: "gateway 2 never served slowlong")
     code, _, body = sh.request(gw2.ports["port"], "POST", "/v2/pipelines/slowlong/infer",
                                {"inputs": [f32("INPUT", V4)]})
     assert code == 200 and outputs(body) == {"INPUT": V4}, body
