@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import GUARD, HOST, free_port, start_proxy, start_server
+from conftest import GUARD, HOST, free_port, procs, start_proxy, start_server
 
 
 def initial(call):
@@ -287,10 +287,9 @@ class Silent:
     def accepted(self):
         """Connections accepted, once every connection made before this call is."""
         start = self.passes
-        deadline = time.monotonic() + GUARD
-        while self.passes < start + 2:  # a whole accept pass began after the call
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        # A whole accept pass began after the call.
+        procs.wait_until(lambda: self.passes >= start + 2, GUARD,
+                         lambda: f"the accept thread is stuck at pass {self.passes}")
         return len(self.conns)
 
     def close(self):
@@ -483,16 +482,15 @@ def test_sigterm_drains_streams_in_flight(g, server):
             assert next(call).infer_response.id == "before"
             proxy.proc.send_signal(sig.SIGTERM)
             # The listener closes: new connections are refused.
-            deadline = time.monotonic() + GUARD
-            while True:
+            def refused():
                 try:
                     socket.create_connection((HOST, proxy.port), timeout=GUARD).close()
                 except ConnectionRefusedError:
-                    break
+                    return True
                 except ConnectionResetError:
                     pass  # caught in the backlog as the socket closed
-                assert time.monotonic() < deadline, "still accepting after SIGTERM"
-                time.sleep(0.01)
+                return False
+            procs.wait_until(refused, GUARD, lambda: "still accepting after SIGTERM")
             q.put(g.fp32_request("add10", [2.0], id="after"))
             assert next(call).infer_response.id == "after"
             q.put(None)
