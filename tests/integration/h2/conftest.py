@@ -114,12 +114,12 @@ class Proc:
         raise AssertionError(f"no {field} for {self.name}")
 
 
-def start_server(grpc_port=0):
+def start_server(grpc_port=0, *args):
     # One I/O thread, one worker, one gRPC thread: two cores are shared.
     p = Proc("seldon-server", [SERVER, "--model-repository", MODELS, "--host", HOST,
                                "--http-port", "0", "--grpc-port", str(grpc_port),
                                "--io-threads", "1", "--workers", "1", "--grpc-threads", "1",
-                               "--max-body", str(64 << 20), "--grace", "1000"],
+                               "--max-body", str(64 << 20), "--grace", "1000", *args],
              r"listening http=(\d+) grpc=(\d+)")
     p.http = int(p.match.group(1))
     p.grpc = int(p.match.group(2))
