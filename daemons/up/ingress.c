@@ -118,8 +118,7 @@ static int pick_split(up_target *out, up_target *mirror, up *u, const char *name
                          name);
     }
     chosen = i;
-    if (seldon_routes_candidate_count(t->routes, i) > 0 ||
-        seldon_routes_mirror(NULL, NULL, t->routes, i) == 0) {
+    if (t->split[i]) {
         seldon_routes_decide(&chosen, &mi, NULL, t->routes, i, sticky, sticky ? sticky_len : 0,
                              rand64());
         name = seldon_routes_name(t->routes, chosen);
