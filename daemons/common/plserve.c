@@ -21,7 +21,7 @@
 #include "sdd.h"
 
 #define NBUCKETS 1024
-#define GRPC_HDR 5
+#define GRPC_HDR SDP_GRPC_PREFIX
 #define STREAM_PENDING_MAX 32
 #define STREAM_QUEUE_MAX ((size_t)256 << 10)
 
@@ -153,6 +153,7 @@ struct sdp_loop {
     int64_t armed; /* the deadline the timer is set for, INT64_MAX when none */
     plw *buckets[NBUCKETS];
     uint64_t seq;
+    char rid_prefix[18]; /* new_rid(): the salt and the loop in hex, made once */
     sdp_call *done_head, *done_tail;
     int pumping;
     const seldon_pipeline **pls; /* the pipelines this loop's engine runs (the engine holds them) */
@@ -340,16 +341,20 @@ static size_t put_dec(char *out, uint64_t v)
 static void new_rid(char *out, size_t cap, sdp_loop *p, uint64_t seq)
 {
     static _Atomic uint64_t salt;
-    uint64_t s = atomic_load(&salt);
     char buf[48];
     size_t n;
-    if (s == 0) {
-        s = ((uint64_t)sdp_mono_ns() * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)getpid() << 32);
-        atomic_store(&salt, s | 1);
+    if (p->rid_prefix[0] == '\0') {
+        uint64_t s = atomic_load(&salt);
+        if (s == 0) {
+            s = ((uint64_t)sdp_mono_ns() * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)getpid() << 32);
+            atomic_store(&salt, s | 1);
+            s = atomic_load(&salt);
+        }
+        put_hex(p->rid_prefix, s, 16);
+        put_hex(p->rid_prefix + 16, (unsigned)p->loop & 0xff, 2);
     }
-    n = put_hex(buf, s, 16);
-    n += put_hex(buf + n, (unsigned)p->loop & 0xff, 2);
-    n += put_hex(buf + n, seq, 10);
+    memcpy(buf, p->rid_prefix, 18);
+    n = 18 + put_hex(buf + 18, seq, 10);
     if (n >= cap)
         n = cap - 1;
     memcpy(out, buf, n);
@@ -577,7 +582,7 @@ struct scall {
     size_t nmeta;
     char rid[80];
     char pipeline[SELDON_ROUTES_NAME_MAX + 1];
-    seldon_buf in;
+    sdp_grpc_in in; /* request bytes until their messages are whole */
     size_t unconsumed;
 };
 
@@ -589,7 +594,7 @@ static void scall_unref(scall *c)
     for (i = 0; i < c->nmeta; i++)
         sdd_free(c->meta[i].name);
     sdd_free(c->meta);
-    seldon_buf_free(&c->in);
+    seldon_buf_free(&c->in.in);
     sdd_free(c);
 }
 
@@ -612,13 +617,80 @@ static void maybe_consume(scall *c)
     c->unconsumed = 0;
 }
 
-static void frame_prefix(uint8_t pre[GRPC_HDR], size_t n)
+void sdp_grpc_prefix(uint8_t pre[SDP_GRPC_PREFIX], size_t n)
 {
     pre[0] = 0;
     pre[1] = (uint8_t)(n >> 24);
     pre[2] = (uint8_t)(n >> 16);
     pre[3] = (uint8_t)(n >> 8);
     pre[4] = (uint8_t)n;
+}
+
+int32_t sdp_grpc_in_add(sdp_grpc_in *g, const uint8_t *data, size_t len, const char **why)
+{
+    if (g->in.len + len > g->max + SDP_GRPC_PREFIX) {
+        *why = "request message larger than --max-body";
+        return 8;
+    }
+    if (len > 0 && seldon_buf_reserve(&g->in, len) != 0) {
+        *why = "out of memory";
+        return 8;
+    }
+    if (len > 0)
+        memcpy(g->in.data + g->in.len, data, len);
+    g->in.len += len;
+    return 0;
+}
+
+int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data,
+                          const char **why)
+{
+    size_t off = 0;
+    while (g->in.len - off >= SDP_GRPC_PREFIX) {
+        const uint8_t *b = g->in.data + off;
+        size_t n = ((size_t)b[1] << 24) | ((size_t)b[2] << 16) | ((size_t)b[3] << 8) | b[4];
+        if (b[0] != 0) {
+            *why = "compressed messages are not supported";
+            return 12;
+        }
+        if (n > g->max) {
+            *why = "request message larger than --max-body";
+            return 8;
+        }
+        if (g->in.len - off - SDP_GRPC_PREFIX < n)
+            break;
+        if (!g->streaming && off > 0) {
+            *why = "a unary call takes one request message";
+            return 12;
+        }
+        if (one(user_data, &g->in, off + SDP_GRPC_PREFIX, n) != 0)
+            return -1;
+        off += SDP_GRPC_PREFIX + n;
+    }
+    if (off > 0) {
+        memmove(g->in.data, g->in.data + off, g->in.len - off);
+        g->in.len -= off;
+    }
+    return 0;
+}
+
+int32_t sdp_grpc_in_end(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data, const char **why)
+{
+    int32_t rc;
+    if (!g->streaming) {
+        if (g->in.len == 0) {
+            *why = "the call carried no request message";
+            return 13;
+        }
+        rc = sdp_grpc_in_drain(g, one, user_data, why);
+        if (rc != 0)
+            return rc;
+    }
+    if (g->in.len > 0) {
+        *why = "the request ended inside a message";
+        return 13;
+    }
+    return 0;
 }
 
 static size_t varint(uint8_t *out, size_t n)
@@ -650,7 +722,7 @@ static void scall_answer(scall *c, plw *w, int32_t status, const char *message, 
                 sd2_grpc_send_headers(c->st, h, n);
             }
             if (!c->streaming) {
-                frame_prefix(pre, body->len);
+                sdp_grpc_prefix(pre, body->len);
                 sd2_write(c->st, pre, GRPC_HDR);
                 sd2_write(c->st, body->data, body->len);
                 scall_finish(c, 0, NULL);
@@ -658,7 +730,7 @@ static void scall_answer(scall *c, plw *w, int32_t status, const char *message, 
                 /* ModelStreamInferResponse { error_message = 1 } */
                 size_t ml = strlen(message != NULL ? message : "failed");
                 k = varint(pre + GRPC_HDR + 1, ml);
-                frame_prefix(pre, 1 + k + ml);
+                sdp_grpc_prefix(pre, 1 + k + ml);
                 pre[GRPC_HDR] = 0x0a;
                 sd2_write(c->st, pre, GRPC_HDR + 1 + k);
                 sd2_write(c->st, message != NULL ? message : "failed", ml);
@@ -666,7 +738,7 @@ static void scall_answer(scall *c, plw *w, int32_t status, const char *message, 
             } else {
                 /* ModelStreamInferResponse { infer_response = 2 } */
                 k = varint(pre + GRPC_HDR + 1, body->len);
-                frame_prefix(pre, 1 + k + body->len);
+                sdp_grpc_prefix(pre, 1 + k + body->len);
                 pre[GRPC_HDR] = 0x12;
                 sd2_write(c->st, pre, GRPC_HDR + 1 + k);
                 sd2_write(c->st, body->data, body->len);
@@ -1064,6 +1136,7 @@ typedef struct plreq {
     const sdp_header *headers; /* x-* headers of the request */
     size_t nheaders;
     int64_t timeout_ms; /* 0: the default */
+    const seldon_pipeline *pl; /* the pipeline when the caller found it, else NULL */
 } plreq;
 
 /*
@@ -1131,7 +1204,8 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
        default), for the step calls to carry. */
     tmo = q->timeout_ms;
     if (tmo <= 0) {
-        const seldon_pipeline *pl = find_pipeline(s, w->pipeline, strlen(w->pipeline));
+        const seldon_pipeline *pl =
+            q->pl != NULL ? q->pl : find_pipeline(s, w->pipeline, strlen(w->pipeline));
         tmo = pl != NULL ? seldon_pipeline_timeout_ms(pl) : 0;
     }
     if (tmo <= 0)
@@ -1445,6 +1519,7 @@ int sdp_grpc(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t
     memset(&q, 0, sizeof(q));
     q.pipeline = name;
     q.pipeline_len = name_len;
+    q.pl = pl;
     q.timeout_ms = timeout_ms;
     q.headers = metadata;
     q.nheaders = nmetadata;
@@ -1456,6 +1531,7 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
 {
     sdp *s = c->s;
     sdp_loop *p = cur(s);
+    const seldon_pipeline *pl;
     sdp_header xs[SDP_MAX_XHEADERS];
     seldon_msg *in;
     plreq q;
@@ -1467,7 +1543,8 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
         scall_finish(c, 13, "not on an ingress loop");
         return;
     }
-    if (find_pipeline(s, c->pipeline, strlen(c->pipeline)) == NULL) {
+    pl = find_pipeline(s, c->pipeline, strlen(c->pipeline));
+    if (pl == NULL) {
         char msg[300];
         snprintf(msg, sizeof(msg), "pipeline \"%s\" not found", c->pipeline);
         scall_finish(c, 5, msg);
@@ -1491,6 +1568,7 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
     memset(&q, 0, sizeof(q));
     q.pipeline = c->pipeline;
     q.pipeline_len = strlen(c->pipeline);
+    q.pl = pl;
     q.timeout_ms = c->timeout_ms;
     q.headers = xs;
     /*
@@ -1523,85 +1601,55 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
     }
 }
 
-static int stream_drain(scall *c)
+/* sdp_grpc_in's hand-over: one whole request message of the call. */
+static int stream_one(void *user_data, seldon_buf *b, size_t off, size_t len)
 {
-    size_t off = 0;
-    while (c->in.len - off >= GRPC_HDR) {
-        const uint8_t *b = c->in.data + off;
-        size_t n = ((size_t)b[1] << 24) | ((size_t)b[2] << 16) | ((size_t)b[3] << 8) | b[4];
-        if (b[0] != 0) {
-            scall_finish(c, 12, "compressed messages are not supported");
-            return -1;
-        }
-        if (n > c->s->cfg.max_body) {
-            scall_finish(c, 8, "request message larger than --max-body");
-            return -1;
-        }
-        if (c->in.len - off - GRPC_HDR < n)
-            break;
-        if (!c->streaming && off > 0) {
-            scall_finish(c, 12, "a unary call takes one request message");
-            return -1;
-        }
-        c->refs++; /* the dispatch may answer at once */
-        stream_dispatch(c, b + GRPC_HDR, n);
-        off += GRPC_HDR + n;
-        if (c->st == NULL || c->finished) {
-            scall_unref(c);
-            return -1;
-        }
-        c->refs--;
+    scall *c = user_data;
+    c->refs++; /* the dispatch may answer at once */
+    stream_dispatch(c, b->data + off, len);
+    if (c->st == NULL || c->finished) {
+        scall_unref(c);
+        return -1;
     }
-    if (off > 0) {
-        memmove(c->in.data, c->in.data + off, c->in.len - off);
-        c->in.len -= off;
-    }
+    c->refs--;
     return 0;
 }
 
 static void sg_data(sd2_stream *st, void *user_data, const uint8_t *data, size_t len)
 {
     scall *c = user_data;
+    const char *why = NULL;
+    int32_t rc;
     if (c->streaming && !c->finished)
         c->unconsumed += len;
     else
         sd2_consume(st, len);
     if (c->finished)
         return;
-    if (c->in.len + len > c->s->cfg.max_body + GRPC_HDR) {
-        scall_finish(c, 8, "request message larger than --max-body");
-        return;
-    }
-    buf_add(&c->in, data, len);
-    if (c->streaming && stream_drain(c) == 0)
+    rc = sdp_grpc_in_add(&c->in, data, len, &why);
+    if (rc == 0 && c->streaming)
+        rc = sdp_grpc_in_drain(&c->in, stream_one, c, &why);
+    if (rc > 0)
+        scall_finish(c, rc, why);
+    else if (rc == 0 && c->streaming)
         maybe_consume(c);
 }
 
 static void sg_end(sd2_stream *st, void *user_data, const sd2_header *trailers, size_t n)
 {
     scall *c = user_data;
+    const char *why = NULL;
+    int32_t rc;
     (void)st;
     (void)trailers;
     (void)n;
     c->ended = 1;
     if (c->finished)
         return;
-    if (!c->streaming) {
-        if (c->in.len == 0) {
-            scall_finish(c, 13, "the call carried no request message");
-            return;
-        }
-        if (stream_drain(c) != 0)
-            return;
-        if (c->in.len > 0 && !c->finished)
-            scall_finish(c, 13, "the request ended inside a message");
-        return;
-    }
-    if (c->in.len > 0) {
-        scall_finish(c, 13, "the request ended inside a message");
-        return;
-    }
-    if (c->refs == 1)
+    rc = sdp_grpc_in_end(&c->in, stream_one, c, &why);
+    if (rc > 0)
+        scall_finish(c, rc, why);
+    else if (rc == 0 && c->streaming && c->refs == 1)
         scall_finish(c, 0, NULL);
 }
 
@@ -1626,12 +1674,19 @@ static const sd2_stream_cbs sg_cbs = {NULL, sg_data, sg_end, sg_drain, sg_close}
 void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int end,
                      const char *name, size_t name_len)
 {
-    const sd2_header *path = sd2_header_find(h, n, ":path");
-    const sd2_header *tm = sd2_header_find(h, n, "grpc-timeout");
-    const sd2_header *stm = sd2_header_find(h, n, "seldon-timeout-ms");
+    const sd2_header *path = NULL, *tm = NULL, *stm = NULL;
     scall *c;
     size_t i, nx;
     int streaming;
+    for (i = 0; i < n; i++) { /* as sd2_header_find() for each, in one pass */
+        if (path == NULL && h[i].name_len == 5 && memcmp(h[i].name, ":path", 5) == 0)
+            path = &h[i];
+        else if (tm == NULL && h[i].name_len == 12 && memcmp(h[i].name, "grpc-timeout", 12) == 0)
+            tm = &h[i];
+        else if (stm == NULL && h[i].name_len == 17 &&
+                 memcmp(h[i].name, "seldon-timeout-ms", 17) == 0)
+            stm = &h[i];
+    }
     if (path != NULL && path->value_len == 42 &&
         memcmp(path->value, "/inference.GRPCInferenceService/ModelInfer", 42) == 0) {
         streaming = 0;
@@ -1651,7 +1706,7 @@ void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int 
             sd2_grpc_finish(st, 5, why, NULL, 0);
             return;
         }
-        frame_prefix(msg, 2);
+        sdp_grpc_prefix(msg, 2);
         msg[GRPC_HDR] = 0x08;
         msg[GRPC_HDR + 1] = (uint8_t)(pipeline_ready(s, pl, 0) ? 1 : 0);
         sd2_grpc_send_headers(st, NULL, 0);
@@ -1675,6 +1730,8 @@ void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int 
     c->s = s;
     c->st = st;
     c->streaming = streaming;
+    c->in.streaming = streaming;
+    c->in.max = s->cfg.max_body;
     c->refs = 1;
     memcpy(c->pipeline, name, name_len);
     if (tm != NULL)
