@@ -626,7 +626,7 @@ void sdp_grpc_prefix(uint8_t pre[SDP_GRPC_PREFIX], size_t n)
     pre[4] = (uint8_t)n;
 }
 
-int32_t sdp_grpc_in_add(sdp_grpc_in *g, const uint8_t *data, size_t len, const char **why)
+static int32_t grpc_in_add(sdp_grpc_in *g, const uint8_t *data, size_t len, const char **why)
 {
     if (g->in.len + len > g->max + SDP_GRPC_PREFIX) {
         *why = "request message larger than --max-body";
@@ -672,6 +672,15 @@ int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data,
         g->in.len -= off;
     }
     return 0;
+}
+
+int32_t sdp_grpc_in_data(sdp_grpc_in *g, const uint8_t *data, size_t len, sdp_grpc_msg_fn one,
+                         void *user_data, const char **why)
+{
+    int32_t rc = grpc_in_add(g, data, len, why);
+    if (rc == 0 && g->streaming)
+        rc = sdp_grpc_in_drain(g, one, user_data, why);
+    return rc;
 }
 
 int32_t sdp_grpc_in_end(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data, const char **why)
@@ -1626,9 +1635,7 @@ static void sg_data(sd2_stream *st, void *user_data, const uint8_t *data, size_t
         sd2_consume(st, len);
     if (c->finished)
         return;
-    rc = sdp_grpc_in_add(&c->in, data, len, &why);
-    if (rc == 0 && c->streaming)
-        rc = sdp_grpc_in_drain(&c->in, stream_one, c, &why);
+    rc = sdp_grpc_in_data(&c->in, data, len, stream_one, c, &why);
     if (rc > 0)
         scall_finish(c, rc, why);
     else if (rc == 0 && c->streaming)

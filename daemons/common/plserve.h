@@ -168,8 +168,13 @@ typedef struct sdp_grpc_in {
  */
 typedef int (*sdp_grpc_msg_fn)(void *user_data, seldon_buf *b, size_t off, size_t len);
 
-/* Appends received bytes: 0, or a gRPC status (why: its message) to end the call with. */
-int32_t sdp_grpc_in_add(sdp_grpc_in *g, const uint8_t *data, size_t len, const char **why);
+/*
+ * Received bytes: kept, and for a stream every message now whole goes to one() (as
+ * sdp_grpc_in_drain). Returns 0, -1 when one() returned non-zero, or a gRPC status with
+ * why (too large, out of memory...) to end the call with.
+ */
+int32_t sdp_grpc_in_data(sdp_grpc_in *g, const uint8_t *data, size_t len, sdp_grpc_msg_fn one,
+                         void *user_data, const char **why);
 
 /*
  * Hands every whole message to one(user_data, ...) and drops it. Returns 0, -1 when one()

@@ -820,9 +820,7 @@ static void g_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t l
         sd2_consume(s, len); /* held in c->in, which is bounded by max */
     if (c->finished)
         return;
-    rc = sdp_grpc_in_add(&c->in, data, len, &why);
-    if (rc == 0 && c->streaming)
-        rc = sdp_grpc_in_drain(&c->in, g_one, c, &why);
+    rc = sdp_grpc_in_data(&c->in, data, len, g_one, c, &why);
     if (rc > 0)
         gfinish(c, rc, why);
     else if (rc == 0 && c->streaming)
