@@ -112,3 +112,30 @@ def test_stream_messages_each_answered(fup, oip, target, want):
             assert output_values(m.infer_response, 0) == want
     finally:
         channel.close()
+
+
+def test_many_headers_through_steps_and_back(fup, oip):
+    """More x-* headers, and longer, than a request keeps without allocating: all of them
+    come back, each once, with the steps' x-seldon-route after them (REST and gRPC)."""
+    sent = [(f"x-h{i}", f"v{i}-" + "z" * 60) for i in range(10)]
+    body = '{"inputs": [{"name": "INPUT", "datatype": "FP32", "shape": [4], "data": [1,2,3,4]}]}'
+    code, out, head = fup.curl("/v2/pipelines/twice/infer", body,
+                               headers=[f"{n}: {v}" for n, v in sent])
+    assert code == 200, out
+    for n, v in sent:
+        assert head.count(f"{n}: {v}\r\n") == 1, head
+    routes = re.findall(r"x-seldon-route: (\S+)", head)
+    assert len(routes) == 1 and re.fullmatch(r":add10_\d+::mul10_\d+:", routes[0]), head
+
+    channel, stub = grpc_stub(oip, fup.target)
+    try:
+        req = infer_request(oip, [("INPUT", "FP32", [4], [1, 2, 3, 4])])
+        resp, call = stub.ModelInfer.with_call(
+            req, metadata=[("seldon-model", "twice.pipeline")] + sent, timeout=GUARD)
+        assert output_values(resp, 0) == [110, 120, 130, 140]
+        md = list(call.initial_metadata())
+        for n, v in sent:
+            assert md.count((n, v)) == 1, md
+        assert re.fullmatch(r":add10_\d+::mul10_\d+:", dict(md)["x-seldon-route"]), md
+    finally:
+        channel.close()
