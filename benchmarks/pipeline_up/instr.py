@@ -181,9 +181,8 @@ def main():
         if up is not None:
             up.stop()
         if args.out is None:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            log("the counts went with the work folder: pass --out to keep them")
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
