@@ -69,6 +69,7 @@ void up_table_free(up_table *t)
     seldon_routes_release(t->routes);
     sdd_free(t->first);
     sdd_free(t->targets);
+    sdd_free(t->split);
     sdd_free(t->names);
     sdd_free(t);
 }
@@ -206,12 +207,14 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
     if (t != NULL) {
         t->first = sdd_calloc(n + 1, sizeof(*t->first));
         t->targets = sdd_calloc(total ? total : 1, sizeof(*t->targets));
+        t->split = sdd_calloc(n + 1, 1);
     }
-    if (t == NULL || t->first == NULL || t->targets == NULL) {
+    if (t == NULL || t->first == NULL || t->targets == NULL || t->split == NULL) {
         sdd_log(SELDON_LOG_ERROR, "route table: out of memory");
         if (t != NULL) {
             sdd_free(t->first);
             sdd_free(t->targets);
+            sdd_free(t->split);
             sdd_free(t);
         }
         seldon_routes_release(routes);
@@ -225,6 +228,9 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
         for (i = 0; i < n; i++) {
             const char *name = seldon_routes_name(routes, i);
             t->first[i] = k;
+            if (pass == 0)
+                t->split[i] = seldon_routes_candidate_count(routes, i) > 0 ||
+                              seldon_routes_mirror(NULL, NULL, routes, i) == 0;
             for (j = 0; j < seldon_routes_upstream_count(routes, i); j++) {
                 const seldon_router_upstream *up_ = seldon_routes_upstream(routes, i, j);
                 up_replica *r = replica_at(u, up_->http ? up_->http : up_->grpc);

@@ -16,10 +16,11 @@
 #include <string.h>
 
 #include "cache.h" /* daemons/agent: a protobuf message's model name */
+#include "plserve.h"
 #include "sdd.h"
 #include "up.h"
 
-#define GRPC_HDR 5
+#define GRPC_HDR SDP_GRPC_PREFIX
 
 /* ------------------------------------------------------------------ lookup */
 
@@ -118,8 +119,7 @@ static int pick_split(up_target *out, up_target *mirror, up *u, const char *name
                          name);
     }
     chosen = i;
-    if (seldon_routes_candidate_count(t->routes, i) > 0 ||
-        seldon_routes_mirror(NULL, NULL, t->routes, i) == 0) {
+    if (t->split[i]) {
         seldon_routes_decide(&chosen, &mi, NULL, t->routes, i, sticky, sticky ? sticky_len : 0,
                              rand64());
         name = seldon_routes_name(t->routes, chosen);
@@ -467,8 +467,7 @@ struct gcall {
        x-* metadata to answer with; name and value pairs in one block each, or NULL. */
     sd2_header *xmd, *reply_md;
     size_t nxmd, nreply_md;
-    seldon_buf in; /* bytes of messages not yet whole */
-    size_t max;
+    sdp_grpc_in in; /* request bytes until their messages are whole */
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
 };
 
@@ -503,7 +502,7 @@ static void gcall_unref(gcall *c)
     sdd_free(c->xmd);
     sdd_free(c->reply_md);
     sdd_free(c->header);
-    seldon_buf_free(&c->in);
+    seldon_buf_free(&c->in.in);
     sdd_free(c);
 }
 
@@ -539,11 +538,7 @@ static void deliver(gmsg *m)
                 else
                     sd2_grpc_send_headers(c->s, xr, nx);
             }
-            pre[0] = 0;
-            pre[1] = (uint8_t)(m->resp.len >> 24);
-            pre[2] = (uint8_t)(m->resp.len >> 16);
-            pre[3] = (uint8_t)(m->resp.len >> 8);
-            pre[4] = (uint8_t)m->resp.len;
+            sdp_grpc_prefix(pre, m->resp.len);
             sd2_write(c->s, pre, GRPC_HDR);
             sd2_write(c->s, m->resp.data, m->resp.len);
             if (!c->streaming)
@@ -806,87 +801,47 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
         gdone(m, 13, seldon_last_error(), NULL);
 }
 
-/* Takes every whole message out of c->in. -1 when the stream was failed. */
-static int drain_messages(gcall *c)
+/* sdp_grpc_in's hand-over: one whole request message of the call. */
+static int g_one(void *user_data, seldon_buf *b, size_t off, size_t len)
 {
-    size_t off = 0;
-    while (c->in.len - off >= GRPC_HDR) {
-        const uint8_t *p = c->in.data + off;
-        size_t n = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) | ((size_t)p[3] << 8) | p[4];
-        if (p[0] != 0) {
-            gfinish(c, 12, "compressed messages are not supported");
-            return -1;
-        }
-        if (n > c->max) {
-            gfinish(c, 8, "request message larger than --max-body");
-            return -1;
-        }
-        if (c->in.len - off - GRPC_HDR < n)
-            break;
-        if (!c->streaming && off > 0) {
-            gfinish(c, 12, "a unary call takes one request message");
-            return -1;
-        }
-        dispatch(c, &c->in, off + GRPC_HDR, n);
-        off += GRPC_HDR + n;
-        if (c->s == NULL || c->finished)
-            return -1;
-    }
-    if (off > 0) {
-        memmove(c->in.data, c->in.data + off, c->in.len - off);
-        c->in.len -= off;
-    }
-    return 0;
+    gcall *c = user_data;
+    dispatch(c, b, off, len);
+    return c->s == NULL || c->finished;
 }
 
 static void g_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t len)
 {
     gcall *c = user_data;
+    const char *why = NULL;
+    int32_t rc;
     if (c->streaming && !c->finished)
         c->unconsumed += len; /* returned once the answers keep up: see maybe_consume() */
     else
         sd2_consume(s, len); /* held in c->in, which is bounded by max */
     if (c->finished)
         return;
-    if (c->in.len + len > c->max + GRPC_HDR) {
-        gfinish(c, 8, "request message larger than --max-body");
-        return;
-    }
-    if (seldon_buf_reserve(&c->in, len) != 0) {
-        gfinish(c, 8, "out of memory");
-        return;
-    }
-    memcpy(c->in.data + c->in.len, data, len);
-    c->in.len += len;
-    if (c->streaming && drain_messages(c) == 0)
+    rc = sdp_grpc_in_data(&c->in, data, len, g_one, c, &why);
+    if (rc > 0)
+        gfinish(c, rc, why);
+    else if (rc == 0 && c->streaming)
         maybe_consume(c);
 }
 
 static void g_end(sd2_stream *s, void *user_data, const sd2_header *trailers, size_t n)
 {
     gcall *c = user_data;
+    const char *why = NULL;
+    int32_t rc;
     (void)s;
     (void)trailers;
     (void)n;
     c->ended = 1;
     if (c->finished)
         return;
-    if (!c->streaming) {
-        if (c->in.len == 0) {
-            gfinish(c, 13, "the call carried no request message");
-            return;
-        }
-        if (drain_messages(c) != 0)
-            return;
-        if (c->in.len > 0 && !c->finished)
-            gfinish(c, 13, "the request ended inside a message");
-        return;
-    }
-    if (c->in.len > 0) {
-        gfinish(c, 13, "the request ended inside a message");
-        return;
-    }
-    if (c->refs == 1)
+    rc = sdp_grpc_in_end(&c->in, g_one, c, &why);
+    if (rc > 0)
+        gfinish(c, rc, why);
+    else if (rc == 0 && c->streaming && c->refs == 1)
         gfinish(c, 0, NULL);
 }
 
@@ -960,7 +915,8 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     c->path_len = strlen(m);
     c->streaming = streaming;
     c->refs = 1;
-    c->max = u->cfg.max_body;
+    c->in.max = u->cfg.max_body;
+    c->in.streaming = streaming;
     if (strstr(m, "/Repository") != NULL)
         c->kind = G_REPO;
     else if (strstr(m, "/Server") != NULL)

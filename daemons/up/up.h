@@ -132,6 +132,7 @@ typedef struct up_table {
     seldon_routes *routes;
     size_t *first; /* per route: its targets are targets[first[i] .. first[i + 1]) */
     up_target *targets;
+    unsigned char *split; /* per route: 1 when an experiment or a mirror decides its requests */
     char *names;
 } up_table;
 
