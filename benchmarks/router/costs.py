@@ -77,6 +77,27 @@ def strace_counts(pid, fn):
     return counts
 
 
+def switch_counts(pid, fn):
+    """Context switches and CPU time of the process (all threads) during fn, from perf
+    stat's software counters (no hardware counters needed)."""
+    out = tempfile.mktemp(prefix="costs-perf.")
+    st = subprocess.Popen(["perf", "stat", "-x,", "-o", out, "-e",
+                           "context-switches,cpu-migrations,task-clock", "-p", str(pid)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    fn()
+    st.send_signal(2)
+    st.wait()
+    counts = {}
+    with open(out) as f:
+        for line in f:
+            parts = line.strip().split(",")
+            if len(parts) >= 3 and parts[0].replace(".", "").isdigit():
+                counts[parts[2]] = float(parts[0])
+    os.unlink(out)
+    return counts
+
+
 def callgrind_cost(pid, outfile, fn):
     subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
     fn()
@@ -199,6 +220,11 @@ def run(args):
                                  " ".join(f"{k}={v / n:.2f}" for k, v in sorted(counts.items())
                                           if v / n >= 0.005 and k != "total") +
                                  f" total={counts.get('total', 0) / n:.2f}"))
+                    if args.perf:
+                        sw = switch_counts(server.proc.pid, lambda: load(
+                            "rest", port, bodies[body], c, n))
+                        rows.append((f"server REST {body} c{c} switches/req",
+                                     " ".join(f"{k}={v / n:.3f}" for k, v in sorted(sw.items()))))
                 server.stop()
                 procs.remove(server)
             if not args.no_callgrind:
@@ -237,6 +263,8 @@ def main():
     p.add_argument("--server-defaults", action="store_true",
                    help="seldon-server with its default threads (else one of each)")
     p.add_argument("--no-callgrind", action="store_true")
+    p.add_argument("--perf", action="store_true",
+                   help="also context switches per request (perf stat software counters)")
     p.add_argument("--no-strace", action="store_true")
     p.add_argument("--out", help="folder for bodies and profiles (default: a new temporary one)")
     args = p.parse_args()

@@ -165,7 +165,11 @@ int sd2_nv_view(sd2_nvview *out, const sd2_header *h, size_t n)
         out->nv[i].value = (uint8_t *)(uintptr_t)h[i].value;
         out->nv[i].namelen = h[i].name_len;
         out->nv[i].valuelen = h[i].value_len;
-        out->nv[i].flags = NGHTTP2_NV_FLAG_NONE;
+        /* A request id is new with every request: in the HPACK table it would only push
+           out the fields that repeat, at both ends. */
+        out->nv[i].flags = h[i].name_len == 12 && memcmp(h[i].name, "x-request-id", 12) == 0
+                               ? NGHTTP2_NV_FLAG_NO_INDEX
+                               : NGHTTP2_NV_FLAG_NONE;
     }
     return 0;
 }
