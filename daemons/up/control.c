@@ -1005,6 +1005,7 @@ void up_control_start(void *arg)
     up *u = arg;
     int i;
     forget_absent(u);
+    up_exp_start(u);
     for (i = 0; i < u->nreplicas; i++) {
         up_replica *r = &u->replicas[i];
         if (up_announce(u, r) == 0)

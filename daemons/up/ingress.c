@@ -360,7 +360,7 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         sdh_respond_error(req, status, seldon_last_error());
         return;
     }
-    if (name_len > 9 && memcmp(name + name_len - 9, ".pipeline", 9) == 0) {
+    if (up_exp_rest(u, name, &name_len, sizeof(name), r)) {
         up_pl_rest(u, req, r, name, name_len - 9);
         return;
     }
@@ -919,9 +919,18 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     int32_t streaming = 0;
     const char *m = NULL;
 
+    if (model != NULL) {
+        /* A pipeline's call (or an experiment's over pipelines), unary or streamed, is
+           served whole by plserve (pipes.c). */
+        char name[SELDON_ROUTES_NAME_MAX + 16];
+        size_t name_len = 0;
+        if (up_exp_grpc(u, name, &name_len, sizeof(name), h, n)) {
+            up_pl_grpc_stream(u, s, h, n, end, name, name_len - 9);
+            return;
+        }
+    }
     if (model != NULL && model->value_len > 9 &&
         memcmp(model->value + model->value_len - 9, ".pipeline", 9) == 0) {
-        /* A pipeline's call, unary or streamed, is served whole by plserve (pipes.c). */
         char name[SELDON_ROUTES_NAME_MAX + 16];
         size_t name_len = 0;
         if (seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_GRPC,

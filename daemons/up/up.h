@@ -234,4 +234,19 @@ int up_announce(up *u, up_replica *r); /* registers r with the scheduler; 0 or l
 /* metrics.c, on the control loop */
 void up_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);
 
+/* exp.c: experiments over pipelines */
+void up_exp_start(up *u); /* control loop, at start: the pipelines' routes */
+/*
+ * Ingress loop: 1 when the request for route name[0..len) (x-seldon-route value
+ * sticky, NULL when absent) is served by a pipeline: out (cap bytes) receives its
+ * route "<p>.pipeline", the experiment's choice when the route splits over
+ * pipelines. 0: a model serves it (the ingress decides as for any model).
+ */
+int up_exp_pipeline(up *u, char *out, size_t *out_len, size_t cap, const char *name, size_t len,
+                    const char *sticky, size_t sticky_len);
+/* The same for a REST request whose route is name (rewritten in place). */
+int up_exp_rest(up *u, char *name, size_t *name_len, size_t cap, const sdh_request *r);
+/* The same for a gRPC call's header block (seldon-model and x-seldon-route). */
+int up_exp_grpc(up *u, char *out, size_t *out_len, size_t cap, const sd2_header *h, size_t n);
+
 #endif
