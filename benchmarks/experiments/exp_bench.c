@@ -227,9 +227,9 @@ int main(int argc, char **argv)
     printf("%-44s %9.1f ns  +%.1f ns  (x%.2f)\n", "rollout, sticky version :rolled_2:", best_roll,
            best_roll - best_plain, best_roll / best_plain);
     printf("within 1 us: %s\n", best_exp - best_plain <= 1000 && best_sticky - best_plain <= 1000 &&
-                                         best_roll - best_plain <= 1000
-                                     ? "yes"
-                                     : "NO");
+                                        best_roll - best_plain <= 1000
+                                    ? "yes"
+                                    : "NO");
     accuracy(rt, lb, smoke ? 20000 : picks);
     seldon_router_lb_free(lb);
     seldon_routes_release(rt);

@@ -267,11 +267,12 @@ static void grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, si
     char name[SELDON_ROUTES_NAME_MAX + 16];
     size_t len = 0;
     int rc;
-    if (in != NULL && in->value_len > 9 && memcmp(in->value + in->value_len - 9, ".pipeline", 9) == 0)
+    if (in != NULL && in->value_len > 9 &&
+        memcmp(in->value + in->value_len - 9, ".pipeline", 9) == 0)
         model = in; /* a router's experiment chose this pipeline */
     rc = seldon_router_route_name(name, &len, sizeof(name), SELDON_ROUTER_GRPC,
-                                      model != NULL ? model->value : NULL,
-                                      model != NULL ? model->value_len : 0, NULL, 0);
+                                  model != NULL ? model->value : NULL,
+                                  model != NULL ? model->value_len : 0, NULL, 0);
     if (rc != 0 || len <= 9 || memcmp(name + len - 9, ".pipeline", 9) != 0) {
         gw_count(L->g, "grpc", rc != 0 ? 3 : 5);
         sd2_grpc_finish(s, rc != 0 ? 3 : 5,

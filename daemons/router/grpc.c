@@ -402,8 +402,7 @@ static void mirror(gp *p)
     for (i = 0; i < p->nh_base; i++)
         if ((int64_t)i != p->internal_at)
             hs[k++] = p->h[i];
-    if (rt_tags_upstream(m->rr) &&
-        seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
+    if (rt_tags_upstream(m->rr) && seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
         hs[k++] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
     rc = sd2_request(&up, pool, hs, k, p->replay.len == 0, &mirror_cbs, m,
                      rt_timeout_ms(seldon_router_req_deadline(m->rr), now));

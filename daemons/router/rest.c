@@ -428,8 +428,7 @@ static void mirror(rp *p)
     for (i = 0; i < p->nh_base; i++)
         if ((int64_t)i != p->internal_at)
             hs[k++] = p->head.headers[i];
-    if (rt_tags_upstream(m->rr) &&
-        seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
+    if (rt_tags_upstream(m->rr) && seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
         hs[k++] = (sdh_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
     head = p->head;
     head.headers = hs;

@@ -190,7 +190,7 @@ _Static_assert(sizeof(sdh_header) == sizeof(seldon_http_header), "header layouts
 typedef struct rest_call {
     sdh_req *req;
     up_replica *r;
-    up_vload *vl; /* the version's load counters (load.c), or NULL */
+    up_vload *vl;          /* the version's load counters (load.c), or NULL */
     seldon_rest_request q; /* views into the request, valid until it is answered */
     size_t vname_len;
     char route[SELDON_ROUTES_NAME_MAX + 16]; /* "x-seldon-route": ":<name>_<version>:" */
@@ -503,7 +503,7 @@ static void maybe_consume(gcall *c)
 typedef struct gmsg {
     gcall *c;
     up_replica *r;
-    up_vload *vl; /* the version's load counters (load.c), or NULL */
+    up_vload *vl;      /* the version's load counters (load.c), or NULL */
     seldon_buf parked; /* a parked call's message, versioned name included */
     int32_t status;
     char *message;

@@ -153,7 +153,7 @@ typedef struct up_replica {
     struct ag_entry *busy;      /* control loop: the version being loaded (one at a time) */
     uint64_t seq;               /* control loop: load queue order */
     atomic_long in_flight;
-    int removed; /* control loop: scaled down, disconnected from the scheduler (kept idle) */
+    int removed;     /* control loop: scaled down, disconnected from the scheduler (kept idle) */
     up_vload *vload; /* load.c: UP_VLOAD_SLOTS + 1 (the overflow), made on the control loop */
 } up_replica;
 

@@ -464,8 +464,7 @@ SELDON_API int seldon_router_req_tag(char *out, size_t *out_len, size_t cap,
 SELDON_API int seldon_routes_decide_version(size_t *out_route, uint32_t *out_version,
                                             int64_t *out_mirror, int32_t *out_sticky,
                                             const seldon_routes *routes, size_t route,
-                                            const char *sticky, size_t sticky_len,
-                                            uint64_t random);
+                                            const char *sticky, size_t sticky_len, uint64_t random);
 
 /*
  * The version seldon_router_req_new_split() pinned the request to (0: none).

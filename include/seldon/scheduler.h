@@ -512,12 +512,11 @@ typedef struct seldon_sched_upstream {
 /*
  * Who serves pipelines: from the first call on, the route table holds a
  * route "<p>.pipeline" for every live pipeline (applied, not unloaded),
- * with these upstreams (count 0: no pipeline routes, none serves them), no timeout of the router's (the pipeline applies its own) and no
- * retries (a pipeline's steps may have run). Experiments over pipelines
- * split over these routes, default takeover included. Before the first
- * call the table has no pipeline routes. upstreams is copied; a call with
- * the same upstreams changes nothing, any other makes a new table.
- * SELDON_EINVAL for an upstream without an address.
+ * with these upstreams (count 0: no pipeline routes, none serves them), no timeout of the router's
+ * (the pipeline applies its own) and no retries (a pipeline's steps may have run). Experiments over
+ * pipelines split over these routes, default takeover included. Before the first call the table has
+ * no pipeline routes. upstreams is copied; a call with the same upstreams changes nothing, any
+ * other makes a new table. SELDON_EINVAL for an upstream without an address.
  */
 SELDON_API int seldon_sched_set_pipeline_upstreams(seldon_sched *sched,
                                                    const seldon_sched_upstream *upstreams,

@@ -390,8 +390,8 @@ int seldon_router_req_new_split(seldon_router_req **out, seldon_router_lb *lb, c
     r = &lb->cur->rt->routes[idx];
     if (r->ncands == 0 && r->mirror < 0 && (sticky_len <= 2 || !r->versioned))
         return req_at(out, lb, idx, protocol, now_ns);
-    seldon_routes_decide_version(&chosen, &pin, &mirror, NULL, lb->cur->rt, idx, sticky,
-                                 sticky_len, r->ncands > 0 || r->mirror >= 0 ? rnd(lb) : 0);
+    seldon_routes_decide_version(&chosen, &pin, &mirror, NULL, lb->cur->rt, idx, sticky, sticky_len,
+                                 r->ncands > 0 || r->mirror >= 0 ? rnd(lb) : 0);
     if ((rc = req_at(out, lb, chosen, protocol, now_ns)) != 0)
         return rc;
     (*out)->pin = pin;

@@ -159,8 +159,10 @@ int seldon_sched_set_pipeline_upstreams(seldon_sched *sched, const seldon_sched_
         if (http == NULL || grpc == NULL)
             goto nomem;
         for (i = 0; i < count; i++) {
-            if ((upstreams[i].http != NULL && (http[i] = sdn_strndup(upstreams[i].http, strlen(upstreams[i].http))) == NULL) ||
-                (upstreams[i].grpc != NULL && (grpc[i] = sdn_strndup(upstreams[i].grpc, strlen(upstreams[i].grpc))) == NULL))
+            if ((upstreams[i].http != NULL &&
+                 (http[i] = sdn_strndup(upstreams[i].http, strlen(upstreams[i].http))) == NULL) ||
+                (upstreams[i].grpc != NULL &&
+                 (grpc[i] = sdn_strndup(upstreams[i].grpc, strlen(upstreams[i].grpc))) == NULL))
                 goto nomem;
         }
     }

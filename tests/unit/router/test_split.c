@@ -354,9 +354,9 @@ Test(split, sticky_versions_hold_during_a_rollout)
     cr_assert_eq(seldon_router_lb_new(&lb, rt, NULL, 3), 0);
     /* Through the balancer: every pick is on the pinned version, plain route or split. */
     for (i = 0; i < 200; i++) {
-        cr_assert_eq(seldon_router_req_new_split(&req, lb, "iris", 4, ":iris_2:", 8,
-                                                 SELDON_ROUTER_HTTP, 0),
-                     0);
+        cr_assert_eq(
+            seldon_router_req_new_split(&req, lb, "iris", 4, ":iris_2:", 8, SELDON_ROUTER_HTTP, 0),
+            0);
         cr_assert_eq(seldon_router_req_pinned(req), 2);
         cr_assert_eq(seldon_router_req_split(req), 0);
         cr_assert_eq(seldon_router_pick(&u, req, 0), 0);

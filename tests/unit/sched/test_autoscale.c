@@ -258,8 +258,7 @@ Test(autoscale, a_restart_keeps_the_replicas_a_server_was_scaled_to)
     cr_assert_eq(connect_r(s, "mlserver", 1, "sklearn", GIB, 0, &held, 1, now), 0);
     seldon_sched_tick(s, now);
     cr_assert_eq(take_cmds(s, c, 16), 0, "a restart moved a model");
-    cr_assert_eq(seldon_sched_next_scale(s, &rq), SELDON_ENOTFOUND, "asked again: %u",
-                 rq.replicas);
+    cr_assert_eq(seldon_sched_next_scale(s, &rq), SELDON_ENOTFOUND, "asked again: %u", rq.replicas);
     cr_assert_str_eq(placement(s, "iris", 0), "mlserver:0,1");
     cr_assert_eq(route_upstreams(s, "iris"), 2);
     seldon_sched_close(s);
