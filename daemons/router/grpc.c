@@ -310,7 +310,7 @@ static void served_as(gp *p)
         p->tag[0] = '\0';
         return;
     }
-    if (seldon_router_req_version(p->rr) == 0)
+    if (!rt_tags_upstream(p->rr))
         return;
     if (p->internal_at >= 0) {
         p->h[p->internal_at] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, p->tag, len};
@@ -403,8 +403,7 @@ static void mirror(gp *p)
     for (i = 0; i < p->nh_base; i++)
         if ((int64_t)i != p->internal_at)
             hs[k++] = p->h[i];
-    if (seldon_router_req_version(m->rr) != 0 &&
-        seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
+    if (rt_tags_upstream(m->rr) && seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
         hs[k++] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
     rc = sd2_request(&up, pool, hs, k, p->replay.len == 0, &mirror_cbs, m,
                      rt_timeout_ms(seldon_router_req_deadline(m->rr), now));

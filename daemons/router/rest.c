@@ -343,7 +343,7 @@ static void served_as(rp *p)
         p->tag[0] = '\0';
         return;
     }
-    if (seldon_router_req_version(p->rr) == 0)
+    if (!rt_tags_upstream(p->rr))
         return; /* no version: the route's name says it all (x-seldon-route only) */
     if (p->internal_at >= 0) {
         hs[p->internal_at] = (sdh_header){SELDON_ROUTER_INTERNAL_HEADER, 21, p->tag, len};
@@ -426,8 +426,7 @@ static void mirror(rp *p)
     for (i = 0; i < p->nh_base; i++)
         if ((int64_t)i != p->internal_at)
             hs[k++] = p->head.headers[i];
-    if (seldon_router_req_version(m->rr) != 0 &&
-        seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
+    if (rt_tags_upstream(m->rr) && seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
         hs[k++] = (sdh_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
     head = p->head;
     head.headers = hs;

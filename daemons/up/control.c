@@ -195,8 +195,11 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
     up_table *t = NULL;
     size_t i, j, n, total = 0, k = 0, off = 0;
     int pass, rc = seldon_sched_routes(&routes, u->sched.sched);
+    if (rc == 0)
+        rc = up_vload_init(u); /* load.c: the targets' load counters */
     if (rc != 0) {
         sdd_log(SELDON_LOG_ERROR, "route table: %s", seldon_last_error());
+        seldon_routes_release(routes);
         publish(u, NULL, then, arg);
         return;
     }
@@ -245,6 +248,7 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
                     t->targets[k].evicted = m->state != AG_LOADED;
                     t->targets[k].vname = t->names + off;
                     t->targets[k].vname_len = len;
+                    t->targets[k].vl = up_vload_of(r, m->vname); /* load.c: its load */
                     atomic_init(&t->targets[k].used, 0);
                 }
                 off += len + 1;
@@ -877,6 +881,7 @@ void up_control_free(up *u)
         prep_free(p);
     }
     u->preps = NULL;
+    up_load_free(u);
 }
 
 /* ---------------------------------------------------------------- commands */
@@ -1011,6 +1016,8 @@ void up_control_start(void *arg)
     up *u = arg;
     int i;
     forget_absent(u);
+    up_exp_start(u);
+    up_load_start(u);
     for (i = 0; i < u->nreplicas; i++) {
         up_replica *r = &u->replicas[i];
         if (up_announce(u, r) == 0)
@@ -1032,6 +1039,7 @@ void up_control_stop(void *arg)
     }
     u->stopping = 1;
     up_scale_stop(u);
+    up_load_stop(u);
     if (u->child != NULL) /* a copy under way: its preparation fails once it exits */
         uv_process_kill(u->child, SIGTERM);
     sc_services_stop(&u->sched);
