@@ -93,6 +93,7 @@ static int make_request(void *user_data, seldon_buf *out)
     req.gateway = (char *)sub->g->cfg.name;
     req.http = sub->g->advertise;
     req.grpc = sub->g->advertise;
+    req.kafka = sub->g->cfg.kafka != 0; /* its pipelines are ready once a dataflow worker runs them */
     len = seldon__control__v1__pipeline_subscribe_request__get_packed_size(&req);
     if (len > 1024)
         return sdd_error(SELDON_EINVAL, "the gateway's name or address is too long");
