@@ -64,9 +64,10 @@ struct dcall {
     char *key;
     size_t key_len;
     uint64_t call_id;
-    dreq *r;
+    dreq *r;      /* the request it belongs to; NULL for a batch (no one request owns it) */
     dcall *next;  /* hash chain */
-    dcall *rnext; /* the request's calls */
+    dcall *rnext; /* the request's calls, or the batches' list */
+    int64_t expires; /* a batch: forgotten then, if never answered */
 };
 
 enum { OUT_STEP = 1, OUT_ANSWER = 2 };
@@ -119,6 +120,7 @@ struct df {
     size_t ntopics;
     dreq *reqs[NBUCKETS];
     dcall *calls[NBUCKETS];
+    dcall *batches; /* batched calls in flight (owned by the table, listed here) */
     size_t nreqs;
     uint64_t runs, gens;
     dpart *parts;
@@ -136,6 +138,7 @@ struct df {
 };
 
 static void pump(df *d);
+static dpl *find_pipeline(df *d, const char *name, size_t len);
 static void retry_due(uv_timer_t *t);
 
 static int64_t now_ns(void)
@@ -273,12 +276,11 @@ static void call_drop(df *d, dcall *c)
 {
     dcall **pp;
     call_unlink(d, c);
-    if (c->r != NULL)
-        for (pp = &c->r->calls; *pp != NULL; pp = &(*pp)->rnext)
-            if (*pp == c) {
-                *pp = c->rnext;
-                break;
-            }
+    for (pp = c->r != NULL ? &c->r->calls : &d->batches; *pp != NULL; pp = &(*pp)->rnext)
+        if (*pp == c) {
+            *pp = c->rnext;
+            break;
+        }
     call_free(c);
 }
 
@@ -490,6 +492,21 @@ static void do_call(df *d, const seldon_pipeline_event *ev)
         goto fail;
     c->key_len = kl;
     c->call_id = ev->call_id;
+    /*
+     * A batch goes out under its first request's key (its answer comes back on that key's
+     * partition) but answers every request of it: it must outlive the first request, which
+     * may end before the answer comes (its own timeout, another step's failure, its
+     * partition revoked). So no request owns it: it lives until answered, or until its
+     * requests must all have timed out.
+     */
+    if (ev->batch > 1) {
+        const dpl *p = find_pipeline(d, ev->pipeline, strlen(ev->pipeline));
+        int64_t ms = p != NULL ? seldon_pipeline_timeout_ms(p->pl) : 0;
+        if (ms <= 0)
+            ms = d->cfg.timeout_ms > 0 ? (int64_t)d->cfg.timeout_ms : 3600000;
+        c->expires = now_ns() + (ms + 1000) * 1000000;
+        r = NULL;
+    }
     c->r = r;
     {
         size_t b = call_bucket(c->model, strlen(c->model), c->pipeline, strlen(c->pipeline), c->key,
@@ -500,6 +517,9 @@ static void do_call(df *d, const seldon_pipeline_event *ev)
     if (r != NULL) {
         c->rnext = r->calls;
         r->calls = c;
+    } else if (ev->batch > 1) {
+        c->rnext = d->batches;
+        d->batches = c;
     }
     emit(d, o); /* may fail the call, which drops c through its request's end */
     return;
@@ -619,6 +639,20 @@ static void pump(df *d)
     int64_t dl, now;
     if (d->hard)
         return;
+    if (d->batches != NULL) { /* batches whose requests have all timed out by now */
+        dcall **pp = &d->batches;
+        now = now_ns();
+        while (*pp != NULL) {
+            dcall *c = *pp;
+            if (c->expires > now) {
+                pp = &c->rnext;
+                continue;
+            }
+            *pp = c->rnext;
+            call_unlink(d, c);
+            call_free(c);
+        }
+    }
     while (seldon_pipeline_engine_poll(&ev, d->eng) == 1) {
         if (ev.kind == SELDON_PIPELINE_EVENT_CALL)
             do_call(d, &ev);
