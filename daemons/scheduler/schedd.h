@@ -107,6 +107,7 @@ struct sc_daemon {
     size_t ndataflows;
     size_t nkafka;    /* gateways connected in Kafka mode */
     uint64_t sub_ids; /* the last "seldon-subscription" id given */
+    seldon_metric *m_dataflows;
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */

@@ -75,6 +75,8 @@ def test_load_ready_infer_kill_restart_unload(ksys):
     # Served through the router: gateway -> Kafka -> the worker -> the model gateway.
     body = infer_until_ok(s)
     assert pg.outputs(body)["OUTPUT0"] == DOUBLED
+    assert s.scheduler.metric("seldon_scheduler_dataflow_workers_connected") == 1
+    assert s.scheduler.metric("seldon_scheduler_pipeline_gateways_connected") == 1
     # The route the router got for the pipeline names the gateway only, not the worker.
     assert pipeline_upstreams(s, "chain") == [f'{{http: "{pg.HOST}:{s.gateways[0].ports["port"]}"'
                                                f', grpc: "{pg.HOST}:{s.gateways[0].ports["port"]}"}}']
@@ -83,6 +85,7 @@ def test_load_ready_infer_kill_restart_unload(ksys):
     w1.kill()
     s.extra.remove(w1)
     wait_status(s, "chain", "PipelineCreating", "waiting for a dataflow worker")
+    assert s.scheduler.metric("seldon_scheduler_dataflow_workers_connected") == 0
     r = s.cli("pipeline", "list")
     assert r.code == 0 and "waiting for a dataflow worker" in r.out, r.out
 
