@@ -112,3 +112,27 @@ def test_help_names_the_flags():
     import subprocess
     out = subprocess.run([df.DATAFLOW, "--help"], capture_output=True, timeout=30).stdout.decode()
     assert "--scheduler-host" in out and "--name" in out and "--resubscribe-max" in out
+
+
+def test_a_pipeline_the_worker_cannot_run_is_failed_with_its_reason(ksys):
+    # The worker runs a --pipeline file's "chain" as well: the scheduler's "chain" cannot
+    # run beside it, the worker says so, and the status is PipelineFailed with that reason.
+    s = ksys
+    path = s.tmp / "worker-pipelines.yaml"
+    path.write_text(pipeline_docs(["chain"]))
+    w = df.Dataflow(s.broker.bootstrap, [path], "--scheduler-host", s.scheduler.route_target,
+                    "--name", "df-3", "--resubscribe-max", "200")
+    s.extra.append(w)
+    try:
+        w.wait_log(r"subscribed to pipelines")
+        s.load("pipelines.yaml", pipeline_docs(["chain"]))
+        wait_status(s, "chain", "PipelineFailed",
+                    "dataflow worker df-3: a --pipeline file's pipeline of that name runs here")
+        w.wait_log(r"pipeline chain v\d+: failed: a --pipeline file's pipeline")
+        # The file's pipeline runs all along: it is still served.
+        assert gauge(w, "seldon_dataflow_pipelines") == 1
+        r = s.cli("pipeline", "unload", "chain")
+        assert r.code == 0, f"{r.out}{r.err}"
+    finally:
+        w.stop()
+        s.extra.remove(w)
