@@ -18,6 +18,9 @@
 typedef struct df_config {
     const char **files; /* --pipeline, argv's */
     size_t nfiles;
+    const char *scheduler_host; /* --scheduler-host, or NULL: the files' pipelines only */
+    const char *name;           /* --name: this worker in the scheduler's logs */
+    uint64_t resubscribe_max_ms;
     const char *group;
     uint64_t timeout_ms; /* a request's default timeout in the engine */
     uint32_t max_requests;
@@ -31,6 +34,22 @@ typedef struct df_config {
 
 typedef struct df df;
 
+/* A pipeline the scheduler gives (borrowed for the call). */
+typedef struct df_spec {
+    const char *name;
+    uint32_t version;
+    const char *spec; /* the manifest as canonical JSON */
+    size_t spec_len;
+} df_spec;
+
+/* What runs of the scheduler's last set: loaded, else why not (reason). */
+typedef struct df_state {
+    char *name;
+    uint32_t version;
+    int loaded;
+    char *reason;
+} df_state;
+
 /* Loads and compiles the pipelines (before the loop runs). Returns 0 or SELDON_E*. */
 int df_new(df **out, const df_config *cfg, uv_loop_t *loop, seldon_metrics *metrics);
 /* On the loop: creates the clients and subscribes. */
@@ -39,5 +58,26 @@ void df_start(void *d);
  * acknowledged, commits and closes; done(arg) runs on the loop at the end. */
 void df_stop(df *d, void (*done)(void *), void *arg);
 void df_free(df *d);
+
+/*
+ * On the loop: the scheduler's pipelines from now on (specs[0..n)). Pipelines withdrawn
+ * or of another version leave the engine (their live requests end with an "unloaded"
+ * error record), new ones are compiled in the order of what reads what and added, and
+ * the consumer subscribes anew when the topics changed. --pipeline files' pipelines
+ * stay. Returns 0 or SELDON_ENOMEM.
+ */
+int df_sync(df *d, const df_spec *specs, size_t n);
+/* The states of the last df_sync's pipelines (borrowed until the next df_sync). */
+size_t df_states(const df *d, const df_state **out);
+
+/*
+ * sched.c, --scheduler-host: the subscription to the scheduler's pipelines (new before
+ * the loop runs; start and close on the loop). Each set goes to df_sync and the states
+ * back to the scheduler.
+ */
+typedef struct df_sched df_sched;
+int df_sched_new(df_sched **out, df *d, const df_config *cfg, uv_loop_t *loop);
+void df_sched_start(void *s);
+void df_sched_close(df_sched *s);
 
 #endif

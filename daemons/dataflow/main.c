@@ -10,21 +10,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "df.h"
 #include "flags.h"
 #include "log.h"
 #include "loops.h"
 #include "sdd.h"
+#include "sub.h"
 
 static const char *files[DF_FILES_MAX];
 static size_t nfiles;
 
 static const sdf_program program = {
     "seldon-dataflow",
-    "usage: seldon-dataflow --pipeline FILE... [options]\n"
+    "usage: seldon-dataflow --scheduler-host HOST[:PORT] | --pipeline FILE... [options]\n"
     "\n"
-    "Runs the pipelines of the manifests given over Kafka: a record of\n"
+    "Runs pipelines over Kafka: those the scheduler gives (--scheduler-host; their\n"
+    "states are reported back) and those of --pipeline manifests. A record of\n"
     "<prefix>.<namespace>.pipeline.<p>.inputs (key <partition>.<p>.<id>, value a\n"
     "ModelInferRequest) starts a request; each step's request goes to\n"
     "...model.<m>.inputs with the same key, the `pipeline` header and the x-*\n"
@@ -51,11 +54,32 @@ static int file_flag(void *dest, const char *value)
     return 0;
 }
 
+static int host_flag(void *dest, const char *value)
+{
+    char host[256];
+    int port;
+    if (sds_parse_host(host, sizeof(host), &port, value, 9002) != 0)
+        return -1;
+    *(const char **)dest = value;
+    return 0;
+}
+
+static char hostname[256];
+
 static int parse_args(df_config *c, int argc, char **argv)
 {
     const sdf_flag flags[] = {
         SDF_CHECK("pipeline", NULL, file_flag, "a manifest file", "FILE",
                   "Pipeline manifests to run (repeatable; YAML or JSON)"),
+        SDF_CHECK("scheduler-host", &c->scheduler_host, host_flag, "HOST or HOST:PORT",
+                  "HOST[:PORT]",
+                  "the scheduler's RouteService (port 9002 by default):\n"
+                  "runs the pipelines it gives and reports their states;\n"
+                  "the last ones keep running while it is down"),
+        SDF_FLAG("name", SDF_STR, &c->name, 1, 200, "NAME",
+                 "this worker in the scheduler's logs (default: host name)"),
+        SDF_FLAG("resubscribe-max", SDF_MS, &c->resubscribe_max_ms, SDS_BACKOFF_MIN_MS, 3600000,
+                 "MS", "longest wait between subscription attempts (default 5000)"),
         SDF_FLAG("group", SDF_STR, &c->group, 1, 255, "ID",
                  "the consumer group (default seldon-dataflow);\n"
                  "workers in one group share the partitions"),
@@ -88,12 +112,17 @@ static int parse_args(df_config *c, int argc, char **argv)
     c->metrics_port = 9007;
     c->host = "0.0.0.0";
     c->log_level = SELDON_LOG_INFO;
+    c->resubscribe_max_ms = 5000;
+    if (gethostname(hostname, sizeof(hostname) - 1) != 0 || hostname[0] == '\0')
+        snprintf(hostname, sizeof(hostname), "seldon-dataflow");
+    c->name = hostname;
     if (sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv) < 0)
         return -1;
     c->files = files;
     c->nfiles = nfiles;
-    if (nfiles == 0) {
-        fprintf(stderr, "seldon-dataflow: --pipeline is required (see --help)\n");
+    if (nfiles == 0 && c->scheduler_host == NULL) {
+        fprintf(stderr,
+                "seldon-dataflow: --scheduler-host or --pipeline is required (see --help)\n");
         return -1;
     }
     /* Co-partitioning: partition i of every topic goes to the same worker. */
@@ -115,6 +144,7 @@ static int parse_args(df_config *c, int argc, char **argv)
 
 typedef struct app {
     df *d;
+    df_sched *sched;
     seldon_metrics *metrics;
     sdh_server *metrics_http;
     sdf_countdown stopped;
@@ -135,6 +165,9 @@ static void all_closed(void *arg)
 static void stop_on_loop(void *arg)
 {
     app *a = arg;
+    /* The subscription first: the scheduler stops counting this worker at once. */
+    df_sched_close(a->sched);
+    a->sched = NULL;
     df_stop(a->d, all_closed, a);
 }
 
@@ -161,8 +194,12 @@ int main(int argc, char **argv)
     if (rc == 0)
         rc = sdf_metrics_listen(&a.metrics_http, &mport, sdl_loops_loop(loops, 0), cfg.host,
                                 cfg.metrics_port, metrics_handler, &a);
+    if (rc == 0 && cfg.scheduler_host != NULL)
+        rc = df_sched_new(&a.sched, a.d, &cfg, sdl_loops_loop(loops, 0));
     if (rc == 0)
         rc = sdl_loops_post(loops, 0, df_start, a.d);
+    if (rc == 0 && a.sched != NULL)
+        rc = sdl_loops_post(loops, 0, df_sched_start, a.sched);
     if (rc == 0)
         rc = sdl_loops_start(loops);
     if (rc != 0) {
