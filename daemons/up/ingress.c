@@ -369,9 +369,14 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         sdh_respond_error(req, status, seldon_last_error());
         return;
     }
-    if (up_exp_rest(u, name, &name_len, sizeof(name), r)) {
-        up_pl_rest(u, req, r, name, name_len - 9);
-        return;
+    {
+        up_exp_choice ec;
+        if (up_exp_rest(u, &ec, name, name_len, r)) {
+            sdp_route route;
+            up_exp_route(&route, &ec);
+            up_pl_rest(u, req, r, ec.pipeline, ec.pipeline_len, &route);
+            return;
+        }
     }
     /* The model segment of /v2/models/<m>/..., replaced by the versioned name. */
     if (r->path_len > 11 && memcmp(r->path, "/v2/models/", 11) == 0) {
@@ -718,6 +723,7 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
     size_t name_len = 0, foff = 0, flen = 0, end = b->len;
     int32_t grpc = 13;
     up_target t, mt;
+    up_exp_choice ec;
     int rc;
 
     mt.r = NULL;
@@ -750,13 +756,17 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
         gdone(m, grpc, seldon_last_error(), NULL);
         return;
     }
-    if (name_len > 9 && memcmp(name + name_len - 9, ".pipeline", 9) == 0) {
+    if (c->header == NULL && up_exp_pipeline(u, &ec, name, name_len, c->sticky[0] ? c->sticky : NULL,
+                                             strlen(c->sticky))) {
+        /* The message names a pipeline, or an experiment over pipelines (its choice). */
+        sdp_route route;
         if (strcmp(c->path, "/inference.GRPCInferenceService/ModelInfer") != 0) {
             gdone(m, 12, "pipelines answer ModelInfer", NULL);
             return;
         }
-        rc = up_pl_grpc(u, m, name, name_len - 9, b->data + off, len, c->timeout_ms, c->rid,
-                        strlen(c->rid), c->xmd, c->nxmd);
+        up_exp_route(&route, &ec);
+        rc = up_pl_grpc(u, m, ec.pipeline, ec.pipeline_len, b->data + off, len, c->timeout_ms,
+                        c->rid, strlen(c->rid), c->xmd, c->nxmd, &route);
         if (rc != 0) {
             seldon_router_status(NULL, &grpc, rc);
             if (rc == SELDON_EPARSE || rc == SELDON_ESHAPE || rc == SELDON_EDATATYPE ||
@@ -898,10 +908,11 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     if (model != NULL) {
         /* A pipeline's call (or an experiment's over pipelines), unary or streamed, is
            served whole by plserve (pipes.c). */
-        char name[SELDON_ROUTES_NAME_MAX + 16];
-        size_t name_len = 0;
-        if (up_exp_grpc(u, name, &name_len, sizeof(name), h, n)) {
-            up_pl_grpc_stream(u, s, h, n, end, name, name_len - 9);
+        up_exp_choice ec;
+        if (up_exp_grpc(u, &ec, h, n)) {
+            sdp_route route;
+            up_exp_route(&route, &ec);
+            up_pl_grpc_stream(u, s, h, n, end, ec.pipeline, ec.pipeline_len, &route);
             return;
         }
     }
@@ -915,7 +926,7 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
             sd2_grpc_finish(s, 3, seldon_last_error(), NULL, 0);
             return;
         }
-        up_pl_grpc_stream(u, s, h, n, end, name, name_len - 9);
+        up_pl_grpc_stream(u, s, h, n, end, name, name_len - 9, NULL);
         return;
     }
     for (i = 0; path != NULL && i < count_m; i++) {
