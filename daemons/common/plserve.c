@@ -145,7 +145,7 @@ struct sdp_call {
     oh *ah; /* the model's x-* answer headers, with their strings (one block) */
     size_t nah;
     int32_t as_kind; /* sdp_call_fail_as: the request's error kind, message as is */
-    union {      /* ah's block when it fits (a step's x-seldon-route does): no allocation */
+    union {          /* ah's block when it fits (a step's x-seldon-route does): no allocation */
         oh h[1];
         char b[C_AH_INLINE];
     } ah_in;
@@ -613,7 +613,7 @@ struct scall {
     char pipeline[SELDON_ROUTES_NAME_MAX + 1];
     int tag;                                 /* sdp_route's, for every request of the call */
     char mirror[SELDON_ROUTES_NAME_MAX + 1]; /* sdp_route's: each request copied there, or "" */
-    sdp_grpc_in in; /* request bytes until their messages are whole */
+    sdp_grpc_in in;                          /* request bytes until their messages are whole */
     size_t unconsumed;
 };
 
@@ -673,8 +673,7 @@ static int32_t grpc_in_add(sdp_grpc_in *g, const uint8_t *data, size_t len, cons
     return 0;
 }
 
-int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data,
-                          const char **why)
+int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data, const char **why)
 {
     size_t off = 0;
     while (g->in.len - off >= SDP_GRPC_PREFIX) {
@@ -1182,7 +1181,7 @@ typedef struct plreq {
     size_t pipeline_len;
     const sdp_header *headers; /* x-* headers of the request */
     size_t nheaders;
-    int64_t timeout_ms; /* 0: the default */
+    int64_t timeout_ms;        /* 0: the default */
     const seldon_pipeline *pl; /* the pipeline when the caller found it, else NULL */
     int tag;                   /* sdp_route.tag */
 } plreq;

@@ -204,8 +204,7 @@ int32_t sdp_grpc_in_data(sdp_grpc_in *g, const uint8_t *data, size_t len, sdp_gr
  * returned non-zero, or a gRPC status with why (compressed, too large, a second message in
  * a unary call) to end the call with.
  */
-int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data,
-                          const char **why);
+int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data, const char **why);
 
 /*
  * The client ended its side: a unary call's message goes to one() (as above). Returns 0

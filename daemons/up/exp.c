@@ -102,8 +102,7 @@ void up_exp_route(sdp_route *out, const up_exp_choice *c)
     out->mirror_len = c->mirror_len;
 }
 
-int up_exp_rest(up *u, up_exp_choice *out, const char *name, size_t name_len,
-                const sdh_request *r)
+int up_exp_rest(up *u, up_exp_choice *out, const char *name, size_t name_len, const sdh_request *r)
 {
     const char *sticky;
     size_t sl = 0;

@@ -60,25 +60,35 @@ static uint64_t rand64(void)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-/* The least busy replica holding a version of route i of t (named name in errors). */
-static int pick_at(up_target *out, up *u, up_table *t, size_t i, const char *name, size_t len)
+/*
+ * The least busy replica holding a version of route i of t (named name in errors): the
+ * newest each replica holds; with pin (a sticky version, 0: none), a replica serving that
+ * version, else (none left) as without it, as seldon-router's seldon_router_req_pinned().
+ */
+static int pick_at(up_target *out, up *u, up_table *t, size_t i, const char *name, size_t len,
+                   uint32_t pin)
 {
     size_t k, n, start, best = SIZE_MAX;
     long least = 0;
-    int best_evicted = 1;
+    int best_evicted = 1, pass;
     n = t->first[i + 1] - t->first[i];
     /* The least busy replica; among equals, a rotating start spreads the requests. */
     start = n > 1 ? atomic_fetch_add_explicit(&u->rotate, 1, memory_order_relaxed) % n : 0;
     /* A replica that has the version loaded goes before one that must load it again. */
-    for (k = 0; k < n; k++) {
-        size_t j = t->first[i] + (start + k) % n;
-        long busy = atomic_load_explicit(&t->targets[j].r->in_flight, memory_order_relaxed);
-        int evicted = t->targets[j].evicted;
-        if (best == SIZE_MAX || evicted < best_evicted ||
-            (evicted == best_evicted && busy < least)) {
-            best = j;
-            least = busy;
-            best_evicted = evicted;
+    for (pass = pin != 0 ? 0 : 1; pass < 2 && best == SIZE_MAX; pass++) {
+        for (k = 0; k < n; k++) {
+            size_t j = t->first[i] + (start + k) % n;
+            long busy;
+            int evicted = t->targets[j].evicted;
+            if (pass == 0 ? t->targets[j].version != pin : t->targets[j].older)
+                continue;
+            busy = atomic_load_explicit(&t->targets[j].r->in_flight, memory_order_relaxed);
+            if (best == SIZE_MAX || evicted < best_evicted ||
+                (evicted == best_evicted && busy < least)) {
+                best = j;
+                least = busy;
+                best_evicted = evicted;
+            }
         }
     }
     if (best == SIZE_MAX)
@@ -109,6 +119,7 @@ static int pick_split(up_target *out, up_target *mirror, up *u, const char *name
     up_table *t = atomic_load_explicit(&u->table, memory_order_acquire);
     size_t i, chosen;
     int64_t mi = -1;
+    uint32_t pin = 0;
     int pipeline = len > 9 && memcmp(name + len - 9, ".pipeline", 9) == 0;
     if (mirror != NULL)
         mirror->r = NULL;
@@ -120,18 +131,24 @@ static int pick_split(up_target *out, up_target *mirror, up *u, const char *name
                          name);
     }
     chosen = i;
-    if (t->split[i]) {
-        seldon_routes_decide(&chosen, &mi, NULL, t->routes, i, sticky, sticky ? sticky_len : 0,
-                             rand64());
+    /* The split, and the version a ":<model>_<version>:" token pins (seldon-router's
+       decision: a route without candidates is decided only for its sticky version). */
+    if (t->split[i] || (sticky != NULL && sticky_len > 0)) {
+        if (seldon_routes_decide_version(&chosen, &pin, &mi, NULL, t->routes, i, sticky,
+                                         sticky ? sticky_len : 0, rand64()) != 0) {
+            chosen = i;
+            pin = 0;
+            mi = -1;
+        }
         name = seldon_routes_name(t->routes, chosen);
         len = strlen(name);
     }
     if (mirror != NULL && mi >= 0) {
         const char *mn = seldon_routes_name(t->routes, (size_t)mi);
-        if (pick_at(mirror, u, t, (size_t)mi, mn, strlen(mn)) != 0 || mirror->evicted)
+        if (pick_at(mirror, u, t, (size_t)mi, mn, strlen(mn), 0) != 0 || mirror->evicted)
             mirror->r = NULL; /* a copy never waits for a reload */
     }
-    return pick_at(out, u, t, chosen, name, len);
+    return pick_at(out, u, t, chosen, name, len, pin);
 }
 
 static int pick(up_target *out, up *u, const char *name, size_t len)
@@ -485,7 +502,7 @@ struct gcall {
        x-* metadata to answer with; name and value pairs in one block each, or NULL. */
     sd2_header *xmd, *reply_md;
     size_t nxmd, nreply_md;
-    sdp_grpc_in in; /* request bytes until their messages are whole */
+    sdp_grpc_in in;    /* request bytes until their messages are whole */
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
 };
 
@@ -756,8 +773,8 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
         gdone(m, grpc, seldon_last_error(), NULL);
         return;
     }
-    if (c->header == NULL && up_exp_pipeline(u, &ec, name, name_len, c->sticky[0] ? c->sticky : NULL,
-                                             strlen(c->sticky))) {
+    if (c->header == NULL && up_exp_pipeline(u, &ec, name, name_len,
+                                             c->sticky[0] ? c->sticky : NULL, strlen(c->sticky))) {
         /* The message names a pipeline, or an experiment over pipelines (its choice). */
         sdp_route route;
         if (strcmp(c->path, "/inference.GRPCInferenceService/ModelInfer") != 0) {

@@ -157,10 +157,13 @@ typedef struct up_replica {
     up_vload *vload; /* load.c: UP_VLOAD_SLOTS + 1 (the overflow), made on the control loop */
 } up_replica;
 
-/* Where a route's requests go on one replica: its newest version loaded there. */
+/* Where a route's requests go on one replica: its newest version loaded there, or (older)
+   an older version the route still lists, for a request pinned to it (sticky version). */
 typedef struct up_target {
     up_replica *r;
-    int evicted;           /* not loaded now: a request waits for its reload */
+    int evicted; /* not loaded now: a request waits for its reload */
+    int older;   /* an older version: only a request pinned to it comes here */
+    uint32_t version;
     _Atomic uint64_t used; /* the last request's tick, for eviction (control.c) */
     const char *vname;
     size_t vname_len;
@@ -304,8 +307,7 @@ int up_exp_pipeline(up *u, up_exp_choice *out, const char *name, size_t len, con
 /* The choice as plserve's sdp_route (borrows c's mirror name). */
 void up_exp_route(struct sdp_route *out, const up_exp_choice *c);
 /* The same for a REST request whose route is name. */
-int up_exp_rest(up *u, up_exp_choice *out, const char *name, size_t name_len,
-                const sdh_request *r);
+int up_exp_rest(up *u, up_exp_choice *out, const char *name, size_t name_len, const sdh_request *r);
 /* The same for a gRPC call's header block (seldon-model and x-seldon-route). */
 int up_exp_grpc(up *u, up_exp_choice *out, const sd2_header *h, size_t n);
 

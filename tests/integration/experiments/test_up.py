@@ -39,13 +39,13 @@ def model_doc(name):
 
 
 class UpProc:
-    def __init__(self, folder):
+    def __init__(self, folder, *extra):
         self.folder = folder
         self.errpath = os.path.join(folder, "stderr")
         self.err = open(self.errpath, "wb")
         self.proc = subprocess.Popen(
             [UP, "--host", HOST, "--port", "0", "--scheduler-port", "0", "--metrics-port", "0",
-             "--workers", "2", "--io-threads", "1", "--grace", "10000"],
+             "--workers", "2", "--io-threads", "1", "--grace", "10000", *extra],
             cwd=folder, stdout=subprocess.PIPE, stderr=self.err)
         line = procs.first_line(self.proc, GUARD)
         m = re.fullmatch(r"listening inference=(\d+) scheduler=(\d+) metrics=(-?\d+)",
@@ -290,3 +290,59 @@ def test_pipeline_experiment_mirror_and_message_name(up, stubs):
                      lambda v: f"the mirror pipeline's model ran {v} times of {n}\n{up.stderr()}")
     assert up.infer_total("mul10_1") - base == n
     assert up.cli("experiment", "stop", "pm").code == 0
+
+
+def test_sticky_versions_during_a_rollout(tmp_path):
+    """A rollout that stays under way (version 2 of sv loaded on one of two replicas, the
+    other's load held by the test): the route lists both versions. :sv_1: keeps requests on
+    version 1 and :sv_2: on version 2, REST and gRPC, by header and with -s; once the
+    rollout ends (version 1 gone), :sv_1: pins nothing and version 2 answers."""
+    import fcntl
+    folder = str(tmp_path)
+    gate = tmp_path / "gate"
+    gate.write_text("")
+    held = open(gate, "w")
+    fcntl.flock(held, fcntl.LOCK_EX)  # the second load of version 2 waits for this
+    u = UpProc(folder, "--servers", "2")
+    try:
+        once = tmp_path / "once"
+        once.mkdir()
+        (once / "model-settings.json").write_text(json.dumps(
+            {"name": "sv", "implementation": "libseldon-test-once.so",
+             "parameters": {"extra": {"gate": str(gate), "marker": str(tmp_path / "marker")}}}))
+        v1 = (f"apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata:\n  name: sv\n"
+              f"spec:\n  storageUri: \"{SOURCE}/examples/models/add10\"\n  replicas: 2\n")
+        r = u.cli("load", "-f", write(_Path(folder), "sv1.yaml", v1), "-w", "ModelAvailable")
+        assert r.code == 0, f"{r}\n{u.stderr()}"
+        assert routes(u, "sv", 20) == {":sv_1:": 20}
+        r = u.cli("load", "-f", write(_Path(folder), "sv2.yaml",
+                                      v1.replace(f"{SOURCE}/examples/models/add10", str(once))))
+        assert r.code == 0, f"{r}\n{u.stderr()}"
+        # Version 2 serves on one replica: a request pinned to it gets it.
+        procs.wait_value(lambda: routes(u, "sv", 20, "--header", "x-seldon-route=:sv_2:"),
+                         lambda c: c == {":sv_2:": 20}, GUARD,
+                         lambda c: f"version 2 never served a pinned request: {c}\n{u.stderr()}")
+        identity = [1, 2, 3, 4]
+        for mode in ("rest", "grpc"):
+            # Unpinned: each replica's newest version, so both answer during the rollout.
+            counts = routes(u, "sv", 100, "--inference-mode", mode)
+            assert set(counts) == {":sv_1:", ":sv_2:"}, (mode, counts)
+            for route, want in ((":sv_1:", ANSWERS["add10"]), (":sv_2:", identity)):
+                counts = routes(u, "sv", 100, "--header", f"x-seldon-route={route}",
+                                "--inference-mode", mode)
+                assert counts == {route: 100}, (mode, route, counts)
+                r = u.cli("model", "infer", "sv", REQUEST, "--inference-mode", mode,
+                          "--header", f"x-seldon-route={route}", "--show-headers")
+                assert r.code == 0 and r.json()["outputs"][0]["data"] == want, r
+                assert f"x-seldon-route: {route}" in r.err, r
+            # -s: the first answer's version holds for the rest
+            counts = routes(u, "sv", 100, "-s", "--inference-mode", mode)
+            assert len(counts) == 1 and list(counts.values()) == [100], (mode, counts)
+        # The rollout ends: version 1 leaves, and a pin to it falls back to version 2.
+        fcntl.flock(held, fcntl.LOCK_UN)
+        procs.wait_value(lambda: routes(u, "sv", 20, "--header", "x-seldon-route=:sv_1:"),
+                         lambda c: c == {":sv_2:": 20}, GUARD,
+                         lambda c: f"version 1 still answers: {c}\n{u.stderr()}")
+    finally:
+        held.close()
+        u.stop()
