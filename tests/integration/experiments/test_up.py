@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 
 import pytest
@@ -115,13 +114,14 @@ def routes(up, model, n, *flags):
 
 
 def until_routes(up, model, n, done, *flags):
-    deadline = time.monotonic() + GUARD
-    while True:
+    """n requests at a time until their routes' counts satisfy done (the table in force
+    changes on its own after an experiment's change)."""
+    def counts():
         r = up.cli("model", "infer", model, REQUEST, "-i", str(n), *flags)
-        if r.code == 0 and done(r.json()["routes"]):
-            return r.json()["routes"]
-        assert time.monotonic() < deadline, f"{r}\n{up.stderr()}"
-        time.sleep(0.02)
+        return r, r.json()["routes"] if r.code == 0 else None
+    return procs.wait_value(
+        counts, lambda rc: rc[1] is not None and done(rc[1]), GUARD,
+        lambda rc: f"{model}: the routes never settled: {rc[0]}\n{up.stderr()}")[1]
 
 
 def test_split_sticky_mirror_and_takeover(up):
