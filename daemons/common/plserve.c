@@ -1567,7 +1567,8 @@ void sdp_rest_routed(sdp *s, sdh_req *req, const sdh_request *r, const char *nam
         rest_err(s, req, 400, seldon_last_error());
         return;
     }
-    /* The copy starts first: the caller's answer may come (and r go) within start(). */
+    /* REST's copy starts first: the caller's answer may come (and r go) within start().
+       Either way nothing of the caller's waits on it (its steps run beside the caller's). */
     mirror_bytes(s, &q, route, r->body, r->body_len, 1, jv > 0 ? (size_t)jv : 0);
     w = waiter_new();
     if (w == NULL) {
@@ -1663,8 +1664,10 @@ int sdp_grpc_routed(sdp *s, void *ctx, const char *name, size_t name_len, const 
     q.headers = metadata;
     q.nheaders = nmetadata;
     q.tag = route != NULL && route->tag;
-    mirror_bytes(s, &q, route, data, len, 0, 0);
-    return start(s, w, &q, in);
+    rc = start(s, w, &q, in);
+    if (rc == 0) /* the copy after the caller's request, as seldon-router sends it */
+        mirror_bytes(s, &q, route, data, len, 0, 0);
+    return rc;
 }
 
 /* One whole request message of an own stream. */
@@ -1732,13 +1735,6 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
     }
     c->nreq++;
     q.tag = c->tag;
-    if (c->mirror[0] != '\0') {
-        sdp_route mr;
-        memset(&mr, 0, sizeof(mr));
-        mr.mirror = c->mirror;
-        mr.mirror_len = strlen(c->mirror);
-        mirror_bytes(s, &q, &mr, data, len, 0, 0);
-    }
     w->kind = W_STREAM;
     w->sc = c;
     c->refs++;
@@ -1747,6 +1743,12 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
         seldon_router_status(NULL, &gs, rc);
         c->refs--;
         scall_finish(c, gs, seldon_last_error());
+    } else if (c->mirror[0] != '\0') { /* the copy after the caller's request (c is held) */
+        sdp_route mr;
+        memset(&mr, 0, sizeof(mr));
+        mr.mirror = c->mirror;
+        mr.mirror_len = strlen(c->mirror);
+        mirror_bytes(s, &q, &mr, data, len, 0, 0);
     }
 }
 
