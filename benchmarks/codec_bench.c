@@ -327,8 +327,8 @@ static seldon_msg *instr_msg(int32_t kind, int rich)
 
 static int run_instr(const char *name, long iters)
 {
-    static const char *const names[] = {"pb-decode",        "pb-encode",        "json-decode",
-                                        "json-encode",      "pb-decode-rich",   "pb-encode-rich",
+    static const char *const names[] = {"pb-decode",        "pb-encode",       "json-decode",
+                                        "json-encode",      "pb-decode-rich",  "pb-encode-rich",
                                         "json-decode-rich", "json-encode-rich"};
     static const char small_json[] =
         "{\"inputs\": [{\"name\": \"INPUT\", \"datatype\": \"FP32\", \"shape\": [1, 16], "
@@ -401,7 +401,8 @@ int main(int argc, char **argv)
                    "         valgrind --tool=callgrind --toggle-collect=instr_loop)\n");
             return 0;
         } else {
-            fprintf(stderr, "usage: bench_codec [--smoke] [--seconds S] | --instr CASE [--iters N]\n");
+            fprintf(stderr,
+                    "usage: bench_codec [--smoke] [--seconds S] | --instr CASE [--iters N]\n");
             return 2;
         }
     }

@@ -73,7 +73,8 @@ typedef struct pb_loc {
 #define LOC_ARGS(l) (l)->what, (l)->index
 #define RAW_ARGS(l) (l)->raw_what, (l)->index
 
-/* "inputs[1]" or, with raw, "raw_input_contents[1]": for checks shared with JSON, which take a path. */
+/* "inputs[1]" or, with raw, "raw_input_contents[1]": for checks shared with JSON, which take a
+ * path. */
 static const char *loc_path(char *buf, size_t size, const pb_loc *l, int raw)
 {
     snprintf(buf, size, LOC_FMT, raw ? l->raw_what : l->what, l->index);
@@ -165,10 +166,9 @@ static int narrow_ints(seldon_msg *msg, sdn_tensor *t, const void *src, int is_s
         int64_t v =
             is_signed ? (int64_t)((const int32_t *)src)[k] : (int64_t)((const uint32_t *)src)[k];
         if (v < lo || v > hi)
-            return sdn_error(SELDON_ERANGE,
-                             LOC_FMT ".contents.%s[%zu]: %lld is out of range for %s",
-                             LOC_ARGS(loc), field, k, (long long)v,
-                             seldon_datatype_name(t->datatype));
+            return sdn_error(
+                SELDON_ERANGE, LOC_FMT ".contents.%s[%zu]: %lld is out of range for %s",
+                LOC_ARGS(loc), field, k, (long long)v, seldon_datatype_name(t->datatype));
         if (size == 1) {
             dst[k] = (uint8_t)v;
         } else {
@@ -268,8 +268,7 @@ static size_t contents_total(const pb_contents *c)
            c->n_uint64_contents + c->n_fp32_contents + c->n_fp64_contents + c->n_bytes_contents;
 }
 
-static int contents_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_contents *c,
-                            const pb_loc *loc)
+static int contents_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_contents *c, const pb_loc *loc)
 {
     size_t total = contents_total(c);
     const char *field = contents_field(t->datatype);
@@ -382,7 +381,8 @@ static int tensor_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_loc *loc, con
         return SELDON_ERANGE;
     }
     if ((uint64_t)raw->len != t->count * sdn_dt_size[t->datatype])
-        return sdn_error(SELDON_ESHAPE, LOC_FMT ": %zu bytes, but " LOC_FMT " (%llu x %s) needs %llu",
+        return sdn_error(SELDON_ESHAPE,
+                         LOC_FMT ": %zu bytes, but " LOC_FMT " (%llu x %s) needs %llu",
                          RAW_ARGS(loc), raw->len, LOC_ARGS(loc), (unsigned long long)t->count,
                          seldon_datatype_name(t->datatype),
                          (unsigned long long)(t->count * sdn_dt_size[t->datatype]));
@@ -527,8 +527,9 @@ static int check_pb_string(const uint8_t *s, size_t len, const pb_frame *where)
     while (p < end) {
         if (*p == 0) {
             frame_path(path, sizeof(path), where);
-            return sdn_error(SELDON_EPARSE, "%s: at byte %zu: a NUL byte is not allowed in this "
-                                            "string",
+            return sdn_error(SELDON_EPARSE,
+                             "%s: at byte %zu: a NUL byte is not allowed in this "
+                             "string",
                              path, (size_t)(p - s));
         }
         if (*p < 0x80) {
@@ -579,9 +580,8 @@ static int walk_pb(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, s
         f = key >> 3 <= UINT32_MAX
                 ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
                 : NULL;
-        if (f != NULL &&
-            (f->type == PROTOBUF_C_TYPE_STRING ||
-             (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < PB_WALK_DEPTH))) {
+        if (f != NULL && (f->type == PROTOBUF_C_TYPE_STRING ||
+                          (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < PB_WALK_DEPTH))) {
             size_t fi = (size_t)(f - desc->fields);
             int rc;
             here.field = f;

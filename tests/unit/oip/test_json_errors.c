@@ -28,9 +28,10 @@ Test(json_errors, root_and_members)
 {
     EXPECT("[]", SELDON_EPARSE, "<root>: expected an object");
     EXPECT("{\"id\": 5, \"inputs\": []}", SELDON_EPARSE, "id: expected a string");
-    EXPECT("{\"inputs\": [{\"name\": \"a\", \"datatype\": \"FP32\", \"shape\": [1], \"data\": [1]}, "
-           "{\"name\": \"b\", \"datatype\": \"FP32\", \"shape\": [2], \"data\": [1, \"x\"]}]}",
-           SELDON_EPARSE, "inputs[1].data[1]: expected a number");
+    EXPECT(
+        "{\"inputs\": [{\"name\": \"a\", \"datatype\": \"FP32\", \"shape\": [1], \"data\": [1]}, "
+        "{\"name\": \"b\", \"datatype\": \"FP32\", \"shape\": [2], \"data\": [1, \"x\"]}]}",
+        SELDON_EPARSE, "inputs[1].data[1]: expected a number");
     EXPECT("{\"inputs\": [{\"name\": \"a\", \"datatype\": \"FP32\", \"shape\": [1], \"data\": [1], "
            "\"parameters\": {\"p\": 1, \"q\": null}}]}",
            SELDON_EPARSE, "inputs[0].parameters.q: expected a string, bool or number");
@@ -42,7 +43,8 @@ Test(json_errors, root_and_members)
 Test(json_errors, long_keys_are_cut_on_a_character)
 {
     /* 47 ASCII bytes then a 2-byte character: the cut at 48 falls inside it, so 47 stay. */
-    EXPECT("{\"inputs\": [], \"parameters\": {\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9"
+    EXPECT("{\"inputs\": [], \"parameters\": "
+           "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9"
            "zz\": {}}}",
            SELDON_EPARSE,
            "parameters.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: expected a string, bool or "

@@ -163,7 +163,8 @@ Test(pb_errors, typed_contents_of_the_second_tensor)
     c.int_contents = ints;
     r.in[1].datatype = "INT8";
     r.in[1].contents = &c;
-    expect_exact(&r, SELDON_ERANGE, "inputs[1].contents.int_contents[1]: 300 is out of range for INT8");
+    expect_exact(&r, SELDON_ERANGE,
+                 "inputs[1].contents.int_contents[1]: 300 is out of range for INT8");
 
     r.in[1].datatype = "FP32";
     c.n_fp32_contents = 3;
@@ -175,7 +176,8 @@ Test(pb_errors, typed_contents_of_the_second_tensor)
                  "inputs[1].contents.fp32_contents: 3 elements, but the shape holds 2");
 
     r.in[1].contents = NULL;
-    expect_exact(&r, SELDON_EPARSE, "inputs[1]: no data: neither contents nor raw_input_contents[1]");
+    expect_exact(&r, SELDON_EPARSE,
+                 "inputs[1]: no data: neither contents nor raw_input_contents[1]");
 }
 
 Test(pb_errors, parameters_at_each_level)
