@@ -9,9 +9,22 @@
  *   - protobuf: memcpy of the same tensor bytes, the floor for any decoder.
  *
  *   bench_codec [--smoke] [--seconds S]
+ *   bench_codec --instr CASE [--iters N]
  *
  * --smoke runs each case a few times only: a check that the harness works,
  * not a measurement.
+ *
+ * --instr runs one codec call N times (default 10,000) inside instr_loop() and
+ * nothing else, for instruction counts on a loaded machine, where timings say
+ * little:
+ *   valgrind --tool=callgrind --toggle-collect=instr_loop bench_codec --instr pb-decode
+ * gives Ir per call as the total divided by N. The bodies are the small ones
+ * of benchmarks/pipeline_up and benchmarks/server (one FP32 [1,16] tensor;
+ * JSON data as integers, protobuf data in raw_input_contents); the "rich"
+ * cases add an id, parameters at every level, a second input and a requested
+ * output, so every path-bearing field of the decoders is crossed. Encode cases
+ * write the identity model's response: model name and version, id, the
+ * tensor(s) as outputs.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <jansson.h>
@@ -225,9 +238,151 @@ static void teardown(bench_case *c)
     seldon_msg_free(c->msg);
 }
 
+/* --- Instruction counts ------------------------------------------------ */
+
+typedef struct instr_case {
+    seldon_buf body; /* what a decode case decodes */
+    seldon_msg *msg; /* decode target; for encode cases, the response */
+    seldon_buf out;
+    int op; /* 0 pb decode, 1 pb encode, 2 JSON decode, 3 JSON encode */
+} instr_case;
+
+/* Only this function is counted (callgrind --toggle-collect=instr_loop); kept out of line. */
+__attribute__((noinline)) void instr_loop(instr_case *ic, long iters);
+__attribute__((noinline)) void instr_loop(instr_case *ic, long iters)
+{
+    long k;
+    int rc = 0;
+    for (k = 0; k < iters && rc == 0; k++) {
+        switch (ic->op) {
+        case 0:
+            rc = seldon_msg_decode_pb(ic->msg, ic->body.data, ic->body.len, 0);
+            break;
+        case 1:
+            ic->out.len = 0;
+            rc = seldon_msg_encode_pb(&ic->out, ic->msg, 0);
+            break;
+        case 2:
+            rc = seldon_msg_decode_json(ic->msg, ic->body.data, ic->body.len, 0, 0);
+            break;
+        default:
+            ic->out.len = 0;
+            rc = seldon_msg_encode_json(&ic->out, NULL, ic->msg, 0);
+            break;
+        }
+    }
+    if (rc != 0)
+        die("instr_loop", rc);
+}
+
+static void add_str_param(seldon_msg *m, int32_t scope, size_t index, const char *name,
+                          const char *value)
+{
+    seldon_param p;
+    int rc;
+    memset(&p, 0, sizeof(p));
+    p.name = name;
+    p.name_len = strlen(name);
+    p.type = SELDON_PARAM_STRING;
+    p.string_value = value;
+    p.string_len = strlen(value);
+    rc = seldon_msg_add_param(m, scope, index, &p);
+    if (rc != 0)
+        die("add_param", rc);
+}
+
+/* The request (kind REQUEST) or the identity model's response (kind RESPONSE) of a case. */
+static seldon_msg *instr_msg(int32_t kind, int rich)
+{
+    static const int64_t shape[2] = {1, 16};
+    float values[16];
+    seldon_msg *m = NULL;
+    int rc, i;
+    for (i = 0; i < 16; i++)
+        values[i] = (float)i;
+    rc = seldon_msg_new(&m, kind);
+    if (rc == 0 && kind == SELDON_MSG_RESPONSE)
+        rc = seldon_msg_set_model(m, "ida", 3, "1", 1);
+    if (rc == 0 && (rich || kind == SELDON_MSG_RESPONSE))
+        rc = seldon_msg_set_id(m, "2f1c9e0a-5b7d-4e8f-9a6b-3c2d1e0f4a5b", 36);
+    if (rc == 0)
+        rc = seldon_msg_add_tensor(NULL, m, "INPUT", 5, SELDON_DT_FP32, shape, 2, values,
+                                   sizeof(values), SELDON_TENSOR_COPY);
+    if (rc == 0 && rich)
+        rc = seldon_msg_add_tensor(NULL, m, "MASK", 4, SELDON_DT_FP32, shape, 2, values,
+                                   sizeof(values), SELDON_TENSOR_COPY);
+    if (rc == 0 && rich && kind == SELDON_MSG_REQUEST)
+        rc = seldon_msg_add_output(NULL, m, "OUTPUT", 6);
+    if (rc != 0)
+        die("instr_msg", rc);
+    if (rich) {
+        add_str_param(m, SELDON_SCOPE_MSG, 0, "content_type", "np");
+        add_str_param(m, SELDON_SCOPE_TENSOR, 0, "content_type", "np");
+        add_str_param(m, SELDON_SCOPE_TENSOR, 1, "content_type", "np");
+        if (kind == SELDON_MSG_REQUEST)
+            add_str_param(m, SELDON_SCOPE_OUTPUT, 0, "content_type", "np");
+    }
+    return m;
+}
+
+static int run_instr(const char *name, long iters)
+{
+    static const char *const names[] = {"pb-decode",        "pb-encode",       "json-decode",
+                                        "json-encode",      "pb-decode-rich",  "pb-encode-rich",
+                                        "json-decode-rich", "json-encode-rich"};
+    static const char small_json[] =
+        "{\"inputs\": [{\"name\": \"INPUT\", \"datatype\": \"FP32\", \"shape\": [1, 16], "
+        "\"data\": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]}]}";
+    instr_case ic;
+    int c, rich, rc = 0;
+    seldon_msg *src;
+
+    for (c = 0; c < 8; c++)
+        if (strcmp(name, names[c]) == 0)
+            break;
+    if (c == 8) {
+        fprintf(stderr, "bench_codec: unknown --instr case %s\n", name);
+        return 2;
+    }
+    memset(&ic, 0, sizeof(ic));
+    ic.op = c % 4;
+    rich = c >= 4;
+    if (ic.op == 1 || ic.op == 3) {
+        ic.msg = instr_msg(SELDON_MSG_RESPONSE, rich);
+    } else {
+        src = instr_msg(SELDON_MSG_REQUEST, rich);
+        if (ic.op == 0)
+            rc = seldon_msg_encode_pb(&ic.body, src, 0);
+        else if (rich)
+            rc = seldon_msg_encode_json(&ic.body, NULL, src, 0);
+        else
+            rc = seldon_buf_reserve(&ic.body, sizeof(small_json));
+        if (rc == 0 && ic.op == 2 && !rich) {
+            memcpy(ic.body.data, small_json, sizeof(small_json) - 1);
+            ic.body.len = sizeof(small_json) - 1;
+        }
+        seldon_msg_free(src);
+        if (rc == 0)
+            rc = seldon_msg_new(&ic.msg, SELDON_MSG_REQUEST);
+        if (rc != 0)
+            die("instr body", rc);
+    }
+    instr_loop(&ic, 1); /* first use: the arena grows to its working size outside the count */
+    instr_loop(&ic, iters);
+    printf("bench_codec --instr %s: %ld calls (%zu-byte %s)\n", name, iters,
+           ic.op == 0 || ic.op == 2 ? ic.body.len : ic.out.len,
+           ic.op == 0 || ic.op == 2 ? "body" : "output");
+    seldon_buf_free(&ic.body);
+    seldon_buf_free(&ic.out);
+    seldon_msg_free(ic.msg);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const size_t sizes[3] = {16, 1000, 100000};
+    const char *instr = NULL;
+    long iters = 10000;
     int i;
 
     for (i = 1; i < argc; i++) {
@@ -235,14 +390,24 @@ int main(int argc, char **argv)
             smoke = 1;
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             min_seconds = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--instr") == 0 && i + 1 < argc) {
+            instr = argv[++i];
+        } else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
+            iters = atol(argv[++i]);
         } else if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: bench_codec [--smoke] [--seconds S]\n");
+            printf("usage: bench_codec [--smoke] [--seconds S]\n"
+                   "       bench_codec --instr CASE [--iters N]   (CASE: pb-decode, pb-encode,\n"
+                   "         json-decode, json-encode, and each with -rich; run under\n"
+                   "         valgrind --tool=callgrind --toggle-collect=instr_loop)\n");
             return 0;
         } else {
-            fprintf(stderr, "usage: bench_codec [--smoke] [--seconds S]\n");
+            fprintf(stderr,
+                    "usage: bench_codec [--smoke] [--seconds S] | --instr CASE [--iters N]\n");
             return 2;
         }
     }
+    if (instr != NULL)
+        return run_instr(instr, iters > 0 ? iters : 1);
 
     printf("libseldon %s codec benchmark: one FP32 tensor, ns per element (lower is better)\n",
            seldon_version());

@@ -26,7 +26,16 @@
 #define JD_MAX_PARAMS SDN_MAX_PARAMS
 #define JD_PATH_MAX 192
 #define JD_KEY_SHOWN 48 /* bytes of a client-chosen key shown in a path */
+#define JD_STEPS 16     /* path steps: the decoder's own nesting needs 5 at most */
 #define JD_OVERFLOW 1   /* a run met more elements than it wanted */
+
+/* One step of the path to the value being parsed: a member's key (raw, as in the body) or an
+ * array index (key NULL). */
+typedef struct jd_step {
+    const uint8_t *key;
+    size_t len;
+    uint64_t index;
+} jd_step;
 
 typedef struct jd {
     const uint8_t *base; /* the body: byte offsets count from here */
@@ -39,9 +48,11 @@ typedef struct jd {
     size_t bin_off;
     int nested;     /* the data being parsed is nested as the shape */
     uint32_t level; /* nesting level of the innermost run */
+    uint32_t nsteps;
     uint64_t idx[SDN_MAX_NDIM];
+    jd_step steps[JD_STEPS];
     size_t plen;
-    char path[JD_PATH_MAX];
+    char path[JD_PATH_MAX]; /* steps as text, written by path_of() */
 } jd;
 
 /* Where typed elements land. */
@@ -58,7 +69,13 @@ static uint8_t jd_nothing[16];
 
 /* --- Paths and errors --------------------------------------------------- */
 
-/* Paths are built on every key, so no snprintf here: it would dominate small messages. */
+/*
+ * The path is kept as steps and written out only for an error message: every key of every
+ * request is pushed, and text for each (even without snprintf) was a visible part of decoding
+ * a small body. The text is what appending each step in turn gives: a key shown up to
+ * JD_KEY_SHOWN bytes (cut at a UTF-8 boundary) after a '.', an index as [i], the whole cut at
+ * JD_PATH_MAX - 1 bytes.
+ */
 static void path_append(jd *j, const void *s, size_t len)
 {
     size_t room = JD_PATH_MAX - 1 - j->plen;
@@ -69,25 +86,21 @@ static void path_append(jd *j, const void *s, size_t len)
     j->path[j->plen] = '\0';
 }
 
-static size_t path_push_key(jd *j, const uint8_t *key, size_t len)
+static void path_write_key(jd *j, const uint8_t *key, size_t len)
 {
-    size_t old = j->plen;
-
     if (len > JD_KEY_SHOWN) {
         len = JD_KEY_SHOWN;
         while (len > 0 && (key[len] & 0xC0) == 0x80)
             len--;
     }
-    if (old)
+    if (j->plen)
         path_append(j, ".", 1);
     path_append(j, key, len);
-    return old;
 }
 
-static size_t path_push_index(jd *j, uint64_t i)
+static void path_write_index(jd *j, uint64_t i)
 {
     char buf[24], *p = buf + sizeof(buf);
-    size_t old = j->plen;
 
     *--p = ']';
     do {
@@ -96,17 +109,49 @@ static size_t path_push_index(jd *j, uint64_t i)
     } while (i);
     *--p = '[';
     path_append(j, p, (size_t)(buf + sizeof(buf) - p));
+}
+
+/* Returns the depth to give path_pop(). A step past JD_STEPS (not reached by the decoder's own
+ * nesting) is left out of the path rather than overrun it. */
+static inline uint32_t path_push_key(jd *j, const uint8_t *key, size_t len)
+{
+    uint32_t old = j->nsteps;
+    if (old < JD_STEPS) {
+        j->steps[old].key = key;
+        j->steps[old].len = len;
+        j->nsteps = old + 1;
+    }
     return old;
 }
 
-static void path_pop(jd *j, size_t old)
+static inline uint32_t path_push_index(jd *j, uint64_t i)
 {
-    j->plen = old;
-    j->path[old] = '\0';
+    uint32_t old = j->nsteps;
+    if (old < JD_STEPS) {
+        j->steps[old].key = NULL;
+        j->steps[old].index = i;
+        j->nsteps = old + 1;
+    }
+    return old;
 }
 
-static const char *path_of(const jd *j)
+static inline void path_pop(jd *j, uint32_t old)
 {
+    j->nsteps = old;
+}
+
+/* The path as text ("<root>" at the top), for a message. */
+static SDN_JSON_COLD const char *path_of(jd *j)
+{
+    uint32_t i;
+    j->plen = 0;
+    j->path[0] = '\0';
+    for (i = 0; i < j->nsteps; i++) {
+        if (j->steps[i].key != NULL)
+            path_write_key(j, j->steps[i].key, j->steps[i].len);
+        else
+            path_write_index(j, j->steps[i].index);
+    }
     return j->plen ? j->path : "<root>";
 }
 
@@ -439,7 +484,8 @@ static int obj_walk(jd *j, member_fn fn, void *ctx)
 {
     const uint8_t *p = ws(j->p + 1, j->end), *end = j->end, *q, *key, *raw;
     uint8_t buf[32];
-    size_t dlen, klen, rawlen, old;
+    size_t dlen, klen, rawlen;
+    uint32_t old;
     int esc, rc;
 
     if (p < end && *p == '}') {
@@ -481,7 +527,7 @@ static int arr_walk(jd *j, elem_fn fn, void *ctx)
 {
     const uint8_t *p = j->p, *end = j->end;
     uint64_t i = 0;
-    size_t old;
+    uint32_t old;
     int rc;
 
     if (p >= end)
@@ -576,7 +622,7 @@ static int params_parse(jd *j, sdn_params *ps)
     const uint8_t *p = j->p, *end = j->end, *key;
     sdn_str name;
     sdn_param *prm;
-    size_t old;
+    uint32_t old;
     int rc;
 
     if (p >= end)
@@ -1157,7 +1203,6 @@ static int binary_take(jd *j, sdn_tensor *t, uint64_t size)
     size_t esize = sdn_dt_size[t->datatype], left = j->bin_len - j->bin_off;
     const uint8_t *src = j->bin + j->bin_off;
     char shape[96];
-    int rc;
 
     if (esize != 0 && size != t->count * esize) {
         shape_text(shape, sizeof(shape), t);
@@ -1171,14 +1216,16 @@ static int binary_take(jd *j, sdn_tensor *t, uint64_t size)
                        "binary_data_size %llu overruns the binary data (%zu bytes left)",
                        (unsigned long long)size, left);
     if (esize == 0) {
-        rc = sdn_bytes_check(src, (size_t)size, t->count, j->path);
-        if (rc < 0)
-            return rc;
+        if (sdn_bytes_check(src, (size_t)size, t->count, "") < 0) {
+            path_of(j); /* the check is pure: again, with the path for its message */
+            return sdn_bytes_check(src, (size_t)size, t->count, j->path);
+        }
     }
     if (t->datatype == SELDON_DT_BOOL) {
-        rc = sdn_bool_check(src, (size_t)size, j->path);
-        if (rc < 0)
-            return rc;
+        if (sdn_bool_check(src, (size_t)size, "") < 0) {
+            path_of(j);
+            return sdn_bool_check(src, (size_t)size, j->path);
+        }
     }
     t->nbytes = (size_t)size;
     t->flags |= SDN_TENSOR_BINARY;
@@ -1204,7 +1251,7 @@ static int tensor_finish(jd *j, tstate *ts)
     sdn_tensor *t = ts->t;
     const uint8_t *save;
     uint32_t i;
-    size_t old;
+    uint32_t old;
     int rc;
 
     if (!(ts->seen & TK_NAME))
@@ -1416,8 +1463,6 @@ int seldon_msg_decode_json(seldon_msg *msg, const void *body, size_t len, size_t
     j.flags = flags;
     j.bin = j.end;
     j.bin_len = len - (size_t)(j.end - j.base);
-    j.plen = 0;
-    j.path[0] = '\0';
     rc = decode(&j);
     if (rc < 0)
         sdn_msg_clear(msg);

@@ -99,9 +99,25 @@ static uint8_t *esc_write(uint8_t *w, const uint8_t *s, size_t n, size_t elen)
     return w;
 }
 
-static int put(je *e, const char *s, size_t n)
+/* Appends are many and small: while the buffer has room they stay here, without a call. */
+static inline int reserve(je *e, size_t n)
 {
-    return sdn_buf_append(e->out, s, n);
+    const seldon_buf *b = e->out;
+    if (b->data != NULL && b->cap - b->len >= n)
+        return 0;
+    return sdn_buf_reserve(e->out, n);
+}
+
+/* Literals are most of the appends: copied in place while the buffer has room. */
+static inline int put(je *e, const char *s, size_t n)
+{
+    seldon_buf *b = e->out;
+    if (b->data != NULL && b->cap - b->len >= n) {
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+        return 0;
+    }
+    return sdn_buf_append(b, s, n);
 }
 
 #define PUT_LIT(e, lit) put((e), (lit), sizeof(lit) - 1)
@@ -128,7 +144,7 @@ static int put_str_raw(je *e, const char *s, size_t n)
 
     if (elen == SIZE_MAX)
         return SELDON_EDATATYPE;
-    rc = sdn_buf_reserve(e->out, elen + 2);
+    rc = reserve(e, elen + 2);
     if (rc < 0)
         return rc;
     w = e->out->data + e->out->len;
@@ -241,7 +257,7 @@ static int put_params(je *e, const sdn_params *ps, int skip_binary, const char *
                 break;
             case SELDON_PARAM_INT64:
             case SELDON_PARAM_DOUBLE:
-                rc = sdn_buf_reserve(e->out, SDN_FMT_F64_MAX);
+                rc = reserve(e, SDN_FMT_F64_MAX);
                 if (rc < 0)
                     break;
                 w = e->out->data + e->out->len;
@@ -391,7 +407,7 @@ static int put_data_fixed(je *e, const sdn_tensor *t)
     if (!sdn_mul_size(&bound, (size_t)t->count, elem_bound(t->datatype)) ||
         !sdn_add_size(&bound, bound, 2))
         return sdn_error(SELDON_ENOMEM, "%s: data too large to encode", e->scope);
-    rc = sdn_buf_reserve(e->out, bound);
+    rc = reserve(e, bound);
     if (rc < 0)
         return rc;
     w = e->out->data + e->out->len;
@@ -426,7 +442,7 @@ static int put_data_bytes(je *e, const sdn_tensor *t, size_t ti)
             return sdn_error(SELDON_ENOMEM, "%s[%zu].data: too large to encode", e->scope, ti);
         off += len;
     }
-    rc = sdn_buf_reserve(e->out, total);
+    rc = reserve(e, total);
     if (rc < 0)
         return rc;
     w = e->out->data + e->out->len;
@@ -480,7 +496,7 @@ static int put_tensor(je *e, const sdn_tensor *t, size_t ti, int binary)
         return rc;
     dtname = seldon_datatype_name(t->datatype);
     /* ","datatype":"" + name + "","shape":[" + dims + "]" */
-    rc = sdn_buf_reserve(e->out, 40 + (size_t)t->ndim * 21);
+    rc = reserve(e, 40 + (size_t)t->ndim * 21);
     if (rc < 0)
         return rc;
     w = e->out->data + e->out->len;
@@ -505,7 +521,7 @@ static int put_tensor(je *e, const sdn_tensor *t, size_t ti, int binary)
         if (rc == 0 && binary) {
             rc = PUT_KEY(e, &first, "\"" SDN_JSON_BINARY_SIZE "\":");
             if (rc == 0)
-                rc = sdn_buf_reserve(e->out, 21);
+                rc = reserve(e, 21);
             if (rc == 0) {
                 w = fmt_u64(e->out->data + e->out->len, t->nbytes);
                 e->out->len = (size_t)(w - e->out->data);

@@ -15,13 +15,17 @@ const char *seldon_datatype_name(int32_t datatype)
     return sdn_dt_valid(datatype) ? dt_names[datatype] : dt_names[0];
 }
 
+/* Every decoded tensor names its datatype: lengths first, so most names cost no comparison. */
+static const uint8_t dt_name_len[14] = {7, 4, 5, 6, 6, 6, 4, 5, 5, 5, 4, 4, 4, 5};
+
 int32_t seldon_datatype_from_name(const char *name, size_t len)
 {
     int32_t dt;
     if (name == NULL)
         return SELDON_DT_INVALID;
     for (dt = SELDON_DT_BOOL; dt <= SELDON_DT_BYTES; dt++)
-        if (strlen(dt_names[dt]) == len && memcmp(dt_names[dt], name, len) == 0)
+        if (dt_name_len[dt] == len && dt_names[dt][0] == name[0] &&
+            memcmp(dt_names[dt], name, len) == 0)
             return dt;
     return SELDON_DT_INVALID;
 }

@@ -55,19 +55,58 @@ static sdn_str cstr(const char *s)
 
 /* --- Decoding ----------------------------------------------------------- */
 
-static int param_from_pb(seldon_msg *msg, sdn_params *ps, const char *key, const pb_param *v,
-                         const char *path)
+/*
+ * Error messages name the failing field by its path ("inputs[1].shape[0]").
+ * A path is formatted only once an error is certain: formatting them ahead,
+ * for every tensor and field of every request, was most of the cost of
+ * decoding a small one. Until then, a place is its parts (field name, index).
+ */
+
+/* A tensor's place: "inputs" (or "outputs") and "raw_input_contents" (...), both at index. */
+typedef struct pb_loc {
+    const char *what;
+    const char *raw_what;
+    size_t index;
+} pb_loc;
+
+#define LOC_FMT "%s[%zu]"
+#define LOC_ARGS(l) (l)->what, (l)->index
+#define RAW_ARGS(l) (l)->raw_what, (l)->index
+
+/* "inputs[1]" or, with raw, "raw_input_contents[1]": for checks shared with JSON, which take a
+ * path. */
+static const char *loc_path(char *buf, size_t size, const pb_loc *l, int raw)
 {
+    snprintf(buf, size, LOC_FMT, raw ? l->raw_what : l->what, l->index);
+    return buf;
+}
+
+/* A parameter's place: the message's own (scope NULL, no prefix) or "inputs[1]." and so on. */
+static const char *param_prefix(char *buf, size_t size, const char *scope, size_t index)
+{
+    if (scope == NULL)
+        return "";
+    snprintf(buf, size, "%s[%zu].", scope, index);
+    return buf;
+}
+
+static int param_from_pb(seldon_msg *msg, sdn_params *ps, const char *key, const pb_param *v,
+                         const char *scope, size_t index)
+{
+    char path[48];
     sdn_param *p;
     if (v == NULL)
-        return sdn_error(SELDON_EPARSE, "%sparameters.%s: no value", path, key);
+        return sdn_error(SELDON_EPARSE, "%sparameters.%s: no value",
+                         param_prefix(path, sizeof(path), scope, index), key);
     if (ps->n >= SDN_MAX_PARAMS)
-        return sdn_error(SELDON_ETOOBIG, "%sparameters: more than %d", path, SDN_MAX_PARAMS);
+        return sdn_error(SELDON_ETOOBIG, "%sparameters: more than %d",
+                         param_prefix(path, sizeof(path), scope, index), SDN_MAX_PARAMS);
     p = sdn_params_find(ps, key, strlen(key));
     if (p == NULL) {
         p = sdn_params_push(&msg->arena, ps);
         if (p == NULL)
-            return sdn_error(SELDON_ENOMEM, "%sparameters: out of memory", path);
+            return sdn_error(SELDON_ENOMEM, "%sparameters: out of memory",
+                             param_prefix(path, sizeof(path), scope, index));
     }
     p->name = cstr(key);
     p->s = cstr(NULL);
@@ -90,42 +129,46 @@ static int param_from_pb(seldon_msg *msg, sdn_params *ps, const char *key, const
         break;
     case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM:
         if (v->uint64_param > (uint64_t)INT64_MAX)
-            return sdn_error(SELDON_ERANGE, "%sparameters.%s: %llu does not fit an int64", path,
-                             key, (unsigned long long)v->uint64_param);
+            return sdn_error(SELDON_ERANGE, "%sparameters.%s: %llu does not fit an int64",
+                             param_prefix(path, sizeof(path), scope, index), key,
+                             (unsigned long long)v->uint64_param);
         p->type = SELDON_PARAM_INT64;
         p->i = (int64_t)v->uint64_param;
         break;
     default:
-        return sdn_error(SELDON_EPARSE, "%sparameters.%s: no value", path, key);
+        return sdn_error(SELDON_EPARSE, "%sparameters.%s: no value",
+                         param_prefix(path, sizeof(path), scope, index), key);
     }
     return 0;
 }
 
 /* Every generated map-entry type has the same key/value members; a macro spares five copies. */
-#define PARAMS_FROM_PB(rc, msg, ps, n, entries, path)                                              \
+#define PARAMS_FROM_PB(rc, msg, ps, n, entries, scope, index)                                      \
     do {                                                                                           \
         size_t pi_;                                                                                \
         for (pi_ = 0; (rc) == 0 && pi_ < (n); pi_++)                                               \
-            (rc) = param_from_pb((msg), (ps), (entries)[pi_]->key, (entries)[pi_]->value, (path)); \
+            (rc) = param_from_pb((msg), (ps), (entries)[pi_]->key, (entries)[pi_]->value, (scope), \
+                                 (index));                                                         \
     } while (0)
 
 /* Narrows a repeated int32/uint32 field into 1- or 2-byte elements, checking each value. */
 static int narrow_ints(seldon_msg *msg, sdn_tensor *t, const void *src, int is_signed,
-                       const char *path, const char *field)
+                       const pb_loc *loc, const char *field)
 {
     size_t k, size = sdn_dt_size[t->datatype];
     int64_t lo, hi;
     uint8_t *dst = sdn_arena_alloc(&msg->arena, t->nbytes);
     if (dst == NULL && t->nbytes)
-        return sdn_error(SELDON_ENOMEM, "%s: out of memory", path);
+        return sdn_error(SELDON_ENOMEM, LOC_FMT ": out of memory", LOC_ARGS(loc));
     lo = is_signed ? -((int64_t)1 << (size * 8 - 1)) : 0;
     hi = is_signed ? ((int64_t)1 << (size * 8 - 1)) - 1 : ((int64_t)1 << (size * 8)) - 1;
     for (k = 0; k < t->count; k++) {
         int64_t v =
             is_signed ? (int64_t)((const int32_t *)src)[k] : (int64_t)((const uint32_t *)src)[k];
         if (v < lo || v > hi)
-            return sdn_error(SELDON_ERANGE, "%s.contents.%s[%zu]: %lld is out of range for %s",
-                             path, field, k, (long long)v, seldon_datatype_name(t->datatype));
+            return sdn_error(
+                SELDON_ERANGE, LOC_FMT ".contents.%s[%zu]: %lld is out of range for %s",
+                LOC_ARGS(loc), field, k, (long long)v, seldon_datatype_name(t->datatype));
         if (size == 1) {
             dst[k] = (uint8_t)v;
         } else {
@@ -137,18 +180,19 @@ static int narrow_ints(seldon_msg *msg, sdn_tensor *t, const void *src, int is_s
     return 0;
 }
 
-static int bytes_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_contents *c, const char *path)
+static int bytes_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_contents *c, const pb_loc *loc)
 {
     size_t k, total = 0;
     uint8_t *dst;
     for (k = 0; k < c->n_bytes_contents; k++) {
         if (c->bytes_contents[k].len > UINT32_MAX ||
             !sdn_add_size(&total, total, 4 + c->bytes_contents[k].len))
-            return sdn_error(SELDON_ETOOBIG, "%s.contents.bytes_contents[%zu]: too large", path, k);
+            return sdn_error(SELDON_ETOOBIG, LOC_FMT ".contents.bytes_contents[%zu]: too large",
+                             LOC_ARGS(loc), k);
     }
     dst = sdn_arena_alloc(&msg->arena, total);
     if (dst == NULL && total)
-        return sdn_error(SELDON_ENOMEM, "%s: out of memory", path);
+        return sdn_error(SELDON_ENOMEM, LOC_FMT ": out of memory", LOC_ARGS(loc));
     t->data = dst;
     t->nbytes = total;
     for (k = 0; k < c->n_bytes_contents; k++) {
@@ -224,7 +268,7 @@ static size_t contents_total(const pb_contents *c)
            c->n_uint64_contents + c->n_fp32_contents + c->n_fp64_contents + c->n_bytes_contents;
 }
 
-static int contents_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_contents *c, const char *path)
+static int contents_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_contents *c, const pb_loc *loc)
 {
     size_t total = contents_total(c);
     const char *field = contents_field(t->datatype);
@@ -234,25 +278,27 @@ static int contents_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_contents *c
         if (total == 0 && t->count == 0)
             return 0;
         return sdn_error(SELDON_EDATATYPE,
-                         "%s.contents: %s has no typed contents field; send raw contents", path,
-                         seldon_datatype_name(t->datatype));
+                         LOC_FMT ".contents: %s has no typed contents field; send raw contents",
+                         LOC_ARGS(loc), seldon_datatype_name(t->datatype));
     }
     n = contents_count(c, t->datatype);
     if (n != total)
-        return sdn_error(SELDON_EDATATYPE, "%s.contents: a %s tensor takes its data from %s alone",
-                         path, seldon_datatype_name(t->datatype), field);
+        return sdn_error(SELDON_EDATATYPE,
+                         LOC_FMT ".contents: a %s tensor takes its data from %s alone",
+                         LOC_ARGS(loc), seldon_datatype_name(t->datatype), field);
     if (n != t->count)
-        return sdn_error(SELDON_ESHAPE, "%s.contents.%s: %zu elements, but the shape holds %llu",
-                         path, field, n, (unsigned long long)t->count);
+        return sdn_error(SELDON_ESHAPE,
+                         LOC_FMT ".contents.%s: %zu elements, but the shape holds %llu",
+                         LOC_ARGS(loc), field, n, (unsigned long long)t->count);
     if (t->datatype == SELDON_DT_BYTES)
-        return bytes_from_pb(msg, t, c, path);
+        return bytes_from_pb(msg, t, c, loc);
     t->nbytes = (size_t)t->count * sdn_dt_size[t->datatype];
     switch (t->datatype) {
     case SELDON_DT_BOOL: {
         size_t k;
         uint8_t *dst = sdn_arena_alloc(&msg->arena, t->nbytes);
         if (dst == NULL && t->nbytes)
-            return sdn_error(SELDON_ENOMEM, "%s: out of memory", path);
+            return sdn_error(SELDON_ENOMEM, LOC_FMT ": out of memory", LOC_ARGS(loc));
         for (k = 0; k < n; k++)
             dst[k] = c->bool_contents[k] != 0;
         t->data = dst;
@@ -260,10 +306,10 @@ static int contents_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_contents *c
     }
     case SELDON_DT_INT8:
     case SELDON_DT_INT16:
-        return narrow_ints(msg, t, c->int_contents, 1, path, field);
+        return narrow_ints(msg, t, c->int_contents, 1, loc, field);
     case SELDON_DT_UINT8:
     case SELDON_DT_UINT16:
-        return narrow_ints(msg, t, c->uint_contents, 0, path, field);
+        return narrow_ints(msg, t, c->uint_contents, 0, loc, field);
     case SELDON_DT_INT32:
         t->data = (uint8_t *)c->int_contents;
         return 0;
@@ -283,53 +329,61 @@ static int contents_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_contents *c
         t->data = (uint8_t *)c->fp64_contents;
         return 0;
     default:
-        return sdn_error(SELDON_EINTERNAL, "%s: unhandled datatype", path);
+        return sdn_error(SELDON_EINTERNAL, LOC_FMT ": unhandled datatype", LOC_ARGS(loc));
     }
 }
 
 /*
  * Fills t from one input/output tensor of either message. raw is that
  * tensor's raw contents entry, or NULL when the message sends typed contents.
+ * The checks shared with JSON take a formatted path; they are pure, so on
+ * failure they run again with the path, and a success formats nothing.
  */
-static int tensor_from_pb(seldon_msg *msg, sdn_tensor *t, const char *path, const char *name,
+static int tensor_from_pb(seldon_msg *msg, sdn_tensor *t, const pb_loc *loc, const char *name,
                           const char *datatype, size_t n_shape, int64_t *shape,
-                          const pb_contents *contents, const ProtobufCBinaryData *raw,
-                          const char *raw_path)
+                          const pb_contents *contents, const ProtobufCBinaryData *raw)
 {
-    int rc;
+    char path[48];
     t->name = cstr(name);
     t->datatype = seldon_datatype_from_name(datatype, strlen(datatype));
     if (t->datatype == SELDON_DT_INVALID)
-        return sdn_error(SELDON_EDATATYPE, "%s.datatype: unknown datatype \"%.64s\"", path,
-                         datatype);
+        return sdn_error(SELDON_EDATATYPE, LOC_FMT ".datatype: unknown datatype \"%.64s\"",
+                         LOC_ARGS(loc), datatype);
     if (n_shape > SDN_MAX_NDIM)
-        return sdn_error(SELDON_ETOOBIG, "%s.shape: %zu dimensions, at most %d", path, n_shape,
-                         SDN_MAX_NDIM);
+        return sdn_error(SELDON_ETOOBIG, LOC_FMT ".shape: %zu dimensions, at most %d",
+                         LOC_ARGS(loc), n_shape, SDN_MAX_NDIM);
     t->ndim = (uint32_t)n_shape;
     t->shape = shape;
-    rc = sdn_shape_count(&t->count, shape, t->ndim, path);
-    if (rc < 0)
-        return rc;
+    if (sdn_shape_count(&t->count, shape, t->ndim, "") < 0)
+        return sdn_shape_count(&t->count, shape, t->ndim, loc_path(path, sizeof(path), loc, 0));
     if (raw == NULL) {
         if (contents == NULL) {
             if (t->count == 0 && t->datatype != SELDON_DT_INVALID)
                 return 0;
-            return sdn_error(SELDON_EPARSE, "%s: no data: neither contents nor %s", path, raw_path);
+            return sdn_error(SELDON_EPARSE, LOC_FMT ": no data: neither contents nor " LOC_FMT,
+                             LOC_ARGS(loc), RAW_ARGS(loc));
         }
-        return contents_from_pb(msg, t, contents, path);
+        return contents_from_pb(msg, t, contents, loc);
     }
     if (contents != NULL && contents_total(contents) > 0)
-        return sdn_error(SELDON_EPARSE, "%s.contents: data given both typed and in %s", path,
-                         raw_path);
+        return sdn_error(SELDON_EPARSE, LOC_FMT ".contents: data given both typed and in " LOC_FMT,
+                         LOC_ARGS(loc), RAW_ARGS(loc));
     t->data = raw->data;
     t->nbytes = raw->len;
-    if (t->datatype == SELDON_DT_BYTES)
-        return sdn_bytes_check(raw->data, raw->len, t->count, raw_path);
-    if (t->datatype == SELDON_DT_BOOL && sdn_bool_check(raw->data, raw->len, raw_path) < 0)
+    if (t->datatype == SELDON_DT_BYTES) {
+        if (sdn_bytes_check(raw->data, raw->len, t->count, "") < 0)
+            return sdn_bytes_check(raw->data, raw->len, t->count,
+                                   loc_path(path, sizeof(path), loc, 1));
+        return 0;
+    }
+    if (t->datatype == SELDON_DT_BOOL && sdn_bool_check(raw->data, raw->len, "") < 0) {
+        sdn_bool_check(raw->data, raw->len, loc_path(path, sizeof(path), loc, 1));
         return SELDON_ERANGE;
+    }
     if ((uint64_t)raw->len != t->count * sdn_dt_size[t->datatype])
-        return sdn_error(SELDON_ESHAPE, "%s: %zu bytes, but %s (%llu x %s) needs %llu", raw_path,
-                         raw->len, path, (unsigned long long)t->count,
+        return sdn_error(SELDON_ESHAPE,
+                         LOC_FMT ": %zu bytes, but " LOC_FMT " (%llu x %s) needs %llu",
+                         RAW_ARGS(loc), raw->len, LOC_ARGS(loc), (unsigned long long)t->count,
                          seldon_datatype_name(t->datatype),
                          (unsigned long long)(t->count * sdn_dt_size[t->datatype]));
     return 0;
@@ -337,25 +391,20 @@ static int tensor_from_pb(seldon_msg *msg, sdn_tensor *t, const char *path, cons
 
 #define TENSORS_FROM_PB(rc, msg, n, items, raws, n_raws, what, raw_what)                           \
     do {                                                                                           \
-        size_t ti_;                                                                                \
-        char path_[48], raw_path_[48];                                                             \
-        for (ti_ = 0; (rc) == 0 && ti_ < (n); ti_++) {                                             \
+        pb_loc loc_ = {what, raw_what, 0};                                                         \
+        for (; (rc) == 0 && loc_.index < (n); loc_.index++) {                                      \
+            size_t ti_ = loc_.index;                                                               \
             sdn_tensor *t_ = sdn_msg_push_tensor(msg);                                             \
             if (t_ == NULL) {                                                                      \
                 (rc) = sdn_error(SELDON_ENOMEM, what ": out of memory");                           \
                 break;                                                                             \
             }                                                                                      \
-            snprintf(path_, sizeof(path_), what "[%zu]", ti_);                                     \
-            snprintf(raw_path_, sizeof(raw_path_), raw_what "[%zu]", ti_);                         \
-            (rc) =                                                                                 \
-                tensor_from_pb((msg), t_, path_, (items)[ti_]->name, (items)[ti_]->datatype,       \
-                               (items)[ti_]->n_shape, (items)[ti_]->shape, (items)[ti_]->contents, \
-                               (n_raws) ? &(raws)[ti_] : NULL, raw_path_);                         \
-            if ((rc) == 0) {                                                                       \
-                snprintf(path_, sizeof(path_), what "[%zu].", ti_);                                \
+            (rc) = tensor_from_pb((msg), t_, &loc_, (items)[ti_]->name, (items)[ti_]->datatype,    \
+                                  (items)[ti_]->n_shape, (items)[ti_]->shape,                      \
+                                  (items)[ti_]->contents, (n_raws) ? &(raws)[ti_] : NULL);         \
+            if ((rc) == 0)                                                                         \
                 PARAMS_FROM_PB(rc, msg, &t_->params, (items)[ti_]->n_parameters,                   \
-                               (items)[ti_]->parameters, path_);                                   \
-            }                                                                                      \
+                               (items)[ti_]->parameters, what, ti_);                               \
         }                                                                                          \
     } while (0)
 
@@ -379,18 +428,16 @@ static int decode_request(seldon_msg *msg, const pb_request *r)
     msg->model_name = cstr(r->model_name);
     msg->model_version = cstr(r->model_version);
     msg->id = cstr(r->id);
-    PARAMS_FROM_PB(rc, msg, &msg->params, r->n_parameters, r->parameters, "");
+    PARAMS_FROM_PB(rc, msg, &msg->params, r->n_parameters, r->parameters, NULL, 0);
     TENSORS_FROM_PB(rc, msg, r->n_inputs, r->inputs, r->raw_input_contents, r->n_raw_input_contents,
                     "inputs", "raw_input_contents");
     for (i = 0; rc == 0 && i < r->n_outputs; i++) {
-        char path[48];
         sdn_output *o = sdn_msg_push_output(msg);
         if (o == NULL)
             return sdn_error(SELDON_ENOMEM, "outputs: out of memory");
         o->name = cstr(r->outputs[i]->name);
-        snprintf(path, sizeof(path), "outputs[%zu].", i);
         PARAMS_FROM_PB(rc, msg, &o->params, r->outputs[i]->n_parameters, r->outputs[i]->parameters,
-                       path);
+                       "outputs", i);
     }
     return rc;
 }
@@ -404,7 +451,7 @@ static int decode_response(seldon_msg *msg, const pb_response *r)
     msg->model_name = cstr(r->model_name);
     msg->model_version = cstr(r->model_version);
     msg->id = cstr(r->id);
-    PARAMS_FROM_PB(rc, msg, &msg->params, r->n_parameters, r->parameters, "");
+    PARAMS_FROM_PB(rc, msg, &msg->params, r->n_parameters, r->parameters, NULL, 0);
     TENSORS_FROM_PB(rc, msg, r->n_outputs, r->outputs, r->raw_output_contents,
                     r->n_raw_output_contents, "outputs", "raw_output_contents");
     return rc;
@@ -440,24 +487,62 @@ static int pb_varint(pb_cursor *c, uint64_t *out)
     return -1;
 }
 
-static int check_pb_string(const uint8_t *s, size_t len, const char *path)
+/*
+ * The walk's place: one frame per field entered, linked up to the message
+ * at the root. The path ("inputs[1].parameters[0].key") is formatted from the
+ * frames only when a string is refused.
+ */
+typedef struct pb_frame {
+    const struct pb_frame *up;
+    const ProtobufCFieldDescriptor *field;
+    uint32_t index; /* the occurrence of a repeated field */
+} pb_frame;
+
+#define PB_PATH_MAX 160
+
+/* Writes the path of frame f into buf, cut at size - 1 bytes as snprintf cuts. */
+static void frame_path(char *buf, size_t size, const pb_frame *f)
+{
+    const pb_frame *chain[PB_WALK_DEPTH + 1];
+    size_t n = 0, used = 0;
+    for (; f != NULL && n < PB_WALK_DEPTH + 1; f = f->up)
+        chain[n++] = f;
+    buf[0] = '\0';
+    while (n-- > 0 && used + 1 < size) {
+        const ProtobufCFieldDescriptor *fd = chain[n]->field;
+        int w = fd->label == PROTOBUF_C_LABEL_REPEATED
+                    ? snprintf(buf + used, size - used, "%s%s[%u]", used ? "." : "", fd->name,
+                               chain[n]->index)
+                    : snprintf(buf + used, size - used, "%s%s", used ? "." : "", fd->name);
+        if (w < 0)
+            break;
+        used = (size_t)w < size - used ? used + (size_t)w : size - 1;
+    }
+}
+
+static int check_pb_string(const uint8_t *s, size_t len, const pb_frame *where)
 {
     const uint8_t *p = s, *end = s + len;
+    char path[PB_PATH_MAX];
     while (p < end) {
-        if (*p == 0)
-            return sdn_error(SELDON_EPARSE, "%s: at byte %zu: a NUL byte is not allowed in this "
-                                            "string",
+        if (*p == 0) {
+            frame_path(path, sizeof(path), where);
+            return sdn_error(SELDON_EPARSE,
+                             "%s: at byte %zu: a NUL byte is not allowed in this "
+                             "string",
                              path, (size_t)(p - s));
+        }
         if (*p < 0x80) {
             p++;
             continue;
         }
         {
             size_t n = sdn_utf8_seq(p, end);
-            if (n == 0)
-                return sdn_error(SELDON_EPARSE,
-                                 "%s: at byte %zu: invalid UTF-8",
-                                 path, (size_t)(p - s));
+            if (n == 0) {
+                frame_path(path, sizeof(path), where);
+                return sdn_error(SELDON_EPARSE, "%s: at byte %zu: invalid UTF-8", path,
+                                 (size_t)(p - s));
+            }
             p += n;
         }
     }
@@ -465,14 +550,15 @@ static int check_pb_string(const uint8_t *s, size_t len, const char *path)
 }
 
 static int walk_pb(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-                   const char *path, int depth)
+                   const pb_frame *up, int depth)
 {
     pb_cursor c = {buf, buf + len};
     uint32_t counts[32] = {0};
+    pb_frame here;
+    here.up = up;
     while (c.p < c.end) {
         uint64_t key, n = 0;
         const ProtobufCFieldDescriptor *f;
-        char sub[160];
         unsigned wire;
         if (pb_varint(&c, &key) < 0)
             return 0; /* protobuf-c accepted it: nothing more to say */
@@ -494,26 +580,20 @@ static int walk_pb(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, s
         f = key >> 3 <= UINT32_MAX
                 ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
                 : NULL;
-        if (f != NULL &&
-            (f->type == PROTOBUF_C_TYPE_STRING ||
-             (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < PB_WALK_DEPTH))) {
+        if (f != NULL && (f->type == PROTOBUF_C_TYPE_STRING ||
+                          (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < PB_WALK_DEPTH))) {
             size_t fi = (size_t)(f - desc->fields);
-            if (f->label == PROTOBUF_C_LABEL_REPEATED)
-                snprintf(sub, sizeof(sub), "%s%s%s[%u]", path, path[0] ? "." : "", f->name,
-                         fi < 32 ? counts[fi] : 0);
-            else
-                snprintf(sub, sizeof(sub), "%s%s%s", path, path[0] ? "." : "", f->name);
+            int rc;
+            here.field = f;
+            here.index = fi < 32 ? counts[fi] : 0;
             if (fi < 32)
                 counts[fi]++;
-            if (f->type == PROTOBUF_C_TYPE_STRING) {
-                int rc = check_pb_string(c.p, (size_t)n, sub);
-                if (rc < 0)
-                    return rc;
-            } else {
-                int rc = walk_pb(f->descriptor, c.p, (size_t)n, sub, depth + 1);
-                if (rc < 0)
-                    return rc;
-            }
+            if (f->type == PROTOBUF_C_TYPE_STRING)
+                rc = check_pb_string(c.p, (size_t)n, &here);
+            else
+                rc = walk_pb(f->descriptor, c.p, (size_t)n, &here, depth + 1);
+            if (rc < 0)
+                return rc;
         }
         c.p += n;
     }
@@ -542,7 +622,7 @@ int seldon_pb_check_strings(const void *buf, size_t len, const char *type_name)
         return sdn_error(SELDON_EINVAL, "pb_check_strings: NULL argument");
     for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (strcmp(types[i]->name, type_name) == 0)
-            return walk_pb(types[i], buf, len, "", 0);
+            return walk_pb(types[i], buf, len, NULL, 0);
     return sdn_error(SELDON_ENOTFOUND, "pb_check_strings: unknown message type %.64s", type_name);
 }
 
@@ -570,13 +650,13 @@ int seldon_msg_decode_pb(seldon_msg *msg, const void *buf, size_t len, uint32_t 
     alloc.allocator_data = &ctx;
     if (msg->kind == SELDON_MSG_REQUEST) {
         pb_request *r = inference__model_infer_request__unpack(&alloc, len, buf);
-        rc = r ? walk_pb(&inference__model_infer_request__descriptor, buf, len, "", 0)
+        rc = r ? walk_pb(&inference__model_infer_request__descriptor, buf, len, NULL, 0)
                : unpack_failed(&ctx, "inference.ModelInferRequest", len);
         if (rc == 0)
             rc = decode_request(msg, r);
     } else {
         pb_response *r = inference__model_infer_response__unpack(&alloc, len, buf);
-        rc = r ? walk_pb(&inference__model_infer_response__descriptor, buf, len, "", 0)
+        rc = r ? walk_pb(&inference__model_infer_response__descriptor, buf, len, NULL, 0)
                : unpack_failed(&ctx, "inference.ModelInferResponse", len);
         if (rc == 0)
             rc = decode_response(msg, r);
