@@ -102,6 +102,7 @@ typedef struct dpart {
 
 typedef struct dpl {
     char *name;
+    uint32_t version; /* df_sync's */
     seldon_pipeline *pl;
 } dpl;
 
@@ -947,11 +948,34 @@ static int add_topic(df *d, size_t *cap, int32_t kind, const char *name, int32_t
     return 0;
 }
 
+/* The topics consumed: the pipelines' inputs, their steps' outputs, the errors. */
+static int build_topics(df *d)
+{
+    size_t i, k, cap = 0;
+    int rc = 0;
+    for (i = 0; i < d->ntopics; i++)
+        sdd_free(d->topics[i]);
+    sdd_free(d->topics);
+    d->topics = NULL;
+    d->ntopics = 0;
+    for (i = 0; rc == 0 && i < d->npls; i++) {
+        rc = add_topic(d, &cap, SELDON_KAFKA_PIPELINE, d->pls[i].name, SELDON_KAFKA_INPUTS);
+        for (k = 0; rc == 0 && k < seldon_pipeline_step_count(d->pls[i].pl); k++)
+            rc = add_topic(d, &cap, SELDON_KAFKA_MODEL, seldon_pipeline_step_name(d->pls[i].pl, k),
+                           SELDON_KAFKA_OUTPUTS);
+    }
+    if (rc == 0)
+        rc = add_topic(d, &cap, SELDON_KAFKA_ERRORS, NULL, 0);
+    if (rc == 0 && d->ntopics > 1)
+        qsort(d->topics, d->ntopics, sizeof(char *), cmp_str);
+    return rc;
+}
+
 /* Compiles the pipelines of every --pipeline file, in the order of what reads what. */
 static int load(df *d)
 {
     seldon_manifest **ms = sdd_calloc(d->cfg.nfiles + 1, sizeof(*ms));
-    size_t i, k, total = 0, cap = 0;
+    size_t i, k, total = 0;
     int rc = 0, progress;
     if (ms == NULL)
         return SELDON_ENOMEM;
@@ -993,16 +1017,8 @@ static int load(df *d)
         }
     if (rc == 0 && d->npls == 0)
         rc = sdd_error(SELDON_EINVAL, "--pipeline: no Pipeline in the files given");
-    for (i = 0; rc == 0 && i < d->npls; i++) {
-        rc = add_topic(d, &cap, SELDON_KAFKA_PIPELINE, d->pls[i].name, SELDON_KAFKA_INPUTS);
-        for (k = 0; rc == 0 && k < seldon_pipeline_step_count(d->pls[i].pl); k++)
-            rc = add_topic(d, &cap, SELDON_KAFKA_MODEL, seldon_pipeline_step_name(d->pls[i].pl, k),
-                           SELDON_KAFKA_OUTPUTS);
-    }
     if (rc == 0)
-        rc = add_topic(d, &cap, SELDON_KAFKA_ERRORS, NULL, 0);
-    if (rc == 0 && d->ntopics > 1)
-        qsort(d->topics, d->ntopics, sizeof(char *), cmp_str);
+        rc = build_topics(d);
     for (i = 0; i < d->cfg.nfiles; i++)
         seldon_manifest_free(ms[i]);
     sdd_free(ms);
@@ -1032,8 +1048,9 @@ int df_new(df **out, const df_config *cfg, uv_loop_t *loop, seldon_metrics *metr
         return SELDON_ENOMEM;
     d->cfg = *cfg;
     d->loop = loop;
-    rc = load(d);
-    if (rc == 0 && (arr = sdd_calloc(d->npls, sizeof(*arr))) == NULL)
+    /* No files: the pipelines come later, through df_sync(). */
+    rc = cfg->nfiles > 0 ? load(d) : build_topics(d);
+    if (rc == 0 && (arr = sdd_calloc(d->npls + 1, sizeof(*arr))) == NULL)
         rc = SELDON_ENOMEM;
     for (i = 0; rc == 0 && i < d->npls; i++)
         arr[i] = d->pls[i].pl;
@@ -1171,4 +1188,128 @@ void df_free(df *d)
         sdd_free(d->topics[i]);
     sdd_free(d->topics);
     sdd_free(d);
+}
+
+int df_kafka_defaults(sdk_config *c)
+{
+    size_t i;
+    /* Co-partitioning: partition i of every topic goes to the same worker. */
+    for (i = 0; i + 1 < c->n; i += 2)
+        if (strcmp(c->props[i], "partition.assignment.strategy") == 0)
+            return 0;
+    return sdk_config_set(c, "partition.assignment.strategy", "range");
+}
+
+static int spec_has(const df_spec *specs, size_t n, const char *name, uint32_t version)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (strcmp(specs[i].name, name) == 0 && specs[i].version == version)
+            return 1;
+    return 0;
+}
+
+/* Withdraws the pipelines marked in rm (readers before what they read). */
+static void withdraw(df *d, char *rm)
+{
+    size_t k, left = 0, out = 0;
+    int progress = 1;
+    for (k = 0; k < d->npls; k++)
+        left += rm[k] == 1;
+    while (left > 0 && progress) {
+        progress = 0;
+        for (k = 0; k < d->npls; k++) {
+            if (rm[k] != 1 ||
+                seldon_pipeline_engine_remove(d->eng, d->pls[k].name, now_ns()) == SELDON_ESTATE)
+                continue;
+            rm[k] = 2;
+            left--;
+            progress = 1;
+        }
+    }
+    for (k = 0; k < d->npls; k++) {
+        if (rm[k] == 0) {
+            d->pls[out++] = d->pls[k];
+            continue;
+        }
+        sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: withdrawn", d->pls[k].name, d->pls[k].version);
+        sdd_free(d->pls[k].name);
+        seldon_pipeline_free(d->pls[k].pl);
+    }
+    d->npls = out;
+}
+
+int df_sync(df *d, const df_spec *specs, size_t n)
+{
+    char *rm = sdd_calloc(d->npls + 1, 1);
+    dpl *grown;
+    size_t i, k, d_i;
+    int changed = 0, progress = 1;
+    if (rm == NULL)
+        return SELDON_ENOMEM;
+    /* Gone, or replaced by another version; then whatever reads those (compiled again). */
+    for (k = 0; k < d->npls; k++)
+        if (!spec_has(specs, n, d->pls[k].name, d->pls[k].version))
+            rm[k] = 1;
+    while (progress) {
+        progress = 0;
+        for (k = 0; k < d->npls; k++)
+            for (d_i = 0; !rm[k] && d_i < seldon_pipeline_dependency_count(d->pls[k].pl); d_i++)
+                for (i = 0; i < d->npls; i++)
+                    if (rm[i] && strcmp(d->pls[i].name,
+                                        seldon_pipeline_dependency(d->pls[k].pl, d_i)) == 0) {
+                        rm[k] = 1;
+                        progress = 1;
+                        break;
+                    }
+    }
+    for (k = 0; k < d->npls; k++)
+        changed |= rm[k];
+    if (changed)
+        withdraw(d, rm);
+    sdd_free(rm);
+    grown = sdd_realloc(d->pls, (d->npls + n + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return SELDON_ENOMEM;
+    d->pls = grown;
+    /* New: compiled in the order of what they read. */
+    for (progress = 1; progress;) {
+        progress = 0;
+        for (i = 0; i < n; i++) {
+            seldon_manifest *m = NULL;
+            seldon_pipeline *pl = NULL;
+            const seldon_resource *res;
+            if (find_pipeline(d, specs[i].name, strlen(specs[i].name)) != NULL ||
+                seldon_manifest_parse(&m, specs[i].spec, specs[i].spec_len, specs[i].name) != 0)
+                continue;
+            res = seldon_manifest_at(m, 0);
+            if (res != NULL && res->kind == SELDON_KIND_PIPELINE &&
+                seldon_pipeline_compile(&pl, res->name, &res->spec.pipeline, lookup, d) == 0) {
+                char *name = sdd_strndup(specs[i].name, strlen(specs[i].name));
+                if (name != NULL && seldon_pipeline_engine_add(d->eng, pl) == 0) {
+                    d->pls[d->npls].name = name;
+                    d->pls[d->npls].version = specs[i].version;
+                    d->pls[d->npls++].pl = pl;
+                    progress = changed = 1;
+                    sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: %zu step(s), over Kafka",
+                            specs[i].name, specs[i].version, seldon_pipeline_step_count(pl));
+                } else {
+                    sdd_free(name);
+                    seldon_pipeline_free(pl);
+                }
+            }
+            seldon_manifest_free(m);
+        }
+    }
+    if (!changed)
+        return 0;
+    if (build_topics(d) != 0) {
+        sdd_log(SELDON_LOG_ERROR, "topics: %s", seldon_last_error());
+        return seldon_last_error_code();
+    }
+    if (d->consumer != NULL &&
+        sdk_consumer_subscribe(d->consumer, (const char *const *)d->topics, d->ntopics) != 0)
+        sdd_log(SELDON_LOG_ERROR, "subscribe: %s", seldon_last_error());
+    pump(d); /* the withdrawn pipelines' requests end with error records */
+    return 1;
 }

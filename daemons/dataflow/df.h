@@ -40,4 +40,27 @@ void df_start(void *d);
 void df_stop(df *d, void (*done)(void *), void *arg);
 void df_free(df *d);
 
+/*
+ * The engine as a role of another daemon (seldon up --kafka): created with no
+ * files (nfiles 0), its pipelines are pushed on the loop with df_sync().
+ */
+typedef struct df_spec {
+    const char *name;
+    uint32_t version;
+    const char *spec; /* its Pipeline manifest (YAML or JSON) */
+    size_t spec_len;
+} df_spec;
+
+/*
+ * On the loop: these pipelines (and no other) run from now on. New names and
+ * versions are compiled (in the order of what reads what) and added; the others
+ * are withdrawn (their requests end with error records, kind "unloaded"), and
+ * so are the readers of a replaced one, compiled again against it. The
+ * subscription follows. Returns 1 when something changed, 0, or SELDON_E*.
+ */
+int df_sync(df *d, const df_spec *specs, size_t n);
+
+/* Our consumer defaults on top of c: the range assignor unless c names one. */
+int df_kafka_defaults(sdk_config *c);
+
 #endif
