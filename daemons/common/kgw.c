@@ -77,6 +77,7 @@ struct sdkg {
     sdkg_part parts[SDKG_MAX_PARTS]; /* outputs partitions held */
     size_t nparts;
     uint32_t rr;
+    uint64_t subscribed; /* a hash of the topics subscribed (0: none yet) */
     int closing;
 };
 
@@ -428,12 +429,18 @@ int sdkg_new(sdkg **slot, uv_loop_t *loop, const sdk_config *kcfg, const char *g
     return 0;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 void sdkg_subscribe(sdkg *k, const char *const *pipelines, size_t n)
 {
     char **topics = sdd_calloc(n + 1, sizeof(*topics));
     size_t i, nt = 0;
-    if (topics == NULL)
-        return;
+    uint64_t h = 1469598103934665603ull;
+    if (topics == NULL || k->closing)
+        goto out;
     for (i = 0; i < n; i++) {
         char t[SELDON_KAFKA_TOPIC_MAX + 1];
         if (seldon_kafka_topic(t, sizeof(t), NULL, k->kcfg->prefix, k->kcfg->ns,
@@ -441,8 +448,23 @@ void sdkg_subscribe(sdkg *k, const char *const *pipelines, size_t n)
             (topics[nt] = sdd_strndup(t, strlen(t))) != NULL)
             nt++;
     }
+    /* The same topics again would only restart the group's rebalance. */
+    if (nt > 1)
+        qsort(topics, nt, sizeof(char *), cmp_str);
+    for (i = 0; i < nt; i++) {
+        const char *c;
+        for (c = topics[i]; *c != '\0'; c++)
+            h = (h ^ (unsigned char)*c) * 1099511628211ull;
+        h = (h ^ ',') * 1099511628211ull;
+    }
+    h |= 1;
+    if (h == k->subscribed)
+        goto out;
     if (sdk_consumer_subscribe(k->consumer, (const char *const *)topics, nt) != 0)
         sdd_log(SELDON_LOG_ERROR, "kafka: subscribe: %s", seldon_last_error());
+    else
+        k->subscribed = h;
+out:
     for (i = 0; i < nt; i++)
         sdd_free(topics[i]);
     sdd_free(topics);

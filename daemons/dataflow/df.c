@@ -1313,3 +1313,16 @@ int df_sync(df *d, const df_spec *specs, size_t n)
     pump(d); /* the withdrawn pipelines' requests end with error records */
     return 1;
 }
+
+int df_holds(df *d, const char *pipeline)
+{
+    char t[SELDON_KAFKA_TOPIC_MAX + 1];
+    dpart *p;
+    if (find_pipeline(d, pipeline, strlen(pipeline)) == NULL ||
+        topic_of(d, t, SELDON_KAFKA_PIPELINE, pipeline, SELDON_KAFKA_INPUTS) != 0)
+        return 0;
+    for (p = d->parts; p != NULL; p = p->next)
+        if (p->gen != 0 && strcmp(p->topic, t) == 0)
+            return 1;
+    return 0;
+}

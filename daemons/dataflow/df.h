@@ -60,6 +60,9 @@ typedef struct df_spec {
  */
 int df_sync(df *d, const df_spec *specs, size_t n);
 
+/* On the loop: 1 when pipeline runs here and a partition of its inputs topic is assigned. */
+int df_holds(df *d, const char *pipeline);
+
 /* Our consumer defaults on top of c: the range assignor unless c names one. */
 int df_kafka_defaults(sdk_config *c);
 

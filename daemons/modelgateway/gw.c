@@ -1025,3 +1025,16 @@ void mg_free(mg *g)
     sdd_free(g->topics);
     sdd_free(g);
 }
+
+int mg_holds(mg *g, const char *model)
+{
+    char t[SELDON_KAFKA_TOPIC_MAX + 1];
+    mg_part *p;
+    if (seldon_kafka_topic(t, sizeof(t), NULL, g->cfg.kafka.prefix, g->cfg.kafka.ns,
+                           SELDON_KAFKA_MODEL, model, SELDON_KAFKA_INPUTS) != 0)
+        return 0;
+    for (p = g->parts; p != NULL; p = p->next)
+        if (!p->revoked && strcmp(p->topic, t) == 0)
+            return 1;
+    return 0;
+}

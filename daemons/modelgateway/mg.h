@@ -48,6 +48,9 @@ void mg_free(mg *g);
 /* The models served because the scheduler routes them (names copied); replaces the last set. */
 void mg_route_models(mg *g, const char *const *names, size_t n);
 
+/* On the loop: 1 when a partition of the model's inputs topic is assigned here. */
+int mg_holds(mg *g, const char *model);
+
 /* HOST[:PORT] (an IP address or a name; localhost is 127.0.0.1) into a numeric address:
  * 0, or -1 with nothing written. port keeps its value when the spec has none. */
 int mg_parse_host(char *addr, size_t cap, int *port, const char *spec);
