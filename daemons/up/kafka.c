@@ -9,8 +9,10 @@
  *  - the dataflow engine (daemons/dataflow/df.c, as seldon-dataflow), its
  *    pipelines pushed from the scheduler's store with df_sync();
  *  - the model gateway (daemons/modelgateway/gw.c, as seldon-modelgateway),
- *    its models the scheduler's routes, calling them through seldon up's own
- *    inference port (loopback gRPC, as it calls seldon-router).
+ *    its models the scheduler's routes, calling them in process: the replica
+ *    the lookup table picks runs the request by function call (model_call);
+ *    JSON values and versions waiting for a reload go through seldon up's own
+ *    inference port (loopback, as it calls seldon-router).
  *
  * The broker is --kafka-broker's (or bootstrap.servers from the Kafka
  * configuration, or $SELDON_KAFKA_BROKER); with none named, seldon up starts
@@ -39,6 +41,7 @@
 #include "mg.h"
 #include "plserve.h"
 #include "sdd.h"
+#include "seldon/kafka.h"
 #include "up.h"
 
 #define SYNC_MS 500 /* readiness follows the gateway's partitions at least this often */
@@ -194,6 +197,89 @@ static int start_broker(up_kafka *k, int port)
                      path, port);
 }
 
+/* ------------------------------------------------------------ model calls in process */
+
+#define INFER_METHOD "/inference.GRPCInferenceService/ModelInfer"
+
+/* A model gateway's call run by a replica: the gRPC path of the service, bytes in, bytes out. */
+typedef struct ucall {
+    up *u;
+    mg_call *c;
+    up_replica *r;
+    int32_t status;
+    char message[512];
+    seldon_buf resp;
+    char vname[];
+} ucall;
+
+static void ucall_on_ctl(void *arg)
+{
+    ucall *uc = arg;
+    mg_call_done(uc->c, uc->status == 0, uc->resp.data, uc->resp.len, uc->message);
+    seldon_buf_free(&uc->resp);
+    sdd_free(uc);
+}
+
+/* Any thread (a worker, or the control loop for inline models). */
+static void ucall_done(void *user_data, int32_t status, const char *message, seldon_buf *response)
+{
+    ucall *uc = user_data;
+    atomic_fetch_sub_explicit(&uc->r->in_flight, 1, memory_order_relaxed);
+    uc->status = status;
+    if (status != 0)
+        snprintf(uc->message, sizeof(uc->message), "%s (grpc-status %d)",
+                 message != NULL && message[0] != '\0' ? message : "the model failed",
+                 (int)status);
+    if (response != NULL) {
+        uc->resp = *response; /* taken */
+        response->data = NULL;
+        response->len = response->cap = 0;
+    }
+    /* Answered on the loop's own thread or not, the gateway hears of it on a later turn. */
+    if (sdl_loops_post(uc->u->ctl_loops, 0, ucall_on_ctl, uc) != 0) {
+        seldon_buf_free(&uc->resp); /* stopping: the gateway closed without waiting for it */
+        sdd_free(uc);
+    }
+}
+
+/*
+ * The model gateway's hook, on the control loop: the replica the lookup table picks, as the
+ * ingress picks it, runs the request by function call. Versions evicted (waiting for a
+ * reload) and unknown models go through the inference port, which waits or answers the
+ * error as it does for any client.
+ */
+static int model_call(void *user_data, mg_call *c, const char *model, const uint8_t *request,
+                      size_t len)
+{
+    up *u = user_data;
+    seldon_buf req = SELDON_BUF_INIT;
+    up_target t;
+    ucall *uc;
+    if (up_pick(&t, u, model, strlen(model)) != 0 || t.evicted)
+        return MG_CALL_ROUTER;
+    uc = sdd_calloc(1, sizeof(*uc) + t.vname_len + 1);
+    if (uc == NULL)
+        return MG_CALL_ROUTER;
+    memcpy(uc->vname, t.vname, t.vname_len);
+    if (seldon_kafka_request_set_model(&req, request, len, uc->vname) != 0) {
+        sdd_free(uc);
+        return MG_CALL_ROUTER;
+    }
+    uc->u = u;
+    uc->c = c;
+    uc->r = t.r;
+    atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+    if (seldon_service_grpc(t.r->s.svc, INFER_METHOD, sizeof(INFER_METHOD) - 1, req.data, req.len,
+                            ucall_done, uc) != 0) {
+        atomic_fetch_sub_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+        sdd_free(uc);
+        seldon_buf_free(&req);
+        return MG_CALL_ROUTER;
+    }
+    seldon_buf_free(&req); /* the service copied what it keeps */
+    return 0;
+}
+
 /* ------------------------------------------------------------ set-up */
 
 static int copy_config(sdk_config *out, const sdk_config *in)
@@ -278,6 +364,8 @@ int up_kafka_setup(up *u, int port)
     k->mcfg.metrics_port = -1;
     k->mcfg.log_level = u->cfg.log_level;
     k->mcfg.kafka = *kc;
+    k->mcfg.call = model_call;
+    k->mcfg.call_data = u;
     return mg_new(&k->mg, &k->mcfg, u->ctl, u->metrics); /* seldon_modelgateway_* */
 }
 
@@ -310,7 +398,7 @@ void up_kafka_start(void *arg)
     uv_timer_start(&k->sync_timer, sync_due, SYNC_MS, SYNC_MS);
     sdd_log(SELDON_LOG_INFO,
             "kafka: brokers %s; pipeline gateway, dataflow and model gateway in process "
-            "(models called through port %s)",
+            "(models called in process, else through %s)",
             up_kafka_brokers(u), k->router);
 }
 

@@ -116,6 +116,21 @@ class KUp:
         head, _, rest = out.partition("\r\n\r\n")
         return int(head.split()[1]), rest, head.lower()
 
+    def scrape(self):
+        p = subprocess.run(["curl", "-s", "-S", "--max-time", str(int(GUARD)),
+                            f"http://{HOST}:{self.metrics_port}/metrics"],
+                           capture_output=True, timeout=GUARD + 5)
+        assert p.returncode == 0, p.stderr.decode()
+        return p.stdout.decode(errors="replace")
+
+    def metric_sum(self, prefix, *parts):
+        """The sum of the samples whose line starts with prefix and holds every part."""
+        total = 0.0
+        for line in self.scrape().splitlines():
+            if line.startswith(prefix) and all(p in line for p in parts):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
     def load_all(self):
         """The pipelines suite's models and pipelines, loaded with the CLI; waits until each
         pipeline served here says ready (the scheduler's state, and the three roles hold

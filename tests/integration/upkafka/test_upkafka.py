@@ -104,6 +104,19 @@ def test_chain_rest_and_its_records(kup, oip):
     assert output_values(step2, 1) == [2] * 16
 
 
+def test_models_are_called_in_process(kup):
+    """The model gateway's calls reach the replica by function call, not through the
+    inference port: the ingress counts no gRPC request while the models answer gRPC calls."""
+    ingress0 = kup.metric_sum("seldon_up_requests_total{", 'protocol="grpc"')
+    calls0 = kup.metric_sum("seldon_model_infer_total{", 'model="tfsimple1_1"', 'code="0"')
+    code, body, _ = kup.curl("/v2/pipelines/chain/infer", json.dumps(SIMPLE))
+    assert code == 200, body
+    assert kup.metric_sum("seldon_model_infer_total{", 'model="tfsimple1_1"',
+                          'code="0"') == calls0 + 1
+    assert kup.metric_sum("seldon_up_requests_total{", 'protocol="grpc"') == ingress0
+    assert kup.metric_sum("seldon_modelgateway_records_total{", 'result="ok"') >= 2
+
+
 def test_join_through_tensor_map_rest_and_grpc(kup, oip):
     code, body, _ = kup.curl("/v2/pipelines/join/infer", json.dumps(SIMPLE))
     assert code == 200, body
