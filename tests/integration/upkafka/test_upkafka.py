@@ -282,6 +282,23 @@ def test_seldon_pipeline_inspect_matches_kcat(kup):
     assert tensor["contents"]["intContents"] == [i + 1 for i in range(1, 17)]
 
 
+def test_unload_and_load_again(kup):
+    """A pipeline unloaded leaves the gateway and the dataflow worker (404); loaded again it
+    is served over Kafka again, with the same answers."""
+    rc, out, err = kup.cli("pipeline", "unload", "join")
+    assert rc == 0, err
+    procs.wait_until(lambda: kup.curl("/v2/pipelines/join/ready")[0] == 404, GUARD,
+                     lambda: f"join still served\n{kup.stderr()}")
+    assert re.search(r"pipeline join v1: withdrawn", kup.stderr()), kup.stderr()
+    rc, out, err = kup.cli("load", "-f", "pipelines/pipelines.yaml")
+    assert rc == 0, err
+    procs.wait_until(lambda: kup.curl("/v2/pipelines/join/ready")[0] == 200, GUARD,
+                     lambda: f"join not served again\n{kup.stderr()}")
+    code, body, _ = kup.curl("/v2/pipelines/join/infer", json.dumps(SIMPLE))
+    assert code == 200, body
+    assert outputs(body) == {"OUTPUT0": [2 * i for i in range(1, 17)], "OUTPUT1": [2] * 16}
+
+
 def test_sigterm_exits_0_and_stops_the_broker(kup):
     assert os.path.exists(f"/proc/{kup.child}")
     assert kup.stop() == 0, kup.stderr()
