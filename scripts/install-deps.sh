@@ -20,6 +20,8 @@ packages=(
   python3-pandas python3-joblib python3-torch
   # benchmarks
   wrk nghttp2-client nginx prometheus
+  # per-request costs on a loaded machine (benchmarks/router/costs.py): instructions, syscalls
+  valgrind strace
 )
 
 missing=()

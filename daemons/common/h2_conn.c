@@ -94,15 +94,16 @@ static int hbuf_add(sd2_hbuf *b, const uint8_t *name, size_t nl, const uint8_t *
     return 0;
 }
 
-/* The block as sd2_header entries; caller frees the array. NULL with n == 0 is fine. */
-static sd2_header *hbuf_view(const sd2_hbuf *b, int *oom)
+/* The block as sd2_header entries: in inl when they fit, else an array the caller frees.
+   NULL with n == 0 is fine. */
+static sd2_header *hbuf_view(const sd2_hbuf *b, sd2_header *inl, size_t ninl, int *oom)
 {
     sd2_header *h;
     size_t i;
     *oom = 0;
     if (b->n == 0)
         return NULL;
-    h = sdd_malloc(b->n * sizeof(*h));
+    h = b->n <= ninl ? inl : sdd_malloc(b->n * sizeof(*h));
     if (h == NULL) {
         *oom = 1;
         return NULL;
@@ -150,6 +151,34 @@ int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header 
     out->nv = nv;
     out->n = total;
     return 0;
+}
+
+int sd2_nv_view(sd2_nvview *out, const sd2_header *h, size_t n)
+{
+    size_t i;
+    out->nv = n <= SD2_NV_INLINE ? out->inl : sdd_malloc(n * sizeof(*out->nv));
+    out->n = n;
+    if (out->nv == NULL)
+        return -1;
+    for (i = 0; i < n; i++) {
+        out->nv[i].name = (uint8_t *)(uintptr_t)h[i].name;
+        out->nv[i].value = (uint8_t *)(uintptr_t)h[i].value;
+        out->nv[i].namelen = h[i].name_len;
+        out->nv[i].valuelen = h[i].value_len;
+        /* A request id is new with every request: in the HPACK table it would only push
+           out the fields that repeat, at both ends. */
+        out->nv[i].flags = h[i].name_len == 12 && memcmp(h[i].name, "x-request-id", 12) == 0
+                               ? NGHTTP2_NV_FLAG_NO_INDEX
+                               : NGHTTP2_NV_FLAG_NONE;
+    }
+    return 0;
+}
+
+void sd2_nv_view_free(sd2_nvview *v)
+{
+    if (v->nv != v->inl)
+        sdd_free(v->nv);
+    v->nv = NULL;
 }
 
 void sd2_hcopy_free(sd2_hcopy *h)
@@ -226,7 +255,6 @@ static void stream_finish(sd2_stream *s, int err, uint32_t code)
     if (s->bound && s->cbs.on_close)
         s->cbs.on_close(s, s->ud, err, code);
     queue_free(s);
-    hbuf_free(&s->rx);
     sd2_hcopy_free(&s->trailers);
     sdd_free(s);
 }
@@ -340,18 +368,19 @@ static int stream_oom(sd2_stream *s)
 int sd2_send_headers(sd2_stream *s, const sd2_header *h, size_t n, int end)
 {
     sd2_conn *c = s->conn;
-    sd2_hcopy nv;
+    sd2_nvview nv;
     nghttp2_data_provider prd = sd2_provider_template;
     int rv;
     if (!stream_usable(s))
         return SD2_ECLOSED;
     if (c->owner->is_client || s->headers_sent)
         return SD2_EPROTO;
-    if (sd2_nv_copy(&nv, h, n, NULL, 0) < 0)
+    if (sd2_nv_view(&nv, h, n) < 0)
         return stream_oom(s);
     prd.source.ptr = s;
+    /* nghttp2 copies the block at once: the view need not outlive the call. */
     rv = nghttp2_submit_response(c->ses, s->id, nv.nv, nv.n, end ? NULL : &prd);
-    sd2_hcopy_free(&nv);
+    sd2_nv_view_free(&nv);
     if (rv == NGHTTP2_ERR_NOMEM)
         return stream_oom(s);
     if (rv != 0)
@@ -466,7 +495,7 @@ static int on_begin_headers(nghttp2_session *ses, const nghttp2_frame *f, void *
         sd2_stream_link(s);
         nghttp2_session_set_stream_user_data(ses, s->id, s);
     }
-    hbuf_reset(&s->rx);
+    hbuf_reset(&c->rx);
     return 0;
 }
 
@@ -479,11 +508,11 @@ static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t
     if (s == NULL || f->hd.type != NGHTTP2_HEADERS)
         return 0;
     /* RFC 9113 counts 32 bytes per field on top of name and value. */
-    if (s->rx.len + nl + vl + 32 * (s->rx.n + 1) > c->owner->opts.max_header_list) {
+    if (c->rx.len + nl + vl + 32 * (c->rx.n + 1) > c->owner->opts.max_header_list) {
         s->err_set = SD2_EPROTO;
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    if (hbuf_add(&s->rx, name, nl, value, vl) < 0) {
+    if (hbuf_add(&c->rx, name, nl, value, vl) < 0) {
         s->err_set = SD2_ENOMEM;
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
@@ -494,7 +523,9 @@ static int deliver_headers(sd2_conn *c, sd2_stream *s, const nghttp2_frame *f)
 {
     int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     int oom;
-    sd2_header *h = hbuf_view(&s->rx, &oom);
+    sd2_header inl[SD2_NV_INLINE];
+    sd2_hbuf *rx = &c->rx;
+    sd2_header *h = hbuf_view(rx, inl, SD2_NV_INLINE, &oom);
     if (oom) {
         s->err_set = SD2_ENOMEM;
         nghttp2_submit_rst_stream(c->ses, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
@@ -503,18 +534,19 @@ static int deliver_headers(sd2_conn *c, sd2_stream *s, const nghttp2_frame *f)
     if (end)
         s->remote_end = 1;
     if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
-        c->owner->on_request(c->owner, s, h, s->rx.n, end);
+        c->owner->on_request(c->owner, s, h, rx->n, end);
     } else if (f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
         s->headers_recv = 1;
         if (s->bound && !s->reset_local && s->cbs.on_headers)
-            s->cbs.on_headers(s, s->ud, h, s->rx.n, end);
+            s->cbs.on_headers(s, s->ud, h, rx->n, end);
     } else if (f->headers.cat == NGHTTP2_HCAT_HEADERS) {
         /* Trailers (or a 1xx's follow-up, which h2c gRPC does not use). */
         if (end && s->bound && !s->reset_local && s->cbs.on_end)
-            s->cbs.on_end(s, s->ud, h, s->rx.n);
+            s->cbs.on_end(s, s->ud, h, rx->n);
     }
-    sdd_free(h);
-    hbuf_reset(&s->rx);
+    if (h != inl)
+        sdd_free(h);
+    hbuf_reset(rx);
     return 0;
 }
 
@@ -632,8 +664,11 @@ int sd2_owner_init(sd2_owner *o, uv_loop_t *loop, const sd2_opts *opts, int is_c
         o->opts.idle_timeout_ms = 60000;
     o->is_client = is_client;
     o->rbuf = sdd_malloc(SD2_RBUF);
-    if (o->rbuf == NULL)
+    o->wbuf = sdd_malloc(SD2_WRITE_BATCH);
+    if (o->rbuf == NULL || o->wbuf == NULL) {
+        sd2_owner_fini(o);
         return SD2_ENOMEM;
+    }
     uv_idle_init(loop, &o->idle);
     uv_check_init(loop, &o->check);
     o->idle.data = o;
@@ -645,6 +680,8 @@ void sd2_owner_fini(sd2_owner *o)
 {
     sdd_free(o->rbuf);
     o->rbuf = NULL;
+    sdd_free(o->wbuf);
+    o->wbuf = NULL;
 }
 
 /* nghttp2 allocates through libseldon's hooks too, like everything in the daemons. */
@@ -761,6 +798,7 @@ static void owner_work(sd2_owner *o)
     while (o->zombies != NULL) {
         sd2_conn *c = o->zombies;
         o->zombies = c->next;
+        hbuf_free(&c->rx);
         sdd_free(c);
     }
     uv_idle_stop(&o->idle);
@@ -1033,29 +1071,37 @@ static void write_done(uv_write_t *req, int status)
     maybe_done(c);
 }
 
-static int send_batch(sd2_conn *c, sd2_wreq *w)
+/*
+ * Writes len bytes of data: tried on the socket at once when nothing is ahead of them
+ * (no poller change, no callback a loop iteration later, no copy); what it does not
+ * take is copied into a write request for uv_write. 0, SD2_ENOMEM, or a libuv error.
+ */
+static int send_bytes(sd2_conn *c, const uint8_t *data, size_t len)
 {
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+    sd2_wreq *w;
     int rv;
-    w->conn = c;
-    /* Nothing ahead of it: try the socket at once (no poller change, no callback a loop
-       iteration later); what it does not take goes through uv_write. */
     if (c->writes_pending == 0) {
+        uv_buf_t b = uv_buf_init((char *)(uintptr_t)data, (unsigned)len);
         rv = uv_try_write(c->stream, &b, 1);
-        if (rv == (int)w->len) {
-            sdd_free(w);
+        if (rv == (int)len)
             return 0;
-        }
         if (rv > 0) {
-            memmove(w->data, w->data + rv, w->len - (size_t)rv);
-            w->len -= (size_t)rv;
-            b = uv_buf_init((char *)w->data, (unsigned)w->len);
+            data += rv;
+            len -= (size_t)rv;
         } else if (rv != UV_EAGAIN && rv != UV_ENOSYS) {
-            sdd_free(w);
             return rv;
         }
     }
-    rv = uv_write(&w->req, c->stream, &b, 1, write_done);
+    w = sdd_malloc(sizeof(*w) + len);
+    if (w == NULL)
+        return SD2_ENOMEM;
+    memcpy(w->data, data, len);
+    w->len = len;
+    w->conn = c;
+    {
+        uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)w->len);
+        rv = uv_write(&w->req, c->stream, &b, 1, write_done);
+    }
     if (rv < 0) {
         sdd_free(w);
         return rv;
@@ -1065,11 +1111,18 @@ static int send_batch(sd2_conn *c, sd2_wreq *w)
     return 0;
 }
 
+static void send_failed(sd2_conn *c, int rv)
+{
+    c->failing = 1;
+    c->fail_err = rv == SD2_ENOMEM ? SD2_ENOMEM : SD2_ECLOSED;
+}
+
 void sd2_conn_flush(sd2_conn *c)
 {
     sd2_owner *o = c->owner;
-    sd2_wreq *w = NULL;
-    size_t cap = 0;
+    uint8_t *buf = NULL; /* the owner's batch buffer, or (nested) one of our own */
+    size_t len = 0, cap = 0;
+    int own = 0, rv;
     if (c->dead || c->released)
         return;
     if (c->depth > 0) {
@@ -1083,8 +1136,16 @@ void sd2_conn_flush(sd2_conn *c)
     }
     if (o->is_client && !c->connected)
         return;
+    if (!o->wbusy) {
+        /* The session's output is gathered here, then written in one call. A flush
+           nested in a callback of this one (another connection) gathers in its own. */
+        buf = o->wbuf;
+        cap = SD2_WRITE_BATCH;
+        own = 1;
+        o->wbusy = 1;
+    }
     sd2_conn_enter(c);
-    while (c->out_pending + (w ? w->len : 0) < o->opts.out_limit) {
+    while (c->out_pending + len < o->opts.out_limit) {
         const uint8_t *p;
         ssize_t n = nghttp2_session_mem_send(c->ses, &p);
         if (n < 0) {
@@ -1094,46 +1155,53 @@ void sd2_conn_flush(sd2_conn *c)
         }
         if (n == 0)
             break;
-        if (w == NULL || w->len + (size_t)n > cap) {
-            size_t want = (w ? w->len : 0) + (size_t)n;
-            size_t ncap = cap ? cap : 4096;
-            sd2_wreq *nw;
-            while (ncap < want)
-                ncap *= 2;
-            nw = sdd_realloc(w, sizeof(*w) + ncap);
-            if (nw == NULL) {
-                c->failing = 1;
-                c->fail_err = SD2_ENOMEM;
+        if (len + (size_t)n > cap) {
+            if (own) {
+                if (len > 0 && (rv = send_bytes(c, buf, len)) < 0) {
+                    send_failed(c, rv);
+                    len = 0;
+                    break;
+                }
+                len = 0;
+                if ((size_t)n > cap) { /* larger than the batch: straight from nghttp2 */
+                    if ((rv = send_bytes(c, p, (size_t)n)) < 0) {
+                        send_failed(c, rv);
+                        break;
+                    }
+                    continue;
+                }
+            } else {
+                size_t ncap = cap ? cap : 4096;
+                uint8_t *nb;
+                while (ncap < len + (size_t)n)
+                    ncap *= 2;
+                nb = sdd_realloc(buf, ncap);
+                if (nb == NULL) {
+                    c->failing = 1;
+                    c->fail_err = SD2_ENOMEM;
+                    break;
+                }
+                buf = nb;
+                cap = ncap;
+            }
+        }
+        memcpy(buf + len, p, (size_t)n);
+        len += (size_t)n;
+        if (len >= SD2_WRITE_BATCH) {
+            rv = send_bytes(c, buf, len);
+            len = 0;
+            if (rv < 0) {
+                send_failed(c, rv);
                 break;
             }
-            if (w == NULL)
-                nw->len = 0;
-            w = nw;
-            cap = ncap;
-        }
-        memcpy(w->data + w->len, p, (size_t)n);
-        w->len += (size_t)n;
-        if (w->len >= SD2_WRITE_BATCH) {
-            if (send_batch(c, w) < 0) {
-                c->failing = 1;
-                c->fail_err = SD2_ECLOSED;
-            }
-            w = NULL;
-            cap = 0;
-            if (c->failing)
-                break;
         }
     }
-    if (w != NULL) {
-        if (w->len > 0 && !c->failing) {
-            if (send_batch(c, w) < 0) {
-                c->failing = 1;
-                c->fail_err = SD2_ECLOSED;
-            }
-        } else {
-            sdd_free(w);
-        }
-    }
+    if (len > 0 && !c->failing && (rv = send_bytes(c, buf, len)) < 0)
+        send_failed(c, rv);
+    if (own)
+        o->wbusy = 0;
+    else
+        sdd_free(buf);
     /* Unsent output above the limit: stop taking input until the socket drains. */
     if (c->reading && c->out_pending >= o->opts.out_limit) {
         uv_read_stop(c->stream);

@@ -30,6 +30,14 @@ typedef struct sd2_hbuf {
     size_t n, ncap;
 } sd2_hbuf;
 
+/* Header views handed to nghttp2 for a submission it copies at once (no bytes copied). */
+#define SD2_NV_INLINE 32
+typedef struct sd2_nvview {
+    nghttp2_nv *nv; /* inl, or an allocation for a longer block */
+    size_t n;
+    nghttp2_nv inl[SD2_NV_INLINE];
+} sd2_nvview;
+
 /* A copied header block, one allocation. */
 typedef struct sd2_hcopy {
     nghttp2_nv *nv;
@@ -43,7 +51,6 @@ struct sd2_stream {
     sd2_stream_cbs cbs;
     void *ud;
     int bound;
-    sd2_hbuf rx;
     size_t unconsumed; /* delivered through on_data, not yet consumed */
     sd2_chunk *q_head, *q_tail;
     size_t queued;
@@ -70,6 +77,8 @@ struct sd2_owner {
     sd2_opts opts;
     int is_client;
     uint8_t *rbuf;
+    uint8_t *wbuf; /* where a flush gathers the session's output (SD2_WRITE_BATCH) */
+    int wbusy;     /* a flush is using wbuf */
     sd2_conn *conns;
     size_t nconns;
     int closing;
@@ -109,6 +118,9 @@ struct sd2_conn {
     sd2_conn *dnext;
     int goaway_recv, goaway_sent;
     int32_t goaway_last;
+    /* The header block being received: HTTP/2 sends a block's frames back to back, so
+       one per connection serves every stream, and its memory is kept between blocks. */
+    sd2_hbuf rx;
 };
 
 /* h2_conn.c */
@@ -129,6 +141,9 @@ sd2_stream *sd2_stream_alloc(sd2_conn *c);
 void sd2_stream_link(sd2_stream *s);
 int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre, size_t npre);
 void sd2_hcopy_free(sd2_hcopy *h);
+/* Views of h for a submission that copies them: 0, or -1 when out of memory. */
+int sd2_nv_view(sd2_nvview *out, const sd2_header *h, size_t n);
+void sd2_nv_view_free(sd2_nvview *v);
 extern const nghttp2_data_provider sd2_provider_template;
 
 /* h2_client.c: the client's timer heap */

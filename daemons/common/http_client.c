@@ -82,6 +82,7 @@ struct sdc_pool {
     uv_loop_t *loop;
     sdc_pool_options o;
     char *host;
+    size_t host_len;
     struct sockaddr_storage addr;
     char *rbuf;
     conn *conns;
@@ -902,7 +903,8 @@ int sdc_pool_new(sdc_pool **out, uv_loop_t *loop, const char *upstream,
                   upstream);
         goto fail;
     }
-    p->host = sdd_strndup(upstream, strlen(upstream));
+    p->host_len = strlen(upstream);
+    p->host = sdd_strndup(upstream, p->host_len);
     p->rbuf = sdd_malloc(READ_BUF_SIZE);
     if (p->host == NULL || p->rbuf == NULL) {
         rc = SDC_ENOMEM;
@@ -975,7 +977,7 @@ static int request_start(sdc_request **out, sdc_pool *p, const sdh_request_head 
         return SDC_EQUEUEFULL;
     sdh_request_head h = *head;
     h.host = p->host;
-    h.host_len = strlen(p->host);
+    h.host_len = p->host_len;
     size_t hsz = sdh_request_head_size(&h);
     if (hsz == 0) {
         sdd_error(SELDON_EINVAL, "request head: empty method or target, CR/LF/NUL in a field, "
@@ -996,12 +998,23 @@ static int request_start(sdc_request **out, sdc_pool *p, const sdh_request_head 
     r->is_head = h.method_len == 4 && memcmp(h.method, "HEAD", 4) == 0;
     const sdh_header *conn_h = sdh_header_find(h.headers, h.n_headers, "connection");
     r->says_close = conn_h && sdh_value_has_token(conn_h->value, conn_h->value_len, "close");
-    chunk *k = chunk_append(r, hsz);
+    /* A whole body of the announced length goes in the head's chunk: one allocation,
+       one buffer in the first write. */
+    int whole = with_body && h.content_length >= 0 && body_len == (uint64_t)h.content_length &&
+                body_len <= MAX_PIECE - hsz;
+    chunk *k = chunk_append(r, whole ? hsz + body_len : hsz);
     if (k == NULL) {
         sdd_free(r);
         return SDC_ENOMEM;
     }
-    sdh_request_head_write(k->data, &h);
+    sdh_request_head_write_sized(k->data, &h, hsz);
+    if (whole) {
+        if (body_len > 0)
+            memcpy(k->data + hsz, body, body_len);
+        r->body_written = body_len;
+        r->ended = 1;
+        with_body = 0;
+    }
     p->alive++;
     p->n_active++;
     uv_timer_init(p->loop, &r->timer);

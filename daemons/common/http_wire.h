@@ -23,8 +23,14 @@ typedef struct sdh_header {
 /* ---- Header names and values ---- */
 
 /* 1 when the name (name_len bytes) equals lower (NUL-terminated, lower case), ignoring ASCII case.
- */
-int sdh_name_eq(const char *name, size_t name_len, const char *lower);
+ * Inline: proxies call it for every header of every request, mostly with a literal, whose
+ * length the compiler knows, so most names are refused on their length alone. */
+int sdh_name_eq_n(const char *name, size_t name_len, const char *lower, size_t lower_len);
+static inline int sdh_name_eq(const char *name, size_t name_len, const char *lower)
+{
+    size_t n = __builtin_strlen(lower);
+    return name_len == n && sdh_name_eq_n(name, name_len, lower, n);
+}
 
 /* The first header named lower (NUL-terminated, lower case) in headers[0..n), or NULL. */
 const sdh_header *sdh_header_find(const sdh_header *headers, size_t n, const char *lower);
@@ -65,6 +71,10 @@ size_t sdh_request_head_size(const sdh_request_head *head);
 /* Writes the head into dst, which holds sdh_request_head_size(head) bytes; returns the
  * bytes written (that size), or 0 as sdh_request_head_size() does. */
 size_t sdh_request_head_write(char *dst, const sdh_request_head *head);
+
+/* The same, for a head whose size sdh_request_head_size() just returned (size, not 0):
+ * writes without checking the fields again. */
+size_t sdh_request_head_write_sized(char *dst, const sdh_request_head *head, size_t size);
 
 /* A response head to serialise (for a server or a proxy answering downstream). */
 typedef struct sdh_response_head {

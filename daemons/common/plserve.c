@@ -21,11 +21,18 @@
 #include "sdd.h"
 
 #define NBUCKETS 1024
-#define GRPC_HDR 5
+#define GRPC_HDR SDP_GRPC_PREFIX
 #define STREAM_PENDING_MAX 32
 #define STREAM_QUEUE_MAX ((size_t)256 << 10)
 
 enum { W_REST, W_GRPC, W_STREAM, W_ASYNC };
+
+/* A waiter's header room before it allocates: x-request-id and a few more, with the
+   x-seldon-route of several steps (a waiter stays under 1 KiB, in glibc's tcache). */
+#define W_XH_INLINE 4
+#define W_HS_INLINE 224
+/* A step call's room for its model's answer headers. */
+#define C_AH_INLINE 128
 
 typedef struct sdp_loop sdp_loop;
 typedef struct scall scall;
@@ -103,9 +110,15 @@ struct plw {
     char pipeline[SELDON_ROUTES_NAME_MAX + 1];
     char rid[80]; /* x-request-id */
     oh *xh;       /* the x-* headers to answer with: the request's, then the models' merged */
-    size_t nxh;
+    size_t nxh, xh_cap;
+    char *hs; /* their names and values (xh points into it) */
+    size_t hs_len, hs_cap;
     int32_t err_kind; /* with err_msg: the error the host gave (sdp_call_fail_as) */
     char *err_msg;
+    /* Room for the usual few headers, so that a request's headers cost no allocation
+       (xh and hs start here and move to the heap only when they outgrow it). */
+    oh xh_in[W_XH_INLINE];
+    char hs_in[W_HS_INLINE];
 };
 
 /* A step call, from the engine's event to its answer on the loop. */
@@ -126,6 +139,10 @@ struct sdp_call {
     oh *ah; /* the model's x-* answer headers, with their strings (one block) */
     size_t nah;
     int32_t as_kind; /* sdp_call_fail_as: the request's error kind, message as is */
+    union {      /* ah's block when it fits (a step's x-seldon-route does): no allocation */
+        oh h[1];
+        char b[C_AH_INLINE];
+    } ah_in;
 };
 
 struct sdp_loop {
@@ -136,6 +153,7 @@ struct sdp_loop {
     int64_t armed; /* the deadline the timer is set for, INT64_MAX when none */
     plw *buckets[NBUCKETS];
     uint64_t seq;
+    char rid_prefix[18]; /* new_rid(): the salt and the loop in hex, made once */
     sdp_call *done_head, *done_tail;
     int pumping;
     const seldon_pipeline **pls; /* the pipelines this loop's engine runs (the engine holds them) */
@@ -290,15 +308,57 @@ static const seldon_pipeline *find_pipeline(sdp *s, const char *name, size_t len
     return NULL;
 }
 
+/* v in hex, at least width digits (zero-padded); returns the digits written (at most 16). */
+static size_t put_hex(char *out, uint64_t v, size_t width)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t n = 1, i;
+    while (n < 16 && (v >> (4 * n)) != 0)
+        n++;
+    if (n < width)
+        n = width;
+    for (i = n; i > 0; i--, v >>= 4)
+        out[i - 1] = digits[v & 15];
+    return n;
+}
+
+/* v in decimal; returns the digits written (at most 20). */
+static size_t put_dec(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* A new x-request-id: the process's salt, the loop, the request's number, in hex (no
+   snprintf: one per request without an id of its own). */
 static void new_rid(char *out, size_t cap, sdp_loop *p, uint64_t seq)
 {
     static _Atomic uint64_t salt;
-    uint64_t s = atomic_load(&salt);
-    if (s == 0) {
-        s = ((uint64_t)sdp_mono_ns() * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)getpid() << 32);
-        atomic_store(&salt, s | 1);
+    char buf[48];
+    size_t n;
+    if (p->rid_prefix[0] == '\0') {
+        uint64_t s = atomic_load(&salt);
+        if (s == 0) {
+            s = ((uint64_t)sdp_mono_ns() * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)getpid() << 32);
+            atomic_store(&salt, s | 1);
+            s = atomic_load(&salt);
+        }
+        put_hex(p->rid_prefix, s, 16);
+        put_hex(p->rid_prefix + 16, (unsigned)p->loop & 0xff, 2);
     }
-    snprintf(out, cap, "%016" PRIx64 "%02x%010" PRIx64, s, (unsigned)p->loop & 0xff, seq);
+    memcpy(buf, p->rid_prefix, 18);
+    n = 18 + put_hex(buf + 18, seq, 10);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, buf, n);
+    out[n] = '\0';
 }
 
 static plw **slot(sdp_loop *p, uint64_t seq)
@@ -306,14 +366,14 @@ static plw **slot(sdp_loop *p, uint64_t seq)
     return &p->buckets[seq % NBUCKETS];
 }
 
+/* The waiter number of an engine request id (start() made it with put_dec()). */
 static uint64_t seq_of(const char *id, size_t len)
 {
-    char buf[32];
-    if (len == 0 || len >= sizeof(buf))
-        return 0;
-    memcpy(buf, id, len);
-    buf[len] = '\0';
-    return strtoull(buf, NULL, 10);
+    uint64_t v = 0;
+    size_t i;
+    for (i = 0; i < len && i < 20 && id[i] >= '0' && id[i] <= '9'; i++)
+        v = v * 10 + (uint64_t)(id[i] - '0');
+    return v;
 }
 
 static plw *find_waiter(sdp_loop *p, uint64_t seq, const char *pipeline, int take)
@@ -329,16 +389,108 @@ static plw *find_waiter(sdp_loop *p, uint64_t seq, const char *pipeline, int tak
     return NULL;
 }
 
+static plw *waiter_new(void)
+{
+    plw *w = sdd_calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->xh = w->xh_in;
+    w->xh_cap = W_XH_INLINE;
+    w->hs = w->hs_in;
+    w->hs_cap = W_HS_INLINE;
+    return w;
+}
+
 static void waiter_free(plw *w)
 {
-    size_t i;
     if (w == NULL)
         return;
-    for (i = 0; i < w->nxh; i++)
-        sdd_free(w->xh[i].name);
-    sdd_free(w->xh);
+    if (w->xh != w->xh_in)
+        sdd_free(w->xh);
+    if (w->hs != w->hs_in)
+        sdd_free(w->hs);
     sdd_free(w->err_msg);
     sdd_free(w);
+}
+
+/* Room for n more bytes of header strings: NULL when out of memory. A move to a larger
+   block carries the headers' pointers along. */
+static char *w_room(plw *w, size_t n)
+{
+    size_t cap, i;
+    char *m;
+    if (w->hs_cap - w->hs_len >= n)
+        return w->hs + w->hs_len;
+    cap = w->hs_cap * 2 > w->hs_len + n ? w->hs_cap * 2 : w->hs_len + n;
+    m = sdd_malloc(cap);
+    if (m == NULL)
+        return NULL;
+    memcpy(m, w->hs, w->hs_len);
+    for (i = 0; i < w->nxh; i++) {
+        w->xh[i].name = m + (w->xh[i].name - w->hs);
+        w->xh[i].value = m + (w->xh[i].value - w->hs);
+    }
+    if (w->hs != w->hs_in)
+        sdd_free(w->hs);
+    w->hs = m;
+    w->hs_cap = cap;
+    return m + w->hs_len;
+}
+
+/* Appends a header (NUL-terminated copies of name and value); -1 when out of memory. */
+static int w_add(plw *w, const char *name, size_t nl, const char *value, size_t vl)
+{
+    char *q;
+    if (w->nxh == w->xh_cap) {
+        size_t cap = w->xh_cap * 2;
+        oh *n = sdd_malloc(cap * sizeof(*n));
+        if (n == NULL)
+            return -1;
+        memcpy(n, w->xh, w->nxh * sizeof(*n));
+        if (w->xh != w->xh_in)
+            sdd_free(w->xh);
+        w->xh = n;
+        w->xh_cap = cap;
+    }
+    q = w_room(w, nl + vl + 2);
+    if (q == NULL)
+        return -1;
+    memcpy(q, name, nl);
+    q[nl] = '\0';
+    if (vl > 0)
+        memcpy(q + nl + 1, value, vl);
+    q[nl + 1 + vl] = '\0';
+    w->xh[w->nxh++] = (oh){q, nl, q + nl + 1, vl};
+    w->hs_len += nl + vl + 2;
+    return 0;
+}
+
+/* Header i's value becomes its value then v (append) or v alone; the old bytes stay
+   behind unused (a waiter lives for one request). */
+static void w_set_value(plw *w, size_t i, const char *v, size_t vl, int append)
+{
+    size_t ol = append ? w->xh[i].value_len : 0;
+    char *q;
+    if (append && w->xh[i].value + ol + 1 == w->hs + w->hs_len) { /* the last: grows in place */
+        if (w_room(w, vl) == NULL)
+            return;
+        memcpy(w->xh[i].value + ol, v, vl);
+        w->xh[i].value[ol + vl] = '\0';
+        w->xh[i].value_len = ol + vl;
+        w->hs_len += vl;
+        return;
+    }
+    q = w_room(w, ol + vl + 1);
+    if (q == NULL)
+        return;
+    if (ol > 0)
+        memcpy(q, w->xh[i].value, ol);
+    if (vl > 0)
+        memcpy(q + ol, v, vl);
+    q[ol + vl] = '\0';
+    w->xh[i].value = q;
+    w->xh[i].value_len = ol + vl;
+    w->hs_len += ol + vl + 1;
 }
 
 /*
@@ -354,34 +506,11 @@ static void merge_header(plw *w, const char *name, size_t nl, const char *value,
         if (w->xh[i].name_len == nl && strncasecmp(w->xh[i].name, name, nl) == 0)
             break;
     if (i < w->nxh) {
-        if (name_is(name, nl, "x-seldon-route")) { /* one new block: name, old value, value */
-            size_t ol = w->xh[i].value_len;
-            char *m = sdd_malloc(nl + ol + vl + 2);
-            if (m == NULL)
-                return;
-            memcpy(m, name, nl);
-            m[nl] = '\0';
-            memcpy(m + nl + 1, w->xh[i].value, ol);
-            memcpy(m + nl + 1 + ol, value, vl);
-            m[nl + 1 + ol + vl] = '\0';
-            sdd_free(w->xh[i].name);
-            w->xh[i] = (oh){m, nl, m + nl + 1, ol + vl};
-            return;
-        }
-        oh_set(&w->xh[i], name, nl, value, vl);
+        w_set_value(w, i, value, vl, name_is(name, nl, "x-seldon-route"));
         return;
     }
-    if (w->nxh >= SDP_MAX_XHEADERS)
-        return;
-    {
-        oh *n = sdd_realloc(w->xh, (w->nxh + 1) * sizeof(*n));
-        if (n == NULL)
-            return;
-        w->xh = n;
-        memset(&w->xh[w->nxh], 0, sizeof(oh));
-        if (oh_set(&w->xh[w->nxh], name, nl, value, vl) == 0)
-            w->nxh++;
-    }
+    if (w->nxh < SDP_MAX_XHEADERS)
+        w_add(w, name, nl, value, vl);
 }
 
 static int status_http(const seldon_pipeline_event *ev)
@@ -453,7 +582,7 @@ struct scall {
     size_t nmeta;
     char rid[80];
     char pipeline[SELDON_ROUTES_NAME_MAX + 1];
-    seldon_buf in;
+    sdp_grpc_in in; /* request bytes until their messages are whole */
     size_t unconsumed;
 };
 
@@ -465,7 +594,7 @@ static void scall_unref(scall *c)
     for (i = 0; i < c->nmeta; i++)
         sdd_free(c->meta[i].name);
     sdd_free(c->meta);
-    seldon_buf_free(&c->in);
+    seldon_buf_free(&c->in.in);
     sdd_free(c);
 }
 
@@ -488,13 +617,89 @@ static void maybe_consume(scall *c)
     c->unconsumed = 0;
 }
 
-static void frame_prefix(uint8_t pre[GRPC_HDR], size_t n)
+void sdp_grpc_prefix(uint8_t pre[SDP_GRPC_PREFIX], size_t n)
 {
     pre[0] = 0;
     pre[1] = (uint8_t)(n >> 24);
     pre[2] = (uint8_t)(n >> 16);
     pre[3] = (uint8_t)(n >> 8);
     pre[4] = (uint8_t)n;
+}
+
+static int32_t grpc_in_add(sdp_grpc_in *g, const uint8_t *data, size_t len, const char **why)
+{
+    if (g->in.len + len > g->max + SDP_GRPC_PREFIX) {
+        *why = "request message larger than --max-body";
+        return 8;
+    }
+    if (len > 0 && seldon_buf_reserve(&g->in, len) != 0) {
+        *why = "out of memory";
+        return 8;
+    }
+    if (len > 0)
+        memcpy(g->in.data + g->in.len, data, len);
+    g->in.len += len;
+    return 0;
+}
+
+int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data,
+                          const char **why)
+{
+    size_t off = 0;
+    while (g->in.len - off >= SDP_GRPC_PREFIX) {
+        const uint8_t *b = g->in.data + off;
+        size_t n = ((size_t)b[1] << 24) | ((size_t)b[2] << 16) | ((size_t)b[3] << 8) | b[4];
+        if (b[0] != 0) {
+            *why = "compressed messages are not supported";
+            return 12;
+        }
+        if (n > g->max) {
+            *why = "request message larger than --max-body";
+            return 8;
+        }
+        if (g->in.len - off - SDP_GRPC_PREFIX < n)
+            break;
+        if (!g->streaming && off > 0) {
+            *why = "a unary call takes one request message";
+            return 12;
+        }
+        if (one(user_data, &g->in, off + SDP_GRPC_PREFIX, n) != 0)
+            return -1;
+        off += SDP_GRPC_PREFIX + n;
+    }
+    if (off > 0) {
+        memmove(g->in.data, g->in.data + off, g->in.len - off);
+        g->in.len -= off;
+    }
+    return 0;
+}
+
+int32_t sdp_grpc_in_data(sdp_grpc_in *g, const uint8_t *data, size_t len, sdp_grpc_msg_fn one,
+                         void *user_data, const char **why)
+{
+    int32_t rc = grpc_in_add(g, data, len, why);
+    if (rc == 0 && g->streaming)
+        rc = sdp_grpc_in_drain(g, one, user_data, why);
+    return rc;
+}
+
+int32_t sdp_grpc_in_end(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data, const char **why)
+{
+    int32_t rc;
+    if (!g->streaming) {
+        if (g->in.len == 0) {
+            *why = "the call carried no request message";
+            return 13;
+        }
+        rc = sdp_grpc_in_drain(g, one, user_data, why);
+        if (rc != 0)
+            return rc;
+    }
+    if (g->in.len > 0) {
+        *why = "the request ended inside a message";
+        return 13;
+    }
+    return 0;
 }
 
 static size_t varint(uint8_t *out, size_t n)
@@ -526,7 +731,7 @@ static void scall_answer(scall *c, plw *w, int32_t status, const char *message, 
                 sd2_grpc_send_headers(c->st, h, n);
             }
             if (!c->streaming) {
-                frame_prefix(pre, body->len);
+                sdp_grpc_prefix(pre, body->len);
                 sd2_write(c->st, pre, GRPC_HDR);
                 sd2_write(c->st, body->data, body->len);
                 scall_finish(c, 0, NULL);
@@ -534,7 +739,7 @@ static void scall_answer(scall *c, plw *w, int32_t status, const char *message, 
                 /* ModelStreamInferResponse { error_message = 1 } */
                 size_t ml = strlen(message != NULL ? message : "failed");
                 k = varint(pre + GRPC_HDR + 1, ml);
-                frame_prefix(pre, 1 + k + ml);
+                sdp_grpc_prefix(pre, 1 + k + ml);
                 pre[GRPC_HDR] = 0x0a;
                 sd2_write(c->st, pre, GRPC_HDR + 1 + k);
                 sd2_write(c->st, message != NULL ? message : "failed", ml);
@@ -542,7 +747,7 @@ static void scall_answer(scall *c, plw *w, int32_t status, const char *message, 
             } else {
                 /* ModelStreamInferResponse { infer_response = 2 } */
                 k = varint(pre + GRPC_HDR + 1, body->len);
-                frame_prefix(pre, 1 + k + body->len);
+                sdp_grpc_prefix(pre, 1 + k + body->len);
                 pre[GRPC_HDR] = 0x12;
                 sd2_write(c->st, pre, GRPC_HDR + 1 + k);
                 sd2_write(c->st, body->data, body->len);
@@ -587,7 +792,8 @@ static void arm(sdp_loop *p)
 
 static void call_free(sdp_call *c)
 {
-    sdd_free(c->ah); /* names and values with it */
+    if (c->ah != c->ah_in.h)
+        sdd_free(c->ah); /* names and values with it */
     sdd_free(c->message);
     sdd_free(c); /* its names with it */
 }
@@ -665,7 +871,7 @@ void sdp_call_done(sdp_call *c, int32_t status, const char *message, const sdp_h
             sdd_strndup(message ? message : "failed", strlen(message ? message : "failed"));
     if (status == 0 && nheaders > 0) {
         /* The x-* ones, array and strings in one block (names and values NUL-terminated):
-           one allocation per step, none without headers. */
+           inside the call when they fit (a step's x-seldon-route), else one allocation. */
         size_t nx = 0, bytes = 0;
         char *q;
         for (i = 0; i < nheaders && nx < SDP_MAX_XHEADERS; i++)
@@ -673,7 +879,11 @@ void sdp_call_done(sdp_call *c, int32_t status, const char *message, const sdp_h
                 nx++;
                 bytes += headers[i].name_len + headers[i].value_len + 2;
             }
-        if (nx > 0 && (c->ah = sdd_malloc(nx * sizeof(*c->ah) + bytes)) != NULL) {
+        if (nx > 0 && nx * sizeof(*c->ah) + bytes <= sizeof(c->ah_in))
+            c->ah = c->ah_in.h;
+        else if (nx > 0)
+            c->ah = sdd_malloc(nx * sizeof(*c->ah) + bytes);
+        if (c->ah != NULL) {
             q = (char *)(c->ah + nx);
             for (i = 0; i < nheaders && c->nah < nx; i++) {
                 oh *h = &c->ah[c->nah];
@@ -796,7 +1006,7 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
          * results store under its pipeline and the request's x-request-id, for
          * GET /v2/pipelines/<p>/requests/<id>.
          */
-        w = sdd_calloc(1, sizeof(*w));
+        w = waiter_new();
         if (w == NULL)
             return;
         w->kind = W_ASYNC;
@@ -874,6 +1084,7 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
 static void pump(sdp_loop *p)
 {
     seldon_pipeline_event ev;
+    int64_t now;
     if (p->pumping)
         return;
     p->pumping = 1;
@@ -889,13 +1100,12 @@ static void pump(sdp_loop *p)
             break;
         c = p->done_head;
         p->done_head = p->done_tail = NULL;
-        {
-            /* Timeouts due first: a step that failed because its request's time ran out
-               (its call carried that deadline) ends the request as a timeout. */
-            int64_t now = sdp_mono_ns();
-            if (seldon_pipeline_engine_deadline(p->eng) <= now)
-                seldon_pipeline_engine_advance(p->eng, now);
-        }
+        /* Timeouts due first: a step that failed because its request's time ran out
+           (its call carried that deadline) ends the request as a timeout. One clock read
+           for the answers that arrived together. */
+        now = sdp_mono_ns();
+        if (seldon_pipeline_engine_deadline(p->eng) <= now)
+            seldon_pipeline_engine_advance(p->eng, now);
         for (; c != NULL; c = next) {
             next = c->next;
             if (c->nah > 0) {
@@ -906,7 +1116,7 @@ static void pump(sdp_loop *p)
                                  c->ah[i].value_len);
             }
             if (c->status == 0) {
-                seldon_pipeline_engine_answer(p->eng, c->call_id, c->resp, sdp_mono_ns());
+                seldon_pipeline_engine_answer(p->eng, c->call_id, c->resp, now);
             } else {
                 if (c->as_kind > 0) {
                     plw *w = find_waiter(p, c->seq, c->pipeline, 0);
@@ -918,7 +1128,7 @@ static void pump(sdp_loop *p)
                 }
                 seldon_msg_free(c->resp);
                 seldon_pipeline_engine_fail(p->eng, c->call_id, c->message ? c->message : "failed",
-                                            sdp_mono_ns());
+                                            now);
             }
             call_free(c);
         }
@@ -935,6 +1145,7 @@ typedef struct plreq {
     const sdp_header *headers; /* x-* headers of the request */
     size_t nheaders;
     int64_t timeout_ms; /* 0: the default */
+    const seldon_pipeline *pl; /* the pipeline when the caller found it, else NULL */
 } plreq;
 
 /*
@@ -946,8 +1157,8 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
     sdp_loop *p = cur(s);
     seldon_pipeline_header hs[SDP_MAX_XHEADERS + 1];
     char id[24];
-    size_t n = 0, i, nx;
-    int64_t tmo;
+    size_t n = 0, i, plen, idlen;
+    int64_t tmo, now;
     int rc;
     if (p == NULL) {
         seldon_msg_free(inputs);
@@ -955,25 +1166,22 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
         return sdd_error(SELDON_EINTERNAL, "not on an ingress loop");
     }
     w->seq = ++p->seq;
-    snprintf(w->pipeline, sizeof(w->pipeline), "%.*s", (int)q->pipeline_len, q->pipeline);
+    plen = q->pipeline_len < sizeof(w->pipeline) ? q->pipeline_len : sizeof(w->pipeline) - 1;
+    memcpy(w->pipeline, q->pipeline, plen);
+    w->pipeline[plen] = '\0';
     for (i = 0; i < q->nheaders; i++)
         if (name_is(q->headers[i].name, q->headers[i].name_len, "x-request-id") &&
-            q->headers[i].value_len > 0 && q->headers[i].value_len < sizeof(w->rid))
-            snprintf(w->rid, sizeof(w->rid), "%.*s", (int)q->headers[i].value_len,
-                     q->headers[i].value);
+            q->headers[i].value_len > 0 && q->headers[i].value_len < sizeof(w->rid)) {
+            memcpy(w->rid, q->headers[i].value, q->headers[i].value_len);
+            w->rid[q->headers[i].value_len] = '\0';
+        }
     if (w->rid[0] == '\0')
         new_rid(w->rid, sizeof(w->rid), p, w->seq);
-    /* Room for the request's own; merge_header() grows it for the models' (a fixed
-       SDP_MAX_XHEADERS, 1 KiB, made glibc consolidate its fast bins on every request). */
-    for (i = 0, nx = 1; i < q->nheaders && nx < SDP_MAX_XHEADERS; i++)
-        nx += is_x(q->headers[i].name, q->headers[i].name_len) ? 1 : 0;
-    w->xh = sdd_calloc(nx, sizeof(*w->xh));
-    if (w->xh == NULL) {
+    if (w_add(w, "x-request-id", 12, w->rid, strlen(w->rid)) != 0) {
         seldon_msg_free(inputs);
         waiter_free(w);
         return sdd_error(SELDON_ENOMEM, "out of memory");
     }
-    oh_set(&w->xh[w->nxh++], "x-request-id", 12, w->rid, strlen(w->rid));
     for (i = 0; i < q->nheaders && w->nxh < SDP_MAX_XHEADERS; i++) {
         if (!is_x(q->headers[i].name, q->headers[i].name_len) ||
             name_is(q->headers[i].name, q->headers[i].name_len, "x-request-id"))
@@ -986,14 +1194,13 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
                                                q->headers[i].value, q->headers[i].value_len};
             continue;
         }
-        if (oh_set(&w->xh[w->nxh], q->headers[i].name, q->headers[i].name_len, q->headers[i].value,
-                   q->headers[i].value_len) == 0)
-            w->nxh++;
+        w_add(w, q->headers[i].name, q->headers[i].name_len, q->headers[i].value,
+              q->headers[i].value_len);
     }
     for (i = 0; i < w->nxh && n < SDP_MAX_XHEADERS; i++)
         hs[n++] = (seldon_pipeline_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value,
                                            w->xh[i].value_len};
-    snprintf(id, sizeof(id), "%" PRIu64, w->seq);
+    idlen = put_dec(id, w->seq);
     if (w->kind == W_ASYNC) {
         rc = async_add(s, w->pipeline, w->rid, 0);
         if (rc != 0) {
@@ -1006,14 +1213,16 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
        default), for the step calls to carry. */
     tmo = q->timeout_ms;
     if (tmo <= 0) {
-        const seldon_pipeline *pl = find_pipeline(s, w->pipeline, strlen(w->pipeline));
+        const seldon_pipeline *pl =
+            q->pl != NULL ? q->pl : find_pipeline(s, w->pipeline, strlen(w->pipeline));
         tmo = pl != NULL ? seldon_pipeline_timeout_ms(pl) : 0;
     }
     if (tmo <= 0)
         tmo = (int64_t)s->cfg.timeout_ms;
-    w->deadline = tmo > 0 ? sdp_mono_ns() + tmo * 1000000 : 0;
-    rc = seldon_pipeline_engine_push(p->eng, w->pipeline, id, strlen(id), hs, n, inputs,
-                                     q->timeout_ms, sdp_mono_ns());
+    now = sdp_mono_ns();
+    w->deadline = tmo > 0 ? now + tmo * 1000000 : 0;
+    rc = seldon_pipeline_engine_push(p->eng, w->pipeline, id, idlen, hs, n, inputs, q->timeout_ms,
+                                     now);
     if (rc != 0) {
         if (w->kind == W_ASYNC) /* its place in the store goes with it */
             async_drop(s, w->pipeline, w->rid);
@@ -1238,7 +1447,7 @@ void sdp_rest(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size
         rest_err(s, req, 400, seldon_last_error());
         return;
     }
-    w = sdd_calloc(1, sizeof(*w));
+    w = waiter_new();
     if (w == NULL) {
         seldon_msg_free(in);
         rest_err(s, req, 500, "out of memory");
@@ -1309,7 +1518,7 @@ int sdp_grpc(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t
         seldon_msg_free(in);
         return rc;
     }
-    w = sdd_calloc(1, sizeof(*w));
+    w = waiter_new();
     if (w == NULL) {
         seldon_msg_free(in);
         return sdd_error(SELDON_ENOMEM, "out of memory");
@@ -1319,6 +1528,7 @@ int sdp_grpc(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t
     memset(&q, 0, sizeof(q));
     q.pipeline = name;
     q.pipeline_len = name_len;
+    q.pl = pl;
     q.timeout_ms = timeout_ms;
     q.headers = metadata;
     q.nheaders = nmetadata;
@@ -1330,6 +1540,7 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
 {
     sdp *s = c->s;
     sdp_loop *p = cur(s);
+    const seldon_pipeline *pl;
     sdp_header xs[SDP_MAX_XHEADERS];
     seldon_msg *in;
     plreq q;
@@ -1341,14 +1552,15 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
         scall_finish(c, 13, "not on an ingress loop");
         return;
     }
-    if (find_pipeline(s, c->pipeline, strlen(c->pipeline)) == NULL) {
+    pl = find_pipeline(s, c->pipeline, strlen(c->pipeline));
+    if (pl == NULL) {
         char msg[300];
         snprintf(msg, sizeof(msg), "pipeline \"%s\" not found", c->pipeline);
         scall_finish(c, 5, msg);
         return;
     }
     in = seldon_pipeline_engine_msg(p->eng, SELDON_MSG_REQUEST);
-    w = sdd_calloc(1, sizeof(*w));
+    w = waiter_new();
     if (in == NULL || w == NULL) {
         seldon_msg_free(in);
         sdd_free(w);
@@ -1365,6 +1577,7 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
     memset(&q, 0, sizeof(q));
     q.pipeline = c->pipeline;
     q.pipeline_len = strlen(c->pipeline);
+    q.pl = pl;
     q.timeout_ms = c->timeout_ms;
     q.headers = xs;
     /*
@@ -1397,85 +1610,53 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
     }
 }
 
-static int stream_drain(scall *c)
+/* sdp_grpc_in's hand-over: one whole request message of the call. */
+static int stream_one(void *user_data, seldon_buf *b, size_t off, size_t len)
 {
-    size_t off = 0;
-    while (c->in.len - off >= GRPC_HDR) {
-        const uint8_t *b = c->in.data + off;
-        size_t n = ((size_t)b[1] << 24) | ((size_t)b[2] << 16) | ((size_t)b[3] << 8) | b[4];
-        if (b[0] != 0) {
-            scall_finish(c, 12, "compressed messages are not supported");
-            return -1;
-        }
-        if (n > c->s->cfg.max_body) {
-            scall_finish(c, 8, "request message larger than --max-body");
-            return -1;
-        }
-        if (c->in.len - off - GRPC_HDR < n)
-            break;
-        if (!c->streaming && off > 0) {
-            scall_finish(c, 12, "a unary call takes one request message");
-            return -1;
-        }
-        c->refs++; /* the dispatch may answer at once */
-        stream_dispatch(c, b + GRPC_HDR, n);
-        off += GRPC_HDR + n;
-        if (c->st == NULL || c->finished) {
-            scall_unref(c);
-            return -1;
-        }
-        c->refs--;
+    scall *c = user_data;
+    c->refs++; /* the dispatch may answer at once */
+    stream_dispatch(c, b->data + off, len);
+    if (c->st == NULL || c->finished) {
+        scall_unref(c);
+        return -1;
     }
-    if (off > 0) {
-        memmove(c->in.data, c->in.data + off, c->in.len - off);
-        c->in.len -= off;
-    }
+    c->refs--;
     return 0;
 }
 
 static void sg_data(sd2_stream *st, void *user_data, const uint8_t *data, size_t len)
 {
     scall *c = user_data;
+    const char *why = NULL;
+    int32_t rc;
     if (c->streaming && !c->finished)
         c->unconsumed += len;
     else
         sd2_consume(st, len);
     if (c->finished)
         return;
-    if (c->in.len + len > c->s->cfg.max_body + GRPC_HDR) {
-        scall_finish(c, 8, "request message larger than --max-body");
-        return;
-    }
-    buf_add(&c->in, data, len);
-    if (c->streaming && stream_drain(c) == 0)
+    rc = sdp_grpc_in_data(&c->in, data, len, stream_one, c, &why);
+    if (rc > 0)
+        scall_finish(c, rc, why);
+    else if (rc == 0 && c->streaming)
         maybe_consume(c);
 }
 
 static void sg_end(sd2_stream *st, void *user_data, const sd2_header *trailers, size_t n)
 {
     scall *c = user_data;
+    const char *why = NULL;
+    int32_t rc;
     (void)st;
     (void)trailers;
     (void)n;
     c->ended = 1;
     if (c->finished)
         return;
-    if (!c->streaming) {
-        if (c->in.len == 0) {
-            scall_finish(c, 13, "the call carried no request message");
-            return;
-        }
-        if (stream_drain(c) != 0)
-            return;
-        if (c->in.len > 0 && !c->finished)
-            scall_finish(c, 13, "the request ended inside a message");
-        return;
-    }
-    if (c->in.len > 0) {
-        scall_finish(c, 13, "the request ended inside a message");
-        return;
-    }
-    if (c->refs == 1)
+    rc = sdp_grpc_in_end(&c->in, stream_one, c, &why);
+    if (rc > 0)
+        scall_finish(c, rc, why);
+    else if (rc == 0 && c->streaming && c->refs == 1)
         scall_finish(c, 0, NULL);
 }
 
@@ -1500,12 +1681,19 @@ static const sd2_stream_cbs sg_cbs = {NULL, sg_data, sg_end, sg_drain, sg_close}
 void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int end,
                      const char *name, size_t name_len)
 {
-    const sd2_header *path = sd2_header_find(h, n, ":path");
-    const sd2_header *tm = sd2_header_find(h, n, "grpc-timeout");
-    const sd2_header *stm = sd2_header_find(h, n, "seldon-timeout-ms");
+    const sd2_header *path = NULL, *tm = NULL, *stm = NULL;
     scall *c;
     size_t i, nx;
     int streaming;
+    for (i = 0; i < n; i++) { /* as sd2_header_find() for each, in one pass */
+        if (path == NULL && h[i].name_len == 5 && memcmp(h[i].name, ":path", 5) == 0)
+            path = &h[i];
+        else if (tm == NULL && h[i].name_len == 12 && memcmp(h[i].name, "grpc-timeout", 12) == 0)
+            tm = &h[i];
+        else if (stm == NULL && h[i].name_len == 17 &&
+                 memcmp(h[i].name, "seldon-timeout-ms", 17) == 0)
+            stm = &h[i];
+    }
     if (path != NULL && path->value_len == 42 &&
         memcmp(path->value, "/inference.GRPCInferenceService/ModelInfer", 42) == 0) {
         streaming = 0;
@@ -1525,7 +1713,7 @@ void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int 
             sd2_grpc_finish(st, 5, why, NULL, 0);
             return;
         }
-        frame_prefix(msg, 2);
+        sdp_grpc_prefix(msg, 2);
         msg[GRPC_HDR] = 0x08;
         msg[GRPC_HDR + 1] = (uint8_t)(pipeline_ready(s, pl, 0) ? 1 : 0);
         sd2_grpc_send_headers(st, NULL, 0);
@@ -1549,6 +1737,8 @@ void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int 
     c->s = s;
     c->st = st;
     c->streaming = streaming;
+    c->in.streaming = streaming;
+    c->in.max = s->cfg.max_body;
     c->refs = 1;
     memcpy(c->pipeline, name, name_len);
     if (tm != NULL)

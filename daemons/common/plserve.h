@@ -143,6 +143,54 @@ int sdp_grpc(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t
 void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int end,
                      const char *name, size_t name_len);
 
+/* ---- gRPC request messages (for plserve's calls and a host's own) ---- */
+
+#define SDP_GRPC_PREFIX 5
+
+/* The 5-byte prefix of an uncompressed gRPC message of n bytes. */
+void sdp_grpc_prefix(uint8_t out[SDP_GRPC_PREFIX], size_t n);
+
+/*
+ * A call's request bytes until its messages are whole. in: the bytes not taken yet
+ * (caller frees with seldon_buf_free); max: the largest message; streaming: 0 for a unary
+ * call (exactly one message). On the stream's loop.
+ */
+typedef struct sdp_grpc_in {
+    seldon_buf in;
+    size_t max;
+    int streaming;
+} sdp_grpc_in;
+
+/*
+ * One whole message, b->data[off .. off + len): a unary call's ends b, so one may append
+ * to b (and put b->len back). Returns 0 to go on, non-zero when the call ended (g may be
+ * gone: sdp_grpc_in_drain() touches it no more).
+ */
+typedef int (*sdp_grpc_msg_fn)(void *user_data, seldon_buf *b, size_t off, size_t len);
+
+/*
+ * Received bytes: kept, and for a stream every message now whole goes to one() (as
+ * sdp_grpc_in_drain). Returns 0, -1 when one() returned non-zero, or a gRPC status with
+ * why (too large, out of memory...) to end the call with.
+ */
+int32_t sdp_grpc_in_data(sdp_grpc_in *g, const uint8_t *data, size_t len, sdp_grpc_msg_fn one,
+                         void *user_data, const char **why);
+
+/*
+ * Hands every whole message to one(user_data, ...) and drops it. Returns 0, -1 when one()
+ * returned non-zero, or a gRPC status with why (compressed, too large, a second message in
+ * a unary call) to end the call with.
+ */
+int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data,
+                          const char **why);
+
+/*
+ * The client ended its side: a unary call's message goes to one() (as above). Returns 0
+ * (for a stream: nothing is left over), -1 when one() returned non-zero, or a gRPC status
+ * with why (no message, or the bytes of one left unfinished).
+ */
+int32_t sdp_grpc_in_end(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data, const char **why);
+
 /* A grpc-timeout value ("100m", "5S") in ms; 0 when none or malformed. */
 int64_t sdp_grpc_timeout_ms(const char *value, size_t len);
 

@@ -229,7 +229,13 @@ static void rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
     size_t len = 0, hl = 0;
     int32_t status = 500;
     const char *hv = sdh_request_header(r, "seldon-model", &hl);
+    size_t il = 0;
+    const char *iv = sdh_request_header(r, SELDON_ROUTER_INTERNAL_HEADER, &il);
     int rc;
+    if (iv != NULL && il > 9 && memcmp(iv + il - 9, ".pipeline", 9) == 0) {
+        hv = iv; /* a router's experiment chose this pipeline */
+        hl = il;
+    }
     if ((r->path_len == 15 && memcmp(r->path, "/v2/health/live", 15) == 0) ||
         (r->path_len == 16 && memcmp(r->path, "/v2/health/ready", 16) == 0)) {
         sdh_respond(req, 200, NULL, 0, NULL);
@@ -257,11 +263,16 @@ static void grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, si
 {
     gw_loop *L = user_data;
     const sd2_header *model = sd2_header_find(h, n, SELDON_ROUTER_HEADER);
+    const sd2_header *in = sd2_header_find(h, n, SELDON_ROUTER_INTERNAL_HEADER);
     char name[SELDON_ROUTES_NAME_MAX + 16];
     size_t len = 0;
-    int rc = seldon_router_route_name(name, &len, sizeof(name), SELDON_ROUTER_GRPC,
-                                      model != NULL ? model->value : NULL,
-                                      model != NULL ? model->value_len : 0, NULL, 0);
+    int rc;
+    if (in != NULL && in->value_len > 9 &&
+        memcmp(in->value + in->value_len - 9, ".pipeline", 9) == 0)
+        model = in; /* a router's experiment chose this pipeline */
+    rc = seldon_router_route_name(name, &len, sizeof(name), SELDON_ROUTER_GRPC,
+                                  model != NULL ? model->value : NULL,
+                                  model != NULL ? model->value_len : 0, NULL, 0);
     if (rc != 0 || len <= 9 || memcmp(name + len - 9, ".pipeline", 9) != 0) {
         gw_count(L->g, "grpc", rc != 0 ? 3 : 5);
         sd2_grpc_finish(s, rc != 0 ? 3 : 5,

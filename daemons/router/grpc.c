@@ -34,7 +34,7 @@ typedef struct gp {
     sd2_stream *down; /* NULL once closed */
     sd2_stream *up;   /* the open attempt, or NULL */
     seldon_router_req *rr;
-    char *mem; /* request headers, kept for every attempt */
+    char *mem; /* request headers, kept for every attempt (in the same allocation as p) */
     sd2_header *h;
     size_t nh;
     seldon_buf replay;
@@ -42,7 +42,6 @@ typedef struct gp {
     size_t up_unconsumed;   /* received from the upstream, waiting for the client's queue */
     int32_t grpc_status;
     uint8_t replay_ok, body_done, headers_sent, finished, rid_in_response;
-    char rid[37];
     const char *rid_value;
     size_t rid_len;
     /* Experiments: as rest.c's. */
@@ -50,18 +49,21 @@ typedef struct gp {
     int64_t internal_at;
     sd2_header internal;
     uint8_t mirrored;
-    char tag[SELDON_ROUTES_NAME_MAX + 16];
-    char route_hdr[1024];
-    char sticky[256]; /* the request's x-seldon-route (sticky), for a fresh decision */
     size_t sticky_len;
     rt_held held;       /* parked while no upstream can take it */
     int64_t hold_until; /* set at the first park */
     int64_t deadline;   /* the route's, from the first table that had it (0: none) */
     int32_t fail_status;
     uint8_t resets;
+    size_t name_len;
+    /* From here on nothing is zeroed when p is made: each array is written before it is
+       read (tag and route_hdr start empty). */
+    char tag[SELDON_ROUTES_NAME_MAX + 16];
+    char route_hdr[1024];
+    char sticky[256]; /* the request's x-seldon-route (sticky), for a fresh decision */
     char fail_msg[160];
     char name[SELDON_ROUTES_NAME_MAX + 1];
-    size_t name_len;
+    char rid[37];
 } gp;
 
 static const sd2_stream_cbs down_cbs;
@@ -77,8 +79,7 @@ static void maybe_free(gp *p)
     rt_unhold(&p->held);
     seldon_router_req_free(p->rr);
     seldon_buf_free(&p->replay);
-    sdd_free(p->mem);
-    sdd_free(p);
+    sdd_free(p); /* and the headers kept in it */
 }
 
 /* Records the request's answer once. */
@@ -309,7 +310,7 @@ static void served_as(gp *p)
         p->tag[0] = '\0';
         return;
     }
-    if (seldon_router_req_version(p->rr) == 0)
+    if (!rt_tags_upstream(p->rr))
         return;
     if (p->internal_at >= 0) {
         p->h[p->internal_at] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, p->tag, len};
@@ -402,8 +403,7 @@ static void mirror(gp *p)
     for (i = 0; i < p->nh_base; i++)
         if ((int64_t)i != p->internal_at)
             hs[k++] = p->h[i];
-    if (seldon_router_req_version(m->rr) != 0 &&
-        seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
+    if (rt_tags_upstream(m->rr) && seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
         hs[k++] = (sd2_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
     rc = sd2_request(&up, pool, hs, k, p->replay.len == 0, &mirror_cbs, m,
                      rt_timeout_ms(seldon_router_req_deadline(m->rr), now));
@@ -583,18 +583,22 @@ static void park(gp *p, int32_t grpc_status, const char *message)
 
 /* ----------------------------------------------------------------- a new call */
 
-/* Copies the request's header block, adding x-request-id when absent. */
-static int keep_headers(gp *p, const sd2_header *h, size_t n)
+/* Bytes keep_headers() needs after the gp. */
+static size_t keep_headers_size(const sd2_header *h, size_t n)
 {
-    size_t need = 0, i, k = 0;
-    char *m;
-    const sd2_header *rid = sd2_header_find(h, n, "x-request-id");
+    size_t need = 0, i;
     for (i = 0; i < n; i++)
         need += h[i].name_len + h[i].value_len;
+    return (n + 2) * sizeof(sd2_header) + need;
+}
+
+/* Copies the request's header block into p->mem, adding x-request-id when absent. */
+static void keep_headers(gp *p, const sd2_header *h, size_t n)
+{
+    size_t i, k = 0;
+    char *m;
+    const sd2_header *rid = sd2_header_find(h, n, "x-request-id");
     p->internal_at = -1;
-    p->mem = sdd_malloc((n + 2) * sizeof(sd2_header) + need);
-    if (p->mem == NULL)
-        return -1;
     p->h = (sd2_header *)p->mem;
     m = p->mem + (n + 2) * sizeof(sd2_header);
     for (i = 0; i < n; i++) {
@@ -625,7 +629,6 @@ static int keep_headers(gp *p, const sd2_header *h, size_t n)
     }
     p->nh = k;
     p->nh_base = k;
-    return 0;
 }
 
 void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end)
@@ -648,11 +651,17 @@ void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
         seldon_router_metrics_request(L->r->rmetrics, "", grpc_status);
         return;
     }
-    p = sdd_calloc(1, sizeof(*p));
+    /* The call's state and its kept headers in one allocation; only the state's
+       scalars are zeroed (see gp). */
+    p = sdd_malloc(sizeof(*p) + keep_headers_size(h, n));
     if (p == NULL) {
         sd2_grpc_finish(s, 13, "router out of memory", NULL, 0);
         return;
     }
+    memset(p, 0, offsetof(gp, tag));
+    p->tag[0] = '\0';
+    p->route_hdr[0] = '\0';
+    p->mem = (char *)(p + 1);
     p->L = L;
     p->grpc_status = -1;
     {
@@ -675,12 +684,7 @@ void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
         sdd_free(p);
         return;
     }
-    if (keep_headers(p, h, n) != 0) {
-        seldon_router_req_free(p->rr);
-        sdd_free(p);
-        sd2_grpc_finish(s, 13, "router out of memory", NULL, 0);
-        return;
-    }
+    keep_headers(p, h, n);
     memcpy(p->name, name, len);
     p->name_len = len;
     p->deadline = p->rr != NULL ? seldon_router_req_deadline(p->rr) : 0;

@@ -29,39 +29,40 @@ typedef struct rp {
     sdc_request *up; /* the open attempt, or NULL */
     seldon_router_req *rr;
     uv_timer_t *timer; /* the route's deadline, when it has one */
-    /* The request head, kept for every attempt. */
+    /* The request head, kept for every attempt (in the same allocation as p). */
     char *mem;
     sdh_request_head head;
     seldon_buf replay; /* every body byte received so far, while replay_ok */
     int status;        /* of the response forwarded */
     /* A small answer is gathered and sent whole (head and body in one write). */
-    seldon_buf held_head; /* the upstream's headers, copied: names and values */
-    sdh_header *held_h;
+    sdh_header *held_h; /* the upstream's headers, copied, names and values after them */
     size_t held_n;
     seldon_buf held_body;
     int64_t held_len; /* its Content-Length */
     uint8_t replay_ok, body_done, head_sent, up_paused, has_rid, rid_in_response;
     uint8_t deferred; /* a small body is gathered before the first attempt */
     uint8_t holding;  /* an answer is being gathered */
-    char rid[37];
     size_t rid_len;
-    char rid_value[128];
     /* Experiments: the served model's tag, where it goes in the head, the mirror copy. */
     size_t nh_base;      /* headers kept from the client (and ours), without the internal one */
     int64_t internal_at; /* the client's seldon-internal-model header's index, or -1 */
     sdh_header internal; /* its original value */
     uint8_t mirrored;    /* the mirror copy was sent (or given up) */
-    char tag[SELDON_ROUTES_NAME_MAX + 16]; /* "<route>_<version>" of the attempt's upstream */
-    char route_hdr[1024];                  /* x-seldon-route sent back */
-    char sticky[256]; /* the request's x-seldon-route (sticky), for a fresh decision */
     size_t sticky_len;
     rt_held held;       /* parked while no upstream can take it */
     int64_t hold_until; /* set at the first park */
     int fail_status;    /* what a hold that runs out answers */
     uint8_t resets;     /* resets that led to a hold (one is held, not more) */
+    size_t name_len;
+    /* From here on nothing is zeroed when p is made: each array is written before it is
+       read (tag and route_hdr start empty). */
+    char tag[SELDON_ROUTES_NAME_MAX + 16]; /* "<route>_<version>" of the attempt's upstream */
+    char route_hdr[1024];                  /* x-seldon-route sent back */
+    char sticky[256]; /* the request's x-seldon-route (sticky), for a fresh decision */
     char fail_msg[160];
     char name[SELDON_ROUTES_NAME_MAX + 1];
-    size_t name_len;
+    char rid[37];
+    char rid_value[128];
 } rp;
 
 static const sdh_stream_ops down_ops;
@@ -91,11 +92,9 @@ static void finish(rp *p, int code)
     seldon_router_req_finish(p->rr, code);
     seldon_router_req_free(p->rr);
     seldon_buf_free(&p->replay);
-    seldon_buf_free(&p->held_head);
     seldon_buf_free(&p->held_body);
     sdd_free(p->held_h);
-    sdd_free(p->mem);
-    sdd_free(p);
+    sdd_free(p); /* and the head kept in it */
 }
 
 /* Drops the open attempt without a callback reaching this request. */
@@ -175,26 +174,25 @@ static int outcome_of(int result)
 static int hold(rp *p, const sdh_header *h, size_t n, int64_t length)
 {
     size_t need = 0, i;
-    uint8_t *m;
+    char *m;
     for (i = 0; i < n; i++)
         need += h[i].name_len + h[i].value_len;
-    p->held_h = sdd_malloc((n ? n : 1) * sizeof(*p->held_h));
-    if (p->held_h == NULL || seldon_buf_reserve(&p->held_head, need) != 0 ||
-        seldon_buf_reserve(&p->held_body, (size_t)length) != 0)
+    /* The views, then the names and values they point at: one allocation. */
+    p->held_h = sdd_malloc(n * sizeof(*p->held_h) + need + 1);
+    if (p->held_h == NULL || seldon_buf_reserve(&p->held_body, (size_t)length) != 0)
         return -1;
-    m = p->held_head.data;
+    m = (char *)(p->held_h + n);
     for (i = 0; i < n; i++) {
-        p->held_h[i].name = (const char *)m;
+        p->held_h[i].name = m;
         p->held_h[i].name_len = h[i].name_len;
         memcpy(m, h[i].name, h[i].name_len);
         m += h[i].name_len;
-        p->held_h[i].value = (const char *)m;
+        p->held_h[i].value = m;
         p->held_h[i].value_len = h[i].value_len;
         if (h[i].value_len > 0)
             memcpy(m, h[i].value, h[i].value_len);
         m += h[i].value_len;
     }
-    p->held_head.len = need;
     p->held_n = n;
     p->held_len = length;
     p->holding = 1;
@@ -345,7 +343,7 @@ static void served_as(rp *p)
         p->tag[0] = '\0';
         return;
     }
-    if (seldon_router_req_version(p->rr) == 0)
+    if (!rt_tags_upstream(p->rr))
         return; /* no version: the route's name says it all (x-seldon-route only) */
     if (p->internal_at >= 0) {
         hs[p->internal_at] = (sdh_header){SELDON_ROUTER_INTERNAL_HEADER, 21, p->tag, len};
@@ -428,8 +426,7 @@ static void mirror(rp *p)
     for (i = 0; i < p->nh_base; i++)
         if ((int64_t)i != p->internal_at)
             hs[k++] = p->head.headers[i];
-    if (seldon_router_req_version(m->rr) != 0 &&
-        seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
+    if (rt_tags_upstream(m->rr) && seldon_router_req_tag(tag, &len, sizeof(tag), m->rr) == 0)
         hs[k++] = (sdh_header){SELDON_ROUTER_INTERNAL_HEADER, 21, tag, len};
     head = p->head;
     head.headers = hs;
@@ -640,22 +637,26 @@ static void park(rp *p, int status, const char *message)
 
 /* --------------------------------------------------------------- the head */
 
-/* Copies what every attempt sends: method, target, headers (+ x-request-id, seldon-model). */
-static int keep_head(rp *p, const sdh_request *h, const char *route, size_t route_len)
+/* Bytes keep_head() needs after the rp: header views, then their bytes. */
+static size_t keep_head_size(const sdh_request *h, size_t route_len)
 {
-    size_t need = h->method_len + h->path_len + 1 + h->query_len + route_len + 1, i, k = 0;
-    size_t nh = h->nheaders + 3;
-    char *m;
-    sdh_header *hs;
-    const sdh_header *rid = sdh_header_find(h->headers, h->nheaders, "x-request-id");
-    int has_model = sdh_header_find(h->headers, h->nheaders, "seldon-model") != NULL;
-    p->internal_at = -1;
-
+    size_t need = h->method_len + h->path_len + 1 + h->query_len + route_len + 1, i;
     for (i = 0; i < h->nheaders; i++)
         need += h->headers[i].name_len + h->headers[i].value_len;
-    p->mem = sdd_malloc(nh * sizeof(sdh_header) + need);
-    if (p->mem == NULL)
-        return -1;
+    return (h->nheaders + 3) * sizeof(sdh_header) + need;
+}
+
+/* Copies what every attempt sends: method, target, headers (+ x-request-id, seldon-model),
+ * into p->mem (keep_head_size() bytes). */
+static void keep_head(rp *p, const sdh_request *h, const char *route, size_t route_len)
+{
+    size_t nh = h->nheaders + 3, i, k = 0;
+    char *m;
+    sdh_header *hs;
+    const sdh_header *rid = NULL;
+    int has_model = 0;
+    p->internal_at = -1;
+
     hs = (sdh_header *)p->mem;
     m = p->mem + nh * sizeof(sdh_header);
     p->head.method = m;
@@ -673,6 +674,10 @@ static int keep_head(rp *p, const sdh_request *h, const char *route, size_t rout
     p->head.target_len = (size_t)(m - p->head.target);
     for (i = 0; i < h->nheaders; i++) {
         const sdh_header *x = &h->headers[i];
+        if (rid == NULL && sdh_name_eq(x->name, x->name_len, "x-request-id"))
+            rid = x;
+        else if (!has_model && sdh_name_eq(x->name, x->name_len, "seldon-model"))
+            has_model = 1;
         /* Host is the pool's; a 100-continue was answered here already, and the
            client swallows interim answers, so the upstream must not wait for one. */
         if (sdx_is_frame_header(x) || sdh_name_eq(x->name, x->name_len, "host") ||
@@ -719,7 +724,6 @@ static int keep_head(rp *p, const sdh_request *h, const char *route, size_t rout
     p->nh_base = k;
     p->head.host = NULL;
     p->head.host_len = 0;
-    return 0;
 }
 
 static int route_of(char *name, size_t *len, size_t cap, const sdh_request *h)
@@ -743,9 +747,15 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
 
     if (L == NULL || L->closing || route_of(name, &len, sizeof(name), head) != 0)
         return; /* the whole-body handler answers the error */
-    p = sdd_calloc(1, sizeof(*p));
+    /* The request's state and its kept head in one allocation; only the state's
+       scalars are zeroed (see rp). */
+    p = sdd_malloc(sizeof(*p) + keep_head_size(head, len));
     if (p == NULL)
         return;
+    memset(p, 0, offsetof(rp, tag));
+    p->tag[0] = '\0';
+    p->route_hdr[0] = '\0';
+    p->mem = (char *)(p + 1);
     p->L = L;
     sticky = sdh_request_header(head, SELDON_ROUTER_ROUTE_HEADER, &sticky_len);
     if (sticky != NULL && sticky_len < sizeof(p->sticky)) { /* kept for a held request */
@@ -758,12 +768,12 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
         p->rr = NULL;
     /* An unknown route is the whole-body handler's 404, unless the model was routed
        moments ago (it is moving): then the request is held. */
-    if ((!routed && !rt_route_gone(L, name, len)) || keep_head(p, head, name, len) != 0) {
+    if (!routed && !rt_route_gone(L, name, len)) {
         seldon_router_req_free(p->rr);
-        sdd_free(p->mem);
         sdd_free(p);
         return;
     }
+    keep_head(p, head, name, len);
     declared = sdh_stream_body_length(req);
     if (declared < 0)
         p->head.content_length = SDH_BODY_CHUNKED;
@@ -780,7 +790,6 @@ void rt_rest_head(void *user_data, sdh_req *req, const sdh_request *head)
         declared > 0 && (size_t)declared <= p->L->r->cfg.replay_limit && declared <= RP_GATHER_MAX;
     if (sdh_stream_take(req, &down_ops, p) != 0) {
         seldon_router_req_free(p->rr);
-        sdd_free(p->mem);
         sdd_free(p);
         return;
     }

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <uv.h>
 
@@ -214,5 +215,21 @@ void rt_rest_handler(void *user_data, sdh_req *req, const sdh_request *request);
 
 /* grpc.c: the h2c server's request callback (user_data: the rt_loop). */
 void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end);
+
+/*
+ * 1 when the upstream of req's last pick is told what to serve in seldon-internal-model
+ * (its tag): a model version, or a pipeline route "<p>.pipeline" (a gateway reached
+ * through an experiment serves the candidate, not the client's seldon-model).
+ */
+static inline int rt_tags_upstream(const seldon_router_req *rr)
+{
+    const char *n;
+    size_t l;
+    if (seldon_router_req_version(rr) != 0)
+        return 1;
+    n = seldon_router_req_route_name(rr);
+    l = n != NULL ? strlen(n) : 0;
+    return l > 9 && memcmp(n + l - 9, SELDON_ROUTER_PIPELINE_SUFFIX, 9) == 0;
+}
 
 #endif

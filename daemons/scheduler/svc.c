@@ -398,7 +398,7 @@ static uint64_t route_gen_now(const sc_daemon *d)
     return seldon_sched_routes_generation(d->sched) + d->gw_gen;
 }
 
-static int add_pipeline_routes(sc_daemon *d, RouteTable *m, arena *a);
+static int sync_pipeline_upstreams(sc_daemon *d);
 
 /* Builds the framed RouteTable for the scheduler's routes now. */
 static int build_routes(sc_daemon *d)
@@ -408,7 +408,9 @@ static int build_routes(sc_daemon *d)
     seldon_routes_defaults defs = SELDON_ROUTES_DEFAULTS_INIT;
     arena a = {NULL, 0, 0};
     size_t i, j, n;
-    int rc = seldon_sched_routes(&t, d->sched);
+    int rc = d->pipelines_in_process ? 0 : sync_pipeline_upstreams(d);
+    if (rc == 0)
+        rc = seldon_sched_routes(&t, d->sched);
     if (rc != 0)
         return rc;
     seldon_routes_get_defaults(&defs, t);
@@ -457,8 +459,6 @@ static int build_routes(sc_daemon *d)
         }
         m.routes[i] = r;
     }
-    if (rc == 0 && !d->pipelines_in_process)
-        rc = add_pipeline_routes(d, &m, &a);
     if (rc == 0) {
         d->route_frame.len = 0;
         if (frame(&d->route_frame, &m.base) != 0)
@@ -1182,67 +1182,23 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-/* Every live pipeline's route "<p>.pipeline", its upstreams the connected gateways. */
-static int add_pipeline_routes(sc_daemon *d, RouteTable *m, arena *a)
+/* The connected gateways serve every live pipeline's route "<p>.pipeline", in the library's
+   table (so experiments split over pipelines too). */
+static int sync_pipeline_upstreams(sc_daemon *d)
 {
-    seldon_sched_status *st = NULL;
-    const seldon_sched_pipeline_status *ps;
-    RouteUpstream **ups = NULL;
-    Route **routes;
-    size_t n = 0, i, k = 0, nu = 0;
+    seldon_sched_upstream *ups = sdd_calloc(d->ngateways + 1, sizeof(*ups));
+    size_t nu = 0;
     sc_call *g;
-    if (seldon_sched_pipelines(&st, d->sched, NULL) != 0)
-        return 0; /* none yet */
-    while (seldon_sched_status_pipeline(st, n) != NULL)
-        n++;
-    ups = arena_alloc(a, (d->ngateways + 1) * sizeof(*ups));
-    routes = arena_alloc(a, (m->n_routes + n + 1) * sizeof(*routes));
-    if (ups == NULL || routes == NULL)
-        goto nomem;
-    for (g = d->gateways; g != NULL; g = g->next) {
-        RouteUpstream *u = arena_alloc(a, sizeof(*u));
-        if (u == NULL)
-            goto nomem;
-        seldon__control__v1__route_upstream__init(u);
-        u->http = g->gw_http;
-        u->grpc = g->gw_grpc;
-        ups[nu++] = u;
+    int rc;
+    if (ups == NULL)
+        return sdd_error(SELDON_ENOMEM, "out of memory");
+    for (g = d->gateways; g != NULL && nu < d->ngateways; g = g->next) {
+        ups[nu].http = g->gw_http;
+        ups[nu++].grpc = g->gw_grpc;
     }
-    if (m->n_routes > 0)
-        memcpy(routes, m->routes, m->n_routes * sizeof(*routes));
-    for (i = 0; i < n; i++) {
-        Route *r;
-        char *name;
-        ps = seldon_sched_status_pipeline(st, i);
-        if (ps->deleted)
-            continue;
-        if (strlen(ps->name) + 9 > SELDON_ROUTES_NAME_MAX) {
-            /* A router refuses a whole table with a name it cannot hold. */
-            sdd_log(SELDON_LOG_WARN,
-                    "pipeline %s: no route: \"<name>.pipeline\" is longer than %d bytes", ps->name,
-                    SELDON_ROUTES_NAME_MAX);
-            continue;
-        }
-        r = arena_alloc(a, sizeof(*r));
-        name = arena_alloc(a, strlen(ps->name) + 10);
-        if (r == NULL || name == NULL)
-            goto nomem;
-        seldon__control__v1__route__init(r);
-        snprintf(name, strlen(ps->name) + 10, "%s.pipeline", ps->name);
-        r->name = name;
-        r->timeout_ms = 0; /* the gateway keeps the pipeline's timeouts */
-        r->retries = 0;    /* a pipeline request is not replayed: its steps may have run */
-        r->n_upstreams = nu;
-        r->upstreams = ups;
-        routes[m->n_routes + k++] = r;
-    }
-    m->routes = routes;
-    m->n_routes += k;
-    seldon_sched_status_free(st);
-    return 0;
-nomem:
-    seldon_sched_status_free(st);
-    return sdd_error(SELDON_ENOMEM, "out of memory");
+    rc = seldon_sched_set_pipeline_upstreams(d->sched, ups, nu);
+    sdd_free(ups);
+    return rc;
 }
 
 /* The PipelineSet now, framed into out (unless NULL); *names: a hash of the live pipelines'

@@ -19,8 +19,13 @@ static int64_t now_ns(void *host)
 
 /* --- Thread pools ------------------------------------------------------------ */
 
+/*
+ * Wakes a worker only when one sleeps, and after the unlock: a worker woken while the
+ * lock is still held would go back to sleep on the mutex (one more futex call each way).
+ */
 static void pool_push(srv_pool *p, seldon_job *job)
 {
+    int wake;
     job->next = NULL;
     pthread_mutex_lock(&p->lock);
     if (p->tail)
@@ -28,8 +33,12 @@ static void pool_push(srv_pool *p, seldon_job *job)
     else
         p->head = job;
     p->tail = job;
-    pthread_cond_signal(&p->cond);
+    wake = p->sleeping > p->waking;
+    if (wake)
+        p->waking++;
     pthread_mutex_unlock(&p->lock);
+    if (wake)
+        pthread_cond_signal(&p->cond);
 }
 
 static void *pool_main(void *arg)
@@ -38,8 +47,13 @@ static void *pool_main(void *arg)
     for (;;) {
         seldon_job *job;
         pthread_mutex_lock(&p->lock);
-        while (p->head == NULL && !p->stopping)
+        while (p->head == NULL && !p->stopping) {
+            p->sleeping++;
             pthread_cond_wait(&p->cond, &p->lock);
+            p->sleeping--;
+            if (p->waking > 0)
+                p->waking--;
+        }
         job = p->head;
         if (job == NULL) {
             pthread_mutex_unlock(&p->lock);

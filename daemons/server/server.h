@@ -38,6 +38,8 @@ typedef struct srv_pool {
     pthread_cond_t cond;
     seldon_job *head;
     seldon_job *tail;
+    int sleeping; /* workers waiting on cond */
+    int waking;   /* of them, signalled and not yet awake */
     int stopping;
     pthread_t *threads;
     int nthreads;

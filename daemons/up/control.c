@@ -69,6 +69,7 @@ void up_table_free(up_table *t)
     seldon_routes_release(t->routes);
     sdd_free(t->first);
     sdd_free(t->targets);
+    sdd_free(t->split);
     sdd_free(t->names);
     sdd_free(t);
 }
@@ -194,8 +195,11 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
     up_table *t = NULL;
     size_t i, j, n, total = 0, k = 0, off = 0;
     int pass, rc = seldon_sched_routes(&routes, u->sched.sched);
+    if (rc == 0)
+        rc = up_vload_init(u); /* load.c: the targets' load counters */
     if (rc != 0) {
         sdd_log(SELDON_LOG_ERROR, "route table: %s", seldon_last_error());
+        seldon_routes_release(routes);
         publish(u, NULL, then, arg);
         return;
     }
@@ -206,12 +210,14 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
     if (t != NULL) {
         t->first = sdd_calloc(n + 1, sizeof(*t->first));
         t->targets = sdd_calloc(total ? total : 1, sizeof(*t->targets));
+        t->split = sdd_calloc(n + 1, 1);
     }
-    if (t == NULL || t->first == NULL || t->targets == NULL) {
+    if (t == NULL || t->first == NULL || t->targets == NULL || t->split == NULL) {
         sdd_log(SELDON_LOG_ERROR, "route table: out of memory");
         if (t != NULL) {
             sdd_free(t->first);
             sdd_free(t->targets);
+            sdd_free(t->split);
             sdd_free(t);
         }
         seldon_routes_release(routes);
@@ -225,6 +231,9 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
         for (i = 0; i < n; i++) {
             const char *name = seldon_routes_name(routes, i);
             t->first[i] = k;
+            if (pass == 0)
+                t->split[i] = seldon_routes_candidate_count(routes, i) > 0 ||
+                              seldon_routes_mirror(NULL, NULL, routes, i) == 0;
             for (j = 0; j < seldon_routes_upstream_count(routes, i); j++) {
                 const seldon_router_upstream *up_ = seldon_routes_upstream(routes, i, j);
                 up_replica *r = replica_at(u, up_->http ? up_->http : up_->grpc);
@@ -239,6 +248,7 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
                     t->targets[k].evicted = m->state != AG_LOADED;
                     t->targets[k].vname = t->names + off;
                     t->targets[k].vname_len = len;
+                    t->targets[k].vl = up_vload_of(r, m->vname); /* load.c: its load */
                     atomic_init(&t->targets[k].used, 0);
                 }
                 off += len + 1;
@@ -871,6 +881,7 @@ void up_control_free(up *u)
         prep_free(p);
     }
     u->preps = NULL;
+    up_load_free(u);
 }
 
 /* ---------------------------------------------------------------- commands */
@@ -1005,6 +1016,8 @@ void up_control_start(void *arg)
     up *u = arg;
     int i;
     forget_absent(u);
+    up_exp_start(u);
+    up_load_start(u);
     for (i = 0; i < u->nreplicas; i++) {
         up_replica *r = &u->replicas[i];
         if (up_announce(u, r) == 0)
@@ -1026,6 +1039,7 @@ void up_control_stop(void *arg)
     }
     u->stopping = 1;
     up_scale_stop(u);
+    up_load_stop(u);
     if (u->child != NULL) /* a copy under way: its preparation fails once it exits */
         uv_process_kill(u->child, SIGTERM);
     sc_services_stop(&u->sched);

@@ -16,10 +16,11 @@
 #include <string.h>
 
 #include "cache.h" /* daemons/agent: a protobuf message's model name */
+#include "plserve.h"
 #include "sdd.h"
 #include "up.h"
 
-#define GRPC_HDR 5
+#define GRPC_HDR SDP_GRPC_PREFIX
 
 /* ------------------------------------------------------------------ lookup */
 
@@ -91,6 +92,7 @@ static int pick_at(up_target *out, up *u, up_table *t, size_t i, const char *nam
     out->evicted = t->targets[best].evicted;
     out->vname = t->targets[best].vname;
     out->vname_len = t->targets[best].vname_len;
+    out->vl = t->targets[best].vl;
     return 0;
 }
 
@@ -118,8 +120,7 @@ static int pick_split(up_target *out, up_target *mirror, up *u, const char *name
                          name);
     }
     chosen = i;
-    if (seldon_routes_candidate_count(t->routes, i) > 0 ||
-        seldon_routes_mirror(NULL, NULL, t->routes, i) == 0) {
+    if (t->split[i]) {
         seldon_routes_decide(&chosen, &mi, NULL, t->routes, i, sticky, sticky ? sticky_len : 0,
                              rand64());
         name = seldon_routes_name(t->routes, chosen);
@@ -189,6 +190,7 @@ _Static_assert(sizeof(sdh_header) == sizeof(seldon_http_header), "header layouts
 typedef struct rest_call {
     sdh_req *req;
     up_replica *r;
+    up_vload *vl;          /* the version's load counters (load.c), or NULL */
     seldon_rest_request q; /* views into the request, valid until it is answered */
     size_t vname_len;
     char route[SELDON_ROUTES_NAME_MAX + 16]; /* "x-seldon-route": ":<name>_<version>:" */
@@ -215,6 +217,7 @@ static void rest_done(void *user_data, seldon_rest_response *resp)
     }
     count(c->r->u, "rest", resp->status);
     atomic_fetch_sub_explicit(&c->r->in_flight, 1, memory_order_relaxed);
+    up_vl_end(c->vl);
     sdh_respond(c->req, resp->status, h, n, &resp->body);
     sdd_free(c);
 }
@@ -241,6 +244,7 @@ static void mirror_give(void)
 /* A mirror copy of a REST request: its own copy of everything, its answer dropped. */
 typedef struct rest_mirror_call {
     up_replica *r;
+    up_vload *vl;
     seldon_rest_request q;
 } rest_mirror_call;
 
@@ -249,6 +253,7 @@ static void rest_mirror_done(void *user_data, seldon_rest_response *resp)
     rest_mirror_call *m = user_data;
     (void)resp;
     atomic_fetch_sub_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+    up_vl_end(m->vl);
     mirror_give();
     sdd_free(m);
 }
@@ -272,6 +277,7 @@ static void rest_mirror(const up_target *mt, const sdh_request *r, size_t seg, s
         return;
     }
     m->r = mt->r;
+    m->vl = mt->vl;
     hs = (seldon_http_header *)(m + 1);
     p = (char *)(hs + r->nheaders);
     memset(&m->q, 0, sizeof(m->q));
@@ -312,8 +318,10 @@ static void rest_mirror(const up_target *mt, const sdh_request *r, size_t seg, s
     if (r->body_len > 0)
         memcpy(p, r->body, r->body_len);
     atomic_fetch_add_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+    up_vl_begin(m->vl);
     if (seldon_service_rest(m->r->s.svc, &m->q, rest_mirror_done, m) != 0) {
         atomic_fetch_sub_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+        up_vl_end(m->vl);
         mirror_give();
         sdd_free(m);
     }
@@ -338,6 +346,7 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
     int rc;
 
     t.evicted = 0;
+    t.vl = NULL;
     mt.r = NULL;
     if (header == NULL && (is_path(r, "/v2/health/live") || is_path(r, "/v2/health/ready"))) {
         int ready = is_path(r, "/v2/health/live") || atomic_load(&u->sched_ready);
@@ -360,7 +369,7 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         sdh_respond_error(req, status, seldon_last_error());
         return;
     }
-    if (name_len > 9 && memcmp(name + name_len - 9, ".pipeline", 9) == 0) {
+    if (up_exp_rest(u, name, &name_len, sizeof(name), r)) {
         up_pl_rest(u, req, r, name, name_len - 9);
         return;
     }
@@ -393,6 +402,7 @@ call:
     }
     c->req = req;
     c->r = t.r;
+    c->vl = t.vl;
     c->vname_len = t.vname_len;
     c->route[0] = ':';
     memcpy(c->route + 1, t.vname, t.vname_len);
@@ -417,12 +427,14 @@ call:
     q.body = r->body;
     q.body_len = r->body_len;
     atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+    up_vl_begin(t.vl);
     if (t.evicted) { /* answered once the version is loaded again */
         c->q = q;
         rc = park(&t, c, 0);
         if (rc == 0)
             return;
         atomic_fetch_sub_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+        up_vl_end(t.vl);
         sdd_free(c);
         seldon_router_status(&status, NULL, rc);
         count(u, "rest", status);
@@ -433,6 +445,7 @@ call:
     rc = seldon_service_rest(t.r->s.svc, &q, rest_done, c);
     if (rc != 0) {
         atomic_fetch_sub_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+        up_vl_end(t.vl);
         sdd_free(c);
         count(u, "rest", 500);
         sdh_respond_error(req, 500, seldon_last_error());
@@ -467,8 +480,7 @@ struct gcall {
        x-* metadata to answer with; name and value pairs in one block each, or NULL. */
     sd2_header *xmd, *reply_md;
     size_t nxmd, nreply_md;
-    seldon_buf in; /* bytes of messages not yet whole */
-    size_t max;
+    sdp_grpc_in in; /* request bytes until their messages are whole */
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
 };
 
@@ -490,6 +502,7 @@ static void maybe_consume(gcall *c)
 typedef struct gmsg {
     gcall *c;
     up_replica *r;
+    up_vload *vl;      /* the version's load counters (load.c), or NULL */
     seldon_buf parked; /* a parked call's message, versioned name included */
     int32_t status;
     char *message;
@@ -503,7 +516,7 @@ static void gcall_unref(gcall *c)
     sdd_free(c->xmd);
     sdd_free(c->reply_md);
     sdd_free(c->header);
-    seldon_buf_free(&c->in);
+    seldon_buf_free(&c->in.in);
     sdd_free(c);
 }
 
@@ -539,11 +552,7 @@ static void deliver(gmsg *m)
                 else
                     sd2_grpc_send_headers(c->s, xr, nx);
             }
-            pre[0] = 0;
-            pre[1] = (uint8_t)(m->resp.len >> 24);
-            pre[2] = (uint8_t)(m->resp.len >> 16);
-            pre[3] = (uint8_t)(m->resp.len >> 8);
-            pre[4] = (uint8_t)m->resp.len;
+            sdp_grpc_prefix(pre, m->resp.len);
             sd2_write(c->s, pre, GRPC_HDR);
             sd2_write(c->s, m->resp.data, m->resp.len);
             if (!c->streaming)
@@ -575,6 +584,8 @@ static void gdone(void *user_data, int32_t status, const char *message, seldon_b
     up *u = m->c->u;
     if (m->r != NULL)
         atomic_fetch_sub_explicit(&m->r->in_flight, 1, memory_order_relaxed);
+    up_vl_end(m->vl);
+    m->vl = NULL;
     m->status = status;
     if (status != 0 && message != NULL)
         m->message = sdd_strndup(message, strlen(message));
@@ -663,9 +674,10 @@ static int pb_append_field1(seldon_buf *b, const char *name, size_t len)
 static void grpc_mirror_done(void *user_data, int32_t status, const char *message,
                              seldon_buf *response)
 {
-    up_replica *r = user_data;
+    up_vload *vl = user_data;
     (void)status, (void)message, (void)response; /* the service frees what is left */
-    atomic_fetch_sub_explicit(&r->in_flight, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&vl->r->in_flight, 1, memory_order_relaxed);
+    up_vl_end(vl);
     mirror_give();
 }
 
@@ -673,7 +685,7 @@ static void grpc_mirror_done(void *user_data, int32_t status, const char *messag
 static void grpc_mirror(gcall *c, const up_target *mt, const uint8_t *msg, size_t len)
 {
     seldon_buf b = SELDON_BUF_INIT;
-    if (!mirror_take())
+    if (mt->vl == NULL || !mirror_take())
         return;
     if (seldon_buf_reserve(&b, len + mt->vname_len + 16) != 0) {
         mirror_give();
@@ -683,9 +695,11 @@ static void grpc_mirror(gcall *c, const up_target *mt, const uint8_t *msg, size_
     b.len = len;
     pb_append_field1(&b, mt->vname, mt->vname_len);
     atomic_fetch_add_explicit(&mt->r->in_flight, 1, memory_order_relaxed);
+    up_vl_begin(mt->vl);
     if (seldon_service_grpc(mt->r->s.svc, c->path, c->path_len, b.data, b.len, grpc_mirror_done,
-                            mt->r) != 0) {
+                            mt->vl) != 0) {
         atomic_fetch_sub_explicit(&mt->r->in_flight, 1, memory_order_relaxed);
+        up_vl_end(mt->vl);
         mirror_give();
     }
     seldon_buf_free(&b); /* the service copied what it keeps */
@@ -780,7 +794,9 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
     /* The versioned name as a last field 1: protobuf keeps the last value of a field. */
     pb_append_field1(msg, t.vname, t.vname_len);
     m->r = t.r;
+    m->vl = t.vl;
     atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+    up_vl_begin(t.vl);
     if (t.evicted) { /* sent once the version is loaded again: the message is kept */
         if (seldon_buf_reserve(&m->parked, msg->len - off) == 0) {
             memcpy(m->parked.data, msg->data + off, msg->len - off);
@@ -806,87 +822,47 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
         gdone(m, 13, seldon_last_error(), NULL);
 }
 
-/* Takes every whole message out of c->in. -1 when the stream was failed. */
-static int drain_messages(gcall *c)
+/* sdp_grpc_in's hand-over: one whole request message of the call. */
+static int g_one(void *user_data, seldon_buf *b, size_t off, size_t len)
 {
-    size_t off = 0;
-    while (c->in.len - off >= GRPC_HDR) {
-        const uint8_t *p = c->in.data + off;
-        size_t n = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) | ((size_t)p[3] << 8) | p[4];
-        if (p[0] != 0) {
-            gfinish(c, 12, "compressed messages are not supported");
-            return -1;
-        }
-        if (n > c->max) {
-            gfinish(c, 8, "request message larger than --max-body");
-            return -1;
-        }
-        if (c->in.len - off - GRPC_HDR < n)
-            break;
-        if (!c->streaming && off > 0) {
-            gfinish(c, 12, "a unary call takes one request message");
-            return -1;
-        }
-        dispatch(c, &c->in, off + GRPC_HDR, n);
-        off += GRPC_HDR + n;
-        if (c->s == NULL || c->finished)
-            return -1;
-    }
-    if (off > 0) {
-        memmove(c->in.data, c->in.data + off, c->in.len - off);
-        c->in.len -= off;
-    }
-    return 0;
+    gcall *c = user_data;
+    dispatch(c, b, off, len);
+    return c->s == NULL || c->finished;
 }
 
 static void g_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t len)
 {
     gcall *c = user_data;
+    const char *why = NULL;
+    int32_t rc;
     if (c->streaming && !c->finished)
         c->unconsumed += len; /* returned once the answers keep up: see maybe_consume() */
     else
         sd2_consume(s, len); /* held in c->in, which is bounded by max */
     if (c->finished)
         return;
-    if (c->in.len + len > c->max + GRPC_HDR) {
-        gfinish(c, 8, "request message larger than --max-body");
-        return;
-    }
-    if (seldon_buf_reserve(&c->in, len) != 0) {
-        gfinish(c, 8, "out of memory");
-        return;
-    }
-    memcpy(c->in.data + c->in.len, data, len);
-    c->in.len += len;
-    if (c->streaming && drain_messages(c) == 0)
+    rc = sdp_grpc_in_data(&c->in, data, len, g_one, c, &why);
+    if (rc > 0)
+        gfinish(c, rc, why);
+    else if (rc == 0 && c->streaming)
         maybe_consume(c);
 }
 
 static void g_end(sd2_stream *s, void *user_data, const sd2_header *trailers, size_t n)
 {
     gcall *c = user_data;
+    const char *why = NULL;
+    int32_t rc;
     (void)s;
     (void)trailers;
     (void)n;
     c->ended = 1;
     if (c->finished)
         return;
-    if (!c->streaming) {
-        if (c->in.len == 0) {
-            gfinish(c, 13, "the call carried no request message");
-            return;
-        }
-        if (drain_messages(c) != 0)
-            return;
-        if (c->in.len > 0 && !c->finished)
-            gfinish(c, 13, "the request ended inside a message");
-        return;
-    }
-    if (c->in.len > 0) {
-        gfinish(c, 13, "the request ended inside a message");
-        return;
-    }
-    if (c->refs == 1)
+    rc = sdp_grpc_in_end(&c->in, g_one, c, &why);
+    if (rc > 0)
+        gfinish(c, rc, why);
+    else if (rc == 0 && c->streaming && c->refs == 1)
         gfinish(c, 0, NULL);
 }
 
@@ -919,9 +895,18 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     int32_t streaming = 0;
     const char *m = NULL;
 
+    if (model != NULL) {
+        /* A pipeline's call (or an experiment's over pipelines), unary or streamed, is
+           served whole by plserve (pipes.c). */
+        char name[SELDON_ROUTES_NAME_MAX + 16];
+        size_t name_len = 0;
+        if (up_exp_grpc(u, name, &name_len, sizeof(name), h, n)) {
+            up_pl_grpc_stream(u, s, h, n, end, name, name_len - 9);
+            return;
+        }
+    }
     if (model != NULL && model->value_len > 9 &&
         memcmp(model->value + model->value_len - 9, ".pipeline", 9) == 0) {
-        /* A pipeline's call, unary or streamed, is served whole by plserve (pipes.c). */
         char name[SELDON_ROUTES_NAME_MAX + 16];
         size_t name_len = 0;
         if (seldon_router_route_name(name, &name_len, sizeof(name), SELDON_ROUTER_GRPC,
@@ -960,7 +945,8 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     c->path_len = strlen(m);
     c->streaming = streaming;
     c->refs = 1;
-    c->max = u->cfg.max_body;
+    c->in.max = u->cfg.max_body;
+    c->in.streaming = streaming;
     if (strstr(m, "/Repository") != NULL)
         c->kind = G_REPO;
     else if (strstr(m, "/Server") != NULL)
@@ -1035,6 +1021,7 @@ void up_park_resume(up_park *p)
         rest_call *c = p->call;
         if (seldon_service_rest(p->r->s.svc, &c->q, rest_done, c) != 0) {
             atomic_fetch_sub_explicit(&c->r->in_flight, 1, memory_order_relaxed);
+            up_vl_end(c->vl);
             count(c->r->u, "rest", 500);
             sdh_respond_error(c->req, 500, seldon_last_error());
             sdd_free(c);
@@ -1057,6 +1044,7 @@ void up_park_fail(up_park *p, int rc, const char *why)
     } else {
         rest_call *c = p->call;
         atomic_fetch_sub_explicit(&c->r->in_flight, 1, memory_order_relaxed);
+        up_vl_end(c->vl);
         count(c->r->u, "rest", http);
         sdh_respond_error(c->req, http, why);
         sdd_free(c);

@@ -123,6 +123,19 @@ static int parse_args(up_config *c, int argc, char **argv)
                  "replicas when its models want them; the extra ones go\n"
                  "once fewer are wanted for this long (default 600000;\n"
                  "docs/autoscaling.md)"),
+        SDF_FLAG("load-report", SDF_MS, &c->load_report_ms, 0, 86400000, "MS",
+                 "how often the replicas' requests in flight and idle\n"
+                 "time per model go to the autoscaler (default 5000;\n"
+                 "0: never)"),
+        SDF_FLAG("scale-up-inflight", SDF_U32, &c->scale_up_inflight, 1, 1000000, "N",
+                 "autoscaling: a model (with minReplicas/maxReplicas)\n"
+                 "gains a replica when its requests in flight per\n"
+                 "replica stay above N (default 30)"),
+        SDF_FLAG("scale-up-period", SDF_MS, &c->scale_up_period_ms, 1, 86400000, "MS",
+                 "... for this long (default 20000)"),
+        SDF_FLAG("scale-down-idle", SDF_MS, &c->scale_down_idle_ms, 1, 86400000 * 30L, "MS",
+                 "it loses one when a replica has had no request for\n"
+                 "this long (default 600000)"),
         SDF_FLAG("kafka", SDF_SET, &c->kafka, 1, 0, "",
                  "pipelines over Kafka: the pipeline gateway, dataflow\n"
                  "and model gateway roles run in process; the broker is\n"
@@ -163,6 +176,7 @@ static int parse_args(up_config *c, int argc, char **argv)
     c->pipeline_max_requests = 65536;
     c->pipeline_async_max = 1024;
     c->pipeline_async_ttl_ms = 60000;
+    c->load_report_ms = 5000;
     c->kafka_dev_port = 9092;
     rc = sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv);
     if (rc < 0)
@@ -400,6 +414,9 @@ int main(int argc, char **argv)
     u.sched.local_data = &u;
     u.sched.scale_hook = up_scale;
     u.sched.cfg.server_cooldown_ms = u.cfg.server_cooldown_ms;
+    u.sched.cfg.scale_up_inflight = u.cfg.scale_up_inflight; /* load.c reports the load */
+    u.sched.cfg.scale_up_period_ms = u.cfg.scale_up_period_ms;
+    u.sched.cfg.scale_down_idle_ms = u.cfg.scale_down_idle_ms;
     rc = sc_metrics_setup(&u.sched);
     if (rc == 0)
         rc = sc_autoscale_setup(&u.sched);

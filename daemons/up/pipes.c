@@ -18,13 +18,15 @@
 static void call_done(void *user_data, int32_t status, const char *message)
 {
     sdp_call *c = user_data;
-    up_replica *r = sdp_call_host(c);
+    up_vload *load = sdp_call_host(c); /* the step's version's load counters (load.c) */
+    up_replica *r = load != NULL ? load->r : NULL;
     char route[SELDON_ROUTES_NAME_MAX + 24];
     sdp_header h = {"x-seldon-route", 14, route, 0};
     size_t len = 0, vl;
     const char *vname = seldon_msg_model_name(sdp_call_msg(c), &len);
     if (r != NULL)
         atomic_fetch_sub_explicit(&r->in_flight, 1, memory_order_relaxed);
+    up_vl_end(load);
     /* The version that answered, as the ingress says it for models; the steps' accumulate
        (":<vname>:", built without snprintf: this runs once per step). */
     vl = vname != NULL && len < SELDON_ROUTES_NAME_MAX ? len : 0;
@@ -65,17 +67,24 @@ static int step_call(void *user_data, sdp_call *c)
     /* The engine built this call's message: it gets the versioned name the replica knows. */
     if (seldon_msg_set_model(sdp_call_msg(c), t.vname, t.vname_len, NULL, 0) < 0)
         return sdd_error(SELDON_ENOMEM, "out of memory");
-    sdp_call_set_host(c, t.r);
+    if (t.vl == NULL)
+        return sdd_error(SELDON_EUNAVAIL, "model \"%s\": no load counters", model);
+    sdp_call_set_host(c, t.vl);
     atomic_fetch_add_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+    up_vl_begin(t.vl);
     if (t.evicted) { /* sent once the version is loaded again, from the control loop */
         rc = up_park_step(&t, c);
-        if (rc != 0)
+        if (rc != 0) {
             atomic_fetch_sub_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+            up_vl_end(t.vl);
+        }
         return rc;
     }
     rc = seldon_service_infer(t.r->s.svc, sdp_call_msg(c), sdp_call_response(c), call_done, c);
-    if (rc != 0)
+    if (rc != 0) {
         atomic_fetch_sub_explicit(&t.r->in_flight, 1, memory_order_relaxed);
+        up_vl_end(t.vl);
+    }
     return rc;
 }
 

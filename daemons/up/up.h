@@ -69,6 +69,11 @@ typedef struct up_config {
     uint64_t pipeline_async_ttl_ms;
     /* Server scaling (docs/autoscaling.md): the scheduler's autoscaling flags. */
     uint64_t server_cooldown_ms;
+    /* Model autoscaling (load.c): the replicas' load reported every load_report_ms (0:
+       never), and the scheduler's thresholds (0: its defaults). */
+    uint64_t load_report_ms;
+    uint32_t scale_up_inflight;
+    uint64_t scale_up_period_ms, scale_down_idle_ms;
     /* --kafka: pipelines over Kafka (kafka.c) */
     int kafka;
     sdk_config kafka_cfg; /* --kafka-* */
@@ -99,6 +104,39 @@ typedef struct up_mdata {
  * the version to be loaded again, then goes to the service from there (ingress.c
  * builds, resumes and fails it; control.c queues it).
  */
+/*
+ * The load of one model version on one replica (load.c), for the scheduler's
+ * autoscaler: the ingress counts its requests (up_vl_begin/up_vl_end, any thread);
+ * the control loop reads the counts every --load-report and owns the rest. A slot
+ * lives as long as its replica, so a request may end after its version left the tables.
+ */
+typedef struct up_vload {
+    struct up_replica *r;
+    atomic_long inflight;
+    atomic_ulong ends;
+    /* control loop */
+    char *vname; /* NULL: free (the overflow slot: never reported) */
+    uint64_t seen_ends;
+    int64_t idle_since; /* monotonic ns; 0: busy or not known */
+    int absent;         /* reports since the version left the replica */
+} up_vload;
+
+#define UP_VLOAD_SLOTS 256
+
+static inline void up_vl_begin(up_vload *l)
+{
+    if (l != NULL)
+        atomic_fetch_add_explicit(&l->inflight, 1, memory_order_relaxed);
+}
+
+static inline void up_vl_end(up_vload *l)
+{
+    if (l != NULL) {
+        atomic_fetch_add_explicit(&l->ends, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&l->inflight, 1, memory_order_relaxed);
+    }
+}
+
 typedef struct up_park up_park;
 struct up_park {
     up_park *next;
@@ -121,7 +159,8 @@ typedef struct up_replica {
     struct ag_entry *busy;      /* control loop: the version being loaded (one at a time) */
     uint64_t seq;               /* control loop: load queue order */
     atomic_long in_flight;
-    int removed; /* control loop: scaled down, disconnected from the scheduler (kept idle) */
+    int removed;     /* control loop: scaled down, disconnected from the scheduler (kept idle) */
+    up_vload *vload; /* load.c: UP_VLOAD_SLOTS + 1 (the overflow), made on the control loop */
 } up_replica;
 
 /* Where a route's requests go on one replica: its newest version loaded there. */
@@ -131,6 +170,7 @@ typedef struct up_target {
     _Atomic uint64_t used; /* the last request's tick, for eviction (control.c) */
     const char *vname;
     size_t vname_len;
+    up_vload *vl; /* its load counters (NULL for a target that is not a model) */
 } up_target;
 
 /* The lookup table: the scheduler's routes joined with what each replica holds. Immutable. */
@@ -138,6 +178,7 @@ typedef struct up_table {
     seldon_routes *routes;
     size_t *first; /* per route: its targets are targets[first[i] .. first[i + 1]) */
     up_target *targets;
+    unsigned char *split; /* per route: 1 when an experiment or a mirror decides its requests */
     char *names;
 } up_table;
 
@@ -183,6 +224,9 @@ struct up {
     uv_timer_t scale_timer;
     int scale_timer_on;
 
+    /* Model autoscaling (load.c, control loop): the replicas' load to the scheduler. */
+    uv_timer_t load_timer;
+    int load_timer_on;
     /* --kafka (kafka.c): the Kafka roles, on the control loop */
     up_kafka *kafka;
     struct sdkg *kgw; /* the pipeline gateway's Kafka client (daemons/common/kgw.h), or NULL */
@@ -255,5 +299,30 @@ int up_announce(up *u, up_replica *r); /* registers r with the scheduler; 0 or l
 
 /* metrics.c, on the control loop */
 void up_metrics_handler(void *user_data, sdh_req *req, const sdh_request *request);
+
+/* exp.c: experiments over pipelines */
+void up_exp_start(up *u); /* control loop, at start: the pipelines' routes */
+/*
+ * Ingress loop: 1 when the request for route name[0..len) (x-seldon-route value
+ * sticky, NULL when absent) is served by a pipeline: out (cap bytes) receives its
+ * route "<p>.pipeline", the experiment's choice when the route splits over
+ * pipelines. 0: a model serves it (the ingress decides as for any model).
+ */
+int up_exp_pipeline(up *u, char *out, size_t *out_len, size_t cap, const char *name, size_t len,
+                    const char *sticky, size_t sticky_len);
+/* The same for a REST request whose route is name (rewritten in place). */
+int up_exp_rest(up *u, char *name, size_t *name_len, size_t cap, const sdh_request *r);
+/* The same for a gRPC call's header block (seldon-model and x-seldon-route). */
+int up_exp_grpc(up *u, char *out, size_t *out_len, size_t cap, const sd2_header *h, size_t n);
+
+/* load.c, on the control loop: per-version load reports for model autoscaling */
+void up_load_start(up *u);
+void up_load_stop(up *u);
+void up_load_free(up *u); /* after the loops ended */
+/* Every replica's counters made (before a lookup table is built); 0 or SELDON_ENOMEM. */
+int up_vload_init(up *u);
+/* The counters of vname on r (after up_vload_init), made when new; never NULL: past
+   UP_VLOAD_SLOTS versions, a shared slot that is counted and never reported. */
+up_vload *up_vload_of(up_replica *r, const char *vname);
 
 #endif

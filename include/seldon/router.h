@@ -449,6 +449,30 @@ SELDON_API uint32_t seldon_router_req_version(const seldon_router_req *req);
 SELDON_API int seldon_router_req_tag(char *out, size_t *out_len, size_t cap,
                                      const seldon_router_req *req);
 
+/* --- Sticky versions ------------------------------------------------------ */
+
+/*
+ * seldon_routes_decide() that also says which model version the request
+ * sticks to: when the x-seldon-route token that chose the serving route (or,
+ * on a route without candidates, a token naming the route) is
+ * ":<route>_<version>:" and an upstream of the serving route still serves
+ * that version (a rollout keeps both versions' replicas in the route),
+ * *out_version is that version, else 0: the request then goes to any
+ * upstream of the route, as a request without the header. out_version may
+ * be NULL. Pure, like seldon_routes_decide().
+ */
+SELDON_API int seldon_routes_decide_version(size_t *out_route, uint32_t *out_version,
+                                            int64_t *out_mirror, int32_t *out_sticky,
+                                            const seldon_routes *routes, size_t route,
+                                            const char *sticky, size_t sticky_len, uint64_t random);
+
+/*
+ * The version seldon_router_req_new_split() pinned the request to (0: none).
+ * Picks prefer that version's upstreams; once none of them is left untried
+ * (failed, ejected or gone), the route's other upstreams serve the request.
+ */
+SELDON_API uint32_t seldon_router_req_pinned(const seldon_router_req *req);
+
 #ifdef __cplusplus
 }
 #endif

@@ -501,6 +501,27 @@ SELDON_API int seldon_sched_next_scale(seldon_sched *sched, seldon_sched_scale_r
 SELDON_API int seldon_sched_server_scale(uint32_t *out_replicas, const char **out_reason,
                                          seldon_sched *sched, const char *server);
 
+/* --- Pipeline routes ------------------------------------------------------------ */
+
+/* An upstream: "host:port" strings, either may be NULL, not both. */
+typedef struct seldon_sched_upstream {
+    const char *http;
+    const char *grpc;
+} seldon_sched_upstream;
+
+/*
+ * Who serves pipelines: from the first call on, the route table holds a
+ * route "<p>.pipeline" for every live pipeline (applied, not unloaded),
+ * with these upstreams (count 0: no pipeline routes, none serves them), no timeout of the router's
+ * (the pipeline applies its own) and no retries (a pipeline's steps may have run). Experiments over
+ * pipelines split over these routes, default takeover included. Before the first call the table has
+ * no pipeline routes. upstreams is copied; a call with the same upstreams changes nothing, any
+ * other makes a new table. SELDON_EINVAL for an upstream without an address.
+ */
+SELDON_API int seldon_sched_set_pipeline_upstreams(seldon_sched *sched,
+                                                   const seldon_sched_upstream *upstreams,
+                                                   size_t count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -63,6 +63,7 @@ struct seldon_router_req {
     uint32_t tried[SELDON_ROUTES_RETRIES_MAX + 1];
     int64_t mirror;   /* the mirror route chosen for a copy, or -1 */
     uint32_t version; /* of the upstream last picked */
+    uint32_t pin;     /* the version x-seldon-route sticks to, or 0 */
     uint8_t split;    /* the route asked for has candidates */
     uint8_t picked;   /* a pick happened */
     uint8_t is_copy;  /* a mirror copy: its first pick counts in seldon_router_mirrored_total */
@@ -377,6 +378,7 @@ int seldon_router_req_new_split(seldon_router_req **out, seldon_router_lb *lb, c
     const sdn_rt_route *r;
     size_t idx, chosen;
     int64_t mirror = -1;
+    uint32_t pin = 0;
     int rc;
     if (out == NULL || lb == NULL || (name == NULL && len > 0) || (sticky == NULL && sticky_len))
         return sdn_error(SELDON_EINVAL, "router_req_new_split: NULL argument");
@@ -386,11 +388,13 @@ int seldon_router_req_new_split(seldon_router_req **out, seldon_router_lb *lb, c
     if ((rc = seldon_routes_find(&idx, lb->cur->rt, name ? name : "", len)) != 0)
         return rc;
     r = &lb->cur->rt->routes[idx];
-    if (r->ncands == 0 && r->mirror < 0)
+    if (r->ncands == 0 && r->mirror < 0 && (sticky_len <= 2 || !r->versioned))
         return req_at(out, lb, idx, protocol, now_ns);
-    seldon_routes_decide(&chosen, &mirror, NULL, lb->cur->rt, idx, sticky, sticky_len, rnd(lb));
+    seldon_routes_decide_version(&chosen, &pin, &mirror, NULL, lb->cur->rt, idx, sticky, sticky_len,
+                                 r->ncands > 0 || r->mirror >= 0 ? rnd(lb) : 0);
     if ((rc = req_at(out, lb, chosen, protocol, now_ns)) != 0)
         return rc;
+    (*out)->pin = pin;
     (*out)->mirror = mirror;
     (*out)->split = r->ncands > 0;
     return 0;
@@ -429,6 +433,11 @@ int seldon_router_req_mirror_new(seldon_router_req **out, seldon_router_req *req
     (void)now_ns;
     *out = m;
     return 0;
+}
+
+uint32_t seldon_router_req_pinned(const seldon_router_req *req)
+{
+    return req ? req->pin : 0;
 }
 
 uint32_t seldon_router_req_version(const seldon_router_req *req)
@@ -493,6 +502,13 @@ static int was_tried(const seldon_router_req *req, uint32_t u)
     return 0;
 }
 
+/* 1 when upstream i of the request's route serves the pinned version (or none is pinned). */
+static int on_pin(const seldon_router_req *req, size_t i)
+{
+    const seldon_routes *rt = req->v->rt;
+    return req->pin == 0 || rt->route_vers[rt->routes[req->route].first + i] == req->pin;
+}
+
 /* 2: pickable now; 1: only in panic (ejected, or its probe is busy); 0: never. */
 static int usable(const seldon_router_req *req, uint32_t u, int64_t now)
 {
@@ -519,8 +535,9 @@ static int64_t choose(seldon_router_req *req, int64_t now)
     start = (size_t)(rnd(req->lb) % n);
     if (n <= 8) {
         for (i = 0; i < n; i++) {
-            uint32_t u = ids[(start + i) % n];
-            if (usable(req, u, now) == 2 &&
+            size_t k = start + i < n ? start + i : start + i - n;
+            uint32_t u = ids[k];
+            if (usable(req, u, now) == 2 && on_pin(req, k) &&
                 (best < 0 || req->v->hosts[u]->in_flight < req->v->hosts[best]->in_flight))
                 best = u;
         }
@@ -530,13 +547,13 @@ static int64_t choose(seldon_router_req *req, int64_t now)
         int64_t a = -1, b = -1;
         size_t second = (size_t)(rnd(req->lb) % n);
         for (i = 0; i < n && a < 0; i++)
-            if (usable(req, ids[(start + i) % n], now) == 2)
+            if (usable(req, ids[(start + i) % n], now) == 2 && on_pin(req, (start + i) % n))
                 a = ids[(start + i) % n];
         if (a < 0)
             return -1;
         for (i = 0; i < n && b < 0; i++) {
             uint32_t u = ids[(second + i) % n];
-            if (u != (uint32_t)a && usable(req, u, now) == 2)
+            if (u != (uint32_t)a && usable(req, u, now) == 2 && on_pin(req, (second + i) % n))
                 b = u;
         }
         if (b >= 0 && req->v->hosts[b]->in_flight < req->v->hosts[a]->in_flight)
@@ -554,7 +571,7 @@ static int64_t choose_panic(seldon_router_req *req, int64_t now)
     int64_t best = -1;
     for (i = 0; i < r->nups; i++) {
         uint32_t u = rt->route_ups[r->first + i];
-        if (usable(req, u, now) >= 1 &&
+        if (usable(req, u, now) >= 1 && on_pin(req, i) &&
             (best < 0 || req->v->hosts[u]->eject_until < req->v->hosts[best]->eject_until))
             best = u;
     }
@@ -574,6 +591,11 @@ int seldon_router_pick(const seldon_router_upstream **out, seldon_router_req *re
         return sdn_error(SELDON_EUNAVAIL, "route \"%s\": no attempt left",
                          req->v->rt->routes[req->route].name);
     u = choose(req, now_ns);
+    if (u < 0 && req->pin != 0) {
+        /* No healthy untried upstream of the pinned version: any of the route's serves. */
+        req->pin = 0;
+        u = choose(req, now_ns);
+    }
     if (u < 0)
         u = choose_panic(req, now_ns);
     if (u < 0)

@@ -25,31 +25,48 @@ static uint64_t mulhi(uint64_t a, uint64_t b)
     return hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
 }
 
-/* 1 when the header holds ":<name>:" or ":<name>_<digits>:" as one token. */
-static int names(const char *h, size_t hl, const char *name, size_t nl)
+/*
+ * Whether the header holds ":<name>:" or ":<name>_<digits>:" as one token: -1 when
+ * not, else the version the first such token names (0 for ":<name>:", or digits past
+ * 32 bits).
+ */
+static int64_t names(const char *h, size_t hl, const char *name, size_t nl)
 {
     size_t i = 0;
     while (i < hl) {
         const char *p = memchr(h + i, ':', hl - i), *q;
         size_t at, j;
         if (p == NULL)
-            return 0;
+            return -1;
         at = (size_t)(p - h) + 1;
         if (at + nl >= hl)
-            return 0;
+            return -1;
         if (memcmp(h + at, name, nl) == 0) {
             q = h + at + nl;
             if (*q == ':')
-                return 1;
+                return 0;
             if (*q == '_') {
+                uint64_t v = 0;
                 for (j = at + nl + 1; j < hl && h[j] >= '0' && h[j] <= '9'; j++)
-                    ;
+                    v = v > UINT32_MAX ? v : v * 10 + (uint64_t)(h[j] - '0');
                 if (j > at + nl + 1 && j < hl && h[j] == ':')
-                    return 1;
+                    return v > UINT32_MAX ? 0 : (int64_t)v;
             }
         }
         i = at;
     }
+    return -1;
+}
+
+/* version when an upstream of route r serves it (a rollout keeps both), else 0. */
+static uint32_t served(const seldon_routes *rt, const sdn_rt_route *r, int64_t version)
+{
+    uint32_t i;
+    if (version <= 0 || !r->versioned)
+        return 0;
+    for (i = 0; i < r->nups; i++)
+        if (rt->route_vers[r->first + i] == (uint32_t)version)
+            return (uint32_t)version;
     return 0;
 }
 
@@ -57,8 +74,19 @@ int seldon_routes_decide(size_t *out_route, int64_t *out_mirror, int32_t *out_st
                          const seldon_routes *routes, size_t route, const char *sticky,
                          size_t sticky_len, uint64_t random)
 {
+    return seldon_routes_decide_version(out_route, NULL, out_mirror, out_sticky, routes, route,
+                                        sticky, sticky_len, random);
+}
+
+int seldon_routes_decide_version(size_t *out_route, uint32_t *out_version, int64_t *out_mirror,
+                                 int32_t *out_sticky, const seldon_routes *routes, size_t route,
+                                 const char *sticky, size_t sticky_len, uint64_t random)
+{
     const sdn_rt_route *r;
     uint32_t i;
+    int64_t v;
+    if (out_version != NULL)
+        *out_version = 0;
     if (out_route == NULL || routes == NULL || route >= routes->nroutes ||
         (sticky == NULL && sticky_len > 0))
         return sdn_error(SELDON_EINVAL, "routes_decide: bad argument");
@@ -72,15 +100,21 @@ int seldon_routes_decide(size_t *out_route, int64_t *out_mirror, int32_t *out_st
         if (r->mirror >= 0 && r->mirror_percent > 0 && mulhi(mix(random), 100) < r->mirror_percent)
             *out_mirror = r->mirror;
     }
-    if (r->ncands == 0)
+    if (r->ncands == 0) {
+        /* A version this route still serves (a rollout): the request stays on it. */
+        if (out_version != NULL && sticky_len > 2 && r->versioned)
+            *out_version = served(routes, r, names(sticky, sticky_len, r->name, r->name_len));
         return 0;
+    }
     if (sticky_len > 2) {
         for (i = 0; i < r->ncands; i++) {
             const sdn_rt_cand *c = &routes->cands[r->cfirst + i];
-            if (names(sticky, sticky_len, c->name, c->name_len)) {
+            if ((v = names(sticky, sticky_len, c->name, c->name_len)) >= 0) {
                 *out_route = c->route;
                 if (out_sticky != NULL)
                     *out_sticky = 1;
+                if (out_version != NULL)
+                    *out_version = served(routes, &routes->routes[c->route], v);
                 return 0;
             }
         }

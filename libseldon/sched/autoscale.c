@@ -171,6 +171,7 @@ static void request_scale(seldon_sched *s, sch_server *sv, uint32_t n, const cha
     sdn_log(SELDON_LOG_INFO, "autoscaler: server %s: %u replicas requested (%s)", sv->name, n, why);
     sv->scale_want = n;
     sv->scale_owed = 1;
+    sdn_sch_mark_server(s, sv); /* stored: a restart keeps the replicas it asked for */
     sv->scale_low_since = 0;
     sdn_sch_set_reason(&sv->scale_reason, why);
     sdn_sch_event(s, SELDON_KIND_SERVER, sv->name, 0, "ServerScaleRequested", why, NULL, -1);

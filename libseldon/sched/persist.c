@@ -200,6 +200,9 @@ static int encode_server(seldon_buf *b, const seldon_sched *s, const sch_server 
         rc |= put_var(b, r->overcommit);
         rc |= put_u8(b, r->expected);
     }
+    /* The last scale request (autoscale.c): optional, records without it read as none. */
+    rc |= put_var(b, sv->scale_want);
+    rc |= put_str(b, sv->scale_reason);
     return rc ? SELDON_ENOMEM : 0;
 }
 
@@ -393,6 +396,18 @@ static int load_server(void *ud, const void *key, size_t klen, const void *val, 
         rep->expected = get_u8(&r);
         if ((rc = sdn_sch_replica_set_caps(s, rep)) != 0)
             return rc;
+    }
+    if (!r.bad && r.p < r.end) {
+        uint64_t want = get_var(&r);
+        if (r.bad || want > 65536)
+            return bad_record(&r, "server", key, klen);
+        sv->scale_want = (uint32_t)want;
+        sdn_free(sv->scale_reason);
+        sv->scale_reason = get_str(&r, NULL);
+        /* Asked once more at start: the host sets the count again (idempotent), so a
+           request decided just before the scheduler went down is carried out, and seldon
+           up starts its extra replicas again. */
+        sv->scale_owed = sv->scale_want > 0;
     }
     if (r.bad)
         return bad_record(&r, "server", key, klen);

@@ -458,6 +458,8 @@ int sdn_sch_pipeline_apply(seldon_sched *s, const seldon_resource *res, seldon_p
     p->spec_len = len;
     seldon_pipeline_free(p->compiled);
     p->compiled = compiled;
+    if (p->deleted)
+        s->routes_changed = 1; /* its route "<p>.pipeline" comes */
     p->deleted = 0;
     p->version++;
     p->models_ready = 0;
@@ -500,6 +502,7 @@ int sdn_sch_pipeline_unload(seldon_sched *s, const char *name)
         return rc;
     pipeline_state(s, p, SCH_P_TERMINATING, NULL);
     p->deleted = 1;
+    s->routes_changed = 1; /* its route goes */
     p->models_ready = 0;
     waiting_clear(p);
     seldon_pipeline_free(p->compiled);
@@ -526,6 +529,7 @@ int sdn_sch_pipeline_loaded(seldon_sched *s, const char *name, const char *json,
     p->spec_len = len;
     p->version = version;
     p->deleted = 0;
+    s->routes_changed = 1;
     p->state = SCH_P_CREATE;
     return 0;
 }

@@ -1009,6 +1009,7 @@ void seldon_sched_close(seldon_sched *sched)
     sdn_sch_map_free(&sched->caps_by_name);
     sdn_sch_map_free(&sched->resources_by_key);
     seldon_routes_release(sched->routes_cache);
+    sdn_sch_pipeline_upstreams_free(sched);
     seldon_buf_free(&sched->scratch);
     sdn_store_close(sched->store);
     sdn_free(sched);

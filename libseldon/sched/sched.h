@@ -316,6 +316,12 @@ struct seldon_sched {
 
     seldon_sched_autoscale autoscale; /* autoscale.c */
     uint32_t scale_pos;               /* round robin of seldon_sched_next_scale() */
+
+    /* Pipeline routes (status.c): "<p>.pipeline" for every live pipeline, served by these
+       upstreams, once seldon_sched_set_pipeline_upstreams() was called. */
+    uint8_t pl_routes;
+    char **pl_http, **pl_grpc; /* parallel; either may hold NULL */
+    uint32_t npl_ups;
 };
 
 /* Growth of a pointer array. */
@@ -404,6 +410,9 @@ int sdn_sch_model_available(const seldon_sched *s, const char *name);
 int64_t sdn_sch_autoscale(seldon_sched *s, int64_t now);
 /* Replicas a server takes placements on (its resource's replicas or what was requested). */
 int32_t sdn_sch_server_size(const sch_server *sv);
+
+/* Pipeline routes (status.c). */
+void sdn_sch_pipeline_upstreams_free(seldon_sched *s);
 
 /* Persistence (persist.c). */
 #define SCH_DB_MODELS 0

@@ -70,6 +70,126 @@ static int add_split(seldon_routes_builder *b, size_t route, const sch_resource 
     return 0;
 }
 
+/* Every live pipeline's route "<p>.pipeline": no timeout of the router's (the pipeline's
+   own apply), no retries (its steps may have run), the pipeline upstreams. */
+static int add_pipeline_routes(seldon_routes_builder *b, const seldon_sched *sched)
+{
+    char name[SELDON_ROUTES_NAME_MAX + 1];
+    size_t nl;
+    uint32_t i, j;
+    int rc;
+    if (!sched->pl_routes || sched->npl_ups == 0)
+        return 0; /* a route needs an upstream: none serves pipelines now */
+    for (i = 0; i < sched->npipelines; i++) {
+        const sch_pipeline *p = sched->pipelines[i];
+        nl = strlen(p->name);
+        if (p->deleted || nl + 9 > SELDON_ROUTES_NAME_MAX)
+            continue; /* a name too long for a route: no route (a router refuses the table) */
+        memcpy(name, p->name, nl);
+        memcpy(name + nl, SELDON_ROUTER_PIPELINE_SUFFIX, 10);
+        rc = seldon_routes_builder_add_route(b, name, 0, 0);
+        if (rc == SELDON_EEXIST)
+            continue; /* a model of that name holds it */
+        if (rc != 0)
+            return rc;
+        for (j = 0; j < sched->npl_ups; j++) {
+            rc = seldon_routes_builder_add_upstream(b, sched->pl_http[j], sched->pl_grpc[j]);
+            if (rc != 0 && rc != SELDON_EEXIST)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+void sdn_sch_pipeline_upstreams_free(seldon_sched *s)
+{
+    uint32_t i;
+    for (i = 0; i < s->npl_ups; i++) {
+        sdn_free(s->pl_http[i]);
+        sdn_free(s->pl_grpc[i]);
+    }
+    sdn_free(s->pl_http);
+    sdn_free(s->pl_grpc);
+    s->pl_http = s->pl_grpc = NULL;
+    s->npl_ups = 0;
+}
+
+static int str_eq(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int seldon_sched_set_pipeline_upstreams(seldon_sched *sched, const seldon_sched_upstream *upstreams,
+                                        size_t count)
+{
+    char **http = NULL, **grpc = NULL;
+    size_t i;
+    int same;
+    if (sched == NULL || (upstreams == NULL && count > 0))
+        return sdn_error(SELDON_EINVAL, "sched_set_pipeline_upstreams: NULL argument");
+    if (count > SELDON_ROUTES_UPSTREAMS_MAX)
+        return sdn_error(SELDON_EINVAL, "pipeline upstreams: %zu, at most %d", count,
+                         SELDON_ROUTES_UPSTREAMS_MAX);
+    same = sched->pl_routes && count == sched->npl_ups;
+    for (i = 0; same && i < count; i++)
+        same = str_eq(upstreams[i].http, sched->pl_http[i]) &&
+               str_eq(upstreams[i].grpc, sched->pl_grpc[i]);
+    if (same)
+        return 0;
+    if (count > 0) { /* checked as the table will: a bad one would refuse every table */
+        seldon_routes_builder *b = NULL;
+        int rc = seldon_routes_builder_new(&b, NULL);
+        if (rc == 0)
+            rc = seldon_routes_builder_add_route(b, "pipelines", -1, -1);
+        for (i = 0; i < count && rc == 0; i++) {
+            if (upstreams[i].http == NULL && upstreams[i].grpc == NULL)
+                rc = sdn_error(SELDON_EINVAL, "neither http nor grpc");
+            else if ((rc = seldon_routes_builder_add_upstream(b, upstreams[i].http,
+                                                              upstreams[i].grpc)) == SELDON_EEXIST)
+                rc = 0;
+        }
+        seldon_routes_builder_free(b);
+        if (rc != 0)
+            return sdn_error(SELDON_EINVAL, "pipeline upstreams[%zu]: %s", i - 1,
+                             seldon_last_error());
+    }
+    if (count > 0) {
+        http = sdn_calloc(count, sizeof(*http));
+        grpc = sdn_calloc(count, sizeof(*grpc));
+        if (http == NULL || grpc == NULL)
+            goto nomem;
+        for (i = 0; i < count; i++) {
+            if ((upstreams[i].http != NULL &&
+                 (http[i] = sdn_strndup(upstreams[i].http, strlen(upstreams[i].http))) == NULL) ||
+                (upstreams[i].grpc != NULL &&
+                 (grpc[i] = sdn_strndup(upstreams[i].grpc, strlen(upstreams[i].grpc))) == NULL))
+                goto nomem;
+        }
+    }
+    sdn_sch_pipeline_upstreams_free(sched);
+    sched->pl_http = http;
+    sched->pl_grpc = grpc;
+    sched->npl_ups = (uint32_t)count;
+    sched->pl_routes = 1;
+    sched->routes_gen++; /* a new table: the pipelines' routes changed */
+    sdn_sch_experiments_refresh(sched);
+    if (sched->routes_changed) {
+        sched->routes_changed = 0;
+        sched->routes_gen++;
+    }
+    return 0;
+nomem:
+    for (i = 0; i < count; i++) {
+        if (http != NULL)
+            sdn_free(http[i]);
+        if (grpc != NULL)
+            sdn_free(grpc[i]);
+    }
+    sdn_free(http);
+    sdn_free(grpc);
+    return sdn_error(SELDON_ENOMEM, "scheduler: out of memory");
+}
+
 /*
  * An active experiment whose every target is a route of the table being built: models
  * with a serving replica, pipelines once their "<p>.pipeline" routes are in the table.
@@ -118,7 +238,9 @@ int seldon_sched_routes(seldon_routes **out, seldon_sched *sched)
         if ((rc = add_upstreams(b, sched, m, &started)) != 0)
             goto out;
     }
-    /* Routes of other kinds (pipelines) go above: experiments split over what is here. */
+    /* Routes of other kinds go here, above the experiments, which split over what is here. */
+    if ((rc = add_pipeline_routes(b, sched)) != 0)
+        goto out;
     for (i = 0; i < sched->nresources; i++) {
         const sch_resource *r = sched->resources[i];
         char name[SELDON_MANIFEST_NAME_MAX + 16];

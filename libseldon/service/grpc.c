@@ -486,7 +486,8 @@ static void local_done(void *user_data, seldon_infer *infer, int32_t status, con
     double secs = (double)(sdn_svc_now(c->svc) - c->start_ns) * 1e-9;
     char why[SDN_WHY_MAX];
     (void)infer;
-    snprintf(why, sizeof(why), "%s", message ? message : "");
+    if (status != 0) /* kept before the counters run; an answer has no message to keep */
+        snprintf(why, sizeof(why), "%s", message ? message : "");
     sdn_svc_count_infer(c->svc, c->model, SDN_SVC_LOCAL, seldon_status_grpc(status), secs);
     done(c->user_data, status, status == 0 ? NULL : why);
     sdn_svc_call_free(c);

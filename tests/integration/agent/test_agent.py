@@ -1,5 +1,6 @@
 """seldon-agent: registration, loads (local and rclone), the proxy, reconnects,
 overcommit eviction with lazy reload, and metrics."""
+import fcntl
 import json
 import os
 import subprocess
@@ -490,14 +491,17 @@ def test_reload_does_not_wait_for_a_long_fetch(ctl, tmp_path):
     from conftest import GUARD, Pair
     started, release = tmp_path / "started", tmp_path / "release"
     fake = tmp_path / "gated-rclone"
-    # rclone copy [--config F] remote:/abs/path DST: waits for the test, then copies.
+    # rclone copy [--config F] remote:/abs/path DST: waits until the test lets go of its
+    # lock on the release file, then copies.
     fake.write_text(f"""#!/bin/sh
 for a in "$@"; do src=$dst; dst=$a; done
 touch {started}
-while [ ! -e {release} ]; do sleep 0.02; done
+flock -s {release} true
 exec cp -R "${{src#gated:}}/." "$dst"
 """)
     fake.chmod(0o755)
+    gate = open(release, "w")
+    fcntl.flock(gate, fcntl.LOCK_EX)
     p = Pair(ctl, tmp_path, "--memory", "100", "--rclone", fake)
     try:
         p.sched.load("a", 1, p.source("a", add(1)), memory=60)
@@ -508,8 +512,9 @@ exec cp -R "${{src#gated:}}/." "$dst"
         wait_until(started.exists, GUARD, p.agent.stderr)
         status, doc = infer_rest(p.agent.http, "a", [0])  # reloads a, evicting b
         assert status == 200 and doc["outputs"][0]["data"] == [1], doc
-        assert not release.exists()  # answered while the fetch still waited
-        release.touch()
+        # Answered while the fetch still waited: c's LOAD is not reported yet.
+        assert all(ev.command_id != cid for ev in list(p.sched.reports)), p.sched.reports
+        gate.close()
         ev = p.sched.wait_report(cid)
         assert p.sched.pb.AgentEvent.Type.Name(ev.type) == "LOADED", ev
         status, doc = infer_rest(p.agent.http, "c", [0])
@@ -518,6 +523,7 @@ exec cp -R "${{src#gated:}}/." "$dst"
         assert metric(m, "seldon_loaded_model_memory_bytes_gauge", model="c") == 30
         assert metric(m, "seldon_cache_evict_count", model="b") == 1
     finally:
+        gate.close()
         p.stop()
 
 

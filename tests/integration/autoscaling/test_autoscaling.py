@@ -116,11 +116,15 @@ def test_server_scale_request_runs_the_scale_command(tmp_path):
     """A Server with replicas 1 and maxReplicas 2 and a model that wants 2 replicas: the
     scheduler runs --scale-command with the server and 2 (arguments and environment) and
     shows the request in `seldon server status`; the replica the command's wrapper would
-    start (started here) takes the model's second replica. When the model wants one again,
-    after --server-cooldown the command runs with 1."""
+    start (started here) takes the model's second replica. The model then wants one
+    again, and the scheduler is killed (SIGKILL) during the cool-down (600 s) and started
+    with a 1 s one: the request for 2 was stored, so the status shows it at once, the
+    command is asked again for 2 (it sets the count), nothing is reloaded, and after the
+    new cool-down the command runs with 1 (a scheduler that forgot the request would
+    think the server had 1 replica already and never ask)."""
     cmd, calls = scale_script(tmp_path)
     sched = fc.Scheduler(tmp_path / "state", "--scale-command", cmd,
-                         "--server-cooldown", "1000")
+                         "--server-cooldown", "600000")
     reps = [Replica(tmp_path, sched, 0)]
     try:
         server = ("apiVersion: mlops.seldon.io/v1alpha1\nkind: Server\nmetadata:\n"
@@ -139,15 +143,30 @@ def test_server_scale_request_runs_the_scale_command(tmp_path):
         fc.wait_model(sched, "add10", lambda d: held(d) == [0, 1], "never on 2 replicas")
         st = server_status(sched, "mlserver")
         assert [r["draining"] for r in st["resources"]] == [False, False], st
-        # Fewer wanted: after the cool-down, the command runs for 1.
-        fc.apply(sched, tmp_path, fc.model_doc("add10", src, replicas=1) + "  minReplicas: 1\n")
+        # Fewer wanted: the cool-down starts (600 s: nothing happens before the restart).
+        fc.apply(sched, tmp_path, fc.model_doc("add10", src, replicas=1) + "  minReplicas: 1\n",
+                 wait=None)
+        fc.wait_model(sched, "add10", lambda d: desired(d) == 1, "replicas never 1")
+        loads = [rp.loads() for rp in reps]
+        sched.sigkill()
+        assert calls.read_text().splitlines() == ["mlserver 2 mlserver 2"]
+        sched.args = [a if a != "600000" else "1000" for a in sched.args]
+        sched.start_again()
+        sched.wait_ready()
+        st = server_status(sched, "mlserver")
+        assert st["requestedReplicas"] in (2, 1), st  # 1 once the new cool-down ran out
+        # Asked again for 2 at start, then for 1 after the cool-down.
         procs.wait_until(lambda: "mlserver 1 mlserver 1" in calls.read_text(), GUARD,
-                         lambda: f"never asked for 1\n{sched.stderr()}")
+                         lambda: f"never asked for 1\n{calls.read_text()}\n{sched.stderr()}")
+        assert calls.read_text().splitlines() == ["mlserver 2 mlserver 2",
+                                                  "mlserver 2 mlserver 2",
+                                                  "mlserver 1 mlserver 1"]
         st = server_status(sched, "mlserver")
         assert st["requestedReplicas"] == 1 and "cool-down" in st["scaleReason"], st
-        assert calls.read_text().splitlines() == ["mlserver 2 mlserver 2",
-                                                  "mlserver 1 mlserver 1"]
         procs.wait_until(lambda: "scale command for 1 replicas: done" in sched.stderr(), GUARD,
                          lambda: sched.stderr())
+        # The model stayed served and was never loaded again by the restart.
+        doc = fc.wait_model(sched, "add10", lambda d: len(held(d)) == 1, "never on 1 replica")
+        assert reps[held(doc)[0]].loads() == loads[held(doc)[0]], "reloaded by the restart"
     finally:
         fc.stop_all(*reps, sched)

@@ -323,12 +323,11 @@ def routes_of(table):
 
 def wait_status(sched, model, state, guard=GUARD):
     """Polls `seldon model status` until the newest version is in state; returns the JSON."""
-    deadline = time.monotonic() + guard
-    while True:
-        r = cli("model", "status", model, scheduler=sched)
-        if r.code == 0:
-            doc = r.json()
-            if doc["versions"] and doc["versions"][0]["state"]["state"] == state:
-                return doc
-        assert time.monotonic() < deadline, f"{model} never reached {state}: {r}"
-        time.sleep(0.05)
+    def reached(r):
+        if r.code != 0:
+            return False
+        doc = r.json()
+        return doc["versions"] and doc["versions"][0]["state"]["state"] == state
+    r = procs.wait_value(lambda: cli("model", "status", model, scheduler=sched), reached,
+                         guard, lambda r: f"{model} never reached {state}: {r}", interval=0.05)
+    return r.json()

@@ -27,6 +27,7 @@ class Upstream:
 
     def __init__(self, name, route=None, hang=False):
         self.name, self.route, self.hang = name, route, hang
+        self.fail = False  # answer 503 (a replica going away)
         self.seen = []  # (path, {header: value}, body)
         self.lock = threading.Lock()
         self.gate = threading.Event()
@@ -43,7 +44,7 @@ class Upstream:
                 if up.hang:
                     up.gate.wait(GUARD * 4)
                 out = json.dumps({"who": up.name}).encode()
-                self.send_response(200)
+                self.send_response(503 if up.fail else 200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(out)))
                 if up.route:
@@ -145,3 +146,58 @@ def test_split_headers_accumulate_and_a_hanging_mirror_holds_nobody(setup):
     for _ in range(5):
         assert post(port, "/v2/models/b/infer", [("x-seldon-route", ":m_3:")]) == (
             {"who": "b"}, ":b_1:")
+
+
+def test_sticky_version_during_a_rollout(tmp_path):
+    """A route serving two versions (a rollout: the scheduler lists both versions' replicas)
+    keeps a request whose x-seldon-route names one version on that version's upstreams,
+    directly or through an experiment's candidate; a version no longer served pins nothing
+    (the request goes to the route, as without the header)."""
+    old1, old2, new, other = Upstream("old1"), Upstream("old2"), Upstream("new"), Upstream("c")
+    (tmp_path / "routes.yaml").write_text(f"""routes:
+- name: r
+  upstreams:
+  - {{http: "{HOST}:{old1.port}", version: 1}}
+  - {{http: "{HOST}:{old2.port}", version: 1}}
+  - {{http: "{HOST}:{new.port}", version: 2}}
+- name: c
+  upstreams: [{{http: "{HOST}:{other.port}", version: 1}}]
+- name: e.experiment
+  candidates: [{{name: r, weight: 1}}, {{name: c, weight: 1}}]
+""")
+    router = cluster.Daemon("router", [cluster.ROUTER, "--routes", str(tmp_path / "routes.yaml"),
+                                       "--port", "0", "--metrics-port", "0", "--host", HOST,
+                                       "--io-threads", "1"])
+    try:
+        port = router.ports["port"]
+
+        def whos(path, value, n=30):
+            out = {}
+            for _ in range(n):
+                body, route = post(port, path, [("x-seldon-route", value)] if value else [])
+                out[(body["who"], route)] = out.get((body["who"], route), 0) + 1
+            return out
+
+        # Without the header both versions serve (the rollout's split by replica counts).
+        seen = whos("/v2/models/r/infer", None, 60)
+        assert {w for w, _ in seen} == {"old1", "old2", "new"}, seen
+        # Pinned: the version named, its answer naming it.
+        assert whos("/v2/models/r/infer", ":r_2:") == {("new", ":r_2:"): 30}
+        seen = whos("/v2/models/r/infer", ":x_5: :r_1:")
+        assert set(seen) <= {("old1", ":r_1:"), ("old2", ":r_1:")} and len(seen) == 2, seen
+        # Through an experiment: the candidate and its version.
+        post_e = [("seldon-model", "e.experiment"), ("x-seldon-route", ":r_2:")]
+        for _ in range(10):
+            assert post(port, "/v2/models/x/infer", post_e) == ({"who": "new"}, ":r_2:")
+        # A version gone from the route: the route serves it, any version.
+        seen = whos("/v2/models/r/infer", ":r_7:", 60)
+        assert {w for w, _ in seen} == {"old1", "old2", "new"}, seen
+        # The pinned upstream fails: the request is retried on the other version.
+        new.fail = True
+        for _ in range(10):
+            body, route = post(port, "/v2/models/r/infer", [("x-seldon-route", ":r_2:")])
+            assert body["who"] in ("old1", "old2") and route == ":r_1:", (body, route)
+    finally:
+        router.stop()
+        for u in (old1, old2, new, other):
+            u.close()

@@ -159,3 +159,49 @@ def test_split_sticky_mirror_and_takeover(up):
     until_routes(up, "add10", 50, lambda c: c == {":add10_1:": 50})
     r = up.cli("model", "infer", "ab.experiment", REQUEST)
     assert r.code == 1 and "404" in r.err, r
+
+
+def test_pipeline_experiment_splits_sticks_and_gives_the_endpoint_back(up):
+    """resourceType pipeline in one process: pa (add10) and pb (add20) split 50/50 through
+    pe.experiment and pa's own endpoint, REST and gRPC; a header naming a pipeline pins it;
+    stopping gives pa its endpoint back. The step's x-seldon-route names what ran."""
+    docs = "---\n".join(
+        "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata:\n"
+        f"  name: {p}\nspec:\n  steps:\n  - name: {m}\n  output:\n    steps: [{m}]\n"
+        for p, m in (("pa", "add10"), ("pb", "add20")))
+    r = up.cli("load", "-f", write(_Path(up.folder), "pipelines.yaml", docs))
+    assert r.code == 0, f"{r}\n{up.stderr()}"
+    for p in ("pa", "pb"):
+        r = up.cli("pipeline", "status", p, "-w", "PipelineReady")
+        assert r.code == 0, f"{r}\n{up.stderr()}"
+    r = start(up, "pe", "  resourceType: pipeline\n  default: pa\n  candidates:\n"
+                        "  - {name: pa, weight: 50}\n  - {name: pb, weight: 50}\n", "-w")
+    assert r.code == 0, f"{r}\n{up.stderr()}"
+    both = {":add10_1:", ":add20_1:"}
+    for name in ("pe.experiment", "pa.pipeline"):
+        for mode in ("rest", "grpc"):
+            counts = routes(up, name, 200, "--inference-mode", mode)
+            assert set(counts) == both, (name, mode, counts)
+            assert 0.35 <= counts[":add10_1:"] / 200 <= 0.65, counts
+    # Every answer is the pipeline's whose step x-seldon-route names.
+    for mode in ("rest", "grpc"):
+        for _ in range(20):
+            r = up.cli("model", "infer", "pa.pipeline", REQUEST, "--inference-mode", mode,
+                       "--show-headers")
+            assert r.code == 0, r
+            data = r.json()["outputs"][0]["data"]
+            want = ANSWERS["add10"] if "x-seldon-route: :add10_1:" in r.err else ANSWERS["add20"]
+            assert data == want, r
+        # sticky: a header naming a candidate pipeline pins it
+        counts = routes(up, "pe.experiment", 100, "--header", "x-seldon-route=:pb.pipeline:",
+                        "--inference-mode", mode)
+        assert counts == {":add20_1:": 100}, counts
+        counts = routes(up, "pa.pipeline", 100, "--header", "x-seldon-route=:pa.pipeline:",
+                        "--inference-mode", mode)
+        assert counts == {":add10_1:": 100}, counts
+    assert up.cli("experiment", "stop", "pe").code == 0
+    until_routes(up, "pa.pipeline", 50, lambda c: c == {":add10_1:": 50})
+    counts = routes(up, "pa.pipeline", 50, "--inference-mode", "grpc")
+    assert counts == {":add10_1:": 50}, counts
+    r = up.cli("model", "infer", "pe.experiment", REQUEST)
+    assert r.code == 1, r

@@ -12,13 +12,11 @@ hangs; no assertion depends on time.
 import http.client
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -78,19 +76,7 @@ class Proc:
             raise AssertionError(f"{name} did not start: {line!r}\n{self.stderr()}")
 
     def _first_line(self):
-        deadline = time.monotonic() + START_GUARD
-        fd = self.proc.stdout.fileno()
-        data = b""
-        while b"\n" not in data and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                data += chunk
-            elif self.proc.poll() is not None:
-                break
-        return data.decode(errors="replace")
+        return procs.first_line(self.proc, START_GUARD)
 
     @property
     def pid(self):
@@ -128,12 +114,12 @@ class Proc:
         raise AssertionError(f"no {field} for {self.name}")
 
 
-def start_server(grpc_port=0):
+def start_server(grpc_port=0, *args):
     # One I/O thread, one worker, one gRPC thread: two cores are shared.
     p = Proc("seldon-server", [SERVER, "--model-repository", MODELS, "--host", HOST,
                                "--http-port", "0", "--grpc-port", str(grpc_port),
                                "--io-threads", "1", "--workers", "1", "--grpc-threads", "1",
-                               "--max-body", str(64 << 20), "--grace", "1000"],
+                               "--max-body", str(64 << 20), "--grace", "1000", *args],
              r"listening http=(\d+) grpc=(\d+)")
     p.http = int(p.match.group(1))
     p.grpc = int(p.match.group(2))
@@ -143,20 +129,18 @@ def start_server(grpc_port=0):
 
 def wait_ready(srv):
     """Polls /v2/health/ready: the start-up model loads finish after "listening"."""
-    deadline = time.monotonic() + START_GUARD
-    while True:
+    def ready():
         assert srv.proc.poll() is None, f"seldon-server exited\n{srv.stderr()}"
         conn = http.client.HTTPConnection(HOST, srv.http, timeout=GUARD)
         try:
             conn.request("GET", "/v2/health/ready")
-            if conn.getresponse().status == 200:
-                return
+            return conn.getresponse().status == 200
         except OSError:
-            pass
+            return False
         finally:
             conn.close()
-        assert time.monotonic() < deadline, f"not ready in time\n{srv.stderr()}"
-        time.sleep(0.02)
+    procs.wait_until(ready, START_GUARD, lambda: f"not ready in time\n{srv.stderr()}",
+                     interval=0.02)
 
 
 def start_proxy(upstream_port, *args, adopt=False, one_port=False):

@@ -99,8 +99,13 @@ static void down_data(sd2_stream *s, void *ud, const uint8_t *data, size_t len)
     pair *p = ud;
     int rv = p->up ? sd2_write(p->up, data, len) : -1;
     sdd_log(SELDON_LOG_TRACE, "down %d: %zu bytes -> %d", (int)sd2_stream_id(s), len, rv);
-    if (rv == 1)
+    if (rv == 1) {
+        /* The event tests wait for: from here the client's window runs out. */
+        if (p->down_owed == 0)
+            sdd_log(SELDON_LOG_DEBUG, "down %d: upstream full, holding the client's data",
+                    (int)sd2_stream_id(s));
         p->down_owed += len;
+    }
     else
         sd2_consume(s, len);
 }

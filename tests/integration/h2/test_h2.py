@@ -6,12 +6,12 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 
 import numpy as np
 import pytest
 
-from conftest import GUARD, HOST, free_port, start_proxy, start_server
+from conftest import GUARD, HOST, free_port, procs, start_proxy, start_server
+from loopback import wait_server_read_all  # tests/integration/lib, on the path by conftest
 
 
 def initial(call):
@@ -147,9 +147,10 @@ def test_large_message_memory_bounded(g, server):
         proxy.stop()
 
 
-def _push_unread(g, proxy, count=40, mib=4, warm=True):
+def _push_unread(g, proxy, held, count=40, mib=4, warm=True):
     """Sends count messages of mib MiB on a ModelStreamInfer and reads nothing, until
-    sending stops moving or all went. Returns (messages taken, proxy's RSS growth KiB)."""
+    held() says what holds the client back for good, and the proxy read what the client
+    sent before that. Returns (messages taken, proxy's RSS growth KiB)."""
     channel, stub = g.stub(proxy.target, max_message=(mib + 1) << 20)
     with channel:
         if warm:
@@ -169,40 +170,47 @@ def _push_unread(g, proxy, count=40, mib=4, warm=True):
                 yield big
 
         call = stub.ModelStreamInfer(requests(), timeout=GUARD)
-        # Read nothing. Wait until sending stalls (the count stops moving) or ends.
-        last, still = -1, 0
-        deadline = time.monotonic() + GUARD
-        while still < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
-            if len(sent) == last:
-                still += 1
-            else:
-                last, still = len(sent), 0
+        # Read nothing. The pressure reaches the client; the bytes in flight land.
+        held()
+        wait_server_read_all(proxy.port, GUARD)
         peak = proxy.rss_kib("VmHWM")
         call.cancel()
     return len(sent), peak - before
 
 
-def test_unread_stream_memory_bounded(g, server):
+def test_unread_stream_memory_bounded(g):
     """A client that streams 4 MiB requests on a ModelStreamInfer and never reads the
     replies: the proxy's memory stays bounded while tens of MiB go through it (the replies
     back up into flow control, not into the proxy)."""
-    proxy = start_proxy(server.grpc)
+    # Its own server, which logs when the stream stops reading because its replies wait
+    # (the client reads none): from there the proxy holds the client's data for good.
+    srv = start_server(0, "--log-level", "debug")
+    proxy = start_proxy(srv.grpc)
+
+    def held():
+        procs.wait_until(lambda: "grpc: stream paused" in srv.stderr(), GUARD,
+                         lambda: f"the server's stream never paused\n{srv.stderr()}")
     try:
-        taken, grown = _push_unread(g, proxy, count=20)
+        taken, grown = _push_unread(g, proxy, held, count=20)
         assert taken >= 5, taken  # at least 20 MiB went through the proxy
         assert grown < 16 * 1024, (grown, taken)
     finally:
         proxy.stop()
+        srv.stop()
 
 
 def test_upstream_not_reading_throttles_client(g):
     """An upstream that never grants window: the proxy does not consume the client's data
     it cannot forward, so the client stalls and the proxy's memory stays bounded."""
     silent = Silent()
-    proxy = start_proxy(silent.port)
+    proxy = start_proxy(silent.port, "--log-level", "debug")
+
+    def held():
+        # The upstream never takes what the proxy queued: the first hold is for good.
+        procs.wait_until(lambda: "holding the client's data" in proxy.stderr(), GUARD,
+                         lambda: f"the proxy never held the client back\n{proxy.stderr()}")
     try:
-        taken, grown = _push_unread(g, proxy, count=40, warm=False)
+        taken, grown = _push_unread(g, proxy, held, count=40, warm=False)
         assert taken < 40, "nothing pushed back: the proxy took all 160 MiB"
         assert grown < 8 * 1024, (grown, taken)
     finally:
@@ -287,10 +295,9 @@ class Silent:
     def accepted(self):
         """Connections accepted, once every connection made before this call is."""
         start = self.passes
-        deadline = time.monotonic() + GUARD
-        while self.passes < start + 2:  # a whole accept pass began after the call
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        # A whole accept pass began after the call.
+        procs.wait_until(lambda: self.passes >= start + 2, GUARD,
+                         lambda: f"the accept thread is stuck at pass {self.passes}")
         return len(self.conns)
 
     def close(self):
@@ -483,16 +490,15 @@ def test_sigterm_drains_streams_in_flight(g, server):
             assert next(call).infer_response.id == "before"
             proxy.proc.send_signal(sig.SIGTERM)
             # The listener closes: new connections are refused.
-            deadline = time.monotonic() + GUARD
-            while True:
+            def refused():
                 try:
                     socket.create_connection((HOST, proxy.port), timeout=GUARD).close()
                 except ConnectionRefusedError:
-                    break
+                    return True
                 except ConnectionResetError:
                     pass  # caught in the backlog as the socket closed
-                assert time.monotonic() < deadline, "still accepting after SIGTERM"
-                time.sleep(0.01)
+                return False
+            procs.wait_until(refused, GUARD, lambda: "still accepting after SIGTERM")
             q.put(g.fp32_request("add10", [2.0], id="after"))
             assert next(call).infer_response.id == "after"
             q.put(None)

@@ -14,12 +14,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from loopback import wait_server_read_all  # noqa: E402  (tests/integration/lib)
+from procs import wait_value  # noqa: E402
 
 TESTD = os.environ.get("HTTP_TESTD")
 GUARD = 15.0  # seconds: a hang guard, never the thing tested
@@ -143,13 +143,9 @@ def slow_stats(port):
 
 def wait_slow(port, queued=0, answered=0):
     """Waits until at least that many /slow requests were queued, and answered."""
-    deadline = time.monotonic() + GUARD
-    while True:
-        q, a = slow_stats(port)
-        if q >= queued and a >= answered:
-            return q, a
-        assert time.monotonic() < deadline, f"/slow: {q} queued, {a} answered"
-        time.sleep(0.01)
+    return wait_value(lambda: slow_stats(port),
+                      lambda qa: qa[0] >= queued and qa[1] >= answered, GUARD,
+                      lambda qa: f"/slow: {qa[0]} queued, {qa[1]} answered")
 
 
 def still_serving(port):

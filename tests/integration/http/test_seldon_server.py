@@ -13,11 +13,14 @@ import select
 import signal
 import socket
 import subprocess
-import time
+import sys
 
 import pytest
 
 from test_http import LEAN_ASAN, Conn, rss_kib, send_until_blocked, trickle
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from procs import wait_until  # noqa: E402  (tests/integration/lib)
 
 SERVER = os.environ.get("SELDON_SERVER")
 GUARD = 30.0
@@ -40,10 +43,8 @@ class Server:
             self.proc.wait()
             raise RuntimeError("seldon-server did not start: %r" % line)
         self.port = int(m.group(1))
-        deadline = time.monotonic() + GUARD
-        while self.status("/v2/models/identity/ready") != 200:
-            assert time.monotonic() < deadline, "the identity model never became ready"
-            time.sleep(0.05)
+        wait_until(lambda: self.status("/v2/models/identity/ready") == 200, GUARD,
+                   lambda: "the identity model never became ready", interval=0.05)
 
     def status(self, path):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=GUARD)

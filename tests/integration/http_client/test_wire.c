@@ -65,6 +65,38 @@ Test(wire, request_head_refuses_injection)
     cr_assert_eq(sdh_request_head_size(&cl), 0);
 }
 
+/* The scans go eight bytes at a time: a CR, LF, NUL (or a ':' in a name) is found at
+ * every position of fields of every length, and bytes that only look alike pass. */
+Test(wire, request_head_refuses_injection_at_every_offset)
+{
+    static const char bad[] = {'\r', '\n', '\0', ':'};
+    char name[40], value[40];
+    for (size_t len = 1; len <= sizeof(value); len++) {
+        for (size_t at = 0; at < len; at++) {
+            for (size_t b = 0; b < sizeof(bad); b++) {
+                memset(name, 'n', len);
+                memset(value, 'v', len);
+                sdh_header hs[] = {{name, len, value, len}};
+                sdh_request_head h = {"GET", 3, "/", 1, hs, 1, NULL, 0, SDH_BODY_NONE};
+                cr_assert_gt(sdh_request_head_size(&h), 0);
+                name[at] = bad[b];
+                cr_assert_eq(sdh_request_head_size(&h), 0, "name: byte %zu of %zu", at, len);
+                name[at] = 'n';
+                value[at] = bad[b];
+                if (bad[b] == ':') /* a colon is fine in a value */
+                    cr_assert_gt(sdh_request_head_size(&h), 0);
+                else
+                    cr_assert_eq(sdh_request_head_size(&h), 0, "value: byte %zu of %zu", at, len);
+            }
+        }
+    }
+    /* Bytes one off the refused ones (0x0c, 0x0e, 0x0b, 0x09, 0x01, 0x3b, 0x8d) pass. */
+    char odd[] = "a\x0c\x0e\x0b\tb\x01\x3b\x8d\x8a\x80\xff";
+    sdh_header ok[] = {{"X-Odd", 5, odd, sizeof(odd) - 1}};
+    sdh_request_head h = {"GET", 3, "/", 1, ok, 1, NULL, 0, SDH_BODY_NONE};
+    cr_assert_gt(sdh_request_head_size(&h), 0);
+}
+
 Test(wire, response_head)
 {
     sdh_header hs[] = {H("x-request-id", "abc")};
@@ -102,6 +134,17 @@ Test(wire, names_and_tokens)
     cr_assert(!sdh_value_has_token("", 0, "close"));
     cr_assert(sdh_header_is_hop_by_hop("Transfer-Encoding", 17));
     cr_assert(!sdh_header_is_hop_by_hop("Content-Type", 12));
+    static const char *const hop[] = {"Connection", "KEEP-ALIVE", "proxy-connection", "TE",
+                                      "Trailer",    "upgrade",    "transfer-encoding"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++) {
+        cr_assert(sdh_header_is_hop_by_hop(hop[i], strlen(hop[i])), "%s", hop[i]);
+        cr_assert(!sdh_header_is_hop_by_hop(hop[i], strlen(hop[i]) - 1), "%s", hop[i]);
+    }
+    cr_assert(!sdh_header_is_hop_by_hop("tf", 2));
+    cr_assert(!sdh_header_is_hop_by_hop("trailers", 8));
+    cr_assert(!sdh_header_is_hop_by_hop("", 0));
+    cr_assert(sdh_name_eq("", 0, ""));
+    cr_assert(!sdh_name_eq("a", 1, ""));
     sdh_header hs[] = {H("A", "1"), H("Seldon-Model", "iris")};
     cr_assert_eq(sdh_header_find(hs, 2, "seldon-model"), &hs[1]);
     cr_assert_null(sdh_header_find(hs, 2, "b"));

@@ -10,6 +10,7 @@ import pytest
 from conftest import kh, pg
 
 GUARD = pg.GUARD
+wait_value = pg.procs.wait_value
 SIMPLE = {"inputs": [
     {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": list(range(1, 17))},
     {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}]}
@@ -24,14 +25,14 @@ def infer(s, pipeline, body, headers=None):
 def wait_answer(s, pipeline="chain"):
     """A new gateway serves once its consumer holds a partition: until then a request
     fails with 503 naming that, so poll until 200."""
-    deadline = time.monotonic() + GUARD
-    while True:
-        code, _, body = infer(s, pipeline, SIMPLE)
+    def answered(r):
+        code, _, body = r
         if code == 200:
-            return body
+            return True
         assert code == 503 and b"partition" in body, body
-        assert time.monotonic() < deadline, f"{body}\n{s.logs()}"
-        time.sleep(0.05)
+        return False
+    return wait_value(lambda: infer(s, pipeline, SIMPLE), answered, GUARD,
+                      lambda r: f"{r[2]}\n{s.logs()}", interval=0.05)[2]
 
 
 def test_chain_rest(ksys):
@@ -101,13 +102,8 @@ def test_async(ksys):
     code, head, body = infer(ksys, "chain", SIMPLE, headers={"seldon-async": "true"})
     assert code == 202, body
     rid = json.loads(body)["id"]
-    deadline = time.monotonic() + GUARD
-    while True:
-        code, _, body = ksys.request("GET", f"/v2/pipelines/chain/requests/{rid}")
-        if code != 202:
-            break
-        assert time.monotonic() < deadline, body
-        time.sleep(0.02)
+    code, _, body = wait_value(lambda: ksys.request("GET", f"/v2/pipelines/chain/requests/{rid}"),
+                               lambda r: r[0] != 202, GUARD, lambda r: r[2], interval=0.02)
     assert code == 200 and pg.outputs(body)["OUTPUT0"] == DOUBLED
 
 

@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
@@ -77,11 +76,13 @@ class Daemon:
 
     def wait_log(self, text, n=1, guard=GUARD):
         """Waits until text appears n times in the daemon's stderr."""
-        deadline = time.monotonic() + guard
-        while self.count(text) < n:
-            assert time.monotonic() < deadline, f"{text!r} x{n} never logged\n{self.stderr()}"
+        def logged():
+            if self.count(text) >= n:
+                return True
             assert self.proc.poll() is None, f"{self.name} exited\n{self.stderr()}"
-            time.sleep(0.02)
+            return False
+        procs.wait_until(logged, guard, lambda: f"{text!r} x{n} never logged\n{self.stderr()}",
+                         interval=0.02)
 
     def metrics(self):
         """[(name, {label: value}, value)] from its /metrics (--metrics-port 0)."""
@@ -169,10 +170,5 @@ def start_router(tmp_path, scheduler, metrics=False):
 def until(action, done, daemon, guard=GUARD):
     """Repeats action until done(result) and returns that result (the router takes new
     tables as they come); on the guard, fails with the daemon's stderr."""
-    deadline = time.monotonic() + guard
-    while True:
-        r = action()
-        if done(r):
-            return r
-        assert time.monotonic() < deadline, f"{r}\n{daemon.stderr()}"
-        time.sleep(0.02)
+    return procs.wait_value(action, done, guard, lambda r: f"{r}\n{daemon.stderr()}",
+                            interval=0.02)

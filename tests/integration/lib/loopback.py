@@ -4,7 +4,11 @@ The receive queue of a server-side socket empties when the server reads it, so
 "every byte sent has been read" is an event a test can wait for, where a fixed
 pause would only guess. Linux only: /proc/net/tcp and /proc/net/tcp6.
 """
-import time
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import procs  # noqa: E402
 
 
 def server_socket_queues(port):
@@ -32,10 +36,6 @@ def wait_server_read_all(port, guard):
     The server parses what it read in the same callback, before it can see a
     signal's stop request or the client's next bytes.
     """
-    deadline = time.monotonic() + guard
-    while True:
-        queues = server_socket_queues(port)
-        if queues and all(q == 0 for q in queues):
-            return
-        assert time.monotonic() < deadline, f"server did not read its input: {queues}"
-        time.sleep(0.005)
+    procs.wait_value(lambda: server_socket_queues(port),
+                     lambda queues: queues and all(q == 0 for q in queues), guard,
+                     lambda queues: f"server did not read its input: {queues}", interval=0.005)

@@ -55,11 +55,23 @@ def sigterm(proc, name, stderr, kill, guard=60):
         raise AssertionError(f"{name} did not exit\n{stderr()}")
 
 
-def wait_until(cond, guard, why):
+def wait_until(cond, guard, why, interval=0.01):
     """Waits for an event that only polling observes (a file appearing, a log line):
-    checks cond() until it holds; past guard seconds fails with why() (a callable, so
-    the daemon's stderr is read only on failure)."""
+    checks cond() every interval seconds until it holds and returns its (true) value;
+    past guard seconds fails with why() (a callable, so the daemon's stderr is read
+    only on failure)."""
+    return wait_value(cond, bool, guard, lambda _: why(), interval)
+
+
+def wait_value(get, done, guard, why, interval=0.01):
+    """Like wait_until for a value: calls get() every interval seconds until
+    done(value) holds and returns that value; past guard seconds fails with
+    why(value), value being the last one get() returned."""
     deadline = time.monotonic() + guard
-    while not cond():
-        assert time.monotonic() < deadline, why()
-        time.sleep(0.01)
+    while True:
+        value = get()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, why(value)
+        # The one sleep of the polling helpers: the pause between two looks at the event.
+        time.sleep(interval)

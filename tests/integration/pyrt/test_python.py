@@ -8,6 +8,7 @@ contract (predict(dict) -> dict). Exceptions in load and predict become a
 load failure or an error response naming the model, with Python's message,
 while the server goes on serving.
 """
+import fcntl
 import json
 import os
 import threading
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import grpc_outputs, grpc_request, grpc_stub, plugin, srv
+from procs import wait_until
 
 sklearn = pytest.importorskip("sklearn")
 joblib = pytest.importorskip("joblib")
@@ -137,22 +139,22 @@ def helper(payload):
 
 SLOW = '''
 import logging
-import os
-import time
+import fcntl
 import numpy as np
 
 log = logging.getLogger("slow")
 
 
 class Slow:
-    """Waits for a file the test creates (sleeping, so without holding the GIL)."""
+    """Waits until the test lets go of its lock on the gate file (blocked in flock, so
+    without holding the GIL)."""
     def __init__(self, settings):
         self.gate = settings["parameters"]["extra"]["gate"]
 
     def predict(self, inputs):
         log.info("slow: predict started")
-        while not os.path.exists(self.gate):
-            time.sleep(0.005)
+        with open(self.gate) as gate:
+            fcntl.flock(gate, fcntl.LOCK_SH)
         return {"y": inputs["x"]}
 '''
 
@@ -475,10 +477,13 @@ def test_a_slow_model_stalls_neither_health_nor_other_models(world):
     def call():
         done["slow"] = rest(world, "slow", [srv.tensor("x", np.ones(3, np.float32))])
 
+    gate = open(world.gate, "w")
+    fcntl.flock(gate, fcntl.LOCK_EX)  # the slow predict waits until this is let go
     t = threading.Thread(target=call)
     t.start()
     try:
-        deadline_check(world.server, "slow: predict started")
+        wait_until(lambda: "slow: predict started" in world.server.stderr(), srv.GUARD,
+                   lambda: f"no 'slow: predict started' in the log\n{world.server.stderr()}")
         # While the slow predict runs on one worker: health, metadata and other models answer.
         assert srv.request(world.server.http, "GET", "/v2/health/ready")[0] == 200
         assert srv.request(world.server.http, "GET", "/v2/models/iris")[0] == 200
@@ -488,18 +493,10 @@ def test_a_slow_model_stalls_neither_health_nor_other_models(world):
         assert status == 200, doc
         assert "slow" not in done
     finally:
-        open(world.gate, "w").close()
+        gate.close()
         t.join(srv.GUARD)
     status, doc = done["slow"]
     assert status == 200, doc
-
-
-def deadline_check(server, text):
-    import time
-    deadline = time.monotonic() + srv.GUARD
-    while text not in server.stderr():
-        assert time.monotonic() < deadline, f"no {text!r} in the log\n{server.stderr()}"
-        time.sleep(0.01)
 
 
 def test_models_share_no_module_of_the_same_name(world):

@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import tempfile
-import time
 
 import pytest
 
@@ -121,14 +120,10 @@ class Router:
 
     def wait_log(self, pattern, count=1):
         """Waits until pattern appears count times in the router's log; returns the last match."""
-        deadline = time.monotonic() + GUARD
-        while True:
-            found = re.findall(pattern, self.stderr())
-            if len(found) >= count:
-                return found[-1]
-            assert self.proc.poll() is None or time.monotonic() < deadline, self.stderr()
-            assert time.monotonic() < deadline, f"no {pattern!r} in the log:\n{self.stderr()}"
-            time.sleep(0.01)
+        found = sh.procs.wait_value(lambda: re.findall(pattern, self.stderr()),
+                                    lambda found: len(found) >= count, GUARD,
+                                    lambda _: f"no {pattern!r} in the log:\n{self.stderr()}")
+        return found[-1]
 
     def reload(self, text=None):
         """Rewrites the routes file (when given) and sends SIGHUP."""

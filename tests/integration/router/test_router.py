@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,6 +17,7 @@ import pytest
 from conftest import (GUARD, HOST, ROUTER, Router, grpc_stub, metric, request, routes_yaml, sh,
                       upstream_of)
 
+wait_until = sh.procs.wait_until
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 INPUT = [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1.0, 2.0, 3.0]}]
 
@@ -423,11 +423,13 @@ def test_sigterm_finishes_in_flight():
         r.proc.send_signal(signal.SIGTERM)
         r.wait_log(r"SIGTERM: finishing requests in flight")
         # Stopped accepting: a new connection is refused.
-        with pytest.raises(OSError):
-            deadline = time.monotonic() + GUARD
-            while time.monotonic() < deadline:
+        def refused():
+            try:
                 socket.create_connection((HOST, r.port), timeout=1).close()
-                time.sleep(0.01)
+            except OSError:
+                return True
+            return False
+        wait_until(refused, GUARD, lambda: "still accepting after SIGTERM")
         up.release.set()
         t.join(GUARD)
         status, _, body = result["r"]
@@ -571,18 +573,17 @@ def test_metrics(router):
                          ("seldon_router_open_connections", "gauge")):
         assert f"# TYPE {family} {kind}" in text.decode(), family
     # The gauge is refreshed by each loop on a timer: wait for it to see the connections.
-    deadline = time.monotonic() + GUARD
-    while metric(router.metrics(), "seldon_router_open_connections", side="upstream") < 1:
-        assert time.monotonic() < deadline, "no upstream connection counted"
-        time.sleep(0.05)
+    wait_until(lambda: metric(router.metrics(), "seldon_router_open_connections",
+                              side="upstream") >= 1,
+               GUARD, lambda: "no upstream connection counted", interval=0.05)
     # A client connection kept open is counted on the other side.
     conn = http.client.HTTPConnection(HOST, router.port, timeout=GUARD)
     try:
         conn.request("GET", "/v2/models/mul10/ready")
         conn.getresponse().read()
-        while metric(router.metrics(), "seldon_router_open_connections", side="downstream") < 1:
-            assert time.monotonic() < deadline, "no client connection counted"
-            time.sleep(0.05)
+        wait_until(lambda: metric(router.metrics(), "seldon_router_open_connections",
+                                  side="downstream") >= 1,
+                   GUARD, lambda: "no client connection counted", interval=0.05)
     finally:
         conn.close()
 
@@ -617,10 +618,7 @@ def test_grpc_stream_that_never_reads_through_router(g, tmp_path):
         replies = stub.ModelStreamInfer(requests(), metadata=[("seldon-model", "identity")],
                                         timeout=GUARD * 4)
         # The server says when its stream stops reading: the pressure went all the way back.
-        deadline = time.monotonic() + GUARD
-        while "stream paused" not in srv.stderr():
-            assert time.monotonic() < deadline, srv.stderr()
-            time.sleep(0.02)
+        wait_until(lambda: "stream paused" in srv.stderr(), GUARD, srv.stderr, interval=0.02)
         grown = r.rss_kib() - before
         with lock:
             pushed = len(sent)

@@ -12,7 +12,6 @@ import re
 import socket
 import subprocess
 import tempfile
-import time
 
 import numpy as np
 import pytest
@@ -78,14 +77,11 @@ class SubRouter(Router):
 
     def wait_metric(self, name, want):
         """Waits until the metric's value is exactly want."""
-        deadline = time.monotonic() + GUARD
-        while True:
-            got = metric(self.metrics(), name)
-            if got == want:
-                return
+        def get():
             assert self.proc.poll() is None, self.stderr()
-            assert time.monotonic() < deadline, f"{name} is {got}, not {want}\n{self.stderr()}"
-            time.sleep(0.01)
+            return metric(self.metrics(), name)
+        sh.procs.wait_value(get, lambda got: got == want, GUARD,
+                            lambda got: f"{name} is {got}, not {want}\n{self.stderr()}")
 
     def wait_generation(self, generation):
         self.wait_metric("seldon_router_route_generation", generation)

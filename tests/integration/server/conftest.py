@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import pytest
@@ -174,14 +173,11 @@ class Server:
 
     def wait_ready(self):
         """Polls /v2/health/ready until the start-up loads are done."""
-        deadline = time.monotonic() + START_GUARD
-        while True:
+        def ready():
             assert self.proc.poll() is None, f"seldon-server exited\n{self.stderr()}"
-            status, _, _ = request(self.http, "GET", "/v2/health/ready")
-            if status == 200:
-                return
-            assert time.monotonic() < deadline, f"not ready in time\n{self.stderr()}"
-            time.sleep(0.02)
+            return request(self.http, "GET", "/v2/health/ready")[0] == 200
+        procs.wait_until(ready, START_GUARD, lambda: f"not ready in time\n{self.stderr()}",
+                         interval=0.02)
 
     def stderr(self):
         with open(self.errfile.name, "rb") as f:
@@ -441,13 +437,9 @@ def metrics(port):
 
 def wait_metric(port, want, name, **labels):
     """Polls /metrics until the sum of the samples of name (with labels) reaches want."""
-    deadline = time.monotonic() + GUARD
-    while True:
-        got = metric(metrics(port), name, **labels)
-        if got >= want:
-            return got
-        assert time.monotonic() < deadline, f"{name}{labels} is {got}, not {want}"
-        time.sleep(0.01)
+    return procs.wait_value(lambda: metric(metrics(port), name, **labels),
+                            lambda got: got >= want, GUARD,
+                            lambda got: f"{name}{labels} is {got}, not {want}")
 
 
 def metric(samples_, name, **labels):

@@ -1,11 +1,15 @@
 /*
  * A test runtime whose load takes as long as the test wants: it creates the
- * file named by extra.started, then waits (bounded) until the file named by
- * extra.gate exists. Its execute is an identity on the worker threads.
+ * file named by extra.started, then waits for a shared lock on the file named by
+ * extra.gate, which the test holds exclusively until it lets the load finish (the
+ * kernel lets go of it when the test process ends, so a failed test cannot hang the
+ * suite). Its execute is an identity on the worker threads.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "seldon/runtime.h"
@@ -14,18 +18,19 @@ static int gated_load(seldon_model *m)
 {
     seldon_param gate, started;
     FILE *f;
-    int i;
+    int fd;
     if (seldon_model_extra(&gate, m, "gate") != 0 || gate.type != SELDON_PARAM_STRING ||
         seldon_model_extra(&started, m, "started") != 0 || started.type != SELDON_PARAM_STRING)
         return seldon_model_set_error(m, "test.gated: extra.gate and extra.started are required");
     f = fopen(started.string_value, "w");
     if (f != NULL)
         fclose(f);
-    /* Up to 60 s, so that a test that fails cannot hang the suite. */
-    for (i = 0; i < 12000 && access(gate.string_value, F_OK) != 0; i++) {
-        struct timespec ts = {0, 5000000};
-        nanosleep(&ts, NULL);
-    }
+    fd = open(gate.string_value, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return seldon_model_set_error(m, "test.gated: extra.gate cannot be opened");
+    while (flock(fd, LOCK_SH) != 0 && errno == EINTR)
+        ;
+    close(fd);
     return 0;
 }
 

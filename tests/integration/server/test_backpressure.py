@@ -5,11 +5,10 @@ server by 2 GB in 15 s), and reads again once the client takes them.
 """
 import os
 import threading
-import time
 
 import numpy as np
 
-from conftest import GUARD, Server, write_model
+from conftest import GUARD, Server, procs, write_model
 
 MIB = 1 << 20
 MESSAGES = 160  # 1 MiB each: 160 MiB of replies if nothing held the stream back
@@ -25,11 +24,13 @@ def rss(pid):
 
 
 def wait_for(predicate, what, server):
-    deadline = time.monotonic() + GUARD
-    while not predicate():
+    def happened():
+        if predicate():
+            return True
         assert server.proc.poll() is None, f"server exited\n{server.stderr()}"
-        assert time.monotonic() < deadline, f"{what} did not happen\n{server.stderr()}"
-        time.sleep(0.02)
+        return False
+    procs.wait_until(happened, GUARD, lambda: f"{what} did not happen\n{server.stderr()}",
+                     interval=0.02)
 
 
 def test_unread_stream_stays_bounded_then_resumes(tmp_path, g):

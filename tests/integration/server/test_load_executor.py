@@ -1,26 +1,33 @@
 """Model loads run on their own executor: a load that takes long holds up neither
 the inference workers nor inference on other models."""
+import fcntl
 import threading
 
 import numpy as np
 
-from conftest import GUARD, Server, infer, outputs_of, post_json, request, tensor, write_model
+from conftest import (GUARD, Server, infer, outputs_of, post_json, procs, request, tensor,
+                      write_model)
 
 X4 = np.array([1, 2, 3, 4], dtype=np.float32)
 
 
 def wait_for_file(path, proc):
     """Waits for the plugin to say its load has started (or the server to die)."""
-    done = threading.Event()
-    while not path.exists():
+    def started():
+        if path.exists():
+            return True
         assert proc.poll() is None, "seldon-server exited"
-        done.wait(0.01)
+        return False
+    procs.wait_until(started, GUARD, lambda: f"{path} never appeared")
 
 
 def test_slow_load_does_not_block_inference(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     gate, started = tmp_path / "gate", tmp_path / "started"
+    # The gated load waits until this lock is let go.
+    held = open(gate, "w")
+    fcntl.flock(held, fcntl.LOCK_EX)
     # A batched model: its requests run on the inference workers, not on the I/O thread.
     write_model(repo, "batched", {"implementation": "builtin.identity", "max_batch_size": 2,
                                   "max_batch_time": 0.001})
@@ -50,12 +57,12 @@ def test_slow_load_does_not_block_inference(tmp_path):
         status, _, _ = request(srv.http, "GET", "/v2/health/ready")
         assert status == 200
         assert loader.is_alive() and "load" not in result
-        gate.touch()
+        held.close()
         loader.join(GUARD)
         assert result["load"][0] == 200, result
         status, doc = infer(srv.http, "gated", [tensor("y", X4)])
         assert status == 200, doc
         np.testing.assert_array_equal(outputs_of(doc)["y"], X4)
     finally:
-        gate.touch()
+        held.close()
         srv.close()

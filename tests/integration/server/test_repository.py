@@ -1,13 +1,12 @@
 """The repository extension: load, reload and unload through REST and gRPC,
 load failures with their reasons, and reloads while requests are in flight."""
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from conftest import (GUARD, RawConn, Server, arith, assert_error, get_json, http_bytes, infer,
-                      metric, metrics, outputs_of, post_json, request, tensor,
+                      metric, metrics, outputs_of, post_json, procs, request, tensor,
                       wait_server_read_all, write_model)
 
 X4 = np.array([1, 2, 3, 4], dtype=np.float32)
@@ -329,10 +328,9 @@ def test_reload_under_load(server, repo, g, stub):
             np.testing.assert_array_equal(add_result(server, "busy"), X4 + k * 10)
             # Both streams of requests move on before the next reload.
             seen = {p: len(results[p]) for p in results}
-            deadline = time.monotonic() + GUARD
-            while any(len(results[p]) < seen[p] + 3 for p in results) and not failures:
-                assert time.monotonic() < deadline, "the requests stalled"
-                time.sleep(0.001)
+            procs.wait_until(lambda: failures or all(len(results[p]) >= seen[p] + 3
+                                                     for p in results),
+                             GUARD, lambda: "the requests stalled", interval=0.001)
     finally:
         stop.set()
         for t in threads:

@@ -302,3 +302,104 @@ Test(split, an_earlier_route_can_be_taken_over)
     seldon_routes_release(back);
     seldon_routes_release(rt);
 }
+
+/* A rollout: iris serves versions 1 (two replicas) and 2 (one); iris is also the default of
+   an experiment with iris2 (version 3, then rolled out to 4 as well). */
+static const char *const ROLLOUT =
+    "routes:\n"
+    "- name: iris\n"
+    "  upstreams:\n"
+    "  - {http: \"127.0.0.1:1001\", version: 1}\n"
+    "  - {http: \"127.0.0.1:1002\", version: 1}\n"
+    "  - {http: \"127.0.0.1:1003\", version: 2}\n"
+    "- name: iris2\n"
+    "  upstreams:\n"
+    "  - {http: \"127.0.0.1:2001\", version: 3}\n"
+    "  - {http: \"127.0.0.1:2002\", version: 4}\n"
+    "  - {http: \"127.0.0.1:2003\", version: 4}\n"
+    "- name: ab.experiment\n"
+    "  candidates: [{name: iris, weight: 1}, {name: iris2, weight: 1}]\n";
+
+Test(split, sticky_versions_hold_during_a_rollout)
+{
+    seldon_routes *rt = table(ROLLOUT);
+    size_t iris = idx(rt, "iris"), ab = idx(rt, "ab.experiment"), out;
+    uint32_t v = 99;
+    int32_t sticky;
+    seldon_router_lb *lb = NULL;
+    seldon_router_req *req = NULL;
+    const seldon_router_upstream *u = NULL;
+    int32_t retry;
+    int i;
+    /* The decision says which version: a served one only. */
+    cr_assert_eq(seldon_routes_decide_version(&out, &v, NULL, NULL, rt, iris, ":iris_2:", 8, 0), 0);
+    cr_assert_eq(out, iris);
+    cr_assert_eq(v, 2);
+    seldon_routes_decide_version(&out, &v, NULL, NULL, rt, iris, ":x_1: :iris_1:", 14, 0);
+    cr_assert_eq(v, 1);
+    seldon_routes_decide_version(&out, &v, NULL, NULL, rt, iris, ":iris_7:", 8, 0);
+    cr_assert_eq(v, 0, "a version no longer served pins nothing");
+    seldon_routes_decide_version(&out, &v, NULL, NULL, rt, iris, ":iris:", 6, 0);
+    cr_assert_eq(v, 0);
+    seldon_routes_decide_version(&out, &v, NULL, NULL, rt, iris, ":iris_99999999999:", 18, 0);
+    cr_assert_eq(v, 0);
+    seldon_routes_decide_version(&out, &v, NULL, &sticky, rt, ab, ":iris2_4:", 9, 0);
+    cr_assert_eq(out, idx(rt, "iris2"));
+    cr_assert_eq(sticky, 1);
+    cr_assert_eq(v, 4);
+    seldon_routes_decide_version(&out, &v, NULL, &sticky, rt, ab, ":iris2:", 7, 0);
+    cr_assert_eq(sticky, 1);
+    cr_assert_eq(v, 0, "the candidate, any version");
+
+    cr_assert_eq(seldon_router_lb_new(&lb, rt, NULL, 3), 0);
+    /* Through the balancer: every pick is on the pinned version, plain route or split. */
+    for (i = 0; i < 200; i++) {
+        cr_assert_eq(
+            seldon_router_req_new_split(&req, lb, "iris", 4, ":iris_2:", 8, SELDON_ROUTER_HTTP, 0),
+            0);
+        cr_assert_eq(seldon_router_req_pinned(req), 2);
+        cr_assert_eq(seldon_router_req_split(req), 0);
+        cr_assert_eq(seldon_router_pick(&u, req, 0), 0);
+        cr_assert_eq(u->http_port, 1003);
+        cr_assert_eq(seldon_router_req_version(req), 2);
+        seldon_router_attempt_end(&retry, NULL, req, SELDON_ROUTER_OK, 1, 0);
+        seldon_router_req_free(req);
+        cr_assert_eq(seldon_router_req_new_split(&req, lb, "ab.experiment", 13, ":iris2_3:", 9,
+                                                 SELDON_ROUTER_HTTP, 0),
+                     0);
+        cr_assert_eq(seldon_router_pick(&u, req, 0), 0);
+        cr_assert_eq(u->http_port, 2001);
+        seldon_router_attempt_end(&retry, NULL, req, SELDON_ROUTER_OK, 1, 0);
+        seldon_router_req_free(req);
+    }
+    /* The pinned replica fails: the retry falls back to the route's other version. */
+    cr_assert_eq(
+        seldon_router_req_new_split(&req, lb, "iris", 4, ":iris_2:", 8, SELDON_ROUTER_HTTP, 0), 0);
+    cr_assert_eq(seldon_router_pick(&u, req, 0), 0);
+    cr_assert_eq(u->http_port, 1003);
+    cr_assert_eq(seldon_router_attempt_end(&retry, NULL, req, SELDON_ROUTER_HTTP_5XX, 1, 0), 0);
+    cr_assert_eq(retry, 1);
+    cr_assert_eq(seldon_router_pick(&u, req, 0), 0);
+    cr_assert(u->http_port == 1001 || u->http_port == 1002, "%u", u->http_port);
+    cr_assert_eq(seldon_router_req_version(req), 1);
+    seldon_router_attempt_end(&retry, NULL, req, SELDON_ROUTER_OK, 1, 0);
+    seldon_router_req_free(req);
+    /* Without the header, or with a version gone, both versions serve. */
+    {
+        int seen1 = 0, seen2 = 0;
+        for (i = 0; i < 300; i++) {
+            cr_assert_eq(seldon_router_req_new_split(&req, lb, "iris", 4, i % 2 ? ":iris_9:" : NULL,
+                                                     i % 2 ? 8 : 0, SELDON_ROUTER_HTTP, 0),
+                         0);
+            cr_assert_eq(seldon_router_req_pinned(req), 0);
+            cr_assert_eq(seldon_router_pick(&u, req, 0), 0);
+            seen1 += seldon_router_req_version(req) == 1;
+            seen2 += seldon_router_req_version(req) == 2;
+            seldon_router_attempt_end(&retry, NULL, req, SELDON_ROUTER_OK, 1, 0);
+            seldon_router_req_free(req);
+        }
+        cr_assert(seen1 > 0 && seen2 > 0, "%d %d", seen1, seen2);
+    }
+    seldon_router_lb_free(lb);
+    seldon_routes_release(rt);
+}

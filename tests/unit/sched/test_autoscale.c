@@ -237,20 +237,67 @@ Test(autoscale, a_restart_keeps_the_replicas_a_server_was_scaled_to)
     cr_assert_str_eq(placement(s, "iris", 0), "mlserver:0,1");
     seldon_sched_close(s);
 
-    /* Back with both replicas holding the model (the scale request is not stored: the
-       first tick asks again, the same count): nothing moves, nothing loads. */
+    /* Back with both replicas holding the model: the scale request was stored with the
+       server; it shows in the status at once and is asked once more at start (the host
+       sets the count again); nothing moves, nothing loads. */
     now += 1000 * MS;
     s = open_dir(dir, now, 60000);
+    {
+        uint32_t want = 0;
+        const char *why = NULL;
+        cr_assert_eq(seldon_sched_server_scale(&want, &why, s, "mlserver"), 0);
+        cr_assert_eq(want, 2);
+        cr_assert(why != NULL && strstr(why, "2") != NULL, "%s", why ? why : "(null)");
+        cr_assert_eq(seldon_sched_next_scale(s, &rq), 0);
+        cr_assert_eq(rq.replicas, 2);
+        cr_assert_eq(seldon_sched_next_scale(s, &rq), SELDON_ENOTFOUND);
+    }
     as.server_cooldown_ms = 3000;
     cr_assert_eq(seldon_sched_set_autoscale(s, &as), 0);
     cr_assert_eq(connect_r(s, "mlserver", 0, "sklearn", GIB, 0, &held, 1, now), 0);
     cr_assert_eq(connect_r(s, "mlserver", 1, "sklearn", GIB, 0, &held, 1, now), 0);
     seldon_sched_tick(s, now);
     cr_assert_eq(take_cmds(s, c, 16), 0, "a restart moved a model");
-    cr_assert_eq(seldon_sched_next_scale(s, &rq), 0);
-    cr_assert_eq(rq.replicas, 2);
+    cr_assert_eq(seldon_sched_next_scale(s, &rq), SELDON_ENOTFOUND, "asked again: %u", rq.replicas);
     cr_assert_str_eq(placement(s, "iris", 0), "mlserver:0,1");
     cr_assert_eq(route_upstreams(s, "iris"), 2);
+    seldon_sched_close(s);
+    rm_dir(dir);
+}
+
+Test(autoscale, a_restart_keeps_the_replicas_the_autoscaler_chose)
+{
+    char *dir = temp_dir();
+    seldon_sched *s = open_dir(dir, T0, 60000);
+    seldon_sched_autoscale as = SELDON_SCHED_AUTOSCALE_INIT;
+    seldon_sched_loaded held = {"iris", 1};
+    int64_t now = T0;
+    cmd c[16];
+    as.scale_up_inflight = 4;
+    as.scale_up_period_ms = 1000;
+    cr_assert_eq(seldon_sched_set_autoscale(s, &as), 0);
+    connect_ok(s, "mlserver", 0, "sklearn", GIB, now);
+    connect_ok(s, "mlserver", 1, "sklearn", GIB, now);
+    load_model(s, "iris", "sklearn", NULL, 1, "  minReplicas: 1\n  maxReplicas: 2\n", now);
+    ack_all(s, now);
+    report(s, "iris", 2, 9, 0, now);
+    seldon_sched_tick(s, now);
+    now += 1000 * MS;
+    report(s, "iris", 2, 9, 0, now);
+    seldon_sched_tick(s, now);
+    ack_all(s, now);
+    cr_assert_eq(desired(s, "iris"), 2);
+    cr_assert_str_eq(placement(s, "iris", 0), "mlserver:0,1");
+    seldon_sched_close(s);
+    now += 1000 * MS;
+    s = open_dir(dir, now, 60000);
+    cr_assert_eq(desired(s, "iris"), 2, "the autoscaled count is stored with the version");
+    cr_assert_eq(connect_r(s, "mlserver", 0, "sklearn", GIB, 0, &held, 1, now), 0);
+    cr_assert_eq(connect_r(s, "mlserver", 1, "sklearn", GIB, 0, &held, 1, now), 0);
+    seldon_sched_tick(s, now);
+    cr_assert_eq(take_cmds(s, c, 16), 0, "a restart moved a model");
+    cr_assert_eq(desired(s, "iris"), 2);
+    cr_assert_str_eq(placement(s, "iris", 0), "mlserver:0,1");
     seldon_sched_close(s);
     rm_dir(dir);
 }

@@ -239,3 +239,90 @@ Test(experiment, survives_a_restart)
     seldon_sched_close(s);
     rm_dir(dir);
 }
+
+#define PIPELINE(name, step)                                                                       \
+    "apiVersion: mlops.seldon.io/v1alpha1\nkind: Pipeline\nmetadata: {name: " name "}\n"           \
+    "spec:\n  steps:\n  - name: " step "\n  output: {steps: [" step "]}\n"
+
+Test(experiment, pipeline_routes_and_a_pipeline_experiment_split)
+{
+    seldon_sched *s = open_mem();
+    seldon_sched_status *st = NULL;
+    const seldon_sched_experiment_status *e;
+    seldon_sched_upstream gw[2] = {{"127.0.0.1:9010", "127.0.0.1:9011"}, {"127.0.0.2:9010", NULL}};
+    seldon_routes *rt;
+    size_t r, c;
+    uint32_t w;
+    uint64_t gen;
+    three_models(s);
+    apply_ok(s, PIPELINE("p1", "iris"), T0);
+    apply_ok(s, PIPELINE("p2", "iris2"), T0);
+    /* No pipeline routes until the host says who serves them. */
+    rt = routes(s);
+    cr_assert_eq(seldon_routes_find(&r, rt, "p1.pipeline", 11), SELDON_ENOTFOUND);
+    seldon_routes_release(rt);
+    gen = seldon_sched_routes_generation(s);
+    cr_assert_eq(seldon_sched_set_pipeline_upstreams(s, gw, 2), 0, "%s", seldon_last_error());
+    cr_assert_gt(seldon_sched_routes_generation(s), gen);
+    gen = seldon_sched_routes_generation(s);
+    cr_assert_eq(seldon_sched_set_pipeline_upstreams(s, gw, 2), 0);
+    cr_assert_eq(seldon_sched_routes_generation(s), gen, "the same upstreams: the same table");
+    rt = routes(s);
+    cr_assert_eq(seldon_routes_find(&r, rt, "p1.pipeline", 11), 0);
+    cr_assert_eq(seldon_routes_upstream_count(rt, r), 2);
+    cr_assert_eq(seldon_routes_retries(rt, r), 0);
+    cr_assert_eq(seldon_routes_timeout_ms(rt, r), 0);
+    cr_assert_str_eq(seldon_routes_upstream(rt, r, 1)->http, "127.0.0.2:9010");
+    cr_assert_eq(seldon_routes_candidate_count(rt, r), 0);
+    seldon_routes_release(rt);
+
+    apply_ok(s,
+             EXPERIMENT("pe", "  resourceType: pipeline\n  default: p1\n"
+                              "  candidates: [{name: p1, weight: 3}, {name: p2, weight: 1}]\n"),
+             T0);
+    e = one(&st, s, "pe");
+    cr_assert_eq(e->active, 1, "%s", e->reason);
+    seldon_sched_status_free(st);
+    rt = routes(s);
+    /* The default pipeline's own route splits, and so does "pe.experiment". */
+    cr_assert_eq(seldon_routes_find(&r, rt, "p1.pipeline", 11), 0);
+    cr_assert_eq(seldon_routes_candidate_count(rt, r), 2);
+    cr_assert_eq(seldon_routes_candidate(&c, &w, rt, r, 1), 0);
+    cr_assert_str_eq(seldon_routes_name(rt, c), "p2.pipeline");
+    cr_assert_eq(w, 1);
+    cr_assert_eq(seldon_routes_find(&r, rt, "pe.experiment", 13), 0);
+    cr_assert_eq(seldon_routes_candidate_count(rt, r), 2);
+    {
+        /* sticky: the route value a gateway's answer carries names the pipeline */
+        const char *hv = ":iris2_1: :p2.pipeline:";
+        cr_assert_eq(seldon_routes_decide(&c, NULL, NULL, rt, r, hv, strlen(hv), 0), 0);
+        cr_assert_str_eq(seldon_routes_name(rt, c), "p2.pipeline");
+    }
+    seldon_routes_release(rt);
+
+    /* Unloading a candidate: the experiment waits, its routes go, the pipeline's too. */
+    cr_assert_eq(seldon_sched_unload(s, SELDON_KIND_PIPELINE, "p2", T0), 0);
+    rt = routes(s);
+    cr_assert_eq(seldon_routes_find(&r, rt, "p2.pipeline", 11), SELDON_ENOTFOUND);
+    cr_assert_eq(seldon_routes_find(&r, rt, "pe.experiment", 13), SELDON_ENOTFOUND);
+    cr_assert_eq(seldon_routes_find(&r, rt, "p1.pipeline", 11), 0);
+    cr_assert_eq(seldon_routes_candidate_count(rt, r), 0);
+    seldon_routes_release(rt);
+    /* No gateway: no pipeline routes, the experiment is not routed. */
+    apply_ok(s, PIPELINE("p2", "iris2"), T0);
+    rt = routes(s);
+    cr_assert_eq(seldon_routes_find(&r, rt, "pe.experiment", 13), 0);
+    seldon_routes_release(rt);
+    cr_assert_eq(seldon_sched_set_pipeline_upstreams(s, NULL, 0), 0);
+    rt = routes(s);
+    cr_assert_eq(seldon_routes_find(&r, rt, "p2.pipeline", 11), SELDON_ENOTFOUND);
+    cr_assert_eq(seldon_routes_find(&r, rt, "pe.experiment", 13), SELDON_ENOTFOUND);
+    seldon_routes_release(rt);
+    gw[0].http = gw[0].grpc = NULL;
+    cr_assert_eq(seldon_sched_set_pipeline_upstreams(s, gw, 1), SELDON_EINVAL);
+    gw[0].http = "nohost:0";
+    cr_assert_eq(seldon_sched_set_pipeline_upstreams(s, gw, 1), SELDON_EINVAL);
+    cr_assert(strstr(seldon_last_error(), "pipeline upstreams[0]") != NULL, "%s",
+              seldon_last_error());
+    seldon_sched_close(s);
+}
