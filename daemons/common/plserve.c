@@ -25,7 +25,12 @@
 #define STREAM_PENDING_MAX 32
 #define STREAM_QUEUE_MAX ((size_t)256 << 10)
 
-enum { W_REST, W_GRPC, W_STREAM, W_ASYNC };
+enum { W_REST, W_GRPC, W_STREAM, W_ASYNC, W_DROP };
+
+/* Mirror copies (W_DROP) in flight in the process, at most: past it a request gets no copy,
+   so a slow mirror cannot pile work up behind the callers'. */
+#define MIRRORS_MAX 64
+static atomic_int mirrors_in_flight;
 
 /* A waiter's header room before it allocates: x-request-id and a few more, with the
    x-seldon-route of several steps (a waiter stays under 1 KiB, in glibc's tcache). */
@@ -115,6 +120,7 @@ struct plw {
     size_t hs_len, hs_cap;
     int32_t err_kind; /* with err_msg: the error the host gave (sdp_call_fail_as) */
     char *err_msg;
+    int tag; /* the answer's x-seldon-route ends with ":<pipeline>.pipeline:" (sdp_route) */
     /* Room for the usual few headers, so that a request's headers cost no allocation
        (xh and hs start here and move to the heap only when they outgrow it). */
     oh xh_in[W_XH_INLINE];
@@ -139,7 +145,7 @@ struct sdp_call {
     oh *ah; /* the model's x-* answer headers, with their strings (one block) */
     size_t nah;
     int32_t as_kind; /* sdp_call_fail_as: the request's error kind, message as is */
-    union {      /* ah's block when it fits (a step's x-seldon-route does): no allocation */
+    union {          /* ah's block when it fits (a step's x-seldon-route does): no allocation */
         oh h[1];
         char b[C_AH_INLINE];
     } ah_in;
@@ -513,6 +519,29 @@ static void merge_header(plw *w, const char *name, size_t nl, const char *value,
         w_add(w, name, nl, value, vl);
 }
 
+/*
+ * The route the host's decision chose (sdp_route.tag), after the steps' values, as
+ * seldon-router appends its own to an answer: ":<model>_<v>: :<p>.pipeline:".
+ */
+static void w_tag(plw *w)
+{
+    char v[SELDON_ROUTES_NAME_MAX + 16];
+    size_t i, n;
+    if (!w->tag)
+        return;
+    w->tag = 0;
+    n = (size_t)snprintf(v, sizeof(v), " :%s.pipeline:", w->pipeline);
+    if (n >= sizeof(v))
+        return;
+    for (i = 0; i < w->nxh; i++)
+        if (name_is(w->xh[i].name, w->xh[i].name_len, "x-seldon-route"))
+            break;
+    if (i < w->nxh)
+        w_set_value(w, i, v, n, 1);
+    else if (w->nxh < SDP_MAX_XHEADERS)
+        w_add(w, "x-seldon-route", 14, v + 1, n - 1);
+}
+
 static int status_http(const seldon_pipeline_event *ev)
 {
     switch (ev->error_kind) {
@@ -582,7 +611,9 @@ struct scall {
     size_t nmeta;
     char rid[80];
     char pipeline[SELDON_ROUTES_NAME_MAX + 1];
-    sdp_grpc_in in; /* request bytes until their messages are whole */
+    int tag;                                 /* sdp_route's, for every request of the call */
+    char mirror[SELDON_ROUTES_NAME_MAX + 1]; /* sdp_route's: each request copied there, or "" */
+    sdp_grpc_in in;                          /* request bytes until their messages are whole */
     size_t unconsumed;
 };
 
@@ -642,8 +673,7 @@ static int32_t grpc_in_add(sdp_grpc_in *g, const uint8_t *data, size_t len, cons
     return 0;
 }
 
-int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data,
-                          const char **why)
+int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data, const char **why)
 {
     size_t off = 0;
     while (g->in.len - off >= SDP_GRPC_PREFIX) {
@@ -1000,6 +1030,13 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
         own.error = w->err_msg;
         ev = &own;
     }
+    if (w != NULL && w->kind == W_DROP) { /* a mirror copy: its answer is dropped */
+        atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
+        waiter_free(w);
+        return;
+    }
+    if (w != NULL)
+        w_tag(w);
     if (w == NULL) {
         /*
          * A chained pipeline's answer (another pipeline's request fed it): kept in the
@@ -1144,8 +1181,9 @@ typedef struct plreq {
     size_t pipeline_len;
     const sdp_header *headers; /* x-* headers of the request */
     size_t nheaders;
-    int64_t timeout_ms; /* 0: the default */
+    int64_t timeout_ms;        /* 0: the default */
     const seldon_pipeline *pl; /* the pipeline when the caller found it, else NULL */
+    int tag;                   /* sdp_route.tag */
 } plreq;
 
 /*
@@ -1166,6 +1204,7 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
         return sdd_error(SELDON_EINTERNAL, "not on an ingress loop");
     }
     w->seq = ++p->seq;
+    w->tag = q->tag;
     plen = q->pipeline_len < sizeof(w->pipeline) ? q->pipeline_len : sizeof(w->pipeline) - 1;
     memcpy(w->pipeline, q->pipeline, plen);
     w->pipeline[plen] = '\0';
@@ -1243,6 +1282,80 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
     *slot(p, w->seq) = w;
     pump(p);
     return 0;
+}
+
+/*
+ * A mirror copy of request q: the same inputs (in, a second decode of the caller's bytes,
+ * taken) and x-* headers but its own x-request-id, to pipeline route->mirror, its answer
+ * dropped (W_DROP). Nothing of the caller's waits on it; past MIRRORS_MAX copies in flight,
+ * or when the mirror is not served here, the request gets no copy (logged at debug).
+ */
+static void mirror_start(sdp *s, const plreq *q, const sdp_route *route, seldon_msg *in)
+{
+    sdp_header xs[SDP_MAX_XHEADERS];
+    plreq mq;
+    plw *w;
+    size_t i;
+    memset(&mq, 0, sizeof(mq));
+    mq.pipeline = route->mirror;
+    mq.pipeline_len = route->mirror_len;
+    mq.pl = find_pipeline(s, route->mirror, route->mirror_len);
+    mq.timeout_ms = q->timeout_ms;
+    mq.headers = xs;
+    for (i = 0; i < q->nheaders && mq.nheaders < SDP_MAX_XHEADERS; i++)
+        if (!name_is(q->headers[i].name, q->headers[i].name_len, "x-request-id"))
+            xs[mq.nheaders++] = q->headers[i];
+    if (mq.pl == NULL) {
+        sdd_log(SELDON_LOG_DEBUG, "mirror copy skipped: pipeline \"%.*s\" not found",
+                (int)(route->mirror_len > 200 ? 200 : route->mirror_len), route->mirror);
+        seldon_msg_free(in);
+        atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
+        return;
+    }
+    w = waiter_new();
+    if (w == NULL) {
+        seldon_msg_free(in);
+        atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
+        return;
+    }
+    w->kind = W_DROP;
+    if (start(s, w, &mq, in) != 0) { /* start() freed in and w */
+        sdd_log(SELDON_LOG_DEBUG, "mirror copy to %.*s: %s",
+                (int)(route->mirror_len > 200 ? 200 : route->mirror_len), route->mirror,
+                seldon_last_error());
+        atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
+    }
+}
+
+/* A copy slot for route's mirror, or 0 (no mirror, or MIRRORS_MAX copies in flight). */
+static int mirror_take(const sdp_route *route)
+{
+    if (route == NULL || route->mirror == NULL || route->mirror_len == 0 ||
+        route->mirror_len > SELDON_ROUTES_NAME_MAX)
+        return 0;
+    if (atomic_fetch_add_explicit(&mirrors_in_flight, 1, memory_order_relaxed) < MIRRORS_MAX)
+        return 1;
+    atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
+    sdd_log(SELDON_LOG_DEBUG, "mirror copy skipped: %d copies in flight", MIRRORS_MAX);
+    return 0;
+}
+
+/* The copy of a decoded request: decoded again from the caller's bytes (json_len 0: pb). */
+static void mirror_bytes(sdp *s, const plreq *q, const sdp_route *route, const uint8_t *data,
+                         size_t len, int json, size_t json_len)
+{
+    sdp_loop *p = cur(s);
+    seldon_msg *in;
+    if (!mirror_take(route))
+        return;
+    in = p != NULL ? seldon_pipeline_engine_msg(p->eng, SELDON_MSG_REQUEST) : NULL;
+    if (in == NULL || (json ? seldon_msg_decode_json(in, data, len, json_len, 0)
+                            : seldon_msg_decode_pb(in, data, len, 0)) != 0) {
+        seldon_msg_free(in);
+        atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
+        return;
+    }
+    mirror_start(s, q, route, in);
 }
 
 /* A number of milliseconds; -1 when malformed. */
@@ -1367,6 +1480,12 @@ static void rest_result(sdp *s, sdh_req *req, const sdh_request *r, const seldon
 
 void sdp_rest(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size_t name_len)
 {
+    sdp_rest_routed(s, req, r, name, name_len, NULL);
+}
+
+void sdp_rest_routed(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size_t name_len,
+                     const sdp_route *route)
+{
     const seldon_pipeline *pl = find_pipeline(s, name, name_len);
     const char *async_h, *tmo, *jl;
     size_t alen = 0, tlen = 0, jlen = 0, i, nx = 0;
@@ -1422,6 +1541,7 @@ void sdp_rest(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size
     memset(&q, 0, sizeof(q));
     q.pipeline = name;
     q.pipeline_len = name_len;
+    q.tag = route != NULL && route->tag;
     if (tmo != NULL) {
         q.timeout_ms = parse_ms(tmo, tlen);
         if (q.timeout_ms <= 0) {
@@ -1447,6 +1567,9 @@ void sdp_rest(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size
         rest_err(s, req, 400, seldon_last_error());
         return;
     }
+    /* REST's copy starts first: the caller's answer may come (and r go) within start().
+       Either way nothing of the caller's waits on it (its steps run beside the caller's). */
+    mirror_bytes(s, &q, route, r->body, r->body_len, 1, jv > 0 ? (size_t)jv : 0);
     w = waiter_new();
     if (w == NULL) {
         seldon_msg_free(in);
@@ -1499,6 +1622,14 @@ void sdp_rest(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size
 int sdp_grpc(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t *data, size_t len,
              int64_t timeout_ms, const sdp_header *metadata, size_t nmetadata)
 {
+    return sdp_grpc_routed(s, ctx, name, name_len, data, len, timeout_ms, metadata, nmetadata,
+                           NULL);
+}
+
+int sdp_grpc_routed(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t *data,
+                    size_t len, int64_t timeout_ms, const sdp_header *metadata, size_t nmetadata,
+                    const sdp_route *route)
+{
     const seldon_pipeline *pl = find_pipeline(s, name, name_len);
     sdp_loop *p = cur(s);
     seldon_msg *in;
@@ -1532,7 +1663,11 @@ int sdp_grpc(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t
     q.timeout_ms = timeout_ms;
     q.headers = metadata;
     q.nheaders = nmetadata;
-    return start(s, w, &q, in);
+    q.tag = route != NULL && route->tag;
+    rc = start(s, w, &q, in);
+    if (rc == 0) /* the copy after the caller's request, as seldon-router sends it */
+        mirror_bytes(s, &q, route, data, len, 0, 0);
+    return rc;
 }
 
 /* One whole request message of an own stream. */
@@ -1599,6 +1734,7 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
             xs[q.nheaders++] = (sdp_header){"x-request-id", 12, id, idl};
     }
     c->nreq++;
+    q.tag = c->tag;
     w->kind = W_STREAM;
     w->sc = c;
     c->refs++;
@@ -1607,6 +1743,12 @@ static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
         seldon_router_status(NULL, &gs, rc);
         c->refs--;
         scall_finish(c, gs, seldon_last_error());
+    } else if (c->mirror[0] != '\0') { /* the copy after the caller's request (c is held) */
+        sdp_route mr;
+        memset(&mr, 0, sizeof(mr));
+        mr.mirror = c->mirror;
+        mr.mirror_len = strlen(c->mirror);
+        mirror_bytes(s, &q, &mr, data, len, 0, 0);
     }
 }
 
@@ -1681,6 +1823,12 @@ static const sd2_stream_cbs sg_cbs = {NULL, sg_data, sg_end, sg_drain, sg_close}
 void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int end,
                      const char *name, size_t name_len)
 {
+    sdp_grpc_stream_routed(s, st, h, n, end, name, name_len, NULL);
+}
+
+void sdp_grpc_stream_routed(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int end,
+                            const char *name, size_t name_len, const sdp_route *route)
+{
     const sd2_header *path = NULL, *tm = NULL, *stm = NULL;
     scall *c;
     size_t i, nx;
@@ -1741,6 +1889,12 @@ void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int 
     c->in.max = s->cfg.max_body;
     c->refs = 1;
     memcpy(c->pipeline, name, name_len);
+    if (route != NULL) {
+        c->tag = route->tag;
+        if (route->mirror != NULL && route->mirror_len > 0 &&
+            route->mirror_len <= SELDON_ROUTES_NAME_MAX)
+            memcpy(c->mirror, route->mirror, route->mirror_len);
+    }
     if (tm != NULL)
         c->timeout_ms = sdp_grpc_timeout_ms(tm->value, tm->value_len);
     if (stm != NULL) { /* the header wins over the deadline, as for REST */

@@ -143,6 +143,29 @@ int sdp_grpc(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t
 void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int end,
                      const char *name, size_t name_len);
 
+/*
+ * How the host routed a request to a pipeline (an experiment's decision), for the
+ * *_routed variants of the three calls above (NULL: as those calls).
+ */
+typedef struct sdp_route {
+    /* 1: the answer's x-seldon-route ends with ":<p>.pipeline:" after the steps' values,
+       as seldon-router appends it to a pipeline route's answers */
+    int tag;
+    /* A pipeline (its name, not NUL-terminated; borrowed for the call) that gets a copy of
+       every request, its answer dropped; NULL: none. At most 64 copies are in flight in the
+       process: past that, or when the mirror is not served here, a request gets no copy. */
+    const char *mirror;
+    size_t mirror_len;
+} sdp_route;
+
+void sdp_rest_routed(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size_t name_len,
+                     const sdp_route *route);
+int sdp_grpc_routed(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t *data,
+                    size_t len, int64_t timeout_ms, const sdp_header *metadata, size_t nmetadata,
+                    const sdp_route *route);
+void sdp_grpc_stream_routed(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int end,
+                            const char *name, size_t name_len, const sdp_route *route);
+
 /* ---- gRPC request messages (for plserve's calls and a host's own) ---- */
 
 #define SDP_GRPC_PREFIX 5
@@ -181,8 +204,7 @@ int32_t sdp_grpc_in_data(sdp_grpc_in *g, const uint8_t *data, size_t len, sdp_gr
  * returned non-zero, or a gRPC status with why (compressed, too large, a second message in
  * a unary call) to end the call with.
  */
-int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data,
-                          const char **why);
+int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data, const char **why);
 
 /*
  * The client ended its side: a unary call's message goes to one() (as above). Returns 0

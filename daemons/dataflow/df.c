@@ -64,9 +64,10 @@ struct dcall {
     char *key;
     size_t key_len;
     uint64_t call_id;
-    dreq *r;
+    dreq *r;      /* the request it belongs to; NULL for a batch (no one request owns it) */
     dcall *next;  /* hash chain */
-    dcall *rnext; /* the request's calls */
+    dcall *rnext; /* the request's calls, or the batches' list */
+    int64_t expires; /* a batch: forgotten then, if never answered */
 };
 
 enum { OUT_STEP = 1, OUT_ANSWER = 2 };
@@ -102,7 +103,8 @@ typedef struct dpart {
 
 typedef struct dpl {
     char *name;
-    uint32_t version; /* df_sync's */
+    uint32_t version; /* df_sync's; 0 for a --pipeline file's */
+    int file;         /* from a --pipeline file: never withdrawn */
     seldon_pipeline *pl;
 } dpl;
 
@@ -111,11 +113,14 @@ struct df {
     uv_loop_t *loop;
     seldon_pipeline_engine *eng;
     dpl *pls;
-    size_t npls;
+    size_t npls, plcap;
+    df_state *states; /* of the scheduler's last set */
+    size_t nstates;
     char **topics;
     size_t ntopics;
     dreq *reqs[NBUCKETS];
     dcall *calls[NBUCKETS];
+    dcall *batches; /* batched calls in flight (owned by the table, listed here) */
     size_t nreqs;
     uint64_t runs, gens;
     dpart *parts;
@@ -129,10 +134,11 @@ struct df {
     int closing_left;
     void (*done)(void *);
     void *done_arg;
-    seldon_series *m_ok, *m_err, *m_live, *m_partitions, *m_retries, *m_ignored;
+    seldon_series *m_ok, *m_err, *m_live, *m_partitions, *m_retries, *m_ignored, *m_pipelines;
 };
 
 static void pump(df *d);
+static dpl *find_pipeline(df *d, const char *name, size_t len);
 static void retry_due(uv_timer_t *t);
 
 static int64_t now_ns(void)
@@ -270,12 +276,11 @@ static void call_drop(df *d, dcall *c)
 {
     dcall **pp;
     call_unlink(d, c);
-    if (c->r != NULL)
-        for (pp = &c->r->calls; *pp != NULL; pp = &(*pp)->rnext)
-            if (*pp == c) {
-                *pp = c->rnext;
-                break;
-            }
+    for (pp = c->r != NULL ? &c->r->calls : &d->batches; *pp != NULL; pp = &(*pp)->rnext)
+        if (*pp == c) {
+            *pp = c->rnext;
+            break;
+        }
     call_free(c);
 }
 
@@ -487,6 +492,21 @@ static void do_call(df *d, const seldon_pipeline_event *ev)
         goto fail;
     c->key_len = kl;
     c->call_id = ev->call_id;
+    /*
+     * A batch goes out under its first request's key (its answer comes back on that key's
+     * partition) but answers every request of it: it must outlive the first request, which
+     * may end before the answer comes (its own timeout, another step's failure, its
+     * partition revoked). So no request owns it: it lives until answered, or until its
+     * requests must all have timed out.
+     */
+    if (ev->batch > 1) {
+        const dpl *p = find_pipeline(d, ev->pipeline, strlen(ev->pipeline));
+        int64_t ms = p != NULL ? seldon_pipeline_timeout_ms(p->pl) : 0;
+        if (ms <= 0)
+            ms = d->cfg.timeout_ms > 0 ? (int64_t)d->cfg.timeout_ms : 3600000;
+        c->expires = now_ns() + (ms + 1000) * 1000000;
+        r = NULL;
+    }
     c->r = r;
     {
         size_t b = call_bucket(c->model, strlen(c->model), c->pipeline, strlen(c->pipeline), c->key,
@@ -497,6 +517,9 @@ static void do_call(df *d, const seldon_pipeline_event *ev)
     if (r != NULL) {
         c->rnext = r->calls;
         r->calls = c;
+    } else if (ev->batch > 1) {
+        c->rnext = d->batches;
+        d->batches = c;
     }
     emit(d, o); /* may fail the call, which drops c through its request's end */
     return;
@@ -616,6 +639,20 @@ static void pump(df *d)
     int64_t dl, now;
     if (d->hard)
         return;
+    if (d->batches != NULL) { /* batches whose requests have all timed out by now */
+        dcall **pp = &d->batches;
+        now = now_ns();
+        while (*pp != NULL) {
+            dcall *c = *pp;
+            if (c->expires > now) {
+                pp = &c->rnext;
+                continue;
+            }
+            *pp = c->rnext;
+            call_unlink(d, c);
+            call_free(c);
+        }
+    }
     while (seldon_pipeline_engine_poll(&ev, d->eng) == 1) {
         if (ev.kind == SELDON_PIPELINE_EVENT_CALL)
             do_call(d, &ev);
@@ -925,71 +962,126 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int add_topic(df *d, size_t *cap, int32_t kind, const char *name, int32_t io)
+typedef struct tlist {
+    char **v;
+    size_t n, cap;
+} tlist;
+
+static void tlist_free(tlist *l)
+{
+    size_t i;
+    for (i = 0; i < l->n; i++)
+        sdd_free(l->v[i]);
+    sdd_free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+static int add_topic(df *d, tlist *l, int32_t kind, const char *name, int32_t io)
 {
     char t[SELDON_KAFKA_TOPIC_MAX + 1];
     size_t i;
     int rc = topic_of(d, t, kind, name, io);
     if (rc != 0)
         return rc;
-    for (i = 0; i < d->ntopics; i++)
-        if (strcmp(d->topics[i], t) == 0)
+    for (i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], t) == 0)
             return 0;
-    if (d->ntopics == *cap) {
-        char **n = sdd_realloc(d->topics, (*cap * 2 + 8) * sizeof(char *));
+    if (l->n == l->cap) {
+        char **n = sdd_realloc(l->v, (l->cap * 2 + 8) * sizeof(char *));
         if (n == NULL)
             return SELDON_ENOMEM;
-        d->topics = n;
-        *cap = *cap * 2 + 8;
+        l->v = n;
+        l->cap = l->cap * 2 + 8;
     }
-    if ((d->topics[d->ntopics] = sdd_strndup(t, strlen(t))) == NULL)
+    if ((l->v[l->n] = sdd_strndup(t, strlen(t))) == NULL)
         return SELDON_ENOMEM;
-    d->ntopics++;
+    l->n++;
     return 0;
 }
 
-/* The topics consumed: the pipelines' inputs, their steps' outputs, the errors. */
-static int build_topics(df *d)
+/* The topics the pipelines served need (none without a pipeline), sorted. */
+static int topics_build(df *d, tlist *l)
 {
-    size_t i, k, cap = 0;
+    size_t i, k;
     int rc = 0;
+    for (i = 0; rc == 0 && i < d->npls; i++) {
+        rc = add_topic(d, l, SELDON_KAFKA_PIPELINE, d->pls[i].name, SELDON_KAFKA_INPUTS);
+        for (k = 0; rc == 0 && k < seldon_pipeline_step_count(d->pls[i].pl); k++)
+            rc = add_topic(d, l, SELDON_KAFKA_MODEL, seldon_pipeline_step_name(d->pls[i].pl, k),
+                           SELDON_KAFKA_OUTPUTS);
+    }
+    if (rc == 0 && d->npls > 0)
+        rc = add_topic(d, l, SELDON_KAFKA_ERRORS, NULL, 0);
+    if (rc == 0 && l->n > 1)
+        qsort(l->v, l->n, sizeof(char *), cmp_str);
+    return rc;
+}
+
+/* The topics again after a change of pipelines: the consumer subscribes anew when they
+   changed (a rebalance: requests of revoked partitions run again at their next owner). */
+static void topics_refresh(df *d)
+{
+    tlist l = {NULL, 0, 0};
+    size_t i;
+    int same;
+    if (topics_build(d, &l) != 0) {
+        sdd_log(SELDON_LOG_ERROR, "topics: %s: the subscription stays", seldon_last_error());
+        tlist_free(&l);
+        return;
+    }
+    same = l.n == d->ntopics;
+    for (i = 0; same && i < l.n; i++)
+        same = strcmp(l.v[i], d->topics[i]) == 0;
+    if (same) {
+        tlist_free(&l);
+        return;
+    }
     for (i = 0; i < d->ntopics; i++)
         sdd_free(d->topics[i]);
     sdd_free(d->topics);
-    d->topics = NULL;
-    d->ntopics = 0;
-    for (i = 0; rc == 0 && i < d->npls; i++) {
-        rc = add_topic(d, &cap, SELDON_KAFKA_PIPELINE, d->pls[i].name, SELDON_KAFKA_INPUTS);
-        for (k = 0; rc == 0 && k < seldon_pipeline_step_count(d->pls[i].pl); k++)
-            rc = add_topic(d, &cap, SELDON_KAFKA_MODEL, seldon_pipeline_step_name(d->pls[i].pl, k),
-                           SELDON_KAFKA_OUTPUTS);
+    d->topics = l.v;
+    d->ntopics = l.n;
+    if (d->consumer != NULL) {
+        if (sdk_consumer_subscribe(d->consumer, (const char *const *)d->topics, d->ntopics) != 0)
+            sdd_log(SELDON_LOG_ERROR, "subscribe: %s", seldon_last_error());
+        else
+            sdd_log(SELDON_LOG_INFO, "consuming %zu topic(s)", d->ntopics);
     }
-    if (rc == 0)
-        rc = add_topic(d, &cap, SELDON_KAFKA_ERRORS, NULL, 0);
-    if (rc == 0 && d->ntopics > 1)
-        qsort(d->topics, d->ntopics, sizeof(char *), cmp_str);
-    return rc;
+}
+
+static int pls_add(df *d, const char *name, uint32_t version, int file, seldon_pipeline *pl)
+{
+    if (d->npls == d->plcap) {
+        dpl *n = sdd_realloc(d->pls, (d->plcap * 2 + 8) * sizeof(*n));
+        if (n == NULL)
+            return SELDON_ENOMEM;
+        d->pls = n;
+        d->plcap = d->plcap * 2 + 8;
+    }
+    if ((d->pls[d->npls].name = sdd_strndup(name, strlen(name))) == NULL)
+        return SELDON_ENOMEM;
+    d->pls[d->npls].version = version;
+    d->pls[d->npls].file = file;
+    d->pls[d->npls].pl = pl;
+    d->npls++;
+    return 0;
 }
 
 /* Compiles the pipelines of every --pipeline file, in the order of what reads what. */
 static int load(df *d)
 {
     seldon_manifest **ms = sdd_calloc(d->cfg.nfiles + 1, sizeof(*ms));
-    size_t i, k, total = 0;
+    size_t i, k;
     int rc = 0, progress;
     if (ms == NULL)
         return SELDON_ENOMEM;
-    for (i = 0; i < d->cfg.nfiles && rc == 0; i++) {
+    for (i = 0; i < d->cfg.nfiles && rc == 0; i++)
         rc = seldon_manifest_load(&ms[i], d->cfg.files[i]);
-        if (rc == 0)
-            total += seldon_manifest_count(ms[i]);
-    }
-    if (rc == 0 && (d->pls = sdd_calloc(total + 1, sizeof(*d->pls))) == NULL)
-        rc = SELDON_ENOMEM;
     for (progress = 1; rc == 0 && progress;) {
         progress = 0;
         for (i = 0; i < d->cfg.nfiles; i++)
-            for (k = 0; k < seldon_manifest_count(ms[i]); k++) {
+            for (k = 0; rc == 0 && k < seldon_manifest_count(ms[i]); k++) {
                 const seldon_resource *res = seldon_manifest_at(ms[i], k);
                 seldon_pipeline *pl = NULL;
                 if (res->kind != SELDON_KIND_PIPELINE ||
@@ -997,8 +1089,9 @@ static int load(df *d)
                     continue;
                 if (seldon_pipeline_compile(&pl, res->name, &res->spec.pipeline, lookup, d) != 0)
                     continue;
-                d->pls[d->npls].name = sdd_strndup(res->name, strlen(res->name));
-                d->pls[d->npls++].pl = pl;
+                rc = pls_add(d, res->name, 0, 1, pl);
+                if (rc != 0)
+                    seldon_pipeline_free(pl);
                 progress = 1;
             }
     }
@@ -1015,14 +1108,192 @@ static int load(df *d)
             if (rc == 0)
                 rc = sdd_error(SELDON_EINVAL, "pipeline %s did not compile", res->name);
         }
-    if (rc == 0 && d->npls == 0)
+    if (rc == 0 && d->npls == 0 && d->cfg.nfiles > 0)
         rc = sdd_error(SELDON_EINVAL, "--pipeline: no Pipeline in the files given");
-    if (rc == 0)
-        rc = build_topics(d);
+    if (rc == 0) {
+        tlist l = {NULL, 0, 0};
+        rc = topics_build(d, &l);
+        d->topics = l.v;
+        d->ntopics = l.n;
+    }
     for (i = 0; i < d->cfg.nfiles; i++)
         seldon_manifest_free(ms[i]);
     sdd_free(ms);
     return rc;
+}
+
+/* ------------------------------------------------------------ the scheduler's pipelines */
+
+static void states_free(df *d)
+{
+    size_t i;
+    for (i = 0; i < d->nstates; i++) {
+        sdd_free(d->states[i].name);
+        sdd_free(d->states[i].reason);
+    }
+    sdd_free(d->states);
+    d->states = NULL;
+    d->nstates = 0;
+}
+
+static const df_spec *spec_find(const df_spec *specs, size_t n, const char *name)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (strcmp(specs[i].name, name) == 0)
+            return &specs[i];
+    return NULL;
+}
+
+/* Compiles one spec against the pipelines here: 0, or the compiler's error. */
+static int compile_spec(df *d, const df_spec *sp, seldon_pipeline **out)
+{
+    seldon_manifest *m = NULL;
+    const seldon_resource *res;
+    int rc = seldon_manifest_parse(&m, sp->spec, sp->spec_len, sp->name);
+    *out = NULL;
+    if (rc == 0) {
+        res = seldon_manifest_at(m, 0);
+        if (res == NULL || res->kind != SELDON_KIND_PIPELINE)
+            rc = sdd_error(SELDON_EINVAL, "the spec is not a Pipeline");
+        else
+            rc = seldon_pipeline_compile(out, sp->name, &res->spec.pipeline, lookup, d);
+    }
+    seldon_manifest_free(m);
+    return rc;
+}
+
+/* Takes pipeline i out of the engine and the table. SELDON_ESTATE while another reads it. */
+static int withdraw(df *d, size_t i, int64_t now)
+{
+    int rc = seldon_pipeline_engine_remove(d->eng, d->pls[i].name, now);
+    if (rc == SELDON_ESTATE)
+        return rc;
+    sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: removed", d->pls[i].name, d->pls[i].version);
+    sdd_free(d->pls[i].name);
+    seldon_pipeline_free(d->pls[i].pl);
+    d->pls[i] = d->pls[--d->npls];
+    return 0;
+}
+
+/* 1 when the last set's states said this version failed already (logged then). */
+static int df_was_failed(const df *d, const df_state *st)
+{
+    size_t i;
+    for (i = 0; i < d->nstates; i++)
+        if (!d->states[i].loaded && d->states[i].version == st->version &&
+            strcmp(d->states[i].name, st->name) == 0)
+            return 1;
+    return 0;
+}
+
+int df_sync(df *d, const df_spec *specs, size_t n)
+{
+    int64_t now = now_ns();
+    size_t i, k, left;
+    int progress, changed = 0;
+    char *gone = NULL;
+    df_state *st = NULL;
+
+    /* Withdrawn: gone from the set or of another version; then whatever reads them, to be
+       compiled again against the new versions. */
+    gone = sdd_calloc(d->npls + 1, 1);
+    if (gone == NULL)
+        return SELDON_ENOMEM;
+    for (i = 0; i < d->npls; i++) {
+        const df_spec *sp = spec_find(specs, n, d->pls[i].name);
+        gone[i] = !d->pls[i].file && (sp == NULL || sp->version != d->pls[i].version);
+    }
+    for (progress = 1; progress;) {
+        progress = 0;
+        for (i = 0; i < d->npls; i++)
+            for (k = 0; !gone[i] && !d->pls[i].file &&
+                        k < seldon_pipeline_dependency_count(d->pls[i].pl);
+                 k++) {
+                size_t j;
+                const char *dep = seldon_pipeline_dependency(d->pls[i].pl, k);
+                for (j = 0; j < d->npls; j++)
+                    if (gone[j] && strcmp(d->pls[j].name, dep) == 0) {
+                        gone[i] = 1;
+                        progress = 1;
+                    }
+            }
+    }
+    /* Readers first: the engine refuses to remove what another pipeline reads. */
+    for (progress = 1; progress;) {
+        progress = 0;
+        for (i = d->npls; i-- > 0;)
+            if (gone[i] && withdraw(d, i, now) == 0) {
+                gone[i] = gone[d->npls]; /* withdraw moved the last entry here */
+                gone[d->npls] = 0;
+                progress = changed = 1;
+            }
+    }
+    sdd_free(gone);
+    /* New: compiled in the order of what reads what. */
+    for (progress = 1; progress;) {
+        progress = 0;
+        for (i = 0; i < n; i++) {
+            seldon_pipeline *pl = NULL;
+            if (find_pipeline(d, specs[i].name, strlen(specs[i].name)) != NULL)
+                continue;
+            if (compile_spec(d, &specs[i], &pl) != 0)
+                continue;
+            if (seldon_pipeline_engine_add(d->eng, pl) != 0 ||
+                pls_add(d, specs[i].name, specs[i].version, 0, pl) != 0) {
+                sdd_log(SELDON_LOG_ERROR, "pipeline %s v%u: %s", specs[i].name, specs[i].version,
+                        seldon_last_error());
+                seldon_pipeline_engine_remove(d->eng, specs[i].name, now);
+                seldon_pipeline_free(pl);
+                continue;
+            }
+            sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: running (%zu step(s))", specs[i].name,
+                    specs[i].version, seldon_pipeline_step_count(pl));
+            progress = changed = 1;
+        }
+    }
+    /* What runs, and why the others do not. */
+    st = sdd_calloc(n + 1, sizeof(*st));
+    for (i = 0, left = 0; st != NULL && i < n; i++) {
+        const dpl *p = find_pipeline(d, specs[i].name, strlen(specs[i].name));
+        char why[600];
+        seldon_pipeline *pl = NULL;
+        why[0] = '\0';
+        if (p != NULL && p->file) {
+            snprintf(why, sizeof(why), "a --pipeline file's pipeline of that name runs here");
+        } else if (p == NULL || p->version != specs[i].version) {
+            int rc = compile_spec(d, &specs[i], &pl);
+            seldon_pipeline_free(pl);
+            snprintf(why, sizeof(why), "%s", rc != 0 ? seldon_last_error() : "not added");
+        }
+        st[i].name = sdd_strndup(specs[i].name, strlen(specs[i].name));
+        st[i].version = specs[i].version;
+        st[i].loaded = why[0] == '\0';
+        st[i].reason = sdd_strndup(why, strlen(why));
+        if (!st[i].loaded && !df_was_failed(d, &st[i]))
+            sdd_log(SELDON_LOG_WARN, "pipeline %s v%u: failed: %s", specs[i].name,
+                    specs[i].version, why);
+        left += !st[i].loaded;
+    }
+    states_free(d);
+    if (st != NULL) {
+        d->states = st;
+        d->nstates = n;
+    }
+    if (changed) {
+        topics_refresh(d);
+        seldon_series_set(d->m_pipelines, (double)d->npls);
+    }
+    pump(d); /* requests of removed pipelines end with an error record */
+    if (st == NULL)
+        return sdd_error(SELDON_ENOMEM, "pipeline states: out of memory");
+    return changed;
+}
+
+size_t df_states(const df *d, const df_state **out)
+{
+    *out = d->states;
+    return d->nstates;
 }
 
 static int add_series(seldon_series **out, seldon_metrics *reg, int32_t type, const char *name,
@@ -1048,8 +1319,8 @@ int df_new(df **out, const df_config *cfg, uv_loop_t *loop, seldon_metrics *metr
         return SELDON_ENOMEM;
     d->cfg = *cfg;
     d->loop = loop;
-    /* No files: the pipelines come later, through df_sync(). */
-    rc = cfg->nfiles > 0 ? load(d) : build_topics(d);
+    /* No files (seldon up --kafka, --scheduler-host): the pipelines come through df_sync(). */
+    rc = load(d);
     if (rc == 0 && (arr = sdd_calloc(d->npls + 1, sizeof(*arr))) == NULL)
         rc = SELDON_ENOMEM;
     for (i = 0; rc == 0 && i < d->npls; i++)
@@ -1084,10 +1355,14 @@ int df_new(df **out, const df_config *cfg, uv_loop_t *loop, seldon_metrics *metr
                         "seldon_dataflow_answers_ignored_total",
                         "Model outputs of this worker's pipelines that answer no live call "
                         "(a run that ended, a request handed over)");
+    if (rc == 0)
+        rc = add_series(&d->m_pipelines, metrics, SELDON_METRIC_GAUGE, "seldon_dataflow_pipelines",
+                        "Pipelines running (--pipeline files and the scheduler's)");
     if (rc != 0) {
         df_free(d);
         return rc;
     }
+    seldon_series_set(d->m_pipelines, (double)d->npls);
     *out = d;
     return 0;
 }
@@ -1184,6 +1459,7 @@ void df_free(df *d)
         seldon_pipeline_free(d->pls[i].pl);
     }
     sdd_free(d->pls);
+    states_free(d);
     for (i = 0; i < d->ntopics; i++)
         sdd_free(d->topics[i]);
     sdd_free(d->topics);
@@ -1198,120 +1474,6 @@ int df_kafka_defaults(sdk_config *c)
         if (strcmp(c->props[i], "partition.assignment.strategy") == 0)
             return 0;
     return sdk_config_set(c, "partition.assignment.strategy", "range");
-}
-
-static int spec_has(const df_spec *specs, size_t n, const char *name, uint32_t version)
-{
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (strcmp(specs[i].name, name) == 0 && specs[i].version == version)
-            return 1;
-    return 0;
-}
-
-/* Withdraws the pipelines marked in rm (readers before what they read). */
-static void withdraw(df *d, char *rm)
-{
-    size_t k, left = 0, out = 0;
-    int progress = 1;
-    for (k = 0; k < d->npls; k++)
-        left += rm[k] == 1;
-    while (left > 0 && progress) {
-        progress = 0;
-        for (k = 0; k < d->npls; k++) {
-            if (rm[k] != 1 ||
-                seldon_pipeline_engine_remove(d->eng, d->pls[k].name, now_ns()) == SELDON_ESTATE)
-                continue;
-            rm[k] = 2;
-            left--;
-            progress = 1;
-        }
-    }
-    for (k = 0; k < d->npls; k++) {
-        if (rm[k] == 0) {
-            d->pls[out++] = d->pls[k];
-            continue;
-        }
-        sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: withdrawn", d->pls[k].name, d->pls[k].version);
-        sdd_free(d->pls[k].name);
-        seldon_pipeline_free(d->pls[k].pl);
-    }
-    d->npls = out;
-}
-
-int df_sync(df *d, const df_spec *specs, size_t n)
-{
-    char *rm = sdd_calloc(d->npls + 1, 1);
-    dpl *grown;
-    size_t i, k, d_i;
-    int changed = 0, progress = 1;
-    if (rm == NULL)
-        return SELDON_ENOMEM;
-    /* Gone, or replaced by another version; then whatever reads those (compiled again). */
-    for (k = 0; k < d->npls; k++)
-        if (!spec_has(specs, n, d->pls[k].name, d->pls[k].version))
-            rm[k] = 1;
-    while (progress) {
-        progress = 0;
-        for (k = 0; k < d->npls; k++)
-            for (d_i = 0; !rm[k] && d_i < seldon_pipeline_dependency_count(d->pls[k].pl); d_i++)
-                for (i = 0; i < d->npls; i++)
-                    if (rm[i] && strcmp(d->pls[i].name,
-                                        seldon_pipeline_dependency(d->pls[k].pl, d_i)) == 0) {
-                        rm[k] = 1;
-                        progress = 1;
-                        break;
-                    }
-    }
-    for (k = 0; k < d->npls; k++)
-        changed |= rm[k];
-    if (changed)
-        withdraw(d, rm);
-    sdd_free(rm);
-    grown = sdd_realloc(d->pls, (d->npls + n + 1) * sizeof(*grown));
-    if (grown == NULL)
-        return SELDON_ENOMEM;
-    d->pls = grown;
-    /* New: compiled in the order of what they read. */
-    for (progress = 1; progress;) {
-        progress = 0;
-        for (i = 0; i < n; i++) {
-            seldon_manifest *m = NULL;
-            seldon_pipeline *pl = NULL;
-            const seldon_resource *res;
-            if (find_pipeline(d, specs[i].name, strlen(specs[i].name)) != NULL ||
-                seldon_manifest_parse(&m, specs[i].spec, specs[i].spec_len, specs[i].name) != 0)
-                continue;
-            res = seldon_manifest_at(m, 0);
-            if (res != NULL && res->kind == SELDON_KIND_PIPELINE &&
-                seldon_pipeline_compile(&pl, res->name, &res->spec.pipeline, lookup, d) == 0) {
-                char *name = sdd_strndup(specs[i].name, strlen(specs[i].name));
-                if (name != NULL && seldon_pipeline_engine_add(d->eng, pl) == 0) {
-                    d->pls[d->npls].name = name;
-                    d->pls[d->npls].version = specs[i].version;
-                    d->pls[d->npls++].pl = pl;
-                    progress = changed = 1;
-                    sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: %zu step(s), over Kafka",
-                            specs[i].name, specs[i].version, seldon_pipeline_step_count(pl));
-                } else {
-                    sdd_free(name);
-                    seldon_pipeline_free(pl);
-                }
-            }
-            seldon_manifest_free(m);
-        }
-    }
-    if (!changed)
-        return 0;
-    if (build_topics(d) != 0) {
-        sdd_log(SELDON_LOG_ERROR, "topics: %s", seldon_last_error());
-        return seldon_last_error_code();
-    }
-    if (d->consumer != NULL &&
-        sdk_consumer_subscribe(d->consumer, (const char *const *)d->topics, d->ntopics) != 0)
-        sdd_log(SELDON_LOG_ERROR, "subscribe: %s", seldon_last_error());
-    pump(d); /* the withdrawn pipelines' requests end with error records */
-    return 1;
 }
 
 int df_holds(df *d, const char *pipeline)

@@ -9,21 +9,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "df.h"
 #include "flags.h"
 #include "kdaemon.h"
 #include "log.h"
 #include "sdd.h"
+#include "sub.h"
 
 static const char *files[DF_FILES_MAX];
 static size_t nfiles;
 
 static const sdf_program program = {
     "seldon-dataflow",
-    "usage: seldon-dataflow --pipeline FILE... [options]\n"
+    "usage: seldon-dataflow --scheduler-host HOST[:PORT] | --pipeline FILE... [options]\n"
     "\n"
-    "Runs the pipelines of the manifests given over Kafka: a record of\n"
+    "Runs pipelines over Kafka: those the scheduler gives (--scheduler-host; their\n"
+    "states are reported back) and those of --pipeline manifests. A record of\n"
     "<prefix>.<namespace>.pipeline.<p>.inputs (key <partition>.<p>.<id>, value a\n"
     "ModelInferRequest) starts a request; each step's request goes to\n"
     "...model.<m>.inputs with the same key, the `pipeline` header and the x-*\n"
@@ -50,11 +53,32 @@ static int file_flag(void *dest, const char *value)
     return 0;
 }
 
+static int host_flag(void *dest, const char *value)
+{
+    char host[256];
+    int port;
+    if (sds_parse_host(host, sizeof(host), &port, value, 9002) != 0)
+        return -1;
+    *(const char **)dest = value;
+    return 0;
+}
+
+static char hostname[256];
+
 static int parse_args(df_config *c, int argc, char **argv)
 {
     const sdf_flag flags[] = {
         SDF_CHECK("pipeline", NULL, file_flag, "a manifest file", "FILE",
                   "Pipeline manifests to run (repeatable; YAML or JSON)"),
+        SDF_CHECK("scheduler-host", &c->scheduler_host, host_flag, "HOST or HOST:PORT",
+                  "HOST[:PORT]",
+                  "the scheduler's RouteService (port 9002 by default):\n"
+                  "runs the pipelines it gives and reports their states;\n"
+                  "the last ones keep running while it is down"),
+        SDF_FLAG("name", SDF_STR, &c->name, 1, 200, "NAME",
+                 "this worker in the scheduler's logs (default: host name)"),
+        SDF_FLAG("resubscribe-max", SDF_MS, &c->resubscribe_max_ms, SDS_BACKOFF_MIN_MS, 3600000,
+                 "MS", "longest wait between subscription attempts (default 5000)"),
         SDF_FLAG("group", SDF_STR, &c->group, 1, 255, "ID",
                  "the consumer group (default seldon-dataflow);\n"
                  "workers in one group share the partitions"),
@@ -85,12 +109,17 @@ static int parse_args(df_config *c, int argc, char **argv)
     c->metrics_port = 9007;
     c->host = "0.0.0.0";
     c->log_level = SELDON_LOG_INFO;
+    c->resubscribe_max_ms = 5000;
+    if (gethostname(hostname, sizeof(hostname) - 1) != 0 || hostname[0] == '\0')
+        snprintf(hostname, sizeof(hostname), "seldon-dataflow");
+    c->name = hostname;
     if (sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv) < 0)
         return -1;
     c->files = files;
     c->nfiles = nfiles;
-    if (nfiles == 0) {
-        fprintf(stderr, "seldon-dataflow: --pipeline is required (see --help)\n");
+    if (nfiles == 0 && c->scheduler_host == NULL) {
+        fprintf(stderr,
+                "seldon-dataflow: --scheduler-host or --pipeline is required (see --help)\n");
         return -1;
     }
     if (df_kafka_defaults(&c->kafka) != 0)
@@ -100,19 +129,56 @@ static int parse_args(df_config *c, int argc, char **argv)
     return 0;
 }
 
-static int create(void **obj, const void *cfg, uv_loop_t *loop, seldon_metrics *metrics)
+/* The engine and, with --scheduler-host, its subscription to the scheduler's pipelines. */
+typedef struct app {
+    df *d;
+    df_sched *sched;
+} app;
+
+static void destroy(void *obj)
 {
-    return df_new((df **)obj, cfg, loop, metrics);
+    app *a = obj;
+    if (a == NULL)
+        return;
+    df_sched_close(a->sched);
+    df_free(a->d);
+    sdd_free(a);
+}
+
+static int create(void **obj, const void *arg, uv_loop_t *loop, seldon_metrics *metrics)
+{
+    const df_config *cfg = arg;
+    app *a = sdd_calloc(1, sizeof(*a));
+    int rc;
+    *obj = NULL;
+    if (a == NULL)
+        return SELDON_ENOMEM;
+    rc = df_new(&a->d, cfg, loop, metrics);
+    if (rc == 0 && cfg->scheduler_host != NULL)
+        rc = df_sched_new(&a->sched, a->d, cfg, loop);
+    if (rc != 0) {
+        destroy(a);
+        return rc;
+    }
+    *obj = a;
+    return 0;
+}
+
+static void start(void *obj)
+{
+    app *a = obj;
+    df_start(a->d);
+    if (a->sched != NULL)
+        df_sched_start(a->sched);
 }
 
 static void stop(void *obj, void (*done)(void *), void *arg)
 {
-    df_stop(obj, done, arg);
-}
-
-static void destroy(void *obj)
-{
-    df_free(obj);
+    app *a = obj;
+    /* The subscription first: the scheduler stops counting this worker at once. */
+    df_sched_close(a->sched);
+    a->sched = NULL;
+    df_stop(a->d, done, arg);
 }
 
 int main(int argc, char **argv)
@@ -131,7 +197,7 @@ int main(int argc, char **argv)
     e.grace_ms = cfg.grace_ms;
     e.create = create;
     e.cfg = &cfg;
-    e.start = df_start;
+    e.start = start;
     e.stop = stop;
     e.destroy = destroy;
     rc = sdkd_run(&e);

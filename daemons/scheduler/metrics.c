@@ -57,6 +57,12 @@ int sc_metrics_setup(sc_daemon *d)
                                 "Pipeline gateways subscribed (RouteService.SubscribePipelines).",
                                 NULL, 0, NULL, 0);
     if (rc == 0)
+        rc = seldon_metrics_add(&d->m_dataflows, d->metrics, SELDON_METRIC_GAUGE,
+                                "seldon_scheduler_dataflow_workers_connected",
+                                "Dataflow workers subscribed (RouteService.SubscribePipelines "
+                                "with dataflow set).",
+                                NULL, 0, NULL, 0);
+    if (rc == 0)
         rc = seldon_metrics_add(&d->m_ready, d->metrics, SELDON_METRIC_GAUGE,
                                 "seldon_scheduler_ready",
                                 "1 once the scheduler acts on its state (after a restart: every "
@@ -181,6 +187,7 @@ int sc_metrics_render(seldon_buf *out, sc_daemon *d)
     set_gauge(d->m_routers, (double)d->nrouters);
     set_gauge(d->m_watchers, (double)d->nwatchers);
     set_gauge(d->m_gateways, (double)d->ngateways);
+    set_gauge(d->m_dataflows, (double)d->ndataflows);
     set_gauge(d->m_ready, d->sched != NULL && seldon_sched_ready(d->sched) ? 1 : 0);
     /* The tallies borrow state names from the snapshots: render before freeing them. */
     rc = seldon_metrics_render(out, d->metrics);

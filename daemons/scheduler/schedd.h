@@ -100,6 +100,14 @@ struct sc_daemon {
     const char *scale_command;
     void (*scale_hook)(void *user_data, const seldon_sched_scale_request *rq);
     seldon_metric *m_scale;
+    /* Dataflow workers (SubscribePipelines with dataflow set): they get the PipelineSet,
+       are no upstream of any route, and report what they run (ReportPipelines). With a
+       Kafka gateway connected (nkafka), a pipeline is ready once a worker runs it. */
+    sc_call *dataflows;
+    size_t ndataflows;
+    size_t nkafka;    /* gateways connected in Kafka mode */
+    uint64_t sub_ids; /* the last "seldon-subscription" id given */
+    seldon_metric *m_dataflows;
 };
 
 /* CLOCK_REALTIME in ns: the scheduler's clock (its state outlives the process). */

@@ -48,6 +48,7 @@ typedef Seldon__Control__V1__ExperimentCandidate ExperimentCandidate;
 typedef Seldon__Control__V1__PipelineSubscribeRequest PipelineSubscribeRequest;
 typedef Seldon__Control__V1__PipelineSpec PipelineSpec;
 typedef Seldon__Control__V1__PipelineSet PipelineSet;
+typedef Seldon__Control__V1__PipelineReport PipelineReport;
 
 #define SDR_ABORTED 10
 /* The shortest time between two route tables. */
@@ -69,7 +70,8 @@ enum {
     M_PIPELINE_STATUS,
     M_PIPELINE_SUBSCRIBE,
     M_EXPERIMENT_STATUS,
-    M_AGENT_LOAD
+    M_AGENT_LOAD,
+    M_PIPELINE_REPORT
 };
 
 static const struct method {
@@ -88,10 +90,19 @@ static const struct method {
     [M_PIPELINE_SUBSCRIBE] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/SubscribePipelines"},
     [M_EXPERIMENT_STATUS] = {SC_SVC_CLIENT, "/seldon.control.v1.SchedulerService/ExperimentStatus"},
     [M_AGENT_LOAD] = {SC_SVC_AGENT, "/seldon.control.v1.AgentService/ReportLoad"},
+    [M_PIPELINE_REPORT] = {SC_SVC_ROUTE, "/seldon.control.v1.RouteService/ReportPipelines"},
 };
 
 /* The list a streaming call sits in while it is open. */
-enum { L_NONE, L_AGENTS, L_ROUTERS, L_WATCHERS, L_GATEWAYS };
+enum { L_NONE, L_AGENTS, L_ROUTERS, L_WATCHERS, L_GATEWAYS, L_DATAFLOWS };
+
+/* What a dataflow worker said it runs. */
+typedef struct df_state {
+    char *name;
+    uint32_t version;
+    int loaded;
+    char *reason;
+} df_state;
 
 struct sc_call {
     sc_daemon *d;
@@ -108,6 +119,10 @@ struct sc_call {
     uint32_t index;
     uint64_t route_gen_sent;
     char *gw_http, *gw_grpc; /* gateways: where routers reach them */
+    int kafka;               /* gateways: in Kafka mode */
+    uint64_t sub_id;         /* dataflow workers: their "seldon-subscription" */
+    df_state *df;            /* dataflow workers: their last report */
+    size_t ndf;
 };
 
 int64_t sc_now_ns(void)
@@ -143,6 +158,9 @@ static sc_call **list_head(sc_daemon *d, int list, size_t **count)
     case L_GATEWAYS:
         *count = &d->ngateways;
         return &d->gateways;
+    case L_DATAFLOWS:
+        *count = &d->ndataflows;
+        return &d->dataflows;
     default:
         *count = &d->nwatchers;
         return &d->watchers;
@@ -801,6 +819,49 @@ static ProtobufCMessage *fill_model_status(sc_daemon *d, arena *a, const seldon_
     return &resp->base;
 }
 
+/*
+ * Kafka mode (a gateway in --kafka mode connected): the gateways only carry requests to
+ * and from Kafka, so a pipeline that its models and gateways allow is Ready once a dataflow
+ * worker runs its version; else pv says what it waits for, or a worker's failure.
+ */
+static void dataflow_state(sc_daemon *d, arena *a, const seldon_sched_pipeline_status *ps,
+                           PipelineVersionStatus *pv)
+{
+    const df_state *failed = NULL;
+    const char *by = NULL;
+    char *why;
+    sc_call *w;
+    size_t i;
+    if (d->nkafka == 0)
+        return;
+    for (w = d->dataflows; w != NULL; w = w->next)
+        for (i = 0; i < w->ndf; i++)
+            if (w->df[i].version == ps->version && strcmp(w->df[i].name, ps->name) == 0) {
+                if (w->df[i].loaded)
+                    return; /* served */
+                if (failed == NULL) {
+                    failed = &w->df[i];
+                    by = w->server;
+                }
+            }
+    why = arena_alloc(a, 600);
+    if (why == NULL)
+        return;
+    if (failed != NULL) {
+        pv->state = "PipelineFailed";
+        snprintf(why, 600, "dataflow worker %.100s: %.450s", nz(by), nz(failed->reason));
+    } else if (d->ndataflows == 0) {
+        pv->state = "PipelineCreating";
+        snprintf(why, 600, "waiting for a dataflow worker (seldon-dataflow) to connect");
+    } else {
+        pv->state = "PipelineCreating";
+        snprintf(why, 600,
+                 "waiting for one of %zu dataflow worker(s) (seldon-dataflow) to run version %u",
+                 d->ndataflows, ps->version);
+    }
+    pv->reason = why;
+}
+
 static ProtobufCMessage *fill_pipeline_status(sc_daemon *d, arena *a, const seldon_sched_status *st,
                                               size_t n)
 {
@@ -837,6 +898,8 @@ static ProtobufCMessage *fill_pipeline_status(sc_daemon *d, arena *a, const seld
             pv->state = "PipelineCreating";
             pv->reason = "waiting for a pipeline gateway (seldon-pipelinegateway) to connect";
         }
+        if (!d->pipelines_in_process && !ps->deleted && strcmp(pv->state, "PipelineReady") == 0)
+            dataflow_state(d, a, ps, pv);
         pv->last_change_unix_ms = ps->last_change_ns / 1000000;
         pv->models_ready = ps->models_ready != 0;
         pv->spec = (char *)nz(ps->spec);
@@ -1272,8 +1335,9 @@ static void gw_sync(sc_daemon *d)
     sc_call *g, *next;
     if (d->pipelines_in_process || d->closing)
         return;
-    /* Framed only for gateways to send it to; the hashes say what changed either way. */
-    if (build_pipeline_set(d, d->gateways != NULL ? &b : NULL, &names, &h) != 0) {
+    /* Framed only for subscribers to send it to; the hashes say what changed either way. */
+    if (build_pipeline_set(d, d->gateways != NULL || d->dataflows != NULL ? &b : NULL, &names,
+                           &h) != 0) {
         seldon_buf_free(&b);
         return;
     }
@@ -1288,8 +1352,103 @@ static void gw_sync(sc_daemon *d)
             next = g->next;
             stream_write(g, b.data, b.len);
         }
+        for (g = d->dataflows; g != NULL; g = next) {
+            next = g->next;
+            stream_write(g, b.data, b.len);
+        }
     }
     seldon_buf_free(&b);
+}
+
+/* A dataflow worker subscribes: the pipelines now and after every change; no route. */
+static void dataflow_subscribe(sc_call *c, const PipelineSubscribeRequest *req)
+{
+    sc_daemon *d = c->d;
+    seldon_buf b = SELDON_BUF_INIT;
+    uint64_t names, h;
+    char id[24];
+    sd2_header hd;
+    const char *name = *req->gateway ? req->gateway : "(unnamed)";
+    c->server = sdd_strndup(name, strlen(name));
+    if (c->server == NULL) {
+        finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    c->sub_id = ++d->sub_ids;
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)c->sub_id);
+    hd = (sd2_header){"seldon-subscription", 19, id, strlen(id)};
+    if (c->s != NULL)
+        sd2_grpc_send_headers(c->s, &hd, 1);
+    list_add(c, L_DATAFLOWS);
+    sdd_log(SELDON_LOG_INFO, "dataflow worker %s connected (subscription %s)", c->server, id);
+    if (build_pipeline_set(d, &b, &names, &h) == 0)
+        stream_write(c, b.data, b.len);
+    seldon_buf_free(&b);
+}
+
+static void df_states_free(sc_call *c)
+{
+    size_t i;
+    for (i = 0; i < c->ndf; i++) {
+        sdd_free(c->df[i].name);
+        sdd_free(c->df[i].reason);
+    }
+    sdd_free(c->df);
+    c->df = NULL;
+    c->ndf = 0;
+}
+
+/* What a dataflow worker runs now: replaces its last report. */
+static void do_pipeline_report(sc_call *c, const uint8_t *msg, size_t len)
+{
+    sc_daemon *d = c->d;
+    PipelineReport *req = seldon__control__v1__pipeline_report__unpack(NULL, len, msg);
+    Seldon__Control__V1__PipelineReportResponse resp =
+        SELDON__CONTROL__V1__PIPELINE_REPORT_RESPONSE__INIT;
+    df_state *st = NULL;
+    sc_call *w;
+    size_t i, failed = 0;
+    if (req == NULL) {
+        finish(c, SDR_INVALID_ARGUMENT, "PipelineReport: not a valid protobuf message");
+        return;
+    }
+    for (w = d->dataflows; w != NULL && w->sub_id != req->subscription; w = w->next)
+        ;
+    if (w == NULL) {
+        finish(c, SDR_NOT_FOUND,
+               "PipelineReport: subscription: no such dataflow subscription is open");
+        goto out;
+    }
+    st = sdd_calloc(req->n_pipelines + 1, sizeof(*st));
+    for (i = 0; st != NULL && i < req->n_pipelines; i++) {
+        const Seldon__Control__V1__PipelineLoadState *p = req->pipelines[i];
+        st[i].name = sdd_strndup(p->name, strlen(p->name));
+        st[i].reason = sdd_strndup(p->reason, strlen(p->reason));
+        st[i].version = p->version;
+        st[i].loaded = p->loaded != 0;
+        failed += !st[i].loaded;
+        if (st[i].name == NULL || st[i].reason == NULL) {
+            size_t k;
+            for (k = 0; k <= i; k++) {
+                sdd_free(st[k].name);
+                sdd_free(st[k].reason);
+            }
+            sdd_free(st);
+            st = NULL;
+        }
+    }
+    if (st == NULL) {
+        finish(c, SDR_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    df_states_free(w);
+    w->df = st;
+    w->ndf = req->n_pipelines;
+    sdd_log(SELDON_LOG_INFO, "dataflow worker %s: %zu pipeline(s) running, %zu failed", w->server,
+            req->n_pipelines - failed, failed);
+    reply(c, &resp.base);
+out:
+    seldon__control__v1__pipeline_report__free_unpacked(req, NULL);
 }
 
 static void do_pipeline_subscribe(sc_call *c, const uint8_t *msg, size_t len)
@@ -1307,6 +1466,10 @@ static void do_pipeline_subscribe(sc_call *c, const uint8_t *msg, size_t len)
         finish(c, SDR_FAILED_PRECONDITION, "this scheduler's host serves pipelines itself");
         goto out;
     }
+    if (req->dataflow) {
+        dataflow_subscribe(c, req);
+        goto out;
+    }
     if (*req->http == '\0' && *req->grpc == '\0') {
         finish(c, SDR_INVALID_ARGUMENT,
                "PipelineSubscribeRequest: http or grpc: the gateway's address is required");
@@ -1322,8 +1485,11 @@ static void do_pipeline_subscribe(sc_call *c, const uint8_t *msg, size_t len)
     }
     send_headers(c);
     list_add(c, L_GATEWAYS);
+    c->kafka = req->kafka != 0;
+    d->nkafka += (size_t)c->kafka;
     d->gw_gen++; /* its address joins the pipelines' routes */
-    sdd_log(SELDON_LOG_INFO, "pipeline gateway %s (%s) connected", c->server, c->gw_http);
+    sdd_log(SELDON_LOG_INFO, "pipeline gateway %s (%s) connected%s", c->server, c->gw_http,
+            c->kafka ? " in Kafka mode" : "");
     /* The set now goes to every gateway (the list of gateways changed); this one gets it
        even when nothing else changed. */
     d->pl_hash = 0;
@@ -1381,6 +1547,9 @@ static int on_message(void *user_data, const uint8_t *msg, size_t len)
     case M_AGENT_LOAD:
         do_agent_load(c, msg, len);
         break;
+    case M_PIPELINE_REPORT:
+        do_pipeline_report(c, msg, len);
+        break;
     }
     return 0;
 }
@@ -1432,7 +1601,11 @@ static void st_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
         }
     } else if (c->method == M_ROUTE_SUBSCRIBE && c->server != NULL) {
         sdd_log(SELDON_LOG_INFO, "router %s unsubscribed", c->server);
+    } else if (c->method == M_PIPELINE_SUBSCRIBE && c->sub_id != 0) {
+        sdd_log(SELDON_LOG_INFO, "dataflow worker %s disconnected (subscription %llu)",
+                nz(c->server), (unsigned long long)c->sub_id);
     } else if (c->method == M_PIPELINE_SUBSCRIBE && c->gw_http != NULL) {
+        d->nkafka -= (size_t)c->kafka;
         sdd_log(SELDON_LOG_INFO, "pipeline gateway %s (%s) disconnected", nz(c->server),
                 c->gw_http);
         if (!d->closing) {
@@ -1441,6 +1614,7 @@ static void st_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
         }
     }
     sdr_reader_free(&c->reader);
+    df_states_free(c);
     sdd_free(c->gw_http);
     sdd_free(c->gw_grpc);
     sdd_free(c->server);
@@ -1602,6 +1776,7 @@ void sc_services_stop(sc_daemon *d)
     finish_list(d->routers);
     finish_list(d->watchers);
     finish_list(d->gateways);
+    finish_list(d->dataflows);
     uv_timer_init(d->loop, &d->stop_timer);
     d->stop_timer.data = d;
     uv_timer_start(&d->stop_timer, stop_timer_fired, 1000, 0);

@@ -209,7 +209,8 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
     t = sdd_calloc(1, sizeof(*t));
     if (t != NULL) {
         t->first = sdd_calloc(n + 1, sizeof(*t->first));
-        t->targets = sdd_calloc(total ? total : 1, sizeof(*t->targets));
+        /* an upstream may add its older version beside the replica's newest */
+        t->targets = sdd_calloc(total ? 2 * total : 1, sizeof(*t->targets));
         t->split = sdd_calloc(n + 1, 1);
     }
     if (t == NULL || t->first == NULL || t->targets == NULL || t->split == NULL) {
@@ -239,20 +240,33 @@ static void table_rebuild_then(up *u, up_then_fn then, void *arg)
                 up_replica *r = replica_at(u, up_->http ? up_->http : up_->grpc);
                 ag_entry *m = r != NULL ? newest(r, name) : NULL;
                 size_t len = m != NULL ? strlen(m->vname) : 0;
+                int older;
                 if (m == NULL)
                     continue;
-                if (pass == 1) {
-                    /* The table owns its copy: an entry may go while the table is read. */
-                    memcpy(t->names + off, m->vname, len + 1);
-                    t->targets[k].r = r;
-                    t->targets[k].evicted = m->state != AG_LOADED;
-                    t->targets[k].vname = t->names + off;
-                    t->targets[k].vname_len = len;
-                    t->targets[k].vl = up_vload_of(r, m->vname); /* load.c: its load */
-                    atomic_init(&t->targets[k].used, 0);
+                for (older = 0; older < 2; older++) {
+                    if (older) { /* the upstream's own version, when older and loaded: pins only */
+                        uint32_t v = seldon_routes_upstream_version(routes, i, j);
+                        m = v != 0 && v != m->version ? ag_cache_find_version(r->cache, name, v)
+                                                      : NULL;
+                        if (m == NULL || m->state != AG_LOADED)
+                            break;
+                        len = strlen(m->vname);
+                    }
+                    if (pass == 1) {
+                        /* The table owns its copy: an entry may go while the table is read. */
+                        memcpy(t->names + off, m->vname, len + 1);
+                        t->targets[k].r = r;
+                        t->targets[k].evicted = m->state != AG_LOADED;
+                        t->targets[k].vname = t->names + off;
+                        t->targets[k].vname_len = len;
+                        t->targets[k].vl = up_vload_of(r, m->vname); /* load.c: its load */
+                        t->targets[k].older = older;
+                        t->targets[k].version = m->version;
+                        atomic_init(&t->targets[k].used, 0);
+                    }
+                    off += len + 1;
+                    k++;
                 }
-                off += len + 1;
-                k++;
             }
         }
         if (pass == 0) {

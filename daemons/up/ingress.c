@@ -60,25 +60,35 @@ static uint64_t rand64(void)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-/* The least busy replica holding a version of route i of t (named name in errors). */
-static int pick_at(up_target *out, up *u, up_table *t, size_t i, const char *name, size_t len)
+/*
+ * The least busy replica holding a version of route i of t (named name in errors): the
+ * newest each replica holds; with pin (a sticky version, 0: none), a replica serving that
+ * version, else (none left) as without it, as seldon-router's seldon_router_req_pinned().
+ */
+static int pick_at(up_target *out, up *u, up_table *t, size_t i, const char *name, size_t len,
+                   uint32_t pin)
 {
     size_t k, n, start, best = SIZE_MAX;
     long least = 0;
-    int best_evicted = 1;
+    int best_evicted = 1, pass;
     n = t->first[i + 1] - t->first[i];
     /* The least busy replica; among equals, a rotating start spreads the requests. */
     start = n > 1 ? atomic_fetch_add_explicit(&u->rotate, 1, memory_order_relaxed) % n : 0;
     /* A replica that has the version loaded goes before one that must load it again. */
-    for (k = 0; k < n; k++) {
-        size_t j = t->first[i] + (start + k) % n;
-        long busy = atomic_load_explicit(&t->targets[j].r->in_flight, memory_order_relaxed);
-        int evicted = t->targets[j].evicted;
-        if (best == SIZE_MAX || evicted < best_evicted ||
-            (evicted == best_evicted && busy < least)) {
-            best = j;
-            least = busy;
-            best_evicted = evicted;
+    for (pass = pin != 0 ? 0 : 1; pass < 2 && best == SIZE_MAX; pass++) {
+        for (k = 0; k < n; k++) {
+            size_t j = t->first[i] + (start + k) % n;
+            long busy;
+            int evicted = t->targets[j].evicted;
+            if (pass == 0 ? t->targets[j].version != pin : t->targets[j].older)
+                continue;
+            busy = atomic_load_explicit(&t->targets[j].r->in_flight, memory_order_relaxed);
+            if (best == SIZE_MAX || evicted < best_evicted ||
+                (evicted == best_evicted && busy < least)) {
+                best = j;
+                least = busy;
+                best_evicted = evicted;
+            }
         }
     }
     if (best == SIZE_MAX)
@@ -109,6 +119,7 @@ static int pick_split(up_target *out, up_target *mirror, up *u, const char *name
     up_table *t = atomic_load_explicit(&u->table, memory_order_acquire);
     size_t i, chosen;
     int64_t mi = -1;
+    uint32_t pin = 0;
     int pipeline = len > 9 && memcmp(name + len - 9, ".pipeline", 9) == 0;
     if (mirror != NULL)
         mirror->r = NULL;
@@ -120,18 +131,24 @@ static int pick_split(up_target *out, up_target *mirror, up *u, const char *name
                          name);
     }
     chosen = i;
-    if (t->split[i]) {
-        seldon_routes_decide(&chosen, &mi, NULL, t->routes, i, sticky, sticky ? sticky_len : 0,
-                             rand64());
+    /* The split, and the version a ":<model>_<version>:" token pins (seldon-router's
+       decision: a route without candidates is decided only for its sticky version). */
+    if (t->split[i] || (sticky != NULL && sticky_len > 0)) {
+        if (seldon_routes_decide_version(&chosen, &pin, &mi, NULL, t->routes, i, sticky,
+                                         sticky ? sticky_len : 0, rand64()) != 0) {
+            chosen = i;
+            pin = 0;
+            mi = -1;
+        }
         name = seldon_routes_name(t->routes, chosen);
         len = strlen(name);
     }
     if (mirror != NULL && mi >= 0) {
         const char *mn = seldon_routes_name(t->routes, (size_t)mi);
-        if (pick_at(mirror, u, t, (size_t)mi, mn, strlen(mn)) != 0 || mirror->evicted)
+        if (pick_at(mirror, u, t, (size_t)mi, mn, strlen(mn), 0) != 0 || mirror->evicted)
             mirror->r = NULL; /* a copy never waits for a reload */
     }
-    return pick_at(out, u, t, chosen, name, len);
+    return pick_at(out, u, t, chosen, name, len, pin);
 }
 
 static int pick(up_target *out, up *u, const char *name, size_t len)
@@ -369,9 +386,14 @@ void up_rest_handler(void *user_data, sdh_req *req, const sdh_request *r)
         sdh_respond_error(req, status, seldon_last_error());
         return;
     }
-    if (up_exp_rest(u, name, &name_len, sizeof(name), r)) {
-        up_pl_rest(u, req, r, name, name_len - 9);
-        return;
+    {
+        up_exp_choice ec;
+        if (up_exp_rest(u, &ec, name, name_len, r)) {
+            sdp_route route;
+            up_exp_route(&route, &ec);
+            up_pl_rest(u, req, r, ec.pipeline, ec.pipeline_len, &route);
+            return;
+        }
     }
     /* The model segment of /v2/models/<m>/..., replaced by the versioned name. */
     if (r->path_len > 11 && memcmp(r->path, "/v2/models/", 11) == 0) {
@@ -480,7 +502,7 @@ struct gcall {
        x-* metadata to answer with; name and value pairs in one block each, or NULL. */
     sd2_header *xmd, *reply_md;
     size_t nxmd, nreply_md;
-    sdp_grpc_in in; /* request bytes until their messages are whole */
+    sdp_grpc_in in;    /* request bytes until their messages are whole */
     size_t unconsumed; /* streams: received bytes not yet returned to the client's window */
 };
 
@@ -718,6 +740,7 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
     size_t name_len = 0, foff = 0, flen = 0, end = b->len;
     int32_t grpc = 13;
     up_target t, mt;
+    up_exp_choice ec;
     int rc;
 
     mt.r = NULL;
@@ -750,13 +773,17 @@ static void dispatch(gcall *c, seldon_buf *b, size_t off, size_t len)
         gdone(m, grpc, seldon_last_error(), NULL);
         return;
     }
-    if (name_len > 9 && memcmp(name + name_len - 9, ".pipeline", 9) == 0) {
+    if (c->header == NULL && up_exp_pipeline(u, &ec, name, name_len,
+                                             c->sticky[0] ? c->sticky : NULL, strlen(c->sticky))) {
+        /* The message names a pipeline, or an experiment over pipelines (its choice). */
+        sdp_route route;
         if (strcmp(c->path, "/inference.GRPCInferenceService/ModelInfer") != 0) {
             gdone(m, 12, "pipelines answer ModelInfer", NULL);
             return;
         }
-        rc = up_pl_grpc(u, m, name, name_len - 9, b->data + off, len, c->timeout_ms, c->rid,
-                        strlen(c->rid), c->xmd, c->nxmd);
+        up_exp_route(&route, &ec);
+        rc = up_pl_grpc(u, m, ec.pipeline, ec.pipeline_len, b->data + off, len, c->timeout_ms,
+                        c->rid, strlen(c->rid), c->xmd, c->nxmd, &route);
         if (rc != 0) {
             seldon_router_status(NULL, &grpc, rc);
             if (rc == SELDON_EPARSE || rc == SELDON_ESHAPE || rc == SELDON_EDATATYPE ||
@@ -898,10 +925,11 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     if (model != NULL) {
         /* A pipeline's call (or an experiment's over pipelines), unary or streamed, is
            served whole by plserve (pipes.c). */
-        char name[SELDON_ROUTES_NAME_MAX + 16];
-        size_t name_len = 0;
-        if (up_exp_grpc(u, name, &name_len, sizeof(name), h, n)) {
-            up_pl_grpc_stream(u, s, h, n, end, name, name_len - 9);
+        up_exp_choice ec;
+        if (up_exp_grpc(u, &ec, h, n)) {
+            sdp_route route;
+            up_exp_route(&route, &ec);
+            up_pl_grpc_stream(u, s, h, n, end, ec.pipeline, ec.pipeline_len, &route);
             return;
         }
     }
@@ -915,7 +943,7 @@ void up_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
             sd2_grpc_finish(s, 3, seldon_last_error(), NULL, 0);
             return;
         }
-        up_pl_grpc_stream(u, s, h, n, end, name, name_len - 9);
+        up_pl_grpc_stream(u, s, h, n, end, name, name_len - 9, NULL);
         return;
     }
     for (i = 0; path != NULL && i < count_m; i++) {

@@ -478,7 +478,8 @@ void up_kafka_sync(up *u)
         names[m] = ps->name;
         m++;
     }
-    df_sync(k->df, dspecs, m);
+    if (df_sync(k->df, dspecs, m) < 0)
+        sdd_log(SELDON_LOG_ERROR, "dataflow: %s", seldon_last_error());
     sdp_sync(u->pls, specs, m, NULL, NULL);
     if (u->kgw != NULL)
         sdkg_subscribe(u->kgw, names, m);

@@ -119,14 +119,15 @@ static void grpc_answer(void *ctx, int32_t status, const char *message, seldon_b
     up_grpc_answer(ctx, status, message, response);
 }
 
-void up_pl_rest(up *u, sdh_req *req, const sdh_request *r, const char *name, size_t name_len)
+void up_pl_rest(up *u, sdh_req *req, const sdh_request *r, const char *name, size_t name_len,
+                const sdp_route *route)
 {
-    sdp_rest(u->pls, req, r, name, name_len);
+    sdp_rest_routed(u->pls, req, r, name, name_len, route);
 }
 
 int up_pl_grpc(up *u, void *gmsg, const char *name, size_t name_len, const uint8_t *data,
                size_t len, int64_t timeout_ms, const char *rid, size_t rid_len,
-               const sd2_header *xmd, size_t nxmd)
+               const sd2_header *xmd, size_t nxmd, const sdp_route *route)
 {
     sdp_header h[SDP_MAX_XHEADERS];
     size_t n = 0, i;
@@ -134,13 +135,13 @@ int up_pl_grpc(up *u, void *gmsg, const char *name, size_t name_len, const uint8
         h[n++] = (sdp_header){"x-request-id", 12, rid, rid_len};
     for (i = 0; i < nxmd && n < SDP_MAX_XHEADERS; i++)
         h[n++] = (sdp_header){xmd[i].name, xmd[i].name_len, xmd[i].value, xmd[i].value_len};
-    return sdp_grpc(u->pls, gmsg, name, name_len, data, len, timeout_ms, h, n);
+    return sdp_grpc_routed(u->pls, gmsg, name, name_len, data, len, timeout_ms, h, n, route);
 }
 
 void up_pl_grpc_stream(up *u, sd2_stream *s, const sd2_header *h, size_t n, int end,
-                       const char *name, size_t name_len)
+                       const char *name, size_t name_len, const sdp_route *route)
 {
-    sdp_grpc_stream(u->pls, s, h, n, end, name, name_len);
+    sdp_grpc_stream_routed(u->pls, s, h, n, end, name, name_len, route);
 }
 
 int64_t up_grpc_timeout_ms(const char *value, size_t len)

@@ -163,10 +163,13 @@ typedef struct up_replica {
     up_vload *vload; /* load.c: UP_VLOAD_SLOTS + 1 (the overflow), made on the control loop */
 } up_replica;
 
-/* Where a route's requests go on one replica: its newest version loaded there. */
+/* Where a route's requests go on one replica: its newest version loaded there, or (older)
+   an older version the route still lists, for a request pinned to it (sticky version). */
 typedef struct up_target {
     up_replica *r;
-    int evicted;           /* not loaded now: a request waits for its reload */
+    int evicted; /* not loaded now: a request waits for its reload */
+    int older;   /* an older version: only a request pinned to it comes here */
+    uint32_t version;
     _Atomic uint64_t used; /* the last request's tick, for eviction (control.c) */
     const char *vname;
     size_t vname_len;
@@ -263,12 +266,16 @@ int up_park_step(up_target *t, void *call); /* a step call waits for its model's
 /* pipes.c: pipelines on the ingress loops */
 int up_pl_setup(up *u); /* before the loops start */
 void up_pl_sync(up *u); /* control loop: the scheduler's pipelines to the engines */
-void up_pl_rest(up *u, sdh_req *req, const sdh_request *r, const char *name, size_t name_len);
+/* route: the experiment's choice (exp.c), or NULL */
+struct sdp_route;
+void up_pl_rest(up *u, sdh_req *req, const sdh_request *r, const char *name, size_t name_len,
+                const struct sdp_route *route);
 int up_pl_grpc(up *u, void *msg, const char *name, size_t name_len, const uint8_t *data, size_t len,
                int64_t timeout_ms, const char *rid, size_t rid_len, const sd2_header *xmd,
-               size_t nxmd);
+               size_t nxmd, const struct sdp_route *route);
 void up_pl_grpc_stream(up *u, sd2_stream *s, const sd2_header *h, size_t n, int end,
-                       const char *name, size_t name_len); /* a whole call to a pipeline */
+                       const char *name, size_t name_len,
+                       const struct sdp_route *route); /* a whole call to a pipeline */
 int64_t up_grpc_timeout_ms(const char *value, size_t len);
 void up_pl_close(up *u, int i);                            /* on loop i, at shutdown */
 void up_pl_step_resume(void *call, up_replica *r);         /* control loop: reloaded */
@@ -302,18 +309,28 @@ void up_metrics_handler(void *user_data, sdh_req *req, const sdh_request *reques
 
 /* exp.c: experiments over pipelines */
 void up_exp_start(up *u); /* control loop, at start: the pipelines' routes */
+/* Which pipeline serves a request, and how it was chosen. */
+typedef struct up_exp_choice {
+    char pipeline[SELDON_ROUTES_NAME_MAX + 1]; /* "<p>", without ".pipeline" */
+    size_t pipeline_len;
+    int tag; /* chosen by an experiment: the answer names ":<p>.pipeline:" */
+    char mirror[SELDON_ROUTES_NAME_MAX + 1]; /* the pipeline that gets a copy, or "" */
+    size_t mirror_len;
+} up_exp_choice;
 /*
  * Ingress loop: 1 when the request for route name[0..len) (x-seldon-route value
- * sticky, NULL when absent) is served by a pipeline: out (cap bytes) receives its
- * route "<p>.pipeline", the experiment's choice when the route splits over
- * pipelines. 0: a model serves it (the ingress decides as for any model).
+ * sticky, NULL when absent) is served by a pipeline: out says which, the
+ * experiment's choice when the route splits over pipelines, and its mirror copy.
+ * 0: a model serves it (the ingress decides as for any model).
  */
-int up_exp_pipeline(up *u, char *out, size_t *out_len, size_t cap, const char *name, size_t len,
-                    const char *sticky, size_t sticky_len);
-/* The same for a REST request whose route is name (rewritten in place). */
-int up_exp_rest(up *u, char *name, size_t *name_len, size_t cap, const sdh_request *r);
+int up_exp_pipeline(up *u, up_exp_choice *out, const char *name, size_t len, const char *sticky,
+                    size_t sticky_len);
+/* The choice as plserve's sdp_route (borrows c's mirror name). */
+void up_exp_route(struct sdp_route *out, const up_exp_choice *c);
+/* The same for a REST request whose route is name. */
+int up_exp_rest(up *u, up_exp_choice *out, const char *name, size_t name_len, const sdh_request *r);
 /* The same for a gRPC call's header block (seldon-model and x-seldon-route). */
-int up_exp_grpc(up *u, char *out, size_t *out_len, size_t cap, const sd2_header *h, size_t n);
+int up_exp_grpc(up *u, up_exp_choice *out, const sd2_header *h, size_t n);
 
 /* load.c, on the control loop: per-version load reports for model autoscaling */
 void up_load_start(up *u);

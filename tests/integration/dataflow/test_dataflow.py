@@ -2,6 +2,7 @@
 by kcat, the steps served by seldon-modelgateway through a real router and server, the
 answers read back from the outputs topic by kcat (keys, headers, protobuf values)."""
 import signal
+import subprocess
 import time
 
 import numpy as np
@@ -108,6 +109,41 @@ spec:
   - name: slow
   output:
     steps:
+    - slow
+"""
+
+PIPELINES += """---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata:
+  name: batched
+spec:
+  steps:
+  - name: add10
+    batch:
+      size: 2
+      windowMs: 20000
+  output:
+    steps:
+    - add10
+---
+apiVersion: mlops.seldon.io/v1alpha1
+kind: Pipeline
+metadata:
+  name: bfirst
+spec:
+  timeoutMs: 10000
+  steps:
+  - name: conditional
+  - name: slow
+    inputs:
+    - bfirst.inputs.x
+    batch:
+      size: 2
+      windowMs: 20000
+  output:
+    steps:
+    - conditional
     - slow
 """
 
@@ -379,3 +415,52 @@ def test_back_pressure_max_live(broker, router, g, tmp_path):
     finally:
         df.stop()
         mgw.stop()
+
+
+def test_batched_step_answers_each_request_under_its_own_key(system, g):
+    # Two requests of different partitions (so of different gateways) batched into one
+    # step call: each answer goes to its own key's partition with its own rows.
+    broker, df, _ = system
+    keys = ["0.batched.q1", "3.batched.q2"]
+    for i, key in enumerate(keys):
+        kh.produce(broker.bootstrap, PIN.format("batched"),
+                   request(g, {"x": f32([[i + 1, i + 2]])}, id="rid"), key=key,
+                   headers=[("x-request-id", key.rsplit(".", 1)[1])])
+    for i, key in enumerate(keys):
+        rec = kh.wait_record(broker.bootstrap, POUT.format("batched"), key)
+        assert rec.partition == int(key.split(".")[0]), rec
+        assert rec.header("x-request-id") == key.rsplit(".", 1)[1], rec.headers
+        np.testing.assert_array_equal(g.outputs(response(g, rec))["x"], [[i + 11, i + 12]])
+    # One call for the two, as the batch asked for.
+    steps = [r for r in kh.consume_all(broker.bootstrap, MIN.format("add10"))
+             if r.header("pipeline") == "batched"]
+    assert len(steps) == 1, [(r.key, r.partition) for r in steps]
+
+
+def test_batch_outlives_its_first_request(system, g):
+    # a and b (one partition: consumed in that order) are batched into one call of slow,
+    # which goes out under a's key; a then fails at once on its other step (no CHOICE)
+    # while slow holds the batch: b still gets its rows of slow's answer, which came back
+    # under a's key, rather than waiting out its timeout.
+    broker, _, _ = system
+    a, b = "1.bfirst.a1", "1.bfirst.b1"
+    va = request(g, {"x": f32([[1, 2]])}, id="a")
+    vb = request(g, {"x": f32([[5, 6]]), "CHOICE": np.asarray([0], dtype=np.int32),
+                     "INPUT0": f32([7]), "INPUT1": f32([8])}, id="b")
+    # One kcat run for both, so that b is consumed before a's failure comes back.
+    data = b"".join(k.encode() + b"|KEY|" + v + b"|END|" for k, v in ((a, va), (b, vb)))
+    assert b"|KEY|" not in va + vb and b"|END|" not in va + vb
+    p = subprocess.run([kh.KCAT, "-P", "-b", broker.bootstrap, "-t", PIN.format("bfirst"),
+                        "-p", "1", "-K", "|KEY|", "-D", "|END|"], input=data,
+                       capture_output=True, timeout=kh.GUARD)
+    assert p.returncode == 0, p.stderr
+    ra = kh.wait_record(broker.bootstrap, POUT.format("bfirst"), a)
+    assert ra.header("seldon-error-kind") == "model" and ra.value.startswith(b"conditional : ")
+    rb = kh.wait_record(broker.bootstrap, POUT.format("bfirst"), b)
+    out = g.outputs(response(g, rb))
+    np.testing.assert_array_equal(out["x"], [[5, 6]])
+    np.testing.assert_array_equal(out["OUTPUT0"], [7])
+    # The case did happen: one call of slow for both, under a's key.
+    steps = [r for r in kh.consume_all(broker.bootstrap, MIN.format("slow"))
+             if r.header("pipeline") == "bfirst"]
+    assert [r.key for r in steps] == [a], [(r.key, r.partition) for r in steps]

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import sys
-import time
 
 import pytest
 
@@ -124,16 +123,13 @@ class System:
 
     def wait_ready(self, pipeline, want=200):
         """Polls /v2/pipelines/<p>/ready through the router until it answers want."""
-        deadline = time.monotonic() + GUARD
-        while True:
+        def code():
             try:
-                code = self.request("GET", f"/v2/pipelines/{pipeline}/ready")[0]
-            except OSError:
-                code = 0
-            if code == want:
-                return
-            assert time.monotonic() < deadline, f"{pipeline}: ready {code}\n{self.logs()}"
-            time.sleep(0.02)
+                return self.request("GET", f"/v2/pipelines/{pipeline}/ready")[0]
+            except OSError:  # the router is not listening yet
+                return 0
+        procs.wait_value(code, lambda c: c == want, GUARD,
+                         lambda c: f"{pipeline}: ready {c}, not {want}\n{self.logs()}")
 
     def stop(self):
         errors = []

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from conftest import GUARD, HOST, SOURCE, UP_PIPELINES, outputs
+from conftest import GUARD, HOST, SOURCE, UP_PIPELINES, outputs, procs
 
 _spec = importlib.util.spec_from_file_location(
     "up_helpers", os.path.join(SOURCE, "tests", "integration", "up", "conftest.py"))
@@ -40,11 +40,8 @@ def up(tmp_path_factory):
 
 
 def wait_ready(u, name):
-    import time
-    deadline = time.monotonic() + GUARD
-    while u.curl(f"/v2/pipelines/{name}/ready")[0] != 200:
-        assert time.monotonic() < deadline, u.stderr()
-        time.sleep(0.02)
+    procs.wait_value(lambda: u.curl(f"/v2/pipelines/{name}/ready")[0], lambda c: c == 200, GUARD,
+                     lambda c: f"{name}: ready {c}, not 200\n{u.stderr()}")
 
 
 def test_rest_x_headers_and_routes(up):

@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -87,14 +86,14 @@ class Up:
             return f.read().decode(errors="replace")
 
     def wait_log(self, pattern):
-        deadline = time.monotonic() + GUARD
-        while True:
+        """The first match of pattern in this run's log, waited for; fails at once when
+        seldon-up exited."""
+        def look():
             found = re.search(pattern, self.stderr(this_run=True))
-            if found:
-                return found
-            assert self.proc.poll() is None, f"seldon-up exited\n{self.stderr()}"
-            assert time.monotonic() < deadline, f"no {pattern!r} in the log:\n{self.stderr()}"
-            time.sleep(0.02)
+            assert found or self.proc.poll() is None, f"seldon-up exited\n{self.stderr()}"
+            return found
+        return procs.wait_until(look, GUARD,
+                                lambda: f"no {pattern!r} in the log:\n{self.stderr()}")
 
     def stop(self):
         """SIGTERM; returns the exit status."""

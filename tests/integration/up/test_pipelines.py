@@ -12,11 +12,10 @@ import json
 import os
 import re
 import threading
-import time
 
 import pytest
 
-from conftest import GUARD, HERE, Up, grpc_stub, load, outputs
+from conftest import GUARD, HERE, Up, grpc_stub, load, outputs, procs
 from oipstubs import infer_request, output_values
 
 SIMPLE = {"inputs": [
@@ -52,15 +51,19 @@ def pup(tmp_path_factory):
         assert rc == 0, u.stderr()
 
 
+def async_result(up, path):
+    """GET path (/v2/pipelines/<p>/requests/<id>) until it stops saying 202 (pending);
+    its (code, body)."""
+    code, body, _ = procs.wait_value(
+        lambda: up.curl(path), lambda r: r[0] != 202, GUARD,
+        lambda r: f"{path} still pending: {r[1]}\n{up.stderr()}")
+    return code, body
+
+
 def wait_ready(up, name, want):
     """Polls the pipeline's ready endpoint (answered by the ingress loop) until it says want."""
-    deadline = time.monotonic() + GUARD
-    while True:
-        code = up.curl(f"/v2/pipelines/{name}/ready")[0]
-        if code == want:
-            return
-        assert time.monotonic() < deadline, f"{name}: ready says {code}\n{up.stderr()}"
-        time.sleep(0.02)
+    procs.wait_value(lambda: up.curl(f"/v2/pipelines/{name}/ready")[0], lambda code: code == want,
+                     GUARD, lambda code: f"{name}: ready says {code}, not {want}\n{up.stderr()}")
 
 
 def infer_count(up, model):
@@ -139,10 +142,7 @@ def test_input_chaining_through_another_pipeline(pup):
     assert code == 200, body
     assert "x-request-id: chain-me-1" in head
     # Pipeline "chained" read add10's output of that request and added 20.
-    while True:
-        code, body, _ = pup.curl("/v2/pipelines/chained/requests/chain-me-1")
-        if code != 202:
-            break
+    code, body = async_result(pup, "/v2/pipelines/chained/requests/chain-me-1")
     assert code == 200, body
     assert outputs(body) == {"OUTPUT": [31, 32, 33, 34]}
 
@@ -200,10 +200,7 @@ def test_async_mode(pup):
         assert code == 202, body
         rid = json.loads(body)["id"]
         assert f"x-request-id: {rid}" in head
-        while True:
-            code, body, _ = pup.curl(f"/v2/pipelines/chain/requests/{rid}")
-            if code != 202:
-                break
+        code, body = async_result(pup, f"/v2/pipelines/chain/requests/{rid}")
         assert code == 200, body
         assert outputs(body)["OUTPUT0"] == [2 * i for i in range(1, 17)]
     code, body, _ = pup.curl("/v2/pipelines/chain/requests/no-such-id")
@@ -215,10 +212,7 @@ def test_async_errors_are_kept_too(pup):
                              json.dumps({"inputs": [f32("INPUT", V4)]}),
                              headers=["seldon-async: true", "x-request-id: will-fail"])
     assert code == 202, body
-    while True:
-        code, body, _ = pup.curl("/v2/pipelines/failing/requests/will-fail")
-        if code != 202:
-            break
+    code, body = async_result(pup, "/v2/pipelines/failing/requests/will-fail")
     assert code == 400 and json.loads(body)["error"].startswith("conditional : ")
 
 
@@ -366,20 +360,20 @@ def test_a_new_version_of_a_chained_pipeline(pup, tmp_path):
     req = json.dumps({"inputs": [f32("INPUT0", V4), f32("INPUT1", [2, 4, 6, 8])]})
     v1 = [[10, 20, 30, 40], [12, 14, 16, 18]]
     v2 = [[20, 40, 60, 80], [11, 12, 13, 14]]
-    deadline = time.monotonic() + GUARD
-    while True:  # the ingress loop has v2 once the control loop's post reached it
+    def answer():
         code, body, _ = pup.curl("/v2/pipelines/inputs/infer", req)
         got = [o["data"] for o in json.loads(body)["outputs"]] if code == 200 else None
-        if got == v2:
-            break
-        assert got == v1 or code == 404, body
-        assert time.monotonic() < deadline, body
+        assert got in (v1, v2) or code == 404, body  # v1 until v2, nothing else
+        return got, body
+
+    # the ingress loop has v2 once the control loop's post reached it
+    procs.wait_value(answer, lambda a: a[0] == v2, GUARD,
+                     lambda a: f"v2 never answered: {a[1]}\n{pup.stderr()}")
     code, body, _ = pup.curl("/v2/pipelines/inputs/infer", req, headers=["x-request-id: v2-b"])
     assert code == 200, body
-    while True:
-        code, body, _ = pup.curl("/v2/pipelines/chained/requests/v2-b")
-        if code != 202:
-            break
+    code, body, _ = procs.wait_value(
+        lambda: pup.curl("/v2/pipelines/chained/requests/v2-b"), lambda r: r[0] != 202, GUARD,
+        lambda r: f"the chained result is still pending: {r}\n{pup.stderr()}")
     assert code == 200 and outputs(body) == {"OUTPUT": [31, 32, 33, 34]}, body
 
 
@@ -415,10 +409,7 @@ def test_several_ingress_loops(tmp_path_factory):
             assert code == 202, body
             ids.append((k, json.loads(body)["id"]))
         for k, rid in ids:
-            while True:
-                code, body, _ = u.curl(f"/v2/pipelines/cond/requests/{rid}")
-                if code != 202:
-                    break
+            code, body = async_result(u, f"/v2/pipelines/cond/requests/{rid}")
             assert code == 200, body
             assert outputs(body)["OUTPUT"] == ([10, 20, 30, 40] if k % 2 == 0 else
                                                [11, 12, 13, 14])

@@ -1,7 +1,7 @@
 """seldon up --servers N, --server-memory, --capabilities: placement on one machine."""
 import json
 
-from conftest import ADD_REQUEST, GUARD, Up, load, outputs, status
+from conftest import ADD_REQUEST, GUARD, Up, load, outputs, procs, status
 
 
 def manifest(name, folder, extra=""):
@@ -100,12 +100,12 @@ def test_a_new_version_takes_over(tmp_path):
         assert u.stop() == 0, u.stderr()
 
 
-def wait_until(cond, thread):
-    import time
-    deadline = time.monotonic() + GUARD
-    while not cond():
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.005)
+def wait_until(cond, thread, why):
+    """cond() while the request loop thread runs (it fails at once when the loop died)."""
+    def look():
+        assert thread.is_alive(), "the request loop ended"
+        return cond()
+    procs.wait_until(look, GUARD, why, interval=0.005)
 
 
 def test_a_rollout_under_load_never_fails(tmp_path):
@@ -135,12 +135,15 @@ def test_a_rollout_under_load_never_fails(tmp_path):
         t.start()
         try:
             u.wait_log(r"route table \d+: 1 route")
-            wait_until(lambda: routes.get(":roll_1:", 0) > 0, t)
+            wait_until(lambda: routes.get(":roll_1:", 0) > 0, t,
+                       lambda: f"version 1 never answered: {routes}\n{u.stderr()}")
             (tmp_path / "m.yaml").write_text(manifest("roll", "mul10"))
             load(u, "m.yaml")
             u.wait_log(r"roll_1 unloaded")
             seen = routes.get(":roll_2:", 0)
-            wait_until(lambda: routes.get(":roll_2:", 0) >= seen + 50, t)  # past the unload
+            wait_until(lambda: routes.get(":roll_2:", 0) >= seen + 50, t,  # past the unload
+                       lambda: f"version 2 answered {routes.get(':roll_2:', 0) - seen} of 50 "
+                               f"requests after the unload: {routes}\n{u.stderr()}")
         finally:
             stop.set()
             t.join(60)

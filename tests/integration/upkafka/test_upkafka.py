@@ -289,7 +289,7 @@ def test_unload_and_load_again(kup):
     assert rc == 0, err
     procs.wait_until(lambda: kup.curl("/v2/pipelines/join/ready")[0] == 404, GUARD,
                      lambda: f"join still served\n{kup.stderr()}")
-    assert re.search(r"pipeline join v1: withdrawn", kup.stderr()), kup.stderr()
+    assert re.search(r"pipeline join v1: removed", kup.stderr()), kup.stderr()
     rc, out, err = kup.cli("load", "-f", "pipelines/pipelines.yaml")
     assert rc == 0, err
     procs.wait_until(lambda: kup.curl("/v2/pipelines/join/ready")[0] == 200, GUARD,

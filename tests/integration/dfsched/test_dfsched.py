@@ -1,0 +1,138 @@
+"""seldon-dataflow --scheduler-host (conftest.py): the worker runs the pipelines the
+scheduler gives and reports them back; with a gateway in Kafka mode, `seldon pipeline
+status` is PipelineReady only while a dataflow worker runs the pipeline, and says what it
+waits for otherwise. A pipeline loaded with the CLI is served through the router, dropped
+by the worker when unloaded; a killed worker takes the status out of Ready until a new one
+runs the pipeline."""
+import json
+import time
+
+from conftest import df, pg, pipeline_docs, worker
+
+GUARD = pg.GUARD
+SIMPLE = {"inputs": [
+    {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": list(range(1, 17))},
+    {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}]}
+DOUBLED = [2 * i for i in range(1, 17)]
+
+
+def gauge(w, name):
+    return df.kh.sh.metric(w.metrics(), name)
+
+
+def status(s, pipeline):
+    """(state, reason) of the pipeline's current version, as `seldon pipeline status` says."""
+    r = s.cli("pipeline", "status", pipeline)
+    assert r.code == 0, f"{r.out}{r.err}"
+    st = json.loads(r.out.splitlines()[0])["versions"][0]["state"]
+    return st["status"], st["reason"]
+
+
+def wait_status(s, pipeline, want, reason=""):
+    seen = []
+
+    def cond():
+        seen[:] = [status(s, pipeline)]
+        return seen[0][0] == want and reason in seen[0][1]
+    pg.procs.wait_until(cond, GUARD, lambda: f"{pipeline}: {seen} not {want} {reason!r}\n"
+                                            f"{s.scheduler.stderr()}")
+
+
+def pipeline_upstreams(s, pipeline):
+    """The upstreams of route "<pipeline>.pipeline" in the router's routes cache."""
+    text = (s.tmp / "router" / "routes.yaml").read_text()
+    block = text.split(f'- name: "{pipeline}.pipeline"\n', 1)[1].split("\n- name:", 1)[0]
+    return [line.strip()[2:] for line in block.splitlines() if line.startswith("  - {")]
+
+
+def infer_until_ok(s, pipeline="chain"):
+    """The gateway answers 503 until its consumer holds a partition: poll until 200."""
+    deadline = time.monotonic() + GUARD
+    while True:
+        code, _, body = s.request("POST", f"/v2/pipelines/{pipeline}/infer", SIMPLE)
+        if code == 200:
+            return body
+        assert code in (503, 504), body
+        assert time.monotonic() < deadline, f"{body}\n{s.logs()}"
+        time.sleep(0.05)
+
+
+def test_load_ready_infer_kill_restart_unload(ksys):
+    s = ksys
+    s.load("pipelines.yaml", pipeline_docs(["chain"]))
+    # Models available and a gateway connected, but it is in Kafka mode: no worker yet.
+    wait_status(s, "chain", "PipelineCreating",
+                "waiting for a dataflow worker (seldon-dataflow) to connect")
+
+    w1 = worker(s, "df-1")
+    s.extra.append(w1)
+    w1.wait_log(r"pipeline chain v1: running \(2 step\(s\)\)")
+    r = s.cli("pipeline", "status", "chain", "-w", "PipelineReady")
+    assert r.code == 0, f"{r.out}{r.err}\n{s.scheduler.stderr()}"
+    pg.procs.wait_until(
+        lambda: "dataflow worker df-1: 1 pipeline(s) running, 0 failed" in s.scheduler.stderr(),
+        GUARD, s.scheduler.stderr)
+    # Served through the router: gateway -> Kafka -> the worker -> the model gateway.
+    body = infer_until_ok(s)
+    assert pg.outputs(body)["OUTPUT0"] == DOUBLED
+    assert s.scheduler.metric("seldon_scheduler_dataflow_workers_connected") == 1
+    assert s.scheduler.metric("seldon_scheduler_pipeline_gateways_connected") == 1
+    # The route the router got for the pipeline names the gateway only, not the worker.
+    assert pipeline_upstreams(s, "chain") == [f'{{http: "{pg.HOST}:{s.gateways[0].ports["port"]}"'
+                                               f', grpc: "{pg.HOST}:{s.gateways[0].ports["port"]}"}}']
+
+    # The worker dies: the scheduler stops counting it, the status says what it waits for.
+    w1.kill()
+    s.extra.remove(w1)
+    wait_status(s, "chain", "PipelineCreating", "waiting for a dataflow worker")
+    assert s.scheduler.metric("seldon_scheduler_dataflow_workers_connected") == 0
+    r = s.cli("pipeline", "list")
+    assert r.code == 0 and "waiting for a dataflow worker" in r.out, r.out
+
+    # A new worker runs it again: Ready, and requests are answered again.
+    w2 = worker(s, "df-2")
+    s.extra.append(w2)
+    w2.wait_log(r"pipeline chain v1: running")
+    wait_status(s, "chain", "PipelineReady")
+    body = infer_until_ok(s)
+    assert pg.outputs(body)["OUTPUT0"] == DOUBLED
+    assert gauge(w2, "seldon_dataflow_pipelines") == 1
+
+    # Unloaded: the worker drops it and consumes none of its topics.
+    r = s.cli("pipeline", "unload", "chain")
+    assert r.code == 0, f"{r.out}{r.err}"
+    w2.wait_log(r"pipeline chain v1: removed")
+    w2.wait_log(r"scheduler \S+: 0 pipeline\(s\)")
+    assert gauge(w2, "seldon_dataflow_pipelines") == 0
+    w2.stop()
+    s.extra.remove(w2)
+
+
+def test_help_names_the_flags():
+    import subprocess
+    out = subprocess.run([df.DATAFLOW, "--help"], capture_output=True, timeout=30).stdout.decode()
+    assert "--scheduler-host" in out and "--name" in out and "--resubscribe-max" in out
+
+
+def test_a_pipeline_the_worker_cannot_run_is_failed_with_its_reason(ksys):
+    # The worker runs a --pipeline file's "chain" as well: the scheduler's "chain" cannot
+    # run beside it, the worker says so, and the status is PipelineFailed with that reason.
+    s = ksys
+    path = s.tmp / "worker-pipelines.yaml"
+    path.write_text(pipeline_docs(["chain"]))
+    w = df.Dataflow(s.broker.bootstrap, [path], "--scheduler-host", s.scheduler.route_target,
+                    "--name", "df-3", "--resubscribe-max", "200")
+    s.extra.append(w)
+    try:
+        w.wait_log(r"subscribed to pipelines")
+        s.load("pipelines.yaml", pipeline_docs(["chain"]))
+        wait_status(s, "chain", "PipelineFailed",
+                    "dataflow worker df-3: a --pipeline file's pipeline of that name runs here")
+        w.wait_log(r"pipeline chain v\d+: failed: a --pipeline file's pipeline")
+        # The file's pipeline runs all along: it is still served.
+        assert gauge(w, "seldon_dataflow_pipelines") == 1
+        r = s.cli("pipeline", "unload", "chain")
+        assert r.code == 0, f"{r.out}{r.err}"
+    finally:
+        w.stop()
+        s.extra.remove(w)
