@@ -103,7 +103,7 @@ typedef struct dpart {
 
 typedef struct dpl {
     char *name;
-    uint32_t version; /* the scheduler's; 0 for a --pipeline file's */
+    uint32_t version; /* df_sync's; 0 for a --pipeline file's */
     int file;         /* from a --pipeline file: never withdrawn */
     seldon_pipeline *pl;
 } dpl;
@@ -1285,7 +1285,9 @@ int df_sync(df *d, const df_spec *specs, size_t n)
         seldon_series_set(d->m_pipelines, (double)d->npls);
     }
     pump(d); /* requests of removed pipelines end with an error record */
-    return 0;
+    if (st == NULL)
+        return sdd_error(SELDON_ENOMEM, "pipeline states: out of memory");
+    return changed;
 }
 
 size_t df_states(const df *d, const df_state **out)
@@ -1317,6 +1319,7 @@ int df_new(df **out, const df_config *cfg, uv_loop_t *loop, seldon_metrics *metr
         return SELDON_ENOMEM;
     d->cfg = *cfg;
     d->loop = loop;
+    /* No files (seldon up --kafka, --scheduler-host): the pipelines come through df_sync(). */
     rc = load(d);
     if (rc == 0 && (arr = sdd_calloc(d->npls + 1, sizeof(*arr))) == NULL)
         rc = SELDON_ENOMEM;
@@ -1461,4 +1464,27 @@ void df_free(df *d)
         sdd_free(d->topics[i]);
     sdd_free(d->topics);
     sdd_free(d);
+}
+
+int df_kafka_defaults(sdk_config *c)
+{
+    size_t i;
+    /* Co-partitioning: partition i of every topic goes to the same worker. */
+    for (i = 0; i + 1 < c->n; i += 2)
+        if (strcmp(c->props[i], "partition.assignment.strategy") == 0)
+            return 0;
+    return sdk_config_set(c, "partition.assignment.strategy", "range");
+}
+
+int df_holds(df *d, const char *pipeline)
+{
+    char t[SELDON_KAFKA_TOPIC_MAX + 1];
+    dpart *p;
+    if (find_pipeline(d, pipeline, strlen(pipeline)) == NULL ||
+        topic_of(d, t, SELDON_KAFKA_PIPELINE, pipeline, SELDON_KAFKA_INPUTS) != 0)
+        return 0;
+    for (p = d->parts; p != NULL; p = p->next)
+        if (p->gen != 0 && strcmp(p->topic, t) == 0)
+            return 1;
+    return 0;
 }

@@ -34,15 +34,15 @@ typedef struct df_config {
 
 typedef struct df df;
 
-/* A pipeline the scheduler gives (borrowed for the call). */
+/* A pipeline to run, for df_sync (borrowed for the call). */
 typedef struct df_spec {
     const char *name;
     uint32_t version;
-    const char *spec; /* the manifest as canonical JSON */
+    const char *spec; /* its Pipeline manifest: YAML or JSON (the scheduler's: JSON) */
     size_t spec_len;
 } df_spec;
 
-/* What runs of the scheduler's last set: loaded, else why not (reason). */
+/* What runs of df_sync's last set: loaded, else why not (reason). */
 typedef struct df_state {
     char *name;
     uint32_t version;
@@ -60,15 +60,24 @@ void df_stop(df *d, void (*done)(void *), void *arg);
 void df_free(df *d);
 
 /*
- * On the loop: the scheduler's pipelines from now on (specs[0..n)). Pipelines withdrawn
- * or of another version leave the engine (their live requests end with an "unloaded"
- * error record), new ones are compiled in the order of what reads what and added, and
- * the consumer subscribes anew when the topics changed. --pipeline files' pipelines
- * stay. Returns 0 or SELDON_ENOMEM.
+ * On the loop: these pipelines (specs[0..n)) run from now on, beside the --pipeline files'
+ * (which always stay). The scheduler's (sched.c) and seldon up --kafka's (created with no
+ * files, nfiles 0) come this way. Pipelines gone from the set or of another version leave
+ * the engine (their live requests end with an "unloaded" error record), and so do the
+ * readers of one replaced, compiled again against the new version; new ones are compiled
+ * in the order of what reads what and added; the consumer subscribes anew when the topics
+ * changed. The states of the set are kept for df_states. Returns 1 when the pipelines
+ * running changed, 0 when not, or SELDON_ENOMEM (what could be done is done).
  */
 int df_sync(df *d, const df_spec *specs, size_t n);
 /* The states of the last df_sync's pipelines (borrowed until the next df_sync). */
 size_t df_states(const df *d, const df_state **out);
+
+/* On the loop: 1 when pipeline runs here and a partition of its inputs topic is assigned. */
+int df_holds(df *d, const char *pipeline);
+
+/* Our consumer defaults on top of c: the range assignor unless c names one. */
+int df_kafka_defaults(sdk_config *c);
 
 /*
  * sched.c, --scheduler-host: the subscription to the scheduler's pipelines (new before

@@ -6,7 +6,6 @@
  * record) is acknowledged. Any number of workers share the partitions through
  * one consumer group. docs/dataflow.md has the details.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +13,8 @@
 
 #include "df.h"
 #include "flags.h"
+#include "kdaemon.h"
 #include "log.h"
-#include "loops.h"
 #include "sdd.h"
 #include "sub.h"
 
@@ -102,8 +101,6 @@ static int parse_args(df_config *c, int argc, char **argv)
         SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
                  "error, warn, info (default), debug, trace"),
     };
-    size_t i;
-    int have_strategy = 0;
     c->group = "seldon-dataflow";
     c->timeout_ms = 60000;
     c->max_requests = 65536;
@@ -125,105 +122,85 @@ static int parse_args(df_config *c, int argc, char **argv)
                 "seldon-dataflow: --scheduler-host or --pipeline is required (see --help)\n");
         return -1;
     }
-    /* Co-partitioning: partition i of every topic goes to the same worker. */
-    for (i = 0; i + 1 < c->kafka.n; i += 2)
-        if (strcmp(c->kafka.props[i], "partition.assignment.strategy") == 0)
-            have_strategy = 1;
-    if (!have_strategy && sdk_config_set(&c->kafka, "partition.assignment.strategy", "range") != 0)
+    if (df_kafka_defaults(&c->kafka) != 0)
         return -1;
-    for (int consumer = 0; consumer < 2; consumer++) {
-        rd_kafka_conf_t *conf = NULL;
-        if (sdk_conf_build(&conf, &c->kafka, consumer) != 0) {
-            fprintf(stderr, "seldon-dataflow: %s\n", seldon_last_error());
-            return -1;
-        }
-        rd_kafka_conf_destroy(conf);
-    }
+    if (sdkd_check_kafka("seldon-dataflow", &c->kafka) != 0)
+        return -1;
     return 0;
 }
 
+/* The engine and, with --scheduler-host, its subscription to the scheduler's pipelines. */
 typedef struct app {
     df *d;
     df_sched *sched;
-    seldon_metrics *metrics;
-    sdh_server *metrics_http;
-    sdf_countdown stopped;
 } app;
 
-static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *request)
+static void destroy(void *obj)
 {
-    app *a = user_data;
-    sdf_metrics_respond(req, request, a->metrics);
+    app *a = obj;
+    if (a == NULL)
+        return;
+    df_sched_close(a->sched);
+    df_free(a->d);
+    sdd_free(a);
 }
 
-static void all_closed(void *arg)
+static int create(void **obj, const void *arg, uv_loop_t *loop, seldon_metrics *metrics)
 {
-    app *a = arg;
-    sdf_countdown_done(&a->stopped);
+    const df_config *cfg = arg;
+    app *a = sdd_calloc(1, sizeof(*a));
+    int rc;
+    *obj = NULL;
+    if (a == NULL)
+        return SELDON_ENOMEM;
+    rc = df_new(&a->d, cfg, loop, metrics);
+    if (rc == 0 && cfg->scheduler_host != NULL)
+        rc = df_sched_new(&a->sched, a->d, cfg, loop);
+    if (rc != 0) {
+        destroy(a);
+        return rc;
+    }
+    *obj = a;
+    return 0;
 }
 
-static void stop_on_loop(void *arg)
+static void start(void *obj)
 {
-    app *a = arg;
+    app *a = obj;
+    df_start(a->d);
+    if (a->sched != NULL)
+        df_sched_start(a->sched);
+}
+
+static void stop(void *obj, void (*done)(void *), void *arg)
+{
+    app *a = obj;
     /* The subscription first: the scheduler stops counting this worker at once. */
     df_sched_close(a->sched);
     a->sched = NULL;
-    df_stop(a->d, all_closed, a);
+    df_stop(a->d, done, arg);
 }
 
 int main(int argc, char **argv)
 {
     static df_config cfg;
-    sdf_countdown init = SDF_COUNTDOWN_INIT;
-    sdl_loops *loops = NULL;
-    app a;
-    sigset_t sigs;
-    int rc, sig, mport = -1;
+    sdkd_engine e;
+    int rc;
 
-    memset(&a, 0, sizeof(a));
-    a.stopped = init;
     if (parse_args(&cfg, argc, argv) < 0)
         return 2;
     sdd_log_init("seldon-dataflow", cfg.log_level);
-    sdf_signals_block(&sigs, 0);
-    rc = seldon_metrics_new(&a.metrics);
-    if (rc == 0)
-        rc = sdl_loops_new(&loops, 1);
-    if (rc == 0)
-        rc = df_new(&a.d, &cfg, sdl_loops_loop(loops, 0), a.metrics);
-    if (rc == 0)
-        rc = sdf_metrics_listen(&a.metrics_http, &mport, sdl_loops_loop(loops, 0), cfg.host,
-                                cfg.metrics_port, metrics_handler, &a);
-    if (rc == 0 && cfg.scheduler_host != NULL)
-        rc = df_sched_new(&a.sched, a.d, &cfg, sdl_loops_loop(loops, 0));
-    if (rc == 0)
-        rc = sdl_loops_post(loops, 0, df_start, a.d);
-    if (rc == 0 && a.sched != NULL)
-        rc = sdl_loops_post(loops, 0, df_sched_start, a.sched);
-    if (rc == 0)
-        rc = sdl_loops_start(loops);
-    if (rc != 0) {
-        sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
-        return 1;
-    }
-    printf("serving metrics=%d\n", mport);
-    fflush(stdout);
-
-    sig = sdf_signals_wait(&sigs);
-    sdd_log(SELDON_LOG_INFO, "%s: delivering the answers in flight, then exiting",
-            sdf_signal_name(sig));
-    sdf_countdown_add(&a.stopped, 1);
-    sdl_loops_post(loops, 0, stop_on_loop, &a);
-    sdf_countdown_wait(&a.stopped, cfg.grace_ms + 60000);
-    if (a.metrics_http != NULL)
-        sdh_server_stop(a.metrics_http, 0);
-    sdl_loops_stop(loops);
-    sdl_loops_join(loops);
-    sdh_server_free(a.metrics_http);
-    sdl_loops_free(loops);
-    df_free(a.d);
+    memset(&e, 0, sizeof(e));
+    e.stopping = "delivering the answers in flight";
+    e.host = cfg.host;
+    e.metrics_port = cfg.metrics_port;
+    e.grace_ms = cfg.grace_ms;
+    e.create = create;
+    e.cfg = &cfg;
+    e.start = start;
+    e.stop = stop;
+    e.destroy = destroy;
+    rc = sdkd_run(&e);
     sdk_config_free(&cfg.kafka);
-    seldon_metrics_free(a.metrics);
-    sdd_log(SELDON_LOG_INFO, "stopped");
-    return 0;
+    return rc;
 }

@@ -126,7 +126,9 @@ static void on_message(void *user_data, const uint8_t *data, size_t len)
         }
         sdd_log(SELDON_LOG_INFO, "scheduler %s: %zu pipeline(s) (set %llu)",
                 sds_authority(s->sub), m->n_pipelines, (unsigned long long)m->generation);
-        df_sync(s->d, specs, m->n_pipelines);
+        if (df_sync(s->d, specs, m->n_pipelines) < 0)
+            sdd_log(SELDON_LOG_ERROR, "scheduler %s: set %llu: %s", sds_authority(s->sub),
+                    (unsigned long long)m->generation, seldon_last_error());
         report(s);
     }
     sdd_free(specs);

@@ -477,6 +477,9 @@ static void start(job *j)
         return;
     }
     at = j->buf.len - 5;
+    if (g->cfg.call != NULL &&
+        g->cfg.call(g->cfg.call_data, j, j->model, j->buf.data + 5, at) != MG_CALL_ROUTER)
+        return; /* the host's: mg_call_done() follows */
     j->buf.data[0] = 0;
     j->buf.data[1] = (uint8_t)(at >> 24);
     j->buf.data[2] = (uint8_t)(at >> 16);
@@ -515,6 +518,29 @@ static void start(job *j)
     sd2_write(j->s, j->buf.data, j->buf.len);
     sd2_end(j->s, NULL, 0);
     j->buf.len = 0; /* now the answer's */
+}
+
+void mg_call_done(mg_call *j, int ok, const uint8_t *response, size_t len, const char *error)
+{
+    mg *g = j->g;
+    if (g->hard) { /* shutting down: not done, so consumed again by whoever comes next */
+        finish(j);
+        return;
+    }
+    seldon_series_observe(g->m_seconds, (double)(now_ns() - j->t0) / 1e9);
+    j->buf.len = 0;
+    j->rest = 1; /* the answer is the whole buffer (no gRPC frame) */
+    if (!ok)
+        fail(j, "%s", error != NULL && error[0] != '\0' ? error : "the model failed");
+    else if (len > g->cfg.max_message)
+        fail(j, "the answer is larger than --max-message (%zu bytes)", g->cfg.max_message);
+    else if (seldon_buf_reserve(&j->buf, len + 1) != 0)
+        fail(j, "out of memory");
+    else {
+        memcpy(j->buf.data, response, len);
+        j->buf.len = len;
+    }
+    produce(j);
 }
 
 /* ------------------------------------------------------------ producing */
@@ -1024,4 +1050,17 @@ void mg_free(mg *g)
         sdd_free(g->topics[i]);
     sdd_free(g->topics);
     sdd_free(g);
+}
+
+int mg_holds(mg *g, const char *model)
+{
+    char t[SELDON_KAFKA_TOPIC_MAX + 1];
+    mg_part *p;
+    if (seldon_kafka_topic(t, sizeof(t), NULL, g->cfg.kafka.prefix, g->cfg.kafka.ns,
+                           SELDON_KAFKA_MODEL, model, SELDON_KAFKA_INPUTS) != 0)
+        return 0;
+    for (p = g->parts; p != NULL; p = p->next)
+        if (!p->revoked && strcmp(p->topic, t) == 0)
+            return 1;
+    return 0;
 }

@@ -6,14 +6,13 @@
  * once what it produced is acknowledged. Any number of instances share the
  * partitions through one consumer group. docs/modelgateway.md has the details.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "flags.h"
+#include "kdaemon.h"
 #include "log.h"
-#include "loops.h"
 #include "mg.h"
 #include "sdd.h"
 
@@ -103,15 +102,8 @@ static int parse_args(mg_config *c, int argc, char **argv)
         return -1;
     c->models = models;
     c->nmodels = nmodels;
-    /* librdkafka judges its properties: a bad one is a usage error, named here. */
-    for (int consumer = 0; consumer < 2; consumer++) {
-        rd_kafka_conf_t *conf = NULL;
-        if (sdk_conf_build(&conf, &c->kafka, consumer) != 0) {
-            fprintf(stderr, "seldon-modelgateway: %s\n", seldon_last_error());
-            return -1;
-        }
-        rd_kafka_conf_destroy(conf);
-    }
+    if (sdkd_check_kafka("seldon-modelgateway", &c->kafka) != 0)
+        return -1;
     if (c->scheduler_host == NULL && nmodels == 0) {
         fprintf(stderr, "seldon-modelgateway: --scheduler-host or --model is required (see "
                         "--help)\n");
@@ -120,81 +112,41 @@ static int parse_args(mg_config *c, int argc, char **argv)
     return 0;
 }
 
-typedef struct app {
-    mg *g;
-    seldon_metrics *metrics;
-    sdh_server *metrics_http;
-    sdf_countdown stopped;
-} app;
-
-static void metrics_handler(void *user_data, sdh_req *req, const sdh_request *request)
+static int create(void **obj, const void *cfg, uv_loop_t *loop, seldon_metrics *metrics)
 {
-    app *a = user_data;
-    sdf_metrics_respond(req, request, a->metrics);
+    return mg_new((mg **)obj, cfg, loop, metrics);
 }
 
-static void all_closed(void *arg)
+static void stop(void *obj, void (*done)(void *), void *arg)
 {
-    app *a = arg;
-    sdf_countdown_done(&a->stopped);
+    mg_stop(obj, done, arg);
 }
 
-static void stop_on_loop(void *arg)
+static void destroy(void *obj)
 {
-    app *a = arg;
-    mg_stop(a->g, all_closed, a);
+    mg_free(obj);
 }
 
 int main(int argc, char **argv)
 {
     static mg_config cfg;
-    sdf_countdown init = SDF_COUNTDOWN_INIT;
-    sdl_loops *loops = NULL;
-    app a;
-    sigset_t sigs;
-    int rc, sig, mport = -1;
+    sdkd_engine e;
+    int rc;
 
-    memset(&a, 0, sizeof(a));
-    a.stopped = init;
     if (parse_args(&cfg, argc, argv) < 0)
         return 2;
     sdd_log_init("seldon-modelgateway", cfg.log_level);
-    sdf_signals_block(&sigs, 0);
-    rc = seldon_metrics_new(&a.metrics);
-    if (rc == 0)
-        rc = sdl_loops_new(&loops, 1);
-    if (rc == 0)
-        rc = mg_new(&a.g, &cfg, sdl_loops_loop(loops, 0), a.metrics);
-    if (rc == 0)
-        rc = sdf_metrics_listen(&a.metrics_http, &mport, sdl_loops_loop(loops, 0), cfg.host,
-                                cfg.metrics_port, metrics_handler, &a);
-    if (rc == 0)
-        rc = sdl_loops_post(loops, 0, mg_start, a.g);
-    if (rc == 0)
-        rc = sdl_loops_start(loops);
-    if (rc != 0) {
-        sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
-        return 1;
-    }
-    printf("serving metrics=%d\n", mport);
-    fflush(stdout);
-
-    sig = sdf_signals_wait(&sigs);
-    sdd_log(SELDON_LOG_INFO, "%s: finishing the calls in flight, then exiting",
-            sdf_signal_name(sig));
-    sdf_countdown_add(&a.stopped, 1);
-    sdl_loops_post(loops, 0, stop_on_loop, &a);
-    /* The gateway's own grace bounds this; the extra is for the commit and the flush. */
-    sdf_countdown_wait(&a.stopped, cfg.grace_ms + 60000);
-    if (a.metrics_http != NULL)
-        sdh_server_stop(a.metrics_http, 0);
-    sdl_loops_stop(loops);
-    sdl_loops_join(loops);
-    sdh_server_free(a.metrics_http);
-    sdl_loops_free(loops);
-    mg_free(a.g);
+    memset(&e, 0, sizeof(e));
+    e.stopping = "finishing the calls in flight";
+    e.host = cfg.host;
+    e.metrics_port = cfg.metrics_port;
+    e.grace_ms = cfg.grace_ms;
+    e.create = create;
+    e.cfg = &cfg;
+    e.start = mg_start;
+    e.stop = stop;
+    e.destroy = destroy;
+    rc = sdkd_run(&e);
     sdk_config_free(&cfg.kafka);
-    seldon_metrics_free(a.metrics);
-    sdd_log(SELDON_LOG_INFO, "stopped");
-    return 0;
+    return rc;
 }

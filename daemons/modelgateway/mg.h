@@ -18,6 +18,21 @@
 
 #define MG_MODELS_MAX 4096
 
+typedef struct job mg_call; /* a record's model call */
+
+/*
+ * A host that runs the models itself (seldon up --kafka) calls them without the router:
+ * on the gateway's loop, call model with request (a ModelInferRequest whose model_name is
+ * model; borrowed for the call) and answer with mg_call_done() once, on the loop, now or
+ * later. Returns 0 (called), or MG_CALL_ROUTER: this one goes through the router as usual.
+ */
+#define MG_CALL_ROUTER 1
+typedef int (*mg_call_fn)(void *user_data, mg_call *c, const char *model, const uint8_t *request,
+                          size_t len);
+
+/* The answer of a hooked call: ok with the ModelInferResponse bytes, or error's text. */
+void mg_call_done(mg_call *c, int ok, const uint8_t *response, size_t len, const char *error);
+
 typedef struct mg_config {
     const char *router_host;    /* HOST[:PORT] */
     const char *scheduler_host; /* HOST[:PORT], or NULL */
@@ -32,6 +47,8 @@ typedef struct mg_config {
     const char *host;
     int32_t log_level;
     sdk_config kafka;
+    mg_call_fn call; /* NULL: every call through the router */
+    void *call_data;
 } mg_config;
 
 typedef struct mg mg;
@@ -47,6 +64,9 @@ void mg_free(mg *g);
 
 /* The models served because the scheduler routes them (names copied); replaces the last set. */
 void mg_route_models(mg *g, const char *const *names, size_t n);
+
+/* On the loop: 1 when a partition of the model's inputs topic is assigned here. */
+int mg_holds(mg *g, const char *model);
 
 /* HOST[:PORT] (an IP address or a name; localhost is 127.0.0.1) into a numeric address:
  * 0, or -1 with nothing written. port keeps its value when the spec has none. */

@@ -25,6 +25,7 @@
 #include "http_client.h"
 #include "http_server.h"
 #include "kafka.h"
+#include "kgw.h"
 #include "loops.h"
 #include "plserve.h"
 #include "seldon/seldon.h"
@@ -53,7 +54,7 @@ typedef struct gw_config {
 
 typedef struct gw gw;
 typedef struct gw_sub gw_sub;
-typedef struct gw_kafka gw_kafka;
+typedef struct sdkg gw_kafka; /* daemons/common/kgw.h */
 
 #define GW_MAX_PEERS 64
 #define GW_PEER_HEADER "seldon-gateway-peer" /* a result asked by another gateway */

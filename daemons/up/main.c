@@ -39,8 +39,11 @@ static const sdf_program program = {
     "placed on the replicas; requests are routed by the seldon-model header or\n"
     "the REST path. Run again in the same folder, it brings every model back.\n",
     "A port of 0 picks a free one. Prints 'listening inference=P scheduler=P\n"
-    "metrics=P' on stdout once serving. SIGTERM and SIGINT finish requests in\n"
-    "flight, close the state store and exit 0.\n",
+    "metrics=P' on stdout once serving (with --kafka: ' kafka=BROKERS' too).\n"
+    "SIGTERM and SIGINT finish requests in flight, close the state store and exit 0.\n"
+    "With --kafka, pipelines run over Kafka as with seldon-pipelinegateway --kafka,\n"
+    "seldon-dataflow and seldon-modelgateway, all in this process; the --kafka-*\n"
+    "flags and $SELDON_KAFKA_BROKER are theirs.\n",
     27,
 };
 
@@ -133,9 +136,18 @@ static int parse_args(up_config *c, int argc, char **argv)
         SDF_FLAG("scale-down-idle", SDF_MS, &c->scale_down_idle_ms, 1, 86400000 * 30L, "MS",
                  "it loses one when a replica has had no request for\n"
                  "this long (default 600000)"),
+        SDF_FLAG("kafka", SDF_SET, &c->kafka, 1, 0, "",
+                 "pipelines over Kafka: the pipeline gateway, dataflow\n"
+                 "and model gateway roles run in process; the broker is\n"
+                 "--kafka-broker's, else a development broker started\n"
+                 "here (seldon-kafka-dev)"),
+        SDF_FLAG("kafka-dev-port", SDF_INT, &c->kafka_dev_port, 0, 65535, "N",
+                 "the development broker's port (default 9092; 0 picks one)"),
+        SDK_FLAGS(&c->kafka_cfg),
         SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
                  "error, warn, info (default), debug, trace"),
     };
+    int rc;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     size_t i;
     if (cores < 1)
@@ -165,7 +177,23 @@ static int parse_args(up_config *c, int argc, char **argv)
     c->pipeline_async_max = 1024;
     c->pipeline_async_ttl_ms = 60000;
     c->load_report_ms = 5000;
-    return sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv);
+    c->kafka_dev_port = 9092;
+    rc = sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv);
+    if (rc < 0)
+        return rc;
+    if (c->kafka_cfg.broker != NULL)
+        c->kafka = 1; /* --kafka-broker names the cluster pipelines run on */
+    if (c->kafka) {
+        for (int consumer = 0; consumer < 2; consumer++) {
+            rd_kafka_conf_t *conf = NULL;
+            if (sdk_conf_build(&conf, &c->kafka_cfg, consumer) != 0) {
+                fprintf(stderr, "seldon-up: %s\n", seldon_last_error());
+                return -1;
+            }
+            rd_kafka_conf_destroy(conf);
+        }
+    }
+    return rc;
 }
 
 int64_t up_mono_ns(void)
@@ -250,6 +278,19 @@ static void close_on_loop(void *arg)
     if (s->u->h2[s->i] != NULL)
         sd2_server_close(s->u->h2[s->i], NULL, NULL);
     up_pl_close(s->u, s->i);
+}
+
+static sdf_countdown kafka_stopped = SDF_COUNTDOWN_INIT;
+
+static void kafka_stopped_done(void *arg)
+{
+    (void)arg;
+    sdf_countdown_done(&kafka_stopped);
+}
+
+static void kafka_stop_on_loop(void *arg)
+{
+    up_kafka_stop(arg, kafka_stopped_done, NULL);
 }
 
 /* ------------------------------------------------------------------ main */
@@ -391,6 +432,11 @@ int main(int argc, char **argv)
                 seldon_last_error());
         return 1;
     }
+    if (u.cfg.kafka && (rc = up_kafka_setup(&u, port)) != 0) {
+        fprintf(stderr, "seldon-up: --kafka: %s\n", seldon_last_error());
+        up_kafka_free(&u);
+        return 1;
+    }
     rc = sdf_metrics_listen(&u.metrics_http, &mport, u.ctl, u.cfg.host, u.cfg.metrics_port,
                             up_metrics_handler, &u);
     if (rc != 0) {
@@ -399,6 +445,8 @@ int main(int argc, char **argv)
         return 1;
     }
     rc = sdl_loops_post(u.ctl_loops, 0, up_control_start, &u);
+    if (rc == 0 && u.kafka != NULL)
+        rc = sdl_loops_post(u.ctl_loops, 0, up_kafka_start, &u);
     if (rc == 0)
         rc = sdl_loops_start(u.ctl_loops);
     if (rc == 0)
@@ -410,8 +458,9 @@ int main(int argc, char **argv)
     sdd_log(SELDON_LOG_INFO,
             "serving: inference (REST and gRPC) on %d, scheduler on %d, %d replica(s) of %s", port,
             sd2_server_port(u.sched.ports[SC_SVC_CLIENT].srv), u.nreplicas, u.cfg.server_name);
-    printf("listening inference=%d scheduler=%d metrics=%d\n", port,
-           sd2_server_port(u.sched.ports[SC_SVC_CLIENT].srv), mport);
+    printf("listening inference=%d scheduler=%d metrics=%d%s%s\n", port,
+           sd2_server_port(u.sched.ports[SC_SVC_CLIENT].srv), mport, u.kafka ? " kafka=" : "",
+           u.kafka ? up_kafka_brokers(&u) : "");
     fflush(stdout);
 
     sig = sdf_signals_wait(&sigs);
@@ -430,14 +479,21 @@ int main(int argc, char **argv)
     sdf_countdown_wait(&draining, u.cfg.grace_ms);
     if (u.metrics_http != NULL)
         sdh_server_stop(u.metrics_http, 0);
-    /* 2. The control loop: the client API closes, fetches are stopped, nothing new starts. */
+    /* 2. --kafka: the roles deliver what is in flight, commit and close. */
+    if (u.kafka != NULL) {
+        sdf_countdown_add(&kafka_stopped, 1);
+        if (sdl_loops_post(u.ctl_loops, 0, kafka_stop_on_loop, &u) != 0)
+            sdf_countdown_done(&kafka_stopped);
+        sdf_countdown_wait(&kafka_stopped, u.cfg.grace_ms + 60000);
+    }
+    /* 3. The control loop: the client API closes, fetches are stopped, nothing new starts. */
     sdl_loops_post(u.ctl_loops, 0, up_control_stop, &u);
     sdl_loops_stop(u.ctl_loops);
     sdl_loops_join(u.ctl_loops);
-    /* 3. The replicas finish their queued work. */
+    /* 4. The replicas finish their queued work. */
     for (i = 0; i < u.nreplicas; i++)
         srv_exec_stop(&u.replicas[i].s);
-    /* 4. The ingress loops end. */
+    /* 5. The ingress loops end. */
     for (i = 0; i < u.cfg.io_threads && i < 1024; i++)
         sdl_loops_post(u.loops, i, close_on_loop, &slots[i]);
     sdl_loops_stop(u.loops);
@@ -447,6 +503,8 @@ int main(int argc, char **argv)
     sdl_loops_free(u.loops);
     sdl_loops_free(u.ctl_loops);
     up_pl_free(&u);
+    up_kafka_free(&u); /* and the development broker stops */
+    sdk_config_free(&u.cfg.kafka_cfg);
     up_control_free(&u);
     for (i = 0; i < u.nreplicas; i++) {
         ag_entry *e;

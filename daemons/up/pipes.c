@@ -163,6 +163,10 @@ void up_pl_sync(up *u)
     sdp_spec *specs = NULL;
     size_t i, n = 0, k = 0;
 
+    if (u->kafka != NULL) { /* served over Kafka */
+        up_kafka_sync(u);
+        return;
+    }
     if (u->pls == NULL || seldon_sched_pipelines(&st, u->sched.sched, NULL) != 0)
         return;
     while (seldon_sched_status_pipeline(st, n) != NULL)
@@ -196,7 +200,7 @@ int up_pl_setup(up *u)
     cfg.async_max = u->cfg.pipeline_async_max;
     cfg.async_ttl_ms = u->cfg.pipeline_async_ttl_ms;
     cfg.max_body = u->cfg.max_body;
-    hooks.call = step_call;
+    hooks.call = u->cfg.kafka ? up_kafka_call : step_call;
     hooks.model_available = model_available;
     hooks.count = count_hook;
     hooks.grpc_answer = grpc_answer;

@@ -33,6 +33,7 @@
 
 #include "h2.h"
 #include "http_server.h"
+#include "kafka.h"
 #include "loops.h"
 #include "schedd.h"
 #include "seldon/seldon.h"
@@ -73,9 +74,14 @@ typedef struct up_config {
     uint64_t load_report_ms;
     uint32_t scale_up_inflight;
     uint64_t scale_up_period_ms, scale_down_idle_ms;
+    /* --kafka: pipelines over Kafka (kafka.c) */
+    int kafka;
+    sdk_config kafka_cfg; /* --kafka-* */
+    int kafka_dev_port;   /* the development broker's, when seldon up starts it */
 } up_config;
 
 typedef struct up up;
+typedef struct up_kafka up_kafka;
 
 /*
  * A model version on a replica, as the agent stage knows it: an entry of the replica's
@@ -224,6 +230,9 @@ struct up {
     /* Model autoscaling (load.c, control loop): the replicas' load to the scheduler. */
     uv_timer_t load_timer;
     int load_timer_on;
+    /* --kafka (kafka.c): the Kafka roles, on the control loop */
+    up_kafka *kafka;
+    struct sdkg *kgw; /* the pipeline gateway's Kafka client (daemons/common/kgw.h), or NULL */
 };
 
 int64_t up_mono_ns(void);
@@ -276,6 +285,18 @@ void up_pl_free(up *u);                                    /* after the loops en
 /* main.c: builds and starts a replica's server core (any thread before the loops run;
    the control loop after). */
 int up_replica_start(up *u, up_replica *r, uint32_t index, int port);
+
+/* kafka.c: --kafka. Setup (the broker child, the roles on the control loop; port: the
+   inference port, which the model gateway calls) and free on the main thread; stop on the
+   control loop, done(arg) there once every role closed; the call hook on an ingress loop. */
+int up_kafka_setup(up *u, int port);
+void up_kafka_start(void *u);
+void up_kafka_sync(up *u); /* control loop: the scheduler's pipelines and models to the roles */
+void up_kafka_stop(up *u, void (*done)(void *), void *arg);
+void up_kafka_free(up *u); /* stops the development broker */
+struct sdp_call;
+int up_kafka_call(void *user_data, struct sdp_call *c);
+const char *up_kafka_brokers(up *u);
 
 /* scale.c, on the control loop */
 void up_scale(void *user_data, const seldon_sched_scale_request *rq); /* sc_daemon's hook */
