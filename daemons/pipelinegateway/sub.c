@@ -52,6 +52,14 @@ static void on_set(gw_sub *sub, const uint8_t *data, size_t len)
         specs[i].name = m->pipelines[i]->name;
         specs[i].version = m->pipelines[i]->version;
         specs[i].ready = m->pipelines[i]->ready ? 1 : 0;
+        /* Kafka mode: ready only while a dataflow worker runs it, once any worker has
+           subscribed to the scheduler (before, --pipeline file workers may serve it). */
+        if (g->kafka != NULL && m->pipelines[i]->dataflow != 0) {
+            if (m->pipelines[i]->dataflow != 1 && specs[i].ready)
+                sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: not ready: %s", m->pipelines[i]->name,
+                        m->pipelines[i]->version, m->pipelines[i]->dataflow_reason);
+            specs[i].ready = specs[i].ready && m->pipelines[i]->dataflow == 1;
+        }
         specs[i].spec = m->pipelines[i]->spec;
         specs[i].spec_len = strlen(m->pipelines[i]->spec);
         if (names != NULL)

@@ -105,6 +105,7 @@ struct sc_daemon {
        Kafka gateway connected (nkafka), a pipeline is ready once a worker runs it. */
     sc_call *dataflows;
     size_t ndataflows;
+    int dataflow_seen; /* a dataflow worker has subscribed since the start */
     size_t nkafka;    /* gateways connected in Kafka mode */
     uint64_t sub_ids; /* the last "seldon-subscription" id given */
     seldon_metric *m_dataflows;

@@ -822,43 +822,51 @@ static ProtobufCMessage *fill_model_status(sc_daemon *d, arena *a, const seldon_
 /*
  * Kafka mode (a gateway in --kafka mode connected): the gateways only carry requests to
  * and from Kafka, so a pipeline that its models and gateways allow is Ready once a dataflow
- * worker runs its version; else pv says what it waits for, or a worker's failure.
+ * worker runs its version. dataflow_runs: 1 when one does; else 0, *state and why say what
+ * it waits for, or a worker's failure.
  */
-static void dataflow_state(sc_daemon *d, arena *a, const seldon_sched_pipeline_status *ps,
-                           PipelineVersionStatus *pv)
+static int dataflow_runs(sc_daemon *d, const char *name, uint32_t version, const char **state,
+                         char *why, size_t cap)
 {
     const df_state *failed = NULL;
     const char *by = NULL;
-    char *why;
     sc_call *w;
     size_t i;
-    if (d->nkafka == 0)
-        return;
     for (w = d->dataflows; w != NULL; w = w->next)
         for (i = 0; i < w->ndf; i++)
-            if (w->df[i].version == ps->version && strcmp(w->df[i].name, ps->name) == 0) {
+            if (w->df[i].version == version && strcmp(w->df[i].name, name) == 0) {
                 if (w->df[i].loaded)
-                    return; /* served */
+                    return 1; /* served */
                 if (failed == NULL) {
                     failed = &w->df[i];
                     by = w->server;
                 }
             }
-    why = arena_alloc(a, 600);
-    if (why == NULL)
-        return;
+    *state = "PipelineCreating";
     if (failed != NULL) {
-        pv->state = "PipelineFailed";
-        snprintf(why, 600, "dataflow worker %.100s: %.450s", nz(by), nz(failed->reason));
+        *state = "PipelineFailed";
+        snprintf(why, cap, "dataflow worker %.100s: %.450s", nz(by), nz(failed->reason));
     } else if (d->ndataflows == 0) {
-        pv->state = "PipelineCreating";
-        snprintf(why, 600, "waiting for a dataflow worker (seldon-dataflow) to connect");
+        snprintf(why, cap, "waiting for a dataflow worker (seldon-dataflow) to connect");
     } else {
-        pv->state = "PipelineCreating";
-        snprintf(why, 600,
+        snprintf(why, cap,
                  "waiting for one of %zu dataflow worker(s) (seldon-dataflow) to run version %u",
-                 d->ndataflows, ps->version);
+                 d->ndataflows, version);
     }
+    return 0;
+}
+
+static void dataflow_state(sc_daemon *d, arena *a, const seldon_sched_pipeline_status *ps,
+                           PipelineVersionStatus *pv)
+{
+    const char *state = NULL;
+    char *why;
+    if (d->nkafka == 0)
+        return;
+    why = arena_alloc(a, 600);
+    if (why == NULL || dataflow_runs(d, nz(ps->name), ps->version, &state, why, 600))
+        return;
+    pv->state = (char *)state;
     pv->reason = why;
 }
 
@@ -1300,6 +1308,21 @@ static int build_pipeline_set(sc_daemon *d, seldon_buf *out, uint64_t *names, ui
         p->spec = (char *)nz(ps->spec);
         p->state = (char *)nz(ps->state);
         p->ready = strcmp(p->state, "PipelineReady") == 0;
+        /* For Kafka gateways' /ready: set only once a worker has subscribed to this
+           scheduler, so that workers run from --pipeline files alone keep serving. */
+        if (d->nkafka > 0 && d->dataflow_seen) {
+            const char *state = NULL;
+            char *why = arena_alloc(&a, 600);
+            if (why == NULL) {
+                rc = SELDON_ENOMEM;
+                goto out;
+            }
+            *why = 0;
+            p->dataflow = dataflow_runs(d, p->name, p->version, &state, why, 600) ? 1 : 2;
+            p->dataflow_reason = why;
+            *hash = fnv(*hash, &p->dataflow, sizeof(p->dataflow));
+            *hash = fnv(*hash, why, strlen(why) + 1);
+        }
         m.pipelines[m.n_pipelines++] = p;
         *names = fnv(*names, p->name, strlen(p->name) + 1);
         *hash = fnv(*hash, p->name, strlen(p->name) + 1);
@@ -1365,7 +1388,7 @@ static void dataflow_subscribe(sc_call *c, const PipelineSubscribeRequest *req)
 {
     sc_daemon *d = c->d;
     seldon_buf b = SELDON_BUF_INIT;
-    uint64_t names, h;
+    uint64_t names, h, gen;
     char id[24];
     sd2_header hd;
     const char *name = *req->gateway ? req->gateway : "(unnamed)";
@@ -1380,9 +1403,12 @@ static void dataflow_subscribe(sc_call *c, const PipelineSubscribeRequest *req)
     if (c->s != NULL)
         sd2_grpc_send_headers(c->s, &hd, 1);
     list_add(c, L_DATAFLOWS);
+    d->dataflow_seen = 1;
     sdd_log(SELDON_LOG_INFO, "dataflow worker %s connected (subscription %s)", c->server, id);
-    if (build_pipeline_set(d, &b, &names, &h) == 0)
-        stream_write(c, b.data, b.len);
+    gen = d->pl_gen;
+    gw_sync(d); /* one more worker: what Kafka gateways are told may change */
+    if (d->pl_gen == gen && build_pipeline_set(d, &b, &names, &h) == 0)
+        stream_write(c, b.data, b.len); /* else gw_sync sent it the new set */
     seldon_buf_free(&b);
 }
 
@@ -1447,6 +1473,7 @@ static void do_pipeline_report(sc_call *c, const uint8_t *msg, size_t len)
     sdd_log(SELDON_LOG_INFO, "dataflow worker %s: %zu pipeline(s) running, %zu failed", w->server,
             req->n_pipelines - failed, failed);
     reply(c, &resp.base);
+    gw_sync(d); /* Kafka gateways' readiness follows what the workers run */
 out:
     seldon__control__v1__pipeline_report__free_unpacked(req, NULL);
 }
@@ -1604,6 +1631,8 @@ static void st_close(sd2_stream *s, void *user_data, int err, uint32_t h2_code)
     } else if (c->method == M_PIPELINE_SUBSCRIBE && c->sub_id != 0) {
         sdd_log(SELDON_LOG_INFO, "dataflow worker %s disconnected (subscription %llu)",
                 nz(c->server), (unsigned long long)c->sub_id);
+        if (!d->closing)
+            gw_sync(d);
     } else if (c->method == M_PIPELINE_SUBSCRIBE && c->gw_http != NULL) {
         d->nkafka -= (size_t)c->kafka;
         sdd_log(SELDON_LOG_INFO, "pipeline gateway %s (%s) disconnected", nz(c->server),

@@ -45,6 +45,22 @@ def pipeline_upstreams(s, pipeline):
     return [line.strip()[2:] for line in block.splitlines() if line.startswith("  - {")]
 
 
+def gw_ready(s, pipeline="chain", gw=0):
+    """The code of the Kafka gateway's own GET /v2/pipelines/<p>/ready (not via the router)."""
+    port = s.gateways[gw].ports["port"]
+    return pg.sh.request(port, "GET", f"/v2/pipelines/{pipeline}/ready")[0]
+
+
+def wait_gw_ready(s, want, pipeline="chain", gw=0):
+    seen = []
+
+    def cond():
+        seen[:] = [gw_ready(s, pipeline, gw)]
+        return seen[0] == want
+    pg.procs.wait_until(cond, GUARD, lambda: f"{pipeline}: gateway ready {seen} not {want}\n"
+                                            f"{s.logs()}")
+
+
 def infer_until_ok(s, pipeline="chain"):
     """The gateway answers 503 until its consumer holds a partition: poll until 200."""
     deadline = time.monotonic() + GUARD
@@ -64,6 +80,10 @@ def test_load_ready_infer_kill_restart_unload(ksys):
     wait_status(s, "chain", "PipelineCreating",
                 "waiting for a dataflow worker (seldon-dataflow) to connect")
 
+    # No worker has subscribed to the scheduler yet: the gateway's own /ready follows the
+    # models alone, as workers run from --pipeline files (unknown to it) may serve it.
+    wait_gw_ready(s, 200)
+
     w1 = worker(s, "df-1")
     s.extra.append(w1)
     w1.wait_log(r"pipeline chain v1: running \(2 step\(s\)\)")
@@ -75,6 +95,7 @@ def test_load_ready_infer_kill_restart_unload(ksys):
     # Served through the router: gateway -> Kafka -> the worker -> the model gateway.
     body = infer_until_ok(s)
     assert pg.outputs(body)["OUTPUT0"] == DOUBLED
+    wait_gw_ready(s, 200)
     assert s.scheduler.metric("seldon_scheduler_dataflow_workers_connected") == 1
     assert s.scheduler.metric("seldon_scheduler_pipeline_gateways_connected") == 1
     # The route the router got for the pipeline names the gateway only, not the worker.
@@ -85,6 +106,11 @@ def test_load_ready_infer_kill_restart_unload(ksys):
     w1.kill()
     s.extra.remove(w1)
     wait_status(s, "chain", "PipelineCreating", "waiting for a dataflow worker")
+    # A worker has subscribed once: the gateway's /ready follows the scheduler now.
+    wait_gw_ready(s, 424)
+    pg.procs.wait_until(
+        lambda: "pipeline chain v1: not ready: waiting for a dataflow worker" in
+        s.gateways[0].stderr(), GUARD, s.gateways[0].stderr)
     assert s.scheduler.metric("seldon_scheduler_dataflow_workers_connected") == 0
     r = s.cli("pipeline", "list")
     assert r.code == 0 and "waiting for a dataflow worker" in r.out, r.out
@@ -94,6 +120,7 @@ def test_load_ready_infer_kill_restart_unload(ksys):
     s.extra.append(w2)
     w2.wait_log(r"pipeline chain v1: running")
     wait_status(s, "chain", "PipelineReady")
+    wait_gw_ready(s, 200)
     body = infer_until_ok(s)
     assert pg.outputs(body)["OUTPUT0"] == DOUBLED
     assert gauge(w2, "seldon_dataflow_pipelines") == 1
