@@ -6,6 +6,7 @@ process of its own. Deadlines only guard against hangs; no assertion depends on 
 """
 import importlib.util
 import os
+import socket
 import sys
 import types
 
@@ -66,7 +67,12 @@ def ksys(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dfsched")
     src = tmp / "src"
     src.mkdir()
-    broker = kh.KafkaDev()
+    # On a port of its own choosing, so that a test can restart it there.
+    with socket.socket() as sock:
+        sock.bind((kh.HOST, 0))
+        port = sock.getsockname()[1]
+    broker = kh.KafkaDev(port=port)
+    broker.port = port
     s = None
     s_extra = []
     try:
@@ -91,4 +97,5 @@ def ksys(tmp_path_factory):
                 pass
         if s is not None:
             s.stop()
+            broker = s.broker  # the one running now (a test may have restarted it)
         broker.stop()

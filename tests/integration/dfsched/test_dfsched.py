@@ -163,3 +163,142 @@ def test_a_pipeline_the_worker_cannot_run_is_failed_with_its_reason(ksys):
     finally:
         w.stop()
         s.extra.remove(w)
+
+
+CLIENTS = 4
+
+
+class Loop:
+    """CLIENTS threads sending the pipeline's requests through the router, one after the
+    other each, until stop(). Every request must end with 200 and the right outputs, or with
+    an error status and a message saying why; a request that hangs past GUARD or a
+    connection that closes unanswered fails the test (it would be lost silently)."""
+
+    def __init__(self, s, pipeline="chain"):
+        import threading
+        self.s = s
+        self.pipeline = pipeline
+        self.lock = threading.Lock()
+        self.results = []   # (mark, code, body) in the order they ended
+        self.lost = []      # what ended without an answer
+        self.mark = 0       # 0 before the event, 1 after
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(CLIENTS)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        while not self.done.is_set():
+            with self.lock:
+                mark = self.mark  # the event happened before this request started
+            try:
+                code, _, body = self.s.request("POST", f"/v2/pipelines/{self.pipeline}/infer",
+                                               SIMPLE, timeout=GUARD)
+            except OSError as e:
+                with self.lock:
+                    self.lost.append(repr(e))
+                continue
+            with self.lock:
+                self.results.append((mark, code, body))
+            if code != 200:
+                time.sleep(0.02)  # pacing while the system recovers, not a wait for it
+
+    def count(self, mark=None, code=None):
+        with self.lock:
+            return sum(1 for m, c, _ in self.results
+                       if (mark is None or m == mark) and (code is None or c == code))
+
+    def event(self, action):
+        """Runs action once some requests were answered; requests started after it count
+        as "after"."""
+        pg.procs.wait_until(lambda: self.count(code=200) >= 2 * CLIENTS, GUARD,
+                            lambda: f"{self.results[-5:]}\n{self.s.logs()}")
+        action()
+        with self.lock:
+            self.mark = 1
+
+    def recovered(self, n=3 * CLIENTS):
+        """Waits for n requests started after the event to succeed in a row, then stops."""
+        def tail_ok():
+            with self.lock:
+                after = [c for m, c, _ in self.results if m == 1]
+            return len(after) >= n and all(c == 200 for c in after[-n:])
+        try:
+            pg.procs.wait_until(tail_ok, 4 * GUARD,
+                                lambda: f"no recovery: {[(m, c, b[:200]) for m, c, b in self.results[-8:]]}"
+                                        f"\n{self.lost}\n{self.s.logs()}")
+        finally:
+            self.done.set()
+            for t in self.threads:
+                t.join(GUARD + 5)
+        assert not any(t.is_alive() for t in self.threads), "a request hangs past its timeout"
+        assert not self.lost, f"requests ended without an answer: {self.lost}"
+        for m, c, body in self.results:
+            if c == 200:
+                assert pg.outputs(body)["OUTPUT0"] == DOUBLED, body
+            else:
+                # A clear error: an error status with a message.
+                assert c >= 500 and len(body.strip()) > 0, (c, body)
+
+
+def load_chain_with_worker(s, name):
+    s.load("pipelines.yaml", pipeline_docs(["chain"]))
+    w = worker(s, name)
+    s.extra.append(w)
+    w.wait_log(r"pipeline chain v\d+: running")
+    wait_status(s, "chain", "PipelineReady")
+    infer_until_ok(s)
+    return w
+
+
+def test_a_gateway_killed_in_a_loop_loses_no_request(ksys):
+    s = ksys
+    w = load_chain_with_worker(s, "df-4")
+    gw2 = s.add_gateway("kgw-2", "--kafka", "--kafka-broker", s.broker.bootstrap,
+                        "--kafka-config", "session.timeout.ms=6000",
+                        "--kafka-config", "heartbeat.interval.ms=500")
+    try:
+        # Both gateways are upstreams of the pipeline's route, and the second answers itself.
+        pg.procs.wait_until(lambda: len(pipeline_upstreams(s, "chain")) == 2, GUARD, s.logs)
+        wait_gw_ready(s, 200, gw=1)
+        pg.procs.wait_until(
+            lambda: pg.sh.request(gw2.ports["port"], "POST", "/v2/pipelines/chain/infer",
+                                  SIMPLE)[0] == 200, GUARD, gw2.stderr)
+        loop = Loop(s)
+        loop.event(gw2.kill)
+        s.gateways.remove(gw2)
+        loop.recovered()
+        # The loop ran on both sides of the kill.
+        assert loop.count(mark=0, code=200) > 0 and loop.count(mark=1, code=200) > 0
+        assert len(pipeline_upstreams(s, "chain")) == 1
+    finally:
+        if gw2 in s.gateways:
+            s.gateways.remove(gw2)
+            gw2.kill()
+        r = s.cli("pipeline", "unload", "chain")
+        assert r.code == 0, f"{r.out}{r.err}"
+        w.wait_log(r"pipeline chain v\d+: removed")
+        w.stop()
+        s.extra.remove(w)
+
+
+def test_the_broker_restarted_in_a_loop_resumes_by_itself(ksys):
+    s = ksys
+    w = load_chain_with_worker(s, "df-5")
+    try:
+        loop = Loop(s)
+
+        def restart():
+            s.broker.stop()
+            s.broker = df.kh.KafkaDev(port=s.broker.port)
+            s.broker.port = int(s.broker.bootstrap.rsplit(":", 1)[1])
+        loop.event(restart)
+        # Everything the broker held is gone: the worker, the model gateway and the
+        # gateway reconnect and rejoin by themselves, and requests are answered again.
+        loop.recovered()
+        assert loop.count(mark=0, code=200) > 0 and loop.count(mark=1, code=200) > 0
+    finally:
+        r = s.cli("pipeline", "unload", "chain")
+        assert r.code == 0, f"{r.out}{r.err}"
+        w.stop()
+        s.extra.remove(w)
