@@ -224,9 +224,9 @@ class Loop:
                 after = [c for m, c, _ in self.results if m == 1]
             return len(after) >= n and all(c == 200 for c in after[-n:])
         try:
-            pg.procs.wait_until(tail_ok, 4 * GUARD,
-                                lambda: f"no recovery: {[(m, c, b[:200]) for m, c, b in self.results[-8:]]}"
-                                        f"\n{self.lost}\n{self.s.logs()}")
+            pg.procs.wait_until(tail_ok, 4 * GUARD, lambda: (
+                f"no recovery: {[(m, c, b[:200]) for m, c, b in self.results[-8:]]}\n"
+                f"{self.lost}\n{self.s.logs()}"))
         finally:
             self.done.set()
             for t in self.threads:
