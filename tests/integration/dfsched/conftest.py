@@ -45,6 +45,13 @@ def _no_leftovers():
     pg.procs.kill_all(pg.cp.STARTED)
 
 
+@pytest.fixture(scope="session")
+def g(tmp_path_factory):
+    grpc = pytest.importorskip("grpc")
+    pb2, pb2_grpc = pg.oipstubs.compile_stubs(tmp_path_factory.mktemp("oip"), pg.sh.PROTO_DIR)
+    return pg.sh.Grpc(pb2, pb2_grpc, grpc)
+
+
 def pipeline_docs(names):
     """The documents of up's pipelines.yaml that define names."""
     text = open(os.path.join(pg.UP_PIPELINES, "pipelines.yaml")).read()

@@ -61,6 +61,18 @@ def wait_gw_ready(s, want, pipeline="chain", gw=0):
                                             f"{s.logs()}")
 
 
+def grpc_ready(g, s, pipeline="chain", gw=0):
+    """ModelReady asked of the Kafka gateway itself for "<pipeline>.pipeline"."""
+    channel = g.grpc.insecure_channel(f"{pg.HOST}:{s.gateways[gw].ports['port']}")
+    try:
+        stub = g.pb2_grpc.GRPCInferenceServiceStub(channel)
+        return stub.ModelReady(g.pb2.ModelReadyRequest(name=pipeline),
+                               metadata=[("seldon-model", f"{pipeline}.pipeline")],
+                               timeout=GUARD).ready
+    finally:
+        channel.close()
+
+
 def infer_until_ok(s, pipeline="chain"):
     """The gateway answers 503 until its consumer holds a partition: poll until 200."""
     deadline = time.monotonic() + GUARD
@@ -73,7 +85,7 @@ def infer_until_ok(s, pipeline="chain"):
         time.sleep(0.05)
 
 
-def test_load_ready_infer_kill_restart_unload(ksys):
+def test_load_ready_infer_kill_restart_unload(ksys, g):
     s = ksys
     s.load("pipelines.yaml", pipeline_docs(["chain"]))
     # Models available and a gateway connected, but it is in Kafka mode: no worker yet.
@@ -96,6 +108,7 @@ def test_load_ready_infer_kill_restart_unload(ksys):
     body = infer_until_ok(s)
     assert pg.outputs(body)["OUTPUT0"] == DOUBLED
     wait_gw_ready(s, 200)
+    assert grpc_ready(g, s) is True
     assert s.scheduler.metric("seldon_scheduler_dataflow_workers_connected") == 1
     assert s.scheduler.metric("seldon_scheduler_pipeline_gateways_connected") == 1
     # The route the router got for the pipeline names the gateway only, not the worker.
@@ -108,6 +121,7 @@ def test_load_ready_infer_kill_restart_unload(ksys):
     wait_status(s, "chain", "PipelineCreating", "waiting for a dataflow worker")
     # A worker has subscribed once: the gateway's /ready follows the scheduler now.
     wait_gw_ready(s, 424)
+    assert grpc_ready(g, s) is False
     pg.procs.wait_until(
         lambda: "pipeline chain v1: not ready: waiting for a dataflow worker" in
         s.gateways[0].stderr(), GUARD, s.gateways[0].stderr)
