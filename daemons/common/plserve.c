@@ -186,6 +186,7 @@ typedef struct async_entry {
 typedef struct ready_ent {
     char name[SELDON_ROUTES_NAME_MAX + 1];
     int32_t ready;
+    char why[192]; /* when not ready: why, as the control side said ("" for the default) */
 } ready_ent;
 
 struct sdp {
@@ -1406,7 +1407,8 @@ static int has_suffix(const char *p, size_t len, const char *sfx)
     return len >= n && memcmp(p + len - n, sfx, n) == 0;
 }
 
-static int32_t ready_given(sdp *s, const char *name)
+/* The ready state the control side gave for name (-1: none); why (when not NULL) gets its reason. */
+static int32_t ready_given(sdp *s, const char *name, char *why, size_t why_size)
 {
     size_t i;
     int32_t r = -1;
@@ -1414,6 +1416,8 @@ static int32_t ready_given(sdp *s, const char *name)
     for (i = 0; i < s->nready; i++)
         if (strcmp(s->ready[i].name, name) == 0) {
             r = s->ready[i].ready;
+            if (why != NULL && s->ready[i].why[0] != '\0')
+                snprintf(why, why_size, "%s", s->ready[i].why);
             break;
         }
     pthread_mutex_unlock(&s->ready_mu);
@@ -1424,7 +1428,7 @@ static int32_t ready_given(sdp *s, const char *name)
 static int pipeline_ready(sdp *s, const seldon_pipeline *pl, int depth)
 {
     size_t i, n = seldon_pipeline_step_count(pl);
-    int32_t given = ready_given(s, seldon_pipeline_name(pl));
+    int32_t given = ready_given(s, seldon_pipeline_name(pl), NULL, 0);
     if (given >= 0)
         return given;
     if (depth > 64)
@@ -1508,10 +1512,14 @@ void sdp_rest_routed(sdp *s, sdh_req *req, const sdh_request *r, const char *nam
         has_suffix(r->path, r->path_len, "/ready")) {
         int ok = pipeline_ready(s, pl, 0);
         count(s, "rest", ok ? 200 : 424);
-        if (ok)
+        if (ok) {
             sdh_respond(req, 200, NULL, 0, NULL);
-        else
-            sdh_respond_error(req, 424, "pipeline is not ready: a model it needs is not available");
+        } else {
+            char why[sizeof(((ready_ent *)0)->why)] = "a model it needs is not available";
+            ready_given(s, seldon_pipeline_name(pl), why, sizeof(why));
+            snprintf(msg, sizeof(msg), "pipeline is not ready: %s", why);
+            sdh_respond_error(req, 424, msg);
+        }
         return;
     }
     if (r->path_len > 14 && memcmp(r->path, "/v2/pipelines/", 14) == 0 &&
@@ -2054,6 +2062,8 @@ static void set_ready(sdp *s, const sdp_spec *specs, size_t n)
     for (i = 0; r != NULL && i < n; i++)
         if (specs[i].ready >= 0 && strlen(specs[i].name) <= SELDON_ROUTES_NAME_MAX) {
             snprintf(r[k].name, sizeof(r[k].name), "%s", specs[i].name);
+            if (specs[i].ready == 0 && specs[i].why != NULL)
+                snprintf(r[k].why, sizeof(r[k].why), "%s", specs[i].why);
             r[k++].ready = specs[i].ready;
         }
     pthread_mutex_lock(&s->ready_mu);

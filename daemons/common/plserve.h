@@ -103,6 +103,7 @@ typedef struct sdp_spec {
     int32_t ready;    /* 1 ready, 0 not, -1 unknown: /ready asks the model_available hook */
     const char *spec; /* its Pipeline manifest (YAML or JSON), or NULL: spec_fn gives it */
     size_t spec_len;
+    const char *why; /* when ready is 0: why, for /ready's answer (NULL: a model it needs) */
 } sdp_spec;
 
 typedef int (*sdp_spec_fn)(void *user_data, const char *name, const char **spec, size_t *len);

@@ -59,6 +59,8 @@ static void on_set(gw_sub *sub, const uint8_t *data, size_t len)
                 sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: not ready: %s", m->pipelines[i]->name,
                         m->pipelines[i]->version, m->pipelines[i]->dataflow_reason);
             specs[i].ready = specs[i].ready && m->pipelines[i]->dataflow == 1;
+            if (!specs[i].ready && m->pipelines[i]->dataflow != 1)
+                specs[i].why = m->pipelines[i]->dataflow_reason;
         }
         specs[i].spec = m->pipelines[i]->spec;
         specs[i].spec_len = strlen(m->pipelines[i]->spec);

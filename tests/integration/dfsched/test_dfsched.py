@@ -122,6 +122,9 @@ def test_load_ready_infer_kill_restart_unload(ksys, g):
     # A worker has subscribed once: the gateway's /ready follows the scheduler now.
     wait_gw_ready(s, 424)
     assert grpc_ready(g, s) is False
+    # The 424 says why: the scheduler's reason, not a model.
+    code, _, body = pg.sh.request(s.gateways[0].ports["port"], "GET", "/v2/pipelines/chain/ready")[:3]
+    assert code == 424 and b"waiting for a dataflow worker" in body, (code, body)
     pg.procs.wait_until(
         lambda: "pipeline chain v1: not ready: waiting for a dataflow worker" in
         s.gateways[0].stderr(), GUARD, s.gateways[0].stderr)
