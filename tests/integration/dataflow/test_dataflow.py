@@ -321,18 +321,14 @@ def test_two_workers_one_killed(broker, router, manifests, g):
             if i == n // 2:
                 d2.proc.send_signal(signal.SIGKILL)
                 mg2.proc.send_signal(signal.SIGKILL)
-        deadline = time.monotonic() + 3 * kh.GUARD
-        while True:
-            recs = [r for r in kh.consume_all(broker.bootstrap, POUT.format("chain"))
-                    if r.key in keys]
-            if {r.key for r in recs} == set(keys) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        seen = {r.key for r in recs}
         def logs(d):
             return "\n".join(l for l in d.stderr().splitlines() if "kafka: " not in l)
-        assert seen == set(keys), (f"lost: {set(keys) - seen}\n{d1.metrics()}\n{logs(d1)}\n"
-                                   f"{logs(mg1)}")
+        recs = kh.procs.wait_value(
+            lambda: [r for r in kh.consume_all(broker.bootstrap, POUT.format("chain"))
+                     if r.key in keys],
+            lambda rs: {r.key for r in rs} == set(keys), 3 * kh.GUARD,
+            lambda rs: (f"lost: {set(keys) - {r.key for r in rs}}\n{d1.metrics()}\n{logs(d1)}\n"
+                        f"{logs(mg1)}"), interval=0.2)
         for r in recs:
             i = int(r.key.rsplit("kill", 1)[1])
             np.testing.assert_array_equal(g.outputs(response(g, r))["x"], [i + 30])

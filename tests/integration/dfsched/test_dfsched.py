@@ -75,14 +75,12 @@ def grpc_ready(g, s, pipeline="chain", gw=0):
 
 def infer_until_ok(s, pipeline="chain"):
     """The gateway answers 503 until its consumer holds a partition: poll until 200."""
-    deadline = time.monotonic() + GUARD
-    while True:
+    def get():
         code, _, body = s.request("POST", f"/v2/pipelines/{pipeline}/infer", SIMPLE)
-        if code == 200:
-            return body
-        assert code in (503, 504), body
-        assert time.monotonic() < deadline, f"{body}\n{s.logs()}"
-        time.sleep(0.05)
+        assert code in (200, 503, 504), body
+        return code, body
+    return pg.procs.wait_value(get, lambda v: v[0] == 200, GUARD,
+                               lambda v: f"{v[1]}\n{s.logs()}", interval=0.05)[1]
 
 
 def test_load_ready_infer_kill_restart_unload(ksys, g):
