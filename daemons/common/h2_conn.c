@@ -208,8 +208,7 @@ void sd2_stream_link(sd2_stream *s)
     if (c->streams)
         c->streams->prev = s;
     c->streams = s;
-    if (c->nstreams++ == 0)
-        sd2_conn_idle_arm(c);
+    c->nstreams++; /* the idle timer stays armed: it looks at nstreams when it fires */
 }
 
 static void stream_unlink(sd2_stream *s)
@@ -883,12 +882,26 @@ static void conn_release(sd2_conn *c)
 }
 
 /* Server side: a connection without streams for idle_timeout_ms gets GOAWAY, and closes
- * once it is sent (the session then wants nothing more). */
+ * once it is sent (the session then wants nothing more). The timer is not moved with every
+ * request: it fires at the first deadline and compares against the time the connection last
+ * became idle, re-arming for what is left. While streams are open it lapses, and the last
+ * stream to finish arms it again. */
 static void on_idle_timeout(uv_timer_t *t)
 {
     sd2_conn *c = t->data;
-    if (c->dead || c->nstreams > 0 || c->goaway_sent)
+    uint64_t ms = c->owner->opts.idle_timeout_ms, now;
+    if (c->dead || c->goaway_sent)
         return;
+    if (c->nstreams > 0) {
+        c->idle_armed = 0;
+        return;
+    }
+    now = uv_now(c->owner->loop);
+    if (now - c->idle_since < ms) {
+        uv_timer_start(&c->ctimer, on_idle_timeout, c->idle_since + ms - now, 0);
+        return;
+    }
+    c->idle_armed = 0;
     sdd_log(SELDON_LOG_DEBUG, "h2: closing a connection idle for %llu ms",
             (unsigned long long)c->owner->opts.idle_timeout_ms);
     c->goaway_sent = 1;
@@ -900,12 +913,13 @@ static void on_idle_timeout(uv_timer_t *t)
 
 void sd2_conn_idle_arm(sd2_conn *c)
 {
-    if (!c->timer_on || c->dead || c->owner->is_client)
+    if (!c->timer_on || c->dead || c->owner->is_client || c->nstreams > 0)
         return;
-    if (c->nstreams == 0)
+    c->idle_since = uv_now(c->owner->loop);
+    if (!c->idle_armed) {
+        c->idle_armed = 1;
         uv_timer_start(&c->ctimer, on_idle_timeout, c->owner->opts.idle_timeout_ms, 0);
-    else
-        uv_timer_stop(&c->ctimer);
+    }
 }
 
 void sd2_conn_fail(sd2_conn *c, int err)

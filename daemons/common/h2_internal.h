@@ -104,6 +104,8 @@ struct sd2_conn {
     uv_connect_t creq;
     int own_tcp, handles;
     int timer_on; /* ctimer initialised: client connect timeout, server idle timeout */
+    int idle_armed;      /* server: the idle timer is running */
+    uint64_t idle_since; /* server: loop time (ms) when the last stream ended */
     void (*release)(void *owner);
     void *release_owner;
     nghttp2_session *ses;
