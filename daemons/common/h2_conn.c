@@ -518,6 +518,17 @@ static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t
     return 0;
 }
 
+/* A response's block opens with ":status" and three digits. */
+static int status_first(const sd2_header *h, size_t n)
+{
+    const char *v;
+    if (n == 0 || h[0].name_len != 7 || memcmp(h[0].name, ":status", 7) != 0 ||
+        h[0].value_len != 3)
+        return 0;
+    v = h[0].value;
+    return v[0] >= '1' && v[0] <= '9' && v[1] >= '0' && v[1] <= '9' && v[2] >= '0' && v[2] <= '9';
+}
+
 static int deliver_headers(sd2_conn *c, sd2_stream *s, const nghttp2_frame *f)
 {
     int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
@@ -535,9 +546,15 @@ static int deliver_headers(sd2_conn *c, sd2_stream *s, const nghttp2_frame *f)
     if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
         c->owner->on_request(c->owner, s, h, rx->n, end);
     } else if (f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
-        s->headers_recv = 1;
-        if (s->bound && !s->reset_local && s->cbs.on_headers)
-            s->cbs.on_headers(s, s->ud, h, rx->n, end);
+        if (c->owner->opts.forward_only && !status_first(h, rx->n)) {
+            /* What nghttp2 would have refused, had its HTTP checks been on. */
+            s->err_set = SD2_EPROTO;
+            nghttp2_submit_rst_stream(c->ses, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
+        } else {
+            s->headers_recv = 1;
+            if (s->bound && !s->reset_local && s->cbs.on_headers)
+                s->cbs.on_headers(s, s->ud, h, rx->n, end);
+        }
     } else if (f->headers.cat == NGHTTP2_HCAT_HEADERS) {
         /* Trailers (or a 1xx's follow-up, which h2c gRPC does not use). */
         if (end && s->bound && !s->reset_local && s->cbs.on_end)
@@ -728,6 +745,8 @@ int sd2_conn_session(sd2_conn *c)
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_send_header_block_length(opt, o->opts.max_header_list + 4096);
     if (o->is_client) {
+        if (o->opts.forward_only)
+            nghttp2_option_set_no_http_messaging(opt, 1);
         nghttp2_option_set_peer_max_concurrent_streams(opt, o->opts.max_concurrent_streams);
         rv = nghttp2_session_client_new3(&c->ses, cb, c, opt, &sd2_mem);
     } else {
