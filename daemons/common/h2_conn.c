@@ -224,12 +224,40 @@ static void stream_unlink(sd2_stream *s)
         sd2_conn_idle_arm(c);
 }
 
+static sd2_chunk *chunk_get(sd2_owner *o, size_t len)
+{
+    sd2_chunk *k;
+    if (len <= SD2_CHUNK_SMALL && o->pool != NULL) {
+        k = o->pool;
+        o->pool = k->next;
+        o->npool--;
+        return k;
+    }
+    if (len < SD2_CHUNK_SMALL)
+        len = SD2_CHUNK_SMALL;
+    k = sdd_malloc(sizeof(*k) + len);
+    if (k != NULL)
+        k->cap = len;
+    return k;
+}
+
+static void chunk_put(sd2_owner *o, sd2_chunk *k)
+{
+    if (k->cap == SD2_CHUNK_SMALL && o->npool < SD2_CHUNK_POOL) {
+        k->next = o->pool;
+        o->pool = k;
+        o->npool++;
+        return;
+    }
+    sdd_free(k);
+}
+
 static void queue_free(sd2_stream *s)
 {
     sd2_chunk *k = s->q_head, *next;
     for (; k != NULL; k = next) {
         next = k->next;
-        sdd_free(k);
+        chunk_put(s->conn->owner, k);
     }
     s->q_head = s->q_tail = NULL;
     s->queued = 0;
@@ -304,7 +332,7 @@ static ssize_t provider_read(nghttp2_session *ses, int32_t id, uint8_t *buf, siz
             s->q_head = k->next;
             if (s->q_head == NULL)
                 s->q_tail = NULL;
-            sdd_free(k);
+            chunk_put(s->conn->owner, k);
         }
     }
     s->queued -= done;
@@ -406,18 +434,25 @@ int sd2_write(sd2_stream *s, const void *data, size_t len)
         return SD2_EPROTO;
     if (len == 0)
         return s->queued >= c->owner->opts.stream_queue_limit;
-    k = sdd_malloc(sizeof(*k) + len);
-    if (k == NULL)
-        return stream_oom(s);
-    k->next = NULL;
-    k->len = len;
-    k->off = 0;
-    memcpy(k->data, data, len);
-    if (s->q_tail)
-        s->q_tail->next = k;
-    else
-        s->q_head = k;
-    s->q_tail = k;
+    if (s->q_tail != NULL && s->q_tail->cap - s->q_tail->len >= len) {
+        /* Room left in the last chunk: small writes share it, so memory stays within
+         * about twice the bytes queued. */
+        memcpy(s->q_tail->data + s->q_tail->len, data, len);
+        s->q_tail->len += len;
+    } else {
+        k = chunk_get(c->owner, len);
+        if (k == NULL)
+            return stream_oom(s);
+        k->next = NULL;
+        k->len = len;
+        k->off = 0;
+        memcpy(k->data, data, len);
+        if (s->q_tail)
+            s->q_tail->next = k;
+        else
+            s->q_head = k;
+        s->q_tail = k;
+    }
     s->queued += len;
     full = s->queued >= c->owner->opts.stream_queue_limit;
     if (full)
@@ -694,6 +729,12 @@ int sd2_owner_init(sd2_owner *o, uv_loop_t *loop, const sd2_opts *opts, int is_c
 
 void sd2_owner_fini(sd2_owner *o)
 {
+    while (o->pool != NULL) {
+        sd2_chunk *k = o->pool;
+        o->pool = k->next;
+        sdd_free(k);
+    }
+    o->npool = 0;
     sdd_free(o->rbuf);
     o->rbuf = NULL;
     sdd_free(o->wbuf);

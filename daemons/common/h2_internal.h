@@ -15,8 +15,14 @@
 typedef struct sd2_conn sd2_conn;
 typedef struct sd2_owner sd2_owner;
 
+/* Queued bytes up to SD2_CHUNK_SMALL take a pooled chunk of that capacity; each owner
+ * keeps up to SD2_CHUNK_POOL of them for reuse, so a small message costs no allocation. */
+#define SD2_CHUNK_SMALL 4096
+#define SD2_CHUNK_POOL 32
+
 typedef struct sd2_chunk {
     struct sd2_chunk *next;
+    size_t cap; /* bytes of data[] */
     size_t len;
     size_t off;
     uint8_t data[];
@@ -86,6 +92,8 @@ struct sd2_owner {
     uv_check_t check; /* and freeing dead connections */
     sd2_conn *dirty;
     sd2_conn *zombies;
+    sd2_chunk *pool; /* free chunks of SD2_CHUNK_SMALL bytes */
+    size_t npool;
     void (*conn_gone)(sd2_owner *o, sd2_conn *c);
     /* server: a request's header block arrived */
     void (*on_request)(sd2_owner *o, sd2_stream *s, const sd2_header *h, size_t n, int end);
