@@ -192,9 +192,15 @@ void sd2_hcopy_free(sd2_hcopy *h)
 
 sd2_stream *sd2_stream_alloc(sd2_conn *c)
 {
-    sd2_stream *s = sdd_calloc(1, sizeof(*s));
-    if (s == NULL)
+    sd2_owner *o = c->owner;
+    sd2_stream *s = o->spool;
+    if (s != NULL) {
+        o->spool = s->next;
+        o->nspool--;
+        memset(s, 0, sizeof(*s));
+    } else if ((s = sdd_calloc(1, sizeof(*s))) == NULL) {
         return NULL;
+    }
     s->conn = c;
     s->heap_idx = SIZE_MAX;
     return s;
@@ -243,7 +249,7 @@ static sd2_chunk *chunk_get(sd2_owner *o, size_t len)
 
 static void chunk_put(sd2_owner *o, sd2_chunk *k)
 {
-    if (k->cap == SD2_CHUNK_SMALL && o->npool < SD2_CHUNK_POOL) {
+    if (SD2_POOLS && k->cap == SD2_CHUNK_SMALL && o->npool < SD2_CHUNK_POOL) {
         k->next = o->pool;
         o->pool = k;
         o->npool++;
@@ -283,6 +289,18 @@ static void stream_finish(sd2_stream *s, int err, uint32_t code)
         s->cbs.on_close(s, s->ud, err, code);
     queue_free(s);
     sd2_hcopy_free(&s->trailers);
+    sd2_stream_free(s);
+}
+
+void sd2_stream_free(sd2_stream *s)
+{
+    sd2_owner *o = s->conn->owner;
+    if (SD2_POOLS && o->nspool < SD2_STREAM_POOL) {
+        s->next = o->spool;
+        o->spool = s;
+        o->nspool++;
+        return;
+    }
     sdd_free(s);
 }
 
@@ -735,6 +753,12 @@ void sd2_owner_fini(sd2_owner *o)
         sdd_free(k);
     }
     o->npool = 0;
+    while (o->spool != NULL) {
+        sd2_stream *st = o->spool;
+        o->spool = st->next;
+        sdd_free(st);
+    }
+    o->nspool = 0;
     sdd_free(o->rbuf);
     o->rbuf = NULL;
     sdd_free(o->wbuf);
