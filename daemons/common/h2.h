@@ -80,6 +80,10 @@ typedef struct sd2_opts {
     uint64_t connect_timeout_ms;     /* client (5000) */
     uint64_t idle_timeout_ms;        /* server: GOAWAY and close after this long with no
                                         stream (60000) */
+    /* client: the answers are only forwarded, so nghttp2's HTTP checks of them (field
+     * syntax, pseudo-header order, content-length) are skipped; a response must still
+     * open with a 3-digit ":status" or its stream is reset as SD2_EPROTO (0: all checks) */
+    int forward_only;
 } sd2_opts;
 
 typedef struct sd2_stream sd2_stream;

@@ -275,7 +275,7 @@ int sd2_request(sd2_stream **out, sd2_upstream *u, const sd2_header *h, size_t n
     if (s == NULL)
         return SD2_ENOMEM;
     if (sd2_nv_view(&nv, h, n) < 0) {
-        sdd_free(s);
+        sd2_stream_free(s);
         return SD2_ENOMEM;
     }
     prd.source.ptr = s;
@@ -283,7 +283,7 @@ int sd2_request(sd2_stream **out, sd2_upstream *u, const sd2_header *h, size_t n
     id = nghttp2_submit_request(c->ses, NULL, nv.nv, nv.n, end ? NULL : &prd, s);
     sd2_nv_view_free(&nv);
     if (id < 0) {
-        sdd_free(s);
+        sd2_stream_free(s);
         return id == NGHTTP2_ERR_NOMEM ? SD2_ENOMEM : SD2_EPROTO;
     }
     s->id = id;

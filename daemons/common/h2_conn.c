@@ -192,9 +192,15 @@ void sd2_hcopy_free(sd2_hcopy *h)
 
 sd2_stream *sd2_stream_alloc(sd2_conn *c)
 {
-    sd2_stream *s = sdd_calloc(1, sizeof(*s));
-    if (s == NULL)
+    sd2_owner *o = c->owner;
+    sd2_stream *s = o->spool;
+    if (s != NULL) {
+        o->spool = s->next;
+        o->nspool--;
+        memset(s, 0, sizeof(*s));
+    } else if ((s = sdd_calloc(1, sizeof(*s))) == NULL) {
         return NULL;
+    }
     s->conn = c;
     s->heap_idx = SIZE_MAX;
     return s;
@@ -208,8 +214,7 @@ void sd2_stream_link(sd2_stream *s)
     if (c->streams)
         c->streams->prev = s;
     c->streams = s;
-    if (c->nstreams++ == 0)
-        sd2_conn_idle_arm(c);
+    c->nstreams++; /* the idle timer stays armed: it looks at nstreams when it fires */
 }
 
 static void stream_unlink(sd2_stream *s)
@@ -225,12 +230,40 @@ static void stream_unlink(sd2_stream *s)
         sd2_conn_idle_arm(c);
 }
 
+static sd2_chunk *chunk_get(sd2_owner *o, size_t len)
+{
+    sd2_chunk *k;
+    if (len <= SD2_CHUNK_SMALL && o->pool != NULL) {
+        k = o->pool;
+        o->pool = k->next;
+        o->npool--;
+        return k;
+    }
+    if (len < SD2_CHUNK_SMALL)
+        len = SD2_CHUNK_SMALL;
+    k = sdd_malloc(sizeof(*k) + len);
+    if (k != NULL)
+        k->cap = len;
+    return k;
+}
+
+static void chunk_put(sd2_owner *o, sd2_chunk *k)
+{
+    if (SD2_POOLS && k->cap == SD2_CHUNK_SMALL && o->npool < SD2_CHUNK_POOL) {
+        k->next = o->pool;
+        o->pool = k;
+        o->npool++;
+        return;
+    }
+    sdd_free(k);
+}
+
 static void queue_free(sd2_stream *s)
 {
     sd2_chunk *k = s->q_head, *next;
     for (; k != NULL; k = next) {
         next = k->next;
-        sdd_free(k);
+        chunk_put(s->conn->owner, k);
     }
     s->q_head = s->q_tail = NULL;
     s->queued = 0;
@@ -256,6 +289,18 @@ static void stream_finish(sd2_stream *s, int err, uint32_t code)
         s->cbs.on_close(s, s->ud, err, code);
     queue_free(s);
     sd2_hcopy_free(&s->trailers);
+    sd2_stream_free(s);
+}
+
+void sd2_stream_free(sd2_stream *s)
+{
+    sd2_owner *o = s->conn->owner;
+    if (SD2_POOLS && o->nspool < SD2_STREAM_POOL) {
+        s->next = o->spool;
+        o->spool = s;
+        o->nspool++;
+        return;
+    }
     sdd_free(s);
 }
 
@@ -305,7 +350,7 @@ static ssize_t provider_read(nghttp2_session *ses, int32_t id, uint8_t *buf, siz
             s->q_head = k->next;
             if (s->q_head == NULL)
                 s->q_tail = NULL;
-            sdd_free(k);
+            chunk_put(s->conn->owner, k);
         }
     }
     s->queued -= done;
@@ -407,18 +452,25 @@ int sd2_write(sd2_stream *s, const void *data, size_t len)
         return SD2_EPROTO;
     if (len == 0)
         return s->queued >= c->owner->opts.stream_queue_limit;
-    k = sdd_malloc(sizeof(*k) + len);
-    if (k == NULL)
-        return stream_oom(s);
-    k->next = NULL;
-    k->len = len;
-    k->off = 0;
-    memcpy(k->data, data, len);
-    if (s->q_tail)
-        s->q_tail->next = k;
-    else
-        s->q_head = k;
-    s->q_tail = k;
+    if (s->q_tail != NULL && s->q_tail->cap - s->q_tail->len >= len) {
+        /* Room left in the last chunk: small writes share it, so memory stays within
+         * about twice the bytes queued. */
+        memcpy(s->q_tail->data + s->q_tail->len, data, len);
+        s->q_tail->len += len;
+    } else {
+        k = chunk_get(c->owner, len);
+        if (k == NULL)
+            return stream_oom(s);
+        k->next = NULL;
+        k->len = len;
+        k->off = 0;
+        memcpy(k->data, data, len);
+        if (s->q_tail)
+            s->q_tail->next = k;
+        else
+            s->q_head = k;
+        s->q_tail = k;
+    }
     s->queued += len;
     full = s->queued >= c->owner->opts.stream_queue_limit;
     if (full)
@@ -519,6 +571,17 @@ static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t
     return 0;
 }
 
+/* A response's block opens with ":status" and three digits. */
+static int status_first(const sd2_header *h, size_t n)
+{
+    const char *v;
+    if (n == 0 || h[0].name_len != 7 || memcmp(h[0].name, ":status", 7) != 0 ||
+        h[0].value_len != 3)
+        return 0;
+    v = h[0].value;
+    return v[0] >= '1' && v[0] <= '9' && v[1] >= '0' && v[1] <= '9' && v[2] >= '0' && v[2] <= '9';
+}
+
 static int deliver_headers(sd2_conn *c, sd2_stream *s, const nghttp2_frame *f)
 {
     int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
@@ -536,9 +599,15 @@ static int deliver_headers(sd2_conn *c, sd2_stream *s, const nghttp2_frame *f)
     if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
         c->owner->on_request(c->owner, s, h, rx->n, end);
     } else if (f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
-        s->headers_recv = 1;
-        if (s->bound && !s->reset_local && s->cbs.on_headers)
-            s->cbs.on_headers(s, s->ud, h, rx->n, end);
+        if (c->owner->opts.forward_only && !status_first(h, rx->n)) {
+            /* What nghttp2 would have refused, had its HTTP checks been on. */
+            s->err_set = SD2_EPROTO;
+            nghttp2_submit_rst_stream(c->ses, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
+        } else {
+            s->headers_recv = 1;
+            if (s->bound && !s->reset_local && s->cbs.on_headers)
+                s->cbs.on_headers(s, s->ud, h, rx->n, end);
+        }
     } else if (f->headers.cat == NGHTTP2_HCAT_HEADERS) {
         /* Trailers (or a 1xx's follow-up, which h2c gRPC does not use). */
         if (end && s->bound && !s->reset_local && s->cbs.on_end)
@@ -678,6 +747,18 @@ int sd2_owner_init(sd2_owner *o, uv_loop_t *loop, const sd2_opts *opts, int is_c
 
 void sd2_owner_fini(sd2_owner *o)
 {
+    while (o->pool != NULL) {
+        sd2_chunk *k = o->pool;
+        o->pool = k->next;
+        sdd_free(k);
+    }
+    o->npool = 0;
+    while (o->spool != NULL) {
+        sd2_stream *st = o->spool;
+        o->spool = st->next;
+        sdd_free(st);
+    }
+    o->nspool = 0;
     sdd_free(o->rbuf);
     o->rbuf = NULL;
     sdd_free(o->wbuf);
@@ -729,6 +810,8 @@ int sd2_conn_session(sd2_conn *c)
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_send_header_block_length(opt, o->opts.max_header_list + 4096);
     if (o->is_client) {
+        if (o->opts.forward_only)
+            nghttp2_option_set_no_http_messaging(opt, 1);
         nghttp2_option_set_peer_max_concurrent_streams(opt, o->opts.max_concurrent_streams);
         rv = nghttp2_session_client_new3(&c->ses, cb, c, opt, &sd2_mem);
     } else {
@@ -883,12 +966,26 @@ static void conn_release(sd2_conn *c)
 }
 
 /* Server side: a connection without streams for idle_timeout_ms gets GOAWAY, and closes
- * once it is sent (the session then wants nothing more). */
+ * once it is sent (the session then wants nothing more). The timer is not moved with every
+ * request: it fires at the first deadline and compares against the time the connection last
+ * became idle, re-arming for what is left. While streams are open it lapses, and the last
+ * stream to finish arms it again. */
 static void on_idle_timeout(uv_timer_t *t)
 {
     sd2_conn *c = t->data;
-    if (c->dead || c->nstreams > 0 || c->goaway_sent)
+    uint64_t ms = c->owner->opts.idle_timeout_ms, now;
+    if (c->dead || c->goaway_sent)
         return;
+    if (c->nstreams > 0) {
+        c->idle_armed = 0;
+        return;
+    }
+    now = uv_now(c->owner->loop);
+    if (now - c->idle_since < ms) {
+        uv_timer_start(&c->ctimer, on_idle_timeout, c->idle_since + ms - now, 0);
+        return;
+    }
+    c->idle_armed = 0;
     sdd_log(SELDON_LOG_DEBUG, "h2: closing a connection idle for %llu ms",
             (unsigned long long)c->owner->opts.idle_timeout_ms);
     c->goaway_sent = 1;
@@ -900,12 +997,13 @@ static void on_idle_timeout(uv_timer_t *t)
 
 void sd2_conn_idle_arm(sd2_conn *c)
 {
-    if (!c->timer_on || c->dead || c->owner->is_client)
+    if (!c->timer_on || c->dead || c->owner->is_client || c->nstreams > 0)
         return;
-    if (c->nstreams == 0)
+    c->idle_since = uv_now(c->owner->loop);
+    if (!c->idle_armed) {
+        c->idle_armed = 1;
         uv_timer_start(&c->ctimer, on_idle_timeout, c->owner->opts.idle_timeout_ms, 0);
-    else
-        uv_timer_stop(&c->ctimer);
+    }
 }
 
 void sd2_conn_fail(sd2_conn *c, int err)

@@ -111,6 +111,24 @@ static size_t pct_encode(char *out, size_t cap, const char *msg)
     return o;
 }
 
+/* The decimal text of a status without snprintf: it runs for every answer. */
+static size_t status_text(char out[16], int32_t v)
+{
+    char tmp[12];
+    size_t n = 0, o = 0;
+    uint32_t u = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
+    if (v < 0)
+        out[o++] = '-';
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    while (n > 0)
+        out[o++] = tmp[--n];
+    out[o] = '\0';
+    return o;
+}
+
 int sd2_grpc_finish(sd2_stream *s, int32_t grpc_status, const char *message,
                     const sd2_header *extra, size_t n)
 {
@@ -124,8 +142,7 @@ int sd2_grpc_finish(sd2_stream *s, int32_t grpc_status, const char *message,
         hv[k++] = (sd2_header){":status", 7, "200", 3};
         hv[k++] = (sd2_header){"content-type", 12, "application/grpc", 16};
     }
-    snprintf(status, sizeof(status), "%d", (int)grpc_status);
-    hv[k++] = (sd2_header){"grpc-status", 11, status, strlen(status)};
+    hv[k++] = (sd2_header){"grpc-status", 11, status, status_text(status, grpc_status)};
     if (message != NULL && *message != '\0') {
         size_t ml = pct_encode(msg, sizeof(msg), message);
         hv[k++] = (sd2_header){"grpc-message", 12, msg, ml};

@@ -15,8 +15,20 @@
 typedef struct sd2_conn sd2_conn;
 typedef struct sd2_owner sd2_owner;
 
+/* Queued bytes up to SD2_CHUNK_SMALL take a pooled chunk of that capacity; each owner
+ * keeps up to SD2_CHUNK_POOL of them for reuse, so a small message costs no allocation. */
+#define SD2_CHUNK_SMALL 4096
+#define SD2_CHUNK_POOL 32
+#define SD2_STREAM_POOL 64
+#if defined(__SANITIZE_ADDRESS__)
+#define SD2_POOLS 0 /* no reuse under AddressSanitizer: a use after free must be caught */
+#else
+#define SD2_POOLS 1
+#endif
+
 typedef struct sd2_chunk {
     struct sd2_chunk *next;
+    size_t cap; /* bytes of data[] */
     size_t len;
     size_t off;
     uint8_t data[];
@@ -86,6 +98,10 @@ struct sd2_owner {
     uv_check_t check; /* and freeing dead connections */
     sd2_conn *dirty;
     sd2_conn *zombies;
+    sd2_chunk *pool; /* free chunks of SD2_CHUNK_SMALL bytes */
+    size_t npool;
+    sd2_stream *spool; /* freed streams kept for reuse (up to SD2_STREAM_POOL) */
+    size_t nspool;
     void (*conn_gone)(sd2_owner *o, sd2_conn *c);
     /* server: a request's header block arrived */
     void (*on_request)(sd2_owner *o, sd2_stream *s, const sd2_header *h, size_t n, int end);
@@ -104,6 +120,8 @@ struct sd2_conn {
     uv_connect_t creq;
     int own_tcp, handles;
     int timer_on; /* ctimer initialised: client connect timeout, server idle timeout */
+    int idle_armed;      /* server: the idle timer is running */
+    uint64_t idle_since; /* server: loop time (ms) when the last stream ended */
     void (*release)(void *owner);
     void *release_owner;
     nghttp2_session *ses;
@@ -138,6 +156,8 @@ void sd2_conn_fail(sd2_conn *c, int err);
 void sd2_conn_enter(sd2_conn *c);
 void sd2_conn_leave(sd2_conn *c);
 sd2_stream *sd2_stream_alloc(sd2_conn *c);
+/* Frees a stream sd2_stream_alloc gave (kept in the owner's pool when there is room). */
+void sd2_stream_free(sd2_stream *s);
 void sd2_stream_link(sd2_stream *s);
 int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre, size_t npre);
 void sd2_hcopy_free(sd2_hcopy *h);

@@ -190,12 +190,13 @@ static void up_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t 
 static void up_end(sd2_stream *s, void *user_data, const sd2_header *trailers, size_t n)
 {
     gp *p = user_data;
+    int32_t retry = 0; /* never: the answer is under way (not replayable) */
     if (s != p->up || p->finished)
         return; /* a trailers-only answer went out in up_headers */
     p->grpc_status = sdx_grpc_status(trailers, n);
     if (p->down != NULL)
         sd2_end(p->down, trailers, n);
-    seldon_router_attempt_end(NULL, NULL, p->rr, seldon_router_outcome(0, p->grpc_status), 0,
+    seldon_router_attempt_end(&retry, NULL, p->rr, seldon_router_outcome(0, p->grpc_status), 0,
                               rt_now_ns());
     done(p, p->grpc_status >= 0 ? p->grpc_status : 2);
 }

@@ -688,6 +688,7 @@ int main(int argc, char **argv)
     h2o.max_conns_per_upstream = 4;
     /* --idle-timeout 0 (never) must reach h2c as "very long": its 0 means its default. */
     h2o.idle_timeout_ms = r.cfg.idle_timeout_ms ? r.cfg.idle_timeout_ms : (uint64_t)1 << 40;
+    h2o.forward_only = 1; /* upstream answers are only forwarded (servers ignore this) */
     memset(&h2cbs, 0, sizeof(h2cbs));
     h2cbs.on_request = rt_grpc_request;
     for (i = 0; i < r.nloops && rc == 0; i++) {

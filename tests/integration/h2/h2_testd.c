@@ -13,7 +13,7 @@
  * Flags: --host A --port N --upstream HOST:PORT [--request-timeout-ms N]
  *        [--connect-timeout-ms N] [--queue-limit N] [--window N] [--adopt]
  *        [--upstream-max-streams N] [--upstream-max-conns N] [--idle-timeout-ms N]
- *        [--fail-every N] [--one-port] [--log-level L] [--help]
+ *        [--fail-every N] [--one-port] [--forward-only] [--log-level L] [--help]
  * --adopt: accept connections here and hand them to sd2_server_adopt() after
  * reading the preface, as the HTTP/1.1 server does on a shared port.
  * --one-port: the daemons/common HTTP/1.1 server listens, answers REST with "hello", and
@@ -445,7 +445,7 @@ static void usage(FILE *f)
                "       [--request-timeout-ms N] [--connect-timeout-ms N] [--queue-limit N]\n"
                "       [--window N] [--adopt] [--upstream-max-streams N]\n"
                "       [--upstream-max-conns N] [--idle-timeout-ms N] [--fail-every N]\n"
-               "       [--one-port] [--log-level L]\n"
+               "       [--one-port] [--forward-only] [--log-level L]\n"
                "A transparent h2c gRPC proxy for the transport's tests.\n");
 }
 
@@ -472,6 +472,9 @@ int main(int argc, char **argv)
             continue;
         } else if (strcmp(a, "--one-port") == 0) {
             g.one_port = 1;
+            continue;
+        } else if (strcmp(a, "--forward-only") == 0) {
+            copts.forward_only = 1;
             continue;
         }
         if (val == NULL) {

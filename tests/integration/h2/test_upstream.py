@@ -140,3 +140,41 @@ def test_upstream_trailers_only_status_passes_through(g):
     assert err.details() == "denied here"
     md = dict(err.trailing_metadata() or ())
     assert md.get("x-upstream") == "fake"
+
+
+def run_forward_only(g, answer):
+    up = FakeUpstream(answer)
+    proxy = start_proxy(up.port, "--forward-only")
+    try:
+        err = call_live(g, proxy)
+        assert up.requests >= 1
+        return err
+    finally:
+        proxy.stop()
+        up.close()
+
+
+def test_forward_only_passes_a_valid_answer(g):
+    def answer(c, stream):
+        block = hpack([(":status", "200"), ("content-type", "application/grpc"),
+                       ("grpc-status", "7"), ("grpc-message", "denied here")])
+        c.sendall(frame(HEADERS, END_HEADERS | END_STREAM, stream, block))
+    err = run_forward_only(g, answer)
+    assert err.code() == g.grpc.StatusCode.PERMISSION_DENIED
+    assert err.details() == "denied here"
+
+
+@pytest.mark.parametrize("fields", [
+    [("content-type", "application/grpc"), ("grpc-status", "7")],            # no :status
+    [("content-type", "application/grpc"), (":status", "200"), ("grpc-status", "7")],
+    [(":status", "2000"), ("grpc-status", "7")],
+    [(":status", "abc"), ("grpc-status", "7")],
+])
+def test_forward_only_still_requires_status_first(g, fields):
+    """Without nghttp2's HTTP checks, an answer that does not open with a 3-digit
+    :status is still refused as a protocol error, never forwarded."""
+    def answer(c, stream):
+        c.sendall(frame(HEADERS, END_HEADERS | END_STREAM, stream, hpack(fields)))
+    err = run_forward_only(g, answer)
+    assert err.code() != g.grpc.StatusCode.PERMISSION_DENIED
+    assert err.code() == g.grpc.StatusCode.UNAVAILABLE, (err.code(), err.details())
