@@ -7,13 +7,10 @@
  * one replica while the other still loads it, so the route lists both versions.
  * Its execute is an identity on the worker threads.
  */
-#include <errno.h>
 #include <fcntl.h>
-#include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
-#include "seldon/runtime.h"
+#include "gate_runtime.h"
 
 static int once_load(seldon_model *m)
 {
@@ -27,33 +24,13 @@ static int once_load(seldon_model *m)
         close(fd);
         return 0;
     }
-    fd = open(gate.string_value, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return seldon_model_set_error(m, "test.once: extra.gate cannot be opened");
-    while (flock(fd, LOCK_SH) != 0 && errno == EINTR)
-        ;
-    close(fd);
-    return 0;
+    return trt_wait_gate(m, "test.once", &gate);
 }
 
 static int once_execute(seldon_model *m, seldon_infer *const *infers, size_t count)
 {
-    size_t i, k;
     (void)m;
-    for (i = 0; i < count; i++) {
-        const seldon_msg *req = seldon_infer_request(infers[i]);
-        seldon_msg *resp = seldon_infer_response(infers[i]);
-        int rc = 0;
-        for (k = 0; rc == 0 && k < seldon_msg_tensor_count(req); k++) {
-            seldon_tensor t;
-            rc = seldon_msg_tensor(&t, req, k);
-            if (rc == 0)
-                rc = seldon_msg_add_tensor(NULL, resp, t.name, t.name_len, t.datatype, t.shape,
-                                           t.ndim, t.data, t.nbytes, SELDON_TENSOR_COPY);
-        }
-        seldon_infer_complete(infers[i], rc, rc ? "test.once: cannot copy" : NULL);
-    }
-    return 0;
+    return trt_identity(infers, count, "test.once");
 }
 
 static const seldon_runtime once = {SELDON_RUNTIME_ABI_MAJOR,

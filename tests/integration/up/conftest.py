@@ -22,15 +22,11 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "integration", "lib"))
-import oipstubs  # noqa: E402
 import procs  # noqa: E402
+from upclient import (CLI, GUARD, HOST, PROTO_DIR, UpClient, grpc_stub, oip,  # noqa: E402,F401
+                      outputs)
 
 UP = os.environ.get("SELDON_UP") or os.path.join(SOURCE, "build", "daemons", "up", "seldon-up")
-CLI = os.environ.get("SELDON_CLI") or os.path.join(SOURCE, "build", "daemons", "cli", "seldon")
-PROTO_DIR = os.environ.get("SELDON_PROTO_DIR") or os.path.join(SOURCE, "proto")
-
-HOST = "127.0.0.1"
-GUARD = 60.0
 STARTED = []
 
 
@@ -44,7 +40,7 @@ def _no_leftovers():
     procs.kill_all(STARTED)
 
 
-class Up:
+class Up(UpClient):
     """A seldon-up process in folder (its working directory) on free loopback ports."""
 
     def __init__(self, folder, *args, via_cli=False):
@@ -120,28 +116,6 @@ class Up:
         self.proc.stdout.close()
         self.errfile.close()
 
-    def cli(self, *args, timeout=GUARD):
-        """Runs the seldon CLI in the folder against this seldon-up."""
-        cmd = [CLI, "--scheduler-host", f"{HOST}:{self.scheduler}", "--inference-host",
-               self.target, *[str(a) for a in args]]
-        p = subprocess.run(cmd, cwd=self.folder, capture_output=True, timeout=timeout)
-        return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
-
-    def curl(self, path, body=None, headers=()):
-        """A REST call with curl: (status, body, headers text)."""
-        cmd = ["curl", "-s", "-S", "-D", "-", "-o", "-", "--max-time", str(int(GUARD)),
-               f"http://{self.target}{path}"]
-        for h in headers:
-            cmd += ["-H", h]
-        if body is not None:
-            cmd += ["-H", "content-type: application/json", "--data-binary", body]
-        p = subprocess.run(cmd, capture_output=True, timeout=GUARD + 5)
-        assert p.returncode == 0, p.stderr.decode()
-        out = p.stdout.decode(errors="replace")
-        head, _, rest = out.partition("\r\n\r\n")
-        status = int(head.split()[1])
-        return status, rest, head.lower()
-
     def scrape(self):
         url = f"http://{HOST}:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=GUARD) as r:
@@ -166,21 +140,6 @@ ADD_REQUEST = json.dumps({"inputs": [{"name": "INPUT", "datatype": "FP32", "shap
 SIMPLE_REQUEST = json.dumps({"inputs": [
     {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": list(range(1, 17))},
     {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}]})
-
-
-def outputs(body):
-    return {o["name"]: o["data"] for o in json.loads(body)["outputs"]}
-
-
-@pytest.fixture(scope="session")
-def oip(tmp_path_factory):
-    return oipstubs.grpc_stubs(tmp_path_factory.mktemp("oip_stubs"), PROTO_DIR)
-
-
-def grpc_stub(g, target):
-    channel = g.grpc.insecure_channel(target)
-    g.grpc.channel_ready_future(channel).result(timeout=GUARD)
-    return channel, g.pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
 def add_request(g, model="", values=(1, 2, 3, 4)):

@@ -17,20 +17,7 @@ import pytest
 
 from conftest import GUARD, HERE, Up, grpc_stub, load, outputs, procs
 from oipstubs import infer_request, output_values
-
-SIMPLE = {"inputs": [
-    {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": list(range(1, 17))},
-    {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}]}
-V4 = [1, 2, 3, 4]
-
-
-def f32(name, values, shape=None):
-    return {"name": name, "datatype": "FP32", "shape": shape or [len(values)], "data": values}
-
-
-def choice(c):
-    return json.dumps({"inputs": [{"name": "CHOICE", "datatype": "INT32", "shape": [1],
-                                   "data": [c]}, f32("INPUT0", V4), f32("INPUT1", V4)]})
+from upclient import SIMPLE, V4, choice, f32
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ child) or a seldon-kafka-dev ($SELDON_KAFKA_DEV) started apart and named with
 Deadlines below only guard against hangs; no assertion depends on time.
 """
 import importlib.util
-import json
 import os
 import re
 import subprocess
@@ -22,8 +21,9 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "integration", "lib"))
-import oipstubs  # noqa: E402
 import procs  # noqa: E402
+from upclient import (CLI, GUARD, HOST, PROTO_DIR, UpClient, grpc_stub, oip,  # noqa: E402,F401
+                      outputs)
 
 _spec = importlib.util.spec_from_file_location(
     "kafka_helpers", os.path.join(SOURCE, "tests", "integration", "kafka", "conftest.py"))
@@ -31,11 +31,7 @@ kh = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(kh)
 
 UP = os.environ.get("SELDON_UP") or os.path.join(SOURCE, "build", "daemons", "up", "seldon-up")
-CLI = os.environ.get("SELDON_CLI") or os.path.join(SOURCE, "build", "daemons", "cli", "seldon")
-PROTO_DIR = os.environ.get("SELDON_PROTO_DIR") or os.path.join(SOURCE, "proto")
 PIPELINES = os.path.join(SOURCE, "tests", "integration", "up", "pipelines")
-HOST = "127.0.0.1"
-GUARD = 60.0
 STARTED = []
 
 SERVED = ("chain", "join", "cond", "inputs", "triggers", "chained", "failing", "ident")
@@ -52,7 +48,7 @@ def _no_leftovers():
     procs.kill_all(kh.STARTED)
 
 
-class KUp:
+class KUp(UpClient):
     """seldon-up --kafka in folder, on free loopback ports."""
 
     def __init__(self, folder, *args, env=None):
@@ -96,26 +92,6 @@ class KUp:
             self.proc.kill()
         self.proc.wait()
 
-    def cli(self, *args, timeout=GUARD):
-        cmd = [CLI, "--scheduler-host", f"{HOST}:{self.scheduler}", "--inference-host",
-               self.target, *[str(a) for a in args]]
-        p = subprocess.run(cmd, cwd=self.folder, capture_output=True, timeout=timeout)
-        return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
-
-    def curl(self, path, body=None, headers=()):
-        """A REST call with curl: (status, body, headers text)."""
-        cmd = ["curl", "-s", "-S", "-D", "-", "-o", "-", "--max-time", str(int(GUARD)),
-               f"http://{self.target}{path}"]
-        for h in headers:
-            cmd += ["-H", h]
-        if body is not None:
-            cmd += ["-H", "content-type: application/json", "--data-binary", body]
-        p = subprocess.run(cmd, capture_output=True, timeout=GUARD + 5)
-        assert p.returncode == 0, p.stderr.decode()
-        out = p.stdout.decode(errors="replace")
-        head, _, rest = out.partition("\r\n\r\n")
-        return int(head.split()[1]), rest, head.lower()
-
     def scrape(self):
         p = subprocess.run(["curl", "-s", "-S", "--max-time", str(int(GUARD)),
                             f"http://{HOST}:{self.metrics_port}/metrics"],
@@ -142,18 +118,3 @@ class KUp:
         for name in SERVED:
             procs.wait_until(lambda: self.curl(f"/v2/pipelines/{name}/ready")[0] == 200, GUARD,
                              lambda: f"{name} not ready\n{self.stderr()}")
-
-
-def outputs(body):
-    return {o["name"]: o["data"] for o in json.loads(body)["outputs"]}
-
-
-@pytest.fixture(scope="session")
-def oip(tmp_path_factory):
-    return oipstubs.grpc_stubs(tmp_path_factory.mktemp("oip_stubs"), PROTO_DIR)
-
-
-def grpc_stub(g, target):
-    channel = g.grpc.insecure_channel(target)
-    g.grpc.channel_ready_future(channel).result(timeout=GUARD)
-    return channel, g.pb2_grpc.GRPCInferenceServiceStub(channel)
