@@ -261,8 +261,9 @@ int sd2_request(sd2_stream **out, sd2_upstream *u, const sd2_header *h, size_t n
 {
     sd2_client *cl = u->cl;
     nghttp2_data_provider prd = sd2_provider_template;
-    sd2_nvview nv;
+    nghttp2_nv *nv;
     sd2_stream *s;
+    int oom;
     sd2_conn *c;
     int32_t id;
     *out = NULL;
@@ -274,14 +275,12 @@ int sd2_request(sd2_stream **out, sd2_upstream *u, const sd2_header *h, size_t n
     s = sd2_stream_alloc(c);
     if (s == NULL)
         return SD2_ENOMEM;
-    if (sd2_nv_view(&nv, h, n) < 0) {
+    if ((nv = sd2_keep_block(s, h, n, &oom)) == NULL && oom) {
         sd2_stream_free(s);
         return SD2_ENOMEM;
     }
     prd.source.ptr = s;
-    /* nghttp2 copies the block at once: the view need not outlive the call. */
-    id = nghttp2_submit_request(c->ses, NULL, nv.nv, nv.n, end ? NULL : &prd, s);
-    sd2_nv_view_free(&nv);
+    id = nghttp2_submit_request(c->ses, NULL, nv, n, end ? NULL : &prd, s);
     if (id < 0) {
         sd2_stream_free(s);
         return id == NGHTTP2_ERR_NOMEM ? SD2_ENOMEM : SD2_EPROTO;

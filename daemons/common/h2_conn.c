@@ -47,6 +47,8 @@ const char *sd2_strerror(int err)
 
 /* --- Header blocks ------------------------------------------------------------------ */
 
+static void conn_write_now(sd2_conn *c);
+
 static void hbuf_reset(sd2_hbuf *b)
 {
     b->len = 0;
@@ -115,77 +117,6 @@ static sd2_header *hbuf_view(const sd2_hbuf *b, sd2_header *inl, size_t ninl, in
         h[i].value_len = b->ent[i * 4 + 3];
     }
     return h;
-}
-
-int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre, size_t npre)
-{
-    size_t bytes = 0, i, total = n + npre;
-    nghttp2_nv *nv;
-    uint8_t *p;
-    out->nv = NULL;
-    out->n = 0;
-    if (total == 0)
-        return 0;
-    for (i = 0; i < total; i++) {
-        const sd2_header *x = i < npre ? &pre[i] : &h[i - npre];
-        bytes += x->name_len + x->value_len + 2;
-    }
-    nv = sdd_malloc(total * sizeof(*nv) + bytes);
-    if (nv == NULL)
-        return -1;
-    p = (uint8_t *)(nv + total);
-    for (i = 0; i < total; i++) {
-        const sd2_header *x = i < npre ? &pre[i] : &h[i - npre];
-        nv[i].name = p;
-        memcpy(p, x->name, x->name_len);
-        p[x->name_len] = 0;
-        p += x->name_len + 1;
-        nv[i].value = p;
-        memcpy(p, x->value, x->value_len);
-        p[x->value_len] = 0;
-        p += x->value_len + 1;
-        nv[i].namelen = x->name_len;
-        nv[i].valuelen = x->value_len;
-        nv[i].flags = NGHTTP2_NV_FLAG_NONE;
-    }
-    out->nv = nv;
-    out->n = total;
-    return 0;
-}
-
-int sd2_nv_view(sd2_nvview *out, const sd2_header *h, size_t n)
-{
-    size_t i;
-    out->nv = n <= SD2_NV_INLINE ? out->inl : sdd_malloc(n * sizeof(*out->nv));
-    out->n = n;
-    if (out->nv == NULL)
-        return -1;
-    for (i = 0; i < n; i++) {
-        out->nv[i].name = (uint8_t *)(uintptr_t)h[i].name;
-        out->nv[i].value = (uint8_t *)(uintptr_t)h[i].value;
-        out->nv[i].namelen = h[i].name_len;
-        out->nv[i].valuelen = h[i].value_len;
-        /* A request id is new with every request: in the HPACK table it would only push
-           out the fields that repeat, at both ends. */
-        out->nv[i].flags = h[i].name_len == 12 && memcmp(h[i].name, "x-request-id", 12) == 0
-                               ? NGHTTP2_NV_FLAG_NO_INDEX
-                               : NGHTTP2_NV_FLAG_NONE;
-    }
-    return 0;
-}
-
-void sd2_nv_view_free(sd2_nvview *v)
-{
-    if (v->nv != v->inl)
-        sdd_free(v->nv);
-    v->nv = NULL;
-}
-
-void sd2_hcopy_free(sd2_hcopy *h)
-{
-    sdd_free(h->nv);
-    h->nv = NULL;
-    h->n = 0;
 }
 
 /* --- Streams ------------------------------------------------------------------------ */
@@ -258,6 +189,87 @@ static void chunk_put(sd2_owner *o, sd2_chunk *k)
     sdd_free(k);
 }
 
+/* Whether any of the n bytes at p is an upper-case ASCII letter, eight at a time. */
+static int has_upper(const uint8_t *p, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, t;
+        memcpy(&x, p + i, 8);
+        t = x & ~high; /* each byte below 0x80: adding below carries into no neighbour */
+        if (((t + (0x80 - 'A') * ones) & ~(t + (0x80 - 'Z' - 1) * ones) & ~x & high) != 0)
+            return 1;
+    }
+    for (; i < n; i++)
+        if (p[i] >= 'A' && p[i] <= 'Z')
+            return 1;
+    return 0;
+}
+
+nghttp2_nv *sd2_keep_block(sd2_stream *s, const sd2_header *h, size_t n, int *oom)
+{
+    sd2_conn *c = s->conn;
+    sd2_owner *o = c->owner;
+    size_t bytes = n * sizeof(nghttp2_nv), i;
+    sd2_chunk *k;
+    nghttp2_nv *nv;
+    uint8_t *m;
+    *oom = 0;
+    if (n == 0)
+        return NULL;
+    for (i = 0; i < n; i++)
+        bytes += h[i].name_len + h[i].value_len;
+    if (SD2_POOLS && bytes <= SD2_CHUNK_SMALL && o->pool != NULL) {
+        k = o->pool;
+        o->pool = k->next;
+        o->npool--;
+    } else if ((k = sdd_malloc(sizeof(*k) + bytes)) != NULL) {
+        k->cap = bytes; /* exact: a block held by a long stream costs what it is */
+    } else {
+        *oom = 1;
+        return NULL;
+    }
+    k->next = s->hkeep;
+    s->hkeep = k;
+    nv = (nghttp2_nv *)(void *)k->data;
+    m = k->data + n * sizeof(*nv);
+    for (i = 0; i < n; i++) {
+        const sd2_header *x = &h[i];
+        memcpy(m, x->name, x->name_len);
+        nv[i].name = m;
+        nv[i].namelen = x->name_len;
+        m += x->name_len;
+        memcpy(m, x->value, x->value_len);
+        nv[i].value = m;
+        nv[i].valuelen = x->value_len;
+        m += x->value_len;
+        /* nghttp2 copies and lowers a name only when asked to; HTTP/2 names are lower
+           case, so that is rare. */
+        nv[i].flags = NGHTTP2_NV_FLAG_NO_COPY_VALUE |
+                      (has_upper(nv[i].name, x->name_len) ? 0 : NGHTTP2_NV_FLAG_NO_COPY_NAME);
+        /* A request id is new with every request: in the HPACK table it would only push
+           out the fields that repeat, at both ends. The first goes in once, so that the
+           others name it by index (a never-indexed field may still use an indexed name). */
+        if (x->name_len == 12 && memcmp(x->name, "x-request-id", 12) == 0) {
+            if (c->rid_named)
+                nv[i].flags |= NGHTTP2_NV_FLAG_NO_INDEX;
+            c->rid_named = 1;
+        }
+    }
+    return nv;
+}
+
+static void keep_free(sd2_stream *s)
+{
+    sd2_chunk *k = s->hkeep, *next;
+    for (; k != NULL; k = next) {
+        next = k->next;
+        chunk_put(s->conn->owner, k);
+    }
+    s->hkeep = NULL;
+}
+
 static void queue_free(sd2_stream *s)
 {
     sd2_chunk *k = s->q_head, *next;
@@ -269,9 +281,10 @@ static void queue_free(sd2_stream *s)
     s->queued = 0;
 }
 
-/* Tells the user, forgets the stream. The session may still hold its id (connection
- * failure) or has just dropped it (on_stream_close). */
-static void stream_finish(sd2_stream *s, int err, uint32_t code)
+/* Forgets the stream: the session no longer knows it, the connection no longer counts
+ * it, and calls on it are no-ops. The session may still hold its id (connection failure)
+ * or has just dropped it (on_stream_close). */
+static void stream_detach(sd2_stream *s, int err, uint32_t code)
 {
     sd2_conn *c = s->conn;
     if (s->err_set)
@@ -284,17 +297,47 @@ static void stream_finish(sd2_stream *s, int err, uint32_t code)
     stream_unlink(s);
     if (c->owner->is_client)
         sd2_client_unheap(s);
+    if (c->rx_stream == s) {
+        c->rx_stream = NULL;
+        c->rx_id = 0;
+    }
     s->finishing = 1; /* from here, calls on s are no-ops */
+    s->close_err = err;
+    s->close_code = code;
+}
+
+/* Tells the user and frees a detached stream. */
+static void stream_tell(sd2_stream *s)
+{
     if (s->bound && s->cbs.on_close)
-        s->cbs.on_close(s, s->ud, err, code);
+        s->cbs.on_close(s, s->ud, s->close_err, s->close_code);
     queue_free(s);
-    sd2_hcopy_free(&s->trailers);
     sd2_stream_free(s);
+}
+
+static void stream_finish(sd2_stream *s, int err, uint32_t code)
+{
+    stream_detach(s, err, code);
+    stream_tell(s);
+}
+
+/* Streams that closed while their connection wrote are told once the bytes are out: the
+ * answer does not wait for its own bookkeeping. */
+static void tell_closed(sd2_conn *c)
+{
+    while (c->closed != NULL) {
+        sd2_stream *s = c->closed;
+        c->closed = s->next;
+        if (c->closed == NULL)
+            c->closed_tail = NULL;
+        stream_tell(s);
+    }
 }
 
 void sd2_stream_free(sd2_stream *s)
 {
     sd2_owner *o = s->conn->owner;
+    keep_free(s);
     if (SD2_POOLS && o->nspool < SD2_STREAM_POOL) {
         s->next = o->spool;
         o->spool = s;
@@ -362,11 +405,11 @@ static ssize_t provider_read(nghttp2_session *ses, int32_t id, uint8_t *buf, siz
     if (s->q_head == NULL) {
         if (s->local_end) {
             *flags |= NGHTTP2_DATA_FLAG_EOF;
-            if (s->trailers.n > 0) {
+            if (s->ntrailers > 0) {
                 *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-                if (nghttp2_submit_trailer(ses, s->id, s->trailers.nv, s->trailers.n) != 0)
+                if (nghttp2_submit_trailer(ses, s->id, s->trailers, s->ntrailers) != 0)
                     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-                sd2_hcopy_free(&s->trailers);
+                s->ntrailers = 0;
             }
             s->end_submitted = 1;
         } else if (done == 0) {
@@ -413,31 +456,30 @@ static int stream_oom(sd2_stream *s)
 int sd2_send_headers(sd2_stream *s, const sd2_header *h, size_t n, int end)
 {
     sd2_conn *c = s->conn;
-    sd2_nvview nv;
     nghttp2_data_provider prd = sd2_provider_template;
-    int rv;
+    nghttp2_nv *nv;
+    int rv, oom;
     if (!stream_usable(s))
         return SD2_ECLOSED;
     if (c->owner->is_client || s->headers_sent)
         return SD2_EPROTO;
-    if (sd2_nv_view(&nv, h, n) < 0)
+    if ((nv = sd2_keep_block(s, h, n, &oom)) == NULL && oom)
         return stream_oom(s);
     prd.source.ptr = s;
-    /* nghttp2 copies the block at once: the view need not outlive the call. */
-    rv = nghttp2_submit_response(c->ses, s->id, nv.nv, nv.n, end ? NULL : &prd);
-    sd2_nv_view_free(&nv);
+    rv = nghttp2_submit_response(c->ses, s->id, nv, n, end ? NULL : &prd);
     if (rv == NGHTTP2_ERR_NOMEM)
         return stream_oom(s);
     if (rv != 0)
         return SD2_EPROTO;
     s->headers_sent = 1;
+    sd2_conn_mark(c);
     if (end) {
         s->local_end = 1;
         s->end_submitted = 1;
+        conn_write_now(c);
     } else {
         s->provider = 1;
     }
-    sd2_conn_mark(c);
     return 0;
 }
 
@@ -487,11 +529,17 @@ int sd2_end(sd2_stream *s, const sd2_header *trailers, size_t n)
         return SD2_ECLOSED;
     if (s->local_end || !s->provider)
         return SD2_EPROTO;
-    if (n > 0 && sd2_nv_copy(&s->trailers, trailers, n, NULL, 0) < 0)
-        return stream_oom(s);
+    if (n > 0) {
+        int oom;
+        s->trailers = sd2_keep_block(s, trailers, n, &oom);
+        if (oom)
+            return stream_oom(s);
+        s->ntrailers = n;
+    }
     s->local_end = 1;
     stream_resume(s);
     sd2_conn_mark(c);
+    conn_write_now(c);
     return 0;
 }
 
@@ -548,14 +596,23 @@ static int on_begin_headers(nghttp2_session *ses, const nghttp2_frame *f, void *
         nghttp2_session_set_stream_user_data(ses, s->id, s);
     }
     hbuf_reset(&c->rx);
+    c->rx_stream = s;
+    c->rx_id = f->hd.stream_id;
     return 0;
+}
+
+/* The stream of the header block being received: HTTP/2 sends a block's frames back to
+ * back, so the one on_begin_headers found serves every field of it. */
+static sd2_stream *rx_stream_of(sd2_conn *c, nghttp2_session *ses, int32_t id)
+{
+    return id == c->rx_id ? c->rx_stream : stream_of(ses, id);
 }
 
 static int on_header(nghttp2_session *ses, const nghttp2_frame *f, const uint8_t *name, size_t nl,
                      const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
     sd2_conn *c = ud;
-    sd2_stream *s = stream_of(ses, f->hd.stream_id);
+    sd2_stream *s = rx_stream_of(c, ses, f->hd.stream_id);
     (void)flags;
     if (s == NULL || f->hd.type != NGHTTP2_HEADERS)
         return 0;
@@ -586,9 +643,9 @@ static int deliver_headers(sd2_conn *c, sd2_stream *s, const nghttp2_frame *f)
 {
     int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     int oom;
-    sd2_header inl[SD2_NV_INLINE];
+    sd2_header inl[SD2_HDR_INLINE];
     sd2_hbuf *rx = &c->rx;
-    sd2_header *h = hbuf_view(rx, inl, SD2_NV_INLINE, &oom);
+    sd2_header *h = hbuf_view(rx, inl, SD2_HDR_INLINE, &oom);
     if (oom) {
         s->err_set = SD2_ENOMEM;
         nghttp2_submit_rst_stream(c->ses, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
@@ -625,7 +682,9 @@ static int on_frame_recv(nghttp2_session *ses, const nghttp2_frame *f, void *ud)
     sd2_stream *s;
     switch (f->hd.type) {
     case NGHTTP2_HEADERS:
-        s = stream_of(ses, f->hd.stream_id);
+        s = rx_stream_of(c, ses, f->hd.stream_id);
+        c->rx_stream = NULL;
+        c->rx_id = 0;
         if (s != NULL)
             return deliver_headers(c, s, f);
         break;
@@ -689,7 +748,17 @@ static int on_stream_close(nghttp2_session *ses, int32_t id, uint32_t code, void
         /* RST_STREAM(NO_ERROR) before the exchange finished. */
         err = SD2_ERESET;
     }
-    stream_finish(s, err, code);
+    if (!c->sending) {
+        stream_finish(s, err, code);
+        return 0;
+    }
+    stream_detach(s, err, code);
+    s->next = NULL;
+    if (c->closed_tail != NULL)
+        c->closed_tail->next = s;
+    else
+        c->closed = s;
+    c->closed_tail = s;
     return 0;
 }
 
@@ -916,6 +985,24 @@ void sd2_conn_mark(sd2_conn *c)
     owner_wake(c->owner);
 }
 
+/*
+ * An answer or request just ended on c: when it is the connection's only stream, its bytes
+ * go out now rather than at the end of the loop iteration, ahead of the bookkeeping that
+ * the rest of this iteration does (the other side's stream closing, its counters). The
+ * caller may be inside a callback of another connection and go on using its own state, so
+ * nothing here calls anybody back: streams that close on the way, drains and failures wait
+ * for the deferred flush the caller already asked for with sd2_conn_mark().
+ */
+static void conn_write_now(sd2_conn *c)
+{
+    if (c->nstreams != 1 || c->depth > 0 || c->dead || c->released || c->failing ||
+        c->owner->wbusy || (c->owner->is_client && !c->connected))
+        return;
+    c->hold = 1;
+    sd2_conn_flush(c);
+    c->hold = 0;
+}
+
 /* The connection is gone for good: no handle, no write, no stream refers to it. Its
  * memory goes at the next loop iteration, as callers up the stack may still look at it. */
 static void conn_gone(sd2_conn *c)
@@ -1019,6 +1106,7 @@ void sd2_conn_fail(sd2_conn *c, int err)
     }
     c->dead = 1;
     c->depth++; /* nothing below may re-enter the session */
+    tell_closed(c);
     while (c->streams != NULL) {
         sd2_stream *s = c->streams;
         /* Past the peer's GOAWAY: it never processed the stream, whatever came next. */
@@ -1215,6 +1303,15 @@ static void send_failed(sd2_conn *c, int rv)
     c->fail_err = rv == SD2_ENOMEM ? SD2_ENOMEM : SD2_ECLOSED;
 }
 
+/* Whether a chunk nghttp2 gave (one frame, or the first of a header block) ends its
+ * stream. In a write-now flush the connection's only stream is done with it: the bytes go
+ * out before nghttp2 closes the stream in its next call. A wrong guess costs one write. */
+static int ends_stream(const uint8_t *p, size_t n)
+{
+    return n >= 9 && (p[3] == NGHTTP2_DATA || p[3] == NGHTTP2_HEADERS) &&
+           (p[4] & NGHTTP2_FLAG_END_STREAM) != 0;
+}
+
 void sd2_conn_flush(sd2_conn *c)
 {
     sd2_owner *o = c->owner;
@@ -1243,6 +1340,7 @@ void sd2_conn_flush(sd2_conn *c)
         o->wbusy = 1;
     }
     sd2_conn_enter(c);
+    c->sending = 1;
     while (c->out_pending + len < o->opts.out_limit) {
         const uint8_t *p;
         ssize_t n = nghttp2_session_mem_send(c->ses, &p);
@@ -1285,7 +1383,7 @@ void sd2_conn_flush(sd2_conn *c)
         }
         memcpy(buf + len, p, (size_t)n);
         len += (size_t)n;
-        if (len >= SD2_WRITE_BATCH) {
+        if (len >= SD2_WRITE_BATCH || (c->hold && ends_stream(p, (size_t)n))) {
             rv = send_bytes(c, buf, len);
             len = 0;
             if (rv < 0) {
@@ -1296,6 +1394,7 @@ void sd2_conn_flush(sd2_conn *c)
     }
     if (len > 0 && !c->failing && (rv = send_bytes(c, buf, len)) < 0)
         send_failed(c, rv);
+    c->sending = 0;
     if (own)
         o->wbusy = 0;
     else
@@ -1305,6 +1404,12 @@ void sd2_conn_flush(sd2_conn *c)
         uv_read_stop(c->stream);
         c->reading = 0;
     }
+    if (c->hold) {
+        /* The connection is marked: the deferred flush tells, drains and fails. */
+        c->depth--;
+        return;
+    }
+    tell_closed(c);
     if (c->want_drains) {
         /* on_drain may act on this connection: run it as a re-entrant caller would. */
         c->depth--;

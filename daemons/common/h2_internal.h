@@ -34,6 +34,9 @@ typedef struct sd2_chunk {
     uint8_t data[];
 } sd2_chunk;
 
+/* Fields of a received block viewed without an allocation, up to this many. */
+#define SD2_HDR_INLINE 32
+
 /* A received header block being assembled: names and values in one arena. */
 typedef struct sd2_hbuf {
     char *mem;
@@ -42,19 +45,6 @@ typedef struct sd2_hbuf {
     size_t n, ncap;
 } sd2_hbuf;
 
-/* Header views handed to nghttp2 for a submission it copies at once (no bytes copied). */
-#define SD2_NV_INLINE 32
-typedef struct sd2_nvview {
-    nghttp2_nv *nv; /* inl, or an allocation for a longer block */
-    size_t n;
-    nghttp2_nv inl[SD2_NV_INLINE];
-} sd2_nvview;
-
-/* A copied header block, one allocation. */
-typedef struct sd2_hcopy {
-    nghttp2_nv *nv;
-    size_t n;
-} sd2_hcopy;
 
 struct sd2_stream {
     sd2_conn *conn;
@@ -71,13 +61,17 @@ struct sd2_stream {
     int deferred;      /* its read callback returned DEFERRED */
     int local_end;     /* sd2_end() was called */
     int end_submitted; /* END_STREAM or trailers went to nghttp2 */
-    sd2_hcopy trailers;
+    nghttp2_nv *trailers; /* in hkeep, submitted when the queue runs dry */
+    size_t ntrailers;
+    sd2_chunk *hkeep; /* header blocks given to nghttp2 uncopied: kept until the stream goes */
     int headers_sent, headers_recv, remote_end;
     int reset_local;
     int finishing; /* inside on_close */
     int rst_recv;
     uint32_t rst_code;
     int err_set; /* a reason decided here (timeout, cancel); wins at close */
+    int close_err;       /* closed while its connection wrote: told after the write */
+    uint32_t close_code;
     /* client */
     uint64_t due_ms;
     size_t heap_idx; /* SIZE_MAX when not in the heap */
@@ -134,11 +128,17 @@ struct sd2_conn {
     int dead, released;
     int dirty;
     sd2_conn *dnext;
+    int sending; /* inside sd2_conn_flush's loop: closing streams wait in closed */
+    int hold;    /* a write from inside an API call: nobody is told anything */
+    sd2_stream *closed, *closed_tail;
     int goaway_recv, goaway_sent;
     int32_t goaway_last;
     /* The header block being received: HTTP/2 sends a block's frames back to back, so
        one per connection serves every stream, and its memory is kept between blocks. */
     sd2_hbuf rx;
+    sd2_stream *rx_stream; /* the stream rx belongs to (saves a lookup per field) */
+    int32_t rx_id;         /* its id; 0 when none */
+    int rid_named;         /* "x-request-id" went out indexed once: the peer knows the name */
 };
 
 /* h2_conn.c */
@@ -159,11 +159,9 @@ sd2_stream *sd2_stream_alloc(sd2_conn *c);
 /* Frees a stream sd2_stream_alloc gave (kept in the owner's pool when there is room). */
 void sd2_stream_free(sd2_stream *s);
 void sd2_stream_link(sd2_stream *s);
-int sd2_nv_copy(sd2_hcopy *out, const sd2_header *h, size_t n, const sd2_header *pre, size_t npre);
-void sd2_hcopy_free(sd2_hcopy *h);
-/* Views of h for a submission that copies them: 0, or -1 when out of memory. */
-int sd2_nv_view(sd2_nvview *out, const sd2_header *h, size_t n);
-void sd2_nv_view_free(sd2_nvview *v);
+/* Copies a header block into memory stream s owns until it is freed, as fields nghttp2
+ * need not copy again: the array to submit (NULL when n is 0), or NULL and *oom set. */
+nghttp2_nv *sd2_keep_block(sd2_stream *s, const sd2_header *h, size_t n, int *oom);
 extern const nghttp2_data_provider sd2_provider_template;
 
 /* h2_client.c: the client's timer heap */

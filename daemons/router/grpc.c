@@ -593,12 +593,44 @@ static size_t keep_headers_size(const sd2_header *h, size_t n)
     return (n + 2) * sizeof(sd2_header) + need;
 }
 
-/* Copies the request's header block into p->mem, adding x-request-id when absent. */
-static void keep_headers(gp *p, const sd2_header *h, size_t n)
+/* The fields a call looks at, found in one pass over its header block. */
+typedef struct call_fields {
+    const sd2_header *model, *path, *sticky, *rid;
+} call_fields;
+
+static void find_fields(call_fields *f, const sd2_header *h, size_t n)
+{
+    size_t i;
+    memset(f, 0, sizeof(*f));
+    for (i = 0; i < n; i++) {
+        const sd2_header *x = &h[i];
+        switch (x->name_len) {
+        case 5:
+            if (f->path == NULL && memcmp(x->name, ":path", 5) == 0)
+                f->path = x;
+            break;
+        case 12:
+            if (f->model == NULL && memcmp(x->name, "seldon-model", 12) == 0)
+                f->model = x;
+            else if (f->rid == NULL && memcmp(x->name, "x-request-id", 12) == 0)
+                f->rid = x;
+            break;
+        case 14:
+            if (f->sticky == NULL && memcmp(x->name, SELDON_ROUTER_ROUTE_HEADER, 14) == 0)
+                f->sticky = x;
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* Copies the request's header block into p->mem, adding x-request-id when absent (rid is
+ * the block's own, or NULL). */
+static void keep_headers(gp *p, const sd2_header *h, size_t n, const sd2_header *rid)
 {
     size_t i, k = 0;
     char *m;
-    const sd2_header *rid = sd2_header_find(h, n, "x-request-id");
     p->internal_at = -1;
     p->h = (sd2_header *)p->mem;
     m = p->mem + (n + 2) * sizeof(sd2_header);
@@ -635,14 +667,17 @@ static void keep_headers(gp *p, const sd2_header *h, size_t n)
 void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t n, int end)
 {
     rt_loop *L = user_data;
-    const sd2_header *model = sd2_header_find(h, n, "seldon-model");
-    const sd2_header *path = sd2_header_find(h, n, ":path");
+    call_fields f;
+    const sd2_header *model, *path;
     char name[SELDON_ROUTES_NAME_MAX + 1];
     size_t len = 0;
     int32_t grpc_status = 13;
     gp *p;
     int rc;
 
+    find_fields(&f, h, n);
+    model = f.model;
+    path = f.path;
     rc = seldon_router_route_name(name, &len, sizeof(name), SELDON_ROUTER_GRPC,
                                   model ? model->value : NULL, model ? model->value_len : 0,
                                   path ? path->value : NULL, path ? path->value_len : 0);
@@ -665,12 +700,9 @@ void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
     p->mem = (char *)(p + 1);
     p->L = L;
     p->grpc_status = -1;
-    {
-        const sd2_header *sticky = sd2_header_find(h, n, SELDON_ROUTER_ROUTE_HEADER);
-        if (sticky != NULL && sticky->value_len < sizeof(p->sticky)) { /* kept for a hold */
-            memcpy(p->sticky, sticky->value, sticky->value_len);
-            p->sticky_len = sticky->value_len;
-        }
+    if (f.sticky != NULL && f.sticky->value_len < sizeof(p->sticky)) { /* kept for a hold */
+        memcpy(p->sticky, f.sticky->value, f.sticky->value_len);
+        p->sticky_len = f.sticky->value_len;
     }
     rc = seldon_router_req_new_split(&p->rr, L->lb, name, len, p->sticky, p->sticky_len,
                                      SELDON_ROUTER_GRPC, rt_now_ns());
@@ -685,7 +717,7 @@ void rt_grpc_request(void *user_data, sd2_stream *s, const sd2_header *h, size_t
         sdd_free(p);
         return;
     }
-    keep_headers(p, h, n);
+    keep_headers(p, h, n, f.rid);
     memcpy(p->name, name, len);
     p->name_len = len;
     p->deadline = p->rr != NULL ? seldon_router_req_deadline(p->rr) : 0;

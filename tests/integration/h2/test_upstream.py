@@ -178,3 +178,20 @@ def test_forward_only_still_requires_status_first(g, fields):
     err = run_forward_only(g, answer)
     assert err.code() != g.grpc.StatusCode.PERMISSION_DENIED
     assert err.code() == g.grpc.StatusCode.UNAVAILABLE, (err.code(), err.details())
+
+
+def test_forward_only_lowers_upper_case_names(g):
+    """A field name in upper case (which HTTP/2 does not allow) from an upstream whose
+    answers are only forwarded still reaches the client, lowered: the transport hands
+    nghttp2 its names uncopied only when they are already lower case."""
+    def answer(c, stream):
+        block = hpack([(":status", "200"), ("content-type", "application/grpc"),
+                       ("X-Upstream-Tag", "kept"), ("x-upstream-LONG-NAME-over-8", "too"),
+                       ("grpc-status", "7"), ("grpc-message", "denied here")])
+        c.sendall(frame(HEADERS, END_HEADERS | END_STREAM, stream, block))
+    err = run_forward_only(g, answer)
+    assert err.code() == g.grpc.StatusCode.PERMISSION_DENIED, (err.code(), err.details())
+    md = dict(err.initial_metadata() or ())
+    md.update(dict(err.trailing_metadata() or ()))
+    assert md.get("x-upstream-tag") == "kept", md
+    assert md.get("x-upstream-long-name-over-8") == "too", md
