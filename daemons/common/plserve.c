@@ -1,12 +1,15 @@
 /*
  * Pipelines served on ingress loops (plserve.h): the engine per loop, its
  * timer and its pump; the waiters (the callers of requests in flight); the
- * asynchronous results store; REST, gRPC and the pipelines' set.
+ * asynchronous results store; REST. gRPC is in plserve_grpc.c, the
+ * pipelines' set and set-up in plserve_ctl.c, what they share in
+ * plserve_int.h.
  *
  * The asynchronous store is shared by the loops (a GET may arrive on any
  * loop) behind one lock, bounded by async_max and expired after
  * async_ttl_ms; it is off the synchronous path.
  */
+
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,30 +20,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "plserve.h"
+#include "plserve_int.h"
 #include "sdd.h"
-
-#define NBUCKETS 1024
-#define GRPC_HDR SDP_GRPC_PREFIX
-#define STREAM_PENDING_MAX 32
-#define STREAM_QUEUE_MAX ((size_t)256 << 10)
-
-enum { W_REST, W_GRPC, W_STREAM, W_ASYNC, W_DROP };
 
 /* Mirror copies (W_DROP) in flight in the process, at most: past it a request gets no copy,
    so a slow mirror cannot pile work up behind the callers'. */
 #define MIRRORS_MAX 64
 static atomic_int mirrors_in_flight;
 
-/* A waiter's header room before it allocates: x-request-id and a few more, with the
-   x-seldon-route of several steps (a waiter stays under 1 KiB, in glibc's tcache). */
-#define W_XH_INLINE 4
-#define W_HS_INLINE 224
 /* A step call's room for its model's answer headers. */
 #define C_AH_INLINE 128
-
-typedef struct sdp_loop sdp_loop;
-typedef struct scall scall;
 
 static void buf_add(seldon_buf *b, const void *p, size_t n)
 {
@@ -56,76 +45,6 @@ int64_t sdp_mono_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-
-/* An owned header (name and value in one allocation). */
-typedef struct oh {
-    char *name;
-    size_t name_len;
-    char *value;
-    size_t value_len;
-} oh;
-
-static int oh_set(oh *h, const char *name, size_t nl, const char *value, size_t vl)
-{
-    char *m = sdd_malloc(nl + vl + 2);
-    if (m == NULL)
-        return SELDON_ENOMEM;
-    memcpy(m, name, nl);
-    m[nl] = '\0';
-    memcpy(m + nl + 1, value, vl);
-    m[nl + 1 + vl] = '\0';
-    sdd_free(h->name);
-    h->name = m;
-    h->name_len = nl;
-    h->value = m + nl + 1;
-    h->value_len = vl;
-    return 0;
-}
-
-static int is_x(const char *name, size_t len)
-{
-    return len > 2 && (name[0] == 'x' || name[0] == 'X') && name[1] == '-';
-}
-
-static int name_is(const char *name, size_t len, const char *lit)
-{
-    size_t n = strlen(lit), i;
-    if (len != n)
-        return 0;
-    for (i = 0; i < n; i++) {
-        char c = name[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c - 'A' + 'a');
-        if (c != lit[i])
-            return 0;
-    }
-    return 1;
-}
-
-/* A request waiting for its pipeline's answer, on its loop. */
-typedef struct plw plw;
-struct plw {
-    plw *next;
-    uint64_t seq;
-    int kind;
-    sdh_req *req; /* W_REST */
-    void *ctx;    /* W_GRPC: the host's, answered with hooks.grpc_answer */
-    scall *sc;    /* W_STREAM */
-    int64_t deadline;
-    char pipeline[SELDON_ROUTES_NAME_MAX + 1];
-    char rid[80]; /* x-request-id */
-    oh *xh;       /* the x-* headers to answer with: the request's, then the models' merged */
-    size_t nxh, xh_cap;
-    char *hs; /* their names and values (xh points into it) */
-    size_t hs_len, hs_cap;
-    int32_t err_kind; /* with err_msg: the error the host gave (sdp_call_fail_as) */
-    char *err_msg;
-    int tag; /* the answer's x-seldon-route ends with ":<pipeline>.pipeline:" (sdp_route) */
-    /* Room for the usual few headers, so that a request's headers cost no allocation
-       (xh and hs start here and move to the heap only when they outgrow it). */
-    oh xh_in[W_XH_INLINE];
-    char hs_in[W_HS_INLINE];
-};
 
 /* A step call, from the engine's event to its answer on the loop. */
 struct sdp_call {
@@ -151,65 +70,7 @@ struct sdp_call {
     } ah_in;
 };
 
-struct sdp_loop {
-    sdp *s;
-    int loop;
-    seldon_pipeline_engine *eng;
-    uv_timer_t timer;
-    int64_t armed; /* the deadline the timer is set for, INT64_MAX when none */
-    plw *buckets[NBUCKETS];
-    uint64_t seq;
-    char rid_prefix[18]; /* new_rid(): the salt and the loop in hex, made once */
-    sdp_call *done_head, *done_tail;
-    int pumping;
-    const seldon_pipeline **pls; /* the pipelines this loop's engine runs (the engine holds them) */
-    size_t npls, cap;
-};
-
-typedef struct ctl_ent {
-    char *name;
-    uint32_t version;
-    seldon_pipeline *pl;
-} ctl_ent;
-
-typedef struct async_entry {
-    int used;
-    int done;
-    int chained; /* a chained pipeline's result to come (or not: it expires all the same) */
-    int status;  /* HTTP */
-    int64_t expires_ns;
-    char id[80];
-    char pipeline[SELDON_ROUTES_NAME_MAX + 1];
-    seldon_buf body;
-} async_entry;
-
-typedef struct ready_ent {
-    char name[SELDON_ROUTES_NAME_MAX + 1];
-    int32_t ready;
-    char why[192]; /* when not ready: why, as the control side said ("" for the default) */
-} ready_ent;
-
-struct sdp {
-    sdl_loops *loops;
-    int nloops;
-    sdp_config cfg;
-    sdp_hooks hooks;
-    void *ud;
-    sdp_loop **pl;
-    /* control side */
-    ctl_ent *ctl_tab;
-    size_t ctl_n, ctl_cap;
-    /* readiness given by sdp_sync, read by the loops */
-    pthread_mutex_t ready_mu;
-    ready_ent *ready;
-    size_t nready;
-    /* asynchronous results */
-    pthread_mutex_t async_mu;
-    async_entry *async_tab;
-    size_t async_cap;
-};
-
-static void count(sdp *s, const char *protocol, int code)
+void sdp_i_count(sdp *s, const char *protocol, int code)
 {
     if (s->hooks.count != NULL)
         s->hooks.count(s->ud, protocol, code);
@@ -297,15 +158,15 @@ static void async_finish(sdp *s, const char *pipeline, const char *id, int statu
 
 /* --------------------------------------------------------------- helpers */
 
-static sdp_loop *cur(sdp *s)
+sdp_loop *sdp_i_cur(sdp *s)
 {
     int loop = sdl_loops_current(s->loops);
     return loop >= 0 && loop < s->nloops && s->pl != NULL ? s->pl[loop] : NULL;
 }
 
-static const seldon_pipeline *find_pipeline(sdp *s, const char *name, size_t len)
+const seldon_pipeline *sdp_i_find_pipeline(sdp *s, const char *name, size_t len)
 {
-    sdp_loop *p = cur(s);
+    sdp_loop *p = sdp_i_cur(s);
     size_t i;
     for (i = 0; p != NULL && i < p->npls; i++) {
         const char *n = seldon_pipeline_name(p->pls[i]);
@@ -373,7 +234,7 @@ static plw **slot(sdp_loop *p, uint64_t seq)
     return &p->buckets[seq % NBUCKETS];
 }
 
-/* The waiter number of an engine request id (start() made it with put_dec()). */
+/* The waiter number of an engine request id (sdp_i_start() made it with put_dec()). */
 static uint64_t seq_of(const char *id, size_t len)
 {
     uint64_t v = 0;
@@ -396,7 +257,7 @@ static plw *find_waiter(sdp_loop *p, uint64_t seq, const char *pipeline, int tak
     return NULL;
 }
 
-static plw *waiter_new(void)
+plw *sdp_i_waiter_new(void)
 {
     plw *w = sdd_calloc(1, sizeof(*w));
     if (w == NULL)
@@ -408,7 +269,7 @@ static plw *waiter_new(void)
     return w;
 }
 
-static void waiter_free(plw *w)
+void sdp_i_waiter_free(plw *w)
 {
     if (w == NULL)
         return;
@@ -598,213 +459,14 @@ static void json_error(seldon_buf *b, const char *msg)
     buf_add(b, "\"}", 2);
 }
 
-/* ------------------------------------------------------- gRPC streams (own) */
-
-struct scall {
-    sdp *s;
-    sd2_stream *st; /* NULL once closed */
-    int streaming;
-    int refs; /* the stream's own, and one per request in the engine */
-    int ended, finished, headers;
-    uint64_t nreq; /* requests dispatched */
-    int64_t timeout_ms;
-    oh *meta; /* x-* metadata of the call */
-    size_t nmeta;
-    char rid[80];
-    char pipeline[SELDON_ROUTES_NAME_MAX + 1];
-    int tag;                                 /* sdp_route's, for every request of the call */
-    char mirror[SELDON_ROUTES_NAME_MAX + 1]; /* sdp_route's: each request copied there, or "" */
-    sdp_grpc_in in;                          /* request bytes until their messages are whole */
-    size_t unconsumed;
-};
-
-static void scall_unref(scall *c)
-{
-    size_t i;
-    if (--c->refs > 0)
-        return;
-    for (i = 0; i < c->nmeta; i++)
-        sdd_free(c->meta[i].name);
-    sdd_free(c->meta);
-    seldon_buf_free(&c->in.in);
-    sdd_free(c);
-}
-
-static void scall_finish(scall *c, int32_t status, const char *message)
-{
-    if (c->st == NULL || c->finished)
-        return;
-    c->finished = 1;
-    if (!c->streaming || status != 0) /* a stream's answers were counted one by one */
-        count(c->s, "grpc", status);
-    sd2_grpc_finish(c->st, status, message, NULL, 0);
-}
-
-static void maybe_consume(scall *c)
-{
-    if (c->st == NULL || c->unconsumed == 0 || c->refs - 1 >= STREAM_PENDING_MAX ||
-        sd2_queued(c->st) >= STREAM_QUEUE_MAX)
-        return;
-    sd2_consume(c->st, c->unconsumed);
-    c->unconsumed = 0;
-}
-
-void sdp_grpc_prefix(uint8_t pre[SDP_GRPC_PREFIX], size_t n)
-{
-    pre[0] = 0;
-    pre[1] = (uint8_t)(n >> 24);
-    pre[2] = (uint8_t)(n >> 16);
-    pre[3] = (uint8_t)(n >> 8);
-    pre[4] = (uint8_t)n;
-}
-
-static int32_t grpc_in_add(sdp_grpc_in *g, const uint8_t *data, size_t len, const char **why)
-{
-    if (g->in.len + len > g->max + SDP_GRPC_PREFIX) {
-        *why = "request message larger than --max-body";
-        return 8;
-    }
-    if (len > 0 && seldon_buf_reserve(&g->in, len) != 0) {
-        *why = "out of memory";
-        return 8;
-    }
-    if (len > 0)
-        memcpy(g->in.data + g->in.len, data, len);
-    g->in.len += len;
-    return 0;
-}
-
-int32_t sdp_grpc_in_drain(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data, const char **why)
-{
-    size_t off = 0;
-    while (g->in.len - off >= SDP_GRPC_PREFIX) {
-        const uint8_t *b = g->in.data + off;
-        size_t n = ((size_t)b[1] << 24) | ((size_t)b[2] << 16) | ((size_t)b[3] << 8) | b[4];
-        if (b[0] != 0) {
-            *why = "compressed messages are not supported";
-            return 12;
-        }
-        if (n > g->max) {
-            *why = "request message larger than --max-body";
-            return 8;
-        }
-        if (g->in.len - off - SDP_GRPC_PREFIX < n)
-            break;
-        if (!g->streaming && off > 0) {
-            *why = "a unary call takes one request message";
-            return 12;
-        }
-        if (one(user_data, &g->in, off + SDP_GRPC_PREFIX, n) != 0)
-            return -1;
-        off += SDP_GRPC_PREFIX + n;
-    }
-    if (off > 0) {
-        memmove(g->in.data, g->in.data + off, g->in.len - off);
-        g->in.len -= off;
-    }
-    return 0;
-}
-
-int32_t sdp_grpc_in_data(sdp_grpc_in *g, const uint8_t *data, size_t len, sdp_grpc_msg_fn one,
-                         void *user_data, const char **why)
-{
-    int32_t rc = grpc_in_add(g, data, len, why);
-    if (rc == 0 && g->streaming)
-        rc = sdp_grpc_in_drain(g, one, user_data, why);
-    return rc;
-}
-
-int32_t sdp_grpc_in_end(sdp_grpc_in *g, sdp_grpc_msg_fn one, void *user_data, const char **why)
-{
-    int32_t rc;
-    if (!g->streaming) {
-        if (g->in.len == 0) {
-            *why = "the call carried no request message";
-            return 13;
-        }
-        rc = sdp_grpc_in_drain(g, one, user_data, why);
-        if (rc != 0)
-            return rc;
-    }
-    if (g->in.len > 0) {
-        *why = "the request ended inside a message";
-        return 13;
-    }
-    return 0;
-}
-
-static size_t varint(uint8_t *out, size_t n)
-{
-    size_t k = 0;
-    do {
-        out[k++] = (uint8_t)((n & 0x7f) | (n > 0x7f ? 0x80 : 0));
-        n >>= 7;
-    } while (n);
-    return k;
-}
-
-/* One answer of the call: body (a ModelInferResponse) or an error. */
-static void scall_answer(scall *c, plw *w, int32_t status, const char *message, seldon_buf *body)
-{
-    uint8_t pre[GRPC_HDR + 11];
-    size_t k;
-    if (c->st != NULL && !c->finished) {
-        if (!c->streaming && status != 0) {
-            scall_finish(c, status, message);
-        } else {
-            if (!c->headers) {
-                sd2_header h[SDP_MAX_XHEADERS + 1];
-                size_t n = 0, i;
-                for (i = 0; w != NULL && i < w->nxh && n < SDP_MAX_XHEADERS; i++)
-                    h[n++] = (sd2_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value,
-                                          w->xh[i].value_len};
-                c->headers = 1;
-                sd2_grpc_send_headers(c->st, h, n);
-            }
-            if (!c->streaming) {
-                sdp_grpc_prefix(pre, body->len);
-                sd2_write(c->st, pre, GRPC_HDR);
-                sd2_write(c->st, body->data, body->len);
-                scall_finish(c, 0, NULL);
-            } else if (status != 0) {
-                /* ModelStreamInferResponse { error_message = 1 } */
-                size_t ml = strlen(message != NULL ? message : "failed");
-                k = varint(pre + GRPC_HDR + 1, ml);
-                sdp_grpc_prefix(pre, 1 + k + ml);
-                pre[GRPC_HDR] = 0x0a;
-                sd2_write(c->st, pre, GRPC_HDR + 1 + k);
-                sd2_write(c->st, message != NULL ? message : "failed", ml);
-                count(c->s, "grpc", status);
-            } else {
-                /* ModelStreamInferResponse { infer_response = 2 } */
-                k = varint(pre + GRPC_HDR + 1, body->len);
-                sdp_grpc_prefix(pre, 1 + k + body->len);
-                pre[GRPC_HDR] = 0x12;
-                sd2_write(c->st, pre, GRPC_HDR + 1 + k);
-                sd2_write(c->st, body->data, body->len);
-                count(c->s, "grpc", 0);
-            }
-        }
-    }
-    if (c->streaming && c->ended && c->refs == 2)
-        scall_finish(c, 0, NULL);
-    c->refs--;
-    if (c->streaming)
-        maybe_consume(c);
-    c->refs++;
-    scall_unref(c);
-}
-
 /* ----------------------------------------------------------------- engine */
-
-static void pump(sdp_loop *p);
 
 static void on_timer(uv_timer_t *t)
 {
     sdp_loop *p = t->data;
     p->armed = INT64_MAX;
     seldon_pipeline_engine_advance(p->eng, sdp_mono_ns());
-    pump(p);
+    sdp_i_pump(p);
 }
 
 static void arm(sdp_loop *p)
@@ -843,7 +505,7 @@ static void completion_posted(void *arg)
 {
     sdp_call *c = arg;
     completion_arrive(c->p, c);
-    pump(c->p);
+    sdp_i_pump(c->p);
 }
 
 const char *sdp_call_model(const sdp_call *c)
@@ -938,7 +600,7 @@ void sdp_call_done(sdp_call *c, int32_t status, const char *message, const sdp_h
     if (sdl_loops_current(p->s->loops) == p->loop) {
         completion_arrive(p, c);
         if (!p->pumping)
-            pump(p);
+            sdp_i_pump(p);
         return;
     }
     if (sdl_loops_post(p->s->loops, p->loop, completion_posted, c) != 0) {
@@ -1011,7 +673,7 @@ static void reply_rest(sdp_loop *p, plw *w, int status, seldon_buf *body, size_t
         h[n - 1].value_len = 24;
         h[n++] = (sdh_header){"inference-header-content-length", 31, jl, strlen(jl)};
     }
-    count(p->s, "rest", status);
+    sdp_i_count(p->s, "rest", status);
     sdh_respond(w->req, status, h, n, body);
 }
 
@@ -1033,7 +695,7 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
     }
     if (w != NULL && w->kind == W_DROP) { /* a mirror copy: its answer is dropped */
         atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
-        waiter_free(w);
+        sdp_i_waiter_free(w);
         return;
     }
     if (w != NULL)
@@ -1044,7 +706,7 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
          * results store under its pipeline and the request's x-request-id, for
          * GET /v2/pipelines/<p>/requests/<id>.
          */
-        w = waiter_new();
+        w = sdp_i_waiter_new();
         if (w == NULL)
             return;
         w->kind = W_ASYNC;
@@ -1056,7 +718,7 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
                          ev->headers[i].value);
         if (w->rid[0] == '\0' || (async_add(p->s, w->pipeline, w->rid, 1) != 0 &&
                                   seldon_last_error_code() != SELDON_EEXIST)) {
-            waiter_free(w);
+            sdp_i_waiter_free(w);
             return;
         }
     }
@@ -1072,7 +734,7 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
                 why = seldon_last_error();
             }
             if (w->kind == W_STREAM) {
-                scall_answer(w->sc, w, gs, why, &body);
+                sdp_i_scall_answer(w->sc, w, gs, why, &body);
             } else {
                 sdp_header xs[SDP_MAX_XHEADERS];
                 for (i = 0; i < w->nxh; i++)
@@ -1081,7 +743,7 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
                 p->s->hooks.grpc_answer(w->ctx, gs, why, gs == 0 ? &body : NULL, xs, w->nxh);
             }
             seldon_buf_free(&body);
-            waiter_free(w);
+            sdp_i_waiter_free(w);
             return;
         }
         if (seldon_msg_encode_json(&body, &json_len, m, 0) != 0) {
@@ -1092,8 +754,8 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
         }
     } else {
         if (w->kind == W_STREAM) {
-            scall_answer(w->sc, w, status_grpc(ev), ev->error, NULL);
-            waiter_free(w);
+            sdp_i_scall_answer(w->sc, w, status_grpc(ev), ev->error, NULL);
+            sdp_i_waiter_free(w);
             return;
         }
         if (w->kind == W_GRPC) {
@@ -1102,7 +764,7 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
                 xs[i] = (sdp_header){w->xh[i].name, w->xh[i].name_len, w->xh[i].value,
                                      w->xh[i].value_len};
             p->s->hooks.grpc_answer(w->ctx, status_grpc(ev), ev->error, NULL, xs, w->nxh);
-            waiter_free(w);
+            sdp_i_waiter_free(w);
             return;
         }
         status = status_http(ev);
@@ -1110,16 +772,16 @@ static void finish(sdp_loop *p, const seldon_pipeline_event *ev0)
     }
     if (w->kind == W_ASYNC) {
         async_finish(p->s, w->pipeline, w->rid, status, &body);
-        count(p->s, "async", status);
-        waiter_free(w);
+        sdp_i_count(p->s, "async", status);
+        sdp_i_waiter_free(w);
         return;
     }
     reply_rest(p, w, status, &body, json_len);
     seldon_buf_free(&body);
-    waiter_free(w);
+    sdp_i_waiter_free(w);
 }
 
-static void pump(sdp_loop *p)
+void sdp_i_pump(sdp_loop *p)
 {
     seldon_pipeline_event ev;
     int64_t now;
@@ -1177,23 +839,13 @@ static void pump(sdp_loop *p)
 
 /* -------------------------------------------------------------- requests */
 
-typedef struct plreq {
-    const char *pipeline;
-    size_t pipeline_len;
-    const sdp_header *headers; /* x-* headers of the request */
-    size_t nheaders;
-    int64_t timeout_ms;        /* 0: the default */
-    const seldon_pipeline *pl; /* the pipeline when the caller found it, else NULL */
-    int tag;                   /* sdp_route.tag */
-} plreq;
-
 /*
  * Starts a request on the current loop's engine: inputs (taken) with a waiter w (taken;
  * its kind and answer set). The waiter's pipeline, rid and headers are filled here.
  */
-static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
+int sdp_i_start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
 {
-    sdp_loop *p = cur(s);
+    sdp_loop *p = sdp_i_cur(s);
     seldon_pipeline_header hs[SDP_MAX_XHEADERS + 1];
     char id[24];
     size_t n = 0, i, plen, idlen;
@@ -1201,7 +853,7 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
     int rc;
     if (p == NULL) {
         seldon_msg_free(inputs);
-        waiter_free(w);
+        sdp_i_waiter_free(w);
         return sdd_error(SELDON_EINTERNAL, "not on an ingress loop");
     }
     w->seq = ++p->seq;
@@ -1219,7 +871,7 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
         new_rid(w->rid, sizeof(w->rid), p, w->seq);
     if (w_add(w, "x-request-id", 12, w->rid, strlen(w->rid)) != 0) {
         seldon_msg_free(inputs);
-        waiter_free(w);
+        sdp_i_waiter_free(w);
         return sdd_error(SELDON_ENOMEM, "out of memory");
     }
     for (i = 0; i < q->nheaders && w->nxh < SDP_MAX_XHEADERS; i++) {
@@ -1245,7 +897,7 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
         rc = async_add(s, w->pipeline, w->rid, 0);
         if (rc != 0) {
             seldon_msg_free(inputs);
-            waiter_free(w);
+            sdp_i_waiter_free(w);
             return rc;
         }
     }
@@ -1254,7 +906,7 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
     tmo = q->timeout_ms;
     if (tmo <= 0) {
         const seldon_pipeline *pl =
-            q->pl != NULL ? q->pl : find_pipeline(s, w->pipeline, strlen(w->pipeline));
+            q->pl != NULL ? q->pl : sdp_i_find_pipeline(s, w->pipeline, strlen(w->pipeline));
         tmo = pl != NULL ? seldon_pipeline_timeout_ms(pl) : 0;
     }
     if (tmo <= 0)
@@ -1266,7 +918,7 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
     if (rc != 0) {
         if (w->kind == W_ASYNC) /* its place in the store goes with it */
             async_drop(s, w->pipeline, w->rid);
-        waiter_free(w);
+        sdp_i_waiter_free(w);
         return rc;
     }
     /* Pipelines reading this one answer later under the same id: their results are
@@ -1281,7 +933,7 @@ static int start(sdp *s, plw *w, const plreq *q, seldon_msg *inputs)
     }
     w->next = *slot(p, w->seq);
     *slot(p, w->seq) = w;
-    pump(p);
+    sdp_i_pump(p);
     return 0;
 }
 
@@ -1300,7 +952,7 @@ static void mirror_start(sdp *s, const plreq *q, const sdp_route *route, seldon_
     memset(&mq, 0, sizeof(mq));
     mq.pipeline = route->mirror;
     mq.pipeline_len = route->mirror_len;
-    mq.pl = find_pipeline(s, route->mirror, route->mirror_len);
+    mq.pl = sdp_i_find_pipeline(s, route->mirror, route->mirror_len);
     mq.timeout_ms = q->timeout_ms;
     mq.headers = xs;
     for (i = 0; i < q->nheaders && mq.nheaders < SDP_MAX_XHEADERS; i++)
@@ -1313,14 +965,14 @@ static void mirror_start(sdp *s, const plreq *q, const sdp_route *route, seldon_
         atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
         return;
     }
-    w = waiter_new();
+    w = sdp_i_waiter_new();
     if (w == NULL) {
         seldon_msg_free(in);
         atomic_fetch_sub_explicit(&mirrors_in_flight, 1, memory_order_relaxed);
         return;
     }
     w->kind = W_DROP;
-    if (start(s, w, &mq, in) != 0) { /* start() freed in and w */
+    if (sdp_i_start(s, w, &mq, in) != 0) { /* sdp_i_start() freed in and w */
         sdd_log(SELDON_LOG_DEBUG, "mirror copy to %.*s: %s",
                 (int)(route->mirror_len > 200 ? 200 : route->mirror_len), route->mirror,
                 seldon_last_error());
@@ -1342,10 +994,10 @@ static int mirror_take(const sdp_route *route)
 }
 
 /* The copy of a decoded request: decoded again from the caller's bytes (json_len 0: pb). */
-static void mirror_bytes(sdp *s, const plreq *q, const sdp_route *route, const uint8_t *data,
-                         size_t len, int json, size_t json_len)
+void sdp_i_mirror_bytes(sdp *s, const plreq *q, const sdp_route *route, const uint8_t *data,
+                        size_t len, int json, size_t json_len)
 {
-    sdp_loop *p = cur(s);
+    sdp_loop *p = sdp_i_cur(s);
     seldon_msg *in;
     if (!mirror_take(route))
         return;
@@ -1360,7 +1012,7 @@ static void mirror_bytes(sdp *s, const plreq *q, const sdp_route *route, const u
 }
 
 /* A number of milliseconds; -1 when malformed. */
-static int64_t parse_ms(const char *v, size_t len)
+int64_t sdp_i_parse_ms(const char *v, size_t len)
 {
     int64_t x = 0;
     size_t i;
@@ -1369,35 +1021,9 @@ static int64_t parse_ms(const char *v, size_t len)
     return i == len && len > 0 ? x : -1;
 }
 
-int64_t sdp_grpc_timeout_ms(const char *v, size_t len)
-{
-    int64_t x;
-    if (len < 2)
-        return 0;
-    x = parse_ms(v, len - 1);
-    if (x < 0)
-        return 0;
-    switch (v[len - 1]) {
-    case 'H':
-        return x * 3600000;
-    case 'M':
-        return x * 60000;
-    case 'S':
-        return x * 1000;
-    case 'm':
-        return x > 0 ? x : 1;
-    case 'u':
-        return x / 1000 > 0 ? x / 1000 : 1;
-    case 'n':
-        return x / 1000000 > 0 ? x / 1000000 : 1;
-    default:
-        return 0;
-    }
-}
-
 static void rest_err(sdp *s, sdh_req *req, int status, const char *msg)
 {
-    count(s, "rest", status);
+    sdp_i_count(s, "rest", status);
     sdh_respond_error(req, status, msg);
 }
 
@@ -1425,7 +1051,7 @@ static int32_t ready_given(sdp *s, const char *name, char *why, size_t why_size)
 }
 
 /* 1 when the pipeline can answer: the scheduler says so, or every step's model is available. */
-static int pipeline_ready(sdp *s, const seldon_pipeline *pl, int depth)
+int sdp_i_pipeline_ready(sdp *s, const seldon_pipeline *pl, int depth)
 {
     size_t i, n = seldon_pipeline_step_count(pl);
     int32_t given = ready_given(s, seldon_pipeline_name(pl), NULL, 0);
@@ -1440,8 +1066,8 @@ static int pipeline_ready(sdp *s, const seldon_pipeline *pl, int depth)
     }
     for (i = 0; i < seldon_pipeline_dependency_count(pl); i++) {
         const char *d = seldon_pipeline_dependency(pl, i);
-        const seldon_pipeline *dp = find_pipeline(s, d, strlen(d));
-        if (dp == NULL || !pipeline_ready(s, dp, depth + 1))
+        const seldon_pipeline *dp = sdp_i_find_pipeline(s, d, strlen(d));
+        if (dp == NULL || !sdp_i_pipeline_ready(s, dp, depth + 1))
             return 0;
     }
     return 1;
@@ -1477,7 +1103,7 @@ static void rest_result(sdp *s, sdh_req *req, const sdh_request *r, const seldon
         buf_add(&body, e->body.data, e->body.len);
     }
     pthread_mutex_unlock(&s->async_mu);
-    count(s, "rest", status);
+    sdp_i_count(s, "rest", status);
     sdh_respond(req, status, &h, 1, &body);
     seldon_buf_free(&body);
 }
@@ -1490,7 +1116,7 @@ void sdp_rest(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size
 void sdp_rest_routed(sdp *s, sdh_req *req, const sdh_request *r, const char *name, size_t name_len,
                      const sdp_route *route)
 {
-    const seldon_pipeline *pl = find_pipeline(s, name, name_len);
+    const seldon_pipeline *pl = sdp_i_find_pipeline(s, name, name_len);
     const char *async_h, *tmo, *jl;
     size_t alen = 0, tlen = 0, jlen = 0, i, nx = 0;
     sdp_header xs[SDP_MAX_XHEADERS];
@@ -1510,8 +1136,8 @@ void sdp_rest_routed(sdp *s, sdh_req *req, const sdh_request *r, const char *nam
     /* /v2/pipelines/<p>/ready and /requests/<id> */
     if (r->path_len > 14 && memcmp(r->path, "/v2/pipelines/", 14) == 0 &&
         has_suffix(r->path, r->path_len, "/ready")) {
-        int ok = pipeline_ready(s, pl, 0);
-        count(s, "rest", ok ? 200 : 424);
+        int ok = sdp_i_pipeline_ready(s, pl, 0);
+        sdp_i_count(s, "rest", ok ? 200 : 424);
         if (ok) {
             sdh_respond(req, 200, NULL, 0, NULL);
         } else {
@@ -1551,7 +1177,7 @@ void sdp_rest_routed(sdp *s, sdh_req *req, const sdh_request *r, const char *nam
     q.pipeline_len = name_len;
     q.tag = route != NULL && route->tag;
     if (tmo != NULL) {
-        q.timeout_ms = parse_ms(tmo, tlen);
+        q.timeout_ms = sdp_i_parse_ms(tmo, tlen);
         if (q.timeout_ms <= 0) {
             rest_err(s, req, 400, "seldon-timeout-ms: expected a positive number of milliseconds");
             return;
@@ -1563,22 +1189,22 @@ void sdp_rest_routed(sdp *s, sdh_req *req, const sdh_request *r, const char *nam
                                     r->headers[i].value_len};
     q.headers = xs;
     q.nheaders = nx;
-    in = seldon_pipeline_engine_msg(cur(s)->eng, SELDON_MSG_REQUEST);
+    in = seldon_pipeline_engine_msg(sdp_i_cur(s)->eng, SELDON_MSG_REQUEST);
     if (in == NULL) {
         rest_err(s, req, 500, "out of memory");
         return;
     }
-    jv = jl != NULL ? parse_ms(jl, jlen) : 0;
+    jv = jl != NULL ? sdp_i_parse_ms(jl, jlen) : 0;
     rc = seldon_msg_decode_json(in, r->body, r->body_len, jv > 0 ? (size_t)jv : 0, 0);
     if (rc != 0) {
         seldon_msg_free(in);
         rest_err(s, req, 400, seldon_last_error());
         return;
     }
-    /* REST's copy starts first: the caller's answer may come (and r go) within start().
+    /* REST's copy starts first: the caller's answer may come (and r go) within sdp_i_start().
        Either way nothing of the caller's waits on it (its steps run beside the caller's). */
-    mirror_bytes(s, &q, route, r->body, r->body_len, 1, jv > 0 ? (size_t)jv : 0);
-    w = waiter_new();
+    sdp_i_mirror_bytes(s, &q, route, r->body, r->body_len, 1, jv > 0 ? (size_t)jv : 0);
+    w = sdp_i_waiter_new();
     if (w == NULL) {
         seldon_msg_free(in);
         rest_err(s, req, 500, "out of memory");
@@ -1591,21 +1217,21 @@ void sdp_rest_routed(sdp *s, sdh_req *req, const sdh_request *r, const char *nam
         seldon_buf body = SELDON_BUF_INIT;
         sdh_header h[2] = {{"content-type", 12, "application/json", 16},
                            {"x-request-id", 12, ridbuf, 0}};
-        /* start() may finish (and free) w at once: what the answer needs is kept first. */
+        /* sdp_i_start() may finish (and free) w at once: what the answer needs is kept first. */
         snprintf(pname, sizeof(pname), "%.*s", (int)name_len, name);
         ridbuf[0] = '\0';
         for (i = 0; i < nx; i++)
             if (name_is(xs[i].name, xs[i].name_len, "x-request-id") && xs[i].value_len > 0 &&
                 xs[i].value_len < sizeof(ridbuf))
                 snprintf(ridbuf, sizeof(ridbuf), "%.*s", (int)xs[i].value_len, xs[i].value);
-        if (ridbuf[0] == '\0') { /* the id start() would make: chosen here */
-            sdp_loop *p = cur(s);
+        if (ridbuf[0] == '\0') { /* the id sdp_i_start() would make: chosen here */
+            sdp_loop *p = sdp_i_cur(s);
             new_rid(ridbuf, sizeof(ridbuf), p, p->seq + 1);
             if (nx < SDP_MAX_XHEADERS)
                 xs[nx++] = (sdp_header){"x-request-id", 12, ridbuf, strlen(ridbuf)};
             q.nheaders = nx;
         }
-        rc = start(s, w, &q, in);
+        rc = sdp_i_start(s, w, &q, in);
         if (rc != 0) {
             rest_err(s, req,
                      rc == SELDON_ETOOBIG  ? 503
@@ -1617,674 +1243,12 @@ void sdp_rest_routed(sdp *s, sdh_req *req, const sdh_request *r, const char *nam
         h[1].value_len = strlen(ridbuf);
         snprintf(msg, sizeof(msg), "{\"id\":\"%.80s\",\"pipeline\":\"%.200s\"}", ridbuf, pname);
         buf_add(&body, msg, strlen(msg));
-        count(s, "rest", 202);
+        sdp_i_count(s, "rest", 202);
         sdh_respond(req, 202, h, 2, &body);
         seldon_buf_free(&body);
         return;
     }
-    rc = start(s, w, &q, in);
+    rc = sdp_i_start(s, w, &q, in);
     if (rc != 0)
         rest_err(s, req, rc == SELDON_ENOTFOUND ? 404 : 500, seldon_last_error());
-}
-
-int sdp_grpc(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t *data, size_t len,
-             int64_t timeout_ms, const sdp_header *metadata, size_t nmetadata)
-{
-    return sdp_grpc_routed(s, ctx, name, name_len, data, len, timeout_ms, metadata, nmetadata,
-                           NULL);
-}
-
-int sdp_grpc_routed(sdp *s, void *ctx, const char *name, size_t name_len, const uint8_t *data,
-                    size_t len, int64_t timeout_ms, const sdp_header *metadata, size_t nmetadata,
-                    const sdp_route *route)
-{
-    const seldon_pipeline *pl = find_pipeline(s, name, name_len);
-    sdp_loop *p = cur(s);
-    seldon_msg *in;
-    plreq q;
-    plw *w;
-    int rc;
-    if (pl == NULL)
-        return sdd_error(SELDON_ENOTFOUND, "pipeline \"%.*s\" not found",
-                         (int)(name_len > 200 ? 200 : name_len), name);
-    if (p == NULL)
-        return sdd_error(SELDON_EINTERNAL, "not on an ingress loop");
-    in = seldon_pipeline_engine_msg(p->eng, SELDON_MSG_REQUEST);
-    if (in == NULL)
-        return sdd_error(SELDON_ENOMEM, "out of memory");
-    rc = seldon_msg_decode_pb(in, data, len, 0);
-    if (rc != 0) {
-        seldon_msg_free(in);
-        return rc;
-    }
-    w = waiter_new();
-    if (w == NULL) {
-        seldon_msg_free(in);
-        return sdd_error(SELDON_ENOMEM, "out of memory");
-    }
-    w->kind = W_GRPC;
-    w->ctx = ctx;
-    memset(&q, 0, sizeof(q));
-    q.pipeline = name;
-    q.pipeline_len = name_len;
-    q.pl = pl;
-    q.timeout_ms = timeout_ms;
-    q.headers = metadata;
-    q.nheaders = nmetadata;
-    q.tag = route != NULL && route->tag;
-    rc = start(s, w, &q, in);
-    if (rc == 0) /* the copy after the caller's request, as seldon-router sends it */
-        mirror_bytes(s, &q, route, data, len, 0, 0);
-    return rc;
-}
-
-/* One whole request message of an own stream. */
-static void stream_dispatch(scall *c, const uint8_t *data, size_t len)
-{
-    sdp *s = c->s;
-    sdp_loop *p = cur(s);
-    const seldon_pipeline *pl;
-    sdp_header xs[SDP_MAX_XHEADERS];
-    seldon_msg *in;
-    plreq q;
-    plw *w;
-    size_t i;
-    int rc;
-    int32_t gs;
-    if (p == NULL) {
-        scall_finish(c, 13, "not on an ingress loop");
-        return;
-    }
-    pl = find_pipeline(s, c->pipeline, strlen(c->pipeline));
-    if (pl == NULL) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "pipeline \"%s\" not found", c->pipeline);
-        scall_finish(c, 5, msg);
-        return;
-    }
-    in = seldon_pipeline_engine_msg(p->eng, SELDON_MSG_REQUEST);
-    w = waiter_new();
-    if (in == NULL || w == NULL) {
-        seldon_msg_free(in);
-        sdd_free(w);
-        scall_finish(c, 8, "out of memory");
-        return;
-    }
-    rc = seldon_msg_decode_pb(in, data, len, 0);
-    if (rc != 0) {
-        seldon_msg_free(in);
-        sdd_free(w);
-        scall_finish(c, 3, seldon_last_error());
-        return;
-    }
-    memset(&q, 0, sizeof(q));
-    q.pipeline = c->pipeline;
-    q.pipeline_len = strlen(c->pipeline);
-    q.pl = pl;
-    q.timeout_ms = c->timeout_ms;
-    q.headers = xs;
-    /*
-     * The request's x-request-id: a stream's requests each have their own, the message's id
-     * when it has one (answers are matched by it); else the call's (the first request of a
-     * stream), else a new one.
-     */
-    {
-        size_t idl = 0;
-        const char *id = c->streaming ? seldon_msg_id(in, &idl) : NULL;
-        for (i = 0; i < c->nmeta; i++) {
-            int rid = name_is(c->meta[i].name, c->meta[i].name_len, "x-request-id");
-            if (rid && (idl > 0 || (c->streaming && c->nreq > 0)))
-                continue;
-            xs[q.nheaders++] = (sdp_header){c->meta[i].name, c->meta[i].name_len, c->meta[i].value,
-                                            c->meta[i].value_len};
-        }
-        if (id != NULL && idl > 0 && q.nheaders < SDP_MAX_XHEADERS)
-            xs[q.nheaders++] = (sdp_header){"x-request-id", 12, id, idl};
-    }
-    c->nreq++;
-    q.tag = c->tag;
-    w->kind = W_STREAM;
-    w->sc = c;
-    c->refs++;
-    rc = start(s, w, &q, in);
-    if (rc != 0) {
-        seldon_router_status(NULL, &gs, rc);
-        c->refs--;
-        scall_finish(c, gs, seldon_last_error());
-    } else if (c->mirror[0] != '\0') { /* the copy after the caller's request (c is held) */
-        sdp_route mr;
-        memset(&mr, 0, sizeof(mr));
-        mr.mirror = c->mirror;
-        mr.mirror_len = strlen(c->mirror);
-        mirror_bytes(s, &q, &mr, data, len, 0, 0);
-    }
-}
-
-/* sdp_grpc_in's hand-over: one whole request message of the call. */
-static int stream_one(void *user_data, seldon_buf *b, size_t off, size_t len)
-{
-    scall *c = user_data;
-    c->refs++; /* the dispatch may answer at once */
-    stream_dispatch(c, b->data + off, len);
-    if (c->st == NULL || c->finished) {
-        scall_unref(c);
-        return -1;
-    }
-    c->refs--;
-    return 0;
-}
-
-static void sg_data(sd2_stream *st, void *user_data, const uint8_t *data, size_t len)
-{
-    scall *c = user_data;
-    const char *why = NULL;
-    int32_t rc;
-    if (c->streaming && !c->finished)
-        c->unconsumed += len;
-    else
-        sd2_consume(st, len);
-    if (c->finished)
-        return;
-    rc = sdp_grpc_in_data(&c->in, data, len, stream_one, c, &why);
-    if (rc > 0)
-        scall_finish(c, rc, why);
-    else if (rc == 0 && c->streaming)
-        maybe_consume(c);
-}
-
-static void sg_end(sd2_stream *st, void *user_data, const sd2_header *trailers, size_t n)
-{
-    scall *c = user_data;
-    const char *why = NULL;
-    int32_t rc;
-    (void)st;
-    (void)trailers;
-    (void)n;
-    c->ended = 1;
-    if (c->finished)
-        return;
-    rc = sdp_grpc_in_end(&c->in, stream_one, c, &why);
-    if (rc > 0)
-        scall_finish(c, rc, why);
-    else if (rc == 0 && c->streaming && c->refs == 1)
-        scall_finish(c, 0, NULL);
-}
-
-static void sg_close(sd2_stream *st, void *user_data, int err, uint32_t h2_code)
-{
-    scall *c = user_data;
-    (void)st;
-    (void)err;
-    (void)h2_code;
-    c->st = NULL;
-    scall_unref(c);
-}
-
-static void sg_drain(sd2_stream *st, void *user_data)
-{
-    (void)st;
-    maybe_consume(user_data);
-}
-
-static const sd2_stream_cbs sg_cbs = {NULL, sg_data, sg_end, sg_drain, sg_close};
-
-void sdp_grpc_stream(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int end,
-                     const char *name, size_t name_len)
-{
-    sdp_grpc_stream_routed(s, st, h, n, end, name, name_len, NULL);
-}
-
-void sdp_grpc_stream_routed(sdp *s, sd2_stream *st, const sd2_header *h, size_t n, int end,
-                            const char *name, size_t name_len, const sdp_route *route)
-{
-    const sd2_header *path = NULL, *tm = NULL, *stm = NULL;
-    scall *c;
-    size_t i, nx;
-    int streaming;
-    for (i = 0; i < n; i++) { /* as sd2_header_find() for each, in one pass */
-        if (path == NULL && h[i].name_len == 5 && memcmp(h[i].name, ":path", 5) == 0)
-            path = &h[i];
-        else if (tm == NULL && h[i].name_len == 12 && memcmp(h[i].name, "grpc-timeout", 12) == 0)
-            tm = &h[i];
-        else if (stm == NULL && h[i].name_len == 17 &&
-                 memcmp(h[i].name, "seldon-timeout-ms", 17) == 0)
-            stm = &h[i];
-    }
-    if (path != NULL && path->value_len == 42 &&
-        memcmp(path->value, "/inference.GRPCInferenceService/ModelInfer", 42) == 0) {
-        streaming = 0;
-    } else if (path != NULL && path->value_len == 48 &&
-               memcmp(path->value, "/inference.GRPCInferenceService/ModelStreamInfer", 48) == 0) {
-        streaming = 1;
-    } else if (path != NULL && path->value_len == 42 &&
-               memcmp(path->value, "/inference.GRPCInferenceService/ModelReady", 42) == 0) {
-        /* ModelReadyResponse { ready = 1 }, as GET /v2/pipelines/<p>/ready */
-        const seldon_pipeline *pl = find_pipeline(s, name, name_len);
-        uint8_t msg[GRPC_HDR + 2];
-        char why[300];
-        if (pl == NULL) {
-            snprintf(why, sizeof(why), "pipeline \"%.*s\" not found",
-                     (int)(name_len > 200 ? 200 : name_len), name);
-            count(s, "grpc", 5);
-            sd2_grpc_finish(st, 5, why, NULL, 0);
-            return;
-        }
-        sdp_grpc_prefix(msg, 2);
-        msg[GRPC_HDR] = 0x08;
-        msg[GRPC_HDR + 1] = (uint8_t)(pipeline_ready(s, pl, 0) ? 1 : 0);
-        sd2_grpc_send_headers(st, NULL, 0);
-        sd2_write(st, msg, sizeof(msg));
-        count(s, "grpc", 0);
-        sd2_grpc_finish(st, 0, NULL, NULL, 0);
-        return;
-    } else {
-        count(s, "grpc", 12);
-        sd2_grpc_finish(st, 12, "pipelines answer ModelInfer, ModelStreamInfer and ModelReady",
-                        NULL, 0);
-        return;
-    }
-    if (name_len > SELDON_ROUTES_NAME_MAX || (c = sdd_calloc(1, sizeof(*c))) == NULL) {
-        sd2_grpc_finish(st, name_len > SELDON_ROUTES_NAME_MAX ? 3 : 8,
-                        name_len > SELDON_ROUTES_NAME_MAX ? "pipeline name too long"
-                                                          : "out of memory",
-                        NULL, 0);
-        return;
-    }
-    c->s = s;
-    c->st = st;
-    c->streaming = streaming;
-    c->in.streaming = streaming;
-    c->in.max = s->cfg.max_body;
-    c->refs = 1;
-    memcpy(c->pipeline, name, name_len);
-    if (route != NULL) {
-        c->tag = route->tag;
-        if (route->mirror != NULL && route->mirror_len > 0 &&
-            route->mirror_len <= SELDON_ROUTES_NAME_MAX)
-            memcpy(c->mirror, route->mirror, route->mirror_len);
-    }
-    if (tm != NULL)
-        c->timeout_ms = sdp_grpc_timeout_ms(tm->value, tm->value_len);
-    if (stm != NULL) { /* the header wins over the deadline, as for REST */
-        int64_t v = parse_ms(stm->value, stm->value_len);
-        if (v <= 0) {
-            sdd_free(c);
-            count(s, "grpc", 3);
-            sd2_grpc_finish(st, 3, "seldon-timeout-ms: expected a positive number of milliseconds",
-                            NULL, 0);
-            return;
-        }
-        c->timeout_ms = v;
-    }
-    for (i = 0, nx = 0; i < n && nx < SDP_MAX_XHEADERS; i++)
-        nx += is_x(h[i].name, h[i].name_len) ? 1 : 0;
-    c->meta = nx > 0 ? sdd_calloc(nx, sizeof(*c->meta)) : NULL; /* as for w->xh in start() */
-    for (i = 0; c->meta != NULL && i < n && c->nmeta < nx; i++)
-        if (is_x(h[i].name, h[i].name_len) &&
-            oh_set(&c->meta[c->nmeta], h[i].name, h[i].name_len, h[i].value, h[i].value_len) == 0)
-            c->nmeta++;
-    sd2_stream_bind(st, &sg_cbs, c);
-    if (end)
-        sg_end(st, c, NULL, 0);
-}
-
-/* ----------------------------------------------------------------- set-up */
-
-static int lookup(const seldon_pipeline **out, void *user_data, const char *name)
-{
-    sdp *s = user_data;
-    size_t i;
-    for (i = 0; i < s->ctl_n; i++)
-        if (strcmp(s->ctl_tab[i].name, name) == 0) {
-            *out = s->ctl_tab[i].pl;
-            return 0;
-        }
-    return SELDON_ENOTFOUND;
-}
-
-/*
- * A change of the pipelines served, posted to every ingress loop in turn. The last loop
- * through frees the references the control side gave up.
- */
-typedef struct pl_change {
-    sdp *s;
-    atomic_int left;
-    char **remove;
-    size_t nremove;
-    seldon_pipeline **add; /* borrowed from the control registry, which holds them */
-    size_t nadd;
-    seldon_pipeline **drop; /* references released once every loop is through */
-    size_t ndrop;
-} pl_change;
-
-static void change_free(pl_change *c)
-{
-    size_t i;
-    for (i = 0; i < c->nremove; i++)
-        sdd_free(c->remove[i]);
-    for (i = 0; i < c->ndrop; i++)
-        seldon_pipeline_free(c->drop[i]);
-    sdd_free(c->remove);
-    sdd_free(c->add);
-    sdd_free(c->drop);
-    sdd_free(c);
-}
-
-static void change_release(pl_change *c)
-{
-    if (atomic_fetch_sub(&c->left, 1) == 1)
-        change_free(c);
-}
-
-static void loop_forget(sdp_loop *p, const char *name)
-{
-    size_t i;
-    for (i = 0; i < p->npls; i++)
-        if (strcmp(seldon_pipeline_name(p->pls[i]), name) == 0) {
-            p->pls[i] = p->pls[--p->npls];
-            return;
-        }
-}
-
-/* On an ingress loop: removals (readers first), then additions (what they read first). */
-static void change_apply(void *arg)
-{
-    pl_change *c = arg;
-    sdp_loop *p = cur(c->s);
-    size_t i, done, left;
-    char *dn = NULL;
-    if (p == NULL || (dn = sdd_calloc(c->nremove + c->nadd + 1, 1)) == NULL) {
-        change_release(c);
-        return;
-    }
-    for (left = c->nremove, done = 1; left > 0 && done;) {
-        done = 0;
-        for (i = 0; i < c->nremove; i++) {
-            if (dn[i])
-                continue;
-            if (seldon_pipeline_engine_remove(p->eng, c->remove[i], sdp_mono_ns()) == SELDON_ESTATE)
-                continue;
-            loop_forget(p, c->remove[i]);
-            dn[i] = 1;
-            done = 1;
-            left--;
-        }
-    }
-    memset(dn, 0, c->nremove + c->nadd + 1);
-    if (p->npls + c->nadd > p->cap) {
-        size_t cap = (p->npls + c->nadd) * 2 + 8;
-        const seldon_pipeline **np = sdd_realloc(p->pls, cap * sizeof(*np));
-        if (np != NULL) {
-            p->pls = np;
-            p->cap = cap;
-        }
-    }
-    for (left = c->nadd, done = 1; left > 0 && done && p->npls + c->nadd <= p->cap;) {
-        done = 0;
-        for (i = 0; i < c->nadd; i++) {
-            int rc;
-            if (dn[i])
-                continue;
-            rc = seldon_pipeline_engine_add(p->eng, c->add[i]);
-            if (rc == SELDON_EINVAL)
-                continue; /* what it reads comes later in this change */
-            if (rc == 0)
-                p->pls[p->npls++] = c->add[i];
-            else if (p->loop == 0)
-                sdd_log(SELDON_LOG_WARN, "pipeline %s: %s", seldon_pipeline_name(c->add[i]),
-                        seldon_last_error());
-            dn[i] = 1;
-            done = 1;
-            left--;
-        }
-    }
-    if (left > 0 && p->loop == 0)
-        sdd_log(SELDON_LOG_WARN, "%zu pipeline(s) could not be added: %s", left,
-                seldon_last_error());
-    sdd_free(dn);
-    pump(p);
-    change_release(c);
-}
-
-static ctl_ent *ctl_find(sdp *s, const char *name)
-{
-    size_t i;
-    for (i = 0; i < s->ctl_n; i++)
-        if (strcmp(s->ctl_tab[i].name, name) == 0)
-            return &s->ctl_tab[i];
-    return NULL;
-}
-
-static void set_ready(sdp *s, const sdp_spec *specs, size_t n)
-{
-    ready_ent *r = n > 0 ? sdd_calloc(n, sizeof(*r)) : NULL;
-    size_t i, k = 0;
-    for (i = 0; r != NULL && i < n; i++)
-        if (specs[i].ready >= 0 && strlen(specs[i].name) <= SELDON_ROUTES_NAME_MAX) {
-            snprintf(r[k].name, sizeof(r[k].name), "%s", specs[i].name);
-            if (specs[i].ready == 0 && specs[i].why != NULL)
-                snprintf(r[k].why, sizeof(r[k].why), "%s", specs[i].why);
-            r[k++].ready = specs[i].ready;
-        }
-    pthread_mutex_lock(&s->ready_mu);
-    sdd_free(s->ready);
-    s->ready = r;
-    s->nready = k;
-    pthread_mutex_unlock(&s->ready_mu);
-}
-
-size_t sdp_count(const sdp *s)
-{
-    return s->ctl_n;
-}
-
-int sdp_sync(sdp *s, const sdp_spec *specs, size_t n, sdp_spec_fn spec_fn, void *spec_data)
-{
-    pl_change *c = NULL;
-    size_t i, k, progress;
-    int changed = 0, has_ready = 0;
-
-    for (i = 0; i < n; i++)
-        has_ready |= specs[i].ready >= 0;
-    if (has_ready || s->nready > 0)
-        set_ready(s, specs, n);
-    c = sdd_calloc(1, sizeof(*c));
-    if (c == NULL)
-        goto out;
-    c->s = s;
-    c->remove = sdd_calloc(n + s->ctl_n + 1, sizeof(*c->remove));
-    c->add = sdd_calloc(n + 1, sizeof(*c->add));
-    c->drop = sdd_calloc(n + s->ctl_n + 1, sizeof(*c->drop));
-    if (c->remove == NULL || c->add == NULL || c->drop == NULL)
-        goto out;
-    if (s->ctl_cap < s->ctl_n + n) {
-        size_t cap = s->ctl_n + n + 8;
-        ctl_ent *t = sdd_realloc(s->ctl_tab, cap * sizeof(*t));
-        if (t == NULL)
-            goto out;
-        s->ctl_tab = t;
-        s->ctl_cap = cap;
-    }
-    /* Withdrawn: gone, or replaced by a new version. */
-    for (k = 0; k < s->ctl_n;) {
-        int keep = 0;
-        for (i = 0; i < n && !keep; i++)
-            keep = strcmp(specs[i].name, s->ctl_tab[k].name) == 0 &&
-                   specs[i].version == s->ctl_tab[k].version;
-        if (keep) {
-            k++;
-            continue;
-        }
-        sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: withdrawn from the ingress", s->ctl_tab[k].name,
-                s->ctl_tab[k].version);
-        c->remove[c->nremove++] = s->ctl_tab[k].name;
-        c->drop[c->ndrop++] = s->ctl_tab[k].pl;
-        s->ctl_tab[k] = s->ctl_tab[--s->ctl_n];
-        changed = 1;
-    }
-    /* Readers of a withdrawn pipeline go too: compiled again below against its new version. */
-    for (progress = 1; progress;) {
-        progress = 0;
-        for (k = 0; k < s->ctl_n;) {
-            size_t d, r = 0;
-            int reads = 0;
-            for (d = 0; d < seldon_pipeline_dependency_count(s->ctl_tab[k].pl) && !reads; d++)
-                for (r = 0; r < c->nremove && !reads; r++)
-                    reads =
-                        strcmp(seldon_pipeline_dependency(s->ctl_tab[k].pl, d), c->remove[r]) == 0;
-            if (!reads) {
-                k++;
-                continue;
-            }
-            sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: withdrawn, to read the new %s",
-                    s->ctl_tab[k].name, s->ctl_tab[k].version, c->remove[r - 1]);
-            c->remove[c->nremove++] = s->ctl_tab[k].name;
-            c->drop[c->ndrop++] = s->ctl_tab[k].pl;
-            s->ctl_tab[k] = s->ctl_tab[--s->ctl_n];
-            progress = 1;
-        }
-    }
-    /* New: compiled here, in the order of what they read. */
-    for (progress = 1; progress;) {
-        progress = 0;
-        for (i = 0; i < n; i++) {
-            const char *spec = specs[i].spec;
-            size_t len = specs[i].spec_len;
-            seldon_manifest *m = NULL;
-            seldon_pipeline *pl = NULL;
-            const seldon_resource *res;
-            if (ctl_find(s, specs[i].name) != NULL)
-                continue;
-            if (spec == NULL &&
-                (spec_fn == NULL || spec_fn(spec_data, specs[i].name, &spec, &len) != 0))
-                continue;
-            if (seldon_manifest_parse(&m, spec, len, specs[i].name) != 0)
-                continue;
-            res = seldon_manifest_at(m, 0);
-            if (res != NULL && res->kind == SELDON_KIND_PIPELINE &&
-                seldon_pipeline_compile(&pl, res->name, &res->spec.pipeline, lookup, s) == 0) {
-                s->ctl_tab[s->ctl_n].name = sdd_strndup(specs[i].name, strlen(specs[i].name));
-                s->ctl_tab[s->ctl_n].version = specs[i].version;
-                s->ctl_tab[s->ctl_n].pl = pl;
-                if (s->ctl_tab[s->ctl_n].name == NULL) {
-                    seldon_pipeline_free(pl);
-                } else {
-                    c->add[c->nadd++] = pl;
-                    s->ctl_n++;
-                    progress = 1;
-                    changed = 1;
-                    sdd_log(SELDON_LOG_INFO, "pipeline %s v%u: served (%zu step(s))", specs[i].name,
-                            specs[i].version, seldon_pipeline_step_count(pl));
-                }
-            }
-            seldon_manifest_free(m);
-        }
-    }
-    if (!changed)
-        goto out;
-    atomic_store(&c->left, s->nloops);
-    for (i = 0; i < (size_t)s->nloops; i++)
-        if (sdl_loops_post(s->loops, (int)i, change_apply, c) != 0)
-            change_release(c);
-    c = NULL;
-out:
-    if (c != NULL)
-        change_free(c);
-    return changed;
-}
-
-int sdp_new(sdp **out, sdl_loops *loops, const sdp_config *cfg, const sdp_hooks *hooks,
-            void *user_data)
-{
-    seldon_pipeline_options o = SELDON_PIPELINE_OPTIONS_INIT;
-    sdp *s = sdd_calloc(1, sizeof(*s));
-    int rc = 0, i;
-    *out = NULL;
-    if (s == NULL)
-        return SELDON_ENOMEM;
-    s->loops = loops;
-    s->nloops = sdl_loops_count(loops);
-    s->cfg = *cfg;
-    s->hooks = *hooks;
-    s->ud = user_data;
-    pthread_mutex_init(&s->async_mu, NULL);
-    pthread_mutex_init(&s->ready_mu, NULL);
-    s->async_cap = cfg->async_max;
-    s->async_tab = sdd_calloc(s->async_cap ? s->async_cap : 1, sizeof(*s->async_tab));
-    s->pl = sdd_calloc((size_t)s->nloops, sizeof(*s->pl));
-    if (s->async_tab == NULL || s->pl == NULL) {
-        rc = SELDON_ENOMEM;
-        goto out;
-    }
-    o.timeout_ms = (int64_t)cfg->timeout_ms;
-    o.max_requests = cfg->max_requests;
-    for (i = 0; i < s->nloops; i++) {
-        sdp_loop *p = sdd_calloc(1, sizeof(*p));
-        if (p == NULL) {
-            rc = SELDON_ENOMEM;
-            goto out;
-        }
-        s->pl[i] = p;
-        p->s = s;
-        p->loop = i;
-        p->armed = INT64_MAX;
-        rc = seldon_pipeline_engine_new(&p->eng, NULL, 0, &o);
-        if (rc != 0)
-            goto out;
-        uv_timer_init(sdl_loops_loop(loops, i), &p->timer);
-        p->timer.data = p;
-    }
-out:
-    if (rc != 0) {
-        for (i = 0; s->pl != NULL && i < s->nloops; i++)
-            if (s->pl[i] != NULL && s->pl[i]->eng != NULL) /* its timer closes with its loop */
-                uv_close((uv_handle_t *)&s->pl[i]->timer, NULL);
-        return rc; /* freed by sdp_free() once the loops closed the timers */
-    }
-    *out = s;
-    return 0;
-}
-
-void sdp_close_loop(sdp *s, int i)
-{
-    if (s == NULL || i < 0 || i >= s->nloops || s->pl[i] == NULL)
-        return;
-    uv_close((uv_handle_t *)&s->pl[i]->timer, NULL);
-}
-
-void sdp_free(sdp *s)
-{
-    int i;
-    size_t k;
-    if (s == NULL)
-        return;
-    for (i = 0; s->pl != NULL && i < s->nloops; i++) {
-        sdp_loop *p = s->pl[i];
-        if (p == NULL)
-            continue;
-        for (k = 0; k < NBUCKETS; k++)
-            while (p->buckets[k] != NULL) {
-                plw *w = p->buckets[k];
-                p->buckets[k] = w->next;
-                if (w->kind == W_STREAM) /* its stream closed with the loop: our reference */
-                    scall_unref(w->sc);
-                waiter_free(w);
-            }
-        seldon_pipeline_engine_free(p->eng);
-        sdd_free(p->pls);
-        sdd_free(p);
-    }
-    sdd_free(s->pl);
-    for (k = 0; k < s->ctl_n; k++) {
-        seldon_pipeline_free(s->ctl_tab[k].pl);
-        sdd_free(s->ctl_tab[k].name);
-    }
-    sdd_free(s->ctl_tab);
-    for (k = 0; k < s->async_cap; k++)
-        seldon_buf_free(&s->async_tab[k].body);
-    sdd_free(s->async_tab);
-    sdd_free(s->ready);
-    pthread_mutex_destroy(&s->async_mu);
-    pthread_mutex_destroy(&s->ready_mu);
-    sdd_free(s);
 }

@@ -356,24 +356,33 @@ def test_broker_restart_resumes(router, manifests, g):
         b.stop()
         b = kh.KafkaDev(port=port)
         deadline = time.monotonic() + 3 * kh.GUARD
-        answered = None
-        k = 0
-        while answered is None:
-            assert time.monotonic() < deadline, f"no answer after the restart\n{df.stderr()}"
-            key = f"2.chain.after{k}"
-            k += 1
+        sent = {"key": None, "at": 0.0, "k": 0}
+
+        def answer():
+            """The answer to the request last produced, else None; a request is produced
+            (under a new key) when none is out or the last one went unanswered for 15 s:
+            one produced before the groups were assigned again may be lost."""
+            if sent["key"] is not None:
+                recs = [r for r in kh.consume_all(b.bootstrap, POUT.format("chain"))
+                        if r.key == sent["key"]]
+                if recs:
+                    return recs[0]
+                if time.monotonic() - sent["at"] < 15:
+                    return None
+            sent["key"] = f"2.chain.after{sent['k']}"
+            sent["k"] += 1
+            sent["at"] = time.monotonic()
             try:
                 kh.produce(b.bootstrap, PIN.format("chain"), request(g, {"x": f32([2])}),
-                           key=key)
-            except AssertionError:
-                continue
-            end = time.monotonic() + 15
-            while answered is None and time.monotonic() < end:
-                recs = [r for r in kh.consume_all(b.bootstrap, POUT.format("chain"))
-                        if r.key == key]
-                if recs:
-                    answered = recs[0]
-                time.sleep(0.2)
+                           key=sent["key"])
+            except AssertionError:  # the broker not taking records yet: produce again
+                sent["key"] = None
+            return None
+
+        answered = kh.procs.wait_value(
+            answer, lambda rec: rec is not None, 3 * kh.GUARD,
+            lambda _: f"no answer after the restart\n{df.stderr()}", interval=0.2)
+        k = sent["k"]
         # Requests in flight across the restart may end with a clear error (a timeout);
         # once the groups rejoined, requests are answered again.
         while answered.header("seldon-pipeline-errors") is not None:
