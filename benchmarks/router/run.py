@@ -218,6 +218,11 @@ def run(args):
                                  ready=r"listening port=\d+"))
         cases.append(("router", router, router.ports["port"], router.ports["port"],
                       (f"seldon-model: {MODEL}",)))
+        # The same router with its loops sleeping at once (--busy-poll 0), for the record.
+        router0 = start(bs.Server("seldon-router-nopoll", rcmd + ["--busy-poll", "0"], workdir,
+                                  ready=r"listening port=\d+"))
+        cases.append(("router-nopoll", router0, router0.ports["port"], router0.ports["port"],
+                      (f"seldon-model: {MODEL}",)))
         # nginx
         rest_port, grpc_port = bs.free_port(), bs.free_port()
         conf, prefix = nginx_proxy_conf(workdir, args.nginx_workers, rest_port, grpc_port,
@@ -272,6 +277,7 @@ def run(args):
                      "n/a" if rat != rat else f"{rat:.2f}", target))
 
     d, r, n = figures["direct"], figures["router"], figures["nginx"]
+    r0 = figures["router-nopoll"]
 
     def added(proxy, proto):
         """The median over rounds of the proxy's p50 minus direct's in the same round."""
@@ -288,9 +294,15 @@ def run(args):
         row(f"{tool} c1 p50: router / direct", r[f"{proto}_c1"]["p50_us"],
             d[f"{proto}_c1"]["p50_us"], "us",
             bs.ratio(r[f"{proto}_c1"]["p50_us"], d[f"{proto}_c1"]["p50_us"]), "(info)")
+        added_0 = added(r0, proto)
+        row(f"{tool} c1 p50 added, --busy-poll 0: router / nginx", added_0, added_n, "us",
+            bs.ratio(added_0, added_n), "(info)")
         row(f"{tool} c16 rps: router / nginx", r[f"{proto}_c16"]["rps"],
             n[f"{proto}_c16"]["rps"], "rps",
             bs.ratio(r[f"{proto}_c16"]["rps"], n[f"{proto}_c16"]["rps"]), ">= 1.0")
+        row(f"{tool} c16 rps, --busy-poll 0: router / nginx", r0[f"{proto}_c16"]["rps"],
+            n[f"{proto}_c16"]["rps"], "rps",
+            bs.ratio(r0[f"{proto}_c16"]["rps"], n[f"{proto}_c16"]["rps"]), "(info)")
         row(f"{tool} c16 rps: router / direct", r[f"{proto}_c16"]["rps"],
             d[f"{proto}_c16"]["rps"], "rps",
             bs.ratio(r[f"{proto}_c16"]["rps"], d[f"{proto}_c16"]["rps"]), "(info)")

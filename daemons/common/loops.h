@@ -37,6 +37,15 @@ int sdl_loops_new(sdl_loops **out, int n);
 /* The number of loops. */
 int sdl_loops_count(const sdl_loops *L);
 
+/*
+ * Busy polling: after each round of events a loop keeps looking for the next for up to
+ * us microseconds before it sleeps, in an adaptive window that shrinks to nothing while
+ * traffic is sparse (see run_polling() in loops.c). It trades processor time under load
+ * for the wake-ups it saves; 0 (the default) sleeps at once. Call before
+ * sdl_loops_start(); later calls are ignored.
+ */
+void sdl_loops_busy_poll(sdl_loops *L, unsigned us);
+
 /* Loop i (0 <= i < count), borrowed until sdl_loops_free(); NULL when out of range. */
 uv_loop_t *sdl_loops_loop(sdl_loops *L, int i);
 

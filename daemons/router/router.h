@@ -33,6 +33,7 @@ typedef struct rt_config {
     int metrics_port;
     const char *routes_path;
     int io_threads;
+    uint32_t busy_poll_us;
     size_t max_body;
     uint64_t idle_timeout_ms;
     uint64_t grace_ms;

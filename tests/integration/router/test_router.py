@@ -692,3 +692,45 @@ def test_sigterm_cuts_a_grpc_stream_that_outlives_the_grace(g, servers):
         channel.close()
         if r.proc.poll() is None:
             r.kill()
+
+
+# --- busy polling -----------------------------------------------------------------
+
+
+def cpu_ticks(pid):
+    """The process's user + system time, in clock ticks (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+@pytest.mark.parametrize("poll", [None, "0", "5000"])
+def test_busy_polling_serves_then_sleeps(g, servers, poll):
+    """The router's loops look for the next event for a while before they sleep
+    (--busy-poll, on by default): traffic is served as without it, and once traffic stops
+    the loops sleep and the router costs no processor time. A loop that kept polling would
+    use a whole processor, and two looks at its time half a second apart would never
+    agree."""
+    text = routes_yaml([(m, [upstream_of(s) for s in servers], None)
+                        for m in ("add10", "identity")])
+    r = Router(text, *(["--busy-poll", poll] if poll is not None else []))
+    try:
+        channel, stub = grpc_stub(g, r.grpc_target)
+        with channel:
+            req = g.request("add10", {"INPUT": np.array([[1, 2, 3]], dtype=np.float32)})
+            for i in range(300):
+                status, _, body = infer_rest(r.port, "add10")
+                assert status == 200, body
+                resp = stub.ModelInfer(req, metadata=[("seldon-model", "add10")],
+                                       timeout=GUARD)
+                np.testing.assert_array_equal(g.outputs(resp)["OUTPUT"], [[11, 12, 13]])
+        last = [None]
+
+        def idle(now):  # the same time at two looks half a second apart
+            prev, last[0] = last[0], now
+            return prev is not None and now == prev
+        sh.procs.wait_value(lambda: cpu_ticks(r.proc.pid), idle, GUARD,
+                            lambda t: f"the idle router still uses the processor: {t} ticks",
+                            interval=0.5)
+    finally:
+        r.stop()
