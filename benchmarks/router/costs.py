@@ -5,7 +5,8 @@ comparing two builds on a loaded machine where timings say nothing:
     /usr/bin/python3 benchmarks/router/costs.py [--build-dir build] [--requests N]
         [--what router|server] [--no-callgrind] [--no-strace]
 
-router: one seldon-server (--io-threads 1 --workers 1) behind seldon-router (--io-threads 1).
+router: one seldon-server (--io-threads 1 --workers 1) behind seldon-router (--io-threads 1
+--busy-poll 0: a polling loop would add its idle rounds to the counts).
 For REST (small JSON body) and gRPC (256 floats) at 1 and 16 connections it sends exactly N
 requests with h2load (-n) and reports, per request:
   - the router's system calls by name (strace -c -f -p on the router during the N requests);
@@ -172,7 +173,8 @@ def run(args):
                         f"  - {{http: \"{HOST}:{server.ports['http']}\", "
                         f"grpc: \"{HOST}:{server.ports['grpc']}\"}}\n")
             rcmd = [router_bin, "--port", "0", "--metrics-port", "0", "--host", HOST, "--routes",
-                    routes, "--log-level", "warn", "--io-threads", "1"]
+                    routes, "--log-level", "warn", "--io-threads", "1",
+                    "--busy-poll", "0"]
             cases = [("rest", "small", 1), ("rest", "small", 16), ("grpc", "grpc", 1),
                      ("grpc", "grpc", 16)]
             hdrs = (f"seldon-model: {MODEL}",)
