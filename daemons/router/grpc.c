@@ -164,12 +164,12 @@ static void up_headers(sd2_stream *s, void *user_data, const sd2_header *h, size
             snprintf(p->route_hdr, sizeof(p->route_hdr), ":%s:", p->tag);
         out[k++] = (sd2_header){SELDON_ROUTER_ROUTE_HEADER, 14, p->route_hdr, strlen(p->route_hdr)};
     }
+    if (end) /* counted before it is answered, as in up_end() */
+        done(p, p->grpc_status >= 0 ? p->grpc_status : 2);
     sd2_send_headers(p->down, out, k, end);
     if (out != hs)
         sdd_free(out);
     p->headers_sent = 1;
-    if (end)
-        done(p, p->grpc_status >= 0 ? p->grpc_status : 2);
 }
 
 static void up_data(sd2_stream *s, void *user_data, const uint8_t *data, size_t len)
@@ -194,11 +194,12 @@ static void up_end(sd2_stream *s, void *user_data, const sd2_header *trailers, s
     if (s != p->up || p->finished)
         return; /* a trailers-only answer went out in up_headers */
     p->grpc_status = sdx_grpc_status(trailers, n);
-    if (p->down != NULL)
-        sd2_end(p->down, trailers, n);
+    /* Counted before it is answered: a client holding its answer finds it in /metrics. */
     seldon_router_attempt_end(&retry, NULL, p->rr, seldon_router_outcome(0, p->grpc_status), 0,
                               rt_now_ns());
     done(p, p->grpc_status >= 0 ? p->grpc_status : 2);
+    if (p->down != NULL)
+        sd2_end(p->down, trailers, n);
 }
 
 static void up_drain(sd2_stream *s, void *user_data)
