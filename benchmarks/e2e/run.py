@@ -132,6 +132,10 @@ def server(bins, workdir, name, repo, *extra):
         "--host", HOST, "--runtime-path", bins["runtime_path"], "--log-level", "warn", *extra])
 
 
+# --busy-poll for the routers, the agents and seldon-up (empty: each daemon's default).
+BUSY = []
+
+
 def agent(bins, workdir, name, sched, srv, models, server_name, memory, overcommit=OVERCOMMIT):
     return daemon(bins, workdir, name, [
         bins["agent"], "--scheduler-host", f"{HOST}:{sched.ports['agent']}",
@@ -140,7 +144,7 @@ def agent(bins, workdir, name, sched, srv, models, server_name, memory, overcomm
         "--server-http", f"{HOST}:{srv.ports['http']}",
         "--server-grpc", f"{HOST}:{srv.ports['grpc']}", "--http-port", "0", "--grpc-port", "0",
         "--metrics-port", "0", "--host", HOST, "--advertise-host", HOST,
-        "--reconnect-max", "200", "--log-level", "warn"])
+        "--reconnect-max", "200", "--log-level", "warn", *BUSY])
 
 
 def cli(bins, sched_port, *args, timeout=600):
@@ -369,7 +373,7 @@ def part_chain(args, bins, workdir, bench, start, add10_src, figures):
         bins["router"], "--scheduler-host", f"{HOST}:{sched.ports['route']}",
         "--state-dir", os.path.join(workdir, "router-state"), "--port", "0",
         "--metrics-port", "0", "--host", HOST, "--resubscribe-max", "200",
-        "--log-level", "warn"]))
+        "--log-level", "warn", *BUSY]))
     manifest = write_manifest(os.path.join(workdir, "add10.yaml"),
                               [("add10", add10_src, [], "1Mi", None)])
     t0 = time.monotonic()
@@ -384,7 +388,7 @@ def part_chain(args, bins, workdir, bench, start, add10_src, figures):
                 f"grpc: \"{HOST}:{srv.ports['grpc']}\"}}\n")
     static = start(daemon(bins, workdir, "static-router", [
         bins["router"], "--routes", routes, "--port", "0", "--metrics-port", "0", "--host",
-        HOST, "--log-level", "warn"]))
+        HOST, "--log-level", "warn", *BUSY]))
     cases = [
         ("server direct", srv.ports["http"], "/v2/models/add10_1/infer"),
         ("agent -> server", ag.ports["http"], "/v2/models/add10/infer"),
@@ -418,7 +422,8 @@ def part_up(args, bins, workdir, bench, start, add10_src, figures):
     os.makedirs(updir)
     up = start(bs.Server("seldon-up", [
         bins["up"], "--state-dir", os.path.join(updir, ".seldon"), "--port", "0",
-        "--scheduler-port", "0", "--metrics-port", "0", "--host", HOST, "--log-level", "warn"],
+        "--scheduler-port", "0", "--metrics-port", "0", "--host", HOST, "--log-level", "warn",
+        *BUSY],
         updir, ready=r"^listening ", env=bins["env"]))
     manifest = write_manifest(os.path.join(workdir, "up-add10.yaml"),
                               [("add10", add10_src, [], "1Mi", None)])
@@ -558,7 +563,8 @@ def table(args, figures, raw, load_start, elapsed):
              f"interleaved rounds, h2load --h1 -t1; add10 = "
              f"REST, 4 FP32 in and out; overcommit: {args.models} xgboost models of "
              f"{figures.get('xgb_file_bytes', 0) / 1e6:.1f} MB (spec.memory "
-             f"{MODEL_MEMORY_MI}Mi), {args.oc_seconds} s at c{args.oc_conns} through the router"
+             f"{MODEL_MEMORY_MI}Mi), {args.oc_seconds} s at c{args.oc_conns} through the router; "
+             f"--busy-poll {args.busy_poll if args.busy_poll is not None else 'default'}"
              + ("; SMOKE RUN: figures not meaningful" if args.smoke else ""), ""]
     header = ("case", "ours", "reference", "ratio", "target")
     widths = [max(len(x[i]) for x in rows + [header]) for i in range(5)]
@@ -613,7 +619,7 @@ def run(args):
                     bins["router"], "--scheduler-host", f"{HOST}:{sched.ports['route']}",
                     "--state-dir", os.path.join(workdir, "router-state"), "--port", "0",
                     "--metrics-port", "0", "--host", HOST, "--resubscribe-max", "200",
-                    "--log-level", "warn"]))
+                    "--log-level", "warn", *BUSY]))
             part_overcommit(args, bins, workdir, bench, start, sched, router, figures)
     except Exception as e:  # the table of what was measured still prints
         failed = e
@@ -666,6 +672,9 @@ def main():
     p.add_argument("--parts", default="chain,up,overcommit",
                    help="comma-separated: chain, up, overcommit")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--busy-poll", type=int, metavar="US",
+                   help="--busy-poll for every router, agent and seldon-up (default: theirs, "
+                        "200 us)")
     args = p.parse_args()
     preset = (1, 0, 2, 1) if args.smoke else (3, 1, 10, 2) if args.quick else (5, 1, 30, 3)
     args.seconds = args.seconds or preset[0]
@@ -673,6 +682,8 @@ def main():
     args.warmup = preset[1] if args.warmup is None else args.warmup
     args.oc_seconds = args.oc_seconds or preset[2]
     args.build_dir = os.path.abspath(args.build_dir)
+    if args.busy_poll is not None:
+        BUSY[:] = ["--busy-poll", str(args.busy_poll)]
     return run(args)
 
 

@@ -52,6 +52,7 @@ typedef struct ag_config {
     size_t max_message; /* a gRPC message the proxy reads whole to rename its model */
     uint64_t grace_ms;
     int32_t log_level;
+    uint32_t busy_poll_us;
     uint64_t load_report_ms; /* how often the models' load goes to the scheduler */
 } ag_config;
 

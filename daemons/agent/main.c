@@ -119,6 +119,12 @@ static int parse_args(ag_config *c, int argc, char **argv)
                  "how often the requests in flight and idle time of\n"
                  "each model go to the scheduler, for autoscaling\n"
                  "(default 5000; 0: never)"),
+        SDF_FLAG("busy-poll", SDF_U32, &c->busy_poll_us, 0, 100000, "US",
+                 "after events, the agent's loop looks for more for\n"
+                 "up to US microseconds before it sleeps (adaptive,\n"
+                 "see seldon-router --help); saves wake-ups on the\n"
+                 "proxied path, costs processor time beside the\n"
+                 "server (default 200; 0: off)"),
         SDF_FLAG("log-level", SDF_LOG, &c->log_level, 0, 0, "LEVEL",
                  "error, warn, info (default), debug, trace"),
     };
@@ -141,6 +147,7 @@ static int parse_args(ag_config *c, int argc, char **argv)
     c->grace_ms = 10000;
     c->load_report_ms = 5000;
     c->log_level = SELDON_LOG_INFO;
+    c->busy_poll_us = 200;
     parse_caps(c, default_caps);
     if (sdf_parse(&program, flags, sizeof(flags) / sizeof(flags[0]), argc, argv) < 0)
         return -1;
@@ -393,8 +400,8 @@ int main(int argc, char **argv)
         rc = ag_cache_new(&a.cache, a.cfg.memory);
     if (rc == 0)
         rc = ag_models_restore(&a);
-    if (rc == 0)
-        rc = sdl_loops_new(&a.loops, 1);
+    if (rc == 0 && (rc = sdl_loops_new(&a.loops, 1)) == 0)
+        sdl_loops_busy_poll(a.loops, a.cfg.busy_poll_us);
     if (rc != 0) {
         sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());
         return 1;

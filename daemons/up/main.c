@@ -97,6 +97,12 @@ static int parse_args(up_config *c, int argc, char **argv)
                  "inference workers per replica (default: the cores)"),
         SDF_FLAG("io-threads", SDF_INT, &c->io_threads, 1, 256, "N",
                  "ingress event loops (default: half the cores)"),
+        SDF_FLAG("busy-poll", SDF_U32, &c->busy_poll_us, 0, 100000, "US",
+                 "after events, an ingress loop looks for more for\n"
+                 "up to US microseconds before it sleeps (adaptive,\n"
+                 "see seldon-router --help); saves wake-ups at low\n"
+                 "concurrency, costs processor time (default 200;\n"
+                 "0: off)"),
         SDF_FLAG("max-body", SDF_SIZE, &c->max_body, 1024, 1L << 31, "BYTES",
                  "largest request (default 64 MiB)"),
         SDF_FLAG("grace", SDF_MS, &c->grace_ms, 0, 86400000, "MS",
@@ -166,6 +172,7 @@ static int parse_args(up_config *c, int argc, char **argv)
     c->overcommit = 10;
     c->workers = (int)cores;
     c->io_threads = cores >= 2 ? (int)(cores / 2) : 1;
+    c->busy_poll_us = 200;
     c->max_body = 64u << 20;
     c->grace_ms = 10000;
     c->ready_timeout_s = 600;
@@ -349,8 +356,8 @@ int main(int argc, char **argv)
 
     /* The ingress: REST and gRPC on one port, one h2c server per loop for adopted connections. */
     rc = up_metrics_setup(&u);
-    if (rc == 0)
-        rc = sdl_loops_new(&u.loops, u.cfg.io_threads);
+    if (rc == 0 && (rc = sdl_loops_new(&u.loops, u.cfg.io_threads)) == 0)
+        sdl_loops_busy_poll(u.loops, u.cfg.busy_poll_us);
     u.h2 = sdd_calloc((size_t)u.cfg.io_threads, sizeof(*u.h2));
     if (rc != 0 || u.h2 == NULL) {
         sdd_log(SELDON_LOG_ERROR, "start-up failed: %s", seldon_last_error());

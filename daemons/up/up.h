@@ -56,6 +56,7 @@ typedef struct up_config {
     uint32_t overcommit;
     int workers;
     int io_threads;
+    uint32_t busy_poll_us;
     const char *runtime_path;
     const char *rclone;
     const char *rclone_config;
