@@ -5,7 +5,6 @@ waits for otherwise. A pipeline loaded with the CLI is served through the router
 by the worker when unloaded; a killed worker takes the status out of Ready until a new one
 runs the pipeline."""
 import json
-import time
 
 from conftest import df, pg, pipeline_docs, worker
 
@@ -216,7 +215,7 @@ class Loop:
             with self.lock:
                 self.results.append((mark, code, body))
             if code != 200:
-                time.sleep(0.02)  # pacing while the system recovers, not a wait for it
+                self.done.wait(0.02)  # paced while the system recovers; ends at the stop
 
     def count(self, mark=None, code=None):
         with self.lock:

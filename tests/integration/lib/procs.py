@@ -75,3 +75,22 @@ def wait_value(get, done, guard, why, interval=0.01):
         assert time.monotonic() < deadline, why(value)
         # The one sleep of the polling helpers: the pause between two looks at the event.
         time.sleep(interval)
+
+
+def cpu_ticks(pid):
+    """A process's user + system time so far, in clock ticks (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def wait_idle(pid, guard, name):
+    """Waits until a process uses no processor time: two looks at its time half a second
+    apart agree. One whose loops never sleep uses a whole processor and never passes."""
+    last = [None]
+
+    def idle(now):
+        prev, last[0] = last[0], now
+        return prev is not None and now == prev
+    wait_value(lambda: cpu_ticks(pid), idle, guard,
+               lambda t: f"{name} still uses the processor while idle: {t} ticks", interval=0.5)

@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from conftest import (ADD_REQUEST, GUARD, SIMPLE_REQUEST, UP, Up, add_request, grpc_stub, load,
-                      outputs, status)
+                      outputs, procs, status)
 
 
 def test_help_lists_every_flag():
@@ -244,27 +244,12 @@ def test_pipelined_rest_requests(up):
     assert data.count(b"HTTP/1.1 200 OK") == n == data.count(b"HTTP/1.1 ")
 
 
-def cpu_ticks(pid):
-    """The process's user + system time, in clock ticks (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
 def test_idle_seldon_up_uses_no_processor(up):
     """The ingress loops look for the next event for a while before they sleep
     (--busy-poll, on by default). Once requests stop they sleep: two looks at the
     process's time half a second apart agree. A loop that kept polling would use a whole
     processor and never pass."""
-    from conftest import procs
     for _ in range(20):
         code, body, _ = up.curl("/v2/models/add10/infer", ADD_REQUEST)
         assert code == 200, body
-    last = [None]
-
-    def idle(now):
-        prev, last[0] = last[0], now
-        return prev is not None and now == prev
-    procs.wait_value(lambda: cpu_ticks(up.proc.pid), idle, GUARD,
-                     lambda t: f"idle seldon up still uses the processor: {t} ticks",
-                     interval=0.5)
+    procs.wait_idle(up.proc.pid, GUARD, "seldon up")
